@@ -1,0 +1,35 @@
+"""Errors that users of this package catch, each with a message that says what to do."""
+
+from __future__ import annotations
+
+
+class CocalcSyncError(Exception):
+    """Base class of every error this package raises on purpose."""
+
+
+class InvalidRecordError(CocalcSyncError, ValueError):
+    """A record given to ``SyncDB.set``/``delete`` is malformed; nothing was written."""
+
+
+class NotebookFormatError(CocalcSyncError, ValueError):
+    """A notebook file could not be read: the message names the problem and where it is."""
+
+
+class DocumentNotFoundError(CocalcSyncError, LookupError):
+    """No notebook at that path (or file id)."""
+
+
+class PathOutsideRootError(CocalcSyncError, PermissionError):
+    """A path leaves the server root (``..``, an absolute path, or a link out of the root)."""
+
+
+class VersionNotFoundError(CocalcSyncError, LookupError):
+    """No such version in a notebook's history."""
+
+
+class KernelError(CocalcSyncError, RuntimeError):
+    """A kernel could not be started or died; the message says which and why."""
+
+
+class ExecutionTimeoutError(CocalcSyncError, TimeoutError):
+    """Code ran past its time limit."""

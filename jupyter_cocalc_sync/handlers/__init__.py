@@ -1,0 +1,10 @@
+"""HTTP and WebSocket handlers (SPEC section 7); every route is listed in ``routes``."""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+def routes() -> list[tuple[str, type, dict[str, Any]] | tuple[str, type]]:
+    """The URL patterns of this extension (relative to the server's base URL)."""
+    return []

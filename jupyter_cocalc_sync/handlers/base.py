@@ -1,0 +1,125 @@
+"""What every handler shares: authentication resource, JSON bodies, paths, error statuses.
+
+Handlers parse, authorise, call a service and map errors to statuses; nothing else.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
+
+from jupyter_server.base.handlers import APIHandler
+from tornado import web
+
+from ..errors import (
+    DocumentNotFoundError,
+    ExecutionTimeoutError,
+    InvalidRecordError,
+    KernelError,
+    NotebookFormatError,
+    PathOutsideRootError,
+    VersionNotFoundError,
+)
+
+if TYPE_CHECKING:
+    from ..app import CocalcSync
+
+#: exception class -> HTTP status (first match wins)
+ERROR_STATUS: tuple[tuple[type[BaseException], int], ...] = (
+    (PathOutsideRootError, 400),
+    (DocumentNotFoundError, 404),
+    (VersionNotFoundError, 404),
+    (InvalidRecordError, 400),
+    (NotebookFormatError, 422),
+    (ExecutionTimeoutError, 408),
+    (KernelError, 503),
+    (LookupError, 404),
+    (ValueError, 400),
+)
+
+
+def status_for(exc: BaseException) -> int | None:
+    for klass, status in ERROR_STATUS:
+        if isinstance(exc, klass):
+            return status
+    return None
+
+
+def check_api_path(root_dir: str, path: str) -> str:
+    """Normalise an API path and make sure it stays inside ``root_dir``.
+
+    Refuses absolute paths, ``..`` components (also when they arrived URL-encoded: tornado
+    decodes path arguments before we see them), NUL bytes, and paths that leave the root
+    through a symbolic link. Returns the path with ``/`` separators and no leading slash.
+    """
+    if "\x00" in path or "\\" in path:
+        raise PathOutsideRootError(f"invalid character in path {path!r}")
+    if path.startswith("/") or os.path.isabs(path) or (len(path) > 1 and path[1] == ":"):
+        raise PathOutsideRootError(f"absolute paths are not allowed: {path!r}")
+    parts = [p for p in path.split("/") if p not in ("", ".")]
+    if any(p == ".." for p in parts):
+        raise PathOutsideRootError(f"path leaves the server root: {path!r}")
+    if not parts:
+        raise PathOutsideRootError("empty path")
+    api_path = "/".join(parts)
+    root = os.path.realpath(root_dir)
+    real = os.path.realpath(os.path.join(root, *parts))
+    if real != root and not real.startswith(root + os.sep):
+        raise PathOutsideRootError(f"path leaves the server root through a link: {path!r}")
+    return api_path
+
+
+class CocalcAPIHandler(APIHandler):
+    """Base of the REST handlers: ``contents`` authorisation unless a subclass says otherwise."""
+
+    auth_resource = "contents"
+
+    @property
+    def extension(self) -> CocalcSync:
+        return self.settings["cocalc_sync"]
+
+    def api_path(self, path: str) -> str:
+        try:
+            return check_api_path(self.settings["server_root_dir"], path)
+        except PathOutsideRootError as e:
+            raise web.HTTPError(400, str(e)) from None
+
+    def json_body(self, *, required: bool = True) -> dict[str, Any]:
+        """The request body as a JSON object (whatever the Content-Type), or a 400."""
+        body = self.request.body
+        if not body:
+            if required:
+                raise web.HTTPError(400, "a JSON object body is required")
+            return {}
+        try:
+            value = json.loads(body)
+        except (ValueError, UnicodeDecodeError) as e:
+            raise web.HTTPError(400, f"the body is not valid JSON: {e}") from None
+        if not isinstance(value, dict):
+            raise web.HTTPError(400, "the body must be a JSON object")
+        return value
+
+    def finish_json(self, value: Mapping[str, Any] | list[Any], status: int = 200) -> None:
+        self.set_status(status)
+        self.set_header("Content-Type", "application/json")
+        self.finish(json.dumps(value, ensure_ascii=False))
+
+    def log_exception(self, typ, value, tb) -> None:  # type: ignore[override]
+        if value is not None and status_for(value) is not None:
+            return  # an expected client error: answered with its status, not logged as a crash
+        super().log_exception(typ, value, tb)
+
+    def write_error(self, status_code: int, **kwargs: Any) -> None:
+        exc_info = kwargs.get("exc_info")
+        if exc_info is not None:
+            exc = exc_info[1]
+            status = status_for(exc)
+            if status is not None:
+                self.clear()
+                self.set_status(status)
+                self.set_header("Content-Type", "application/json")
+                self.finish(json.dumps({"message": str(exc), "reason": type(exc).__name__}))
+                return
+        super().write_error(status_code, **kwargs)

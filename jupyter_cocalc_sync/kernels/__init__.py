@@ -1,0 +1,1 @@
+"""Kernels: the ``JupyterKernel`` wrapper, the kernel pool and the pool-aware kernel manager."""

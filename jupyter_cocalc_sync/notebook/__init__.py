@@ -1,0 +1,1 @@
+"""Notebook documents: the record schema, ipynb import/export, live documents."""

@@ -1,0 +1,1 @@
+"""Outputs: truncation and "more output", stream coalescing, display updates, the blob store."""

@@ -1,0 +1,7 @@
+"""Durable storage: the SQLite database, the change log and its history."""
+
+from .binding import STORE, LoggedTable
+from .changelog import ChangeLog, Version
+from .sqlite import SQLiteWorker
+
+__all__ = ["STORE", "ChangeLog", "LoggedTable", "SQLiteWorker", "Version"]

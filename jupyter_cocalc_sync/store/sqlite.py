@@ -1,0 +1,89 @@
+"""One SQLite database (WAL) owned by one worker thread.
+
+Every statement runs on that thread, so the event loop never blocks on disk and SQLite never
+sees two writers. ``synchronous=NORMAL`` in WAL mode makes a committed transaction survive the
+death of the process (``kill -9``); only an operating-system crash can lose the last commits.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+import threading
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import TypeVar
+
+T = TypeVar("T")
+
+
+class SQLiteWorker:
+    """Runs callables ``fn(connection)`` on a single dedicated thread."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = str(path)
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="cocalc-sqlite")
+        self._local = threading.local()
+        self._closed = False
+
+    def _connection(self) -> sqlite3.Connection:
+        conn = getattr(self._local, "conn", None)
+        if conn is None:
+            if self.path != ":memory:":
+                Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+            conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=True)
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute("PRAGMA synchronous=NORMAL")
+            conn.execute("PRAGMA busy_timeout=10000")
+            self._local.conn = conn
+        return conn
+
+    def run_sync(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        """Run ``fn`` on the worker thread and wait for it (for code off the event loop)."""
+        if self._closed:
+            raise RuntimeError(f"store {self.path} is closed")
+        return self._executor.submit(lambda: fn(self._connection())).result()
+
+    async def run(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        """Run ``fn`` on the worker thread without blocking the event loop."""
+        if self._closed:
+            raise RuntimeError(f"store {self.path} is closed")
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._executor, lambda: fn(self._connection()))
+
+    async def ensure_schema(self, ddl: str) -> None:
+        """Create a component's tables (idempotent ``CREATE … IF NOT EXISTS`` statements)."""
+        await self.run(lambda conn: conn.executescript(ddl))
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+
+        def _close() -> None:
+            conn = getattr(self._local, "conn", None)
+            if conn is not None:
+                conn.close()
+                self._local.conn = None
+
+        self._executor.submit(_close).result()
+        self._executor.shutdown(wait=True)
+
+
+def transaction(conn: sqlite3.Connection) -> _Transaction:
+    return _Transaction(conn)
+
+
+class _Transaction:
+    """``BEGIN IMMEDIATE`` … ``COMMIT`` (``ROLLBACK`` on error) for autocommit connections."""
+
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        self.conn = conn
+
+    def __enter__(self) -> sqlite3.Connection:
+        self.conn.execute("BEGIN IMMEDIATE")
+        return self.conn
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        self.conn.execute("ROLLBACK" if exc_type else "COMMIT")

@@ -1,0 +1,429 @@
+"""``SyncDB``: a table of records over a pycrdt ``Doc``.
+
+Wire layout (what any Yjs client sees): a root ``Map`` named ``"records"``; its keys are the JSON
+arrays of the primary-key values (``["cell","a1b2"]``); each value is a ``Map`` of the record's
+fields, primary-key fields included. String columns are ``Text`` (concurrent typing merges
+character-wise), map columns (the notebook's ``output``) are ``Map`` s of plain JSON values, every
+other field is a plain JSON value (last writer wins, per field).
+
+``set`` and ``delete`` apply at once (so ``get`` sees them); ``commit`` closes one change: the
+updates made since the last commit are merged into one Yjs update and handed to the update
+listeners (the change log and the rooms), so a commit is one history entry and one broadcast.
+Updates that arrive from peers through ``apply_update`` are handed on as they come.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from pycrdt import Doc, Map, Text, merge_updates
+
+from ..errors import InvalidRecordError
+from .text import set_text
+from .values import check_json, from_crdt
+
+log = logging.getLogger(__name__)
+
+Key = tuple[Any, ...]
+Record = dict[str, Any]
+
+#: The origin of changes made through this process's ``set``/``delete``.
+LOCAL = "local"
+
+
+@dataclass
+class RecordChange:
+    """How one record changed in one transaction."""
+
+    key: Key
+    action: Literal["add", "update", "delete"]
+    #: fields whose value changed (``add``: every field of the new record)
+    fields: set[str] = field(default_factory=set)
+    #: string column -> Yjs delta against the previous text (UTF-8 byte offsets)
+    text_deltas: dict[str, list[dict]] = field(default_factory=dict)
+
+
+@dataclass
+class ChangeEvent:
+    """The records changed by one transaction, and who made it."""
+
+    origin: Any
+    changes: dict[Key, RecordChange]
+
+    @property
+    def local(self) -> bool:
+        return self.origin == LOCAL
+
+
+ChangeListener = Callable[[ChangeEvent], None]
+UpdateListener = Callable[[bytes, Any], None]
+Validator = Callable[[Mapping[str, Any]], None]
+
+
+def same_json(a: Any, b: Any) -> bool:
+    """JSON equality where ``1 == 1.0`` (Yjs numbers are floats) but ``True != 1``."""
+    if isinstance(a, bool) or isinstance(b, bool):
+        return a is b
+    if isinstance(a, dict) and isinstance(b, dict):
+        return a.keys() == b.keys() and all(same_json(a[k], b[k]) for k in a)
+    if isinstance(a, list) and isinstance(b, list):
+        return len(a) == len(b) and all(same_json(x, y) for x, y in zip(a, b, strict=True))
+    if isinstance(a, (int, float)) and isinstance(b, (int, float)):
+        return a == b
+    return type(a) is type(b) and a == b
+
+
+class SyncDB:
+    """A table of records, synchronised through a pycrdt ``Doc``.
+
+    ``primary_keys`` pick a record; ``string_cols`` are merged character-wise; ``map_cols``
+    are maps of plain JSON values merged per key. ``validate`` (optional) checks a partial
+    record before anything is written and raises ``InvalidRecordError``.
+    """
+
+    def __init__(
+        self,
+        primary_keys: Sequence[str],
+        string_cols: Sequence[str] = (),
+        *,
+        map_cols: Sequence[str] = (),
+        validate: Validator | None = None,
+        doc: Doc | None = None,
+    ) -> None:
+        if not primary_keys:
+            raise ValueError("SyncDB needs at least one primary key")
+        overlap = set(primary_keys) & (set(string_cols) | set(map_cols))
+        if overlap:
+            raise ValueError(f"primary keys cannot also be string or map columns: {overlap}")
+        self.primary_keys: tuple[str, ...] = tuple(primary_keys)
+        self.string_cols: frozenset[str] = frozenset(string_cols)
+        self.map_cols: frozenset[str] = frozenset(map_cols)
+        self._validate = validate
+        self.doc: Doc = doc if doc is not None else Doc()
+        self.records: Map = self.doc.get("records", type=Map)
+        self._cache: dict[str, Record] = {}
+        self._origin: Any = LOCAL
+        self._uncommitted: list[bytes] = []
+        self._change_listeners: list[ChangeListener] = []
+        self._update_listeners: list[UpdateListener] = []
+        self._txn_depth = 0
+        self._deep_subscription = self.records.observe_deep(self._on_deep_events)
+        self._doc_subscription = self.doc.observe(self._on_transaction)
+
+    # -- keys -------------------------------------------------------------------------------
+
+    def key_of(self, record: Mapping[str, Any]) -> Key:
+        """The primary-key tuple of ``record`` (raises if a primary key is missing)."""
+        missing = [pk for pk in self.primary_keys if record.get(pk) is None]
+        if missing:
+            raise InvalidRecordError(f"record is missing primary key field(s) {missing}: {record}")
+        return tuple(record[pk] for pk in self.primary_keys)
+
+    @staticmethod
+    def encode_key(key: Key) -> str:
+        return json.dumps(list(key), separators=(",", ":"), ensure_ascii=False)
+
+    @staticmethod
+    def decode_key(encoded: str) -> Key:
+        return tuple(json.loads(encoded))
+
+    # -- reading ----------------------------------------------------------------------------
+
+    def _record(self, encoded: str, value: Any) -> Record | None:
+        cached = self._cache.get(encoded)
+        if cached is not None:
+            return cached
+        if not isinstance(value, Map):
+            return None
+        record = from_crdt(value.to_py())
+        self._cache[encoded] = record
+        return record
+
+    def _iter(self) -> Iterator[Record]:
+        for encoded, value in self.records.items():
+            record = self._record(encoded, value)
+            if record is not None:
+                yield record
+
+    def get(self, where: Mapping[str, Any] | None = None) -> list[Record]:
+        """Copies of the records whose fields equal every item of ``where``."""
+        if where and all(pk in where for pk in self.primary_keys):
+            one = self.get_one(where)
+            return [one] if one is not None else []
+        items = where.items() if where else ()
+        return [json_copy(r) for r in self._iter() if all(same_json(r.get(k), v) for k, v in items)]
+
+    def get_one(self, where: Mapping[str, Any]) -> Record | None:
+        """A copy of the first record matching ``where``, or ``None``."""
+        if all(pk in where for pk in self.primary_keys):
+            encoded = self.encode_key(self.key_of(where))
+            value = self.records.get(encoded)
+            record = None if value is None else self._record(encoded, value)
+            if record is None or not all(same_json(record.get(k), v) for k, v in where.items()):
+                return None
+            return json_copy(record)
+        for record in self._iter():
+            if all(same_json(record.get(k), v) for k, v in where.items()):
+                return json_copy(record)
+        return None
+
+    def peek(self, key: Key) -> Record | None:
+        """The cached record for ``key`` without copying it: callers must not mutate it."""
+        encoded = self.encode_key(key)
+        value = self.records.get(encoded)
+        return None if value is None else self._record(encoded, value)
+
+    def record_map(self, key: Key) -> Map | None:
+        """The live pycrdt ``Map`` of a record (for code that edits nested types directly)."""
+        value = self.records.get(self.encode_key(key))
+        return value if isinstance(value, Map) else None
+
+    def __len__(self) -> int:
+        return len(self.records)
+
+    # -- writing ----------------------------------------------------------------------------
+
+    @contextmanager
+    def transaction(self, origin: Any = LOCAL) -> Iterator[None]:
+        """Group several ``set``/``delete`` calls into one Yjs transaction."""
+        if self._txn_depth:
+            yield
+            return
+        previous, self._origin = self._origin, origin
+        self._txn_depth += 1
+        try:
+            with self.doc.transaction():
+                yield
+        finally:
+            self._txn_depth -= 1
+            self._origin = previous
+
+    def check(self, record: Mapping[str, Any]) -> Key:
+        """Validate a partial record without writing it; returns its key."""
+        if not isinstance(record, Mapping):
+            raise InvalidRecordError(f"a record must be an object, not {type(record).__name__}")
+        key = self.key_of(record)
+        for pk, value in zip(self.primary_keys, key, strict=True):
+            if not isinstance(value, (str, int)) or isinstance(value, bool):
+                raise InvalidRecordError(f"primary key {pk!r} must be a string or integer")
+        for name, value in record.items():
+            if not isinstance(name, str):
+                raise InvalidRecordError(f"field name {name!r} is not a string")
+            if value is None:
+                continue
+            if name in self.string_cols and not isinstance(value, str):
+                raise InvalidRecordError(f"field {name!r} must be a string")
+            if name in self.map_cols and not isinstance(value, dict):
+                raise InvalidRecordError(f"field {name!r} must be an object")
+            try:
+                check_json(value, name)
+            except ValueError as e:
+                raise InvalidRecordError(str(e)) from None
+        if self._validate is not None:
+            self._validate(record)
+        return key
+
+    def set(self, record: Mapping[str, Any]) -> None:
+        """Create or change one record (see the module docstring for the merge rules)."""
+        key = self.check(record)
+        encoded = self.encode_key(key)
+        with self.transaction(self._origin):
+            current = self.records.get(encoded)
+            if not isinstance(current, Map):
+                self.records[encoded] = Map(self._prelim(record))
+                return
+            for name, value in record.items():
+                if name in self.primary_keys:
+                    continue
+                self._set_field(current, name, value)
+
+    def _prelim(self, record: Mapping[str, Any]) -> dict[str, Any]:
+        prelim: dict[str, Any] = {}
+        for name, value in record.items():
+            if value is None:
+                continue
+            if name in self.string_cols:
+                prelim[name] = Text(value)
+            elif name in self.map_cols:
+                prelim[name] = Map({k: v for k, v in value.items() if v is not None})
+            else:
+                prelim[name] = value
+        return prelim
+
+    def _set_field(self, current: Map, name: str, value: Any) -> None:
+        existing = current.get(name)
+        if value is None:
+            if name in current:
+                del current[name]
+        elif name in self.string_cols:
+            if isinstance(existing, Text):
+                set_text(existing, value)
+            else:
+                current[name] = Text(value)
+        elif name in self.map_cols:
+            if isinstance(existing, Map):
+                for sub, subvalue in value.items():
+                    if subvalue is None:
+                        if sub in existing:
+                            del existing[sub]
+                    elif not same_json(existing.get(sub), subvalue):
+                        existing[sub] = subvalue
+            else:
+                current[name] = Map({k: v for k, v in value.items() if v is not None})
+        elif isinstance(value, dict) and isinstance(existing, dict):
+            merged = dict(existing)
+            for sub, subvalue in value.items():
+                if subvalue is None:
+                    merged.pop(sub, None)
+                else:
+                    merged[sub] = subvalue
+            if not same_json(merged, existing):
+                current[name] = merged
+        elif not same_json(existing, value):
+            current[name] = value
+
+    def delete(self, where: Mapping[str, Any]) -> int:
+        """Remove every record matching ``where``; returns how many were removed.
+
+        ``where`` must be given: ``delete({})`` removes every record.
+        """
+        if not isinstance(where, Mapping):
+            raise InvalidRecordError("delete needs an object naming the records to remove")
+        if where and all(pk in where for pk in self.primary_keys):
+            targets = [self.encode_key(self.key_of(where))] if self.get_one(where) else []
+        else:
+            targets = [
+                encoded
+                for encoded, value in self.records.items()
+                if (record := self._record(encoded, value)) is not None
+                and all(same_json(record.get(k), v) for k, v in where.items())
+            ]
+        if targets:
+            with self.transaction(self._origin):
+                for encoded in targets:
+                    del self.records[encoded]
+        return len(targets)
+
+    def commit(self) -> bool:
+        """End the current change; returns whether there was anything to commit."""
+        if not self._uncommitted:
+            return False
+        updates, self._uncommitted = self._uncommitted, []
+        update = updates[0] if len(updates) == 1 else merge_updates(*updates)
+        self._emit_update(update, LOCAL)
+        return True
+
+    @property
+    def has_uncommitted_changes(self) -> bool:
+        return bool(self._uncommitted)
+
+    # -- peers ------------------------------------------------------------------------------
+
+    def apply_update(self, update: bytes, origin: Any = "remote") -> None:
+        """Apply a Yjs update from a peer; listeners see it with ``origin``."""
+        if origin == LOCAL:
+            raise ValueError("peer updates need an origin other than LOCAL")
+        previous, self._origin = self._origin, origin
+        try:
+            self.doc.apply_update(update)
+        finally:
+            self._origin = previous
+
+    def get_state(self) -> bytes:
+        return self.doc.get_state()
+
+    def get_update(self, state: bytes | None = None) -> bytes:
+        return self.doc.get_update(state)
+
+    # -- observing --------------------------------------------------------------------------
+
+    def on_change(self, listener: ChangeListener) -> Callable[[], None]:
+        """Call ``listener(ChangeEvent)`` after every transaction that changes records."""
+        self._change_listeners.append(listener)
+        return lambda: self._change_listeners.remove(listener)
+
+    def on_update(self, listener: UpdateListener) -> Callable[[], None]:
+        """Call ``listener(update, origin)`` for every commit and every applied peer update."""
+        self._update_listeners.append(listener)
+        return lambda: self._update_listeners.remove(listener)
+
+    def _on_transaction(self, event: Any) -> None:
+        update = event.update
+        if self._origin == LOCAL:
+            self._uncommitted.append(update)
+        else:
+            self._emit_update(update, self._origin)
+
+    def _emit_update(self, update: bytes, origin: Any) -> None:
+        for listener in list(self._update_listeners):
+            try:
+                listener(update, origin)
+            except Exception:
+                log.exception("SyncDB update listener failed")
+
+    def _on_deep_events(self, events: Iterable[Any]) -> None:
+        changes: dict[Key, RecordChange] = {}
+
+        def change_for(encoded: str, action: Literal["add", "update", "delete"]) -> RecordChange:
+            key = self.decode_key(encoded)
+            self._cache.pop(encoded, None)
+            change = changes.get(key)
+            if change is None:
+                change = changes[key] = RecordChange(key, action)
+            elif action != "update":
+                change.action = action
+            return change
+
+        for event in events:
+            path = event.path
+            if not path:
+                for encoded, info in event.keys.items():
+                    action = info["action"]
+                    if action == "delete":
+                        change_for(encoded, "delete")
+                    else:
+                        # added, or replaced by a new record Map: every field is new
+                        change = change_for(encoded, "add")
+                        value = self.records.get(encoded)
+                        if isinstance(value, Map):
+                            change.fields.update(value.keys())
+                continue
+            change = change_for(path[0], "update")
+            if len(path) == 1:
+                change.fields.update(event.keys)
+            else:
+                name = path[1]
+                change.fields.add(name)
+                if len(path) == 2 and isinstance(event.target, Text):
+                    change.text_deltas[name] = event.delta
+        if not changes:
+            return
+        change_event = ChangeEvent(self._origin, changes)
+        for listener in list(self._change_listeners):
+            try:
+                listener(change_event)
+            except Exception:
+                log.exception("SyncDB change listener failed")
+
+    def close(self) -> None:
+        """Stop observing the document."""
+        if self._deep_subscription is not None:
+            self.records.unobserve(self._deep_subscription)
+            self.doc.unobserve(self._doc_subscription)
+            self._deep_subscription = None
+        self._change_listeners.clear()
+        self._update_listeners.clear()
+
+
+def json_copy(value: Any) -> Any:
+    """A deep copy of a JSON value (faster than ``copy.deepcopy`` for plain data)."""
+    if isinstance(value, dict):
+        return {k: json_copy(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [json_copy(v) for v in value]
+    return value

@@ -1,0 +1,71 @@
+"""Minimal text edits for pycrdt ``Text``.
+
+pycrdt indexes ``Text`` by UTF-8 byte offsets, not by characters, so every edit computed on
+Python strings is translated to byte offsets here and nowhere else. Getting this wrong corrupts
+emoji, CJK and combining characters (jupyter-server-documents#197).
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+from pycrdt import Text
+
+
+class TextEdit(NamedTuple):
+    """Replace ``delete`` bytes at byte offset ``start`` with ``insert``."""
+
+    start: int
+    delete: int
+    insert: str
+
+
+def minimal_edit(old: str, new: str) -> TextEdit | None:
+    """The single replacement that turns ``old`` into ``new`` (common prefix and suffix kept).
+
+    Returns ``None`` when the strings are equal.
+    """
+    if old == new:
+        return None
+    limit = min(len(old), len(new))
+    prefix = 0
+    while prefix < limit and old[prefix] == new[prefix]:
+        prefix += 1
+    suffix = 0
+    while suffix < limit - prefix and old[len(old) - 1 - suffix] == new[len(new) - 1 - suffix]:
+        suffix += 1
+    start = len(old[:prefix].encode())
+    delete = len(old[prefix : len(old) - suffix].encode())
+    return TextEdit(start, delete, new[prefix : len(new) - suffix])
+
+
+def apply_edit(text: Text, edit: TextEdit) -> None:
+    """Apply ``edit`` to a pycrdt ``Text`` (inside the caller's transaction, if any)."""
+    if edit.delete:
+        del text[edit.start : edit.start + edit.delete]
+    if edit.insert:
+        text.insert(edit.start, edit.insert)
+
+
+def set_text(text: Text, new: str) -> bool:
+    """Change ``text`` to ``new`` with the minimal edit; returns whether anything changed."""
+    edit = minimal_edit(str(text), new)
+    if edit is None:
+        return False
+    apply_edit(text, edit)
+    return True
+
+
+def apply_delta(text: Text, delta: list[dict]) -> None:
+    """Replay a pycrdt ``TextEvent.delta`` (byte offsets) on another ``Text``."""
+    index = 0
+    for op in delta:
+        if "retain" in op:
+            index += op["retain"]
+        elif "delete" in op:
+            del text[index : index + op["delete"]]
+        elif "insert" in op:
+            inserted = op["insert"]
+            if isinstance(inserted, str):
+                text.insert(index, inserted)
+                index += len(inserted.encode())

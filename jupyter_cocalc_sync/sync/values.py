@@ -1,0 +1,53 @@
+"""Plain JSON values as they live in a Yjs document.
+
+Yjs stores every number as a 64-bit float, so a value read back from the document has ``1.0``
+where ``1`` was written. ``from_crdt`` turns integral floats back into ints, which is what
+Jupyter expects for execution counts, nbformat versions and image sizes; a float that happens
+to be integral (``2.0``) therefore reads back as ``2``. That is the one normalisation of
+values, documented in the README.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+_SCALARS = (str, bool, type(None))
+
+
+def check_json(value: Any, where: str) -> None:
+    """Raise ``ValueError`` naming ``where`` unless ``value`` is plain, finite JSON."""
+    stack: list[tuple[Any, str]] = [(value, where)]
+    while stack:
+        item, path = stack.pop()
+        if isinstance(item, _SCALARS):
+            continue
+        if isinstance(item, int):
+            continue
+        if isinstance(item, float):
+            if not math.isfinite(item):
+                raise ValueError(f"{path}: {item!r} is not a finite JSON number")
+            continue
+        if isinstance(item, dict):
+            for key, sub in item.items():
+                if not isinstance(key, str):
+                    raise ValueError(f"{path}: object key {key!r} is not a string")
+                stack.append((sub, f"{path}.{key}"))
+            continue
+        if isinstance(item, (list, tuple)):
+            stack.extend((sub, f"{path}[{i}]") for i, sub in enumerate(item))
+            continue
+        raise ValueError(f"{path}: {type(item).__name__} is not a JSON value")
+
+
+def from_crdt(value: Any) -> Any:
+    """A deep copy of ``value`` with integral floats turned back into ints."""
+    if isinstance(value, float):
+        if value.is_integer() and abs(value) < 2**53:
+            return int(value)
+        return value
+    if isinstance(value, dict):
+        return {key: from_crdt(sub) for key, sub in value.items()}
+    if isinstance(value, list):
+        return [from_crdt(sub) for sub in value]
+    return value
