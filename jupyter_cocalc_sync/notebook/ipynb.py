@@ -13,7 +13,8 @@ Normalisations (what ``export(import(nb))`` changes, and nothing else):
   of lines);
 * numbers that are integral floats come back as ints (Yjs stores numbers as floats);
 * cell tags are written in sorted order (the table stores them as ``{tag: true}``);
-* transient output fields (``transient``) are dropped, as nbformat does when it writes.
+* what nbformat itself drops when it writes: output ``transient`` fields, the notebook's
+  ``signature``, ``orig_nbformat`` / ``orig_nbformat_minor`` and cells' ``trusted`` metadata.
 """
 
 from __future__ import annotations

@@ -1,0 +1,154 @@
+"""The change log: durability across kill -9, history, snapshots."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+
+import pytest
+
+from jupyter_cocalc_sync.errors import VersionNotFoundError
+from jupyter_cocalc_sync.notebook.schema import notebook_syncdb
+from jupyter_cocalc_sync.store import ChangeLog, LoggedTable, SQLiteWorker
+from jupyter_cocalc_sync.store import changelog as changelog_module
+
+CHILD = textwrap.dedent(
+    """
+    import asyncio, sys
+    from jupyter_cocalc_sync.notebook.schema import notebook_syncdb
+    from jupyter_cocalc_sync.store import ChangeLog, LoggedTable, SQLiteWorker
+
+    async def main():
+        log = ChangeLog(SQLiteWorker(sys.argv[1]), snapshot_interval=50)
+        await log.open()
+        db = notebook_syncdb()
+        table = LoggedTable(db, log, "nb")
+        await table.load()
+        i = 0
+        while True:
+            db.set({"type": "cell", "id": f"c{i % 7}", "input": f"edit {i} 😀", "pos": i})
+            version = await table.commit(author="child")
+            print(i, version, flush=True)
+            i += 1
+
+    asyncio.run(main())
+    """
+)
+
+
+async def open_log(path, **kwargs) -> ChangeLog:
+    log = ChangeLog(SQLiteWorker(path), **kwargs)
+    await log.open()
+    return log
+
+
+async def test_every_returned_commit_survives_sigkill(tmp_path):
+    db_path = tmp_path / "log.db"
+    child = subprocess.Popen(
+        [sys.executable, "-c", CHILD, str(db_path)],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    acknowledged = []
+    try:
+        for line in child.stdout:
+            acknowledged.append(tuple(map(int, line.split())))
+            if len(acknowledged) == 300:
+                # killed right after a commit returned, while it keeps committing
+                os.kill(child.pid, signal.SIGKILL)
+                break
+    finally:
+        child.kill()
+        child.wait()
+    assert len(acknowledged) == 300
+    log = await open_log(db_path)
+    db = notebook_syncdb()
+    table = LoggedTable(db, log, "nb")
+    assert await table.load()
+    last_i, last_version = acknowledged[-1]
+    assert table.version >= last_version
+    versions = await log.versions("nb")
+    assert [v.version for v in versions][: len(acknowledged)] == [v for _, v in acknowledged]
+    # the table holds at least every acknowledged edit
+    cells = {r["id"]: r for r in db.get({"type": "cell"})}
+    for i in range(last_i - 6, last_i + 1):
+        text = cells[f"c{i % 7}"]["input"]
+        assert int(text.split()[1]) >= i
+    log.worker.close()
+
+
+async def test_history_lists_versions_and_reads_each_one(tmp_path):
+    log = await open_log(tmp_path / "log.db", snapshot_interval=4)
+    db = notebook_syncdb()
+    table = LoggedTable(db, log, "nb")
+    seen = []
+    for i in range(11):
+        db.set({"type": "cell", "id": f"c{i % 3}", "input": "x" * i, "pos": i})
+        if i == 5:
+            db.delete({"type": "cell", "id": "c0"})
+        await table.commit(author=f"user{i % 2}")
+        seen.append(sorted(db.get(), key=lambda r: r["id"]))
+    versions = await log.versions("nb")
+    assert [v.version for v in versions] == list(range(1, 12))
+    assert [v.author for v in versions] == [f"user{i % 2}" for i in range(11)]
+    assert all(a.time <= b.time for a, b in zip(versions, versions[1:], strict=False))
+    for k in range(1, 12):
+        old = notebook_syncdb()
+        old.apply_update(await log.state_at("nb", k), origin="store")
+        assert sorted(old.get(), key=lambda r: r["id"]) == seen[k - 1]
+    with pytest.raises(VersionNotFoundError):
+        await log.state_at("nb", 12)
+    with pytest.raises(VersionNotFoundError):
+        await log.state_at("nb", 0)
+    log.worker.close()
+
+
+async def test_reopening_a_long_history_reads_one_snapshot_and_a_short_tail(tmp_path, monkeypatch):
+    path = tmp_path / "log.db"
+    log = await open_log(path, snapshot_interval=100)
+    db = notebook_syncdb()
+    table = LoggedTable(db, log, "nb")
+    for i in range(1050):
+        db.set({"type": "cell", "id": "c", "input": f"v{i}", "pos": 0})
+        table.commit()
+        if i % 30 == 0:
+            await table.durable()  # several flushes, as in real use
+    await table.durable()
+    expected = db.get()
+    log.worker.close()
+
+    log = await open_log(path, snapshot_interval=100)
+    rows = await log.worker.run(
+        lambda c: c.execute(
+            "SELECT version FROM snapshots WHERE doc='nb' ORDER BY version"
+        ).fetchall()
+    )
+    snapshots = [r[0] for r in rows]
+    # one snapshot per flushed batch that crossed the interval; the last is near the end
+    assert snapshots and 1050 - snapshots[-1] < 100
+    replayed = []
+    real_merge = changelog_module._merged_state
+    monkeypatch.setattr(
+        changelog_module,
+        "_merged_state",
+        lambda snapshot, updates: (
+            replayed.append((snapshot is not None, len(updates))) or real_merge(snapshot, updates)
+        ),
+    )
+    reopened = notebook_syncdb()
+    assert await LoggedTable(reopened, log, "nb").load()
+    assert reopened.get() == expected
+    assert replayed in ([(True, 1050 - snapshots[-1])], [])  # latest snapshot + short tail
+    log.worker.close()
+
+
+async def test_group_commit_orders_versions_per_document(tmp_path):
+    log = await open_log(tmp_path / "log.db")
+    futures = [log.append(f"doc{i % 2}", b"\x00\x00", author=None) for i in range(20)]
+    versions = await asyncio.gather(*futures)
+    assert versions[0::2] == list(range(1, 11)) and versions[1::2] == list(range(1, 11))
+    log.worker.close()
