@@ -9,6 +9,8 @@ from typing import Any
 from jupyter_server.extension.application import ExtensionApp
 from traitlets import Bool, Float, Int, Unicode, default, validate
 
+from ._version import __version__
+
 
 class CocalcSync(ExtensionApp):
     """CoCalc's notebook backend for Jupyter: server-owned notebooks, server-side execution."""
@@ -112,15 +114,113 @@ class CocalcSync(ExtensionApp):
         root = getattr(self.serverapp, "root_dir", None) or os.getcwd()
         return str(Path(root) / ".jupyter_cocalc_sync.db")
 
+    # -- services ---------------------------------------------------------------------------
+
     def initialize_settings(self) -> None:
+        from .handlers.base import check_api_path
+        from .notebook.document import DocumentSettings
+        from .notebook.export import NotebookExporter
+        from .notebook.manager import DocumentManager
+        from .rooms.files import FileRooms
+        from .rooms.registry import RoomRegistry
+        from .store import ChangeLog, SQLiteWorker
+
+        serverapp = self.serverapp
+        contents_manager = serverapp.contents_manager
+        self.worker = SQLiteWorker(self.store_path)
+        self.changelog = ChangeLog(self.worker, snapshot_interval=self.snapshot_interval)
+        self.changelog.open_blocking()
+        self.documents = DocumentManager(
+            changelog=self.changelog,
+            contents_manager=contents_manager,
+            file_id_manager=lambda: serverapp.web_app.settings["file_id_manager"],
+            settings=DocumentSettings(
+                autosave_delay=self.autosave_delay, file_poll_interval=self.file_poll_interval
+            ),
+            cleanup_delay=self.document_cleanup_delay,
+        )
+        self.file_rooms = FileRooms(
+            contents_manager,
+            save_delay=self.autosave_delay,
+            cleanup_delay=self.document_cleanup_delay,
+        )
+        self.rooms = RoomRegistry(
+            self.documents,
+            self.file_rooms,
+            check_path=lambda path: check_api_path(serverapp.root_dir, path),
+        )
+        self.exporter = NotebookExporter()
         self.settings["cocalc_sync"] = self
+        serverapp.event_logger.add_listener(
+            schema_id=CONTENTS_EVENTS, listener=self._on_contents_event
+        )
+        self.log.info("jupyter-cocalc-sync %s: store %s", __version__, self.store_path)
+
+    async def _on_contents_event(self, logger: Any, schema_id: str, data: dict) -> None:
+        if data.get("action") == "rename" and data.get("source_path"):
+            self.documents.renamed(data["source_path"], data["path"])
+
+    async def file_exists(self, path: str) -> bool:
+        from jupyter_server.utils import ensure_async
+
+        return bool(await ensure_async(self.serverapp.contents_manager.file_exists(path)))
 
     def initialize_handlers(self) -> None:
+        from tornado.ioloop import IOLoop
+
         from .handlers import routes
 
         page_config = self.serverapp.web_app.settings.setdefault("page_config_data", {})
         page_config["serverSideExecution"] = self.server_side_execution
         self.handlers.extend(routes())
+        IOLoop.current().add_callback(self._after_start)
+
+    def _after_start(self) -> None:
+        """Runs once the server's event loop does: pool start, one owner for collaboration."""
+        start_pool = getattr(self.serverapp.kernel_manager, "start_pool", None)
+        if callable(start_pool):
+            start_pool()
+        manager = self.serverapp.extension_manager
+        ydoc = manager.extensions.get("jupyter_server_ydoc")
+        if ydoc is not None and ydoc.enabled:
+            self.log.warning(
+                "jupyter_server_ydoc is enabled too: jupyter-cocalc-sync serves "
+                "/api/collaboration and jupyter_server_ydoc's routes are removed "
+                "(disable it: jupyter server extension disable jupyter_server_ydoc)"
+            )
+            _drop_foreign_collaboration_routes(self.serverapp.web_app)
+
+    async def stop_extension(self) -> None:
+        await self.documents.close_all()
+        await self.file_rooms.close_all()
+        await self.changelog.flushed()
+        self.worker.close()
+
+
+CONTENTS_EVENTS = "https://events.jupyter.org/jupyter_server/contents_service/v1"
+
+
+def _drop_foreign_collaboration_routes(web_app: Any) -> None:
+    """Remove ``/api/collaboration`` routes that another extension registered."""
+    for router in (web_app.default_router, web_app.wildcard_router):
+        for rule in list(getattr(router, "rules", [])):
+            target = rule.target
+            if hasattr(target, "rules"):
+                _drop_from(target)
+    return None
+
+
+def _drop_from(router: Any) -> None:
+    for rule in list(router.rules):
+        handler = getattr(rule, "target", None)
+        pattern = getattr(getattr(rule, "matcher", None), "regex", None)
+        if (
+            isinstance(handler, type)
+            and pattern is not None
+            and "/api/collaboration" in pattern.pattern
+            and not handler.__module__.startswith("jupyter_cocalc_sync")
+        ):
+            router.rules.remove(rule)
 
 
 def _jupyter_server_extension_points() -> list[dict[str, Any]]:

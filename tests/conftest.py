@@ -58,9 +58,27 @@ def jp_server_config(tmp_path, cocalc_config):
 
 
 @pytest.fixture
+def server(jp_serverapp, http_server, jp_http_port, jp_base_url, jp_asyncio_loop):
+    """The in-process server (pytest-jupyter), with an authenticated client."""
+    from helpers import Server
+
+    srv = Server(
+        f"http://127.0.0.1:{jp_http_port}{jp_base_url}", jp_serverapp.identity_provider.token
+    )
+    yield srv
+    jp_asyncio_loop.run_until_complete(srv.aclose())
+
+
+@pytest.fixture
+def root_dir(jp_root_dir) -> Path:
+    return Path(jp_root_dir)
+
+
+@pytest.fixture
 def corpus_dir() -> Path:
     return CORPUS
 
 
 def pytest_report_header(config):
-    return f"shared corpus: {CORPUS} ({'present' if CORPUS.is_dir() else 'absent'}); cpu={os.cpu_count()}"
+    state = "present" if CORPUS.is_dir() else "absent"
+    return f"shared corpus: {CORPUS} ({state}); cpu={os.cpu_count()}"

@@ -4,7 +4,16 @@ from __future__ import annotations
 
 from typing import Any
 
+from .kernels import KernelspecsHandler
+
 
 def routes() -> list[tuple[str, type, dict[str, Any]] | tuple[str, type]]:
     """The URL patterns of this extension (relative to the server's base URL)."""
-    return []
+    from .notebooks import notebook_routes
+    from .rooms import room_routes
+
+    return [
+        (r"/api/cocalc-sync/kernels", KernelspecsHandler),
+        *notebook_routes(),
+        *room_routes(),
+    ]

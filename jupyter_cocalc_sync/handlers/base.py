@@ -106,6 +106,11 @@ class CocalcAPIHandler(APIHandler):
         self.set_header("Content-Type", "application/json")
         self.finish(json.dumps(value, ensure_ascii=False))
 
+    def finish_raw(self, body: str | bytes, content_type: str) -> None:
+        """Finish with a non-JSON body (``APIHandler.finish`` would force a JSON type)."""
+        self.set_header("Content-Type", content_type)
+        super(APIHandler, self).finish(body)
+
     def log_exception(self, typ, value, tb) -> None:  # type: ignore[override]
         if value is not None and status_for(value) is not None:
             return  # an expected client error: answered with its status, not logged as a crash

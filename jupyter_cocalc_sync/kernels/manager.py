@@ -1,7 +1,101 @@
-"""Placeholder: the pool-aware kernel manager (being written)."""
+"""The pool-aware kernel manager: every kernel start in the server may take a pooled kernel.
 
+Set as ``ServerApp.kernel_manager_class`` (the package's jupyter-config does), so JupyterLab
+sessions, ``POST /api/kernels`` and this extension's runner all go through it.
+
+Where the pool plugs in: jupyter_server's ``start_kernel`` turns the API path into a working
+directory, builds the environment, then asks its "pinned" superclass (jupyter_client's
+``MultiKernelManager``) to launch a process; afterwards it does its own bookkeeping
+(connection counts, activity watching, culling, metrics, events). Only that launch step is
+replaced — by "take a ready kernel from the pool and re-point it" when one matches — so the
+bookkeeping runs unchanged for pooled and normally started kernels alike.
+"""
+
+from __future__ import annotations
+
+from typing import Any, cast
+
+from jupyter_client.multikernelmanager import MultiKernelManager
 from jupyter_server.services.kernels.kernelmanager import AsyncMappingKernelManager
+from traitlets import Instance
+
+from .pool import KernelPool
+
+
+class _PoolAwareLaunch(MultiKernelManager):
+    """jupyter_server's ``pinned_superclass``: the process launch, with the pool in front."""
+
+    async def _async_start_kernel(self, **kwargs: Any) -> str:  # type: ignore[override]
+        return await cast("PoolingKernelManager", self)._launch_or_claim(**kwargs)
 
 
 class PoolingKernelManager(AsyncMappingKernelManager):
-    """A kernel manager that hands out pre-spawned kernels (not yet: plain manager)."""
+    """jupyter_server's kernel manager, handing out pre-started kernels (``KernelPool``).
+
+    Unclaimed pooled kernels are not in the kernel map: ``list_kernels``, ``kernel_model``,
+    ``/api/kernels``, ``/api/status``, the culler and the idle-shutdown timer never see them.
+    """
+
+    pool = Instance(KernelPool)
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.pinned_superclass = _PoolAwareLaunch
+        # Created here, so invalid pool settings stop the server at startup.
+        self.pool = KernelPool(parent=self, log=self.log)
+
+    def __bool__(self) -> bool:
+        # ServerApp.cleanup_kernels skips shutdown_all when `not kernel_manager`, and
+        # MultiKernelManager.__len__ makes a manager with no claimed kernels falsy: the
+        # pool's kernels would outlive the server.
+        return True
+
+    def start_pool(self) -> None:
+        """Start filling the pool now (idempotent, returns at once; needs the running loop).
+
+        The extension calls it once the server's event loop runs; the first kernel start
+        calls it too, in case nobody did.
+        """
+        self.pool.start()
+
+    def pool_status(self) -> dict[str, Any]:
+        """The pool's settings and per-key counts of ready and starting kernels (JSON-able)."""
+        return self.pool.status()
+
+    def pool_launch_kwargs(self, kernel_name: str) -> dict[str, Any]:
+        """The launch options a start of ``kernel_name`` without a path gets from this server."""
+        policy = getattr(self, "_kernel_start_kwargs", None)  # absent from older 2.x releases
+        return policy(kernel_name=kernel_name) if policy else {"kernel_name": kernel_name}
+
+    async def _async_start_kernel(  # type: ignore[override]
+        self, *, kernel_id: str | None = None, path: str | None = None, **kwargs: Any
+    ) -> str:
+        # Started lazily (after the refill delay, so it does not slow this very start).
+        self.pool.start(initial_delay=self.pool.launch_delay_ms / 1000)
+        return await super()._async_start_kernel(kernel_id=kernel_id, path=path, **kwargs)
+
+    start_kernel = _async_start_kernel  # type: ignore[assignment]
+
+    async def _launch_or_claim(self, **kwargs: Any) -> str:
+        """Take a pooled kernel for this start if one matches, else launch one normally.
+
+        ``kwargs`` are the launch options after jupyter_server's processing (``cwd`` from the
+        path, ``env`` with ``JPY_SESSION_NAME`` for sessions). An explicit ``kernel_id`` (a
+        client choosing the id, jupyter_server PR #1655) always gets a fresh kernel; since
+        that PR ``kernel_id=None`` may be passed explicitly, hence ``get(...) is None``.
+        """
+        if kwargs.get("kernel_id") is None:
+            kwargs.pop("kernel_id", None)
+            claimed = await self.pool.claim(kwargs)
+            if claimed is not None:
+                kernel_id, km = claimed
+                self._kernels[kernel_id] = km
+                return kernel_id
+        return await MultiKernelManager._async_start_kernel(self, **kwargs)
+
+    async def _async_shutdown_all(self, now: bool = False) -> None:
+        """Stop the pool's kernels first (no new claims), then every claimed kernel."""
+        await self.pool.close()
+        await super()._async_shutdown_all(now=now)
+
+    shutdown_all = _async_shutdown_all  # type: ignore[assignment]

@@ -208,19 +208,22 @@ def notebook_to_records(
         settings["kernel"] = kernelspec["name"]
     records = [settings]
     for index, cell in enumerate(nb["cells"]):
-        records.append(_cell_record(cell, float(index), transform_output))
+        records.append(cell_record(cell, float(index), transform_output))
     return records
 
 
-def _cell_record(
-    cell: Mapping[str, Any], pos: float, transform_output: OutputTransform | None
+def cell_record(
+    cell: Mapping[str, Any],
+    pos: float | None = None,
+    transform_output: OutputTransform | None = None,
 ) -> Record:
-    metadata = dict(cell.get("metadata", {}))
+    """The record of one nbformat cell dict (sources and texts already joined)."""
+    metadata = dict(cell.get("metadata") or {})
     record: Record = {
         "type": "cell",
         "id": cell["id"],
-        "cell_type": cell["cell_type"],
-        "input": cell.get("source", ""),
+        "cell_type": cell.get("cell_type", "code"),
+        "input": _join(cell.get("source", "")),
         "pos": pos,
     }
     for name in _OWN_FIELDS:
@@ -240,9 +243,9 @@ def _cell_record(
     record["metadata"] = metadata
     if "attachments" in cell:
         record["attachments"] = cell["attachments"]
-    if cell["cell_type"] == "code":
+    if record["cell_type"] == "code":
         record["exec_count"] = cell.get("execution_count")
-        outputs = cell.get("outputs", [])
+        outputs = cell.get("outputs") or []
         if transform_output is not None:
             outputs = [transform_output(o) for o in outputs]
         record["output"] = {str(i): o for i, o in enumerate(outputs)}
@@ -269,10 +272,16 @@ def ordered_outputs(cell: Record) -> list[dict[str, Any]]:
     return [output[k] for k in sorted(output, key=int) if output[k] is not None]
 
 
+def cell_order_key(cell: Record) -> tuple[float, str]:
+    """Cells sort by ``pos``; equal positions (concurrent inserts) by id, the same everywhere."""
+    pos = cell.get("pos", 0)
+    return (pos if isinstance(pos, (int, float)) else 0, str(cell.get("id")))
+
+
 def sorted_cells(records: Iterable[Record]) -> list[Record]:
-    """The cell records in notebook order (by ``pos``, ties broken by id)."""
+    """The cell records in notebook order."""
     cells = [r for r in records if r.get("type") == "cell"]
-    cells.sort(key=lambda c: (c.get("pos", 0), str(c.get("id"))))
+    cells.sort(key=cell_order_key)
     return cells
 
 
@@ -288,7 +297,7 @@ def records_to_notebook(
         kernelspec = metadata.get("kernelspec")
         if not isinstance(kernelspec, dict) or kernelspec.get("name") != kernel:
             metadata["kernelspec"] = {"name": kernel, "display_name": kernel}
-    cells = [_export_cell(cell, outputs_of) for cell in sorted_cells(records)]
+    cells = [export_cell(cell, outputs_of) for cell in sorted_cells(records)]
     return {
         "nbformat": NBFORMAT,
         "nbformat_minor": NBFORMAT_MINOR,
@@ -297,7 +306,8 @@ def records_to_notebook(
     }
 
 
-def _export_cell(cell: Record, outputs_of: OutputsOf) -> dict[str, Any]:
+def export_cell(cell: Record, outputs_of: OutputsOf = ordered_outputs) -> dict[str, Any]:
+    """The nbformat dict of one cell record."""
     cell_type = cell.get("cell_type", "code")
     metadata = json_copy(cell.get("metadata") or {})
     for name in ("collapsed", "scrolled"):

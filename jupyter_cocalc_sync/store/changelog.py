@@ -36,6 +36,12 @@ CREATE TABLE IF NOT EXISTS changes (
     data BLOB NOT NULL,
     PRIMARY KEY (doc, version)
 ) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS saves (
+    doc TEXT PRIMARY KEY,
+    version INTEGER NOT NULL,
+    last_modified TEXT,
+    size INTEGER
+) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS snapshots (
     doc TEXT NOT NULL,
     version INTEGER NOT NULL,
@@ -90,6 +96,10 @@ class ChangeLog:
 
     async def open(self) -> None:
         await self.worker.ensure_schema(DDL)
+
+    def open_blocking(self) -> None:
+        """Create the tables from code that has no event loop (server start-up)."""
+        self.worker.run_sync(lambda conn: conn.executescript(DDL))
 
     # -- writing ----------------------------------------------------------------------------
 
@@ -219,6 +229,27 @@ class ChangeLog:
         await self.flushed()
         return await self.worker.run(lambda conn: self._last_version(conn, doc))
 
+    async def mark_saved(
+        self, doc: str, version: int, last_modified: str | None, size: int | None
+    ) -> None:
+        """Remember which version is in the file, and the file's stamp after saving it."""
+
+        def write(conn: sqlite3.Connection) -> None:
+            conn.execute(
+                "INSERT OR REPLACE INTO saves (doc, version, last_modified, size) VALUES (?,?,?,?)",
+                (doc, version, last_modified, size),
+            )
+
+        await self.worker.run(write)
+
+    async def last_saved(self, doc: str) -> tuple[int, str | None, int | None] | None:
+        """``(version, last_modified, size)`` of the last save of ``doc``, if any."""
+        return await self.worker.run(
+            lambda conn: conn.execute(
+                "SELECT version, last_modified, size FROM saves WHERE doc = ?", (doc,)
+            ).fetchone()
+        )
+
     async def forget(self, doc: str) -> None:
         """Delete a document's whole history (used when its file is deleted for good)."""
         await self.flushed()
@@ -227,6 +258,7 @@ class ChangeLog:
             with transaction(conn):
                 conn.execute("DELETE FROM changes WHERE doc = ?", (doc,))
                 conn.execute("DELETE FROM snapshots WHERE doc = ?", (doc,))
+                conn.execute("DELETE FROM saves WHERE doc = ?", (doc,))
             self._last.pop(doc, None)
             self._last_snapshot.pop(doc, None)
 

@@ -36,6 +36,13 @@ Record = dict[str, Any]
 LOCAL = "local"
 
 
+@dataclass(frozen=True)
+class Origin:
+    """The origin of updates applied on behalf of someone (history records ``author``)."""
+
+    author: str | None
+
+
 @dataclass
 class RecordChange:
     """How one record changed in one transaction."""

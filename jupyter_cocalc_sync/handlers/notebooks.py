@@ -1,0 +1,118 @@
+"""REST routes of a notebook: records, history, export (SPEC section 7)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from jupyter_server.auth.decorator import authorized
+from tornado import web
+
+from .base import CocalcAPIHandler
+
+NOTEBOOK = r"/api/cocalc-sync/notebooks/(?P<path>.+?\.ipynb)"
+
+
+class NotebookHandlerBase(CocalcAPIHandler):
+    async def document(self, path: str) -> Any:
+        return await self.extension.documents.get(self.api_path(path))
+
+    @property
+    def author(self) -> str | None:
+        user = self.current_user
+        return getattr(user, "username", None) if user else None
+
+
+class NotebookHandler(NotebookHandlerBase):
+    """``GET …/notebooks/{path}``: open the notebook and return its records."""
+
+    @web.authenticated
+    @authorized
+    async def get(self, path: str) -> None:
+        document = await self.document(path)
+        version = await document.table.durable()
+        self.finish_json(
+            {
+                "path": document.path,
+                "file_id": document.file_id,
+                "version": version,
+                "records": document.records(),
+            }
+        )
+
+
+class RecordsHandler(NotebookHandlerBase):
+    """``POST …/records`` ``{"set": [...], "delete": [...]}``: one commit."""
+
+    @web.authenticated
+    @authorized
+    async def post(self, path: str) -> None:
+        body = self.json_body()
+        sets, deletes = body.get("set", []), body.get("delete", [])
+        if not isinstance(sets, list) or not isinstance(deletes, list):
+            raise web.HTTPError(400, '"set" and "delete" must be lists of records')
+        unknown = set(body) - {"set", "delete"}
+        if unknown:
+            raise web.HTTPError(400, f"unknown fields {sorted(unknown)}")
+        document = await self.document(path)
+        version = await document.apply(sets, deletes, author=self.author)
+        self.finish_json({"version": version})
+
+
+class HistoryHandler(NotebookHandlerBase):
+    """``GET …/history``: every version, oldest first."""
+
+    @web.authenticated
+    @authorized
+    async def get(self, path: str) -> None:
+        document = await self.document(path)
+        versions = await document.history()
+        self.finish_json({"versions": [v.to_json() for v in versions]})
+
+
+class VersionHandler(NotebookHandlerBase):
+    """``GET …/history/{version}``: the records as of that version."""
+
+    @web.authenticated
+    @authorized
+    async def get(self, path: str, version: str) -> None:
+        document = await self.document(path)
+        records = await document.records_at(int(version))
+        self.finish_json({"version": int(version), "records": records})
+
+
+class RevertHandler(NotebookHandlerBase):
+    """``POST …/revert`` ``{"version": v}``: commit version ``v`` as a new version."""
+
+    @web.authenticated
+    @authorized
+    async def post(self, path: str) -> None:
+        version = self.json_body().get("version")
+        if not isinstance(version, int) or isinstance(version, bool):
+            raise web.HTTPError(400, '"version" must be an integer')
+        document = await self.document(path)
+        self.finish_json({"version": await document.revert(version, author=self.author)})
+
+
+class ExportHandler(NotebookHandlerBase):
+    """``GET …/export?to=ipynb|html|script|markdown|…``: nbconvert from the live notebook."""
+
+    @web.authenticated
+    @authorized
+    async def get(self, path: str) -> None:
+        to = self.get_query_argument("to", "ipynb")
+        document = await self.document(path)
+        body, mimetype, filename = await self.extension.exporter.export(document, to)
+        if self.get_query_argument("download", "false") == "true":
+            self.set_header("Content-Disposition", f'attachment; filename="{filename}"')
+        self.finish_raw(body, mimetype)
+
+
+def notebook_routes() -> list[tuple[str, type]]:
+    return [
+        (NOTEBOOK + r"/records", RecordsHandler),
+        (NOTEBOOK + r"/history/(?P<version>\d+)", VersionHandler),
+        (NOTEBOOK + r"/history", HistoryHandler),
+        (NOTEBOOK + r"/revert", RevertHandler),
+        (NOTEBOOK + r"/export", ExportHandler),
+        (NOTEBOOK, NotebookHandler),
+    ]

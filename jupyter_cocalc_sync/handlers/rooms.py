@@ -1,0 +1,137 @@
+"""WebSocket rooms (y-websocket) and the collaboration session route of jupyter-collaboration.
+
+``/api/cocalc-sync/room/syncdb:<file_id>`` serves a notebook's SyncDB table;
+``/api/collaboration/room/<format>:<type>:<file_id>`` and ``PUT /api/collaboration/session/…``
+speak the protocol of ``jupyter_server_ydoc`` so the stock JupyterLab frontend works unchanged.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from jupyter_server.auth.decorator import authorized, ws_authenticated
+from jupyter_server.base.handlers import JupyterHandler
+from jupyter_server.base.websocket import WebSocketMixin
+from tornado import web
+from tornado.websocket import WebSocketClosedError, WebSocketHandler
+
+from ..errors import DocumentNotFoundError, NotebookFormatError, PathOutsideRootError
+from ..rooms.registry import Membership, SessionExpiredError
+from .base import CocalcAPIHandler, check_api_path
+
+#: close codes the stock frontend understands (jupyter-collaboration)
+NOT_FOUND = 4404
+BAD_REQUEST = 4400
+SERVER_ERROR = 4500
+
+
+class RoomHandler(WebSocketMixin, WebSocketHandler, JupyterHandler):
+    """One client in one room; the room does the protocol."""
+
+    auth_resource = "contents"
+    namespace = "cocalc"
+
+    def initialize(self, namespace: str = "cocalc") -> None:
+        self.namespace = namespace
+        self.membership: Membership | None = None
+
+    @property
+    def author(self) -> str | None:
+        user = self.current_user
+        return getattr(user, "username", None) if user else None
+
+    @ws_authenticated
+    @authorized
+    async def get(self, *args: Any, **kwargs: Any) -> None:
+        return await super().get(*args, **kwargs)
+
+    def write_error(self, status_code: int, **kwargs: Any) -> None:
+        # a refused handshake answers JSON, never a login page
+        self.set_header("Content-Type", "application/json")
+        self.finish(json.dumps({"message": self._reason or "error", "status": status_code}))
+
+    async def open(self, room_id: str) -> None:  # type: ignore[override]
+        super().open()  # keep-alive pings
+        self.set_nodelay(True)
+        registry = self.settings["cocalc_sync"].rooms
+        session_id = self.get_query_argument("sessionId", None)
+        try:
+            self.membership = await registry.join(self.namespace, room_id, self, session_id)
+        except SessionExpiredError as e:
+            self.close(
+                1003,
+                json.dumps(
+                    {"reason": "unknown_session", "sessionId": e.session_id, "reloadable": True}
+                ),
+            )
+        except DocumentNotFoundError as e:
+            self.close(NOT_FOUND, str(e)[:120])
+        except (PathOutsideRootError, NotebookFormatError, ValueError) as e:
+            self.close(BAD_REQUEST, str(e)[:120])
+        except Exception:
+            self.log.exception("could not open room %s", room_id)
+            self.close(SERVER_ERROR, "could not open the document")
+
+    def on_message(self, message: bytes | str) -> None:
+        if self.membership is not None:
+            self.membership.room.receive(self, message)
+
+    def on_close(self) -> None:
+        membership, self.membership = self.membership, None
+        if membership is not None:
+            membership.leave()
+
+    def send(self, data: bytes) -> None:
+        if self.ws_connection is None or self.ws_connection.is_closing():
+            return
+        try:
+            future = self.write_message(data, binary=True)
+        except WebSocketClosedError:
+            return
+        future.add_done_callback(lambda f: f.exception())  # a closed socket is not an error
+
+    def close(self, code: int | None = None, reason: str | None = None) -> None:
+        if self.ws_connection is not None:
+            super().close(code, reason)
+        self.on_close()
+
+
+class DocSessionHandler(CocalcAPIHandler):
+    """``PUT /api/collaboration/session/{path}``: the file id and session of a document."""
+
+    @web.authenticated
+    @authorized
+    async def put(self, path: str) -> None:
+        path = self.api_path(path)
+        body = self.json_body()
+        file_format, file_type = body.get("format"), body.get("type")
+        if not isinstance(file_format, str) or not isinstance(file_type, str):
+            raise web.HTTPError(400, 'the body needs "format" and "type" strings')
+        extension = self.extension
+        documents = extension.documents
+        known = documents.file_id_manager.get_id(path) is not None
+        if file_type == "notebook":
+            document = await documents.get(path)
+            file_id, session_id = document.file_id, document.session_id
+        else:
+            if not await extension.file_exists(path):
+                raise DocumentNotFoundError(f"no file at {path!r}")
+            file_id = documents.file_id(path)
+            opened = await extension.file_rooms.get(path, file_id, file_format, file_type)
+            session_id = opened.session_id
+        self.finish_json(
+            {"format": file_format, "type": file_type, "fileId": file_id, "sessionId": session_id},
+            status=200 if known else 201,
+        )
+
+
+def room_routes() -> list[tuple[str, type, dict[str, Any]]]:
+    return [
+        (r"/api/cocalc-sync/room/(.+)", RoomHandler, {"namespace": "cocalc"}),
+        (r"/api/collaboration/room/(.+)", RoomHandler, {"namespace": "collaboration"}),
+        (r"/api/collaboration/session/(.+)", DocSessionHandler, {}),
+    ]
+
+
+__all__ = ["DocSessionHandler", "RoomHandler", "check_api_path", "room_routes"]

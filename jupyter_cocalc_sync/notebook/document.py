@@ -1,0 +1,308 @@
+"""``NotebookDocument``: one open notebook, shared by all its clients.
+
+It ties together the notebook's table (``SyncDB``), its change log, its file (``FileSync``), the
+YNotebook projection for JupyterLab, and the rooms its clients connect to.
+
+Opening reads the change log and the file. With no history, the file is imported (the same file
+always gives the same initial update). With history, the log is the document; if the file
+changed since this server last saved it (edited while no server had it open), the change is
+merged as a three-way diff against the saved version — never a blind overwrite either way.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections.abc import Awaitable, Callable, Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from ..errors import DocumentNotFoundError
+from ..rooms.protocol import Message
+from ..rooms.room import Peer, Room
+from ..store import STORE, ChangeLog, LoggedTable
+from ..store.changelog import Version
+from ..sync.table import Origin, Record, SyncDB
+from .filesync import FileSync
+from .ipynb import (
+    OutputsOf,
+    OutputTransform,
+    initial_update,
+    notebook_to_records,
+    ordered_outputs,
+    parse_notebook,
+    records_to_notebook,
+)
+from .merge import merge_notebook
+from .projection import YNotebookProjection
+from .schema import SETTINGS_KEY, notebook_syncdb
+
+log = logging.getLogger(__name__)
+
+FROM_FILE = Origin("file")
+FROM_DISK = "disk"
+
+
+@dataclass
+class DocumentSettings:
+    """What a document needs from the extension's configuration."""
+
+    autosave_delay: float = 1.0
+    file_poll_interval: float = 1.0
+
+
+@dataclass
+class OutputHooks:
+    """How outputs are transformed between the file, the table and JupyterLab (outputs/)."""
+
+    #: file -> table, at import and out-of-band merges (e.g. images to blob references)
+    import_output: OutputTransform | None = None
+    #: table -> file, at export (e.g. blob references re-inlined); awaited before exporting
+    prepare_export: Callable[[list[Record]], Awaitable[OutputsOf]] | None = None
+    #: table -> JupyterLab (e.g. the "more output" marker as a readable notice)
+    render_output: Callable[[dict[str, Any]], dict[str, Any]] | None = None
+    #: JupyterLab -> table
+    ingest_output: Callable[[dict[str, Any]], dict[str, Any]] | None = None
+
+
+class NotebookDocument:
+    """One open notebook (module docstring)."""
+
+    def __init__(
+        self,
+        path: str,
+        file_id: str,
+        *,
+        changelog: ChangeLog,
+        contents_manager: Any,
+        settings: DocumentSettings | None = None,
+        hooks: OutputHooks | None = None,
+    ) -> None:
+        settings = settings or DocumentSettings()
+        self.path = path
+        self.file_id = file_id
+        self.changelog = changelog
+        self.hooks = hooks or OutputHooks()
+        #: changes with every open: a JupyterLab client holding Yjs state of an earlier
+        #: projection is told to reload rather than merge it (that would duplicate cells)
+        self.session_id = uuid.uuid4().hex
+        self.db: SyncDB = notebook_syncdb()
+        self.table = LoggedTable(self.db, changelog, file_id)
+        self.files = FileSync(
+            self,
+            contents_manager,
+            autosave_delay=settings.autosave_delay,
+            poll_interval=settings.file_poll_interval,
+        )
+        self.files.on_saved.append(self._saved)
+        self._projection: YNotebookProjection | None = None
+        self.rooms: dict[str, Room] = {}
+        self.clients: set[Any] = set()
+        self.closed = False
+        self._unsubscribe = self.db.on_update(self._on_update)
+
+    # -- opening ----------------------------------------------------------------------------
+
+    async def open(self) -> None:
+        has_history = await self.table.load()
+        try:
+            text, stamp = await self.files.read()
+        except DocumentNotFoundError:
+            if not has_history:
+                raise
+            text, stamp = None, (None, None)
+            self.files.file_missing = True
+        if not has_history:
+            assert text is not None
+            records = notebook_to_records(
+                parse_notebook(text), transform_output=self.hooks.import_output
+            )
+            self.db.apply_update(initial_update(records), origin=FROM_FILE)
+            version = await self.table.durable()
+            self.files.saved_version, self.files.stamp = version, stamp
+            await self.changelog.mark_saved(self.file_id, version, *stamp)
+        else:
+            saved = await self.changelog.last_saved(self.file_id)
+            self.files.saved_version = saved[0] if saved else 1
+            saved_stamp = (saved[1], saved[2]) if saved else (None, None)
+            self.files.stamp = stamp
+            if text is not None and stamp != saved_stamp:
+                log.info("%s changed on disk since it was last saved: merging", self.path)
+                await self.merge_from_disk(text, self.files.saved_version)
+                self.files.changed()
+        self.files.start_polling()
+
+    # -- reading and writing ----------------------------------------------------------------
+
+    def records(self) -> list[Record]:
+        return self.db.get()
+
+    @property
+    def version(self) -> int:
+        return self.table.version
+
+    async def commit(self, author: str | None = None) -> int:
+        """Commit pending changes as one version and wait until it is durable."""
+        self.table.commit(author)
+        return await self.table.durable()
+
+    async def apply(
+        self,
+        sets: Iterable[Mapping[str, Any]] = (),
+        deletes: Iterable[Mapping[str, Any]] = (),
+        *,
+        author: str | None = None,
+    ) -> int:
+        """Apply record changes as one commit; all are checked first, so a bad one changes
+        nothing (``InvalidRecordError``). Returns the new (or unchanged) version."""
+        sets, deletes = list(sets), list(deletes)
+        for record in sets:
+            self.db.check(record)
+        for where in deletes:
+            self.db.key_of(where)
+        with self.db.transaction():
+            for record in sets:
+                self.db.set(record)
+            for where in deletes:
+                self.db.delete(where)
+        return await self.commit(author)
+
+    # -- history ----------------------------------------------------------------------------
+
+    async def history(self) -> list[Version]:
+        await self.table.durable()
+        return await self.changelog.versions(self.file_id)
+
+    async def records_at(self, version: int) -> list[Record]:
+        await self.table.durable()
+        old = notebook_syncdb()
+        old.apply_update(await self.changelog.state_at(self.file_id, version), origin=STORE)
+        return old.get()
+
+    async def revert(self, version: int, author: str | None = None) -> int:
+        """Make the notebook what it was at ``version``, as a new version."""
+        old = {(r["type"], r["id"]): r for r in await self.records_at(version)}
+        with self.db.transaction():
+            for record in self.db.get():
+                key = (record["type"], record["id"])
+                if key not in old:
+                    self.db.delete({"type": key[0], "id": key[1]})
+                    continue
+                target = old.pop(key)
+                patch = {name: None for name in record if name not in target}
+                if isinstance(record.get("output"), dict) and isinstance(
+                    target.get("output"), dict
+                ):
+                    patch["output"] = {
+                        k: None for k in record["output"] if k not in target["output"]
+                    }
+                    patch["output"].update(target["output"])
+                    target = {k: v for k, v in target.items() if k != "output"}
+                self.db.set({**patch, **target})
+            for target in old.values():
+                self.db.set(target)
+        return await self.commit(author)
+
+    # -- the file ---------------------------------------------------------------------------
+
+    async def export_notebook(self) -> dict[str, Any]:
+        """The notebook as nbformat 4.5, from the live table."""
+        records = self.db.get()
+        outputs_of = ordered_outputs
+        if self.hooks.prepare_export is not None:
+            outputs_of = await self.hooks.prepare_export(records)
+        return records_to_notebook(records, outputs_of=outputs_of)
+
+    async def merge_from_disk(self, text: str, base_version: int) -> int:
+        """Merge the file's ``text`` into the table against the saved ``base_version``."""
+        disk = notebook_to_records(parse_notebook(text), transform_output=self.hooks.import_output)
+        base = await self.records_at(base_version) if base_version else []
+        sets, deletes = merge_notebook(base, disk, self.db.get())
+        return await self.apply(sets, deletes, author=FROM_DISK)
+
+    def _on_update(self, update: bytes, origin: Any) -> None:
+        if origin != STORE:
+            self.files.changed()
+
+    def _saved(self) -> None:
+        if self._projection is not None:
+            self._projection.set_state(dirty=False)
+
+    async def _on_raw(self, peer: Peer, message: Message) -> dict[str, Any] | None:
+        if message.raw != "save":
+            return None
+        status = await self.files.save()
+        return {"type": "save", "responseTo": message.raw_id, "status": status}
+
+    # -- clients ----------------------------------------------------------------------------
+
+    @property
+    def projection(self) -> YNotebookProjection:
+        """The YNotebook view for JupyterLab (built on first use)."""
+        if self._projection is None:
+            hooks = self.hooks
+            kwargs: dict[str, Any] = {}
+            if hooks.render_output is not None:
+                kwargs["render_output"] = hooks.render_output
+            if hooks.ingest_output is not None:
+                kwargs["ingest_output"] = hooks.ingest_output
+            self._projection = YNotebookProjection(
+                self.db, commit=lambda author: self.table.commit(author), **kwargs
+            )
+            self._projection.set_state(path=self.path, document_id=f"json:notebook:{self.file_id}")
+        return self._projection
+
+    def room(self, kind: str) -> Room:
+        """The room of ``kind`` (``syncdb`` or ``notebook``), created on first use."""
+        room = self.rooms.get(kind)
+        if room is not None:
+            return room
+        if kind == "syncdb":
+            room = Room(
+                f"syncdb:{self.file_id}",
+                self.db.doc,
+                apply_update=lambda update, peer: self.db.apply_update(update, origin=peer),
+                barrier=self.table.durable,
+                on_raw=self._on_raw,
+            )
+            self.db.on_update(room.publish)
+        elif kind == "notebook":
+            projection = self.projection
+            room = Room(
+                f"json:notebook:{self.file_id}",
+                projection.ydoc,
+                apply_update=projection.apply_update,
+                barrier=self.table.durable,
+                on_raw=self._on_raw,
+            )
+            projection.on_update(room.publish)
+        else:
+            raise ValueError(f"unknown room kind {kind!r}")
+        self.rooms[kind] = room
+        return room
+
+    def set_path(self, path: str) -> None:
+        self.path = path
+        if self._projection is not None:
+            self._projection.set_state(path=path)
+
+    async def close(self) -> None:
+        """Save, close every room and stop observing (the change log keeps everything)."""
+        if self.closed:
+            return
+        self.closed = True
+        for room in self.rooms.values():
+            room.close()
+        try:
+            await self.files.close(save=True)
+        except Exception:
+            log.exception("final save of %s failed", self.path)
+        await self.table.durable()
+        if self._projection is not None:
+            self._projection.close()
+        self._unsubscribe()
+        self.table.close()
+        self.db.close()
+
+    def settings(self) -> Record:
+        return self.db.get_one({"type": SETTINGS_KEY[0], "id": SETTINGS_KEY[1]}) or {}

@@ -1,0 +1,188 @@
+"""``DocumentManager``: one live document per open notebook, opened on first use.
+
+Documents are keyed by the file id of ``jupyter-server-fileid`` (so a renamed notebook keeps its
+history) and closed ``document_cleanup_delay`` seconds after their last client left, once
+nothing keeps them busy (a running cell registers itself with ``hold``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from typing import Any
+
+from ..errors import DocumentNotFoundError, PathOutsideRootError
+from ..store import ChangeLog
+from .document import DocumentSettings, NotebookDocument, OutputHooks
+
+log = logging.getLogger(__name__)
+
+
+class DocumentManager:
+    """Opens, finds and closes notebook documents."""
+
+    def __init__(
+        self,
+        *,
+        changelog: ChangeLog,
+        contents_manager: Any,
+        file_id_manager: Callable[[], Any],
+        settings: DocumentSettings,
+        cleanup_delay: float,
+        hooks: OutputHooks | None = None,
+        on_open: Callable[[NotebookDocument], Any] | None = None,
+    ) -> None:
+        self.changelog = changelog
+        self.contents_manager = contents_manager
+        self._file_ids = file_id_manager
+        self.settings = settings
+        self.cleanup_delay = cleanup_delay
+        self.hooks = hooks
+        self.on_open = on_open
+        self.documents: dict[str, NotebookDocument] = {}
+        self._opening: dict[str, asyncio.Future[NotebookDocument]] = {}
+        self._holds: dict[str, int] = {}
+        self._cleaners: dict[str, asyncio.TimerHandle] = {}
+
+    @property
+    def file_id_manager(self) -> Any:
+        return self._file_ids()
+
+    def file_id(self, path: str, *, create: bool = True) -> str:
+        """The file id of ``path`` (indexed on first use); ``DocumentNotFoundError`` if none."""
+        manager = self.file_id_manager
+        file_id = manager.get_id(path)
+        if file_id is None and create:
+            file_id = manager.index(path)
+        if file_id is None:
+            raise DocumentNotFoundError(f"no file at {path!r}")
+        return file_id
+
+    def path_of(self, file_id: str) -> str:
+        document = self.documents.get(file_id)
+        if document is not None:
+            return document.path
+        path = self.file_id_manager.get_path(file_id)
+        if path is None:
+            raise DocumentNotFoundError(f"no file with id {file_id!r}")
+        return path
+
+    async def get(self, path: str) -> NotebookDocument:
+        """The live document of the notebook at ``path`` (an API path), opening it if needed."""
+        if not path.endswith(".ipynb"):
+            raise DocumentNotFoundError(f"{path!r} is not a notebook (.ipynb)")
+        if not await _exists(self.contents_manager, path):
+            file_id = self.file_id(path, create=False) if self._known(path) else None
+            if file_id is None or file_id not in self.documents:
+                raise DocumentNotFoundError(f"no notebook at {path!r}")
+        return await self.get_by_id(self.file_id(path))
+
+    def _known(self, path: str) -> bool:
+        return self.file_id_manager.get_id(path) is not None
+
+    async def get_by_id(self, file_id: str) -> NotebookDocument:
+        document = self.documents.get(file_id)
+        if document is not None:
+            return document
+        pending = self._opening.get(file_id)
+        if pending is not None:
+            return await asyncio.shield(pending)
+        future: asyncio.Future[NotebookDocument] = asyncio.get_running_loop().create_future()
+        self._opening[file_id] = future
+        try:
+            path = self.path_of(file_id)
+            if not path.endswith(".ipynb"):
+                raise DocumentNotFoundError(f"file {file_id!r} is not a notebook")
+            document = NotebookDocument(
+                path,
+                file_id,
+                changelog=self.changelog,
+                contents_manager=self.contents_manager,
+                settings=self.settings,
+                hooks=self.hooks,
+            )
+            await document.open()
+            self.documents[file_id] = document
+            if self.on_open is not None:
+                self.on_open(document)
+            future.set_result(document)
+            self._schedule_cleanup(file_id)
+            log.info("opened %s (%s) at version %s", path, file_id, document.version)
+            return document
+        except BaseException as e:
+            future.set_exception(e)
+            future.exception()  # retrieved: waiters get it re-raised
+            raise
+        finally:
+            self._opening.pop(file_id, None)
+
+    # -- lifetime ---------------------------------------------------------------------------
+
+    def connect(self, document: NotebookDocument, client: Any) -> None:
+        document.clients.add(client)
+        self._cancel_cleanup(document.file_id)
+
+    def disconnect(self, document: NotebookDocument, client: Any) -> None:
+        document.clients.discard(client)
+        self._schedule_cleanup(document.file_id)
+
+    def hold(self, document: NotebookDocument) -> None:
+        """Keep ``document`` open whatever its clients do (until ``release``)."""
+        self._holds[document.file_id] = self._holds.get(document.file_id, 0) + 1
+        self._cancel_cleanup(document.file_id)
+
+    def release(self, document: NotebookDocument) -> None:
+        count = self._holds.get(document.file_id, 0) - 1
+        if count <= 0:
+            self._holds.pop(document.file_id, None)
+            self._schedule_cleanup(document.file_id)
+        else:
+            self._holds[document.file_id] = count
+
+    def _busy(self, file_id: str) -> bool:
+        document = self.documents.get(file_id)
+        return document is None or bool(document.clients) or bool(self._holds.get(file_id))
+
+    def _cancel_cleanup(self, file_id: str) -> None:
+        handle = self._cleaners.pop(file_id, None)
+        if handle is not None:
+            handle.cancel()
+
+    def _schedule_cleanup(self, file_id: str) -> None:
+        self._cancel_cleanup(file_id)
+        if self._busy(file_id):
+            return
+        loop = asyncio.get_running_loop()
+        self._cleaners[file_id] = loop.call_later(
+            self.cleanup_delay, lambda: loop.create_task(self._cleanup(file_id))
+        )
+
+    async def _cleanup(self, file_id: str) -> None:
+        self._cleaners.pop(file_id, None)
+        if self._busy(file_id):
+            return
+        document = self.documents.pop(file_id)
+        log.info("closing %s: no clients for %ss", document.path, self.cleanup_delay)
+        await document.close()
+
+    async def close_all(self) -> None:
+        for file_id in list(self._cleaners):
+            self._cancel_cleanup(file_id)
+        documents, self.documents = list(self.documents.values()), {}
+        await asyncio.gather(*(d.close() for d in documents), return_exceptions=True)
+
+    def renamed(self, old_path: str, new_path: str) -> None:
+        """A file (or folder) was renamed through the server: open documents follow it."""
+        for document in self.documents.values():
+            if document.path == old_path or document.path.startswith(old_path.rstrip("/") + "/"):
+                document.set_path(new_path + document.path[len(old_path) :])
+
+
+async def _exists(contents_manager: Any, path: str) -> bool:
+    from jupyter_server.utils import ensure_async
+
+    try:
+        return bool(await ensure_async(contents_manager.file_exists(path)))
+    except Exception as e:  # a contents manager may refuse paths outside its root
+        raise PathOutsideRootError(str(e)) from None

@@ -1,0 +1,96 @@
+"""The y-websocket wire protocol, as the stock JupyterLab frontend speaks it.
+
+Binary frames: ``[0, sub, varuint len, payload]`` sync (sub 0 = step 1 state vector,
+1 = step 2 update, 2 = update), ``[1, varuint len, awareness update]``, and the RAW type 2 of
+jupyter-collaboration (``[2, varstring]``: ``"save"`` + varuint id asks for a save; the answer
+is a RAW JSON string).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from pycrdt import Decoder, Encoder, write_var_uint
+
+SYNC = 0
+AWARENESS = 1
+RAW = 2
+
+SYNC_STEP1 = 0
+SYNC_STEP2 = 1
+SYNC_UPDATE = 2
+
+
+class ProtocolError(ValueError):
+    """A frame that is not a well-formed y-websocket message."""
+
+
+@dataclass(frozen=True)
+class Message:
+    kind: int  # SYNC, AWARENESS or RAW
+    sub: int | None  # sync sub-type
+    payload: bytes  # state vector, update or awareness update
+    raw: str | None = None  # RAW message text
+    raw_id: int | None = None  # RAW "save" request id
+
+
+def _payload(decoder: Decoder, frame: bytes) -> bytes:
+    length = decoder.read_var_uint()
+    start = decoder.i0
+    if start + length != len(frame):
+        raise ProtocolError("payload length does not match the frame")
+    return frame[start : start + length]
+
+
+def decode(frame: bytes) -> Message:
+    """Parse one frame; raises ``ProtocolError`` for anything malformed or unknown."""
+    if not isinstance(frame, (bytes, bytearray)) or not frame:
+        raise ProtocolError("empty or non-binary frame")
+    frame = bytes(frame)
+    try:
+        decoder = Decoder(frame)
+        kind = decoder.read_var_uint()
+        if kind == SYNC:
+            sub = decoder.read_var_uint()
+            if sub not in (SYNC_STEP1, SYNC_STEP2, SYNC_UPDATE):
+                raise ProtocolError(f"unknown sync message type {sub}")
+            return Message(SYNC, sub, _payload(decoder, frame))
+        if kind == AWARENESS:
+            return Message(AWARENESS, None, _payload(decoder, frame))
+        if kind == RAW:
+            text = decoder.read_var_string()
+            raw_id = decoder.read_var_uint() if text == "save" else None
+            return Message(RAW, None, b"", text, raw_id)
+    except ProtocolError:
+        raise
+    except Exception as e:  # the decoder's own errors: truncated varints and strings
+        raise ProtocolError(f"malformed frame: {e}") from None
+    raise ProtocolError(f"unknown message type {kind}")
+
+
+def sync_message(sub: int, payload: bytes) -> bytes:
+    return bytes([SYNC, sub]) + write_var_uint(len(payload)) + payload
+
+
+def awareness_message(payload: bytes) -> bytes:
+    return bytes([AWARENESS]) + write_var_uint(len(payload)) + payload
+
+
+def raw_message(value: dict[str, Any]) -> bytes:
+    encoder = Encoder()
+    encoder.write_var_uint(RAW)
+    encoder.write_var_string(json.dumps(value))
+    return encoder.to_bytes()
+
+
+def awareness_removal(clients: dict[int, int]) -> bytes:
+    """An awareness update that removes ``clients`` (client id -> last clock)."""
+    encoder = Encoder()
+    encoder.write_var_uint(len(clients))
+    for client_id, clock in clients.items():
+        encoder.write_var_uint(client_id)
+        encoder.write_var_uint(clock + 1)
+        encoder.write_var_string("null")
+    return encoder.to_bytes()

@@ -1,0 +1,114 @@
+"""``RoomRegistry``: which room a room id names, and joining it.
+
+* ``syncdb:<file_id>`` (under ``/api/cocalc-sync/room/``): the notebook's SyncDB table;
+* ``json:notebook:<file_id>`` (under ``/api/collaboration/room/``): the YNotebook projection;
+* ``<format>:<type>:<file_id>`` for other files: a plain ``jupyter_ydoc`` file room;
+* anything else (``JupyterLab:globalAwareness``…): a transient, awareness-only room.
+
+Joining a document room checks the client's ``sessionId`` the way jupyter-collaboration does:
+a client that holds Yjs state of an earlier load of the document must reload instead of merging
+it, or its cells would be duplicated.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from pycrdt import Doc
+
+from ..errors import CocalcSyncError, DocumentNotFoundError
+from ..notebook.manager import DocumentManager
+from .files import FileRooms
+from .room import Peer, Room
+
+SYNCDB_PREFIX = "syncdb:"
+
+
+class SessionExpiredError(CocalcSyncError):
+    """The client's ``sessionId`` belongs to an earlier load of the document."""
+
+    def __init__(self, session_id: str) -> None:
+        super().__init__(f"session {session_id!r} is not the current session of this document")
+        self.session_id = session_id
+
+
+@dataclass
+class Membership:
+    room: Room
+    leave: Callable[[], None]
+
+
+class RoomRegistry:
+    """Finds or creates the room for a room id and adds a peer to it."""
+
+    def __init__(
+        self,
+        documents: DocumentManager,
+        files: FileRooms,
+        check_path: Callable[[str], str],
+    ) -> None:
+        self.documents = documents
+        self.files = files
+        self.check_path = check_path
+        self.transient: dict[str, Room] = {}
+
+    async def join(
+        self, namespace: str, room_id: str, peer: Peer, session_id: str | None
+    ) -> Membership:
+        """Join ``room_id`` in ``namespace`` (``"cocalc"`` or ``"collaboration"``)."""
+        if namespace == "cocalc":
+            if room_id.startswith(SYNCDB_PREFIX):
+                document = await self.documents.get_by_id(room_id[len(SYNCDB_PREFIX) :])
+                self.check_path(document.path)
+                return self._enter_document(document, document.room("syncdb"), peer)
+            raise DocumentNotFoundError(f"unknown room {room_id!r}")
+        parts = room_id.split(":", 2)
+        if len(parts) < 3:
+            return self._enter_transient(room_id, peer)
+        file_format, file_type, file_id = parts
+        if file_type == "notebook":
+            document = await self.documents.get_by_id(file_id)
+            self.check_path(document.path)
+            self._check_session(document.session_id, session_id)
+            return self._enter_document(document, document.room("notebook"), peer)
+        path = self.check_path(self.documents.path_of(file_id))
+        file_document = await self.files.get(path, file_id, file_format, file_type)
+        self._check_session(file_document.session_id, session_id)
+        self.files.connect(file_document, peer)
+        file_document.room.connect(peer)
+
+        def leave() -> None:
+            file_document.room.disconnect(peer)
+            self.files.disconnect(file_document, peer)
+
+        return Membership(file_document.room, leave)
+
+    @staticmethod
+    def _check_session(current: str, given: str | None) -> None:
+        if given and given != current:
+            raise SessionExpiredError(given)
+
+    def _enter_document(self, document: Any, room: Room, peer: Peer) -> Membership:
+        self.documents.connect(document, peer)
+        room.connect(peer)
+
+        def leave() -> None:
+            room.disconnect(peer)
+            self.documents.disconnect(document, peer)
+
+        return Membership(room, leave)
+
+    def _enter_transient(self, room_id: str, peer: Peer) -> Membership:
+        room = self.transient.get(room_id)
+        if room is None:
+            room = self.transient[room_id] = Room(room_id, Doc(), awareness_only=True)
+        room.connect(peer)
+
+        def leave() -> None:
+            room.disconnect(peer)
+            if not room.peers:
+                self.transient.pop(room_id, None)
+
+        return Membership(room, leave)

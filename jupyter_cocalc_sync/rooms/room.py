@@ -1,0 +1,230 @@
+"""``Room``: one Yjs document served to y-websocket peers.
+
+A room does not own its document: its owner applies peer updates (so it knows who made them)
+and publishes every update the document emits. Before any update is sent out, the room awaits
+the owner's durability barrier, so no peer ever sees a change that a crash could take back.
+Awareness (cursors, user names) is relayed, and a peer that leaves has its awareness states
+removed for the others.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any, Protocol
+
+from pycrdt import Awareness, Doc, merge_updates
+
+from . import protocol
+from .protocol import Message, ProtocolError
+
+log = logging.getLogger(__name__)
+
+
+class Peer(Protocol):
+    """One connected client (a websocket)."""
+
+    author: str | None
+
+    def send(self, data: bytes) -> None:
+        """Queue ``data`` for the client; never blocks, never raises."""
+
+    def close(self, code: int, reason: str) -> None:
+        """Close the connection."""
+
+
+ApplyUpdate = Callable[[bytes, Peer], None]
+Barrier = Callable[[], Awaitable[Any]]
+RawHandler = Callable[[Peer, Message], Awaitable[dict[str, Any] | None]]
+
+#: websocket close codes
+UNSUPPORTED_DATA = 1003
+INVALID_PAYLOAD = 1007
+
+
+class Room:
+    """Serves ``doc`` to peers (see the module docstring)."""
+
+    def __init__(
+        self,
+        name: str,
+        doc: Doc,
+        *,
+        apply_update: ApplyUpdate | None = None,
+        barrier: Barrier | None = None,
+        on_raw: RawHandler | None = None,
+        awareness_only: bool = False,
+    ) -> None:
+        self.name = name
+        self.doc = doc
+        self.peers: set[Peer] = set()
+        self._apply = apply_update or (lambda update, peer: doc.apply_update(update))
+        self._barrier = barrier
+        self._on_raw = on_raw
+        self.awareness_only = awareness_only
+        self.awareness = Awareness(doc)
+        self._awareness_clients: dict[Peer, set[int]] = {}
+        self._outbox: list[tuple[bytes, Peer | None]] = []
+        self._wake = asyncio.Event()
+        self._broadcaster: asyncio.Task[None] | None = None
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self.closed = False
+
+    # -- peers ------------------------------------------------------------------------------
+
+    def connect(self, peer: Peer) -> None:
+        """Start serving ``peer``: ask for its state, show it the others' awareness."""
+        self.peers.add(peer)
+        self._awareness_clients[peer] = set()
+        if not self.awareness_only:
+            peer.send(protocol.sync_message(protocol.SYNC_STEP1, self.doc.get_state()))
+        states = [cid for cid in self.awareness.states if cid != self.doc.client_id]
+        if states:
+            peer.send(protocol.awareness_message(self.awareness.encode_awareness_update(states)))
+
+    def disconnect(self, peer: Peer) -> None:
+        """Stop serving ``peer`` and tell the others its cursors are gone."""
+        self.peers.discard(peer)
+        clients = self._awareness_clients.pop(peer, set())
+        gone = {
+            cid: self.awareness.meta[cid]["clock"]
+            for cid in clients
+            if cid in self.awareness.states and cid in self.awareness.meta
+        }
+        if gone:
+            removal = protocol.awareness_removal(gone)
+            self.awareness.apply_awareness_update(removal, None)
+            self._relay(protocol.awareness_message(removal), None)
+
+    def receive(self, peer: Peer, frame: bytes | str) -> None:
+        """Handle one frame from ``peer``; a malformed frame closes that peer only."""
+        if isinstance(frame, str):
+            peer.close(UNSUPPORTED_DATA, "text frames are not part of the protocol")
+            return
+        try:
+            message = protocol.decode(frame)
+        except ProtocolError as e:
+            peer.close(UNSUPPORTED_DATA, str(e)[:120])
+            return
+        try:
+            self._handle(peer, message, frame)
+        except Exception as e:
+            log.info("room %s: closing a peer after a bad message: %s", self.name, e)
+            peer.close(INVALID_PAYLOAD, f"invalid message: {e}"[:120])
+
+    def _handle(self, peer: Peer, message: Message, frame: bytes) -> None:
+        if message.kind == protocol.AWARENESS:
+            self._track_awareness(peer, message.payload)
+            self._relay(bytes(frame), peer)
+        elif message.kind == protocol.RAW:
+            if self._on_raw is not None:
+                self._spawn(self._answer_raw(peer, message))
+        elif self.awareness_only:
+            return
+        elif message.sub == protocol.SYNC_STEP1:
+            self._spawn(self._answer_step1(peer, message.payload))
+        else:
+            self._apply(message.payload, peer)
+
+    def _track_awareness(self, peer: Peer, payload: bytes) -> None:
+        before = set(self.awareness.states)
+        self.awareness.apply_awareness_update(payload, peer)
+        clients = self._awareness_clients.setdefault(peer, set())
+        clients.update(set(self.awareness.states) - before)
+        # the ids this peer announced, even when known before (reconnects)
+        decoded = _awareness_client_ids(payload)
+        clients.update(cid for cid in decoded if cid in self.awareness.states)
+
+    async def _answer_step1(self, peer: Peer, state: bytes) -> None:
+        if self._barrier is not None:
+            await self._barrier()
+        try:
+            update = self.doc.get_update(state)
+        except Exception as e:
+            peer.close(INVALID_PAYLOAD, f"invalid state vector: {e}"[:120])
+            return
+        peer.send(protocol.sync_message(protocol.SYNC_STEP2, update))
+
+    async def _answer_raw(self, peer: Peer, message: Message) -> None:
+        assert self._on_raw is not None
+        reply = await self._on_raw(peer, message)
+        if reply is not None:
+            peer.send(protocol.raw_message(reply))
+
+    def _relay(self, data: bytes, origin: Peer | None) -> None:
+        for peer in list(self.peers):
+            if peer is not origin:
+                peer.send(data)
+
+    # -- document updates -------------------------------------------------------------------
+
+    def publish(self, update: bytes, origin: Any = None) -> None:
+        """Send ``update`` to every peer but ``origin`` once the owner's barrier is passed."""
+        if self.closed or not self.peers:
+            return
+        self._outbox.append((update, origin if origin in self.peers else None))
+        self._wake.set()
+        if self._broadcaster is None or self._broadcaster.done():
+            self._broadcaster = asyncio.get_running_loop().create_task(self._broadcast())
+
+    async def _broadcast(self) -> None:
+        while not self.closed:
+            await self._wake.wait()
+            self._wake.clear()
+            while self._outbox:
+                if self._barrier is not None:
+                    await self._barrier()
+                batch, self._outbox = self._outbox, []
+                self._send_batch(batch)
+
+    def _send_batch(self, batch: list[tuple[bytes, Peer | None]]) -> None:
+        if len(batch) == 1:
+            update, origin = batch[0]
+            self._relay(protocol.sync_message(protocol.SYNC_UPDATE, update), origin)
+            return
+        merged: dict[Peer | None, bytes] = {}
+        for peer in list(self.peers):
+            excluded = peer if any(origin is peer for _, origin in batch) else None
+            message = merged.get(excluded)
+            if message is None:
+                updates = [u for u, origin in batch if origin is not excluded or origin is None]
+                if not updates:
+                    continue
+                message = merged[excluded] = protocol.sync_message(
+                    protocol.SYNC_UPDATE, merge_updates(*updates)
+                )
+            peer.send(message)
+
+    def _spawn(self, coro: Awaitable[Any]) -> None:
+        task = asyncio.ensure_future(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        task.add_done_callback(_log_failure)
+
+    def close(self, code: int = 1001, reason: str = "room closed") -> None:
+        """Close the room and every peer in it."""
+        self.closed = True
+        self._wake.set()
+        for peer in list(self.peers):
+            peer.close(code, reason)
+        self.peers.clear()
+        if self._broadcaster is not None:
+            self._broadcaster.cancel()
+
+
+def _awareness_client_ids(payload: bytes) -> list[int]:
+    from pycrdt import Decoder
+
+    decoder = Decoder(payload)
+    ids = []
+    for _ in range(decoder.read_var_uint()):
+        ids.append(decoder.read_var_uint())
+        decoder.read_var_uint()
+        decoder.read_var_string()
+    return ids
+
+
+def _log_failure(task: asyncio.Task[Any]) -> None:
+    if not task.cancelled() and task.exception() is not None:
+        log.error("room task failed", exc_info=task.exception())

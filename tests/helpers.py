@@ -1,0 +1,120 @@
+"""Test helpers: real clients of a running server, waiting on events rather than sleeping."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+import nbformat
+from httpx import AsyncClient
+from httpx_ws import aconnect_ws
+from jupyter_ydoc import YNotebook
+from pycrdt import Doc, Map, Provider
+from pycrdt.websocket.websocket import HttpxWebsocket
+
+
+def write_notebook(path, cells: list[dict] | None = None, **metadata: Any) -> dict:
+    """Write an nbformat 4.5 notebook with ``cells`` (source strings or cell dicts)."""
+    nb = nbformat.v4.new_notebook(
+        metadata={"kernelspec": {"name": "python3", "display_name": "Python 3"}, **metadata}
+    )
+    for i, cell in enumerate(cells or []):
+        if isinstance(cell, str):
+            cell = nbformat.v4.new_code_cell(cell, id=f"cell-{i}")
+        nb.cells.append(nbformat.from_dict(cell))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    nbformat.write(nb, str(path))
+    return nb
+
+
+def read_notebook_file(path) -> nbformat.NotebookNode | None:
+    """The notebook in ``path``, or None while a writer is half-way (jupyter_server's
+    "atomic" writing rewrites the file in place, so a reader can see it partly written)."""
+    try:
+        return nbformat.read(str(path), as_version=4)
+    except Exception:
+        return None
+
+
+def replace_file(path, text: str) -> None:
+    """Write ``text`` the way git does: a new file renamed over the old one."""
+    import os
+
+    tmp = f"{path}.tmp-write"
+    with open(tmp, "w", encoding="utf-8") as f:
+        f.write(text)
+    os.replace(tmp, path)
+
+
+async def eventually(predicate: Callable[[], Any], *docs: Doc, timeout: float = 15) -> Any:
+    """Wait until ``predicate()`` is true, re-checking after every change of ``docs``.
+
+    Without docs to watch, it re-checks every 20 ms (for conditions on files or servers).
+    """
+    changed = asyncio.Event()
+    subscriptions = [(doc, doc.observe(lambda _e: changed.set())) for doc in docs]
+    try:
+        async with asyncio.timeout(timeout):
+            while True:
+                changed.clear()
+                value = predicate()
+                if value:
+                    return value
+                if docs:
+                    await changed.wait()
+                else:
+                    await asyncio.sleep(0.02)
+    finally:
+        for doc, sub in subscriptions:
+            doc.unobserve(sub)
+
+
+class Server:
+    """URLs and an authenticated HTTP client for a server under test."""
+
+    def __init__(self, base_url: str, token: str) -> None:
+        self.base_url = base_url.rstrip("/")
+        self.token = token
+        self.http = AsyncClient(
+            base_url=self.base_url, headers={"Authorization": f"token {token}"}, timeout=60
+        )
+
+    def ws_url(self, path: str) -> str:
+        return self.base_url.replace("http", "ws", 1) + path
+
+    async def session(self, path: str) -> dict:
+        response = await self.http.put(
+            f"/api/collaboration/session/{path}",
+            content=json.dumps({"format": "json", "type": "notebook"}),
+        )
+        response.raise_for_status()
+        return response.json()
+
+    @contextlib.asynccontextmanager
+    async def ynotebook(self, path: str) -> AsyncIterator[YNotebook]:
+        """A JupyterLab-like client: a YNotebook synced over the collaboration room."""
+        session = await self.session(path)
+        room = f"json:notebook:{session['fileId']}"
+        url = self.ws_url(f"/api/collaboration/room/{room}?sessionId={session['sessionId']}")
+        ynb = YNotebook(Doc())
+        async with (
+            aconnect_ws(url, self.http) as ws,
+            Provider(ynb.ydoc, HttpxWebsocket(ws, room)),
+        ):
+            ymeta = ynb.ydoc.get("meta", type=Map)
+            await eventually(lambda: len(ymeta) > 0, ynb.ydoc)
+            yield ynb
+
+    async def aclose(self) -> None:
+        await self.http.aclose()
+
+
+def cell_sources(ynb: YNotebook) -> list[str]:
+    return [str(c["source"]) for c in ynb.ycells]
+
+
+def cell_ids(ynb: YNotebook) -> list[str]:
+    return [c["id"] for c in ynb.ycells]

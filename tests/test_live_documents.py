@@ -1,0 +1,265 @@
+"""Live notebook documents: YNotebook (JupyterLab) clients, SyncDB clients and REST together."""
+
+from __future__ import annotations
+
+import json
+
+import nbformat
+from helpers import (
+    cell_ids,
+    cell_sources,
+    eventually,
+    read_notebook_file,
+    replace_file,
+    write_notebook,
+)
+from pycrdt import Map, Text
+
+from jupyter_cocalc_sync.client import CocalcSyncClient
+
+EDITS = ["x = '😀'", "名前 = 'テスト'", "e\u0301 = 1  # combining", "שלום"]
+
+
+async def test_edits_reach_every_kind_of_client_exactly(server, root_dir):
+    write_notebook(root_dir / "nb.ipynb", ["a = 1", "b = 2"])
+    client = CocalcSyncClient(server.base_url, server.token)
+    live = await client.open("nb.ipynb")
+    async with server.ynotebook("nb.ipynb") as lab1, server.ynotebook("nb.ipynb") as lab2:
+        assert cell_sources(lab1) == cell_sources(lab2) == ["a = 1", "b = 2"]
+
+        # JupyterLab user 1 types (emoji, CJK, combining characters)
+        source: Text = lab1.ycells[0]["source"]
+        for text in EDITS:
+            source += "\n" + text
+        expected = "a = 1\n" + "\n".join(EDITS)
+        await eventually(lambda: cell_sources(lab2)[0] == expected, lab2.ydoc)
+        await live.wait_for(
+            lambda nb: nb.get_one({"type": "cell", "id": "cell-0"})["input"] == expected
+        )
+
+        # SyncDB client edits in the middle of a string with emoji
+        live.set({"type": "cell", "id": "cell-0", "input": expected.replace("😀", "😀🎉")})
+        live.commit()
+        expected = expected.replace("😀", "😀🎉")
+        await eventually(lambda: cell_sources(lab1)[0] == expected, lab1.ydoc)
+        await eventually(lambda: cell_sources(lab2)[0] == expected, lab2.ydoc)
+
+        # JupyterLab user 2 inserts a cell between the two
+        lab2.ycells.insert(
+            1,
+            lab2.create_ycell(
+                {"id": "new", "cell_type": "markdown", "source": "# 見出し", "metadata": {}}
+            ),
+        )
+        await eventually(lambda: cell_ids(lab1) == ["cell-0", "new", "cell-1"], lab1.ydoc)
+        record = await live.wait_for(lambda nb: nb.get_one({"type": "cell", "id": "new"}))
+        assert record["cell_type"] == "markdown" and record["input"] == "# 見出し"
+        positions = {r["id"]: r["pos"] for r in live.get({"type": "cell"})}
+        assert positions["cell-0"] < positions["new"] < positions["cell-1"]
+
+        # SyncDB client moves cell-1 to the top and changes metadata
+        live.set(
+            {
+                "type": "cell",
+                "id": "cell-1",
+                "pos": positions["cell-0"] - 1,
+                "tags": {"setup": True},
+            }
+        )
+        live.commit()
+        await eventually(lambda: cell_ids(lab1) == ["cell-1", "cell-0", "new"], lab1.ydoc)
+        await eventually(lambda: cell_ids(lab2) == ["cell-1", "cell-0", "new"], lab2.ydoc)
+        assert lab2.ycells[0]["metadata"]["tags"] == ["setup"]
+
+        # JupyterLab user 1 moves a cell (delete + insert, as the frontend does) and edits metadata
+        moved = lab1.ycells[2].to_py()
+        with lab1.ydoc.transaction():
+            del lab1.ycells[2]
+            lab1.ycells.insert(0, lab1.create_ycell(moved))
+        lab1.ycells[1]["metadata"]["collapsed"] = True
+        await eventually(lambda: cell_ids(lab2) == ["new", "cell-1", "cell-0"], lab2.ydoc)
+        await live.wait_for(
+            lambda nb: (
+                sorted(nb.get({"type": "cell"}), key=lambda r: r["pos"])[0]["id"] == "new"
+                and nb.get_one({"type": "cell", "id": "cell-1"}).get("collapsed") is True
+            )
+        )
+        assert len(live.get({"type": "cell"})) == 3  # a move is not a delete and a new cell
+
+        # deletes, from both kinds of client
+        del lab2.ycells[0]
+        await live.wait_for(lambda nb: nb.get_one({"type": "cell", "id": "new"}) is None)
+        live.delete({"type": "cell", "id": "cell-1"})
+        live.commit()
+        await eventually(lambda: cell_ids(lab1) == ["cell-0"], lab1.ydoc)
+        await eventually(lambda: cell_ids(lab2) == ["cell-0"], lab2.ydoc)
+
+        # notebook metadata from JupyterLab
+        lab1.ydoc.get("meta", type=Map)["metadata"]["custom"] = {"k": "v"}
+        await live.wait_for(
+            lambda nb: (
+                nb.get_one({"type": "settings", "id": "main"})["metadata"].get("custom")
+                == {"k": "v"}
+            )
+        )
+
+    # the file on disk matches the live document after the autosave delay, and validates
+    def on_disk():
+        nb = read_notebook_file(root_dir / "nb.ipynb")
+        return nb if nb is not None and [c.source for c in nb.cells] == [expected] else None
+
+    nb = await eventually(on_disk, timeout=10)
+    nbformat.validate(nb)
+    assert nb.metadata["custom"] == {"k": "v"}
+    await client.close()
+
+
+async def test_rest_records_and_history(server, root_dir):
+    write_notebook(root_dir / "dir with space" / "ñotebook.ipynb", ["1 + 1"])
+    http = server.http
+    url = "/api/cocalc-sync/notebooks/dir%20with%20space/%C3%B1otebook.ipynb"
+    opened = (await http.get(url)).json()
+    assert opened["path"] == "dir with space/ñotebook.ipynb"
+    session = await server.session("dir%20with%20space/%C3%B1otebook.ipynb")
+    assert session["fileId"] == opened["file_id"]
+    v1 = (
+        await http.post(
+            url + "/records", json={"set": [{"type": "cell", "id": "cell-0", "input": "2 + 2"}]}
+        )
+    ).json()["version"]
+    v2 = (
+        await http.post(
+            url + "/records",
+            json={
+                "set": [{"type": "cell", "id": "z", "input": "new", "pos": 5, "cell_type": "code"}],
+                "delete": [{"type": "cell", "id": "cell-0"}],
+            },
+        )
+    ).json()["version"]
+    assert v2 > v1 > opened["version"]
+    # a bad record changes nothing
+    bad = await http.post(
+        url + "/records",
+        json={
+            "set": [
+                {"type": "cell", "id": "z", "input": "ok"},
+                {"type": "cell", "id": "y", "pos": "nope"},
+            ]
+        },
+    )
+    assert bad.status_code == 400 and "pos" in bad.json()["message"]
+    now = (await http.get(url)).json()
+    assert now["version"] == v2
+    assert {r["id"]: r.get("input") for r in now["records"] if r["type"] == "cell"} == {"z": "new"}
+    history = (await http.get(url + "/history")).json()["versions"]
+    assert [v["version"] for v in history][-2:] == [v1, v2]
+    old = (await http.get(url + f"/history/{v1}")).json()
+    assert {r["id"]: r.get("input") for r in old["records"] if r["type"] == "cell"} == {
+        "cell-0": "2 + 2"
+    }
+    assert (await http.get(url + "/history/9999")).status_code == 404
+    reverted = (await http.post(url + "/revert", json={"version": v1})).json()["version"]
+    assert reverted > v2
+    now = (await http.get(url)).json()
+    assert {r["id"]: r.get("input") for r in now["records"] if r["type"] == "cell"} == {
+        "cell-0": "2 + 2"
+    }
+    exported = await http.get(url + "/export", params={"to": "ipynb"})
+    nb = nbformat.reads(exported.text, as_version=4)
+    nbformat.validate(nb)
+    assert nb.nbformat_minor == 5 and nb.cells[0].id == "cell-0"
+    html = await http.get(url + "/export", params={"to": "html"})
+    assert html.status_code == 200 and html.headers["content-type"].startswith("text/html")
+    unknown = await http.get(url + "/export", params={"to": "nonsense"})
+    assert unknown.status_code == 400 and "nonsense" in unknown.json()["message"]
+
+
+async def test_out_of_band_change_merges_with_a_live_edit(server, root_dir, cocalc_config):
+    path = root_dir / "oob.ipynb"
+    write_notebook(path, ["first", "second", "third"])
+    async with server.ynotebook("oob.ipynb") as lab:
+        # a collaborator edits the third cell (saved or not, it must survive)
+        source: Text = lab.ycells[2]["source"]
+        source += " (live edit)"  # on a local name: ycell["source"] += … would replace the Text
+        client = CocalcSyncClient(server.base_url, server.token)
+        live = await client.open("oob.ipynb")
+        await live.wait_for(
+            lambda nb: nb.get_one({"type": "cell", "id": "cell-2"})["input"].endswith("(live edit)")
+        )
+        # meanwhile the file changes on disk: a new cell, a changed cell (git pull)
+        nb = await eventually(lambda: read_notebook_file(path))
+        nb.cells[0].source = "first (from disk)"
+        nb.cells.insert(1, nbformat.v4.new_markdown_cell("inserted on disk", id="disk-new"))
+        replace_file(path, nbformat.writes(nb))
+        await eventually(
+            lambda: (
+                cell_sources(lab)
+                == ["first (from disk)", "inserted on disk", "second", "third (live edit)"]
+            ),
+            lab.ydoc,
+        )
+
+        # and the merged notebook is saved back
+        def merged_on_disk():
+            nb = read_notebook_file(path)
+            return nb is not None and [c.source for c in nb.cells] == [
+                "first (from disk)",
+                "inserted on disk",
+                "second",
+                "third (live edit)",
+            ]
+
+        await eventually(merged_on_disk, timeout=10)
+        await client.close()
+
+
+async def test_session_id_mismatch_is_refused_with_a_reloadable_reason(server, root_dir):
+    from httpx_ws import WebSocketDisconnect, aconnect_ws
+
+    write_notebook(root_dir / "s.ipynb", ["x"])
+    session = await server.session("s.ipynb")
+    url = server.ws_url(
+        f"/api/collaboration/room/json:notebook:{session['fileId']}?sessionId=stale"
+    )
+    async with aconnect_ws(url, server.http) as ws:
+        try:
+            await ws.receive_bytes()
+            raise AssertionError("the stale session was accepted")
+        except WebSocketDisconnect as e:
+            assert e.code == 1003
+            assert json.loads(e.reason) == {
+                "reason": "unknown_session",
+                "sessionId": "stale",
+                "reloadable": True,
+            }
+
+
+async def test_plain_files_open_in_collaboration_rooms(server, root_dir):
+    from httpx_ws import aconnect_ws
+    from jupyter_ydoc import YUnicode
+    from pycrdt import Doc, Provider
+    from pycrdt.websocket.websocket import HttpxWebsocket
+
+    (root_dir / "script.py").write_text("print('hi')\n")
+    response = await server.http.put(
+        "/api/collaboration/session/script.py",
+        content=json.dumps({"format": "text", "type": "file"}),
+    )
+    session = response.json()
+    room = f"text:file:{session['fileId']}"
+    doc = YUnicode(Doc())
+    url = server.ws_url(f"/api/collaboration/room/{room}?sessionId={session['sessionId']}")
+    async with aconnect_ws(url, server.http) as ws, Provider(doc.ydoc, HttpxWebsocket(ws, room)):
+        await eventually(lambda: doc.get() == "print('hi')\n", doc.ydoc)
+        doc.set("print('edited')\n")
+        await eventually(
+            lambda: (root_dir / "script.py").read_text() == "print('edited')\n", timeout=10
+        )
+    missing = await server.http.put(
+        "/api/collaboration/session/nope.py", content=json.dumps({"format": "text", "type": "file"})
+    )
+    assert missing.status_code == 404
+
+
+def _unused(_: Map) -> None:  # keep the Map import for type checkers
+    pass
