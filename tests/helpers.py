@@ -72,6 +72,16 @@ async def eventually(predicate: Callable[[], Any], *docs: Doc, timeout: float = 
             doc.unobserve(sub)
 
 
+async def poll(condition: Callable[[], Any], timeout: float = 15, every: float = 0.02) -> Any:
+    """Wait until the async ``condition()`` is true (for state only a request can observe)."""
+    async with asyncio.timeout(timeout):
+        while True:
+            value = await condition()
+            if value:
+                return value
+            await asyncio.sleep(every)
+
+
 class Server:
     """URLs and an authenticated HTTP client for a server under test."""
 

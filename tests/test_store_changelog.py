@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 import os
 import signal
 import subprocess
@@ -95,7 +96,7 @@ async def test_history_lists_versions_and_reads_each_one(tmp_path):
     versions = await log.versions("nb")
     assert [v.version for v in versions] == list(range(1, 12))
     assert [v.author for v in versions] == [f"user{i % 2}" for i in range(11)]
-    assert all(a.time <= b.time for a, b in zip(versions, versions[1:], strict=False))
+    assert all(a.time <= b.time for a, b in itertools.pairwise(versions))
     for k in range(1, 12):
         old = notebook_syncdb()
         old.apply_update(await log.state_at("nb", k), origin="store")

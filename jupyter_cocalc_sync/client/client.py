@@ -68,16 +68,21 @@ class CocalcSyncClient:
     def notebook_url(path: str, suffix: str = "") -> str:
         return f"/api/cocalc-sync/notebooks/{quote(path)}{suffix}"
 
-    async def open(self, path: str) -> LiveNotebook:
-        """Open ``path`` (an API path) and wait until the local replica is in sync."""
+    async def open(self, path: str, *, db: SyncDB | None = None) -> LiveNotebook:
+        """Open ``path`` (an API path) and wait until the local replica is in sync.
+
+        ``db`` continues with an existing replica (e.g. after a reconnect): what it has that
+        the server lacks is sent, and nothing is duplicated.
+        """
         info = await self.request("GET", self.notebook_url(path))
-        notebook = LiveNotebook(self, info["path"], info["file_id"])
+        notebook = LiveNotebook(self, info["path"], info["file_id"], db=db)
         await notebook.start()
         self._notebooks.append(notebook)
         return notebook
 
     async def close(self) -> None:
-        for notebook in self._notebooks:
+        notebooks, self._notebooks = self._notebooks, []
+        for notebook in notebooks:
             await notebook.close()
         await self.http.aclose()
 
@@ -101,18 +106,23 @@ async def connect(url: str, token: str | None = None) -> AsyncIterator[CocalcSyn
 class LiveNotebook:
     """A live replica of one notebook's SyncDB table."""
 
-    def __init__(self, client: CocalcSyncClient, path: str, file_id: str) -> None:
+    def __init__(
+        self, client: CocalcSyncClient, path: str, file_id: str, *, db: SyncDB | None = None
+    ) -> None:
         self.client = client
         self.path = path
         self.file_id = file_id
-        self.db: SyncDB = notebook_syncdb()
+        self.db: SyncDB = db if db is not None else notebook_syncdb()
         self._outbox: asyncio.Queue[bytes] = asyncio.Queue()
         self._synced = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._changed = asyncio.Event()
         self.closed_reason: str | None = None
-        self.db.on_update(self._on_update)
-        self.db.on_change(lambda event: self._changed.set())
+        unsubscribes = [
+            self.db.on_update(self._on_update),
+            self.db.on_change(lambda event: self._changed.set()),
+        ]
+        self._unsubscribe = lambda: [u() for u in unsubscribes]
 
     # -- the table API ----------------------------------------------------------------------
 
@@ -202,4 +212,4 @@ class LiveNotebook:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await self._task
             self._task = None
-        self.db.close()
+        self._unsubscribe()

@@ -29,7 +29,7 @@ _IGNORED = ("type", "id", "pos", "state", "start", "end")
 
 def merge_text(base: str, disk: str, live: str) -> str:
     """diff3 of three texts by lines: disk's changes on top of live where they do not clash."""
-    if disk == base or disk == live:
+    if disk in (base, live):
         return live
     if live == base:
         return disk

@@ -18,6 +18,7 @@ from the table when the document opens and is never stored.
 
 from __future__ import annotations
 
+import itertools
 import logging
 import uuid
 from collections.abc import Callable, Iterable
@@ -462,7 +463,7 @@ class YNotebookProjection:
                 positions[i + k] = updates[self._order[i + k]] = before + step * (k + 1)
             i = j
         ordered = [p for p in positions if p is not None]
-        if any(b <= a for a, b in zip(ordered, ordered[1:], strict=False)):
+        if any(b <= a for a, b in itertools.pairwise(ordered)):
             # no room left between neighbours (or ties): renumber the whole notebook
             updates = {cell_id: float(n) for n, cell_id in enumerate(self._order)}
         for cell_id, pos in updates.items():
@@ -474,10 +475,7 @@ class YNotebookProjection:
         cell_id = self._order[path[0]]
         if cell_id in fresh or not cell_id:
             return
-        if len(path) == 1:
-            names = set(event.keys)
-        else:
-            names = {path[1]}
+        names = set(event.keys) if len(path) == 1 else {path[1]}
         record: Record = {"type": "cell", "id": cell_id}
         if "source" in names:
             source = ycell.get("source")

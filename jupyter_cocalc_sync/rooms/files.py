@@ -89,7 +89,7 @@ class FileDocument:
 
     async def save(self) -> str:
         try:
-            model = await ensure_async(
+            await ensure_async(
                 self.contents_manager.save(
                     {
                         "type": "file",

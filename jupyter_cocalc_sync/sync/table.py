@@ -352,12 +352,12 @@ class SyncDB:
     def on_change(self, listener: ChangeListener) -> Callable[[], None]:
         """Call ``listener(ChangeEvent)`` after every transaction that changes records."""
         self._change_listeners.append(listener)
-        return lambda: self._change_listeners.remove(listener)
+        return lambda: _discard(self._change_listeners, listener)
 
     def on_update(self, listener: UpdateListener) -> Callable[[], None]:
         """Call ``listener(update, origin)`` for every commit and every applied peer update."""
         self._update_listeners.append(listener)
-        return lambda: self._update_listeners.remove(listener)
+        return lambda: _discard(self._update_listeners, listener)
 
     def _on_transaction(self, event: Any) -> None:
         update = event.update
@@ -425,6 +425,11 @@ class SyncDB:
             self._deep_subscription = None
         self._change_listeners.clear()
         self._update_listeners.clear()
+
+
+def _discard(listeners: list[Any], listener: Any) -> None:
+    if listener in listeners:
+        listeners.remove(listener)
 
 
 def json_copy(value: Any) -> Any:

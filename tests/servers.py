@@ -1,0 +1,143 @@
+"""A real ``jupyter server`` / ``jupyter lab`` in a subprocess, with isolated Jupyter state."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class ServerProcess:
+    """Starts, kills and restarts a Jupyter server on ``root`` with this extension enabled.
+
+    Everything the server writes outside ``root`` (config, data, runtime, IPython, the store,
+    the file-id database) lives under ``state``, so a restart sees the same state.
+    """
+
+    def __init__(
+        self,
+        root: Path,
+        state: Path,
+        *,
+        app: str = "jupyter_server",
+        config: dict[str, Any] | None = None,
+        token: str = "secret-token",
+    ) -> None:
+        self.root = root
+        self.state = state
+        self.app = app
+        self.token = token
+        self.port = free_port()
+        self.process: subprocess.Popen | None = None
+        self.config = config or {}
+        self.log_path = state / "server.log"
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def env(self) -> dict[str, str]:
+        env = dict(os.environ)
+        for var, sub in (
+            ("JUPYTER_CONFIG_DIR", "config"),
+            ("JUPYTER_DATA_DIR", "data"),
+            ("JUPYTER_RUNTIME_DIR", "runtime"),
+            ("IPYTHONDIR", "ipython"),
+        ):
+            (self.state / sub).mkdir(parents=True, exist_ok=True)
+            env[var] = str(self.state / sub)
+        env["JUPYTER_PLATFORM_DIRS"] = "1"
+        env["PYDEVD_DISABLE_FILE_VALIDATION"] = "1"
+        return env
+
+    def write_config(self) -> None:
+        config = {
+            "ServerApp": {
+                "jpserver_extensions": {
+                    "jupyter_cocalc_sync": True,
+                    "jupyter_server_fileid": True,
+                    "jupyter_server_ydoc": False,
+                },
+                "kernel_manager_class": "jupyter_cocalc_sync.kernels.manager.PoolingKernelManager",
+            },
+            "CocalcSync": {"store_path": str(self.state / "cocalc.db")},
+            "BaseFileIdManager": {"db_path": str(self.state / "file_id.db")},
+        }
+        for section, values in self.config.items():
+            config.setdefault(section, {}).update(values)
+        (self.state / "config").mkdir(parents=True, exist_ok=True)
+        (self.state / "config" / "jupyter_server_config.json").write_text(json.dumps(config))
+
+    def start(self, timeout: float = 60) -> ServerProcess:
+        self.write_config()
+        args = [
+            sys.executable,
+            "-m",
+            self.app,
+            "--no-browser",
+            "--ip=127.0.0.1",
+            f"--port={self.port}",
+            "--ServerApp.port_retries=0",
+            "--ServerApp.allow_root=True",
+            f"--IdentityProvider.token={self.token}",
+            f"--ServerApp.root_dir={self.root}",
+        ]
+        if self.app == "jupyterlab":
+            args += [
+                f"--LabApp.user_settings_dir={self.state / 'lab-settings'}",
+                f"--LabApp.workspaces_dir={self.state / 'lab-workspaces'}",
+            ]
+        log = open(self.log_path, "ab")  # noqa: SIM115 - handed to the child process
+        self.process = subprocess.Popen(
+            args, env=self.env(), stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+        )
+        log.close()
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"server exited: {self.log_path.read_text()[-3000:]}")
+            try:
+                r = httpx.get(f"{self.url}/api/status", params={"token": self.token}, timeout=1)
+                if r.status_code == 200:
+                    return self
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.05)  # waiting for another process to listen: nothing to await
+        raise TimeoutError(f"server did not start: {self.log_path.read_text()[-3000:]}")
+
+    def kill(self) -> None:
+        """``kill -9`` the server (and its kernels' process group)."""
+        if self.process is not None and self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGKILL)
+            self.process.wait()
+
+    def stop(self, timeout: float = 30) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.send_signal(signal.SIGINT)
+            self.process.send_signal(signal.SIGINT)
+            try:
+                self.process.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.kill()
+
+    def restart(self) -> ServerProcess:
+        self.kill()
+        self.port = free_port()
+        return self.start()
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")

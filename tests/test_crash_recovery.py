@@ -1,0 +1,98 @@
+"""A server killed with SIGKILL and restarted keeps every edit a client had seen."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from helpers import Server, cell_sources, eventually, write_notebook
+from httpx_ws import WebSocketDisconnect, aconnect_ws
+from jupyter_ydoc import YNotebook
+from pycrdt import Doc, Provider, Text
+from pycrdt.websocket.websocket import HttpxWebsocket
+from servers import ServerProcess
+
+from jupyter_cocalc_sync.client import CocalcSyncClient
+
+
+@pytest.fixture
+def server_process(tmp_path):
+    root = tmp_path / "root"
+    root.mkdir()
+    # autosave off for practical purposes: what survives comes from the change log
+    proc = ServerProcess(root, tmp_path / "state", config={"CocalcSync": {"autosave_delay": 3600}})
+    yield proc
+    proc.kill()
+
+
+async def test_sigkill_keeps_every_seen_edit_and_reconnects_do_not_duplicate(server_process):
+    write_notebook(server_process.root / "crash.ipynb", ["one", "two"])
+    server_process.start()
+    srv = Server(server_process.url, server_process.token)
+    client = CocalcSyncClient(srv.base_url, srv.token)
+    live = await client.open("crash.ipynb")
+    session = await srv.session("crash.ipynb")
+    room = f"json:notebook:{session['fileId']}"
+    url = srv.ws_url(f"/api/collaboration/room/{room}?sessionId={session['sessionId']}")
+    lab = YNotebook(Doc())
+    async with aconnect_ws(url, srv.http) as ws, Provider(lab.ydoc, HttpxWebsocket(ws, room)):
+        await eventually(lambda: cell_sources(lab) == ["one", "two"], lab.ydoc)
+        source: Text = lab.ycells[0]["source"]
+        source += " + lab 😀"
+        for i in range(20):
+            live.set(
+                {
+                    "type": "cell",
+                    "id": f"n{i}",
+                    "input": f"cell {i} 日本",
+                    "pos": 10 + i,
+                    "cell_type": "code",
+                }
+            )
+            live.commit()
+        # both clients have seen every edit
+        await live.wait_for(
+            lambda nb: nb.get_one({"type": "cell", "id": "cell-0"})["input"] == "one + lab 😀"
+        )
+        await eventually(lambda: len(lab.ycells) == 22, lab.ydoc)
+        server_process.kill()
+    await live.close()
+    old_db = live.db
+    old_lab_state = lab.ydoc.get_update()
+
+    server_process.restart()
+    srv2 = Server(server_process.url, server_process.token)
+    reopened = (await srv2.http.get("/api/cocalc-sync/notebooks/crash.ipynb")).json()
+    inputs = {r["id"]: r.get("input") for r in reopened["records"] if r["type"] == "cell"}
+    assert inputs["cell-0"] == "one + lab 😀"
+    assert all(inputs[f"n{i}"] == f"cell {i} 日本" for i in range(20))
+    assert len(inputs) == 22
+
+    # the SyncDB client reconnects with its old replica: nothing is duplicated
+    client2 = CocalcSyncClient(srv2.base_url, srv2.token)
+    live2 = await client2.open("crash.ipynb", db=old_db)
+    assert len(live2.get({"type": "cell"})) == 22
+    after = (await srv2.http.get("/api/cocalc-sync/notebooks/crash.ipynb")).json()
+    assert len([r for r in after["records"] if r["type"] == "cell"]) == 22
+
+    # the JupyterLab client reconnects with its old session and old Yjs state:
+    # told to reload (1003, unknown_session) rather than merged into duplicates
+    stale = YNotebook(Doc())
+    stale.ydoc.apply_update(old_lab_state)
+    url = srv2.ws_url(f"/api/collaboration/room/{room}?sessionId={session['sessionId']}")
+    async with aconnect_ws(url, srv2.http) as ws:
+        with pytest.raises(WebSocketDisconnect) as closed:
+            await ws.receive_bytes()
+    assert closed.value.code == 1003
+    assert json.loads(closed.value.reason)["reason"] == "unknown_session"
+    # a fresh JupyterLab load sees exactly the notebook, once
+    fresh = await srv2.session("crash.ipynb")
+    url = srv2.ws_url(f"/api/collaboration/room/{room}?sessionId={fresh['sessionId']}")
+    lab2 = YNotebook(Doc())
+    async with aconnect_ws(url, srv2.http) as ws, Provider(lab2.ydoc, HttpxWebsocket(ws, room)):
+        await eventually(lambda: len(lab2.ycells) == 22, lab2.ydoc)
+        assert cell_sources(lab2)[0] == "one + lab 😀"
+    await client2.close()
+    await client.close()
+    await srv.aclose()
+    await srv2.aclose()
