@@ -117,10 +117,16 @@ class CocalcSync(ExtensionApp):
     # -- services ---------------------------------------------------------------------------
 
     def initialize_settings(self) -> None:
+        from .execution.service import ExecutionService
+        from .execution.sessions import SessionKernels
         from .handlers.base import check_api_path
         from .notebook.document import DocumentSettings
         from .notebook.export import NotebookExporter
         from .notebook.manager import DocumentManager
+        from .outputs.blobs import BlobStore
+        from .outputs.formats import OutputFormats
+        from .outputs.handler import OutputLimits
+        from .outputs.overflow import MoreOutputStore
         from .rooms.files import FileRooms
         from .rooms.registry import RoomRegistry
         from .store import ChangeLog, SQLiteWorker
@@ -130,6 +136,16 @@ class CocalcSync(ExtensionApp):
         self.worker = SQLiteWorker(self.store_path)
         self.changelog = ChangeLog(self.worker, snapshot_interval=self.snapshot_interval)
         self.changelog.open_blocking()
+        self.blobs = BlobStore(self.worker, threshold=self.blob_threshold)
+        self.blobs.open_blocking()
+        self.overflow = MoreOutputStore(self.worker, max_bytes=self.max_more_output_bytes)
+        self.overflow.open_blocking()
+        formats = OutputFormats(
+            self.blobs,
+            self.overflow,
+            base_url=serverapp.base_url,
+            inline_more_output=self.inline_more_output_on_save,
+        )
         self.documents = DocumentManager(
             changelog=self.changelog,
             contents_manager=contents_manager,
@@ -138,6 +154,16 @@ class CocalcSync(ExtensionApp):
                 autosave_delay=self.autosave_delay, file_poll_interval=self.file_poll_interval
             ),
             cleanup_delay=self.document_cleanup_delay,
+            hooks=formats.for_document,
+            on_open=lambda document: self.execution.attach(document),
+        )
+        self.kernels = SessionKernels(serverapp)
+        self.execution = ExecutionService(
+            self.documents,
+            self.kernels,
+            limits=OutputLimits(self.max_output_length, self.max_output_messages),
+            blobs=self.blobs,
+            overflow=self.overflow,
         )
         self.file_rooms = FileRooms(
             contents_manager,
@@ -192,8 +218,10 @@ class CocalcSync(ExtensionApp):
 
     async def stop_extension(self) -> None:
         await self.documents.close_all()
+        await self.kernels.close()
         await self.file_rooms.close_all()
         await self.changelog.flushed()
+        await self.blobs.flushed()
         self.worker.close()
 
 

@@ -155,6 +155,56 @@ class LiveNotebook:
                     return value
                 await self._changed.wait()
 
+    # -- running ----------------------------------------------------------------------------
+
+    def _url(self, suffix: str) -> str:
+        return self.client.notebook_url(self.path, suffix)
+
+    async def run(self, cell_ids: list[str]) -> list[str]:
+        """Ask the server to run these cells (queued in this order); returns the queued ids."""
+        reply = await self.client.request("POST", self._url("/run"), {"cell_ids": cell_ids})
+        return reply["queued"]
+
+    async def run_all(self) -> list[str]:
+        reply = await self.client.request("POST", self._url("/run"), {"all": True})
+        return reply["queued"]
+
+    async def wait_idle(self, cell_ids: list[str] | None = None, timeout: float = 300) -> None:
+        """Wait until the given cells (default: all) are idle in this replica."""
+
+        def idle(nb: LiveNotebook) -> bool:
+            cells = nb.get({"type": "cell"})
+            wanted = set(cell_ids) if cell_ids is not None else None
+            return all(
+                c.get("state") in (None, "idle")
+                for c in cells
+                if wanted is None or c["id"] in wanted
+            )
+
+        await self.wait_for(idle, timeout=timeout)
+
+    async def interrupt(self) -> None:
+        await self.client.request("POST", self._url("/interrupt"), {})
+
+    async def restart(self, *, run_all: bool = False, clear: bool = False) -> None:
+        await self.client.request(
+            "POST", self._url("/restart"), {"run_all": run_all, "clear": clear}
+        )
+
+    async def change_kernel(self, name: str) -> None:
+        await self.client.request("POST", self._url("/kernel"), {"name": name})
+
+    async def more_output(self, cell_id: str) -> dict[str, Any]:
+        """The output past the cell's visible limits: ``{"messages", "truncated",
+        "discarded"}``."""
+        return await self.client.request("GET", self._url(f"/cells/{quote(cell_id)}/more_output"))
+
+    async def answer_input(self, cell_id: str, value: str) -> None:
+        """Answer the cell's pending ``input()``/``getpass()`` (never stored in the notebook)."""
+        await self.client.request(
+            "POST", self._url("/input"), {"cell_id": cell_id, "value": value}
+        )
+
     # -- sync -------------------------------------------------------------------------------
 
     def _on_update(self, update: bytes, origin: Any) -> None:

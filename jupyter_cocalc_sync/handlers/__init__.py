@@ -9,11 +9,13 @@ from .kernels import KernelspecsHandler
 
 def routes() -> list[tuple[str, type, dict[str, Any]] | tuple[str, type]]:
     """The URL patterns of this extension (relative to the server's base URL)."""
+    from .execution import execution_routes
     from .notebooks import notebook_routes
     from .rooms import room_routes
 
     return [
         (r"/api/cocalc-sync/kernels", KernelspecsHandler),
+        *execution_routes(),
         *notebook_routes(),
         *room_routes(),
     ]

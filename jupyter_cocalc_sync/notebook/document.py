@@ -59,8 +59,8 @@ class OutputHooks:
     import_output: OutputTransform | None = None
     #: table -> file, at export (e.g. blob references re-inlined); awaited before exporting
     prepare_export: Callable[[list[Record]], Awaitable[OutputsOf]] | None = None
-    #: table -> JupyterLab (e.g. the "more output" marker as a readable notice)
-    render_output: Callable[[dict[str, Any]], dict[str, Any]] | None = None
+    #: table -> JupyterLab, given the output and its cell id (e.g. "more output" as a notice)
+    render_output: Callable[[dict[str, Any], str], dict[str, Any]] | None = None
     #: JupyterLab -> table
     ingest_output: Callable[[dict[str, Any]], dict[str, Any]] | None = None
 
@@ -98,6 +98,7 @@ class NotebookDocument:
         self._projection: YNotebookProjection | None = None
         self.rooms: dict[str, Room] = {}
         self.clients: set[Any] = set()
+        self.runner: Any = None  # execution/runner.py, set when the notebook opens
         self.closed = False
         self._unsubscribe = self.db.on_update(self._on_update)
 
@@ -291,6 +292,8 @@ class NotebookDocument:
         if self.closed:
             return
         self.closed = True
+        if self.runner is not None:
+            await self.runner.close()
         for room in self.rooms.values():
             room.close()
         try:

@@ -30,7 +30,7 @@ class DocumentManager:
         file_id_manager: Callable[[], Any],
         settings: DocumentSettings,
         cleanup_delay: float,
-        hooks: OutputHooks | None = None,
+        hooks: Callable[[NotebookDocument], OutputHooks] | None = None,
         on_open: Callable[[NotebookDocument], Any] | None = None,
     ) -> None:
         self.changelog = changelog
@@ -100,8 +100,9 @@ class DocumentManager:
                 changelog=self.changelog,
                 contents_manager=self.contents_manager,
                 settings=self.settings,
-                hooks=self.hooks,
             )
+            if self.hooks is not None:
+                document.hooks = self.hooks(document)
             await document.open()
             self.documents[file_id] = document
             if self.on_open is not None:

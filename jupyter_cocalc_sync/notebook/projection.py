@@ -37,6 +37,7 @@ from .schema import SETTINGS_KEY
 log = logging.getLogger(__name__)
 
 OutputFn = Callable[[dict[str, Any]], dict[str, Any]]
+RenderFn = Callable[[dict[str, Any], str], dict[str, Any]]
 UpdateListener = Callable[[bytes, Any], None]
 
 #: cell record fields that live in the YNotebook cell's metadata
@@ -44,7 +45,7 @@ _METADATA_FIELDS = ("metadata", "collapsed", "scrolled", "tags")
 _RUNNING_STATES = ("start", "run", "busy")
 
 
-def _identity(output: dict[str, Any]) -> dict[str, Any]:
+def _identity(output: dict[str, Any], *_: Any) -> dict[str, Any]:
     return output
 
 
@@ -64,7 +65,7 @@ class YNotebookProjection:
         self,
         db: SyncDB,
         *,
-        render_output: OutputFn = _identity,
+        render_output: RenderFn = _identity,
         ingest_output: OutputFn = _identity,
         commit: Callable[[str | None], Any] | None = None,
     ) -> None:
@@ -93,7 +94,7 @@ class YNotebookProjection:
     # -- building ---------------------------------------------------------------------------
 
     def _cell_dict(self, record: Record) -> dict[str, Any]:
-        outputs = [self._render(o) for o in ordered_outputs(record)]
+        outputs = [self._render(o, record["id"]) for o in ordered_outputs(record)]
         cell = export_cell(record, outputs_of=lambda _: outputs)
         self._outputs[record["id"]] = outputs
         return cell
@@ -293,7 +294,7 @@ class YNotebookProjection:
                 ycell["attachments"] = record["attachments"]
 
     def _project_outputs(self, cell_id: str, ycell: Map, record: Record) -> None:
-        new = [self._render(o) for o in ordered_outputs(record)]
+        new = [self._render(o, cell_id) for o in ordered_outputs(record)]
         old = self._outputs.get(cell_id, [])
         self._outputs[cell_id] = new
         youtputs = ycell.get("outputs")
@@ -429,7 +430,7 @@ class YNotebookProjection:
         record = cell_record({**cell, "outputs": outputs})
         record.pop("pos", None)
         self.db.set(record)
-        self._outputs[cell["id"]] = [self._render(o) for o in outputs]
+        self._outputs[cell["id"]] = [self._render(o, cell["id"]) for o in outputs]
 
     def _assign_positions(self, ids: set[str]) -> None:
         """Give the cells in ``ids`` positions between their neighbours in the new order."""

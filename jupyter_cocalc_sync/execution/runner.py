@@ -1,0 +1,468 @@
+"""``NotebookRunner``: the server runs a notebook's cells and writes their outputs.
+
+A client asks for a run by setting a cell's ``state`` to ``"start"`` (or through the REST API,
+the Python client, or JupyterLab's server-side executor). The runner moves the cell on —
+``run`` (queued), ``busy`` (executing, ``start`` set), ``idle`` (done, ``end`` set) — on the
+notebook's session kernel, and writes the outputs into the table as they come (through an
+``OutputHandler``, at most every ``flush_interval`` seconds during a flood). Nothing depends on
+a browser: outputs keep arriving, and are saved, when every client is gone.
+
+Queue rules: cells run in request order; after an error the rest of the queue is dropped
+(``halt_on_error``); interrupting stops the running cell and drops the queue; a queued cell that
+is deleted is dropped, a running one is interrupted. A kernel that dies mid-cell ends that cell
+with the error, records ``kernel_error`` and ``backend_state``, and the next run gets a kernel
+again. ``input()``/``getpass()`` show an ``input_request`` output that any client can answer.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import deque
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from typing import TYPE_CHECKING, Any
+
+from ..kernels.kernel import DEAD_KERNEL_ENAME, CodeExecutionEmitter, JupyterKernel
+from ..notebook.ipynb import cell_order_key
+from ..notebook.schema import SETTINGS_KEY
+from ..outputs.handler import DisplayIndex, OutputHandler, OutputLimits
+from ..sync.table import ChangeEvent
+
+if TYPE_CHECKING:
+    from ..notebook.document import NotebookDocument
+    from ..outputs.blobs import BlobStore
+    from ..outputs.overflow import MoreOutputStore
+    from .sessions import SessionKernels
+
+log = logging.getLogger(__name__)
+
+INPUT_REQUEST = "input_request"
+
+
+def now_ms() -> float:
+    return time.time() * 1000
+
+
+class NotebookRunner:
+    """Runs one notebook's cells (module docstring)."""
+
+    def __init__(
+        self,
+        document: NotebookDocument,
+        kernels: SessionKernels,
+        *,
+        limits: OutputLimits,
+        blobs: BlobStore | None = None,
+        overflow: MoreOutputStore | None = None,
+        flush_interval: float = 0.05,
+        hold: Any = None,
+        release: Any = None,
+    ) -> None:
+        self.document = document
+        self.db = document.db
+        self.kernels = kernels
+        self.limits = limits
+        self.blobs = blobs
+        self.overflow = overflow
+        self.flush_interval = flush_interval
+        self.halt_on_error = True
+        self.queue: deque[str] = deque()
+        self.current: str | None = None
+        self.kernel: JupyterKernel | None = None
+        self.displays = DisplayIndex(write_other=self._write_display)
+        self._hold, self._release = hold, release
+        self._emitter: CodeExecutionEmitter | None = None
+        self._handler: OutputHandler | None = None
+        self._worker: asyncio.Task[None] | None = None
+        self._writing = False
+        self._last_flush = 0.0
+        self._flush_timer: asyncio.TimerHandle | None = None
+        self._input: tuple[str, int, bool, str] | None = None  # cell, index, password, prompt
+        self._prefer_kernel: str | None = None
+        self._idle = asyncio.Event()
+        self._idle.set()
+        self._unsubscribe = self.db.on_change(self._on_change)
+        self._reset_stale_states()
+
+    # -- requests ---------------------------------------------------------------------------
+
+    def _reset_stale_states(self) -> None:
+        """Cells left queued or busy by a server that stopped: nothing is running them."""
+        stale = [
+            r for r in self.db.get({"type": "cell"}) if r.get("state") in ("run", "busy")
+        ]
+        requested = [r["id"] for r in self.db.get({"type": "cell"}) if r.get("state") == "start"]
+        if stale:
+            with self._write():
+                for record in stale:
+                    self.db.set({"type": "cell", "id": record["id"], "state": "idle"})
+            self.document.table.commit(None)
+        if requested:
+            self.run(sorted(requested, key=self._position))
+
+    def _position(self, cell_id: str) -> tuple[float, str]:
+        return cell_order_key(self.db.peek(("cell", cell_id)) or {"id": cell_id})
+
+    def _on_change(self, event: ChangeEvent) -> None:
+        if self._writing:
+            return
+        for key, change in event.changes.items():
+            if key == SETTINGS_KEY:
+                continue
+            if len(key) != 2 or key[0] != "cell":
+                continue
+            cell_id = str(key[1])
+            if change.action == "delete":
+                self._cell_deleted(cell_id)
+                continue
+            record = self.db.peek(key) or {}
+            if "state" in change.fields and record.get("state") == "start":
+                self.run([cell_id])
+            if "output" in change.fields and self._input and self._input[0] == cell_id:
+                self._maybe_answered(record)
+
+    def _cell_deleted(self, cell_id: str) -> None:
+        if cell_id in self.queue:
+            self.queue.remove(cell_id)
+        if cell_id == self.current:
+            asyncio.get_running_loop().create_task(self.interrupt(clear_queue=False))
+
+    def run(self, cell_ids: Iterable[str], *, kernel_id: str | None = None) -> list[str]:
+        """Queue cells (in the given order); returns the ids that were queued."""
+        queued = []
+        with self._write():
+            for cell_id in cell_ids:
+                record = self.db.peek(("cell", cell_id))
+                if record is None:
+                    continue
+                if record.get("cell_type", "code") != "code":
+                    if record.get("state") not in (None, "idle"):
+                        self.db.set({"type": "cell", "id": cell_id, "state": "idle"})
+                    continue
+                if cell_id == self.current or cell_id in self.queue:
+                    continue
+                self.queue.append(cell_id)
+                self.db.set({"type": "cell", "id": cell_id, "state": "run"})
+                queued.append(cell_id)
+        if queued:
+            self.document.table.commit(None)
+            if kernel_id:
+                self._prefer_kernel = kernel_id
+            self._start_worker()
+        return queued
+
+    def run_all(self) -> list[str]:
+        cells = sorted(
+            (r for r in self.db.get({"type": "cell"}) if r.get("cell_type", "code") == "code"),
+            key=cell_order_key,
+        )
+        return self.run([r["id"] for r in cells])
+
+    def _start_worker(self) -> None:
+        if self._worker is None or self._worker.done():
+            self._idle.clear()
+            if self._hold is not None:
+                self._hold(self.document)
+            self._worker = asyncio.get_running_loop().create_task(self._work())
+
+    async def wait_idle(self) -> None:
+        await self._idle.wait()
+
+    @property
+    def busy(self) -> bool:
+        return self.current is not None or bool(self.queue)
+
+    # -- the worker -------------------------------------------------------------------------
+
+    async def _work(self) -> None:
+        try:
+            while self.queue:
+                cell_id = self.queue.popleft()
+                self.current = cell_id
+                try:
+                    ok = await self._run_cell(cell_id)
+                except Exception as e:
+                    log.exception("running cell %s failed", cell_id)
+                    ok = False
+                    self._finish_with_error(cell_id, type(e).__name__, str(e))
+                finally:
+                    self.current = None
+                if not ok and self.halt_on_error:
+                    self._drop_queue()
+        finally:
+            self._set_settings(kernel_state="idle")
+            self.document.table.commit(None)
+            self._idle.set()
+            if self._release is not None:
+                self._release(self.document)
+
+    async def _kernel(self) -> JupyterKernel:
+        settings = self.document.settings()
+        prefer, self._prefer_kernel = self._prefer_kernel, None
+        self._set_settings(backend_state="starting")
+        kernel = await self.kernels.kernel_for(self.document.path, settings.get("kernel"), prefer)
+        if kernel is not self.kernel:
+            self.kernel = kernel
+            name = kernel.name
+            if name and name != settings.get("kernel"):
+                self._set_settings(kernel=name, metadata={"kernelspec": self.kernels.kernelspec(name)})
+        if kernel.state in ("off", "failed"):
+            await kernel.spawn()
+        self._set_settings(backend_state="running", kernel_error=None)
+        return kernel
+
+    async def _run_cell(self, cell_id: str) -> bool:
+        record = self.db.peek(("cell", cell_id))
+        if record is None:
+            return True
+        code = record.get("input", "")
+        try:
+            kernel = await self._kernel()
+        except Exception as e:
+            message = str(e) or type(e).__name__
+            self._set_settings(backend_state="failed", kernel_error=message)
+            self._finish_with_error(cell_id, "KernelError", message)
+            return False
+        if self.overflow is not None:
+            await self.overflow.clear(self.document.file_id, cell_id)
+        self.displays.forget_cell(cell_id)
+        handler = OutputHandler(
+            cell_id,
+            limits=self._limits(),
+            blobs=self.blobs,
+            overflow=(lambda: self.overflow.writer(self.document.file_id, cell_id))
+            if self.overflow is not None
+            else None,
+            displays=self.displays,
+            doc_id=self.document.file_id,
+        )
+        self._handler = handler
+        with self._write():
+            self.db.set(
+                {"type": "cell", "id": cell_id, "state": "busy", "start": now_ms(), "end": None,
+                 "output": None, "exec_count": None}
+            )
+        self._set_settings(kernel_state="busy")
+        self.document.table.commit(None)
+        ok = True
+        emitter = kernel.execute_code(code)
+        self._emitter = emitter
+        try:
+            async for msg in emitter:
+                msg_type = msg.get("msg_type") or msg["header"]["msg_type"]
+                if msg_type == INPUT_REQUEST:
+                    self._show_input_request(cell_id, handler, msg)
+                    continue
+                if msg_type == "error":
+                    ok = False
+                    if msg.get("metadata", {}).get("synthetic") or (
+                        msg.get("content", {}).get("ename") == DEAD_KERNEL_ENAME
+                    ):
+                        evalue = msg.get("content", {}).get("evalue", "the kernel died")
+                        self._set_settings(backend_state="failed", kernel_error=evalue)
+                handler.handle(msg)
+                self._flush_soon(cell_id)
+            reply = emitter.reply or {}
+            if reply.get("status") == "error":
+                ok = False
+        finally:
+            self._emitter = None
+            self._input = None
+            await handler.finish()
+            self._handler = None
+            self._cancel_flush()
+            self._flush(cell_id, handler, final=True)
+        return ok
+
+    def _limits(self) -> OutputLimits:
+        settings = self.db.peek(SETTINGS_KEY) or {}
+        return OutputLimits(
+            max_length=int(settings.get("max_output_length") or self.limits.max_length),
+            max_messages=int(settings.get("max_output_messages") or self.limits.max_messages),
+        )
+
+    # -- writing outputs --------------------------------------------------------------------
+
+    def _flush_soon(self, cell_id: str) -> None:
+        """Write now if the last write was long enough ago, else once the interval is over."""
+        if self._flush_timer is not None:
+            return
+        wait = self._last_flush + self.flush_interval - time.monotonic()
+        if wait <= 0:
+            self._flush(cell_id, self._handler)
+        else:
+            self._flush_timer = asyncio.get_running_loop().call_later(
+                wait, self._flush_timer_fired, cell_id
+            )
+
+    def _flush_timer_fired(self, cell_id: str) -> None:
+        self._flush_timer = None
+        if self._handler is not None and self._handler.cell_id == cell_id:
+            self._flush(cell_id, self._handler)
+
+    def _cancel_flush(self) -> None:
+        if self._flush_timer is not None:
+            self._flush_timer.cancel()
+            self._flush_timer = None
+
+    def _flush(self, cell_id: str, handler: OutputHandler | None, *, final: bool = False) -> None:
+        if handler is None:
+            return
+        self._last_flush = time.monotonic()
+        patch = handler.take_patch()
+        record: dict[str, Any] = {"type": "cell", "id": cell_id}
+        if patch:
+            record["output"] = patch
+        if handler.exec_count is not None:
+            record["exec_count"] = handler.exec_count
+        if final:
+            record.update(state="idle", end=now_ms())
+        if len(record) == 2 or self.db.peek(("cell", cell_id)) is None:
+            return
+        with self._write():
+            self.db.set(record)
+        self.document.table.commit(None)
+
+    def _finish_with_error(self, cell_id: str, ename: str, evalue: str) -> None:
+        if self.db.peek(("cell", cell_id)) is None:
+            return
+        error = {"output_type": "error", "ename": ename, "evalue": evalue, "traceback": [evalue]}
+        with self._write():
+            self.db.set(
+                {"type": "cell", "id": cell_id, "state": "idle", "end": now_ms(),
+                 "output": {"0": error}}
+            )
+        self.document.table.commit(None)
+
+    def _write_display(self, cell_id: str, index: int, update: dict[str, Any]) -> None:
+        """An ``update_display_data`` for a display shown in another cell."""
+        record = self.db.peek(("cell", cell_id))
+        current = ((record or {}).get("output") or {}).get(str(index))
+        if not isinstance(current, dict):
+            return
+        patched = {**current, "data": update["data"], "metadata": update["metadata"]}
+        with self._write():
+            self.db.set({"type": "cell", "id": cell_id, "output": {str(index): patched}})
+        self.document.table.commit(None)
+
+    def _set_settings(self, **fields: Any) -> None:
+        settings = self.db.peek(SETTINGS_KEY) or {}
+        changed = {
+            k: v for k, v in fields.items()
+            if k == "metadata" or settings.get(k) != v
+        }
+        if not changed:
+            return
+        with self._write():
+            self.db.set({"type": SETTINGS_KEY[0], "id": SETTINGS_KEY[1], **changed})
+
+    @contextmanager
+    def _write(self) -> Iterator[None]:
+        """Writes of the runner itself (their change events are not requests)."""
+        previous, self._writing = self._writing, True
+        try:
+            with self.db.transaction():
+                yield
+        finally:
+            self._writing = previous
+
+    # -- stdin ------------------------------------------------------------------------------
+
+    def _show_input_request(self, cell_id: str, handler: OutputHandler, msg: dict) -> None:
+        content = msg.get("content", {})
+        prompt, password = content.get("prompt", ""), bool(content.get("password"))
+        index = handler.add({"output_type": INPUT_REQUEST, "prompt": prompt, "password": password})
+        if index is None:  # overflowing: still show the request (it blocks the cell)
+            index = handler._append({"output_type": INPUT_REQUEST, "prompt": prompt,
+                                     "password": password})
+        self._input = (cell_id, index, password, prompt)
+        self._cancel_flush()
+        self._flush(cell_id, handler)
+
+    def _maybe_answered(self, record: dict[str, Any]) -> None:
+        assert self._input is not None
+        cell_id, index, password, _prompt = self._input
+        message = (record.get("output") or {}).get(str(index))
+        if isinstance(message, dict) and isinstance(message.get("value"), str):
+            # a password typed into the shared document would be in its history: refuse it
+            self.answer_input(cell_id, "" if password else message["value"])
+
+    def answer_input(self, cell_id: str, value: str) -> bool:
+        """Answer the pending ``input()`` of ``cell_id``; returns whether one was pending."""
+        if self._input is None or self._input[0] != cell_id or self._emitter is None:
+            return False
+        _, index, password, prompt = self._input
+        self._input = None
+        self._emitter.send_input(value)
+        handler = self._handler
+        if handler is not None and index < len(handler.messages):
+            shown = "" if password else value
+            handler._set(index, {"output_type": "stream", "name": "stdout",
+                                 "text": f"{prompt}{shown}\n"})
+            self._flush(cell_id, handler)
+        return True
+
+    # -- kernel control ---------------------------------------------------------------------
+
+    def _drop_queue(self) -> None:
+        dropped, self.queue = list(self.queue), deque()
+        if dropped:
+            with self._write():
+                for cell_id in dropped:
+                    if self.db.peek(("cell", cell_id)) is not None:
+                        self.db.set({"type": "cell", "id": cell_id, "state": "idle"})
+            self.document.table.commit(None)
+
+    async def interrupt(self, *, clear_queue: bool = True) -> None:
+        """Interrupt the running cell (it ends with the kernel's KeyboardInterrupt)."""
+        if clear_queue:
+            self._drop_queue()
+        if self.kernel is not None and self.current is not None:
+            await self.kernel.signal("SIGINT")
+
+    async def restart(self, *, run_all: bool = False, clear: bool = False) -> None:
+        """Restart the kernel (outputs cleared if ``clear``; all cells run if ``run_all``)."""
+        self._drop_queue()
+        kernel_id = self.kernel.kernel_id if self.kernel is not None else None
+        if kernel_id is None:
+            session = await self.kernels.session_for(self.document.path)
+            kernel_id = session["kernel"]["id"] if session else None
+        if kernel_id is not None and kernel_id in self.kernels.kernel_manager:
+            self._set_settings(backend_state="starting")
+            self.document.table.commit(None)
+            await self.kernels.kernel_manager.restart_kernel(kernel_id)
+            self._set_settings(backend_state="running", kernel_error=None)
+        if self.current is not None:
+            await self._idle.wait()
+        self.displays = DisplayIndex(write_other=self._write_display)
+        if clear:
+            with self._write():
+                for record in self.db.get({"type": "cell"}):
+                    if record.get("output") or record.get("exec_count") is not None:
+                        self.db.set({"type": "cell", "id": record["id"], "output": None,
+                                     "exec_count": None})
+        self.document.table.commit(None)
+        if run_all:
+            self.run_all()
+
+    async def change_kernel(self, name: str) -> None:
+        """Switch the notebook to the kernelspec ``name`` (a new kernel of its session)."""
+        spec = self.kernels.kernelspec(name)  # raises for an unknown name
+        self._drop_queue()
+        if self.current is not None:
+            await self.interrupt()
+            await self._idle.wait()
+        self._set_settings(kernel=name, metadata={"kernelspec": spec})
+        self.document.table.commit(None)
+        if await self.kernels.session_for(self.document.path) is not None:
+            await self.kernels.change_kernel(self.document.path, name)
+        self.kernel = None
+
+    async def close(self) -> None:
+        self._unsubscribe()
+        self._drop_queue()
+        if self._worker is not None and not self._worker.done():
+            self._worker.cancel()
+

@@ -1,0 +1,104 @@
+"""``ExecutionService``: one ``NotebookRunner`` per open notebook, and the entry points to them."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import TYPE_CHECKING, Any
+
+from ..errors import DocumentNotFoundError, InvalidRecordError
+from ..notebook.ipynb import cell_order_key
+from .runner import NotebookRunner
+
+if TYPE_CHECKING:
+    from ..notebook.document import NotebookDocument
+    from ..notebook.manager import DocumentManager
+    from ..outputs.blobs import BlobStore
+    from ..outputs.handler import OutputLimits
+    from ..outputs.overflow import MoreOutputStore
+    from .sessions import SessionKernels
+
+#: JupyterLab's run-all sends one request per cell at once, over several connections; requests
+#: that arrive within this window are queued in notebook order, not in arrival order.
+FRONTEND_BATCH_WINDOW = 0.015
+
+
+class ExecutionService:
+    """Creates runners as notebooks open and routes run/interrupt/restart requests to them."""
+
+    def __init__(
+        self,
+        documents: DocumentManager,
+        kernels: SessionKernels,
+        *,
+        limits: OutputLimits,
+        blobs: BlobStore | None,
+        overflow: MoreOutputStore | None,
+        flush_interval: float = 0.05,
+    ) -> None:
+        self.documents = documents
+        self.kernels = kernels
+        self.limits = limits
+        self.blobs = blobs
+        self.overflow = overflow
+        self.flush_interval = flush_interval
+        self._batches: dict[str, tuple[list[str], asyncio.TimerHandle, str | None]] = {}
+
+    def attach(self, document: NotebookDocument) -> NotebookRunner:
+        """Give a freshly opened document its runner."""
+        runner = NotebookRunner(
+            document,
+            self.kernels,
+            limits=self.limits,
+            blobs=self.blobs,
+            overflow=self.overflow,
+            flush_interval=self.flush_interval,
+            hold=self.documents.hold,
+            release=self.documents.release,
+        )
+        document.runner = runner
+        return runner
+
+    async def runner(self, path: str) -> NotebookRunner:
+        document = await self.documents.get(path)
+        return document.runner
+
+    async def run(self, path: str, cell_ids: list[str] | None, *, all_cells: bool) -> list[str]:
+        runner = await self.runner(path)
+        if all_cells:
+            return runner.run_all()
+        missing = [c for c in cell_ids or [] if runner.db.peek(("cell", c)) is None]
+        if missing:
+            raise InvalidRecordError(f"no such cells: {missing}")
+        return runner.run(cell_ids or [])
+
+    async def run_from_frontend(self, kernel_id: str, cell_id: str, document_id: str) -> None:
+        """``POST /api/kernels/{id}/execute`` from JupyterLab's ``NotebookCellServerExecutor``."""
+        parts = document_id.split(":", 2)
+        if len(parts) != 3 or parts[1] != "notebook":
+            raise DocumentNotFoundError(f"not a notebook document id: {document_id!r}")
+        document = await self.documents.get_by_id(parts[2])
+        if document.db.peek(("cell", cell_id)) is None:
+            raise InvalidRecordError(f"no cell {cell_id!r} in {document.path}")
+        pending = self._batches.get(document.file_id)
+        if pending is None:
+            handle = asyncio.get_running_loop().call_later(
+                FRONTEND_BATCH_WINDOW, self._run_batch, document
+            )
+            self._batches[document.file_id] = ([cell_id], handle, kernel_id)
+        else:
+            pending[0].append(cell_id)
+
+    def _run_batch(self, document: NotebookDocument) -> None:
+        cell_ids, _, kernel_id = self._batches.pop(document.file_id)
+        order = {c: cell_order_key(document.db.peek(("cell", c)) or {"id": c}) for c in cell_ids}
+        document.runner.run(sorted(dict.fromkeys(cell_ids), key=order.__getitem__), kernel_id=kernel_id)
+
+    async def more_output(self, path: str, cell_id: str) -> dict[str, Any]:
+        document = await self.documents.get(path)
+        if document.db.peek(("cell", cell_id)) is None:
+            raise DocumentNotFoundError(f"no cell {cell_id!r} in {path}")
+        if self.overflow is None:
+            return {"messages": [], "truncated": 0, "discarded": 0}
+        more = await self.overflow.read(document.file_id, cell_id)
+        more.pop("head_count", None)
+        return more

@@ -1,0 +1,103 @@
+"""``SessionKernels``: a notebook's kernel is the kernel of its Jupyter session.
+
+So the server runs cells on the very kernel JupyterLab shows (same variables, same status), and
+a notebook with no session gets one, for its ``settings.kernel``, through jupyter_server's own
+SessionManager (which takes a pre-spawned kernel from the pool).
+"""
+
+from __future__ import annotations
+
+import logging
+import posixpath
+from typing import Any
+
+from jupyter_server.utils import ensure_async
+
+from ..errors import KernelError
+from ..kernels.kernel import JupyterKernel
+
+log = logging.getLogger(__name__)
+
+
+class SessionKernels:
+    """Finds or starts the session kernel of a notebook and attaches a ``JupyterKernel``."""
+
+    def __init__(self, serverapp: Any) -> None:
+        self.serverapp = serverapp
+        self._attached: dict[str, JupyterKernel] = {}  # kernel id -> wrapper
+
+    @property
+    def kernel_manager(self) -> Any:
+        return self.serverapp.kernel_manager
+
+    @property
+    def session_manager(self) -> Any:
+        return self.serverapp.session_manager
+
+    async def session_for(self, path: str) -> dict[str, Any] | None:
+        for session in await ensure_async(self.session_manager.list_sessions()):
+            if session.get("path") == path and session.get("kernel"):
+                return session
+        return None
+
+    async def kernel_for(
+        self, path: str, kernel_name: str | None, prefer: str | None = None
+    ) -> JupyterKernel:
+        """The attached kernel for the notebook at ``path`` (its session's, or a new one)."""
+        kernel_id = prefer if prefer and prefer in self.kernel_manager else None
+        if kernel_id is None:
+            session = await self.session_for(path)
+            if session is None:
+                session = await self.start_session(path, kernel_name)
+            kernel_id = session["kernel"]["id"]
+        kernel = self._attached.get(kernel_id)
+        if kernel is None or kernel.state == "closed" or (
+            kernel.state == "failed" and kernel_id not in self.kernel_manager
+        ):
+            kernel = JupyterKernel.attach(self.kernel_manager, kernel_id)
+            self._attached[kernel_id] = kernel
+        return kernel
+
+    async def start_session(self, path: str, kernel_name: str | None) -> dict[str, Any]:
+        name = kernel_name or self.kernel_manager.default_kernel_name
+        if name not in await ensure_async(self.serverapp.kernel_spec_manager.get_all_specs()):
+            raise KernelError(f"no kernel named {name!r} is installed; choose another kernel")
+        log.info("starting a %s session for %s", name, path)
+        return await ensure_async(
+            self.session_manager.create_session(
+                path=path, name=posixpath.basename(path), type="notebook", kernel_name=name
+            )
+        )
+
+    async def change_kernel(self, path: str, kernel_name: str) -> dict[str, Any]:
+        """Give the notebook's session a new kernel of ``kernel_name`` (as JupyterLab does)."""
+        specs = await ensure_async(self.serverapp.kernel_spec_manager.get_all_specs())
+        if kernel_name not in specs:
+            raise KernelError(f"no kernel named {kernel_name!r} is installed")
+        session = await self.session_for(path)
+        if session is None:
+            return await self.start_session(path, kernel_name)
+        old_id = session["kernel"]["id"]
+        manager = self.session_manager
+        kernel_id = await manager.start_kernel_for_session(
+            session["id"], path=path, name=session.get("name"), type="notebook",
+            kernel_name=kernel_name,
+        )
+        await ensure_async(manager.update_session(session["id"], kernel_id=kernel_id))
+        old = self._attached.pop(old_id, None)
+        if old is not None:
+            await old.close()
+        await ensure_async(self.kernel_manager.shutdown_kernel(old_id))
+        return await ensure_async(manager.get_session(session_id=session["id"]))
+
+    def kernelspec(self, name: str) -> dict[str, Any]:
+        spec = self.serverapp.kernel_spec_manager.get_kernel_spec(name)
+        return {"name": name, "display_name": spec.display_name, "language": spec.language}
+
+    async def close(self) -> None:
+        kernels, self._attached = list(self._attached.values()), {}
+        for kernel in kernels:
+            try:
+                await kernel.close()
+            except Exception:
+                log.debug("closing an attached kernel failed", exc_info=True)

@@ -1,0 +1,136 @@
+"""Execution routes: run, interrupt, restart, change kernel, more output, stdin answers, and
+JupyterLab's server-side executor (``POST /api/kernels/{kernel_id}/execute``)."""
+
+from __future__ import annotations
+
+from jupyter_server.auth.decorator import authorized
+from tornado import web
+
+from .base import CocalcAPIHandler
+from .notebooks import NOTEBOOK, NotebookHandlerBase
+
+
+class ExecutionHandlerBase(NotebookHandlerBase):
+    auth_resource = "kernels"
+
+    @property
+    def execution(self):  # noqa: ANN201
+        return self.extension.execution
+
+    async def runner(self, path: str):  # noqa: ANN201
+        return await self.execution.runner(self.api_path(path))
+
+
+class RunHandler(ExecutionHandlerBase):
+    """``POST …/run`` ``{"cell_ids": [...]}`` or ``{"all": true}`` → 202."""
+
+    @web.authenticated
+    @authorized
+    async def post(self, path: str) -> None:
+        body = self.json_body()
+        cell_ids = body.get("cell_ids")
+        all_cells = body.get("all") is True
+        if not all_cells and (
+            not isinstance(cell_ids, list) or not all(isinstance(c, str) for c in cell_ids)
+        ):
+            raise web.HTTPError(400, 'give "cell_ids": [ids] or "all": true')
+        queued = await self.execution.run(self.api_path(path), cell_ids, all_cells=all_cells)
+        self.finish_json({"queued": queued}, status=202)
+
+
+class InterruptHandler(ExecutionHandlerBase):
+    @web.authenticated
+    @authorized
+    async def post(self, path: str) -> None:
+        runner = await self.runner(path)
+        await runner.interrupt()
+        self.finish_json({"interrupted": True})
+
+
+class RestartHandler(ExecutionHandlerBase):
+    """``POST …/restart`` ``{"run_all": bool, "clear": bool}``."""
+
+    @web.authenticated
+    @authorized
+    async def post(self, path: str) -> None:
+        body = self.json_body(required=False)
+        run_all, clear = body.get("run_all", False), body.get("clear", False)
+        if not isinstance(run_all, bool) or not isinstance(clear, bool):
+            raise web.HTTPError(400, '"run_all" and "clear" must be booleans')
+        runner = await self.runner(path)
+        await runner.restart(run_all=run_all, clear=clear)
+        self.finish_json({"restarted": True, "run_all": run_all, "clear": clear})
+
+
+class KernelChangeHandler(ExecutionHandlerBase):
+    """``POST …/kernel`` ``{"name": kernelspec}``."""
+
+    @web.authenticated
+    @authorized
+    async def post(self, path: str) -> None:
+        name = self.json_body().get("name")
+        if not isinstance(name, str) or not name:
+            raise web.HTTPError(400, '"name" must be a kernelspec name')
+        if name not in self.kernel_spec_manager.find_kernel_specs():
+            raise web.HTTPError(404, f"no kernel named {name!r} is installed")
+        runner = await self.runner(path)
+        await runner.change_kernel(name)
+        self.finish_json({"kernel": name})
+
+
+class InputHandler(ExecutionHandlerBase):
+    """``POST …/input`` ``{"cell_id", "value"}``: answer ``input()``/``getpass()``.
+
+    A password answered here never enters the shared document or its history.
+    """
+
+    @web.authenticated
+    @authorized
+    async def post(self, path: str) -> None:
+        body = self.json_body()
+        cell_id, value = body.get("cell_id"), body.get("value")
+        if not isinstance(cell_id, str) or not isinstance(value, str):
+            raise web.HTTPError(400, '"cell_id" and "value" must be strings')
+        runner = await self.runner(path)
+        if not runner.answer_input(cell_id, value):
+            raise web.HTTPError(409, f"cell {cell_id!r} is not waiting for input")
+        self.finish_json({"answered": True})
+
+
+class MoreOutputHandler(NotebookHandlerBase):
+    """``GET …/cells/{cell_id}/more_output``."""
+
+    @web.authenticated
+    @authorized
+    async def get(self, path: str, cell_id: str) -> None:
+        self.finish_json(await self.extension.execution.more_output(self.api_path(path), cell_id))
+
+
+class ServerExecuteHandler(CocalcAPIHandler):
+    """``POST /api/kernels/{kernel_id}/execute`` ``{"cell_id", "document_id"}`` as JupyterLab's
+    ``NotebookCellServerExecutor`` sends it (any Content-Type; the code is read from the
+    live document, not from the request)."""
+
+    auth_resource = "kernels"
+
+    @web.authenticated
+    @authorized
+    async def post(self, kernel_id: str) -> None:
+        body = self.json_body()
+        cell_id, document_id = body.get("cell_id"), body.get("document_id")
+        if not isinstance(cell_id, str) or not isinstance(document_id, str):
+            raise web.HTTPError(400, '"cell_id" and "document_id" must be strings')
+        await self.extension.execution.run_from_frontend(kernel_id, cell_id, document_id)
+        self.finish_json({"cell_id": cell_id, "queued": True})
+
+
+def execution_routes() -> list[tuple[str, type]]:
+    return [
+        (NOTEBOOK + r"/run", RunHandler),
+        (NOTEBOOK + r"/interrupt", InterruptHandler),
+        (NOTEBOOK + r"/restart", RestartHandler),
+        (NOTEBOOK + r"/kernel", KernelChangeHandler),
+        (NOTEBOOK + r"/input", InputHandler),
+        (NOTEBOOK + r"/cells/(?P<cell_id>[^/]+)/more_output", MoreOutputHandler),
+        (r"/api/kernels/(?P<kernel_id>[\w-]+)/execute", ServerExecuteHandler),
+    ]
