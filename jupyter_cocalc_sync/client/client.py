@@ -161,13 +161,27 @@ class LiveNotebook:
         return self.client.notebook_url(self.path, suffix)
 
     async def run(self, cell_ids: list[str]) -> list[str]:
-        """Ask the server to run these cells (queued in this order); returns the queued ids."""
-        reply = await self.client.request("POST", self._url("/run"), {"cell_ids": cell_ids})
-        return reply["queued"]
+        """Ask the server to run these cells, by setting their state to ``"start"``.
+
+        Going through the table (rather than the REST route) means this replica shows the
+        cells as not idle until the server's own later changes arrive, so ``wait_idle`` right
+        after ``run`` cannot see a stale "idle". Returns the ids of the code cells asked for.
+        """
+        wanted = []
+        with self.db.transaction():
+            for cell_id in cell_ids:
+                record = self.db.get_one({"type": "cell", "id": cell_id})
+                if record is None:
+                    raise ServerError(404, f"no cell {cell_id!r} in {self.path}")
+                if record.get("cell_type", "code") == "code":
+                    self.db.set({"type": "cell", "id": cell_id, "state": "start"})
+                    wanted.append(cell_id)
+        self.commit()
+        return wanted
 
     async def run_all(self) -> list[str]:
-        reply = await self.client.request("POST", self._url("/run"), {"all": True})
-        return reply["queued"]
+        cells = sorted(self.get({"type": "cell"}), key=lambda c: (c.get("pos", 0), c["id"]))
+        return await self.run([c["id"] for c in cells if c.get("cell_type", "code") == "code"])
 
     async def wait_idle(self, cell_ids: list[str] | None = None, timeout: float = 300) -> None:
         """Wait until the given cells (default: all) are idle in this replica."""

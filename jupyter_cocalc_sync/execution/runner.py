@@ -108,6 +108,7 @@ class NotebookRunner:
     def _on_change(self, event: ChangeEvent) -> None:
         if self._writing:
             return
+        requested = []
         for key, change in event.changes.items():
             if key == SETTINGS_KEY:
                 continue
@@ -119,9 +120,12 @@ class NotebookRunner:
                 continue
             record = self.db.peek(key) or {}
             if "state" in change.fields and record.get("state") == "start":
-                self.run([cell_id])
+                requested.append(cell_id)
             if "output" in change.fields and self._input and self._input[0] == cell_id:
                 self._maybe_answered(record)
+        if requested:
+            # several cells asked for in one change run in notebook order
+            self.run(sorted(requested, key=self._position))
 
     def _cell_deleted(self, cell_id: str) -> None:
         if cell_id in self.queue:

@@ -119,6 +119,7 @@ class SyncDB:
         self._change_listeners: list[ChangeListener] = []
         self._update_listeners: list[UpdateListener] = []
         self._txn_depth = 0
+        self._pending_events: list[ChangeEvent] = []
         self._deep_subscription = self.records.observe_deep(self._on_deep_events)
         self._doc_subscription = self.doc.observe(self._on_transaction)
 
@@ -209,6 +210,7 @@ class SyncDB:
         finally:
             self._txn_depth -= 1
             self._origin = previous
+        self._dispatch()
 
     def check(self, record: Mapping[str, Any]) -> Key:
         """Validate a partial record without writing it; returns its key."""
@@ -340,6 +342,7 @@ class SyncDB:
             self.doc.apply_update(update)
         finally:
             self._origin = previous
+        self._dispatch()
 
     def get_state(self) -> bytes:
         return self.doc.get_state()
@@ -350,7 +353,10 @@ class SyncDB:
     # -- observing --------------------------------------------------------------------------
 
     def on_change(self, listener: ChangeListener) -> Callable[[], None]:
-        """Call ``listener(ChangeEvent)`` after every transaction that changes records."""
+        """Call ``listener(ChangeEvent)`` after every transaction that changes records.
+
+        Listeners run when the transaction is over, so they may change the table themselves.
+        """
         self._change_listeners.append(listener)
         return lambda: _discard(self._change_listeners, listener)
 
@@ -408,14 +414,18 @@ class SyncDB:
                 change.fields.add(name)
                 if len(path) == 2 and isinstance(event.target, Text):
                     change.text_deltas[name] = event.delta
-        if not changes:
-            return
-        change_event = ChangeEvent(self._origin, changes)
-        for listener in list(self._change_listeners):
-            try:
-                listener(change_event)
-            except Exception:
-                log.exception("SyncDB change listener failed")
+        if changes:
+            # listeners run once the transaction is over (they may write to the table)
+            self._pending_events.append(ChangeEvent(self._origin, changes))
+
+    def _dispatch(self) -> None:
+        while self._pending_events and not self._txn_depth:
+            event = self._pending_events.pop(0)
+            for listener in list(self._change_listeners):
+                try:
+                    listener(event)
+                except Exception:
+                    log.exception("SyncDB change listener failed")
 
     def close(self) -> None:
         """Stop observing the document."""
