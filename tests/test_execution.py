@@ -14,9 +14,7 @@ from jupyter_cocalc_sync.client import CocalcSyncClient
 NB = "/api/cocalc-sync/notebooks/nb.ipynb"
 
 
-@pytest.fixture
-def cocalc_config():
-    return {"autosave_delay": 0.2, "file_poll_interval": 0.2, "document_cleanup_delay": 0.5}
+pytestmark = pytest.mark.cocalc(document_cleanup_delay=0.5)
 
 
 @pytest.fixture

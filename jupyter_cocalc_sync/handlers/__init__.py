@@ -9,12 +9,14 @@ from .kernels import KernelspecsHandler
 
 def routes() -> list[tuple[str, type, dict[str, Any]] | tuple[str, type]]:
     """The URL patterns of this extension (relative to the server's base URL)."""
+    from .blobs import blob_routes
     from .execution import execution_routes
     from .notebooks import notebook_routes
     from .rooms import room_routes
 
     return [
         (r"/api/cocalc-sync/kernels", KernelspecsHandler),
+        *blob_routes(),
         *execution_routes(),
         *notebook_routes(),
         *room_routes(),
