@@ -88,7 +88,9 @@ async def test_every_entry_point_runs_on_the_server_and_outputs_reach_everyone(
         assert reply.status_code == 200
         await watcher.wait_for(lambda nb: finished(nb, "cell-2"))
         result = outputs(cell(watcher, "cell-2"))
-        assert result[0]["output_type"] == "execute_result" and result[0]["data"]["text/plain"] == "84"
+        assert (
+            result[0]["output_type"] == "execute_result" and result[0]["data"]["text/plain"] == "84"
+        )
 
         # 4. the Python client
         assert await actor.run(["cell-3"]) == ["cell-3"]
@@ -98,9 +100,7 @@ async def test_every_entry_point_runs_on_the_server_and_outputs_reach_everyone(
         # the JupyterLab client saw every output and the execution counts
         def lab_outputs():
             cells = lab.ycells
-            return [
-                [o.to_py() if isinstance(o, Map) else o for o in c["outputs"]] for c in cells
-            ]
+            return [[o.to_py() if isinstance(o, Map) else o for o in c["outputs"]] for c in cells]
 
         await eventually(lambda: len(lab_outputs()[3]) == 1, lab.ydoc)
         assert str(lab_outputs()[0][0]["text"]) == "42\n"
@@ -118,10 +118,10 @@ async def test_every_entry_point_runs_on_the_server_and_outputs_reach_everyone(
     assert nb.cells[2].outputs[0].data["text/plain"] == "84"
 
 
-async def test_outputs_keep_arriving_and_are_saved_after_every_client_left(
-    server, root_dir, live
-):
-    code = "import time\nfor i in range(30):\n    print(f'line {i}', flush=True)\n    time.sleep(0.2)"
+async def test_outputs_keep_arriving_and_are_saved_after_every_client_left(server, root_dir, live):
+    code = (
+        "import time\nfor i in range(30):\n    print(f'line {i}', flush=True)\n    time.sleep(0.2)"
+    )
     write_notebook(root_dir / "nb.ipynb", [code])
     nb = await live()
     nb.set({"type": "cell", "id": "cell-0", "state": "start"})
@@ -133,8 +133,10 @@ async def test_outputs_keep_arriving_and_are_saved_after_every_client_left(
 
     def saved():
         saved_nb = read_notebook_file(root_dir / "nb.ipynb")
-        return saved_nb is not None and saved_nb.cells[0].outputs and (
-            saved_nb.cells[0].outputs[0].text == expected
+        return (
+            saved_nb is not None
+            and saved_nb.cells[0].outputs
+            and (saved_nb.cells[0].outputs[0].text == expected)
         )
 
     await eventually(saved, timeout=30)
@@ -151,11 +153,16 @@ async def test_interrupt_stops_the_cell_and_drops_the_queue(server, root_dir, li
     errors = [o for o in outputs(cell(nb, "cell-0")) if o["output_type"] == "error"]
     assert errors and errors[0]["ename"] == "KeyboardInterrupt"
     await nb.wait_idle()
-    assert cell(nb, "cell-1").get("output") in (None, {}) and cell(nb, "cell-1").get("exec_count") is None
+    assert (
+        cell(nb, "cell-1").get("output") in (None, {})
+        and cell(nb, "cell-1").get("exec_count") is None
+    )
 
 
 async def test_halt_on_error_stops_the_queue(server, root_dir, live):
-    write_notebook(root_dir / "nb.ipynb", ["x = 1", "raise ValueError('stop here')", "print('after')"])
+    write_notebook(
+        root_dir / "nb.ipynb", ["x = 1", "raise ValueError('stop here')", "print('after')"]
+    )
     nb = await live()
     await nb.run_all()
     await nb.wait_for(lambda n: finished(n, "cell-1"))
@@ -201,12 +208,13 @@ async def test_input_is_answered_by_another_client(server, root_dir, live):
 
 
 async def test_a_password_is_answered_over_rest_and_never_stored(server, root_dir, live):
-    write_notebook(root_dir / "nb.ipynb", ["import getpass\nsecret = getpass.getpass('Password: ')\nprint(len(secret))"])
+    write_notebook(
+        root_dir / "nb.ipynb",
+        ["import getpass\nsecret = getpass.getpass('Password: ')\nprint(len(secret))"],
+    )
     nb = await live()
     await nb.run(["cell-0"])
-    await nb.wait_for(
-        lambda n: any(o.get("password") for o in outputs(cell(n, "cell-0")))
-    )
+    await nb.wait_for(lambda n: any(o.get("password") for o in outputs(cell(n, "cell-0"))))
     await nb.answer_input("cell-0", "hunter2-secret")
     await nb.wait_for(lambda n: finished(n, "cell-0"))
     assert text_of(cell(nb, "cell-0")) == "Password: \n14\n"
@@ -284,4 +292,8 @@ async def test_more_output_route(server, root_dir, live, cocalc_config):
 
 async def _saved_all(root_dir) -> bool:
     nb = read_notebook_file(root_dir / "nb.ipynb")
-    return nb is not None and bool(nb.cells[0].outputs) and nb.cells[0].outputs[0].get("text", "").endswith("99999\n")
+    return (
+        nb is not None
+        and bool(nb.cells[0].outputs)
+        and nb.cells[0].outputs[0].get("text", "").endswith("99999\n")
+    )

@@ -29,8 +29,14 @@ def pool_config() -> dict[str, Any]:
 
 
 @pytest.fixture
-def jp_server_config(jp_server_config, pool_config):
+def kernel_manager_class() -> str:
+    return "jupyter_cocalc_sync.kernels.manager.PoolingKernelManager"
+
+
+@pytest.fixture
+def jp_server_config(jp_server_config, pool_config, kernel_manager_class):
     jp_server_config["KernelPool"] = Config(pool_config)
+    jp_server_config["ServerApp"]["kernel_manager_class"] = kernel_manager_class
     return jp_server_config
 
 
@@ -322,6 +328,16 @@ async def test_kernels_endpoint_refuses_requests_without_a_token(jp_fetch):
     with pytest.raises(HTTPClientError) as e:
         await jp_fetch("api", "cocalc-sync", "kernels", headers={"Authorization": ""})
     assert e.value.code in (401, 403)
+
+
+@pytest.mark.parametrize(
+    "kernel_manager_class",
+    ["jupyter_server.services.kernels.kernelmanager.AsyncMappingKernelManager"],
+)
+async def test_kernels_endpoint_without_the_pooling_manager(jp_fetch):
+    data = json.loads((await jp_fetch("api", "cocalc-sync", "kernels")).body)
+    assert data["pool"] is None
+    assert "python3" in data["kernelspecs"]
 
 
 @pytest.mark.parametrize("pool_config", [{"size": 0}])

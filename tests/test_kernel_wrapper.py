@@ -262,10 +262,11 @@ async def test_go_collects_the_messages_and_the_reply(any_kernel):
 
 
 async def test_interrupt_stops_the_cell_and_cancel_drops_a_queued_request(any_kernel):
-    looping = any_kernel.execute_code("while True: pass")
+    looping = any_kernel.execute_code("print('looping', flush=True)\nwhile True: pass")
     queued = any_kernel.execute_code("ran = True")
     messages = aiter(looping)
-    assert (await anext(messages))["msg_type"] == "execute_input"  # the loop is running
+    assert (await anext(messages))["msg_type"] == "execute_input"
+    assert (await anext(messages))["content"]["text"] == "looping\n"  # the loop is running
 
     await queued.cancel()
     assert queued.done and queued.cancelled
@@ -278,6 +279,19 @@ async def test_interrupt_stops_the_cell_and_cancel_drops_a_queued_request(any_ke
     assert looping.reply["status"] == "error"
 
     assert result_text(await any_kernel.execute_code("'ran' in dir()").go()) == "False"
+
+
+async def test_interrupting_a_cell_as_it_starts_never_leaves_it_hanging(any_kernel):
+    # An interrupt landing just before the code starts is caught by ipykernel outside the
+    # cell and no execute_reply is ever sent; the request must still end, as interrupted.
+    for _ in range(15):
+        looping = any_kernel.execute_code("while True: pass")
+        messages = aiter(looping)
+        assert (await anext(messages))["msg_type"] == "execute_input"
+        await any_kernel.signal("SIGINT")
+        errors = [m for m in [msg async for msg in messages] if m["msg_type"] == "error"]
+        assert errors[-1]["content"]["ename"] == "KeyboardInterrupt"
+    assert result_text(await any_kernel.execute_code("1 + 1").go()) == "2"
 
 
 # -- attached to jupyter_server's kernels ------------------------------------------------------

@@ -42,7 +42,11 @@ def visible_text(handler: OutputHandler) -> str:
 
 
 def map_length(messages: list[dict]) -> int:
-    return len(json.dumps({str(i): m for i, m in enumerate(messages)}, separators=(",", ":"), ensure_ascii=False))
+    return len(
+        json.dumps(
+            {str(i): m for i, m in enumerate(messages)}, separators=(",", ":"), ensure_ascii=False
+        )
+    )
 
 
 def test_carriage_returns_and_backspaces_render_like_jupyterlab():
@@ -72,14 +76,17 @@ def test_consecutive_streams_coalesce_per_name():
     for text, name in [("a\n", "stdout"), ("b\n", "stdout"), ("e\n", "stderr"), ("c\n", "stdout")]:
         handler.handle(stream(text, name))
     assert [(m["name"], m["text"]) for m in handler.messages] == [
-        ("stdout", "a\nb\n"), ("stderr", "e\n"), ("stdout", "c\n")
+        ("stdout", "a\nb\n"),
+        ("stderr", "e\n"),
+        ("stdout", "c\n"),
     ]
 
 
 async def test_flood_is_truncated_and_visible_plus_more_output_is_everything(worker):
     store = await overflow_store(worker, max_bytes=10 << 20)
     handler = OutputHandler(
-        "c", limits=OutputLimits(max_length=5000, max_messages=50),
+        "c",
+        limits=OutputLimits(max_length=5000, max_messages=50),
         overflow=lambda: store.writer("doc", "c"),
     )
     lines = [f"{i}\n" for i in range(20_000)]
@@ -110,14 +117,17 @@ async def test_overflow_past_its_budget_keeps_head_and_tail_and_counts_the_gap(w
     assert total.startswith(shown + head)
     assert total.endswith(tail)
     assert len(shown) + len(head) + more["discarded"] + len(tail) == len(total)
-    stored = await worker.run(lambda c: c.execute("SELECT SUM(LENGTH(data)) FROM overflow").fetchone()[0])
+    stored = await worker.run(
+        lambda c: c.execute("SELECT SUM(LENGTH(data)) FROM overflow").fetchone()[0]
+    )
     assert stored <= 400_000 + 2 * 65536
 
 
 async def test_message_count_limit_and_errors_stay_visible(worker):
     store = await overflow_store(worker, max_bytes=10 << 20)
     handler = OutputHandler(
-        "c", limits=OutputLimits(max_length=10**9, max_messages=500),
+        "c",
+        limits=OutputLimits(max_length=10**9, max_messages=500),
         overflow=lambda: store.writer("doc", "c"),
     )
     for i in range(600):
@@ -128,7 +138,9 @@ async def test_message_count_limit_and_errors_stay_visible(worker):
     assert handler.messages[500] == {"more_output": True}
     assert handler.messages[501]["ename"] == "ValueError"
     more = await store.read("doc", "c")
-    assert [m["data"]["text/plain"] for m in more["messages"]] == [f"item {i}" for i in range(500, 600)]
+    assert [m["data"]["text/plain"] for m in more["messages"]] == [
+        f"item {i}" for i in range(500, 600)
+    ]
 
 
 def test_clear_output_wait_and_more_output_mode_reset():
@@ -148,13 +160,35 @@ def test_update_display_updates_this_cell_and_other_cells():
     written = []
     displays = DisplayIndex(write_other=lambda cell, index, out: written.append((cell, index, out)))
     first = OutputHandler("first", displays=displays)
-    first.handle(msg("display_data", data={"text/plain": "0%"}, metadata={}, transient={"display_id": "bar"}))
-    first.handle(msg("update_display_data", data={"text/plain": "50%"}, metadata={}, transient={"display_id": "bar"}))
+    first.handle(
+        msg("display_data", data={"text/plain": "0%"}, metadata={}, transient={"display_id": "bar"})
+    )
+    first.handle(
+        msg(
+            "update_display_data",
+            data={"text/plain": "50%"},
+            metadata={},
+            transient={"display_id": "bar"},
+        )
+    )
     assert first.messages[0]["data"] == {"text/plain": "50%"}
     later = OutputHandler("later", displays=displays)
-    later.handle(msg("update_display_data", data={"text/plain": "100%"}, metadata={}, transient={"display_id": "bar"}))
+    later.handle(
+        msg(
+            "update_display_data",
+            data={"text/plain": "100%"},
+            metadata={},
+            transient={"display_id": "bar"},
+        )
+    )
     assert later.messages == []
-    assert written == [("first", 0, {"output_type": "display_data", "data": {"text/plain": "100%"}, "metadata": {}})]
+    assert written == [
+        (
+            "first",
+            0,
+            {"output_type": "display_data", "data": {"text/plain": "100%"}, "metadata": {}},
+        )
+    ]
 
 
 def test_patches_replace_old_output_and_delete_cleared_indexes():
@@ -166,7 +200,10 @@ def test_patches_replace_old_output_and_delete_cleared_indexes():
     assert handler.take_patch() is None
     handler.handle(msg("clear_output", wait=False))
     handler.handle(stream("b\n"))
-    assert handler.take_patch() == {"0": {"output_type": "stream", "name": "stdout", "text": "b\n"}, "1": None}
+    assert handler.take_patch() == {
+        "0": {"output_type": "stream", "name": "stdout", "text": "b\n"},
+        "1": None,
+    }
 
 
 async def test_blobs_are_stored_once_by_sha1_and_svg_stays_text(worker):
@@ -178,7 +215,13 @@ async def test_blobs_are_stored_once_by_sha1_and_svg_stays_text(worker):
     outputs = []
     for cell in range(50):
         handler = OutputHandler(f"c{cell}", blobs=blobs, doc_id="doc")
-        handler.handle(msg("display_data", data={"image/png": b64, "image/svg+xml": svg, "text/plain": "fig"}, metadata={}))
+        handler.handle(
+            msg(
+                "display_data",
+                data={"image/png": b64, "image/svg+xml": svg, "text/plain": "fig"},
+                metadata={},
+            )
+        )
         outputs.append(handler.messages[0])
     sha1 = hashlib.sha1(png).hexdigest()
     assert all(o["data"]["image/png"] == f"sha1:{sha1}" for o in outputs)
@@ -188,7 +231,13 @@ async def test_blobs_are_stored_once_by_sha1_and_svg_stays_text(worker):
     assert count == 1
     fresh = BlobStore(worker)  # nothing cached: read from SQLite
     assert await fresh.get(sha1) == ("image/png", png)
-    small = OutputHandler("s", blobs=blobs).add({"output_type": "display_data", "data": {"image/png": base64.b64encode(b"tiny").decode()}, "metadata": {}})
+    small = OutputHandler("s", blobs=blobs).add(
+        {
+            "output_type": "display_data",
+            "data": {"image/png": base64.b64encode(b"tiny").decode()},
+            "metadata": {},
+        }
+    )
     assert small == 0
     assert blobs.inline(outputs[0])["data"]["image/png"] == b64
     # unreferenced blobs are collected, referenced ones are kept

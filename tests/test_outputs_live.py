@@ -32,10 +32,17 @@ def png_bytes(width: int = 96, height: int = 96, seed: int = 7) -> bytes:
         rows.append(bytes(row))
 
     def chunk(kind: bytes, data: bytes) -> bytes:
-        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+        return (
+            struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+        )
 
     header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
-    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(b"".join(rows))) + chunk(b"IEND", b"")
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", header)
+        + chunk(b"IDAT", zlib.compress(b"".join(rows)))
+        + chunk(b"IEND", b"")
+    )
 
 
 @pytest.fixture
@@ -88,15 +95,21 @@ async def test_a_million_lines_stay_small_and_nothing_is_lost(server, root_dir, 
     visible = ordered(output)
     assert visible[-1] == {"more_output": True}
     marker_size = len(f',"{len(visible) - 1}":' + '{"more_output":true}')
-    assert len(json.dumps(output, separators=(",", ":"), ensure_ascii=False)) <= 250_000 + marker_size
+    assert (
+        len(json.dumps(output, separators=(",", ":"), ensure_ascii=False)) <= 250_000 + marker_size
+    )
     more = await nb.more_output("cell-0")
     assert more["truncated"] == 0 and more["discarded"] == 0
-    assert stream_text(visible) + stream_text(more["messages"]) == "".join(f"{i}\n" for i in range(10**6))
+    assert stream_text(visible) + stream_text(more["messages"]) == "".join(
+        f"{i}\n" for i in range(10**6)
+    )
     assert peak - rss_before < 100 * 2**20, f"server RSS grew by {(peak - rss_before) >> 20} MB"
 
 
 @pytest.mark.cocalc(max_more_output_bytes=200_000)
-async def test_past_the_overflow_budget_head_and_tail_are_kept_with_exact_counts(server, root_dir, live):
+async def test_past_the_overflow_budget_head_and_tail_are_kept_with_exact_counts(
+    server, root_dir, live
+):
     write_notebook(root_dir / "nb.ipynb", ["for i in range(200000):\n    print(i)"])
     nb = await live()
     await nb.run(["cell-0"])
@@ -112,7 +125,11 @@ async def test_past_the_overflow_budget_head_and_tail_are_kept_with_exact_counts
     def saved():
         file = read_notebook_file(root_dir / "nb.ipynb")
         done_saving = file is not None and file.cells[0].outputs
-        return file if done_saving and file.cells[0].outputs[-1].get("text", "").endswith("199999\n") else None
+        return (
+            file
+            if done_saving and file.cells[0].outputs[-1].get("text", "").endswith("199999\n")
+            else None
+        )
 
     file = await eventually(saved, timeout=20)
     nbformat.validate(file)
@@ -121,7 +138,11 @@ async def test_past_the_overflow_budget_head_and_tail_are_kept_with_exact_counts
 
 
 async def test_a_progress_bar_of_10000_updates_stores_one_line(server, root_dir, live):
-    code = "import sys\nfor i in range(10000):\n    print(f'\\r{i+1:5d}/10000', end='', file=sys.stderr, flush=True)\nprint(file=sys.stderr)"
+    code = (
+        "import sys\nfor i in range(10000):\n"
+        "    print(f'\\r{i+1:5d}/10000', end='', file=sys.stderr, flush=True)\n"
+        "print(file=sys.stderr)"
+    )
     write_notebook(root_dir / "nb.ipynb", [code])
     nb = await live()
     await nb.run(["cell-0"])
@@ -131,12 +152,20 @@ async def test_a_progress_bar_of_10000_updates_stores_one_line(server, root_dir,
 
 
 @pytest.mark.cocalc(blob_threshold=4096)
-async def test_one_png_in_50_cells_is_stored_once_and_svg_is_untouched(server, root_dir, live, tmp_path):
+async def test_one_png_in_50_cells_is_stored_once_and_svg_is_untouched(
+    server, root_dir, live, tmp_path
+):
     png = png_bytes()
     assert len(png) > 4096
     b64 = base64.b64encode(png).decode()
-    svg = '<svg xmlns="http://www.w3.org/2000/svg" width="10" height="10"><rect width="10" height="10" fill="#c0ffee"/><text>é &amp; 😀</text></svg>'
-    cells = [f"from IPython.display import Image, SVG, display\nimport base64\nPNG = base64.b64decode({b64!r})\nSVG_TEXT = {svg!r}"]
+    svg = (
+        '<svg xmlns="http://www.w3.org/2000/svg" width="10" height="10">'
+        '<rect width="10" height="10" fill="#c0ffee"/><text>é &amp; 😀</text></svg>'
+    )
+    cells = [
+        "from IPython.display import Image, display\nimport base64\n"
+        f"PNG = base64.b64decode({b64!r})\nSVG_TEXT = {svg!r}"
+    ]
     cells += ["display(Image(data=PNG))"] * 50
     cells += ["display({'image/svg+xml': SVG_TEXT, 'text/plain': 'svg'}, raw=True)"]
     write_notebook(root_dir / "nb.ipynb", cells)
@@ -157,7 +186,9 @@ async def test_one_png_in_50_cells_is_stored_once_and_svg_is_untouched(server, r
     assert blob.headers["content-type"] == "image/png"
     assert blob.headers["etag"] == f'"{sha1}"'
     assert blob.headers["cache-control"] == "max-age=31536000, immutable"
-    again = await server.http.get(f"/api/cocalc-sync/blobs/{sha1}", headers={"If-None-Match": f'"{sha1}"'})
+    again = await server.http.get(
+        f"/api/cocalc-sync/blobs/{sha1}", headers={"If-None-Match": f'"{sha1}"'}
+    )
     assert again.status_code == 304
     assert (await server.http.get("/api/cocalc-sync/blobs/" + "0" * 40)).status_code == 404
     bad = await server.http.get("/api/cocalc-sync/blobs/not-a-hash")
@@ -184,8 +215,21 @@ async def test_a_missing_blob_exports_as_a_valid_placeholder(server, root_dir, l
     png = png_bytes(seed=11)
     write_notebook(
         root_dir / "nb.ipynb",
-        [nbformat.v4.new_code_cell("x", id="img", outputs=[nbformat.v4.new_output(
-            "display_data", data={"image/png": base64.b64encode(png).decode(), "text/plain": "<Figure>"})])],
+        [
+            nbformat.v4.new_code_cell(
+                "x",
+                id="img",
+                outputs=[
+                    nbformat.v4.new_output(
+                        "display_data",
+                        data={
+                            "image/png": base64.b64encode(png).decode(),
+                            "text/plain": "<Figure>",
+                        },
+                    )
+                ],
+            )
+        ],
     )
     nb = await live()
     sha1 = hashlib.sha1(png).hexdigest()

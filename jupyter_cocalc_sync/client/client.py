@@ -74,7 +74,7 @@ class CocalcSyncClient:
         ``db`` continues with an existing replica (e.g. after a reconnect): what it has that
         the server lacks is sent, and nothing is duplicated.
         """
-        info = await self.request("GET", self.notebook_url(path))
+        info = await self.request("GET", self.notebook_url(path), records="false")
         notebook = LiveNotebook(self, info["path"], info["file_id"], db=db)
         await notebook.start()
         self._notebooks.append(notebook)
@@ -215,9 +215,7 @@ class LiveNotebook:
 
     async def answer_input(self, cell_id: str, value: str) -> None:
         """Answer the cell's pending ``input()``/``getpass()`` (never stored in the notebook)."""
-        await self.client.request(
-            "POST", self._url("/input"), {"cell_id": cell_id, "value": value}
-        )
+        await self.client.request("POST", self._url("/input"), {"cell_id": cell_id, "value": value})
 
     # -- sync -------------------------------------------------------------------------------
 

@@ -81,6 +81,7 @@ class NotebookRunner:
         self._flush_timer: asyncio.TimerHandle | None = None
         self._input: tuple[str, int, bool, str] | None = None  # cell, index, password, prompt
         self._prefer_kernel: str | None = None
+        self._interrupt_requested = False
         self._idle = asyncio.Event()
         self._idle.set()
         self._unsubscribe = self.db.on_change(self._on_change)
@@ -90,14 +91,13 @@ class NotebookRunner:
 
     def _reset_stale_states(self) -> None:
         """Cells left queued or busy by a server that stopped: nothing is running them."""
-        stale = [
-            r for r in self.db.get({"type": "cell"}) if r.get("state") in ("run", "busy")
-        ]
-        requested = [r["id"] for r in self.db.get({"type": "cell"}) if r.get("state") == "start"]
+        states = self.db.field_values("state", {"type": "cell"})
+        stale = [key[1] for key, state in states.items() if state in ("run", "busy")]
+        requested = [key[1] for key, state in states.items() if state == "start"]
         if stale:
             with self._write():
-                for record in stale:
-                    self.db.set({"type": "cell", "id": record["id"], "state": "idle"})
+                for cell_id in stale:
+                    self.db.set({"type": "cell", "id": cell_id, "state": "idle"})
             self.document.table.commit(None)
         if requested:
             self.run(sorted(requested, key=self._position))
@@ -211,7 +211,9 @@ class NotebookRunner:
             self.kernel = kernel
             name = kernel.name
             if name and name != settings.get("kernel"):
-                self._set_settings(kernel=name, metadata={"kernelspec": self.kernels.kernelspec(name)})
+                self._set_settings(
+                    kernel=name, metadata={"kernelspec": self.kernels.kernelspec(name)}
+                )
         if kernel.state in ("off", "failed"):
             await kernel.spawn()
         self._set_settings(backend_state="running", kernel_error=None)
@@ -245,17 +247,21 @@ class NotebookRunner:
         self._handler = handler
         with self._write():
             self.db.set(
-                {"type": "cell", "id": cell_id, "state": "busy", "start": now_ms(), "end": None,
-                 "output": None, "exec_count": None}
+                {"type": "cell", "id": cell_id, "end": None, "output": None, "exec_count": None}
             )
-        self._set_settings(kernel_state="busy")
         self.document.table.commit(None)
         ok = True
+        self._interrupt_requested = False
         emitter = kernel.execute_code(code)
         self._emitter = emitter
         try:
             async for msg in emitter:
                 msg_type = msg.get("msg_type") or msg["header"]["msg_type"]
+                if msg_type == "execute_input":
+                    # "busy" means the kernel is executing it, not that it was sent
+                    self._started(cell_id, handler)
+                    if self._interrupt_requested:  # asked for before the kernel began
+                        await kernel.signal("SIGINT")
                 if msg_type == INPUT_REQUEST:
                     self._show_input_request(cell_id, handler, msg)
                     continue
@@ -279,6 +285,12 @@ class NotebookRunner:
             self._cancel_flush()
             self._flush(cell_id, handler, final=True)
         return ok
+
+    def _started(self, cell_id: str, handler: OutputHandler) -> None:
+        with self._write():
+            self.db.set({"type": "cell", "id": cell_id, "state": "busy", "start": now_ms()})
+            self._set_settings(kernel_state="busy")
+        self.document.table.commit(None)
 
     def _limits(self) -> OutputLimits:
         settings = self.db.peek(SETTINGS_KEY) or {}
@@ -335,8 +347,13 @@ class NotebookRunner:
         error = {"output_type": "error", "ename": ename, "evalue": evalue, "traceback": [evalue]}
         with self._write():
             self.db.set(
-                {"type": "cell", "id": cell_id, "state": "idle", "end": now_ms(),
-                 "output": {"0": error}}
+                {
+                    "type": "cell",
+                    "id": cell_id,
+                    "state": "idle",
+                    "end": now_ms(),
+                    "output": {"0": error},
+                }
             )
         self.document.table.commit(None)
 
@@ -353,10 +370,7 @@ class NotebookRunner:
 
     def _set_settings(self, **fields: Any) -> None:
         settings = self.db.peek(SETTINGS_KEY) or {}
-        changed = {
-            k: v for k, v in fields.items()
-            if k == "metadata" or settings.get(k) != v
-        }
+        changed = {k: v for k, v in fields.items() if k == "metadata" or settings.get(k) != v}
         if not changed:
             return
         with self._write():
@@ -379,8 +393,9 @@ class NotebookRunner:
         prompt, password = content.get("prompt", ""), bool(content.get("password"))
         index = handler.add({"output_type": INPUT_REQUEST, "prompt": prompt, "password": password})
         if index is None:  # overflowing: still show the request (it blocks the cell)
-            index = handler._append({"output_type": INPUT_REQUEST, "prompt": prompt,
-                                     "password": password})
+            index = handler._append(
+                {"output_type": INPUT_REQUEST, "prompt": prompt, "password": password}
+            )
         self._input = (cell_id, index, password, prompt)
         self._cancel_flush()
         self._flush(cell_id, handler)
@@ -403,8 +418,9 @@ class NotebookRunner:
         handler = self._handler
         if handler is not None and index < len(handler.messages):
             shown = "" if password else value
-            handler._set(index, {"output_type": "stream", "name": "stdout",
-                                 "text": f"{prompt}{shown}\n"})
+            handler._set(
+                index, {"output_type": "stream", "name": "stdout", "text": f"{prompt}{shown}\n"}
+            )
             self._flush(cell_id, handler)
         return True
 
@@ -424,6 +440,7 @@ class NotebookRunner:
         if clear_queue:
             self._drop_queue()
         if self.kernel is not None and self.current is not None:
+            self._interrupt_requested = True
             await self.kernel.signal("SIGINT")
 
     async def restart(self, *, run_all: bool = False, clear: bool = False) -> None:
@@ -445,8 +462,9 @@ class NotebookRunner:
             with self._write():
                 for record in self.db.get({"type": "cell"}):
                     if record.get("output") or record.get("exec_count") is not None:
-                        self.db.set({"type": "cell", "id": record["id"], "output": None,
-                                     "exec_count": None})
+                        self.db.set(
+                            {"type": "cell", "id": record["id"], "output": None, "exec_count": None}
+                        )
         self.document.table.commit(None)
         if run_all:
             self.run_all()
@@ -469,4 +487,3 @@ class NotebookRunner:
         self._drop_queue()
         if self._worker is not None and not self._worker.done():
             self._worker.cancel()
-

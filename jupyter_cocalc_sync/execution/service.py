@@ -91,7 +91,9 @@ class ExecutionService:
     def _run_batch(self, document: NotebookDocument) -> None:
         cell_ids, _, kernel_id = self._batches.pop(document.file_id)
         order = {c: cell_order_key(document.db.peek(("cell", c)) or {"id": c}) for c in cell_ids}
-        document.runner.run(sorted(dict.fromkeys(cell_ids), key=order.__getitem__), kernel_id=kernel_id)
+        document.runner.run(
+            sorted(dict.fromkeys(cell_ids), key=order.__getitem__), kernel_id=kernel_id
+        )
 
     async def more_output(self, path: str, cell_id: str) -> dict[str, Any]:
         document = await self.documents.get(path)

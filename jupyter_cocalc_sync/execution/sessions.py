@@ -51,8 +51,10 @@ class SessionKernels:
                 session = await self.start_session(path, kernel_name)
             kernel_id = session["kernel"]["id"]
         kernel = self._attached.get(kernel_id)
-        if kernel is None or kernel.state == "closed" or (
-            kernel.state == "failed" and kernel_id not in self.kernel_manager
+        if (
+            kernel is None
+            or kernel.state == "closed"
+            or (kernel.state == "failed" and kernel_id not in self.kernel_manager)
         ):
             kernel = JupyterKernel.attach(self.kernel_manager, kernel_id)
             self._attached[kernel_id] = kernel
@@ -80,7 +82,10 @@ class SessionKernels:
         old_id = session["kernel"]["id"]
         manager = self.session_manager
         kernel_id = await manager.start_kernel_for_session(
-            session["id"], path=path, name=session.get("name"), type="notebook",
+            session["id"],
+            path=path,
+            name=session.get("name"),
+            type="notebook",
             kernel_name=kernel_name,
         )
         await ensure_async(manager.update_session(session["id"], kernel_id=kernel_id))

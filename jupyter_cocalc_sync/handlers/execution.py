@@ -14,10 +14,10 @@ class ExecutionHandlerBase(NotebookHandlerBase):
     auth_resource = "kernels"
 
     @property
-    def execution(self):  # noqa: ANN201
+    def execution(self):
         return self.extension.execution
 
-    async def runner(self, path: str):  # noqa: ANN201
+    async def runner(self, path: str):
         return await self.execution.runner(self.api_path(path))
 
 

@@ -23,21 +23,22 @@ class NotebookHandlerBase(CocalcAPIHandler):
 
 
 class NotebookHandler(NotebookHandlerBase):
-    """``GET …/notebooks/{path}``: open the notebook and return its records."""
+    """``GET …/notebooks/{path}``: open the notebook and return its records
+    (``?records=false``: only its path, file id and version — what a live client needs)."""
 
     @web.authenticated
     @authorized
     async def get(self, path: str) -> None:
         document = await self.document(path)
         version = await document.table.durable()
-        self.finish_json(
-            {
-                "path": document.path,
-                "file_id": document.file_id,
-                "version": version,
-                "records": document.records(),
-            }
-        )
+        reply: dict[str, Any] = {
+            "path": document.path,
+            "file_id": document.file_id,
+            "version": version,
+        }
+        if self.get_query_argument("records", "true") != "false":
+            reply["records"] = document.records()
+        self.finish_json(reply)
 
 
 class RecordsHandler(NotebookHandlerBase):

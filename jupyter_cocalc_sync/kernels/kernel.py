@@ -54,6 +54,10 @@ LIVENESS_POLL_INTERVAL = 0.5
 #: before asking again (ZMQ's slow joiner: a kernel publishes before our SUB is connected).
 IOPUB_HANDSHAKE_WAIT = 1.0
 
+#: How long a request that went idle may wait for its execute_reply before we check that
+#: the kernel sent one at all.
+REPLY_GRACE = 0.1
+
 #: At most this many event-loop turns are spent reading what a dead kernel sent last.
 DRAIN_ROUNDS = 100
 
@@ -87,6 +91,7 @@ class CodeExecutionEmitter:
         self._exhausted = False  # an iteration consumed that marker
         self._got_reply = False
         self._got_idle = False
+        self._interrupted = False
         self._input_request: Message | None = None
 
     @property
@@ -158,7 +163,10 @@ class CodeExecutionEmitter:
             self._deliver(msg)
         elif msg["content"].get("execution_state") == "idle":
             self._got_idle = True
-            self._finish_if_complete()
+            if self._got_reply:
+                self._finish()
+            else:
+                self._kernel._expect_reply(self)
 
     def _on_reply(self, msg: Message) -> None:
         if msg["msg_type"] == "execute_reply":
@@ -175,16 +183,12 @@ class CodeExecutionEmitter:
         if self._got_reply and self._got_idle:
             self._finish()
 
-    def _abort(self, reason: str) -> None:
-        """End with a synthetic error: the kernel went away before this request finished."""
+    def _abort(self, reason: str, ename: str = DEAD_KERNEL_ENAME) -> None:
+        """End with a synthetic error: the request will never get its reply."""
         if self._finished:
             return
         if not self._got_reply:
-            content = {
-                "ename": DEAD_KERNEL_ENAME,
-                "evalue": reason,
-                "traceback": [f"{DEAD_KERNEL_ENAME}: {reason}"],
-            }
+            content = {"ename": ename, "evalue": reason, "traceback": [f"{ename}: {reason}"]}
             msg = self._kernel._session.msg(
                 "error", content, parent=self.request["header"], metadata={"synthetic": True}
             )
@@ -384,8 +388,7 @@ class JupyterKernel:
         km = self._km
         for trait in ("key", "signature_scheme", "packer", "unpacker"):
             setattr(self._session, trait, getattr(km.session, trait))
-        context = km.context if isinstance(km.context, zmq.asyncio.Context) else None
-        client = km.client(session=self._session, **({"context": context} if context else {}))
+        client = km.client(session=self._session, context=_client_context())
         client.start_channels(shell=True, iopub=True, stdin=True, hb=False, control=False)
         conn = _Connection(client)
         self._conn = conn
@@ -400,18 +403,20 @@ class JupyterKernel:
             _background(self._watch_process(conn)),
         ]
         try:
-            await self._handshake()
+            await self._handshake(conn)
         except TimeoutError:
             self._drop_connection(conn, "The kernel did not answer.")
             raise KernelError(
                 f"The kernel did not answer within {self.startup_timeout} s."
             ) from None
 
-    async def _handshake(self) -> None:
-        """Wait for a kernel_info reply on shell *and* any message on iopub.
+    async def _handshake(self, conn: _Connection) -> None:
+        """Wait until all three channels are connected: the kernel can reach us on each.
 
-        A reply alone is not enough: iopub messages published before our SUB socket is
-        subscribed are lost, so the first cell's output could vanish.
+        A kernel_info reply proves shell. Iopub messages published before our SUB socket is
+        subscribed are lost, so we also wait for any iopub message. And the kernel's stdin
+        ROUTER drops an ``input_request`` for a client whose connection is not complete yet;
+        with ``IMMEDIATE`` set, our stdin socket turns writable exactly when it is complete.
         """
         async with asyncio.timeout(self.startup_timeout):
             while True:
@@ -421,9 +426,10 @@ class JupyterKernel:
                     with contextlib.suppress(TimeoutError):
                         async with asyncio.timeout(IOPUB_HANDSHAKE_WAIT):
                             await self._iopub_probe
-                        return
+                        break
                 finally:
                     self._iopub_probe = None
+            await conn.stdin.poll(flags=zmq.POLLOUT)
 
     # -- the three readers ---------------------------------------------------------------------
 
@@ -555,6 +561,30 @@ class JupyterKernel:
         reply = self._session.msg("input_reply", {"value": value}, parent=input_request["header"])
         self._session.send(conn.stdin, reply)
 
+    def _expect_reply(self, emitter: CodeExecutionEmitter) -> None:
+        """The request went idle before its reply arrived: make sure the reply still comes.
+
+        It usually does, a moment later (shell and iopub are separate sockets). But an
+        interrupt that lands after the kernel took the request and before the code started is
+        caught by ipykernel outside the cell, and then no ``execute_reply`` is ever sent.
+        """
+        loop = asyncio.get_running_loop()
+        loop.call_later(REPLY_GRACE, lambda: _background(self._confirm_reply(emitter)))
+
+    async def _confirm_reply(self, emitter: CodeExecutionEmitter) -> None:
+        if emitter is not self._current or emitter.done:
+            return
+        # The kernel answers shell requests in order, so once this reply is in, an execute
+        # reply sent before it would be in too.
+        with contextlib.suppress(KernelError):
+            await self._shell_request("kernel_info_request", {})
+        if emitter is self._current and not emitter.done:
+            if emitter._interrupted:
+                emitter._abort("Interrupted before the code started.", "KeyboardInterrupt")
+            else:
+                emitter._abort("The kernel finished the request without replying.", "KernelError")
+            self._advance()
+
     def _abort_requests(self, reason: str) -> None:
         current, self._current = self._current, None
         if current is not None:
@@ -629,6 +659,8 @@ class JupyterKernel:
             await self._control(lambda: self._km.signal_kernel(signum))
 
     async def _interrupt(self) -> None:
+        if self._current is not None:
+            self._current._interrupted = True
         if self.attached:
             await self._control(lambda: self._mkm.interrupt_kernel(self.kernel_id))
         else:
@@ -805,6 +837,23 @@ def kernel(name: str = "python3", path: str | None = None, **kwargs: Any) -> Jup
 
 
 # -- helpers -------------------------------------------------------------------------------------
+
+
+_context: zmq.asyncio.Context | None = None
+
+
+def _client_context() -> zmq.asyncio.Context:
+    """The ZMQ context of our kernel clients: one I/O thread for all, ``IMMEDIATE`` sockets.
+
+    ``IMMEDIATE`` queues outgoing messages only on completed connections, which makes "the
+    socket is writable" mean "connected" (see ``_handshake``). It is set on our own context
+    so the kernel managers' sockets keep their defaults.
+    """
+    global _context
+    if _context is None or _context.closed:
+        _context = zmq.asyncio.Context()
+        _context.setsockopt(zmq.IMMEDIATE, 1)
+    return _context
 
 
 def _background(coro: Coroutine[Any, Any, None]) -> asyncio.Task[None]:

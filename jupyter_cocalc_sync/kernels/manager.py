@@ -41,6 +41,7 @@ class PoolingKernelManager(AsyncMappingKernelManager):
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.pinned_superclass = _PoolAwareLaunch
+        self._claimed: set[str] = set()
         # Created here, so invalid pool settings stop the server at startup.
         self.pool = KernelPool(parent=self, log=self.log)
 
@@ -72,7 +73,14 @@ class PoolingKernelManager(AsyncMappingKernelManager):
     ) -> str:
         # Started lazily (after the refill delay, so it does not slow this very start).
         self.pool.start(initial_delay=self.pool.launch_delay_ms / 1000)
-        return await super()._async_start_kernel(kernel_id=kernel_id, path=path, **kwargs)
+        kernel_id = await super()._async_start_kernel(kernel_id=kernel_id, path=path, **kwargs)
+        if kernel_id in self._claimed:
+            self._claimed.discard(kernel_id)
+            # jupyter_server marks every new kernel "starting" until its iopub says otherwise,
+            # and a websocket connecting to a "starting" kernel polls every 50 ms; a claimed
+            # kernel is known to be idle (it just ran the re-pointing request) and says nothing.
+            self.get_kernel(kernel_id).execution_state = "idle"
+        return kernel_id
 
     start_kernel = _async_start_kernel  # type: ignore[assignment]
 
@@ -90,6 +98,7 @@ class PoolingKernelManager(AsyncMappingKernelManager):
             if claimed is not None:
                 kernel_id, km = claimed
                 self._kernels[kernel_id] = km
+                self._claimed.add(kernel_id)
                 return kernel_id
         return await MultiKernelManager._async_start_kernel(self, **kwargs)
 

@@ -34,6 +34,7 @@ import math
 import os
 import queue
 import time
+import weakref
 from collections import deque
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -283,7 +284,7 @@ class KernelPool(LoggingConfigurable):
         self._maintenance: asyncio.Task[None] | None = None
         self._background: set[asyncio.Task[Any]] = set()
         self._claiming: set[PooledKernel] = set()
-        self._stopped: set[int] = set()
+        self._stopped: weakref.WeakSet[KernelManager] = weakref.WeakSet()
         self._changed = asyncio.Event()
 
     @property
@@ -389,8 +390,8 @@ class KernelPool(LoggingConfigurable):
                 self._claiming.add(entry)
                 try:
                     await self._repoint(entry, launch_kwargs)
-                except (PooledKernelError, TimeoutError) as e:
-                    self.log.warning("Pooled kernel %s discarded: %s", entry.kernel_id, e)
+                except Exception as e:  # whatever went wrong, the start must not fail
+                    self.log.warning("Pooled kernel %s discarded: %r", entry.kernel_id, e)
                     self._counters["replaced"] += 1
                     self._discard(entry)
                     continue
@@ -539,7 +540,8 @@ class KernelPool(LoggingConfigurable):
         """Wait for the kernel to answer, then run one silent cell.
 
         The first execution in a fresh IPython pays for lazy imports and compiling its
-        machinery; doing it here keeps it out of the user's first cell.
+        machinery (~2 ms, measured; an empty cell skips it); doing it here keeps it out of the
+        claim.
         """
         loop = asyncio.get_running_loop()
         deadline = loop.time() + WARM_UP_TIMEOUT_S
@@ -551,7 +553,9 @@ class KernelPool(LoggingConfigurable):
                 # ipykernel may drop a request sent before its sockets are bound
                 if loop.time() > deadline:
                     raise
-        await self._request(entry, "execute", WARM_UP_TIMEOUT_S, code="", silent=True)
+        await self._request(
+            entry, "execute", WARM_UP_TIMEOUT_S, code="pass", silent=True, store_history=False
+        )
 
     async def _request(
         self, entry: PooledKernel, method: str, timeout: float, **content: Any
@@ -631,15 +635,20 @@ class KernelPool(LoggingConfigurable):
         self._spawn_background(self._stop(entry.km))
 
     async def _stop(self, km: KernelManager) -> None:
-        """Stop a pooled kernel's process and free its resources (once)."""
-        if id(km) in self._stopped:
+        """Kill a pooled kernel's process and free its resources (once).
+
+        It holds no user state, so no polite shutdown; and no SIGINT first (what
+        ``shutdown_kernel(now=True)`` sends), which prints a KeyboardInterrupt traceback in
+        the server's log when the kernel is still importing.
+        """
+        if km in self._stopped:
             return
-        self._stopped.add(id(km))
+        self._stopped.add(km)
         try:
-            if km.has_kernel:
-                await km.shutdown_kernel(now=True)
-            else:
-                await km.cleanup_resources()
+            if km.has_kernel and km.provisioner is not None:
+                await km.provisioner.kill()
+                await km.provisioner.wait()
+            await km.cleanup_resources()
         except Exception as e:
             self.log.warning("Kernel pool: error while stopping a pooled kernel: %s", e)
 

@@ -227,12 +227,17 @@ class NotebookDocument:
 
     def _saved(self) -> None:
         if self._projection is not None:
-            self._projection.set_state(dirty=False)
+            state: dict[str, Any] = {"dirty": False}
+            if self.files.hash is not None:  # the stock frontend learns the file's hash here
+                state["hash"] = self.files.hash
+            self._projection.set_state(**state)
 
     async def _on_raw(self, peer: Peer, message: Message) -> dict[str, Any] | None:
         if message.raw != "save":
             return None
         status = await self.files.save()
+        if status == "skipped":  # the file is up to date; the stock frontend would show
+            status = "success"  # "Saving already in progress" as an error for "skipped"
         return {"type": "save", "responseTo": message.raw_id, "status": status}
 
     # -- clients ----------------------------------------------------------------------------

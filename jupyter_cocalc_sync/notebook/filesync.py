@@ -57,6 +57,7 @@ class FileSync:
         self.poll_interval = poll_interval
         self.saved_version = 0
         self.stamp: Stamp = (None, None)
+        self.hash: str | None = None  # of the file last saved, as the contents API reports it
         self.file_missing = False
         self._lock = asyncio.Lock()
         self._save_task: asyncio.Task[None] | None = None
@@ -138,12 +139,23 @@ class FileSync:
                 log.exception("saving %s failed", self.path)
                 return "failed"
             self.stamp = stamp_of(model)
+            self.hash = await self._file_hash()
             self.saved_version = version
             self.file_missing = False
             await self.document.changelog.mark_saved(self.document.file_id, version, *self.stamp)
         for callback in self.on_saved:
             callback()
         return "success"
+
+    async def _file_hash(self) -> str | None:
+        """JupyterLab compares this with the file's before saving ("File Changed" if stale)."""
+        try:
+            model = await ensure_async(
+                self.contents_manager.get(self.path, content=False, require_hash=True)
+            )
+        except Exception:  # a contents manager without hashes: the frontend compares dates
+            return None
+        return model.get("hash")
 
     # -- out-of-band changes ----------------------------------------------------------------
 

@@ -79,7 +79,9 @@ class YNotebookProjection:
         self._ingest = ingest_output
         self._commit = commit or (lambda author: db.commit())
         self._order: list[str] = []  # cell ids in YNotebook order
-        self._outputs: dict[str, list[dict[str, Any]]] = {}  # last projected outputs per cell
+        # last projected outputs of the cells whose outputs changed since the build (running
+        # cells, mostly): what the next change is compared with, without reading the YNotebook
+        self._outputs: dict[str, list[dict[str, Any]]] = {}
         self._to_table = False  # translating YNotebook -> table (ignore the table's echo)
         self._to_ynotebook = False  # translating table -> YNotebook (ignore the YNotebook's)
         self._peer: Any = None
@@ -95,9 +97,7 @@ class YNotebookProjection:
 
     def _cell_dict(self, record: Record) -> dict[str, Any]:
         outputs = [self._render(o, record["id"]) for o in ordered_outputs(record)]
-        cell = export_cell(record, outputs_of=lambda _: outputs)
-        self._outputs[record["id"]] = outputs
-        return cell
+        return export_cell(record, outputs_of=lambda _: outputs)
 
     def _ycell(self, record: Record) -> Map:
         cell = self._cell_dict(record)
@@ -295,9 +295,11 @@ class YNotebookProjection:
 
     def _project_outputs(self, cell_id: str, ycell: Map, record: Record) -> None:
         new = [self._render(o, cell_id) for o in ordered_outputs(record)]
-        old = self._outputs.get(cell_id, [])
-        self._outputs[cell_id] = new
         youtputs = ycell.get("outputs")
+        old = self._outputs.get(cell_id)
+        if old is None:
+            old = [from_crdt(o.to_py()) for o in youtputs] if isinstance(youtputs, Array) else []
+        self._outputs[cell_id] = new
         if not isinstance(youtputs, Array):
             ycell["outputs"] = Array([_youtput(o) for o in new])
             return
@@ -430,7 +432,6 @@ class YNotebookProjection:
         record = cell_record({**cell, "outputs": outputs})
         record.pop("pos", None)
         self.db.set(record)
-        self._outputs[cell["id"]] = [self._render(o, cell["id"]) for o in outputs]
 
     def _assign_positions(self, ids: set[str]) -> None:
         """Give the cells in ``ids`` positions between their neighbours in the new order."""
@@ -521,7 +522,13 @@ class YNotebookProjection:
     def _outputs_patch(self, cell_id: str, ycell: Map, record: Record) -> None:
         youtputs = ycell.get("outputs")
         shown = [from_crdt(o.to_py()) for o in youtputs] if isinstance(youtputs, Array) else []
-        if same_json(shown, self._outputs.get(cell_id, [])):
+        before = self._outputs.get(cell_id)
+        if before is None:
+            before = [
+                self._render(o, cell_id)
+                for o in ordered_outputs(self.db.peek(("cell", cell_id)) or {})
+            ]
+        if same_json(shown, before):
             return
         self._outputs[cell_id] = shown
         current = (self.db.peek(("cell", cell_id)) or {}).get("output") or {}

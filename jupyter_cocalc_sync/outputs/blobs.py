@@ -124,7 +124,7 @@ class BlobStore:
         self._cache.move_to_end(sha1)
         self._cached_size += len(raw)
         while self._cached_size > self.cache_bytes and len(self._cache) > 1:
-            old, (_, data) = self._cache.popitem(last=False)
+            _, (_, data) = self._cache.popitem(last=False)
             self._cached_size -= len(data)
 
     def _schedule(self) -> None:
@@ -137,7 +137,7 @@ class BlobStore:
             refs, self._pending_refs = self._pending_refs, set()
             now = time.time()
 
-            def write(conn: sqlite3.Connection, blobs=blobs, refs=refs) -> None:
+            def write(conn: sqlite3.Connection, blobs=blobs, refs=refs, now=now) -> None:
                 with transaction(conn):
                     conn.executemany(
                         "INSERT OR IGNORE INTO blobs (sha1, mime, data, created) VALUES (?,?,?,?)",
@@ -174,7 +174,9 @@ class BlobStore:
         if item is not None:
             return item
         row = await self.worker.run(
-            lambda conn: conn.execute("SELECT mime, data FROM blobs WHERE sha1 = ?", (sha1,)).fetchone()
+            lambda conn: conn.execute(
+                "SELECT mime, data FROM blobs WHERE sha1 = ?", (sha1,)
+            ).fetchone()
         )
         if row is None:
             return None

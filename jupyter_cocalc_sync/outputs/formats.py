@@ -29,15 +29,19 @@ NOTICE_FLAG = "cocalc_sync"
 
 
 def more_output_url(base_url: str, path: str, cell_id: str) -> str:
-    return f"{base_url.rstrip('/')}/api/cocalc-sync/notebooks/{quote(path)}/cells/{quote(cell_id)}/more_output"
+    notebook = f"{base_url.rstrip('/')}/api/cocalc-sync/notebooks/{quote(path)}"
+    return f"{notebook}/cells/{quote(cell_id)}/more_output"
 
 
 def _notice(text: str, html: str | None = None) -> dict[str, Any]:
     data = {"text/plain": text}
     if html is not None:
         data["text/html"] = html
-    return {"output_type": "display_data", "data": data,
-            "metadata": {NOTICE_FLAG: {"more_output": True}}}
+    return {
+        "output_type": "display_data",
+        "data": data,
+        "metadata": {NOTICE_FLAG: {"more_output": True}},
+    }
 
 
 def _prompt(message: dict[str, Any]) -> dict[str, Any]:
@@ -123,10 +127,12 @@ class OutputFormats:
 
     def _expand(self, cell_id: str, more: dict[str, Any] | None) -> list[dict[str, Any]]:
         if more is None:
-            return [_plain_notice(
-                "Output truncated here; the rest was not saved in this file "
-                "(CocalcSync.inline_more_output_on_save is False)."
-            )]
+            return [
+                _plain_notice(
+                    "Output truncated here; the rest was not saved in this file "
+                    "(CocalcSync.inline_more_output_on_save is False)."
+                )
+            ]
         messages = [self.blobs.inline(m) for m in more["messages"]]
         if more["truncated"]:
             gap = _plain_notice(

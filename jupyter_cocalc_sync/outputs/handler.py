@@ -132,14 +132,23 @@ class OutputHandler:
 
     def _output(self, msg_type: str, content: dict[str, Any]) -> dict[str, Any]:
         if msg_type == "stream":
-            return {"output_type": "stream", "name": content.get("name", "stdout"),
-                    "text": content.get("text", "")}
+            return {
+                "output_type": "stream",
+                "name": content.get("name", "stdout"),
+                "text": content.get("text", ""),
+            }
         if msg_type == "error":
-            return {"output_type": "error", "ename": content.get("ename", ""),
-                    "evalue": content.get("evalue", ""),
-                    "traceback": list(content.get("traceback") or [])}
-        output: dict[str, Any] = {"output_type": msg_type, "data": content.get("data") or {},
-                                  "metadata": content.get("metadata") or {}}
+            return {
+                "output_type": "error",
+                "ename": content.get("ename", ""),
+                "evalue": content.get("evalue", ""),
+                "traceback": list(content.get("traceback") or []),
+            }
+        output: dict[str, Any] = {
+            "output_type": msg_type,
+            "data": content.get("data") or {},
+            "metadata": content.get("metadata") or {},
+        }
         if msg_type == "execute_result":
             output["execution_count"] = content.get("execution_count")
         if self.blobs is not None:
@@ -218,7 +227,11 @@ class OutputHandler:
         if end:
             if self.overflow is not None:
                 self.overflow.add(
-                    {"output_type": "stream", "name": self._spilling_name, "text": stream.text[:end]}
+                    {
+                        "output_type": "stream",
+                        "name": self._spilling_name,
+                        "text": stream.text[:end],
+                    }
                 )
             stream.text = stream.text[end:]
 
@@ -291,8 +304,9 @@ class OutputHandler:
             if cell_id == self.cell_id:
                 if index < len(self.messages):
                     current = self.messages[index]
-                    self._set(index, {**current, "data": update["data"],
-                                      "metadata": update["metadata"]})
+                    self._set(
+                        index, {**current, "data": update["data"], "metadata": update["metadata"]}
+                    )
             elif self.displays.write_other is not None:
                 self.displays.write_other(cell_id, index, update)
 

@@ -114,12 +114,12 @@ class OverflowWriter:
     def _append(self, message: dict[str, Any]) -> _Entry:
         self._seq += 1
         entry = _Entry(self._seq, message, len(dumps(message)))
-        if self.head_last is None or self.head_last == entry.seq - 1:
-            if self.head_bytes + entry.size <= self.half or self.head_bytes == 0:
-                self.head_bytes += entry.size
-                self.head_last = entry.seq
-                self._inserts[entry.seq] = entry
-                return entry
+        head_open = self.head_last is None or self.head_last == entry.seq - 1
+        if head_open and (self.head_bytes + entry.size <= self.half or self.head_bytes == 0):
+            self.head_bytes += entry.size
+            self.head_last = entry.seq
+            self._inserts[entry.seq] = entry
+            return entry
         self.tail.append(entry)
         self.tail_bytes += entry.size
         self._inserts[entry.seq] = entry

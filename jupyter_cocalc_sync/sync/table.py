@@ -152,11 +152,29 @@ class SyncDB:
         self._cache[encoded] = record
         return record
 
-    def _iter(self) -> Iterator[Record]:
+    def _iter(self) -> Iterator[tuple[Record, bool]]:
+        """``(record, shared)``: full scans do not fill the cache (it would double the memory
+        of a big notebook); ``shared`` records are the cache's own and must be copied."""
         for encoded, value in self.records.items():
-            record = self._record(encoded, value)
+            record = self._cache.get(encoded)
             if record is not None:
-                yield record
+                yield record, True
+            elif isinstance(value, Map):
+                yield from_crdt(value.to_py()), False
+
+    def field_values(self, name: str, where: Mapping[str, Any] | None = None) -> dict[Key, Any]:
+        """``{key: record[name]}`` for records having the field, without reading the rest."""
+        values: dict[Key, Any] = {}
+        for encoded, value in self.records.items():
+            if not isinstance(value, Map) or name not in value:
+                continue
+            if where and not all(same_json(from_crdt(value.get(k)), v) for k, v in where.items()):
+                continue
+            field_value = value[name]
+            values[self.decode_key(encoded)] = (
+                str(field_value) if isinstance(field_value, Text) else from_crdt(field_value)
+            )
+        return values
 
     def get(self, where: Mapping[str, Any] | None = None) -> list[Record]:
         """Copies of the records whose fields equal every item of ``where``."""
@@ -164,7 +182,11 @@ class SyncDB:
             one = self.get_one(where)
             return [one] if one is not None else []
         items = where.items() if where else ()
-        return [json_copy(r) for r in self._iter() if all(same_json(r.get(k), v) for k, v in items)]
+        return [
+            json_copy(r) if shared else r
+            for r, shared in self._iter()
+            if all(same_json(r.get(k), v) for k, v in items)
+        ]
 
     def get_one(self, where: Mapping[str, Any]) -> Record | None:
         """A copy of the first record matching ``where``, or ``None``."""
@@ -175,9 +197,9 @@ class SyncDB:
             if record is None or not all(same_json(record.get(k), v) for k, v in where.items()):
                 return None
             return json_copy(record)
-        for record in self._iter():
+        for record, shared in self._iter():
             if all(same_json(record.get(k), v) for k, v in where.items()):
-                return json_copy(record)
+                return json_copy(record) if shared else record
         return None
 
     def peek(self, key: Key) -> Record | None:

@@ -1,0 +1,303 @@
+"""Reusable pieces for tests that drive the stock JupyterLab frontend in headless Chromium.
+
+The launch flags, readiness selectors and pitfalls come from RESEARCH.md ("Real-browser tests
+of JupyterLab here"). Every wait is on the DOM or on a file, never a fixed sleep.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import shutil
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from playwright.sync_api import Browser, BrowserContext, Locator, Page, Playwright, expect
+from playwright.sync_api import TimeoutError as PlaywrightTimeoutError
+from servers import ServerProcess
+
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-dev-shm-usage",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+    "--disable-quic",
+]
+#: generous: two cores shared with other test runs; a healthy run is far below it
+TIMEOUT_MS = 30_000
+#: the status bar's kernel item once a kernel is connected and idle ("Python 3 (ipykernel) | Idle")
+KERNEL_IDLE = re.compile(r"Python 3.*\|\s*Idle")
+
+#: the text of a CodeMirror editor as the user sees it, without widgets (placeholders, remote
+#: cursor labels): the text nodes of every ``.cm-line`` outside contenteditable=false subtrees
+EDITOR_TEXT_JS = """
+(content) => Array.from(content.querySelectorAll('.cm-line'), (line) => {
+    const walker = document.createTreeWalker(line, NodeFilter.SHOW_TEXT, {
+        acceptNode: (node) => node.parentElement.closest('[contenteditable="false"]')
+            ? NodeFilter.FILTER_REJECT : NodeFilter.FILTER_ACCEPT,
+    });
+    let text = '';
+    while (walker.nextNode()) text += walker.currentNode.data;
+    return text;
+}).join('\\n')
+"""
+
+
+def chromium_missing_reason() -> str | None:
+    """Why browser tests cannot run here, or None when they can."""
+    if not CHROMIUM.exists():
+        return (
+            f"{CHROMIUM} is missing: install Debian's chromium "
+            "(apt-get install chromium, or run tests/run.sh) to run the browser tests"
+        )
+    return None
+
+
+def write_lab_settings(settings_dir: Path) -> None:
+    """Turn off news and update checks: on a fresh profile their toast covers the notebook."""
+    target = settings_dir / "@jupyterlab" / "apputils-extension"
+    target.mkdir(parents=True, exist_ok=True)
+    (target / "notification.jupyterlab-settings").write_text(
+        json.dumps({"fetchNews": "false", "checkForUpdates": False})
+    )
+
+
+def start_lab(tmp_path: Path, config: dict[str, Any] | None = None) -> ServerProcess:
+    """JupyterLab (this extension instead of jupyter_server_ydoc) on ``tmp_path/"root"``.
+
+    ``window.jupyterapp`` is exposed, so tests can read frontend state that has no DOM
+    (e.g. the file hash a notebook's context believes is on disk).
+    """
+    root = tmp_path / "root"
+    root.mkdir(parents=True, exist_ok=True)
+    config = {section: dict(values) for section, values in (config or {}).items()}
+    config.setdefault("LabApp", {}).setdefault("expose_app_in_browser", True)
+    lab = ServerProcess(root, tmp_path / "state", app="jupyterlab", config=config)
+    write_lab_settings(lab.state / "lab-settings")
+    return lab.start()
+
+
+def launch_chromium(playwright: Playwright) -> Browser:
+    return playwright.chromium.launch(
+        executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS
+    )
+
+
+def file_hash(path: Path) -> str:
+    """The hash the contents API reports for ``path`` (sha256 of its bytes, the default)."""
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def wait_for_file(
+    path: Path, predicate: Callable[[Path], Any], timeout: float = 15, every: float = 0.05
+) -> Any:
+    """Poll ``path`` until ``predicate(path)`` is truthy (a file change has no event to await)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate(path) if path.exists() else None
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{path} did not reach the expected state in {timeout} s")
+        time.sleep(every)
+
+
+class LabUser:
+    """One user: a browser context (own cookies, own awareness identity) with a notebook open."""
+
+    def __init__(self, name: str, context: BrowserContext, page: Page) -> None:
+        self.name = name
+        self.context = context
+        self.page = page
+        #: console messages, page errors and websocket closes, for failure reports
+        self.log: list[str] = []
+        page.on("console", lambda m: self.log.append(f"console.{m.type}: {m.text}"))
+        page.on("pageerror", lambda e: self.log.append(f"pageerror: {e}"))
+        page.on("websocket", self._watch_websocket)
+
+    def _watch_websocket(self, ws: Any) -> None:
+        url = ws.url.split("?")[0]
+        self.log.append(f"websocket open: {url}")
+        ws.on("close", lambda _ws: self.log.append(f"websocket close: {url}"))
+
+    # -- locators ----------------------------------------------------------------------------
+    @property
+    def notebook(self) -> Locator:
+        return self.page.locator(".jp-NotebookPanel:not(.lm-mod-hidden) .jp-Notebook")
+
+    @property
+    def cells(self) -> Locator:
+        return self.notebook.locator(".jp-Cell")
+
+    def cell(self, n: int) -> Locator:
+        return self.cells.nth(n)
+
+    def editor(self, n: int) -> Locator:
+        return self.cell(n).locator(".cm-content")
+
+    def output_locator(self, n: int) -> Locator:
+        return self.cell(n).locator(".jp-OutputArea-output")
+
+    @property
+    def status_bar(self) -> Locator:
+        return self.page.locator("#jp-main-statusbar")
+
+    # -- waiting -----------------------------------------------------------------------------
+    def wait_ready(self, kernel_idle: re.Pattern[str] | None = KERNEL_IDLE) -> LabUser:
+        """Wait until the first cell's editor shows and (unless None) the kernel is idle.
+
+        The status bar, not the toolbar's indicator, which reads idle before a kernel exists.
+        """
+        expect(self.editor(0)).to_be_visible(timeout=TIMEOUT_MS)
+        if kernel_idle is not None:
+            expect(self.status_bar).to_contain_text(kernel_idle, timeout=TIMEOUT_MS)
+        return self
+
+    def wait_for_cell_text(self, n: int, text: str, timeout_ms: int = TIMEOUT_MS) -> None:
+        """Wait until cell ``n``'s editor holds exactly ``text``."""
+        selector = ".jp-NotebookPanel:not(.lm-mod-hidden) .jp-Notebook .jp-Cell"
+        try:
+            self.page.wait_for_function(
+                f"""([n, text, selector]) => {{
+                    const cell = document.querySelectorAll(selector)[n];
+                    const content = cell && cell.querySelector('.cm-content');
+                    return content !== null && content !== undefined
+                        && ({EDITOR_TEXT_JS})(content) === text;
+                }}""",
+                arg=[n, text, selector],
+                timeout=timeout_ms,
+            )
+        except PlaywrightTimeoutError:
+            raise AssertionError(
+                f"{self.name}: cell {n} never read {text!r}; the cells read {self.cell_texts()!r}"
+            ) from None
+
+    def wait_for_cell_count(self, count: int) -> None:
+        expect(self.cells).to_have_count(count, timeout=TIMEOUT_MS)
+
+    def wait_for_known_hash(self, expected: str, timeout_ms: int = TIMEOUT_MS) -> None:
+        """Wait until the open notebook's context knows ``expected`` as the file's hash.
+
+        The frontend compares it with the file's before every save; a stale one gives the
+        "File Changed" dialog. It learns it from the server's ``state.hash`` after each save.
+        """
+        try:
+            self.page.wait_for_function(
+                "(h) => window.jupyterapp.shell.currentWidget?.context?.contentsModel?.hash === h",
+                arg=expected,
+                timeout=timeout_ms,
+            )
+        except PlaywrightTimeoutError:
+            raise AssertionError(
+                f"the frontend believes the file's hash is {self.known_hash()!r}, "
+                f"not {expected!r}: did the server set state.hash when it saved?"
+            ) from None
+
+    # -- reading -----------------------------------------------------------------------------
+    def cell_text(self, n: int) -> str:
+        """The text of cell ``n``'s editor, as displayed."""
+        return self.editor(n).evaluate(EDITOR_TEXT_JS)
+
+    def cell_texts(self) -> list[str]:
+        return [self.cell_text(i) for i in range(self.cells.count())]
+
+    def outputs(self, n: int) -> list[str]:
+        """The rendered text of each output of cell ``n``."""
+        return self.output_locator(n).all_inner_texts()
+
+    @property
+    def dialogs(self) -> Locator:
+        return self.page.locator(".jp-Dialog")
+
+    def known_hash(self) -> str | None:
+        return self.page.evaluate(
+            "() => window.jupyterapp.shell.currentWidget?.context?.contentsModel?.hash ?? null"
+        )
+
+    # -- acting ------------------------------------------------------------------------------
+    def focus_cell(self, n: int, *, at_end: bool = True) -> None:
+        """Put the cursor into cell ``n``'s editor (edit mode), at its end by default."""
+        self.editor(n).click()
+        if at_end:
+            self.page.keyboard.press("Control+End")
+
+    def type_in_cell(self, n: int, text: str, *, at_end: bool = True) -> None:
+        """Type ``text`` key by key into cell ``n``, as a user would."""
+        self.focus_cell(n, at_end=at_end)
+        self.page.keyboard.type(text)
+
+    def run_cell(self, n: int) -> None:
+        """Shift+Enter in cell ``n``."""
+        self.focus_cell(n)
+        self.page.keyboard.press("Shift+Enter")
+
+    def save(self) -> None:
+        """Ctrl+S, then wait for the status bar's "Saving completed"; a dialog fails it."""
+        done = self.status_bar.get_by_text("Saving completed")
+        expect(done).to_have_count(0, timeout=TIMEOUT_MS)  # an earlier save's message is gone
+        self.page.keyboard.press("Control+s")
+        expect(done.or_(self.dialogs).first).to_be_visible(timeout=TIMEOUT_MS)
+        assert self.dialogs.count() == 0, f"saving showed {self.dialogs.all_inner_texts()}"
+
+    def insert_cell_below(self, n: int) -> None:
+        """Command mode ``b`` on cell ``n``: a new empty code cell below it."""
+        self.focus_cell(n)
+        self.page.keyboard.press("Escape")
+        self.page.keyboard.press("b")
+
+    def screenshot(self, path: Path) -> None:
+        self.page.screenshot(path=str(path), full_page=True)
+
+
+class LabSession:
+    """Opens notebooks for several users against one server, and keeps what a failure needs."""
+
+    def __init__(self, browser: Browser, server: ServerProcess, artifacts: Path) -> None:
+        self.browser = browser
+        self.server = server
+        self.artifacts = artifacts
+        self.users: list[LabUser] = []
+
+    def open(self, notebook: str, name: str | None = None, *, wait: bool = True) -> LabUser:
+        """Open ``notebook`` (relative to the server root) in a new browser context.
+
+        Open the next user only after this one is ready (``wait``): two users opening a
+        notebook at once each start a kernel.
+        """
+        context = self.browser.new_context(viewport={"width": 1280, "height": 900})
+        context.set_default_timeout(TIMEOUT_MS)
+        page = context.new_page()
+        user = LabUser(name or f"user{len(self.users) + 1}", context, page)
+        self.users.append(user)
+        page.goto(f"{self.server.url}/lab/tree/{notebook}?token={self.server.token}")
+        if wait:
+            user.wait_ready()
+        return user
+
+    def save_artifacts(self) -> Path:
+        """Screenshots and logs of every user, and the server log, into ``artifacts``."""
+        self.artifacts.mkdir(parents=True, exist_ok=True)
+        for user in self.users:
+            try:
+                user.screenshot(self.artifacts / f"{user.name}.png")
+            except Exception as e:  # a crashed page still has a log worth keeping
+                user.log.append(f"screenshot failed: {e}")
+            (self.artifacts / f"{user.name}.log").write_text("\n".join(user.log))
+        if self.server.log_path.exists():
+            shutil.copyfile(self.server.log_path, self.artifacts / "server.log")
+        return self.artifacts
+
+    def close(self) -> None:
+        for user in self.users:
+            try:
+                user.context.close()
+            except Exception:
+                pass
+        self.users.clear()
