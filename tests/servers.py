@@ -73,6 +73,9 @@ class ServerProcess:
                     "jupyter_server_ydoc": False,
                 },
                 "kernel_manager_class": "jupyter_cocalc_sync.kernels.manager.PoolingKernelManager",
+                "kernel_websocket_connection_class": (
+                    "jupyter_cocalc_sync.kernels.websocket.NoDelayChannelsConnection"
+                ),
             },
             "CocalcSync": {"store_path": str(self.state / "cocalc.db")},
             "BaseFileIdManager": {"db_path": str(self.state / "file_id.db")},

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 
 import nbformat
@@ -263,3 +264,81 @@ async def test_plain_files_open_in_collaboration_rooms(server, root_dir):
 
 def _unused(_: Map) -> None:  # keep the Map import for type checkers
     pass
+
+
+async def test_save_message_and_hash_follow_the_stock_protocol(server, root_dir):
+    """The frontend's Ctrl+S: RAW "save" answered "success" (also when nothing changed), and
+    the document's state carries the saved file's hash (else JupyterLab says "File Changed")."""
+    from httpx_ws import aconnect_ws
+    from pycrdt import Decoder, Doc, Encoder
+
+    from jupyter_cocalc_sync.rooms import protocol
+
+    write_notebook(root_dir / "h.ipynb", ["x = 1"])
+    session = await server.session("h.ipynb")
+    room = f"json:notebook:{session['fileId']}"
+    url = server.ws_url(f"/api/collaboration/room/{room}?sessionId={session['sessionId']}")
+    doc = Doc()
+    async with aconnect_ws(url, server.http) as ws:
+        replies = []
+        for save_id in (7, 8):  # the second save has nothing new to write
+            encoder = Encoder()
+            encoder.write_var_uint(protocol.RAW)
+            encoder.write_var_string("save")
+            encoder.write_var_uint(save_id)
+            await ws.send_bytes(encoder.to_bytes())
+            while True:
+                frame = await ws.receive_bytes()
+                message = protocol.decode(frame)
+                if message.kind == protocol.SYNC and message.sub != protocol.SYNC_STEP1:
+                    doc.apply_update(message.payload)
+                if message.kind == protocol.RAW:
+                    replies.append(json.loads(Decoder(frame[1:]).read_var_string()))
+                    break
+        assert replies == [
+            {"type": "save", "responseTo": 7, "status": "success"},
+            {"type": "save", "responseTo": 8, "status": "success"},
+        ]
+        model = (
+            await server.http.get("/api/contents/h.ipynb", params={"content": 0, "hash": 1})
+        ).json()
+
+        def state_hash():
+            return doc.get("state", type=Map).get("hash") == model["hash"]
+
+        await ws.send_bytes(protocol.sync_message(protocol.SYNC_STEP1, doc.get_state()))
+        async with asyncio.timeout(10):
+            while not state_hash():
+                message = protocol.decode(await ws.receive_bytes())
+                if message.kind == protocol.SYNC and message.sub != protocol.SYNC_STEP1:
+                    doc.apply_update(message.payload)
+
+
+async def test_a_renamed_notebook_keeps_its_id_history_and_live_edits(server, root_dir):
+    write_notebook(root_dir / "old name.ipynb", ["x = 1"])
+    client = CocalcSyncClient(server.base_url, server.token)
+    live = await client.open("old name.ipynb")
+    live.set({"type": "cell", "id": "cell-0", "input": "x = 2"})
+    live.commit()
+    before = (await server.http.get("/api/cocalc-sync/notebooks/old%20name.ipynb")).json()
+    (root_dir / "sub").mkdir()
+    renamed = await server.http.patch(
+        "/api/contents/old%20name.ipynb", json={"path": "sub/new name.ipynb"}
+    )
+    assert renamed.status_code == 200
+    after = (await server.http.get("/api/cocalc-sync/notebooks/sub/new%20name.ipynb")).json()
+    assert after["file_id"] == before["file_id"]
+    history = (
+        await server.http.get("/api/cocalc-sync/notebooks/sub/new%20name.ipynb/history")
+    ).json()
+    assert len(history["versions"]) >= 2
+    live.set({"type": "cell", "id": "cell-0", "input": "x = 3"})
+    live.commit()
+
+    def saved_at_new_path():
+        nb = read_notebook_file(root_dir / "sub" / "new name.ipynb")
+        return nb is not None and nb.cells[0].source == "x = 3"
+
+    await eventually(saved_at_new_path, timeout=10)
+    assert not (root_dir / "old name.ipynb").exists()
+    await client.close()

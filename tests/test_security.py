@@ -138,3 +138,29 @@ async def test_a_malformed_frame_closes_only_that_connection(server, root_dir, f
 
     await poll(arrived)
     await good.close()
+
+
+async def test_websockets_set_tcp_nodelay(server, root_dir, jp_serverapp):
+    """Rooms and (through the package's config) kernel channels send small frames at once."""
+    import gc
+    import socket
+
+    from tornado.websocket import WebSocketHandler
+
+    write_notebook(root_dir / "nb.ipynb", ["x = 1"])
+    file_id = (await server.http.get(NB, params={"records": "false"})).json()["file_id"]
+    kernel = (await server.http.post("/api/kernels", json={})).json()
+    rooms = server.ws_url(f"/api/cocalc-sync/room/syncdb:{file_id}")
+    channels = server.ws_url(f"/api/kernels/{kernel['id']}/channels")
+    async with aconnect_ws(rooms, server.http) as room_ws, aconnect_ws(channels, server.http):
+        await room_ws.receive_bytes()
+        handlers = [
+            o
+            for o in gc.get_objects()
+            if isinstance(o, WebSocketHandler) and o.ws_connection is not None
+        ]
+        kinds = {type(h).__name__: h for h in handlers}
+        assert {"RoomHandler", "KernelWebsocketHandler"} <= set(kinds)
+        for handler in kinds.values():
+            sock = handler.ws_connection.stream.socket
+            assert sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY), type(handler).__name__

@@ -131,6 +131,8 @@ class NotebookDocument:
                 log.info("%s changed on disk since it was last saved: merging", self.path)
                 await self.merge_from_disk(text, self.files.saved_version)
                 self.files.changed()
+        if not self.files.file_missing:
+            self.files.hash = await self.files.file_hash()
         self.files.start_polling()
 
     # -- reading and writing ----------------------------------------------------------------
@@ -255,7 +257,10 @@ class NotebookDocument:
             self._projection = YNotebookProjection(
                 self.db, commit=lambda author: self.table.commit(author), **kwargs
             )
-            self._projection.set_state(path=self.path, document_id=f"json:notebook:{self.file_id}")
+            state = {"path": self.path, "document_id": f"json:notebook:{self.file_id}"}
+            if self.files.hash is not None:
+                state["hash"] = self.files.hash
+            self._projection.set_state(**state)
         return self._projection
 
     def room(self, kind: str) -> Room:

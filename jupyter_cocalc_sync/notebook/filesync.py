@@ -139,7 +139,7 @@ class FileSync:
                 log.exception("saving %s failed", self.path)
                 return "failed"
             self.stamp = stamp_of(model)
-            self.hash = await self._file_hash()
+            self.hash = await self.file_hash()
             self.saved_version = version
             self.file_missing = False
             await self.document.changelog.mark_saved(self.document.file_id, version, *self.stamp)
@@ -147,7 +147,7 @@ class FileSync:
             callback()
         return "success"
 
-    async def _file_hash(self) -> str | None:
+    async def file_hash(self) -> str | None:
         """JupyterLab compares this with the file's before saving ("File Changed" if stale)."""
         try:
             model = await ensure_async(
