@@ -267,9 +267,7 @@ class NotebookRunner:
                     continue
                 if msg_type == "error":
                     ok = False
-                    if msg.get("metadata", {}).get("synthetic") or (
-                        msg.get("content", {}).get("ename") == DEAD_KERNEL_ENAME
-                    ):
+                    if msg.get("content", {}).get("ename") == DEAD_KERNEL_ENAME:
                         evalue = msg.get("content", {}).get("evalue", "the kernel died")
                         self._set_settings(backend_state="failed", kernel_error=evalue)
                 handler.handle(msg)

@@ -172,16 +172,12 @@ class CodeExecutionEmitter:
         if msg["msg_type"] == "execute_reply":
             self.reply = msg["content"]
             self._got_reply = True
-            self._input_request = None
-            self._finish_if_complete()
+            if self._got_idle:
+                self._finish()
 
     def _on_input_request(self, msg: Message) -> None:
         self._input_request = msg
         self._deliver(msg)
-
-    def _finish_if_complete(self) -> None:
-        if self._got_reply and self._got_idle:
-            self._finish()
 
     def _abort(self, reason: str, ename: str = DEAD_KERNEL_ENAME) -> None:
         """End with a synthetic error: the request will never get its reply."""
@@ -703,8 +699,10 @@ class JupyterKernel:
 
     async def _watch_process(self, conn: _Connection) -> None:
         exit_code = await _wait_for_exit(self._km)
+        # Read at once: a restart clears the flag as soon as the new process is starting.
+        intentional = self.attached and self._km.shutting_down
         await self._drain(conn)
-        if self.attached and self._km.shutting_down:
+        if intentional:
             self._kernel_exited(conn, "The kernel was restarted or shut down.", unexpected=False)
         else:
             code = "" if exit_code is None else f" (exit code {exit_code})"
