@@ -76,6 +76,23 @@ def server(jp_serverapp, http_server, jp_http_port, jp_base_url, jp_asyncio_loop
 
 
 @pytest.fixture
+def live(server, jp_asyncio_loop):
+    """Opens notebooks with SyncDB clients (closed after the test)."""
+    clients = []
+
+    async def open_notebook(path: str = "nb.ipynb"):
+        from jupyter_cocalc_sync.client import CocalcSyncClient
+
+        client = CocalcSyncClient(server.base_url, server.token)
+        clients.append(client)
+        return await client.open(path)
+
+    yield open_notebook
+    for client in clients:
+        jp_asyncio_loop.run_until_complete(client.close())
+
+
+@pytest.fixture
 def root_dir(jp_root_dir) -> Path:
     return Path(jp_root_dir)
 

@@ -9,27 +9,10 @@ import pytest
 from helpers import cell_sources, eventually, poll, read_notebook_file, write_notebook
 from pycrdt import Map
 
-from jupyter_cocalc_sync.client import CocalcSyncClient
-
 NB = "/api/cocalc-sync/notebooks/nb.ipynb"
 
 
 pytestmark = pytest.mark.cocalc(document_cleanup_delay=0.5)
-
-
-@pytest.fixture
-def live(server, jp_asyncio_loop):
-    """Opens notebooks with SyncDB clients (closed after the test)."""
-    clients = []
-
-    async def open_notebook(path: str = "nb.ipynb"):
-        client = CocalcSyncClient(server.base_url, server.token)
-        clients.append(client)
-        return await client.open(path)
-
-    yield open_notebook
-    for client in clients:
-        jp_asyncio_loop.run_until_complete(client.close())
 
 
 def cell(nb, cell_id: str) -> dict:

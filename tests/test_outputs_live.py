@@ -15,8 +15,6 @@ import pytest
 from helpers import eventually, read_notebook_file, write_notebook
 from pycrdt import Map
 
-from jupyter_cocalc_sync.client import CocalcSyncClient
-
 NB = "/api/cocalc-sync/notebooks/nb.ipynb"
 
 
@@ -43,20 +41,6 @@ def png_bytes(width: int = 96, height: int = 96, seed: int = 7) -> bytes:
         + chunk(b"IDAT", zlib.compress(b"".join(rows)))
         + chunk(b"IEND", b"")
     )
-
-
-@pytest.fixture
-def live(server, jp_asyncio_loop):
-    clients = []
-
-    async def open_notebook(path: str = "nb.ipynb"):
-        client = CocalcSyncClient(server.base_url, server.token)
-        clients.append(client)
-        return await client.open(path)
-
-    yield open_notebook
-    for client in clients:
-        jp_asyncio_loop.run_until_complete(client.close())
 
 
 def record(nb, cell_id):
