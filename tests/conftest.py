@@ -41,9 +41,20 @@ def cocalc_config(request) -> dict:
 
 
 @pytest.fixture
-def jp_server_config(tmp_path, cocalc_config):
+def kernel_pool_config(request) -> dict:
+    """``c.KernelPool``: off unless the test is marked ``@pytest.mark.pool(...)`` (a pooled
+    kernel is a process that tests without kernels would pay for on two cores)."""
+    config: dict = {"size": 0}
+    for marker in request.node.iter_markers("pool"):
+        config = {"size": 1, "launch_delay_ms": 0, **marker.kwargs}
+    return config
+
+
+@pytest.fixture
+def jp_server_config(tmp_path, cocalc_config, kernel_pool_config):
     return Config(
         {
+            "KernelPool": kernel_pool_config,
             "ServerApp": {
                 "jpserver_extensions": {
                     "jupyter_cocalc_sync": True,

@@ -33,6 +33,7 @@ def finished(nb, cell_id: str) -> bool:
     return record.get("state") == "idle" and record.get("end") is not None
 
 
+@pytest.mark.pool
 async def test_every_entry_point_runs_on_the_server_and_outputs_reach_everyone(
     server, root_dir, live
 ):
@@ -50,6 +51,9 @@ async def test_every_entry_point_runs_on_the_server_and_outputs_reach_everyone(
         first = cell(watcher, "cell-0")
         assert text_of(first) == "42\n"
         assert first["exec_count"] == 1  # a pooled kernel: the user's first cell is In [1]
+        pool = (await server.http.get("/api/cocalc-sync/kernels")).json()["pool"]
+        counters = pool["counters"]  # the runner's session took the pooled kernel
+        assert counters.get("claimed", 0) + counters.get("taken_while_starting", 0) >= 1
         assert first["end"] >= first["start"]
 
         # 2. REST /run

@@ -382,6 +382,7 @@ class KernelPool(LoggingConfigurable):
             return None
         key = PoolKey.for_launch(name, launch_kwargs)
         state = self._keys.get(key)
+        t0 = time.perf_counter()
         try:
             while state is not None and not self._closed:
                 entry = await self._next_candidate(state)
@@ -398,7 +399,12 @@ class KernelPool(LoggingConfigurable):
                 finally:
                     self._claiming.discard(entry)
                 self._counters["claimed"] += 1
-                self.log.info("Kernel %s taken from the pool (%s)", entry.kernel_id, key.label)
+                self.log.info(
+                    "Kernel %s taken from the pool (%s) in %.0f ms",
+                    entry.kernel_id,
+                    key.label,
+                    (time.perf_counter() - t0) * 1000,
+                )
                 return entry.kernel_id, entry.km
             self._counters["missed"] += 1
             return None
