@@ -41,6 +41,11 @@ async def test_every_entry_point_runs_on_the_server_and_outputs_reach_everyone(
         root_dir / "nb.ipynb",
         ["a = 6 * 7\nprint(a)", "print(a + 1)", "a * 2", "print('via client')"],
     )
+    async def pool_ready():
+        pool = (await server.http.get("/api/cocalc-sync/kernels")).json()["pool"]
+        return any(k["ready"] for k in pool["kernels"].values())
+
+    await poll(pool_ready, timeout=60)  # a warm pool, as a server that has been up a while
     watcher = await live()  # a second SyncDB client that only watches
     actor = await live()
     async with server.ynotebook("nb.ipynb") as lab:
