@@ -26,18 +26,23 @@ import statistics
 import string
 import subprocess
 import sys
+import threading
 import time
+import uuid
 from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TypedDict
 
 import httpx
 import nbformat
-from httpx_ws import aconnect_ws
+from httpx_ws import AsyncWebSocketSession, aconnect_ws
 from jupyter_ydoc import YNotebook
-from pycrdt import Doc, Map, Provider
+from pycrdt import Array, Doc, Map, Provider, Text
 from pycrdt.websocket.websocket import HttpxWebsocket
+
+from jupyter_cocalc_sync.client import CocalcSyncClient, LiveNotebook
 
 BENCH_DIR = Path(__file__).resolve().parent
 STOCK_VENV = BENCH_DIR / ".venv-stock"
@@ -55,6 +60,7 @@ STOCK_PACKAGES = (
     "jupyter-server-fileid",
     "nbformat",
     "tornado",
+    "ipykernel",
 )
 OURS_PACKAGES = (
     "jupyter-cocalc-sync",
@@ -66,6 +72,7 @@ OURS_PACKAGES = (
     "jupyter-server-fileid",
     "nbformat",
     "tornado",
+    "ipykernel",
     "httpx-ws",
 )
 
@@ -330,8 +337,20 @@ print(json.dumps(sorted(names)))
 class BenchServer:
     """A ``jupyter server`` subprocess of one stack, on its own root and Jupyter dirs."""
 
-    def __init__(self, stack: Stack, workdir: Path, token: str = "bench-token") -> None:
+    def __init__(
+        self,
+        stack: Stack,
+        workdir: Path,
+        token: str = "bench-token",
+        *,
+        config: dict[str, dict[str, Any]] | None = None,
+        pythonpath: Sequence[Path] = (),
+    ) -> None:
         self.stack = stack
+        #: configuration on top of the stack's (per section, e.g. ``{"ServerApp": {…}}``)
+        self.extra_config = config or {}
+        #: folders the server process imports from first (for classes named in ``config``)
+        self.pythonpath = tuple(pythonpath)
         self.root = workdir / "root"
         self.state = workdir / "state"
         self.token = token
@@ -360,6 +379,9 @@ class BenchServer:
         env["JUPYTER_PLATFORM_DIRS"] = "1"
         env["PYDEVD_DISABLE_FILE_VALIDATION"] = "1"
         env.pop("VIRTUAL_ENV", None)
+        if self.pythonpath:
+            paths = [*map(str, self.pythonpath), env.get("PYTHONPATH", "")]
+            env["PYTHONPATH"] = os.pathsep.join(filter(None, paths))
         return env
 
     def _write_config(self) -> None:
@@ -376,6 +398,8 @@ class BenchServer:
         extensions = {name: False for name in installed}
         extensions.update(dict.fromkeys(self.stack.extensions, True))
         config = self.stack.config(self.state)
+        for section, values in self.extra_config.items():
+            config.setdefault(section, {}).update(values)
         config.setdefault("ServerApp", {})["jpserver_extensions"] = extensions
         path = self.state / "config" / "jupyter_server_config.json"
         path.write_text(json.dumps(config, indent=1))
@@ -518,12 +542,46 @@ async def wait_until(predicate: Callable[[], Any], doc: Doc, timeout: float = 30
         doc.unobserve(subscription)
 
 
+@dataclass
+class ByteCount:
+    """Websocket messages a client received: how many, and their payload bytes."""
+
+    frames: int = 0
+    bytes: int = 0
+
+    def add(self, size: int) -> None:
+        self.frames += 1
+        self.bytes += size
+
+    def reset(self) -> None:
+        self.frames = self.bytes = 0
+
+
+class CountingWebsocket(HttpxWebsocket):
+    """pycrdt's httpx websocket channel, counting what it receives into ``count``."""
+
+    def __init__(self, websocket: Any, path: str, count: ByteCount) -> None:
+        super().__init__(websocket, path)
+        self.count = count
+
+    async def recv(self) -> bytes:
+        message = await super().recv()
+        self.count.add(len(message))
+        return message
+
+
 @contextlib.asynccontextmanager
 async def ynotebook_client(
-    server: BenchServer, http: httpx.AsyncClient, path: str, *, cells: int = 1
+    server: BenchServer,
+    http: httpx.AsyncClient,
+    path: str,
+    *,
+    cells: int = 1,
+    count: ByteCount | None = None,
 ) -> AsyncIterator[YNotebook]:
     """A JupyterLab-like client (jupyter-collaboration's protocol): ``PUT session``, then a
-    YNotebook synced over the room; entered once the document holds ``cells`` cells."""
+    YNotebook synced over the room; entered once the document holds ``cells`` cells. With
+    ``count``, the websocket messages it receives are counted there."""
     response = await http.put(
         f"/api/collaboration/session/{path}",
         content=json.dumps({"format": "json", "type": "notebook"}),
@@ -534,9 +592,350 @@ async def ynotebook_client(
     url = server.ws_url(f"/api/collaboration/room/{room}?sessionId={session['sessionId']}")
     ynb = YNotebook(Doc())
     meta = ynb.ydoc.get("meta", type=Map)
-    async with (
-        aconnect_ws(url, http, max_message_size_bytes=1 << 30) as ws,
-        Provider(ynb.ydoc, HttpxWebsocket(ws, room)),
-    ):
-        await wait_until(lambda: len(meta) > 0 and len(ynb.ycells) >= cells, ynb.ydoc)
-        yield ynb
+    ws: AsyncWebSocketSession
+    async with aconnect_ws(url, http, max_message_size_bytes=1 << 30) as ws:
+        channel = HttpxWebsocket(ws, room) if count is None else CountingWebsocket(ws, room, count)
+        async with Provider(ynb.ydoc, channel):
+            await wait_until(lambda: len(meta) > 0 and len(ynb.ycells) >= cells, ynb.ydoc)
+            yield ynb
+
+
+class CountingLiveNotebook(LiveNotebook):
+    """Our SyncDB client, counting the websocket messages it receives into ``count``."""
+
+    def __init__(self, *args: Any, count: ByteCount, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.count = count
+
+    def _receive(self, frame: bytes, ws: Any) -> None:
+        self.count.add(len(frame))
+        super()._receive(frame, ws)
+
+
+@contextlib.asynccontextmanager
+async def counting_live_notebook(
+    client: CocalcSyncClient, path: str, count: ByteCount
+) -> AsyncIterator[LiveNotebook]:
+    """``client.open(path)`` with a ``CountingLiveNotebook``; closed on exit."""
+    info = await client.request("GET", client.notebook_url(path), records="false")
+    notebook = CountingLiveNotebook(client, info["path"], info["file_id"], count=count)
+    await notebook.start()
+    try:
+        yield notebook
+    finally:
+        await notebook.close()
+
+
+def cell_record(notebook: LiveNotebook, cell_id: str) -> dict[str, Any]:
+    return notebook.db.peek(("cell", cell_id)) or {}
+
+
+def ordered_outputs(output: dict[str, Any] | None) -> list[dict[str, Any]]:
+    """A SyncDB ``output`` map (``{"0": …, "1": …}``) as a list."""
+    output = output or {}
+    return [output[k] for k in sorted(output, key=int) if output[k] is not None]
+
+
+# -- kernels, as the browser talks to them ----------------------------------------------------
+
+
+async def new_session(http: httpx.AsyncClient, path: str, kernel: str = "python3") -> str:
+    """``POST /api/sessions`` for a notebook, as JupyterLab does when it opens one; the kernel
+    id."""
+    response = await http.post(
+        "/api/sessions",
+        json={
+            "path": path,
+            "name": Path(path).name,
+            "type": "notebook",
+            "kernel": {"name": kernel},
+        },
+    )
+    response.raise_for_status()
+    return response.json()["kernel"]["id"]
+
+
+class KernelChannel:
+    """One ``/api/kernels/<id>/channels`` websocket, jupyter_server's JSON protocol (the default
+    subprotocol): every message ``{"header", "parent_header", "metadata", "content",
+    "channel", …}`` as one text frame."""
+
+    def __init__(self, ws: AsyncWebSocketSession, session: str) -> None:
+        self.ws = ws
+        self.session = session
+
+    @classmethod
+    @contextlib.asynccontextmanager
+    async def connect(
+        cls,
+        server: BenchServer,
+        http: httpx.AsyncClient,
+        kernel_id: str,
+        *,
+        query: str = "",
+    ) -> AsyncIterator[KernelChannel]:
+        session = uuid.uuid4().hex
+        url = server.ws_url(f"/api/kernels/{kernel_id}/channels?session_id={session}{query}")
+        ws: AsyncWebSocketSession
+        async with aconnect_ws(url, http) as ws:
+            yield cls(ws, session)
+
+    @property
+    def raw_socket(self) -> socket.socket:
+        return self.ws.stream.get_extra_info("socket")
+
+    def set_client_nodelay(self, on: bool) -> None:
+        """TCP_NODELAY on this end of the connection (asyncio sockets start with it on)."""
+        self.raw_socket.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, int(on))
+
+    async def send_execute(self, code: str, *, silent: bool = False) -> str:
+        """Send an ``execute_request``; its msg_id."""
+        msg_id = uuid.uuid4().hex
+        header = {
+            "msg_id": msg_id,
+            "msg_type": "execute_request",
+            "session": self.session,
+            "username": "bench",
+            "version": "5.3",
+            "date": datetime.now(UTC).isoformat(),
+        }
+        content = {
+            "code": code,
+            "silent": silent,
+            "store_history": not silent,
+            "user_expressions": {},
+            "allow_stdin": False,
+            "stop_on_error": True,
+        }
+        message = {
+            "header": header,
+            "parent_header": {},
+            "metadata": {},
+            "content": content,
+            "channel": "shell",
+            "buffers": [],
+        }
+        await self.ws.send_text(json.dumps(message))
+        return msg_id
+
+    async def receive(self) -> dict[str, Any]:
+        return json.loads(await self.ws.receive_text())
+
+    async def replies(self, msg_id: str) -> AsyncIterator[dict[str, Any]]:
+        """The messages answering ``msg_id``, until both its ``execute_reply`` and the kernel's
+        ``status: idle`` have come (other messages are skipped)."""
+        reply = idle = False
+        while not (reply and idle):
+            message = await self.receive()
+            if message.get("parent_header", {}).get("msg_id") != msg_id:
+                continue
+            kind = message.get("msg_type") or message["header"]["msg_type"]
+            if kind == "execute_reply":
+                reply = True
+            elif kind == "status" and message["content"].get("execution_state") == "idle":
+                idle = True
+            yield message
+
+    async def execute(self, code: str, *, silent: bool = False) -> dict[str, Any]:
+        """Run ``code``; the ``execute_reply``."""
+        msg_id = await self.send_execute(code, silent=silent)
+        reply: dict[str, Any] = {}
+        async for message in self.replies(msg_id):
+            if message["msg_type"] == "execute_reply":
+                reply = message
+        return reply
+
+
+class LabRunner:
+    """What the JupyterLab frontend does when a user runs a cell of a collaborative notebook
+    on the stock stack: the outputs that come over the kernel websocket are written into the
+    user's YNotebook, one transaction per message, which the Provider sends to the room.
+
+    As JupyterLab 4 (``CodeCell.execute``, ``OutputAreaModel``, and @jupyter/ydoc's
+    ``YCodeCell``): the run clears the cell's outputs and count; a stream message whose name
+    is the last output's is appended to that output's ``text`` (a ``Text``:
+    ``appendStreamOutput``), any other output is appended as a new ``Map`` (a stream's text as
+    a ``Text``); the execute_reply sets the count. Plain text only: no ``\\r``/``\\b`` here.
+    """
+
+    def __init__(self, ynb: YNotebook, channel: KernelChannel) -> None:
+        self.ynb = ynb
+        self.channel = channel
+
+    def _cell(self, index: int) -> Map:
+        return self.ynb.ycells[index]
+
+    async def run(self, index: int) -> tuple[dict[str, Any], float]:
+        """Run cell ``index``; its execute_reply and the ``perf_counter`` when the kernel was
+        idle again (reply and ``status: idle`` received)."""
+        cell = self._cell(index)
+        with self.ynb.ydoc.transaction():
+            cell["outputs"].clear()
+            cell["execution_count"] = None
+            cell["execution_state"] = "running"
+        msg_id = await self.channel.send_execute(str(cell["source"]))
+        reply: dict[str, Any] = {}
+        async for message in self.channel.replies(msg_id):
+            kind = message["msg_type"]
+            if kind == "execute_reply":
+                reply = message
+            elif message.get("channel") == "iopub":
+                self._output(cell, kind, message["content"])
+        idle = time.perf_counter()
+        with self.ynb.ydoc.transaction():
+            cell["execution_count"] = reply.get("content", {}).get("execution_count")
+            cell["execution_state"] = "idle"
+        return reply, idle
+
+    @staticmethod
+    def _output(cell: Map, kind: str, content: dict[str, Any]) -> None:
+        outputs: Array = cell["outputs"]
+        if kind == "stream":
+            last = outputs[len(outputs) - 1] if len(outputs) else None
+            if (
+                last is not None
+                and last.get("output_type") == "stream"
+                and last.get("name") == content["name"]
+            ):
+                text: Text = last["text"]
+                text += content["text"]
+            else:
+                outputs.append(
+                    Map(
+                        {
+                            "output_type": "stream",
+                            "name": content["name"],
+                            "text": Text(content["text"]),
+                        }
+                    )
+                )
+        elif kind in ("execute_result", "display_data"):
+            output = {
+                "output_type": kind,
+                "data": content.get("data", {}),
+                "metadata": content.get("metadata", {}),
+            }
+            if kind == "execute_result":
+                output["execution_count"] = content.get("execution_count")
+            outputs.append(Map(output))
+        elif kind == "error":
+            outputs.append(Map({"output_type": "error", **content}))
+        elif kind == "clear_output":
+            outputs.clear()
+
+
+# -- server resources and files ---------------------------------------------------------------
+
+
+class RssSampler:
+    """The peak resident memory of a server process, sampled every ``interval`` s by a thread
+    (a thread, so a busy event loop in the benchmark process does not skip samples)."""
+
+    def __init__(self, server: BenchServer, interval: float = 0.05) -> None:
+        self.server = server
+        self.interval = interval
+        self.before = server.rss()
+        self.peak = self.before
+        self.samples = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._sample, daemon=True)
+
+    def _sample(self) -> None:
+        while not self._stop.is_set():
+            self.peak = max(self.peak, self.server.rss())
+            self.samples += 1
+            self._stop.wait(self.interval)
+
+    def __enter__(self) -> RssSampler:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+
+class StallProbe:
+    """How long the server's event loop stays unavailable: ``GET /api/status`` every
+    ``interval`` s from a thread of its own (so the benchmark's own event loop does not delay
+    it) while entered; ``worst`` is the slowest answer (s), ``at`` when it was asked
+    (``perf_counter``)."""
+
+    def __init__(self, server: BenchServer, interval: float = 0.02) -> None:
+        self.server = server
+        self.interval = interval
+        self.worst = 0.0
+        self.at = 0.0
+        self.requests = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._probe, daemon=True)
+
+    def _probe(self) -> None:
+        headers = {"Authorization": f"token {self.server.token}"}
+        with httpx.Client(base_url=self.server.url, headers=headers, timeout=300) as http:
+            while not self._stop.is_set():
+                start = time.perf_counter()
+                http.get("/api/status").raise_for_status()
+                elapsed = time.perf_counter() - start
+                self.requests += 1
+                if elapsed > self.worst:
+                    self.worst, self.at = elapsed, start
+                self._stop.wait(self.interval)
+
+    def __enter__(self) -> StallProbe:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+
+async def wait_saved(
+    path: Path,
+    check: Callable[[nbformat.NotebookNode], bool],
+    *,
+    since: float,
+    quiet: float = 1.5,
+    timeout: float = 120,
+) -> tuple[nbformat.NotebookNode, float]:
+    """Wait until the server has saved ``path`` after ``since`` (an mtime) with content that
+    passes ``check``, and left it alone for ``quiet`` seconds; the notebook and the time
+    (``perf_counter``) the file was first seen in that state."""
+    deadline = time.monotonic() + timeout
+    seen: tuple[float, float] | None = None  # (mtime, perf_counter when seen)
+    while time.monotonic() < deadline:
+        await asyncio.sleep(0.1)  # the server process writes the file: nothing to await
+        try:
+            mtime = path.stat().st_mtime
+        except FileNotFoundError:
+            continue
+        if mtime <= since:
+            continue
+        if seen is None or seen[0] != mtime:
+            seen = (mtime, time.perf_counter())
+            continue
+        if time.perf_counter() - seen[1] < quiet:
+            continue
+        try:
+            notebook = nbformat.read(path, as_version=4)
+        except Exception:
+            seen = None  # written while read
+            continue
+        if check(notebook):
+            return notebook, seen[1]
+    raise TimeoutError(f"{path} was not saved as expected within {timeout} s")
+
+
+def code_notebook(cells: Sequence[tuple[str, str]]) -> str:
+    """ipynb text of code cells ``(id, source)``, without outputs."""
+    nb = nbformat.v4.new_notebook(
+        metadata={"kernelspec": {"name": "python3", "display_name": "Python 3"}}
+    )
+    nb.cells = [nbformat.v4.new_code_cell(source, id=cell_id) for cell_id, source in cells]
+    return nbformat.writes(nb)
+
+
+def load_average() -> str:
+    """The 1/5/15-minute load averages, for the notes of a measurement."""
+    return "/".join(f"{x:.1f}" for x in os.getloadavg())

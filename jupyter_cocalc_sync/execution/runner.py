@@ -25,9 +25,9 @@ from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
 from ..kernels.kernel import DEAD_KERNEL_ENAME, CodeExecutionEmitter, JupyterKernel
-from ..notebook.ipynb import cell_order_key
+from ..notebook.ipynb import cell_order_key, ordered_outputs
 from ..notebook.schema import SETTINGS_KEY
-from ..outputs.handler import DisplayIndex, OutputHandler, OutputLimits
+from ..outputs.handler import DisplayIndex, OutputHandler, OutputLimits, is_marker
 from ..sync.table import ChangeEvent
 
 if TYPE_CHECKING:
@@ -203,8 +203,17 @@ class NotebookRunner:
                 self._release(self.document)
 
     async def _kernel(self) -> JupyterKernel:
-        settings = self.document.settings()
         prefer, self._prefer_kernel = self._prefer_kernel, None
+        kernel = self.kernel
+        if (
+            kernel is not None
+            and kernel.state == "running"
+            and (prefer is None or prefer == kernel.kernel_id)
+            and kernel.kernel_id in self.kernels.kernel_manager
+        ):
+            self._set_settings(backend_state="running", kernel_error=None)
+            return kernel  # the common case: no session lookup per run
+        settings = self.document.settings()
         self._set_settings(backend_state="starting")
         kernel = await self.kernels.kernel_for(self.document.path, settings.get("kernel"), prefer)
         if kernel is not self.kernel:
@@ -231,7 +240,8 @@ class NotebookRunner:
             self._set_settings(backend_state="failed", kernel_error=message)
             self._finish_with_error(cell_id, "KernelError", message)
             return False
-        if self.overflow is not None:
+        if self.overflow is not None and any(is_marker(o) for o in ordered_outputs(record)):
+            # (a cell that never overflowed has nothing there: no disk round trip per run)
             await self.overflow.clear(self.document.file_id, cell_id)
         self.displays.forget_cell(cell_id)
         handler = OutputHandler(
@@ -252,6 +262,7 @@ class NotebookRunner:
         self.document.table.commit(None)
         ok = True
         self._interrupt_requested = False
+        self._last_flush = 0.0  # the first output of a run is written at once
         emitter = kernel.execute_code(code)
         self._emitter = emitter
         try:
@@ -259,9 +270,11 @@ class NotebookRunner:
                 msg_type = msg.get("msg_type") or msg["header"]["msg_type"]
                 if msg_type == "execute_input":
                     # "busy" means the kernel is executing it, not that it was sent
+                    handler.handle(msg)
                     self._started(cell_id, handler)
                     if self._interrupt_requested:  # asked for before the kernel began
                         await kernel.signal("SIGINT")
+                    continue
                 if msg_type == INPUT_REQUEST:
                     self._show_input_request(cell_id, handler, msg)
                     continue
@@ -285,8 +298,11 @@ class NotebookRunner:
         return ok
 
     def _started(self, cell_id: str, handler: OutputHandler) -> None:
+        record = {"type": "cell", "id": cell_id, "state": "busy", "start": now_ms()}
+        if handler.exec_count is not None:
+            record["exec_count"] = handler.exec_count
         with self._write():
-            self.db.set({"type": "cell", "id": cell_id, "state": "busy", "start": now_ms()})
+            self.db.set(record)
             self._set_settings(kernel_state="busy")
         self.document.table.commit(None)
 

@@ -6,7 +6,8 @@ import asyncio
 from typing import TYPE_CHECKING, Any
 
 from ..errors import DocumentNotFoundError, InvalidRecordError
-from ..notebook.ipynb import cell_order_key
+from ..notebook.ipynb import cell_order_key, ordered_outputs
+from ..outputs.handler import is_marker
 from .runner import NotebookRunner
 
 if TYPE_CHECKING:
@@ -97,9 +98,10 @@ class ExecutionService:
 
     async def more_output(self, path: str, cell_id: str) -> dict[str, Any]:
         document = await self.documents.get(path)
-        if document.db.peek(("cell", cell_id)) is None:
+        record = document.db.peek(("cell", cell_id))
+        if record is None:
             raise DocumentNotFoundError(f"no cell {cell_id!r} in {path}")
-        if self.overflow is None:
+        if self.overflow is None or not any(is_marker(o) for o in ordered_outputs(record)):
             return {"messages": [], "truncated": 0, "discarded": 0}
         more = await self.overflow.read(document.file_id, cell_id)
         more.pop("head_count", None)

@@ -17,6 +17,8 @@ from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+import anyio
+
 from ..errors import DocumentNotFoundError
 from ..rooms.protocol import Message
 from ..rooms.room import Peer, Room
@@ -214,7 +216,10 @@ class NotebookDocument:
         outputs_of = ordered_outputs
         if self.hooks.prepare_export is not None:
             outputs_of = await self.hooks.prepare_export(records)
-        return records_to_notebook(records, outputs_of=outputs_of)
+        # building a big notebook (re-inlined images and overflow) is CPU work: not on the loop
+        return await anyio.to_thread.run_sync(
+            lambda: records_to_notebook(records, outputs_of=outputs_of)
+        )
 
     async def merge_from_disk(self, text: str, base_version: int) -> int:
         """Merge the file's ``text`` into the table against the saved ``base_version``."""

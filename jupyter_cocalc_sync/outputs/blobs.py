@@ -184,14 +184,20 @@ class BlobStore:
         self._remember(sha1, *item)
         return item
 
-    async def prefetch(self, sha1s: Iterable[str]) -> None:
-        """Bring blobs into the memory cache (before a synchronous re-inlining pass)."""
+    async def prefetch(self, sha1s: Iterable[str]) -> dict[str, tuple[str, bytes]]:
+        """The blobs (those the store has), also brought into the memory cache."""
+        found: dict[str, tuple[str, bytes]] = {}
         for sha1 in set(sha1s):
-            if self.cached(sha1) is None:
-                await self.get(sha1)
+            item = await self.get(sha1)
+            if item is not None:
+                found[sha1] = item
+        return found
 
-    def inline(self, output: dict[str, Any]) -> dict[str, Any]:
-        """``output`` with blob references replaced by base64 from the cache.
+    def inline(
+        self, output: dict[str, Any], source: dict[str, tuple[str, bytes]] | None = None
+    ) -> dict[str, Any]:
+        """``output`` with blob references replaced by base64 from the cache (or ``source``,
+        a snapshot that code off the event loop can read safely).
 
         A blob that is not in memory gets a text placeholder (call ``prefetch`` first).
         """
@@ -203,7 +209,11 @@ class BlobStore:
         for mime, value in data.items():
             if not is_reference(value):
                 continue
-            item = self.cached(value[len(PREFIX) :]) or self._pending.get(value[len(PREFIX) :])
+            sha1 = value[len(PREFIX) :]
+            if source is not None:
+                item = source.get(sha1)
+            else:
+                item = self.cached(sha1) or self._pending.get(sha1)
             if item is None:
                 del inlined[mime]
                 missing.append(f"{mime} {value}")

@@ -101,7 +101,6 @@ class OutputFormats:
     async def prepare_export(self, doc_id: str, records: list[Record]) -> OutputsOf:
         """Fetch what export needs (blobs, overflow), then map cells to nbformat outputs."""
         sha1s = {s for r in records for o in ordered_outputs(r) for s in references(o)}
-        await self.blobs.prefetch(sha1s)
         overflow: dict[str, dict[str, Any]] = {}
         if self.inline_more_output:
             for record in records:
@@ -110,22 +109,25 @@ class OutputFormats:
                     overflow[record["id"]] = more
                     for message in more["messages"]:
                         sha1s.update(references(message))
-            await self.blobs.prefetch(sha1s)
+        # a snapshot of the blobs: the returned function may run off the event loop
+        blobs = await self.blobs.prefetch(sha1s)
 
         def outputs_of(record: Record) -> list[dict[str, Any]]:
             result: list[dict[str, Any]] = []
             for output in ordered_outputs(record):
                 if is_marker(output):
-                    result.extend(self._expand(record["id"], overflow.get(record["id"])))
+                    result.extend(self._expand(overflow.get(record["id"]), blobs))
                 elif output.get("output_type") == "input_request":
                     result.append(_prompt(output))
                 elif "output_type" in output:
-                    result.append(self.blobs.inline(output))
+                    result.append(self.blobs.inline(output, blobs))
             return _merge_streams(result)
 
         return outputs_of
 
-    def _expand(self, cell_id: str, more: dict[str, Any] | None) -> list[dict[str, Any]]:
+    def _expand(
+        self, more: dict[str, Any] | None, blobs: dict[str, tuple[str, bytes]]
+    ) -> list[dict[str, Any]]:
         if more is None:
             return [
                 _plain_notice(
@@ -133,7 +135,7 @@ class OutputFormats:
                     "(CocalcSync.inline_more_output_on_save is False)."
                 )
             ]
-        messages = [self.blobs.inline(m) for m in more["messages"]]
+        messages = [self.blobs.inline(m, blobs) for m in more["messages"]]
         if more["truncated"]:
             gap = _plain_notice(
                 f"[... {more['discarded']} characters in {more['truncated']} output chunks "

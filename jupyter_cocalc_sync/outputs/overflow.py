@@ -230,11 +230,14 @@ class MoreOutputStore:
         """``{"messages", "truncated", "discarded", "head_count"}``: head then tail (the first
         ``head_count`` messages), consecutive streams re-joined except across the gap."""
 
-        def read(conn: sqlite3.Connection) -> tuple[list[tuple[int, str]], Any]:
-            rows = conn.execute(
-                "SELECT seq, data FROM overflow WHERE doc = ? AND cell = ? ORDER BY seq",
-                (doc, cell),
-            ).fetchall()
+        def read(conn: sqlite3.Connection) -> tuple[list[tuple[int, Any]], Any]:
+            rows = [
+                (seq, json.loads(data))  # decoded here, off the event loop
+                for seq, data in conn.execute(
+                    "SELECT seq, data FROM overflow WHERE doc = ? AND cell = ? ORDER BY seq",
+                    (doc, cell),
+                )
+            ]
             gap = conn.execute(
                 "SELECT after_seq, truncated, discarded FROM overflow_gaps "
                 "WHERE doc = ? AND cell = ?",
@@ -247,8 +250,7 @@ class MoreOutputStore:
         messages: list[dict[str, Any]] = []
         head_count = 0
         previous_seq = None
-        for seq, data in rows:
-            message = json.loads(data)
+        for seq, message in rows:
             crossing = truncated and previous_seq is not None and previous_seq <= after < seq
             if crossing:
                 head_count = len(messages)
