@@ -10,6 +10,8 @@ import hashlib
 import json
 import re
 import shutil
+import signal
+import subprocess
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -84,6 +86,23 @@ def start_lab(tmp_path: Path, config: dict[str, Any] | None = None) -> ServerPro
     return lab.start()
 
 
+def stop_lab(server: ServerProcess, timeout: float = 15) -> None:
+    """Stop ``server`` with SIGTERM, jupyter_server's clean stop (kernels shut down, then exit).
+
+    Not SIGINT: without a tty it only breaks out of the event loop, with no cleanup, and the
+    interpreter then waits for idle AnyIO worker threads (up to 10 s after the last contents
+    save) before it exits.
+    """
+    process = server.process
+    if process is None or process.poll() is not None:
+        return
+    process.send_signal(signal.SIGTERM)
+    try:
+        process.wait(timeout)
+    except subprocess.TimeoutExpired:
+        server.kill()
+
+
 def launch_chromium(playwright: Playwright) -> Browser:
     return playwright.chromium.launch(
         executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS
@@ -145,6 +164,10 @@ class LabUser:
     def output_locator(self, n: int) -> Locator:
         return self.cell(n).locator(".jp-OutputArea-output")
 
+    def prompt(self, n: int) -> Locator:
+        """Cell ``n``'s input prompt: ``[ ]:``, ``[*]:`` or ``[3]:``."""
+        return self.cell(n).locator(".jp-InputPrompt")
+
     @property
     def status_bar(self) -> Locator:
         return self.page.locator("#jp-main-statusbar")
@@ -179,6 +202,30 @@ class LabUser:
                 f"{self.name}: cell {n} never read {text!r}; the cells read {self.cell_texts()!r}"
             ) from None
 
+    def wait_for_output(
+        self, n: int, condition_js: str, arg: Any = None, timeout_ms: int = TIMEOUT_MS
+    ) -> None:
+        """Wait until ``condition_js`` — a JS ``(text, arg) => bool`` over the text of cell
+        ``n``'s output area (all outputs, as rendered: ``textContent``) — holds."""
+        selector = ".jp-NotebookPanel:not(.lm-mod-hidden) .jp-Notebook .jp-Cell"
+        try:
+            self.page.wait_for_function(
+                f"""([n, selector, arg]) => {{
+                    const cell = document.querySelectorAll(selector)[n];
+                    const area = cell && cell.querySelector('.jp-OutputArea');
+                    return ({condition_js})(area ? area.textContent : '', arg);
+                }}""",
+                arg=[n, selector, arg],
+                timeout=timeout_ms,
+            )
+        except PlaywrightTimeoutError:
+            shown = self.output_text(n)
+            raise AssertionError(
+                f"{self.name}: cell {n}'s output never met {condition_js} (arg {arg!r}); "
+                f"it reads {shown[:300]!r}{' …' if len(shown) > 300 else ''} "
+                f"({len(shown)} chars)"
+            ) from None
+
     def wait_for_cell_count(self, count: int) -> None:
         expect(self.cells).to_have_count(count, timeout=TIMEOUT_MS)
 
@@ -209,8 +256,13 @@ class LabUser:
         return [self.cell_text(i) for i in range(self.cells.count())]
 
     def outputs(self, n: int) -> list[str]:
-        """The rendered text of each output of cell ``n``."""
-        return self.output_locator(n).all_inner_texts()
+        """The text of each output of cell ``n`` as rendered (``textContent``: ``innerText`` is
+        empty for a cell the windowed notebook has not laid out, e.g. below a long output)."""
+        return self.output_locator(n).all_text_contents()
+
+    def output_text(self, n: int) -> str:
+        """All of cell ``n``'s outputs as one rendered text ("" without outputs)."""
+        return "\n".join(self.outputs(n))
 
     @property
     def dialogs(self) -> Locator:
@@ -237,6 +289,16 @@ class LabUser:
         """Shift+Enter in cell ``n``."""
         self.focus_cell(n)
         self.page.keyboard.press("Shift+Enter")
+
+    def reload(self, kernel_idle: re.Pattern[str] | None = None) -> None:
+        """Reload the page and wait until the notebook shows again (``wait_ready``).
+
+        By default not for the kernel: while a cell runs, the reloaded page's kernel status is
+        "Unknown" until the cell ends (ipykernel answers its kernel_info_request only then).
+        """
+        self.log.append("page reload")
+        self.page.reload()
+        self.wait_ready(kernel_idle)
 
     def save(self) -> None:
         """Ctrl+S, then wait for the status bar's "Saving completed"; a dialog fails it."""

@@ -140,13 +140,13 @@ def lab_config() -> dict:
 @pytest.fixture
 def lab_server(tmp_path, lab_config):
     """JupyterLab with this extension on ``tmp_path/"root"``, its state in ``tmp_path/"state"``."""
-    from browser_support import chromium_missing_reason, start_lab
+    from browser_support import chromium_missing_reason, start_lab, stop_lab
 
     if reason := chromium_missing_reason():
         pytest.skip(reason)
     server = start_lab(tmp_path, lab_config)
     yield server
-    server.stop(timeout=15)
+    stop_lab(server)
 
 
 @pytest.fixture

@@ -45,6 +45,18 @@ _METADATA_FIELDS = ("metadata", "collapsed", "scrolled", "tags")
 _RUNNING_STATES = ("start", "run", "busy")
 
 
+def _shown_count(record: Record) -> int | None:
+    """The execution count JupyterLab is shown: none while the cell runs.
+
+    JupyterLab takes a cell's execution count as the end of its run (it sets the shared
+    ``execution_state`` back to "idle" as soon as a count arrives, hiding ``[*]``), and the
+    runner knows the count from the start: it is published when the cell is done.
+    """
+    if record.get("state") in _RUNNING_STATES:
+        return None
+    return record.get("exec_count")
+
+
 def _identity(output: dict[str, Any], *_: Any) -> dict[str, Any]:
     return output
 
@@ -108,7 +120,7 @@ class YNotebookProjection:
             "metadata": Map(cell["metadata"]),
         }
         if cell["cell_type"] == "code":
-            fields["execution_count"] = cell["execution_count"]
+            fields["execution_count"] = _shown_count(record)
             fields["outputs"] = Array([_youtput(o) for o in cell["outputs"]])
             fields["execution_state"] = (
                 "running" if record.get("state") in _RUNNING_STATES else "idle"
@@ -278,12 +290,14 @@ class YNotebookProjection:
         if fields & set(_METADATA_FIELDS):
             self._sync_map(ycell["metadata"], export_cell(record, lambda _: [])["metadata"])
         if record.get("cell_type", "code") == "code":
-            if "exec_count" in fields:
-                ycell["execution_count"] = record.get("exec_count")
             if "state" in fields:
                 state = "running" if record.get("state") in _RUNNING_STATES else "idle"
                 if ycell.get("execution_state") != state:
                     ycell["execution_state"] = state
+            if fields & {"exec_count", "state"}:
+                count = _shown_count(record)
+                if ycell.get("execution_count") != count:
+                    ycell["execution_count"] = count
             if "output" in fields:
                 self._project_outputs(cell_id, ycell, record)
         elif "attachments" in fields:
