@@ -223,8 +223,8 @@ class NotebookRunner:
                 self._set_settings(
                     kernel=name, metadata={"kernelspec": self.kernels.kernelspec(name)}
                 )
-        if kernel.state in ("off", "failed"):
-            await kernel.spawn()
+        if kernel.state != "running":
+            await kernel.spawn()  # connects, or waits out a restart in progress
         self._set_settings(backend_state="running", kernel_error=None)
         return kernel
 
