@@ -44,6 +44,11 @@ from pycrdt.websocket.websocket import HttpxWebsocket
 
 from jupyter_cocalc_sync.client import CocalcSyncClient, LiveNotebook
 
+# the test suite's helpers for real servers and clients, shared rather than copied
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+from helpers import eventually
+from servers import free_port, isolated_env
+
 BENCH_DIR = Path(__file__).resolve().parent
 STOCK_VENV = BENCH_DIR / ".venv-stock"
 STOCK_REQUIREMENTS = BENCH_DIR / "requirements-stock.txt"
@@ -317,12 +322,6 @@ def ours_stack() -> Stack:
     )
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 _CONFIGURED_EXTENSIONS = """
 import json, pathlib
 from jupyter_core.paths import jupyter_config_path
@@ -367,17 +366,7 @@ class BenchServer:
         return f"http://127.0.0.1:{self.port}"
 
     def env(self) -> dict[str, str]:
-        env = dict(os.environ)
-        for var, sub in (
-            ("JUPYTER_CONFIG_DIR", "config"),
-            ("JUPYTER_DATA_DIR", "data"),
-            ("JUPYTER_RUNTIME_DIR", "runtime"),
-            ("IPYTHONDIR", "ipython"),
-        ):
-            (self.state / sub).mkdir(parents=True, exist_ok=True)
-            env[var] = str(self.state / sub)
-        env["JUPYTER_PLATFORM_DIRS"] = "1"
-        env["PYDEVD_DISABLE_FILE_VALIDATION"] = "1"
+        env = isolated_env(self.state)
         env.pop("VIRTUAL_ENV", None)
         if self.pythonpath:
             paths = [*map(str, self.pythonpath), env.get("PYTHONPATH", "")]
@@ -528,18 +517,7 @@ def running(servers: Sequence[BenchServer]) -> Any:
 
 async def wait_until(predicate: Callable[[], Any], doc: Doc, timeout: float = 300) -> Any:
     """Wait until ``predicate()`` is true, re-checking after every transaction of ``doc``."""
-    changed = asyncio.Event()
-    subscription = doc.observe(lambda _event: changed.set())
-    try:
-        async with asyncio.timeout(timeout):
-            while True:
-                changed.clear()
-                value = predicate()
-                if value:
-                    return value
-                await changed.wait()
-    finally:
-        doc.unobserve(subscription)
+    return await eventually(predicate, doc, timeout=timeout)
 
 
 @dataclass

@@ -21,6 +21,22 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def isolated_env(state: Path) -> dict[str, str]:
+    """This process's environment with every Jupyter and IPython directory under ``state``."""
+    env = dict(os.environ)
+    for var, sub in (
+        ("JUPYTER_CONFIG_DIR", "config"),
+        ("JUPYTER_DATA_DIR", "data"),
+        ("JUPYTER_RUNTIME_DIR", "runtime"),
+        ("IPYTHONDIR", "ipython"),
+    ):
+        (state / sub).mkdir(parents=True, exist_ok=True)
+        env[var] = str(state / sub)
+    env["JUPYTER_PLATFORM_DIRS"] = "1"
+    env["PYDEVD_DISABLE_FILE_VALIDATION"] = "1"
+    return env
+
+
 class ServerProcess:
     """Starts, kills and restarts a Jupyter server on ``root`` with this extension enabled.
 
@@ -51,18 +67,7 @@ class ServerProcess:
         return f"http://127.0.0.1:{self.port}"
 
     def env(self) -> dict[str, str]:
-        env = dict(os.environ)
-        for var, sub in (
-            ("JUPYTER_CONFIG_DIR", "config"),
-            ("JUPYTER_DATA_DIR", "data"),
-            ("JUPYTER_RUNTIME_DIR", "runtime"),
-            ("IPYTHONDIR", "ipython"),
-        ):
-            (self.state / sub).mkdir(parents=True, exist_ok=True)
-            env[var] = str(self.state / sub)
-        env["JUPYTER_PLATFORM_DIRS"] = "1"
-        env["PYDEVD_DISABLE_FILE_VALIDATION"] = "1"
-        return env
+        return isolated_env(self.state)
 
     def write_config(self) -> None:
         config = {
