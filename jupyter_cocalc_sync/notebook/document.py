@@ -278,7 +278,7 @@ class NotebookDocument:
                 f"syncdb:{self.file_id}",
                 self.db.doc,
                 apply_update=lambda update, peer: self.db.apply_update(update, origin=peer),
-                barrier=self.table.durable,
+                pending=self.table.pending,
                 on_raw=self._on_raw,
             )
             self.db.on_update(room.publish)
@@ -288,7 +288,7 @@ class NotebookDocument:
                 f"json:notebook:{self.file_id}",
                 projection.ydoc,
                 apply_update=projection.apply_update,
-                barrier=self.table.durable,
+                pending=self.table.pending,
                 on_raw=self._on_raw,
             )
             projection.on_update(room.publish)

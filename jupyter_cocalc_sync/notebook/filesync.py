@@ -61,6 +61,8 @@ class FileSync:
         self.file_missing = False
         self._lock = asyncio.Lock()
         self._save_task: asyncio.Task[None] | None = None
+        self._timer: asyncio.TimerHandle | None = None
+        self._due = 0.0
         self._first_unsaved: float | None = None
         self._poller: asyncio.Task[None] | None = None
         self.on_saved: list[Callable[[], Any]] = []
@@ -99,19 +101,31 @@ class FileSync:
     # -- saving -----------------------------------------------------------------------------
 
     def changed(self) -> None:
-        """The notebook changed: save it after the autosave delay (debounced, capped)."""
+        """The notebook changed: save it after the autosave delay (debounced, capped).
+
+        Called for every change (every keystroke), so it only moves a deadline; one timer
+        checks it.
+        """
         now = time.monotonic()
         if self._first_unsaved is None:
             self._first_unsaved = now
-        if self._save_task is not None and not self._save_task.done():
-            if now - self._first_unsaved < 10 * self.autosave_delay:
-                self._save_task.cancel()
-            else:
-                return  # saving soon anyway: a flood of changes does not postpone it forever
-        self._save_task = asyncio.get_running_loop().create_task(self._save_later())
+        # a flood of changes does not postpone the save for ever
+        self._due = min(now + self.autosave_delay, self._first_unsaved + 10 * self.autosave_delay)
+        if self._timer is None:
+            self._timer = asyncio.get_running_loop().call_later(self.autosave_delay, self._due_yet)
 
-    async def _save_later(self) -> None:
-        await asyncio.sleep(self.autosave_delay)
+    def _due_yet(self) -> None:
+        self._timer = None
+        wait = self._due - time.monotonic()
+        if wait > 0:
+            self._timer = asyncio.get_running_loop().call_later(wait, self._due_yet)
+            return
+        if self._save_task is not None and not self._save_task.done():
+            self.changed()  # a save is running: try again after it
+            return
+        self._save_task = asyncio.get_running_loop().create_task(self._autosave())
+
+    async def _autosave(self) -> None:
         try:
             await self.save()
         except Exception:
@@ -210,7 +224,10 @@ class FileSync:
         if self._poller is not None:
             self._poller.cancel()
             self._poller = None
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
         if self._save_task is not None and not self._save_task.done():
-            self._save_task.cancel()
+            await self._save_task
         if save:
             await self.save()

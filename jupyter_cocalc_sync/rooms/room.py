@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections import deque
 from collections.abc import Awaitable, Callable
 from typing import Any, Protocol
 
@@ -35,7 +36,8 @@ class Peer(Protocol):
 
 
 ApplyUpdate = Callable[[bytes, Peer], None]
-Barrier = Callable[[], Awaitable[Any]]
+#: the owner's latest write that is not yet durable (None when everything is)
+Pending = Callable[[], "asyncio.Future[Any] | None"]
 RawHandler = Callable[[Peer, Message], Awaitable[dict[str, Any] | None]]
 
 #: websocket close codes
@@ -52,7 +54,7 @@ class Room:
         doc: Doc,
         *,
         apply_update: ApplyUpdate | None = None,
-        barrier: Barrier | None = None,
+        pending: Pending | None = None,
         on_raw: RawHandler | None = None,
         awareness_only: bool = False,
     ) -> None:
@@ -60,14 +62,13 @@ class Room:
         self.doc = doc
         self.peers: set[Peer] = set()
         self._apply = apply_update or (lambda update, peer: doc.apply_update(update))
-        self._barrier = barrier
+        self._pending = pending
         self._on_raw = on_raw
         self.awareness_only = awareness_only
         self.awareness = Awareness(doc)
         self._awareness_clients: dict[Peer, set[int]] = {}
-        self._outbox: list[tuple[bytes, Peer | None]] = []
-        self._wake = asyncio.Event()
-        self._broadcaster: asyncio.Task[None] | None = None
+        self._outbox: deque[tuple[bytes, Peer | None, asyncio.Future[Any] | None]] = deque()
+        self._scheduled = False
         self._tasks: set[asyncio.Task[Any]] = set()
         self.closed = False
 
@@ -137,8 +138,9 @@ class Room:
         clients.update(cid for cid in decoded if cid in self.awareness.states)
 
     async def _answer_step1(self, peer: Peer, state: bytes) -> None:
-        if self._barrier is not None:
-            await self._barrier()
+        waiting = self._pending() if self._pending is not None else None
+        if waiting is not None:
+            await asyncio.shield(waiting)
         try:
             update = self.doc.get_update(state)
         except Exception as e:
@@ -160,23 +162,36 @@ class Room:
     # -- document updates -------------------------------------------------------------------
 
     def publish(self, update: bytes, origin: Any = None) -> None:
-        """Send ``update`` to every peer but ``origin`` once the owner's barrier is passed."""
+        """Send ``update`` to every peer but ``origin`` once the owner's write is durable."""
         if self.closed or not self.peers:
             return
-        self._outbox.append((update, origin if origin in self.peers else None))
-        self._wake.set()
-        if self._broadcaster is None or self._broadcaster.done():
-            self._broadcaster = asyncio.get_running_loop().create_task(self._broadcast())
+        waiting = self._pending() if self._pending is not None else None
+        self._outbox.append((update, origin if origin in self.peers else None, waiting))
+        if not self._scheduled:
+            self._schedule()
 
-    async def _broadcast(self) -> None:
-        while not self.closed:
-            await self._wake.wait()
-            self._wake.clear()
-            while self._outbox:
-                if self._barrier is not None:
-                    await self._barrier()
-                batch, self._outbox = self._outbox, []
-                self._send_batch(batch)
+    def _schedule(self) -> None:
+        # sends are chained on the durability of the oldest update still waiting: no task,
+        # no wake-up per update (this is the latency path of every keystroke)
+        self._scheduled = True
+        waiting = next((w for _, _, w in self._outbox if w is not None and not w.done()), None)
+        if waiting is None:
+            asyncio.get_running_loop().call_soon(self._flush)
+        else:
+            waiting.add_done_callback(lambda _: self._flush())
+
+    def _flush(self) -> None:
+        self._scheduled = False
+        if self.closed:
+            return
+        batch: list[tuple[bytes, Peer | None]] = []
+        while self._outbox and (self._outbox[0][2] is None or self._outbox[0][2].done()):
+            update, origin, _ = self._outbox.popleft()
+            batch.append((update, origin))
+        if batch:
+            self._send_batch(batch)
+        if self._outbox:
+            self._schedule()
 
     def _send_batch(self, batch: list[tuple[bytes, Peer | None]]) -> None:
         if len(batch) == 1:
@@ -205,12 +220,10 @@ class Room:
     def close(self, code: int = 1001, reason: str = "room closed") -> None:
         """Close the room and every peer in it."""
         self.closed = True
-        self._wake.set()
+        self._outbox.clear()
         for peer in list(self.peers):
             peer.close(code, reason)
         self.peers.clear()
-        if self._broadcaster is not None:
-            self._broadcaster.cancel()
 
 
 def _awareness_client_ids(payload: bytes) -> list[int]:

@@ -64,6 +64,11 @@ class LoggedTable:
             self._author = None
         return self._last if committed else None
 
+    def pending(self) -> asyncio.Future[int] | None:
+        """The latest write not yet on disk (None when everything is)."""
+        last = self._last
+        return None if last is None or last.done() else last
+
     async def durable(self) -> int:
         """Wait until every change so far is on disk; returns the latest version."""
         last = self._last
