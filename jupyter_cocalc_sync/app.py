@@ -114,6 +114,23 @@ class CocalcSync(ExtensionApp):
         root = getattr(self.serverapp, "root_dir", None) or os.getcwd()
         return str(Path(root) / ".jupyter_cocalc_sync.db")
 
+    # -- linking ----------------------------------------------------------------------------
+
+    def _link_jupyter_server_extension(self, serverapp: Any) -> None:
+        super()._link_jupyter_server_extension(serverapp)
+        # jupyter_server reads only ``jpserver_extensions`` from the jupyter_server_config.d
+        # file that installing this package adds, so the pool-aware kernel manager and the
+        # TCP_NODELAY kernel websocket are set here, before the server creates them — unless
+        # the user configured others.
+        from .kernels.manager import PoolingKernelManager
+        from .kernels.websocket import NoDelayChannelsConnection
+
+        chosen = serverapp.config.get("ServerApp", {})
+        if "kernel_manager_class" not in chosen:
+            serverapp.kernel_manager_class = PoolingKernelManager
+        if "kernel_websocket_connection_class" not in chosen:
+            serverapp.kernel_websocket_connection_class = NoDelayChannelsConnection
+
     # -- services ---------------------------------------------------------------------------
 
     def initialize_settings(self) -> None:
@@ -201,8 +218,19 @@ class CocalcSync(ExtensionApp):
         self.handlers.extend(routes())
         IOLoop.current().add_callback(self._after_start)
 
+    async def _start_jupyter_server_extension(self, serverapp: Any) -> None:
+        # jupyter_server's hook for work that needs the running event loop
+        self._after_start()
+
     def _after_start(self) -> None:
-        """Runs once the server's event loop does: pool start, one owner for collaboration."""
+        """Runs once the server's event loop does: pool start, one owner for collaboration.
+
+        Called from jupyter_server's start hook and from a loop callback (servers embedded in
+        tests are started without the hook); only the first call does anything.
+        """
+        if getattr(self, "_started_once", False):
+            return
+        self._started_once = True
         start_pool = getattr(self.serverapp.kernel_manager, "start_pool", None)
         if callable(start_pool):
             start_pool()

@@ -60,12 +60,6 @@ def jp_server_config(tmp_path, cocalc_config, kernel_pool_config):
                     "jupyter_cocalc_sync": True,
                     "jupyter_server_fileid": True,
                 },
-                "kernel_manager_class": (
-                    "jupyter_cocalc_sync.kernels.manager.PoolingKernelManager"
-                ),
-                "kernel_websocket_connection_class": (
-                    "jupyter_cocalc_sync.kernels.websocket.NoDelayChannelsConnection"
-                ),
                 "allow_root": True,
             },
             "CocalcSync": {"store_path": str(tmp_path / "cocalc.db"), **cocalc_config},

@@ -77,10 +77,6 @@ class ServerProcess:
                     "jupyter_server_fileid": True,
                     "jupyter_server_ydoc": False,
                 },
-                "kernel_manager_class": "jupyter_cocalc_sync.kernels.manager.PoolingKernelManager",
-                "kernel_websocket_connection_class": (
-                    "jupyter_cocalc_sync.kernels.websocket.NoDelayChannelsConnection"
-                ),
             },
             "CocalcSync": {"store_path": str(self.state / "cocalc.db")},
             "BaseFileIdManager": {"db_path": str(self.state / "file_id.db")},

@@ -34,3 +34,27 @@ def test_invalid_limits_are_refused_with_a_clear_error(name):
 
     with pytest.raises(Exception, match=name):
         CocalcSync(config=Config({"CocalcSync": {name: 0}}))
+
+
+async def test_the_extension_sets_the_pool_manager_and_nodelay_websocket(jp_serverapp):
+    """jupyter_server reads only ``jpserver_extensions`` from jupyter_server_config.d, so the
+    extension itself must set these (the test config, like an install, does not)."""
+    from jupyter_cocalc_sync.kernels.manager import PoolingKernelManager
+    from jupyter_cocalc_sync.kernels.websocket import NoDelayChannelsConnection
+
+    assert isinstance(jp_serverapp.kernel_manager, PoolingKernelManager)
+    assert jp_serverapp.kernel_websocket_connection_class is NoDelayChannelsConnection
+
+
+@pytest.fixture
+def user_chose_stock_manager(jp_server_config):
+    jp_server_config["ServerApp"]["kernel_manager_class"] = (
+        "jupyter_server.services.kernels.kernelmanager.AsyncMappingKernelManager"
+    )
+    return jp_server_config
+
+
+async def test_a_kernel_manager_the_user_chose_is_kept(user_chose_stock_manager, jp_serverapp):
+    from jupyter_server.services.kernels.kernelmanager import AsyncMappingKernelManager
+
+    assert type(jp_serverapp.kernel_manager) is AsyncMappingKernelManager
