@@ -262,10 +262,6 @@ async def test_plain_files_open_in_collaboration_rooms(server, root_dir):
     assert missing.status_code == 404
 
 
-def _unused(_: Map) -> None:  # keep the Map import for type checkers
-    pass
-
-
 async def test_save_message_and_hash_follow_the_stock_protocol(server, root_dir):
     """The frontend's Ctrl+S: RAW "save" answered "success" (also when nothing changed), and
     the document's state carries the saved file's hash (else JupyterLab says "File Changed")."""

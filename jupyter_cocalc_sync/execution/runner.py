@@ -405,11 +405,10 @@ class NotebookRunner:
     def _show_input_request(self, cell_id: str, handler: OutputHandler, msg: dict) -> None:
         content = msg.get("content", {})
         prompt, password = content.get("prompt", ""), bool(content.get("password"))
-        index = handler.add({"output_type": INPUT_REQUEST, "prompt": prompt, "password": password})
-        if index is None:  # overflowing: still show the request (it blocks the cell)
-            index = handler._append(
-                {"output_type": INPUT_REQUEST, "prompt": prompt, "password": password}
-            )
+        # shown even past the output limits: the cell is blocked until someone answers
+        index = handler.add_visible(
+            {"output_type": INPUT_REQUEST, "prompt": prompt, "password": password}
+        )
         self._input = (cell_id, index, password, prompt)
         self._cancel_flush()
         self._flush(cell_id, handler)
@@ -419,8 +418,12 @@ class NotebookRunner:
         cell_id, index, password, _prompt = self._input
         message = (record.get("output") or {}).get(str(index))
         if isinstance(message, dict) and isinstance(message.get("value"), str):
-            # a password typed into the shared document would be in its history: refuse it
-            self.answer_input(cell_id, "" if password else message["value"])
+            if password:
+                # a password typed into the shared document is in its history for good: it
+                # is not used, the prompt waits for POST …/input
+                log.warning("ignored a password written into %s; use POST …/input", cell_id)
+                return
+            self.answer_input(cell_id, message["value"])
 
     def answer_input(self, cell_id: str, value: str) -> bool:
         """Answer the pending ``input()`` of ``cell_id``; returns whether one was pending."""
@@ -432,7 +435,7 @@ class NotebookRunner:
         handler = self._handler
         if handler is not None and index < len(handler.messages):
             shown = "" if password else value
-            handler._set(
+            handler.replace(
                 index, {"output_type": "stream", "name": "stdout", "text": f"{prompt}{shown}\n"}
             )
             self._flush(cell_id, handler)

@@ -106,8 +106,7 @@ def _nulls(current: dict[str, Any], new: dict[str, Any]) -> dict[str, Any]:
 
 def merge_notebook(base: list[Record], disk: list[Record], live: list[Record]) -> Patch:
     """The changes that bring ``disk``'s edits since ``base`` into ``live`` (module docstring)."""
-    by_key = lambda records: {(r["type"], r["id"]): r for r in records}  # noqa: E731
-    base_k, disk_k, live_k = by_key(base), by_key(disk), by_key(live)
+    base_k, disk_k, live_k = _by_key(base), _by_key(disk), _by_key(live)
     sets: list[Record] = []
     deletes: list[Record] = []
 
@@ -164,6 +163,10 @@ def merge_notebook(base: list[Record], disk: list[Record], live: list[Record]) -
         elif position.get(cell_id) != pos:
             sets.append({"type": "cell", "id": cell_id, "pos": pos})
     return sets, deletes
+
+
+def _by_key(records: list[Record]) -> dict[tuple[Any, Any], Record]:
+    return {(r["type"], r["id"]): r for r in records}
 
 
 def _interleave(primary: list[str], secondary: list[str]) -> list[str]:

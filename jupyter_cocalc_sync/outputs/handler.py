@@ -170,6 +170,16 @@ class OutputHandler:
             return None
         return self._append(output)
 
+    def add_visible(self, output: dict[str, Any]) -> int:
+        """Append ``output`` where every client sees it, past the limits if need be."""
+        self._end_spill()
+        return self._append(output)
+
+    def replace(self, index: int, output: dict[str, Any]) -> None:
+        """Put ``output`` in place of the visible output at ``index``."""
+        self._streams.pop(index, None)
+        self._set(index, output)
+
     def _add_stream(self, output: dict[str, Any]) -> int | None:
         name, text = output["name"], output["text"]
         if self._marker is not None:
