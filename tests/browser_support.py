@@ -62,6 +62,18 @@ def chromium_missing_reason() -> str | None:
     return None
 
 
+def browser_marks(timeout: float = 120) -> list[Any]:
+    """The marks of a browser test module: ``browser``, skipped without Chromium, a timeout."""
+    import pytest
+
+    missing = chromium_missing_reason()
+    return [
+        pytest.mark.browser,
+        pytest.mark.skipif(missing is not None, reason=str(missing)),
+        pytest.mark.timeout(timeout),
+    ]
+
+
 def write_lab_settings(settings_dir: Path) -> None:
     """Turn off news and update checks: on a fresh profile their toast covers the notebook."""
     target = settings_dir / "@jupyterlab" / "apputils-extension"

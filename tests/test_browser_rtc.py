@@ -11,17 +11,11 @@ import pytest
 
 pytest.importorskip("playwright")
 
-from browser_support import chromium_missing_reason, file_hash, wait_for_file
+from browser_support import browser_marks, file_hash, wait_for_file
 from helpers import read_notebook_file, write_notebook
 from playwright.sync_api import expect
 
-NO_CHROMIUM = chromium_missing_reason()
-
-pytestmark = [
-    pytest.mark.browser,
-    pytest.mark.skipif(NO_CHROMIUM is not None, reason=str(NO_CHROMIUM)),
-    pytest.mark.timeout(120),
-]
+pytestmark = browser_marks()
 
 
 def sources_on_disk(path):
