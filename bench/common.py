@@ -47,7 +47,7 @@ from jupyter_cocalc_sync.client import CocalcSyncClient, LiveNotebook
 # the test suite's helpers for real servers and clients, shared rather than copied
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 from helpers import eventually
-from servers import free_port, isolated_env
+from servers import free_port, isolated_env, server_command
 
 BENCH_DIR = Path(__file__).resolve().parent
 STOCK_VENV = BENCH_DIR / ".venv-stock"
@@ -398,18 +398,9 @@ class BenchServer:
         self.root.mkdir(parents=True, exist_ok=True)
         self.state.mkdir(parents=True, exist_ok=True)
         self._write_config()
-        args = [
-            str(self.stack.python),
-            "-m",
-            "jupyter_server",
-            "--no-browser",
-            "--ip=127.0.0.1",
-            f"--port={self.port}",
-            "--ServerApp.port_retries=0",
-            "--ServerApp.allow_root=True",
-            f"--IdentityProvider.token={self.token}",
-            f"--ServerApp.root_dir={self.root}",
-        ]
+        args = server_command(
+            str(self.stack.python), "jupyter_server", self.port, self.token, self.root
+        )
         with open(self.log_path, "ab") as log:
             self.process = subprocess.Popen(
                 args,

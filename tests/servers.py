@@ -37,6 +37,22 @@ def isolated_env(state: Path) -> dict[str, str]:
     return env
 
 
+def server_command(python: str, app: str, port: int, token: str, root: Path) -> list[str]:
+    """The command line of a loopback-only Jupyter server for tests and benchmarks."""
+    return [
+        str(python),
+        "-m",
+        app,
+        "--no-browser",
+        "--ip=127.0.0.1",
+        f"--port={port}",
+        "--ServerApp.port_retries=0",
+        "--ServerApp.allow_root=True",
+        f"--IdentityProvider.token={token}",
+        f"--ServerApp.root_dir={root}",
+    ]
+
+
 class ServerProcess:
     """Starts, kills and restarts a Jupyter server on ``root`` with this extension enabled.
 
@@ -88,18 +104,7 @@ class ServerProcess:
 
     def start(self, timeout: float = 60) -> ServerProcess:
         self.write_config()
-        args = [
-            sys.executable,
-            "-m",
-            self.app,
-            "--no-browser",
-            "--ip=127.0.0.1",
-            f"--port={self.port}",
-            "--ServerApp.port_retries=0",
-            "--ServerApp.allow_root=True",
-            f"--IdentityProvider.token={self.token}",
-            f"--ServerApp.root_dir={self.root}",
-        ]
+        args = server_command(sys.executable, self.app, self.port, self.token, self.root)
         if self.app == "jupyterlab":
             args += [
                 f"--LabApp.user_settings_dir={self.state / 'lab-settings'}",

@@ -338,3 +338,21 @@ async def test_a_renamed_notebook_keeps_its_id_history_and_live_edits(server, ro
     await eventually(saved_at_new_path, timeout=10)
     assert not (root_dir / "old name.ipynb").exists()
     await client.close()
+
+
+async def test_a_deleted_file_keeps_its_live_notebook_and_an_edit_brings_it_back(server, root_dir):
+    path = root_dir / "gone.ipynb"
+    write_notebook(path, ["keep = 1"])
+    url = "/api/cocalc-sync/notebooks/gone.ipynb"
+    assert (await server.http.get(url)).status_code == 200
+    path.unlink()
+    still = await server.http.get(url)
+    assert still.status_code == 200  # the open notebook (and its history) is not lost
+    edit = {"set": [{"type": "cell", "id": "cell-0", "input": "keep = 2"}]}
+    assert (await server.http.post(url + "/records", json=edit)).status_code == 200
+
+    def recreated():
+        nb = read_notebook_file(path)
+        return nb is not None and nb.cells[0].source == "keep = 2"
+
+    await eventually(recreated, timeout=10)

@@ -18,7 +18,7 @@ from tornado.websocket import WebSocketClosedError, WebSocketHandler
 
 from ..errors import DocumentNotFoundError, NotebookFormatError, PathOutsideRootError
 from ..rooms.registry import Membership, SessionExpiredError
-from .base import CocalcAPIHandler, check_api_path
+from .base import CocalcAPIHandler
 
 #: close codes the stock frontend understands (jupyter-collaboration)
 NOT_FOUND = 4404
@@ -134,4 +134,4 @@ def room_routes() -> list[tuple[str, type, dict[str, Any]]]:
     ]
 
 
-__all__ = ["DocSessionHandler", "RoomHandler", "check_api_path", "room_routes"]
+__all__ = ["DocSessionHandler", "RoomHandler", "room_routes"]

@@ -73,13 +73,12 @@ class DocumentManager:
         if not path.endswith(".ipynb"):
             raise DocumentNotFoundError(f"{path!r} is not a notebook (.ipynb)")
         if not await _exists(self.contents_manager, path):
-            file_id = self.file_id(path, create=False) if self._known(path) else None
-            if file_id is None or file_id not in self.documents:
-                raise DocumentNotFoundError(f"no notebook at {path!r}")
+            # a notebook whose file was deleted stays usable while it is open
+            for document in self.documents.values():
+                if document.path == path:
+                    return document
+            raise DocumentNotFoundError(f"no notebook at {path!r}")
         return await self.get_by_id(self.file_id(path))
-
-    def _known(self, path: str) -> bool:
-        return self.file_id_manager.get_id(path) is not None
 
     async def get_by_id(self, file_id: str) -> NotebookDocument:
         document = self.documents.get(file_id)
