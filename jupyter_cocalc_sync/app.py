@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 from pathlib import Path
 from typing import Any
@@ -82,6 +83,18 @@ class CocalcSync(ExtensionApp):
         config=True,
         help="A snapshot of a notebook's state is stored every this many changes.",
     )
+    history_keep_all_days = Float(
+        7.0,
+        config=True,
+        help="""Days during which every version of a notebook is kept; older versions are
+        thinned to one per hour (0: keep every version forever).""",
+    )
+    history_keep_hourly_days = Float(
+        30.0,
+        config=True,
+        help="""Days during which old versions are kept one per hour; older ones are kept one
+        per day (0: one per hour forever).""",
+    )
 
     # -- execution --------------------------------------------------------------------------
     server_side_execution = Bool(
@@ -103,7 +116,13 @@ class CocalcSync(ExtensionApp):
             raise ValueError("blob_threshold must be >= 0")
         return proposal["value"]
 
-    @validate("autosave_delay", "file_poll_interval", "document_cleanup_delay")
+    @validate(
+        "autosave_delay",
+        "file_poll_interval",
+        "document_cleanup_delay",
+        "history_keep_all_days",
+        "history_keep_hourly_days",
+    )
     def _non_negative_seconds(self, proposal: Any) -> float:
         if proposal["value"] < 0:
             raise ValueError(f"{proposal['trait'].name} must be >= 0 seconds")
@@ -147,12 +166,23 @@ class CocalcSync(ExtensionApp):
         from .rooms.files import FileRooms
         from .rooms.registry import RoomRegistry
         from .store import ChangeLog, SQLiteWorker
+        from .store.history import DAY, HistorySquasher, Retention
+        from .store.lock import StoreLock
 
         serverapp = self.serverapp
         contents_manager = serverapp.contents_manager
+        self.store_lock = StoreLock(self.store_path)
+        self.store_lock.acquire()  # a second server on this store stops here, with a message
         self.worker = SQLiteWorker(self.store_path)
         self.changelog = ChangeLog(self.worker, snapshot_interval=self.snapshot_interval)
         self.changelog.open_blocking()
+        self.history = HistorySquasher(
+            self.changelog,
+            Retention(
+                keep_all=self.history_keep_all_days * DAY,
+                keep_hourly=self.history_keep_hourly_days * DAY,
+            ),
+        )
         self.blobs = BlobStore(self.worker, threshold=self.blob_threshold)
         self.blobs.open_blocking()
         self.overflow = MoreOutputStore(self.worker, max_bytes=self.max_more_output_bytes)
@@ -181,6 +211,7 @@ class CocalcSync(ExtensionApp):
             limits=OutputLimits(self.max_output_length, self.max_output_messages),
             blobs=self.blobs,
             overflow=self.overflow,
+            history=self.history,
         )
         self.file_rooms = FileRooms(
             contents_manager,
@@ -231,6 +262,7 @@ class CocalcSync(ExtensionApp):
         if getattr(self, "_started_once", False):
             return
         self._started_once = True
+        self._retention_task = asyncio.get_running_loop().create_task(self._apply_retention())
         start_pool = getattr(self.serverapp.kernel_manager, "start_pool", None)
         if callable(start_pool):
             start_pool()
@@ -244,14 +276,31 @@ class CocalcSync(ExtensionApp):
             )
             _drop_foreign_collaboration_routes(self.serverapp.web_app)
 
+    async def _apply_retention(self) -> None:
+        """Thin out old history once an hour, off the event loop (squashes replay elsewhere)."""
+        while True:
+            await asyncio.sleep(RETENTION_PERIOD)
+            try:
+                await self.history.apply_retention()
+            except Exception:
+                self.log.exception("applying the history retention failed")
+
     async def stop_extension(self) -> None:
+        task = getattr(self, "_retention_task", None)
+        if task is not None:
+            task.cancel()
         await self.documents.close_all()
         await self.kernels.close()
         await self.file_rooms.close_all()
         await self.changelog.flushed()
         await self.blobs.flushed()
+        self.changelog.close()
         self.worker.close()
+        self.store_lock.release()
 
+
+#: seconds between two passes of the history retention
+RETENTION_PERIOD = 3600.0
 
 CONTENTS_EVENTS = "https://events.jupyter.org/jupyter_server/contents_service/v1"
 

@@ -33,3 +33,12 @@ class KernelError(CocalcSyncError, RuntimeError):
 
 class ExecutionTimeoutError(CocalcSyncError, TimeoutError):
     """Code ran past its time limit."""
+
+
+class StoreInUseError(CocalcSyncError, RuntimeError):
+    """Another server writes to this store; each server needs its own ``store_path``."""
+
+
+class StoreUnavailableError(CocalcSyncError, RuntimeError):
+    """The change log cannot be written (disk full, read-only): changes are refused until it
+    can; nothing already saved is lost and the document recovers by itself."""

@@ -15,7 +15,6 @@ import pytest
 from jupyter_cocalc_sync.errors import VersionNotFoundError
 from jupyter_cocalc_sync.notebook.schema import notebook_syncdb
 from jupyter_cocalc_sync.store import ChangeLog, LoggedTable, SQLiteWorker
-from jupyter_cocalc_sync.store import changelog as changelog_module
 
 CHILD = textwrap.dedent(
     """
@@ -79,6 +78,8 @@ async def test_every_returned_commit_survives_sigkill(tmp_path):
     for i in range(last_i - 6, last_i + 1):
         text = cells[f"c{i % 7}"]["input"]
         assert int(text.split()[1]) >= i
+    await log.settled()
+    log.close()
     log.worker.close()
 
 
@@ -105,6 +106,8 @@ async def test_history_lists_versions_and_reads_each_one(tmp_path):
         await log.state_at("nb", 12)
     with pytest.raises(VersionNotFoundError):
         await log.state_at("nb", 0)
+    await log.settled()
+    log.close()
     log.worker.close()
 
 
@@ -120,6 +123,8 @@ async def test_reopening_a_long_history_reads_one_snapshot_and_a_short_tail(tmp_
             await table.durable()  # several flushes, as in real use
     await table.durable()
     expected = db.get()
+    await log.settled()
+    log.close()
     log.worker.close()
 
     log = await open_log(path, snapshot_interval=100)
@@ -132,18 +137,19 @@ async def test_reopening_a_long_history_reads_one_snapshot_and_a_short_tail(tmp_
     # one snapshot per flushed batch that crossed the interval; the last is near the end
     assert snapshots and 1050 - snapshots[-1] < 100
     replayed = []
-    real_merge = changelog_module._merged_state
-    monkeypatch.setattr(
-        changelog_module,
-        "_merged_state",
-        lambda snapshot, updates: (
-            replayed.append((snapshot is not None, len(updates))) or real_merge(snapshot, updates)
-        ),
-    )
+    real_run = log.replay.run
+
+    async def recording_run(fn, snapshot, updates):
+        replayed.append((snapshot is not None, len(updates)))
+        return await real_run(fn, snapshot, updates)
+
+    monkeypatch.setattr(log.replay, "run", recording_run)
     reopened = notebook_syncdb()
     assert await LoggedTable(reopened, log, "nb").load()
     assert reopened.get() == expected
     assert replayed in ([(True, 1050 - snapshots[-1])], [])  # latest snapshot + short tail
+    await log.settled()
+    log.close()
     log.worker.close()
 
 
@@ -152,4 +158,6 @@ async def test_group_commit_orders_versions_per_document(tmp_path):
     futures = [log.append(f"doc{i % 2}", b"\x00\x00", author=None) for i in range(20)]
     versions = await asyncio.gather(*futures)
     assert versions[0::2] == list(range(1, 11)) and versions[1::2] == list(range(1, 11))
+    await log.settled()
+    log.close()
     log.worker.close()

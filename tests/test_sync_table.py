@@ -31,7 +31,10 @@ def test_wire_layout_is_what_any_yjs_client_sees():
             "type": "cell",
             "id": "a1b2",
             "input": "print(1)",
-            "output": {"0": {"output_type": "stream", "name": "stdout", "text": "1\n"}},
+            "output": {
+                "0": {"output_type": "stream", "name": "stdout", "text": "1\n"},
+                "1": {"output_type": "display_data", "data": {"text/plain": "2"}, "metadata": {}},
+            },
             "pos": 1.5,
             "tags": {"x": True},
         }
@@ -47,8 +50,11 @@ def test_wire_layout_is_what_any_yjs_client_sees():
     assert record["type"] == "cell" and record["id"] == "a1b2"
     assert isinstance(record["input"], Text) and str(record["input"]) == "print(1)"
     assert isinstance(record["output"], Map)
-    assert isinstance(record["output"]["0"], dict)  # a plain JSON value, not a Text
-    assert record["output"]["0"]["text"] == "1\n"
+    stream = record["output"]["0"]  # a stream's text is a Text: it grows by appends
+    assert isinstance(stream, Map) and isinstance(stream["text"], Text)
+    assert str(stream["text"]) == "1\n" and stream["name"] == "stdout"
+    assert isinstance(record["output"]["1"], dict)  # other outputs are plain JSON values
+    assert record["output"]["1"]["data"] == {"text/plain": "2"}
     assert record["pos"] == 1.5
 
 

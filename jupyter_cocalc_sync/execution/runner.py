@@ -34,11 +34,14 @@ if TYPE_CHECKING:
     from ..notebook.document import NotebookDocument
     from ..outputs.blobs import BlobStore
     from ..outputs.overflow import MoreOutputStore
+    from ..store.history import HistorySquasher
     from .sessions import SessionKernels
 
 log = logging.getLogger(__name__)
 
 INPUT_REQUEST = "input_request"
+#: a run that wrote fewer versions than this keeps them (a squash replays the notebook)
+SQUASH_MIN_VERSIONS = 4
 
 
 def now_ms() -> float:
@@ -56,6 +59,7 @@ class NotebookRunner:
         limits: OutputLimits,
         blobs: BlobStore | None = None,
         overflow: MoreOutputStore | None = None,
+        history: HistorySquasher | None = None,
         flush_interval: float = 0.05,
         hold: Any = None,
         release: Any = None,
@@ -66,7 +70,11 @@ class NotebookRunner:
         self.limits = limits
         self.blobs = blobs
         self.overflow = overflow
+        self.history = history
         self.flush_interval = flush_interval
+        #: the log writes of the cell running now (its versions are squashed when it ends)
+        self._run_writes: list[asyncio.Future[int]] | None = None
+        self._squashes: set[asyncio.Task[None]] = set()
         self.halt_on_error = True
         self.queue: deque[str] = deque()
         self.current: str | None = None
@@ -98,7 +106,7 @@ class NotebookRunner:
             with self._write():
                 for cell_id in stale:
                     self.db.set({"type": "cell", "id": cell_id, "state": "idle"})
-            self.document.table.commit(None)
+            self._commit()
         if requested:
             self.run(sorted(requested, key=self._position))
 
@@ -151,7 +159,7 @@ class NotebookRunner:
                 self.db.set({"type": "cell", "id": cell_id, "state": "run"})
                 queued.append(cell_id)
         if queued:
-            self.document.table.commit(None)
+            self._commit()
             if kernel_id:
                 self._prefer_kernel = kernel_id
             self._start_worker()
@@ -197,7 +205,7 @@ class NotebookRunner:
                     self._drop_queue()
         finally:
             self._set_settings(kernel_state="idle")
-            self.document.table.commit(None)
+            self._commit()
             self._idle.set()
             if self._release is not None:
                 self._release(self.document)
@@ -255,11 +263,12 @@ class NotebookRunner:
             doc_id=self.document.file_id,
         )
         self._handler = handler
+        self._run_writes = []
         with self._write():
             self.db.set(
                 {"type": "cell", "id": cell_id, "end": None, "output": None, "exec_count": None}
             )
-        self.document.table.commit(None)
+        self._commit()
         ok = True
         self._interrupt_requested = False
         self._last_flush = 0.0  # the first output of a run is written at once
@@ -295,7 +304,31 @@ class NotebookRunner:
             self._handler = None
             self._cancel_flush()
             self._flush(cell_id, handler, final=True)
+            self._squash_run()
         return ok
+
+    def _commit(self) -> None:
+        durable = self.document.table.commit(None)
+        if durable is not None and self._run_writes is not None:
+            self._run_writes.append(durable)
+
+    def _squash_run(self) -> None:
+        """History keeps one version per run, not one per output flush."""
+        writes, self._run_writes = self._run_writes, None
+        if self.history is None or not writes or len(writes) < SQUASH_MIN_VERSIONS:
+            return
+        task = asyncio.get_running_loop().create_task(self._squash(writes))
+        self._squashes.add(task)
+        task.add_done_callback(self._squashes.discard)
+
+    async def _squash(self, writes: list[asyncio.Future[int]]) -> None:
+        assert self.history is not None
+        results = await asyncio.gather(*writes, return_exceptions=True)
+        versions = [v for v in results if isinstance(v, int)]
+        try:
+            await self.history.squash_versions(self.document.file_id, versions)
+        except Exception:
+            log.exception("squashing the history of a run in %s failed", self.document.path)
 
     def _started(self, cell_id: str, handler: OutputHandler) -> None:
         record = {"type": "cell", "id": cell_id, "state": "busy", "start": now_ms()}
@@ -304,7 +337,7 @@ class NotebookRunner:
         with self._write():
             self.db.set(record)
             self._set_settings(kernel_state="busy")
-        self.document.table.commit(None)
+        self._commit()
 
     def _limits(self) -> OutputLimits:
         settings = self.db.peek(SETTINGS_KEY) or {}
@@ -353,7 +386,7 @@ class NotebookRunner:
             return
         with self._write():
             self.db.set(record)
-        self.document.table.commit(None)
+        self._commit()
 
     def _finish_with_error(self, cell_id: str, ename: str, evalue: str) -> None:
         if self.db.peek(("cell", cell_id)) is None:
@@ -369,7 +402,7 @@ class NotebookRunner:
                     "output": {"0": error},
                 }
             )
-        self.document.table.commit(None)
+        self._commit()
 
     def _write_display(self, cell_id: str, index: int, update: dict[str, Any]) -> None:
         """An ``update_display_data`` for a display shown in another cell."""
@@ -380,7 +413,7 @@ class NotebookRunner:
         patched = {**current, "data": update["data"], "metadata": update["metadata"]}
         with self._write():
             self.db.set({"type": "cell", "id": cell_id, "output": {str(index): patched}})
-        self.document.table.commit(None)
+        self._commit()
 
     def _set_settings(self, **fields: Any) -> None:
         settings = self.db.peek(SETTINGS_KEY) or {}
@@ -450,7 +483,7 @@ class NotebookRunner:
                 for cell_id in dropped:
                     if self.db.peek(("cell", cell_id)) is not None:
                         self.db.set({"type": "cell", "id": cell_id, "state": "idle"})
-            self.document.table.commit(None)
+            self._commit()
 
     async def interrupt(self, *, clear_queue: bool = True) -> None:
         """Interrupt the running cell (it ends with the kernel's KeyboardInterrupt)."""
@@ -469,7 +502,7 @@ class NotebookRunner:
             kernel_id = session["kernel"]["id"] if session else None
         if kernel_id is not None and kernel_id in self.kernels.kernel_manager:
             self._set_settings(backend_state="starting")
-            self.document.table.commit(None)
+            self._commit()
             await self.kernels.kernel_manager.restart_kernel(kernel_id)
             self._set_settings(backend_state="running", kernel_error=None)
         if self.current is not None:
@@ -482,7 +515,7 @@ class NotebookRunner:
                         self.db.set(
                             {"type": "cell", "id": record["id"], "output": None, "exec_count": None}
                         )
-        self.document.table.commit(None)
+        self._commit()
         if run_all:
             self.run_all()
 
@@ -494,12 +527,14 @@ class NotebookRunner:
             await self.interrupt()
             await self._idle.wait()
         self._set_settings(kernel=name, metadata={"kernelspec": spec})
-        self.document.table.commit(None)
+        self._commit()
         if await self.kernels.session_for(self.document.path) is not None:
             await self.kernels.change_kernel(self.document.path, name)
         self.kernel = None
 
     async def close(self) -> None:
+        for task in list(self._squashes):
+            await asyncio.wait([task])  # a squash in flight finishes before the store closes
         self._unsubscribe()
         self._drop_queue()
         if self._worker is not None and not self._worker.done():

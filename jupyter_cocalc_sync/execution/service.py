@@ -16,6 +16,7 @@ if TYPE_CHECKING:
     from ..outputs.blobs import BlobStore
     from ..outputs.handler import OutputLimits
     from ..outputs.overflow import MoreOutputStore
+    from ..store.history import HistorySquasher
     from .sessions import SessionKernels
 
 #: JupyterLab's run-all sends one request per cell at once, over several connections; requests
@@ -34,6 +35,7 @@ class ExecutionService:
         limits: OutputLimits,
         blobs: BlobStore | None,
         overflow: MoreOutputStore | None,
+        history: HistorySquasher | None = None,
         flush_interval: float = 0.05,
     ) -> None:
         self.documents = documents
@@ -41,6 +43,7 @@ class ExecutionService:
         self.limits = limits
         self.blobs = blobs
         self.overflow = overflow
+        self.history = history
         self.flush_interval = flush_interval
         self._batches: dict[str, tuple[list[str], asyncio.TimerHandle, str | None]] = {}
 
@@ -52,6 +55,7 @@ class ExecutionService:
             limits=self.limits,
             blobs=self.blobs,
             overflow=self.overflow,
+            history=self.history,
             flush_interval=self.flush_interval,
             hold=self.documents.hold,
             release=self.documents.release,

@@ -20,6 +20,7 @@ from ..errors import (
     KernelError,
     NotebookFormatError,
     PathOutsideRootError,
+    StoreUnavailableError,
     VersionNotFoundError,
 )
 
@@ -35,6 +36,7 @@ ERROR_STATUS: tuple[tuple[type[BaseException], int], ...] = (
     (NotebookFormatError, 422),
     (ExecutionTimeoutError, 408),
     (KernelError, 503),
+    (StoreUnavailableError, 503),
     (LookupError, 404),
     (ValueError, 400),
 )

@@ -16,8 +16,14 @@ from jupyter_server.base.websocket import WebSocketMixin
 from tornado import web
 from tornado.websocket import WebSocketClosedError, WebSocketHandler
 
-from ..errors import DocumentNotFoundError, NotebookFormatError, PathOutsideRootError
+from ..errors import (
+    DocumentNotFoundError,
+    NotebookFormatError,
+    PathOutsideRootError,
+    StoreUnavailableError,
+)
 from ..rooms.registry import Membership, SessionExpiredError
+from ..rooms.room import INTERNAL_ERROR
 from .base import CocalcAPIHandler
 
 #: close codes the stock frontend understands (jupyter-collaboration)
@@ -67,6 +73,8 @@ class RoomHandler(WebSocketMixin, WebSocketHandler, JupyterHandler):
             )
         except DocumentNotFoundError as e:
             self.close(NOT_FOUND, str(e)[:120])
+        except StoreUnavailableError:
+            self.close(INTERNAL_ERROR, json.dumps({"reason": "store_unavailable", "retry": True}))
         except (PathOutsideRootError, NotebookFormatError, ValueError) as e:
             self.close(BAD_REQUEST, str(e)[:120])
         except Exception:

@@ -11,6 +11,8 @@ merged as a three-way diff against the saved version — never a blind overwrite
 
 from __future__ import annotations
 
+import asyncio
+import json
 import logging
 import uuid
 from collections.abc import Awaitable, Callable, Iterable, Mapping
@@ -21,7 +23,7 @@ import anyio
 
 from ..errors import DocumentNotFoundError
 from ..rooms.protocol import Message
-from ..rooms.room import Peer, Room
+from ..rooms.room import INTERNAL_ERROR, Peer, Room
 from ..store import STORE, ChangeLog, LoggedTable
 from ..store.changelog import Version
 from ..sync.table import Origin, Record, SyncDB
@@ -98,11 +100,19 @@ class NotebookDocument:
         )
         self.files.on_saved.append(self._saved)
         self._projection: YNotebookProjection | None = None
+        #: YNotebook updates not yet handed to the room: each waits for the log write of the
+        #: table change it shows (see ``_release_projection``)
+        self._held: list[tuple[bytes, Any]] = []
+        self._settle_scheduled = False
         self.rooms: dict[str, Room] = {}
+        #: why the change log cannot be written right now (None: it can)
+        self.write_error: BaseException | None = None
         self.clients: set[Any] = set()
         self.runner: Any = None  # execution/runner.py, set when the notebook opens
         self.closed = False
         self._unsubscribe = self.db.on_update(self._on_update)
+        self._unsubscribe_logged = self.table.on_logged(self._on_logged)
+        self._unwatch = changelog.watch(file_id, self._write_status)
 
     # -- opening ----------------------------------------------------------------------------
 
@@ -161,6 +171,7 @@ class NotebookDocument:
         """Apply record changes as one commit; all are checked first, so a bad one changes
         nothing (``InvalidRecordError``). Returns the new (or unchanged) version."""
         sets, deletes = list(sets), list(deletes)
+        self.table.check_writable()
         for record in sets:
             self.db.check(record)
         for where in deletes:
@@ -180,13 +191,14 @@ class NotebookDocument:
 
     async def records_at(self, version: int) -> list[Record]:
         await self.table.durable()
-        old = notebook_syncdb()
-        old.apply_update(await self.changelog.state_at(self.file_id, version), origin=STORE)
-        return old.get()
+        state = await self.changelog.state_at(self.file_id, version)
+        # replaying a whole notebook holds the GIL: done in the replay process
+        return await self.changelog.replay.run(records_of_state, state)
 
     async def revert(self, version: int, author: str | None = None) -> int:
         """Make the notebook what it was at ``version``, as a new version."""
         old = {(r["type"], r["id"]): r for r in await self.records_at(version)}
+        self.table.check_writable()
         with self.db.transaction():
             for record in self.db.get():
                 key = (record["type"], record["id"])
@@ -262,14 +274,59 @@ class NotebookDocument:
             self._projection = YNotebookProjection(
                 self.db, commit=lambda author: self.table.commit(author), **kwargs
             )
+            self._projection.on_update(self._hold_projection_update)
             state = {"path": self.path, "document_id": f"json:notebook:{self.file_id}"}
             if self.files.hash is not None:
                 state["hash"] = self.files.hash
             self._projection.set_state(**state)
         return self._projection
 
+    # -- durability before visibility -------------------------------------------------------
+    #
+    # The table's updates reach the SyncDB room with the future of their own log write. A
+    # YNotebook update is made while the table change it shows is being made — before that
+    # change is committed and logged (runner outputs, REST), or before a JupyterLab edit is
+    # translated into the table — so it is held until the next log write (which holds the
+    # change), or, when the table has nothing uncommitted, until the latest write is durable.
+
+    def _on_logged(self, update: bytes, origin: Any, durable: asyncio.Future[int]) -> None:
+        room = self.rooms.get("syncdb")
+        if room is not None:
+            room.publish(update, origin, durable)
+        if self._held and not self.db.has_uncommitted_changes:
+            self._release_projection(durable)
+
+    def _hold_projection_update(self, update: bytes, peer: Any) -> None:
+        self._held.append((update, peer))
+        if not self._settle_scheduled:
+            self._settle_scheduled = True
+            asyncio.get_running_loop().call_soon(self._settle)
+
+    def _settle(self) -> None:
+        self._settle_scheduled = False
+        if self._held and not self.db.has_uncommitted_changes:
+            self._release_projection(self.table.barrier())
+
+    def _release_projection(self, durable: asyncio.Future[int] | None) -> None:
+        held, self._held = self._held, []
+        room = self.rooms.get("notebook")
+        if room is None:
+            return
+        for update, peer in held:
+            room.publish(update, peer, durable)
+
+    def _write_status(self, error: BaseException | None) -> None:
+        self.write_error = error
+        if error is None:
+            return
+        reason = json.dumps({"reason": "store_unavailable", "retry": True})
+        for room in self.rooms.values():
+            for peer in list(room.peers):
+                peer.close(INTERNAL_ERROR, reason)
+
     def room(self, kind: str) -> Room:
         """The room of ``kind`` (``syncdb`` or ``notebook``), created on first use."""
+        self.table.check_writable()  # no new clients while changes cannot be saved
         room = self.rooms.get(kind)
         if room is not None:
             return room
@@ -278,20 +335,18 @@ class NotebookDocument:
                 f"syncdb:{self.file_id}",
                 self.db.doc,
                 apply_update=lambda update, peer: self.db.apply_update(update, origin=peer),
-                pending=self.table.pending,
+                barrier=self.table.barrier,
                 on_raw=self._on_raw,
             )
-            self.db.on_update(room.publish)
         elif kind == "notebook":
             projection = self.projection
             room = Room(
                 f"json:notebook:{self.file_id}",
                 projection.ydoc,
                 apply_update=projection.apply_update,
-                pending=self.table.pending,
+                barrier=self.table.barrier,
                 on_raw=self._on_raw,
             )
-            projection.on_update(room.publish)
         else:
             raise ValueError(f"unknown room kind {kind!r}")
         self.rooms[kind] = room
@@ -319,8 +374,17 @@ class NotebookDocument:
         if self._projection is not None:
             self._projection.close()
         self._unsubscribe()
+        self._unsubscribe_logged()
+        self._unwatch()
         self.table.close()
         self.db.close()
 
     def settings(self) -> Record:
         return self.db.get_one({"type": SETTINGS_KEY[0], "id": SETTINGS_KEY[1]}) or {}
+
+
+def records_of_state(state: bytes) -> list[Record]:
+    """The records of a notebook state (an update from the log); runs in the replay process."""
+    db = notebook_syncdb()
+    db.apply_update(state, origin=STORE)
+    return db.get()

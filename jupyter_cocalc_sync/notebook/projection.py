@@ -29,7 +29,7 @@ from jupyter_ydoc import YNotebook
 from pycrdt import Array, Doc, Map, Text
 
 from ..sync.table import ChangeEvent, Record, RecordChange, SyncDB, same_json
-from ..sync.text import apply_delta, set_text
+from ..sync.text import apply_delta, minimal_edit, set_text
 from ..sync.values import from_crdt
 from .ipynb import _CELL_ID, cell_order_key, cell_record, export_cell, ordered_outputs
 from .schema import SETTINGS_KEY
@@ -299,7 +299,7 @@ class YNotebookProjection:
                 if ycell.get("execution_count") != count:
                     ycell["execution_count"] = count
             if "output" in fields:
-                self._project_outputs(cell_id, ycell, record)
+                self._project_outputs(cell_id, ycell, record, change)
         elif "attachments" in fields:
             if record.get("attachments") is None:
                 if "attachments" in ycell:
@@ -307,12 +307,14 @@ class YNotebookProjection:
             else:
                 ycell["attachments"] = record["attachments"]
 
-    def _project_outputs(self, cell_id: str, ycell: Map, record: Record) -> None:
-        new = [self._render(o, cell_id) for o in ordered_outputs(record)]
+    def _project_outputs(
+        self, cell_id: str, ycell: Map, record: Record, change: RecordChange
+    ) -> None:
         youtputs = ycell.get("outputs")
         old = self._outputs.get(cell_id)
         if old is None:
             old = [from_crdt(o.to_py()) for o in youtputs] if isinstance(youtputs, Array) else []
+        new = self._rendered_outputs(cell_id, record, change, old)
         self._outputs[cell_id] = new
         if not isinstance(youtputs, Array):
             ycell["outputs"] = Array([_youtput(o) for o in new])
@@ -326,16 +328,34 @@ class YNotebookProjection:
         if (
             first == len(old) - 1
             and first < len(new)
-            and _grown_stream(old[first], new[first])
+            and _same_stream(old[first], new[first])
             and isinstance(youtputs[first], Map)
             and isinstance(youtputs[first].get("text"), Text)
         ):
-            text: Text = youtputs[first]["text"]
-            text += new[first]["text"][len(old[first]["text"]) :]
+            # the last stream changed (grew, or a progress bar redrew its last line): only
+            # the tail from the first changed character is rewritten, as a delete to the
+            # end followed by an append — the form JupyterLab's stream output model applies
+            _rewrite_tail(youtputs[first]["text"], old[first]["text"], new[first]["text"])
             first += 1
         elif first < len(youtputs):
             del youtputs[first:]
         youtputs.extend([_youtput(o) for o in new[first:]])
+
+    def _rendered_outputs(
+        self, cell_id: str, record: Record, change: RecordChange, old: list[dict[str, Any]]
+    ) -> list[dict[str, Any]]:
+        """The cell's outputs as JupyterLab sees them; only the changed ones are rendered
+        again (a flush of a long-running cell changes its last output)."""
+        outputs = record.get("output") or {}
+        entries = change.entries.get("output")
+        dense = all(str(i) in outputs for i in range(len(outputs)))
+        if entries is None or "output" in change.replaced or not dense:
+            return [self._render(o, cell_id) for o in ordered_outputs(record)]
+        changed = {int(k) for k in entries if k.isdigit()}
+        return [
+            old[i] if i < len(old) and i not in changed else self._render(outputs[str(i)], cell_id)
+            for i in range(len(outputs))
+        ]
 
     def _sync_map(self, ymap: Map, value: dict[str, Any]) -> None:
         current = from_crdt(ymap.to_py())
@@ -571,13 +591,26 @@ class YNotebookProjection:
             self._assign_positions({i for i in self._order})
 
 
-def _grown_stream(old: dict[str, Any], new: dict[str, Any]) -> bool:
+def _same_stream(old: dict[str, Any], new: dict[str, Any]) -> bool:
+    """Two versions of one stream output (only the text differs)."""
     return (
         old.get("output_type") == new.get("output_type") == "stream"
-        and old.get("name") == new.get("name")
         and isinstance(old.get("text"), str)
         and isinstance(new.get("text"), str)
-        and new["text"].startswith(old["text"])
         and {k: v for k, v in old.items() if k != "text"}
         == {k: v for k, v in new.items() if k != "text"}
     )
+
+
+def _rewrite_tail(ytext: Text, old: str, new: str) -> None:
+    """Turn ``ytext`` (equal to ``old``) into ``new`` by deleting from the first changed
+    character to the end and appending the rest (pycrdt offsets are UTF-8 bytes)."""
+    edit = minimal_edit(old, new)
+    if edit is None:
+        return
+    end = len(old.encode())
+    if edit.start < end:
+        del ytext[edit.start : end]
+    tail = new.encode()[edit.start :].decode()
+    if tail:
+        ytext += tail

@@ -11,6 +11,8 @@ from ..sync.table import SyncDB
 PRIMARY_KEYS = ("type", "id")
 STRING_COLS = ("input",)
 MAP_COLS = ("output",)
+#: a stream output's text is a Text: a growing stream is appended to, not rewritten
+TEXT_FIELDS = {"output": "text"}
 SETTINGS_KEY = ("settings", "main")
 
 CELL_TYPES = ("code", "markdown", "raw")
@@ -94,4 +96,11 @@ def validate_record(record: Mapping[str, Any]) -> None:
 
 def notebook_syncdb(**kwargs: Any) -> SyncDB:
     """A ``SyncDB`` with the notebook's keys, columns and validation."""
-    return SyncDB(PRIMARY_KEYS, STRING_COLS, map_cols=MAP_COLS, validate=validate_record, **kwargs)
+    return SyncDB(
+        PRIMARY_KEYS,
+        STRING_COLS,
+        map_cols=MAP_COLS,
+        text_fields=TEXT_FIELDS,
+        validate=validate_record,
+        **kwargs,
+    )

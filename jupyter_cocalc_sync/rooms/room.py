@@ -1,8 +1,9 @@
 """``Room``: one Yjs document served to y-websocket peers.
 
 A room does not own its document: its owner applies peer updates (so it knows who made them)
-and publishes every update the document emits. Before any update is sent out, the room awaits
-the owner's durability barrier, so no peer ever sees a change that a crash could take back.
+and publishes every update the document emits together with the future of the log write that
+holds it. The room sends an update only once that write is durable, so no peer ever sees a
+change that a crash could take back; an update whose write failed is never sent.
 Awareness (cursors, user names) is relayed, and a peer that leaves has its awareness states
 removed for the others.
 """
@@ -36,13 +37,14 @@ class Peer(Protocol):
 
 
 ApplyUpdate = Callable[[bytes, Peer], None]
-#: the owner's latest write that is not yet durable (None when everything is)
-Pending = Callable[[], "asyncio.Future[Any] | None"]
+#: the owner's latest log write: once it is durable, everything in the document is
+Barrier = Callable[[], "asyncio.Future[Any] | None"]
 RawHandler = Callable[[Peer, Message], Awaitable[dict[str, Any] | None]]
 
 #: websocket close codes
 UNSUPPORTED_DATA = 1003
 INVALID_PAYLOAD = 1007
+INTERNAL_ERROR = 1011
 
 
 class Room:
@@ -54,7 +56,7 @@ class Room:
         doc: Doc,
         *,
         apply_update: ApplyUpdate | None = None,
-        pending: Pending | None = None,
+        barrier: Barrier | None = None,
         on_raw: RawHandler | None = None,
         awareness_only: bool = False,
     ) -> None:
@@ -62,7 +64,7 @@ class Room:
         self.doc = doc
         self.peers: set[Peer] = set()
         self._apply = apply_update or (lambda update, peer: doc.apply_update(update))
-        self._pending = pending
+        self._barrier = barrier
         self._on_raw = on_raw
         self.awareness_only = awareness_only
         self.awareness = Awareness(doc)
@@ -138,9 +140,13 @@ class Room:
         clients.update(cid for cid in decoded if cid in self.awareness.states)
 
     async def _answer_step1(self, peer: Peer, state: bytes) -> None:
-        waiting = self._pending() if self._pending is not None else None
-        if waiting is not None:
-            await asyncio.shield(waiting)
+        # answer with a state that is all on disk: wait until the latest write at the time of
+        # answering is durable (writes can arrive while we wait)
+        while (waiting := self._barrier() if self._barrier else None) and not waiting.done():
+            await asyncio.wait([waiting])
+        if waiting is not None and (waiting.cancelled() or waiting.exception() is not None):
+            peer.close(INTERNAL_ERROR, "the document could not be saved")
+            return
         try:
             update = self.doc.get_update(state)
         except Exception as e:
@@ -161,12 +167,14 @@ class Room:
 
     # -- document updates -------------------------------------------------------------------
 
-    def publish(self, update: bytes, origin: Any = None) -> None:
-        """Send ``update`` to every peer but ``origin`` once the owner's write is durable."""
+    def publish(
+        self, update: bytes, origin: Any = None, durable: asyncio.Future[Any] | None = None
+    ) -> None:
+        """Send ``update`` to every peer but ``origin`` once ``durable`` (the log write that
+        holds it) has resolved; never if that write failed."""
         if self.closed or not self.peers:
             return
-        waiting = self._pending() if self._pending is not None else None
-        self._outbox.append((update, origin if origin in self.peers else None, waiting))
+        self._outbox.append((update, origin if origin in self.peers else None, durable))
         if not self._scheduled:
             self._schedule()
 
@@ -186,7 +194,9 @@ class Room:
             return
         batch: list[tuple[bytes, Peer | None]] = []
         while self._outbox and (self._outbox[0][2] is None or self._outbox[0][2].done()):
-            update, origin, _ = self._outbox.popleft()
+            update, origin, durable = self._outbox.popleft()
+            if durable is not None and (durable.cancelled() or durable.exception() is not None):
+                continue  # not on disk: nobody may see it
             batch.append((update, origin))
         if batch:
             self._send_batch(batch)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from typing import Any
 
 from ..sync.table import LOCAL, SyncDB
@@ -10,6 +11,10 @@ from .changelog import ChangeLog
 
 #: Origin of updates replayed from the log (they are not logged again).
 STORE = "store"
+
+#: ``listener(update, origin, durable)``: an update was handed to the log; ``durable``
+#: resolves to its version once it is on disk
+LoggedListener = Callable[[bytes, Any, "asyncio.Future[int]"], None]
 
 
 def author_of(origin: Any) -> str | None:
@@ -21,8 +26,9 @@ class LoggedTable:
     """Appends every commit and every peer update of ``db`` to ``changelog``.
 
     ``await commit()`` returns the new version once it is on disk, so a caller that answers a
-    client after it has the guarantee of SPEC section 4: every change a client has seen
-    survives ``kill -9``.
+    client after it keeps the promise that every change a client has seen survives
+    ``kill -9``. Whatever sends updates out subscribes with ``on_logged`` and sends each one
+    only once its ``durable`` future has resolved.
     """
 
     def __init__(self, db: SyncDB, changelog: ChangeLog, doc_id: str) -> None:
@@ -32,6 +38,7 @@ class LoggedTable:
         self.version = 0
         self._author: str | None = None
         self._last: asyncio.Future[int] | None = None
+        self._logged: list[LoggedListener] = []
         self._unsubscribe = db.on_update(self._on_update)
 
     async def load(self) -> bool:
@@ -43,6 +50,11 @@ class LoggedTable:
         self.version = version
         return True
 
+    def on_logged(self, listener: LoggedListener) -> Callable[[], None]:
+        """Call ``listener(update, origin, durable)`` for every update handed to the log."""
+        self._logged.append(listener)
+        return lambda: self._logged.remove(listener) if listener in self._logged else None
+
     def _on_update(self, update: bytes, origin: Any) -> None:
         if origin == STORE:
             return
@@ -50,6 +62,8 @@ class LoggedTable:
         future = self.changelog.append(self.doc_id, update, author)
         future.add_done_callback(self._appended)
         self._last = future
+        for listener in list(self._logged):
+            listener(update, origin, future)
 
     def _appended(self, future: asyncio.Future[int]) -> None:
         if not future.cancelled() and future.exception() is None:
@@ -64,17 +78,24 @@ class LoggedTable:
             self._author = None
         return self._last if committed else None
 
-    def pending(self) -> asyncio.Future[int] | None:
-        """The latest write not yet on disk (None when everything is)."""
-        last = self._last
-        return None if last is None or last.done() else last
+    def barrier(self) -> asyncio.Future[int] | None:
+        """The latest write handed to the log: once it is durable, everything before it is."""
+        return self._last
+
+    def check_writable(self) -> None:
+        """Raise ``StoreUnavailableError`` while this document's writes fail."""
+        self.changelog.check_writable(self.doc_id)
 
     async def durable(self) -> int:
         """Wait until every change so far is on disk; returns the latest version."""
-        last = self._last
-        if last is not None:
+        # until the latest write *when we resume* is durable: a reader that continues
+        # synchronously after this sees nothing that is not on disk
+        while (last := self._last) is not None and not last.done():
             await asyncio.shield(last)
+        if last is not None:
+            last.result()  # a write that failed for good raises here
         return self.version
 
     def close(self) -> None:
         self._unsubscribe()
+        self._logged.clear()

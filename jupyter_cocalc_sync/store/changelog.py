@@ -3,11 +3,17 @@
 * ``append`` queues an update and answers with its version once it is on disk. Appends that
   arrive while a write is in flight are written together in one SQLite transaction (group
   commit), so a flood of small changes costs one disk write per batch, not per change.
+* Each document's appends are a savepoint of their own inside that transaction: a document
+  whose write fails (disk full, read-only store) fails alone. Its updates stay queued, in order,
+  and are retried with a growing delay until the store takes them, so the log never has a gap;
+  until then the document's watchers are told it is failing, and its futures stay pending (no
+  room sends what is not on disk).
 * Versions are per document: 1, 2, 3, … in commit order; each has a time and an author.
+  Squashing (``history.py``) may later merge consecutive versions into the last of them, so
+  the numbers of an old history can have gaps.
 * Every ``snapshot_interval`` versions a snapshot (the merged state so far, garbage-collected)
-  is stored, so opening a document replays one snapshot plus fewer than ``snapshot_interval``
-  updates however long its history is. The updates themselves are kept: any version can still
-  be read (nearest snapshot at or before it, plus the updates after that snapshot).
+  is stored, so opening a document replays one snapshot plus a short tail. Snapshots are built
+  after the write, in the replay process: they never delay anyone's durability.
 
 Why not ``pycrdt.store.SQLiteYStore``: it orders updates by wall-clock time (which can go
 backwards), writes one transaction per update, keeps one metadata value per store rather than
@@ -17,15 +23,18 @@ an author per version, and its squashing replaces history instead of indexing it
 from __future__ import annotations
 
 import asyncio
+import logging
 import sqlite3
 import time
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import Any
 
-from pycrdt import Doc
-
-from ..errors import VersionNotFoundError
+from ..errors import StoreUnavailableError, VersionNotFoundError
+from .replay import ReplayPool, merged_state
 from .sqlite import SQLiteWorker, transaction
+
+log = logging.getLogger(__name__)
 
 DDL = """
 CREATE TABLE IF NOT EXISTS changes (
@@ -50,6 +59,12 @@ CREATE TABLE IF NOT EXISTS snapshots (
 ) WITHOUT ROWID;
 """
 
+#: seconds between retries of a document whose write failed (the last one repeats)
+RETRY_DELAYS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.0)
+
+#: ``listener(error)``: the document's writes fail with ``error``, or work again (``None``)
+WriteStatusListener = Callable[[BaseException | None], None]
+
 
 @dataclass(frozen=True)
 class Version:
@@ -70,26 +85,36 @@ class _Append:
     future: asyncio.Future[int]
 
 
-def _merged_state(snapshot: bytes | None, updates: list[bytes]) -> bytes:
-    """One garbage-collected update equal to ``snapshot`` followed by ``updates``."""
-    doc = Doc()
-    if snapshot is not None:
-        doc.apply_update(snapshot)
-    for update in updates:
-        doc.apply_update(update)
-    return doc.get_update()
+@dataclass
+class _Failing:
+    """A document whose writes fail: its queued appends and the task retrying them."""
+
+    error: BaseException
+    items: list[_Append] = field(default_factory=list)
+    retry: asyncio.Task[None] | None = None
 
 
 class ChangeLog:
     """Append-only, versioned log of document updates (see the module docstring)."""
 
-    def __init__(self, worker: SQLiteWorker, *, snapshot_interval: int = 1000) -> None:
+    def __init__(
+        self,
+        worker: SQLiteWorker,
+        *,
+        snapshot_interval: int = 1000,
+        replay: ReplayPool | None = None,
+    ) -> None:
         if snapshot_interval < 1:
             raise ValueError("snapshot_interval must be at least 1")
         self.worker = worker
         self.snapshot_interval = snapshot_interval
+        self.replay = replay or ReplayPool()
         self._queue: list[_Append] = []
         self._flushing: asyncio.Task[None] | None = None
+        self._failing: dict[str, _Failing] = {}
+        self._watchers: dict[str, list[WriteStatusListener]] = {}
+        self._snapshotting: set[str] = set()
+        self._tasks: set[asyncio.Task[Any]] = set()
         # worker-thread state: last version and last snapshot version per document
         self._last: dict[str, int] = {}
         self._last_snapshot: dict[str, int] = {}
@@ -107,29 +132,82 @@ class ChangeLog:
         """Queue ``data`` for ``doc``; the future resolves to its version once it is durable."""
         loop = asyncio.get_running_loop()
         future: asyncio.Future[int] = loop.create_future()
-        self._queue.append(_Append(doc, data, author, time.time(), future))
+        item = _Append(doc, data, author, time.time(), future)
+        failing = self._failing.get(doc)
+        if failing is not None:
+            failing.items.append(item)  # behind the ones that failed: the log keeps its order
+            return future
+        self._queue.append(item)
         if self._flushing is None or self._flushing.done():
             self._flushing = loop.create_task(self._flush())
         return future
 
+    def failure(self, doc: str) -> BaseException | None:
+        """Why ``doc``'s writes fail, or ``None`` when they work."""
+        failing = self._failing.get(doc)
+        return failing.error if failing is not None else None
+
+    def check_writable(self, doc: str) -> None:
+        """Raise ``StoreUnavailableError`` while ``doc``'s writes fail."""
+        error = self.failure(doc)
+        if error is not None:
+            raise StoreUnavailableError(
+                f"changes cannot be saved right now ({error}); nothing saved is lost, "
+                "and editing resumes by itself once the store is writable again"
+            )
+
+    def watch(self, doc: str, listener: WriteStatusListener) -> Callable[[], None]:
+        """Call ``listener`` when ``doc``'s writes start failing and when they work again."""
+        self._watchers.setdefault(doc, []).append(listener)
+
+        def unwatch() -> None:
+            listeners = self._watchers.get(doc, [])
+            if listener in listeners:
+                listeners.remove(listener)
+            if not listeners:
+                self._watchers.pop(doc, None)
+
+        return unwatch
+
     async def flushed(self) -> None:
-        """Wait until every append queued so far is on disk."""
+        """Wait until every append queued so far is on disk (or failing and queued)."""
         while self._flushing is not None and not self._flushing.done():
             await asyncio.shield(self._flushing)
+
+    async def settled(self) -> None:
+        """Wait until every append is on disk and every snapshot due is built."""
+        await self.flushed()
+        while self._tasks:
+            await asyncio.wait(list(self._tasks))
 
     async def _flush(self) -> None:
         while self._queue:
             batch, self._queue = self._queue, []
-            try:
-                versions = await self.worker.run(lambda conn, b=batch: self._write(conn, b))
-            except Exception as exc:
-                for item in batch:
-                    if not item.future.done():
-                        item.future.set_exception(exc)
-                continue
-            for item, version in zip(batch, versions, strict=True):
-                if not item.future.done():
-                    item.future.set_result(version)
+            written, failed = await self._write_batch(batch)
+            self._resolve(written)
+            for doc, (error, items) in failed.items():
+                self._fail(doc, error, items)
+
+    async def _write_batch(
+        self, batch: list[_Append]
+    ) -> tuple[list[tuple[_Append, int]], dict[str, tuple[BaseException, list[_Append]]]]:
+        try:
+            return await self.worker.run(lambda conn: self._write(conn, batch))
+        except Exception as exc:  # the transaction itself failed (COMMIT, a closed store)
+            failed: dict[str, tuple[BaseException, list[_Append]]] = {}
+            for item in batch:
+                failed.setdefault(item.doc, (exc, []))[1].append(item)
+            return [], failed
+
+    def _resolve(self, written: list[tuple[_Append, int]]) -> None:
+        due: set[str] = set()
+        for item, version in written:
+            if not item.future.done():
+                item.future.set_result(version)
+            if version - self._last_snapshot.get(item.doc, 0) >= self.snapshot_interval:
+                due.add(item.doc)
+        for doc in due:
+            self._snapshot_soon(doc)
 
     def _last_version(self, conn: sqlite3.Connection, doc: str) -> int:
         last = self._last.get(doc)
@@ -142,80 +220,181 @@ class ChangeLog:
             self._last_snapshot[doc] = row[0] or 0
         return last
 
-    def _write(self, conn: sqlite3.Connection, batch: list[_Append]) -> list[int]:
-        versions: list[int] = []
+    def _write(
+        self, conn: sqlite3.Connection, batch: list[_Append]
+    ) -> tuple[list[tuple[_Append, int]], dict[str, tuple[BaseException, list[_Append]]]]:
+        """One transaction, one savepoint per document (runs on the worker thread)."""
+        by_doc: dict[str, list[_Append]] = {}
+        for item in batch:
+            by_doc.setdefault(item.doc, []).append(item)
+        written: list[tuple[_Append, int]] = []
+        failed: dict[str, tuple[BaseException, list[_Append]]] = {}
         last: dict[str, int] = {}
         with transaction(conn):
-            for item in batch:
-                version = last.get(item.doc) or self._last_version(conn, item.doc)
-                version += 1
-                conn.execute(
-                    "INSERT INTO changes (doc, version, time, author, data) VALUES (?,?,?,?,?)",
-                    (item.doc, version, item.time, item.author, item.data),
-                )
-                last[item.doc] = version
-                versions.append(version)
+            for doc, items in by_doc.items():
+                conn.execute("SAVEPOINT doc")
+                try:
+                    version = self._last_version(conn, doc)
+                    for item in items:
+                        version += 1
+                        conn.execute(
+                            "INSERT INTO changes (doc, version, time, author, data) "
+                            "VALUES (?,?,?,?,?)",
+                            (doc, version, item.time, item.author, item.data),
+                        )
+                        written.append((item, version))
+                    last[doc] = version
+                    conn.execute("RELEASE doc")
+                except sqlite3.Error as exc:
+                    conn.execute("ROLLBACK TO doc")
+                    conn.execute("RELEASE doc")
+                    written = [(i, v) for i, v in written if i.doc != doc]
+                    failed[doc] = (exc, items)
         self._last.update(last)
-        for doc in last:
-            if self._last[doc] - self._last_snapshot.get(doc, 0) >= self.snapshot_interval:
-                self._snapshot(conn, doc, self._last[doc])
-        return versions
+        return written, failed
 
-    def _snapshot(self, conn: sqlite3.Connection, doc: str, version: int) -> None:
-        state = self._state_at(conn, doc, version)
-        with transaction(conn):
-            conn.execute(
-                "INSERT OR REPLACE INTO snapshots (doc, version, data) VALUES (?,?,?)",
-                (doc, version, state),
+    # -- failing documents ------------------------------------------------------------------
+
+    def _fail(self, doc: str, error: BaseException, items: list[_Append]) -> None:
+        failing = self._failing.get(doc)
+        if failing is None:
+            log.error("writing the change log of %s failed: %s (retrying)", doc, error)
+            failing = self._failing[doc] = _Failing(error)
+            self._notify(doc, error)
+        failing.error = error
+        # appends of this document queued behind the failed ones keep their place after them
+        later = [item for item in self._queue if item.doc == doc]
+        self._queue = [item for item in self._queue if item.doc != doc]
+        failing.items[:0] = items
+        failing.items.extend(later)
+        if failing.retry is None or failing.retry.done():
+            failing.retry = asyncio.get_running_loop().create_task(self._retry(doc))
+
+    async def _retry(self, doc: str) -> None:
+        attempt = 0
+        while (failing := self._failing.get(doc)) is not None and failing.items:
+            await asyncio.sleep(RETRY_DELAYS[min(attempt, len(RETRY_DELAYS) - 1)])
+            attempt += 1
+            while failing.items:  # appends that arrive meanwhile queue up behind these
+                items, failing.items = failing.items, []
+                written, failed = await self._write_batch(items)
+                self._resolve(written)
+                if doc in failed:
+                    failing.error = failed[doc][0]
+                    failing.items[:0] = failed[doc][1]
+                    break
+            else:
+                break
+        if self._failing.pop(doc, None) is not None:
+            log.info("the change log of %s is written again", doc)
+            self._notify(doc, None)
+
+    def _notify(self, doc: str, error: BaseException | None) -> None:
+        for listener in list(self._watchers.get(doc, [])):
+            try:
+                listener(error)
+            except Exception:
+                log.exception("change log watcher failed")
+
+    # -- snapshots --------------------------------------------------------------------------
+
+    def _snapshot_soon(self, doc: str) -> None:
+        if doc in self._snapshotting:
+            return
+        self._snapshotting.add(doc)
+        task = asyncio.get_running_loop().create_task(self._snapshot(doc))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _snapshot(self, doc: str) -> None:
+        try:
+            version = await self.worker.run(lambda conn: self._last_version(conn, doc))
+            base, snapshot, updates = await self.worker.run(
+                lambda conn: self._read_state(conn, doc, version)
             )
-        self._last_snapshot[doc] = version
+            state = (
+                snapshot if not updates else await self.replay.run(merged_state, snapshot, updates)
+            )
+
+            def write(conn: sqlite3.Connection) -> None:
+                conn.execute(
+                    "INSERT OR REPLACE INTO snapshots (doc, version, data) VALUES (?,?,?)",
+                    (doc, version, state),
+                )
+                self._last_snapshot[doc] = max(self._last_snapshot.get(doc, 0), version)
+
+            if state is not None and version > base:
+                await self.worker.run(write)
+        except Exception:
+            log.exception("building a snapshot of %s failed", doc)
+            return
+        finally:
+            self._snapshotting.discard(doc)
+        if self._last.get(doc, 0) - self._last_snapshot.get(doc, 0) >= self.snapshot_interval:
+            self._snapshot_soon(doc)  # writes went on while this one was built
 
     # -- reading ----------------------------------------------------------------------------
 
-    def _state_at(self, conn: sqlite3.Connection, doc: str, version: int) -> bytes:
+    @staticmethod
+    def _read_state(
+        conn: sqlite3.Connection, doc: str, version: int
+    ) -> tuple[int, bytes | None, list[bytes]]:
+        """``(snapshot version, snapshot, updates after it up to version)``."""
         row = conn.execute(
             "SELECT version, data FROM snapshots WHERE doc = ? AND version <= ? "
             "ORDER BY version DESC LIMIT 1",
             (doc, version),
         ).fetchone()
-        base_version, snapshot = (row[0], row[1]) if row else (0, None)
+        base, snapshot = (row[0], row[1]) if row else (0, None)
         updates = [
             r[0]
             for r in conn.execute(
                 "SELECT data FROM changes WHERE doc = ? AND version > ? AND version <= ? "
                 "ORDER BY version",
-                (doc, base_version, version),
+                (doc, base, version),
             )
         ]
-        if snapshot is not None and not updates:
+        return base, snapshot, updates
+
+    async def _state(self, snapshot: bytes | None, updates: list[bytes]) -> bytes | None:
+        if not updates:
             return snapshot
-        return _merged_state(snapshot, updates)
+        if snapshot is None and len(updates) == 1:
+            return updates[0]
+        return await self.replay.run(merged_state, snapshot, updates)
 
     async def load(self, doc: str) -> tuple[bytes | None, int]:
         """The document's current state as one update (``None`` if it has no history)."""
         await self.flushed()
 
-        def read(conn: sqlite3.Connection) -> tuple[bytes | None, int]:
+        def read(conn: sqlite3.Connection) -> tuple[int, tuple[int, bytes | None, list[bytes]]]:
             last = self._last_version(conn, doc)
-            if last == 0:
-                return None, 0
-            return self._state_at(conn, doc, last), last
+            return last, self._read_state(conn, doc, last)
 
-        return await self.worker.run(read)
+        last, (_, snapshot, updates) = await self.worker.run(read)
+        if last == 0:
+            return None, 0
+        return await self._state(snapshot, updates), last
 
     async def state_at(self, doc: str, version: int) -> bytes:
-        """The document as of ``version``, as one update."""
+        """The document as of ``version`` (a retained one), as one update."""
         await self.flushed()
 
-        def read(conn: sqlite3.Connection) -> bytes:
-            if not 1 <= version <= self._last_version(conn, doc):
+        def read(conn: sqlite3.Connection) -> tuple[int, bytes | None, list[bytes]]:
+            exists = conn.execute(
+                "SELECT 1 FROM changes WHERE doc = ? AND version = ?", (doc, version)
+            ).fetchone()
+            if exists is None:
                 raise VersionNotFoundError(f"{doc} has no version {version}")
-            return self._state_at(conn, doc, version)
+            return self._read_state(conn, doc, version)
 
-        return await self.worker.run(read)
+        _, snapshot, updates = await self.worker.run(read)
+        state = await self._state(snapshot, updates)
+        assert state is not None
+        return state
 
     async def versions(self, doc: str) -> list[Version]:
-        """Every version of ``doc``, oldest first."""
+        """Every retained version of ``doc``, oldest first."""
         await self.flushed()
         rows = await self.worker.run(
             lambda conn: conn.execute(
@@ -263,3 +442,15 @@ class ChangeLog:
             self._last_snapshot.pop(doc, None)
 
         await self.worker.run(delete)
+
+    def close(self) -> None:
+        for failing in self._failing.values():
+            if failing.retry is not None:
+                failing.retry.cancel()
+            for item in failing.items:
+                if not item.future.done():
+                    item.future.set_exception(StoreUnavailableError(str(failing.error)))
+        self._failing.clear()
+        for task in self._tasks:
+            task.cancel()
+        self.replay.close()

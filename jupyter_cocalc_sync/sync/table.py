@@ -4,7 +4,10 @@ Wire layout (what any Yjs client sees): a root ``Map`` named ``"records"``; its 
 arrays of the primary-key values (``["cell","a1b2"]``); each value is a ``Map`` of the record's
 fields, primary-key fields included. String columns are ``Text`` (concurrent typing merges
 character-wise), map columns (the notebook's ``output``) are ``Map`` s of plain JSON values, every
-other field is a plain JSON value (last writer wins, per field).
+other field is a plain JSON value (last writer wins, per field). An entry of a map column that
+has a string under the column's *text field* (``text`` of a stream output) is a ``Map`` whose
+text field is a ``Text``: a stream that grows by a line costs that line in the document's
+history and on the wire, not a new copy of the whole stream.
 
 ``set`` and ``delete`` apply at once (so ``get`` sees them); ``commit`` closes one change: the
 updates made since the last commit are merged into one Yjs update and handed to the update
@@ -53,6 +56,12 @@ class RecordChange:
     fields: set[str] = field(default_factory=set)
     #: string column -> Yjs delta against the previous text (UTF-8 byte offsets)
     text_deltas: dict[str, list[dict]] = field(default_factory=dict)
+    #: fields given a new value as a whole (a map column replaced, not edited)
+    replaced: set[str] = field(default_factory=set)
+    #: map column -> keys of its entries that were set, changed or removed
+    entries: dict[str, set[str]] = field(default_factory=dict)
+    #: (map column, entry key) -> Yjs delta of the entry's text field
+    entry_text_deltas: dict[tuple[str, str], list[dict]] = field(default_factory=dict)
 
 
 @dataclass
@@ -99,6 +108,7 @@ class SyncDB:
         string_cols: Sequence[str] = (),
         *,
         map_cols: Sequence[str] = (),
+        text_fields: Mapping[str, str] | None = None,
         validate: Validator | None = None,
         doc: Doc | None = None,
     ) -> None:
@@ -110,6 +120,8 @@ class SyncDB:
         self.primary_keys: tuple[str, ...] = tuple(primary_keys)
         self.string_cols: frozenset[str] = frozenset(string_cols)
         self.map_cols: frozenset[str] = frozenset(map_cols)
+        #: map column -> the field of its entries kept as a ``Text``
+        self.text_fields: dict[str, str] = dict(text_fields or {})
         self._validate = validate
         self.doc: Doc = doc if doc is not None else Doc()
         self.records: Map = self.doc.get("records", type=Map)
@@ -281,10 +293,45 @@ class SyncDB:
             if name in self.string_cols:
                 prelim[name] = Text(value)
             elif name in self.map_cols:
-                prelim[name] = Map({k: v for k, v in value.items() if v is not None})
+                prelim[name] = Map(
+                    {k: self._entry(name, v) for k, v in value.items() if v is not None}
+                )
             else:
                 prelim[name] = value
         return prelim
+
+    def _entry(self, column: str, value: Any) -> Any:
+        """An entry of a map column as stored: with its text field as a ``Text``."""
+        text_field = self.text_fields.get(column)
+        if text_field is None or not isinstance(value, dict):
+            return value
+        text = value.get(text_field)
+        if not isinstance(text, str):
+            return value
+        return Map({**value, text_field: Text(text)})
+
+    def _set_entry(self, column: str, entries: Map, key: str, value: Any) -> None:
+        existing = entries.get(key)
+        text_field = self.text_fields.get(column)
+        if (
+            isinstance(existing, Map)
+            and text_field is not None
+            and isinstance(value, dict)
+            and isinstance(value.get(text_field), str)
+            and isinstance(existing.get(text_field), Text)
+        ):
+            # the same kind of entry: change it in place (a grown stream is an append)
+            for name in [n for n in existing if n not in value]:
+                del existing[name]
+            for name, sub in value.items():
+                if name == text_field:
+                    set_text(existing[name], sub)
+                elif not same_json(from_crdt(existing.get(name)), sub):
+                    existing[name] = sub
+            return
+        current = existing.to_py() if isinstance(existing, Map) else existing
+        if not same_json(from_crdt(current), value):
+            entries[key] = self._entry(column, value)
 
     def _set_field(self, current: Map, name: str, value: Any) -> None:
         existing = current.get(name)
@@ -302,10 +349,12 @@ class SyncDB:
                     if subvalue is None:
                         if sub in existing:
                             del existing[sub]
-                    elif not same_json(existing.get(sub), subvalue):
-                        existing[sub] = subvalue
+                    else:
+                        self._set_entry(name, existing, sub, subvalue)
             else:
-                current[name] = Map({k: v for k, v in value.items() if v is not None})
+                current[name] = Map(
+                    {k: self._entry(name, v) for k, v in value.items() if v is not None}
+                )
         elif isinstance(value, dict) and isinstance(existing, dict):
             merged = dict(existing)
             for sub, subvalue in value.items():
@@ -431,11 +480,20 @@ class SyncDB:
             change = change_for(path[0], "update")
             if len(path) == 1:
                 change.fields.update(event.keys)
-            else:
-                name = path[1]
-                change.fields.add(name)
-                if len(path) == 2 and isinstance(event.target, Text):
+                change.replaced.update(event.keys)
+                continue
+            name = path[1]
+            change.fields.add(name)
+            if len(path) == 2:
+                if isinstance(event.target, Text):
                     change.text_deltas[name] = event.delta
+                elif name in self.map_cols:
+                    change.entries.setdefault(name, set()).update(event.keys)
+            elif name in self.map_cols:
+                entry = str(path[2])
+                change.entries.setdefault(name, set()).add(entry)
+                if len(path) == 4 and isinstance(event.target, Text):
+                    change.entry_text_deltas[(name, entry)] = event.delta
         if changes:
             # listeners run once the transaction is over (they may write to the table)
             self._pending_events.append(ChangeEvent(self._origin, changes))

@@ -1,0 +1,88 @@
+"""Replaying logged updates into one state, in a worker process.
+
+pycrdt holds the GIL while it applies an update, so replaying a long history in a thread still
+stalls the event loop for as long as the replay takes. Snapshots, squashes and reads of old
+versions are bytes in, bytes out, so they run in a separate process; the event loop and the
+log writer only wait for the result.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import multiprocessing
+from collections.abc import Callable, Sequence
+from concurrent.futures import Executor, ProcessPoolExecutor, ThreadPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
+from typing import TypeVar
+
+from pycrdt import Doc
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+
+def merged_state(snapshot: bytes | None, updates: Sequence[bytes]) -> bytes:
+    """One garbage-collected update equal to ``snapshot`` followed by ``updates``."""
+    doc = Doc()
+    if snapshot is not None:
+        doc.apply_update(snapshot)
+    for update in updates:
+        doc.apply_update(update)
+    return doc.get_update()
+
+
+def squashed(snapshot: bytes | None, before: Sequence[bytes], squash: Sequence[bytes]) -> bytes:
+    """One update that takes the state after ``before`` to the state after ``squash``.
+
+    The state is garbage-collected, so text written and deleted again inside the squashed
+    range (a progress bar redrawn a thousand times) is kept only as the length of what was
+    deleted, not as its content.
+    """
+    doc = Doc()
+    if snapshot is not None:
+        doc.apply_update(snapshot)
+    for update in before:
+        doc.apply_update(update)
+    state_vector = doc.get_state()
+    for update in squash:
+        doc.apply_update(update)
+    return doc.get_update(state_vector)
+
+
+class ReplayPool:
+    """One worker process for replays (a thread if processes cannot be started here)."""
+
+    def __init__(self) -> None:
+        self._executor: Executor | None = None
+
+    def _pool(self) -> Executor:
+        if self._executor is None:
+            try:
+                self._executor = ProcessPoolExecutor(
+                    max_workers=1, mp_context=multiprocessing.get_context("spawn")
+                )
+            except (OSError, ValueError) as e:  # no process support (sandboxes)
+                log.warning("replays run in a thread (no worker process: %s)", e)
+                self._executor = ThreadPoolExecutor(max_workers=1)
+        return self._executor
+
+    async def run(self, fn: Callable[..., T], *args: object) -> T:
+        """``fn(*args)`` in the worker (``fn`` must be a module-level function)."""
+        loop = asyncio.get_running_loop()
+        try:
+            return await loop.run_in_executor(self._pool(), fn, *args)
+        except BrokenProcessPool:
+            log.warning("the replay process died; starting another")
+            self._executor = None
+            return await loop.run_in_executor(self._pool(), fn, *args)
+
+    def run_blocking(self, fn: Callable[..., T], *args: object) -> T:
+        """``fn(*args)`` in the worker, waiting for it (for code off the event loop)."""
+        return self._pool().submit(fn, *args).result()
+
+    def close(self) -> None:
+        if self._executor is not None:
+            self._executor.shutdown(wait=False, cancel_futures=True)
+            self._executor = None
