@@ -153,6 +153,7 @@ class CocalcSync(ExtensionApp):
     # -- services ---------------------------------------------------------------------------
 
     def initialize_settings(self) -> None:
+        from .errors import StoreInUseError
         from .execution.service import ExecutionService
         from .execution.sessions import SessionKernels
         from .handlers.base import check_api_path
@@ -172,7 +173,13 @@ class CocalcSync(ExtensionApp):
         serverapp = self.serverapp
         contents_manager = serverapp.contents_manager
         self.store_lock = StoreLock(self.store_path)
-        self.store_lock.acquire()  # a second server on this store stops here, with a message
+        try:
+            self.store_lock.acquire()
+        except StoreInUseError as e:
+            # jupyter_server would start without the extension, and JupyterLab would then
+            # edit the same files without it: the server stops instead
+            self.log.critical("%s", e)
+            raise SystemExit(f"jupyter-cocalc-sync: {e}") from e
         self.worker = SQLiteWorker(self.store_path)
         self.changelog = ChangeLog(self.worker, snapshot_interval=self.snapshot_interval)
         self.changelog.open_blocking()

@@ -243,12 +243,15 @@ class LiveNotebook:
                         self._receive(frame, ws)
                 finally:
                     sender.cancel()
-        except WebSocketDisconnect as e:
-            self.closed_reason = f"{e.code}: {e.reason}"
         except Exception as e:
+            disconnect = _disconnect_of(e)
+            if disconnect is not None:
+                # e.g. 1011 {"reason": "store_unavailable", "retry": true}: reconnect later
+                self.closed_reason = f"{disconnect.code}: {disconnect.reason}"
+            else:
+                self.closed_reason = repr(e)
             if not ready.done():
                 ready.set_exception(e)
-            self.closed_reason = repr(e)
         finally:
             self._changed.set()
 
@@ -275,3 +278,15 @@ class LiveNotebook:
                 await self._task
             self._task = None
         self._unsubscribe()
+
+
+def _disconnect_of(exc: BaseException) -> WebSocketDisconnect | None:
+    """The websocket close behind ``exc`` (httpx-ws raises it inside an exception group)."""
+    if isinstance(exc, WebSocketDisconnect):
+        return exc
+    if isinstance(exc, BaseExceptionGroup):
+        for inner in exc.exceptions:
+            found = _disconnect_of(inner)
+            if found is not None:
+                return found
+    return None

@@ -44,6 +44,8 @@ from .schema import SETTINGS_KEY, notebook_syncdb
 log = logging.getLogger(__name__)
 
 FROM_FILE = Origin("file")
+#: seconds a closing document waits for its last save and its last log write
+CLOSE_TIMEOUT = 30.0
 FROM_DISK = "disk"
 
 
@@ -366,11 +368,21 @@ class NotebookDocument:
             await self.runner.close()
         for room in self.rooms.values():
             room.close()
-        try:
-            await self.files.close(save=True)
-        except Exception:
-            log.exception("final save of %s failed", self.path)
-        await self.table.durable()
+        if self.write_error is not None:
+            # (the server is stopping: the manager keeps failing documents open otherwise)
+            log.error(
+                "closing %s while its changes cannot be written (%s): the changes made since "
+                "the store failed are lost",
+                self.path,
+                self.write_error,
+            )
+            await self.files.close(save=False)
+        else:
+            try:
+                await asyncio.wait_for(self.files.close(save=True), CLOSE_TIMEOUT)
+                await asyncio.wait_for(self.table.durable(), CLOSE_TIMEOUT)
+            except Exception:
+                log.exception("final save of %s failed", self.path)
         if self._projection is not None:
             self._projection.close()
         self._unsubscribe()

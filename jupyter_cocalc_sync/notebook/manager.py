@@ -142,7 +142,12 @@ class DocumentManager:
 
     def _busy(self, file_id: str) -> bool:
         document = self.documents.get(file_id)
-        return document is None or bool(document.clients) or bool(self._holds.get(file_id))
+        return (
+            document is None
+            or bool(document.clients)
+            or bool(self._holds.get(file_id))
+            or document.write_error is not None  # its unsaved changes wait for the store
+        )
 
     def _cancel_cleanup(self, file_id: str) -> None:
         handle = self._cleaners.pop(file_id, None)
