@@ -169,6 +169,7 @@ class CocalcSync(ExtensionApp):
         from .store import ChangeLog, SQLiteWorker
         from .store.history import DAY, HistorySquasher, Retention
         from .store.lock import StoreLock
+        from .store.projections import ProjectionLog
 
         serverapp = self.serverapp
         contents_manager = serverapp.contents_manager
@@ -183,6 +184,7 @@ class CocalcSync(ExtensionApp):
         self.worker = SQLiteWorker(self.store_path)
         self.changelog = ChangeLog(self.worker, snapshot_interval=self.snapshot_interval)
         self.changelog.open_blocking()
+        ProjectionLog(self.changelog).open_blocking()
         self.history = HistorySquasher(
             self.changelog,
             Retention(

@@ -1,12 +1,11 @@
-"""A server killed with SIGKILL and restarted keeps every edit a client had seen."""
+"""A server killed with SIGKILL and restarted keeps every edit a client had seen, and takes
+back a JupyterLab client that edited while it was down."""
 
 from __future__ import annotations
 
-import json
-
 import pytest
 from helpers import Server, cell_sources, eventually, write_notebook
-from httpx_ws import WebSocketDisconnect, aconnect_ws
+from httpx_ws import aconnect_ws
 from jupyter_ydoc import YNotebook
 from pycrdt import Doc, Provider, Text
 from pycrdt.websocket.websocket import HttpxWebsocket
@@ -25,7 +24,9 @@ def server_process(tmp_path):
     proc.kill()
 
 
-async def test_sigkill_keeps_every_seen_edit_and_reconnects_do_not_duplicate(server_process):
+async def test_sigkill_keeps_every_seen_edit_and_offline_edits_merge_without_duplicates(
+    server_process,
+):
     write_notebook(server_process.root / "crash.ipynb", ["one", "two"])
     server_process.start()
     srv = Server(server_process.url, server_process.token)
@@ -35,26 +36,27 @@ async def test_sigkill_keeps_every_seen_edit_and_reconnects_do_not_duplicate(ser
     room = f"json:notebook:{session['fileId']}"
     url = srv.ws_url(f"/api/collaboration/room/{room}?sessionId={session['sessionId']}")
     lab = YNotebook(Doc())
-    async with aconnect_ws(url, srv.http) as ws, Provider(lab.ydoc, HttpxWebsocket(ws, room)):
-        await eventually(lambda: cell_sources(lab) == ["one", "two"], lab.ydoc)
-        source: Text = lab.ycells[0]["source"]
-        source += " + lab 😀"
-        for i in range(20):
-            live.set(
-                {
-                    "type": "cell",
-                    "id": f"n{i}",
-                    "input": f"cell {i} 日本",
-                    "pos": 10 + i,
-                    "cell_type": "code",
-                }
+    async with aconnect_ws(url, srv.http) as ws:
+        async with Provider(lab.ydoc, HttpxWebsocket(ws, room)):
+            await eventually(lambda: cell_sources(lab) == ["one", "two"], lab.ydoc)
+            source: Text = lab.ycells[0]["source"]
+            source += " + lab 😀"
+            for i in range(20):
+                live.set(
+                    {
+                        "type": "cell",
+                        "id": f"n{i}",
+                        "input": f"cell {i} 日本",
+                        "pos": 10 + i,
+                        "cell_type": "code",
+                    }
+                )
+                live.commit()
+            # both clients have seen every edit
+            await live.wait_for(
+                lambda nb: nb.get_one({"type": "cell", "id": "cell-0"})["input"] == "one + lab 😀"
             )
-            live.commit()
-        # both clients have seen every edit
-        await live.wait_for(
-            lambda nb: nb.get_one({"type": "cell", "id": "cell-0"})["input"] == "one + lab 😀"
-        )
-        await eventually(lambda: len(lab.ycells) == 22, lab.ydoc)
+            await eventually(lambda: len(lab.ycells) == 22, lab.ydoc)
         server_process.kill()
     await live.close()
     old_db = live.db
@@ -75,23 +77,30 @@ async def test_sigkill_keeps_every_seen_edit_and_reconnects_do_not_duplicate(ser
     after = (await srv2.http.get("/api/cocalc-sync/notebooks/crash.ipynb")).json()
     assert len([r for r in after["records"] if r["type"] == "cell"]) == 22
 
-    # the JupyterLab client reconnects with its old session and old Yjs state:
-    # told to reload (1003, unknown_session) rather than merged into duplicates
+    # the JupyterLab client comes back with its old session and Yjs state, plus an edit it
+    # made while the server was down: the edit is merged, nothing is duplicated
     stale = YNotebook(Doc())
     stale.ydoc.apply_update(old_lab_state)
+    offline: Text = stale.ycells[1]["source"]
+    offline += " (offline)"
     url = srv2.ws_url(f"/api/collaboration/room/{room}?sessionId={session['sessionId']}")
-    async with aconnect_ws(url, srv2.http) as ws:
-        with pytest.raises(WebSocketDisconnect) as closed:
-            await ws.receive_bytes()
-    assert closed.value.code == 1003
-    assert json.loads(closed.value.reason)["reason"] == "unknown_session"
+    async with aconnect_ws(url, srv2.http) as ws, Provider(stale.ydoc, HttpxWebsocket(ws, room)):
+        await live2.wait_for(
+            lambda nb: nb.get_one({"type": "cell", "id": "cell-1"})["input"] == "two (offline)"
+        )
+        await eventually(lambda: len(stale.ycells) == 22, stale.ydoc)
+        assert cell_sources(stale)[:2] == ["one + lab 😀", "two (offline)"]
+    after = (await srv2.http.get("/api/cocalc-sync/notebooks/crash.ipynb")).json()
+    inputs = {r["id"]: r.get("input") for r in after["records"] if r["type"] == "cell"}
+    assert len(inputs) == 22 and inputs["cell-1"] == "two (offline)"
     # a fresh JupyterLab load sees exactly the notebook, once
     fresh = await srv2.session("crash.ipynb")
+    assert fresh["sessionId"] == session["sessionId"]  # the session outlives the process
     url = srv2.ws_url(f"/api/collaboration/room/{room}?sessionId={fresh['sessionId']}")
     lab2 = YNotebook(Doc())
     async with aconnect_ws(url, srv2.http) as ws, Provider(lab2.ydoc, HttpxWebsocket(ws, room)):
         await eventually(lambda: len(lab2.ycells) == 22, lab2.ydoc)
-        assert cell_sources(lab2)[0] == "one + lab 😀"
+        assert cell_sources(lab2)[:2] == ["one + lab 😀", "two (offline)"]
     await client2.close()
     await client.close()
     await srv.aclose()

@@ -6,6 +6,7 @@ import asyncio
 import json
 
 import nbformat
+import pytest
 from helpers import (
     cell_ids,
     cell_sources,
@@ -356,3 +357,50 @@ async def test_a_deleted_file_keeps_its_live_notebook_and_an_edit_brings_it_back
         return nb is not None and nb.cells[0].source == "keep = 2"
 
     await eventually(recreated, timeout=10)
+
+
+@pytest.mark.cocalc(document_cleanup_delay=0.1)
+async def test_a_jupyterlab_client_back_after_the_unload_keeps_its_offline_edits(
+    server, root_dir, jp_serverapp
+):
+    from helpers import poll, read_notebook_file
+    from httpx_ws import aconnect_ws
+    from jupyter_ydoc import YNotebook
+    from pycrdt import Doc, Provider
+    from pycrdt.websocket.websocket import HttpxWebsocket
+
+    documents = jp_serverapp.web_app.settings["cocalc_sync"].documents
+    write_notebook(root_dir / "nb.ipynb", ["a = 1", "b = 2"])
+    session = await server.session("nb.ipynb")
+    room = f"json:notebook:{session['fileId']}"
+    url = server.ws_url(f"/api/collaboration/room/{room}?sessionId={session['sessionId']}")
+    lab = YNotebook(Doc())
+    async with aconnect_ws(url, server.http) as ws, Provider(lab.ydoc, HttpxWebsocket(ws, room)):
+        await eventually(lambda: cell_sources(lab) == ["a = 1", "b = 2"], lab.ydoc)
+    # offline: the tab types and adds a cell while the server unloads the notebook
+    source: Text = lab.ycells[0]["source"]
+    source += "  # typed offline"
+    lab.ycells.append(
+        lab.create_ycell({"id": "offline", "cell_type": "code", "source": "c = 3", "metadata": {}})
+    )
+
+    async def unloaded() -> bool:
+        return session["fileId"] not in documents.documents
+
+    await poll(unloaded)
+    again = await server.session("nb.ipynb")
+    assert again["sessionId"] == session["sessionId"]  # the same session: no reload asked
+    expected = ["a = 1  # typed offline", "b = 2", "c = 3"]
+    async with (
+        aconnect_ws(url, server.http) as ws,
+        Provider(lab.ydoc, HttpxWebsocket(ws, room)),
+        server.ynotebook("nb.ipynb") as other,
+    ):
+        await eventually(lambda: cell_sources(other) == expected, other.ydoc)
+        await eventually(lambda: cell_sources(lab) == expected, lab.ydoc)
+
+    def saved() -> bool:
+        nb = read_notebook_file(root_dir / "nb.ipynb")
+        return nb is not None and [c.source for c in nb.cells] == expected
+
+    await eventually(saved)

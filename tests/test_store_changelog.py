@@ -161,3 +161,70 @@ async def test_group_commit_orders_versions_per_document(tmp_path):
     await log.settled()
     log.close()
     log.worker.close()
+
+
+async def _edits(log: ChangeLog, authors: list[str | None]) -> tuple[LoggedTable, list[int]]:
+    db = notebook_syncdb()
+    table = LoggedTable(db, log, "nb")
+    versions = []
+    for i, author in enumerate(authors):
+        db.set({"type": "cell", "id": "c", "input": f"v{i}", "pos": 0})
+        versions.append(await table.commit(author))
+    return table, versions
+
+
+async def _input_at(log: ChangeLog, version: int) -> str:
+    db = notebook_syncdb()
+    db.apply_update(await log.state_at("nb", version), origin="store")
+    return db.get_one({"type": "cell", "id": "c"})["input"]
+
+
+async def test_squashing_a_run_keeps_other_authors_and_the_saved_version(tmp_path):
+    from jupyter_cocalc_sync.store.history import HistorySquasher
+
+    log = await open_log(tmp_path / "log.db", snapshot_interval=3)
+    authors = ["runner"] * 4 + ["alice"] + ["runner"] * 5
+    _, versions = await _edits(log, authors)
+    assert versions == list(range(1, 11))
+    await log.mark_saved("nb", 8, None, None)
+    await log.settled()
+    runner_versions = [v for v, a in zip(versions, authors, strict=True) if a == "runner"]
+    removed = await HistorySquasher(log).squash_versions("nb", runner_versions)
+    # runs of consecutive runner versions end at alice's edit and at the saved version
+    assert removed == 6
+    kept = [v.version for v in await log.versions("nb")]
+    assert kept == [4, 5, 8, 10]
+    for version in kept:  # every retained version reads back as it was
+        assert await _input_at(log, version) == f"v{version - 1}"
+    with pytest.raises(VersionNotFoundError):
+        await log.state_at("nb", 2)
+    # reopening replays to the same state, and new versions continue the numbering
+    reopened = notebook_syncdb()
+    table = LoggedTable(reopened, log, "nb")
+    assert await table.load()
+    assert reopened.get_one({"type": "cell", "id": "c"})["input"] == "v9"
+    reopened.set({"type": "cell", "id": "c", "input": "v10", "pos": 0})
+    assert await table.commit("bob") == 11
+    await log.settled()
+    log.close()
+    log.worker.close()
+
+
+async def test_retention_thins_old_history_to_one_version_per_hour(tmp_path):
+    import time
+
+    from jupyter_cocalc_sync.store.history import HistorySquasher, Retention
+
+    log = await open_log(tmp_path / "log.db")
+    _, versions = await _edits(log, ["alice", "bob"] * 10)
+    squasher = HistorySquasher(log, Retention(keep_all=3600.0, keep_hourly=0.0))
+    assert await squasher.apply_retention() == 0  # nothing is older than an hour yet
+    await squasher.apply_retention(now=time.time() + 2 * 3600)
+    kept = [v.version for v in await log.versions("nb")]
+    # one per hour (two if the edits straddled an hour boundary), the last one included
+    assert 1 <= len(kept) <= 2 and kept[-1] == versions[-1]
+    assert await _input_at(log, kept[-1]) == "v19"
+    authors = (await log.versions("nb"))[-1].author
+    assert authors in ("alice, bob", "bob")
+    log.close()
+    log.worker.close()

@@ -12,6 +12,7 @@ merged as a three-way diff against the saved version — never a blind overwrite
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import uuid
@@ -26,6 +27,7 @@ from ..rooms.protocol import Message
 from ..rooms.room import INTERNAL_ERROR, Peer, Room
 from ..store import STORE, ChangeLog, LoggedTable
 from ..store.changelog import Version
+from ..store.projections import ProjectionLog
 from ..sync.table import Origin, Record, SyncDB
 from .filesync import FileSync
 from .ipynb import (
@@ -89,9 +91,11 @@ class NotebookDocument:
         self.file_id = file_id
         self.changelog = changelog
         self.hooks = hooks or OutputHooks()
-        #: changes with every open: a JupyterLab client holding Yjs state of an earlier
-        #: projection is told to reload rather than merge it (that would duplicate cells)
+        #: the collaboration session: it lasts as long as the YNotebook's logged history, so
+        #: a JupyterLab client coming back (after an unload or a restart) merges its state
         self.session_id = uuid.uuid4().hex
+        self.projection_log = ProjectionLog(changelog)
+        self._projection_lock = asyncio.Lock()
         self.db: SyncDB = notebook_syncdb()
         self.table = LoggedTable(self.db, changelog, file_id)
         self.files = FileSync(
@@ -145,6 +149,9 @@ class NotebookDocument:
                 log.info("%s changed on disk since it was last saved: merging", self.path)
                 await self.merge_from_disk(text, self.files.saved_version)
                 self.files.changed()
+        if not has_history:
+            await self.projection_log.forget(self.file_id)  # a new notebook: a new session
+        self.session_id = await self.projection_log.session_id(self.file_id)
         if not self.files.file_missing:
             self.files.hash = await self.files.file_hash()
         self.files.start_polling()
@@ -265,23 +272,42 @@ class NotebookDocument:
 
     @property
     def projection(self) -> YNotebookProjection:
-        """The YNotebook view for JupyterLab (built on first use)."""
+        """The YNotebook view for JupyterLab (``await ensure_projection()`` first)."""
         if self._projection is None:
-            hooks = self.hooks
-            kwargs: dict[str, Any] = {}
-            if hooks.render_output is not None:
-                kwargs["render_output"] = hooks.render_output
-            if hooks.ingest_output is not None:
-                kwargs["ingest_output"] = hooks.ingest_output
-            self._projection = YNotebookProjection(
-                self.db, commit=lambda author: self.table.commit(author), **kwargs
-            )
-            self._projection.on_update(self._hold_projection_update)
-            state = {"path": self.path, "document_id": f"json:notebook:{self.file_id}"}
-            if self.files.hash is not None:
-                state["hash"] = self.files.hash
-            self._projection.set_state(**state)
+            raise RuntimeError(f"the YNotebook of {self.path} is not loaded")
         return self._projection
+
+    async def ensure_projection(self) -> YNotebookProjection:
+        """The YNotebook view for JupyterLab: restored from its log, or built on first use."""
+        async with self._projection_lock:
+            if self._projection is None:
+                version = await self.table.durable()
+                stored = await self.projection_log.load(self.file_id, version)
+                projection = self._make_projection(stored.state)
+                changed = self.table.version != version or self.db.has_uncommitted_changes
+                if stored.state is not None and (changed or not stored.in_sync):
+                    projection.reconcile()  # the table went on after the YNotebook's log
+        return self._projection
+
+    def _make_projection(self, state: bytes | None) -> YNotebookProjection:
+        hooks = self.hooks
+        kwargs: dict[str, Any] = {}
+        if hooks.render_output is not None:
+            kwargs["render_output"] = hooks.render_output
+        if hooks.ingest_output is not None:
+            kwargs["ingest_output"] = hooks.ingest_output
+        projection = YNotebookProjection(
+            self.db, commit=lambda author: self.table.commit(author), state=state, **kwargs
+        )
+        if state is None:  # a new YNotebook: its first version is the whole of it
+            self.projection_log.append(self.file_id, projection.ydoc.get_update())
+        self._projection = projection
+        projection.on_update(self._hold_projection_update)
+        values = {"path": self.path, "document_id": f"json:notebook:{self.file_id}"}
+        if self.files.hash is not None:
+            values["hash"] = self.files.hash
+        projection.set_state(**values)
+        return projection
 
     # -- durability before visibility -------------------------------------------------------
     #
@@ -312,10 +338,11 @@ class NotebookDocument:
     def _release_projection(self, durable: asyncio.Future[int] | None) -> None:
         held, self._held = self._held, []
         room = self.rooms.get("notebook")
-        if room is None:
-            return
         for update, peer in held:
-            room.publish(update, peer, durable)
+            # logged in the same group commit as the table change it shows
+            logged = self.projection_log.append(self.file_id, update)
+            if room is not None:
+                room.publish(update, peer, logged if durable is None else _both(durable, logged))
 
     def _write_status(self, error: BaseException | None) -> None:
         self.write_error = error
@@ -385,6 +412,11 @@ class NotebookDocument:
                 log.exception("final save of %s failed", self.path)
         if self._projection is not None:
             self._projection.close()
+        if self._projection is not None and self.write_error is None:
+            self._release_projection(self.table.barrier())
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self.changelog.flushed(), CLOSE_TIMEOUT)
+                await self.projection_log.closed(self.file_id, self.table.version)
         self._unsubscribe()
         self._unsubscribe_logged()
         self._unwatch()
@@ -400,3 +432,8 @@ def records_of_state(state: bytes) -> list[Record]:
     db = notebook_syncdb()
     db.apply_update(state, origin=STORE)
     return db.get()
+
+
+def _both(first: asyncio.Future[Any], second: asyncio.Future[Any]) -> asyncio.Future[Any]:
+    """A future that resolves when both have (and fails if either fails)."""
+    return asyncio.gather(first, second)

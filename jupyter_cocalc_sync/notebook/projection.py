@@ -80,6 +80,7 @@ class YNotebookProjection:
         render_output: RenderFn = _identity,
         ingest_output: OutputFn = _identity,
         commit: Callable[[str | None], Any] | None = None,
+        state: bytes | None = None,
     ) -> None:
         self.db = db
         self.ydoc = Doc()
@@ -99,7 +100,12 @@ class YNotebookProjection:
         self._peer: Any = None
         self._listeners: list[UpdateListener] = []
         self._after_apply: list[Callable[[], None]] = []
-        self._build()
+        if state is None:
+            self._build()
+        else:
+            # the same Yjs items as before: clients holding them merge instead of duplicating
+            self.ydoc.apply_update(state)
+            self._order = [str(c.get("id")) for c in self.ycells]
         self._unsubscribe_db = db.on_change(self._on_table_change)
         self._cells_sub = self.ycells.observe_deep(self._on_ycells)
         self._meta_sub = self.ymeta.observe_deep(self._on_ymeta)
@@ -147,6 +153,44 @@ class YNotebookProjection:
         if kernel and (metadata.get("kernelspec") or {}).get("name") != kernel:
             metadata["kernelspec"] = {"name": kernel, "display_name": kernel}
         return metadata
+
+    def reconcile(self) -> None:
+        """Make a restored YNotebook equal to the table, keeping every item it can (the
+        table may be ahead of it after a crash between the two logs' writes)."""
+        records = {r["id"]: r for r in self.db.get({"type": "cell"})}
+        wanted = [r["id"] for r in sorted(records.values(), key=cell_order_key)]
+        with self._writing_ynotebook():
+            settings = self.db.peek(SETTINGS_KEY) or {}
+            metadata = self.ymeta.get("metadata")
+            if isinstance(metadata, Map):
+                self._sync_map(metadata, self._notebook_metadata(settings))
+            else:
+                self.ymeta["metadata"] = Map(self._notebook_metadata(settings))
+            seen: set[str] = set()
+            index = 0
+            while index < len(self.ycells):  # cells the table lacks, duplicates, new types
+                ycell = self.ycells[index]
+                cell_id = ycell.get("id")
+                record = records.get(cell_id)
+                if (
+                    record is None
+                    or cell_id in seen
+                    or ycell.get("cell_type") != record.get("cell_type", "code")
+                ):
+                    del self.ycells[index]
+                    continue
+                seen.add(cell_id)
+                index += 1
+            self._order = [str(c.get("id")) for c in self.ycells]
+            rank = {cell_id: n for n, cell_id in enumerate(wanted)}
+            in_place = _longest_increasing(self._order, rank)
+            for cell_id in [c for c in self._order if c not in in_place]:
+                self._remove(cell_id)
+            for cell_id in list(self._order):
+                self._project_cell(cell_id, _everything_changed(cell_id))
+            for cell_id in wanted:
+                if cell_id not in self._order:
+                    self._insert(records[cell_id])
 
     # -- plumbing ---------------------------------------------------------------------------
 
@@ -304,7 +348,7 @@ class YNotebookProjection:
             if record.get("attachments") is None:
                 if "attachments" in ycell:
                     del ycell["attachments"]
-            else:
+            elif not same_json(from_crdt(ycell.get("attachments")), record["attachments"]):
                 ycell["attachments"] = record["attachments"]
 
     def _project_outputs(
@@ -614,3 +658,34 @@ def _rewrite_tail(ytext: Text, old: str, new: str) -> None:
     tail = new.encode()[edit.start :].decode()
     if tail:
         ytext += tail
+
+
+def _everything_changed(cell_id: str) -> RecordChange:
+    """A change that makes ``_project_cell`` compare every field of a cell but its place."""
+    fields = {"input", "state", "exec_count", "output", "attachments", *_METADATA_FIELDS}
+    return RecordChange(("cell", cell_id), "update", fields=fields, replaced={"output"})
+
+
+def _longest_increasing(order: list[str], rank: dict[str, int]) -> set[str]:
+    """The most cells of ``order`` that are already in the order ``rank`` wants."""
+    tails: list[int] = []  # patience sorting: index in ``order`` of each pile's top
+    previous: list[int] = [-1] * len(order)
+    for i, cell_id in enumerate(order):
+        lo, hi = 0, len(tails)
+        while lo < hi:
+            mid = (lo + hi) // 2
+            if rank[order[tails[mid]]] < rank[cell_id]:
+                lo = mid + 1
+            else:
+                hi = mid
+        previous[i] = tails[lo - 1] if lo else -1
+        if lo == len(tails):
+            tails.append(i)
+        else:
+            tails[lo] = i
+    kept: set[str] = set()
+    i = tails[-1] if tails else -1
+    while i >= 0:
+        kept.add(order[i])
+        i = previous[i]
+    return kept

@@ -72,6 +72,11 @@ class RoomRegistry:
             document = await self.documents.get_by_id(file_id)
             self.check_path(document.path)
             self._check_session(document.session_id, session_id)
+            self.documents.hold(document)  # not cleaned up while its YNotebook loads
+            try:
+                await document.ensure_projection()
+            finally:
+                self.documents.release(document)
             return self._enter_document(document, document.room("notebook"), peer)
         path = self.check_path(self.documents.path_of(file_id))
         file_document = await self.files.get(path, file_id, file_format, file_type)
