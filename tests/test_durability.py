@@ -294,7 +294,7 @@ async def test_a_full_disk_is_reported_loses_nothing_and_heals(
     )
     assert response.status_code == 503 and "resumes" in response.json()["message"]
     url = server.ws_url(f"/api/cocalc-sync/room/syncdb:{nb.file_id}")
-    with pytest.raises(Exception) as closed:  # noqa: PT011 - httpx-ws wraps it in a group
+    with pytest.raises(Exception) as closed:  # httpx-ws wraps the close in an exception group
         async with aconnect_ws(url, server.http) as ws:
             await ws.receive_bytes()
     refusal = closed.value
