@@ -241,7 +241,8 @@ def fill(disk: Path) -> Path:
     """Write a file until the file system is full."""
     filler = disk / "filler"
     chunk = b"\0" * 65536
-    with open(filler, "wb") as f, contextlib.suppress(OSError):
+    # unbuffered: closing the file has nothing left to write into the full file system
+    with contextlib.suppress(OSError), open(filler, "wb", buffering=0) as f:
         while True:
             f.write(chunk)
             f.flush()
