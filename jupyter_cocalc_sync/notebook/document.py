@@ -32,11 +32,11 @@ from .ipynb import (
     initial_update,
     notebook_to_records,
     ordered_outputs,
-    parse_notebook,
     records_to_notebook,
 )
-from .merge import merge_notebook
+from .merge import SavedDigests, merge_notebook
 from .projection import YNotebookProjection
+from .repair import LoadedNotebook, load_notebook
 from .schema import SETTINGS_KEY, notebook_syncdb
 
 log = logging.getLogger(__name__)
@@ -117,9 +117,10 @@ class NotebookDocument:
             self.files.file_missing = True
         if not has_history:
             assert text is not None
-            records = notebook_to_records(
-                parse_notebook(text), transform_output=self.hooks.import_output
-            )
+            loaded = await anyio.to_thread.run_sync(lambda: load_notebook(text))
+            records = await self.files.import_records(notebook_to_records(loaded.notebook))
+            if loaded.warnings:
+                records[0]["load_warning"] = self._repaired(loaded.warnings)
             self.db.apply_update(initial_update(records), origin=FROM_FILE)
             version = await self.table.durable()
             self.files.saved_version, self.files.stamp = version, stamp
@@ -131,8 +132,8 @@ class NotebookDocument:
             self.files.stamp = stamp
             if text is not None and stamp != saved_stamp:
                 log.info("%s changed on disk since it was last saved: merging", self.path)
-                await self.merge_from_disk(text, self.files.saved_version)
-                self.files.changed()
+                if await self.files.merge_file(text):
+                    self.files.changed()
         if not self.files.file_missing:
             self.files.hash = await self.files.file_hash()
         self.files.start_polling()
@@ -210,9 +211,9 @@ class NotebookDocument:
 
     # -- the file ---------------------------------------------------------------------------
 
-    async def export_notebook(self) -> dict[str, Any]:
-        """The notebook as nbformat 4.5, from the live table."""
-        records = self.db.get()
+    async def export_notebook(self, records: list[Record] | None = None) -> dict[str, Any]:
+        """The notebook as nbformat 4.5, from the live table (or from ``records``)."""
+        records = self.db.get() if records is None else records
         outputs_of = ordered_outputs
         if self.hooks.prepare_export is not None:
             outputs_of = await self.hooks.prepare_export(records)
@@ -221,12 +222,32 @@ class NotebookDocument:
             lambda: records_to_notebook(records, outputs_of=outputs_of)
         )
 
-    async def merge_from_disk(self, text: str, base_version: int) -> int:
-        """Merge the file's ``text`` into the table against the saved ``base_version``."""
-        disk = notebook_to_records(parse_notebook(text), transform_output=self.hooks.import_output)
+    async def merge_from_disk(
+        self, loaded: LoadedNotebook, base_version: int, saved: SavedDigests
+    ) -> int:
+        """Merge the notebook read from the file into the table against the saved
+        ``base_version``; ``saved`` says which outputs on disk this server wrote."""
+        disk = notebook_to_records(loaded.notebook)
         base = await self.records_at(base_version) if base_version else []
-        sets, deletes = merge_notebook(base, disk, self.db.get())
-        return await self.apply(sets, deletes, author=FROM_DISK)
+        live = self.db.get()
+        merge = merge_notebook(base, disk, live, saved)
+        sets = {(r["type"], r["id"]): r for r in merge.sets}
+        live_outputs = {r["id"]: r.get("output") or {} for r in live if r["type"] == "cell"}
+        for cell_id, outputs in merge.outputs.items():
+            output = await self.files.import_outputs(cell_id, outputs, self.settings())
+            current = live_outputs.get(cell_id, {})
+            replaced = {**{k: None for k in current if k not in output}, **output}
+            record = sets.setdefault(("cell", cell_id), {"type": "cell", "id": cell_id})
+            record["output"] = replaced
+        if loaded.warnings:
+            warning = self._repaired(loaded.warnings)
+            sets.setdefault(SETTINGS_KEY, {"type": SETTINGS_KEY[0], "id": SETTINGS_KEY[1]})
+            sets[SETTINGS_KEY]["load_warning"] = warning
+        return await self.apply(sets.values(), merge.deletes, author=FROM_DISK)
+
+    def _repaired(self, warnings: list[str]) -> str:
+        log.warning("%s is not valid nbformat; repaired: %s", self.path, "; ".join(warnings))
+        return "Repaired when read: " + "; ".join(warnings)
 
     def _on_update(self, update: bytes, origin: Any) -> None:
         if origin != STORE:

@@ -27,7 +27,14 @@ from pycrdt import Doc
 
 from ..errors import InvalidRecordError
 from ..sync.table import Record, json_copy
-from .repair import NBFORMAT, NBFORMAT_MINOR, join_lines, load_notebook, parse_notebook
+from .repair import (
+    CELL_ID_PATTERN,
+    NBFORMAT,
+    NBFORMAT_MINOR,
+    join_lines,
+    load_notebook,
+    parse_notebook,
+)
 from .schema import SETTINGS_KEY, notebook_syncdb, validate_record
 
 # reading a file (and repairing it) lives in repair.py; importers find it here too
@@ -41,6 +48,7 @@ __all__ = [
     "write_notebook",
 ]
 
+_CELL_ID = CELL_ID_PATTERN  # projection.py checks JupyterLab's ids with it
 # cell metadata that has a field of its own in the cell record
 _OWN_FIELDS = ("collapsed", "scrolled", "tags")
 

@@ -38,7 +38,7 @@ NBFORMAT_MINOR = 5
 REPAIRED_KEY = "cocalc_sync_repaired"
 OUTPUT_TYPES = ("stream", "display_data", "execute_result", "error")
 
-_CELL_ID = re.compile(r"^[a-zA-Z0-9_-]{1,64}$")
+CELL_ID_PATTERN = re.compile(r"^[a-zA-Z0-9_-]{1,64}$")
 
 
 @dataclass
@@ -277,7 +277,7 @@ def _repair_ids(cells: list[dict[str, Any]], warnings: list[str], *, ids_expecte
     seen: set[str] = set()
     for index, cell in enumerate(cells):
         cell_id = cell.get("id")
-        if not isinstance(cell_id, str) or not _CELL_ID.match(cell_id):
+        if not isinstance(cell_id, str) or not CELL_ID_PATTERN.match(cell_id):
             if cell_id is not None or ids_expected:
                 warnings.append(f"cells[{index}]: invalid or missing id {cell_id!r} replaced")
             cell_id = _derived_id(index, cell)
