@@ -118,6 +118,24 @@ class Server:
             await eventually(lambda: len(ymeta) > 0, ynb.ydoc)
             yield ynb
 
+    @contextlib.asynccontextmanager
+    async def yfile(self, path: str) -> AsyncIterator[Any]:
+        """A JupyterLab-like editor of a text file: a YUnicode synced over its room."""
+        from jupyter_ydoc import YUnicode
+
+        response = await self.http.put(
+            f"/api/collaboration/session/{path}",
+            content=json.dumps({"format": "text", "type": "file"}),
+        )
+        response.raise_for_status()
+        session = response.json()
+        room = f"text:file:{session['fileId']}"
+        url = self.ws_url(f"/api/collaboration/room/{room}?sessionId={session['sessionId']}")
+        text = YUnicode(Doc())
+        async with aconnect_ws(url, self.http) as ws, Provider(text.ydoc, HttpxWebsocket(ws, room)):
+            await eventually(lambda: text.get() != "", text.ydoc)
+            yield text
+
     async def aclose(self) -> None:
         await self.http.aclose()
 
