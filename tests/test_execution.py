@@ -41,6 +41,7 @@ async def test_every_entry_point_runs_on_the_server_and_outputs_reach_everyone(
         root_dir / "nb.ipynb",
         ["a = 6 * 7\nprint(a)", "print(a + 1)", "a * 2", "print('via client')"],
     )
+
     async def pool_ready():
         pool = (await server.http.get("/api/cocalc-sync/kernels")).json()["pool"]
         return any(k["ready"] for k in pool["kernels"].values())

@@ -7,8 +7,8 @@ import os
 
 import nbformat
 import pytest
-from jupyter_server.utils import ensure_async
 from helpers import eventually, poll, read_notebook_file, replace_file, write_notebook
+from jupyter_server.utils import ensure_async
 
 from jupyter_cocalc_sync.client import CocalcSyncClient
 from jupyter_cocalc_sync.notebook.filesync import stamp_of
