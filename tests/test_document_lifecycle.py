@@ -124,6 +124,7 @@ def invalid_notebook() -> dict:
     }
 
 
+@pytest.mark.filterwarnings("ignore::nbformat.warnings.DuplicateCellId")  # the file before the save
 async def test_an_invalid_notebook_opens_repaired_and_reports_it(server, root_dir):
     path = root_dir / "invalid.ipynb"
     path.write_text(json.dumps(invalid_notebook()))

@@ -52,15 +52,43 @@ def cell(document, cell_id: str) -> dict:
     return document.db.get_one({"type": "cell", "id": cell_id})
 
 
+FLOOD = "".join(f"line {i}\n" for i in range(5000))
+
+
+def flood_cell() -> dict:
+    return nbformat.v4.new_code_cell(
+        "for i in range(5000): print('line', i)",
+        id="flood",
+        outputs=[nbformat.v4.new_output("stream", name="stdout", text=FLOOD)],
+    )
+
+
+def truncated(document) -> bool:
+    """The flood cell shows at most ``max_output_length`` (2000) and the marker."""
+    output = cell(document, "flood")["output"]
+    visible = json.dumps(output, separators=(",", ":"))  # the marker may pass the limit
+    return len(visible) <= 2100 and any(is_marker(o) for o in output.values())
+
+
+@pytest.mark.cocalc(max_output_length=2000)
 async def test_touch_same_content_and_reordered_keys_change_nothing(server, root_dir, jp_serverapp):
     path = root_dir / "same.ipynb"
-    write_notebook(path, ["a = 1", "b = 2"])
+    write_notebook(path, ["a = 1", nbformat.v4.new_code_cell(flood_cell().source, id="flood")])
     document = await opened(jp_serverapp, "same.ipynb")
     await document.apply([{"type": "cell", "id": "cell-0", "input": "a = 10"}])
-    await eventually(
-        lambda: (read_notebook_file(path) or {}).get("cells", [{}])[0].get("source") == "a = 10",
-        timeout=10,
+    # a flood from the kernel: truncated in the document, re-inlined in the file
+    run = await server.http.post(
+        "/api/cocalc-sync/notebooks/same.ipynb/run", json={"cell_ids": ["flood"]}
     )
+    assert run.is_success
+    await eventually(lambda: cell(document, "flood").get("state") == "idle", timeout=60)
+    assert truncated(document)
+
+    def saved_with_the_flood():
+        nb = read_notebook_file(path)
+        return nb is not None and "".join(o.get("text", "") for o in nb.cells[1].outputs) == FLOOD
+
+    await eventually(saved_with_the_flood, timeout=10)
     await checked(jp_serverapp, document)
     version, records = document.version, document.records()
     saved = path.read_text()
@@ -76,6 +104,7 @@ async def test_touch_same_content_and_reordered_keys_change_nothing(server, root
 
     assert document.version == version
     assert document.records() == records
+    assert truncated(document)
 
 
 @pytest.mark.cocalc(max_output_length=2000)
@@ -83,27 +112,11 @@ async def test_a_flood_stays_truncated_across_merges_and_a_live_edit_is_kept(
     server, root_dir, jp_serverapp
 ):
     path = root_dir / "flood.ipynb"
-    flood = "".join(f"line {i}\n" for i in range(5000))
-    write_notebook(
-        path,
-        [
-            nbformat.v4.new_code_cell(
-                "for i in range(5000): print('line', i)",
-                id="flood",
-                outputs=[nbformat.v4.new_output("stream", name="stdout", text=flood)],
-            ),
-            "other = 1",
-            "edited_live = 1",
-        ],
-    )
+    flood = FLOOD
+    write_notebook(path, [flood_cell(), "other = 1", "edited_live = 1"])
     document = await opened(jp_serverapp, "flood.ipynb")
 
-    def truncated():
-        output = cell(document, "flood")["output"]
-        visible = json.dumps(output, separators=(",", ":"))  # the marker may pass the limit
-        return len(visible) <= 2100 and any(is_marker(o) for o in output.values())
-
-    assert truncated()  # the import went through the limits
+    assert truncated(document)  # the import went through the limits
     await document.apply([{"type": "cell", "id": "cell-2", "input": "edited_live = 2"}])
     for n in range(3):
         await eventually(lambda: read_notebook_file(path) is not None, timeout=10)
@@ -114,7 +127,7 @@ async def test_a_flood_stays_truncated_across_merges_and_a_live_edit_is_kept(
         nb.cells[1].source = f"other = {n + 2}"
         replace_file(path, nbformat.writes(nb))
         await eventually(lambda n=n: cell(document, "cell-1")["input"] == f"other = {n + 2}")
-        assert truncated()
+        assert truncated(document)
         assert cell(document, "cell-2")["input"] == "edited_live = 2"
 
     # outputs changed on disk by another tool go through the limits too
@@ -130,7 +143,7 @@ async def test_a_flood_stays_truncated_across_merges_and_a_live_edit_is_kept(
         return len(overflow) > len(flood)  # the doubled flood, past the visible part
 
     await poll(overflow_has_the_new_output, timeout=10)
-    assert truncated()
+    assert truncated(document)
 
 
 async def deleted_through_api(server, path: str) -> None:
