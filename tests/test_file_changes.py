@@ -146,6 +146,41 @@ async def test_a_flood_stays_truncated_across_merges_and_a_live_edit_is_kept(
     assert truncated(document)
 
 
+@pytest.mark.parametrize("edit_during", [False, True])
+async def test_a_notebook_replaced_on_disk_is_merged_and_saved_in_place(
+    server, root_dir, jp_serverapp, edit_during
+):
+    path = root_dir / "replaced.ipynb"
+    write_notebook(path, ["a = 1", "b = 2", "c = 3"])
+    document = await opened(jp_serverapp, "replaced.ipynb")
+    await checked(jp_serverapp, document)
+    if edit_during:
+        await document.apply([{"type": "cell", "id": "cell-2", "input": "c = 'live'"}])
+    # another tool writes a new version: one cell changed, one deleted, one added
+    write_notebook(
+        root_dir / "new.ipynb",
+        [
+            nbformat.v4.new_code_cell("a = 'disk'", id="cell-0"),
+            nbformat.v4.new_code_cell("c = 3", id="cell-2"),
+            nbformat.v4.new_markdown_cell("added on disk", id="added"),
+        ],
+    )
+    os.replace(root_dir / "new.ipynb", path)
+    expected = ["a = 'disk'", "c = 'live'" if edit_during else "c = 3", "added on disk"]
+
+    def sources():
+        return [c["input"] for c in sorted(document.db.get({"type": "cell"}), key=_pos)]
+
+    await eventually(lambda: sources() == expected, timeout=10)
+    await extension(jp_serverapp).documents.close_document(document.file_id)
+    assert sorted(p.name for p in root_dir.glob("*.ipynb")) == ["replaced.ipynb"]
+    assert [c.source for c in read_notebook_file(path).cells] == expected
+
+
+def _pos(record: dict) -> float:
+    return record["pos"]
+
+
 async def deleted_through_api(server, path: str) -> None:
     assert (await server.http.delete(f"/api/contents/{path}")).status_code == 204
 

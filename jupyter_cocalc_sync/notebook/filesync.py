@@ -215,9 +215,6 @@ class FileSync:
                     return "skipped"
             elif self.deleted is not None:
                 self._reappeared()
-            if on_disk is not None and on_disk != self.stamp and self.saved_version:
-                await self._merge_locked(on_disk)
-                version = await self.document.table.durable()
             return await self._write(version)
 
     async def _may_recreate(self) -> bool:
@@ -231,6 +228,14 @@ class FileSync:
     async def _write(self, version: int) -> str:
         records = self.document.records()
         content = await self.document.export_notebook(records)
+        on_disk = await self.current_stamp()
+        if on_disk is not None and on_disk != self.stamp and self.saved_version:
+            # the file changed out of band (checked after the export: the contents API cannot
+            # compare-and-swap, so the window for a lost change is a stat and a write wide)
+            await self._merge_locked(on_disk)
+            version = await self.document.table.durable()
+            records = self.document.records()
+            content = await self.document.export_notebook(records)
         try:
             model = await ensure_async(
                 self.contents_manager.save(
