@@ -297,3 +297,64 @@ async def test_a_renamed_plain_file_is_saved_at_its_new_path_only(server, root_d
     await extension(jp_serverapp).file_rooms.close_all()
     assert sorted(p.name for p in root_dir.glob("*.py")) == ["b.py"]
     assert (root_dir / "b.py").read_text() == "# after the rename\nx = 1\n"
+
+
+async def test_changes_made_while_no_server_runs_are_compared_with_the_last_save(tmp_path):
+    """After a restart the saved version is exported again to tell what the file changed."""
+    from helpers import Server
+    from servers import ServerProcess
+
+    root = tmp_path / "root"
+    root.mkdir()
+    config = {"CocalcSync": {"max_output_length": 2000, "autosave_delay": 0.2}}
+    proc = ServerProcess(root, tmp_path / "state", config=config)
+    path = root / "down.ipynb"
+    write_notebook(path, [flood_cell(), "other = 1"])
+    url = "/api/cocalc-sync/notebooks/down.ipynb"
+
+    async def notebook(srv):
+        reply = (await srv.http.get(url)).json()
+        cells = {r["id"]: r for r in reply["records"] if r["type"] == "cell"}
+        return reply["version"], cells
+
+    def shows_truncated(cells):
+        output = cells["flood"]["output"]
+        visible = json.dumps(output, separators=(",", ":"))
+        return len(visible) <= 2100 and any(is_marker(o) for o in output.values())
+
+    try:
+        proc.start()
+        srv = Server(proc.url, proc.token)
+        edit = {"set": [{"type": "cell", "id": "cell-1", "input": "other = 2"}]}
+        assert (await srv.http.post(url + "/records", json=edit)).status_code == 200
+        await eventually(lambda: _source(path, 1) == "other = 2", timeout=10)
+        version, cells = await notebook(srv)
+        await srv.aclose()
+        proc.stop()
+
+        # while no server runs: touched, then rewritten with reordered keys
+        stat = path.stat()
+        os.utime(path, (stat.st_atime + 10, stat.st_mtime + 10))
+        replace_file(path, json.dumps(reordered(json.loads(path.read_text())), indent=3))
+        proc.start()
+        srv = Server(proc.url, proc.token)
+        assert await notebook(srv) == (version, cells)
+        await srv.aclose()
+        proc.stop()
+
+        # and edited: the edit is merged, the flood stays truncated
+        nb = read_notebook_file(path)
+        nb.cells[1].source = "other = 3"
+        replace_file(path, nbformat.writes(nb))
+        proc.start()
+        srv = Server(proc.url, proc.token)
+        _, cells = await notebook(srv)
+        assert cells["cell-1"]["input"] == "other = 3" and shows_truncated(cells)
+        await srv.aclose()
+    finally:
+        proc.kill()
+
+
+def _source(path, index: int) -> str | None:
+    nb = read_notebook_file(path)
+    return nb.cells[index].source if nb is not None else None
