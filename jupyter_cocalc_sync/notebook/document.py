@@ -25,7 +25,7 @@ from ..rooms.room import Peer, Room
 from ..store import STORE, ChangeLog, LoggedTable
 from ..store.changelog import Version
 from ..sync.table import Origin, Record, SyncDB
-from .filesync import FileSync
+from .filesync import FileSync, repaired_warning
 from .ipynb import (
     OutputsOf,
     OutputTransform,
@@ -34,15 +34,13 @@ from .ipynb import (
     ordered_outputs,
     records_to_notebook,
 )
-from .merge import SavedDigests, merge_notebook
 from .projection import YNotebookProjection
-from .repair import LoadedNotebook, load_notebook
+from .repair import load_notebook
 from .schema import SETTINGS_KEY, notebook_syncdb
 
 log = logging.getLogger(__name__)
 
 FROM_FILE = Origin("file")
-FROM_DISK = "disk"
 
 
 @dataclass
@@ -120,7 +118,7 @@ class NotebookDocument:
             loaded = await anyio.to_thread.run_sync(lambda: load_notebook(text))
             records = await self.files.import_records(notebook_to_records(loaded.notebook))
             if loaded.warnings:
-                records[0]["load_warning"] = self._repaired(loaded.warnings)
+                records[0]["load_warning"] = repaired_warning(self.path, loaded.warnings)
             self.db.apply_update(initial_update(records), origin=FROM_FILE)
             version = await self.table.durable()
             self.files.saved_version, self.files.stamp = version, stamp
@@ -221,33 +219,6 @@ class NotebookDocument:
         return await anyio.to_thread.run_sync(
             lambda: records_to_notebook(records, outputs_of=outputs_of)
         )
-
-    async def merge_from_disk(
-        self, loaded: LoadedNotebook, base_version: int, saved: SavedDigests
-    ) -> int:
-        """Merge the notebook read from the file into the table against the saved
-        ``base_version``; ``saved`` says which outputs on disk this server wrote."""
-        disk = notebook_to_records(loaded.notebook)
-        base = await self.records_at(base_version) if base_version else []
-        live = self.db.get()
-        merge = merge_notebook(base, disk, live, saved)
-        sets = {(r["type"], r["id"]): r for r in merge.sets}
-        live_outputs = {r["id"]: r.get("output") or {} for r in live if r["type"] == "cell"}
-        for cell_id, outputs in merge.outputs.items():
-            output = await self.files.import_outputs(cell_id, outputs, self.settings())
-            current = live_outputs.get(cell_id, {})
-            replaced = {**{k: None for k in current if k not in output}, **output}
-            record = sets.setdefault(("cell", cell_id), {"type": "cell", "id": cell_id})
-            record["output"] = replaced
-        if loaded.warnings:
-            warning = self._repaired(loaded.warnings)
-            sets.setdefault(SETTINGS_KEY, {"type": SETTINGS_KEY[0], "id": SETTINGS_KEY[1]})
-            sets[SETTINGS_KEY]["load_warning"] = warning
-        return await self.apply(sets.values(), merge.deletes, author=FROM_DISK)
-
-    def _repaired(self, warnings: list[str]) -> str:
-        log.warning("%s is not valid nbformat; repaired: %s", self.path, "; ".join(warnings))
-        return "Repaired when read: " + "; ".join(warnings)
 
     def _on_update(self, update: bytes, origin: Any) -> None:
         if origin != STORE:

@@ -32,8 +32,10 @@ from tornado.web import HTTPError
 
 from ..errors import DocumentNotFoundError, NotebookFormatError
 from ..sync.table import Record
-from .merge import SavedDigests, digest, disk_outputs, saved_digests
+from .ipynb import notebook_to_records
+from .merge import SavedDigests, digest, disk_outputs, merge_notebook, saved_digests
 from .repair import LoadedNotebook, load_notebook, parse_notebook
+from .schema import SETTINGS_KEY
 
 if TYPE_CHECKING:
     from .document import NotebookDocument
@@ -41,6 +43,9 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 Stamp = tuple[str | None, int | None]
+
+#: the author of changes merged from the file
+FROM_DISK = "disk"
 
 # what the runner writes: not an edit that brings a deleted file back
 _RUNTIME_FIELDS = frozenset({"output", "exec_count", "state", "start", "end"})
@@ -64,6 +69,12 @@ class OutputImporter(Protocol):
         settings: Mapping[str, Any],
     ) -> dict[str, Any]:
         """``{"0": output, …}``, truncated with a "more output" marker past the limits."""
+
+
+def repaired_warning(path: str, warnings: list[str]) -> str:
+    """The notebook's ``load_warning`` for what reading its file repaired (also logged)."""
+    log.warning("%s is not valid nbformat; repaired: %s", path, "; ".join(warnings))
+    return "Repaired when read: " + "; ".join(warnings)
 
 
 def edits_digest(records: list[Record]) -> str:
@@ -352,9 +363,30 @@ class FileSync:
         if file_digest == saved.notebook:
             log.debug("%s: same notebook as saved (formatting only)", self.path)
             return False
-        await self.document.merge_from_disk(loaded, self.saved_version, saved)
+        await self._merge_notebook(loaded, saved)
         log.info("merged out-of-band changes of %s", self.path)
         return True
+
+    async def _merge_notebook(self, loaded: LoadedNotebook, saved: SavedDigests) -> int:
+        """Merge the notebook read from the file into the table against the saved version."""
+        document = self.document
+        disk = notebook_to_records(loaded.notebook)
+        base = await document.records_at(self.saved_version) if self.saved_version else []
+        live = document.records()
+        merge = merge_notebook(base, disk, live, saved)
+        sets = {(r["type"], r["id"]): r for r in merge.sets}
+        live_outputs = {r["id"]: r.get("output") or {} for r in live if r["type"] == "cell"}
+        for cell_id, outputs in merge.outputs.items():
+            output = await self.import_outputs(cell_id, outputs, document.settings())
+            current = live_outputs.get(cell_id, {})
+            record = sets.setdefault(("cell", cell_id), {"type": "cell", "id": cell_id})
+            record["output"] = {**{k: None for k in current if k not in output}, **output}
+        if loaded.warnings:
+            settings = sets.setdefault(
+                SETTINGS_KEY, {"type": SETTINGS_KEY[0], "id": SETTINGS_KEY[1]}
+            )
+            settings["load_warning"] = repaired_warning(self.path, loaded.warnings)
+        return await document.apply(sets.values(), merge.deletes, author=FROM_DISK)
 
     async def saved_digests(self) -> SavedDigests:
         """What this server last wrote (after a restart: the saved version, exported again)."""

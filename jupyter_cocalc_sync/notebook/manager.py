@@ -1,8 +1,9 @@
 """``DocumentManager``: one live document per open notebook, opened on first use.
 
 Documents are keyed by the file id of ``jupyter-server-fileid`` (so a renamed notebook keeps its
-history) and closed ``document_cleanup_delay`` seconds after their last client left, once
-nothing keeps them busy (a running cell registers itself with ``hold``).
+history) and closed ``document_cleanup_delay`` seconds after their last client left or their
+last use (a REST call), once nothing keeps them busy (a running cell registers itself with
+``hold``).
 
 Each file id goes through one lifecycle: ``opening → open → closing → closed``. A request that
 arrives while a document opens waits for that opening; one that arrives while it closes waits
@@ -119,6 +120,7 @@ class DocumentManager:
         while True:
             document = self.documents.get(file_id)
             if document is not None:
+                self._schedule_cleanup(file_id)  # a use (a REST call) postpones the close
                 return document
             closing = self._closing.get(file_id)
             if closing is not None:
