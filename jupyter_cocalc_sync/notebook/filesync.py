@@ -23,7 +23,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from typing import TYPE_CHECKING, Any, Protocol
 
 import anyio
@@ -69,6 +69,20 @@ class OutputImporter(Protocol):
         settings: Mapping[str, Any],
     ) -> dict[str, Any]:
         """``{"0": output, …}``, truncated with a "more output" marker past the limits."""
+
+
+async def poll_file(
+    interval: float, check: Callable[[], Awaitable[Any]], path: Callable[[], str]
+) -> None:
+    """Run ``check`` every ``interval`` seconds until cancelled; a failed check is logged."""
+    while True:
+        await asyncio.sleep(interval)
+        try:
+            await check()
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("checking %s for changes on disk failed", path())
 
 
 def repaired_warning(path: str, warnings: list[str]) -> str:
@@ -284,14 +298,7 @@ class FileSync:
             self._poller = asyncio.get_running_loop().create_task(self._poll())
 
     async def _poll(self) -> None:
-        while True:
-            await asyncio.sleep(self.poll_interval)
-            try:
-                await self.check()
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                log.exception("checking %s for changes on disk failed", self.path)
+        await poll_file(self.poll_interval, self.check, lambda: self.path)
 
     async def check(self) -> bool:
         """Merge the file if it changed out of band; returns whether that changed anything."""

@@ -28,7 +28,7 @@ from pycrdt import Doc
 from tornado.web import HTTPError
 
 from ..errors import DocumentNotFoundError
-from ..notebook.filesync import Stamp, stamp_of
+from ..notebook.filesync import Stamp, poll_file, stamp_of
 from ..notebook.merge import merge_text
 from .protocol import Message
 from .room import Peer, Room
@@ -103,7 +103,9 @@ class FileDocument:
         self.doc.apply_update(source.get_update())
         self.saved, self.stamp = model["content"], stamp_of(model)
         if self.poll_interval > 0:
-            self._poller = asyncio.get_running_loop().create_task(self._poll())
+            self._poller = asyncio.get_running_loop().create_task(
+                poll_file(self.poll_interval, self.check, lambda: self.path)
+            )
 
     def _apply(self, update: bytes, peer: Peer) -> None:
         self._origin = peer
@@ -152,16 +154,6 @@ class FileDocument:
         return "success"
 
     # -- out-of-band changes ----------------------------------------------------------------
-
-    async def _poll(self) -> None:
-        while True:
-            await asyncio.sleep(self.poll_interval)
-            try:
-                await self.check()
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                log.exception("checking %s for changes on disk failed", self.path)
 
     async def check(self) -> None:
         """Follow the file: deleted, back, or changed out of band (module docstring)."""
