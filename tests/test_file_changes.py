@@ -306,7 +306,10 @@ async def test_changes_made_while_no_server_runs_are_compared_with_the_last_save
 
     root = tmp_path / "root"
     root.mkdir()
-    config = {"CocalcSync": {"max_output_length": 2000, "autosave_delay": 0.2}}
+    config = {
+        "CocalcSync": {"max_output_length": 2000, "autosave_delay": 0.2},
+        "KernelPool": {"size": 0},  # no kernel starting while the server stops
+    }
     proc = ServerProcess(root, tmp_path / "state", config=config)
     path = root / "down.ipynb"
     write_notebook(path, [flood_cell(), "other = 1"])

@@ -271,12 +271,13 @@ class FileSync:
             log.exception("saving %s failed", self.path)
             return "failed"
         self.stamp = stamp_of(model)
-        self.hash = await self.file_hash()
         self.saved_version = version
         self.deleted = None
+        # first what a restart needs to tell the file's own changes from this save
+        await self.document.changelog.mark_saved(self.document.file_id, version, *self.stamp)
+        self.hash = await self.file_hash()
         self._saved_edits = edits_digest(records)
         self.saved = await anyio.to_thread.run_sync(lambda: saved_digests(parse_notebook(content)))
-        await self.document.changelog.mark_saved(self.document.file_id, version, *self.stamp)
         for callback in self.on_saved:
             callback()
         return "success"
