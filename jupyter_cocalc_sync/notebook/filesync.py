@@ -389,11 +389,11 @@ class FileSync:
             current = live_outputs.get(cell_id, {})
             record = sets.setdefault(("cell", cell_id), {"type": "cell", "id": cell_id})
             record["output"] = {**{k: None for k in current if k not in output}, **output}
-        if loaded.warnings:
-            settings = sets.setdefault(
-                SETTINGS_KEY, {"type": SETTINGS_KEY[0], "id": SETTINGS_KEY[1]}
-            )
-            settings["load_warning"] = repaired_warning(self.path, loaded.warnings)
+        if loaded.warnings or document.settings().get("load_warning"):
+            # the warning says what the last read of the file repaired (None: nothing)
+            warning = repaired_warning(self.path, loaded.warnings) if loaded.warnings else None
+            key = {"type": SETTINGS_KEY[0], "id": SETTINGS_KEY[1]}
+            sets.setdefault(SETTINGS_KEY, key)["load_warning"] = warning
         return await document.apply(sets.values(), merge.deletes, author=FROM_DISK)
 
     async def saved_digests(self) -> SavedDigests:
