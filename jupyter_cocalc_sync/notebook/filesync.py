@@ -125,7 +125,6 @@ class FileSync:
         self.saved: SavedDigests | None = None
         #: while the file is deleted: the digest of the edits it had when it was deleted
         self.deleted: str | None = None
-        self._saved_edits: str | None = None  # the digest of the edits last saved
         self._lock = asyncio.Lock()
         self._save_task: asyncio.Task[None] | None = None
         self._timer: asyncio.TimerHandle | None = None
@@ -245,7 +244,8 @@ class FileSync:
     async def _may_recreate(self) -> bool:
         if self.deleted is None:
             await self._gone()
-        if edits_digest(self.document.records()) == self.deleted:
+        records = self.document.records()
+        if await anyio.to_thread.run_sync(edits_digest, records) == self.deleted:
             return False
         log.warning("recreating %s: the notebook was edited after its file was deleted", self.path)
         return True
@@ -276,7 +276,6 @@ class FileSync:
         # first what a restart needs to tell the file's own changes from this save
         await self.document.changelog.mark_saved(self.document.file_id, version, *self.stamp)
         self.hash = await self.file_hash()
-        self._saved_edits = edits_digest(records)
         self.saved = await anyio.to_thread.run_sync(lambda: saved_digests(parse_notebook(content)))
         for callback in self.on_saved:
             callback()
@@ -327,10 +326,8 @@ class FileSync:
     async def _gone(self) -> None:
         """Polling (or a save) found the file gone, deleted at some time since the last save:
         edits since that save bring it back."""
-        if self._saved_edits is None:
-            saved = await self.document.records_at(self.saved_version)
-            self._saved_edits = edits_digest(saved)
-        self.deleted = self._saved_edits
+        saved = await self.document.records_at(self.saved_version)
+        self.deleted = await anyio.to_thread.run_sync(edits_digest, saved)
         log.warning(
             "%s was deleted or moved: the live document and its history are kept; the file "
             "is recreated only if the notebook is edited",
