@@ -282,14 +282,24 @@ class FileSync:
         return "success"
 
     async def file_hash(self) -> str | None:
-        """JupyterLab compares this with the file's before saving ("File Changed" if stale)."""
+        """The file's hash, if the file is still the one this server knows (``stamp``).
+
+        JupyterLab compares it with the file's before saving ("File Changed" if stale); a
+        touch leaves it unchanged, which tells a touch from a change.
+        """
+        hashed = await self._hashed()
+        return hashed[1] if hashed is not None and hashed[0] == self.stamp else None
+
+    async def _hashed(self) -> tuple[Stamp, str | None] | None:
+        """The file's stamp and hash from one look (None if that fails: no file, or a
+        contents manager without hashes, where the frontend compares dates)."""
         try:
             model = await ensure_async(
                 self.contents_manager.get(self.path, content=False, require_hash=True)
             )
-        except Exception:  # a contents manager without hashes: the frontend compares dates
+        except Exception:
             return None
-        return model.get("hash")
+        return stamp_of(model), model.get("hash")
 
     # -- out-of-band changes ----------------------------------------------------------------
 
@@ -339,9 +349,9 @@ class FileSync:
         self.deleted = None
 
     async def _merge_locked(self, on_disk: Stamp) -> bool:
-        current_hash = await self.file_hash()
-        if current_hash is not None and current_hash == self.hash:
-            self.stamp = on_disk  # touched, or the same content written again
+        hashed = await self._hashed()
+        if hashed is not None and hashed[1] is not None and hashed[1] == self.hash:
+            self.stamp = hashed[0]  # touched, or the same content written again
             return False
         try:
             text, stamp = await self.read()
@@ -352,8 +362,8 @@ class FileSync:
             self.stamp = on_disk
             return False
         self.stamp = stamp
-        if not merged:
-            self.hash = current_hash
+        if not merged:  # the same notebook: its hash now stands for what was saved
+            self.hash = hashed[1] if hashed is not None and hashed[0] == stamp else None
         return merged
 
     async def merge_file(self, text: str) -> bool:
