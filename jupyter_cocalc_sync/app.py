@@ -62,8 +62,10 @@ class CocalcSync(ExtensionApp):
     file_poll_interval = Float(
         1.0,
         config=True,
-        help="""Seconds between checks of open notebooks' files for out-of-band changes (git
-        pull, another editor); changes found are merged into the live document.""",
+        help="""Seconds between checks of open notebooks' and files' files for out-of-band
+        changes (git pull, another editor, deletion); changes found are merged into the live
+        document. 0 turns polling off (renames and deletions through the server are still
+        followed).""",
     )
     document_cleanup_delay = Float(
         60.0,
@@ -163,6 +165,7 @@ class CocalcSync(ExtensionApp):
         from .outputs.blobs import BlobStore
         from .outputs.formats import OutputFormats
         from .outputs.handler import OutputLimits
+        from .outputs.imported import FileOutputImporter
         from .outputs.overflow import MoreOutputStore
         from .rooms.files import FileRooms
         from .rooms.registry import RoomRegistry
@@ -202,6 +205,7 @@ class CocalcSync(ExtensionApp):
             base_url=serverapp.base_url,
             inline_more_output=self.inline_more_output_on_save,
         )
+        limits = OutputLimits(self.max_output_length, self.max_output_messages)
         self.documents = DocumentManager(
             changelog=self.changelog,
             contents_manager=contents_manager,
@@ -211,21 +215,23 @@ class CocalcSync(ExtensionApp):
             ),
             cleanup_delay=self.document_cleanup_delay,
             hooks=formats.for_document,
-            on_open=lambda document: self.execution.attach(document),
+            outputs=FileOutputImporter(limits, self.blobs, self.overflow),
         )
         self.kernels = SessionKernels(serverapp)
         self.execution = ExecutionService(
             self.documents,
             self.kernels,
-            limits=OutputLimits(self.max_output_length, self.max_output_messages),
+            limits=limits,
             blobs=self.blobs,
             overflow=self.overflow,
             history=self.history,
         )
+        self.documents.observer = self.execution
         self.file_rooms = FileRooms(
             contents_manager,
             save_delay=self.autosave_delay,
             cleanup_delay=self.document_cleanup_delay,
+            poll_interval=self.file_poll_interval,
         )
         self.rooms = RoomRegistry(
             self.documents,
@@ -240,8 +246,14 @@ class CocalcSync(ExtensionApp):
         self.log.info("jupyter-cocalc-sync %s: store %s", __version__, self.store_path)
 
     async def _on_contents_event(self, logger: Any, schema_id: str, data: dict) -> None:
-        if data.get("action") == "rename" and data.get("source_path"):
-            self.documents.renamed(data["source_path"], data["path"])
+        # renames and deletions through the server; polling catches the others
+        action, path = data.get("action"), data.get("path")
+        if action == "rename" and data.get("source_path") and path:
+            self.documents.renamed(data["source_path"], path)
+            self.file_rooms.renamed(data["source_path"], path)
+        elif action == "delete" and path:
+            self.documents.deleted(path)
+            self.file_rooms.deleted(path)
 
     async def file_exists(self, path: str) -> bool:
         from jupyter_server.utils import ensure_async

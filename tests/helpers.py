@@ -95,10 +95,12 @@ class Server:
     def ws_url(self, path: str) -> str:
         return self.base_url.replace("http", "ws", 1) + path
 
-    async def session(self, path: str) -> dict:
+    async def session(
+        self, path: str, file_format: str = "json", file_type: str = "notebook"
+    ) -> dict:
         response = await self.http.put(
             f"/api/collaboration/session/{path}",
-            content=json.dumps({"format": "json", "type": "notebook"}),
+            content=json.dumps({"format": file_format, "type": file_type}),
         )
         response.raise_for_status()
         return response.json()
@@ -117,6 +119,19 @@ class Server:
             ymeta = ynb.ydoc.get("meta", type=Map)
             await eventually(lambda: len(ymeta) > 0, ynb.ydoc)
             yield ynb
+
+    @contextlib.asynccontextmanager
+    async def yfile(self, path: str) -> AsyncIterator[Any]:
+        """A JupyterLab-like editor of a text file: a YUnicode synced over its room."""
+        from jupyter_ydoc import YUnicode
+
+        session = await self.session(path, "text", "file")
+        room = f"text:file:{session['fileId']}"
+        url = self.ws_url(f"/api/collaboration/room/{room}?sessionId={session['sessionId']}")
+        text = YUnicode(Doc())
+        async with aconnect_ws(url, self.http) as ws, Provider(text.ydoc, HttpxWebsocket(ws, room)):
+            await eventually(lambda: text.get() != "", text.ydoc)
+            yield text
 
     async def aclose(self) -> None:
         await self.http.aclose()

@@ -136,8 +136,9 @@ class ServerProcess:
 
     def stop(self, timeout: float = 30) -> None:
         if self.process is not None and self.process.poll() is None:
-            self.process.send_signal(signal.SIGINT)
-            self.process.send_signal(signal.SIGINT)
+            # SIGTERM stops the server gracefully; a second SIGINT could land in the middle
+            # of the shutdown the first one started, and hang it
+            self.process.send_signal(signal.SIGTERM)
             try:
                 self.process.wait(timeout)
             except subprocess.TimeoutExpired:

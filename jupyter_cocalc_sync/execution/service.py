@@ -47,6 +47,17 @@ class ExecutionService:
         self.flush_interval = flush_interval
         self._batches: dict[str, tuple[list[str], asyncio.TimerHandle, str | None]] = {}
 
+    def opened(self, document: NotebookDocument) -> None:
+        """``DocumentObserver``: a document opened."""
+        self.attach(document)
+
+    async def closed(self, document: NotebookDocument) -> None:
+        """``DocumentObserver``: a document closed (its runner with it)."""
+        batch = self._batches.pop(document.file_id, None)
+        if batch is not None:
+            batch[1].cancel()
+        await self.kernels.release(document.path)
+
     def attach(self, document: NotebookDocument) -> NotebookRunner:
         """Give a freshly opened document its runner."""
         runner = NotebookRunner(

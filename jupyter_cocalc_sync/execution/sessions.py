@@ -3,6 +3,11 @@
 So the server runs cells on the very kernel JupyterLab shows (same variables, same status), and
 a notebook with no session gets one, for its ``settings.kernel``, through jupyter_server's own
 SessionManager (which takes a pre-spawned kernel from the pool).
+
+A session this extension started (for a notebook used only through the REST API or the Python
+client) is its to end: when the notebook closes, the session and its kernel are shut down unless
+someone uses the kernel (a kernel websocket is connected, e.g. JupyterLab opened the notebook
+and joined that session). Sessions that JupyterLab started are never shut down here.
 """
 
 from __future__ import annotations
@@ -25,6 +30,7 @@ class SessionKernels:
     def __init__(self, serverapp: Any) -> None:
         self.serverapp = serverapp
         self._attached: dict[str, JupyterKernel] = {}  # kernel id -> wrapper
+        self._started: dict[str, str] = {}  # session id -> notebook path, sessions we started
 
     @property
     def kernel_manager(self) -> Any:
@@ -65,11 +71,35 @@ class SessionKernels:
         if name not in await ensure_async(self.serverapp.kernel_spec_manager.get_all_specs()):
             raise KernelError(f"no kernel named {name!r} is installed; choose another kernel")
         log.info("starting a %s session for %s", name, path)
-        return await ensure_async(
+        session = await ensure_async(
             self.session_manager.create_session(
                 path=path, name=posixpath.basename(path), type="notebook", kernel_name=name
             )
         )
+        self._started[session["id"]] = path
+        return session
+
+    async def release(self, path: str) -> None:
+        """The notebook at ``path`` closed: end the sessions started for it that nobody uses."""
+        for session_id, started_for in list(self._started.items()):
+            try:
+                session = await ensure_async(
+                    self.session_manager.get_session(session_id=session_id)
+                )
+            except Exception:  # deleted meanwhile (JupyterLab, the REST API)
+                self._started.pop(session_id, None)
+                continue
+            if path not in (started_for, session.get("path")):
+                continue
+            kernel_id = (session.get("kernel") or {}).get("id")
+            if self._in_use(kernel_id):
+                continue  # someone is connected to the kernel: it is theirs now
+            self._started.pop(session_id, None)
+            log.info("shutting down the kernel started for %s: the notebook closed", path)
+            kernel = self._attached.pop(kernel_id, None) if kernel_id else None
+            if kernel is not None:
+                await kernel.close()
+            await ensure_async(self.session_manager.delete_session(session_id))
 
     async def change_kernel(self, path: str, kernel_name: str) -> dict[str, Any]:
         """Give the notebook's session a new kernel of ``kernel_name`` (as JupyterLab does)."""
@@ -94,6 +124,11 @@ class SessionKernels:
             await old.close()
         await ensure_async(self.kernel_manager.shutdown_kernel(old_id))
         return await ensure_async(manager.get_session(session_id=session["id"]))
+
+    def _in_use(self, kernel_id: str | None) -> bool:
+        if not kernel_id or kernel_id not in self.kernel_manager:
+            return False
+        return bool(self.kernel_manager.kernel_model(kernel_id).get("connections", 0))
 
     def kernelspec(self, name: str) -> dict[str, Any]:
         spec = self.serverapp.kernel_spec_manager.get_kernel_spec(name)

@@ -29,18 +29,17 @@ from ..store import STORE, ChangeLog, LoggedTable
 from ..store.changelog import Version
 from ..store.projections import ProjectionLog
 from ..sync.table import Origin, Record, SyncDB
-from .filesync import FileSync
+from .filesync import FileSync, repaired_warning
 from .ipynb import (
     OutputsOf,
     OutputTransform,
     initial_update,
     notebook_to_records,
     ordered_outputs,
-    parse_notebook,
     records_to_notebook,
 )
-from .merge import merge_notebook
 from .projection import YNotebookProjection
+from .repair import load_notebook
 from .schema import SETTINGS_KEY, notebook_syncdb
 
 log = logging.getLogger(__name__)
@@ -48,7 +47,6 @@ log = logging.getLogger(__name__)
 FROM_FILE = Origin("file")
 #: seconds a closing document waits for its last save and its last log write
 CLOSE_TIMEOUT = 30.0
-FROM_DISK = "disk"
 
 
 @dataclass
@@ -133,9 +131,10 @@ class NotebookDocument:
             self.files.file_missing = True
         if not has_history:
             assert text is not None
-            records = notebook_to_records(
-                parse_notebook(text), transform_output=self.hooks.import_output
-            )
+            loaded = await anyio.to_thread.run_sync(lambda: load_notebook(text))
+            records = await self.files.import_records(notebook_to_records(loaded.notebook))
+            if loaded.warnings:
+                records[0]["load_warning"] = repaired_warning(self.path, loaded.warnings)
             self.db.apply_update(initial_update(records), origin=FROM_FILE)
             version = await self.table.durable()
             self.files.saved_version, self.files.stamp = version, stamp
@@ -147,8 +146,8 @@ class NotebookDocument:
             self.files.stamp = stamp
             if text is not None and stamp != saved_stamp:
                 log.info("%s changed on disk since it was last saved: merging", self.path)
-                await self.merge_from_disk(text, self.files.saved_version)
-                self.files.changed()
+                if await self.files.merge_file(text):
+                    self.files.changed()
         if not has_history:
             await self.projection_log.forget(self.file_id)  # a new notebook: a new session
         self.session_id = await self.projection_log.session_id(self.file_id)
@@ -231,9 +230,9 @@ class NotebookDocument:
 
     # -- the file ---------------------------------------------------------------------------
 
-    async def export_notebook(self) -> dict[str, Any]:
-        """The notebook as nbformat 4.5, from the live table."""
-        records = self.db.get()
+    async def export_notebook(self, records: list[Record] | None = None) -> dict[str, Any]:
+        """The notebook as nbformat 4.5, from the live table (or from ``records``)."""
+        records = self.db.get() if records is None else records
         outputs_of = ordered_outputs
         if self.hooks.prepare_export is not None:
             outputs_of = await self.hooks.prepare_export(records)
@@ -241,13 +240,6 @@ class NotebookDocument:
         return await anyio.to_thread.run_sync(
             lambda: records_to_notebook(records, outputs_of=outputs_of)
         )
-
-    async def merge_from_disk(self, text: str, base_version: int) -> int:
-        """Merge the file's ``text`` into the table against the saved ``base_version``."""
-        disk = notebook_to_records(parse_notebook(text), transform_output=self.hooks.import_output)
-        base = await self.records_at(base_version) if base_version else []
-        sets, deletes = merge_notebook(base, disk, self.db.get())
-        return await self.apply(sets, deletes, author=FROM_DISK)
 
     def _on_update(self, update: bytes, origin: Any) -> None:
         if origin != STORE:

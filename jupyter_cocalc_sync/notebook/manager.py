@@ -1,8 +1,15 @@
 """``DocumentManager``: one live document per open notebook, opened on first use.
 
 Documents are keyed by the file id of ``jupyter-server-fileid`` (so a renamed notebook keeps its
-history) and closed ``document_cleanup_delay`` seconds after their last client left, once
-nothing keeps them busy (a running cell registers itself with ``hold``).
+history) and closed ``document_cleanup_delay`` seconds after their last client left or their
+last use (a REST call), once nothing keeps them busy (a running cell registers itself with
+``hold``).
+
+Each file id goes through one lifecycle: ``opening → open → closing → closed``. A request that
+arrives while a document opens waits for that opening; one that arrives while it closes waits
+until the close (its final save) is over and then opens a fresh copy, so there are never two
+live copies of a notebook, and never two writers of its file. Every task the manager starts is
+kept and awaited (``close_all``).
 """
 
 from __future__ import annotations
@@ -10,13 +17,30 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable
-from typing import Any
+from enum import StrEnum
+from typing import Any, Protocol
 
 from ..errors import DocumentNotFoundError, PathOutsideRootError
 from ..store import ChangeLog
 from .document import DocumentSettings, NotebookDocument, OutputHooks
+from .filesync import OutputImporter
 
 log = logging.getLogger(__name__)
+
+
+class DocumentState(StrEnum):
+    OPENING = "opening"
+    OPEN = "open"
+    CLOSING = "closing"
+    CLOSED = "closed"
+
+
+class DocumentObserver(Protocol):
+    """Told when a document opened and after it closed (execution/service.py)."""
+
+    def opened(self, document: NotebookDocument) -> None: ...
+
+    async def closed(self, document: NotebookDocument) -> None: ...
 
 
 class DocumentManager:
@@ -31,7 +55,8 @@ class DocumentManager:
         settings: DocumentSettings,
         cleanup_delay: float,
         hooks: Callable[[NotebookDocument], OutputHooks] | None = None,
-        on_open: Callable[[NotebookDocument], Any] | None = None,
+        outputs: OutputImporter | None = None,
+        observer: DocumentObserver | None = None,
     ) -> None:
         self.changelog = changelog
         self.contents_manager = contents_manager
@@ -39,9 +64,11 @@ class DocumentManager:
         self.settings = settings
         self.cleanup_delay = cleanup_delay
         self.hooks = hooks
-        self.on_open = on_open
+        self.outputs = outputs
+        self.observer = observer
         self.documents: dict[str, NotebookDocument] = {}
         self._opening: dict[str, asyncio.Future[NotebookDocument]] = {}
+        self._closing: dict[str, asyncio.Task[None]] = {}
         self._holds: dict[str, int] = {}
         self._cleaners: dict[str, asyncio.TimerHandle] = {}
 
@@ -68,6 +95,15 @@ class DocumentManager:
             raise DocumentNotFoundError(f"no file with id {file_id!r}")
         return path
 
+    def state(self, file_id: str) -> DocumentState:
+        if file_id in self._closing:
+            return DocumentState.CLOSING
+        if file_id in self.documents:
+            return DocumentState.OPEN
+        if file_id in self._opening:
+            return DocumentState.OPENING
+        return DocumentState.CLOSED
+
     async def get(self, path: str) -> NotebookDocument:
         """The live document of the notebook at ``path`` (an API path), opening it if needed."""
         if not path.endswith(".ipynb"):
@@ -81,12 +117,22 @@ class DocumentManager:
         return await self.get_by_id(self.file_id(path))
 
     async def get_by_id(self, file_id: str) -> NotebookDocument:
-        document = self.documents.get(file_id)
-        if document is not None:
-            return document
-        pending = self._opening.get(file_id)
-        if pending is not None:
-            return await asyncio.shield(pending)
+        while True:
+            document = self.documents.get(file_id)
+            if document is not None:
+                self._schedule_cleanup(file_id)  # a use (a REST call) postpones the close
+                return document
+            closing = self._closing.get(file_id)
+            if closing is not None:
+                # the last copy is still saving: a fresh one opens after it is closed
+                await asyncio.shield(closing)
+                continue
+            pending = self._opening.get(file_id)
+            if pending is not None:
+                return await asyncio.shield(pending)
+            return await self._open(file_id)
+
+    async def _open(self, file_id: str) -> NotebookDocument:
         future: asyncio.Future[NotebookDocument] = asyncio.get_running_loop().create_future()
         self._opening[file_id] = future
         try:
@@ -102,10 +148,11 @@ class DocumentManager:
             )
             if self.hooks is not None:
                 document.hooks = self.hooks(document)
+            document.files.outputs = self.outputs
             await document.open()
             self.documents[file_id] = document
-            if self.on_open is not None:
-                self.on_open(document)
+            if self.observer is not None:
+                self.observer.opened(document)
             future.set_result(document)
             self._schedule_cleanup(file_id)
             log.info("opened %s (%s) at version %s", path, file_id, document.version)
@@ -159,29 +206,57 @@ class DocumentManager:
         if self._busy(file_id):
             return
         loop = asyncio.get_running_loop()
-        self._cleaners[file_id] = loop.call_later(
-            self.cleanup_delay, lambda: loop.create_task(self._cleanup(file_id))
-        )
+        self._cleaners[file_id] = loop.call_later(self.cleanup_delay, self._cleanup, file_id)
 
-    async def _cleanup(self, file_id: str) -> None:
+    def _cleanup(self, file_id: str) -> None:
         self._cleaners.pop(file_id, None)
         if self._busy(file_id):
             return
-        document = self.documents.pop(file_id)
-        log.info("closing %s: no clients for %ss", document.path, self.cleanup_delay)
-        await document.close()
+        log.info("closing %s: no clients for %ss", self.documents[file_id].path, self.cleanup_delay)
+        self.close_document(file_id)
+
+    def close_document(self, file_id: str) -> asyncio.Task[None] | None:
+        """Start closing the open document ``file_id`` (the task is kept until it is closed)."""
+        self._cancel_cleanup(file_id)
+        document = self.documents.pop(file_id, None)
+        if document is None:
+            return self._closing.get(file_id)
+        task = asyncio.get_running_loop().create_task(self._close(document))
+        self._closing[file_id] = task
+        return task
+
+    async def _close(self, document: NotebookDocument) -> None:
+        try:
+            await document.close()
+            if self.observer is not None:
+                await self.observer.closed(document)
+        except Exception:
+            log.exception("closing %s failed", document.path)
+        finally:
+            self._closing.pop(document.file_id, None)
 
     async def close_all(self) -> None:
-        for file_id in list(self._cleaners):
-            self._cancel_cleanup(file_id)
-        documents, self.documents = list(self.documents.values()), {}
-        await asyncio.gather(*(d.close() for d in documents), return_exceptions=True)
+        for file_id in list(self.documents):
+            self.close_document(file_id)
+        await asyncio.gather(*self._closing.values(), return_exceptions=True)
+
+    # -- the files --------------------------------------------------------------------------
+
+    def _under(self, path: str) -> list[NotebookDocument]:
+        prefix = path.rstrip("/") + "/"
+        return [d for d in self.documents.values() if d.path == path or d.path.startswith(prefix)]
 
     def renamed(self, old_path: str, new_path: str) -> None:
         """A file (or folder) was renamed through the server: open documents follow it."""
-        for document in self.documents.values():
-            if document.path == old_path or document.path.startswith(old_path.rstrip("/") + "/"):
-                document.set_path(new_path + document.path[len(old_path) :])
+        for document in self._under(old_path):
+            document.set_path(new_path + document.path[len(old_path) :])
+            document.files.deleted = None  # in case polling saw the old path gone first
+            document.files.changed()  # edits a save skipped meanwhile go to the new path
+
+    def deleted(self, path: str) -> None:
+        """A file (or folder) was deleted through the server: its documents do not save."""
+        for document in self._under(path):
+            document.files.deleted_now()
 
 
 async def _exists(contents_manager: Any, path: str) -> bool:

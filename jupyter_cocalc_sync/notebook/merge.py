@@ -1,30 +1,89 @@
 """Three-way merge of a notebook changed on disk into the live table.
 
-``base`` is the notebook as this server last saved (or loaded) it, ``disk`` is what the file
-holds now (``git pull``, another editor), ``live`` is the table with the collaborators' edits.
-What changed on disk since ``base`` is applied to ``live`` unless live changed the same thing
-too; then live wins, so an out-of-band change never silently overwrites a live edit:
+``base`` is the table at the version this server last saved (or loaded), ``disk`` is what the
+file holds now (``git pull``, another editor), ``live`` is the table with the collaborators'
+edits. What changed on disk since ``base`` is applied to ``live`` unless live changed the same
+thing too; then live wins, so an out-of-band change never silently overwrites a live edit:
 
 * cells added on disk are added (after the cell that precedes them on disk);
 * cells deleted on disk are deleted, unless live edited them;
 * a field changed on disk takes the disk's value if live still has the base's value;
-* cell sources are merged line-wise (diff3): disk hunks that touch lines live did not change are
-  applied, overlapping hunks keep live's text;
+* cell sources are merged line-wise with ``merge3`` (diff3): disk hunks that touch lines live
+  did not change are applied, conflicting hunks keep live's text;
 * a new cell order on disk is taken when live kept the base order.
+
+Outputs are compared like with like. The table holds them truncated (a "more output" marker,
+blob references) while the file holds them re-inlined, so a cell's outputs on disk are compared
+with a digest of the outputs *as this server wrote them* (``SavedDigests``), never with the
+table. Outputs that did change on disk are returned apart (``Merge.outputs``): the caller puts
+them through the same limits, blob extraction and overflow as kernel outputs.
+
+Why not nbdime's notebook merge: it merges whole nbformat notebooks, so the live side would have
+to be exported with its overflow re-inlined (megabytes per flood cell) and its decisions mapped
+back onto records; the record-level merge here needs neither. Line merges use ``merge3``.
 """
 
 from __future__ import annotations
 
-from difflib import SequenceMatcher
+import hashlib
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from typing import Any
+
+import merge3
 
 from ..sync.table import Record, same_json
 from .ipynb import cell_order_key
 from .schema import SETTINGS_KEY
 
-Patch = tuple[list[Record], list[Record]]  # (records to set, keys to delete)
-
+# fields that are not merged: keys, position (merged as an order), run state, outputs (apart)
 _IGNORED = ("type", "id", "pos", "state", "start", "end")
+_NOT_MERGED = (*_IGNORED, "output")
+
+
+@dataclass
+class Merge:
+    """The changes that bring the disk's edits into live."""
+
+    sets: list[Record] = field(default_factory=list)
+    deletes: list[Record] = field(default_factory=list)
+    #: cell id -> the nbformat outputs on disk, for cells whose outputs live should take
+    outputs: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class SavedDigests:
+    """What this server last wrote: a digest of the whole notebook and of each cell's outputs."""
+
+    notebook: str
+    outputs: dict[str, str]
+
+
+def digest(value: Any) -> str:
+    """A digest of JSON ``value`` that ignores key order and ``1`` vs ``1.0``."""
+    text = json.dumps(_integral(value), sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return hashlib.sha1(text.encode("utf-8", "surrogatepass")).hexdigest()
+
+
+def _integral(value: Any) -> Any:
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    if isinstance(value, dict):
+        return {k: _integral(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_integral(v) for v in value]
+    return value
+
+
+def saved_digests(nb: Mapping[str, Any]) -> SavedDigests:
+    """The digests of a parsed notebook (``ipynb.parse_notebook``'s normal form)."""
+    outputs = {
+        cell["id"]: digest(cell.get("outputs") or [])
+        for cell in nb.get("cells", [])
+        if cell.get("cell_type") == "code"
+    }
+    return SavedDigests(digest(nb), outputs)
 
 
 def merge_text(base: str, disk: str, live: str) -> str:
@@ -34,48 +93,31 @@ def merge_text(base: str, disk: str, live: str) -> str:
     if live == base:
         return disk
     base_lines = base.splitlines(keepends=True)
-    disk_lines = disk.splitlines(keepends=True)
     live_lines = live.splitlines(keepends=True)
-    # which base lines live left untouched, and where they are in live
-    live_map: dict[int, int] = {}
-    live_touched = [False] * (len(base_lines) + 1)
-    for tag, i1, i2, j1, _j2 in SequenceMatcher(None, base_lines, live_lines, False).get_opcodes():
-        if tag == "equal":
-            for k in range(i2 - i1):
-                live_map[i1 + k] = j1 + k
-        else:
-            for k in range(i1, max(i2, i1 + 1)):
-                live_touched[min(k, len(base_lines))] = True
-    hunks = [
-        op
-        for op in SequenceMatcher(None, base_lines, disk_lines, False).get_opcodes()
-        if op[0] != "equal"
-    ]
-    result = list(live_lines)
-    # apply from the end so earlier live indexes stay valid
-    for _tag, i1, i2, j1, j2 in reversed(hunks):
-        span = range(i1, max(i2, i1 + 1))
-        if any(live_touched[min(k, len(base_lines))] for k in span):
-            continue  # live changed these lines too: keep live's
-        if i1 < len(base_lines):
-            if i1 not in live_map or (i2 > i1 and i2 - 1 not in live_map):
-                continue
-            start = live_map[i1]
-            end = live_map[i2 - 1] + 1 if i2 > i1 else start
-        else:
-            start = end = len(live_lines) if not base_lines else live_map.get(i1 - 1, -1) + 1
-        result[start:end] = disk_lines[j1:j2]
-    return "".join(result)
+    disk_lines = disk.splitlines(keepends=True)
+    merged: list[str] = []
+    for region in merge3.Merge3(base_lines, live_lines, disk_lines).merge_regions():
+        kind = region[0]
+        if kind == "unchanged":
+            merged.extend(base_lines[region[1] : region[2]])
+        elif kind in ("same", "a"):
+            merged.extend(live_lines[region[1] : region[2]])
+        elif kind == "b":
+            merged.extend(disk_lines[region[1] : region[2]])
+        else:  # conflict: live's lines win
+            merged.extend(live_lines[region[3] : region[4]])
+    return "".join(merged)
 
 
-def _fields(record: Record | None) -> dict[str, Any]:
-    return {k: v for k, v in (record or {}).items() if k not in _IGNORED}
+def _fields(record: Record | None, ignored: tuple[str, ...] = _IGNORED) -> dict[str, Any]:
+    return {k: v for k, v in (record or {}).items() if k not in ignored}
 
 
 def _merge_record(base: Record | None, disk: Record, live: Record) -> dict[str, Any]:
     """The fields to set on ``live`` so it also has ``disk``'s changes since ``base``."""
     patch: dict[str, Any] = {}
-    base_f, disk_f, live_f = _fields(base), _fields(disk), _fields(live)
+    base_f, disk_f = _fields(base, _NOT_MERGED), _fields(disk, _NOT_MERGED)
+    live_f = _fields(live, _NOT_MERGED)
     for name in set(base_f) | set(disk_f):
         b, d, cur = base_f.get(name), disk_f.get(name), live_f.get(name)
         if same_json(b, d) or same_json(d, cur):
@@ -86,35 +128,40 @@ def _merge_record(base: Record | None, disk: Record, live: Record) -> dict[str, 
                 patch[name] = merged
         elif isinstance(d, dict) and isinstance(b, dict) and isinstance(cur, dict):
             # per key, like the table's own merge of object fields
-            sub: dict[str, Any] = {}
-            for key in set(b) | set(d):
-                if not same_json(b.get(key), d.get(key)) and same_json(b.get(key), cur.get(key)):
-                    sub[key] = d.get(key)  # None deletes
-            if name == "output":
-                if sub:
-                    patch[name] = None if not d else {**_nulls(cur, d), **d}
-            elif sub:
+            sub = {
+                key: d.get(key)  # None deletes
+                for key in set(b) | set(d)
+                if not same_json(b.get(key), d.get(key)) and same_json(b.get(key), cur.get(key))
+            }
+            if sub:
                 patch[name] = sub
         elif same_json(b, cur):
             patch[name] = d
     return patch
 
 
-def _nulls(current: dict[str, Any], new: dict[str, Any]) -> dict[str, Any]:
-    return {k: None for k in current if k not in new}
+def disk_outputs(record: Record) -> list[dict[str, Any]]:
+    """The nbformat outputs of a cell record made from the file (no transform)."""
+    output = record.get("output") or {}
+    return [output[k] for k in sorted(output, key=int) if output[k] is not None]
 
 
-def merge_notebook(base: list[Record], disk: list[Record], live: list[Record]) -> Patch:
-    """The changes that bring ``disk``'s edits since ``base`` into ``live`` (module docstring)."""
+def merge_notebook(
+    base: list[Record], disk: list[Record], live: list[Record], saved: SavedDigests
+) -> Merge:
+    """The changes that bring ``disk``'s edits since ``base`` into ``live`` (module docstring).
+
+    ``disk`` holds the file's outputs as they are (``notebook_to_records`` without a
+    transform); ``saved`` says which of them this server wrote.
+    """
     base_k, disk_k, live_k = _by_key(base), _by_key(disk), _by_key(live)
-    sets: list[Record] = []
-    deletes: list[Record] = []
+    result = Merge()
 
     settings_patch = _merge_record(
         base_k.get(SETTINGS_KEY), disk_k.get(SETTINGS_KEY, {}), live_k.get(SETTINGS_KEY, {})
     )
     if settings_patch:
-        sets.append({"type": SETTINGS_KEY[0], "id": SETTINGS_KEY[1], **settings_patch})
+        result.sets.append({"type": SETTINGS_KEY[0], "id": SETTINGS_KEY[1], **settings_patch})
 
     disk_cells = sorted((r for r in disk if r["type"] == "cell"), key=cell_order_key)
     live_cells = sorted((r for r in live if r["type"] == "cell"), key=cell_order_key)
@@ -124,15 +171,21 @@ def merge_notebook(base: list[Record], disk: list[Record], live: list[Record]) -
         if b["type"] != "cell" or key in disk_k or key not in live_k:
             continue
         if same_json(_fields(b), _fields(live_k[key])):
-            deletes.append({"type": "cell", "id": b["id"]})  # deleted on disk, untouched live
-    deleted = {d["id"] for d in deletes}
+            result.deletes.append({"type": "cell", "id": b["id"]})  # deleted on disk only
+    deleted = {d["id"] for d in result.deletes}
 
     for d in disk_cells:
         key = ("cell", d["id"])
-        if key in live_k:
-            patch = _merge_record(base_k.get(key), d, live_k[key])
-            if patch:
-                sets.append({"type": "cell", "id": d["id"], **patch})
+        if key not in live_k:
+            continue
+        patch = _merge_record(base_k.get(key), d, live_k[key])
+        if patch:
+            result.sets.append({"type": "cell", "id": d["id"], **patch})
+        if d.get("cell_type", "code") == "code" and _outputs_changed_on_disk(d, saved):
+            live_output = live_k[key].get("output") or {}
+            base_output = (base_k.get(key) or {}).get("output") or {}
+            if same_json(base_output, live_output):  # live did not run the cell since
+                result.outputs[d["id"]] = disk_outputs(d)
 
     # cells on disk but not live: new on disk (added), or deleted live (stay deleted)
     new_cells = {
@@ -158,11 +211,19 @@ def merge_notebook(base: list[Record], disk: list[Record], live: list[Record]) -
     for n, cell_id in enumerate(order):
         pos = float(n)
         if cell_id in new_cells:
-            record = {k: v for k, v in new_cells[cell_id].items() if k not in ("state",)}
-            sets.append({**record, "pos": pos})
+            cell = new_cells[cell_id]
+            record = {k: v for k, v in cell.items() if k not in ("state", "output")}
+            if cell.get("cell_type", "code") == "code":
+                result.outputs[cell_id] = disk_outputs(cell)
+            result.sets.append({**record, "pos": pos})
         elif position.get(cell_id) != pos:
-            sets.append({"type": "cell", "id": cell_id, "pos": pos})
-    return sets, deletes
+            result.sets.append({"type": "cell", "id": cell_id, "pos": pos})
+    return result
+
+
+def _outputs_changed_on_disk(disk: Record, saved: SavedDigests) -> bool:
+    written = saved.outputs.get(disk["id"])
+    return written is None or written != digest(disk_outputs(disk))
 
 
 def _by_key(records: list[Record]) -> dict[tuple[Any, Any], Record]:

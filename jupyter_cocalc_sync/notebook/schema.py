@@ -63,6 +63,7 @@ _SETTINGS_FIELDS: dict[str, tuple[Any, str]] = {
     "backend_state": (lambda v: v in BACKEND_STATES, f"one of {BACKEND_STATES}"),
     "kernel_state": (lambda v: v in KERNEL_STATES, f"one of {KERNEL_STATES}"),
     "kernel_error": (lambda v: isinstance(v, str), "a string"),
+    "load_warning": (lambda v: isinstance(v, str), "a string"),
     "trust": (lambda v: isinstance(v, bool), "a boolean"),
     "max_output_length": (lambda v: _is_int(v) and v > 0, "a positive integer"),
     "max_output_messages": (lambda v: _is_int(v) and v > 0, "a positive integer"),

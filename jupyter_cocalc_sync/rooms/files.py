@@ -2,9 +2,17 @@
 
 This extension replaces ``jupyter_server_ydoc``, whose routes the stock frontend also uses to
 open ``.py``, ``.md`` or ``.json`` files collaboratively. They are served the way the stock
-server does: the file is loaded into a ``jupyter_ydoc`` document, saved through the
-ContentsManager after changes, and reloaded when it changes on disk while nobody edited it.
-They have no change log: only notebooks are SyncDB tables.
+server does: the file is loaded into a ``jupyter_ydoc`` document and saved through the
+ContentsManager after changes. They have no change log: only notebooks are SyncDB tables.
+Like notebooks, they follow the file:
+
+* polled every ``file_poll_interval`` seconds: a file whose content is what was last loaded or
+  saved (``touch``) changes nothing; a changed text file is merged line-wise into the live text
+  (``merge3``: live edits win where both changed the same lines); another format takes the
+  file's content unless it was edited live;
+* renamed through the server: the room follows the new path;
+* deleted: not recreated, not even when the room closes, unless the text is edited after the
+  deletion (then it is, and the log says why).
 """
 
 from __future__ import annotations
@@ -20,6 +28,8 @@ from pycrdt import Doc
 from tornado.web import HTTPError
 
 from ..errors import DocumentNotFoundError
+from ..notebook.filesync import Stamp, poll_file, stamp_of
+from ..notebook.merge import merge_text
 from .protocol import Message
 from .room import Peer, Room
 
@@ -38,6 +48,7 @@ class FileDocument:
         contents_manager: Any,
         *,
         save_delay: float,
+        poll_interval: float = 0.0,
     ) -> None:
         self.path = path
         self.file_id = file_id
@@ -45,6 +56,7 @@ class FileDocument:
         self.type = file_type
         self.contents_manager = contents_manager
         self.save_delay = save_delay
+        self.poll_interval = poll_interval
         self.session_id = uuid.uuid4().hex
         self.doc = Doc()
         self.ydoc = ydocs.get(file_type, ydocs["file"])(self.doc)
@@ -55,23 +67,45 @@ class FileDocument:
             on_raw=self._on_raw,
         )
         self.clients: set[Any] = set()
+        #: the file's content as last loaded or saved: the base of merges
+        self.saved: Any = None
+        self.stamp: Stamp = (None, None)
+        #: while the file is deleted: the content at the deletion
+        self.deleted: Any = None
+        self._lock = asyncio.Lock()
         self._save_task: asyncio.Task[str] | None = None
+        self._poller: asyncio.Task[None] | None = None
         self._origin: Any = None
         self.doc.observe(lambda event: self.room.publish(event.update, self._origin))
 
-    async def open(self) -> None:
+    async def _get(self, content: bool) -> dict[str, Any] | None:
         try:
-            model = await ensure_async(
-                self.contents_manager.get(self.path, content=True, type="file", format=self.format)
+            return await ensure_async(
+                self.contents_manager.get(
+                    self.path,
+                    content=content,
+                    type="file",
+                    format=self.format if content else None,
+                )
             )
         except HTTPError as e:
             if e.status_code == 404:
-                raise DocumentNotFoundError(f"no file at {self.path!r}") from None
+                return None
             raise
+
+    async def open(self) -> None:
+        model = await self._get(content=True)
+        if model is None:
+            raise DocumentNotFoundError(f"no file at {self.path!r}")
         # built in a Doc with client id 0 so the same file always gives the same history
         source = Doc(client_id=0)
         ydocs.get(self.type, ydocs["file"])(source).set(model["content"])
         self.doc.apply_update(source.get_update())
+        self.saved, self.stamp = model["content"], stamp_of(model)
+        if self.poll_interval > 0:
+            self._poller = asyncio.get_running_loop().create_task(
+                poll_file(self.poll_interval, self.check, lambda: self.path)
+            )
 
     def _apply(self, update: bytes, peer: Peer) -> None:
         self._origin = peer
@@ -80,6 +114,9 @@ class FileDocument:
         finally:
             self._origin = None
         self.ydoc.dirty = True
+        self._save_soon()
+
+    def _save_soon(self) -> None:
         if self._save_task is None or self._save_task.done():
             self._save_task = asyncio.get_running_loop().create_task(self._save_later())
 
@@ -88,22 +125,84 @@ class FileDocument:
         return await self.save()
 
     async def save(self) -> str:
-        try:
-            await ensure_async(
-                self.contents_manager.save(
-                    {
-                        "type": "file",
-                        "format": self.format,
-                        "content": self.ydoc.get(),
-                    },
-                    self.path,
+        async with self._lock:
+            content = self.ydoc.get()
+            model = await self._get(content=False)
+            if model is None:
+                if self.deleted is None:
+                    self._gone(self.saved)
+                if content == self.deleted:
+                    return "success"  # deleted, and not edited since: stays deleted
+                log.warning("recreating %s: it was edited after it was deleted", self.path)
+            elif stamp_of(model) != self.stamp:
+                await self._merge_locked()
+                content = self.ydoc.get()
+            if model is not None and content == self.saved:
+                self.ydoc.dirty = False
+                return "success"
+            try:
+                saved = await ensure_async(
+                    self.contents_manager.save(
+                        {"type": "file", "format": self.format, "content": content}, self.path
+                    )
                 )
-            )
-        except Exception:
-            log.exception("saving %s failed", self.path)
-            return "failed"
+            except Exception:
+                log.exception("saving %s failed", self.path)
+                return "failed"
+            self.saved, self.stamp, self.deleted = content, stamp_of(saved), None
         self.ydoc.dirty = False
         return "success"
+
+    # -- out-of-band changes ----------------------------------------------------------------
+
+    async def check(self) -> None:
+        """Follow the file: deleted, back, or changed out of band (module docstring)."""
+        if self._lock.locked():
+            return  # a save is running and checks the file itself
+        async with self._lock:
+            model = await self._get(content=False)
+            if model is None:
+                if self.deleted is None:
+                    # deleted at some time since the last save: edits since bring it back
+                    self._gone(self.saved)
+                return
+            self.deleted = None
+            if stamp_of(model) != self.stamp:
+                await self._merge_locked()
+
+    def deleted_now(self) -> None:
+        """The contents API deleted the file just now: edits from now on bring it back."""
+        self._gone(self.ydoc.get())
+
+    def _gone(self, content: Any) -> None:
+        self.deleted = content
+        log.warning(
+            "%s was deleted or moved: it is recreated only if it is edited again", self.path
+        )
+
+    def renamed(self, path: str) -> None:
+        self.path, self.deleted = path, None
+        if self.ydoc.get() != self.saved:
+            self._save_soon()  # edits a save skipped meanwhile go to the new path
+
+    async def _merge_locked(self) -> None:
+        model = await self._get(content=True)
+        if model is None:
+            return
+        disk, self.stamp = model["content"], stamp_of(model)
+        if disk == self.saved:
+            return  # touched, or the same content written again
+        live = self.ydoc.get()
+        if all(isinstance(v, str) for v in (self.saved, disk, live)):
+            merged = merge_text(self.saved, disk, live)
+        else:
+            merged = disk if live == self.saved else live
+        self.saved = disk
+        if merged != live:
+            log.info("merged out-of-band changes of %s", self.path)
+            self.ydoc.set(merged)  # granular edits: cursors elsewhere stay where they are
+        if merged != disk:
+            self._save_soon()  # live edits on top of the file's new content
 
     async def _on_raw(self, peer: Peer, message: Message) -> dict[str, Any] | None:
         if message.raw != "save":
@@ -112,26 +211,43 @@ class FileDocument:
         return {"type": "save", "responseTo": message.raw_id, "status": status}
 
     async def close(self) -> None:
-        self.room.close()
+        if self._poller is not None:
+            self._poller.cancel()
+            await asyncio.gather(self._poller, return_exceptions=True)
         if self._save_task is not None and not self._save_task.done():
             self._save_task.cancel()
+            await asyncio.gather(self._save_task, return_exceptions=True)
+        self.room.close()
+        if self.ydoc.get() != self.saved:
             await self.save()
 
 
 class FileRooms:
-    """The open non-notebook files, by file id."""
+    """The open non-notebook files, by file id (one live copy each, as for notebooks)."""
 
-    def __init__(self, contents_manager: Any, *, save_delay: float, cleanup_delay: float) -> None:
+    def __init__(
+        self,
+        contents_manager: Any,
+        *,
+        save_delay: float,
+        cleanup_delay: float,
+        poll_interval: float = 0.0,
+    ) -> None:
         self.contents_manager = contents_manager
         self.save_delay = save_delay
         self.cleanup_delay = cleanup_delay
+        self.poll_interval = poll_interval
         self.documents: dict[str, FileDocument] = {}
         self._locks: dict[str, asyncio.Lock] = {}
         self._cleaners: dict[str, asyncio.TimerHandle] = {}
+        self._closing: dict[str, asyncio.Task[None]] = {}
 
     async def get(self, path: str, file_id: str, file_format: str, file_type: str) -> FileDocument:
         lock = self._locks.setdefault(file_id, asyncio.Lock())
         async with lock:
+            closing = self._closing.get(file_id)
+            if closing is not None:  # the last copy is still saving
+                await asyncio.shield(closing)
             document = self.documents.get(file_id)
             if document is None:
                 document = FileDocument(
@@ -141,6 +257,7 @@ class FileRooms:
                     file_type,
                     self.contents_manager,
                     save_delay=self.save_delay,
+                    poll_interval=self.poll_interval,
                 )
                 await document.open()
                 self.documents[file_id] = document
@@ -161,25 +278,41 @@ class FileRooms:
         document = self.documents.get(file_id)
         if document is None or document.clients:
             return
-        loop = asyncio.get_running_loop()
         old = self._cleaners.pop(file_id, None)
         if old is not None:
             old.cancel()
-        self._cleaners[file_id] = loop.call_later(
-            self.cleanup_delay, lambda: loop.create_task(self._cleanup(file_id))
-        )
+        loop = asyncio.get_running_loop()
+        self._cleaners[file_id] = loop.call_later(self.cleanup_delay, self._cleanup, file_id)
 
-    async def _cleanup(self, file_id: str) -> None:
+    def _cleanup(self, file_id: str) -> None:
         self._cleaners.pop(file_id, None)
         document = self.documents.get(file_id)
         if document is not None and not document.clients:
-            del self.documents[file_id]
-            await document.close()
+            self._close(file_id)
+
+    def _close(self, file_id: str) -> None:
+        document = self.documents.pop(file_id)
+        task = asyncio.get_running_loop().create_task(document.close())
+        self._closing[file_id] = task
+        task.add_done_callback(lambda _: self._closing.pop(file_id, None))
+
+    def _under(self, path: str) -> list[FileDocument]:
+        prefix = path.rstrip("/") + "/"
+        return [d for d in self.documents.values() if d.path == path or d.path.startswith(prefix)]
+
+    def renamed(self, old_path: str, new_path: str) -> None:
+        """A file (or folder) was renamed through the server: open files follow it."""
+        for document in self._under(old_path):
+            document.renamed(new_path + document.path[len(old_path) :])
+
+    def deleted(self, path: str) -> None:
+        for document in self._under(path):
+            document.deleted_now()
 
     async def close_all(self) -> None:
         for handle in self._cleaners.values():
             handle.cancel()
         self._cleaners.clear()
-        documents, self.documents = list(self.documents.values()), {}
-        for document in documents:
-            await document.close()
+        for file_id in list(self.documents):
+            self._close(file_id)
+        await asyncio.gather(*self._closing.values(), return_exceptions=True)

@@ -3,7 +3,10 @@
 * ``syncdb:<file_id>`` (under ``/api/cocalc-sync/room/``): the notebook's SyncDB table;
 * ``json:notebook:<file_id>`` (under ``/api/collaboration/room/``): the YNotebook projection;
 * ``<format>:<type>:<file_id>`` for other files: a plain ``jupyter_ydoc`` file room;
-* anything else (``JupyterLab:globalAwareness``…): a transient, awareness-only room.
+* anything else (``JupyterLab:globalAwareness``…): a transient room for awareness. Like stock
+  jupyter-collaboration it answers the y-websocket sync (SyncStep1 gets a SyncStep2 of its empty
+  document, so the frontend's provider reports synced); document updates sent to it are
+  dropped, it keeps nothing.
 
 Joining a document room checks the client's ``sessionId`` the way jupyter-collaboration does:
 a client that holds Yjs state of an earlier load of the document must reload instead of merging
@@ -108,7 +111,7 @@ class RoomRegistry:
     def _enter_transient(self, room_id: str, peer: Peer) -> Membership:
         room = self.transient.get(room_id)
         if room is None:
-            room = self.transient[room_id] = Room(room_id, Doc(), awareness_only=True)
+            room = self.transient[room_id] = Room(room_id, Doc(), apply_update=_drop_update)
         room.connect(peer)
 
         def leave() -> None:
@@ -117,3 +120,7 @@ class RoomRegistry:
                 self.transient.pop(room_id, None)
 
         return Membership(room, leave)
+
+
+def _drop_update(update: bytes, peer: Peer) -> None:
+    """Transient rooms relay awareness only: their document stays empty."""

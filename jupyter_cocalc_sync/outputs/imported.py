@@ -1,0 +1,66 @@
+"""``FileOutputImporter``: outputs read from a file get what kernel outputs get.
+
+A notebook imported from disk, or merged after another tool changed it, can hold outputs of any
+size (a saved flood re-inlines its overflow). Its outputs go through the same blob extraction
+and, past the limits (the notebook's ``max_output_length`` / ``max_output_messages`` or the
+server's), the same ``OutputHandler`` as a run: a visible part, the ``{"more_output": true}``
+marker, and the rest in the overflow store. Outputs within the limits are kept exactly as they
+are (streams are not re-joined), so a file round-trips unchanged.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import anyio
+
+from .blobs import BlobStore
+from .handler import OutputHandler, OutputLimits, dumps
+from .overflow import MoreOutputStore
+
+
+class FileOutputImporter:
+    """The ``OutputImporter`` of notebook documents (``notebook/filesync.py``)."""
+
+    def __init__(
+        self, limits: OutputLimits, blobs: BlobStore | None, overflow: MoreOutputStore | None
+    ) -> None:
+        self.limits = limits
+        self.blobs = blobs
+        self.overflow = overflow
+
+    def limits_for(self, settings: Mapping[str, Any]) -> OutputLimits:
+        return OutputLimits(
+            max_length=int(settings.get("max_output_length") or self.limits.max_length),
+            max_messages=int(settings.get("max_output_messages") or self.limits.max_messages),
+        )
+
+    async def import_outputs(
+        self,
+        doc_id: str,
+        cell_id: str,
+        outputs: list[dict[str, Any]],
+        settings: Mapping[str, Any],
+    ) -> dict[str, Any]:
+        if self.blobs is not None:
+            outputs = [self.blobs.extract(o, doc_id) for o in outputs]
+        limits = self.limits_for(settings)
+        visible = {str(i): o for i, o in enumerate(outputs)}
+        if len(outputs) <= limits.max_messages:
+            # measuring megabytes of output is CPU work: not on the event loop
+            length = await anyio.to_thread.run_sync(lambda: len(dumps(visible)))
+            if length <= limits.max_length:
+                return visible
+        overflow = self.overflow
+        handler = OutputHandler(
+            cell_id,
+            limits=limits,
+            overflow=(lambda: overflow.writer(doc_id, cell_id)) if overflow is not None else None,
+            doc_id=doc_id,
+        )
+        for output in outputs:
+            handler.add(output)
+        patch = handler.take_patch() or {}
+        await handler.finish()
+        return {k: v for k, v in patch.items() if v is not None}
