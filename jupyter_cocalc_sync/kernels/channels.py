@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine
 from typing import Any, Protocol
 
 import zmq
@@ -156,7 +156,7 @@ class Connection:
 
     # -- reading -------------------------------------------------------------------------------
 
-    async def _read(self, socket: zmq.asyncio.Socket, handle: Any) -> None:
+    async def _read(self, socket: zmq.asyncio.Socket, handle: Callable[[Message], None]) -> None:
         session = self.session
         while True:
             try:

@@ -10,6 +10,7 @@ leaves a request waiting forever (``ExecutionQueue.abort_all``).
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections import deque
 from collections.abc import AsyncIterator
 from typing import Any, Protocol
@@ -18,6 +19,8 @@ from jupyter_client.session import Session
 
 from ..errors import ExecutionTimeoutError, KernelError
 from .channels import Connection, ConnectionClosed, Message, background, settle
+
+log = logging.getLogger(__name__)
 
 #: ``ename`` of the error a request ends with when its kernel went away before replying.
 DEAD_KERNEL_ENAME = "DeadKernelError"
@@ -256,7 +259,7 @@ class ExecutionQueue:
         reply = self.session.msg("input_reply", {"value": value}, parent=input_request["header"])
         sending = conn.start_send(conn.stdin, reply)
         if not sending.done() or sending.exception() is not None:
-            background(settle(sending))  # a failure is logged; the cell goes on waiting
+            background(_settle_input_reply(sending))
 
     def expect_reply(self, emitter: CodeExecutionEmitter) -> None:
         """The request went idle before its reply arrived: make sure the reply still comes.
@@ -311,3 +314,10 @@ class ExecutionQueue:
             and msg["parent_header"].get("msg_id") == current.msg_id
         ):
             current._on_input_request(msg)
+
+
+async def _settle_input_reply(sending: asyncio.Future[Any]) -> None:
+    try:
+        await settle(sending)
+    except KernelError as exc:  # the cell goes on waiting for input: it can be answered again
+        log.warning("An answer to input() was not sent to the kernel: %s", exc)
