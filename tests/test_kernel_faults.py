@@ -58,10 +58,8 @@ class FaultyServer:
         )
         self.client = CocalcSyncClient(process.url, process.token)
         self.stopped: set[int] = set()
-        self.signalled: set[int] = set()
 
     def signal(self, pid: int, signum: int) -> None:
-        self.signalled.add(pid)
         if signum == signal.SIGSTOP:
             self.stopped.add(pid)
         os.kill(pid, signum)
@@ -167,7 +165,6 @@ class StatusProbe:
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
         self._times: list[float] = []
-        self._log: list[tuple[float, float]] = []
         self._waiting_since: float | None = None
         self.failures: list[str] = []
 
@@ -183,9 +180,15 @@ class StatusProbe:
                 except httpx.HTTPError as e:
                     self.failures.append(repr(e))
                 self._times.append(time.perf_counter() - start)
-                self._log.append((start, self._times[-1]))
                 self._waiting_since = None
                 self._stop.wait(0.005)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    async def stop(self) -> None:
+        self._stop.set()
+        await asyncio.to_thread(self._thread.join, 30)
 
     @property
     def count(self) -> int:
@@ -217,14 +220,13 @@ class StatusProbe:
 async def probing(server: FaultyServer) -> AsyncIterator[StatusProbe]:
     """Probe the server for the block's duration, then check it always answered in time."""
     probe = StatusProbe(server)
-    probe._thread.start()
+    probe.start()
     try:
         await probe.wait_for_requests(5)
         yield probe
         await probe.wait_for_requests(20)  # and after the fault
     finally:
-        probe._stop.set()
-        await asyncio.to_thread(probe._thread.join, 30)
+        await probe.stop()
     probe.assert_responsive()
 
 
