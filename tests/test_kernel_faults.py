@@ -4,8 +4,8 @@ Each test runs a real ``jupyter server`` in a subprocess with real ipykernel ker
 a kernel process at one step (claim from the pool, run, interrupt, restart, the kernel_info
 handshake, change kernel), and shows that:
 
-* the server keeps answering other requests (``GET /api/status``, measured by a probe thread
-  that asks back to back) within 100 ms during the fault and after it;
+* the server keeps answering other requests (``GET /api/status``, asked back to back by a
+  probe process) within 100 ms during the fault and after it;
 * the affected request or cell ends, with a clear error where the kernel died.
 
 Every process a test stopped is continued or killed at teardown, with the server's kernels.
@@ -18,7 +18,7 @@ import contextlib
 import os
 import re
 import signal
-import threading
+import sys
 import time
 from collections.abc import AsyncIterator, Iterator
 
@@ -152,43 +152,63 @@ def warm_up(process: ServerProcess) -> None:
         http.get("/api/cocalc-sync/notebooks/warm-up.ipynb").raise_for_status()
 
 
-class StatusProbe:
-    """Asks ``GET /api/status`` back to back from a thread; keeps the longest response time.
+#: The probe's own process: ``GET /api/status`` back to back, one line per answer.
+PROBE_SCRIPT = """
+import sys, time, httpx
+url, token = sys.argv[1], sys.argv[2]
+with httpx.Client(headers={"Authorization": f"token {token}"}, timeout=30) as http:
+    http.get(url)  # the connection is set up outside the measurement
+    print("ready", flush=True)
+    while True:
+        start = time.perf_counter()
+        try:
+            status = http.get(url).status_code
+            outcome = "ok" if status == 200 else f"status-{status}"
+        except httpx.HTTPError as e:
+            outcome = type(e).__name__
+        print(f"{time.perf_counter() - start:.6f} {outcome}", flush=True)
+        time.sleep(0.005)
+"""
 
-    A thread, so that the test's own event loop (busy with its clients) does not add to the
-    measured times. A request still waiting counts with the time it has waited so far.
+
+class StatusProbe:
+    """Asks ``GET /api/status`` back to back and keeps the longest response time.
+
+    From a process of its own, so that nothing of the test process (its event loop, its
+    garbage collections) adds to the measured times.
     """
 
     def __init__(self, server: FaultyServer) -> None:
-        self._url = f"{server.process.url}/api/status"
-        self._headers = {"Authorization": f"token {server.process.token}"}
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._args = (f"{server.process.url}/api/status", server.process.token)
+        self._process: asyncio.subprocess.Process | None = None
+        self._reader: asyncio.Task[None] | None = None
         self._times: list[float] = []
-        self._waiting_since: float | None = None
+        self._last_answer = time.monotonic()
         self.failures: list[str] = []
 
-    def _run(self) -> None:
-        with httpx.Client(headers=self._headers, timeout=30) as http:
-            http.get(self._url)  # the connection is set up outside the measurement
-            while not self._stop.is_set():
-                self._waiting_since = start = time.perf_counter()
-                try:
-                    response = http.get(self._url)
-                    if response.status_code != 200:
-                        self.failures.append(f"status {response.status_code}")
-                except httpx.HTTPError as e:
-                    self.failures.append(repr(e))
-                self._times.append(time.perf_counter() - start)
-                self._waiting_since = None
-                self._stop.wait(0.005)
+    async def start(self) -> None:
+        self._process = await asyncio.create_subprocess_exec(
+            sys.executable, "-c", PROBE_SCRIPT, *self._args, stdout=asyncio.subprocess.PIPE
+        )
+        assert self._process.stdout is not None
+        assert (await self._process.stdout.readline()).strip() == b"ready"
+        self._last_answer = time.monotonic()
+        self._reader = asyncio.ensure_future(self._read(self._process.stdout))
 
-    def start(self) -> None:
-        self._thread.start()
+    async def _read(self, lines: asyncio.StreamReader) -> None:
+        async for line in lines:
+            seconds, outcome = line.decode().split()
+            self._times.append(float(seconds))
+            self._last_answer = time.monotonic()
+            if outcome != "ok":
+                self.failures.append(outcome)
 
     async def stop(self) -> None:
-        self._stop.set()
-        await asyncio.to_thread(self._thread.join, 30)
+        if self._reader is not None:
+            self._reader.cancel()
+        if self._process is not None and self._process.returncode is None:
+            self._process.kill()
+            await self._process.wait()
 
     @property
     def count(self) -> int:
@@ -196,16 +216,15 @@ class StatusProbe:
 
     @property
     def longest(self) -> float:
-        waiting = self._waiting_since
-        current = [time.perf_counter() - waiting] if waiting is not None else []
-        return max(self._times + current, default=0.0)
+        return max(self._times, default=0.0)
 
     async def wait_for_requests(self, count: int) -> None:
         """Let the probe measure ``count`` more requests (the server's answers set the pace)."""
         target = self.count + count
         async with asyncio.timeout(DEADLINE_S):
             while self.count < target:
-                assert self.longest < RESPONSIVE_S * 10, "the server stopped answering"
+                silent = time.monotonic() - self._last_answer
+                assert silent < RESPONSIVE_S * 10, "the server stopped answering"
                 await asyncio.sleep(0.02)
 
     def assert_responsive(self) -> None:
@@ -220,8 +239,8 @@ class StatusProbe:
 async def probing(server: FaultyServer) -> AsyncIterator[StatusProbe]:
     """Probe the server for the block's duration, then check it always answered in time."""
     probe = StatusProbe(server)
-    probe.start()
     try:
+        await probe.start()
         await probe.wait_for_requests(5)
         yield probe
         await probe.wait_for_requests(20)  # and after the fault
