@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import signal
 
 import pytest
 from traitlets.config import Config
@@ -242,6 +243,58 @@ async def test_standalone_kernel_death_fails_the_kernel(standalone):
         standalone.execute_code("1")
     with pytest.raises(KernelError):
         await standalone.kernel_info()
+
+
+async def until_launched(k) -> int:
+    """The pid of ``k``'s process once launched; the kernel has not answered yet."""
+    async with asyncio.timeout(60):
+        while k.state != "starting":
+            await asyncio.sleep(0.005)  # a state change can be awaited, but not its process
+    assert k.state == "starting"
+    return k._km.provisioner.pid
+
+
+@pytest.mark.parametrize("mode", ["standalone", "attached"])
+async def test_a_kernel_dying_before_it_answered_fails_the_wait_for_it(
+    notebook_path, jp_serverapp, mode
+):
+    # Attached kernels come back (jupyter_server restarts them), but whoever waited for this
+    # process is told it died rather than kept waiting.
+    mkm = jp_serverapp.kernel_manager
+    if mode == "attached":
+        k = JupyterKernel.attach(mkm, await mkm.start_kernel(kernel_name="python3"))
+    else:
+        k = kernel(name="python3", path=notebook_path)
+    try:
+        spawning = asyncio.ensure_future(k.spawn())
+        waiting = k.execute_code("print('never')")
+        os.kill(await until_launched(k), signal.SIGKILL)
+        with pytest.raises(KernelError, match="died"):
+            await spawning
+        assert_ended_by_dead_kernel(await waiting.go(), waiting)
+        if mode == "attached":
+            assert result_text(await k.execute_code("1 + 1").go()) == "2"
+        else:
+            assert k.state == "failed"
+    finally:
+        await k.close()
+
+
+async def test_an_interrupt_before_the_kernel_answered_never_reaches_it(notebook_path):
+    # ipykernel dies of a SIGINT while it is still importing: the waiting request ends as
+    # interrupted instead, and the kernel lives on.
+    k = kernel(name="python3", path=notebook_path)
+    try:
+        waiting = k.execute_code("print('never')")
+        pid = await until_launched(k)
+        await k.signal("SIGINT")
+        messages = await waiting.go()
+        assert [m["content"]["ename"] for m in messages] == ["KeyboardInterrupt"]
+        assert waiting.cancelled and waiting.reply is None
+        assert stream_text(await k.execute_code("print('alive')").go()) == "alive\n"
+        assert k._km.provisioner.pid == pid
+    finally:
+        await k.close()
 
 
 # -- both modes --------------------------------------------------------------------------------

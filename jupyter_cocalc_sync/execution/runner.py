@@ -241,6 +241,7 @@ class NotebookRunner:
         if record is None:
             return True
         code = record.get("input", "")
+        self._interrupt_requested = False  # before the wait: an interrupt may come meanwhile
         try:
             kernel = await self._kernel()
         except Exception as e:
@@ -270,7 +271,6 @@ class NotebookRunner:
             )
         self._commit()
         ok = True
-        self._interrupt_requested = False
         self._last_flush = 0.0  # the first output of a run is written at once
         emitter = kernel.execute_code(code)
         self._emitter = emitter
@@ -489,9 +489,10 @@ class NotebookRunner:
         """Interrupt the running cell (it ends with the kernel's KeyboardInterrupt)."""
         if clear_queue:
             self._drop_queue()
-        if self.kernel is not None and self.current is not None:
-            self._interrupt_requested = True
-            await self.kernel.signal("SIGINT")
+        if self.current is not None:
+            self._interrupt_requested = True  # also honoured once a starting kernel is ready
+            if self.kernel is not None:
+                await self.kernel.signal("SIGINT")
 
     async def restart(self, *, run_all: bool = False, clear: bool = False) -> None:
         """Restart the kernel (outputs cleared if ``clear``; all cells run if ``run_all``)."""

@@ -16,6 +16,7 @@ from __future__ import annotations
 from typing import Any, cast
 
 from jupyter_client.multikernelmanager import MultiKernelManager
+from jupyter_server._tz import utcnow
 from jupyter_server.services.kernels.kernelmanager import AsyncMappingKernelManager
 from traitlets import Instance
 
@@ -83,6 +84,16 @@ class PoolingKernelManager(AsyncMappingKernelManager):
         return kernel_id
 
     start_kernel = _async_start_kernel  # type: ignore[assignment]
+
+    def pre_start_kernel(
+        self, kernel_name: str | None, kwargs: dict[str, Any]
+    ) -> tuple[Any, str, str]:
+        km, kernel_name, kernel_id = super().pre_start_kernel(kernel_name, kwargs)
+        # A kernel is listed (``/api/status``, ``/api/kernels``) as soon as it is in the kernel
+        # map, but jupyter_server sets its ``last_activity`` only once the start has finished;
+        # a listing in between failed with a 500. Its activity watcher sets it again later.
+        km.last_activity = utcnow()
+        return km, kernel_name, kernel_id
 
     async def _launch_or_claim(self, **kwargs: Any) -> str:
         """Take a pooled kernel for this start if one matches, else launch one normally.

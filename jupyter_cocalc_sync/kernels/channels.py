@@ -1,0 +1,242 @@
+"""Our client channels to one kernel process: sending without blocking, and the readers.
+
+Every send goes through ``send_message`` on a ``zmq.asyncio`` socket and never blocks the event
+loop. (jupyter_client's ``Session.send`` turns an asyncio socket back into a blocking one; with
+``IMMEDIATE`` set and no live peer, such a send waits forever, and the whole server with it.)
+One reader task per channel (iopub, shell, stdin) hands every message to a ``ChannelListener``;
+replies to our own shell requests (``kernel_info``, ``complete``, ``inspect``) are matched here.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Callable, Coroutine
+from typing import Any, Protocol
+
+import zmq
+import zmq.asyncio
+from jupyter_client.session import Session
+
+from ..errors import KernelError
+
+log = logging.getLogger(__name__)
+
+Message = dict[str, Any]
+
+#: How long a message may wait for the kernel's end of the connection to take it. The kernel's
+#: death is noticed sooner (the process exit is watched); this bounds the rest (a kernel that
+#: never completes its connection).
+SEND_TIMEOUT = 30.0
+
+#: After the first kernel_info reply, how long to wait for proof that iopub is subscribed
+#: before asking again (ZMQ's slow joiner: a kernel publishes before our SUB is connected).
+IOPUB_HANDSHAKE_WAIT = 1.0
+
+#: At most this many event-loop turns are spent reading what a dead kernel sent last.
+DRAIN_ROUNDS = 100
+
+
+class ConnectionClosed(KernelError):
+    """The connection to the kernel closed while we waited (its process exited, or we closed)."""
+
+
+class ChannelListener(Protocol):
+    """Who gets the kernel's messages (the execution queue)."""
+
+    def on_iopub(self, msg: Message) -> None: ...
+
+    def on_shell(self, msg: Message) -> None:
+        """A shell message that is not the reply to one of ``Connection.request``'s requests."""
+
+    def on_stdin(self, msg: Message) -> None: ...
+
+
+class Connection:
+    """Client channels (shell, iopub, stdin) to one kernel process, and their reader tasks."""
+
+    def __init__(self, km: Any, session: Session, listener: ChannelListener) -> None:
+        self.session = session
+        self.client = km.client(session=session, context=client_context())
+        self.client.start_channels(shell=True, iopub=True, stdin=True, hb=False, control=False)
+        self.iopub: zmq.asyncio.Socket = self.client.iopub_channel.socket
+        self.shell: zmq.asyncio.Socket = self.client.shell_channel.socket
+        self.stdin: zmq.asyncio.Socket = self.client.stdin_channel.socket
+        self.open = True
+        self._listener = listener
+        self._replies: dict[str, asyncio.Future[Message]] = {}
+        self._iopub_probe: asyncio.Future[None] | None = None
+        self.tasks: list[asyncio.Task[None]] = [
+            background(self._read(self.iopub, self._on_iopub)),
+            background(self._read(self.shell, self._on_shell)),
+            background(self._read(self.stdin, listener.on_stdin)),
+        ]
+
+    def close(self, reason: str) -> None:
+        """Stop the readers and the channels; pending requests fail with ``ConnectionClosed``."""
+        if not self.open:
+            return
+        self.open = False
+        for task in self.tasks:
+            task.cancel()
+        # Closing a socket cancels its pending sends: nothing reaches a later process.
+        self.client.stop_channels()
+        replies, self._replies = self._replies, {}
+        for waiter in replies.values():
+            if not waiter.done():
+                waiter.set_exception(ConnectionClosed(reason))
+
+    # -- sending -------------------------------------------------------------------------------
+
+    def start_send(self, socket: zmq.asyncio.Socket, msg: Message) -> asyncio.Future[Any]:
+        """Hand ``msg`` to ``socket`` now if it takes it, else once it does (see ``settle``)."""
+        if not self.open:
+            raise ConnectionClosed("The kernel is not connected.")
+        return socket.send_multipart(self.session.serialize(msg))
+
+    async def send(self, socket: zmq.asyncio.Socket, msg: Message) -> None:
+        """Send ``msg``; ``KernelError`` if the kernel's end does not take it in time."""
+        await settle(self.start_send(socket, msg))
+
+    async def request(self, msg_type: str, content: dict[str, Any]) -> dict[str, Any]:
+        """Send a shell request and return its reply's content.
+
+        No time limit on the reply: the kernel answers after the cell it is running. A death
+        of the kernel ends the wait (``ConnectionClosed``), through ``close``.
+        """
+        msg = self.session.msg(msg_type, content)
+        msg_id = msg["header"]["msg_id"]
+        waiter = self._replies[msg_id] = asyncio.get_running_loop().create_future()
+        try:
+            await self.send(self.shell, msg)
+            reply = await waiter
+        finally:
+            self._replies.pop(msg_id, None)
+        return reply["content"]
+
+    # -- connecting ----------------------------------------------------------------------------
+
+    async def handshake(self, timeout: float) -> dict[str, Any]:
+        """Wait until all three channels are connected; returns the kernel_info reply.
+
+        A kernel_info reply proves shell. Iopub messages published before our SUB socket is
+        subscribed are lost, so we also wait for any iopub message. And the kernel's stdin
+        ROUTER drops an ``input_request`` for a client whose connection is not complete yet;
+        with ``IMMEDIATE`` set, our stdin socket turns writable exactly when it is complete.
+        """
+        async with asyncio.timeout(timeout):
+            while True:
+                self._iopub_probe = asyncio.get_running_loop().create_future()
+                try:
+                    info = await self.request("kernel_info_request", {})
+                    with contextlib.suppress(TimeoutError):
+                        async with asyncio.timeout(IOPUB_HANDSHAKE_WAIT):
+                            await self._iopub_probe
+                        break
+                finally:
+                    self._iopub_probe = None
+            await self.stdin.poll(flags=zmq.POLLOUT)
+        return info
+
+    async def drain(self) -> None:
+        """Let the readers take what the kernel sent before it died (often its last words).
+
+        Bounded: each round yields once to the event loop, which hands queued messages to the
+        reader tasks.
+        """
+        sockets = (self.iopub, self.shell, self.stdin)
+        for _ in range(DRAIN_ROUNDS):
+            if not self.open:
+                return
+            pending = any(socket.get(zmq.EVENTS) & zmq.POLLIN for socket in sockets)
+            await asyncio.sleep(0)
+            if not pending:
+                return
+
+    # -- reading -------------------------------------------------------------------------------
+
+    async def _read(self, socket: zmq.asyncio.Socket, handle: Callable[[Message], None]) -> None:
+        session = self.session
+        while True:
+            try:
+                frames = await socket.recv_multipart()
+            except zmq.ZMQError:
+                if self.open:
+                    raise
+                return
+            try:
+                _idents, frames = session.feed_identities(frames)
+                msg = session.deserialize(frames)
+            except Exception:
+                log.warning("Dropped an unreadable message from a kernel", exc_info=True)
+                continue
+            try:
+                handle(msg)
+            except Exception:
+                log.exception("Handling %s from a kernel failed", msg.get("msg_type"))
+
+    def _on_iopub(self, msg: Message) -> None:
+        probe = self._iopub_probe
+        if probe is not None and not probe.done():
+            probe.set_result(None)
+        self._listener.on_iopub(msg)
+
+    def _on_shell(self, msg: Message) -> None:
+        waiter = self._replies.pop(msg["parent_header"].get("msg_id"), None)
+        if waiter is None:
+            self._listener.on_shell(msg)
+        elif not waiter.done():
+            waiter.set_result(msg)
+
+
+async def settle(sending: asyncio.Future[Any], timeout: float = SEND_TIMEOUT) -> None:
+    """Wait for a send started by ``Connection.start_send``; cancel it if it takes too long.
+
+    Raises ``ConnectionClosed`` if the socket closed first, ``KernelError`` on a timeout.
+    """
+    if not sending.done():
+        try:
+            await asyncio.wait({sending}, timeout=timeout)
+        except asyncio.CancelledError:
+            sending.cancel()  # our waiter went away: the message must not go out later
+            raise
+        if not sending.done():
+            sending.cancel()
+            raise KernelError(f"The kernel did not take the request within {timeout:g} s.")
+    if sending.cancelled():
+        raise ConnectionClosed("The connection to the kernel was closed.")
+    error = sending.exception()
+    if error is not None:
+        raise KernelError(f"The request could not be sent to the kernel: {error}") from error
+
+
+_context: zmq.asyncio.Context | None = None
+
+
+def client_context() -> zmq.asyncio.Context:
+    """The ZMQ context of our kernel clients: one I/O thread for all, ``IMMEDIATE`` sockets.
+
+    ``IMMEDIATE`` queues outgoing messages only on completed connections, which makes "the
+    socket is writable" mean "connected" (see ``Connection.handshake``). It is set on our own
+    context so the kernel managers' sockets keep their defaults.
+    """
+    global _context
+    if _context is None or _context.closed:
+        _context = zmq.asyncio.Context()
+        _context.setsockopt(zmq.IMMEDIATE, 1)
+    return _context
+
+
+def background(coro: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
+    """A task whose failure is logged even if nobody awaits it."""
+    task = asyncio.ensure_future(coro)
+    task.add_done_callback(_log_failure)
+    return task
+
+
+def _log_failure(task: asyncio.Task[None]) -> None:
+    if not task.cancelled() and task.exception() is not None:
+        exc = task.exception()
+        if not isinstance(exc, KernelError):  # those are reported through the state
+            log.error("Kernel task failed", exc_info=exc)

@@ -1,0 +1,170 @@
+"""The kernel pool's settings (``c.KernelPool.*``, environment defaults) and its pool key.
+
+A pool key says which kernels are interchangeable: the kernel name and the launch options a
+notebook cannot change. Pooled kernels are started without what is specific to one notebook
+(working directory, ``JPY_SESSION_NAME``); claiming sets that.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+from dataclasses import dataclass, field
+from typing import Any
+
+from traitlets import Float, Int, List, TraitError, Unicode, default, validate
+from traitlets.config import LoggingConfigurable
+
+#: environment variables giving the defaults of the pool's settings
+ENV_SIZE = "COCALC_JUPYTER_POOL_SIZE"
+ENV_TIMEOUT_S = "COCALC_JUPYTER_POOL_TIMEOUT_S"
+ENV_LAUNCH_DELAY_MS = "COCALC_JUPYTER_POOL_LAUNCH_DELAY_MS"
+
+MAX_SIZE = 10
+
+#: environment variables that name one notebook: not part of the pool key, set when claiming
+PER_NOTEBOOK_ENV = frozenset({"JPY_SESSION_NAME"})
+#: launch options that are specific to one start: not part of the pool key
+PER_START_OPTIONS = frozenset({"cwd", "env", "kernel_id", "kernel_name", "path"})
+
+
+def _check_setting(trait: str, value: float) -> float:
+    """``value`` if it is valid for ``KernelPool.<trait>``, else a TraitError naming it."""
+    if trait == "size":
+        if not 0 <= value <= MAX_SIZE:
+            raise TraitError(f"KernelPool.size must be between 0 and {MAX_SIZE}, got {value}")
+    elif not (math.isfinite(value) and value >= 0):
+        raise TraitError(f"KernelPool.{trait} must be a number >= 0, got {value}")
+    return value
+
+
+def _env_default(var: str, trait: str, default_value: float, *, integer: bool) -> float:
+    """The value of ``var`` in the environment, or ``default_value``; a clear error if invalid.
+
+    (traitlets does not validate dynamic defaults, hence the explicit check.)
+    """
+    raw = os.environ.get(var, "").strip()
+    if not raw:
+        return default_value
+    try:
+        value = int(raw) if integer else float(raw)
+    except ValueError:
+        kind = "an integer" if integer else "a number"
+        raise ValueError(
+            f"environment variable {var}={raw!r} is not {kind} (it sets KernelPool.{trait})"
+        ) from None
+    try:
+        return _check_setting(trait, value)
+    except TraitError as e:
+        raise TraitError(f"{e} (from environment variable {var})") from None
+
+
+def _canonical(value: Any) -> str:
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), default=repr)
+
+
+@dataclass(frozen=True)
+class PoolKey:
+    """Which kernels are interchangeable: kernel name + launch options a notebook can't change.
+
+    ``env`` holds the differences from the server's environment (variables set to another
+    value, variables removed), without the per-notebook ones: sessions pass the whole server
+    environment plus ``JPY_SESSION_NAME``, which therefore matches a kernel started with none.
+    """
+
+    kernel_name: str
+    options: str = "{}"
+    env: str = "{}"
+    #: the launch options themselves (``options`` is their canonical form, for comparing)
+    raw_options: dict[str, Any] = field(default_factory=dict, compare=False, hash=False)
+
+    @classmethod
+    def for_launch(cls, kernel_name: str, launch_kwargs: dict[str, Any]) -> PoolKey:
+        options = {k: v for k, v in launch_kwargs.items() if k not in PER_START_OPTIONS}
+        env = launch_kwargs.get("env")
+        overrides: dict[str, Any] = {}
+        if env is not None:
+            changed = {
+                k: v for k, v in env.items() if k not in PER_NOTEBOOK_ENV and os.environ.get(k) != v
+            }
+            removed = sorted(k for k in os.environ if k not in env and k not in PER_NOTEBOOK_ENV)
+            if changed:
+                overrides["set"] = changed
+            if removed:
+                overrides["unset"] = removed
+        return cls(kernel_name, _canonical(options), _canonical(overrides), options)
+
+    def launch_kwargs(self, cwd: str) -> dict[str, Any]:
+        """What to pass to ``KernelManager.start_kernel`` to start a kernel of this key."""
+        kwargs: dict[str, Any] = {**self.raw_options, "cwd": cwd}
+        overrides = json.loads(self.env)
+        if overrides:
+            unset = set(overrides.get("unset", ())) | PER_NOTEBOOK_ENV
+            env = {k: v for k, v in os.environ.items() if k not in unset}
+            env.update(overrides.get("set", {}))
+            kwargs["env"] = env
+        return kwargs
+
+    @property
+    def label(self) -> str:
+        """A readable, unique name for status output (option and variable names, no values)."""
+        if self.options == "{}" and self.env == "{}":
+            return self.kernel_name
+        names = sorted(json.loads(self.options))
+        overrides = json.loads(self.env)
+        names += [f"env:{k}" for k in sorted(overrides.get("set", {}))]
+        names += [f"env:-{k}" for k in overrides.get("unset", [])]
+        digest = hashlib.sha1((self.options + self.env).encode()).hexdigest()[:8]
+        return f"{self.kernel_name} [{', '.join(names)}] #{digest}"
+
+
+class PoolSettings(LoggingConfigurable):
+    """The settings of ``KernelPool`` (configured as ``c.KernelPool.*``)."""
+
+    size = Int(
+        config=True,
+        help=f"""Kernels kept ready per pool key (kernel name + launch options), 0 to {MAX_SIZE}.
+        0 disables the pool. Default: ${ENV_SIZE}, else 1.""",
+    )
+    timeout_s = Float(
+        config=True,
+        help=f"""Seconds a pooled kernel may wait unclaimed before it is replaced by a fresh one
+        (so it sees newly installed packages); keys other than the default kernel's that are not
+        asked for in that time are dropped. 0 never recycles. Default: ${ENV_TIMEOUT_S}, else
+        3600.""",
+    )
+    launch_delay_ms = Float(
+        config=True,
+        help=f"""Milliseconds to wait after a kernel start before refilling the pool, so the
+        refill does not compete for CPU with the user's own start. Default:
+        ${ENV_LAUNCH_DELAY_MS}, else 7500.""",
+    )
+    exclude = List(
+        Unicode(),
+        config=True,
+        help="""Kernel names that are never pooled (names containing 'julia' never are).""",
+    )
+
+    @default("size")
+    def _size_default(self) -> int:
+        return int(_env_default(ENV_SIZE, "size", 1, integer=True))
+
+    @default("timeout_s")
+    def _timeout_default(self) -> float:
+        return _env_default(ENV_TIMEOUT_S, "timeout_s", 3600.0, integer=False)
+
+    @default("launch_delay_ms")
+    def _launch_delay_default(self) -> float:
+        return _env_default(ENV_LAUNCH_DELAY_MS, "launch_delay_ms", 7500.0, integer=False)
+
+    @validate("size", "timeout_s", "launch_delay_ms")
+    def _validate_setting(self, proposal: Any) -> float:
+        return _check_setting(proposal["trait"].name, proposal["value"])
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        # Read every setting now: a bad value or environment variable stops the server at
+        # startup with a message naming it, not at the first kernel start.
+        _ = (self.size, self.timeout_s, self.launch_delay_ms, self.exclude)
