@@ -17,7 +17,8 @@ from pycrdt import Array, Doc, Map
 
 from ..sync.table import SyncDB
 
-#: an output as stored in the table -> as JupyterLab is shown it (blobs inlined); and back
+#: an output as the table stores it -> as JupyterLab is shown it ("more output" as a notice,
+#: blobs inlined), and back
 RenderFn = Callable[[dict[str, Any], str], dict[str, Any]]
 OutputFn = Callable[[dict[str, Any]], dict[str, Any]]
 
