@@ -1,0 +1,252 @@
+"""``YNotebookReader``: YNotebook → table, the other half of ``YNotebookProjection``.
+
+What JupyterLab users do (typing, adding, deleting, moving cells, metadata, clearing outputs)
+arrives as YNotebook events and becomes table changes, committed under the user's name. A text
+delta is replayed on the table's text at the same (UTF-8 byte) offsets, since both documents are
+equal before the event.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import uuid
+from collections.abc import Iterable
+from typing import Any
+
+from pycrdt import Array, Map, Text
+
+from ..sync.table import Record, same_json
+from ..sync.text import apply_delta
+from ..sync.values import from_crdt
+from .ipynb import _CELL_ID, cell_record, ordered_outputs
+from .projection_state import METADATA_FIELDS, ProjectionState
+from .schema import SETTINGS_KEY
+
+log = logging.getLogger(__name__)
+
+
+class YNotebookReader:
+    """Turns JupyterLab's YNotebook events into table changes (module docstring)."""
+
+    def __init__(self, state: ProjectionState) -> None:
+        self.state = state
+        self.db = state.db
+        self.ycells = state.ycells
+        self.ymeta = state.ymeta
+
+    def on_ymeta(self, events: Iterable[Any]) -> None:
+        """Notebook metadata edited in JupyterLab: patch the settings record."""
+        if self.state.to_ynotebook:
+            return
+        metadata = self.ymeta.get("metadata")
+        if not isinstance(metadata, Map):
+            return
+        value = from_crdt(metadata.to_py())
+        settings = self.db.peek(SETTINGS_KEY) or {}
+        old = settings.get("metadata") or {}
+        patch: dict[str, Any] = {k: None for k in old if k not in value}
+        patch.update({k: v for k, v in value.items() if not same_json(old.get(k), v)})
+        kernel = (value.get("kernelspec") or {}).get("name")
+        record: Record = {"type": SETTINGS_KEY[0], "id": SETTINGS_KEY[1]}
+        if patch:
+            record["metadata"] = patch
+        if isinstance(kernel, str) and kernel and kernel != settings.get("kernel"):
+            record["kernel"] = kernel
+        if len(record) > 2:
+            with self.state.writing_table():
+                self.db.set(record)
+
+    def on_ycells(self, events: Iterable[Any]) -> None:
+        """Cells edited in JupyterLab: the same edits in the table."""
+        if self.state.to_ynotebook:
+            return
+        try:
+            with self.state.writing_table():
+                events = list(events)
+                fresh: set[str] = set()
+                for event in events:
+                    if not event.path:
+                        fresh |= self._cells_changed(event)
+                for event in events:
+                    if event.path:
+                        self._cell_content_changed(event, fresh)
+        except Exception:
+            log.exception("translating a JupyterLab change failed; re-reading the cells")
+            self.state.after_apply.append(self._reconcile_table)
+
+    def _cells_changed(self, event: Any) -> set[str]:
+        """Inserts, deletes and moves of whole cells; returns the ids read in full."""
+        index = 0
+        removed: list[str] = []
+        inserted: list[tuple[int, Map]] = []
+        for op in event.delta:
+            if "retain" in op:
+                index += op["retain"]
+            elif "delete" in op:
+                removed.extend(self.state.order[index : index + op["delete"]])
+                del self.state.order[index : index + op["delete"]]
+            elif "insert" in op:
+                for ycell in op["insert"]:
+                    self.state.order.insert(index, "")
+                    inserted.append((index, ycell))
+                    index += 1
+        fresh: set[str] = set()
+        moved: set[str] = set()
+        for index, ycell in inserted:
+            cell = from_crdt(ycell.to_py())
+            cell_id = cell.get("id")
+            if cell_id in removed and cell_id not in moved:
+                moved.add(cell_id)  # a move is a delete and an insert of the same cell
+            elif (
+                not isinstance(cell_id, str)
+                or not _CELL_ID.match(cell_id)
+                or cell_id in self.state.order
+                or self.db.peek(("cell", cell_id)) is not None
+            ):
+                cell_id = uuid.uuid4().hex[:12]
+                self.state.after_apply.append(lambda y=ycell, c=cell_id: self._set_ycell_id(y, c))
+            self.state.order[index] = cell_id
+            cell["id"] = cell_id
+            if cell_id not in moved:
+                self._create_record(cell)
+            fresh.add(cell_id)
+        for cell_id in removed:
+            if cell_id not in moved:
+                self.db.delete({"type": "cell", "id": cell_id})
+                self.state.outputs.pop(cell_id, None)
+        self._assign_positions(fresh)
+        return fresh
+
+    def _set_ycell_id(self, ycell: Map, cell_id: str) -> None:
+        with self.state.writing_ynotebook():
+            ycell["id"] = cell_id
+
+    def _create_record(self, cell: dict[str, Any]) -> None:
+        outputs = [self.state.ingest(o) for o in cell.get("outputs") or []]
+        record = cell_record({**cell, "outputs": outputs})
+        record.pop("pos", None)
+        self.db.set(record)
+
+    def _assign_positions(self, ids: set[str]) -> None:
+        """Give the cells in ``ids`` positions between their neighbours in the new order."""
+        if not ids:
+            return
+        positions: list[float | None] = []
+        for cell_id in self.state.order:
+            record = None if cell_id in ids else self.db.peek(("cell", cell_id))
+            pos = record.get("pos") if record else None
+            positions.append(pos if isinstance(pos, (int, float)) else None)
+        i = 0
+        updates: dict[str, float] = {}
+        while i < len(self.state.order):
+            if positions[i] is not None:
+                i += 1
+                continue
+            j = i
+            while j < len(self.state.order) and positions[j] is None:
+                j += 1
+            before = positions[i - 1] if i > 0 else None
+            after = positions[j] if j < len(self.state.order) else None
+            count = j - i
+            if before is None and after is None:
+                before, after = -1.0, float(count)
+            elif before is None:
+                before = after - count - 1
+            elif after is None:
+                after = before + count + 1
+            step = (after - before) / (count + 1)
+            for k in range(count):
+                positions[i + k] = updates[self.state.order[i + k]] = before + step * (k + 1)
+            i = j
+        ordered = [p for p in positions if p is not None]
+        if any(b <= a for a, b in itertools.pairwise(ordered)):
+            # no room left between neighbours (or ties): renumber the whole notebook
+            updates = {cell_id: float(n) for n, cell_id in enumerate(self.state.order)}
+        for cell_id, pos in updates.items():
+            self.db.set({"type": "cell", "id": cell_id, "pos": pos})
+
+    def _cell_content_changed(self, event: Any, fresh: set[str]) -> None:
+        path = event.path
+        ycell = self.ycells[path[0]]
+        cell_id = self.state.order[path[0]]
+        if cell_id in fresh or not cell_id:
+            return
+        names = set(event.keys) if len(path) == 1 else {path[1]}
+        record: Record = {"type": "cell", "id": cell_id}
+        if "source" in names:
+            source = ycell.get("source")
+            if len(path) == 2 and isinstance(event.target, Text):
+                ymap = self.db.record_map(("cell", cell_id))
+                target = ymap.get("input") if ymap is not None else None
+                if isinstance(target, Text):
+                    apply_delta(target, event.delta)
+                    if str(target) == str(source):
+                        names.discard("source")
+            if "source" in names:
+                record["input"] = str(source) if source is not None else ""
+        if "metadata" in names:
+            self._metadata_patch(cell_id, ycell, record)
+        if "outputs" in names:
+            self.state.outputs_patch(cell_id, ycell, record)
+        if "execution_count" in names:
+            record["exec_count"] = from_crdt(ycell.get("execution_count"))
+        if "attachments" in names:
+            record["attachments"] = from_crdt(ycell.get("attachments"))
+        if "cell_type" in names and ycell.get("cell_type") in ("code", "markdown", "raw"):
+            record["cell_type"] = ycell["cell_type"]
+        if len(record) > 2:
+            self.db.set(record)
+
+    def _metadata_patch(self, cell_id: str, ycell: Map, record: Record) -> None:
+        ymetadata = ycell.get("metadata")
+        value = from_crdt(ymetadata.to_py()) if isinstance(ymetadata, Map) else {}
+        wanted = cell_record({"id": cell_id, "metadata": value, "cell_type": "raw"})
+        current = self.db.peek(("cell", cell_id)) or {}
+        for name in METADATA_FIELDS:
+            new, old = wanted.get(name), current.get(name)
+            if name == "metadata":
+                new, old = new or {}, old or {}
+                patch = {k: None for k in old if k not in new}
+                patch.update({k: v for k, v in new.items() if not same_json(old.get(k), v)})
+                if patch:
+                    record["metadata"] = patch
+            elif not same_json(new, old):
+                record[name] = new  # None removes it
+
+    def _outputs_patch(self, cell_id: str, ycell: Map, record: Record) -> None:
+        youtputs = ycell.get("outputs")
+        shown = [from_crdt(o.to_py()) for o in youtputs] if isinstance(youtputs, Array) else []
+        before = self.state.outputs.get(cell_id)
+        if before is None:
+            before = [
+                self.state.render(o, cell_id)
+                for o in ordered_outputs(self.db.peek(("cell", cell_id)) or {})
+            ]
+        if same_json(shown, before):
+            return
+        self.state.outputs[cell_id] = shown
+        current = (self.db.peek(("cell", cell_id)) or {}).get("output") or {}
+        if not shown:
+            record["output"] = None
+            return
+        patch: dict[str, Any] = {k: None for k in current if int(k) >= len(shown)}
+        patch.update({str(i): self.state.ingest(o) for i, o in enumerate(shown)})
+        record["output"] = patch
+
+    def _reconcile_table(self) -> None:
+        """Make the table's cells match the YNotebook after a failed translation."""
+        with self.state.writing_table():
+            cells = [from_crdt(y.to_py()) for y in self.ycells]
+            ids = [c.get("id") for c in cells]
+            self.state.order = [str(i) for i in ids]
+            for cell in cells:
+                if isinstance(cell.get("id"), str):
+                    outputs = [self.state.ingest(o) for o in cell.get("outputs") or []]
+                    record = cell_record({**cell, "outputs": outputs})
+                    record.pop("pos", None)
+                    self.db.set(record)
+            for record in self.db.get({"type": "cell"}):
+                if record["id"] not in ids:
+                    self.db.delete({"type": "cell", "id": record["id"]})
+            self._assign_positions({i for i in self.state.order})
