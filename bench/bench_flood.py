@@ -6,13 +6,13 @@ is warmed up over ``/channels`` first (a silent ``pass``), so neither run includ
 * **stock** (jupyter-collaboration, as JupyterLab does it): a runner client executes the cell
   over the kernel websocket ``/channels`` (jupyter_server's default iopub rate limits apply) and
   writes every output message into its YNotebook like the JupyterLab frontend
-  (``common.LabRunner``: a stream message is appended to the last stream output's ``Text``); a
+  (``lab.LabRunner``: a stream message is appended to the last stream output's ``Text``); a
   second YNotebook client of the room is the watcher.
 * **ours**: a SyncDB ``LiveNotebook`` is the watcher and asks for the run itself (``run``: the
   cell's ``state`` set to ``"start"``); the server runs the cell and writes the outputs.
 
 Reported per stack: payload bytes of the websocket messages the watcher received from the run
-request until the file was saved (``common.ByteCount``); time from the run request until idle
+request until the file was saved (``clients.ByteCount``); time from the run request until idle
 (stock: ``execute_reply`` + ``status: idle`` on the runner's socket; ours: the watcher sees the
 cell ``idle``), and until the watcher holds the final state; the server process's peak RSS
 (psutil, every 50 ms, from before the run until the file was saved); the server's longest stall
@@ -35,31 +35,21 @@ from pathlib import Path
 from typing import Any
 
 import nbformat
-from common import (
-    BenchServer,
+from clients import (
     ByteCount,
     KernelChannel,
-    LabRunner,
-    Row,
-    RssSampler,
-    StallProbe,
     cell_record,
-    code_notebook,
     counting_live_notebook,
-    load_average,
-    main,
-    median,
     new_session,
     ordered_outputs,
-    ours_stack,
-    progress,
-    row,
-    running,
-    stock_stack,
-    wait_saved,
     wait_until,
     ynotebook_client,
 )
+from harness import BenchServer, ours_stack, running, stock_stack
+from lab import LabRunner
+from notebooks import code_notebook, wait_saved
+from report import Row, load_average, main, median, progress, row
+from samplers import RssSampler, StallProbe
 
 from jupyter_cocalc_sync.client import CocalcSyncClient, LiveNotebook
 

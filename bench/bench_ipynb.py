@@ -24,19 +24,10 @@ from dataclasses import dataclass
 from typing import Any
 
 import nbformat
-from common import (
-    Row,
-    TextSource,
-    display_output,
-    main,
-    median,
-    ms,
-    notebook_with_outputs,
-    row,
-    stream_output,
-)
 from jupyter_ydoc import YNotebook
+from notebooks import TextSource, display_output, notebook_with_outputs, stream_output
 from pycrdt import Doc
+from report import Row, main, median, ms, row
 
 from jupyter_cocalc_sync.notebook.ipynb import (
     initial_update,

@@ -22,16 +22,8 @@ BENCH_DIR = Path(__file__).resolve().parent
 if str(BENCH_DIR) not in sys.path:
     sys.path.insert(0, str(BENCH_DIR))
 
-from common import (  # noqa: E402 - needs bench/ on sys.path first
-    OURS_PACKAGES,
-    RESULTS_DIR,
-    STOCK_PACKAGES,
-    Row,
-    ensure_stock_venv,
-    markdown_table,
-    package_versions,
-    progress,
-)
+from harness import OURS_PACKAGES, RESULTS_DIR, STOCK_PACKAGES, ensure_stock_venv, package_versions  # noqa: E402 - needs bench/ on sys.path first
+from report import Row, markdown_table, progress  # noqa: E402 - needs bench/ on sys.path first
 
 
 def discover() -> dict[str, ModuleType]:
