@@ -35,6 +35,8 @@ BENCH_DIR = Path(__file__).resolve().parent
 STOCK_VENV = BENCH_DIR / ".venv-stock"
 STOCK_REQUIREMENTS = BENCH_DIR / "requirements-stock.txt"
 RESULTS_DIR = BENCH_DIR / "results"
+#: the server extension in ``server_plugins.py`` that measures event-loop stalls in the server
+LOOP_PROBE_EXTENSION = "server_plugins"
 
 #: packages whose versions the report lists, per stack
 STOCK_PACKAGES = (
@@ -176,12 +178,18 @@ class BenchServer:
         *,
         config: dict[str, dict[str, Any]] | None = None,
         pythonpath: Sequence[Path] = (),
+        loop_probe: bool = False,
     ) -> None:
         self.stack = stack
         #: configuration on top of the stack's (per section, e.g. ``{"ServerApp": {…}}``)
         self.extra_config = config or {}
         #: folders the server process imports from first (for classes named in ``config``)
         self.pythonpath = tuple(pythonpath)
+        #: the stack's extensions, plus the event-loop stall probe (``server_plugins``) if asked
+        self.extensions = self.stack.extensions
+        if loop_probe:
+            self.extensions += (LOOP_PROBE_EXTENSION,)
+            self.pythonpath += (BENCH_DIR,)
         self.root = workdir / "root"
         self.state = workdir / "state"
         self.token = token
@@ -217,7 +225,7 @@ class BenchServer:
             ).stdout
         )
         extensions = {name: False for name in installed}
-        extensions.update(dict.fromkeys(self.stack.extensions, True))
+        extensions.update(dict.fromkeys(self.extensions, True))
         config = self.stack.config(self.state)
         for section, values in self.extra_config.items():
             config.setdefault(section, {}).update(values)
@@ -269,9 +277,9 @@ class BenchServer:
 
     def _check_extensions(self) -> None:
         loaded = self.loaded_extensions()
-        if sorted(self.stack.extensions) != loaded:
+        if sorted(self.extensions) != loaded:
             raise RuntimeError(
-                f"{self.name} server loaded {loaded}, expected {sorted(self.stack.extensions)}"
+                f"{self.name} server loaded {loaded}, expected {sorted(self.extensions)}"
             )
 
     def _psutil(self) -> Any:

@@ -1,10 +1,13 @@
-"""Samplers of a server process from outside: peak RSS, and the slowest ``GET /api/status``."""
+"""Samplers of a server process: peak RSS and the slowest ``GET /api/status`` (from outside),
+and the event-loop stall probe inside the server (``server_plugins.LoopStallProbe``)."""
 
 from __future__ import annotations
 
 import contextlib
 import threading
 import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
 from typing import Any, Self
 
 import httpx
@@ -82,3 +85,51 @@ class StallProbe(_Sampler):
         self.requests += 1
         if elapsed > self.worst:
             self.worst, self.at = elapsed, start
+
+
+@dataclass
+class LoopStall:
+    """What the in-server probe saw in one window: the longest stall of the server's event loop
+    (ms), how many stalls passed its threshold (20 ms) and their total, and the loop thread's
+    stacks sampled during them (``{"ms", "stack"}``, innermost frame first)."""
+
+    longest_ms: float = 0.0
+    stalls: int = 0
+    stalled_ms: float = 0.0
+    stacks: list[dict[str, Any]] = field(default_factory=list)
+
+    @classmethod
+    def from_report(cls, report: dict[str, Any]) -> LoopStall:
+        return cls(
+            report["longest_ms"],
+            report["stalls_over_threshold"],
+            report["stalled_ms"],
+            report["stacks"],
+        )
+
+    def culprit(self, frames: int = 3) -> str:
+        """The most sampled stack during stalls, its innermost ``frames`` frames."""
+        if not self.stacks:
+            return "no stack sampled"
+        top = self.stacks[0]
+        inner = " < ".join(top["stack"].split(" < ")[:frames])
+        return f"~{top['ms']:.0f} ms in {inner}"
+
+
+async def loop_stall(http: httpx.AsyncClient, *, reset: bool = True) -> LoopStall:
+    """The probe's report since its last reset (a server started with ``loop_probe=True``);
+    with ``reset``, a new window starts."""
+    response = await http.get("/api/bench/loop-stall", params={"reset": "1" if reset else "0"})
+    response.raise_for_status()
+    return LoopStall.from_report(response.json())
+
+
+@contextlib.asynccontextmanager
+async def loop_stall_window(http: httpx.AsyncClient) -> AsyncIterator[LoopStall]:
+    """The probe's window over the block: the yielded ``LoopStall`` is filled in on exit."""
+    await loop_stall(http)
+    result = LoopStall()
+    yield result
+    seen = await loop_stall(http)
+    result.longest_ms, result.stalls = seen.longest_ms, seen.stalls
+    result.stalled_ms, result.stacks = seen.stalled_ms, seen.stacks
