@@ -30,7 +30,7 @@ import contextlib
 import tempfile
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -43,13 +43,14 @@ from clients import (
     new_session,
     ordered_outputs,
     wait_until,
+    warm_session_kernel,
     ynotebook_client,
 )
 from harness import BenchServer, ours_stack, running, stock_stack
 from lab import LabRunner
 from notebooks import code_notebook, wait_saved
 from report import Row, load_average, main, median, progress, row
-from samplers import RssSampler, StallProbe
+from samplers import LoopStall, RssSampler, StallProbe, loop_stall
 
 from jupyter_cocalc_sync.client import CocalcSyncClient, LiveNotebook
 
@@ -114,17 +115,12 @@ class FloodResult:
     file_lines: Lines
     live_lines: Lines  # ours: visible + more_output; stock: the watcher's document
     notes: str = ""
+    #: the in-server probe's window, from the run request until saved
+    loop: LoopStall = field(default_factory=LoopStall)
 
     @property
     def rss_growth(self) -> int:
         return self.rss_peak - self.rss_before
-
-
-async def _warm_kernel(server: BenchServer, http: Any, name: str) -> None:
-    """A session for the notebook (as JupyterLab opens one), its kernel answering."""
-    kernel_id = await new_session(http, name)
-    async with KernelChannel.connect(server, http, kernel_id) as channel:
-        await channel.execute("pass", silent=True)
 
 
 async def stock_flood(server: BenchServer, name: str, expected: str) -> FloodResult:
@@ -141,6 +137,7 @@ async def stock_flood(server: BenchServer, name: str, expected: str) -> FloodRes
         runner = LabRunner(runner_doc, channel)
         since = path.stat().st_mtime
         received.reset()
+        await loop_stall(http)
         with RssSampler(server) as rss, StallProbe(server) as stall:
             start = time.perf_counter()
             reply, idle_at = await asyncio.wait_for(runner.run(0), TIMEOUT)
@@ -160,6 +157,7 @@ async def stock_flood(server: BenchServer, name: str, expected: str) -> FloodRes
                 since=since,
                 timeout=TIMEOUT,
             )
+        loop = await loop_stall(http)
         live = count_lines(stdout_text(watcher.get_cell(0)["outputs"]), expected)
         stderr = [
             o.get("text", "")
@@ -180,6 +178,7 @@ async def stock_flood(server: BenchServer, name: str, expected: str) -> FloodRes
         count_lines(file_stdout(saved), expected),
         live,
         f"{rate_notices} 'IOPub data rate exceeded' notices in the output",
+        loop,
     )
 
 
@@ -191,7 +190,7 @@ async def ours_flood(server: BenchServer, name: str, expected: str) -> FloodResu
         CocalcSyncClient(server.url, server.token) as client,
         counting_live_notebook(client, name, received) as watcher,
     ):
-        await _warm_kernel(server, http, name)
+        await warm_session_kernel(server, http, name)
         since = path.stat().st_mtime
         received.reset()
 
@@ -199,6 +198,7 @@ async def ours_flood(server: BenchServer, name: str, expected: str) -> FloodResu
             record = cell_record(notebook, CELL_ID)
             return record.get("state") == "idle" and record.get("end") is not None
 
+        await loop_stall(http)
         with RssSampler(server) as rss, StallProbe(server) as stall:
             start = time.perf_counter()
             await watcher.run([CELL_ID])
@@ -216,6 +216,7 @@ async def ours_flood(server: BenchServer, name: str, expected: str) -> FloodResu
                 since=since,
                 timeout=TIMEOUT,
             )
+        loop = await loop_stall(http)
         visible = ordered_outputs(cell_record(watcher, CELL_ID).get("output"))
         more = await watcher.more_output(CELL_ID)
     live = count_lines(stdout_text(visible) + stdout_text(more["messages"]), expected)
@@ -236,6 +237,7 @@ async def ours_flood(server: BenchServer, name: str, expected: str) -> FloodResu
         f"({len(stdout_text(visible)) / 1e3:.0f} kB of text), more_output: "
         f"{len(more['messages'])} messages, truncated {more['truncated']}, "
         f"discarded {more['discarded']}",
+        loop,
     )
 
 
@@ -303,6 +305,16 @@ def _rows(results: dict[str, list[FloodResult]]) -> list[Row]:
             f"(saved at {stock.saved:.1f} / {ours.saved:.1f} s)",
         ),
         row(
+            "flood: longest event-loop stall (in-server probe)",
+            *values(lambda r: r.loop.longest_ms),
+            "ms",
+            f"{about}; a task sleeping 1 ms on the server's event loop, how late it woke "
+            f"(server_plugins.LoopStallProbe) {window}; stalls over 20 ms: stock "
+            f"{stock.loop.stalls} ({stock.loop.stalled_ms:.0f} ms in all), ours "
+            f"{ours.loop.stalls} ({ours.loop.stalled_ms:.0f} ms); target ≤ 20 ms; where ours "
+            f"stalled: {ours.loop.culprit()}; stock: {stock.loop.culprit()}",
+        ),
+        row(
             "flood: saved .ipynb size",
             *values(lambda r: r.file_bytes, mega),
             "MB",
@@ -332,8 +344,8 @@ def _rows(results: dict[str, list[FloodResult]]) -> list[Row]:
 def run() -> list[Row]:
     with tempfile.TemporaryDirectory(prefix="bench-flood-") as tmp:
         servers = [
-            BenchServer(stock_stack(), Path(tmp) / "stock"),
-            BenchServer(ours_stack(), Path(tmp) / "ours"),
+            BenchServer(stock_stack(), Path(tmp) / "stock", loop_probe=True),
+            BenchServer(ours_stack(), Path(tmp) / "ours", loop_probe=True),
         ]
         with running(servers):
             results = asyncio.run(measure(*servers))

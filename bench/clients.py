@@ -237,3 +237,10 @@ class KernelChannel:
             if message["msg_type"] == "execute_reply":
                 reply = message
         return reply
+
+
+async def warm_session_kernel(server: BenchServer, http: httpx.AsyncClient, path: str) -> None:
+    """A session for the notebook at ``path`` (as JupyterLab opens one), its kernel answering."""
+    kernel_id = await new_session(http, path)
+    async with KernelChannel.connect(server, http, kernel_id) as channel:
+        await channel.execute("pass", silent=True)

@@ -38,6 +38,9 @@ RESULTS_DIR = BENCH_DIR / "results"
 #: the server extension in ``server_plugins.py`` that measures event-loop stalls in the server
 LOOP_PROBE_EXTENSION = "server_plugins"
 
+STOCK_STORE = "ystore.db"  # jupyter-server-ydoc's SQLiteYStore
+OURS_STORE = "cocalc.db"
+
 #: packages whose versions the report lists, per stack
 STOCK_PACKAGES = (
     "jupyter_server",
@@ -113,6 +116,8 @@ class Stack:
     extensions: tuple[str, ...]
     config: Callable[[Path], dict[str, Any]] = field(repr=False)
     packages: tuple[str, ...] = ()
+    #: the SQLite file under the server's state folder that logs the documents' updates
+    store: str = ""
 
     def versions(self) -> dict[str, str]:
         return package_versions(self.python, self.packages)
@@ -121,7 +126,7 @@ class Stack:
 def stock_stack() -> Stack:
     def config(state: Path) -> dict[str, Any]:
         return {
-            "SQLiteYStore": {"db_path": str(state / "ystore.db")},
+            "SQLiteYStore": {"db_path": str(state / STOCK_STORE)},
             "YDocExtension": {"session_store_path": str(state / "sessions.json")},
             "BaseFileIdManager": {"db_path": str(state / "file_id.db")},
         }
@@ -132,6 +137,7 @@ def stock_stack() -> Stack:
         ("jupyter_server_ydoc", "jupyter_server_fileid"),
         config,
         STOCK_PACKAGES,
+        STOCK_STORE,
     )
 
 
@@ -143,7 +149,7 @@ def ours_stack() -> Stack:
             },
             # no benchmark runs code: a pooled kernel booting would only add noise
             "KernelPool": {"size": 0},
-            "CocalcSync": {"store_path": str(state / "cocalc.db")},
+            "CocalcSync": {"store_path": str(state / OURS_STORE)},
             "BaseFileIdManager": {"db_path": str(state / "file_id.db")},
         }
 
@@ -153,6 +159,7 @@ def ours_stack() -> Stack:
         ("jupyter_cocalc_sync", "jupyter_server_fileid"),
         config,
         OURS_PACKAGES,
+        OURS_STORE,
     )
 
 
@@ -324,6 +331,11 @@ class BenchServer:
         return httpx.AsyncClient(
             base_url=self.url, headers={"Authorization": f"token {self.token}"}, timeout=300
         )
+
+    @property
+    def store_path(self) -> Path:
+        """The SQLite file that logs this server's document updates."""
+        return self.state / self.stack.store
 
     def ws_url(self, path: str) -> str:
         return self.url.replace("http", "ws", 1) + path

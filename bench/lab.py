@@ -3,6 +3,7 @@ stock stack (``LabRunner``)."""
 
 from __future__ import annotations
 
+import re
 import time
 from typing import Any
 
@@ -18,14 +19,19 @@ class LabRunner:
 
     As JupyterLab 4 (``CodeCell.execute``, ``OutputAreaModel``, and @jupyter/ydoc's
     ``YCodeCell``): the run clears the cell's outputs and count; a stream message whose name
-    is the last output's is appended to that output's ``text`` (a ``Text``:
-    ``appendStreamOutput``), any other output is appended as a new ``Map`` (a stream's text as
-    a ``Text``); the execute_reply sets the count. Plain text only: no ``\\r``/``\\b`` here.
+    is the last output's is combined with that output's ``text`` (a ``Text``): carriage returns
+    overwrite the line they end (``remove_overwritten``), and the difference is written as
+    a removal of the changed tail (``removeStreamOutput``) and an insertion of the new one
+    (``appendStreamOutput``), so plain appends are appends; any other output is appended as a
+    new ``Map`` (a stream's text as a ``Text``); the execute_reply sets the count. Backspaces
+    are not interpreted.
     """
 
     def __init__(self, ynb: YNotebook, channel: KernelChannel) -> None:
         self.ynb = ynb
         self.channel = channel
+        #: the last output's text if it is a stream (JupyterLab's ``_lastStream``)
+        self._last_stream = ""
 
     def _cell(self, index: int) -> Map:
         return self.ynb.ycells[index]
@@ -34,6 +40,7 @@ class LabRunner:
         """Run cell ``index``; its execute_reply and the ``perf_counter`` when the kernel was
         idle again (reply and ``status: idle`` received)."""
         cell = self._cell(index)
+        self._last_stream = ""
         with self.ynb.ydoc.transaction():
             cell["outputs"].clear()
             cell["execution_count"] = None
@@ -52,9 +59,10 @@ class LabRunner:
             cell["execution_state"] = "idle"
         return reply, idle
 
-    @staticmethod
-    def _output(cell: Map, kind: str, content: dict[str, Any]) -> None:
+    def _output(self, cell: Map, kind: str, content: dict[str, Any]) -> None:
         outputs: Array = cell["outputs"]
+        if kind != "stream":
+            self._last_stream = ""
         if kind == "stream":
             last = outputs[len(outputs) - 1] if len(outputs) else None
             if (
@@ -62,15 +70,15 @@ class LabRunner:
                 and last.get("output_type") == "stream"
                 and last.get("name") == content["name"]
             ):
-                text: Text = last["text"]
-                text += content["text"]
+                self._last_stream = _combine(last["text"], self._last_stream, content["text"])
             else:
+                self._last_stream = remove_overwritten(content["text"])
                 outputs.append(
                     Map(
                         {
                             "output_type": "stream",
                             "name": content["name"],
-                            "text": Text(content["text"]),
+                            "text": Text(self._last_stream),
                         }
                     )
                 )
@@ -87,3 +95,36 @@ class LabRunner:
             outputs.append(Map({"output_type": "error", **content}))
         elif kind == "clear_output":
             outputs.clear()
+
+
+def remove_overwritten(text: str) -> str:
+    """``text`` as a terminal shows it: within a line, what follows a carriage return
+    overwrites the line from its start (a ``\\r`` at the very end is kept, for what comes
+    next); ``\\r\\n`` is a newline."""
+    lines = re.sub(r"\r+\n", "\n", text).split("\n")
+    for i, line in enumerate(lines):
+        if "\r" not in line.rstrip("\r"):
+            continue
+        shown = ""
+        for part in re.split(r"\r+", line.rstrip("\r")):
+            shown = part + shown[len(part) :]
+        lines[i] = shown + ("\r" if line.endswith("\r") else "")
+    return "\n".join(lines)
+
+
+def _combine(text: Text, current: str, chunk: str) -> str:
+    """Combine ``chunk`` into the stream output whose ``text`` holds ``current``; the new text.
+    Only the last line of ``current`` can change, so only it is compared."""
+    start = current.rfind("\n") + 1
+    tail = current[start:]
+    new_tail = remove_overwritten(tail + chunk)
+    common = 0
+    for a, b in zip(tail, new_tail, strict=False):
+        if a != b:
+            break
+        common += 1
+    if common < len(tail):
+        del text[start + common : len(current)]
+    if common < len(new_tail):
+        text.insert(start + common, new_tail[common:])
+    return current[:start] + new_tail

@@ -4,10 +4,12 @@ and the event-loop stall probe inside the server (``server_plugins.LoopStallProb
 from __future__ import annotations
 
 import contextlib
+import sqlite3
 import threading
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Self
 
 import httpx
@@ -133,3 +135,26 @@ async def loop_stall_window(http: httpx.AsyncClient) -> AsyncIterator[LoopStall]
     seen = await loop_stall(http)
     result.longest_ms, result.stalls = seen.longest_ms, seen.stalls
     result.stalled_ms, result.stacks = seen.stalled_ms, seen.stacks
+
+
+@dataclass(frozen=True)
+class StoreSize:
+    """The size of a server's SQLite store: ``logical``, the bytes of its pages in use as a
+    reader sees the database (WAL included, free pages excluded: unaffected by when SQLite
+    checkpoints or reuses pages), and ``files``, the database file plus its WAL on disk."""
+
+    logical: int
+    files: int
+
+    def __sub__(self, other: StoreSize) -> StoreSize:
+        return StoreSize(self.logical - other.logical, self.files - other.files)
+
+
+def store_size(path: Path) -> StoreSize:
+    """``StoreSize`` of the SQLite database at ``path`` (read-only, beside the server)."""
+    files = sum(p.stat().st_size for p in (path, Path(f"{path}-wal")) if p.exists())
+    with contextlib.closing(sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=30)) as conn:
+        pages = conn.execute("PRAGMA page_count").fetchone()[0]
+        free = conn.execute("PRAGMA freelist_count").fetchone()[0]
+        page_size = conn.execute("PRAGMA page_size").fetchone()[0]
+    return StoreSize((pages - free) * page_size, files)
