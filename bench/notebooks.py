@@ -68,6 +68,25 @@ def text_notebook(n_cells: int, total_output_bytes: int, seed: int = 1) -> str:
     return nbformat.writes(nb)
 
 
+def mixed_notebook(n_cells: int = 1000, text_bytes: int = 15_000, png_bytes: int = 30_000) -> str:
+    """ipynb text: ``n_cells`` code cells whose outputs are, a third each, ``text_bytes`` of
+    stream text, ``text_bytes`` of HTML, and a base64 PNG of ``png_bytes`` characters (the
+    defaults: ~20 MB of outputs)."""
+    source = TextSource(seed=7)
+
+    def outputs(i: int) -> list[dict[str, Any]]:
+        kind = i % 3
+        if kind == 0:
+            return [stream_output(source.text(text_bytes))]
+        if kind == 1:
+            html = "<pre>" + source.text(text_bytes) + "</pre>"
+            return [display_output({"text/html": html, "text/plain": "<HTML>"})]
+        png = source.base64_png(png_bytes)
+        return [display_output({"image/png": png, "text/plain": "<Figure>"})]
+
+    return nbformat.writes(notebook_with_outputs(n_cells, outputs))
+
+
 def small_notebook(n_cells: int = 5) -> str:
     nb = notebook_with_outputs(n_cells, lambda i: [stream_output(f"{i}\n")])
     return nbformat.writes(nb)

@@ -99,6 +99,7 @@ class LoopStall:
     stalls: int = 0
     stalled_ms: float = 0.0
     stacks: list[dict[str, Any]] = field(default_factory=list)
+    longest_stacks: list[dict[str, Any]] = field(default_factory=list)
 
     @classmethod
     def from_report(cls, report: dict[str, Any]) -> LoopStall:
@@ -107,15 +108,21 @@ class LoopStall:
             report["stalls_over_threshold"],
             report["stalled_ms"],
             report["stacks"],
+            report["longest_stacks"],
         )
 
-    def culprit(self, frames: int = 3) -> str:
-        """The most sampled stack during stalls, its innermost ``frames`` frames."""
-        if not self.stacks:
+    def culprit(self, frames: int = 2) -> str:
+        """Where the loop was during the longest stall: its most sampled stack, as its
+        innermost ``frames`` frames and the innermost frame of a Jupyter package."""
+        if not self.longest_stacks:
             return "no stack sampled"
-        top = self.stacks[0]
-        inner = " < ".join(top["stack"].split(" < ")[:frames])
-        return f"~{top['ms']:.0f} ms in {inner}"
+        top = self.longest_stacks[0]
+        stack = top["stack"].split(" < ")
+        package = next((f for f in stack if f.startswith("jupyter")), None)
+        where = " < ".join(stack[:frames])
+        if package is not None and package not in stack[:frames]:
+            where += f" < … < {package}"
+        return f"{top['ms']:.0f} ms sampled in {where}"
 
 
 async def loop_stall(http: httpx.AsyncClient, *, reset: bool = True) -> LoopStall:
@@ -135,6 +142,7 @@ async def loop_stall_window(http: httpx.AsyncClient) -> AsyncIterator[LoopStall]
     seen = await loop_stall(http)
     result.longest_ms, result.stalls = seen.longest_ms, seen.stalls
     result.stalled_ms, result.stacks = seen.stalled_ms, seen.stacks
+    result.longest_stacks = seen.longest_stacks
 
 
 @dataclass(frozen=True)

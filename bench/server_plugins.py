@@ -54,7 +54,8 @@ class LoopStallProbe:
 
     A watchdog thread looks at the loop every ``watch_interval`` s; while the probe is more than
     ``threshold`` s late it samples the loop thread's Python stack (``sys._current_frames``), so a
-    stall comes with what the loop was doing (each sample stands for ``watch_interval`` s)."""
+    stall comes with what the loop was doing (each sample stands for ``watch_interval`` s): over
+    all stalls, and over the longest one."""
 
     def __init__(
         self, period: float = 0.001, threshold: float = 0.02, watch_interval: float = 0.005
@@ -74,7 +75,10 @@ class LoopStallProbe:
         self.stalls = 0  # longer than threshold
         self.stalled = 0.0  # their total
         self.wakeups = 0
+        #: stacks sampled during stalls over the threshold, and during the longest stall
         self.stacks: collections.Counter[str] = collections.Counter()
+        self.longest_stacks: collections.Counter[str] = collections.Counter()
+        self._sampled: list[str] = []  # during the current stall (the watchdog appends)
 
     async def run(self) -> None:
         self.loop_thread = threading.get_ident()
@@ -87,11 +91,14 @@ class LoopStallProbe:
             stall = max(0.0, now - last - self.period)
             last = now
             self.wakeups += 1
+            sampled, self._sampled = self._sampled, []
             if stall > self.longest:
                 self.longest, self.longest_at = stall, now
+                self.longest_stacks = collections.Counter(sampled)
             if stall > self.threshold:
                 self.stalls += 1
                 self.stalled += stall
+                self.stacks.update(sampled)
 
     def _watch(self) -> None:
         while not self._stop.wait(self.watch_interval):
@@ -99,7 +106,7 @@ class LoopStallProbe:
                 continue
             frame = sys._current_frames().get(self.loop_thread or 0)
             if frame is not None:
-                self.stacks[_stack_summary(frame)] += 1
+                self._sampled.append(_stack_summary(frame))
 
     def report(self) -> dict[str, Any]:
         return {
@@ -110,25 +117,38 @@ class LoopStallProbe:
             "threshold_ms": self.threshold * 1000,
             "window_s": time.perf_counter() - self.since,
             "wakeups": self.wakeups,
-            "stacks": [
-                {"ms": count * self.watch_interval * 1000, "stack": stack}
-                for stack, count in self.stacks.most_common(8)
-            ],
+            "stacks": self._sampled_ms(self.stacks),
+            "longest_stacks": self._sampled_ms(self.longest_stacks),
         }
+
+    def _sampled_ms(self, stacks: collections.Counter[str]) -> list[dict[str, Any]]:
+        return [
+            {"ms": count * self.watch_interval * 1000, "stack": stack}
+            for stack, count in stacks.most_common(8)
+        ]
 
     def stop(self) -> None:
         self._stop.set()
 
 
-def _stack_summary(frame: types.FrameType, depth: int = 14) -> str:
+def _stack_summary(frame: types.FrameType, depth: int = 40) -> str:
     """The innermost ``depth`` frames, innermost last: ``package/module.py:line function``."""
     frames = []
     while frame is not None and len(frames) < depth:
         code = frame.f_code
-        where = "/".join(Path(code.co_filename).parts[-2:])
+        where = _module_path(code.co_filename)
         frames.append(f"{where}:{frame.f_lineno} {code.co_name}")
         frame = frame.f_back  # type: ignore[assignment]
     return " < ".join(frames)
+
+
+def _module_path(filename: str) -> str:
+    """``pkg/module.py`` from an installed or checked-out file name."""
+    parts = Path(filename).parts
+    for i, part in enumerate(parts):
+        if part in ("site-packages", "jupyter_cocalc_sync"):
+            return "/".join(parts[i + (part == "site-packages") :])
+    return "/".join(parts[-2:])
 
 
 class LoopStallHandler(APIHandler):
