@@ -3,6 +3,7 @@ receive, and the kernel websocket as the browser speaks it."""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 import socket
@@ -18,7 +19,15 @@ import httpx
 from harness import BenchServer
 from httpx_ws import AsyncWebSocketSession, aconnect_ws
 from jupyter_ydoc import YNotebook
-from pycrdt import Doc, Map, Provider
+from pycrdt import (
+    Doc,
+    Map,
+    TransactionEvent,
+    YMessageType,
+    create_sync_message,
+    create_update_message,
+    handle_sync_message,
+)
 from pycrdt.websocket.websocket import HttpxWebsocket
 
 from jupyter_cocalc_sync.client import CocalcSyncClient, LiveNotebook
@@ -64,6 +73,52 @@ class CountingWebsocket(HttpxWebsocket):
 
 
 @contextlib.asynccontextmanager
+async def yjs_connection(doc: Doc, channel: HttpxWebsocket) -> AsyncIterator[None]:
+    """Sync ``doc`` over ``channel`` (the y-websocket protocol) while entered, as a JupyterLab
+    client does: local changes are sent, updates from the server are applied and **not** sent
+    back. (pycrdt's ``Provider`` sends every transaction of the doc, the server's included, so
+    each update a client receives would come back to the server: a 20 MB notebook's first sync
+    is then refused as too big a message, and every output doubles the server's work.)"""
+    outgoing: asyncio.Queue[bytes] = asyncio.Queue()
+    applying = False
+
+    def local(event: TransactionEvent) -> None:
+        if not applying:  # called synchronously at the end of each transaction
+            outgoing.put_nowait(event.update)
+
+    async def receive() -> None:
+        nonlocal applying
+        async for message in channel:
+            if message[0] != YMessageType.SYNC:
+                continue
+            applying = True
+            try:
+                reply = handle_sync_message(message[1:], doc)
+            finally:
+                applying = False
+            if reply is not None:
+                await channel.send(reply)
+
+    async def send() -> None:
+        await channel.send(create_sync_message(doc))
+        while True:
+            await channel.send(create_update_message(await outgoing.get()))
+
+    subscription = doc.observe(local)
+    tasks = [asyncio.create_task(receive()), asyncio.create_task(send())]
+    try:
+        yield
+    finally:
+        doc.unobserve(subscription)
+        failed = [t.exception() for t in tasks if t.done() and not t.cancelled() and t.exception()]
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+    if failed:  # e.g. the server closed the connection: what was measured is not what it seems
+        raise RuntimeError(f"the connection to {channel.path} failed") from failed[0]
+
+
+@contextlib.asynccontextmanager
 async def ynotebook_client(
     server: BenchServer,
     http: httpx.AsyncClient,
@@ -88,7 +143,7 @@ async def ynotebook_client(
     ws: AsyncWebSocketSession
     async with aconnect_ws(url, http, max_message_size_bytes=1 << 30) as ws:
         channel = HttpxWebsocket(ws, room) if count is None else CountingWebsocket(ws, room, count)
-        async with Provider(ynb.ydoc, channel):
+        async with yjs_connection(ynb.ydoc, channel):
             await wait_until(lambda: len(meta) > 0 and len(ynb.ycells) >= cells, ynb.ydoc)
             yield ynb
 

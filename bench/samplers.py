@@ -111,18 +111,19 @@ class LoopStall:
             report["longest_stacks"],
         )
 
-    def culprit(self, frames: int = 2) -> str:
-        """Where the loop was during the longest stall: its most sampled stack, as its
-        innermost ``frames`` frames and the innermost frame of a Jupyter package."""
+    def culprit(self) -> str:
+        """Where the loop was during the longest stall: its most sampled stack, as its innermost
+        frame, the innermost and the outermost frames of Jupyter packages."""
         if not self.longest_stacks:
             return "no stack sampled"
         top = self.longest_stacks[0]
         stack = top["stack"].split(" < ")
-        package = next((f for f in stack if f.startswith("jupyter")), None)
-        where = " < ".join(stack[:frames])
-        if package is not None and package not in stack[:frames]:
-            where += f" < … < {package}"
-        return f"{top['ms']:.0f} ms sampled in {where}"
+        shown = [stack[0]]
+        packages = [f for f in stack if f.startswith("jupyter")]
+        for frame in packages[:1] + packages[-1:]:
+            if frame not in shown:
+                shown.append(frame)
+        return f"{top['ms']:.0f} ms sampled in {' < … < '.join(shown)}"
 
 
 async def loop_stall(http: httpx.AsyncClient, *, reset: bool = True) -> LoopStall:

@@ -132,11 +132,14 @@ class LoopStallProbe:
 
 
 def _stack_summary(frame: types.FrameType, depth: int = 40) -> str:
-    """The innermost ``depth`` frames, innermost last: ``package/module.py:line function``."""
+    """The innermost ``depth`` frames, innermost first (``package/module.py:line function``), up
+    to the event loop's callback runner."""
     frames = []
     while frame is not None and len(frames) < depth:
         code = frame.f_code
         where = _module_path(code.co_filename)
+        if where == "asyncio/events.py":  # Handle._run: the rest is the loop itself
+            break
         frames.append(f"{where}:{frame.f_lineno} {code.co_name}")
         frame = frame.f_back  # type: ignore[assignment]
     return " < ".join(frames)
