@@ -270,8 +270,8 @@ def _rows(scenario: Scenario, stock: Growth, ours: Growth) -> list[Row]:
             ours.loop.longest_ms,
             "ms",
             f"{about}; in-server probe (a task sleeping 1 ms); stalls over 20 ms: stock "
-            f"{stock.loop.stalls}, ours {ours.loop.stalls}; target ≤ 20 ms; where ours "
-            f"stalled: {ours.loop.culprit()}",
+            f"{stock.loop.stalls}, ours {ours.loop.stalls}; target ≤ 20 ms; the longest stall, "
+            f"ours: {ours.loop.culprit()}; stock: {stock.loop.culprit()}",
         ),
     ]
 

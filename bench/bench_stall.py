@@ -230,7 +230,8 @@ def _rows(steps: dict[str, Step], load: str) -> list[Row]:
         notes += (
             f"stalls over 20 ms: {'' if stock is None else f'stock {stock.stalls}, '}"
             f"ours {step.ours.stalls} ({step.ours.stalled_ms:.0f} ms in all); target ≤ 20 ms; "
-            f"where ours stalled longest: {step.ours.culprit()}; load {load}"
+            f"the longest stall, ours: {step.ours.culprit()}"
+            f"{'' if stock is None else f'; stock: {stock.culprit()}'}; load {load}"
         )
         rows.append(
             row(

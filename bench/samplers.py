@@ -111,19 +111,44 @@ class LoopStall:
             report["longest_stacks"],
         )
 
-    def culprit(self) -> str:
-        """Where the loop was during the longest stall: its most sampled stack, as its innermost
-        frame, the innermost and the outermost frames of Jupyter packages."""
+    def culprit(self, top: int = 3) -> str:
+        """Where the loop was during the longest stall, from the stacks sampled in it: the
+        ``top`` phases (the two outermost frames of a Jupyter package below its request
+        handlers) and the ``top`` hot spots (the innermost such frame), with their sampled ms."""
         if not self.longest_stacks:
             return "no stack sampled"
-        top = self.longest_stacks[0]
-        stack = top["stack"].split(" < ")
-        shown = [stack[0]]
-        packages = [f for f in stack if f.startswith("jupyter")]
-        for frame in packages[:1] + packages[-1:]:
-            if frame not in shown:
-                shown.append(frame)
-        return f"{top['ms']:.0f} ms sampled in {' < … < '.join(shown)}"
+        phases: dict[str, float] = {}
+        hot: dict[str, float] = {}
+        for sample in self.longest_stacks:
+            frames = sample["stack"].split(" < ")  # innermost first
+            package = [f for f in frames if f.startswith("jupyter_cocalc_sync")] or [
+                f for f in frames if f.startswith("jupyter")
+            ]
+            inner = package[0] if package else frames[0]
+            below = [f for f in reversed(package) if not _entry_frame(f)] or [inner]
+            for spent, key in ((phases, " > ".join(map(_name, below[:2]))), (hot, _name(inner))):
+                spent[key] = spent.get(key, 0.0) + sample["ms"]
+
+        def ranked(spent: dict[str, float]) -> str:
+            best = sorted(spent.items(), key=lambda item: -item[1])[:top]
+            return ", ".join(f"{key} ~{ms:.0f} ms" for key, ms in best)
+
+        return f"phases: {ranked(phases)}; hot spots: {ranked(hot)}"
+
+
+def _entry_frame(frame: str) -> bool:
+    """A frame that only routes a request (a handler, the document manager, auth)."""
+    return any(
+        part in frame
+        for part in ("/handlers/", "notebook/manager.py", "jupyter_server/auth/", "tornado/")
+    )
+
+
+def _name(frame: str) -> str:
+    """``module.function`` of a sampled frame ``pkg/module.py:line function``."""
+    where, _, function = frame.partition(" ")
+    module = where.rsplit(":", 1)[0].rsplit("/", 1)[-1].removesuffix(".py")
+    return f"{module}.{function}"
 
 
 async def loop_stall(http: httpx.AsyncClient, *, reset: bool = True) -> LoopStall:

@@ -117,14 +117,16 @@ class LoopStallProbe:
             "threshold_ms": self.threshold * 1000,
             "window_s": time.perf_counter() - self.since,
             "wakeups": self.wakeups,
-            "stacks": self._sampled_ms(self.stacks),
+            "stacks": self._sampled_ms(self.stacks, 20),
             "longest_stacks": self._sampled_ms(self.longest_stacks),
         }
 
-    def _sampled_ms(self, stacks: collections.Counter[str]) -> list[dict[str, Any]]:
+    def _sampled_ms(
+        self, stacks: collections.Counter[str], most: int | None = None
+    ) -> list[dict[str, Any]]:
         return [
             {"ms": count * self.watch_interval * 1000, "stack": stack}
-            for stack, count in stacks.most_common(8)
+            for stack, count in stacks.most_common(most)
         ]
 
     def stop(self) -> None:
