@@ -121,6 +121,8 @@ class LoopStall:
         hot: dict[str, float] = {}
         for sample in self.longest_stacks:
             frames = sample["stack"].split(" < ")  # innermost first
+            if "selectors.py" in frames[0]:  # the loop is idle: another thread holds the GIL
+                frames = [f"- {OTHER_THREAD}"]
             package = [f for f in frames if f.startswith("jupyter_cocalc_sync")] or [
                 f for f in frames if f.startswith("jupyter")
             ]
@@ -136,6 +138,9 @@ class LoopStall:
         return f"phases: {ranked(phases)}; hot spots: {ranked(hot)}"
 
 
+OTHER_THREAD = "another-thread-holding-the-GIL"
+
+
 def _entry_frame(frame: str) -> bool:
     """A frame that only routes a request (a handler, the document manager, auth)."""
     return any(
@@ -147,6 +152,8 @@ def _entry_frame(frame: str) -> bool:
 def _name(frame: str) -> str:
     """``module.function`` of a sampled frame ``pkg/module.py:line function``."""
     where, _, function = frame.partition(" ")
+    if function == OTHER_THREAD:
+        return function
     module = where.rsplit(":", 1)[0].rsplit("/", 1)[-1].removesuffix(".py")
     return f"{module}.{function}"
 
