@@ -16,7 +16,8 @@ request until the file was saved (``clients.ByteCount``); time from the run requ
 (stock: ``execute_reply`` + ``status: idle`` on the runner's socket; ours: the watcher sees the
 cell ``idle``), and until the watcher holds the final state; the server process's peak RSS
 (psutil, every 50 ms, from before the run until the file was saved); the server's longest stall
-(the slowest ``GET /api/status``, asked every 20 ms); the ``.ipynb`` size after the autosave;
+(the slowest ``GET /api/status``, asked every 20 ms) and its longest event-loop stall (the
+in-server probe, ``server_plugins.LoopStallProbe``); the ``.ipynb`` size after the autosave;
 and which of the printed lines can be recovered: stock from the file (what the rate limiter let
 through), ours from the visible output + ``more_output``, and from the file.
 
