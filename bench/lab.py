@@ -52,7 +52,8 @@ class LabRunner:
             if kind == "execute_reply":
                 reply = message
             elif message.get("channel") == "iopub":
-                self._output(cell, kind, message["content"])
+                with self.ynb.ydoc.transaction():  # one update per message
+                    self._output(cell, kind, message["content"])
         idle = time.perf_counter()
         with self.ynb.ydoc.transaction():
             cell["execution_count"] = reply.get("content", {}).get("execution_count")

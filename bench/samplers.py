@@ -116,7 +116,9 @@ class LoopStall:
         ``top`` phases (the two outermost frames of a Jupyter package below its request
         handlers) and the ``top`` hot spots (the innermost such frame), with their sampled ms."""
         if not self.longest_stacks:
-            return "no stack sampled"
+            # the watchdog needs the GIL: a thread in native code that keeps it (a big pycrdt
+            # update, say) stalls the loop without being sampled
+            return "no stack sampled (too short, or another thread held the GIL)"
         phases: dict[str, float] = {}
         hot: dict[str, float] = {}
         for sample in self.longest_stacks:
