@@ -11,7 +11,7 @@
   three ways: neither end sets TCP_NODELAY; the client sets it (browsers and asyncio do); the
   server sets it (``server_plugins.NoDelayOnRequest``, asked for per connection).
 * **stock, collaborative**: what JupyterLab does on the stock RTC stack — a runner client
-  (``common.LabRunner``) executes over ``/channels`` (server without TCP_NODELAY, as shipped)
+  (``lab.LabRunner``) executes over ``/channels`` (server without TCP_NODELAY, as shipped)
   and writes the outputs into its YNotebook; the time until a second YNotebook client of the
   room sees the result. Compared with ours when B is a YNotebook client.
 
@@ -39,30 +39,19 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
-from common import (
-    BENCH_DIR,
-    BenchServer,
+from clients import (
     KernelChannel,
-    LabRunner,
-    Row,
     cell_record,
-    code_notebook,
-    load_average,
-    main,
-    median,
-    ms,
     new_session,
     ordered_outputs,
-    ours_stack,
-    percentile,
-    progress,
-    row,
-    running,
-    stock_stack,
     wait_until,
     ynotebook_client,
 )
+from harness import BENCH_DIR, BenchServer, ours_stack, running, stock_stack
 from jupyter_ydoc import YNotebook
+from lab import LabRunner
+from notebooks import code_notebook
+from report import Row, load_average, main, median, ms, percentile, progress, row
 from server_plugins import NODELAY_ON_REQUEST
 
 from jupyter_cocalc_sync.client import CocalcSyncClient, LiveNotebook

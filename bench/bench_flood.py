@@ -6,17 +6,18 @@ is warmed up over ``/channels`` first (a silent ``pass``), so neither run includ
 * **stock** (jupyter-collaboration, as JupyterLab does it): a runner client executes the cell
   over the kernel websocket ``/channels`` (jupyter_server's default iopub rate limits apply) and
   writes every output message into its YNotebook like the JupyterLab frontend
-  (``common.LabRunner``: a stream message is appended to the last stream output's ``Text``); a
+  (``lab.LabRunner``: a stream message is appended to the last stream output's ``Text``); a
   second YNotebook client of the room is the watcher.
 * **ours**: a SyncDB ``LiveNotebook`` is the watcher and asks for the run itself (``run``: the
   cell's ``state`` set to ``"start"``); the server runs the cell and writes the outputs.
 
 Reported per stack: payload bytes of the websocket messages the watcher received from the run
-request until the file was saved (``common.ByteCount``); time from the run request until idle
+request until the file was saved (``clients.ByteCount``); time from the run request until idle
 (stock: ``execute_reply`` + ``status: idle`` on the runner's socket; ours: the watcher sees the
 cell ``idle``), and until the watcher holds the final state; the server process's peak RSS
 (psutil, every 50 ms, from before the run until the file was saved); the server's longest stall
-(the slowest ``GET /api/status``, asked every 20 ms); the ``.ipynb`` size after the autosave;
+(the slowest ``GET /api/status``, asked every 20 ms) and its longest event-loop stall (the
+in-server probe, ``server_plugins.LoopStallProbe``); the ``.ipynb`` size after the autosave;
 and which of the printed lines can be recovered: stock from the file (what the rate limiter let
 through), ours from the visible output + ``more_output``, and from the file.
 
@@ -30,36 +31,27 @@ import contextlib
 import tempfile
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import nbformat
-from common import (
-    BenchServer,
+from clients import (
     ByteCount,
     KernelChannel,
-    LabRunner,
-    Row,
-    RssSampler,
-    StallProbe,
     cell_record,
-    code_notebook,
     counting_live_notebook,
-    load_average,
-    main,
-    median,
     new_session,
     ordered_outputs,
-    ours_stack,
-    progress,
-    row,
-    running,
-    stock_stack,
-    wait_saved,
     wait_until,
+    warm_session_kernel,
     ynotebook_client,
 )
+from harness import BenchServer, ours_stack, running, stock_stack
+from lab import LabRunner
+from notebooks import code_notebook, wait_saved
+from report import Row, load_average, main, median, progress, row
+from samplers import LoopStall, RssSampler, StallProbe, loop_stall
 
 from jupyter_cocalc_sync.client import CocalcSyncClient, LiveNotebook
 
@@ -124,17 +116,12 @@ class FloodResult:
     file_lines: Lines
     live_lines: Lines  # ours: visible + more_output; stock: the watcher's document
     notes: str = ""
+    #: the in-server probe's window, from the run request until saved
+    loop: LoopStall = field(default_factory=LoopStall)
 
     @property
     def rss_growth(self) -> int:
         return self.rss_peak - self.rss_before
-
-
-async def _warm_kernel(server: BenchServer, http: Any, name: str) -> None:
-    """A session for the notebook (as JupyterLab opens one), its kernel answering."""
-    kernel_id = await new_session(http, name)
-    async with KernelChannel.connect(server, http, kernel_id) as channel:
-        await channel.execute("pass", silent=True)
 
 
 async def stock_flood(server: BenchServer, name: str, expected: str) -> FloodResult:
@@ -151,6 +138,7 @@ async def stock_flood(server: BenchServer, name: str, expected: str) -> FloodRes
         runner = LabRunner(runner_doc, channel)
         since = path.stat().st_mtime
         received.reset()
+        await loop_stall(http)
         with RssSampler(server) as rss, StallProbe(server) as stall:
             start = time.perf_counter()
             reply, idle_at = await asyncio.wait_for(runner.run(0), TIMEOUT)
@@ -170,6 +158,7 @@ async def stock_flood(server: BenchServer, name: str, expected: str) -> FloodRes
                 since=since,
                 timeout=TIMEOUT,
             )
+        loop = await loop_stall(http)
         live = count_lines(stdout_text(watcher.get_cell(0)["outputs"]), expected)
         stderr = [
             o.get("text", "")
@@ -190,6 +179,7 @@ async def stock_flood(server: BenchServer, name: str, expected: str) -> FloodRes
         count_lines(file_stdout(saved), expected),
         live,
         f"{rate_notices} 'IOPub data rate exceeded' notices in the output",
+        loop,
     )
 
 
@@ -201,7 +191,7 @@ async def ours_flood(server: BenchServer, name: str, expected: str) -> FloodResu
         CocalcSyncClient(server.url, server.token) as client,
         counting_live_notebook(client, name, received) as watcher,
     ):
-        await _warm_kernel(server, http, name)
+        await warm_session_kernel(server, http, name)
         since = path.stat().st_mtime
         received.reset()
 
@@ -209,6 +199,7 @@ async def ours_flood(server: BenchServer, name: str, expected: str) -> FloodResu
             record = cell_record(notebook, CELL_ID)
             return record.get("state") == "idle" and record.get("end") is not None
 
+        await loop_stall(http)
         with RssSampler(server) as rss, StallProbe(server) as stall:
             start = time.perf_counter()
             await watcher.run([CELL_ID])
@@ -226,6 +217,7 @@ async def ours_flood(server: BenchServer, name: str, expected: str) -> FloodResu
                 since=since,
                 timeout=TIMEOUT,
             )
+        loop = await loop_stall(http)
         visible = ordered_outputs(cell_record(watcher, CELL_ID).get("output"))
         more = await watcher.more_output(CELL_ID)
     live = count_lines(stdout_text(visible) + stdout_text(more["messages"]), expected)
@@ -246,6 +238,7 @@ async def ours_flood(server: BenchServer, name: str, expected: str) -> FloodResu
         f"({len(stdout_text(visible)) / 1e3:.0f} kB of text), more_output: "
         f"{len(more['messages'])} messages, truncated {more['truncated']}, "
         f"discarded {more['discarded']}",
+        loop,
     )
 
 
@@ -313,6 +306,16 @@ def _rows(results: dict[str, list[FloodResult]]) -> list[Row]:
             f"(saved at {stock.saved:.1f} / {ours.saved:.1f} s)",
         ),
         row(
+            "flood: longest event-loop stall (in-server probe)",
+            *values(lambda r: r.loop.longest_ms),
+            "ms",
+            f"{about}; a task sleeping 1 ms on the server's event loop, how late it woke "
+            f"(server_plugins.LoopStallProbe) {window}; stalls over 20 ms: stock "
+            f"{stock.loop.stalls} ({stock.loop.stalled_ms:.0f} ms in all), ours "
+            f"{ours.loop.stalls} ({ours.loop.stalled_ms:.0f} ms); target ≤ 20 ms; where ours "
+            f"stalled: {ours.loop.culprit()}; stock: {stock.loop.culprit()}",
+        ),
+        row(
             "flood: saved .ipynb size",
             *values(lambda r: r.file_bytes, mega),
             "MB",
@@ -342,8 +345,8 @@ def _rows(results: dict[str, list[FloodResult]]) -> list[Row]:
 def run() -> list[Row]:
     with tempfile.TemporaryDirectory(prefix="bench-flood-") as tmp:
         servers = [
-            BenchServer(stock_stack(), Path(tmp) / "stock"),
-            BenchServer(ours_stack(), Path(tmp) / "ours"),
+            BenchServer(stock_stack(), Path(tmp) / "stock", loop_probe=True),
+            BenchServer(ours_stack(), Path(tmp) / "ours", loop_probe=True),
         ]
         with running(servers):
             results = asyncio.run(measure(*servers))

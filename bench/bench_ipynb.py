@@ -24,19 +24,10 @@ from dataclasses import dataclass
 from typing import Any
 
 import nbformat
-from common import (
-    Row,
-    TextSource,
-    display_output,
-    main,
-    median,
-    ms,
-    notebook_with_outputs,
-    row,
-    stream_output,
-)
 from jupyter_ydoc import YNotebook
+from notebooks import mixed_notebook
 from pycrdt import Doc
+from report import Row, main, median, ms, row
 
 from jupyter_cocalc_sync.notebook.ipynb import (
     initial_update,
@@ -58,19 +49,7 @@ RUNS = 7
 
 def generate() -> str:
     """The benchmark notebook as ipynb text."""
-    source = TextSource(seed=7)
-
-    def outputs(i: int) -> list[dict[str, Any]]:
-        kind = i % 3
-        if kind == 0:
-            return [stream_output(source.text(TEXT_BYTES))]
-        if kind == 1:
-            html = "<pre>" + source.text(TEXT_BYTES) + "</pre>"
-            return [display_output({"text/html": html, "text/plain": "<HTML>"})]
-        png = source.base64_png(PNG_BYTES)
-        return [display_output({"image/png": png, "text/plain": "<Figure>"})]
-
-    return nbformat.writes(notebook_with_outputs(CELLS, outputs))
+    return mixed_notebook(CELLS, TEXT_BYTES, PNG_BYTES)
 
 
 @dataclass

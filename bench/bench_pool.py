@@ -1,6 +1,6 @@
 """Kernel pool: opening a notebook until its first cell has run, stock kernel starts vs pooled.
 
-Real ``jupyter server`` subprocesses of this package's stack (``common.BenchServer``), alike
+Real ``jupyter server`` subprocesses of this package's stack (``harness.BenchServer``), alike
 but for the kernel manager: jupyter_server's stock ``AsyncMappingKernelManager`` against our
 ``PoolingKernelManager``. Measured is what a browser does: ``POST /api/sessions`` for a new
 notebook, open the kernel's ``/api/kernels/{id}/channels`` websocket, send ``execute_request``
@@ -31,22 +31,9 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-from common import (
-    BENCH_DIR,
-    BenchServer,
-    KernelChannel,
-    Row,
-    load_average,
-    main,
-    median,
-    ms,
-    new_session,
-    ours_stack,
-    percentile,
-    progress,
-    row,
-    running,
-)
+from clients import KernelChannel, new_session
+from harness import BENCH_DIR, BenchServer, ours_stack, running
+from report import Row, load_average, main, median, ms, percentile, progress, row
 from server_plugins import NODELAY_ON_REQUEST
 
 ALIASES = ("kernels",)

@@ -36,23 +36,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
-from common import (
-    BenchServer,
-    Row,
-    main,
-    median,
-    ms,
-    ours_stack,
-    percentile,
-    progress,
-    row,
-    running,
-    small_notebook,
-    stock_stack,
-    text_notebook,
-    ynotebook_client,
-)
+from clients import ynotebook_client
+from harness import BenchServer, ours_stack, running, stock_stack
 from jupyter_ydoc import YNotebook
+from notebooks import small_notebook, text_notebook
+from report import Row, main, median, ms, percentile, progress, row
 
 from jupyter_cocalc_sync.client import CocalcSyncClient, LiveNotebook
 

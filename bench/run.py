@@ -1,9 +1,10 @@
-"""Run the benchmarks, ours and stock side by side: ``python bench/run.py [name ...]``.
+"""Run the benchmarks, ours and stock side by side: ``python bench/run.py [--quick] [name ...]``.
 
 Every ``bench/bench_<name>.py`` is a benchmark module with ``run() -> list[Row]``. Without
 arguments all of them run; with names, those whose ``<name>`` (or one of their ``ALIASES``)
-is given. One combined markdown table is printed and written, with the machine and the package
-versions of both stacks, to ``bench/results/latest.md``.
+is given (``--quick``: shorter scenarios, for the modules that have them). One combined
+markdown table is printed and written, with the machine and the package versions of both
+stacks, to ``bench/results/latest.md``.
 """
 
 from __future__ import annotations
@@ -22,16 +23,8 @@ BENCH_DIR = Path(__file__).resolve().parent
 if str(BENCH_DIR) not in sys.path:
     sys.path.insert(0, str(BENCH_DIR))
 
-from common import (  # noqa: E402 - needs bench/ on sys.path first
-    OURS_PACKAGES,
-    RESULTS_DIR,
-    STOCK_PACKAGES,
-    Row,
-    ensure_stock_venv,
-    markdown_table,
-    package_versions,
-    progress,
-)
+from harness import OURS_PACKAGES, RESULTS_DIR, STOCK_PACKAGES, ensure_stock_venv, package_versions  # noqa: E402 - needs bench/ on sys.path first
+from report import Row, markdown_table, progress  # noqa: E402 - needs bench/ on sys.path first
 
 
 def discover() -> dict[str, ModuleType]:
@@ -87,7 +80,9 @@ def machine_info() -> str:
 
 
 def main(argv: list[str]) -> int:
-    modules = select(discover(), argv)
+    if "--quick" in argv:  # shorter scenarios where a module has them (it reads BENCH_QUICK)
+        os.environ["BENCH_QUICK"] = "1"
+    modules = select(discover(), [a for a in argv if a != "--quick"])
     machine = machine_info()
     rows: list[Row] = []
     timings: list[str] = []

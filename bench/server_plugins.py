@@ -1,13 +1,28 @@
-"""Classes a benchmark's *server* process imports (``BenchServer(..., pythonpath=[BENCH_DIR])``).
+"""Code a benchmark's *server* process imports (``BenchServer(..., pythonpath=[BENCH_DIR])``):
+``NoDelayOnRequest`` (named in ``config``), and the event-loop stall probe, a server extension
+(``BenchServer(..., loop_probe=True)``).
 
-Only jupyter_server may be imported here: the stock server runs this from ``bench/.venv-stock``.
+Only jupyter_server (and tornado) may be imported here: the stock server runs this from
+``bench/.venv-stock``.
 """
 
 from __future__ import annotations
 
 import asyncio
+import collections
+import json
+import sys
+import threading
+import time
+import types
+from pathlib import Path
+from typing import Any
 
+from jupyter_server.base.handlers import APIHandler
 from jupyter_server.services.kernels.connection.channels import ZMQChannelsWebsocketConnection
+from jupyter_server.utils import url_path_join
+from tornado import web
+from tornado.ioloop import IOLoop
 
 
 class NoDelayOnRequest(ZMQChannelsWebsocketConnection):
@@ -26,3 +41,142 @@ class NoDelayOnRequest(ZMQChannelsWebsocketConnection):
 NODELAY_ON_REQUEST = {
     "ServerApp": {"kernel_websocket_connection_class": f"{__name__}.NoDelayOnRequest"}
 }
+
+
+# -- the event-loop stall probe (a server extension: ``jpserver_extensions`` {"server_plugins"}) --
+
+
+class LoopStallProbe:
+    """How late the server's event loop runs a task that sleeps ``period`` s in a loop: a wake-up
+    ``period + x`` s after the previous one means the loop was busy with something else for
+    ``x`` s (a stall). Kept: the longest stall since the last reset, when it ended, how many
+    stalls were longer than ``threshold`` and their total.
+
+    A watchdog thread looks at the loop every ``watch_interval`` s; while the probe is more than
+    ``threshold`` s late it samples the loop thread's Python stack (``sys._current_frames``), so a
+    stall comes with what the loop was doing (each sample stands for ``watch_interval`` s): over
+    all stalls, and over the longest one."""
+
+    def __init__(
+        self, period: float = 0.001, threshold: float = 0.02, watch_interval: float = 0.005
+    ) -> None:
+        self.period = period
+        self.threshold = threshold
+        self.watch_interval = watch_interval
+        self.loop_thread: int | None = None
+        self._heartbeat = time.perf_counter()
+        self._stop = threading.Event()
+        self.reset()
+
+    def reset(self) -> None:
+        self.since = time.perf_counter()
+        self.longest = 0.0
+        self.longest_at = 0.0
+        self.stalls = 0  # longer than threshold
+        self.stalled = 0.0  # their total
+        self.wakeups = 0
+        #: stacks sampled during stalls over the threshold, and during the longest stall
+        self.stacks: collections.Counter[str] = collections.Counter()
+        self.longest_stacks: collections.Counter[str] = collections.Counter()
+        self._sampled: list[str] = []  # during the current stall (the watchdog appends)
+
+    async def run(self) -> None:
+        self.loop_thread = threading.get_ident()
+        threading.Thread(target=self._watch, name="loop-stall-watchdog", daemon=True).start()
+        last = time.perf_counter()
+        while not self._stop.is_set():
+            await asyncio.sleep(self.period)
+            now = time.perf_counter()
+            self._heartbeat = now
+            stall = max(0.0, now - last - self.period)
+            last = now
+            self.wakeups += 1
+            sampled, self._sampled = self._sampled, []
+            if stall > self.longest:
+                self.longest, self.longest_at = stall, now
+                self.longest_stacks = collections.Counter(sampled)
+            if stall > self.threshold:
+                self.stalls += 1
+                self.stalled += stall
+                self.stacks.update(sampled)
+
+    def _watch(self) -> None:
+        while not self._stop.wait(self.watch_interval):
+            if time.perf_counter() - self._heartbeat <= self.threshold:
+                continue
+            frame = sys._current_frames().get(self.loop_thread or 0)
+            if frame is not None:
+                self._sampled.append(_stack_summary(frame))
+
+    def report(self) -> dict[str, Any]:
+        return {
+            "longest_ms": self.longest * 1000,
+            "longest_at_s": self.longest_at - self.since if self.longest else None,
+            "stalls_over_threshold": self.stalls,
+            "stalled_ms": self.stalled * 1000,
+            "threshold_ms": self.threshold * 1000,
+            "window_s": time.perf_counter() - self.since,
+            "wakeups": self.wakeups,
+            "stacks": self._sampled_ms(self.stacks, 20),
+            "longest_stacks": self._sampled_ms(self.longest_stacks),
+        }
+
+    def _sampled_ms(
+        self, stacks: collections.Counter[str], most: int | None = None
+    ) -> list[dict[str, Any]]:
+        return [
+            {"ms": count * self.watch_interval * 1000, "stack": stack}
+            for stack, count in stacks.most_common(most)
+        ]
+
+    def stop(self) -> None:
+        self._stop.set()
+
+
+def _stack_summary(frame: types.FrameType, depth: int = 40) -> str:
+    """The innermost ``depth`` frames, innermost first (``package/module.py:line function``), up
+    to the event loop's callback runner."""
+    frames = []
+    while frame is not None and len(frames) < depth:
+        code = frame.f_code
+        where = _module_path(code.co_filename)
+        if where == "asyncio/events.py":  # Handle._run: the rest is the loop itself
+            break
+        frames.append(f"{where}:{frame.f_lineno} {code.co_name}")
+        frame = frame.f_back  # type: ignore[assignment]
+    return " < ".join(frames)
+
+
+def _module_path(filename: str) -> str:
+    """``pkg/module.py`` from an installed or checked-out file name."""
+    parts = Path(filename).parts
+    for i, part in enumerate(parts):
+        if part in ("site-packages", "jupyter_cocalc_sync"):
+            return "/".join(parts[i + (part == "site-packages") :])
+    return "/".join(parts[-2:])
+
+
+class LoopStallHandler(APIHandler):
+    """``GET /api/bench/loop-stall``: the probe's report (``?reset=1``: and start a new window)."""
+
+    def initialize(self, probe: LoopStallProbe) -> None:
+        self.probe = probe
+
+    @web.authenticated
+    def get(self) -> None:
+        report = self.probe.report()
+        if self.get_argument("reset", "") == "1":
+            self.probe.reset()
+        self.finish(json.dumps(report))
+
+
+def _jupyter_server_extension_points() -> list[dict[str, str]]:
+    return [{"module": __name__}]
+
+
+def _load_jupyter_server_extension(serverapp: Any) -> None:
+    probe = LoopStallProbe()
+    route = url_path_join(serverapp.base_url, "/api/bench/loop-stall")
+    serverapp.web_app.add_handlers(".*$", [(route, LoopStallHandler, {"probe": probe})])
+    # the loop the server is about to run (extensions load before it starts)
+    IOLoop.current().add_callback(lambda: asyncio.ensure_future(probe.run()))

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import hashlib
 import json
 import os
 
+import anyio
 import pytest
 
 from jupyter_cocalc_sync.outputs.blobs import BlobStore
@@ -246,3 +248,30 @@ async def test_blobs_are_stored_once_by_sha1_and_svg_stays_text(worker):
     assert await blobs.collect(older_than=-1) == 1
     assert await BlobStore(worker).get(orphan) is None
     assert (await fresh.get(sha1)) is not None
+
+
+async def test_blobs_can_be_extracted_on_worker_threads(worker):
+    """An import off the event loop decodes and hashes its images on a thread: the blobs are
+    cached at once and reach SQLite, whether or not the store has seen the loop before."""
+    blobs = BlobStore(worker, threshold=1000)
+    await blobs.open()
+    images = [os.urandom(4000) for _ in range(2)]
+
+    def extract(raw: bytes) -> dict:
+        output = {
+            "output_type": "display_data",
+            "data": {"image/png": base64.b64encode(raw).decode()},
+        }
+        return blobs.extract(output, "doc")
+
+    first = await anyio.to_thread.run_sync(extract, images[0])  # the loop is not known yet
+    second = await asyncio.to_thread(extract, images[1])  # now it is
+    sha1s = [hashlib.sha1(raw).hexdigest() for raw in images]
+    assert [first["data"]["image/png"], second["data"]["image/png"]] == [f"sha1:{s}" for s in sha1s]
+    assert blobs.cached(sha1s[1]) == ("image/png", images[1])
+    await blobs.flushed()
+    fresh = BlobStore(worker)
+    for sha1, raw in zip(sha1s, images, strict=True):
+        assert await fresh.get(sha1) == ("image/png", raw)
+    refs = await worker.run(lambda c: c.execute("SELECT COUNT(*) FROM blob_refs").fetchone()[0])
+    assert refs == 2

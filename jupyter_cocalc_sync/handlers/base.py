@@ -10,6 +10,7 @@ import os
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
+import anyio
 from jupyter_server.base.handlers import APIHandler
 from tornado import web
 
@@ -107,6 +108,14 @@ class CocalcAPIHandler(APIHandler):
         self.set_status(status)
         self.set_header("Content-Type", "application/json")
         self.finish(json.dumps(value, ensure_ascii=False))
+
+    async def finish_large_json(self, value: Mapping[str, Any] | list[Any]) -> None:
+        """``finish_json`` for bodies that may be megabytes (records, overflow, history): the
+        encoding runs in a thread, so the event loop keeps serving everyone else. ``value``
+        must not be changed meanwhile (pass a fresh copy, not live state)."""
+        body = await anyio.to_thread.run_sync(lambda: json.dumps(value, ensure_ascii=False))
+        self.set_header("Content-Type", "application/json")
+        self.finish(body)
 
     def finish_raw(self, body: str | bytes, content_type: str) -> None:
         """Finish with a non-JSON body (``APIHandler.finish`` would force a JSON type)."""

@@ -103,7 +103,8 @@ class MoreOutputHandler(NotebookHandlerBase):
     @web.authenticated
     @authorized
     async def get(self, path: str, cell_id: str) -> None:
-        self.finish_json(await self.extension.execution.more_output(self.api_path(path), cell_id))
+        more = await self.extension.execution.more_output(self.api_path(path), cell_id)
+        await self.finish_large_json(more)
 
 
 class ServerExecuteHandler(CocalcAPIHandler):

@@ -38,7 +38,7 @@ class NotebookHandler(NotebookHandlerBase):
         }
         if self.get_query_argument("records", "true") != "false":
             reply["records"] = document.records()
-        self.finish_json(reply)
+        await self.finish_large_json(reply)
 
 
 class RecordsHandler(NotebookHandlerBase):
@@ -67,7 +67,7 @@ class HistoryHandler(NotebookHandlerBase):
     async def get(self, path: str) -> None:
         document = await self.document(path)
         versions = await document.history()
-        self.finish_json({"versions": [v.to_json() for v in versions]})
+        await self.finish_large_json({"versions": [v.to_json() for v in versions]})
 
 
 class VersionHandler(NotebookHandlerBase):
@@ -78,7 +78,7 @@ class VersionHandler(NotebookHandlerBase):
     async def get(self, path: str, version: str) -> None:
         document = await self.document(path)
         records = await document.records_at(int(version))
-        self.finish_json({"version": int(version), "records": records})
+        await self.finish_large_json({"version": int(version), "records": records})
 
 
 class RevertHandler(NotebookHandlerBase):

@@ -7,6 +7,9 @@ decoded it and corrupted SVGs).
 
 Writes are queued and committed in batches by the SQLite worker; the bytes stay in a bounded
 in-memory cache so the JupyterLab projection can re-inline them without waiting for the disk.
+``extract`` and ``put`` (base64 decoding and SHA1 of megabytes, e.g. when a notebook full of
+images is imported) may run on a worker thread: the cache and the queues are locked, and the
+flush is handed to the event loop.
 Which documents reference a blob is recorded, and blobs that no document references any more
 are collected (``collect``).
 """
@@ -19,10 +22,13 @@ import binascii
 import hashlib
 import re
 import sqlite3
+import threading
 import time
 from collections import OrderedDict
 from collections.abc import Iterable
 from typing import Any
+
+import anyio
 
 from ..store.sqlite import SQLiteWorker, transaction
 
@@ -74,6 +80,9 @@ class BlobStore:
         self._pending: dict[str, tuple[str, bytes]] = {}
         self._pending_refs: set[tuple[str, str]] = set()
         self._flushing: asyncio.Task[None] | None = None
+        #: the cache and the queues, which ``put`` may change from a worker thread
+        self._lock = threading.Lock()
+        self._loop: asyncio.AbstractEventLoop | None = None  # the last one seen running
 
     async def open(self) -> None:
         await self.worker.ensure_schema(DDL)
@@ -111,15 +120,17 @@ class BlobStore:
     def put(self, raw: bytes, mime: str, doc: str | None = None) -> str:
         """Store ``raw`` (queued, cached at once); returns its SHA1."""
         sha1 = hashlib.sha1(raw).hexdigest()
-        if sha1 not in self._cache:
-            self._remember(sha1, mime, raw)
-            self._pending[sha1] = (mime, raw)
-        if doc is not None:
-            self._pending_refs.add((doc, sha1))
+        with self._lock:
+            if sha1 not in self._cache:
+                self._remember(sha1, mime, raw)
+                self._pending[sha1] = (mime, raw)
+            if doc is not None:
+                self._pending_refs.add((doc, sha1))
         self._schedule()
         return sha1
 
     def _remember(self, sha1: str, mime: str, raw: bytes) -> None:
+        """Cache a blob (the caller holds the lock)."""
         self._cache[sha1] = (mime, raw)
         self._cache.move_to_end(sha1)
         self._cached_size += len(raw)
@@ -128,13 +139,25 @@ class BlobStore:
             self._cached_size -= len(data)
 
     def _schedule(self) -> None:
+        """Start a flush on the event loop unless one is running; from a worker thread, hand
+        this to the loop (the last one seen, else the one of the ``anyio.to_thread`` caller)."""
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            if self._loop is not None:
+                self._loop.call_soon_threadsafe(self._schedule)
+            else:
+                anyio.from_thread.run_sync(self._schedule)
+            return
+        self._loop = loop
         if self._flushing is None or self._flushing.done():
-            self._flushing = asyncio.get_running_loop().create_task(self._flush())
+            self._flushing = loop.create_task(self._flush())
 
     async def _flush(self) -> None:
         while self._pending or self._pending_refs:
-            blobs, self._pending = self._pending, {}
-            refs, self._pending_refs = self._pending_refs, set()
+            with self._lock:
+                blobs, self._pending = self._pending, {}
+                refs, self._pending_refs = self._pending_refs, set()
             now = time.time()
 
             def write(conn: sqlite3.Connection, blobs=blobs, refs=refs, now=now) -> None:
@@ -150,23 +173,28 @@ class BlobStore:
             await self.worker.run(write)
 
     async def flushed(self) -> None:
+        if self._pending or self._pending_refs:  # put on a thread, its flush not yet started
+            self._schedule()
         while self._flushing is not None and not self._flushing.done():
             await asyncio.shield(self._flushing)
 
     def reference(self, doc: str, sha1s: Iterable[str]) -> None:
         """Record that ``doc`` refers to ``sha1s`` (e.g. blobs met while importing a file)."""
-        self._pending_refs.update((doc, sha1) for sha1 in sha1s)
-        if self._pending_refs:
+        with self._lock:
+            self._pending_refs.update((doc, sha1) for sha1 in sha1s)
+            pending = bool(self._pending_refs)
+        if pending:
             self._schedule()
 
     # -- getting ----------------------------------------------------------------------------
 
     def cached(self, sha1: str) -> tuple[str, bytes] | None:
         """``(mime, bytes)`` if in memory (never touches the disk)."""
-        item = self._cache.get(sha1)
-        if item is not None:
-            self._cache.move_to_end(sha1)
-        return item
+        with self._lock:
+            item = self._cache.get(sha1)
+            if item is not None:
+                self._cache.move_to_end(sha1)
+            return item
 
     async def get(self, sha1: str) -> tuple[str, bytes] | None:
         """``(mime, bytes)`` of a blob, or ``None`` if the store does not have it."""
@@ -181,7 +209,8 @@ class BlobStore:
         if row is None:
             return None
         item = (row[0], bytes(row[1]))
-        self._remember(sha1, *item)
+        with self._lock:
+            self._remember(sha1, *item)
         return item
 
     async def prefetch(self, sha1s: Iterable[str]) -> dict[str, tuple[str, bytes]]:

@@ -20,6 +20,8 @@ from collections import deque
 from dataclasses import dataclass
 from typing import Any
 
+import anyio
+
 from ..store.sqlite import SQLiteWorker, transaction
 
 CHUNK = 65536
@@ -53,6 +55,43 @@ def _is_stream(message: dict[str, Any], name: str | None = None) -> bool:
         and isinstance(message.get("text"), str)
         and (name is None or message.get("name") == name)
     )
+
+
+def _assemble(rows: list[tuple[int, Any]], gap: Any) -> dict[str, Any]:
+    """``MoreOutputStore.read``'s answer from the overflow rows and the gap (if any)."""
+    after, truncated, discarded = gap if gap else (0, 0, 0)
+    messages: list[dict[str, Any]] = []
+    texts: list[list[str]] = []  # per message: the stream texts to join (once, at the end)
+    head_count = 0
+    previous_seq = None
+    for seq, message in rows:
+        crossing = truncated and previous_seq is not None and previous_seq <= after < seq
+        if crossing:
+            head_count = len(messages)
+        last = messages[-1] if messages else None
+        if (
+            last is not None
+            and not crossing
+            and _is_stream(message)
+            and _is_stream(last, message.get("name"))
+        ):
+            texts[-1].append(message["text"])
+        else:
+            messages.append(message)
+            texts.append([message["text"]] if _is_stream(message) else [])
+        previous_seq = seq
+    if not truncated:
+        head_count = len(messages)
+    joined = [
+        {**message, "text": "".join(parts)} if len(parts) > 1 else message
+        for message, parts in zip(messages, texts, strict=True)
+    ]
+    return {
+        "messages": joined,
+        "truncated": truncated,
+        "discarded": discarded,
+        "head_count": head_count,
+    }
 
 
 def _weight(message: dict[str, Any]) -> int:
@@ -246,33 +285,9 @@ class MoreOutputStore:
             return rows, gap
 
         rows, gap = await self.worker.run(read)
-        after, truncated, discarded = gap if gap else (0, 0, 0)
-        messages: list[dict[str, Any]] = []
-        head_count = 0
-        previous_seq = None
-        for seq, message in rows:
-            crossing = truncated and previous_seq is not None and previous_seq <= after < seq
-            if crossing:
-                head_count = len(messages)
-            last = messages[-1] if messages else None
-            if (
-                last is not None
-                and not crossing
-                and _is_stream(message)
-                and _is_stream(last, message.get("name"))
-            ):
-                messages[-1] = {**last, "text": last["text"] + message["text"]}
-            else:
-                messages.append(message)
-            previous_seq = seq
-        if not truncated:
-            head_count = len(messages)
-        return {
-            "messages": messages,
-            "truncated": truncated,
-            "discarded": discarded,
-            "head_count": head_count,
-        }
+        # joining megabytes of stream text is CPU work: not on the event loop, and not on the
+        # SQLite thread either (every document's writes wait for it)
+        return await anyio.to_thread.run_sync(_assemble, rows, gap)
 
     async def forget(self, doc: str) -> None:
         def delete(conn: sqlite3.Connection) -> None:
