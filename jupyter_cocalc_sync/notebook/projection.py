@@ -12,8 +12,9 @@ itself is the SyncDB table; this module keeps a YNotebook document equal to it, 
   clearing outputs) becomes table changes, committed under the user's name.
 
 Both documents are equal before and after every event, so a text delta observed on one side is
-replayed on the other at the same (UTF-8 byte) offsets. The YNotebook is a view: it is rebuilt
-from the table when the document opens and is never stored.
+replayed on the other at the same (UTF-8 byte) offsets. The YNotebook is a view, but its Yjs
+items are what JupyterLab clients hold: the document logs its updates and restores it from
+that log (``state``), reconciled with the table when the two logs disagree.
 
 This class is the wiring: ``YNotebookWriter`` (``ynotebook_writer``) follows the table's change
 events, ``YNotebookReader`` (``ynotebook_reader``) the YNotebook's deep events, and both share
