@@ -193,7 +193,9 @@ class OutputHandler:
         stream = self._streams.get(last)
         if stream is not None and self.messages[last].get("name") == name:
             stream.feed(text)
-            self._set(last, {**self.messages[last], "text": stream.text})
+            message = {**self.messages[last], "text": stream.text}
+            # the size from the stream's running JSON length: the text is not escaped again
+            self._set(last, message, size=self._stream_size(last, message, stream))
             if self._total > self.limits.max_length:
                 self._split_stream(last)
             return last
@@ -225,7 +227,8 @@ class OutputHandler:
         stream = self._streams.pop(index)
         self._start_overflow()
         rest = StreamText()
-        rest.text, rest.col = text[keep:], stream.col
+        rest.set_text(text[keep:])
+        rest.col = stream.col
         self._spilling, self._spilling_name = rest, message["name"]
         self._release_spilled_lines()
 
@@ -243,7 +246,7 @@ class OutputHandler:
                         "text": stream.text[:end],
                     }
                 )
-            stream.text = stream.text[end:]
+            stream.set_text(stream.text[end:])
 
     def _end_spill(self) -> None:
         stream, self._spilling = self._spilling, None
@@ -269,6 +272,12 @@ class OutputHandler:
     def _size(index: int, message: dict[str, Any]) -> int:
         return len(str(index)) + 3 + len(dumps(message))  # "i": + value
 
+    @staticmethod
+    def _stream_size(index: int, message: dict[str, Any], stream: StreamText) -> int:
+        # '"text":' + the escaped text, in place of the empty string in the shell's JSON
+        shell = len(dumps({**message, "text": ""}))
+        return len(str(index)) + 3 + shell - 2 + stream.json_length
+
     def _fits(self, output: dict[str, Any], *, new: bool) -> bool:
         index = len(self.messages)
         if new and index + 1 > self.limits.max_messages:
@@ -285,8 +294,8 @@ class OutputHandler:
         self._dirty.add(index)
         return index
 
-    def _set(self, index: int, output: dict[str, Any]) -> None:
-        size = self._size(index, output)
+    def _set(self, index: int, output: dict[str, Any], size: int | None = None) -> None:
+        size = self._size(index, output) if size is None else size
         self._total += size - self._sizes[index]
         self._sizes[index] = size
         self.messages[index] = output

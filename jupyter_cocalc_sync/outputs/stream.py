@@ -11,23 +11,48 @@ be applied as they arrive and the stored text never contains a ``\\r`` or ``\\b`
 
 from __future__ import annotations
 
+import json
+
 
 class StreamText:
     """The rendered text of one stream output, built chunk by chunk."""
 
-    __slots__ = ("col", "text")
+    __slots__ = ("_head_json", "_line_json", "col", "text")
 
     def __init__(self, text: str = "") -> None:
         self.text = ""
         #: cursor column on the last line, or None when it is at the end of the line
         self.col: int | None = None
+        # JSON-escaped lengths of the finished lines and of the last line, kept as chunks
+        # arrive: the output handler checks its size limits on every message, and escaping
+        # the whole text each time would cost the square of a flood
+        self._head_json = 0
+        self._line_json = 0
         if text:
             self.feed(text)
+
+    @property
+    def json_length(self) -> int:
+        """``len(json.dumps(self.text, ensure_ascii=False))``, without escaping the text."""
+        return self._head_json + self._line_json + 2
+
+    def set_text(self, text: str) -> None:
+        """Start over from ``text`` (the cursor stays where it is)."""
+        self.text = text
+        start = text.rfind("\n") + 1
+        self._head_json = _escaped_length(text[:start])
+        self._line_json = _escaped_length(text[start:])
 
     def feed(self, chunk: str) -> None:
         """Apply one chunk of raw stream text."""
         if self.col is None and "\r" not in chunk and "\b" not in chunk:
             self.text += chunk  # the common case: plain appends
+            end = chunk.rfind("\n") + 1
+            if end:
+                self._head_json += self._line_json + _escaped_length(chunk[:end])
+                self._line_json = _escaped_length(chunk[end:])
+            else:
+                self._line_json += _escaped_length(chunk)
             return
         chunk = chunk.replace("\r\n", "\n")
         start = self.text.rfind("\n") + 1
@@ -35,11 +60,13 @@ class StreamText:
         pieces = chunk.split("\n")
         for index, piece in enumerate(pieces):
             if index:
+                self._head_json += _escaped_length(line + "\n")
                 head += line + "\n"
                 line, self.col = "", None
             if piece:
                 line = self._write(line, piece)
         self.text = head + line
+        self._line_json = _escaped_length(line)
 
     def _write(self, line: str, piece: str) -> str:
         """Write ``piece`` (no newline) into the current ``line`` at the cursor."""
@@ -78,6 +105,11 @@ def _backspaced(line: str, col: int | None, part: str) -> tuple[str, int | None]
             line = line[:col] + char + line[col + 1 :]
             col += 1
     return line, col
+
+
+def _escaped_length(text: str) -> int:
+    """Length of ``text`` as a JSON string body (what ``json.dumps`` writes between quotes)."""
+    return len(json.dumps(text, ensure_ascii=False)) - 2
 
 
 def render(text: str) -> str:
