@@ -39,7 +39,7 @@ from .ipynb import (
     records_to_notebook,
 )
 from .projection import YNotebookProjection
-from .repair import load_notebook
+from .repair import LoadedNotebook, load_notebook
 from .schema import SETTINGS_KEY, notebook_syncdb
 
 log = logging.getLogger(__name__)
@@ -131,11 +131,14 @@ class NotebookDocument:
             self.files.file_missing = True
         if not has_history:
             assert text is not None
-            loaded = await anyio.to_thread.run_sync(lambda: load_notebook(text))
-            records = await self.files.import_records(notebook_to_records(loaded.notebook))
+            # parsing, converting and building the first update of a big notebook are CPU
+            # work: in a thread, on objects nothing else sees yet
+            loaded, records = await anyio.to_thread.run_sync(lambda: _read_records(text))
+            records = await self.files.import_records(records)
             if loaded.warnings:
                 records[0]["load_warning"] = repaired_warning(self.path, loaded.warnings)
-            self.db.apply_update(initial_update(records), origin=FROM_FILE)
+            update = await anyio.to_thread.run_sync(lambda: initial_update(records))
+            self.db.apply_update(update, origin=FROM_FILE)
             version = await self.table.durable()
             self.files.saved_version, self.files.stamp = version, stamp
             await self.changelog.mark_saved(self.file_id, version, *stamp)
@@ -417,6 +420,11 @@ class NotebookDocument:
 
     def settings(self) -> Record:
         return self.db.get_one({"type": SETTINGS_KEY[0], "id": SETTINGS_KEY[1]}) or {}
+
+
+def _read_records(text: str) -> tuple[LoadedNotebook, list[Record]]:
+    loaded = load_notebook(text)
+    return loaded, notebook_to_records(loaded.notebook)
 
 
 def records_of_state(state: bytes) -> list[Record]:
