@@ -310,7 +310,7 @@ class ChangeLog:
         try:
             version = await self.worker.run(lambda conn: self._last_version(conn, doc))
             base, snapshot, updates = await self.worker.run(
-                lambda conn: self._read_state(conn, doc, version)
+                lambda conn: self.read_state(conn, doc, version)
             )
             state = (
                 snapshot if not updates else await self.replay.run(merged_state, snapshot, updates)
@@ -336,7 +336,7 @@ class ChangeLog:
     # -- reading ----------------------------------------------------------------------------
 
     @staticmethod
-    def _read_state(
+    def read_state(
         conn: sqlite3.Connection, doc: str, version: int
     ) -> tuple[int, bytes | None, list[bytes]]:
         """``(snapshot version, snapshot, updates after it up to version)``."""
@@ -346,15 +346,17 @@ class ChangeLog:
             (doc, version),
         ).fetchone()
         base, snapshot = (row[0], row[1]) if row else (0, None)
-        updates = [
-            r[0]
-            for r in conn.execute(
-                "SELECT data FROM changes WHERE doc = ? AND version > ? AND version <= ? "
-                "ORDER BY version",
-                (doc, base, version),
-            )
-        ]
-        return base, snapshot, updates
+        return base, snapshot, ChangeLog.read_updates(conn, doc, base, version)
+
+    @staticmethod
+    def read_updates(conn: sqlite3.Connection, doc: str, after: int, upto: int) -> list[bytes]:
+        """The logged updates of versions ``after < version <= upto``, in order."""
+        rows = conn.execute(
+            "SELECT data FROM changes WHERE doc = ? AND version > ? AND version <= ? "
+            "ORDER BY version",
+            (doc, after, upto),
+        )
+        return [r[0] for r in rows]
 
     async def _state(self, snapshot: bytes | None, updates: list[bytes]) -> bytes | None:
         if not updates:
@@ -369,7 +371,7 @@ class ChangeLog:
 
         def read(conn: sqlite3.Connection) -> tuple[int, tuple[int, bytes | None, list[bytes]]]:
             last = self._last_version(conn, doc)
-            return last, self._read_state(conn, doc, last)
+            return last, self.read_state(conn, doc, last)
 
         last, (_, snapshot, updates) = await self.worker.run(read)
         if last == 0:
@@ -386,7 +388,7 @@ class ChangeLog:
             ).fetchone()
             if exists is None:
                 raise VersionNotFoundError(f"{doc} has no version {version}")
-            return self._read_state(conn, doc, version)
+            return self.read_state(conn, doc, version)
 
         _, snapshot, updates = await self.worker.run(read)
         state = await self._state(snapshot, updates)

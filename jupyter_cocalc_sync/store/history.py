@@ -133,16 +133,8 @@ class HistorySquasher:
         first, last = squash_range.first, squash_range.last
 
         def read(conn: sqlite3.Connection) -> tuple[bytes | None, list[bytes], list[bytes]]:
-            _, snapshot, before = self.changelog._read_state(conn, doc, first - 1)
-            inside = [
-                r[0]
-                for r in conn.execute(
-                    "SELECT data FROM changes WHERE doc = ? AND version BETWEEN ? AND ? "
-                    "ORDER BY version",
-                    (doc, first, last),
-                )
-            ]
-            return snapshot, before, inside
+            _, snapshot, before = self.changelog.read_state(conn, doc, first - 1)
+            return snapshot, before, self.changelog.read_updates(conn, doc, first - 1, last)
 
         snapshot, before, inside = await self.worker.run(read)
         if len(inside) != squash_range.count:
