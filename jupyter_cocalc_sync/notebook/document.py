@@ -107,6 +107,7 @@ class NotebookDocument:
         #: YNotebook updates not yet handed to the room: each waits for the log write of the
         #: table change it shows (see ``_release_projection``)
         self._held: list[tuple[bytes, Any]] = []
+        self._projection_logged: asyncio.Future[int] | None = None  # its latest log write
         self._settle_scheduled = False
         self.rooms: dict[str, Room] = {}
         #: why the change log cannot be written right now (None: it can)
@@ -295,7 +296,9 @@ class NotebookDocument:
             self.db, commit=lambda author: self.table.commit(author), state=state, **kwargs
         )
         if state is None:  # a new YNotebook: its first version is the whole of it
-            self.projection_log.append(self.file_id, projection.ydoc.get_update())
+            self._projection_logged = self.projection_log.append(
+                self.file_id, projection.ydoc.get_update()
+            )
         self._projection = projection
         projection.on_update(self._hold_projection_update)
         values = {"path": self.path, "document_id": f"json:notebook:{self.file_id}"}
@@ -335,9 +338,16 @@ class NotebookDocument:
         room = self.rooms.get("notebook")
         for update, peer in held:
             # logged in the same group commit as the table change it shows
-            logged = self.projection_log.append(self.file_id, update)
+            logged = self._projection_logged = self.projection_log.append(self.file_id, update)
             if room is not None:
                 room.publish(update, peer, logged if durable is None else _both(durable, logged))
+
+    def _projection_barrier(self) -> asyncio.Future[Any] | None:
+        """Once this is durable, the table and the YNotebook as they are now are on disk."""
+        table, projection = self.table.barrier(), self._projection_logged
+        if table is None or projection is None:
+            return table or projection
+        return _both(table, projection)
 
     def _write_status(self, error: BaseException | None) -> None:
         self.write_error = error
@@ -368,7 +378,7 @@ class NotebookDocument:
                 f"json:notebook:{self.file_id}",
                 projection.ydoc,
                 apply_update=projection.apply_update,
-                barrier=self.table.barrier,
+                barrier=self._projection_barrier,
                 on_raw=self._on_raw,
             )
         else:
@@ -435,5 +445,13 @@ def records_of_state(state: bytes) -> list[Record]:
 
 
 def _both(first: asyncio.Future[Any], second: asyncio.Future[Any]) -> asyncio.Future[Any]:
-    """A future that resolves when both have (and fails if either fails)."""
+    """A future that resolves when both have (and fails if either fails). When one is done
+    already, the other itself: callers that wait in a loop see a done future at once."""
+    for future in (first, second):
+        if future.done() and (future.cancelled() or future.exception() is not None):
+            return future
+    if first.done():
+        return second
+    if second.done():
+        return first
     return asyncio.gather(first, second)
