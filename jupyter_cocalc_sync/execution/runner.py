@@ -40,8 +40,9 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 INPUT_REQUEST = "input_request"
-#: a run that wrote fewer versions than this keeps them (a squash replays the notebook)
-SQUASH_MIN_VERSIONS = 4
+#: a run that wrote fewer versions than this keeps them: a squash replays the whole notebook
+#: (in the replay process), worth it for a long run's hundreds of flushes, not for ``1+1``
+SQUASH_MIN_VERSIONS = 16
 
 
 def now_ms() -> float:
