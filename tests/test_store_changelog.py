@@ -228,3 +228,28 @@ async def test_retention_thins_old_history_to_one_version_per_hour(tmp_path):
     assert authors in ("alice, bob", "bob")
     log.close()
     log.worker.close()
+
+
+def test_the_revert_patch_turns_the_notebook_back_field_by_field():
+    from jupyter_cocalc_sync.notebook.document import revert_patch
+
+    db = notebook_syncdb()
+    stream = {"output_type": "stream", "name": "stdout", "text": "1\n"}
+    db.set({"type": "cell", "id": "a", "input": "x", "pos": 0, "output": {"0": stream}})
+    db.set({"type": "cell", "id": "b", "input": "y", "pos": 1})
+    db.commit()
+    old = db.get_update()
+    expected = sorted(db.get(), key=lambda r: r["id"])
+    db.set({"type": "cell", "id": "a", "input": "x2", "collapsed": True})
+    db.set({"type": "cell", "id": "a", "output": {"0": {**stream, "text": "1\n2\n"}, "1": stream}})
+    db.delete({"type": "cell", "id": "b"})
+    db.set({"type": "cell", "id": "c", "input": "new", "pos": 2})
+    db.commit()
+    sets, deletes = revert_patch(db.get_update(), old)
+    assert deletes == [{"type": "cell", "id": "c"}]
+    assert {r["id"] for r in sets} == {"a", "b"}  # only what differs is written
+    for where in deletes:
+        db.delete(where)
+    for record in sets:
+        db.set(record)
+    assert sorted(db.get(), key=lambda r: r["id"]) == expected

@@ -28,7 +28,7 @@ from ..rooms.room import INTERNAL_ERROR, Peer, Room
 from ..store import STORE, ChangeLog, LoggedTable
 from ..store.changelog import Version
 from ..store.projections import ProjectionLog
-from ..sync.table import Origin, Record, SyncDB
+from ..sync.table import Origin, Record, SyncDB, same_json
 from .filesync import FileSync, repaired_warning
 from .ipynb import (
     OutputsOf,
@@ -209,27 +209,19 @@ class NotebookDocument:
 
     async def revert(self, version: int, author: str | None = None) -> int:
         """Make the notebook what it was at ``version``, as a new version."""
-        old = {(r["type"], r["id"]): r for r in await self.records_at(version)}
+        await self.table.durable()
+        old = await self.changelog.state_at(self.file_id, version)
+        # comparing every record of a big notebook is CPU work: done in the replay process,
+        # against the state of now; only the records that differ are written here
+        sets, deletes = await self.changelog.replay.run(
+            revert_patch, self.db.get_update(), old
+        )
         self.table.check_writable()
         with self.db.transaction():
-            for record in self.db.get():
-                key = (record["type"], record["id"])
-                if key not in old:
-                    self.db.delete({"type": key[0], "id": key[1]})
-                    continue
-                target = old.pop(key)
-                patch = {name: None for name in record if name not in target}
-                if isinstance(record.get("output"), dict) and isinstance(
-                    target.get("output"), dict
-                ):
-                    patch["output"] = {
-                        k: None for k in record["output"] if k not in target["output"]
-                    }
-                    patch["output"].update(target["output"])
-                    target = {k: v for k, v in target.items() if k != "output"}
-                self.db.set({**patch, **target})
-            for target in old.values():
-                self.db.set(target)
+            for where in deletes:
+                self.db.delete(where)
+            for record in sets:
+                self.db.set(record)
         return await self.commit(author)
 
     # -- the file ---------------------------------------------------------------------------
@@ -435,6 +427,30 @@ class NotebookDocument:
 def _read_records(text: str) -> tuple[LoadedNotebook, list[Record]]:
     loaded = load_notebook(text)
     return loaded, notebook_to_records(loaded.notebook)
+
+
+def revert_patch(current: bytes, old: bytes) -> tuple[list[Record], list[Record]]:
+    """``(sets, deletes)`` that turn the notebook ``current`` into ``old`` (both states as
+    updates); runs in the replay process."""
+    target = {(r["type"], r["id"]): r for r in records_of_state(old)}
+    sets: list[Record] = []
+    deletes: list[Record] = []
+    for record in records_of_state(current):
+        key = (record["type"], record["id"])
+        wanted = target.pop(key, None)
+        if wanted is None:
+            deletes.append({"type": key[0], "id": key[1]})
+            continue
+        if same_json(record, wanted):
+            continue
+        patch: Record = {name: None for name in record if name not in wanted}
+        if isinstance(record.get("output"), dict) and isinstance(wanted.get("output"), dict):
+            outputs = {k: None for k in record["output"] if k not in wanted["output"]}
+            outputs.update(wanted["output"])
+            wanted = {**wanted, "output": outputs}
+        sets.append({**patch, **wanted})
+    sets.extend(target.values())
+    return sets, deletes
 
 
 def records_of_state(state: bytes) -> list[Record]:
