@@ -213,9 +213,7 @@ class NotebookDocument:
         old = await self.changelog.state_at(self.file_id, version)
         # comparing every record of a big notebook is CPU work: done in the replay process,
         # against the state of now; only the records that differ are written here
-        sets, deletes = await self.changelog.replay.run(
-            revert_patch, self.db.get_update(), old
-        )
+        sets, deletes = await self.changelog.replay.run(revert_patch, self.db.get_update(), old)
         self.table.check_writable()
         with self.db.transaction():
             for where in deletes:
@@ -271,22 +269,23 @@ class NotebookDocument:
             if self._projection is None:
                 version = await self.table.durable()
                 stored = await self.projection_log.load(self.file_id, version)
-                projection = self._make_projection(stored.state)
+                projection = await self._make_projection(stored.state)
                 changed = self.table.version != version or self.db.has_uncommitted_changes
                 if stored.state is not None and (changed or not stored.in_sync):
                     projection.reconcile()  # the table went on after the YNotebook's log
         return self._projection
 
-    def _make_projection(self, state: bytes | None) -> YNotebookProjection:
+    async def _make_projection(self, state: bytes | None) -> YNotebookProjection:
         hooks = self.hooks
-        kwargs: dict[str, Any] = {}
+        kwargs: dict[str, Any] = {"commit": lambda author: self.table.commit(author)}
         if hooks.render_output is not None:
             kwargs["render_output"] = hooks.render_output
         if hooks.ingest_output is not None:
             kwargs["ingest_output"] = hooks.ingest_output
-        projection = YNotebookProjection(
-            self.db, commit=lambda author: self.table.commit(author), state=state, **kwargs
-        )
+        if state is None:
+            projection = await YNotebookProjection.built_in_steps(self.db, **kwargs)
+        else:
+            projection = YNotebookProjection(self.db, state=state, **kwargs)
         if state is None:  # a new YNotebook: its first version is the whole of it
             self._projection_logged = self.projection_log.append(
                 self.file_id, projection.ydoc.get_update()

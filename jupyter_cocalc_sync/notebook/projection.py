@@ -30,7 +30,7 @@ from typing import Any
 from jupyter_ydoc import YNotebook
 from pycrdt import Array, Doc, Map
 
-from ..sync.table import SyncDB
+from ..sync.table import ChangeEvent, SyncDB
 from .projection_state import OutputFn, ProjectionState, RenderFn
 from .ynotebook_reader import YNotebookReader
 from .ynotebook_writer import YNotebookWriter
@@ -56,6 +56,22 @@ class YNotebookProjection:
         commit: Callable[[str | None], Any] | None = None,
         state: bytes | None = None,
     ) -> None:
+        self._setup(db, render_output, ingest_output, commit)
+        if state is None:
+            self._writer.build()
+        else:
+            # the same Yjs items as before: clients holding them merge instead of duplicating
+            self.ydoc.apply_update(state)
+            self._state.order = [str(c.get("id")) for c in self.ycells]
+        self._observe()
+
+    def _setup(
+        self,
+        db: SyncDB,
+        render_output: RenderFn,
+        ingest_output: OutputFn,
+        commit: Callable[[str | None], Any] | None,
+    ) -> None:
         self.db = db
         self.ydoc = Doc()
         self.ynotebook = YNotebook(self.ydoc)
@@ -70,13 +86,33 @@ class YNotebookProjection:
         self._commit = commit or (lambda author: db.commit())
         self._peer: Any = None
         self._listeners: list[UpdateListener] = []
-        if state is None:
-            self._writer.build()
-        else:
-            # the same Yjs items as before: clients holding them merge instead of duplicating
-            self.ydoc.apply_update(state)
-            self._state.order = [str(c.get("id")) for c in self.ycells]
-        self._unsubscribe_db = db.on_change(self._writer.on_table_change)
+
+    @classmethod
+    async def built_in_steps(
+        cls,
+        db: SyncDB,
+        *,
+        render_output: RenderFn = _identity,
+        ingest_output: OutputFn = _identity,
+        commit: Callable[[str | None], Any] | None = None,
+    ) -> YNotebookProjection:
+        """A new projection built a few cells per event-loop turn (a big notebook built at
+        once stalls the server), then brought up to date with what changed meanwhile."""
+        projection = cls.__new__(cls)
+        projection._setup(db, render_output, ingest_output, commit)
+        changed: list[ChangeEvent] = []
+        unsubscribe = db.on_change(changed.append)
+        try:
+            await projection._writer.build_in_steps()
+        finally:
+            unsubscribe()
+        projection._observe()
+        if changed:
+            projection.reconcile()
+        return projection
+
+    def _observe(self) -> None:
+        self._unsubscribe_db = self.db.on_change(self._writer.on_table_change)
         self._cells_sub = self.ycells.observe_deep(self._reader.on_ycells)
         self._meta_sub = self.ymeta.observe_deep(self._reader.on_ymeta)
         self._doc_sub = self.ydoc.observe(self._on_ydoc_update)

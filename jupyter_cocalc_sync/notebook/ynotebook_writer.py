@@ -9,6 +9,7 @@ also builds the YNotebook from the table, and makes a restored one equal to the 
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from typing import Any
 
@@ -24,6 +25,8 @@ from .schema import SETTINGS_KEY
 log = logging.getLogger(__name__)
 
 _RUNNING_STATES = ("start", "run", "busy")
+#: cells built per event-loop turn when a YNotebook is first built
+BUILD_STEP = 25
 
 
 def _shown_count(record: Record) -> int | None:
@@ -79,6 +82,26 @@ class YNotebookWriter:
         elif "attachments" in cell:
             fields["attachments"] = cell["attachments"]
         return Map(fields)
+
+    async def build_in_steps(self, cells_per_step: int = BUILD_STEP) -> None:
+        """Fill an empty YNotebook from the table, a few cells per event-loop turn (a big
+        notebook built at once stalls every other client of the server). The table may
+        change in between: the caller reconciles afterwards."""
+        settings = self.db.read(SETTINGS_KEY) or {}
+        positions = self.db.field_values("pos", {"type": "cell"})
+        keys = [k for k in self.db.field_values("type", {"type": "cell"})]
+        keys.sort(key=lambda k: cell_order_key({"id": k[1], "pos": positions.get(k, 0)}))
+        with self.state.writing_ynotebook():
+            self.ymeta["nbformat"] = 4
+            self.ymeta["nbformat_minor"] = 5
+            self.ymeta["metadata"] = Map(self._notebook_metadata(settings))
+        for start in range(0, len(keys), cells_per_step):
+            await asyncio.sleep(0)
+            records = [self.db.read(k) for k in keys[start : start + cells_per_step]]
+            records = [r for r in records if r is not None]
+            with self.state.writing_ynotebook():
+                self.ycells.extend([self._ycell(r) for r in records])
+            self.state.order.extend(r["id"] for r in records)
 
     def build(self) -> None:
         """Fill an empty YNotebook from the table."""

@@ -214,6 +214,16 @@ class SyncDB:
                 return json_copy(record) if shared else record
         return None
 
+    def read(self, key: Key) -> Record | None:
+        """A fresh copy of the record ``key``, without filling the record cache (for code that
+        reads every record once, like building a view of the whole table)."""
+        encoded = self.encode_key(key)
+        cached = self._cache.get(encoded)
+        if cached is not None:
+            return json_copy(cached)
+        value = self.records.get(encoded)
+        return from_crdt(value.to_py()) if isinstance(value, Map) else None
+
     def peek(self, key: Key) -> Record | None:
         """The cached record for ``key`` without copying it: callers must not mutate it."""
         encoded = self.encode_key(key)
