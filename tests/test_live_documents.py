@@ -404,3 +404,41 @@ async def test_a_jupyterlab_client_back_after_the_unload_keeps_its_offline_edits
         return nb is not None and [c.source for c in nb.cells] == expected
 
     await eventually(saved)
+
+
+async def test_a_yNotebook_built_in_steps_catches_up_with_changes_made_meanwhile(monkeypatch):
+    from jupyter_cocalc_sync.notebook import ynotebook_writer
+    from jupyter_cocalc_sync.notebook.ipynb import sorted_cells
+    from jupyter_cocalc_sync.notebook.projection import YNotebookProjection
+    from jupyter_cocalc_sync.notebook.schema import notebook_syncdb
+
+    monkeypatch.setattr(ynotebook_writer, "BUILD_STEP", 3)
+    db = notebook_syncdb()
+    for i in range(20):
+        db.set({"type": "cell", "id": f"c{i}", "input": f"x = {i}", "pos": i, "cell_type": "code"})
+    db.commit()
+
+    edits: list[int] = []
+
+    async def edit_meanwhile() -> None:
+        for i in range(5):
+            edits.append(i)
+            await asyncio.sleep(0)  # between two build steps
+            db.set({"type": "cell", "id": f"c{i * 4}", "input": f"edited {i}"})
+            db.delete({"type": "cell", "id": f"c{i * 4 + 1}"})
+            db.set({"type": "cell", "id": f"n{i}", "input": "new", "pos": i + 0.5})
+            db.commit()
+
+    editing = asyncio.ensure_future(edit_meanwhile())
+    projection = await YNotebookProjection.built_in_steps(db)
+    assert edits, "the table changed while the YNotebook was being built"
+    await editing
+    expected = [(r["id"], r["input"]) for r in sorted_cells(db.get())]
+    assert [(c["id"], str(c["source"])) for c in projection.ycells] == expected
+    db.set({"type": "cell", "id": "c2", "input": "after"})  # and it follows the table from now on
+    db.commit()
+    assert (
+        str(projection.ycells[[c["id"] for c in projection.ycells].index("c2")]["source"])
+        == "after"
+    )
+    projection.close()
