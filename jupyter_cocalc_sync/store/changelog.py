@@ -108,7 +108,8 @@ class ChangeLog:
             raise ValueError("snapshot_interval must be at least 1")
         self.worker = worker
         self.snapshot_interval = snapshot_interval
-        self.replay = replay or ReplayPool()
+        #: where replays run (shared by the process's change logs; whoever passes one closes it)
+        self.replay = replay or ReplayPool.shared()
         self._queue: list[_Append] = []
         self._flushing: asyncio.Task[None] | None = None
         self._failing: dict[str, _Failing] = {}
@@ -455,4 +456,3 @@ class ChangeLog:
         self._failing.clear()
         for task in self._tasks:
             task.cancel()
-        self.replay.close()

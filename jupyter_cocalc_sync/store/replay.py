@@ -9,6 +9,7 @@ log writer only wait for the result.
 from __future__ import annotations
 
 import asyncio
+import atexit
 import logging
 import multiprocessing
 from collections.abc import Callable, Sequence
@@ -52,10 +53,24 @@ def squashed(snapshot: bytes | None, before: Sequence[bytes], squash: Sequence[b
 
 
 class ReplayPool:
-    """One worker process for replays (a thread if processes cannot be started here)."""
+    """One worker process for replays (a thread if processes cannot be started here).
+
+    Starting the process costs a second or two of CPU (it imports this package), so the
+    change logs of one server process share one pool (``shared()``), started on first use.
+    """
+
+    _shared: ReplayPool | None = None
 
     def __init__(self) -> None:
         self._executor: Executor | None = None
+
+    @classmethod
+    def shared(cls) -> ReplayPool:
+        """The pool of this process, shut down when the process exits."""
+        if cls._shared is None:
+            cls._shared = cls()
+            atexit.register(cls._shared.close)
+        return cls._shared
 
     def _pool(self) -> Executor:
         if self._executor is None:
