@@ -253,3 +253,34 @@ def test_the_revert_patch_turns_the_notebook_back_field_by_field():
     for record in sets:
         db.set(record)
     assert sorted(db.get(), key=lambda r: r["id"]) == expected
+
+
+def test_the_replay_worker_leaves_with_its_server(tmp_path):
+    import time
+
+    import psutil
+
+    script = tmp_path / "server.py"
+    script.write_text(
+        textwrap.dedent(
+            """
+            import asyncio, os
+            from jupyter_cocalc_sync.store.replay import ReplayPool, merged_state
+
+            async def main():
+                pool = ReplayPool()
+                await pool.run(merged_state, None, [])
+                print(*pool._executor._processes, flush=True)
+                os._exit(0)  # gone without a shutdown, as after SIGKILL
+
+            if __name__ == "__main__":
+                asyncio.run(main())
+            """
+        )
+    )
+    done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=60)
+    worker = int(done.stdout.split()[0])
+    deadline = time.monotonic() + 10
+    while psutil.pid_exists(worker) and psutil.Process(worker).status() != "zombie":
+        assert time.monotonic() < deadline, "the replay worker outlived its server"
+        time.sleep(0.1)  # another process's exit: nothing to await

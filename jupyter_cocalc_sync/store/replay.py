@@ -12,6 +12,9 @@ import asyncio
 import atexit
 import logging
 import multiprocessing
+import os
+import threading
+import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import Executor, ProcessPoolExecutor, ThreadPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
@@ -52,6 +55,18 @@ def squashed(snapshot: bytes | None, before: Sequence[bytes], squash: Sequence[b
     return doc.get_update(state_vector)
 
 
+def _exit_with_parent(parent: int) -> None:
+    """Runs in the worker: it leaves when the server does, even one killed with SIGKILL
+    (an executor's shutdown message never reaches a worker whose parent is gone)."""
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(1.0)
+        os._exit(0)
+
+    threading.Thread(target=watch, name="exit-with-parent", daemon=True).start()
+
+
 class ReplayPool:
     """One worker process for replays (a thread if processes cannot be started here).
 
@@ -76,7 +91,10 @@ class ReplayPool:
         if self._executor is None:
             try:
                 self._executor = ProcessPoolExecutor(
-                    max_workers=1, mp_context=multiprocessing.get_context("spawn")
+                    max_workers=1,
+                    mp_context=multiprocessing.get_context("spawn"),
+                    initializer=_exit_with_parent,
+                    initargs=(os.getpid(),),
                 )
             except (OSError, ValueError) as e:  # no process support (sandboxes)
                 log.warning("replays run in a thread (no worker process: %s)", e)
