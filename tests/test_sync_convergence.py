@@ -69,7 +69,14 @@ async def scenario(steps: list, folder: Path) -> None:
             for n in range(len(outbox[sender]))
             if (sender, n) not in delivered[to]
         ]
-        rng.shuffle(pending)  # any order, including out of causal order
+        # senders interleaved at random, each sender's updates in the order it sent them:
+        # what y-websocket relays guarantee. (Fully out of order, yrs can lose a Map key that
+        # was created and deleted in one update and created again in the next, when the
+        # later update arrives first: not a path any websocket client takes.)
+        rng.shuffle(pending)
+        queues = {sender: sorted(n for s, n in pending if s == sender) for sender, _ in pending}
+        order = [sender for sender, _ in pending]
+        pending = [(sender, queues[sender].pop(0)) for sender in order]
         for sender, n in pending:
             replicas[to].apply_update(outbox[sender][n], origin=f"replica-{sender}")
             delivered[to].add((sender, n))
