@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from jupyter_server.auth.decorator import authorized, ws_authenticated
+from jupyter_server.auth.decorator import ws_authenticated
 from jupyter_server.base.handlers import JupyterHandler
 from jupyter_server.base.websocket import WebSocketMixin
 from tornado import web
@@ -22,8 +22,10 @@ from ..errors import (
     PathOutsideRootError,
     StoreUnavailableError,
 )
+from ..permissions import READ_ONLY, Permissions
 from ..rooms.registry import Membership, SessionExpiredError
 from ..rooms.room import INTERNAL_ERROR
+from .authorization import READ_DOCUMENT, peer_permissions, requires
 from .base import CocalcAPIHandler
 
 #: close codes the stock frontend understands (jupyter-collaboration)
@@ -35,12 +37,13 @@ SERVER_ERROR = 4500
 class RoomHandler(WebSocketMixin, WebSocketHandler, JupyterHandler):
     """One client in one room; the room does the protocol."""
 
-    auth_resource = "contents"
     namespace = "cocalc"
 
     def initialize(self, namespace: str = "cocalc") -> None:
         self.namespace = namespace
         self.membership: Membership | None = None
+        #: what this client may do beyond reading (asked when it connects)
+        self.permissions: Permissions = READ_ONLY
 
     @property
     def author(self) -> str | None:
@@ -48,7 +51,7 @@ class RoomHandler(WebSocketMixin, WebSocketHandler, JupyterHandler):
         return getattr(user, "username", None) if user else None
 
     @ws_authenticated
-    @authorized
+    @requires(READ_DOCUMENT)
     async def get(self, *args: Any, **kwargs: Any) -> None:
         return await super().get(*args, **kwargs)
 
@@ -60,6 +63,7 @@ class RoomHandler(WebSocketMixin, WebSocketHandler, JupyterHandler):
     async def open(self, room_id: str) -> None:  # type: ignore[override]
         super().open()  # keep-alive pings
         self.set_nodelay(True)
+        self.permissions = await peer_permissions(self)
         registry = self.settings["cocalc_sync"].rooms
         session_id = self.get_query_argument("sessionId", None)
         try:
@@ -75,7 +79,7 @@ class RoomHandler(WebSocketMixin, WebSocketHandler, JupyterHandler):
             self.close(NOT_FOUND, str(e)[:120])
         except StoreUnavailableError:
             self.close(INTERNAL_ERROR, json.dumps({"reason": "store_unavailable", "retry": True}))
-        except (PathOutsideRootError, NotebookFormatError, ValueError) as e:
+        except (PathOutsideRootError, NotebookFormatError) as e:
             self.close(BAD_REQUEST, str(e)[:120])
         except Exception:
             self.log.exception("could not open room %s", room_id)
@@ -109,7 +113,7 @@ class DocSessionHandler(CocalcAPIHandler):
     """``PUT /api/collaboration/session/{path}``: the file id and session of a document."""
 
     @web.authenticated
-    @authorized
+    @requires(READ_DOCUMENT)
     async def put(self, path: str) -> None:
         path = self.api_path(path)
         body = self.json_body()

@@ -14,12 +14,16 @@ import asyncio
 import logging
 from collections import deque
 from collections.abc import Awaitable, Callable
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from pycrdt import Awareness, Doc, merge_updates
 
+from ..permissions import permissions_of
 from . import protocol
 from .protocol import Message, ProtocolError
+
+if TYPE_CHECKING:
+    from ..permissions import Permissions
 
 log = logging.getLogger(__name__)
 
@@ -28,6 +32,8 @@ class Peer(Protocol):
     """One connected client (a websocket)."""
 
     author: str | None
+    #: what it may do beyond reading (its document updates are dropped unless it may write)
+    permissions: Permissions
 
     def send(self, data: bytes) -> None:
         """Queue ``data`` for the client; never blocks, never raises."""
@@ -73,6 +79,8 @@ class Room:
         self._scheduled = False
         self._tasks: set[asyncio.Task[Any]] = set()
         self.closed = False
+        #: document updates (and save requests) dropped because their peer may not write
+        self.dropped_updates = 0
 
     # -- peers ------------------------------------------------------------------------------
 
@@ -115,18 +123,31 @@ class Room:
         except Exception as e:
             log.info("room %s: closing a peer after a bad message: %s", self.name, e)
             peer.close(INVALID_PAYLOAD, f"invalid message: {e}"[:120])
+        except (asyncio.CancelledError, KeyboardInterrupt, SystemExit):
+            raise
+        except BaseException as e:  # pyo3's PanicException (pycrdt) is not an Exception
+            log.error(
+                "room %s: the CRDT library crashed on a peer's message", self.name, exc_info=e
+            )
+            peer.close(INVALID_PAYLOAD, "the message crashed the document library")
 
     def _handle(self, peer: Peer, message: Message, frame: bytes) -> None:
         if message.kind == protocol.AWARENESS:
             self._track_awareness(peer, message.payload)
             self._relay(bytes(frame), peer)
         elif message.kind == protocol.RAW:
-            if self._on_raw is not None:
+            if not permissions_of(peer).write:
+                self.dropped_updates += 1
+                peer.send(protocol.raw_message(_refused(message)))
+            elif self._on_raw is not None:
                 self._spawn(self._answer_raw(peer, message))
         elif self.awareness_only:
             return
         elif message.sub == protocol.SYNC_STEP1:
             self._spawn(self._answer_step1(peer, message.payload))
+        elif not permissions_of(peer).write:
+            # a reader's client may edit its own copy: it keeps receiving the others' updates
+            self.dropped_updates += 1
         else:
             self._apply(message.payload, peer)
 
@@ -234,6 +255,10 @@ class Room:
         for peer in list(self.peers):
             peer.close(code, reason)
         self.peers.clear()
+
+
+def _refused(message: Message) -> dict[str, Any]:
+    return {"type": message.raw, "responseTo": message.raw_id, "status": "failed"}
 
 
 def _awareness_client_ids(payload: bytes) -> list[int]:
