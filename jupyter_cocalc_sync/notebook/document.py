@@ -28,6 +28,7 @@ from ..rooms.room import INTERNAL_ERROR, Peer, Room
 from ..store import STORE, ChangeLog, LoggedTable
 from ..store.changelog import Version
 from ..store.projections import ProjectionLog
+from ..sync.guard import UpdateGuard
 from ..sync.table import Origin, Record, SyncDB
 from .filesync import FileSync, repaired_warning
 from .ipynb import (
@@ -358,6 +359,7 @@ class NotebookDocument:
                 apply_update=lambda update, peer: self.db.apply_update(update, origin=peer),
                 barrier=self.table.barrier,
                 on_raw=self._on_raw,
+                check_update=UpdateGuard(self.db).check,  # a bad update changes nothing
             )
         elif kind == "notebook":
             projection = self.projection

@@ -43,6 +43,8 @@ class Peer(Protocol):
 
 
 ApplyUpdate = Callable[[bytes, Peer], None]
+#: raises (and changes nothing) unless a peer's update may be applied
+CheckUpdate = Callable[[bytes], None]
 #: the owner's latest log write: once it is durable, everything in the document is
 Barrier = Callable[[], "asyncio.Future[Any] | None"]
 RawHandler = Callable[[Peer, Message], Awaitable[dict[str, Any] | None]]
@@ -65,11 +67,13 @@ class Room:
         barrier: Barrier | None = None,
         on_raw: RawHandler | None = None,
         awareness_only: bool = False,
+        check_update: CheckUpdate | None = None,
     ) -> None:
         self.name = name
         self.doc = doc
         self.peers: set[Peer] = set()
         self._apply = apply_update or (lambda update, peer: doc.apply_update(update))
+        self._check_update = check_update
         self._barrier = barrier
         self._on_raw = on_raw
         self.awareness_only = awareness_only
@@ -149,6 +153,8 @@ class Room:
             # a reader's client may edit its own copy: it keeps receiving the others' updates
             self.dropped_updates += 1
         else:
+            if self._check_update is not None:
+                self._check_update(message.payload)
             self._apply(message.payload, peer)
 
     def _track_awareness(self, peer: Peer, payload: bytes) -> None:
