@@ -9,6 +9,7 @@ from collections.abc import Callable
 import pytest
 from helpers import poll, read_notebook_file, write_notebook
 from httpx_ws import WebSocketDisconnect, aconnect_ws
+from jupyter_ydoc import YNotebook
 from pycrdt import Array, Doc, Map, Text
 
 from jupyter_cocalc_sync.rooms import protocol
@@ -154,3 +155,69 @@ async def test_good_peer_updates_pass(server, root_dir):
             return any(r.get("id") == "cell-1" for r in records)
 
         await poll(arrived)
+
+
+def lab_execution_count_not_a_number(ynb: YNotebook) -> None:
+    ynb.ycells[0]["execution_count"] = "seven"
+
+
+def lab_output_not_a_map(ynb: YNotebook) -> None:
+    ynb.ycells[0]["outputs"].append(42)
+
+
+def lab_cell_type_unknown(ynb: YNotebook) -> None:
+    ynb.ycells[0]["cell_type"] = "javascript"
+
+
+def lab_cell_without_id(ynb: YNotebook) -> None:
+    ynb.ycells.append(Map({"cell_type": "code", "source": Text("y"), "metadata": Map()}))
+
+
+def lab_metadata_not_finite(ynb: YNotebook) -> None:
+    ynb.ycells[0]["metadata"]["n"] = float("inf")
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        lab_execution_count_not_a_number,
+        lab_output_not_a_map,
+        lab_cell_type_unknown,
+        lab_cell_without_id,
+        lab_metadata_not_finite,
+    ],
+)
+async def test_a_bad_jupyterlab_peer_update_closes_that_peer_and_changes_nothing(
+    server, root_dir, change
+):
+    write_notebook(root_dir / "nb.ipynb", ["x = 1"])
+    session = await server.session("nb.ipynb")
+    room = f"json:notebook:{session['fileId']}"
+    url = server.ws_url(f"/api/collaboration/room/{room}?sessionId={session['sessionId']}")
+    before = (await server.http.get(NB)).json()
+    async with aconnect_ws(url, server.http) as ws, server.ynotebook("nb.ipynb") as other:
+        peer = RawPeer(ws)
+        await peer.sync()
+        ynb = YNotebook(peer.doc)
+        await peer.write(lambda _records: change(ynb))
+        closed = await peer.closed()
+        assert closed.code == 1007 and closed.reason
+        after = (await server.http.get(NB)).json()
+        assert after["records"] == before["records"]
+        # the other JupyterLab client keeps editing
+        source = other.ycells[0]["source"]
+        source += "  # later"
+
+        async def arrived():
+            records = (await server.http.get(NB)).json()["records"]
+            return any(r.get("input") == "x = 1  # later" for r in records)
+
+        await poll(arrived)
+
+    async def saved():
+        notebook = read_notebook_file(root_dir / "nb.ipynb")
+        return notebook is not None and notebook.cells[0].source == "x = 1  # later"
+
+    await poll(saved)
+    export = await server.http.get(NB + "/export", params={"to": "script"})
+    assert export.status_code == 200 and "# later" in export.text

@@ -28,7 +28,7 @@ from ..rooms.room import INTERNAL_ERROR, Peer, Room
 from ..store import STORE, ChangeLog, LoggedTable
 from ..store.changelog import Version
 from ..store.projections import ProjectionLog
-from ..sync.guard import UpdateGuard
+from ..sync.guard import table_guard
 from ..sync.table import Origin, Record, SyncDB
 from .filesync import FileSync, repaired_warning
 from .ipynb import (
@@ -42,6 +42,7 @@ from .ipynb import (
 from .projection import YNotebookProjection
 from .repair import load_notebook
 from .schema import SETTINGS_KEY, notebook_syncdb
+from .ynotebook_checks import ynotebook_guard
 
 log = logging.getLogger(__name__)
 
@@ -359,7 +360,7 @@ class NotebookDocument:
                 apply_update=lambda update, peer: self.db.apply_update(update, origin=peer),
                 barrier=self.table.barrier,
                 on_raw=self._on_raw,
-                check_update=UpdateGuard(self.db).check,  # a bad update changes nothing
+                check_update=table_guard(self.db).check,  # a bad update changes nothing
             )
         elif kind == "notebook":
             projection = self.projection
@@ -369,6 +370,7 @@ class NotebookDocument:
                 apply_update=projection.apply_update,
                 barrier=self.table.barrier,
                 on_raw=self._on_raw,
+                check_update=ynotebook_guard(projection.ydoc).check,
             )
         else:
             raise ValueError(f"unknown room kind {kind!r}")

@@ -1,72 +1,128 @@
-"""``UpdateGuard``: a peer's update is tried on a shadow copy of the table before the table
-gets it, so an update that would write a malformed record changes nothing.
+"""``UpdateGuard``: a peer's update is tried on a shadow copy of a document before the document
+gets it, so an update that would write malformed content changes nothing.
 
 A Yjs update cannot be taken back once applied, and cannot be read without applying it. The
-guard keeps a shadow document that mirrors the table's (every update of the table is applied to
-it too, which costs the size of the update, not of the document), applies the peer's update to
-the shadow first, and checks every record it touched the way ``SyncDB.check`` checks a record
-given through the API, plus the shape the table relies on: a record is a map under its
-JSON-encoded key, its string columns are texts and its map columns maps. Only an update that
-passes reaches the table. A refused update has changed the shadow, which is then rebuilt from
-the table (the cost of a whole copy, paid only for bad updates, whose peer is disconnected).
+guard keeps a shadow document that mirrors the real one (every update of the real one is applied
+to it too, which costs the size of the update, not of the document), applies the peer's update
+to the shadow first, and has an ``UpdateChecker`` check what it touched (``RecordChecker``: a
+SyncDB table's records, checked as ``SyncDB.check`` checks a record given through the API).
+Only an update that passes reaches the real document. A refused update has changed the shadow,
+which is then rebuilt from the real one (the cost of a whole copy, paid only for bad updates,
+whose peer is disconnected).
 """
 
 from __future__ import annotations
 
 import json
-from typing import Any
+from collections.abc import Callable, Mapping
+from typing import Any, Protocol
 
-from pycrdt import Doc, Map, Text
+from pycrdt import Array, Doc, Map, Text
 
 from ..errors import InvalidRecordError
 from .table import SyncDB
 from .values import from_crdt
 
+#: root name -> the keys (maps) or indices (arrays) of it that an update touched
+Touched = dict[str, set[Any]]
+
+
+class UpdateChecker(Protocol):
+    """What makes a document's content well-formed."""
+
+    #: the roots to watch, by name (``Map`` or ``Array``)
+    roots: Mapping[str, type[Map] | type[Array]]
+
+    def check(self, shadow: Doc, touched: Touched) -> None:
+        """Raise ``InvalidRecordError`` unless what ``touched`` names in ``shadow`` is valid."""
+
 
 class UpdateGuard:
-    """Checks peer updates for ``db`` (module docstring)."""
+    """Checks peer updates of ``doc`` with ``checker`` (module docstring)."""
 
-    def __init__(self, db: SyncDB) -> None:
-        self.db = db
-        self._touched: set[str] | None = None
+    def __init__(self, doc: Doc, checker: UpdateChecker) -> None:
+        self.doc = doc
+        self.checker = checker
+        self._touched: Touched | None = None
         self._build_shadow()
-        self._subscription = db.doc.observe(self._mirror)
+        self._subscription = doc.observe(self._mirror)
 
     def _build_shadow(self) -> None:
         self.shadow = Doc()
-        self.shadow.apply_update(self.db.doc.get_update())
-        self._records = self.shadow.get("records", type=Map)
-        self._records.observe_deep(self._note_touched)
+        self.shadow.apply_update(self.doc.get_update())
+        #: the roots and their subscriptions live as long as the shadow (pycrdt drops a
+        #: subscription with the Python object of its root)
+        self._watched = []
+        for name, kind in self.checker.roots.items():
+            root = self.shadow.get(name, type=kind)
+            self._watched.append((root, root.observe_deep(self._observer(name))))
+
+    def _observer(self, name: str) -> Callable[[Any], None]:
+        # (one parameter: pycrdt passes the transaction too to callbacks that take two)
+        return lambda events: self._note_touched(name, events)
 
     def _mirror(self, event: Any) -> None:
         self.shadow.apply_update(event.update)
 
-    def _note_touched(self, events: Any) -> None:
+    def _note_touched(self, name: str, events: Any) -> None:
         if self._touched is None:
-            return  # a mirrored update of the table: already checked, or the server's own
+            return  # a mirrored update of the document: checked already, or the server's own
+        touched = self._touched.setdefault(name, set())
         for event in events:
             if event.path:
-                self._touched.add(str(event.path[0]))
+                touched.add(event.path[0])
+            elif isinstance(event.target, Array):
+                touched.update(_inserted_indices(event.delta))
             else:
-                self._touched.update(event.keys)
+                touched.update(event.keys)
 
     def check(self, update: bytes) -> None:
-        """Raise ``InvalidRecordError`` (and change nothing) unless ``update`` leaves every
-        record it touches well-formed."""
-        self._touched = set()
+        """Raise ``InvalidRecordError`` (and change nothing) unless ``update`` leaves what it
+        touches well-formed."""
+        self._touched = {}
         try:
             try:
                 self.shadow.apply_update(update)
             finally:
                 touched, self._touched = self._touched, None
-            for encoded in touched:
-                self._check_record(encoded)
+            if touched:
+                self.checker.check(self.shadow, touched)
         except BaseException:
             self._build_shadow()  # the shadow holds the refused update: start again
             raise
 
-    def _check_record(self, encoded: str) -> None:
-        value = self._records.get(encoded)
+    def close(self) -> None:
+        self.doc.unobserve(self._subscription)
+
+
+def _inserted_indices(delta: list[dict[str, Any]]) -> set[int]:
+    """The indices (in the array after the change) of the items a delta inserted."""
+    indices, position = set(), 0
+    for op in delta:
+        if "retain" in op:
+            position += op["retain"]
+        elif "insert" in op:
+            count = len(op["insert"])
+            indices.update(range(position, position + count))
+            position += count
+    return indices
+
+
+class RecordChecker:
+    """A ``SyncDB`` table: every touched record passes ``SyncDB.check`` and has the shape the
+    table relies on (a map under its JSON-encoded key, texts and maps in their columns)."""
+
+    roots: Mapping[str, type[Map] | type[Array]] = {"records": Map}
+
+    def __init__(self, db: SyncDB) -> None:
+        self.db = db
+
+    def check(self, shadow: Doc, touched: Touched) -> None:
+        records = shadow.get("records", type=Map)
+        for encoded in touched.get("records", ()):
+            self._check_record(str(encoded), records.get(encoded))
+
+    def _check_record(self, encoded: str, value: Any) -> None:
         if value is None:
             return  # deleted
         try:
@@ -87,5 +143,7 @@ class UpdateGuard:
             raise InvalidRecordError(f"record {encoded[:40]}: its fields do not match its key")
         db.check(record)
 
-    def close(self) -> None:
-        self.db.doc.unobserve(self._subscription)
+
+def table_guard(db: SyncDB) -> UpdateGuard:
+    """The guard of a ``SyncDB`` room."""
+    return UpdateGuard(db.doc, RecordChecker(db))
