@@ -49,6 +49,9 @@ CheckUpdate = Callable[[bytes], None]
 Barrier = Callable[[], "asyncio.Future[Any] | None"]
 RawHandler = Callable[[Peer, Message], Awaitable[dict[str, Any] | None]]
 
+#: awareness client ids one connection may hold (a JupyterLab tab uses one per document)
+MAX_AWARENESS_CLIENTS = 8
+
 #: websocket close codes
 UNSUPPORTED_DATA = 1003
 INVALID_PAYLOAD = 1007
@@ -79,6 +82,10 @@ class Room:
         self.awareness_only = awareness_only
         self.awareness = Awareness(doc)
         self._awareness_clients: dict[Peer, set[int]] = {}
+        #: awareness client id -> the peer that announced it (only it may change it)
+        self._awareness_owner: dict[int, Peer] = {}
+        #: awareness entries dropped because they named another peer's client id
+        self.refused_awareness = 0
         self._outbox: deque[tuple[bytes, Peer | None, asyncio.Future[Any] | None]] = deque()
         self._scheduled = False
         self._tasks: set[asyncio.Task[Any]] = set()
@@ -102,6 +109,8 @@ class Room:
         """Stop serving ``peer`` and tell the others its cursors are gone."""
         self.peers.discard(peer)
         clients = self._awareness_clients.pop(peer, set())
+        for client_id in clients:
+            self._awareness_owner.pop(client_id, None)
         gone = {
             cid: self.awareness.meta[cid]["clock"]
             for cid in clients
@@ -137,8 +146,9 @@ class Room:
 
     def _handle(self, peer: Peer, message: Message, frame: bytes) -> None:
         if message.kind == protocol.AWARENESS:
-            self._track_awareness(peer, message.payload)
-            self._relay(bytes(frame), peer)
+            relayed = self._track_awareness(peer, message.payload)
+            if relayed is not None:
+                self._relay(protocol.awareness_message(relayed), peer)
         elif message.kind == protocol.RAW:
             if not permissions_of(peer).write:
                 self.dropped_updates += 1
@@ -157,14 +167,31 @@ class Room:
                 self._check_update(message.payload)
             self._apply(message.payload, peer)
 
-    def _track_awareness(self, peer: Peer, payload: bytes) -> None:
-        before = set(self.awareness.states)
-        self.awareness.apply_awareness_update(payload, peer)
+    def _track_awareness(self, peer: Peer, payload: bytes) -> bytes | None:
+        """Apply the entries of ``peer``'s awareness update that are its own; returns the
+        update to relay (None: nothing left). A client id belongs to the first peer that
+        announces it, until that peer leaves: nobody else may set or remove it."""
+        entries = protocol.decode_awareness(payload)
         clients = self._awareness_clients.setdefault(peer, set())
-        clients.update(set(self.awareness.states) - before)
-        # the ids this peer announced, even when known before (reconnects)
-        decoded = _awareness_client_ids(payload)
-        clients.update(cid for cid in decoded if cid in self.awareness.states)
+        own = [
+            entry
+            for entry in entries
+            if entry[0] != self.doc.client_id
+            and self._awareness_owner.get(entry[0], peer) is peer
+            and (entry[0] in clients or len(clients) < MAX_AWARENESS_CLIENTS)
+        ]
+        if len(own) < len(entries):
+            self.refused_awareness += len(entries) - len(own)
+            log.info("room %s: dropped awareness entries for client ids not the peer's", self.name)
+            if not own:
+                return None
+            payload = protocol.encode_awareness(own)
+        self.awareness.apply_awareness_update(payload, peer)
+        for client_id, _clock, _state in own:
+            if client_id in self.awareness.states:
+                clients.add(client_id)
+                self._awareness_owner[client_id] = peer
+        return payload
 
     async def _answer_step1(self, peer: Peer, state: bytes) -> None:
         # answer with a state that is all on disk: wait until the latest write at the time of
@@ -265,18 +292,6 @@ class Room:
 
 def _refused(message: Message) -> dict[str, Any]:
     return {"type": message.raw, "responseTo": message.raw_id, "status": "failed"}
-
-
-def _awareness_client_ids(payload: bytes) -> list[int]:
-    from pycrdt import Decoder
-
-    decoder = Decoder(payload)
-    ids = []
-    for _ in range(decoder.read_var_uint()):
-        ids.append(decoder.read_var_uint())
-        decoder.read_var_uint()
-        decoder.read_var_string()
-    return ids
 
 
 def _log_failure(task: asyncio.Task[Any]) -> None:
