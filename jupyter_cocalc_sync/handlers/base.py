@@ -84,6 +84,12 @@ class CocalcAPIHandler(APIHandler):
     def extension(self) -> CocalcSync:
         return self.settings["cocalc_sync"]
 
+    def prepare(self) -> Any:
+        limit = self.extension.max_body_bytes
+        if len(self.request.body or b"") > limit:
+            raise web.HTTPError(413, f"the body is larger than {limit} bytes (max_body_bytes)")
+        return super().prepare()
+
     def api_path(self, path: str) -> str:
         try:
             return check_api_path(self.settings["server_root_dir"], path)

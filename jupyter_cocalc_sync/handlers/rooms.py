@@ -32,6 +32,9 @@ from .base import CocalcAPIHandler
 NOT_FOUND = 4404
 BAD_REQUEST = 4400
 SERVER_ERROR = 4500
+#: a client that fell too far behind: it may reconnect at once
+TRY_AGAIN_LATER = 1013
+SLOW_CLIENT_REASON = json.dumps({"reason": "send_queue_full", "retry": True})
 
 
 class RoomHandler(WebSocketMixin, WebSocketHandler, JupyterHandler):
@@ -44,6 +47,8 @@ class RoomHandler(WebSocketMixin, WebSocketHandler, JupyterHandler):
         self.membership: Membership | None = None
         #: what this client may do beyond reading (asked when it connects)
         self.permissions: Permissions = READ_ONLY
+        #: bytes given to the websocket and not yet written to the network
+        self.queued_bytes = 0
 
     @property
     def author(self) -> str | None:
@@ -94,14 +99,34 @@ class RoomHandler(WebSocketMixin, WebSocketHandler, JupyterHandler):
         if membership is not None:
             membership.leave()
 
+    @property
+    def max_message_size(self) -> int:
+        return self.settings["cocalc_sync"].max_frame_bytes
+
     def send(self, data: bytes) -> None:
+        """Queue ``data``; a client that has more than ``send_queue_bytes`` not yet taken by
+        the network (it stopped reading, or reads slower than the room changes) is closed,
+        with a reason that says it may reconnect (it then gets the document afresh)."""
         if self.ws_connection is None or self.ws_connection.is_closing():
+            return
+        limit = self.settings["cocalc_sync"].send_queue_bytes
+        if self.queued_bytes and self.queued_bytes + len(data) > limit:
+            # (one message larger than the limit still goes out alone: a big document's sync)
+            self.log.warning(
+                "closing a room client that fell %d bytes behind", self.queued_bytes + len(data)
+            )
+            self.close(TRY_AGAIN_LATER, SLOW_CLIENT_REASON)
             return
         try:
             future = self.write_message(data, binary=True)
         except WebSocketClosedError:
             return
-        future.add_done_callback(lambda f: f.exception())  # a closed socket is not an error
+        self.queued_bytes += len(data)
+        future.add_done_callback(lambda f, size=len(data): self._sent(f, size))
+
+    def _sent(self, future: Any, size: int) -> None:
+        self.queued_bytes -= size
+        future.exception()  # a closed socket is not an error
 
     def close(self, code: int | None = None, reason: str | None = None) -> None:
         if self.ws_connection is not None:
