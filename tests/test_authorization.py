@@ -198,3 +198,42 @@ async def test_running_over_the_syncdb_room_needs_kernels_execute(server, root_d
         assert after.get("exec_count") is None and not after.get("output")
         assert (await server.http.get("/api/kernels")).json() == []
     await client.close()
+
+
+async def test_asking_for_a_run_through_records_or_revert_needs_kernels_execute(server, root_dir):
+    write_notebook(root_dir / "nb.ipynb", ["40 + 2"])
+    writer = as_user(server, READ, WRITE)
+    start = {"set": [{"type": "cell", "id": "cell-0", "state": "start"}]}
+    refused = await writer.http.post(NB + "/records", json=start)
+    assert refused.status_code == 403 and EXECUTE in refused.json()["message"]
+    # a version where the cell asked for a run (made by someone who may run code) ...
+    asked = (await server.http.post(NB + "/records", json=start)).json()["version"]
+    await poll(lambda: records_match(server, lambda c: c.get("exec_count") == 1), timeout=60)
+    # ... reverted to by a writer restores the content (no output yet) and asks for no run
+    response = await writer.http.post(NB + "/revert", json={"version": asked})
+    assert response.status_code == 200
+    after = cell(await records(server))
+    assert after["state"] == "idle" and "exec_count" not in after
+    await writer.aclose()
+
+
+async def records_match(server: Server, predicate) -> bool:
+    return predicate(cell(await records(server)))
+
+
+async def test_a_readers_save_request_is_refused(server, root_dir):
+    from jupyter_cocalc_sync.rooms import protocol
+
+    write_notebook(root_dir / "nb.ipynb", ["x = 1"])
+    reader = as_user(server, READ)
+    session = await reader.session("nb.ipynb")
+    room = f"json:notebook:{session['fileId']}"
+    url = server.ws_url(f"/api/collaboration/room/{room}?sessionId={session['sessionId']}")
+    async with aconnect_ws(url, reader.http) as ws:
+        await ws.send_bytes(b"\x02\x04save\x07")  # RAW "save", request 7
+        while True:
+            message = protocol.decode(await ws.receive_bytes())
+            if message.kind == protocol.RAW:
+                break
+    assert json.loads(message.raw) == {"type": "save", "responseTo": 7, "status": "failed"}
+    await reader.aclose()

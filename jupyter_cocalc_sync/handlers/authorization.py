@@ -8,7 +8,8 @@ module says which (resource, action) each operation needs:
 * changing it (records, revert, answers to ``input()``, a room peer's document updates and save
   requests) — ``contents:write``;
 * asking for a run (run, interrupt, restart, change kernel, JupyterLab's server-side execute,
-  a room peer setting a cell's ``state`` to ``"start"``) — ``kernels:execute``;
+  a room peer or a ``POST …/records`` setting a cell's ``state`` to ``"start"``) —
+  ``kernels:execute``;
 * export (nbconvert can run LaTeX or a browser) — ``nbconvert:read``;
 * the list of kernels — ``kernels:read``.
 
@@ -26,6 +27,7 @@ from typing import Any, TypeVar
 from jupyter_core.utils import ensure_async
 from jupyter_server.auth.decorator import authorized
 from jupyter_server.base.handlers import JupyterHandler
+from tornado import web
 
 from ..errors import InternalCrashError
 from ..permissions import Permissions
@@ -79,6 +81,14 @@ async def allows(handler: JupyterHandler, permission: Permission) -> bool:
             handler.authorizer.is_authorized(handler, user, permission.action, permission.resource)
         )
     )
+
+
+async def check_run_requests(handler: JupyterHandler, records: list[Any]) -> None:
+    """A record that sets a cell's ``state`` to ``"start"`` asks for a run: 403 without
+    ``kernels:execute`` (the runner honours such requests from the server's own writes)."""
+    asks_for_a_run = any(isinstance(r, dict) and r.get("state") == "start" for r in records)
+    if asks_for_a_run and not await allows(handler, RUN_CODE):
+        raise web.HTTPError(403, f'"state": "start" needs the {RUN_CODE} permission')
 
 
 async def peer_permissions(handler: JupyterHandler) -> Permissions:

@@ -6,7 +6,7 @@ from typing import Any
 
 from tornado import web
 
-from .authorization import CHANGE_DOCUMENT, EXPORT, READ_DOCUMENT, requires
+from .authorization import CHANGE_DOCUMENT, EXPORT, READ_DOCUMENT, check_run_requests, requires
 from .base import CocalcAPIHandler
 
 NOTEBOOK = r"/api/cocalc-sync/notebooks/(?P<path>.+?\.ipynb)"
@@ -54,6 +54,7 @@ class RecordsHandler(NotebookHandlerBase):
         unknown = set(body) - {"set", "delete"}
         if unknown:
             raise web.HTTPError(400, f"unknown fields {sorted(unknown)}")
+        await check_run_requests(self, sets)
         document = await self.document(path)
         version = await document.apply(sets, deletes, author=self.author)
         self.finish_json({"version": version})
