@@ -208,9 +208,12 @@ class NotebookDocument:
     async def revert(self, version: int, author: str | None = None) -> int:
         """Make the notebook what it was at ``version``, as a new version."""
         old = {(r["type"], r["id"]): r for r in await self.records_at(version)}
-        for record in old.values():
-            if record.get("state") == "start":  # a revert restores content, it runs nothing
-                record["state"] = "idle"
+        for key, record in old.items():
+            # a revert restores content: whether a cell runs is live, never restored (an old
+            # "start" would ask for a run)
+            live = (self.db.peek(key) or {}).get("state")
+            if live is not None or "state" in record:
+                record["state"] = live or "idle"
         self.table.check_writable()
         with self.db.transaction():
             for record in self.db.get():
