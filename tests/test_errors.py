@@ -32,6 +32,8 @@ def panic() -> None:
         {"set": [{"type": "cell", "id": "cell-0", "metadata": {"n": -(2**53) - 1}}]},
         {"set": [{"type": "cell", "id": "cell-0", "output": {"0": {"data": [2**70]}}}]},
         {"delete": [42]},
+        {"set": [{"type": "settings", "id": "main", "output": {"type": {}}}]},
+        {"set": [{"type": "other", "id": "x", "output": {"not-an-index": {}}}]},
         {"set": ["a record that is a string"]},
     ],
 )
