@@ -25,7 +25,7 @@ from jupyter_cocalc_sync.rooms import protocol
 
 NB = "/api/cocalc-sync/notebooks/nb.ipynb"
 FUZZ = settings(
-    max_examples=120,
+    max_examples=300,
     deadline=None,
     database=None,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
