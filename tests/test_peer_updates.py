@@ -221,3 +221,14 @@ async def test_a_bad_jupyterlab_peer_update_closes_that_peer_and_changes_nothing
     await poll(saved)
     export = await server.http.get(NB + "/export", params={"to": "script"})
     assert export.status_code == 200 and "# later" in export.text
+
+
+async def test_a_close_reason_with_wide_characters_still_closes_cleanly(server, root_dir):
+    write_notebook(root_dir / "nb.ipynb", ["x = 1"])
+    async with await open_room(server) as ws:
+        peer = RawPeer(ws)
+        await peer.sync()
+        # the refusal quotes the value: 60 Thai characters are 180 bytes of UTF-8
+        await peer.write(lambda records: records[CELL].__setitem__("exec_count", "ก" * 60))
+        closed = await peer.closed()
+    assert closed.code == 1007 and len(closed.reason.encode()) <= 123

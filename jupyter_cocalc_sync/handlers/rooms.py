@@ -32,6 +32,7 @@ from .base import CocalcAPIHandler
 NOT_FOUND = 4404
 BAD_REQUEST = 4400
 SERVER_ERROR = 4500
+MAX_CLOSE_REASON_BYTES = 123
 #: a client that fell too far behind: it may reconnect at once
 TRY_AGAIN_LATER = 1013
 SLOW_CLIENT_REASON = json.dumps({"reason": "send_queue_full", "retry": True})
@@ -130,7 +131,7 @@ class RoomHandler(WebSocketMixin, WebSocketHandler, JupyterHandler):
 
     def close(self, code: int | None = None, reason: str | None = None) -> None:
         if self.ws_connection is not None:
-            super().close(code, reason)
+            super().close(code, None if reason is None else fit_close_reason(reason))
         self.on_close()
 
 
@@ -161,6 +162,12 @@ class DocSessionHandler(CocalcAPIHandler):
             {"format": file_format, "type": file_type, "fileId": file_id, "sessionId": session_id},
             status=200 if known else 201,
         )
+
+
+def fit_close_reason(reason: str) -> str:
+    """``reason`` cut to the 123 bytes of UTF-8 a close frame can carry (a longer one breaks
+    the connection instead of closing it)."""
+    return reason.encode()[:MAX_CLOSE_REASON_BYTES].decode(errors="ignore")
 
 
 def room_routes() -> list[tuple[str, type, dict[str, Any]]]:
