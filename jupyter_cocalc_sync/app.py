@@ -98,6 +98,31 @@ class CocalcSync(ExtensionApp):
         per day (0: one per hour forever).""",
     )
 
+    # -- limits -----------------------------------------------------------------------------
+    max_frame_bytes = Int(
+        64 * 1024 * 1024,
+        config=True,
+        help="""The largest websocket message a room accepts from a client; a larger one
+        closes that connection (1009). A client's first sync message holds its whole copy
+        of the document, so this bounds the size of a notebook a client can bring.""",
+    )
+    max_body_bytes = Int(
+        64 * 1024 * 1024,
+        config=True,
+        help="""The largest request body the REST routes of this extension accept (413
+        beyond). jupyter_server's own ServerApp.max_body_size applies before it.""",
+    )
+    send_queue_bytes = Int(
+        16 * 1024 * 1024,
+        config=True,
+        help="""Per room connection, the most bytes sent to a client and not yet taken by the
+        network. A client past it (it stopped reading, or reads slower than the document
+        changes) is closed with code 1013 and reason {"reason": "send_queue_full",
+        "retry": true}; reconnecting gets it the document afresh. One message larger than
+        the limit (the first sync of a big document) is still sent when nothing else is
+        queued.""",
+    )
+
     # -- execution --------------------------------------------------------------------------
     server_side_execution = Bool(
         True,
@@ -106,7 +131,14 @@ class CocalcSync(ExtensionApp):
         server to run the cell (outputs survive closed browsers).""",
     )
 
-    @validate("max_output_length", "max_output_messages", "max_more_output_bytes")
+    @validate(
+        "max_output_length",
+        "max_output_messages",
+        "max_more_output_bytes",
+        "max_frame_bytes",
+        "max_body_bytes",
+        "send_queue_bytes",
+    )
     def _positive(self, proposal: Any) -> int:
         if proposal["value"] < 1:
             raise ValueError(f"{proposal['trait'].name} must be at least 1")

@@ -11,6 +11,10 @@ class InvalidRecordError(CocalcSyncError, ValueError):
     """A record given to ``SyncDB.set``/``delete`` is malformed; nothing was written."""
 
 
+class ExportFormatError(CocalcSyncError, ValueError):
+    """No exporter of that name (the message lists the formats there are)."""
+
+
 class NotebookFormatError(CocalcSyncError, ValueError):
     """A notebook file could not be read: the message names the problem and where it is."""
 
@@ -42,3 +46,8 @@ class StoreInUseError(CocalcSyncError, RuntimeError):
 class StoreUnavailableError(CocalcSyncError, RuntimeError):
     """The change log cannot be written (disk full, read-only): changes are refused until it
     can; nothing already saved is lost and the document recovers by itself."""
+
+
+class InternalCrashError(CocalcSyncError, RuntimeError):
+    """A library crashed (a Rust panic inside pycrdt) while handling a request: a server bug,
+    answered as a 500 and logged with the request's id."""

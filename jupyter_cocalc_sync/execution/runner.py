@@ -28,6 +28,7 @@ from ..kernels.kernel import DEAD_KERNEL_ENAME, CodeExecutionEmitter, JupyterKer
 from ..notebook.ipynb import cell_order_key, ordered_outputs
 from ..notebook.schema import SETTINGS_KEY
 from ..outputs.handler import DisplayIndex, OutputHandler, OutputLimits, is_marker
+from ..permissions import permissions_of
 from ..sync.table import ChangeEvent
 
 if TYPE_CHECKING:
@@ -117,7 +118,8 @@ class NotebookRunner:
     def _on_change(self, event: ChangeEvent) -> None:
         if self._writing:
             return
-        requested = []
+        may_execute = permissions_of(event.origin).execute
+        requested, refused = [], []
         for key, change in event.changes.items():
             if key == SETTINGS_KEY:
                 continue
@@ -129,12 +131,30 @@ class NotebookRunner:
                 continue
             record = self.db.peek(key) or {}
             if "state" in change.fields and record.get("state") == "start":
-                requested.append(cell_id)
+                (requested if may_execute else refused).append(cell_id)
             if "output" in change.fields and self._input and self._input[0] == cell_id:
                 self._maybe_answered(record)
+        if refused:
+            self._refuse(refused)
         if requested:
             # several cells asked for in one change run in notebook order
             self.run(sorted(requested, key=self._position))
+
+    def _refuse(self, cell_ids: list[str]) -> None:
+        """Run requests from a peer that may not execute: the cells get their state back
+        (or a later open of the notebook would run them)."""
+        log.warning("ignored a request to run %s from a client without kernels:execute", cell_ids)
+        with self._write():
+            for cell_id in cell_ids:
+                state = (
+                    "busy"
+                    if cell_id == self.current
+                    else "run"
+                    if cell_id in self.queue
+                    else "idle"
+                )
+                self.db.set({"type": "cell", "id": cell_id, "state": state})
+        self._commit()
 
     def _cell_deleted(self, cell_id: str) -> None:
         if cell_id in self.queue:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import uuid
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
@@ -17,6 +18,7 @@ from tornado import web
 from ..errors import (
     DocumentNotFoundError,
     ExecutionTimeoutError,
+    ExportFormatError,
     InvalidRecordError,
     KernelError,
     NotebookFormatError,
@@ -28,7 +30,8 @@ from ..errors import (
 if TYPE_CHECKING:
     from ..app import CocalcSync
 
-#: exception class -> HTTP status (first match wins)
+#: the package's own errors -> HTTP status (first match wins); any other exception is a bug
+#: of the server, answered 500 with a request id that its log line carries too
 ERROR_STATUS: tuple[tuple[type[BaseException], int], ...] = (
     (PathOutsideRootError, 400),
     (DocumentNotFoundError, 404),
@@ -38,8 +41,7 @@ ERROR_STATUS: tuple[tuple[type[BaseException], int], ...] = (
     (ExecutionTimeoutError, 408),
     (KernelError, 503),
     (StoreUnavailableError, 503),
-    (LookupError, 404),
-    (ValueError, 400),
+    (ExportFormatError, 400),
 )
 
 
@@ -83,6 +85,12 @@ class CocalcAPIHandler(APIHandler):
     def extension(self) -> CocalcSync:
         return self.settings["cocalc_sync"]
 
+    def prepare(self) -> Any:
+        limit = self.extension.max_body_bytes
+        if len(self.request.body or b"") > limit:
+            raise web.HTTPError(413, f"the body is larger than {limit} bytes (max_body_bytes)")
+        return super().prepare()
+
     def api_path(self, path: str) -> str:
         try:
             return check_api_path(self.settings["server_root_dir"], path)
@@ -125,17 +133,35 @@ class CocalcAPIHandler(APIHandler):
     def log_exception(self, typ, value, tb) -> None:  # type: ignore[override]
         if value is not None and status_for(value) is not None:
             return  # an expected client error: answered with its status, not logged as a crash
+        if value is not None and not isinstance(value, web.HTTPError):
+            self._request_id = uuid.uuid4().hex[:16]
+            self.log.error(
+                "request %s (%s %s) failed",
+                self._request_id,
+                self.request.method,
+                self.request.path,
+                exc_info=(typ, value, tb),
+            )
+            return
         super().log_exception(typ, value, tb)
 
     def write_error(self, status_code: int, **kwargs: Any) -> None:
         exc_info = kwargs.get("exc_info")
-        if exc_info is not None:
-            exc = exc_info[1]
-            status = status_for(exc)
-            if status is not None:
-                self.clear()
-                self.set_status(status)
-                self.set_header("Content-Type", "application/json")
-                self.finish(json.dumps({"message": str(exc), "reason": type(exc).__name__}))
-                return
-        super().write_error(status_code, **kwargs)
+        exc = exc_info[1] if exc_info is not None else None
+        status = status_for(exc) if exc is not None else None
+        request_id = getattr(self, "_request_id", None)
+        if status is not None:
+            body = {"message": str(exc), "reason": type(exc).__name__}
+        elif request_id is not None:
+            status = 500
+            body = {
+                "message": f"internal server error (request {request_id})",
+                "request_id": request_id,
+            }
+        else:
+            super().write_error(status_code, **kwargs)
+            return
+        self.clear()
+        self.set_status(status)
+        self.set_header("Content-Type", "application/json")
+        self.finish(json.dumps(body))

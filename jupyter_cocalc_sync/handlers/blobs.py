@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from jupyter_server.auth.decorator import authorized
 from tornado import web
 
 from ..outputs.blobs import SHA1
+from .authorization import READ_DOCUMENT, requires
 from .base import CocalcAPIHandler
 
 
@@ -13,7 +13,7 @@ class BlobHandler(CocalcAPIHandler):
     """Serves a blob with its MIME type; the content never changes, so it caches for good."""
 
     @web.authenticated
-    @authorized
+    @requires(READ_DOCUMENT)
     async def get(self, sha1: str) -> None:
         if not SHA1.match(sha1):
             raise web.HTTPError(400, f"not a SHA1 (40 lowercase hex digits): {sha1!r}")

@@ -3,16 +3,14 @@ JupyterLab's server-side executor (``POST /api/kernels/{kernel_id}/execute``).""
 
 from __future__ import annotations
 
-from jupyter_server.auth.decorator import authorized
 from tornado import web
 
+from .authorization import CHANGE_DOCUMENT, READ_DOCUMENT, RUN_CODE, requires
 from .base import CocalcAPIHandler
 from .notebooks import NOTEBOOK, NotebookHandlerBase
 
 
 class ExecutionHandlerBase(NotebookHandlerBase):
-    auth_resource = "kernels"
-
     @property
     def execution(self):
         return self.extension.execution
@@ -25,7 +23,7 @@ class RunHandler(ExecutionHandlerBase):
     """``POST …/run`` ``{"cell_ids": [...]}`` or ``{"all": true}`` → 202."""
 
     @web.authenticated
-    @authorized
+    @requires(RUN_CODE)
     async def post(self, path: str) -> None:
         body = self.json_body()
         cell_ids = body.get("cell_ids")
@@ -40,7 +38,7 @@ class RunHandler(ExecutionHandlerBase):
 
 class InterruptHandler(ExecutionHandlerBase):
     @web.authenticated
-    @authorized
+    @requires(RUN_CODE)
     async def post(self, path: str) -> None:
         runner = await self.runner(path)
         await runner.interrupt()
@@ -51,7 +49,7 @@ class RestartHandler(ExecutionHandlerBase):
     """``POST …/restart`` ``{"run_all": bool, "clear": bool}``."""
 
     @web.authenticated
-    @authorized
+    @requires(RUN_CODE)
     async def post(self, path: str) -> None:
         body = self.json_body(required=False)
         run_all, clear = body.get("run_all", False), body.get("clear", False)
@@ -66,7 +64,7 @@ class KernelChangeHandler(ExecutionHandlerBase):
     """``POST …/kernel`` ``{"name": kernelspec}``."""
 
     @web.authenticated
-    @authorized
+    @requires(RUN_CODE)
     async def post(self, path: str) -> None:
         name = self.json_body().get("name")
         if not isinstance(name, str) or not name:
@@ -85,7 +83,7 @@ class InputHandler(ExecutionHandlerBase):
     """
 
     @web.authenticated
-    @authorized
+    @requires(CHANGE_DOCUMENT)
     async def post(self, path: str) -> None:
         body = self.json_body()
         cell_id, value = body.get("cell_id"), body.get("value")
@@ -101,7 +99,7 @@ class MoreOutputHandler(NotebookHandlerBase):
     """``GET …/cells/{cell_id}/more_output``."""
 
     @web.authenticated
-    @authorized
+    @requires(READ_DOCUMENT)
     async def get(self, path: str, cell_id: str) -> None:
         more = await self.extension.execution.more_output(self.api_path(path), cell_id)
         await self.finish_large_json(more)
@@ -112,10 +110,8 @@ class ServerExecuteHandler(CocalcAPIHandler):
     ``NotebookCellServerExecutor`` sends it (any Content-Type; the code is read from the
     live document, not from the request)."""
 
-    auth_resource = "kernels"
-
     @web.authenticated
-    @authorized
+    @requires(RUN_CODE)
     async def post(self, kernel_id: str) -> None:
         body = self.json_body()
         cell_id, document_id = body.get("cell_id"), body.get("document_id")

@@ -6,10 +6,10 @@ import asyncio
 import inspect
 from typing import Any
 
-from jupyter_server.auth.decorator import authorized
 from jupyter_server.services.kernelspecs.handlers import is_kernelspec_model, kernelspec_model
 from tornado import web
 
+from .authorization import LIST_KERNELS, requires
 from .base import CocalcAPIHandler
 
 
@@ -19,10 +19,8 @@ class KernelspecsHandler(CocalcAPIHandler):
     ``pool`` is null when the server's kernel manager is not the pooling one.
     """
 
-    auth_resource = "kernels"
-
     @web.authenticated
-    @authorized
+    @requires(LIST_KERNELS)
     async def get(self) -> None:
         km = self.kernel_manager
         pool_status = getattr(km, "pool_status", None)

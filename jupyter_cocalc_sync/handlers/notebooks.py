@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from jupyter_server.auth.decorator import authorized
 from tornado import web
 
+from .authorization import CHANGE_DOCUMENT, EXPORT, READ_DOCUMENT, check_run_requests, requires
 from .base import CocalcAPIHandler
 
 NOTEBOOK = r"/api/cocalc-sync/notebooks/(?P<path>.+?\.ipynb)"
@@ -27,7 +27,7 @@ class NotebookHandler(NotebookHandlerBase):
     (``?records=false``: only its path, file id and version — what a live client needs)."""
 
     @web.authenticated
-    @authorized
+    @requires(READ_DOCUMENT)
     async def get(self, path: str) -> None:
         document = await self.document(path)
         version = await document.table.durable()
@@ -45,7 +45,7 @@ class RecordsHandler(NotebookHandlerBase):
     """``POST …/records`` ``{"set": [...], "delete": [...]}``: one commit."""
 
     @web.authenticated
-    @authorized
+    @requires(CHANGE_DOCUMENT)
     async def post(self, path: str) -> None:
         body = self.json_body()
         sets, deletes = body.get("set", []), body.get("delete", [])
@@ -54,6 +54,7 @@ class RecordsHandler(NotebookHandlerBase):
         unknown = set(body) - {"set", "delete"}
         if unknown:
             raise web.HTTPError(400, f"unknown fields {sorted(unknown)}")
+        await check_run_requests(self, sets)
         document = await self.document(path)
         version = await document.apply(sets, deletes, author=self.author)
         self.finish_json({"version": version})
@@ -63,7 +64,7 @@ class HistoryHandler(NotebookHandlerBase):
     """``GET …/history``: every version, oldest first."""
 
     @web.authenticated
-    @authorized
+    @requires(READ_DOCUMENT)
     async def get(self, path: str) -> None:
         document = await self.document(path)
         versions = await document.history()
@@ -74,7 +75,7 @@ class VersionHandler(NotebookHandlerBase):
     """``GET …/history/{version}``: the records as of that version."""
 
     @web.authenticated
-    @authorized
+    @requires(READ_DOCUMENT)
     async def get(self, path: str, version: str) -> None:
         document = await self.document(path)
         records = await document.records_at(int(version))
@@ -85,7 +86,7 @@ class RevertHandler(NotebookHandlerBase):
     """``POST …/revert`` ``{"version": v}``: commit version ``v`` as a new version."""
 
     @web.authenticated
-    @authorized
+    @requires(CHANGE_DOCUMENT)
     async def post(self, path: str) -> None:
         version = self.json_body().get("version")
         if not isinstance(version, int) or isinstance(version, bool):
@@ -98,7 +99,7 @@ class ExportHandler(NotebookHandlerBase):
     """``GET …/export?to=ipynb|html|script|markdown|…``: nbconvert from the live notebook."""
 
     @web.authenticated
-    @authorized
+    @requires(EXPORT)
     async def get(self, path: str) -> None:
         to = self.get_query_argument("to", "ipynb")
         document = await self.document(path)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from jupyter_server.auth.decorator import authorized, ws_authenticated
+from jupyter_server.auth.decorator import ws_authenticated
 from jupyter_server.base.handlers import JupyterHandler
 from jupyter_server.base.websocket import WebSocketMixin
 from tornado import web
@@ -22,25 +22,34 @@ from ..errors import (
     PathOutsideRootError,
     StoreUnavailableError,
 )
+from ..permissions import READ_ONLY, Permissions
 from ..rooms.registry import Membership, SessionExpiredError
 from ..rooms.room import INTERNAL_ERROR
+from .authorization import READ_DOCUMENT, peer_permissions, requires
 from .base import CocalcAPIHandler
 
 #: close codes the stock frontend understands (jupyter-collaboration)
 NOT_FOUND = 4404
 BAD_REQUEST = 4400
 SERVER_ERROR = 4500
+MAX_CLOSE_REASON_BYTES = 123
+#: a client that fell too far behind: it may reconnect at once
+TRY_AGAIN_LATER = 1013
+SLOW_CLIENT_REASON = json.dumps({"reason": "send_queue_full", "retry": True})
 
 
 class RoomHandler(WebSocketMixin, WebSocketHandler, JupyterHandler):
     """One client in one room; the room does the protocol."""
 
-    auth_resource = "contents"
     namespace = "cocalc"
 
     def initialize(self, namespace: str = "cocalc") -> None:
         self.namespace = namespace
         self.membership: Membership | None = None
+        #: what this client may do beyond reading (asked when it connects)
+        self.permissions: Permissions = READ_ONLY
+        #: bytes given to the websocket and not yet written to the network
+        self.queued_bytes = 0
 
     @property
     def author(self) -> str | None:
@@ -48,7 +57,7 @@ class RoomHandler(WebSocketMixin, WebSocketHandler, JupyterHandler):
         return getattr(user, "username", None) if user else None
 
     @ws_authenticated
-    @authorized
+    @requires(READ_DOCUMENT)
     async def get(self, *args: Any, **kwargs: Any) -> None:
         return await super().get(*args, **kwargs)
 
@@ -60,6 +69,7 @@ class RoomHandler(WebSocketMixin, WebSocketHandler, JupyterHandler):
     async def open(self, room_id: str) -> None:  # type: ignore[override]
         super().open()  # keep-alive pings
         self.set_nodelay(True)
+        self.permissions = await peer_permissions(self)
         registry = self.settings["cocalc_sync"].rooms
         session_id = self.get_query_argument("sessionId", None)
         try:
@@ -75,7 +85,7 @@ class RoomHandler(WebSocketMixin, WebSocketHandler, JupyterHandler):
             self.close(NOT_FOUND, str(e)[:120])
         except StoreUnavailableError:
             self.close(INTERNAL_ERROR, json.dumps({"reason": "store_unavailable", "retry": True}))
-        except (PathOutsideRootError, NotebookFormatError, ValueError) as e:
+        except (PathOutsideRootError, NotebookFormatError) as e:
             self.close(BAD_REQUEST, str(e)[:120])
         except Exception:
             self.log.exception("could not open room %s", room_id)
@@ -90,18 +100,38 @@ class RoomHandler(WebSocketMixin, WebSocketHandler, JupyterHandler):
         if membership is not None:
             membership.leave()
 
+    @property
+    def max_message_size(self) -> int:
+        return self.settings["cocalc_sync"].max_frame_bytes
+
     def send(self, data: bytes) -> None:
+        """Queue ``data``; a client that has more than ``send_queue_bytes`` not yet taken by
+        the network (it stopped reading, or reads slower than the room changes) is closed,
+        with a reason that says it may reconnect (it then gets the document afresh)."""
         if self.ws_connection is None or self.ws_connection.is_closing():
+            return
+        limit = self.settings["cocalc_sync"].send_queue_bytes
+        if self.queued_bytes and self.queued_bytes + len(data) > limit:
+            # (one message larger than the limit still goes out alone: a big document's sync)
+            self.log.warning(
+                "closing a room client that fell %d bytes behind", self.queued_bytes + len(data)
+            )
+            self.close(TRY_AGAIN_LATER, SLOW_CLIENT_REASON)
             return
         try:
             future = self.write_message(data, binary=True)
         except WebSocketClosedError:
             return
-        future.add_done_callback(lambda f: f.exception())  # a closed socket is not an error
+        self.queued_bytes += len(data)
+        future.add_done_callback(lambda f, size=len(data): self._sent(f, size))
+
+    def _sent(self, future: Any, size: int) -> None:
+        self.queued_bytes -= size
+        future.exception()  # a closed socket is not an error
 
     def close(self, code: int | None = None, reason: str | None = None) -> None:
         if self.ws_connection is not None:
-            super().close(code, reason)
+            super().close(code, None if reason is None else fit_close_reason(reason))
         self.on_close()
 
 
@@ -109,7 +139,7 @@ class DocSessionHandler(CocalcAPIHandler):
     """``PUT /api/collaboration/session/{path}``: the file id and session of a document."""
 
     @web.authenticated
-    @authorized
+    @requires(READ_DOCUMENT)
     async def put(self, path: str) -> None:
         path = self.api_path(path)
         body = self.json_body()
@@ -132,6 +162,12 @@ class DocSessionHandler(CocalcAPIHandler):
             {"format": file_format, "type": file_type, "fileId": file_id, "sessionId": session_id},
             status=200 if known else 201,
         )
+
+
+def fit_close_reason(reason: str) -> str:
+    """``reason`` cut to the 123 bytes of UTF-8 a close frame can carry (a longer one breaks
+    the connection instead of closing it)."""
+    return reason.encode()[:MAX_CLOSE_REASON_BYTES].decode(errors="ignore")
 
 
 def room_routes() -> list[tuple[str, type, dict[str, Any]]]:

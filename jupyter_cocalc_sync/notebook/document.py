@@ -28,6 +28,7 @@ from ..rooms.room import INTERNAL_ERROR, Peer, Room
 from ..store import STORE, ChangeLog, LoggedTable
 from ..store.changelog import Version
 from ..store.projections import ProjectionLog
+from ..sync.guard import table_guard
 from ..sync.table import Origin, Record, SyncDB, same_json
 from .filesync import FileSync, repaired_warning
 from .ipynb import (
@@ -41,6 +42,7 @@ from .ipynb import (
 from .projection import YNotebookProjection
 from .repair import LoadedNotebook, load_notebook
 from .schema import SETTINGS_KEY, notebook_syncdb
+from .ynotebook_checks import ynotebook_guard
 
 log = logging.getLogger(__name__)
 
@@ -362,6 +364,7 @@ class NotebookDocument:
                 apply_update=lambda update, peer: self.db.apply_update(update, origin=peer),
                 barrier=self.table.barrier,
                 on_raw=self._on_raw,
+                check_update=table_guard(self.db).check,  # a bad update changes nothing
             )
         elif kind == "notebook":
             projection = self.projection
@@ -371,6 +374,7 @@ class NotebookDocument:
                 apply_update=projection.apply_update,
                 barrier=self._projection_barrier,
                 on_raw=self._on_raw,
+                check_update=ynotebook_guard(projection.ydoc).check,
             )
         else:
             raise ValueError(f"unknown room kind {kind!r}")
@@ -440,6 +444,7 @@ def revert_patch(current: bytes, old: bytes) -> tuple[list[Record], list[Record]
         if wanted is None:
             deletes.append({"type": key[0], "id": key[1]})
             continue
+        wanted = _live_run_state(wanted, record)
         if same_json(record, wanted):
             continue
         patch: Record = {name: None for name in record if name not in wanted}
@@ -448,8 +453,17 @@ def revert_patch(current: bytes, old: bytes) -> tuple[list[Record], list[Record]
             outputs.update(wanted["output"])
             wanted = {**wanted, "output": outputs}
         sets.append({**patch, **wanted})
-    sets.extend(target.values())
+    sets.extend(_live_run_state(wanted, None) for wanted in target.values())
     return sets, deletes
+
+
+def _live_run_state(wanted: Record, current: Record | None) -> Record:
+    """A revert restores content: whether a cell runs is live, never restored (an old
+    ``"start"`` would ask for a run)."""
+    live = (current or {}).get("state")
+    if live is not None or "state" in wanted:
+        return {**wanted, "state": live or "idle"}
+    return wanted
 
 
 def records_of_state(state: bytes) -> list[Record]:

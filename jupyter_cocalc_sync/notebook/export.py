@@ -8,6 +8,7 @@ from typing import Any
 import anyio
 import nbformat
 
+from ..errors import ExportFormatError
 from .document import NotebookDocument
 from .ipynb import write_notebook
 
@@ -21,7 +22,7 @@ class NotebookExporter:
         return sorted(set(get_export_names()) | {"ipynb"})
 
     async def export(self, document: NotebookDocument, to: str) -> tuple[str | bytes, str, str]:
-        """``(body, mimetype, filename)``; ``ValueError`` for an unknown format."""
+        """``(body, mimetype, filename)``; ``ExportFormatError`` for an unknown format."""
         base = posixpath.splitext(posixpath.basename(document.path))[0]
         notebook = await document.export_notebook()
         if to == "ipynb":
@@ -31,7 +32,7 @@ class NotebookExporter:
         from nbconvert.exporters import get_export_names, get_exporter
 
         if to not in get_export_names():
-            raise ValueError(f"unknown export format {to!r}; one of {self.formats()}")
+            raise ExportFormatError(f"unknown export format {to!r}; one of {self.formats()}")
         exporter = get_exporter(to)()
         # nbconvert renders templates and runs preprocessors: seconds of CPU for big notebooks
         body, resources = await anyio.to_thread.run_sync(

@@ -71,7 +71,8 @@ _SETTINGS_FIELDS: dict[str, tuple[Any, str]] = {
     "nbformat_minor": (_is_int, "an integer"),
 }
 
-_FIELDS_BY_TYPE = {"cell": _CELL_FIELDS, "settings": _SETTINGS_FIELDS}
+_ANY_RECORD_FIELDS = {"output": _CELL_FIELDS["output"]}
+_FIELDS_BY_TYPE = {"cell": _CELL_FIELDS, "settings": {**_SETTINGS_FIELDS, **_ANY_RECORD_FIELDS}}
 
 
 def validate_record(record: Mapping[str, Any]) -> None:
@@ -82,9 +83,8 @@ def validate_record(record: Mapping[str, Any]) -> None:
     record_id = record.get("id")
     if not isinstance(record_id, str) or not record_id:
         raise InvalidRecordError(f"record id must be a non-empty string, got {record_id!r}")
-    fields = _FIELDS_BY_TYPE.get(kind)
-    if fields is None:
-        return
+    # the output column is the table's for every record type (saving reads it everywhere)
+    fields = _FIELDS_BY_TYPE.get(kind, _ANY_RECORD_FIELDS)
     for name, value in record.items():
         if value is None or name not in fields:
             continue

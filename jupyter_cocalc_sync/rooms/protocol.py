@@ -87,10 +87,33 @@ def raw_message(value: dict[str, Any]) -> bytes:
 
 def awareness_removal(clients: dict[int, int]) -> bytes:
     """An awareness update that removes ``clients`` (client id -> last clock)."""
+    return encode_awareness(
+        [(client_id, clock + 1, "null") for client_id, clock in clients.items()]
+    )
+
+
+AwarenessEntry = tuple[int, int, str]  # client id, clock, JSON state ("null": removed)
+
+
+def decode_awareness(payload: bytes) -> list[AwarenessEntry]:
+    """The entries of an awareness update; raises ``ProtocolError`` if it is malformed."""
+    try:
+        decoder = Decoder(payload)
+        entries = []
+        for _ in range(decoder.read_var_uint()):
+            entries.append(
+                (decoder.read_var_uint(), decoder.read_var_uint(), decoder.read_var_string())
+            )
+    except Exception as e:
+        raise ProtocolError(f"malformed awareness update: {e}") from None
+    return entries
+
+
+def encode_awareness(entries: list[AwarenessEntry]) -> bytes:
     encoder = Encoder()
-    encoder.write_var_uint(len(clients))
-    for client_id, clock in clients.items():
+    encoder.write_var_uint(len(entries))
+    for client_id, clock, state in entries:
         encoder.write_var_uint(client_id)
-        encoder.write_var_uint(clock + 1)
-        encoder.write_var_string("null")
+        encoder.write_var_uint(clock)
+        encoder.write_var_string(state)
     return encoder.to_bytes()

@@ -63,8 +63,7 @@ class RoomRegistry:
         """Join ``room_id`` in ``namespace`` (``"cocalc"`` or ``"collaboration"``)."""
         if namespace == "cocalc":
             if room_id.startswith(SYNCDB_PREFIX):
-                document = await self.documents.get_by_id(room_id[len(SYNCDB_PREFIX) :])
-                self.check_path(document.path)
+                document = await self._open_checked(room_id[len(SYNCDB_PREFIX) :])
                 return self._enter_document(document, document.room("syncdb"), peer)
             raise DocumentNotFoundError(f"unknown room {room_id!r}")
         parts = room_id.split(":", 2)
@@ -72,8 +71,7 @@ class RoomRegistry:
             return self._enter_transient(room_id, peer)
         file_format, file_type, file_id = parts
         if file_type == "notebook":
-            document = await self.documents.get_by_id(file_id)
-            self.check_path(document.path)
+            document = await self._open_checked(file_id)
             self._check_session(document.session_id, session_id)
             self.documents.hold(document)  # not cleaned up while its YNotebook loads
             try:
@@ -92,6 +90,14 @@ class RoomRegistry:
             self.files.disconnect(file_document, peer)
 
         return Membership(file_document.room, leave)
+
+    async def _open_checked(self, file_id: str) -> Any:
+        """The notebook of ``file_id``, its path checked before it is loaded (a file id can
+        name a file that has left the root since, through a rename or a link)."""
+        self.check_path(self.documents.path_of(file_id))
+        document = await self.documents.get_by_id(file_id)
+        self.check_path(document.path)  # renamed while it opened
+        return document
 
     @staticmethod
     def _check_session(current: str, given: str | None) -> None:

@@ -14,12 +14,16 @@ import asyncio
 import logging
 from collections import deque
 from collections.abc import Awaitable, Callable
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from pycrdt import Awareness, Doc, merge_updates
 
+from ..permissions import permissions_of
 from . import protocol
 from .protocol import Message, ProtocolError
+
+if TYPE_CHECKING:
+    from ..permissions import Permissions
 
 log = logging.getLogger(__name__)
 
@@ -28,6 +32,8 @@ class Peer(Protocol):
     """One connected client (a websocket)."""
 
     author: str | None
+    #: what it may do beyond reading (its document updates are dropped unless it may write)
+    permissions: Permissions
 
     def send(self, data: bytes) -> None:
         """Queue ``data`` for the client; never blocks, never raises."""
@@ -37,9 +43,14 @@ class Peer(Protocol):
 
 
 ApplyUpdate = Callable[[bytes, Peer], None]
+#: raises (and changes nothing) unless a peer's update may be applied
+CheckUpdate = Callable[[bytes], None]
 #: the owner's latest log write: once it is durable, everything in the document is
 Barrier = Callable[[], "asyncio.Future[Any] | None"]
 RawHandler = Callable[[Peer, Message], Awaitable[dict[str, Any] | None]]
+
+#: awareness client ids one connection may hold (a JupyterLab tab uses one per document)
+MAX_AWARENESS_CLIENTS = 8
 
 #: websocket close codes
 UNSUPPORTED_DATA = 1003
@@ -59,20 +70,28 @@ class Room:
         barrier: Barrier | None = None,
         on_raw: RawHandler | None = None,
         awareness_only: bool = False,
+        check_update: CheckUpdate | None = None,
     ) -> None:
         self.name = name
         self.doc = doc
         self.peers: set[Peer] = set()
         self._apply = apply_update or (lambda update, peer: doc.apply_update(update))
+        self._check_update = check_update
         self._barrier = barrier
         self._on_raw = on_raw
         self.awareness_only = awareness_only
         self.awareness = Awareness(doc)
         self._awareness_clients: dict[Peer, set[int]] = {}
+        #: awareness client id -> the peer that announced it (only it may change it)
+        self._awareness_owner: dict[int, Peer] = {}
+        #: awareness entries dropped because they named another peer's client id
+        self.refused_awareness = 0
         self._outbox: deque[tuple[bytes, Peer | None, asyncio.Future[Any] | None]] = deque()
         self._scheduled = False
         self._tasks: set[asyncio.Task[Any]] = set()
         self.closed = False
+        #: document updates (and save requests) dropped because their peer may not write
+        self.dropped_updates = 0
 
     # -- peers ------------------------------------------------------------------------------
 
@@ -90,6 +109,8 @@ class Room:
         """Stop serving ``peer`` and tell the others its cursors are gone."""
         self.peers.discard(peer)
         clients = self._awareness_clients.pop(peer, set())
+        for client_id in clients:
+            self._awareness_owner.pop(client_id, None)
         gone = {
             cid: self.awareness.meta[cid]["clock"]
             for cid in clients
@@ -115,29 +136,62 @@ class Room:
         except Exception as e:
             log.info("room %s: closing a peer after a bad message: %s", self.name, e)
             peer.close(INVALID_PAYLOAD, f"invalid message: {e}"[:120])
+        except (asyncio.CancelledError, KeyboardInterrupt, SystemExit):
+            raise
+        except BaseException as e:  # pyo3's PanicException (pycrdt) is not an Exception
+            log.error(
+                "room %s: the CRDT library crashed on a peer's message", self.name, exc_info=e
+            )
+            peer.close(INVALID_PAYLOAD, "the message crashed the document library")
 
     def _handle(self, peer: Peer, message: Message, frame: bytes) -> None:
         if message.kind == protocol.AWARENESS:
-            self._track_awareness(peer, message.payload)
-            self._relay(bytes(frame), peer)
+            relayed = self._track_awareness(peer, message.payload)
+            if relayed is not None:
+                self._relay(protocol.awareness_message(relayed), peer)
         elif message.kind == protocol.RAW:
-            if self._on_raw is not None:
+            if not permissions_of(peer).write:
+                self.dropped_updates += 1
+                peer.send(protocol.raw_message(_refused(message)))
+            elif self._on_raw is not None:
                 self._spawn(self._answer_raw(peer, message))
         elif self.awareness_only:
             return
         elif message.sub == protocol.SYNC_STEP1:
             self._spawn(self._answer_step1(peer, message.payload))
+        elif not permissions_of(peer).write:
+            # a reader's client may edit its own copy: it keeps receiving the others' updates
+            self.dropped_updates += 1
         else:
+            if self._check_update is not None:
+                self._check_update(message.payload)
             self._apply(message.payload, peer)
 
-    def _track_awareness(self, peer: Peer, payload: bytes) -> None:
-        before = set(self.awareness.states)
-        self.awareness.apply_awareness_update(payload, peer)
+    def _track_awareness(self, peer: Peer, payload: bytes) -> bytes | None:
+        """Apply the entries of ``peer``'s awareness update that are its own; returns the
+        update to relay (None: nothing left). A client id belongs to the first peer that
+        announces it, until that peer leaves: nobody else may set or remove it."""
+        entries = protocol.decode_awareness(payload)
         clients = self._awareness_clients.setdefault(peer, set())
-        clients.update(set(self.awareness.states) - before)
-        # the ids this peer announced, even when known before (reconnects)
-        decoded = _awareness_client_ids(payload)
-        clients.update(cid for cid in decoded if cid in self.awareness.states)
+        own = [
+            entry
+            for entry in entries
+            if entry[0] != self.doc.client_id
+            and self._awareness_owner.get(entry[0], peer) is peer
+            and (entry[0] in clients or len(clients) < MAX_AWARENESS_CLIENTS)
+        ]
+        if len(own) < len(entries):
+            self.refused_awareness += len(entries) - len(own)
+            log.info("room %s: dropped awareness entries for client ids not the peer's", self.name)
+            if not own:
+                return None
+            payload = protocol.encode_awareness(own)
+        self.awareness.apply_awareness_update(payload, peer)
+        for client_id, _clock, _state in own:
+            if client_id in self.awareness.states:
+                clients.add(client_id)
+                self._awareness_owner[client_id] = peer
+        return payload
 
     async def _answer_step1(self, peer: Peer, state: bytes) -> None:
         # answer with a state that is all on disk: wait until the latest write at the time of
@@ -236,16 +290,8 @@ class Room:
         self.peers.clear()
 
 
-def _awareness_client_ids(payload: bytes) -> list[int]:
-    from pycrdt import Decoder
-
-    decoder = Decoder(payload)
-    ids = []
-    for _ in range(decoder.read_var_uint()):
-        ids.append(decoder.read_var_uint())
-        decoder.read_var_uint()
-        decoder.read_var_string()
-    return ids
+def _refused(message: Message) -> dict[str, Any]:
+    return {"type": message.raw, "responseTo": message.raw_id, "status": "failed"}
 
 
 def _log_failure(task: asyncio.Task[Any]) -> None:

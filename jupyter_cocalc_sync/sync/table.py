@@ -139,6 +139,8 @@ class SyncDB:
 
     def key_of(self, record: Mapping[str, Any]) -> Key:
         """The primary-key tuple of ``record`` (raises if a primary key is missing)."""
+        if not isinstance(record, Mapping):
+            raise InvalidRecordError(f"a record must be an object, not {type(record).__name__}")
         missing = [pk for pk in self.primary_keys if record.get(pk) is None]
         if missing:
             raise InvalidRecordError(f"record is missing primary key field(s) {missing}: {record}")

@@ -13,6 +13,8 @@ import math
 from typing import Any
 
 _SCALARS = (str, bool, type(None))
+#: Yjs keeps numbers as doubles (and pycrdt panics on larger ints): integers must fit
+MAX_SAFE_INTEGER = 2**53
 
 
 def check_json(value: Any, where: str) -> None:
@@ -23,6 +25,8 @@ def check_json(value: Any, where: str) -> None:
         if isinstance(item, _SCALARS):
             continue
         if isinstance(item, int):
+            if not -MAX_SAFE_INTEGER <= item <= MAX_SAFE_INTEGER:
+                raise ValueError(f"{path}: {item} is outside JSON's safe integer range (±2^53)")
             continue
         if isinstance(item, float):
             if not math.isfinite(item):

@@ -1,0 +1,149 @@
+"""``UpdateGuard``: a peer's update is tried on a shadow copy of a document before the document
+gets it, so an update that would write malformed content changes nothing.
+
+A Yjs update cannot be taken back once applied, and cannot be read without applying it. The
+guard keeps a shadow document that mirrors the real one (every update of the real one is applied
+to it too, which costs the size of the update, not of the document), applies the peer's update
+to the shadow first, and has an ``UpdateChecker`` check what it touched (``RecordChecker``: a
+SyncDB table's records, checked as ``SyncDB.check`` checks a record given through the API).
+Only an update that passes reaches the real document. A refused update has changed the shadow,
+which is then rebuilt from the real one (the cost of a whole copy, paid only for bad updates,
+whose peer is disconnected).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Mapping
+from typing import Any, Protocol
+
+from pycrdt import Array, Doc, Map, Text
+
+from ..errors import InvalidRecordError
+from .table import SyncDB
+from .values import from_crdt
+
+#: root name -> the keys (maps) or indices (arrays) of it that an update touched
+Touched = dict[str, set[Any]]
+
+
+class UpdateChecker(Protocol):
+    """What makes a document's content well-formed."""
+
+    #: the roots to watch, by name (``Map`` or ``Array``)
+    roots: Mapping[str, type[Map] | type[Array]]
+
+    def check(self, shadow: Doc, touched: Touched) -> None:
+        """Raise ``InvalidRecordError`` unless what ``touched`` names in ``shadow`` is valid."""
+
+
+class UpdateGuard:
+    """Checks peer updates of ``doc`` with ``checker`` (module docstring)."""
+
+    def __init__(self, doc: Doc, checker: UpdateChecker) -> None:
+        self.doc = doc
+        self.checker = checker
+        self._touched: Touched | None = None
+        self._build_shadow()
+        self._subscription = doc.observe(self._mirror)
+
+    def _build_shadow(self) -> None:
+        self.shadow = Doc()
+        self.shadow.apply_update(self.doc.get_update())
+        #: the roots and their subscriptions live as long as the shadow (pycrdt drops a
+        #: subscription with the Python object of its root)
+        self._watched = []
+        for name, kind in self.checker.roots.items():
+            root = self.shadow.get(name, type=kind)
+            self._watched.append((root, root.observe_deep(self._observer(name))))
+
+    def _observer(self, name: str) -> Callable[[Any], None]:
+        # (one parameter: pycrdt passes the transaction too to callbacks that take two)
+        return lambda events: self._note_touched(name, events)
+
+    def _mirror(self, event: Any) -> None:
+        self.shadow.apply_update(event.update)
+
+    def _note_touched(self, name: str, events: Any) -> None:
+        if self._touched is None:
+            return  # a mirrored update of the document: checked already, or the server's own
+        touched = self._touched.setdefault(name, set())
+        for event in events:
+            if event.path:
+                touched.add(event.path[0])
+            elif isinstance(event.target, Array):
+                touched.update(_inserted_indices(event.delta))
+            else:
+                touched.update(event.keys)
+
+    def check(self, update: bytes) -> None:
+        """Raise ``InvalidRecordError`` (and change nothing) unless ``update`` leaves what it
+        touches well-formed."""
+        self._touched = {}
+        try:
+            try:
+                self.shadow.apply_update(update)
+            finally:
+                touched, self._touched = self._touched, None
+            if touched:
+                self.checker.check(self.shadow, touched)
+        except BaseException:
+            self._build_shadow()  # the shadow holds the refused update: start again
+            raise
+
+    def close(self) -> None:
+        self.doc.unobserve(self._subscription)
+
+
+def _inserted_indices(delta: list[dict[str, Any]]) -> set[int]:
+    """The indices (in the array after the change) of the items a delta inserted."""
+    indices, position = set(), 0
+    for op in delta:
+        if "retain" in op:
+            position += op["retain"]
+        elif "insert" in op:
+            count = len(op["insert"])
+            indices.update(range(position, position + count))
+            position += count
+    return indices
+
+
+class RecordChecker:
+    """A ``SyncDB`` table: every touched record passes ``SyncDB.check`` and has the shape the
+    table relies on (a map under its JSON-encoded key, texts and maps in their columns)."""
+
+    roots: Mapping[str, type[Map] | type[Array]] = {"records": Map}
+
+    def __init__(self, db: SyncDB) -> None:
+        self.db = db
+
+    def check(self, shadow: Doc, touched: Touched) -> None:
+        records = shadow.get("records", type=Map)
+        for encoded in touched.get("records", ()):
+            self._check_record(str(encoded), records.get(encoded))
+
+    def _check_record(self, encoded: str, value: Any) -> None:
+        if value is None:
+            return  # deleted
+        try:
+            key = tuple(json.loads(encoded))
+        except (ValueError, TypeError):
+            raise InvalidRecordError(f"record key {encoded[:40]!r} is not a JSON list") from None
+        if not isinstance(value, Map):
+            raise InvalidRecordError(f"record {encoded[:40]} is not a map")
+        db = self.db
+        for name in db.string_cols:
+            if value.get(name) is not None and not isinstance(value.get(name), Text):
+                raise InvalidRecordError(f"record {encoded[:40]}: {name!r} must be a text")
+        for name in db.map_cols:
+            if value.get(name) is not None and not isinstance(value.get(name), Map):
+                raise InvalidRecordError(f"record {encoded[:40]}: {name!r} must be a map")
+        record = from_crdt(value.to_py())
+        if tuple(record.get(pk) for pk in db.primary_keys) != key:
+            raise InvalidRecordError(f"record {encoded[:40]}: its fields do not match its key")
+        db.check(record)
+
+
+def table_guard(db: SyncDB) -> UpdateGuard:
+    """The guard of a ``SyncDB`` room."""
+    return UpdateGuard(db.doc, RecordChecker(db))
