@@ -21,22 +21,32 @@ import json
 import logging
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Literal
 
 from pycrdt import Doc, Map, Text, merge_updates
 
 from ..errors import InvalidRecordError
+from .events import LOCAL, ChangeEvent, Key, RecordChange
 from .text import set_text
-from .values import check_json, from_crdt
+from .values import check_json, from_crdt, json_copy, same_json
 
 log = logging.getLogger(__name__)
 
-Key = tuple[Any, ...]
 Record = dict[str, Any]
 
-#: The origin of changes made through this process's ``set``/``delete``.
-LOCAL = "local"
+# (re-exported: the table's users import them from here)
+__all__ = [
+    "LOCAL",
+    "ChangeEvent",
+    "Key",
+    "Origin",
+    "Record",
+    "RecordChange",
+    "SyncDB",
+    "json_copy",
+    "same_json",
+]
 
 
 @dataclass(frozen=True)
@@ -46,52 +56,9 @@ class Origin:
     author: str | None
 
 
-@dataclass
-class RecordChange:
-    """How one record changed in one transaction."""
-
-    key: Key
-    action: Literal["add", "update", "delete"]
-    #: fields whose value changed (``add``: every field of the new record)
-    fields: set[str] = field(default_factory=set)
-    #: string column -> Yjs delta against the previous text (UTF-8 byte offsets)
-    text_deltas: dict[str, list[dict]] = field(default_factory=dict)
-    #: fields given a new value as a whole (a map column replaced, not edited)
-    replaced: set[str] = field(default_factory=set)
-    #: map column -> keys of its entries that were set, changed or removed
-    entries: dict[str, set[str]] = field(default_factory=dict)
-    #: (map column, entry key) -> Yjs delta of the entry's text field
-    entry_text_deltas: dict[tuple[str, str], list[dict]] = field(default_factory=dict)
-
-
-@dataclass
-class ChangeEvent:
-    """The records changed by one transaction, and who made it."""
-
-    origin: Any
-    changes: dict[Key, RecordChange]
-
-    @property
-    def local(self) -> bool:
-        return self.origin == LOCAL
-
-
 ChangeListener = Callable[[ChangeEvent], None]
 UpdateListener = Callable[[bytes, Any], None]
 Validator = Callable[[Mapping[str, Any]], None]
-
-
-def same_json(a: Any, b: Any) -> bool:
-    """JSON equality where ``1 == 1.0`` (Yjs numbers are floats) but ``True != 1``."""
-    if isinstance(a, bool) or isinstance(b, bool):
-        return a is b
-    if isinstance(a, dict) and isinstance(b, dict):
-        return a.keys() == b.keys() and all(same_json(a[k], b[k]) for k in a)
-    if isinstance(a, list) and isinstance(b, list):
-        return len(a) == len(b) and all(same_json(x, y) for x, y in zip(a, b, strict=True))
-    if isinstance(a, (int, float)) and isinstance(b, (int, float)):
-        return a == b
-    return type(a) is type(b) and a == b
 
 
 class SyncDB:
@@ -532,12 +499,3 @@ class SyncDB:
 def _discard(listeners: list[Any], listener: Any) -> None:
     if listener in listeners:
         listeners.remove(listener)
-
-
-def json_copy(value: Any) -> Any:
-    """A deep copy of a JSON value (faster than ``copy.deepcopy`` for plain data)."""
-    if isinstance(value, dict):
-        return {k: json_copy(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [json_copy(v) for v in value]
-    return value

@@ -55,3 +55,25 @@ def from_crdt(value: Any) -> Any:
     if isinstance(value, list):
         return [from_crdt(sub) for sub in value]
     return value
+
+
+def same_json(a: Any, b: Any) -> bool:
+    """JSON equality where ``1 == 1.0`` (Yjs numbers are floats) but ``True != 1``."""
+    if isinstance(a, bool) or isinstance(b, bool):
+        return a is b
+    if isinstance(a, dict) and isinstance(b, dict):
+        return a.keys() == b.keys() and all(same_json(a[k], b[k]) for k in a)
+    if isinstance(a, list) and isinstance(b, list):
+        return len(a) == len(b) and all(same_json(x, y) for x, y in zip(a, b, strict=True))
+    if isinstance(a, (int, float)) and isinstance(b, (int, float)):
+        return a == b
+    return type(a) is type(b) and a == b
+
+
+def json_copy(value: Any) -> Any:
+    """A deep copy of a JSON value (faster than ``copy.deepcopy`` for plain data)."""
+    if isinstance(value, dict):
+        return {k: json_copy(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [json_copy(v) for v in value]
+    return value
