@@ -164,7 +164,11 @@ async def _squashed(extension, result) -> None:
     nb = result["nb"]
 
     async def few_versions() -> bool:
-        return log_bytes(result["store"], nb.file_id)[1] <= 8
+        # the table's log, and the YNotebook's (a JupyterLab client was connected)
+        return (
+            log_bytes(result["store"], nb.file_id)[1] <= 8
+            and log_bytes(result["store"], f"{nb.file_id}#ynotebook")[1] <= 12
+        )
 
     await poll(few_versions, timeout=60)
     history = await nb.client.request("GET", nb.client.notebook_url(nb.path, "/history"))

@@ -29,6 +29,7 @@ from ..notebook.ipynb import cell_order_key, ordered_outputs
 from ..notebook.schema import SETTINGS_KEY
 from ..outputs.handler import DisplayIndex, OutputHandler, OutputLimits, is_marker
 from ..permissions import permissions_of
+from ..store.projections import projection_doc
 from ..sync.table import ChangeEvent
 
 if TYPE_CHECKING:
@@ -76,6 +77,8 @@ class NotebookRunner:
         self.flush_interval = flush_interval
         #: the log writes of the cell running now (its versions are squashed when it ends)
         self._run_writes: list[asyncio.Future[int]] | None = None
+        #: the YNotebook's log writes during the running cell (squashed with the table's)
+        self._projection_writes: list[asyncio.Future[int]] = []
         self._squashes: set[asyncio.Task[None]] = set()
         self.halt_on_error = True
         self.queue: deque[str] = deque()
@@ -286,6 +289,7 @@ class NotebookRunner:
         )
         self._handler = handler
         self._run_writes = []
+        self._projection_writes = self.document.record_projection_writes()
         with self._write():
             self.db.set(
                 {"type": "cell", "id": cell_id, "end": None, "output": None, "exec_count": None}
@@ -336,20 +340,26 @@ class NotebookRunner:
     def _squash_run(self) -> None:
         """History keeps one version per run, not one per output flush."""
         writes, self._run_writes = self._run_writes, None
+        projection_writes, self._projection_writes = self._projection_writes, []
+        self.document.stop_recording(projection_writes)
         if self.history is None or not writes or len(writes) < SQUASH_MIN_VERSIONS:
             return
-        task = asyncio.get_running_loop().create_task(self._squash(writes))
+        task = asyncio.get_running_loop().create_task(self._squash(writes, projection_writes))
         self._squashes.add(task)
         task.add_done_callback(self._squashes.discard)
 
-    async def _squash(self, writes: list[asyncio.Future[int]]) -> None:
+    async def _squash(
+        self, writes: list[asyncio.Future[int]], projection_writes: list[asyncio.Future[int]]
+    ) -> None:
         assert self.history is not None
-        results = await asyncio.gather(*writes, return_exceptions=True)
-        versions = [v for v in results if isinstance(v, int)]
-        try:
-            await self.history.squash_versions(self.document.file_id, versions)
-        except Exception:
-            log.exception("squashing the history of a run in %s failed", self.document.path)
+        file_id = self.document.file_id
+        for doc, futures in ((file_id, writes), (projection_doc(file_id), projection_writes)):
+            results = await asyncio.gather(*futures, return_exceptions=True)
+            versions = [v for v in results if isinstance(v, int)]
+            try:
+                await self.history.squash_versions(doc, versions)
+            except Exception:
+                log.exception("squashing the history of a run in %s failed", self.document.path)
 
     def _started(self, cell_id: str, handler: OutputHandler) -> None:
         record = {"type": "cell", "id": cell_id, "state": "busy", "start": now_ms()}

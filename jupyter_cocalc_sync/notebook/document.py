@@ -110,6 +110,7 @@ class NotebookDocument:
         #: table change it shows (see ``_release_projection``)
         self._held: list[tuple[bytes, Any]] = []
         self._projection_logged: asyncio.Future[int] | None = None  # its latest log write
+        self._projection_recordings: list[list[asyncio.Future[int]]] = []
         self._settle_scheduled = False
         self.rooms: dict[str, Room] = {}
         #: why the change log cannot be written right now (None: it can)
@@ -332,8 +333,21 @@ class NotebookDocument:
         for update, peer in held:
             # logged in the same group commit as the table change it shows
             logged = self._projection_logged = self.projection_log.append(self.file_id, update)
+            for recording in self._projection_recordings:
+                recording.append(logged)
             if room is not None:
                 room.publish(update, peer, logged if durable is None else _both(durable, logged))
+
+    def record_projection_writes(self) -> list[asyncio.Future[int]]:
+        """A list that collects the YNotebook's log writes until ``stop_recording`` (a run
+        squashes the versions it made the YNotebook go through, as it does the table's)."""
+        recording: list[asyncio.Future[int]] = []
+        self._projection_recordings.append(recording)
+        return recording
+
+    def stop_recording(self, recording: list[asyncio.Future[int]]) -> None:
+        if recording in self._projection_recordings:
+            self._projection_recordings.remove(recording)
 
     def _projection_barrier(self) -> asyncio.Future[Any] | None:
         """Once this is durable, the table and the YNotebook as they are now are on disk."""
