@@ -111,10 +111,6 @@ class ReplayPool:
             self._executor = None
             return await loop.run_in_executor(self._pool(), fn, *args)
 
-    def run_blocking(self, fn: Callable[..., T], *args: object) -> T:
-        """``fn(*args)`` in the worker, waiting for it (for code off the event loop)."""
-        return self._pool().submit(fn, *args).result()
-
     def close(self) -> None:
         if self._executor is not None:
             self._executor.shutdown(wait=False, cancel_futures=True)
