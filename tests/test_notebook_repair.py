@@ -99,3 +99,52 @@ def test_text_merges_take_disk_lines_live_did_not_touch():
     assert merge_text(base, disk, live) == "a (live)\nb\nc\nd (disk)\n"
     # both changed the same line: live wins, nothing is interleaved
     assert merge_text(base, "a (disk)\nb\nc\nd\n", live) == live
+
+
+# Found by the imported-file fuzzer (tests/stress/test_fuzz.py): each opened as valid nbformat.
+SCHEMA_CASES = {
+    "integer beyond 2^53": (
+        '{"cells": [], "nbformat": 4, "metadata": {"big": 9007199254740993}}',
+        "beyond ±2^53",
+    ),
+    "NaN": ('{"cells": [], "nbformat": 4, "metadata": {"x": NaN}}', "NaN/Infinity"),
+    "null kernelspec": ('{"cells": [], "nbformat": 4, "metadata": {"kernelspec": null}}', "kernel"),
+    "null language_info": (
+        '{"cells": [], "nbformat": 4, "metadata": {"language_info": null}}',
+        "metadata.language_info",
+    ),
+    "null in a bundle": (
+        '{"cells": [{"cell_type": "markdown", "id": "a", "source": "",'
+        ' "attachments": {"i": {"text/plain": [null]}}}]}',
+        None,
+    ),
+    "non-text bundle value": (
+        '{"cells": [{"cell_type": "markdown", "id": "a", "source": "",'
+        ' "attachments": {"i": {"image/png": 3}}}]}',
+        "not text",
+    ),
+    "negative execution count": (
+        '{"cells": [{"cell_type": "code", "id": "a", "source": "", "execution_count": -1}]}',
+        "execution_count",
+    ),
+    "bad cell metadata": (
+        '{"cells": [{"cell_type": "code", "id": "a", "source": "",'
+        ' "metadata": {"collapsed": "yes"}}]}',
+        "metadata.collapsed",
+    ),
+    "error output without a traceback list": (
+        '{"cells": [{"cell_type": "code", "id": "a", "source": "", "outputs":'
+        ' [{"output_type": "error", "ename": 1, "evalue": "", "traceback": 2}]}]}',
+        "outputs[0]",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", SCHEMA_CASES)
+def test_files_that_break_the_schema_open_as_valid_notebooks(case):
+    text, warning = SCHEMA_CASES[case]
+    loaded = load_notebook(text)
+    exported = records_to_notebook(notebook_to_records(loaded.notebook))
+    nbformat.validate(nbformat.from_dict(exported))
+    if warning:
+        assert any(warning in w for w in loaded.warnings), loaded.warnings

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -32,10 +33,11 @@ from nbformat.v4.convert import upgrade_cell
 
 from ..errors import NotebookFormatError
 from ..sync.table import json_copy
+from ..sync.values import MAX_SAFE_INTEGER
+from .schema_repair import REPAIRED_KEY, keep_aside, repair_cell_schema, repair_metadata_schema
 
 NBFORMAT = 4
 NBFORMAT_MINOR = 5
-REPAIRED_KEY = "cocalc_sync_repaired"
 OUTPUT_TYPES = ("stream", "display_data", "execute_result", "error")
 
 CELL_ID_PATTERN = re.compile(r"^[a-zA-Z0-9_-]{1,64}$")
@@ -50,16 +52,27 @@ class LoadedNotebook:
 
 
 def join_lines(value: Any) -> Any:
-    return "".join(value) if isinstance(value, list) else value
+    if not isinstance(value, list):
+        return value
+    # a list of lines; anything else in it (a damaged file) is kept as its JSON text
+    return "".join(line if isinstance(line, str) else json.dumps(line) for line in value)
 
 
-def join_bundle(bundle: Any) -> Any:
-    if not isinstance(bundle, dict):
-        return bundle
-    return {
-        mime: (join_lines(data) if isinstance(data, list) and not mime.endswith("json") else data)
-        for mime, data in bundle.items()
-    }
+#: MIME types whose value in a bundle is any JSON; every other one is text (nbformat's schema)
+JSON_MIME = re.compile(r"^application/(.*\+)?json$")
+
+
+def join_bundle(bundle: dict[str, Any], path: str, warnings: list[str]) -> dict[str, Any]:
+    """A MIME bundle with its text values joined; a text value that is no text becomes its JSON."""
+    joined = {}
+    for mime, data in bundle.items():
+        if not JSON_MIME.match(mime):
+            data = join_lines(data)
+            if not isinstance(data, str):
+                warnings.append(f"{path}.{mime}: not text; kept as its JSON")
+                data = json.dumps(data)
+        joined[mime] = data
+    return joined
 
 
 def _fail(path: str, problem: str) -> NotebookFormatError:
@@ -92,6 +105,7 @@ def load_notebook(source: str | bytes | Mapping[str, Any]) -> LoadedNotebook:
     if not isinstance(raw, dict):
         raise _fail("", f"the top level must be an object, not {type(raw).__name__}")
     loaded = LoadedNotebook({})
+    _repair_numbers(raw, loaded.warnings)
     major = raw.get("nbformat")
     if major is None and isinstance(raw.get("cells"), list):
         loaded.warnings.append("no nbformat version: read as nbformat 4")
@@ -114,6 +128,9 @@ def load_notebook(source: str | bytes | Mapping[str, Any]) -> LoadedNotebook:
         minor = 4
     parsed = [_parse_cell(cell, f"cells[{i}]", loaded.warnings) for i, cell in enumerate(cells)]
     _repair_ids(parsed, loaded.warnings, ids_expected=major == NBFORMAT and minor >= 5)
+    repair_metadata_schema(metadata, loaded.warnings)
+    for i, cell in enumerate(parsed):
+        repair_cell_schema(cell, f"cells[{i}]", loaded.warnings, kept_output)
     loaded.notebook = {
         "nbformat": NBFORMAT,
         "nbformat_minor": minor,
@@ -121,6 +138,35 @@ def load_notebook(source: str | bytes | Mapping[str, Any]) -> LoadedNotebook:
         "cells": parsed,
     }
     return loaded
+
+
+def _repair_numbers(raw: dict[str, Any], warnings: list[str]) -> None:
+    """Numbers a JSON document of Yjs cannot hold, made into ones it can (in place).
+
+    Python's ``json`` reads integers of any size and ``NaN``/``Infinity``; Yjs (like the
+    browser's ``JSON.parse``) has doubles only. An integer beyond ±2^53 becomes the double
+    JupyterLab would show for it; a non-finite number becomes ``null``.
+    """
+    counts = {"integers": 0, "non-finite": 0}
+    stack: list[Any] = [raw]
+    while stack:
+        container = stack.pop()
+        keys = container.keys() if isinstance(container, dict) else range(len(container))
+        for key in keys:
+            value = container[key]
+            if isinstance(value, (dict, list)):
+                stack.append(value)
+            elif isinstance(value, int) and not isinstance(value, bool):
+                if not -MAX_SAFE_INTEGER <= value <= MAX_SAFE_INTEGER:
+                    container[key] = float(value)
+                    counts["integers"] += 1
+            elif isinstance(value, float) and not math.isfinite(value):
+                container[key] = None
+                counts["non-finite"] += 1
+    if counts["integers"]:
+        warnings.append(f"{counts['integers']} integer(s) beyond ±2^53 read as doubles")
+    if counts["non-finite"]:
+        warnings.append(f"{counts['non-finite']} NaN/Infinity value(s) read as null")
 
 
 def _upgrade(raw: dict[str, Any]) -> dict[str, Any]:
@@ -138,9 +184,9 @@ def _upgrade(raw: dict[str, Any]) -> dict[str, Any]:
 
 
 def _repair_kernelspec(metadata: dict[str, Any], warnings: list[str]) -> None:
-    spec = metadata.get("kernelspec")
-    if spec is None:
+    if "kernelspec" not in metadata:
         return
+    spec = metadata["kernelspec"]
     if isinstance(spec, dict) and isinstance(spec.get("name"), str) and spec["name"]:
         if not isinstance(spec.get("display_name"), str):
             metadata["kernelspec"] = {**spec, "display_name": spec["name"]}
@@ -157,11 +203,7 @@ def _repair_kernelspec(metadata: dict[str, Any], warnings: list[str]) -> None:
 
 
 def _keep(cell: dict[str, Any], name: str, value: Any) -> None:
-    metadata = cell["metadata"]
-    kept = metadata.get(REPAIRED_KEY)
-    if not isinstance(kept, dict):
-        kept = metadata[REPAIRED_KEY] = {}
-    kept[name] = value
+    keep_aside(cell["metadata"], name, value)
 
 
 def _parse_cell(cell: Any, path: str, warnings: list[str]) -> dict[str, Any]:
@@ -201,12 +243,14 @@ def _parse_cell(cell: Any, path: str, warnings: list[str]) -> dict[str, Any]:
             if name in cell:
                 _keep(cell, name, cell.pop(name))
     if "attachments" in cell:
-        if isinstance(cell["attachments"], dict):
+        attachments = cell["attachments"]
+        if isinstance(attachments, dict) and all(isinstance(b, dict) for b in attachments.values()):
             cell["attachments"] = {
-                name: join_bundle(bundle) for name, bundle in cell["attachments"].items()
+                name: join_bundle(bundle, f"{path}.attachments.{name}", warnings)
+                for name, bundle in attachments.items()
             }
         else:
-            warnings.append(f"{path}.attachments: not an object; kept under {REPAIRED_KEY}")
+            warnings.append(f"{path}.attachments: not bundles; kept under {REPAIRED_KEY}")
             _keep(cell, "attachments", cell.pop("attachments"))
     if cell["cell_type"] == "code":
         _parse_code_cell(cell, path, warnings)
@@ -232,15 +276,21 @@ def _parse_code_cell(cell: dict[str, Any], path: str, warnings: list[str]) -> No
         cell["execution_count"] = None
 
 
+def kept_output(output: Any) -> dict[str, Any]:
+    """A valid output that shows an invalid one was here, and keeps it in its metadata."""
+    kind = output.get("output_type") if isinstance(output, dict) else None
+    return {
+        "output_type": "display_data",
+        "data": {"text/plain": f"[an invalid output of type {kind!r} was kept here]"},
+        "metadata": {REPAIRED_KEY: {"output": output}},
+    }
+
+
 def _parse_output(output: Any, path: str, warnings: list[str]) -> dict[str, Any]:
     kind = output.get("output_type") if isinstance(output, dict) else None
     if kind not in OUTPUT_TYPES:
         warnings.append(f"{path}: unknown output type {kind!r}; kept as a display_data")
-        return {
-            "output_type": "display_data",
-            "data": {"text/plain": f"[an output of unknown type {kind!r} was kept here]"},
-            "metadata": {REPAIRED_KEY: {"output": output}},
-        }
+        return kept_output(output)
     output = dict(output)
     output.pop("transient", None)
     if kind == "stream":
@@ -257,7 +307,7 @@ def _parse_output(output: Any, path: str, warnings: list[str]) -> dict[str, Any]
         if not isinstance(data, dict):
             warnings.append(f"{path}.data: not an object; kept as its JSON text")
             data = {"text/plain": json.dumps(data)}
-        output["data"] = join_bundle(data)
+        output["data"] = join_bundle(data, f"{path}.data", warnings)
         if not isinstance(output.get("metadata", {}), dict):
             warnings.append(f"{path}.metadata: not an object; cleared")
             output["metadata"] = {}

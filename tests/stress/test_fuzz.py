@@ -236,3 +236,93 @@ def test_fuzz_jupyterlab_room_frames(server, root_dir, jp_asyncio_loop):
     send()
     print(f"JupyterLab room frames tried: {sum(outcomes.values())}, outcomes: {dict(outcomes)}")
     run(jp_asyncio_loop, assert_document_healthy(server, root_dir))
+
+
+# Imported .ipynb files: notebooks written elsewhere, valid or damaged in the ways files get
+# damaged (wrong types, missing keys, odd outputs, huge numbers, non-JSON text).
+mime_bundles = st.dictionaries(
+    st.sampled_from(["text/plain", "image/png", "application/json", "text/html", "x/y"]),
+    json_values | st.lists(st.text(max_size=8), max_size=3),
+    max_size=3,
+)
+ipynb_outputs = (
+    st.fixed_dictionaries(
+        {
+            "output_type": st.sampled_from(
+                ["stream", "display_data", "execute_result", "error", "x"]
+            )
+        },
+        optional={
+            "name": st.sampled_from(["stdout", "stderr"]) | json_values,
+            "text": st.text(max_size=20) | st.lists(st.text(max_size=8), max_size=3) | json_values,
+            "data": mime_bundles | json_values,
+            "metadata": json_values,
+            "execution_count": st.integers() | json_values,
+            "ename": json_values,
+            "traceback": st.lists(st.text(max_size=8), max_size=2) | json_values,
+        },
+    )
+    | json_values
+)
+ipynb_cells = (
+    st.fixed_dictionaries(
+        {"cell_type": st.sampled_from(["code", "markdown", "raw", "heading"]) | json_values},
+        optional={
+            "id": st.sampled_from(["a", "a", "bad id!", "x" * 80]) | json_values,
+            "source": st.text(max_size=30)
+            | st.lists(st.text(max_size=8), max_size=3)
+            | json_values,
+            "outputs": st.lists(ipynb_outputs, max_size=3) | json_values,
+            "execution_count": st.integers() | json_values,
+            "metadata": st.dictionaries(st.text(max_size=6), json_values, max_size=3) | json_values,
+            "attachments": st.dictionaries(st.text(max_size=6), mime_bundles, max_size=2),
+        },
+    )
+    | json_values
+)
+ipynb_notebooks = st.fixed_dictionaries(
+    {"cells": st.lists(ipynb_cells, max_size=4)},
+    optional={
+        "nbformat": st.sampled_from([4, 4, 3, 5]) | json_values,
+        "nbformat_minor": st.integers(min_value=0, max_value=10) | json_values,
+        "metadata": st.fixed_dictionaries(
+            {}, optional={"kernelspec": json_values, "language_info": json_values}
+        )
+        | json_values,
+    },
+)
+ipynb_texts = st.builds(lambda nb: json.dumps(nb, allow_nan=True), ipynb_notebooks) | st.text(
+    max_size=40
+)
+
+
+def test_fuzz_imported_ipynb_files(server, root_dir, jp_asyncio_loop):
+    """Any file opens (repaired, 200) or is refused (422); what opens saves and exports valid."""
+    write_notebook(root_dir / "nb.ipynb", ["x = 1", "y = 2"])
+    run(jp_asyncio_loop, server.http.get(NB))  # a bystander document, checked at the end
+    statuses: Counter[int] = Counter()
+    counter = iter(range(10**6))
+
+    async def open_and_check(text: str) -> int:
+        name = f"imported-{next(counter)}.ipynb"
+        (root_dir / name).write_text(text)
+        route = f"/api/cocalc-sync/notebooks/{name}"
+        response = await server.http.get(route)
+        assert response.status_code in (200, 422), response.text
+        if response.status_code == 200:
+            export = await server.http.get(route + "/export")
+            assert export.status_code == 200, export.text
+            nbformat.validate(nbformat.reads(export.text, as_version=4))
+            edit = {"set": [{"type": "cell", "id": "fuzz-new", "input": "z", "pos": 99}]}
+            assert (await server.http.post(route + "/records", json=edit)).status_code == 200
+        return response.status_code
+
+    @settings(FUZZ, max_examples=120)
+    @given(text=ipynb_texts)
+    def open_file(text):
+        statuses[run(jp_asyncio_loop, open_and_check(text))] += 1
+
+    open_file()
+    print(f"imported .ipynb files tried: {sum(statuses.values())}, statuses: {dict(statuses)}")
+    assert statuses[200] > 0
+    run(jp_asyncio_loop, assert_document_healthy(server, root_dir))

@@ -1,0 +1,114 @@
+"""The last step of reading a damaged file: what still breaks nbformat's schema is moved aside.
+
+``repair`` fixes the structure (cells, outputs, ids, texts). What can remain are values of the
+wrong shape where the schema is strict: notebook metadata (a ``language_info`` that is null),
+cell metadata (``jupyter.source_hidden`` that is not a boolean), an error output's fields, a
+negative execution count. Each piece is checked against nbformat's own v4.5 schema, with
+``jsonschema`` (nbformat's dependency; nbformat's ``validate`` reports one error for a whole
+``oneOf`` of cell types, not the field to fix). Sources and output data are blanked in the
+copy that is checked — ``repair`` has made them valid already — so a big notebook costs what its
+metadata costs.
+"""
+
+from __future__ import annotations
+
+import copy
+import functools
+import json
+from collections.abc import Callable
+from importlib import resources
+from typing import Any
+
+#: where what could not stay is kept (cell or notebook metadata), so nothing is lost
+REPAIRED_KEY = "cocalc_sync_repaired"
+_PASSES = 4
+#: what a required field that is missing gets (the export writes the same)
+_DEFAULTS = {"execution_count": None, "outputs": [], "metadata": {}, "source": ""}
+
+
+@functools.cache
+def _validator(definition: str) -> Any:
+    import jsonschema
+
+    schema = json.loads(
+        resources.files("nbformat.v4").joinpath("nbformat.v4.5.schema.json").read_text()
+    )
+    target = {"$ref": f"#/definitions/{definition}"} if definition else schema
+    return jsonschema.Draft4Validator({**target, "definitions": schema["definitions"]})
+
+
+def keep_aside(metadata: dict[str, Any], name: str, value: Any) -> None:
+    kept = metadata.get(REPAIRED_KEY)
+    if not isinstance(kept, dict):
+        kept = metadata[REPAIRED_KEY] = {}
+    kept[name] = value
+
+
+def _skeleton(cell: dict[str, Any]) -> dict[str, Any]:
+    """The cell without its (already valid, possibly large) texts and data."""
+    light = {**cell, "source": ""}
+    if "attachments" in light:
+        light["attachments"] = {}
+    if isinstance(cell.get("outputs"), list):
+        light["outputs"] = [
+            {**o, **{k: type(o[k])() for k in ("text", "data") if k in o}} for o in cell["outputs"]
+        ]
+    return light
+
+
+def repair_cell_schema(
+    cell: dict[str, Any], path: str, warnings: list[str], kept_output: Callable[[Any], dict]
+) -> None:
+    """Make ``cell`` (structurally repaired already) valid under nbformat's schema, in place.
+
+    ``kept_output`` turns an invalid output into a valid one that keeps the original.
+    """
+    definition = f"{cell['cell_type']}_cell"
+    for _ in range(_PASSES):
+        errors = list(_validator(definition).iter_errors(_skeleton(cell)))
+        if not errors:
+            return
+        for error in errors:
+            _fix_cell(cell, list(error.path), error, path, warnings, kept_output)
+    warnings.append(f"{path}: could not be made valid nbformat")
+
+
+def _fix_cell(cell, where, error, path, warnings, kept_output) -> None:
+    metadata = cell.setdefault("metadata", {})
+    if not where:
+        if error.validator == "required":
+            for name in error.validator_value:
+                if name not in cell and name in _DEFAULTS:
+                    cell[name] = copy.deepcopy(_DEFAULTS[name])
+        elif error.validator == "additionalProperties":
+            for name in [k for k in cell if k not in error.schema.get("properties", {})]:
+                warnings.append(f"{path}.{name}: not a field of a {cell['cell_type']} cell")
+                keep_aside(metadata, name, cell.pop(name))
+        return
+    head = where[0]
+    if head == "metadata" and len(where) > 1 and where[1] in metadata:
+        warnings.append(f"{path}.metadata.{where[1]}: {error.message}; kept aside")
+        keep_aside(metadata, where[1], metadata.pop(where[1]))
+    elif head == "outputs" and len(where) > 1 and where[1] < len(cell.get("outputs", [])):
+        index = where[1]
+        warnings.append(f"{path}.outputs[{index}]: {error.message}; kept aside")
+        cell["outputs"][index] = kept_output(cell["outputs"][index])
+    elif head == "execution_count":
+        warnings.append(f"{path}.execution_count: {error.message}; cleared")
+        cell["execution_count"] = None
+    elif head in cell and head not in ("id", "cell_type", "source", "metadata"):
+        warnings.append(f"{path}.{head}: {error.message}; kept aside")
+        keep_aside(metadata, head, cell.pop(head))
+
+
+def repair_metadata_schema(metadata: dict[str, Any], warnings: list[str]) -> None:
+    """Move notebook metadata entries that break the schema aside, in place."""
+    for _ in range(_PASSES):
+        document = {"nbformat": 4, "nbformat_minor": 5, "metadata": metadata, "cells": []}
+        names = {e.path[1] for e in _validator("").iter_errors(document) if len(e.path) > 1}
+        names &= set(metadata) - {REPAIRED_KEY}
+        if not names:
+            return
+        for name in sorted(names):
+            warnings.append(f"metadata.{name}: not valid nbformat; kept aside")
+            keep_aside(metadata, name, metadata.pop(name))
