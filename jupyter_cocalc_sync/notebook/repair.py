@@ -34,7 +34,13 @@ from nbformat.v4.convert import upgrade_cell
 from ..errors import NotebookFormatError
 from ..sync.table import json_copy
 from ..sync.values import MAX_SAFE_INTEGER
-from .schema_repair import REPAIRED_KEY, keep_aside, repair_cell_schema, repair_metadata_schema
+from .schema_repair import (
+    REPAIRED_KEY,
+    is_valid,
+    keep_aside,
+    repair_cell_schema,
+    repair_metadata_schema,
+)
 
 NBFORMAT = 4
 NBFORMAT_MINOR = 5
@@ -128,15 +134,17 @@ def load_notebook(source: str | bytes | Mapping[str, Any]) -> LoadedNotebook:
         minor = 4
     parsed = [_parse_cell(cell, f"cells[{i}]", loaded.warnings) for i, cell in enumerate(cells)]
     _repair_ids(parsed, loaded.warnings, ids_expected=major == NBFORMAT and minor >= 5)
-    repair_metadata_schema(metadata, loaded.warnings)
-    for i, cell in enumerate(parsed):
-        repair_cell_schema(cell, f"cells[{i}]", loaded.warnings, kept_output)
     loaded.notebook = {
         "nbformat": NBFORMAT,
         "nbformat_minor": minor,
         "metadata": metadata,
         "cells": parsed,
     }
+    if not is_valid(loaded.notebook):
+        # the slow path, field by field, only for files that need it
+        repair_metadata_schema(metadata, loaded.warnings)
+        for i, cell in enumerate(parsed):
+            repair_cell_schema(cell, f"cells[{i}]", loaded.warnings, kept_output)
     return loaded
 
 
