@@ -175,10 +175,25 @@ class CocalcSync(ExtensionApp):
         # file that installing this package adds, so the pool-aware kernel manager and the
         # TCP_NODELAY kernel websocket are set here, before the server creates them — unless
         # the user configured others.
+        from jupyter_server.gateway.gateway_client import GatewayClient
+
         from .kernels.manager import PoolingKernelManager
         from .kernels.websocket import NoDelayChannelsConnection
 
         chosen = serverapp.config.get("ServerApp", {})
+        # the server creates the same singleton later (``ServerApp.gateway_config``)
+        gateway = GatewayClient.instance(parent=serverapp, log=serverapp.log)
+        if gateway.gateway_enabled:
+            # jupyter_server's defaults are then its gateway classes, which must stay together
+            # (its gateway session manager accepts only its gateway kernel manager); kernels
+            # are the gateway's to start, so there is no pool to put in front of them.
+            serverapp.log.info(
+                "Kernels run on the gateway at %s: the kernel pool is off (a gateway starts "
+                "its kernels itself, in the folder and with the environment it is asked for at "
+                "start; a pre-started remote kernel cannot be moved to a notebook's folder).",
+                gateway.url,
+            )
+            return
         if "kernel_manager_class" not in chosen:
             serverapp.kernel_manager_class = PoolingKernelManager
         if "kernel_websocket_connection_class" not in chosen:

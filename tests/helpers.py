@@ -143,3 +143,24 @@ def cell_sources(ynb: YNotebook) -> list[str]:
 
 def cell_ids(ynb: YNotebook) -> list[str]:
     return [c["id"] for c in ynb.ycells]
+
+
+# -- cells of a live (SyncDB) replica ---------------------------------------------------------
+
+
+def cell(nb, cell_id: str) -> dict:
+    return nb.get_one({"type": "cell", "id": cell_id}) or {}
+
+
+def outputs(record: dict) -> list[dict]:
+    output = record.get("output") or {}
+    return [output[k] for k in sorted(output, key=int)]
+
+
+def text_of(record: dict) -> str:
+    return "".join(o.get("text", "") for o in outputs(record) if o.get("output_type") == "stream")
+
+
+def finished(nb, cell_id: str) -> bool:
+    record = cell(nb, cell_id)
+    return record.get("state") == "idle" and record.get("end") is not None

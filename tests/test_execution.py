@@ -6,31 +6,23 @@ import json
 
 import nbformat
 import pytest
-from helpers import cell_sources, eventually, poll, read_notebook_file, write_notebook
+from helpers import (
+    cell,
+    cell_sources,
+    eventually,
+    finished,
+    outputs,
+    poll,
+    read_notebook_file,
+    text_of,
+    write_notebook,
+)
 from pycrdt import Map
 
 NB = "/api/cocalc-sync/notebooks/nb.ipynb"
 
 
 pytestmark = pytest.mark.cocalc(document_cleanup_delay=0.5)
-
-
-def cell(nb, cell_id: str) -> dict:
-    return nb.get_one({"type": "cell", "id": cell_id}) or {}
-
-
-def outputs(record: dict) -> list[dict]:
-    output = record.get("output") or {}
-    return [output[k] for k in sorted(output, key=int)]
-
-
-def text_of(record: dict) -> str:
-    return "".join(o.get("text", "") for o in outputs(record) if o.get("output_type") == "stream")
-
-
-def finished(nb, cell_id: str) -> bool:
-    record = cell(nb, cell_id)
-    return record.get("state") == "idle" and record.get("end") is not None
 
 
 @pytest.mark.pool

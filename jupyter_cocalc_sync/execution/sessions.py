@@ -92,7 +92,7 @@ class SessionKernels:
             if path not in (started_for, session.get("path")):
                 continue
             kernel_id = (session.get("kernel") or {}).get("id")
-            if self._in_use(kernel_id):
+            if await self._in_use(kernel_id):
                 continue  # someone is connected to the kernel: it is theirs now
             self._started.pop(session_id, None)
             log.info("shutting down the kernel started for %s: the notebook closed", path)
@@ -125,10 +125,12 @@ class SessionKernels:
         await ensure_async(self.kernel_manager.shutdown_kernel(old_id))
         return await ensure_async(manager.get_session(session_id=session["id"]))
 
-    def _in_use(self, kernel_id: str | None) -> bool:
+    async def _in_use(self, kernel_id: str | None) -> bool:
         if not kernel_id or kernel_id not in self.kernel_manager:
             return False
-        return bool(self.kernel_manager.kernel_model(kernel_id).get("connections", 0))
+        # a gateway's kernel manager asks the gateway for the model: a coroutine there
+        model = await ensure_async(self.kernel_manager.kernel_model(kernel_id))
+        return bool(model.get("connections", 0))
 
     def kernelspec(self, name: str) -> dict[str, Any]:
         spec = self.serverapp.kernel_spec_manager.get_kernel_spec(name)

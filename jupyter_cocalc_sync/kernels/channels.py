@@ -53,51 +53,48 @@ class ChannelListener(Protocol):
     def on_stdin(self, msg: Message) -> None: ...
 
 
-class Connection:
-    """Client channels (shell, iopub, stdin) to one kernel process, and their reader tasks."""
+class Replies:
+    """What every connection to a kernel shares: replies matched to our shell requests, the
+    iopub probe of the handshake, and handing the rest of the messages to the listener.
 
-    def __init__(self, km: Any, session: Session, listener: ChannelListener) -> None:
+    ``shell`` and ``stdin`` name the channels for ``start_send`` (sockets, or channel names).
+    """
+
+    shell: Any
+    stdin: Any
+
+    def __init__(self, session: Session, listener: ChannelListener) -> None:
         self.session = session
-        self.client = km.client(session=session, context=client_context())
-        self.client.start_channels(shell=True, iopub=True, stdin=True, hb=False, control=False)
-        self.iopub: zmq.asyncio.Socket = self.client.iopub_channel.socket
-        self.shell: zmq.asyncio.Socket = self.client.shell_channel.socket
-        self.stdin: zmq.asyncio.Socket = self.client.stdin_channel.socket
         self.open = True
+        self.tasks: list[asyncio.Task[None]] = []
         self._listener = listener
         self._replies: dict[str, asyncio.Future[Message]] = {}
         self._iopub_probe: asyncio.Future[None] | None = None
-        self.tasks: list[asyncio.Task[None]] = [
-            background(self._read(self.iopub, self._on_iopub)),
-            background(self._read(self.shell, self._on_shell)),
-            background(self._read(self.stdin, listener.on_stdin)),
-        ]
 
-    def close(self, reason: str) -> None:
-        """Stop the readers and the channels; pending requests fail with ``ConnectionClosed``."""
-        if not self.open:
-            return
-        self.open = False
-        for task in self.tasks:
-            task.cancel()
-        # Closing a socket cancels its pending sends: nothing reaches a later process.
-        self.client.stop_channels()
+    def fail_waiters(self, reason: str) -> None:
         replies, self._replies = self._replies, {}
         for waiter in replies.values():
             if not waiter.done():
                 waiter.set_exception(ConnectionClosed(reason))
 
-    # -- sending -------------------------------------------------------------------------------
-
-    def start_send(self, socket: zmq.asyncio.Socket, msg: Message) -> asyncio.Future[Any]:
-        """Hand ``msg`` to ``socket`` now if it takes it, else once it does (see ``settle``)."""
-        if not self.open:
-            raise ConnectionClosed("The kernel is not connected.")
-        return socket.send_multipart(self.session.serialize(msg))
-
-    async def send(self, socket: zmq.asyncio.Socket, msg: Message) -> None:
+    async def send(self, channel: Any, msg: Message) -> None:
         """Send ``msg``; ``KernelError`` if the kernel's end does not take it in time."""
-        await settle(self.start_send(socket, msg))
+        await settle(self.start_send(channel, msg))
+
+    def start_send(self, channel: Any, msg: Message) -> asyncio.Future[Any]:
+        """Hand ``msg`` to ``channel`` now if it takes it, else once it does (``settle``)."""
+        raise NotImplementedError
+
+    def close(self, reason: str) -> None:
+        """Stop reading and sending; pending requests fail with ``ConnectionClosed``."""
+        raise NotImplementedError
+
+    async def handshake(self, timeout: float) -> dict[str, Any]:
+        """Wait until the kernel answers on every channel; its kernel_info reply."""
+        raise NotImplementedError
+
+    async def drain(self) -> None:
+        """Let the readers take what the kernel sent before it died."""
 
     async def request(self, msg_type: str, content: dict[str, Any]) -> dict[str, Any]:
         """Send a shell request and return its reply's content.
@@ -114,6 +111,55 @@ class Connection:
         finally:
             self._replies.pop(msg_id, None)
         return reply["content"]
+
+    def _on_iopub(self, msg: Message) -> None:
+        probe = self._iopub_probe
+        if probe is not None and not probe.done():
+            probe.set_result(None)
+        self._listener.on_iopub(msg)
+
+    def _on_shell(self, msg: Message) -> None:
+        waiter = self._replies.pop(msg["parent_header"].get("msg_id"), None)
+        if waiter is None:
+            self._listener.on_shell(msg)
+        elif not waiter.done():
+            waiter.set_result(msg)
+
+
+class Connection(Replies):
+    """Client channels (shell, iopub, stdin) to one kernel process, and their reader tasks."""
+
+    def __init__(self, km: Any, session: Session, listener: ChannelListener) -> None:
+        super().__init__(session, listener)
+        self.client = km.client(session=session, context=client_context())
+        self.client.start_channels(shell=True, iopub=True, stdin=True, hb=False, control=False)
+        self.iopub: zmq.asyncio.Socket = self.client.iopub_channel.socket
+        self.shell: zmq.asyncio.Socket = self.client.shell_channel.socket
+        self.stdin: zmq.asyncio.Socket = self.client.stdin_channel.socket
+        self.tasks = [
+            background(self._read(self.iopub, self._on_iopub)),
+            background(self._read(self.shell, self._on_shell)),
+            background(self._read(self.stdin, listener.on_stdin)),
+        ]
+
+    def close(self, reason: str) -> None:
+        """Stop the readers and the channels; pending requests fail with ``ConnectionClosed``."""
+        if not self.open:
+            return
+        self.open = False
+        for task in self.tasks:
+            task.cancel()
+        # Closing a socket cancels its pending sends: nothing reaches a later process.
+        self.client.stop_channels()
+        self.fail_waiters(reason)
+
+    # -- sending -------------------------------------------------------------------------------
+
+    def start_send(self, socket: zmq.asyncio.Socket, msg: Message) -> asyncio.Future[Any]:
+        """Hand ``msg`` to ``socket`` now if it takes it, else once it does (see ``settle``)."""
+        if not self.open:
+            raise ConnectionClosed("The kernel is not connected.")
+        return socket.send_multipart(self.session.serialize(msg))
 
     # -- connecting ----------------------------------------------------------------------------
 
@@ -175,19 +221,6 @@ class Connection:
                 handle(msg)
             except Exception:
                 log.exception("Handling %s from a kernel failed", msg.get("msg_type"))
-
-    def _on_iopub(self, msg: Message) -> None:
-        probe = self._iopub_probe
-        if probe is not None and not probe.done():
-            probe.set_result(None)
-        self._listener.on_iopub(msg)
-
-    def _on_shell(self, msg: Message) -> None:
-        waiter = self._replies.pop(msg["parent_header"].get("msg_id"), None)
-        if waiter is None:
-            self._listener.on_shell(msg)
-        elif not waiter.done():
-            waiter.set_result(msg)
 
 
 async def settle(sending: asyncio.Future[Any], timeout: float = SEND_TIMEOUT) -> None:

@@ -33,10 +33,11 @@ from jupyter_client.session import Session
 from jupyter_core.utils import ensure_async
 
 from ..errors import KernelError
-from .channels import Connection, ConnectionClosed, background
+from .channels import Connection, ConnectionClosed, Replies, background
 from .emitter import DEAD_KERNEL_ENAME as DEAD_KERNEL_ENAME
 from .emitter import CodeExecutionEmitter as CodeExecutionEmitter
 from .emitter import ExecutionQueue
+from .gateway import GatewayConnection, RemoteRestarts, gateway_kernel
 from .process import RestarterWatch, wait_for, wait_for_exit
 
 log = logging.getLogger(__name__)
@@ -87,7 +88,10 @@ class JupyterKernel:
         self._state_callbacks: list[StateCallback] = []
         self._state_changed = asyncio.Event()
         self._queue = ExecutionQueue(self, self._session)
-        self._conn: Connection | None = None
+        self._conn: Replies | None = None
+        #: attached to a kernel on a gateway: no local process, one websocket
+        self.remote = False
+        self._remote_restarts: RemoteRestarts | None = None
         self._kernel_info: dict[str, Any] | None = None
         self._start_task: asyncio.Task[None] | None = None
         self._follower: asyncio.Task[None] | None = None
@@ -109,6 +113,11 @@ class JupyterKernel:
         self._km = km
         self._restarts = RestarterWatch(multi_kernel_manager, kernel_id, self._on_restarter_death)
         self.kernel_id = kernel_id
+        if gateway_kernel(km):
+            self.remote = True
+            server = getattr(multi_kernel_manager, "parent", None)
+            event_logger = getattr(server, "event_logger", None)
+            self._remote_restarts = RemoteRestarts(event_logger, kernel_id, self._on_remote_action)
         return self
 
     # -- state ---------------------------------------------------------------------------------
@@ -127,7 +136,7 @@ class JupyterKernel:
         return self._mkm is not None
 
     @property
-    def connection(self) -> Connection | None:
+    def connection(self) -> Replies | None:
         """Our connection to the kernel's process while it is running, else None."""
         return self._conn if self._state == "running" else None
 
@@ -188,7 +197,10 @@ class JupyterKernel:
     async def _start(self) -> None:
         self._set_state("spawning")
         try:
-            if self.attached:
+            if self._remote_restarts is not None:
+                # the gateway answered the start already: a remote kernel has no ``ready``
+                self._remote_restarts.subscribe()
+            elif self.attached:
                 await wait_for(self._km.ready)  # the session's kernel may still be starting
                 assert self._restarts is not None
                 self._restarts.subscribe()
@@ -220,15 +232,23 @@ class JupyterKernel:
     async def _connect(self) -> None:
         """Open our channels to the kernel's current process and wait until it answers."""
         km = self._km
-        for trait in ("key", "signature_scheme", "packer", "unpacker"):
-            setattr(self._session, trait, getattr(km.session, trait))
-        conn = Connection(km, self._session, self._queue)
-        self._conn = conn
-        if self.attached:
-            # ``ready`` is replaced by every start, so it tells a restarted process from this one.
-            self._connected_ready = km.ready
+        conn: Replies
+        if self.remote:
+            assert self.kernel_id is not None
+            remote = GatewayConnection(self.kernel_id, self._session, self._queue)
+            self._conn = conn = remote
+            await remote.connect(self.startup_timeout)
+            conn.tasks.append(background(self._watch_remote(remote)))
+        else:
+            for trait in ("key", "signature_scheme", "packer", "unpacker"):
+                setattr(self._session, trait, getattr(km.session, trait))
+            local = Connection(km, self._session, self._queue)
+            self._conn = conn = local
+            if self.attached:
+                # ``ready`` is replaced by every start: it tells a restarted process from this one
+                self._connected_ready = km.ready
+            conn.tasks.append(background(self._watch_process(local)))
         self._kernel_info = None
-        conn.tasks.append(background(self._watch_process(conn)))
         try:
             self._kernel_info = await conn.handshake(self.startup_timeout)
         except TimeoutError:
@@ -370,9 +390,11 @@ class JupyterKernel:
         if self._conn is not None:
             self._drop_connection(self._conn, "The kernel was closed.")
         self._queue.abort_all("The kernel was closed.")
-        if self._restarts is not None:
+        if self._remote_restarts is not None:
+            self._remote_restarts.unsubscribe()
+        elif self._restarts is not None:
             self._restarts.unsubscribe()
-        elif self._km is not None and self._km.has_kernel:
+        if self._restarts is None and self._km is not None and self._km.has_kernel:
             try:
                 await self._km.shutdown_kernel()
             except Exception:
@@ -392,11 +414,28 @@ class JupyterKernel:
             code = "" if exit_code is None else f" (exit code {exit_code})"
             self._kernel_exited(conn, f"The kernel died unexpectedly{code}.", unexpected=True)
 
+    async def _watch_remote(self, conn: GatewayConnection) -> None:
+        reason = await conn.ended
+        if conn.open:  # not closed by us: the kernel died, or the gateway went away
+            self._kernel_exited(conn, reason, unexpected=True)
+
+    def _on_remote_action(self, action: str) -> None:
+        """A restart or shutdown of our gateway kernel went through jupyter_server."""
+        conn = self._conn
+        if conn is None:
+            return
+        if action == "shutdown":
+            assert self._restarts is not None
+            self._restarts.gone = True
+            self._kernel_exited(conn, "The kernel was shut down.", unexpected=True)
+        else:
+            self._kernel_exited(conn, "The kernel was restarted.", unexpected=False)
+
     def _on_restarter_death(self, reason: str) -> None:
         if self._conn is not None:
             self._kernel_exited(self._conn, reason, unexpected=True)
 
-    def _kernel_exited(self, conn: Connection, reason: str, *, unexpected: bool) -> None:
+    def _kernel_exited(self, conn: Replies, reason: str, *, unexpected: bool) -> None:
         """End everything that waited on the process behind ``conn``; follow restarts."""
         if conn is not self._conn or self._closing:
             return
@@ -411,7 +450,7 @@ class JupyterKernel:
             self._queue.abort_all(reason)
             self._set_state("starting")
 
-    def _drop_connection(self, conn: Connection, reason: str) -> None:
+    def _drop_connection(self, conn: Replies, reason: str) -> None:
         conn.close(reason)
         if conn is self._conn:
             self._conn = None
@@ -422,9 +461,14 @@ class JupyterKernel:
         assert self._restarts is not None
         while True:
             try:
-                if self._state == "failed" and not getattr(self._km, "autorestart", False):
+                if self.remote:
+                    if self._restarts.gone or self.kernel_id not in self._mkm:
+                        raise KernelError(f"{self._error} The gateway kernel is gone.")
+                    # the gateway restarts its kernels itself: our shell request waits for it
+                elif self._state == "failed" and not getattr(self._km, "autorestart", False):
                     raise KernelError(f"{self._error} jupyter_server does not restart this kernel.")
-                await self._restarts.new_process(self._connected_ready, self.restart_timeout)
+                else:
+                    await self._restarts.new_process(self._connected_ready, self.restart_timeout)
                 self._set_state("starting")
                 await self._connect()
             except ConnectionClosed:
