@@ -30,6 +30,7 @@ from ..errors import CocalcSyncError
 from ..notebook.schema import notebook_syncdb
 from ..rooms import protocol
 from ..sync.table import LOCAL, ChangeEvent, Record, SyncDB
+from .actions import NotebookActionsMixin
 
 
 class ServerError(CocalcSyncError):
@@ -103,8 +104,8 @@ async def connect(url: str, token: str | None = None) -> AsyncIterator[CocalcSyn
         await client.close()
 
 
-class LiveNotebook:
-    """A live replica of one notebook's SyncDB table."""
+class LiveNotebook(NotebookActionsMixin):
+    """A live replica of one notebook's SyncDB table (and its actions: ``client/actions.py``)."""
 
     def __init__(
         self, client: CocalcSyncClient, path: str, file_id: str, *, db: SyncDB | None = None
@@ -115,6 +116,7 @@ class LiveNotebook:
         self.db: SyncDB = db if db is not None else notebook_syncdb()
         self._outbox: asyncio.Queue[bytes] = asyncio.Queue()
         self._synced = asyncio.Event()
+        self._sync_waiters: list[asyncio.Future[None]] = []
         self._task: asyncio.Task[None] | None = None
         self._changed = asyncio.Event()
         self.closed_reason: str | None = None
@@ -266,6 +268,22 @@ class LiveNotebook:
         self.db.apply_update(message.payload, origin="server")
         if message.sub == protocol.SYNC_STEP2:
             self._synced.set()
+            if self._sync_waiters:
+                waiter = self._sync_waiters.pop(0)
+                if not waiter.done():
+                    waiter.set_result(None)
+
+    async def sync(self, timeout: float = 60) -> None:
+        """Return once this replica has every change the server had made durable when it was
+        called (a sync round trip: the server answers only with what is on disk)."""
+        waiter = asyncio.get_running_loop().create_future()
+        self._sync_waiters.append(waiter)
+        self._outbox.put_nowait(protocol.sync_message(protocol.SYNC_STEP1, self.db.get_state()))
+        try:
+            await asyncio.wait_for(waiter, timeout)
+        finally:
+            if waiter in self._sync_waiters:
+                self._sync_waiters.remove(waiter)
 
     async def _send(self, ws: Any) -> None:
         while True:
