@@ -188,6 +188,7 @@ class CocalcSync(ExtensionApp):
 
     def initialize_settings(self) -> None:
         from .errors import StoreInUseError
+        from .execution.introspection import KernelQueries
         from .execution.service import ExecutionService
         from .execution.sessions import SessionKernels
         from .handlers.base import check_api_path
@@ -259,6 +260,7 @@ class CocalcSync(ExtensionApp):
             history=self.history,
         )
         self.documents.observer = self.execution
+        self.kernel_queries = KernelQueries(self.execution)
         self.file_rooms = FileRooms(
             contents_manager,
             save_delay=self.autosave_delay,

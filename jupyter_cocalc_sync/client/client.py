@@ -31,6 +31,7 @@ from ..notebook.schema import notebook_syncdb
 from ..rooms import protocol
 from ..sync.table import LOCAL, ChangeEvent, Record, SyncDB
 from .actions import NotebookActionsMixin
+from .kernel import KernelQueriesMixin
 
 
 class ServerError(CocalcSyncError):
@@ -104,8 +105,9 @@ async def connect(url: str, token: str | None = None) -> AsyncIterator[CocalcSyn
         await client.close()
 
 
-class LiveNotebook(NotebookActionsMixin):
-    """A live replica of one notebook's SyncDB table (and its actions: ``client/actions.py``)."""
+class LiveNotebook(NotebookActionsMixin, KernelQueriesMixin):
+    """A live replica of one notebook's SyncDB table; its actions (``client/actions.py``) and
+    its kernel's answers (``client/kernel.py``)."""
 
     def __init__(
         self, client: CocalcSyncClient, path: str, file_id: str, *, db: SyncDB | None = None

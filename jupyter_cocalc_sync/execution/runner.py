@@ -94,6 +94,7 @@ class NotebookRunner:
         self._flush_timer: asyncio.TimerHandle | None = None
         self._input: tuple[str, int, bool, str] | None = None  # cell, index, password, prompt
         self._prefer_kernel: str | None = None
+        self._kernel_lock = asyncio.Lock()
         self._interrupt_requested = False
         self._idle = asyncio.Event()
         self._idle.set()
@@ -234,7 +235,23 @@ class NotebookRunner:
             if self._release is not None:
                 self._release(self.document)
 
+    async def session_kernel(self) -> JupyterKernel:
+        """The notebook's kernel, started if needed (for completion, introspection, info)."""
+        try:
+            kernel = await self._kernel()
+        except Exception as e:
+            self._set_settings(backend_state="failed", kernel_error=str(e) or type(e).__name__)
+            raise
+        finally:
+            self._commit()  # the backend state it set
+        return kernel
+
     async def _kernel(self) -> JupyterKernel:
+        # one at a time: two callers finding no session would start two
+        async with self._kernel_lock:
+            return await self._find_kernel()
+
+    async def _find_kernel(self) -> JupyterKernel:
         prefer, self._prefer_kernel = self._prefer_kernel, None
         kernel = self.kernel
         if (

@@ -12,6 +12,7 @@ def routes() -> list[tuple[str, type, dict[str, Any]] | tuple[str, type]]:
     from .actions import action_routes
     from .blobs import blob_routes
     from .execution import execution_routes
+    from .introspection import introspection_routes
     from .notebooks import notebook_routes
     from .rooms import room_routes
 
@@ -20,6 +21,7 @@ def routes() -> list[tuple[str, type, dict[str, Any]] | tuple[str, type]]:
         *action_routes(),
         *blob_routes(),
         *execution_routes(),
+        *introspection_routes(),
         *notebook_routes(),
         *room_routes(),
     ]
