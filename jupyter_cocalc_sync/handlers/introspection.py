@@ -1,6 +1,7 @@
-"""What the notebook's kernel says, for clients without a kernel websocket: completion,
-introspection, kernel info (``kernels:execute``: they start the kernel if needed, and
-IPython evaluates attribute chains to complete or inspect them)."""
+"""The notebook's kernel for clients without a kernel websocket: completion, introspection,
+kernel info (``kernels:execute``: they start the kernel if needed, and IPython evaluates
+attribute chains to complete or inspect them), and its usage and run progress
+(``contents:read``, like the rooms that show them)."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ from typing import Any
 
 from tornado import web
 
-from .authorization import RUN_CODE, requires
+from .authorization import READ_DOCUMENT, RUN_CODE, requires
 from .notebooks import NOTEBOOK, NotebookHandlerBase
 
 
@@ -65,9 +66,21 @@ class KernelInfoHandler(KernelQueryHandler):
         self.finish_json(await self.queries.kernel_info(self.api_path(path)))
 
 
+class KernelUsageHandler(NotebookHandlerBase):
+    """``GET …/kernel_usage`` → ``{"kernel_usage": {"memory", "cpu", "time"} | null,
+    "run_progress": {"done", "total", "running"} | null}`` (never starts a kernel)."""
+
+    @web.authenticated
+    @requires(READ_DOCUMENT)
+    async def get(self, path: str) -> None:
+        activity = await self.extension.execution.activity(self.api_path(path))
+        self.finish_json(activity.to_json())
+
+
 def introspection_routes() -> list[tuple[str, type]]:
     return [
         (NOTEBOOK + r"/complete", CompleteHandler),
         (NOTEBOOK + r"/inspect", InspectHandler),
         (NOTEBOOK + r"/kernel_info", KernelInfoHandler),
+        (NOTEBOOK + r"/kernel_usage", KernelUsageHandler),
     ]

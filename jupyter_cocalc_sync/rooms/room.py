@@ -5,7 +5,8 @@ and publishes every update the document emits together with the future of the lo
 holds it. The room sends an update only once that write is durable, so no peer ever sees a
 change that a crash could take back; an update whose write failed is never sent.
 Awareness (cursors, user names) is relayed, and a peer that leaves has its awareness states
-removed for the others.
+removed for the others. The server has an awareness state of its own (kernel usage and run
+progress), under the document's client id, which no peer may set.
 """
 
 from __future__ import annotations
@@ -101,7 +102,12 @@ class Room:
         self._awareness_clients[peer] = set()
         if not self.awareness_only:
             peer.send(protocol.sync_message(protocol.SYNC_STEP1, self.doc.get_state()))
-        states = [cid for cid in self.awareness.states if cid != self.doc.client_id]
+        # the server's own state only once it has one (it starts as an empty object)
+        states = [
+            cid
+            for cid, state in self.awareness.states.items()
+            if cid != self.doc.client_id or state
+        ]
         if states:
             peer.send(protocol.awareness_message(self.awareness.encode_awareness_update(states)))
 
@@ -120,6 +126,13 @@ class Room:
             removal = protocol.awareness_removal(gone)
             self.awareness.apply_awareness_update(removal, None)
             self._relay(protocol.awareness_message(removal), None)
+
+    def set_server_state(self, state: dict[str, Any] | None) -> None:
+        """Set the server's awareness state (None removes it) and send it to every peer.
+        Setting it again renews it: clients drop states not renewed within 30 s."""
+        self.awareness.set_local_state(state)
+        update = self.awareness.encode_awareness_update([self.doc.client_id])
+        self._relay(protocol.awareness_message(update), None)
 
     def receive(self, peer: Peer, frame: bytes | str) -> None:
         """Handle one frame from ``peer``; a malformed frame closes that peer only."""
