@@ -284,3 +284,43 @@ async def test_the_client_raises_the_servers_message(server, root_dir, live):
     with pytest.raises(ServerError, match="no such cells") as raised:
         await nb.delete_cells(["nope"])
     assert raised.value.status == 400
+
+
+def printed(nb, cell_id: str) -> str:
+    output = nb.get_one({"type": "cell", "id": cell_id}).get("output") or {}
+    return "".join(o.get("text", "") for o in output.values())
+
+
+async def test_run_actions_queue_the_cells_above_below_or_given(server, root_dir, live):
+    write_notebook(root_dir / "nb.ipynb", ["print('a')", "print('b')", "print('c')"])
+    nb = await live()
+    assert await nb.run_all_below("cell-1") == ["cell-1", "cell-2"]
+    await nb.wait_idle()
+    assert [printed(nb, c) for c in ("cell-0", "cell-1", "cell-2")] == ["", "b\n", "c\n"]
+    assert await nb.run_all_above("cell-1") == ["cell-0"]
+    await nb.wait_idle()
+    assert printed(nb, "cell-0") == "a\n"
+
+    # over REST: the new cell's id, then a run of it and another cell, in the order given
+    reply = await server.http.post(
+        NB + "/actions",
+        json={"action": "insert_cell", "delta": 1, "id": "cell-2", "input": "print('d')"},
+    )
+    assert reply.status_code == 200
+    new = reply.json()["id"]
+    assert isinstance(reply.json()["version"], int)
+    reply = await server.http.post(
+        NB + "/actions", json={"action": "run_cells", "ids": [new, "cell-0"]}
+    )
+    assert reply.json()["queued"] == [new, "cell-0"]
+    await nb.sync()
+    await nb.wait_idle()
+    assert printed(nb, new) == "d\n"
+    count = {c: nb.get_one({"type": "cell", "id": c})["exec_count"] for c in (new, "cell-0")}
+    assert count[new] < count["cell-0"]
+
+    # a new kernel of the same kind: counting starts again
+    await nb.set_kernel("python3")
+    await nb.run_cells(["cell-1"])
+    await nb.wait_idle()
+    assert nb.get_one({"type": "cell", "id": "cell-1"})["exec_count"] == 1

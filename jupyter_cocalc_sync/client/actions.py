@@ -24,7 +24,7 @@ class NotebookActionsMixin:
 
         async def sync(self) -> None: ...
 
-    async def action(self, name: str, **params: Any) -> dict[str, Any]:
+    async def action(self, name: str, /, **params: Any) -> dict[str, Any]:
         """Perform the action ``name`` with ``params``; returns the server's answer
         (``{"version", …}``); ``ServerError`` (400) for bad parameters, nothing changed."""
         reply = await self.client.request("POST", self._url("/actions"), {"action": name, **params})
