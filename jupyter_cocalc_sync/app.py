@@ -295,6 +295,7 @@ class CocalcSync(ExtensionApp):
             self.file_rooms,
             check_path=lambda path: check_api_path(serverapp.root_dir, path),
         )
+        self.execution.collaborators = self.rooms
         self.exporter = NotebookExporter()
         self.settings["cocalc_sync"] = self
         serverapp.event_logger.add_listener(

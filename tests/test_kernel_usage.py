@@ -15,6 +15,7 @@ from jupyter_server.gateway.managers import GatewayKernelManager
 from jupyter_cocalc_sync.execution.activity import KERNEL_USER
 from jupyter_cocalc_sync.kernels.usage import local_pid
 from jupyter_cocalc_sync.rooms import protocol
+from jupyter_cocalc_sync.rooms.registry import GLOBAL_AWARENESS
 
 NB = "/api/cocalc-sync/notebooks/nb.ipynb"
 MB = 2**20
@@ -39,20 +40,24 @@ async def settled(nb) -> list[int]:
 
 
 class KernelInJupyterLab:
-    """The kernel's awareness state as a JupyterLab client of the notebook's room sees it."""
+    """The kernel's awareness states as a JupyterLab client of a room sees them."""
 
-    def __init__(self) -> None:
+    def __init__(self, ws) -> None:
+        self.ws = ws
         self.states: list[dict] = []
+        self.client_ids: set[int] = set()
         self.changed = asyncio.Event()
 
     def receive(self, frame: bytes) -> None:
         message = protocol.decode(frame)
         if message.kind != protocol.AWARENESS:
             return
-        for _client, _clock, state in protocol.decode_awareness(message.payload):
+        for client_id, _clock, state in protocol.decode_awareness(message.payload):
             value = json.loads(state)
-            if value and value.get("user", {}).get("username") == KERNEL_USER["username"]:
+            username = (value or {}).get("user", {}).get("username", "")
+            if username.startswith(KERNEL_USER["username"]):
                 self.states.append(value)
+                self.client_ids.add(client_id)
                 self.changed.set()
 
     async def wait_for(self, predicate, timeout: float = 30) -> dict:
@@ -66,12 +71,16 @@ class KernelInJupyterLab:
 
 
 @contextlib.asynccontextmanager
-async def jupyterlab_room(server, path: str) -> AsyncIterator[KernelInJupyterLab]:
-    session = await server.session(path)
-    room = f"json:notebook:{session['fileId']}"
-    url = server.ws_url(f"/api/collaboration/room/{room}?sessionId={session['sessionId']}")
-    seen = KernelInJupyterLab()
+async def jupyterlab_room(server, path: str | None) -> AsyncIterator[KernelInJupyterLab]:
+    """A JupyterLab client of the notebook's room (no path: of the global awareness room)."""
+    if path is None:
+        url = server.ws_url(f"/api/collaboration/room/{GLOBAL_AWARENESS}")
+    else:
+        session = await server.session(path)
+        room = f"json:notebook:{session['fileId']}?sessionId={session['sessionId']}"
+        url = server.ws_url(f"/api/collaboration/room/{room}")
     async with aconnect_ws(url, server.http) as ws:
+        seen = KernelInJupyterLab(ws)
 
         async def read() -> None:
             while True:
@@ -192,3 +201,28 @@ async def test_usage_is_read_over_rest_without_starting_a_kernel(server, root_di
     assert reply.status_code == 200
     assert reply.json() == {"kernel_usage": None, "run_progress": None}
     assert (await server.http.get("/api/sessions")).json() == []
+
+
+async def test_jupyterlabs_collaborators_panel_lists_the_kernel_of_each_open_notebook(
+    server, root_dir, live, jp_serverapp
+):
+    write_notebook(root_dir / "nb.ipynb", ["1 + 1"])
+    nb = await live()
+    async with jupyterlab_room(server, None) as lab:
+        await nb.run(["cell-0"])
+        entry = await lab.wait_for(lambda s: "MB" in s["user"]["display_name"])
+        assert entry["documents"] == ["nb.ipynb"] and entry["current"] == "notebook:nb.ipynb"
+        assert entry["user"]["display_name"].startswith("nb.ipynb: Kernel")
+        (kernel_id,) = lab.client_ids
+
+        # a window may not take the kernel's entry over
+        forged = protocol.encode_awareness([(kernel_id, 10**6, json.dumps({"user": "mallory"}))])
+        await lab.ws.send_bytes(protocol.awareness_message(forged))
+        room = jp_serverapp.web_app.settings["cocalc_sync"].rooms.transient[GLOBAL_AWARENESS]
+        await nb.wait_for(lambda nb: room.refused_awareness == 1)
+        assert room.awareness.states[kernel_id]["documents"] == ["nb.ipynb"]
+
+    # a window that connects later is shown the kernel at once
+    async with jupyterlab_room(server, None) as late:
+        entry = await late.wait_for(lambda s: True, timeout=5)
+        assert late.client_ids == {kernel_id}

@@ -3,8 +3,9 @@
 Neither is notebook history, so neither goes through the table or the change log: both are
 the server's awareness state in the notebook's rooms (the SyncDB room and JupyterLab's), which
 every client receives as it receives collaborators' cursors, and ``GET …/kernel_usage`` reads
-them. The state carries a ``user`` too, so JupyterLab lists the kernel among the document's
-collaborators with what it is doing ("Kernel · busy · 3/10 cells · 212 MB · 98% CPU").
+them. The state carries a ``user`` too, and the server shows the kernel in JupyterLab's global
+awareness room as well, so its collaborators panel lists it with what it is doing
+("nb.ipynb: Kernel · busy · 3/10 cells · 212 MB · 98% CPU").
 
 Kernel usage is sampled every ``busy_interval`` seconds while the notebook runs cells, every
 ``idle_interval`` seconds otherwise, and once at the start and the end of every batch of runs
@@ -17,8 +18,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import posixpath
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import anyio
 
@@ -41,6 +43,13 @@ KERNEL_USER = {
 }
 
 
+class CollaboratorsPanel(Protocol):
+    """Where JupyterLab lists who works on what: its global awareness room
+    (rooms/registry.py)."""
+
+    def show_in_global_awareness(self, client_id: int, state: dict[str, Any] | None) -> None: ...
+
+
 @dataclass(frozen=True)
 class UsageSettings:
     #: seconds between samples while cells run
@@ -60,8 +69,10 @@ class NotebookActivity:
         runner: NotebookRunner,
         kernels: SessionKernels,
         settings: UsageSettings | None = None,
+        panel: CollaboratorsPanel | None = None,
     ) -> None:
         self.document = document
+        self.panel = panel
         self.runner = runner
         self.kernels = kernels
         self.settings = settings or UsageSettings()
@@ -87,10 +98,29 @@ class NotebookActivity:
     def _publish(self) -> None:
         if self.usage is None and self.progress is None:
             self.document.set_server_state(None)
+            self._show_in_panel(None)
             return
         state = self.to_json()
-        state["user"] = {**KERNEL_USER, "display_name": self._summary()}
+        summary = self._summary()
+        state["user"] = {**KERNEL_USER, "display_name": summary}
         self.document.set_server_state(state)
+        self._show_in_panel(summary)
+
+    def _show_in_panel(self, summary: str | None) -> None:
+        """One entry per notebook kernel among JupyterLab's collaborators: its name says what
+        the kernel does, and it lists the notebook (a click opens it)."""
+        if self.panel is None:
+            return
+        entry = None
+        if summary is not None:
+            path = self.document.path
+            user = {
+                **KERNEL_USER,
+                "username": f"{KERNEL_USER['username']}:{self.document.file_id}",
+                "display_name": f"{posixpath.basename(path)}: {summary}",
+            }
+            entry = {"user": user, "current": f"notebook:{path}", "documents": [path]}
+        self.panel.show_in_global_awareness(self.document.db.doc.client_id, entry)
 
     def _summary(self) -> str:
         parts = ["Kernel", "busy" if self._running else "idle"]
@@ -149,6 +179,8 @@ class NotebookActivity:
         return local_pid(self.kernels.kernel_manager.get_kernel(kernel_id))
 
     async def close(self) -> None:
+        if self.panel is not None:
+            self.panel.show_in_global_awareness(self.document.db.doc.client_id, None)
         if self._task is not None:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):

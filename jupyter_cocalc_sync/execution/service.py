@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 from ..errors import DocumentNotFoundError, InvalidRecordError
 from ..notebook.ipynb import cell_order_key, ordered_outputs
 from ..outputs.handler import is_marker
-from .activity import NotebookActivity, UsageSettings
+from .activity import CollaboratorsPanel, NotebookActivity, UsageSettings
 from .runner import NotebookRunner
 
 if TYPE_CHECKING:
@@ -50,6 +50,8 @@ class ExecutionService:
         self._batches: dict[str, tuple[list[str], asyncio.TimerHandle, str | None]] = {}
         self.usage = usage or UsageSettings()
         self._activities: dict[str, NotebookActivity] = {}  # file id -> usage and progress
+        #: where JupyterLab's collaborators panel shows each kernel (set by the extension)
+        self.collaborators: CollaboratorsPanel | None = None
 
     def opened(self, document: NotebookDocument) -> None:
         """``DocumentObserver``: a document opened."""
@@ -79,7 +81,9 @@ class ExecutionService:
             release=self.documents.release,
         )
         document.runner = runner
-        activity = NotebookActivity(document, runner, self.kernels, self.usage)
+        activity = NotebookActivity(
+            document, runner, self.kernels, self.usage, panel=self.collaborators
+        )
         runner.progress = self._activities[document.file_id] = activity
         return runner
 

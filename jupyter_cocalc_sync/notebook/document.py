@@ -402,6 +402,8 @@ class NotebookDocument:
     def set_server_state(self, state: dict[str, Any] | None) -> None:
         """The server's awareness state in every room of the notebook: live for every client,
         never in the change log."""
+        if state is None and self.server_state is None:
+            return
         self.server_state = state
         for room in self.rooms.values():
             room.set_server_state(state)
