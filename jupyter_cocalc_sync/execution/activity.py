@@ -7,9 +7,10 @@ them. The state carries a ``user`` too, and the server shows the kernel in Jupyt
 awareness room as well, so its collaborators panel lists it with what it is doing
 ("nb.ipynb: Kernel · busy · 3/10 cells · 212 MB · 98% CPU").
 
-Kernel usage is sampled every ``busy_interval`` seconds while the notebook runs cells, every
-``idle_interval`` seconds otherwise, and once at the start and the end of every batch of runs
-(so the memory a run freed shows at once). Run progress: cells done and pending since the
+Kernel usage is sampled every ``busy_interval`` seconds while the notebook runs cells (or its
+kernel is busy with a JupyterLab user's code), every ``idle_interval`` seconds otherwise, and
+once at the start and the end of every batch of runs (so the memory a run freed shows at
+once). Run progress: cells done and pending since the
 runner last became busy; it stays after the batch (``running: false``) until the next one.
 """
 
@@ -79,6 +80,7 @@ class NotebookActivity:
         self.usage: KernelUsage | None = None
         self.progress: dict[str, Any] | None = None
         self._running = False
+        self._kernel_busy = False
         self._sampler: ProcessTreeSampler | None = None
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = asyncio.get_running_loop().create_task(
@@ -123,7 +125,7 @@ class NotebookActivity:
         self.panel.show_in_global_awareness(self.document.db.doc.client_id, entry)
 
     def _summary(self) -> str:
-        parts = ["Kernel", "busy" if self._running else "idle"]
+        parts = ["Kernel", "busy" if self._running or self._kernel_busy else "idle"]
         progress = self.progress
         if progress is not None and progress["running"]:
             parts.append(f"{progress['done']}/{progress['total']} cells")
@@ -149,13 +151,18 @@ class NotebookActivity:
                 await self._sample()
             except Exception:
                 log.exception("sampling the kernel usage of %s failed", self.document.path)
-            interval = self.settings.busy_interval if self._running else self.settings.idle_interval
+            busy = self._running or self._kernel_busy
+            interval = self.settings.busy_interval if busy else self.settings.idle_interval
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), interval)
             self._wake.clear()
 
     async def _sample(self) -> None:
-        pid = await self._kernel_pid()
+        km = await self._kernel_manager()
+        # busy also when a JupyterLab user runs code over the kernel websocket (jupyter_server
+        # follows the kernel's status messages)
+        self._kernel_busy = getattr(km, "execution_state", None) == "busy"
+        pid = local_pid(km) if km is not None else None
         if pid is None:
             self._sampler = None
             usage = None
@@ -166,9 +173,9 @@ class NotebookActivity:
         self.usage = usage
         self._publish()
 
-    async def _kernel_pid(self) -> int | None:
-        """The local pid of the notebook's kernel: the runner's, else its session's (opened
-        in JupyterLab, nothing run by the server yet); None without one, or if it is remote."""
+    async def _kernel_manager(self) -> Any:
+        """jupyter_server's manager of the notebook's kernel: the runner's, else its session's
+        (opened in JupyterLab, nothing run by the server yet); None without one."""
         kernel = self.runner.kernel
         kernel_id = kernel.kernel_id if kernel is not None else None
         if kernel_id is None or kernel_id not in self.kernels.kernel_manager:
@@ -176,7 +183,7 @@ class NotebookActivity:
             kernel_id = session["kernel"]["id"] if session else None
         if kernel_id is None or kernel_id not in self.kernels.kernel_manager:
             return None
-        return local_pid(self.kernels.kernel_manager.get_kernel(kernel_id))
+        return self.kernels.kernel_manager.get_kernel(kernel_id)
 
     async def close(self) -> None:
         if self.panel is not None:
