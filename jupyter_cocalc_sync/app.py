@@ -135,7 +135,7 @@ class CocalcSync(ExtensionApp):
         2.0,
         config=True,
         help="""Seconds between samples of a notebook kernel's memory and CPU (its process
-        tree) while the notebook runs cells; shown live to every client.""",
+        tree) while the notebook runs cells or its kernel is busy; shown live to every client.""",
     )
     kernel_usage_idle_interval = Float(
         10.0,
