@@ -226,3 +226,20 @@ async def test_jupyterlabs_collaborators_panel_lists_the_kernel_of_each_open_not
     async with jupyterlab_room(server, None) as late:
         entry = await late.wait_for(lambda s: True, timeout=5)
         assert late.client_ids == {kernel_id}
+
+
+@pytest.mark.parametrize(
+    ("setting", "value"),
+    [
+        ("kernel_usage_interval", 0),
+        ("kernel_usage_idle_interval", 20),
+        ("kernel_usage_idle_interval", -1),
+    ],
+)
+def test_sampling_intervals_out_of_range_are_refused_with_the_settings_name(setting, value):
+    from traitlets import TraitError
+
+    from jupyter_cocalc_sync.app import CocalcSync
+
+    with pytest.raises(TraitError, match=f"{setting} must be more than 0"):
+        CocalcSync(**{setting: value})
