@@ -237,9 +237,7 @@ async def test_jupyterlabs_collaborators_panel_lists_the_kernel_of_each_open_not
     ],
 )
 def test_sampling_intervals_out_of_range_are_refused_with_the_settings_name(setting, value):
-    from traitlets import TraitError
-
     from jupyter_cocalc_sync.app import CocalcSync
 
-    with pytest.raises(TraitError, match=f"{setting} must be more than 0"):
+    with pytest.raises(ValueError, match=f"{setting} must be more than 0"):
         CocalcSync(**{setting: value})
