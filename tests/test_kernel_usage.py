@@ -113,7 +113,8 @@ async def test_kernel_memory_rises_while_a_cell_allocates_and_falls_after(server
         peak = await nb.wait_for(
             lambda nb: nb.kernel_usage["memory"] > baseline + 180 * MB and nb.kernel_usage
         )
-        assert nb.get_one({"type": "cell", "id": "cell-0"})["state"] == "busy"  # still running
+        # still running (awareness is not held for the log: it may overtake the "busy" state)
+        assert nb.get_one({"type": "cell", "id": "cell-0"})["state"] in ("run", "busy")
         seen = await lab.wait_for(lambda s: s["kernel_usage"]["memory"] > baseline + 180 * MB)
         assert "MB" in seen["user"]["display_name"] and "busy" in seen["user"]["display_name"]
         await settled(nb)
