@@ -131,6 +131,27 @@ class CocalcSync(ExtensionApp):
         server to run the cell (outputs survive closed browsers).""",
     )
 
+    kernel_usage_interval = Float(
+        2.0,
+        config=True,
+        help="""Seconds between samples of a notebook kernel's memory and CPU (its process
+        tree) while the notebook runs cells or its kernel is busy; shown live to every client.""",
+    )
+    kernel_usage_idle_interval = Float(
+        10.0,
+        config=True,
+        help="""Seconds between samples of a kernel's usage while its notebook runs nothing
+        (at most 15: clients drop the server's awareness state unless renewed within 30 s).""",
+    )
+
+    @validate("kernel_usage_interval", "kernel_usage_idle_interval")
+    def _sampling_interval(self, proposal: Any) -> float:
+        name, value = proposal["trait"].name, proposal["value"]
+        most = 15.0 if name == "kernel_usage_idle_interval" else 3600.0
+        if not 0 < value <= most:
+            raise ValueError(f"{name} must be more than 0 and at most {most:g} seconds")
+        return value
+
     @validate(
         "max_output_length",
         "max_output_messages",
@@ -203,6 +224,8 @@ class CocalcSync(ExtensionApp):
 
     def initialize_settings(self) -> None:
         from .errors import StoreInUseError
+        from .execution.activity import UsageSettings
+        from .execution.introspection import KernelQueries
         from .execution.service import ExecutionService
         from .execution.sessions import SessionKernels
         from .handlers.base import check_api_path
@@ -272,8 +295,10 @@ class CocalcSync(ExtensionApp):
             blobs=self.blobs,
             overflow=self.overflow,
             history=self.history,
+            usage=UsageSettings(self.kernel_usage_interval, self.kernel_usage_idle_interval),
         )
         self.documents.observer = self.execution
+        self.kernel_queries = KernelQueries(self.execution)
         self.file_rooms = FileRooms(
             contents_manager,
             save_delay=self.autosave_delay,
@@ -285,6 +310,7 @@ class CocalcSync(ExtensionApp):
             self.file_rooms,
             check_path=lambda path: check_api_path(serverapp.root_dir, path),
         )
+        self.execution.collaborators = self.rooms
         self.exporter = NotebookExporter()
         self.settings["cocalc_sync"] = self
         serverapp.event_logger.add_listener(

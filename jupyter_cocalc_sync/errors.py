@@ -51,3 +51,8 @@ class StoreUnavailableError(CocalcSyncError, RuntimeError):
 class InternalCrashError(CocalcSyncError, RuntimeError):
     """A library crashed (a Rust panic inside pycrdt) while handling a request: a server bug,
     answered as a 500 and logged with the request's id."""
+
+
+class InvalidActionError(CocalcSyncError, ValueError):
+    """A notebook action with a bad name or bad parameters (no such cell, a cursor past the
+    end…); nothing was changed."""

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 from urllib.parse import quote
@@ -30,6 +31,8 @@ from ..errors import CocalcSyncError
 from ..notebook.schema import notebook_syncdb
 from ..rooms import protocol
 from ..sync.table import LOCAL, ChangeEvent, Record, SyncDB
+from .actions import NotebookActionsMixin
+from .kernel import KernelQueriesMixin
 
 
 class ServerError(CocalcSyncError):
@@ -75,7 +78,9 @@ class CocalcSyncClient:
         the server lacks is sent, and nothing is duplicated.
         """
         info = await self.request("GET", self.notebook_url(path), records="false")
-        notebook = LiveNotebook(self, info["path"], info["file_id"], db=db)
+        notebook = LiveNotebook(
+            self, info["path"], info["file_id"], db=db, awareness_id=info.get("awareness_id")
+        )
         await notebook.start()
         self._notebooks.append(notebook)
         return notebook
@@ -103,18 +108,29 @@ async def connect(url: str, token: str | None = None) -> AsyncIterator[CocalcSyn
         await client.close()
 
 
-class LiveNotebook:
-    """A live replica of one notebook's SyncDB table."""
+class LiveNotebook(NotebookActionsMixin, KernelQueriesMixin):
+    """A live replica of one notebook's SyncDB table; its actions (``client/actions.py``) and
+    its kernel's answers (``client/kernel.py``)."""
 
     def __init__(
-        self, client: CocalcSyncClient, path: str, file_id: str, *, db: SyncDB | None = None
+        self,
+        client: CocalcSyncClient,
+        path: str,
+        file_id: str,
+        *,
+        db: SyncDB | None = None,
+        awareness_id: int | None = None,
     ) -> None:
         self.client = client
         self.path = path
         self.file_id = file_id
+        #: the server's awareness client id in the room, and its latest state there
+        self._awareness_id = awareness_id
+        self.server_state: dict[str, Any] = {}
         self.db: SyncDB = db if db is not None else notebook_syncdb()
         self._outbox: asyncio.Queue[bytes] = asyncio.Queue()
         self._synced = asyncio.Event()
+        self._sync_waiters: list[asyncio.Future[None]] = []
         self._task: asyncio.Task[None] | None = None
         self._changed = asyncio.Event()
         self.closed_reason: str | None = None
@@ -257,6 +273,9 @@ class LiveNotebook:
 
     def _receive(self, frame: bytes, ws: Any) -> None:
         message = protocol.decode(frame)
+        if message.kind == protocol.AWARENESS:
+            self._receive_awareness(message.payload)
+            return
         if message.kind != protocol.SYNC:
             return
         if message.sub == protocol.SYNC_STEP1:
@@ -266,6 +285,28 @@ class LiveNotebook:
         self.db.apply_update(message.payload, origin="server")
         if message.sub == protocol.SYNC_STEP2:
             self._synced.set()
+            if self._sync_waiters:
+                waiter = self._sync_waiters.pop(0)
+                if not waiter.done():
+                    waiter.set_result(None)
+
+    def _receive_awareness(self, payload: bytes) -> None:
+        for client_id, _clock, state in protocol.decode_awareness(payload):
+            if client_id == self._awareness_id:  # other peers' states are their cursors
+                self.server_state = json.loads(state) or {}
+                self._changed.set()
+
+    async def sync(self, timeout: float = 60) -> None:
+        """Return once this replica has every change the server had made durable when it was
+        called (a sync round trip: the server answers only with what is on disk)."""
+        waiter = asyncio.get_running_loop().create_future()
+        self._sync_waiters.append(waiter)
+        self._outbox.put_nowait(protocol.sync_message(protocol.SYNC_STEP1, self.db.get_state()))
+        try:
+            await asyncio.wait_for(waiter, timeout)
+        finally:
+            if waiter in self._sync_waiters:
+                self._sync_waiters.remove(waiter)
 
     async def _send(self, ws: Any) -> None:
         while True:

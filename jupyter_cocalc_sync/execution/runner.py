@@ -22,7 +22,7 @@ import time
 from collections import deque
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from ..kernels.kernel import DEAD_KERNEL_ENAME, CodeExecutionEmitter, JupyterKernel
 from ..notebook.ipynb import cell_order_key, ordered_outputs
@@ -45,6 +45,13 @@ INPUT_REQUEST = "input_request"
 #: a run that wrote fewer versions than this keeps them: a squash replays the whole notebook
 #: (in the replay process), worth it for a long run's hundreds of flushes, not for ``1+1``
 SQUASH_MIN_VERSIONS = 16
+
+
+class RunProgressListener(Protocol):
+    """Told how a batch of runs goes: cells ``done`` since the runner last became busy,
+    cells ``pending`` (queued or running), and whether the runner is still at it."""
+
+    def run_progress(self, done: int, pending: int, running: bool) -> None: ...
 
 
 def now_ms() -> float:
@@ -94,6 +101,10 @@ class NotebookRunner:
         self._flush_timer: asyncio.TimerHandle | None = None
         self._input: tuple[str, int, bool, str] | None = None  # cell, index, password, prompt
         self._prefer_kernel: str | None = None
+        self._kernel_lock = asyncio.Lock()
+        #: cells finished since the runner last became busy (run progress)
+        self.done_in_batch = 0
+        self.progress: RunProgressListener | None = None
         self._interrupt_requested = False
         self._idle = asyncio.Event()
         self._idle.set()
@@ -187,6 +198,7 @@ class NotebookRunner:
             if kernel_id:
                 self._prefer_kernel = kernel_id
             self._start_worker()
+            self._report_progress()
         return queued
 
     def run_all(self) -> list[str]:
@@ -198,10 +210,16 @@ class NotebookRunner:
 
     def _start_worker(self) -> None:
         if self._worker is None or self._worker.done():
+            self.done_in_batch = 0
             self._idle.clear()
             if self._hold is not None:
                 self._hold(self.document)
             self._worker = asyncio.get_running_loop().create_task(self._work())
+
+    def _report_progress(self, *, running: bool = True) -> None:
+        if self.progress is not None:
+            pending = len(self.queue) + (self.current is not None)
+            self.progress.run_progress(self.done_in_batch, pending, running)
 
     async def wait_idle(self) -> None:
         await self._idle.wait()
@@ -225,16 +243,35 @@ class NotebookRunner:
                     self._finish_with_error(cell_id, type(e).__name__, str(e))
                 finally:
                     self.current = None
+                    self.done_in_batch += 1
                 if not ok and self.halt_on_error:
                     self._drop_queue()
+                self._report_progress()
         finally:
             self._set_settings(kernel_state="idle")
             self._commit()
             self._idle.set()
+            self._report_progress(running=False)
             if self._release is not None:
                 self._release(self.document)
 
+    async def session_kernel(self) -> JupyterKernel:
+        """The notebook's kernel, started if needed (for completion, introspection, info)."""
+        try:
+            kernel = await self._kernel()
+        except Exception as e:
+            self._set_settings(backend_state="failed", kernel_error=str(e) or type(e).__name__)
+            raise
+        finally:
+            self._commit()  # the backend state it set
+        return kernel
+
     async def _kernel(self) -> JupyterKernel:
+        # one at a time: two callers finding no session would start two
+        async with self._kernel_lock:
+            return await self._find_kernel()
+
+    async def _find_kernel(self) -> JupyterKernel:
         prefer, self._prefer_kernel = self._prefer_kernel, None
         kernel = self.kernel
         if (
@@ -515,6 +552,7 @@ class NotebookRunner:
                     if self.db.peek(("cell", cell_id)) is not None:
                         self.db.set({"type": "cell", "id": cell_id, "state": "idle"})
             self._commit()
+            self._report_progress()
 
     async def interrupt(self, *, clear_queue: bool = True) -> None:
         """Interrupt the running cell (it ends with the kernel's KeyboardInterrupt)."""

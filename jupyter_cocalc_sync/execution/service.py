@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any
 from ..errors import DocumentNotFoundError, InvalidRecordError
 from ..notebook.ipynb import cell_order_key, ordered_outputs
 from ..outputs.handler import is_marker
+from .activity import CollaboratorsPanel, NotebookActivity, UsageSettings
 from .runner import NotebookRunner
 
 if TYPE_CHECKING:
@@ -37,6 +38,7 @@ class ExecutionService:
         overflow: MoreOutputStore | None,
         history: HistorySquasher | None = None,
         flush_interval: float = 0.05,
+        usage: UsageSettings | None = None,
     ) -> None:
         self.documents = documents
         self.kernels = kernels
@@ -46,6 +48,10 @@ class ExecutionService:
         self.history = history
         self.flush_interval = flush_interval
         self._batches: dict[str, tuple[list[str], asyncio.TimerHandle, str | None]] = {}
+        self.usage = usage or UsageSettings()
+        self._activities: dict[str, NotebookActivity] = {}  # file id -> usage and progress
+        #: where JupyterLab's collaborators panel shows each kernel (set by the extension)
+        self.collaborators: CollaboratorsPanel | None = None
 
     def opened(self, document: NotebookDocument) -> None:
         """``DocumentObserver``: a document opened."""
@@ -56,6 +62,9 @@ class ExecutionService:
         batch = self._batches.pop(document.file_id, None)
         if batch is not None:
             batch[1].cancel()
+        activity = self._activities.pop(document.file_id, None)
+        if activity is not None:
+            await activity.close()
         await self.kernels.release(document.path)
 
     def attach(self, document: NotebookDocument) -> NotebookRunner:
@@ -72,11 +81,20 @@ class ExecutionService:
             release=self.documents.release,
         )
         document.runner = runner
+        activity = NotebookActivity(
+            document, runner, self.kernels, self.usage, panel=self.collaborators
+        )
+        runner.progress = self._activities[document.file_id] = activity
         return runner
 
     async def runner(self, path: str) -> NotebookRunner:
         document = await self.documents.get(path)
         return document.runner
+
+    async def activity(self, path: str) -> NotebookActivity:
+        """Kernel usage and run progress of the notebook at ``path``."""
+        document = await self.documents.get(path)
+        return self._activities[document.file_id]
 
     async def run(self, path: str, cell_ids: list[str] | None, *, all_cells: bool) -> list[str]:
         runner = await self.runner(path)

@@ -4,12 +4,14 @@ jupyter_server's ``Authorizer.is_authorized(handler, user, action, resource)`` d
 module says which (resource, action) each operation needs:
 
 * reading a notebook (records, history, more output, blobs, the collaboration session, joining
-  a room) — ``contents:read``;
-* changing it (records, revert, answers to ``input()``, a room peer's document updates and save
-  requests) — ``contents:write``;
-* asking for a run (run, interrupt, restart, change kernel, JupyterLab's server-side execute,
-  a room peer or a ``POST …/records`` setting a cell's ``state`` to ``"start"``) —
-  ``kernels:execute``;
+  a room, kernel usage and run progress) — ``contents:read``;
+* changing it (records, revert, edit actions, answers to ``input()``, a room peer's document
+  updates and save requests) — ``contents:write``;
+* asking for a run (run, interrupt, restart, change kernel, run actions, JupyterLab's
+  server-side execute, a room peer or a ``POST …/records`` setting a cell's ``state`` to
+  ``"start"``) — ``kernels:execute``; completion, introspection and kernel info too: they
+  start the notebook's kernel if needed, and IPython evaluates attribute chains to complete
+  or inspect them;
 * export (nbconvert can run LaTeX or a browser) — ``nbconvert:read``;
 * the list of kernels — ``kernels:read``.
 
@@ -89,6 +91,14 @@ async def check_run_requests(handler: JupyterHandler, records: list[Any]) -> Non
     asks_for_a_run = any(isinstance(r, dict) and r.get("state") == "start" for r in records)
     if asks_for_a_run and not await allows(handler, RUN_CODE):
         raise web.HTTPError(403, f'"state": "start" needs the {RUN_CODE} permission')
+
+
+async def check_action(handler: JupyterHandler, *, runs_code: bool) -> None:
+    """A notebook action: 403 unless the user may run code (run actions, a kernel change) or
+    change the document (every other action)."""
+    permission = RUN_CODE if runs_code else CHANGE_DOCUMENT
+    if not await allows(handler, permission):
+        raise web.HTTPError(403, f"this action needs the {permission} permission")
 
 
 async def peer_permissions(handler: JupyterHandler) -> Permissions:

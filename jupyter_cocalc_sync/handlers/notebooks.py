@@ -35,6 +35,8 @@ class NotebookHandler(NotebookHandlerBase):
             "path": document.path,
             "file_id": document.file_id,
             "version": version,
+            # the server's own awareness state (kernel usage, run progress) has this id
+            "awareness_id": document.db.doc.client_id,
         }
         if self.get_query_argument("records", "true") != "false":
             reply["records"] = document.records()

@@ -117,6 +117,8 @@ class NotebookDocument:
         self.write_error: BaseException | None = None
         self.clients: set[Any] = set()
         self.runner: Any = None  # execution/runner.py, set when the notebook opens
+        #: the server's awareness state in the notebook's rooms (kernel usage, run progress)
+        self.server_state: dict[str, Any] | None = None
         self.closed = False
         self._unsubscribe = self.db.on_update(self._on_update)
         self._unsubscribe_logged = self.table.on_logged(self._on_logged)
@@ -392,8 +394,19 @@ class NotebookDocument:
             )
         else:
             raise ValueError(f"unknown room kind {kind!r}")
+        if self.server_state is not None:
+            room.set_server_state(self.server_state)
         self.rooms[kind] = room
         return room
+
+    def set_server_state(self, state: dict[str, Any] | None) -> None:
+        """The server's awareness state in every room of the notebook: live for every client,
+        never in the change log."""
+        if state is None and self.server_state is None:
+            return
+        self.server_state = state
+        for room in self.rooms.values():
+            room.set_server_state(state)
 
     def set_path(self, path: str) -> None:
         self.path = path

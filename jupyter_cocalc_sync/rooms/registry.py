@@ -27,6 +27,8 @@ from .files import FileRooms
 from .room import Peer, Room
 
 SYNCDB_PREFIX = "syncdb:"
+#: JupyterLab's room for who is where (its collaborators panel lists the states in it)
+GLOBAL_AWARENESS = "JupyterLab:globalAwareness"
 
 
 class SessionExpiredError(CocalcSyncError):
@@ -56,6 +58,8 @@ class RoomRegistry:
         self.files = files
         self.check_path = check_path
         self.transient: dict[str, Room] = {}
+        #: the server's entries in the global awareness room (client id -> state)
+        self._server_entries: dict[int, dict[str, Any]] = {}
 
     async def join(
         self, namespace: str, room_id: str, peer: Peer, session_id: str | None
@@ -114,10 +118,24 @@ class RoomRegistry:
 
         return Membership(room, leave)
 
+    def show_in_global_awareness(self, client_id: int, state: dict[str, Any] | None) -> None:
+        """Keep (None: remove) an entry of the server in JupyterLab's global awareness room —
+        now, and in the room made when the next JupyterLab window connects."""
+        if state is None:
+            self._server_entries.pop(client_id, None)
+        else:
+            self._server_entries[client_id] = state
+        room = self.transient.get(GLOBAL_AWARENESS)
+        if room is not None:
+            room.set_server_entry(client_id, state)
+
     def _enter_transient(self, room_id: str, peer: Peer) -> Membership:
         room = self.transient.get(room_id)
         if room is None:
             room = self.transient[room_id] = Room(room_id, Doc(), apply_update=_drop_update)
+            if room_id == GLOBAL_AWARENESS:
+                for client_id, state in self._server_entries.items():
+                    room.set_server_entry(client_id, state)
         room.connect(peer)
 
         def leave() -> None:

@@ -5,12 +5,15 @@ and publishes every update the document emits together with the future of the lo
 holds it. The room sends an update only once that write is durable, so no peer ever sees a
 change that a crash could take back; an update whose write failed is never sent.
 Awareness (cursors, user names) is relayed, and a peer that leaves has its awareness states
-removed for the others.
+removed for the others. The server has an awareness state of its own (kernel usage and run
+progress), under the document's client id, and may keep entries under other client ids (one
+per notebook kernel in JupyterLab's global awareness room); no peer may set either.
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 from collections import deque
 from collections.abc import Awaitable, Callable
@@ -84,6 +87,8 @@ class Room:
         self._awareness_clients: dict[Peer, set[int]] = {}
         #: awareness client id -> the peer that announced it (only it may change it)
         self._awareness_owner: dict[int, Peer] = {}
+        #: client ids of the entries the server keeps besides its own (``set_server_entry``)
+        self._server_entries: set[int] = set()
         #: awareness entries dropped because they named another peer's client id
         self.refused_awareness = 0
         self._outbox: deque[tuple[bytes, Peer | None, asyncio.Future[Any] | None]] = deque()
@@ -101,7 +106,12 @@ class Room:
         self._awareness_clients[peer] = set()
         if not self.awareness_only:
             peer.send(protocol.sync_message(protocol.SYNC_STEP1, self.doc.get_state()))
-        states = [cid for cid in self.awareness.states if cid != self.doc.client_id]
+        # the server's own state only once it has one (it starts as an empty object)
+        states = [
+            cid
+            for cid, state in self.awareness.states.items()
+            if cid != self.doc.client_id or state
+        ]
         if states:
             peer.send(protocol.awareness_message(self.awareness.encode_awareness_update(states)))
 
@@ -120,6 +130,29 @@ class Room:
             removal = protocol.awareness_removal(gone)
             self.awareness.apply_awareness_update(removal, None)
             self._relay(protocol.awareness_message(removal), None)
+
+    def set_server_state(self, state: dict[str, Any] | None) -> None:
+        """Set the server's awareness state (None removes it) and send it to every peer.
+        Setting it again renews it: clients drop states not renewed within 30 s."""
+        self.awareness.set_local_state(state)
+        update = self.awareness.encode_awareness_update([self.doc.client_id])
+        self._relay(protocol.awareness_message(update), None)
+
+    def set_server_entry(self, client_id: int, state: dict[str, Any] | None) -> None:
+        """Set (None: remove) an awareness entry the server keeps under ``client_id`` besides
+        its own, and send it to every peer."""
+        if state is None:
+            self._server_entries.discard(client_id)
+            if client_id not in self.awareness.states:
+                return
+        else:
+            self._server_entries.add(client_id)
+        meta = self.awareness.meta.get(client_id)
+        clock = meta["clock"] + 1 if meta else 1  # an entry is taken when its clock grows
+        value = "null" if state is None else json.dumps(state, separators=(",", ":"))
+        update = protocol.encode_awareness([(client_id, clock, value)])
+        self.awareness.apply_awareness_update(update, None)
+        self._relay(protocol.awareness_message(update), None)
 
     def receive(self, peer: Peer, frame: bytes | str) -> None:
         """Handle one frame from ``peer``; a malformed frame closes that peer only."""
@@ -177,6 +210,7 @@ class Room:
             entry
             for entry in entries
             if entry[0] != self.doc.client_id
+            and entry[0] not in self._server_entries
             and self._awareness_owner.get(entry[0], peer) is peer
             and (entry[0] in clients or len(clients) < MAX_AWARENESS_CLIENTS)
         ]

@@ -1,0 +1,89 @@
+"""Notebook actions on the Python client: each one ``POST …/actions``, one commit on the server.
+
+Every method returns once the server has committed the action and this replica has received
+it (``LiveNotebook.sync``), so ``nb.get_one(...)`` right after shows the result.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, Literal
+
+if TYPE_CHECKING:
+    from .client import CocalcSyncClient
+
+CellType = Literal["code", "markdown", "raw"]
+
+
+class NotebookActionsMixin:
+    """The actions of ``LiveNotebook`` (see ``notebook/actions.py`` on the server)."""
+
+    if TYPE_CHECKING:
+        client: CocalcSyncClient
+
+        def _url(self, suffix: str) -> str: ...
+
+        async def sync(self) -> None: ...
+
+    async def action(self, name: str, /, **params: Any) -> dict[str, Any]:
+        """Perform the action ``name`` with ``params``; returns the server's answer
+        (``{"version", …}``); ``ServerError`` (400) for bad parameters, nothing changed."""
+        reply = await self.client.request("POST", self._url("/actions"), {"action": name, **params})
+        await self.sync()
+        return reply
+
+    async def insert_cell(
+        self,
+        delta: Literal[1, -1] = 1,
+        id: str | None = None,
+        cell_type: CellType = "code",
+        input: str = "",
+    ) -> str:
+        """A new cell below (``delta=1``) or above (``-1``) the cell ``id`` (without ``id``:
+        at the end or the start); returns its id."""
+        reply = await self.action(
+            "insert_cell", delta=delta, id=id, cell_type=cell_type, input=input
+        )
+        return reply["id"]
+
+    async def delete_cells(self, ids: list[str]) -> int:
+        return (await self.action("delete_cells", ids=ids))["version"]
+
+    async def move_cell(self, id: str, delta: int) -> int:
+        """Move the cell ``delta`` places down (up if negative)."""
+        return (await self.action("move_cell", id=id, delta=delta))["version"]
+
+    async def merge_cells(self, ids: list[str]) -> str:
+        """Merge the cells into the first (inputs joined by newlines, outputs in order)."""
+        return (await self.action("merge_cells", ids=ids))["id"]
+
+    async def split_cell(self, id: str, cursor: int) -> str:
+        """Split the cell's input at ``cursor`` (in characters); returns the new cell's id."""
+        return (await self.action("split_cell", id=id, cursor=cursor))["id"]
+
+    async def set_cell_type(self, id: str, cell_type: CellType) -> int:
+        return (await self.action("set_cell_type", id=id, cell_type=cell_type))["version"]
+
+    async def set_cell_input(self, id: str, input: str) -> int:
+        return (await self.action("set_cell_input", id=id, input=input))["version"]
+
+    async def clear_outputs(self, ids: list[str] | None = None) -> int:
+        """Clear outputs and execution counts (default: of every cell)."""
+        return (await self.action("clear_outputs", ids=ids))["version"]
+
+    async def toggle_tags(self, ids: list[str], tags: list[str]) -> int:
+        return (await self.action("toggle_tags", ids=ids, tags=tags))["version"]
+
+    async def set_kernel(self, name: str) -> None:
+        await self.action("set_kernel", name=name)
+
+    async def run_cells(self, ids: list[str]) -> list[str]:
+        """Queue the cells on the server; returns the ids queued (code cells)."""
+        return (await self.action("run_cells", ids=ids))["queued"]
+
+    async def run_all_above(self, id: str) -> list[str]:
+        """Queue every cell above ``id``."""
+        return (await self.action("run_all_above", id=id))["queued"]
+
+    async def run_all_below(self, id: str) -> list[str]:
+        """Queue ``id`` and every cell below it."""
+        return (await self.action("run_all_below", id=id))["queued"]

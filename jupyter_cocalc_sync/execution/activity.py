@@ -1,0 +1,195 @@
+"""``NotebookActivity``: kernel usage and run progress of one notebook, live for every client.
+
+Neither is notebook history, so neither goes through the table or the change log: both are
+the server's awareness state in the notebook's rooms (the SyncDB room and JupyterLab's), which
+every client receives as it receives collaborators' cursors, and ``GET …/kernel_usage`` reads
+them. The state carries a ``user`` too, and the server shows the kernel in JupyterLab's global
+awareness room as well, so its collaborators panel lists it with what it is doing
+("nb.ipynb: Kernel · busy · 3/10 cells · 212 MB · 98% CPU").
+
+Kernel usage is sampled every ``busy_interval`` seconds while the notebook runs cells (or its
+kernel is busy with a JupyterLab user's code), every ``idle_interval`` seconds otherwise, and
+once at the start and the end of every batch of runs (so the memory a run freed shows at
+once). Run progress: cells done and pending since the
+runner last became busy; it stays after the batch (``running: false``) until the next one.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import posixpath
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Protocol
+
+import anyio
+
+from ..kernels.usage import KernelUsage, ProcessTreeSampler, local_pid
+
+if TYPE_CHECKING:
+    from ..notebook.document import NotebookDocument
+    from .runner import NotebookRunner
+    from .sessions import SessionKernels
+
+log = logging.getLogger(__name__)
+
+#: how the kernel appears among a notebook's collaborators in JupyterLab
+KERNEL_USER = {
+    "username": "jupyter-cocalc-sync-kernel",
+    "name": "Kernel",
+    "initials": "K",
+    "color": "#607d8b",
+    "avatar_url": None,
+}
+
+
+class CollaboratorsPanel(Protocol):
+    """Where JupyterLab lists who works on what: its global awareness room
+    (rooms/registry.py)."""
+
+    def show_in_global_awareness(self, client_id: int, state: dict[str, Any] | None) -> None: ...
+
+
+@dataclass(frozen=True)
+class UsageSettings:
+    #: seconds between samples while cells run
+    busy_interval: float = 2.0
+    #: seconds between samples otherwise (at most 15: clients drop an awareness state that
+    #: is not renewed within 30 s)
+    idle_interval: float = 10.0
+
+
+class NotebookActivity:
+    """Kernel usage and run progress of one notebook (module docstring); the runner's
+    ``RunProgressListener``."""
+
+    def __init__(
+        self,
+        document: NotebookDocument,
+        runner: NotebookRunner,
+        kernels: SessionKernels,
+        settings: UsageSettings | None = None,
+        panel: CollaboratorsPanel | None = None,
+    ) -> None:
+        self.document = document
+        self.panel = panel
+        self.runner = runner
+        self.kernels = kernels
+        self.settings = settings or UsageSettings()
+        self.usage: KernelUsage | None = None
+        self.progress: dict[str, Any] | None = None
+        self._running = False
+        self._kernel_busy = False
+        self._sampler: ProcessTreeSampler | None = None
+        self._wake = asyncio.Event()
+        self._task: asyncio.Task[None] | None = asyncio.get_running_loop().create_task(
+            self._sample_forever()
+        )
+
+    # -- what clients read --------------------------------------------------------------------
+
+    def to_json(self) -> dict[str, Any]:
+        """``{"kernel_usage": {"memory", "cpu", "time"} | None, "run_progress": {"done",
+        "total", "running"} | None}``."""
+        return {
+            "kernel_usage": self.usage.to_json() if self.usage is not None else None,
+            "run_progress": self.progress,
+        }
+
+    def _publish(self) -> None:
+        if self.usage is None and self.progress is None:
+            self.document.set_server_state(None)
+            self._show_in_panel(None)
+            return
+        state = self.to_json()
+        summary = self._summary()
+        state["user"] = {**KERNEL_USER, "display_name": summary}
+        self.document.set_server_state(state)
+        self._show_in_panel(summary)
+
+    def _show_in_panel(self, summary: str | None) -> None:
+        """One entry per notebook kernel among JupyterLab's collaborators: its name says what
+        the kernel does, and it lists the notebook (a click opens it)."""
+        if self.panel is None:
+            return
+        entry = None
+        if summary is not None:
+            path = self.document.path
+            user = {
+                **KERNEL_USER,
+                "username": f"{KERNEL_USER['username']}:{self.document.file_id}",
+                "display_name": f"{posixpath.basename(path)}: {summary}",
+            }
+            entry = {"user": user, "current": f"notebook:{path}", "documents": [path]}
+        self.panel.show_in_global_awareness(self.document.db.doc.client_id, entry)
+
+    def _summary(self) -> str:
+        parts = ["Kernel", "busy" if self._running or self._kernel_busy else "idle"]
+        progress = self.progress
+        if progress is not None and progress["running"]:
+            parts.append(f"{progress['done']}/{progress['total']} cells")
+        if self.usage is not None:
+            parts.append(f"{self.usage.memory / 2**20:.0f} MB")
+            parts.append(f"{self.usage.cpu:.0f}% CPU")
+        return " · ".join(parts)
+
+    # -- run progress (from the runner) -------------------------------------------------------
+
+    def run_progress(self, done: int, pending: int, running: bool) -> None:
+        if running != self._running:
+            self._running = running
+            self._wake.set()  # a sample at the start and at the end of every batch
+        self.progress = {"done": done, "total": done + pending, "running": running}
+        self._publish()
+
+    # -- kernel usage -------------------------------------------------------------------------
+
+    async def _sample_forever(self) -> None:
+        while True:
+            try:
+                await self._sample()
+            except Exception:
+                log.exception("sampling the kernel usage of %s failed", self.document.path)
+            busy = self._running or self._kernel_busy
+            interval = self.settings.busy_interval if busy else self.settings.idle_interval
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), interval)
+            self._wake.clear()
+
+    async def _sample(self) -> None:
+        km = await self._kernel_manager()
+        # busy also when a JupyterLab user runs code over the kernel websocket (jupyter_server
+        # follows the kernel's status messages)
+        self._kernel_busy = getattr(km, "execution_state", None) == "busy"
+        pid = local_pid(km) if km is not None else None
+        if pid is None:
+            self._sampler = None
+            usage = None
+        else:
+            if self._sampler is None or self._sampler.pid != pid:
+                self._sampler = ProcessTreeSampler(pid)
+            usage = await anyio.to_thread.run_sync(self._sampler.sample)
+        self.usage = usage
+        self._publish()
+
+    async def _kernel_manager(self) -> Any:
+        """jupyter_server's manager of the notebook's kernel: the runner's, else its session's
+        (opened in JupyterLab, nothing run by the server yet); None without one."""
+        kernel = self.runner.kernel
+        kernel_id = kernel.kernel_id if kernel is not None else None
+        if kernel_id is None or kernel_id not in self.kernels.kernel_manager:
+            session = await self.kernels.session_for(self.document.path)
+            kernel_id = session["kernel"]["id"] if session else None
+        if kernel_id is None or kernel_id not in self.kernels.kernel_manager:
+            return None
+        return self.kernels.kernel_manager.get_kernel(kernel_id)
+
+    async def close(self) -> None:
+        if self.panel is not None:
+            self.panel.show_in_global_awareness(self.document.db.doc.client_id, None)
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
