@@ -39,6 +39,23 @@ class ExecutionTimeoutError(CocalcSyncError, TimeoutError):
     """Code ran past its time limit."""
 
 
+class InvalidRequestError(CocalcSyncError, ValueError):
+    """A request body is malformed (the message names the field); nothing was done."""
+
+
+class KernelNotFoundError(CocalcSyncError, LookupError):
+    """No kernelspec of that name is installed (the message lists those that are)."""
+
+
+class TooManyExecutionsError(CocalcSyncError, RuntimeError):
+    """The server runs as many stateless executions as it allows; retry after ``retry_after``
+    seconds."""
+
+    def __init__(self, message: str, *, retry_after: int) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
 class StoreInUseError(CocalcSyncError, RuntimeError):
     """Another server writes to this store; each server needs its own ``store_path``."""
 

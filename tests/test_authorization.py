@@ -40,6 +40,7 @@ TABLE = [
     ("POST", NB + "/restart", None, EXECUTE),
     ("POST", NB + "/kernel", {"name": "no-such-kernel"}, EXECUTE),
     ("POST", "/api/kernels/k-1/execute", {"cell_id": "cell-0", "document_id": "x"}, EXECUTE),
+    ("POST", "/api/cocalc-sync/execute", {"kernel": "no-such-kernel", "code": "1"}, EXECUTE),
     ("GET", NB + "/export", None, EXPORT),
     ("GET", "/api/cocalc-sync/kernels", None, LIST_KERNELS),
 ]

@@ -80,6 +80,27 @@ class CocalcSyncClient:
         self._notebooks.append(notebook)
         return notebook
 
+    async def execute(
+        self,
+        code: str,
+        *,
+        kernel: str | None = None,
+        history: list[str] | None = None,
+        path: str | None = None,
+        timeout_ms: float | None = None,
+        max_output: int | None = None,
+        no_cache: bool = False,
+    ) -> dict[str, Any]:
+        """Run ``code`` in a fresh kernel (after ``history``): ``{"outputs", "cached"}``.
+
+        ``ServerError`` 408 past the time limit, 429 when the server runs too many already.
+        """
+        body: dict[str, Any] = {"code": code, "history": history or [], "no_cache": no_cache}
+        optional = {"kernel": kernel, "path": path, "timeout_ms": timeout_ms}
+        optional["max_output"] = max_output
+        body.update({k: v for k, v in optional.items() if v is not None})
+        return await self.request("POST", "/api/cocalc-sync/execute", body)
+
     async def close(self) -> None:
         notebooks, self._notebooks = self._notebooks, []
         for notebook in notebooks:

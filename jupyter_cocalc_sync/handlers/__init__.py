@@ -13,6 +13,7 @@ def routes() -> list[tuple[str, type, dict[str, Any]] | tuple[str, type]]:
     from .execution import execution_routes
     from .notebooks import notebook_routes
     from .rooms import room_routes
+    from .stateless import stateless_routes
 
     return [
         (r"/api/cocalc-sync/kernels", KernelspecsHandler),
@@ -20,4 +21,5 @@ def routes() -> list[tuple[str, type, dict[str, Any]] | tuple[str, type]]:
         *execution_routes(),
         *notebook_routes(),
         *room_routes(),
+        *stateless_routes(),
     ]

@@ -20,10 +20,13 @@ from ..errors import (
     ExecutionTimeoutError,
     ExportFormatError,
     InvalidRecordError,
+    InvalidRequestError,
     KernelError,
+    KernelNotFoundError,
     NotebookFormatError,
     PathOutsideRootError,
     StoreUnavailableError,
+    TooManyExecutionsError,
     VersionNotFoundError,
 )
 
@@ -37,6 +40,9 @@ ERROR_STATUS: tuple[tuple[type[BaseException], int], ...] = (
     (DocumentNotFoundError, 404),
     (VersionNotFoundError, 404),
     (InvalidRecordError, 400),
+    (InvalidRequestError, 400),
+    (KernelNotFoundError, 404),
+    (TooManyExecutionsError, 429),
     (NotebookFormatError, 422),
     (ExecutionTimeoutError, 408),
     (KernelError, 503),
@@ -164,4 +170,7 @@ class CocalcAPIHandler(APIHandler):
         self.clear()
         self.set_status(status)
         self.set_header("Content-Type", "application/json")
+        retry_after = getattr(exc, "retry_after", None)
+        if isinstance(retry_after, int):
+            self.set_header("Retry-After", str(retry_after))
         self.finish(json.dumps(body))
