@@ -15,6 +15,10 @@ class ExportFormatError(CocalcSyncError, ValueError):
     """No exporter of that name (the message lists the formats there are)."""
 
 
+class ExportToolMissingError(ExportFormatError):
+    """The format needs a program this server does not have (the message names it)."""
+
+
 class NotebookFormatError(CocalcSyncError, ValueError):
     """A notebook file could not be read: the message names the problem and where it is."""
 
