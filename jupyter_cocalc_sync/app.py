@@ -221,6 +221,7 @@ class CocalcSync(ExtensionApp):
     # -- services ---------------------------------------------------------------------------
 
     def initialize_settings(self) -> None:
+        from .assignments.service import AssignmentService
         from .errors import StoreInUseError
         from .execution.service import ExecutionService
         from .execution.sessions import SessionKernels
@@ -306,6 +307,7 @@ class CocalcSync(ExtensionApp):
         )
         self.exporter = NotebookExporter()
         self.stateless = self._stateless_executor(limits)
+        self.assignments = AssignmentService(self.documents, contents_manager)
         self.settings["cocalc_sync"] = self
         serverapp.event_logger.add_listener(
             schema_id=CONTENTS_EVENTS, listener=self._on_contents_event

@@ -60,6 +60,14 @@ class TooManyExecutionsError(CocalcSyncError, RuntimeError):
         self.retry_after = retry_after
 
 
+class AssignmentError(CocalcSyncError, ValueError):
+    """A notebook is not a valid nbgrader assignment (the message names the cell and why)."""
+
+
+class TargetExistsError(CocalcSyncError, FileExistsError):
+    """A file would be overwritten; choose another target path or delete that file first."""
+
+
 class StoreInUseError(CocalcSyncError, RuntimeError):
     """Another server writes to this store; each server needs its own ``store_path``."""
 

@@ -9,6 +9,7 @@ from .kernels import KernelspecsHandler
 
 def routes() -> list[tuple[str, type, dict[str, Any]] | tuple[str, type]]:
     """The URL patterns of this extension (relative to the server's base URL)."""
+    from .assignments import assignment_routes
     from .blobs import blob_routes
     from .execution import execution_routes
     from .notebooks import notebook_routes
@@ -17,6 +18,7 @@ def routes() -> list[tuple[str, type, dict[str, Any]] | tuple[str, type]]:
 
     return [
         (r"/api/cocalc-sync/kernels", KernelspecsHandler),
+        *assignment_routes(),
         *blob_routes(),
         *execution_routes(),
         *notebook_routes(),

@@ -16,6 +16,7 @@ from jupyter_server.base.handlers import APIHandler
 from tornado import web
 
 from ..errors import (
+    AssignmentError,
     DocumentNotFoundError,
     ExecutionTimeoutError,
     ExportFormatError,
@@ -26,6 +27,7 @@ from ..errors import (
     NotebookFormatError,
     PathOutsideRootError,
     StoreUnavailableError,
+    TargetExistsError,
     TooManyExecutionsError,
     VersionNotFoundError,
 )
@@ -43,6 +45,8 @@ ERROR_STATUS: tuple[tuple[type[BaseException], int], ...] = (
     (InvalidRequestError, 400),
     (KernelNotFoundError, 404),
     (TooManyExecutionsError, 429),
+    (AssignmentError, 422),
+    (TargetExistsError, 409),
     (NotebookFormatError, 422),
     (ExecutionTimeoutError, 408),
     (KernelError, 503),
