@@ -127,14 +127,13 @@ class FreshKernelPool:
             await asyncio.wait_for(asyncio.shield(done), INTERRUPT_GRACE_S)
         await self.discard(fresh, kill=True)
 
-    def status(self) -> dict[str, int]:
-        return {name: len(kernels) for name, kernels in self._ready.items()}
-
-    async def wait_ready(self, name: str, timeout: float = 60.0) -> None:
-        """Wait until the pooled kernels of ``name`` answer (for tests and benchmarks)."""
-        async with asyncio.timeout(timeout):
-            for fresh in list(self._ready.get(name, ())):
-                await fresh.ready()
+    def status(self) -> dict[str, dict[str, int]]:
+        """Per kernel name, pooled kernels that answer (``ready``) and that are starting."""
+        status = {}
+        for name, pooled in self._ready.items():
+            ready = sum(1 for fresh in pooled if fresh.kernel.state == "running")
+            status[name] = {"ready": ready, "starting": len(pooled) - ready}
+        return status
 
     def _background(self, coro: Any) -> asyncio.Task[Any]:
         task = asyncio.get_running_loop().create_task(coro)
