@@ -62,32 +62,53 @@ class FreshKernelPool:
 
     def __init__(self, size: int) -> None:
         self.size = size
-        self._ready: dict[str, deque[FreshKernel]] = {}
+        self._pooled: dict[str, deque[FreshKernel]] = {}
+        self._lent: set[FreshKernel] = set()
         self._tasks: set[asyncio.Task[Any]] = set()
         self._closed = False
 
     async def take(self, name: str, cwd: str | None = None) -> FreshKernel:
-        """A kernel of ``name`` nobody used, working in a fresh folder (or ``cwd``), started
-        or starting; the pool refills in the background. Release it with ``discard``."""
+        """A running kernel of ``name`` nobody used, working in a fresh folder (or ``cwd``);
+        the pool refills in the background. Give it back to ``discard``. ``KernelError`` if
+        no kernel could be started."""
         if self._closed:
             raise KernelError("the server is shutting down")
-        pooled = self._ready.setdefault(name, deque())
+        pooled = self._pooled.setdefault(name, deque())
         fresh = pooled.popleft() if pooled else None
         self._refill(name)
-        if fresh is None:
-            return self._start(name, cwd)
-        if cwd is None:
-            return fresh
+        if fresh is not None:
+            try:
+                if await self._prepare(fresh, cwd):
+                    return self._lend(fresh)
+            except KernelError as e:
+                log.warning("stateless pool: a pooled %s kernel was not usable: %s", name, e)
+            except BaseException:
+                self.discard(fresh)
+                raise
+            self.discard(fresh)
+        # none pooled, or another language asked to work elsewhere: started where it works
+        fresh = self._start(name, cwd)
         try:
             await fresh.ready()
-            info = await fresh.kernel.kernel_info()
-            if info.get("language_info", {}).get("name") == "python":
-                await fresh.chdir(cwd)
-                return fresh
-        except KernelError as e:
-            log.warning("stateless pool: a %s kernel was not usable: %s", name, e)
-        self.discard(fresh)
-        return self._start(name, cwd)  # other languages start where they are to work
+        except BaseException:
+            self.discard(fresh)
+            raise
+        return self._lend(fresh)
+
+    async def _prepare(self, fresh: FreshKernel, cwd: str | None) -> bool:
+        """Wait for a pooled kernel; move it to ``cwd`` if it is IPython (False otherwise)."""
+        await fresh.ready()
+        if cwd is None:
+            return True
+        info = await fresh.kernel.kernel_info()
+        if info.get("language_info", {}).get("name") != "python":
+            return False
+        await fresh.chdir(cwd)
+        return True
+
+    def _lend(self, fresh: FreshKernel) -> FreshKernel:
+        self._lent.add(fresh)
+        return fresh
 
     def _start(self, name: str, cwd: str | None = None) -> FreshKernel:
         scratch = tempfile.mkdtemp(prefix="cocalc-stateless-")
@@ -97,7 +118,7 @@ class FreshKernelPool:
         return fresh
 
     def _refill(self, name: str) -> None:
-        pooled = self._ready[name]
+        pooled = self._pooled[name]
         while not self._closed and len(pooled) < self.size:
             pooled.append(self._start(name))
 
@@ -107,6 +128,7 @@ class FreshKernelPool:
         return self._background(self._stop(fresh, kill=kill))
 
     async def _stop(self, fresh: FreshKernel, *, kill: bool) -> None:
+        self._lent.discard(fresh)
         kernel = fresh.kernel
         try:
             if kill and kernel.state not in ("off", "closed"):
@@ -130,7 +152,7 @@ class FreshKernelPool:
     def status(self) -> dict[str, dict[str, int]]:
         """Per kernel name, pooled kernels that answer (``ready``) and that are starting."""
         status = {}
-        for name, pooled in self._ready.items():
+        for name, pooled in self._pooled.items():
             ready = sum(1 for fresh in pooled if fresh.kernel.state == "running")
             status[name] = {"ready": ready, "starting": len(pooled) - ready}
         return status
@@ -145,9 +167,11 @@ class FreshKernelPool:
     async def close(self) -> None:
         """Stop every pooled kernel and wait for the kernels being stopped."""
         self._closed = True
-        for pooled in self._ready.values():
+        for pooled in self._pooled.values():
             while pooled:
                 self.discard(pooled.popleft())
+        for fresh in list(self._lent):  # runs still going when the server stops
+            self.discard(fresh, kill=True)
         while self._tasks:
             await asyncio.gather(*self._tasks, return_exceptions=True)
 

@@ -114,6 +114,7 @@ class StatelessExecutor:
     async def _run(
         self, request: ExecuteRequest, cwd: str | None, limit: int, timeout: float
     ) -> list[dict[str, Any]]:
+        # the time limit is for the code: a kernel's start has its own (startup_timeout)
         fresh = await self.pool.take(request.kernel, cwd)
         run = asyncio.ensure_future(self._history_then_code(fresh, request, limit))
         try:
@@ -135,7 +136,6 @@ class StatelessExecutor:
     async def _history_then_code(
         self, fresh: FreshKernel, request: ExecuteRequest, limit: int
     ) -> list[dict[str, Any]]:
-        await fresh.ready()
         kernel = fresh.kernel
         for code in request.history:
             await kernel.execute_code(code, allow_stdin=False).go()
