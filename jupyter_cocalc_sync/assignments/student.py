@@ -11,7 +11,6 @@ after hidden tests were removed, and that is what grading checks a submission ag
 from __future__ import annotations
 
 import copy
-import re
 from collections.abc import Callable
 from typing import Any
 
@@ -92,50 +91,52 @@ def _lock(cell: Cell) -> None:
 
 def _clear_solution(cell: Cell, code_stub: str) -> None:
     stub = code_stub if cell["cell_type"] == "code" else TEXT_STUB
-    lines = cell["source"].split("\n")
-    kept: list[str] = []
-    inside = replaced = False
-    for line in lines:
-        if SOLUTION[0] in line:
-            if inside:
-                raise AssignmentError(f"cell {_name(cell)}: nested {SOLUTION[0]}")
-            inside = replaced = True
-            indent = re.match(r"\s*", line).group(0)  # type: ignore[union-attr]
-            kept.extend(indent + stub_line for stub_line in stub.split("\n"))
-        elif SOLUTION[1] in line:
-            inside = False
-        elif not inside:
-            kept.append(line)
-    if inside:
-        raise AssignmentError(f"cell {_name(cell)}: {SOLUTION[0]} without {SOLUTION[1]}")
-    if replaced and not is_solution(cell):
+
+    def indented_stub(begin_line: str) -> list[str]:
+        indent = begin_line[: len(begin_line) - len(begin_line.lstrip())]
+        return [indent + line for line in stub.split("\n")]
+
+    found = _replace_regions(cell, SOLUTION, indented_stub)
+    if found and not is_solution(cell):
         raise AssignmentError(
             f"cell {_name(cell)} has a solution region but is not a solution cell"
         )
-    cell["source"] = "\n".join(kept) if replaced else stub if is_solution(cell) else cell["source"]
+    if not found and is_solution(cell):
+        cell["source"] = stub
 
 
 def _remove_region(
     cell: Cell, delimiters: tuple[str, str], *, allowed: Callable[[Cell], bool], kind: str
 ) -> None:
+    found = _replace_regions(cell, delimiters, lambda _begin_line: [])
+    if found and not allowed(cell):
+        begin = delimiters[0]
+        raise AssignmentError(f"cell {_name(cell)} has a {begin} region but is not a {kind} cell")
+
+
+def _replace_regions(
+    cell: Cell, delimiters: tuple[str, str], replacement: Callable[[str], list[str]]
+) -> bool:
+    """Replace each region from a line containing ``begin`` to one containing ``end`` (both
+    included) by ``replacement(begin line)``; whether there was one."""
     begin, end = delimiters
     kept: list[str] = []
-    inside = removed = False
+    inside = found = False
     for line in cell["source"].split("\n"):
         if begin in line:
             if inside:
                 raise AssignmentError(f"cell {_name(cell)}: nested {begin}")
-            inside = removed = True
+            inside = found = True
+            kept.extend(replacement(line))
         elif end in line:
             inside = False
         elif not inside:
             kept.append(line)
     if inside:
         raise AssignmentError(f"cell {_name(cell)}: {begin} without {end}")
-    if removed and not allowed(cell):
-        raise AssignmentError(f"cell {_name(cell)} has a {begin} region but is not a {kind} cell")
-    if removed:
+    if found:
         cell["source"] = "\n".join(kept)
+    return found
 
 
 def _clear_outputs(cell: Cell) -> None:
