@@ -1,8 +1,8 @@
 """nbgrader: checksums equal nbgrader's, the student version as ``nbgrader generate_assignment``
 writes it, and tampered cells.
 
-Comparisons with nbgrader itself run where it is installed (``pip install nbgrader``; see the
-README for why it is not in this environment by default); the rest runs everywhere.
+Comparisons with nbgrader itself (its ``compute_checksum``, its ``generate_assignment``
+command) run where it is installed, as the test extras install it; the rest runs everywhere.
 """
 
 from __future__ import annotations
