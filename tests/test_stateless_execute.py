@@ -245,3 +245,13 @@ async def test_stopping_the_server_mid_run_leaves_no_kernel(tmp_path):
         assert not {p for p in alive if psutil.Process(p).status() != psutil.STATUS_ZOMBIE}
     finally:
         process.kill()
+
+
+async def test_a_kernel_that_dies_is_reported_and_not_cached(server):
+    body = {"code": "import os; os._exit(3)"}
+    first = await server.http.post(EXECUTE, json=body)
+    assert first.status_code == 200
+    outputs = first.json()["outputs"]
+    assert [o["ename"] for o in outputs if o.get("output_type") == "error"] == ["DeadKernelError"]
+    again = await server.http.post(EXECUTE, json=body)
+    assert again.json()["cached"] is False

@@ -48,6 +48,14 @@ class StatelessSettings:
     limits: OutputLimits = field(default_factory=OutputLimits)
 
 
+@dataclass(frozen=True)
+class RunOutputs:
+    messages: list[dict[str, Any]]
+    #: the kernel replied (False: it died during the run, and the messages end with the
+    #: synthetic ``DeadKernelError``)
+    complete: bool
+
+
 class StatelessExecutor:
     """Runs ``ExecuteRequest``s (see the module docstring)."""
 
@@ -84,11 +92,12 @@ class StatelessExecutor:
             )
         self.running += 1
         try:
-            outputs = await self._run(request, cwd, limit, timeout)
+            run = await self._run(request, cwd, limit, timeout)
         finally:
             self.running -= 1
-        await self.cache.put(key, outputs)
-        return ExecuteResult(outputs, cached=False)
+        if run.complete:  # not a kernel that died: that may go better next time
+            await self.cache.put(key, run.messages)
+        return ExecuteResult(run.messages, cached=False)
 
     def _timeout(self, request: ExecuteRequest) -> float:
         if request.timeout_ms is None:
@@ -113,7 +122,7 @@ class StatelessExecutor:
 
     async def _run(
         self, request: ExecuteRequest, cwd: str | None, limit: int, timeout: float
-    ) -> list[dict[str, Any]]:
+    ) -> RunOutputs:
         # the time limit is for the code: a kernel's start has its own (startup_timeout)
         fresh = await self.pool.take(request.kernel, cwd)
         run = asyncio.ensure_future(self._history_then_code(fresh, request, limit))
@@ -135,7 +144,7 @@ class StatelessExecutor:
 
     async def _history_then_code(
         self, fresh: FreshKernel, request: ExecuteRequest, limit: int
-    ) -> list[dict[str, Any]]:
+    ) -> RunOutputs:
         kernel = fresh.kernel
         for code in request.history:
             await kernel.execute_code(code, allow_stdin=False).go()
@@ -143,7 +152,8 @@ class StatelessExecutor:
             "stateless",
             limits=OutputLimits(limit, self.settings.limits.max_messages),
         )
-        async for msg in kernel.execute_code(request.code, allow_stdin=False):
+        emitter = kernel.execute_code(request.code, allow_stdin=False)
+        async for msg in emitter:
             handler.handle(msg)
         await handler.finish()
-        return handler.messages
+        return RunOutputs(handler.messages, complete=emitter.reply is not None)
