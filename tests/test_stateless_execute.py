@@ -219,7 +219,8 @@ async def test_python_client_execute(server):
 async def test_stopping_the_server_mid_run_leaves_no_kernel(tmp_path):
     root = tmp_path / "root"
     root.mkdir()
-    process = ServerProcess(root, tmp_path / "state").start()
+    process = ServerProcess(root, tmp_path / "state", config={"KernelPool": {"size": 0}})
+    process.start()
     try:
         async with httpx.AsyncClient(
             base_url=process.url, headers={"Authorization": f"token {process.token}"}, timeout=60

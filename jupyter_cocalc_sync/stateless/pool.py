@@ -63,7 +63,8 @@ class FreshKernelPool:
     def __init__(self, size: int) -> None:
         self.size = size
         self._pooled: dict[str, deque[FreshKernel]] = {}
-        self._lent: set[FreshKernel] = set()
+        #: every kernel started and not stopped yet: pooled, being prepared, or running code
+        self._live: set[FreshKernel] = set()
         self._tasks: set[asyncio.Task[Any]] = set()
         self._closed = False
 
@@ -79,7 +80,7 @@ class FreshKernelPool:
         if fresh is not None:
             try:
                 if await self._prepare(fresh, cwd):
-                    return self._lend(fresh)
+                    return fresh
             except KernelError as e:
                 log.warning("stateless pool: a pooled %s kernel was not usable: %s", name, e)
             except BaseException:
@@ -93,7 +94,7 @@ class FreshKernelPool:
         except BaseException:
             self.discard(fresh)
             raise
-        return self._lend(fresh)
+        return fresh
 
     async def _prepare(self, fresh: FreshKernel, cwd: str | None) -> bool:
         """Wait for a pooled kernel; move it to ``cwd`` if it is IPython (False otherwise)."""
@@ -106,14 +107,11 @@ class FreshKernelPool:
         await fresh.chdir(cwd)
         return True
 
-    def _lend(self, fresh: FreshKernel) -> FreshKernel:
-        self._lent.add(fresh)
-        return fresh
-
     def _start(self, name: str, cwd: str | None = None) -> FreshKernel:
         scratch = tempfile.mkdtemp(prefix="cocalc-stateless-")
         kernel = JupyterKernel(name, cwd=cwd or scratch)
         fresh = FreshKernel(kernel, scratch)
+        self._live.add(fresh)
         fresh.starting = self._background(kernel.spawn())
         return fresh
 
@@ -128,8 +126,11 @@ class FreshKernelPool:
         return self._background(self._stop(fresh, kill=kill))
 
     async def _stop(self, fresh: FreshKernel, *, kill: bool) -> None:
-        self._lent.discard(fresh)
+        self._live.discard(fresh)
         kernel = fresh.kernel
+        if fresh.starting is not None:
+            # a start cancelled half-way can leave a process nobody knows about
+            await asyncio.wait({fresh.starting})
         try:
             if kill and kernel.state not in ("off", "closed"):
                 with contextlib.suppress(KernelError):
@@ -167,10 +168,11 @@ class FreshKernelPool:
     async def close(self) -> None:
         """Stop every pooled kernel and wait for the kernels being stopped."""
         self._closed = True
-        for pooled in self._pooled.values():
-            while pooled:
-                self.discard(pooled.popleft())
-        for fresh in list(self._lent):  # runs still going when the server stops
+        pooled = {fresh for kernels in self._pooled.values() for fresh in kernels}
+        self._pooled.clear()
+        for fresh in pooled:
+            self.discard(fresh)
+        for fresh in self._live - pooled:  # the kernels of requests still going
             self.discard(fresh, kill=True)
         while self._tasks:
             await asyncio.gather(*self._tasks, return_exceptions=True)
