@@ -42,6 +42,8 @@ TABLE = [
     ("POST", "/api/kernels/k-1/execute", {"cell_id": "cell-0", "document_id": "x"}, EXECUTE),
     ("POST", "/api/cocalc-sync/execute", {"kernel": "no-such-kernel", "code": "1"}, EXECUTE),
     ("GET", NB + "/export", None, EXPORT),
+    ("POST", NB + "/assignment/student", {"target": "student.ipynb"}, WRITE),
+    ("GET", NB + "/assignment/tampered", None, READ),
     ("GET", "/api/cocalc-sync/kernels", None, LIST_KERNELS),
 ]
 

@@ -4,12 +4,12 @@ jupyter_server's ``Authorizer.is_authorized(handler, user, action, resource)`` d
 module says which (resource, action) each operation needs:
 
 * reading a notebook (records, history, more output, blobs, the collaboration session, joining
-  a room) — ``contents:read``;
+  a room, the nbgrader tampering check) — ``contents:read``;
 * changing it (records, revert, answers to ``input()``, a room peer's document updates and save
-  requests) — ``contents:write``;
+  requests, writing an nbgrader student version to a new file) — ``contents:write``;
 * asking for a run (run, interrupt, restart, change kernel, JupyterLab's server-side execute,
-  a room peer or a ``POST …/records`` setting a cell's ``state`` to ``"start"``) —
-  ``kernels:execute``;
+  a room peer or a ``POST …/records`` setting a cell's ``state`` to ``"start"``, stateless
+  execute) — ``kernels:execute``;
 * export (nbconvert can run LaTeX or a browser) — ``nbconvert:read``;
 * the list of kernels — ``kernels:read``.
 
