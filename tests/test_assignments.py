@@ -148,13 +148,12 @@ def test_student_version_of_a_generated_assignment():
     assert cells["mul"]["source"] == "# YOUR CODE HERE\nraise NotImplementedError()"
     assert cells["essay"]["source"] == "YOUR ANSWER HERE"
     assert cells["tests"]["source"] == "assert add(1, 2) == 3"
-    assert cells["add"]["metadata"] == {**grader("add", solution=True), "deletable": False} | {
-        "nbgrader": {
-            **grader("add", solution=True)["nbgrader"],
-            "checksum": cells["add"]["metadata"]["nbgrader"]["checksum"],
-            "cell_type": "code",
-        }
-    }
+    add = cells["add"]["metadata"]
+    assert add["deletable"] is False and "editable" not in add  # students edit solutions
+    assert "scrolled" not in add and "collapsed" not in add  # output metadata cleared
+    assert add["nbgrader"]["checksum"] == checksums.compute_checksum(cells["add"])
+    assert add["nbgrader"]["cell_type"] == "code"
+    assert "checksum" not in cells["free"]["metadata"].get("nbgrader", {})
     assert cells["tests"]["metadata"]["editable"] is False
     assert cells["tests"]["execution_count"] is None and cells["tests"]["outputs"] == []
     assert "celltoolbar" not in student["metadata"]
