@@ -152,6 +152,38 @@ class CocalcSync(ExtensionApp):
             raise ValueError(f"{name} must be more than 0 and at most {most:g} seconds")
         return value
 
+    # -- stateless execution ----------------------------------------------------------------
+    stateless_pool_size = Int(
+        1,
+        config=True,
+        help="""Kernels kept started per kernel name for POST /api/cocalc-sync/execute (from
+        the first request for that name on). Each serves one request and is stopped; 0 starts
+        a kernel per request.""",
+    )
+    stateless_max_concurrent = Int(
+        20,
+        config=True,
+        help="""Stateless executions running at once; more are answered 429 with
+        Retry-After (cached results are still served).""",
+    )
+    stateless_timeout = Float(
+        30.0,
+        config=True,
+        help="""Seconds a stateless execution may run when the request gives no timeout_ms;
+        past it the kernel is interrupted, then killed, and the request answers 408.""",
+    )
+    stateless_max_timeout = Float(
+        600.0,
+        config=True,
+        help="The largest timeout_ms (in seconds) a stateless execution may ask for.",
+    )
+    stateless_cache_ttl = Float(
+        3600.0,
+        config=True,
+        help="""Seconds a stateless result stays cached in the store (keyed by the SHA1 of
+        kernel, code, history, path and output limit); 0 turns the cache off.""",
+    )
+
     @validate(
         "max_output_length",
         "max_output_messages",
@@ -159,16 +191,17 @@ class CocalcSync(ExtensionApp):
         "max_frame_bytes",
         "max_body_bytes",
         "send_queue_bytes",
+        "stateless_max_concurrent",
     )
     def _positive(self, proposal: Any) -> int:
         if proposal["value"] < 1:
             raise ValueError(f"{proposal['trait'].name} must be at least 1")
         return proposal["value"]
 
-    @validate("blob_threshold")
+    @validate("blob_threshold", "stateless_pool_size")
     def _non_negative(self, proposal: Any) -> int:
         if proposal["value"] < 0:
-            raise ValueError("blob_threshold must be >= 0")
+            raise ValueError(f"{proposal['trait'].name} must be >= 0")
         return proposal["value"]
 
     @validate(
@@ -177,6 +210,7 @@ class CocalcSync(ExtensionApp):
         "document_cleanup_delay",
         "history_keep_all_days",
         "history_keep_hourly_days",
+        "stateless_cache_ttl",
     )
     def _non_negative_seconds(self, proposal: Any) -> float:
         if proposal["value"] < 0:
@@ -223,6 +257,7 @@ class CocalcSync(ExtensionApp):
     # -- services ---------------------------------------------------------------------------
 
     def initialize_settings(self) -> None:
+        from .assignments.service import AssignmentService
         from .errors import StoreInUseError
         from .execution.activity import UsageSettings
         from .execution.introspection import KernelQueries
@@ -312,11 +347,34 @@ class CocalcSync(ExtensionApp):
         )
         self.execution.collaborators = self.rooms
         self.exporter = NotebookExporter()
+        self.stateless = self._stateless_executor(limits)
+        self.assignments = AssignmentService(self.documents, contents_manager)
         self.settings["cocalc_sync"] = self
         serverapp.event_logger.add_listener(
             schema_id=CONTENTS_EVENTS, listener=self._on_contents_event
         )
         self.log.info("jupyter-cocalc-sync %s: store %s", __version__, self.store_path)
+
+    def _stateless_executor(self, limits: Any) -> Any:
+        from .stateless import StatelessExecutor
+        from .stateless.cache import ResultCache
+        from .stateless.pool import FreshKernelPool
+        from .stateless.service import StatelessSettings
+
+        for name in ("stateless_timeout", "stateless_max_timeout"):
+            if getattr(self, name) <= 0:
+                raise ValueError(f"CocalcSync.{name} must be > 0 seconds")
+        cache = ResultCache(self.worker, ttl=self.stateless_cache_ttl)
+        cache.open_blocking()
+        settings = StatelessSettings(
+            root_dir=self.serverapp.root_dir,
+            timeout_s=self.stateless_timeout,
+            max_timeout_s=self.stateless_max_timeout,
+            max_concurrent=self.stateless_max_concurrent,
+            limits=limits,
+        )
+        pool = FreshKernelPool(self.stateless_pool_size)
+        return StatelessExecutor(settings, pool, cache, self.serverapp.kernel_spec_manager)
 
     async def _on_contents_event(self, logger: Any, schema_id: str, data: dict) -> None:
         # renames and deletions through the server; polling catches the others
@@ -385,6 +443,7 @@ class CocalcSync(ExtensionApp):
             task.cancel()
         await self.documents.close_all()
         await self.kernels.close()
+        await self.stateless.pool.close()
         await self.file_rooms.close_all()
         await self.changelog.flushed()
         await self.blobs.flushed()

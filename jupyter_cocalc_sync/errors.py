@@ -15,6 +15,10 @@ class ExportFormatError(CocalcSyncError, ValueError):
     """No exporter of that name (the message lists the formats there are)."""
 
 
+class ExportToolMissingError(ExportFormatError):
+    """The format needs a program this server does not have (the message names it)."""
+
+
 class NotebookFormatError(CocalcSyncError, ValueError):
     """A notebook file could not be read: the message names the problem and where it is."""
 
@@ -37,6 +41,31 @@ class KernelError(CocalcSyncError, RuntimeError):
 
 class ExecutionTimeoutError(CocalcSyncError, TimeoutError):
     """Code ran past its time limit."""
+
+
+class InvalidRequestError(CocalcSyncError, ValueError):
+    """A request body is malformed (the message names the field); nothing was done."""
+
+
+class KernelNotFoundError(CocalcSyncError, LookupError):
+    """No kernelspec of that name is installed (the message lists those that are)."""
+
+
+class TooManyExecutionsError(CocalcSyncError, RuntimeError):
+    """The server runs as many stateless executions as it allows; retry after ``retry_after``
+    seconds."""
+
+    def __init__(self, message: str, *, retry_after: int) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+class AssignmentError(CocalcSyncError, ValueError):
+    """A notebook is not a valid nbgrader assignment (the message names the cell and why)."""
+
+
+class TargetExistsError(CocalcSyncError, FileExistsError):
+    """A file would be overwritten; choose another target path or delete that file first."""
 
 
 class StoreInUseError(CocalcSyncError, RuntimeError):

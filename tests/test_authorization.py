@@ -40,7 +40,10 @@ TABLE = [
     ("POST", NB + "/restart", None, EXECUTE),
     ("POST", NB + "/kernel", {"name": "no-such-kernel"}, EXECUTE),
     ("POST", "/api/kernels/k-1/execute", {"cell_id": "cell-0", "document_id": "x"}, EXECUTE),
+    ("POST", "/api/cocalc-sync/execute", {"kernel": "no-such-kernel", "code": "1"}, EXECUTE),
     ("GET", NB + "/export", None, EXPORT),
+    ("POST", NB + "/assignment/student", {"target": "student.ipynb"}, WRITE),
+    ("GET", NB + "/assignment/tampered", None, READ),
     ("GET", "/api/cocalc-sync/kernels", None, LIST_KERNELS),
 ]
 

@@ -85,6 +85,42 @@ class CocalcSyncClient:
         self._notebooks.append(notebook)
         return notebook
 
+    async def execute(
+        self,
+        code: str,
+        *,
+        kernel: str | None = None,
+        history: list[str] | None = None,
+        path: str | None = None,
+        timeout_ms: float | None = None,
+        max_output: int | None = None,
+        no_cache: bool = False,
+    ) -> dict[str, Any]:
+        """Run ``code`` in a fresh kernel (after ``history``): ``{"outputs", "cached"}``.
+
+        ``ServerError`` 408 past the time limit, 429 when the server runs too many already.
+        """
+        body: dict[str, Any] = {"code": code, "history": history or [], "no_cache": no_cache}
+        optional = {
+            "kernel": kernel,
+            "path": path,
+            "timeout_ms": timeout_ms,
+            "max_output": max_output,
+        }
+        body.update({k: v for k, v in optional.items() if v is not None})
+        return await self.request("POST", "/api/cocalc-sync/execute", body)
+
+    async def write_student_version(self, path: str, target: str | None = None) -> dict[str, Any]:
+        """Write the nbgrader student version of notebook ``path`` to the new file ``target``
+        (default ``release/…``): ``{"path", "cells", "checksums"}``."""
+        body = {"target": target} if target else {}
+        return await self.request("POST", self.notebook_url(path, "/assignment/student"), body)
+
+    async def tampered_cells(self, path: str) -> list[dict[str, Any]]:
+        """Cells of nbgrader notebook ``path`` changed where students may not change them."""
+        reply = await self.request("GET", self.notebook_url(path, "/assignment/tampered"))
+        return reply["tampered"]
+
     async def close(self) -> None:
         notebooks, self._notebooks = self._notebooks, []
         for notebook in notebooks:

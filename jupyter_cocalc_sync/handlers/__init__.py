@@ -10,18 +10,22 @@ from .kernels import KernelspecsHandler
 def routes() -> list[tuple[str, type, dict[str, Any]] | tuple[str, type]]:
     """The URL patterns of this extension (relative to the server's base URL)."""
     from .actions import action_routes
+    from .assignments import assignment_routes
     from .blobs import blob_routes
     from .execution import execution_routes
     from .introspection import introspection_routes
     from .notebooks import notebook_routes
     from .rooms import room_routes
+    from .stateless import stateless_routes
 
     return [
         (r"/api/cocalc-sync/kernels", KernelspecsHandler),
         *action_routes(),
+        *assignment_routes(),
         *blob_routes(),
         *execution_routes(),
         *introspection_routes(),
         *notebook_routes(),
         *room_routes(),
+        *stateless_routes(),
     ]

@@ -4,14 +4,15 @@ jupyter_server's ``Authorizer.is_authorized(handler, user, action, resource)`` d
 module says which (resource, action) each operation needs:
 
 * reading a notebook (records, history, more output, blobs, the collaboration session, joining
-  a room, kernel usage and run progress) — ``contents:read``;
+  a room, kernel usage and run progress, the nbgrader tampering check) — ``contents:read``;
 * changing it (records, revert, edit actions, answers to ``input()``, a room peer's document
-  updates and save requests) — ``contents:write``;
+  updates and save requests, writing an nbgrader student version to a new file) —
+  ``contents:write``;
 * asking for a run (run, interrupt, restart, change kernel, run actions, JupyterLab's
   server-side execute, a room peer or a ``POST …/records`` setting a cell's ``state`` to
-  ``"start"``) — ``kernels:execute``; completion, introspection and kernel info too: they
-  start the notebook's kernel if needed, and IPython evaluates attribute chains to complete
-  or inspect them;
+  ``"start"``, stateless execute) — ``kernels:execute``; completion, introspection and kernel
+  info too: they start the notebook's kernel if needed, and IPython evaluates attribute chains
+  to complete or inspect them;
 * export (nbconvert can run LaTeX or a browser) — ``nbconvert:read``;
 * the list of kernels — ``kernels:read``.
 

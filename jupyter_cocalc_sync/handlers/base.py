@@ -16,15 +16,20 @@ from jupyter_server.base.handlers import APIHandler
 from tornado import web
 
 from ..errors import (
+    AssignmentError,
     DocumentNotFoundError,
     ExecutionTimeoutError,
     ExportFormatError,
     InvalidActionError,
     InvalidRecordError,
+    InvalidRequestError,
     KernelError,
+    KernelNotFoundError,
     NotebookFormatError,
     PathOutsideRootError,
     StoreUnavailableError,
+    TargetExistsError,
+    TooManyExecutionsError,
     VersionNotFoundError,
 )
 
@@ -39,6 +44,11 @@ ERROR_STATUS: tuple[tuple[type[BaseException], int], ...] = (
     (VersionNotFoundError, 404),
     (InvalidRecordError, 400),
     (InvalidActionError, 400),
+    (InvalidRequestError, 400),
+    (KernelNotFoundError, 404),
+    (TooManyExecutionsError, 429),
+    (AssignmentError, 422),
+    (TargetExistsError, 409),
     (NotebookFormatError, 422),
     (ExecutionTimeoutError, 408),
     (KernelError, 503),
@@ -166,4 +176,7 @@ class CocalcAPIHandler(APIHandler):
         self.clear()
         self.set_status(status)
         self.set_header("Content-Type", "application/json")
+        retry_after = getattr(exc, "retry_after", None)
+        if isinstance(retry_after, int):
+            self.set_header("Retry-After", str(retry_after))
         self.finish(json.dumps(body))

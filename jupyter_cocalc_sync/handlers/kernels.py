@@ -16,7 +16,8 @@ from .base import CocalcAPIHandler
 class KernelspecsHandler(CocalcAPIHandler):
     """Which kernels can be started, which is the default, and how the pool is doing.
 
-    ``pool`` is null when the server's kernel manager is not the pooling one.
+    ``pool`` is null when the server's kernel manager is not the pooling one;
+    ``stateless_pool`` counts the kernels kept for ``POST /api/cocalc-sync/execute``.
     """
 
     @web.authenticated
@@ -29,6 +30,7 @@ class KernelspecsHandler(CocalcAPIHandler):
                 "kernelspecs": await self._kernelspec_models(),
                 "default": km.default_kernel_name,
                 "pool": pool_status() if callable(pool_status) else None,
+                "stateless_pool": self.extension.stateless.pool.status(),
             }
         )
 

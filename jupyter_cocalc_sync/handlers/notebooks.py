@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from typing import Any
+from urllib.parse import quote
 
 from tornado import web
 
@@ -105,10 +106,18 @@ class ExportHandler(NotebookHandlerBase):
     async def get(self, path: str) -> None:
         to = self.get_query_argument("to", "ipynb")
         document = await self.document(path)
-        body, mimetype, filename = await self.extension.exporter.export(document, to)
-        if self.get_query_argument("download", "false") == "true":
-            self.set_header("Content-Disposition", f'attachment; filename="{filename}"')
-        self.finish_raw(body, mimetype)
+        export = await self.extension.exporter.export(document, to)
+        download = self.get_query_argument("download", "false") == "true"
+        self.set_header("Content-Disposition", content_disposition(export.filename, download))
+        self.finish_raw(export.body, export.mimetype)
+
+
+def content_disposition(filename: str, download: bool) -> str:
+    """``attachment`` (``download=true``) or ``inline``, with the file name in both the plain
+    and the RFC 6266 UTF-8 form (non-ASCII names)."""
+    kind = "attachment" if download else "inline"
+    plain = filename.encode("ascii", "replace").decode().replace('"', "_").replace("?", "_")
+    return f"{kind}; filename=\"{plain}\"; filename*=UTF-8''{quote(filename, safe='')}"
 
 
 def notebook_routes() -> list[tuple[str, type]]:
