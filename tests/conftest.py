@@ -6,6 +6,7 @@ import os
 from pathlib import Path
 
 import pytest
+from servers import UNNEEDED_EXTENSIONS
 from traitlets.config import Config
 
 pytest_plugins = ["pytest_jupyter.jupyter_server"]
@@ -57,6 +58,7 @@ def jp_server_config(tmp_path, cocalc_config, kernel_pool_config):
             "KernelPool": kernel_pool_config,
             "ServerApp": {
                 "jpserver_extensions": {
+                    **UNNEEDED_EXTENSIONS,
                     "jupyter_cocalc_sync": True,
                     "jupyter_server_fileid": True,
                 },

@@ -14,6 +14,18 @@ from typing import Any
 
 import httpx
 
+#: server extensions the test extras bring along (nbgrader, whose checksums and student versions
+#: are compared with ours) that no test server needs: off, since they take seconds to load
+UNNEEDED_EXTENSIONS = dict.fromkeys(
+    [
+        "nbgrader.server_extensions.formgrader",
+        "nbgrader.server_extensions.validate_assignment",
+        "nbgrader.server_extensions.assignment_list",
+        "nbgrader.server_extensions.course_list",
+    ],
+    False,
+)
+
 
 def free_port() -> int:
     with socket.socket() as s:
@@ -89,6 +101,7 @@ class ServerProcess:
         config = {
             "ServerApp": {
                 "jpserver_extensions": {
+                    **UNNEEDED_EXTENSIONS,
                     "jupyter_cocalc_sync": True,
                     "jupyter_server_fileid": True,
                     "jupyter_server_ydoc": False,
