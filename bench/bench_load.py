@@ -80,7 +80,7 @@ class LoadResult:
     offered: float = 0.0  # edits per second the typists made
     delivered: float = 0.0  # edits per second the observer received within the run
     delays: list[float] = field(default_factory=list)
-    lost: int = 0
+    lost: int = 0  # not seen by the observer 2 s after the typing stopped
     cpu: float = 0.0  # fraction of one core
     rss_peak: int = 0
 
@@ -334,7 +334,7 @@ def load_rows(what: str, stock: LoadResult | None, ours: LoadResult) -> list[Row
     def value(result: LoadResult | None, of: Callable[[LoadResult], float]) -> float | None:
         return None if result is None else of(result)
 
-    lost = f"offered {ours.offered:.0f} edits/s; lost: ours {ours.lost}" + (
+    lost = f"offered {ours.offered:.0f} edits/s; not seen 2 s after the end: ours {ours.lost}" + (
         f", stock {stock.lost}" if stock else ""
     )
     return [
