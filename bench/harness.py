@@ -32,6 +32,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 from servers import free_port, isolated_env, server_command
 
 BENCH_DIR = Path(__file__).resolve().parent
+REPO_DIR = BENCH_DIR.parent
 STOCK_VENV = BENCH_DIR / ".venv-stock"
 STOCK_REQUIREMENTS = BENCH_DIR / "requirements-stock.txt"
 RESULTS_DIR = BENCH_DIR / "results"

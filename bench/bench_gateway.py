@@ -1,0 +1,101 @@
+"""Remote kernels: opening a notebook until its first cell has run, on a kernel gateway.
+
+A real ``jupyter kernelgateway`` on loopback, and three servers: stock jupyter_server pointed at
+the gateway (``GatewayClient.url``), ours pointed at the same gateway, and ours with local kernels
+and its warm pool (for reference). Measured as in ``bench_pool.py``: ``POST /api/sessions`` for
+a new notebook, the kernel's channels websocket, ``1+1``, its ``execute_reply``; repetitions
+alternate between the servers.
+
+With a gateway the pool is off (a gateway starts its kernels itself, where it is told at start),
+so the gateway rows show what the extension costs on that path (nothing, ideally: ratio ~1),
+and the local row what the pool saves where it can run.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from bench_pool import NODELAY, REPS, Side
+from harness import BENCH_DIR, REPO_DIR, BenchServer, ours_stack, running, stock_stack
+from report import Row, load_average, main, median, percentile, progress, row
+from server_plugins import NODELAY_ON_REQUEST
+
+# the kernel gateway process the tests start (tests/servers.py)
+sys.path.insert(0, str(REPO_DIR / "tests"))
+from servers import GatewayProcess
+
+GATEWAY_KERNELS = "jupyter_server.gateway.managers.GatewayMappingKernelManager"
+
+
+def _gateway_config(url: str) -> dict[str, dict[str, Any]]:
+    # the stacks' own kernel manager setting makes way for jupyter_server's gateway classes
+    return {"ServerApp": {"kernel_manager_class": GATEWAY_KERNELS}, "GatewayClient": {"url": url}}
+
+
+async def _measure(stock: Side, ours: Side, local: Side) -> dict[str, list[float]]:
+    for side in (stock, ours, local):
+        await side.open_notebook(NODELAY)  # first starts pay for imports, on every side
+    times: dict[str, list[float]] = {"stock": [], "ours": [], "local": []}
+    for _ in range(REPS):
+        for name, side in (("stock", stock), ("ours", ours), ("local", local)):
+            if side is local:
+                await local.pool_full()
+            times[name].append((await side.open_notebook(NODELAY))[1])
+    return times
+
+
+async def _with_clients(servers: list[BenchServer]) -> dict[str, list[float]]:
+    async with servers[0].http() as a, servers[1].http() as b, servers[2].http() as c:
+        return await _measure(Side(servers[0], a), Side(servers[1], b), Side(servers[2], c))
+
+
+def run() -> list[Row]:
+    with tempfile.TemporaryDirectory(prefix="bench-gateway-") as tmp:
+        work = Path(tmp)
+        gateway = GatewayProcess(work / "gateway").start()
+        try:
+            gateway_config = _gateway_config(gateway.url)
+            local = dataclasses.replace(ours_stack(), name="ours-local")
+            servers = [
+                BenchServer(stock_stack(), work / "stock", config=gateway_config),
+                BenchServer(ours_stack(), work / "ours", config=gateway_config),
+                BenchServer(
+                    local,
+                    work / "local",
+                    config={**NODELAY_ON_REQUEST, "KernelPool": {"size": 1, "launch_delay_ms": 0}},
+                    pythonpath=[BENCH_DIR],
+                ),
+            ]
+            progress(f"gateway: {REPS} opens per server (load {load_average()})")
+            with running(servers):
+                times = asyncio.run(_with_clients(servers))
+        finally:
+            gateway.stop()
+    stock, ours, local_times = times["stock"], times["ours"], times["local"]
+    what = "new notebook → execute_reply of 1+1"
+    return [
+        row(
+            f"{what} on a kernel gateway, median",
+            median(stock),
+            median(ours),
+            "ms",
+            "stock jupyter_server and ours, both with --gateway-url (the pool is off there)",
+        ),
+        row("… on a kernel gateway, p90", percentile(stock, 90), percentile(ours, 90), "ms"),
+        row(
+            f"{what}, local kernels and ours's warm pool (reference), median",
+            median(stock),
+            median(local_times),
+            "ms",
+            "stock column: the gateway start above",
+        ),
+    ]
+
+
+if __name__ == "__main__":
+    main(run)
