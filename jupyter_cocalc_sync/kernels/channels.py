@@ -93,7 +93,8 @@ class Connection:
         """Hand ``msg`` to ``socket`` now if it takes it, else once it does (see ``settle``)."""
         if not self.open:
             raise ConnectionClosed("The kernel is not connected.")
-        return socket.send_multipart(self.session.serialize(msg))
+        # (``serialize`` leaves out binary buffers: a widget's comm messages carry them)
+        return socket.send_multipart([*self.session.serialize(msg), *msg.get("buffers", ())])
 
     async def send(self, socket: zmq.asyncio.Socket, msg: Message) -> None:
         """Send ``msg``; ``KernelError`` if the kernel's end does not take it in time."""

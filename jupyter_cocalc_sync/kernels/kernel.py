@@ -34,6 +34,7 @@ from jupyter_core.utils import ensure_async
 
 from ..errors import KernelError
 from .channels import Connection, ConnectionClosed, background
+from .comms import CommSender, IopubObserver
 from .emitter import DEAD_KERNEL_ENAME as DEAD_KERNEL_ENAME
 from .emitter import CodeExecutionEmitter as CodeExecutionEmitter
 from .emitter import ExecutionQueue
@@ -87,6 +88,8 @@ class JupyterKernel:
         self._state_callbacks: list[StateCallback] = []
         self._state_changed = asyncio.Event()
         self._queue = ExecutionQueue(self, self._session)
+        #: ``comm_msg`` / ``comm_info_request`` to the kernel (widgets)
+        self.comms = CommSender(lambda: self.connection)
         self._conn: Connection | None = None
         self._kernel_info: dict[str, Any] | None = None
         self._start_task: asyncio.Task[None] | None = None
@@ -140,6 +143,16 @@ class JupyterKernel:
                 self._state_callbacks.remove(callback)
 
         return unsubscribe
+
+    def observe_iopub(self, observer: IopubObserver) -> Callable[[], None]:
+        """Give ``observer`` every comm message and every iopub message that belongs to no
+        request of ours, before any request sees it; returns a function that removes it."""
+        return self._queue.observers.add(observer)
+
+    @property
+    def session_id(self) -> str:
+        """Our session: messages whose parent has it were caused by us."""
+        return self._session.session
 
     def _set_state(self, state: KernelState) -> None:
         changed = state != self._state
