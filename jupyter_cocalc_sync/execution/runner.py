@@ -37,6 +37,7 @@ if TYPE_CHECKING:
     from ..outputs.blobs import BlobStore
     from ..outputs.overflow import MoreOutputStore
     from ..store.history import HistorySquasher
+    from ..widgets.session import NotebookWidgets
     from .sessions import SessionKernels
 
 log = logging.getLogger(__name__)
@@ -73,6 +74,8 @@ class NotebookRunner:
         self.history = history
         self.flush_interval = flush_interval
         self.versions = RunVersions(document, history)
+        #: the notebook's widget table (widgets/), following the runner's kernel
+        self.widgets: NotebookWidgets | None = None
         self.halt_on_error = True
         self.queue: deque[str] = deque()
         self.current: str | None = None
@@ -243,6 +246,8 @@ class NotebookRunner:
         kernel = await self.kernels.kernel_for(self.document.path, settings.get("kernel"), prefer)
         if kernel is not self.kernel:
             self.kernel = kernel
+            if self.widgets is not None:
+                self.widgets.bridge.use_kernel(kernel)
             name = kernel.name
             if name and name != settings.get("kernel"):
                 self._set_settings(
@@ -283,8 +288,17 @@ class NotebookRunner:
         self._handler = handler
         self.versions.start_run()
         with self._write():
+            # what the server runs for a collaborator is trusted, for every collaborator
+            # (JupyterLab reads the cell's metadata.trusted; the saved file is then signed)
             self.db.set(
-                {"type": "cell", "id": cell_id, "end": None, "output": None, "exec_count": None}
+                {
+                    "type": "cell",
+                    "id": cell_id,
+                    "end": None,
+                    "output": None,
+                    "exec_count": None,
+                    "metadata": {"trusted": True},
+                }
             )
         self._commit()
         ok = True
@@ -532,6 +546,8 @@ class NotebookRunner:
 
     async def close(self) -> None:
         await self.versions.close()
+        if self.widgets is not None:
+            self.widgets.close()
         self._unsubscribe()
         self._drop_queue()
         if self._worker is not None and not self._worker.done():

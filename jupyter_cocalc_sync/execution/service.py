@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any
 from ..errors import DocumentNotFoundError, InvalidRecordError
 from ..notebook.ipynb import cell_order_key, ordered_outputs
 from ..outputs.handler import is_marker
+from ..widgets.session import NotebookWidgets
 from .runner import NotebookRunner
 
 if TYPE_CHECKING:
@@ -72,6 +73,9 @@ class ExecutionService:
             release=self.documents.release,
         )
         document.runner = runner
+        if self.blobs is not None:
+            runner.widgets = NotebookWidgets(document.file_id, self.blobs)
+            document.metadata_sources.append(runner.widgets)
         return runner
 
     async def runner(self, path: str) -> NotebookRunner:

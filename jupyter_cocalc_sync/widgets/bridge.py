@@ -217,4 +217,3 @@ class WidgetBridge:
         self._tasks.discard(task)
         if not task.cancelled() and task.exception() is not None:
             log.warning("a widget change did not reach the kernel: %s", task.exception())
-

@@ -1,0 +1,59 @@
+"""Which outputs JupyterLab may render with everything (scripts, widgets): the trust of cells.
+
+JupyterLab reads a cell's trust from ``metadata.trusted`` of the shared cell. The runner marks
+the cells it runs; a file keeps the trust it had on disk: a notebook whose signature is in
+jupyter_server's signature store (``NotebookNotary``) is imported with its code cells trusted,
+any other with them untrusted (what a ``trusted`` flag in the file itself says is not believed,
+as jupyter_server's contents manager does not believe it). Saving goes through the contents
+manager, which signs the file when all its code cells are trusted.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any, Protocol
+
+from ..sync.table import Record
+
+
+class SignatureStore(Protocol):
+    def check_signature(self, digest: str, algorithm: str) -> bool: ...
+
+
+class Notary(Protocol):
+    """What we use of nbformat's ``NotebookNotary``."""
+
+    algorithm: str
+    secret: bytes
+    store: SignatureStore
+
+    def compute_signature(self, nb: Any) -> str: ...
+
+
+def notary_of(contents_manager: Any) -> Notary | None:
+    """The contents manager's notary, its secret loaded (reading it is file I/O)."""
+    notary = getattr(contents_manager, "notary", None)
+    if notary is None:
+        return None
+    notary.secret  # noqa: B018 - loaded here, so the worker thread only hashes
+    return notary
+
+
+def signature_of(notary: Notary, nb: Mapping[str, Any]) -> str:
+    """The notebook's signature (an HMAC of all of it: CPU work, for a worker thread)."""
+    return notary.compute_signature(nb)
+
+
+def is_signed(notary: Notary, signature: str) -> bool:
+    """Whether the store knows ``signature`` (one indexed SQLite lookup)."""
+    try:
+        return bool(notary.store.check_signature(signature, notary.algorithm))
+    except Exception:
+        return False
+
+
+def mark_code_cells(records: list[Record], trusted: bool) -> None:
+    """Set ``metadata.trusted`` of every code cell record (as ``NotebookNotary.mark_cells``)."""
+    for record in records:
+        if record.get("type") == "cell" and record.get("cell_type", "code") == "code":
+            record["metadata"] = {**(record.get("metadata") or {}), "trusted": trusted}
