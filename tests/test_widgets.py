@@ -105,7 +105,9 @@ async def test_image_bytes_arrive_through_the_blob_store(server, root_dir, live)
     assert "value" not in nb.widgets.state(image)  # the bytes are not in the shared document
 
 
-async def test_saved_notebook_carries_the_widget_state_and_is_signed(server, root_dir, live):
+async def test_saved_notebook_carries_the_widget_state_and_is_signed(
+    server, jp_serverapp, root_dir, live
+):
     path = root_dir / "nb.ipynb"
     write_notebook(
         path,
@@ -136,8 +138,7 @@ async def test_saved_notebook_carries_the_widget_state_and_is_signed(server, roo
     assert all(child in state["state"] for child in children)
 
     # the outputs the server produced are trusted: the file is signed
-    notary = nbformat.sign.NotebookNotary()
-    assert notary.check_signature(saved)
+    assert jp_serverapp.contents_manager.notary.check_signature(saved)
 
     html = subprocess.run(
         [sys.executable, "-m", "jupyter", "nbconvert", "--to", "html", "--stdout", str(path)],
@@ -148,14 +149,15 @@ async def test_saved_notebook_carries_the_widget_state_and_is_signed(server, roo
     assert STATE in html and json.dumps(box) in html
 
 
-async def test_import_keeps_the_signature_state(server, root_dir):
+async def test_import_keeps_the_signature_state(server, jp_serverapp, root_dir):
     signed = write_notebook(root_dir / "signed.ipynb", ["1 + 1"])
-    write_notebook(root_dir / "unsigned.ipynb", ["1 + 1"])
-    forged = write_notebook(root_dir / "forged.ipynb", ["1 + 1"])
+    # (different sources: a signature is the hash of the content)
+    write_notebook(root_dir / "unsigned.ipynb", ["2 + 2"])
+    forged = write_notebook(root_dir / "forged.ipynb", ["3 + 3"])
     forged.cells[0].metadata["trusted"] = True  # a trusted flag in the file is not believed
     nbformat.write(forged, str(root_dir / "forged.ipynb"))
     signed_on_disk = nbformat.read(str(root_dir / "signed.ipynb"), as_version=4)
-    nbformat.sign.NotebookNotary().sign(signed_on_disk)
+    jp_serverapp.contents_manager.notary.sign(signed_on_disk)
     assert signed.cells
 
     expected = {"signed.ipynb": True, "unsigned.ipynb": False, "forged.ipynb": False}
