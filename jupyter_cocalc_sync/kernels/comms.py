@@ -21,15 +21,13 @@ from .channels import Connection, Message
 
 log = logging.getLogger(__name__)
 
-COMM_TYPES = frozenset({"comm_open", "comm_msg", "comm_close"})
-
 
 class IopubObserver(Protocol):
     """Who wants the kernel's comm messages and the iopub messages of others' requests."""
 
     def on_iopub(self, msg: Message, ours: bool) -> bool:
         """``ours``: the message belongs to the execute request in flight. Return True to
-        keep it from that request (a comm message never reaches a request anyway)."""
+        keep it from that request (a comm message the observer handles, a captured output)."""
 
 
 class IopubObservers:
@@ -49,7 +47,7 @@ class IopubObservers:
 
     def deliver(self, msg: Message, ours: bool) -> bool:
         """Whether an observer took ``msg`` away from the request it belongs to."""
-        consumed = msg["msg_type"] in COMM_TYPES
+        consumed = False
         for observer in list(self._observers):
             try:
                 consumed = observer.on_iopub(msg, ours) or consumed

@@ -57,3 +57,28 @@ def mark_code_cells(records: list[Record], trusted: bool) -> None:
     for record in records:
         if record.get("type") == "cell" and record.get("cell_type", "code") == "code":
             record["metadata"] = {**(record.get("metadata") or {}), "trusted": trusted}
+
+
+def without_trust(nb: Mapping[str, Any]) -> dict[str, Any]:
+    """``nb`` without its cells' ``metadata.trusted`` (never part of the file's content:
+    nbformat drops it when writing), for comparing a saved notebook with its file."""
+    cells = [
+        {**cell, "metadata": {k: v for k, v in cell["metadata"].items() if k != "trusted"}}
+        if isinstance(cell.get("metadata"), dict) and "trusted" in cell["metadata"]
+        else cell
+        for cell in nb.get("cells", [])
+    ]
+    return {**nb, "cells": cells}
+
+
+def carry_trust(from_file: list[Record], live: list[Record]) -> None:
+    """Give cells read from the file the trust they have live (a file edited out of band
+    changes content; whether the server produced a cell's outputs is not in the file)."""
+    trust = {
+        r["id"]: (r.get("metadata") or {})["trusted"]
+        for r in live
+        if r.get("type") == "cell" and "trusted" in (r.get("metadata") or {})
+    }
+    for record in from_file:
+        if record.get("type") == "cell" and record["id"] in trust:
+            record["metadata"] = {**(record.get("metadata") or {}), "trusted": trust[record["id"]]}
