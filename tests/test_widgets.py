@@ -7,15 +7,21 @@ import json
 import subprocess
 import sys
 
+import jupyter_client.session
 import nbformat
 import pytest
 from helpers import poll, read_notebook_file, write_notebook
+from httpx_ws import aconnect_ws
 from test_execution import cell, finished, outputs, text_of
 
 pytestmark = pytest.mark.cocalc(document_cleanup_delay=0.5)
 
 VIEW = "application/vnd.jupyter.widget-view+json"
 STATE = "application/vnd.jupyter.widget-state+json"
+SLIDER = "from ipywidgets import IntSlider\ns = IntSlider(value=3); s"
+IMAGE = (
+    "from ipywidgets import Image\nimage = Image(value=bytes(range(256)) * 4, format='png')\nimage"
+)
 
 
 async def run(nb, cell_id: str) -> dict:
@@ -33,7 +39,11 @@ def shown_model(record: dict) -> str:
 async def test_slider_through_the_table_both_ways_and_restart_clears_it(server, root_dir, live):
     write_notebook(
         root_dir / "nb.ipynb",
-        ["from ipywidgets import IntSlider\ns = IntSlider(value=3); s", "print(s.value)", "s.value = 9"],
+        [
+            "from ipywidgets import IntSlider\ns = IntSlider(value=3); s",
+            "print(s.value)",
+            "s.value = 9",
+        ],
     )
     nb = await live()
     other = await live()
@@ -94,7 +104,7 @@ async def test_output_widget_and_interact_capture_on_the_server(server, root_dir
 async def test_image_bytes_arrive_through_the_blob_store(server, root_dir, live):
     write_notebook(
         root_dir / "nb.ipynb",
-        ["from ipywidgets import Image\nimage = Image(value=bytes(range(256)) * 4, format='png')\nimage"],
+        [IMAGE],
     )
     nb = await live()
     image = shown_model(await run(nb, "cell-0"))
@@ -180,3 +190,28 @@ def _async(check):
         return check()
 
     return condition
+
+
+async def test_a_jupyterlab_users_own_change_reaches_the_table(server, root_dir, live):
+    """A JupyterLab tab changes a widget over its own kernel websocket: the kernel's echo to
+    everyone else is merged into the table."""
+    write_notebook(
+        root_dir / "nb.ipynb", ["from ipywidgets import IntSlider\ns = IntSlider(value=3); s"]
+    )
+    nb = await live()
+    slider = shown_model(await run(nb, "cell-0"))
+    sessions = (await server.http.get("/api/sessions")).json()
+    kernel_id = next(s["kernel"]["id"] for s in sessions if s["path"] == "nb.ipynb")
+    session = jupyter_client.session.Session()
+    msg = session.msg(
+        "comm_msg",
+        {
+            "comm_id": slider,
+            "data": {"method": "update", "state": {"value": 5}, "buffer_paths": []},
+        },
+    )
+    msg["channel"] = "shell"
+    url = server.ws_url(f"/api/kernels/{kernel_id}/channels?session_id={session.session}")
+    async with aconnect_ws(url, server.http) as ws:
+        await ws.send_text(json.dumps(msg, default=str))
+        await nb.widgets.wait_for(lambda w: w.state(slider)["value"] == 5)
