@@ -159,28 +159,36 @@ async def test_saved_notebook_carries_the_widget_state_and_is_signed(
     assert STATE in html and json.dumps(box) in html
 
 
+def rich_cell(source: str, cell_id: str = "cell-0") -> dict:
+    """A code cell whose output (HTML) needs trust to be rendered fully."""
+    html = nbformat.v4.new_output("display_data", data={"text/html": "<b>x</b>"})
+    return nbformat.v4.new_code_cell(source, id=cell_id, outputs=[html])
+
+
 async def test_import_keeps_the_signature_state(server, jp_serverapp, root_dir):
-    signed = write_notebook(root_dir / "signed.ipynb", ["1 + 1"])
     # (different sources: a signature is the hash of the content)
-    write_notebook(root_dir / "unsigned.ipynb", ["2 + 2"])
-    forged = write_notebook(root_dir / "forged.ipynb", ["3 + 3"])
+    signed = write_notebook(root_dir / "signed.ipynb", [rich_cell("1 + 1")])
+    write_notebook(root_dir / "unsigned.ipynb", [rich_cell("2 + 2")])
+    forged = write_notebook(root_dir / "forged.ipynb", [rich_cell("3 + 3")])
     forged.cells[0].metadata["trusted"] = True  # a trusted flag in the file is not believed
     nbformat.write(forged, str(root_dir / "forged.ipynb"))
-    signed_on_disk = nbformat.read(str(root_dir / "signed.ipynb"), as_version=4)
-    jp_serverapp.contents_manager.notary.sign(signed_on_disk)
+    write_notebook(root_dir / "plain.ipynb", ["4 + 4"])  # nothing that needs trust
+    jp_serverapp.contents_manager.notary.sign(nbformat.read(str(root_dir / "signed.ipynb"), 4))
     assert signed.cells
 
-    expected = {"signed.ipynb": True, "unsigned.ipynb": False, "forged.ipynb": False}
+    expected = {"signed": True, "unsigned": False, "forged": False, "plain": True}
     for name, trusted in expected.items():
-        async with server.ynotebook(name) as lab:
+        async with server.ynotebook(f"{name}.ipynb") as lab:
             assert lab.ycells[0]["metadata"]["trusted"] is trusted, name
 
 
 async def test_cells_the_server_runs_are_trusted_for_jupyterlab(server, root_dir, live):
-    write_notebook(root_dir / "nb.ipynb", ["from IPython.display import HTML\nHTML('<b>x</b>')"])
+    write_notebook(
+        root_dir / "nb.ipynb", [rich_cell("from IPython.display import HTML\nHTML('<i>y</i>')")]
+    )
     nb = await live()
     async with server.ynotebook("nb.ipynb") as lab:
-        assert lab.ycells[0]["metadata"]["trusted"] is False
+        assert lab.ycells[0]["metadata"]["trusted"] is False  # an unsigned file's output
         await run(nb, "cell-0")
         await poll(_async(lambda: lab.ycells[0]["metadata"].get("trusted") is True))
 

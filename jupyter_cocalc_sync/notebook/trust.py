@@ -15,6 +15,10 @@ from typing import Any, Protocol
 
 from ..sync.table import Record
 
+#: nbformat's: outputs whose content may run code when rendered fully
+UNSAFE_OUTPUT_TYPES = ("execute_result", "display_data")
+SAFE_KEYS = frozenset({"output_type", "execution_count", "metadata"})
+
 
 class SignatureStore(Protocol):
     def check_signature(self, digest: str, algorithm: str) -> bool: ...
@@ -52,11 +56,28 @@ def is_signed(notary: Notary, signature: str) -> bool:
         return False
 
 
-def mark_code_cells(records: list[Record], trusted: bool) -> None:
-    """Set ``metadata.trusted`` of every code cell record (as ``NotebookNotary.mark_cells``)."""
+def mark_code_cells(records: list[Record], signed: bool) -> None:
+    """Set ``metadata.trusted`` of every code cell record: all of them in a signed notebook,
+    else those without outputs that need trust (nbformat's rule for a cell, ``_check_cell``).
+
+    JupyterLab decides a cell's trust once, when it builds the cell: a cell without rich
+    output is marked trusted now, so what the server runs in it later renders fully in every
+    open tab.
+    """
     for record in records:
         if record.get("type") == "cell" and record.get("cell_type", "code") == "code":
+            trusted = signed or not any(
+                _needs_trust(o) for o in (record.get("output") or {}).values()
+            )
             record["metadata"] = {**(record.get("metadata") or {}), "trusted": trusted}
+
+
+def _needs_trust(output: Any) -> bool:
+    return (
+        isinstance(output, dict)
+        and output.get("output_type") in UNSAFE_OUTPUT_TYPES
+        and bool(set(output) - SAFE_KEYS)
+    )
 
 
 def without_trust(nb: Mapping[str, Any]) -> dict[str, Any]:
