@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Protocol
 
 from ..kernels.channels import Message
@@ -32,8 +33,6 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 WIDGET_TARGET = "jupyter.widget"
-#: the widget message protocol's version the server speaks (ipywidgets 8)
-PROTOCOL_VERSION = "2.1.0"
 
 
 class BufferStore(Protocol):
@@ -56,7 +55,7 @@ class WidgetBridge:
         self.capture = OutputCapture(self)
         #: model id -> its value as last sent to or received from the kernel
         self._known: dict[str, dict[str, Any]] = {}
-        self._unobserve: list[Any] = []
+        self._unobserve: list[Callable[[], None]] = []
         self._tasks: set[asyncio.Task[Any]] = set()
         self._unsubscribe = db.on_change(self._on_change)
 
@@ -117,7 +116,7 @@ class WidgetBridge:
                     self.table.close(model_id)
                 self.db.commit()
             return True
-        return self.capture.take(msg, self.caused_by_us(msg))
+        return self.capture.capturing and self.capture.take(msg, self.caused_by_us(msg))
 
     def caused_by_us(self, msg: Message) -> bool:
         kernel = self.kernel

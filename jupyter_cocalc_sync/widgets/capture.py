@@ -63,6 +63,11 @@ class OutputCapture:
             outputs = state.get("outputs")
             self._outputs[model_id] = list(outputs) if isinstance(outputs, list) else []
 
+    @property
+    def capturing(self) -> bool:
+        """Whether any Output widget captures now (the common case, no: one check per output)."""
+        return bool(self._capturing)
+
     def take(self, msg: Message, caused_by_us: bool) -> bool:
         """Capture ``msg`` if an Output widget captures its request; True if it did."""
         if not caused_by_us or msg["msg_type"] not in CAPTURED_TYPES:
