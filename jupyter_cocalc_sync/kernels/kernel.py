@@ -145,8 +145,9 @@ class JupyterKernel:
         return unsubscribe
 
     def observe_iopub(self, observer: IopubObserver) -> Callable[[], None]:
-        """Give ``observer`` every comm message and every iopub message that belongs to no
-        request of ours, before any request sees it; returns a function that removes it."""
+        """Give ``observer`` every iopub message but ``status`` (comms, outputs of others'
+        requests, outputs of ours), before the request it belongs to sees it; the observer
+        may keep it from that request. Returns a function that removes the observer."""
         return self._queue.observers.add(observer)
 
     @property
