@@ -240,3 +240,28 @@ async def test_a_readers_save_request_is_refused(server, root_dir):
                 break
     assert json.loads(message.raw) == {"type": "save", "responseTo": 7, "status": "failed"}
     await reader.aclose()
+
+
+async def test_a_widget_change_reaches_the_kernel_only_from_who_may_execute(server, root_dir):
+    source = "from ipywidgets import IntSlider\ns = IntSlider(value=3); s"
+    write_notebook(root_dir / "nb.ipynb", [source, "print(s.value)"])
+    runner = await live_client(server, READ, WRITE, EXECUTE).open("nb.ipynb")
+    runner.set({"type": "cell", "id": "cell-0", "state": "start"})
+    runner.commit()
+    sliders = await runner.widgets.wait_for(lambda w: w.find(model_name="IntSliderModel"), 60)
+    slider = sliders[0]
+    writer = await live_client(server, READ, WRITE).open("nb.ipynb")
+    await writer.widgets.wait_for(lambda w: slider in w.models())
+
+    writer.widgets.set_value(slider, {"value": 8})
+    await writer.widgets.wait_for(lambda w: w.state(slider)["value"] == 3)  # undone
+    runner.set({"type": "cell", "id": "cell-1", "state": "start"})
+    runner.commit()
+
+    def printed(nb) -> str:
+        output = (nb.get_one({"type": "cell", "id": "cell-1"}) or {}).get("output") or {}
+        return "".join(o.get("text", "") for o in output.values())
+
+    assert await runner.wait_for(printed, timeout=60) == "3\n"
+    await runner.client.close()
+    await writer.client.close()

@@ -17,22 +17,20 @@ the server, and every commit reaches every other client.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
-import json
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from typing import Any
 from urllib.parse import quote
 
 import httpx
-from httpx_ws import WebSocketDisconnect, aconnect_ws
 
 from ..errors import CocalcSyncError
 from ..notebook.schema import notebook_syncdb
-from ..rooms import protocol
-from ..sync.table import LOCAL, ChangeEvent, Record, SyncDB
+from ..sync.table import SyncDB
 from .actions import NotebookActionsMixin
 from .kernel import KernelQueriesMixin
+from .replica import RoomReplica
+from .widgets import LiveWidgets
 
 
 class ServerError(CocalcSyncError):
@@ -144,9 +142,9 @@ async def connect(url: str, token: str | None = None) -> AsyncIterator[CocalcSyn
         await client.close()
 
 
-class LiveNotebook(NotebookActionsMixin, KernelQueriesMixin):
-    """A live replica of one notebook's SyncDB table; its actions (``client/actions.py``) and
-    its kernel's answers (``client/kernel.py``)."""
+class LiveNotebook(RoomReplica, NotebookActionsMixin, KernelQueriesMixin):
+    """A live replica of one notebook's SyncDB table; ``widgets`` is its widget table, its
+    actions are in ``client/actions.py`` and its kernel's answers in ``client/kernel.py``."""
 
     def __init__(
         self,
@@ -157,55 +155,24 @@ class LiveNotebook(NotebookActionsMixin, KernelQueriesMixin):
         db: SyncDB | None = None,
         awareness_id: int | None = None,
     ) -> None:
+        base = client.url.replace("http", "ws", 1) + "/api/cocalc-sync/room/"
+        super().__init__(
+            client.http, f"{base}syncdb:{file_id}", db if db is not None else notebook_syncdb()
+        )
         self.client = client
         self.path = path
         self.file_id = file_id
-        #: the server's awareness client id in the room, and its latest state there
-        self._awareness_id = awareness_id
-        self.server_state: dict[str, Any] = {}
-        self.db: SyncDB = db if db is not None else notebook_syncdb()
-        self._outbox: asyncio.Queue[bytes] = asyncio.Queue()
-        self._synced = asyncio.Event()
-        self._sync_waiters: list[asyncio.Future[None]] = []
-        self._task: asyncio.Task[None] | None = None
-        self._changed = asyncio.Event()
-        self.closed_reason: str | None = None
-        unsubscribes = [
-            self.db.on_update(self._on_update),
-            self.db.on_change(lambda event: self._changed.set()),
-        ]
-        self._unsubscribe = lambda: [u() for u in unsubscribes]
+        #: the server's awareness client id in the room (its state: ``server_state``)
+        self.awareness_id = awareness_id
+        self.widgets = LiveWidgets(client.http, f"{base}ipywidgets:{file_id}")
 
-    # -- the table API ----------------------------------------------------------------------
+    async def start(self) -> None:
+        await super().start()
+        await self.widgets.start()
 
-    def set(self, record: Record) -> None:
-        self.db.set(record)
-
-    def delete(self, where: Record) -> int:
-        return self.db.delete(where)
-
-    def get(self, where: Record | None = None) -> list[Record]:
-        return self.db.get(where)
-
-    def get_one(self, where: Record) -> Record | None:
-        return self.db.get_one(where)
-
-    def commit(self) -> bool:
-        """Send the changes made since the last commit to the server as one change."""
-        return self.db.commit()
-
-    def on_change(self, callback: Callable[[ChangeEvent], None]) -> Callable[[], None]:
-        return self.db.on_change(callback)
-
-    async def wait_for(self, predicate: Callable[[LiveNotebook], Any], timeout: float = 30) -> Any:
-        """Wait until ``predicate(self)`` is true (re-checked after every change)."""
-        async with asyncio.timeout(timeout):
-            while True:
-                self._changed.clear()
-                value = predicate(self)
-                if value:
-                    return value
-                await self._changed.wait()
+    async def close(self) -> None:
+        await self.widgets.close()
+        await super().close()
 
     # -- running ----------------------------------------------------------------------------
 
@@ -268,102 +235,3 @@ class LiveNotebook(NotebookActionsMixin, KernelQueriesMixin):
     async def answer_input(self, cell_id: str, value: str) -> None:
         """Answer the cell's pending ``input()``/``getpass()`` (never stored in the notebook)."""
         await self.client.request("POST", self._url("/input"), {"cell_id": cell_id, "value": value})
-
-    # -- sync -------------------------------------------------------------------------------
-
-    def _on_update(self, update: bytes, origin: Any) -> None:
-        if origin == LOCAL:
-            self._outbox.put_nowait(protocol.sync_message(protocol.SYNC_UPDATE, update))
-
-    async def start(self) -> None:
-        base = self.client.url.replace("http", "ws", 1)
-        url = f"{base}/api/cocalc-sync/room/syncdb:{self.file_id}"
-        ready: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._task = asyncio.get_running_loop().create_task(self._run(url, ready))
-        await ready
-        await asyncio.wait_for(self._synced.wait(), timeout=60)
-
-    async def _run(self, url: str, ready: asyncio.Future[None]) -> None:
-        try:
-            async with aconnect_ws(url, self.client.http) as ws:
-                ready.set_result(None)
-                await ws.send_bytes(protocol.sync_message(protocol.SYNC_STEP1, self.db.get_state()))
-                sender = asyncio.get_running_loop().create_task(self._send(ws))
-                try:
-                    while True:
-                        frame = await ws.receive_bytes()
-                        self._receive(frame, ws)
-                finally:
-                    sender.cancel()
-        except Exception as e:
-            disconnect = _disconnect_of(e)
-            if disconnect is not None:
-                # e.g. 1011 {"reason": "store_unavailable", "retry": true}: reconnect later
-                self.closed_reason = f"{disconnect.code}: {disconnect.reason}"
-            else:
-                self.closed_reason = repr(e)
-            if not ready.done():
-                ready.set_exception(e)
-        finally:
-            self._changed.set()
-
-    def _receive(self, frame: bytes, ws: Any) -> None:
-        message = protocol.decode(frame)
-        if message.kind == protocol.AWARENESS:
-            self._receive_awareness(message.payload)
-            return
-        if message.kind != protocol.SYNC:
-            return
-        if message.sub == protocol.SYNC_STEP1:
-            reply = self.db.get_update(message.payload)
-            self._outbox.put_nowait(protocol.sync_message(protocol.SYNC_STEP2, reply))
-            return
-        self.db.apply_update(message.payload, origin="server")
-        if message.sub == protocol.SYNC_STEP2:
-            self._synced.set()
-            if self._sync_waiters:
-                waiter = self._sync_waiters.pop(0)
-                if not waiter.done():
-                    waiter.set_result(None)
-
-    def _receive_awareness(self, payload: bytes) -> None:
-        for client_id, _clock, state in protocol.decode_awareness(payload):
-            if client_id == self._awareness_id:  # other peers' states are their cursors
-                self.server_state = json.loads(state) or {}
-                self._changed.set()
-
-    async def sync(self, timeout: float = 60) -> None:
-        """Return once this replica has every change the server had made durable when it was
-        called (a sync round trip: the server answers only with what is on disk)."""
-        waiter = asyncio.get_running_loop().create_future()
-        self._sync_waiters.append(waiter)
-        self._outbox.put_nowait(protocol.sync_message(protocol.SYNC_STEP1, self.db.get_state()))
-        try:
-            await asyncio.wait_for(waiter, timeout)
-        finally:
-            if waiter in self._sync_waiters:
-                self._sync_waiters.remove(waiter)
-
-    async def _send(self, ws: Any) -> None:
-        while True:
-            await ws.send_bytes(await self._outbox.get())
-
-    async def close(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await self._task
-            self._task = None
-        self._unsubscribe()
-
-
-def _disconnect_of(exc: BaseException) -> WebSocketDisconnect | None:
-    """The websocket close behind ``exc`` (httpx-ws raises it inside an exception group)."""
-    if isinstance(exc, WebSocketDisconnect):
-        return exc
-    if isinstance(exc, BaseExceptionGroup):
-        for inner in exc.exceptions:
-            found = _disconnect_of(inner)
-            if found is not None:
-                return found
-    return None

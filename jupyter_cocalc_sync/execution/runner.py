@@ -29,22 +29,20 @@ from ..notebook.ipynb import cell_order_key, ordered_outputs
 from ..notebook.schema import SETTINGS_KEY
 from ..outputs.handler import DisplayIndex, OutputHandler, OutputLimits, is_marker
 from ..permissions import permissions_of
-from ..store.projections import projection_doc
 from ..sync.table import ChangeEvent
+from .run_versions import RunVersions
 
 if TYPE_CHECKING:
     from ..notebook.document import NotebookDocument
     from ..outputs.blobs import BlobStore
     from ..outputs.overflow import MoreOutputStore
     from ..store.history import HistorySquasher
+    from ..widgets.session import NotebookWidgets
     from .sessions import SessionKernels
 
 log = logging.getLogger(__name__)
 
 INPUT_REQUEST = "input_request"
-#: a run that wrote fewer versions than this keeps them: a squash replays the whole notebook
-#: (in the replay process), worth it for a long run's hundreds of flushes, not for ``1+1``
-SQUASH_MIN_VERSIONS = 16
 
 
 class RunProgressListener(Protocol):
@@ -82,11 +80,9 @@ class NotebookRunner:
         self.overflow = overflow
         self.history = history
         self.flush_interval = flush_interval
-        #: the log writes of the cell running now (its versions are squashed when it ends)
-        self._run_writes: list[asyncio.Future[int]] | None = None
-        #: the YNotebook's log writes during the running cell (squashed with the table's)
-        self._projection_writes: list[asyncio.Future[int]] = []
-        self._squashes: set[asyncio.Task[None]] = set()
+        self.versions = RunVersions(document, history)
+        #: the notebook's widget table (widgets/), following the runner's kernel
+        self.widgets: NotebookWidgets | None = None
         self.halt_on_error = True
         self.queue: deque[str] = deque()
         self.current: str | None = None
@@ -287,6 +283,8 @@ class NotebookRunner:
         kernel = await self.kernels.kernel_for(self.document.path, settings.get("kernel"), prefer)
         if kernel is not self.kernel:
             self.kernel = kernel
+            if self.widgets is not None:
+                self.widgets.bridge.use_kernel(kernel)
             name = kernel.name
             if name and name != settings.get("kernel"):
                 self._set_settings(
@@ -325,11 +323,19 @@ class NotebookRunner:
             doc_id=self.document.file_id,
         )
         self._handler = handler
-        self._run_writes = []
-        self._projection_writes = self.document.record_projection_writes()
+        self.versions.start_run()
         with self._write():
+            # what the server runs for a collaborator is trusted, for every collaborator
+            # (JupyterLab reads the cell's metadata.trusted; the saved file is then signed)
             self.db.set(
-                {"type": "cell", "id": cell_id, "end": None, "output": None, "exec_count": None}
+                {
+                    "type": "cell",
+                    "id": cell_id,
+                    "end": None,
+                    "output": None,
+                    "exec_count": None,
+                    "metadata": {"trusted": True},
+                }
             )
         self._commit()
         ok = True
@@ -366,37 +372,11 @@ class NotebookRunner:
             self._handler = None
             self._cancel_flush()
             self._flush(cell_id, handler, final=True)
-            self._squash_run()
+            self.versions.end_run()
         return ok
 
     def _commit(self) -> None:
-        durable = self.document.table.commit(None)
-        if durable is not None and self._run_writes is not None:
-            self._run_writes.append(durable)
-
-    def _squash_run(self) -> None:
-        """History keeps one version per run, not one per output flush."""
-        writes, self._run_writes = self._run_writes, None
-        projection_writes, self._projection_writes = self._projection_writes, []
-        self.document.stop_recording(projection_writes)
-        if self.history is None or not writes or len(writes) < SQUASH_MIN_VERSIONS:
-            return
-        task = asyncio.get_running_loop().create_task(self._squash(writes, projection_writes))
-        self._squashes.add(task)
-        task.add_done_callback(self._squashes.discard)
-
-    async def _squash(
-        self, writes: list[asyncio.Future[int]], projection_writes: list[asyncio.Future[int]]
-    ) -> None:
-        assert self.history is not None
-        file_id = self.document.file_id
-        for doc, futures in ((file_id, writes), (projection_doc(file_id), projection_writes)):
-            results = await asyncio.gather(*futures, return_exceptions=True)
-            versions = [v for v in results if isinstance(v, int)]
-            try:
-                await self.history.squash_versions(doc, versions)
-            except Exception:
-                log.exception("squashing the history of a run in %s failed", self.document.path)
+        self.versions.commit()
 
     def _started(self, cell_id: str, handler: OutputHandler) -> None:
         record = {"type": "cell", "id": cell_id, "state": "busy", "start": now_ms()}
@@ -603,8 +583,9 @@ class NotebookRunner:
         self.kernel = None
 
     async def close(self) -> None:
-        for task in list(self._squashes):
-            await asyncio.wait([task])  # a squash in flight finishes before the store closes
+        await self.versions.close()
+        if self.widgets is not None:
+            self.widgets.close()
         self._unsubscribe()
         self._drop_queue()
         if self._worker is not None and not self._worker.done():

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any
 from ..errors import DocumentNotFoundError, InvalidRecordError
 from ..notebook.ipynb import cell_order_key, ordered_outputs
 from ..outputs.handler import is_marker
+from ..widgets.session import NotebookWidgets
 from .activity import CollaboratorsPanel, NotebookActivity, UsageSettings
 from .runner import NotebookRunner
 
@@ -85,6 +86,9 @@ class ExecutionService:
             document, runner, self.kernels, self.usage, panel=self.collaborators
         )
         runner.progress = self._activities[document.file_id] = activity
+        if self.blobs is not None:
+            runner.widgets = NotebookWidgets(document.file_id, self.blobs)
+            document.metadata_sources.append(runner.widgets)
         return runner
 
     async def runner(self, path: str) -> NotebookRunner:

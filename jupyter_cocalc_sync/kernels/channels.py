@@ -159,7 +159,8 @@ class Connection(Replies):
         """Hand ``msg`` to ``socket`` now if it takes it, else once it does (see ``settle``)."""
         if not self.open:
             raise ConnectionClosed("The kernel is not connected.")
-        return socket.send_multipart(self.session.serialize(msg))
+        # (``serialize`` leaves out binary buffers: a widget's comm messages carry them)
+        return socket.send_multipart([*self.session.serialize(msg), *msg.get("buffers", ())])
 
     # -- connecting ----------------------------------------------------------------------------
 

@@ -19,6 +19,7 @@ from jupyter_client.session import Session
 
 from ..errors import ExecutionTimeoutError, KernelError
 from .channels import Connection, ConnectionClosed, Message, background, settle
+from .comms import IopubObservers
 
 log = logging.getLogger(__name__)
 
@@ -182,10 +183,11 @@ class CodeExecutionEmitter:
 
 class ExecutionQueue:
     """Execute requests of one kernel, sent one at a time; the ``ChannelListener`` of its
-    connection (comms would be routed from ``on_iopub`` too, by comm id)."""
+    connection. Iopub messages go to ``observers`` first (comms, others' outputs, captures)."""
 
     def __init__(self, kernel: ExecutingKernel, session: Session) -> None:
         self.session = session
+        self.observers = IopubObservers()
         self._kernel = kernel
         self._waiting: deque[CodeExecutionEmitter] = deque()
         self.current: CodeExecutionEmitter | None = None
@@ -294,7 +296,11 @@ class ExecutionQueue:
 
     def on_iopub(self, msg: Message) -> None:
         current = self.current
-        if current is not None and msg["parent_header"].get("msg_id") == current.msg_id:
+        ours = current is not None and msg["parent_header"].get("msg_id") == current.msg_id
+        if msg["msg_type"] != "status" and self.observers.deliver(msg, ours):
+            return
+        if ours:
+            assert current is not None
             current._on_iopub(msg)
             if current.done:
                 self._advance()

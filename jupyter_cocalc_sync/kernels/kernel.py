@@ -34,6 +34,7 @@ from jupyter_core.utils import ensure_async
 
 from ..errors import KernelError
 from .channels import Connection, ConnectionClosed, Replies, background
+from .comms import CommSender, IopubObserver
 from .emitter import DEAD_KERNEL_ENAME as DEAD_KERNEL_ENAME
 from .emitter import CodeExecutionEmitter as CodeExecutionEmitter
 from .emitter import ExecutionQueue
@@ -88,6 +89,8 @@ class JupyterKernel:
         self._state_callbacks: list[StateCallback] = []
         self._state_changed = asyncio.Event()
         self._queue = ExecutionQueue(self, self._session)
+        #: ``comm_msg`` / ``comm_info_request`` to the kernel (widgets)
+        self.comms = CommSender(lambda: self.connection)
         self._conn: Replies | None = None
         #: attached to a kernel on a gateway: no local process, one websocket
         self.remote = False
@@ -149,6 +152,17 @@ class JupyterKernel:
                 self._state_callbacks.remove(callback)
 
         return unsubscribe
+
+    def observe_iopub(self, observer: IopubObserver) -> Callable[[], None]:
+        """Give ``observer`` every iopub message but ``status`` (comms, outputs of others'
+        requests, outputs of ours), before the request it belongs to sees it; the observer
+        may keep it from that request. Returns a function that removes the observer."""
+        return self._queue.observers.add(observer)
+
+    @property
+    def session_id(self) -> str:
+        """Our session: messages whose parent has it were caused by us."""
+        return self._session.session
 
     def _set_state(self, state: KernelState) -> None:
         changed = state != self._state

@@ -18,7 +18,7 @@ import logging
 import uuid
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 import anyio
 
@@ -42,6 +42,7 @@ from .ipynb import (
 from .projection import YNotebookProjection
 from .repair import LoadedNotebook, load_notebook
 from .schema import SETTINGS_KEY, notebook_syncdb
+from .trust import Notary, is_signed, mark_code_cells, notary_of, signature_of
 from .ynotebook_checks import ynotebook_guard
 
 log = logging.getLogger(__name__)
@@ -71,6 +72,12 @@ class OutputHooks:
     render_output: Callable[[dict[str, Any], str], dict[str, Any]] | None = None
     #: JupyterLab -> table
     ingest_output: Callable[[dict[str, Any]], dict[str, Any]] | None = None
+
+
+class MetadataSource(Protocol):
+    """Adds to the notebook's metadata when it is saved or exported (the widget state)."""
+
+    async def notebook_metadata(self, records: list[Record]) -> dict[str, Any]: ...
 
 
 class NotebookDocument:
@@ -119,6 +126,7 @@ class NotebookDocument:
         self.runner: Any = None  # execution/runner.py, set when the notebook opens
         #: the server's awareness state in the notebook's rooms (kernel usage, run progress)
         self.server_state: dict[str, Any] | None = None
+        self.metadata_sources: list[MetadataSource] = []
         self.closed = False
         self._unsubscribe = self.db.on_update(self._on_update)
         self._unsubscribe_logged = self.table.on_logged(self._on_logged)
@@ -139,7 +147,12 @@ class NotebookDocument:
             assert text is not None
             # parsing, converting and building the first update of a big notebook are CPU
             # work: in a thread, on objects nothing else sees yet
-            loaded, records = await anyio.to_thread.run_sync(lambda: _read_records(text))
+            notary = notary_of(self.files.contents_manager)
+            loaded, records, signature = await anyio.to_thread.run_sync(
+                lambda: _read_records(text, notary)
+            )
+            # the file's outputs keep the trust they had on disk
+            mark_code_cells(records, notary is not None and is_signed(notary, signature))
             records = await self.files.import_records(records)
             if loaded.warnings:
                 records[0]["load_warning"] = repaired_warning(self.path, loaded.warnings)
@@ -235,10 +248,15 @@ class NotebookDocument:
         outputs_of = ordered_outputs
         if self.hooks.prepare_export is not None:
             outputs_of = await self.hooks.prepare_export(records)
+        extra: dict[str, Any] = {}
+        for source in self.metadata_sources:
+            extra.update(await source.notebook_metadata(records))
         # building a big notebook (re-inlined images and overflow) is CPU work: not on the loop
-        return await anyio.to_thread.run_sync(
+        nb = await anyio.to_thread.run_sync(
             lambda: records_to_notebook(records, outputs_of=outputs_of)
         )
+        nb["metadata"].update(extra)
+        return nb
 
     def _on_update(self, update: bytes, origin: Any) -> None:
         if origin != STORE:
@@ -454,9 +472,10 @@ class NotebookDocument:
         return self.db.get_one({"type": SETTINGS_KEY[0], "id": SETTINGS_KEY[1]}) or {}
 
 
-def _read_records(text: str) -> tuple[LoadedNotebook, list[Record]]:
+def _read_records(text: str, notary: Notary | None) -> tuple[LoadedNotebook, list[Record], str]:
     loaded = load_notebook(text)
-    return loaded, notebook_to_records(loaded.notebook)
+    signature = signature_of(notary, loaded.notebook) if notary is not None else ""
+    return loaded, notebook_to_records(loaded.notebook), signature
 
 
 def revert_patch(current: bytes, old: bytes) -> tuple[list[Record], list[Record]]:

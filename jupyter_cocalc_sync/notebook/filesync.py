@@ -36,6 +36,7 @@ from .ipynb import notebook_to_records
 from .merge import SavedDigests, digest, disk_outputs, merge_notebook, saved_digests
 from .repair import LoadedNotebook, load_notebook, parse_notebook
 from .schema import SETTINGS_KEY
+from .trust import carry_trust, without_trust
 
 if TYPE_CHECKING:
     from .document import NotebookDocument
@@ -371,7 +372,7 @@ class FileSync:
 
         def parse() -> tuple[LoadedNotebook, str]:
             loaded = load_notebook(text)
-            return loaded, digest(loaded.notebook)
+            return loaded, digest(without_trust(loaded.notebook))
 
         loaded, file_digest = await anyio.to_thread.run_sync(parse)
         saved = await self.saved_digests()
@@ -388,6 +389,7 @@ class FileSync:
         disk = notebook_to_records(loaded.notebook)
         base = await document.records_at(self.saved_version) if self.saved_version else []
         live = document.records()
+        carry_trust(disk, live)
         merge = merge_notebook(base, disk, live, saved)
         sets = {(r["type"], r["id"]): r for r in merge.sets}
         live_outputs = {r["id"]: r.get("output") or {} for r in live if r["type"] == "cell"}

@@ -36,6 +36,7 @@ import merge3
 from ..sync.table import Record, same_json
 from .ipynb import cell_order_key
 from .schema import SETTINGS_KEY
+from .trust import without_trust
 
 # fields that are not merged: keys, position (merged as an order), run state, outputs (apart)
 _IGNORED = ("type", "id", "pos", "state", "start", "end")
@@ -83,7 +84,7 @@ def saved_digests(nb: Mapping[str, Any]) -> SavedDigests:
         for cell in nb.get("cells", [])
         if cell.get("cell_type") == "code"
     }
-    return SavedDigests(digest(nb), outputs)
+    return SavedDigests(digest(without_trust(nb)), outputs)
 
 
 def merge_text(base: str, disk: str, live: str) -> str:

@@ -1,6 +1,7 @@
 """``RoomRegistry``: which room a room id names, and joining it.
 
 * ``syncdb:<file_id>`` (under ``/api/cocalc-sync/room/``): the notebook's SyncDB table;
+* ``ipywidgets:<file_id>`` (there too): the notebook's widget table (widgets/session.py);
 * ``json:notebook:<file_id>`` (under ``/api/collaboration/room/``): the YNotebook projection;
 * ``<format>:<type>:<file_id>`` for other files: a plain ``jupyter_ydoc`` file room;
 * anything else (``JupyterLab:globalAwareness``…): a transient room for awareness. Like stock
@@ -23,6 +24,7 @@ from pycrdt import Doc
 
 from ..errors import CocalcSyncError, DocumentNotFoundError
 from ..notebook.manager import DocumentManager
+from ..widgets.session import ROOM_PREFIX as WIDGETS_PREFIX
 from .files import FileRooms
 from .room import Peer, Room
 
@@ -69,6 +71,12 @@ class RoomRegistry:
             if room_id.startswith(SYNCDB_PREFIX):
                 document = await self._open_checked(room_id[len(SYNCDB_PREFIX) :])
                 return self._enter_document(document, document.room("syncdb"), peer)
+            if room_id.startswith(WIDGETS_PREFIX):
+                document = await self._open_checked(room_id[len(WIDGETS_PREFIX) :])
+                widgets = getattr(document.runner, "widgets", None)
+                if widgets is None:
+                    raise DocumentNotFoundError(f"{document.path} has no widget table")
+                return self._enter_document(document, widgets.room, peer)
             raise DocumentNotFoundError(f"unknown room {room_id!r}")
         parts = room_id.split(":", 2)
         if len(parts) < 3:

@@ -1,0 +1,173 @@
+"""``RoomReplica``: a live replica of a SyncDB table that the server serves in a room.
+
+The replica and the server's table exchange Yjs updates over the room's y-websocket: local
+commits are sent, the server's changes applied as they come. ``LiveNotebook`` (the notebook's
+table) and ``LiveWidgets`` (its widget table) are replicas.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+from collections.abc import Callable
+from typing import Any, Self
+
+import httpx
+from httpx_ws import WebSocketDisconnect, aconnect_ws
+
+from ..rooms import protocol
+from ..sync.table import LOCAL, ChangeEvent, Record, SyncDB
+
+
+class RoomReplica:
+    """A table replica synced through the room at ``room_url`` (a ``ws://`` URL)."""
+
+    def __init__(self, http: httpx.AsyncClient, room_url: str, db: SyncDB) -> None:
+        self.http = http
+        self.room_url = room_url
+        self.db = db
+        self._outbox: asyncio.Queue[bytes] = asyncio.Queue()
+        self._synced = asyncio.Event()
+        self._sync_waiters: list[asyncio.Future[None]] = []
+        #: the server's awareness client id in the room (``None``: not followed)
+        self.awareness_id: int | None = None
+        #: the server's latest awareness state in the room (kernel usage, run progress)
+        self.server_state: dict[str, Any] = {}
+        self._task: asyncio.Task[None] | None = None
+        self._changed = asyncio.Event()
+        self.closed_reason: str | None = None
+        unsubscribes = [
+            self.db.on_update(self._on_update),
+            self.db.on_change(lambda event: self._changed.set()),
+        ]
+        self._unsubscribe = lambda: [u() for u in unsubscribes]
+
+    # -- the table API ----------------------------------------------------------------------
+
+    def set(self, record: Record) -> None:
+        self.db.set(record)
+
+    def delete(self, where: Record) -> int:
+        return self.db.delete(where)
+
+    def get(self, where: Record | None = None) -> list[Record]:
+        return self.db.get(where)
+
+    def get_one(self, where: Record) -> Record | None:
+        return self.db.get_one(where)
+
+    def commit(self) -> bool:
+        """Send the changes made since the last commit to the server as one change."""
+        return self.db.commit()
+
+    def on_change(self, callback: Callable[[ChangeEvent], None]) -> Callable[[], None]:
+        return self.db.on_change(callback)
+
+    async def wait_for(self, predicate: Callable[[Self], Any], timeout: float = 30) -> Any:
+        """Wait until ``predicate(self)`` is true (re-checked after every change)."""
+        async with asyncio.timeout(timeout):
+            while True:
+                self._changed.clear()
+                value = predicate(self)
+                if value:
+                    return value
+                await self._changed.wait()
+
+    # -- sync -------------------------------------------------------------------------------
+
+    def _on_update(self, update: bytes, origin: Any) -> None:
+        if origin == LOCAL:
+            self._outbox.put_nowait(protocol.sync_message(protocol.SYNC_UPDATE, update))
+
+    async def start(self) -> None:
+        """Connect and wait until this replica is in sync with the server's table."""
+        ready: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._task = asyncio.get_running_loop().create_task(self._run(self.room_url, ready))
+        await ready
+        await asyncio.wait_for(self._synced.wait(), timeout=60)
+
+    async def _run(self, url: str, ready: asyncio.Future[None]) -> None:
+        try:
+            async with aconnect_ws(url, self.http) as ws:
+                ready.set_result(None)
+                await ws.send_bytes(protocol.sync_message(protocol.SYNC_STEP1, self.db.get_state()))
+                sender = asyncio.get_running_loop().create_task(self._send(ws))
+                try:
+                    while True:
+                        frame = await ws.receive_bytes()
+                        self._receive(frame, ws)
+                finally:
+                    sender.cancel()
+        except Exception as e:
+            disconnect = _disconnect_of(e)
+            if disconnect is not None:
+                # e.g. 1011 {"reason": "store_unavailable", "retry": true}: reconnect later
+                self.closed_reason = f"{disconnect.code}: {disconnect.reason}"
+            else:
+                self.closed_reason = repr(e)
+            if not ready.done():
+                ready.set_exception(e)
+        finally:
+            self._changed.set()
+
+    def _receive(self, frame: bytes, ws: Any) -> None:
+        message = protocol.decode(frame)
+        if message.kind == protocol.AWARENESS:
+            self._receive_awareness(message.payload)
+            return
+        if message.kind != protocol.SYNC:
+            return
+        if message.sub == protocol.SYNC_STEP1:
+            reply = self.db.get_update(message.payload)
+            self._outbox.put_nowait(protocol.sync_message(protocol.SYNC_STEP2, reply))
+            return
+        self.db.apply_update(message.payload, origin="server")
+        if message.sub == protocol.SYNC_STEP2:
+            self._synced.set()
+            if self._sync_waiters:
+                waiter = self._sync_waiters.pop(0)
+                if not waiter.done():
+                    waiter.set_result(None)
+
+    def _receive_awareness(self, payload: bytes) -> None:
+        for client_id, _clock, state in protocol.decode_awareness(payload):
+            if client_id == self.awareness_id:  # other peers' states are their cursors
+                self.server_state = json.loads(state) or {}
+                self._changed.set()
+
+    async def sync(self, timeout: float = 60) -> None:
+        """Return once this replica has every change the server had made durable when it was
+        called (a sync round trip: the server answers only with what is on disk)."""
+        waiter = asyncio.get_running_loop().create_future()
+        self._sync_waiters.append(waiter)
+        self._outbox.put_nowait(protocol.sync_message(protocol.SYNC_STEP1, self.db.get_state()))
+        try:
+            await asyncio.wait_for(waiter, timeout)
+        finally:
+            if waiter in self._sync_waiters:
+                self._sync_waiters.remove(waiter)
+
+    async def _send(self, ws: Any) -> None:
+        while True:
+            await ws.send_bytes(await self._outbox.get())
+
+    async def close(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self._task
+            self._task = None
+        self._unsubscribe()
+
+
+def _disconnect_of(exc: BaseException) -> WebSocketDisconnect | None:
+    """The websocket close behind ``exc`` (httpx-ws raises it inside an exception group)."""
+    if isinstance(exc, WebSocketDisconnect):
+        return exc
+    if isinstance(exc, BaseExceptionGroup):
+        for inner in exc.exceptions:
+            found = _disconnect_of(inner)
+            if found is not None:
+                return found
+    return None

@@ -1,0 +1,73 @@
+"""``RunVersions``: a cell's run is one version of the history, not one per output flush.
+
+The runner commits through it; the log writes made while a cell runs (the table's and the
+YNotebook's) are collected and squashed into one version each once the run ends.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import TYPE_CHECKING
+
+from ..store.projections import projection_doc
+
+if TYPE_CHECKING:
+    from ..notebook.document import NotebookDocument
+    from ..store.history import HistorySquasher
+
+log = logging.getLogger(__name__)
+
+#: a run that wrote fewer versions than this keeps them: a squash replays the whole notebook
+#: (in the replay process), worth it for a long run's hundreds of flushes, not for ``1+1``
+SQUASH_MIN_VERSIONS = 16
+
+
+class RunVersions:
+    """Commits of one notebook's runner, and the squashing of each run's versions."""
+
+    def __init__(self, document: NotebookDocument, history: HistorySquasher | None) -> None:
+        self.document = document
+        self.history = history
+        #: the log writes of the cell running now (its versions are squashed when it ends)
+        self._run_writes: list[asyncio.Future[int]] | None = None
+        #: the YNotebook's log writes during the running cell (squashed with the table's)
+        self._projection_writes: list[asyncio.Future[int]] = []
+        self._squashes: set[asyncio.Task[None]] = set()
+
+    def commit(self) -> None:
+        durable = self.document.table.commit(None)
+        if durable is not None and self._run_writes is not None:
+            self._run_writes.append(durable)
+
+    def start_run(self) -> None:
+        self._run_writes = []
+        self._projection_writes = self.document.record_projection_writes()
+
+    def end_run(self) -> None:
+        """History keeps one version per run, not one per output flush."""
+        writes, self._run_writes = self._run_writes, None
+        projection_writes, self._projection_writes = self._projection_writes, []
+        self.document.stop_recording(projection_writes)
+        if self.history is None or not writes or len(writes) < SQUASH_MIN_VERSIONS:
+            return
+        task = asyncio.get_running_loop().create_task(self._squash(writes, projection_writes))
+        self._squashes.add(task)
+        task.add_done_callback(self._squashes.discard)
+
+    async def _squash(
+        self, writes: list[asyncio.Future[int]], projection_writes: list[asyncio.Future[int]]
+    ) -> None:
+        assert self.history is not None
+        file_id = self.document.file_id
+        for doc, futures in ((file_id, writes), (projection_doc(file_id), projection_writes)):
+            results = await asyncio.gather(*futures, return_exceptions=True)
+            versions = [v for v in results if isinstance(v, int)]
+            try:
+                await self.history.squash_versions(doc, versions)
+            except Exception:
+                log.exception("squashing the history of a run in %s failed", self.document.path)
+
+    async def close(self) -> None:
+        for task in list(self._squashes):
+            await asyncio.wait([task])  # a squash in flight finishes before the store closes
