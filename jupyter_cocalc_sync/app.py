@@ -131,6 +131,16 @@ class CocalcSync(ExtensionApp):
         server to run the cell (outputs survive closed browsers).""",
     )
 
+    activity_interval = Float(
+        60.0,
+        config=True,
+        help="""While any cell runs server-side, the server's last activity (what
+        /api/status and JupyterHub's activity reports read) is refreshed every this many
+        seconds, so an idle culler never stops a server mid-run, even one running a cell that
+        prints nothing with no browser open. Messages from room clients refresh it too. Keep
+        it below the culler's timeout.""",
+    )
+
     @validate(
         "max_output_length",
         "max_output_messages",
@@ -148,6 +158,12 @@ class CocalcSync(ExtensionApp):
     def _non_negative(self, proposal: Any) -> int:
         if proposal["value"] < 0:
             raise ValueError("blob_threshold must be >= 0")
+        return proposal["value"]
+
+    @validate("activity_interval")
+    def _positive_seconds(self, proposal: Any) -> float:
+        if proposal["value"] <= 0:
+            raise ValueError("activity_interval must be > 0 seconds")
         return proposal["value"]
 
     @validate(
@@ -187,6 +203,7 @@ class CocalcSync(ExtensionApp):
     # -- services ---------------------------------------------------------------------------
 
     def initialize_settings(self) -> None:
+        from .activity import ActivityClock
         from .errors import StoreInUseError
         from .execution.service import ExecutionService
         from .execution.sessions import SessionKernels
@@ -250,6 +267,7 @@ class CocalcSync(ExtensionApp):
             outputs=FileOutputImporter(limits, self.blobs, self.overflow),
         )
         self.kernels = SessionKernels(serverapp)
+        self.activity = ActivityClock(serverapp.web_app.settings, self.activity_interval)
         self.execution = ExecutionService(
             self.documents,
             self.kernels,
@@ -257,6 +275,7 @@ class CocalcSync(ExtensionApp):
             blobs=self.blobs,
             overflow=self.overflow,
             history=self.history,
+            activity=self.activity,
         )
         self.documents.observer = self.execution
         self.file_rooms = FileRooms(
@@ -342,6 +361,7 @@ class CocalcSync(ExtensionApp):
         task = getattr(self, "_retention_task", None)
         if task is not None:
             task.cancel()
+        self.activity.close()
         await self.documents.close_all()
         await self.kernels.close()
         await self.file_rooms.close_all()

@@ -33,6 +33,7 @@ from ..store.projections import projection_doc
 from ..sync.table import ChangeEvent
 
 if TYPE_CHECKING:
+    from ..activity import WorkTracker
     from ..notebook.document import NotebookDocument
     from ..outputs.blobs import BlobStore
     from ..outputs.overflow import MoreOutputStore
@@ -66,6 +67,7 @@ class NotebookRunner:
         flush_interval: float = 0.05,
         hold: Any = None,
         release: Any = None,
+        activity: WorkTracker | None = None,
     ) -> None:
         self.document = document
         self.db = document.db
@@ -86,6 +88,7 @@ class NotebookRunner:
         self.kernel: JupyterKernel | None = None
         self.displays = DisplayIndex(write_other=self._write_display)
         self._hold, self._release = hold, release
+        self.activity = activity
         self._emitter: CodeExecutionEmitter | None = None
         self._handler: OutputHandler | None = None
         self._worker: asyncio.Task[None] | None = None
@@ -202,6 +205,11 @@ class NotebookRunner:
             if self._hold is not None:
                 self._hold(self.document)
             self._worker = asyncio.get_running_loop().create_task(self._work())
+            activity = self.activity
+            if activity is not None:
+                # (a callback: a worker cancelled before its first step runs no finally)
+                activity.work_started()
+                self._worker.add_done_callback(lambda _task: activity.work_ended())
 
     async def wait_idle(self) -> None:
         await self._idle.wait()

@@ -11,6 +11,7 @@ from ..outputs.handler import is_marker
 from .runner import NotebookRunner
 
 if TYPE_CHECKING:
+    from ..activity import WorkTracker
     from ..notebook.document import NotebookDocument
     from ..notebook.manager import DocumentManager
     from ..outputs.blobs import BlobStore
@@ -37,6 +38,7 @@ class ExecutionService:
         overflow: MoreOutputStore | None,
         history: HistorySquasher | None = None,
         flush_interval: float = 0.05,
+        activity: WorkTracker | None = None,
     ) -> None:
         self.documents = documents
         self.kernels = kernels
@@ -45,6 +47,7 @@ class ExecutionService:
         self.overflow = overflow
         self.history = history
         self.flush_interval = flush_interval
+        self.activity = activity
         self._batches: dict[str, tuple[list[str], asyncio.TimerHandle, str | None]] = {}
 
     def opened(self, document: NotebookDocument) -> None:
@@ -70,6 +73,7 @@ class ExecutionService:
             flush_interval=self.flush_interval,
             hold=self.documents.hold,
             release=self.documents.release,
+            activity=self.activity,
         )
         document.runner = runner
         return runner
