@@ -48,7 +48,8 @@ class ExecutionService:
         self.history = history
         self.flush_interval = flush_interval
         self.activity = activity
-        self._batches: dict[str, tuple[list[str], asyncio.TimerHandle, str | None]] = {}
+        #: per document: the cells asked for, the timer, the kernel id and who asked first
+        self._batches: dict[str, tuple[list[str], asyncio.TimerHandle, str | None, str | None]] = {}
 
     def opened(self, document: NotebookDocument) -> None:
         """``DocumentObserver``: a document opened."""
@@ -82,16 +83,25 @@ class ExecutionService:
         document = await self.documents.get(path)
         return document.runner
 
-    async def run(self, path: str, cell_ids: list[str] | None, *, all_cells: bool) -> list[str]:
+    async def run(
+        self,
+        path: str,
+        cell_ids: list[str] | None,
+        *,
+        all_cells: bool,
+        author: str | None = None,
+    ) -> list[str]:
         runner = await self.runner(path)
         if all_cells:
-            return runner.run_all()
+            return runner.run_all(author=author)
         missing = [c for c in cell_ids or [] if runner.db.peek(("cell", c)) is None]
         if missing:
             raise InvalidRecordError(f"no such cells: {missing}")
-        return runner.run(cell_ids or [])
+        return runner.run(cell_ids or [], author=author)
 
-    async def run_from_frontend(self, kernel_id: str, cell_id: str, document_id: str) -> None:
+    async def run_from_frontend(
+        self, kernel_id: str, cell_id: str, document_id: str, *, author: str | None = None
+    ) -> None:
         """``POST /api/kernels/{id}/execute`` from JupyterLab's ``NotebookCellServerExecutor``."""
         parts = document_id.split(":", 2)
         if len(parts) != 3 or parts[1] != "notebook":
@@ -104,15 +114,18 @@ class ExecutionService:
             handle = asyncio.get_running_loop().call_later(
                 FRONTEND_BATCH_WINDOW, self._run_batch, document
             )
-            self._batches[document.file_id] = ([cell_id], handle, kernel_id)
+            # (a batch is one user's run-all: the runs are recorded under who asked first)
+            self._batches[document.file_id] = ([cell_id], handle, kernel_id, author)
         else:
             pending[0].append(cell_id)
 
     def _run_batch(self, document: NotebookDocument) -> None:
-        cell_ids, _, kernel_id = self._batches.pop(document.file_id)
+        cell_ids, _, kernel_id, author = self._batches.pop(document.file_id)
         order = {c: cell_order_key(document.db.peek(("cell", c)) or {"id": c}) for c in cell_ids}
         document.runner.run(
-            sorted(dict.fromkeys(cell_ids), key=order.__getitem__), kernel_id=kernel_id
+            sorted(dict.fromkeys(cell_ids), key=order.__getitem__),
+            kernel_id=kernel_id,
+            author=author,
         )
 
     async def more_output(self, path: str, cell_id: str) -> dict[str, Any]:
