@@ -69,7 +69,8 @@ async def test_room_messages_are_activity(server, root_dir, live):
     await poll(later, timeout=10)
     async with server.ynotebook("nb.ipynb") as lab:
         before = await last_activity(server)
-        lab.ycells[0]["source"] += "\n# from JupyterLab"
+        source = lab.ycells[0]["source"]
+        source += "\n# from JupyterLab"  # (on a local name: the Text is edited, not replaced)
         await poll(later, timeout=10)
 
 
