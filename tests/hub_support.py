@@ -57,6 +57,7 @@ c.ServerApp.jpserver_extensions = {{
 local = os.path.join({local!r}, os.environ["JUPYTERHUB_USER"])
 c.CocalcSync.store_path = os.path.join(local, "cocalc.db")
 c.BaseFileIdManager.db_path = os.path.join(local, "file_id.db")
+c.NotebookNotary.db_file = os.path.join(local, "nbsignatures.db")
 c.CocalcSync.activity_interval = {activity_interval!r}
 c.KernelPool.size = 0
 """

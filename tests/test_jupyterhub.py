@@ -98,11 +98,12 @@ async def test_hub_users_share_a_server_edit_and_run_under_their_own_names(hub):
         "print('bob ran this')",
     ]
     write_notebook(hub.homes / "alice" / "shared.ipynb", cells)
-    alice, bob = HubUser(hub, "alice"), HubUser(hub, "bob")
+    alice, bob, carol = HubUser(hub, "alice"), HubUser(hub, "bob"), HubUser(hub, "carol")
     clients: list[CocalcSyncClient] = []
     try:
         await alice.login()  # (logging in creates the hub user)
         await bob.login()
+        await carol.login()
         await start_server(hub, "alice")
         # Bob cannot enter Alice's server until she shares it
         assert (await bob.http.get("/user/alice/api/contents")).status_code == 403
@@ -110,6 +111,14 @@ async def test_hub_users_share_a_server_edit_and_run_under_their_own_names(hub):
         a, b = await alice.enter("alice"), await bob.enter("alice")
         assert (await identity(a))["name"] == "alice"
         assert (await identity(b))["name"] == "bob"
+        # a direct share works the same
+        shared = await alice.http.post(
+            "/hub/api/shares/alice/", headers=alice.xsrf_headers("/hub/"), json={"user": "carol"}
+        )
+        assert shared.status_code == 200, shared.text
+        c = await carol.enter("alice")
+        assert (await identity(c))["name"] == "carol"
+        assert (await c.request("GET", NB)).status_code == 200
 
         # REST through the proxy, under the hub's URL prefix
         listing = await a.request("GET", "api/contents")
@@ -175,11 +184,16 @@ async def test_hub_users_share_a_server_edit_and_run_under_their_own_names(hub):
 
         # awareness: each client announces the name the server's /api/me gives it
         await awareness_shows_both_names(a, b)
+
+        # the home directory (network storage, say) holds no SQLite file of the extension
+        # or of the file-id manager: the operator's config put them on local disk
+        assert (hub.local / "alice" / "cocalc.db").exists()
+        assert not [p.name for p in (hub.homes / "alice").rglob("*.db*")]
     finally:
         for client in clients:
             await client.close()
-        await alice.aclose()
-        await bob.aclose()
+        for user in (alice, bob, carol):
+            await user.aclose()
 
 
 async def awareness_shows_both_names(a: ServerSession, b: ServerSession) -> None:
