@@ -184,6 +184,16 @@ class CocalcSync(ExtensionApp):
         kernel, code, history, path and output limit); 0 turns the cache off.""",
     )
 
+    activity_interval = Float(
+        60.0,
+        config=True,
+        help="""While any cell runs server-side, the server's last activity (what
+        /api/status and JupyterHub's activity reports read) is refreshed every this many
+        seconds, so an idle culler never stops a server mid-run, even one running a cell that
+        prints nothing with no browser open. Messages from room clients refresh it too. Keep
+        it below the culler's timeout.""",
+    )
+
     @validate(
         "max_output_length",
         "max_output_messages",
@@ -202,6 +212,12 @@ class CocalcSync(ExtensionApp):
     def _non_negative(self, proposal: Any) -> int:
         if proposal["value"] < 0:
             raise ValueError(f"{proposal['trait'].name} must be >= 0")
+        return proposal["value"]
+
+    @validate("activity_interval")
+    def _positive_seconds(self, proposal: Any) -> float:
+        if proposal["value"] <= 0:
+            raise ValueError("activity_interval must be > 0 seconds")
         return proposal["value"]
 
     @validate(
@@ -257,6 +273,7 @@ class CocalcSync(ExtensionApp):
     # -- services ---------------------------------------------------------------------------
 
     def initialize_settings(self) -> None:
+        from .activity import ActivityClock
         from .assignments.service import AssignmentService
         from .errors import StoreInUseError
         from .execution.activity import UsageSettings
@@ -323,6 +340,7 @@ class CocalcSync(ExtensionApp):
             outputs=FileOutputImporter(limits, self.blobs, self.overflow),
         )
         self.kernels = SessionKernels(serverapp)
+        self.activity = ActivityClock(serverapp.web_app.settings, self.activity_interval)
         self.execution = ExecutionService(
             self.documents,
             self.kernels,
@@ -331,6 +349,7 @@ class CocalcSync(ExtensionApp):
             overflow=self.overflow,
             history=self.history,
             usage=UsageSettings(self.kernel_usage_interval, self.kernel_usage_idle_interval),
+            work_tracker=self.activity,
         )
         self.documents.observer = self.execution
         self.kernel_queries = KernelQueries(self.execution)
@@ -441,6 +460,7 @@ class CocalcSync(ExtensionApp):
         task = getattr(self, "_retention_task", None)
         if task is not None:
             task.cancel()
+        self.activity.close()
         await self.documents.close_all()
         await self.kernels.close()
         await self.stateless.pool.close()

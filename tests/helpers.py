@@ -85,10 +85,11 @@ async def poll(condition: Callable[[], Any], timeout: float = 15, every: float =
 class Server:
     """URLs and an authenticated HTTP client for a server under test."""
 
-    def __init__(self, base_url: str, token: str) -> None:
+    def __init__(self, base_url: str, token: str | None, http: AsyncClient | None = None) -> None:
+        """``http``: an already authenticated client (cookies, e.g. behind JupyterHub)."""
         self.base_url = base_url.rstrip("/")
         self.token = token
-        self.http = AsyncClient(
+        self.http = http or AsyncClient(
             base_url=self.base_url, headers={"Authorization": f"token {token}"}, timeout=60
         )
 

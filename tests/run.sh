@@ -13,4 +13,9 @@ if [ ! -x /usr/bin/chromium ]; then
 fi
 
 python -m pip install -q -e ".[test]"
+
+if [ ! -x .ci/node/node_modules/.bin/configurable-http-proxy ]; then
+    # JupyterHub's proxy, for the JupyterHub tests (kept out of the system's node modules)
+    npm install --silent --no-fund --no-audit --prefix .ci/node configurable-http-proxy@5 >/dev/null
+fi
 python -m pytest "$@"

@@ -45,11 +45,20 @@ class ServerError(CocalcSyncError):
 class CocalcSyncClient:
     """A connection to one Jupyter server (URL + token)."""
 
-    def __init__(self, url: str, token: str | None = None, *, timeout: float = 60) -> None:
+    def __init__(
+        self,
+        url: str,
+        token: str | None = None,
+        *,
+        timeout: float = 60,
+        http: httpx.AsyncClient | None = None,
+    ) -> None:
+        """``http``: a client that is already authenticated some other way (e.g. JupyterHub's
+        OAuth cookies and their XSRF header), with ``url`` as its base URL; closed with this."""
         self.url = url.rstrip("/")
         self.token = token
         headers = {"Authorization": f"token {token}"} if token else {}
-        self.http = httpx.AsyncClient(base_url=self.url, headers=headers, timeout=timeout)
+        self.http = http or httpx.AsyncClient(base_url=self.url, headers=headers, timeout=timeout)
         self._notebooks: list[LiveNotebook] = []
 
     async def request(self, method: str, path: str, body: Any = None, **params: Any) -> Any:

@@ -35,8 +35,9 @@ class RunVersions:
         self._projection_writes: list[asyncio.Future[int]] = []
         self._squashes: set[asyncio.Task[None]] = set()
 
-    def commit(self) -> None:
-        durable = self.document.table.commit(None)
+    def commit(self, author: str | None = None) -> None:
+        """Commit the runner's writes as ``author``'s (who asked for the running cell)."""
+        durable = self.document.table.commit(author)
         if durable is not None and self._run_writes is not None:
             self._run_writes.append(durable)
 

@@ -29,10 +29,12 @@ from ..notebook.ipynb import cell_order_key, ordered_outputs
 from ..notebook.schema import SETTINGS_KEY
 from ..outputs.handler import DisplayIndex, OutputHandler, OutputLimits, is_marker
 from ..permissions import permissions_of
+from ..store.binding import author_of
 from ..sync.table import ChangeEvent
 from .run_versions import RunVersions
 
 if TYPE_CHECKING:
+    from ..activity import WorkTracker
     from ..notebook.document import NotebookDocument
     from ..outputs.blobs import BlobStore
     from ..outputs.overflow import MoreOutputStore
@@ -71,6 +73,7 @@ class NotebookRunner:
         flush_interval: float = 0.05,
         hold: Any = None,
         release: Any = None,
+        activity: WorkTracker | None = None,
     ) -> None:
         self.document = document
         self.db = document.db
@@ -86,9 +89,13 @@ class NotebookRunner:
         self.halt_on_error = True
         self.queue: deque[str] = deque()
         self.current: str | None = None
+        #: who asked for each queued cell; the runner's commits for a cell carry that name
+        self._requested_by: dict[str, str | None] = {}
+        self._author: str | None = None
         self.kernel: JupyterKernel | None = None
         self.displays = DisplayIndex(write_other=self._write_display)
         self._hold, self._release = hold, release
+        self.activity = activity
         self._emitter: CodeExecutionEmitter | None = None
         self._handler: OutputHandler | None = None
         self._worker: asyncio.Task[None] | None = None
@@ -148,7 +155,7 @@ class NotebookRunner:
             self._refuse(refused)
         if requested:
             # several cells asked for in one change run in notebook order
-            self.run(sorted(requested, key=self._position))
+            self.run(sorted(requested, key=self._position), author=author_of(event.origin))
 
     def _refuse(self, cell_ids: list[str]) -> None:
         """Run requests from a peer that may not execute: the cells get their state back
@@ -169,11 +176,18 @@ class NotebookRunner:
     def _cell_deleted(self, cell_id: str) -> None:
         if cell_id in self.queue:
             self.queue.remove(cell_id)
+            self._requested_by.pop(cell_id, None)
         if cell_id == self.current:
             asyncio.get_running_loop().create_task(self.interrupt(clear_queue=False))
 
-    def run(self, cell_ids: Iterable[str], *, kernel_id: str | None = None) -> list[str]:
-        """Queue cells (in the given order); returns the ids that were queued."""
+    def run(
+        self,
+        cell_ids: Iterable[str],
+        *,
+        kernel_id: str | None = None,
+        author: str | None = None,
+    ) -> list[str]:
+        """Queue cells (in the given order) for ``author``; returns the ids that were queued."""
         queued = []
         with self._write():
             for cell_id in cell_ids:
@@ -187,22 +201,23 @@ class NotebookRunner:
                 if cell_id == self.current or cell_id in self.queue:
                     continue
                 self.queue.append(cell_id)
+                self._requested_by[cell_id] = author
                 self.db.set({"type": "cell", "id": cell_id, "state": "run"})
                 queued.append(cell_id)
         if queued:
-            self._commit()
+            self._commit(author)
             if kernel_id:
                 self._prefer_kernel = kernel_id
             self._start_worker()
             self._report_progress()
         return queued
 
-    def run_all(self) -> list[str]:
+    def run_all(self, *, author: str | None = None) -> list[str]:
         cells = sorted(
             (r for r in self.db.get({"type": "cell"}) if r.get("cell_type", "code") == "code"),
             key=cell_order_key,
         )
-        return self.run([r["id"] for r in cells])
+        return self.run([r["id"] for r in cells], author=author)
 
     def _start_worker(self) -> None:
         if self._worker is None or self._worker.done():
@@ -211,6 +226,11 @@ class NotebookRunner:
             if self._hold is not None:
                 self._hold(self.document)
             self._worker = asyncio.get_running_loop().create_task(self._work())
+            activity = self.activity
+            if activity is not None:
+                # (a callback: a worker cancelled before its first step runs no finally)
+                activity.work_started()
+                self._worker.add_done_callback(lambda _task: activity.work_ended())
 
     def _report_progress(self, *, running: bool = True) -> None:
         if self.progress is not None:
@@ -231,6 +251,7 @@ class NotebookRunner:
             while self.queue:
                 cell_id = self.queue.popleft()
                 self.current = cell_id
+                self._author = self._requested_by.pop(cell_id, None)
                 try:
                     ok = await self._run_cell(cell_id)
                 except Exception as e:
@@ -246,6 +267,7 @@ class NotebookRunner:
         finally:
             self._set_settings(kernel_state="idle")
             self._commit()
+            self._author = None
             self._idle.set()
             self._report_progress(running=False)
             if self._release is not None:
@@ -375,8 +397,9 @@ class NotebookRunner:
             self.versions.end_run()
         return ok
 
-    def _commit(self) -> None:
-        self.versions.commit()
+    def _commit(self, author: str | None = None) -> None:
+        """Commit the runner's writes, as made for whoever asked for the running cell."""
+        self.versions.commit(author or self._author)
 
     def _started(self, cell_id: str, handler: OutputHandler) -> None:
         record = {"type": "cell", "id": cell_id, "state": "busy", "start": now_ms()}
@@ -526,6 +549,7 @@ class NotebookRunner:
 
     def _drop_queue(self) -> None:
         dropped, self.queue = list(self.queue), deque()
+        self._requested_by.clear()
         if dropped:
             with self._write():
                 for cell_id in dropped:

@@ -13,6 +13,7 @@ from .activity import CollaboratorsPanel, NotebookActivity, UsageSettings
 from .runner import NotebookRunner
 
 if TYPE_CHECKING:
+    from ..activity import WorkTracker
     from ..notebook.document import NotebookDocument
     from ..notebook.manager import DocumentManager
     from ..outputs.blobs import BlobStore
@@ -40,6 +41,7 @@ class ExecutionService:
         history: HistorySquasher | None = None,
         flush_interval: float = 0.05,
         usage: UsageSettings | None = None,
+        work_tracker: WorkTracker | None = None,
     ) -> None:
         self.documents = documents
         self.kernels = kernels
@@ -48,7 +50,9 @@ class ExecutionService:
         self.overflow = overflow
         self.history = history
         self.flush_interval = flush_interval
-        self._batches: dict[str, tuple[list[str], asyncio.TimerHandle, str | None]] = {}
+        self.work_tracker = work_tracker
+        #: per document: the cells asked for, the timer, the kernel id and who asked first
+        self._batches: dict[str, tuple[list[str], asyncio.TimerHandle, str | None, str | None]] = {}
         self.usage = usage or UsageSettings()
         self._activities: dict[str, NotebookActivity] = {}  # file id -> usage and progress
         #: where JupyterLab's collaborators panel shows each kernel (set by the extension)
@@ -80,6 +84,7 @@ class ExecutionService:
             flush_interval=self.flush_interval,
             hold=self.documents.hold,
             release=self.documents.release,
+            activity=self.work_tracker,
         )
         document.runner = runner
         activity = NotebookActivity(
@@ -100,16 +105,25 @@ class ExecutionService:
         document = await self.documents.get(path)
         return self._activities[document.file_id]
 
-    async def run(self, path: str, cell_ids: list[str] | None, *, all_cells: bool) -> list[str]:
+    async def run(
+        self,
+        path: str,
+        cell_ids: list[str] | None,
+        *,
+        all_cells: bool,
+        author: str | None = None,
+    ) -> list[str]:
         runner = await self.runner(path)
         if all_cells:
-            return runner.run_all()
+            return runner.run_all(author=author)
         missing = [c for c in cell_ids or [] if runner.db.peek(("cell", c)) is None]
         if missing:
             raise InvalidRecordError(f"no such cells: {missing}")
-        return runner.run(cell_ids or [])
+        return runner.run(cell_ids or [], author=author)
 
-    async def run_from_frontend(self, kernel_id: str, cell_id: str, document_id: str) -> None:
+    async def run_from_frontend(
+        self, kernel_id: str, cell_id: str, document_id: str, *, author: str | None = None
+    ) -> None:
         """``POST /api/kernels/{id}/execute`` from JupyterLab's ``NotebookCellServerExecutor``."""
         parts = document_id.split(":", 2)
         if len(parts) != 3 or parts[1] != "notebook":
@@ -122,15 +136,18 @@ class ExecutionService:
             handle = asyncio.get_running_loop().call_later(
                 FRONTEND_BATCH_WINDOW, self._run_batch, document
             )
-            self._batches[document.file_id] = ([cell_id], handle, kernel_id)
+            # (a batch is one user's run-all: the runs are recorded under who asked first)
+            self._batches[document.file_id] = ([cell_id], handle, kernel_id, author)
         else:
             pending[0].append(cell_id)
 
     def _run_batch(self, document: NotebookDocument) -> None:
-        cell_ids, _, kernel_id = self._batches.pop(document.file_id)
+        cell_ids, _, kernel_id, author = self._batches.pop(document.file_id)
         order = {c: cell_order_key(document.db.peek(("cell", c)) or {"id": c}) for c in cell_ids}
         document.runner.run(
-            sorted(dict.fromkeys(cell_ids), key=order.__getitem__), kernel_id=kernel_id
+            sorted(dict.fromkeys(cell_ids), key=order.__getitem__),
+            kernel_id=kernel_id,
+            author=author,
         )
 
     async def more_output(self, path: str, cell_id: str) -> dict[str, Any]:

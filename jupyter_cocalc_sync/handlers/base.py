@@ -97,6 +97,12 @@ class CocalcAPIHandler(APIHandler):
     def extension(self) -> CocalcSync:
         return self.settings["cocalc_sync"]
 
+    @property
+    def author(self) -> str | None:
+        """The name history records for changes this request makes."""
+        user = self.current_user
+        return getattr(user, "username", None) if user else None
+
     def prepare(self) -> Any:
         limit = self.extension.max_body_bytes
         if len(self.request.body or b"") > limit:

@@ -32,7 +32,9 @@ class RunHandler(ExecutionHandlerBase):
             not isinstance(cell_ids, list) or not all(isinstance(c, str) for c in cell_ids)
         ):
             raise web.HTTPError(400, 'give "cell_ids": [ids] or "all": true')
-        queued = await self.execution.run(self.api_path(path), cell_ids, all_cells=all_cells)
+        queued = await self.execution.run(
+            self.api_path(path), cell_ids, all_cells=all_cells, author=self.author
+        )
         self.finish_json({"queued": queued}, status=202)
 
 
@@ -117,7 +119,9 @@ class ServerExecuteHandler(CocalcAPIHandler):
         cell_id, document_id = body.get("cell_id"), body.get("document_id")
         if not isinstance(cell_id, str) or not isinstance(document_id, str):
             raise web.HTTPError(400, '"cell_id" and "document_id" must be strings')
-        await self.extension.execution.run_from_frontend(kernel_id, cell_id, document_id)
+        await self.extension.execution.run_from_frontend(
+            kernel_id, cell_id, document_id, author=self.author
+        )
         self.finish_json({"cell_id": cell_id, "queued": True})
 
 

@@ -17,11 +17,6 @@ class NotebookHandlerBase(CocalcAPIHandler):
     async def document(self, path: str) -> Any:
         return await self.extension.documents.get(self.api_path(path))
 
-    @property
-    def author(self) -> str | None:
-        user = self.current_user
-        return getattr(user, "username", None) if user else None
-
 
 class NotebookHandler(NotebookHandlerBase):
     """``GET …/notebooks/{path}``: open the notebook and return its records

@@ -93,6 +93,7 @@ class RoomHandler(WebSocketMixin, WebSocketHandler, JupyterHandler):
 
     def on_message(self, message: bytes | str) -> None:
         if self.membership is not None:
+            self.settings["cocalc_sync"].activity.touch()
             self.membership.room.receive(self, message)
 
     def on_close(self) -> None:

@@ -31,7 +31,7 @@ if TYPE_CHECKING:
 class CellRunner(Protocol):
     """What the run actions need of the notebook's runner (execution/runner.py)."""
 
-    def run(self, cell_ids: Iterable[str]) -> list[str]: ...
+    def run(self, cell_ids: Iterable[str], *, author: str | None = None) -> list[str]: ...
 
     async def change_kernel(self, name: str) -> None: ...
 
@@ -277,22 +277,22 @@ class NotebookActions:
     async def run_cells(self, ids: list[str], *, author: str | None = None) -> dict[str, Any]:
         """Queue the cells, in the order given. Returns ``{"queued": ids}``."""
         self._require_cells(ids)
-        return await self._run(ids)
+        return await self._run(ids, author)
 
     async def run_all(self, *, author: str | None = None) -> dict[str, Any]:
-        return await self._run(CellOrder(self.db).ids)
+        return await self._run(CellOrder(self.db).ids, author)
 
     async def run_all_above(self, id: str, *, author: str | None = None) -> dict[str, Any]:
         """Queue every cell above ``id`` (not ``id`` itself)."""
         self._require_cells([id])
         order = CellOrder(self.db)
-        return await self._run(order.ids[: order.index(id)])
+        return await self._run(order.ids[: order.index(id)], author)
 
     async def run_all_below(self, id: str, *, author: str | None = None) -> dict[str, Any]:
         """Queue ``id`` and every cell below it."""
         self._require_cells([id])
         order = CellOrder(self.db)
-        return await self._run(order.ids[order.index(id) :])
+        return await self._run(order.ids[order.index(id) :], author)
 
     async def set_kernel(self, name: str, *, author: str | None = None) -> dict[str, Any]:
         """Switch the notebook to the kernelspec ``name`` (its session gets a new kernel)."""
@@ -303,8 +303,8 @@ class NotebookActions:
         await self._runner().change_kernel(name)
         return {"kernel": name, "version": await self.document.table.durable()}
 
-    async def _run(self, ids: list[str]) -> dict[str, Any]:
-        queued = self._runner().run(ids)
+    async def _run(self, ids: list[str], author: str | None) -> dict[str, Any]:
+        queued = self._runner().run(ids, author=author)
         return {"queued": queued, "version": await self.document.table.durable()}
 
     def _runner(self) -> CellRunner:
