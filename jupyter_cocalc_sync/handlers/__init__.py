@@ -1,4 +1,4 @@
-"""HTTP and WebSocket handlers (SPEC section 7); every route is listed in ``routes``."""
+"""HTTP and WebSocket handlers; every route is listed in ``routes``."""
 
 from __future__ import annotations
 

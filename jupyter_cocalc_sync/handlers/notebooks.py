@@ -1,4 +1,4 @@
-"""REST routes of a notebook: records, history, export (SPEC section 7)."""
+"""REST routes of a notebook: records, history, export."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""ipynb ⇄ notebook records (SPEC section 4).
+"""ipynb ⇄ notebook records.
 
 Import is deterministic: the same file always gives the same records, and ``initial_update``
 turns them into the same Yjs update byte for byte (built in a ``Doc`` with client id 0), so a

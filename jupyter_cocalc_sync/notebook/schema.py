@@ -1,4 +1,4 @@
-"""The notebook's record table: which fields exist and what they may hold (SPEC section 3)."""
+"""The notebook's record table: which fields exist and what they may hold."""
 
 from __future__ import annotations
 
@@ -31,7 +31,7 @@ def _is_int(value: Any) -> bool:
     return _is_number(value) and float(value).is_integer()
 
 
-# field -> (check, description) for the fields SPEC section 3 names
+# field -> (check, description) for the fields of the record model
 _CELL_FIELDS: dict[str, tuple[Any, str]] = {
     "input": (lambda v: isinstance(v, str), "a string"),
     "cell_type": (lambda v: v in CELL_TYPES, f"one of {CELL_TYPES}"),

@@ -1,4 +1,4 @@
-"""The generic synchronised record table (SPEC section 3)."""
+"""The generic synchronised record table."""
 
 from .table import LOCAL, ChangeEvent, Origin, RecordChange, SyncDB
 
