@@ -18,10 +18,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
 from collections import deque
-from collections.abc import Iterable, Iterator
-from contextlib import contextmanager
+from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any, Protocol
 
 from ..kernels.kernel import DEAD_KERNEL_ENAME, CodeExecutionEmitter, JupyterKernel
@@ -31,6 +29,7 @@ from ..outputs.handler import DisplayIndex, OutputHandler, OutputLimits, is_mark
 from ..permissions import permissions_of
 from ..store.binding import author_of
 from ..sync.table import ChangeEvent
+from .cell_writes import CellWrites
 from .run_versions import RunVersions
 
 if TYPE_CHECKING:
@@ -52,10 +51,6 @@ class RunProgressListener(Protocol):
     cells ``pending`` (queued or running), and whether the runner is still at it."""
 
     def run_progress(self, done: int, pending: int, running: bool) -> None: ...
-
-
-def now_ms() -> float:
-    return time.time() * 1000
 
 
 class NotebookRunner:
@@ -84,6 +79,7 @@ class NotebookRunner:
         self.history = history
         self.flush_interval = flush_interval
         self.versions = RunVersions(document, history)
+        self.writes = CellWrites(self.db, self.versions, flush_interval, lambda: self._handler)
         #: the notebook's widget table (widgets/), following the runner's kernel
         self.widgets: NotebookWidgets | None = None
         self.halt_on_error = True
@@ -91,17 +87,13 @@ class NotebookRunner:
         self.current: str | None = None
         #: who asked for each queued cell; the runner's commits for a cell carry that name
         self._requested_by: dict[str, str | None] = {}
-        self._author: str | None = None
         self.kernel: JupyterKernel | None = None
-        self.displays = DisplayIndex(write_other=self._write_display)
+        self.displays = DisplayIndex(write_other=self.writes.write_display)
         self._hold, self._release = hold, release
         self.activity = activity
         self._emitter: CodeExecutionEmitter | None = None
         self._handler: OutputHandler | None = None
         self._worker: asyncio.Task[None] | None = None
-        self._writing = False
-        self._last_flush = 0.0
-        self._flush_timer: asyncio.TimerHandle | None = None
         self._input: tuple[str, int, bool, str] | None = None  # cell, index, password, prompt
         self._prefer_kernel: str | None = None
         self._kernel_lock = asyncio.Lock()
@@ -122,10 +114,10 @@ class NotebookRunner:
         stale = [key[1] for key, state in states.items() if state in ("run", "busy")]
         requested = [key[1] for key, state in states.items() if state == "start"]
         if stale:
-            with self._write():
+            with self.writes.batch():
                 for cell_id in stale:
                     self.db.set({"type": "cell", "id": cell_id, "state": "idle"})
-            self._commit()
+            self.writes.commit()
         if requested:
             self.run(sorted(requested, key=self._position))
 
@@ -133,7 +125,7 @@ class NotebookRunner:
         return cell_order_key(self.db.peek(("cell", cell_id)) or {"id": cell_id})
 
     def _on_change(self, event: ChangeEvent) -> None:
-        if self._writing:
+        if self.writes.writing:
             return
         may_execute = permissions_of(event.origin).execute
         requested, refused = [], []
@@ -161,7 +153,7 @@ class NotebookRunner:
         """Run requests from a peer that may not execute: the cells get their state back
         (or a later open of the notebook would run them)."""
         log.warning("ignored a request to run %s from a client without kernels:execute", cell_ids)
-        with self._write():
+        with self.writes.batch():
             for cell_id in cell_ids:
                 state = (
                     "busy"
@@ -171,7 +163,7 @@ class NotebookRunner:
                     else "idle"
                 )
                 self.db.set({"type": "cell", "id": cell_id, "state": state})
-        self._commit()
+        self.writes.commit()
 
     def _cell_deleted(self, cell_id: str) -> None:
         if cell_id in self.queue:
@@ -189,7 +181,7 @@ class NotebookRunner:
     ) -> list[str]:
         """Queue cells (in the given order) for ``author``; returns the ids that were queued."""
         queued = []
-        with self._write():
+        with self.writes.batch():
             for cell_id in cell_ids:
                 record = self.db.peek(("cell", cell_id))
                 if record is None:
@@ -205,7 +197,7 @@ class NotebookRunner:
                 self.db.set({"type": "cell", "id": cell_id, "state": "run"})
                 queued.append(cell_id)
         if queued:
-            self._commit(author)
+            self.writes.commit(author)
             if kernel_id:
                 self._prefer_kernel = kernel_id
             self._start_worker()
@@ -251,13 +243,13 @@ class NotebookRunner:
             while self.queue:
                 cell_id = self.queue.popleft()
                 self.current = cell_id
-                self._author = self._requested_by.pop(cell_id, None)
+                self.writes.author = self._requested_by.pop(cell_id, None)
                 try:
                     ok = await self._run_cell(cell_id)
                 except Exception as e:
                     log.exception("running cell %s failed", cell_id)
                     ok = False
-                    self._finish_with_error(cell_id, type(e).__name__, str(e))
+                    self.writes.finish_with_error(cell_id, type(e).__name__, str(e))
                 finally:
                     self.current = None
                     self.done_in_batch += 1
@@ -265,9 +257,9 @@ class NotebookRunner:
                     self._drop_queue()
                 self._report_progress()
         finally:
-            self._set_settings(kernel_state="idle")
-            self._commit()
-            self._author = None
+            self.writes.set_settings(kernel_state="idle")
+            self.writes.commit()
+            self.writes.author = None
             self._idle.set()
             self._report_progress(running=False)
             if self._release is not None:
@@ -278,10 +270,12 @@ class NotebookRunner:
         try:
             kernel = await self._kernel()
         except Exception as e:
-            self._set_settings(backend_state="failed", kernel_error=str(e) or type(e).__name__)
+            self.writes.set_settings(
+                backend_state="failed", kernel_error=str(e) or type(e).__name__
+            )
             raise
         finally:
-            self._commit()  # the backend state it set
+            self.writes.commit()  # the backend state it set
         return kernel
 
     async def _kernel(self) -> JupyterKernel:
@@ -298,10 +292,10 @@ class NotebookRunner:
             and (prefer is None or prefer == kernel.kernel_id)
             and kernel.kernel_id in self.kernels.kernel_manager
         ):
-            self._set_settings(backend_state="running", kernel_error=None)
+            self.writes.set_settings(backend_state="running", kernel_error=None)
             return kernel  # the common case: no session lookup per run
         settings = self.document.settings()
-        self._set_settings(backend_state="starting")
+        self.writes.set_settings(backend_state="starting")
         kernel = await self.kernels.kernel_for(self.document.path, settings.get("kernel"), prefer)
         if kernel is not self.kernel:
             self.kernel = kernel
@@ -309,12 +303,12 @@ class NotebookRunner:
                 self.widgets.bridge.use_kernel(kernel)
             name = kernel.name
             if name and name != settings.get("kernel"):
-                self._set_settings(
+                self.writes.set_settings(
                     kernel=name, metadata={"kernelspec": self.kernels.kernelspec(name)}
                 )
         if kernel.state != "running":
             await kernel.spawn()  # connects, or waits out a restart in progress
-        self._set_settings(backend_state="running", kernel_error=None)
+        self.writes.set_settings(backend_state="running", kernel_error=None)
         return kernel
 
     async def _run_cell(self, cell_id: str) -> bool:
@@ -327,8 +321,8 @@ class NotebookRunner:
             kernel = await self._kernel()
         except Exception as e:
             message = str(e) or type(e).__name__
-            self._set_settings(backend_state="failed", kernel_error=message)
-            self._finish_with_error(cell_id, "KernelError", message)
+            self.writes.set_settings(backend_state="failed", kernel_error=message)
+            self.writes.finish_with_error(cell_id, "KernelError", message)
             return False
         if self.overflow is not None and any(is_marker(o) for o in ordered_outputs(record)):
             # (a cell that never overflowed has nothing there: no disk round trip per run)
@@ -346,7 +340,7 @@ class NotebookRunner:
         )
         self._handler = handler
         self.versions.start_run()
-        with self._write():
+        with self.writes.batch():
             # what the server runs for a collaborator is trusted, for every collaborator
             # (JupyterLab reads the cell's metadata.trusted; the saved file is then signed)
             self.db.set(
@@ -359,9 +353,9 @@ class NotebookRunner:
                     "metadata": {"trusted": True},
                 }
             )
-        self._commit()
+        self.writes.commit()
         ok = True
-        self._last_flush = 0.0  # the first output of a run is written at once
+        self.writes.last_flush = 0.0  # the first output of a run is written at once
         emitter = kernel.execute_code(code)
         self._emitter = emitter
         try:
@@ -370,7 +364,7 @@ class NotebookRunner:
                 if msg_type == "execute_input":
                     # "busy" means the kernel is executing it, not that it was sent
                     handler.handle(msg)
-                    self._started(cell_id, handler)
+                    self.writes.started(cell_id, handler)
                     if self._interrupt_requested:  # asked for before the kernel began
                         await kernel.signal("SIGINT")
                     continue
@@ -381,9 +375,9 @@ class NotebookRunner:
                     ok = False
                     if msg.get("content", {}).get("ename") == DEAD_KERNEL_ENAME:
                         evalue = msg.get("content", {}).get("evalue", "the kernel died")
-                        self._set_settings(backend_state="failed", kernel_error=evalue)
+                        self.writes.set_settings(backend_state="failed", kernel_error=evalue)
                 handler.handle(msg)
-                self._flush_soon(cell_id)
+                self.writes.flush_soon(cell_id)
             reply = emitter.reply or {}
             if reply.get("status") == "error":
                 ok = False
@@ -392,23 +386,10 @@ class NotebookRunner:
             self._input = None
             await handler.finish()
             self._handler = None
-            self._cancel_flush()
-            self._flush(cell_id, handler, final=True)
+            self.writes.cancel_flush()
+            self.writes.flush(cell_id, handler, final=True)
             self.versions.end_run()
         return ok
-
-    def _commit(self, author: str | None = None) -> None:
-        """Commit the runner's writes, as made for whoever asked for the running cell."""
-        self.versions.commit(author or self._author)
-
-    def _started(self, cell_id: str, handler: OutputHandler) -> None:
-        record = {"type": "cell", "id": cell_id, "state": "busy", "start": now_ms()}
-        if handler.exec_count is not None:
-            record["exec_count"] = handler.exec_count
-        with self._write():
-            self.db.set(record)
-            self._set_settings(kernel_state="busy")
-        self._commit()
 
     def _limits(self) -> OutputLimits:
         settings = self.db.peek(SETTINGS_KEY) or {}
@@ -416,93 +397,6 @@ class NotebookRunner:
             max_length=int(settings.get("max_output_length") or self.limits.max_length),
             max_messages=int(settings.get("max_output_messages") or self.limits.max_messages),
         )
-
-    # -- writing outputs --------------------------------------------------------------------
-
-    def _flush_soon(self, cell_id: str) -> None:
-        """Write now if the last write was long enough ago, else once the interval is over."""
-        if self._flush_timer is not None:
-            return
-        wait = self._last_flush + self.flush_interval - time.monotonic()
-        if wait <= 0:
-            self._flush(cell_id, self._handler)
-        else:
-            self._flush_timer = asyncio.get_running_loop().call_later(
-                wait, self._flush_timer_fired, cell_id
-            )
-
-    def _flush_timer_fired(self, cell_id: str) -> None:
-        self._flush_timer = None
-        if self._handler is not None and self._handler.cell_id == cell_id:
-            self._flush(cell_id, self._handler)
-
-    def _cancel_flush(self) -> None:
-        if self._flush_timer is not None:
-            self._flush_timer.cancel()
-            self._flush_timer = None
-
-    def _flush(self, cell_id: str, handler: OutputHandler | None, *, final: bool = False) -> None:
-        if handler is None:
-            return
-        self._last_flush = time.monotonic()
-        patch = handler.take_patch()
-        record: dict[str, Any] = {"type": "cell", "id": cell_id}
-        if patch:
-            record["output"] = patch
-        if handler.exec_count is not None:
-            record["exec_count"] = handler.exec_count
-        if final:
-            record.update(state="idle", end=now_ms())
-        if len(record) == 2 or self.db.peek(("cell", cell_id)) is None:
-            return
-        with self._write():
-            self.db.set(record)
-        self._commit()
-
-    def _finish_with_error(self, cell_id: str, ename: str, evalue: str) -> None:
-        if self.db.peek(("cell", cell_id)) is None:
-            return
-        error = {"output_type": "error", "ename": ename, "evalue": evalue, "traceback": [evalue]}
-        with self._write():
-            self.db.set(
-                {
-                    "type": "cell",
-                    "id": cell_id,
-                    "state": "idle",
-                    "end": now_ms(),
-                    "output": {"0": error},
-                }
-            )
-        self._commit()
-
-    def _write_display(self, cell_id: str, index: int, update: dict[str, Any]) -> None:
-        """An ``update_display_data`` for a display shown in another cell."""
-        record = self.db.peek(("cell", cell_id))
-        current = ((record or {}).get("output") or {}).get(str(index))
-        if not isinstance(current, dict):
-            return
-        patched = {**current, "data": update["data"], "metadata": update["metadata"]}
-        with self._write():
-            self.db.set({"type": "cell", "id": cell_id, "output": {str(index): patched}})
-        self._commit()
-
-    def _set_settings(self, **fields: Any) -> None:
-        settings = self.db.peek(SETTINGS_KEY) or {}
-        changed = {k: v for k, v in fields.items() if k == "metadata" or settings.get(k) != v}
-        if not changed:
-            return
-        with self._write():
-            self.db.set({"type": SETTINGS_KEY[0], "id": SETTINGS_KEY[1], **changed})
-
-    @contextmanager
-    def _write(self) -> Iterator[None]:
-        """Writes of the runner itself (their change events are not requests)."""
-        previous, self._writing = self._writing, True
-        try:
-            with self.db.transaction():
-                yield
-        finally:
-            self._writing = previous
 
     # -- stdin ------------------------------------------------------------------------------
 
@@ -514,8 +408,8 @@ class NotebookRunner:
             {"output_type": INPUT_REQUEST, "prompt": prompt, "password": password}
         )
         self._input = (cell_id, index, password, prompt)
-        self._cancel_flush()
-        self._flush(cell_id, handler)
+        self.writes.cancel_flush()
+        self.writes.flush(cell_id, handler)
 
     def _maybe_answered(self, record: dict[str, Any]) -> None:
         assert self._input is not None
@@ -542,7 +436,7 @@ class NotebookRunner:
             handler.replace(
                 index, {"output_type": "stream", "name": "stdout", "text": f"{prompt}{shown}\n"}
             )
-            self._flush(cell_id, handler)
+            self.writes.flush(cell_id, handler)
         return True
 
     # -- kernel control ---------------------------------------------------------------------
@@ -551,11 +445,11 @@ class NotebookRunner:
         dropped, self.queue = list(self.queue), deque()
         self._requested_by.clear()
         if dropped:
-            with self._write():
+            with self.writes.batch():
                 for cell_id in dropped:
                     if self.db.peek(("cell", cell_id)) is not None:
                         self.db.set({"type": "cell", "id": cell_id, "state": "idle"})
-            self._commit()
+            self.writes.commit()
             self._report_progress()
 
     async def interrupt(self, *, clear_queue: bool = True) -> None:
@@ -575,21 +469,21 @@ class NotebookRunner:
             session = await self.kernels.session_for(self.document.path)
             kernel_id = session["kernel"]["id"] if session else None
         if kernel_id is not None and kernel_id in self.kernels.kernel_manager:
-            self._set_settings(backend_state="starting")
-            self._commit()
+            self.writes.set_settings(backend_state="starting")
+            self.writes.commit()
             await self.kernels.kernel_manager.restart_kernel(kernel_id)
-            self._set_settings(backend_state="running", kernel_error=None)
+            self.writes.set_settings(backend_state="running", kernel_error=None)
         if self.current is not None:
             await self._idle.wait()
-        self.displays = DisplayIndex(write_other=self._write_display)
+        self.displays = DisplayIndex(write_other=self.writes.write_display)
         if clear:
-            with self._write():
+            with self.writes.batch():
                 for record in self.db.get({"type": "cell"}):
                     if record.get("output") or record.get("exec_count") is not None:
                         self.db.set(
                             {"type": "cell", "id": record["id"], "output": None, "exec_count": None}
                         )
-        self._commit()
+        self.writes.commit()
         if run_all:
             self.run_all()
 
@@ -600,8 +494,8 @@ class NotebookRunner:
         if self.current is not None:
             await self.interrupt()
             await self._idle.wait()
-        self._set_settings(kernel=name, metadata={"kernelspec": spec})
-        self._commit()
+        self.writes.set_settings(kernel=name, metadata={"kernelspec": spec})
+        self.writes.commit()
         if await self.kernels.session_for(self.document.path) is not None:
             await self.kernels.change_kernel(self.document.path, name)
         self.kernel = None

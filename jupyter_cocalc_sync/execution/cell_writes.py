@@ -1,0 +1,147 @@
+"""``CellWrites``: how the runner writes into the notebook's table.
+
+Every write of the runner goes through here: a cell's state as it starts and ends, its outputs
+(at most every ``flush_interval`` seconds during a flood: ``flush_soon``), errors of the
+runner's own (a dead kernel), display updates for other cells, and the settings record. Each is
+committed as made for whoever asked for the running cell (``author``), through the run's
+``RunVersions`` (so a run's versions are squashed when it ends). ``writing`` is true while the
+runner writes, so the runner can tell its own changes from clients' requests.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from ..notebook.schema import SETTINGS_KEY
+from ..outputs.handler import OutputHandler
+from ..sync.table import SyncDB
+from .run_versions import RunVersions
+
+
+def now_ms() -> float:
+    return time.time() * 1000
+
+
+class CellWrites:
+    """The runner's writes into one notebook's table (module docstring)."""
+
+    def __init__(
+        self,
+        db: SyncDB,
+        versions: RunVersions,
+        flush_interval: float,
+        current_handler: Callable[[], OutputHandler | None],
+    ) -> None:
+        self.db = db
+        self.versions = versions
+        self.flush_interval = flush_interval
+        self._current = current_handler
+        #: who asked for the running cell; the runner's commits carry that name
+        self.author: str | None = None
+        self.writing = False
+        #: when outputs were last written (0: the next output is written at once)
+        self.last_flush = 0.0
+        self._flush_timer: asyncio.TimerHandle | None = None
+
+    def commit(self, author: str | None = None) -> None:
+        """Commit the runner's writes, as made for whoever asked for the running cell."""
+        self.versions.commit(author or self.author)
+
+    def started(self, cell_id: str, handler: OutputHandler) -> None:
+        record = {"type": "cell", "id": cell_id, "state": "busy", "start": now_ms()}
+        if handler.exec_count is not None:
+            record["exec_count"] = handler.exec_count
+        with self.batch():
+            self.db.set(record)
+            self.set_settings(kernel_state="busy")
+        self.commit()
+
+    def flush_soon(self, cell_id: str) -> None:
+        """Write now if the last write was long enough ago, else once the interval is over."""
+        if self._flush_timer is not None:
+            return
+        wait = self.last_flush + self.flush_interval - time.monotonic()
+        if wait <= 0:
+            self.flush(cell_id, self._current())
+        else:
+            self._flush_timer = asyncio.get_running_loop().call_later(
+                wait, self._flush_timer_fired, cell_id
+            )
+
+    def _flush_timer_fired(self, cell_id: str) -> None:
+        self._flush_timer = None
+        handler = self._current()
+        if handler is not None and handler.cell_id == cell_id:
+            self.flush(cell_id, handler)
+
+    def cancel_flush(self) -> None:
+        if self._flush_timer is not None:
+            self._flush_timer.cancel()
+            self._flush_timer = None
+
+    def flush(self, cell_id: str, handler: OutputHandler | None, *, final: bool = False) -> None:
+        if handler is None:
+            return
+        self.last_flush = time.monotonic()
+        patch = handler.take_patch()
+        record: dict[str, Any] = {"type": "cell", "id": cell_id}
+        if patch:
+            record["output"] = patch
+        if handler.exec_count is not None:
+            record["exec_count"] = handler.exec_count
+        if final:
+            record.update(state="idle", end=now_ms())
+        if len(record) == 2 or self.db.peek(("cell", cell_id)) is None:
+            return
+        with self.batch():
+            self.db.set(record)
+        self.commit()
+
+    def finish_with_error(self, cell_id: str, ename: str, evalue: str) -> None:
+        if self.db.peek(("cell", cell_id)) is None:
+            return
+        error = {"output_type": "error", "ename": ename, "evalue": evalue, "traceback": [evalue]}
+        with self.batch():
+            self.db.set(
+                {
+                    "type": "cell",
+                    "id": cell_id,
+                    "state": "idle",
+                    "end": now_ms(),
+                    "output": {"0": error},
+                }
+            )
+        self.commit()
+
+    def write_display(self, cell_id: str, index: int, update: dict[str, Any]) -> None:
+        """An ``update_display_data`` for a display shown in another cell."""
+        record = self.db.peek(("cell", cell_id))
+        current = ((record or {}).get("output") or {}).get(str(index))
+        if not isinstance(current, dict):
+            return
+        patched = {**current, "data": update["data"], "metadata": update["metadata"]}
+        with self.batch():
+            self.db.set({"type": "cell", "id": cell_id, "output": {str(index): patched}})
+        self.commit()
+
+    def set_settings(self, **fields: Any) -> None:
+        settings = self.db.peek(SETTINGS_KEY) or {}
+        changed = {k: v for k, v in fields.items() if k == "metadata" or settings.get(k) != v}
+        if not changed:
+            return
+        with self.batch():
+            self.db.set({"type": SETTINGS_KEY[0], "id": SETTINGS_KEY[1], **changed})
+
+    @contextmanager
+    def batch(self) -> Iterator[None]:
+        """Writes of the runner itself (their change events are not requests)."""
+        previous, self.writing = self.writing, True
+        try:
+            with self.db.transaction():
+                yield
+        finally:
+            self.writing = previous
