@@ -54,14 +54,16 @@ class Side:
         self.http = http
         self.count = 0
 
-    async def open_notebook(self, query: str = "") -> tuple[float, float]:
-        """Open a new notebook and run ``1+1`` in it: ms until the session answered, and
-        until the ``execute_reply`` came; then shut its kernel down."""
+    async def open_notebook(self, query: str = "") -> tuple[float, float, float]:
+        """Open a new notebook and run ``1+1`` in it: ms until the session answered, until the
+        ``execute_reply`` came, and until the channels websocket was open (its handshake
+        answered); then shut its kernel down."""
         self.count += 1
         t0 = time.perf_counter()
         kernel_id = await new_session(self.http, f"notebooks/nb{self.count}.ipynb")
         t_session = time.perf_counter()
         async with KernelChannel.connect(self.server, self.http, kernel_id, query=query) as ch:
+            t_open = time.perf_counter()
             msg_id = await ch.send_execute("1+1")
             async for message in ch.replies(msg_id):
                 if message["msg_type"] == "execute_reply":
@@ -70,7 +72,7 @@ class Side:
         content = message["content"]
         assert content["status"] == "ok" and content["execution_count"] == 1, content
         (await self.http.delete(f"/api/kernels/{kernel_id}")).raise_for_status()
-        return ms(t_session - t0), ms(t_reply - t0)
+        return ms(t_session - t0), ms(t_reply - t0), ms(t_open - t0)
 
     async def pool_status(self) -> dict[str, Any]:
         response = await self.http.get("/api/cocalc-sync/kernels")
@@ -111,14 +113,17 @@ async def _with_clients(
 
 async def _warm(stock: Side, pool: Side, query: str) -> dict[str, list[float]]:
     """Alternating stock and pooled opens, the pool full before each pooled one."""
-    times: dict[str, list[float]] = {"stock": [], "ours": [], "stock_http": [], "ours_http": []}
+    times: dict[str, list[float]] = {
+        f"{name}{part}": [] for name in ("stock", "ours") for part in ("", "_http", "_ws")
+    }
     for _ in range(REPS):
         for name, side in (("stock", stock), ("ours", pool)):
             if side is pool:
                 await pool.pool_full()
-            session, reply = await side.open_notebook(query)
+            session, reply, opened = await side.open_notebook(query)
             times[name].append(reply)
             times[f"{name}_http"].append(session)
+            times[f"{name}_ws"].append(opened - session)
     return times
 
 
@@ -146,8 +151,14 @@ async def _measure_bursts(stock: Side, pool: Side) -> dict[str, Any]:
             if side is pool:
                 await pool.pool_full()
             results = await asyncio.gather(*(side.open_notebook(NODELAY) for _ in range(BURST)))
-            times[name] += [reply for _, reply in results]
+            times[name] += [reply for _, reply, _ in results]
     return times
+
+
+def _executions(times: dict[str, list[float]], name: str) -> list[float]:
+    """Per open: ms from the websocket's answered handshake to the execute_reply."""
+    parts = zip(times[name], times[f"{name}_ws"], times[f"{name}_http"], strict=True)
+    return [reply - ws - session for reply, ws, session in parts]
 
 
 def _rows(name: str, stock: list[float], ours: list[float], notes: str) -> list[Row]:
@@ -202,6 +213,29 @@ def run() -> list[Row]:
             plain["stock_http"] + nodelay["stock_http"],
             plain["ours_http"] + nodelay["ours_http"],
             "stock returns before its kernel is up; ours includes the claim and re-pointing",
+        ),
+        *_rows(
+            "… of which: the channels websocket opened (handshake, jupyter_server's kernel_info "
+            "nudge), TCP_NODELAY",
+            nodelay["stock_ws"],
+            nodelay["ours_ws"],
+            "from the session's answer until the websocket's handshake answered",
+        ),
+        *_rows(
+            "… of which: execute_request → execute_reply on the open websocket, TCP_NODELAY",
+            [
+                r - w - h
+                for r, w, h in zip(
+                    nodelay["stock"], nodelay["stock_ws"], nodelay["stock_http"], strict=True
+                )
+            ],
+            [
+                r - w - h
+                for r, w, h in zip(
+                    nodelay["ours"], nodelay["ours_ws"], nodelay["ours_http"], strict=True
+                )
+            ],
+            "the rest: the first execution through jupyter_server's websocket",
         ),
         *_rows(
             f"open notebook → first execute_reply, back-to-back ({REPS} reps, TCP_NODELAY)",
