@@ -11,16 +11,14 @@ from __future__ import annotations
 import os
 import secrets
 import shutil
-import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
 import httpx
-from servers import free_port, isolated_env
+from servers import free_port, isolated_env, launch, stop_process, wait_until_answering
 
 REPO = Path(__file__).resolve().parents[1]
 #: where tests/run.sh installs configurable-http-proxy from npm
@@ -144,38 +142,20 @@ class Hub:
             service_token=self.service_token,
         )
         (self.state / "jupyterhub_config.py").write_text(config)
-        log = open(self.log_path, "ab")  # noqa: SIM115 - handed to the child process
-        self.process = subprocess.Popen(
+        self.process = launch(
             [sys.executable, "-m", "jupyterhub", "-f", str(self.state / "jupyterhub_config.py")],
+            isolated_env(self.state / "hub-env"),
+            self.log_path,
             cwd=self.state,
-            env=isolated_env(self.state / "hub-env"),
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
         )
-        log.close()
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise RuntimeError(f"jupyterhub exited: {self.log()[-3000:]}")
-            try:
-                if httpx.get(f"{self.url}/hub/api/", timeout=1).status_code == 200:
-                    return self
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.1)  # waiting for another process to listen: nothing to await
-        raise TimeoutError(f"jupyterhub did not start: {self.log()[-3000:]}")
+        wait_until_answering(
+            self.process, f"{self.url}/hub/api/", self.log_path, name="jupyterhub", timeout=timeout
+        )
+        return self
 
     def stop(self, timeout: float = 30) -> None:
-        if self.process is None or self.process.poll() is not None:
-            return
         # SIGTERM: the hub stops the single-user servers it spawned and its proxy
-        self.process.send_signal(signal.SIGTERM)
-        try:
-            self.process.wait(timeout)
-        except subprocess.TimeoutExpired:
-            os.killpg(self.process.pid, signal.SIGKILL)
-            self.process.wait()
+        stop_process(self.process, timeout)
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")

@@ -65,6 +65,61 @@ def server_command(python: str, app: str, port: int, token: str, root: Path) -> 
     ]
 
 
+def launch(args: list[str], env: dict[str, str], log_path: Path, cwd: Path | None = None) -> Any:
+    """Start ``args`` in a session of its own (so its children go down with it), logging to
+    ``log_path``."""
+    log = open(log_path, "ab")  # noqa: SIM115 - handed to the child process
+    try:
+        return subprocess.Popen(
+            args, cwd=cwd, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+        )
+    finally:
+        log.close()
+
+
+def wait_until_answering(
+    process: Any,
+    url: str,
+    log_path: Path,
+    *,
+    name: str,
+    timeout: float,
+    params: dict | None = None,
+) -> None:
+    """Return once ``url`` answers 200; ``RuntimeError`` ("<name> exited") if ``process``
+    exits first."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"{name} exited: {tail(log_path)}")
+        try:
+            if httpx.get(url, params=params, timeout=1).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.05)  # waiting for another process to listen: nothing to await
+    raise TimeoutError(f"{name} did not start: {tail(log_path)}")
+
+
+def stop_process(process: Any, timeout: float, *, group: bool = False) -> None:
+    """SIGTERM (to its whole session with ``group``), then SIGKILL to the session if it lingers."""
+    if process is None or process.poll() is not None:
+        return
+    if group:
+        os.killpg(process.pid, signal.SIGTERM)
+    else:
+        process.send_signal(signal.SIGTERM)
+    try:
+        process.wait(timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait()
+
+
+def tail(log_path: Path) -> str:
+    return log_path.read_text(errors="replace")[-3000:]
+
+
 class ServerProcess:
     """Starts, kills and restarts a Jupyter server on ``root`` with this extension enabled.
 
@@ -123,23 +178,16 @@ class ServerProcess:
                 f"--LabApp.user_settings_dir={self.state / 'lab-settings'}",
                 f"--LabApp.workspaces_dir={self.state / 'lab-workspaces'}",
             ]
-        log = open(self.log_path, "ab")  # noqa: SIM115 - handed to the child process
-        self.process = subprocess.Popen(
-            args, env=self.env(), stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+        self.process = launch(args, self.env(), self.log_path)
+        wait_until_answering(
+            self.process,
+            f"{self.url}/api/status",
+            self.log_path,
+            name="server",
+            timeout=timeout,
+            params={"token": self.token},
         )
-        log.close()
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise RuntimeError(f"server exited: {self.log_path.read_text()[-3000:]}")
-            try:
-                r = httpx.get(f"{self.url}/api/status", params={"token": self.token}, timeout=1)
-                if r.status_code == 200:
-                    return self
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.05)  # waiting for another process to listen: nothing to await
-        raise TimeoutError(f"server did not start: {self.log_path.read_text()[-3000:]}")
+        return self
 
     def kill(self) -> None:
         """``kill -9`` the server (and its kernels' process group)."""
@@ -148,14 +196,9 @@ class ServerProcess:
             self.process.wait()
 
     def stop(self, timeout: float = 30) -> None:
-        if self.process is not None and self.process.poll() is None:
-            # SIGTERM stops the server gracefully; a second SIGINT could land in the middle
-            # of the shutdown the first one started, and hang it
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.kill()
+        # SIGTERM stops the server gracefully; a second SIGINT could land in the middle of the
+        # shutdown the first one started, and hang it
+        stop_process(self.process, timeout)
 
     def restart(self) -> ServerProcess:
         self.kill()
@@ -191,32 +234,10 @@ class GatewayProcess:
             "--JupyterWebsocketPersonality.list_kernels=True",
         ]
         self.state.mkdir(parents=True, exist_ok=True)
-        log = open(self.log_path, "ab")  # noqa: SIM115 - handed to the child process
-        self.process = subprocess.Popen(
-            args,
-            env=isolated_env(self.state),
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-        log.close()
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise RuntimeError(f"gateway exited: {self.log_path.read_text()[-3000:]}")
-            try:
-                if httpx.get(f"{self.url}/api/kernelspecs", timeout=1).status_code == 200:
-                    return self
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.05)  # waiting for another process to listen: nothing to await
-        raise TimeoutError(f"gateway did not start: {self.log_path.read_text()[-3000:]}")
+        self.process = launch(args, isolated_env(self.state), self.log_path)
+        url = f"{self.url}/api/kernelspecs"
+        wait_until_answering(self.process, url, self.log_path, name="gateway", timeout=timeout)
+        return self
 
     def stop(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            os.killpg(self.process.pid, signal.SIGTERM)
-            try:
-                self.process.wait(20)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.process.pid, signal.SIGKILL)
-                self.process.wait()
+        stop_process(self.process, 20, group=True)  # the gateway's kernels too

@@ -30,8 +30,8 @@ Message = dict[str, Any]
 #: never completes its connection).
 SEND_TIMEOUT = 30.0
 
-#: After the first kernel_info reply, how long to wait for proof that iopub is subscribed
-#: before asking again (ZMQ's slow joiner: a kernel publishes before our SUB is connected).
+#: After a kernel_info reply, how long to wait for proof that iopub is subscribed before
+#: asking again (ZMQ's slow joiner: a kernel publishes before the subscription reaches it).
 IOPUB_HANDSHAKE_WAIT = 1.0
 
 #: At most this many event-loop turns are spent reading what a dead kernel sent last.
@@ -87,11 +87,41 @@ class Replies:
 
     def close(self, reason: str) -> None:
         """Stop reading and sending; pending requests fail with ``ConnectionClosed``."""
+        if not self.open:
+            return
+        self.open = False
+        for task in self.tasks:
+            task.cancel()
+        self._close_transport(reason)
+        self.fail_waiters(reason)
+
+    def _close_transport(self, reason: str) -> None:
+        """Close the sockets (pending sends are cancelled: nothing reaches a later process)."""
         raise NotImplementedError
 
     async def handshake(self, timeout: float) -> dict[str, Any]:
         """Wait until the kernel answers on every channel; its kernel_info reply."""
-        raise NotImplementedError
+        async with asyncio.timeout(timeout):
+            return await self._answered_on_shell_and_iopub()
+
+    async def _answered_on_shell_and_iopub(self) -> dict[str, Any]:
+        """Ask for kernel_info until its reply and an iopub message have both come.
+
+        A kernel_info reply proves shell. Iopub messages published before the subscription
+        reaches the kernel are lost (ZMQ's slow joiner: our SUB socket, or a gateway's after
+        the kernel behind it restarted), so any iopub message must come too; the kernel
+        publishes its busy/idle status around each request.
+        """
+        while True:
+            self._iopub_probe = asyncio.get_running_loop().create_future()
+            try:
+                info = await self.request("kernel_info_request", {})
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(IOPUB_HANDSHAKE_WAIT):
+                        await self._iopub_probe
+                    return info
+            finally:
+                self._iopub_probe = None
 
     async def drain(self) -> None:
         """Let the readers take what the kernel sent before it died."""
@@ -142,16 +172,8 @@ class Connection(Replies):
             background(self._read(self.stdin, listener.on_stdin)),
         ]
 
-    def close(self, reason: str) -> None:
-        """Stop the readers and the channels; pending requests fail with ``ConnectionClosed``."""
-        if not self.open:
-            return
-        self.open = False
-        for task in self.tasks:
-            task.cancel()
-        # Closing a socket cancels its pending sends: nothing reaches a later process.
+    def _close_transport(self, reason: str) -> None:
         self.client.stop_channels()
-        self.fail_waiters(reason)
 
     # -- sending -------------------------------------------------------------------------------
 
@@ -167,22 +189,12 @@ class Connection(Replies):
     async def handshake(self, timeout: float) -> dict[str, Any]:
         """Wait until all three channels are connected; returns the kernel_info reply.
 
-        A kernel_info reply proves shell. Iopub messages published before our SUB socket is
-        subscribed are lost, so we also wait for any iopub message. And the kernel's stdin
-        ROUTER drops an ``input_request`` for a client whose connection is not complete yet;
-        with ``IMMEDIATE`` set, our stdin socket turns writable exactly when it is complete.
+        Shell and iopub as for every connection; and the kernel's stdin ROUTER drops an
+        ``input_request`` for a client whose connection is not complete yet: with
+        ``IMMEDIATE`` set, our stdin socket turns writable exactly when it is complete.
         """
         async with asyncio.timeout(timeout):
-            while True:
-                self._iopub_probe = asyncio.get_running_loop().create_future()
-                try:
-                    info = await self.request("kernel_info_request", {})
-                    with contextlib.suppress(TimeoutError):
-                        async with asyncio.timeout(IOPUB_HANDSHAKE_WAIT):
-                            await self._iopub_probe
-                        break
-                finally:
-                    self._iopub_probe = None
+            info = await self._answered_on_shell_and_iopub()
             await self.stdin.poll(flags=zmq.POLLOUT)
         return info
 

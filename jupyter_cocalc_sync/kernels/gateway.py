@@ -91,15 +91,9 @@ class GatewayConnection(Replies):
         self._ws = await websocket.websocket_connect(request)
         self.tasks.append(background(self._read()))
 
-    def close(self, reason: str) -> None:
-        if not self.open:
-            return
-        self.open = False
-        for task in self.tasks:
-            task.cancel()
+    def _close_transport(self, reason: str) -> None:
         if self._ws is not None:
             self._ws.close()
-        self.fail_waiters(reason)
         self._end(reason)
 
     def _end(self, reason: str) -> None:
@@ -112,11 +106,6 @@ class GatewayConnection(Replies):
         framed = {**msg, "channel": channel}
         frame = _encode(framed)
         return asyncio.ensure_future(self._ws.write_message(frame, binary=isinstance(frame, bytes)))
-
-    async def handshake(self, timeout: float) -> dict[str, Any]:
-        """The kernel_info reply (the gateway subscribed iopub before it took our socket)."""
-        async with asyncio.timeout(timeout):
-            return await self.request("kernel_info_request", {})
 
     async def drain(self) -> None:
         """Nothing to drain: one socket delivers the kernel's last words in order."""

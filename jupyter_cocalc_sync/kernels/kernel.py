@@ -92,8 +92,6 @@ class JupyterKernel:
         #: ``comm_msg`` / ``comm_info_request`` to the kernel (widgets)
         self.comms = CommSender(lambda: self.connection)
         self._conn: Replies | None = None
-        #: attached to a kernel on a gateway: no local process, one websocket
-        self.remote = False
         self._remote_restarts: RemoteRestarts | None = None
         self._kernel_info: dict[str, Any] | None = None
         self._start_task: asyncio.Task[None] | None = None
@@ -117,7 +115,6 @@ class JupyterKernel:
         self._restarts = RestarterWatch(multi_kernel_manager, kernel_id, self._on_restarter_death)
         self.kernel_id = kernel_id
         if gateway_kernel(km):
-            self.remote = True
             server = getattr(multi_kernel_manager, "parent", None)
             event_logger = getattr(server, "event_logger", None)
             self._remote_restarts = RemoteRestarts(event_logger, kernel_id, self._on_remote_action)
@@ -133,6 +130,11 @@ class JupyterKernel:
     def error(self) -> str | None:
         """Why the kernel failed (``None`` unless it did)."""
         return self._error
+
+    @property
+    def remote(self) -> bool:
+        """Attached to a kernel on a gateway: no local process, one websocket."""
+        return self._remote_restarts is not None
 
     @property
     def attached(self) -> bool:
