@@ -249,7 +249,7 @@ class CocalcSync(ExtensionApp):
         from jupyter_server.gateway.gateway_client import GatewayClient
 
         from .kernels.manager import PoolingKernelManager
-        from .kernels.websocket import NoDelayChannelsConnection
+        from .kernels.websocket import KernelChannelsConnection
 
         chosen = serverapp.config.get("ServerApp", {})
         # the server creates the same singleton later (``ServerApp.gateway_config``)
@@ -268,7 +268,7 @@ class CocalcSync(ExtensionApp):
         if "kernel_manager_class" not in chosen:
             serverapp.kernel_manager_class = PoolingKernelManager
         if "kernel_websocket_connection_class" not in chosen:
-            serverapp.kernel_websocket_connection_class = NoDelayChannelsConnection
+            serverapp.kernel_websocket_connection_class = KernelChannelsConnection
 
     # -- services ---------------------------------------------------------------------------
 

@@ -40,10 +40,10 @@ async def test_the_extension_sets_the_pool_manager_and_nodelay_websocket(jp_serv
     """jupyter_server reads only ``jpserver_extensions`` from jupyter_server_config.d, so the
     extension itself must set these (the test config, like an install, does not)."""
     from jupyter_cocalc_sync.kernels.manager import PoolingKernelManager
-    from jupyter_cocalc_sync.kernels.websocket import NoDelayChannelsConnection
+    from jupyter_cocalc_sync.kernels.websocket import KernelChannelsConnection
 
     assert isinstance(jp_serverapp.kernel_manager, PoolingKernelManager)
-    assert jp_serverapp.kernel_websocket_connection_class is NoDelayChannelsConnection
+    assert jp_serverapp.kernel_websocket_connection_class is KernelChannelsConnection
 
 
 @pytest.fixture

@@ -13,6 +13,7 @@ bookkeeping runs unchanged for pooled and normally started kernels alike.
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any, cast
 
 from jupyter_client.multikernelmanager import MultiKernelManager
@@ -20,7 +21,8 @@ from jupyter_server._tz import utcnow
 from jupyter_server.services.kernels.kernelmanager import AsyncMappingKernelManager
 from traitlets import Instance
 
-from .pool import KernelPool
+from .head_start import HEAD_START_TTL_S, HeadStart
+from .pool import KernelPool, PooledKernel
 
 
 class _PoolAwareLaunch(MultiKernelManager):
@@ -42,7 +44,10 @@ class PoolingKernelManager(AsyncMappingKernelManager):
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.pinned_superclass = _PoolAwareLaunch
-        self._claimed: set[str] = set()
+        #: claimed kernels whose start (jupyter_server's bookkeeping) has not finished yet
+        self._claimed: dict[str, PooledKernel] = {}
+        self._head_starts: dict[str, HeadStart] = {}
+        self._head_starts_used = 0
         # Created here, so invalid pool settings stop the server at startup.
         self.pool = KernelPool(parent=self, log=self.log)
 
@@ -62,12 +67,30 @@ class PoolingKernelManager(AsyncMappingKernelManager):
 
     def pool_status(self) -> dict[str, Any]:
         """The pool's settings and per-key counts of ready and starting kernels (JSON-able)."""
-        return self.pool.status()
+        head_starts = {"waiting": len(self._head_starts), "used": self._head_starts_used}
+        return {**self.pool.status(), "head_starts": head_starts}
 
     def pool_launch_kwargs(self, kernel_name: str) -> dict[str, Any]:
         """The launch options a start of ``kernel_name`` without a path gets from this server."""
         policy = getattr(self, "_kernel_start_kwargs", None)  # absent from older 2.x releases
         return policy(kernel_name=kernel_name) if policy else {"kernel_name": kernel_name}
+
+    def head_start(self, kernel_id: str) -> HeadStart | None:
+        """What a claimed pooled kernel's first websocket may skip (see ``head_start``)."""
+        return self._head_starts.get(kernel_id)
+
+    def take_head_start(self, kernel_id: str) -> HeadStart | None:
+        """The same, for the websocket that uses it (only one does)."""
+        return self._head_starts.pop(kernel_id, None)
+
+    def head_start_used(self) -> None:
+        """Count a websocket that started with a head start (``pool_status``)."""
+        self._head_starts_used += 1
+
+    def _expire_head_start(self, kernel_id: str, head_start: HeadStart) -> None:
+        if self._head_starts.get(kernel_id) is head_start:
+            del self._head_starts[kernel_id]
+            head_start.close()
 
     async def _async_start_kernel(  # type: ignore[override]
         self, *, kernel_id: str | None = None, path: str | None = None, **kwargs: Any
@@ -75,12 +98,19 @@ class PoolingKernelManager(AsyncMappingKernelManager):
         # Started lazily (after the refill delay, so it does not slow this very start).
         self.pool.start(initial_delay=self.pool.launch_delay_ms / 1000)
         kernel_id = await super()._async_start_kernel(kernel_id=kernel_id, path=path, **kwargs)
-        if kernel_id in self._claimed:
-            self._claimed.discard(kernel_id)
+        claimed = self._claimed.pop(kernel_id, None)
+        if claimed is not None:
+            km = self.get_kernel(kernel_id)
             # jupyter_server marks every new kernel "starting" until its iopub says otherwise,
             # and a websocket connecting to a "starting" kernel polls every 50 ms; a claimed
-            # kernel is known to be idle (it just ran the re-pointing request) and says nothing.
-            self.get_kernel(kernel_id).execution_state = "idle"
+            # kernel is known to be up (it answered the pool) and says nothing.
+            km.execution_state = "idle"
+            if claimed.repointed is not None:
+                # Every client awaits ``ready`` before its first request (jupyter_server's
+                # websocket, this extension's runner): so none reaches the kernel before the
+                # re-pointing code has run. jupyter_server itself awaited the old ``ready``
+                # above, so this answer did not wait; a restart replaces it with its own.
+                km._ready = claimed.repointed
         return kernel_id
 
     start_kernel = _async_start_kernel  # type: ignore[assignment]
@@ -107,15 +137,23 @@ class PoolingKernelManager(AsyncMappingKernelManager):
             kwargs.pop("kernel_id", None)
             claimed = await self.pool.claim(kwargs)
             if claimed is not None:
-                kernel_id, km = claimed
-                self._kernels[kernel_id] = km
-                self._claimed.add(kernel_id)
+                kernel_id = claimed.kernel_id
+                self._kernels[kernel_id] = claimed.km
+                self._claimed[kernel_id] = claimed
+                if claimed.head_start is not None:
+                    self._head_starts[kernel_id] = claimed.head_start
+                    asyncio.get_running_loop().call_later(
+                        HEAD_START_TTL_S, self._expire_head_start, kernel_id, claimed.head_start
+                    )
                 return kernel_id
         return await MultiKernelManager._async_start_kernel(self, **kwargs)
 
     async def _async_shutdown_all(self, now: bool = False) -> None:
         """Stop the pool's kernels first (no new claims), then every claimed kernel."""
         await self.pool.close()
+        for head_start in self._head_starts.values():
+            head_start.close()
+        self._head_starts.clear()
         await super()._async_shutdown_all(now=now)
 
     shutdown_all = _async_shutdown_all  # type: ignore[assignment]

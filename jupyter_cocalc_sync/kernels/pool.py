@@ -30,13 +30,11 @@ from __future__ import annotations
 import asyncio
 import os
 import time
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+from .channels import stop_started
 from .pool_filling import KeyState, PooledKernel, PooledKernelError, PoolFilling
 from .pool_settings import PER_NOTEBOOK_ENV, PoolKey
-
-if TYPE_CHECKING:
-    from jupyter_client.manager import KernelManager
 
 __all__ = ["KernelPool", "PoolKey", "PooledKernel", "PooledKernelError", "repoint_code"]
 
@@ -150,7 +148,7 @@ class KernelPool(PoolFilling):
         for task in tasks:
             task.cancel()
         for entry in entries:
-            entry.client.stop_channels()
+            entry.release()
         # A cancelled start stops its own kernel; background tasks are discards in progress.
         await asyncio.gather(*tasks, *(self._stop(e.km) for e in entries), return_exceptions=True)
         while self._background:
@@ -160,7 +158,7 @@ class KernelPool(PoolFilling):
 
     # -- claiming ----------------------------------------------------------------------------
 
-    async def claim(self, launch_kwargs: dict[str, Any]) -> tuple[str, KernelManager] | None:
+    async def claim(self, launch_kwargs: dict[str, Any]) -> PooledKernel | None:
         """A ready kernel re-pointed for this start, or None (then start one normally).
 
         ``launch_kwargs`` are what jupyter_server would pass to the kernel manager:
@@ -192,12 +190,12 @@ class KernelPool(PoolFilling):
                     self._claiming.discard(entry)
                 self._counters["claimed"] += 1
                 self.log.info(
-                    "Kernel %s taken from the pool (%s) in %.0f ms",
+                    "Kernel %s taken from the pool (%s) in %.1f ms",
                     entry.kernel_id,
                     key.label,
                     (time.perf_counter() - t0) * 1000,
                 )
-                return entry.kernel_id, entry.km
+                return entry
             self._counters["missed"] += 1
             return None
         finally:
@@ -230,7 +228,14 @@ class KernelPool(PoolFilling):
         return entry
 
     async def _repoint(self, entry: PooledKernel, launch_kwargs: dict[str, Any]) -> None:
-        """Make the kernel look as if it had been started for this notebook."""
+        """Make the kernel look as if it had been started for this notebook.
+
+        Only the sending of the re-pointing code is awaited: the kernel runs it while the
+        session's answer travels to the browser and its websocket connects, which saves the
+        claim a kernel round trip. ``entry.repointed`` is done once the kernel has run it; the
+        manager makes it the kernel's ``ready`` future, which every client of the kernel
+        (jupyter_server's websocket, this extension's runner) awaits before its first request.
+        """
         km = entry.km
         if not await km.is_alive():
             raise PooledKernelError("its process is gone")
@@ -238,12 +243,9 @@ class KernelPool(PoolFilling):
         env = launch_kwargs.get("env")
         session_name = env.get("JPY_SESSION_NAME") if env is not None else None
         code = repoint_code(str(cwd), session_name, set_session=env is not None)
-        reply = await self._request(
+        msg_id = await self._send(
             entry, "execute", REPOINT_TIMEOUT_S, code=code, silent=True, store_history=False
         )
-        if reply["content"].get("status") != "ok":
-            raise PooledKernelError(f"re-pointing failed: {reply['content'].get('evalue')}")
-        entry.client.stop_channels()
         # What a restart reuses, and what /api/resolvePath resolves against.
         launch_args = km._launch_args if km._launch_args is not None else {}
         if "cwd" in launch_kwargs:
@@ -257,6 +259,29 @@ class KernelPool(PoolFilling):
             km.provisioner.cwd = cwd
         km.autorestart = entry.autorestart
         km.start_restarter()
+        entry.repointed = self._spawn_background(self._confirm_repoint(entry, msg_id))
+
+    async def _confirm_repoint(self, entry: PooledKernel, msg_id: str) -> None:
+        """Wait for the kernel to run the re-pointing code; restart it if it did not.
+
+        Its launch options are the notebook's already, so the restarted process starts in the
+        notebook's folder. (Rare: the kernel was alive and took the request a moment ago.)
+        """
+        try:
+            reply = await self._reply(entry, msg_id, "execute", REPOINT_TIMEOUT_S)
+            if reply["content"].get("status") != "ok":
+                raise PooledKernelError(f"re-pointing failed: {reply['content'].get('evalue')}")
+        except Exception as e:
+            if self._closed:
+                return
+            self._counters["repoint_failed"] += 1
+            self.log.warning("Kernel %s was not re-pointed (%r): restarting it", entry.kernel_id, e)
+            try:
+                await self.manager.restart_kernel(entry.kernel_id, now=True)
+            except Exception as restart_error:  # shut down meanwhile, or it cannot start
+                self.log.warning("Kernel %s: restart failed: %r", entry.kernel_id, restart_error)
+        finally:
+            stop_started(entry.client, ("shell",))
 
     # -- poolability -------------------------------------------------------------------------
 

@@ -20,7 +20,8 @@ from collections.abc import Awaitable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from .channels import settle
+from .channels import settle, stop_started
+from .head_start import HeadStart
 from .pool_settings import PoolKey, PoolSettings
 from .process import wait_for_exit
 
@@ -34,6 +35,8 @@ T = TypeVar("T")
 
 #: how long a pooled kernel may take to answer its first kernel_info_request
 WARM_UP_TIMEOUT_S = 60.0
+#: the warm-up cell (pooled kernels are ipykernel's, so ``get_ipython`` is there)
+WARM_UP_CODE = "get_ipython().display_formatter.format(0)"
 #: the longest wait between two health checks of the pooled kernels
 MAX_CHECK_INTERVAL_S = 5.0
 #: back-off after failed pooled starts: first retry after this many seconds, doubling
@@ -55,6 +58,16 @@ class PooledKernel:
     #: the manager's ``autorestart`` setting, off while pooled (a dead one is replaced)
     autorestart: bool = True
     started_at: float = field(default_factory=time.monotonic)
+    #: its kernel_info and iopub subscription, for the first websocket after the claim
+    head_start: HeadStart | None = None
+    #: once claimed: done when the kernel has run the re-pointing code
+    repointed: asyncio.Future[None] | None = None
+
+    def release(self) -> None:
+        """Close the pool's connections to the kernel (the kernel itself lives on)."""
+        stop_started(self.client, ("shell",))
+        if self.head_start is not None:
+            self.head_start.close()
 
 
 @dataclass(eq=False)
@@ -84,7 +97,16 @@ class PoolFilling(PoolSettings):
         self._keys: dict[PoolKey, KeyState] = {}
         self._default_key: PoolKey | None = None
         self._counters = dict.fromkeys(
-            ("claimed", "taken_while_starting", "missed", "replaced", "recycled", "failed"), 0
+            (
+                "claimed",
+                "taken_while_starting",
+                "missed",
+                "replaced",
+                "recycled",
+                "failed",
+                "repoint_failed",
+            ),
+            0,
         )
         self._closed = False
         self._background: set[asyncio.Task[Any]] = set()
@@ -147,7 +169,7 @@ class PoolFilling(PoolSettings):
         autorestart = km.autorestart
         km.autorestart = False  # a pooled kernel that dies is replaced, not restarted
         kwargs["kernel_id"] = kernel_id
-        client = None
+        entry = None
         try:
             await km.start_kernel(**kwargs)
             client = km.client(context=km.context)
@@ -155,8 +177,8 @@ class PoolFilling(PoolSettings):
             entry = PooledKernel(kernel_id, km, client, slot.key, autorestart)
             await self._warm_up(entry)
         except BaseException:
-            if client is not None:
-                client.stop_channels()
+            if entry is not None:
+                entry.release()
             await asyncio.shield(self._stop(km))
             if slot in state.starting:
                 state.starting.remove(slot)
@@ -175,21 +197,25 @@ class PoolFilling(PoolSettings):
         """Wait for the kernel to answer, then run one silent cell.
 
         The first execution in a fresh IPython pays for lazy imports and compiling its
-        machinery (~2 ms, measured; an empty cell skips it); doing it here keeps it out of the
-        claim.
+        machinery, and the first displayed result for setting up the display formatters
+        (~2 ms each, measured); the warm-up cell does both, so neither falls on the claim or
+        the notebook's first cell. It formats a value without displaying it: no output, no
+        ``_`` or ``Out`` entry, no execution count.
         """
         loop = asyncio.get_running_loop()
         deadline = loop.time() + WARM_UP_TIMEOUT_S
         while True:
             try:
-                await self._request(entry, "kernel_info", 1.0)
+                info = await self._request(entry, "kernel_info", 1.0)
                 break
             except TimeoutError:
                 # ipykernel may drop a request sent before its sockets are bound
                 if loop.time() > deadline:
                     raise
+        # subscribed before the warm-up cell, whose status messages then prove it
+        entry.head_start = HeadStart.subscribe(entry.km, info["content"])
         await self._request(
-            entry, "execute", WARM_UP_TIMEOUT_S, code="pass", silent=True, store_history=False
+            entry, "execute", WARM_UP_TIMEOUT_S, code=WARM_UP_CODE, silent=True, store_history=False
         )
 
     async def _request(
@@ -200,20 +226,36 @@ class PoolFilling(PoolSettings):
         ``TimeoutError`` past ``timeout`` seconds; ``PooledKernelError`` as soon as the process
         exits.
         """
-        client = entry.client
-        session = client.session
+        msg_id = await self._send(entry, method, timeout, **content)
+        return await self._reply(entry, msg_id, method, timeout)
+
+    async def _send(self, entry: PooledKernel, method: str, timeout: float, **content: Any) -> str:
+        """Hand a shell request to the kernel's socket; its msg_id (errors as ``_request``)."""
+        session = entry.client.session
         if method == "execute":
             defaults = {"silent": False, "store_history": True, "user_expressions": {}}
             content = {**defaults, **content, "allow_stdin": False, "stop_on_error": True}
         msg = session.msg(f"{method}_request", content)
-        msg_id = msg["header"]["msg_id"]
         exited = asyncio.ensure_future(wait_for_exit(entry.km))
         try:
             async with asyncio.timeout(timeout):
-                sending = client.shell_channel.socket.send_multipart(session.serialize(msg))
+                sending = entry.client.shell_channel.socket.send_multipart(session.serialize(msg))
                 await _unless_exited(settle(sending, timeout), exited)
+        except TimeoutError:
+            raise TimeoutError(f"{method}_request not taken within {timeout:g} s") from None
+        finally:
+            exited.cancel()
+        return msg["header"]["msg_id"]
+
+    async def _reply(
+        self, entry: PooledKernel, msg_id: str, method: str, timeout: float
+    ) -> dict[str, Any]:
+        """The reply to ``msg_id`` (errors as ``_request``)."""
+        exited = asyncio.ensure_future(wait_for_exit(entry.km))
+        try:
+            async with asyncio.timeout(timeout):
                 while True:
-                    reply = await _unless_exited(client.get_shell_msg(), exited)
+                    reply = await _unless_exited(entry.client.get_shell_msg(), exited)
                     if reply["parent_header"].get("msg_id") == msg_id:
                         return reply
         except TimeoutError:
@@ -271,7 +313,7 @@ class PoolFilling(PoolSettings):
         self._notify()
 
     def _discard(self, entry: PooledKernel) -> None:
-        entry.client.stop_channels()
+        entry.release()
         self._spawn_background(self._stop(entry.km))
 
     async def _stop(self, km: KernelManager) -> None:
@@ -292,10 +334,11 @@ class PoolFilling(PoolSettings):
         except Exception as e:
             self.log.warning("Kernel pool: error while stopping a pooled kernel: %s", e)
 
-    def _spawn_background(self, coro: Any) -> None:
+    def _spawn_background(self, coro: Any) -> asyncio.Task[Any]:
         task = asyncio.create_task(coro)
         self._background.add(task)
         task.add_done_callback(self._background.discard)
+        return task
 
     # -- waiting and counting --------------------------------------------------------------
 
