@@ -16,6 +16,15 @@ from pycrdt import Doc, Map, Provider
 from pycrdt.websocket.websocket import HttpxWebsocket
 
 
+async def start_session(jp_fetch, path: str, kernel: str = "python3") -> dict[str, Any]:
+    """``POST /api/sessions`` for a notebook, as JupyterLab does when it opens one: the session
+    model (pytest-jupyter's ``jp_fetch``)."""
+    name = path.rsplit("/", 1)[-1]
+    body = {"path": path, "name": name, "type": "notebook", "kernel": {"name": kernel}}
+    r = await jp_fetch("api", "sessions", method="POST", body=json.dumps(body))
+    return json.loads(r.body)
+
+
 def write_notebook(path, cells: list[dict] | None = None, **metadata: Any) -> dict:
     """Write an nbformat 4.5 notebook with ``cells`` (source strings or cell dicts)."""
     nb = nbformat.v4.new_notebook(

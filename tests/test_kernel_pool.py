@@ -12,6 +12,7 @@ from typing import Any
 
 import psutil
 import pytest
+from helpers import start_session
 from tornado.httpclient import HTTPClientError
 from traitlets import TraitError
 from traitlets.config import Config
@@ -53,12 +54,6 @@ def manager(jp_serverapp, jp_asyncio_loop) -> PoolingKernelManager:
 
     jp_asyncio_loop.run_until_complete(fill())
     return km
-
-
-async def start_session(jp_fetch, path: str, kernel: str = "python3") -> dict[str, Any]:
-    body = {"path": path, "name": Path(path).name, "type": "notebook", "kernel": {"name": kernel}}
-    r = await jp_fetch("api", "sessions", method="POST", body=json.dumps(body))
-    return json.loads(r.body)
 
 
 async def execute(km, kernel_id: str, code: str, **expressions: str) -> dict[str, Any]:

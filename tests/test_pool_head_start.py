@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from helpers import start_session
 
 from jupyter_cocalc_sync.kernels.manager import PoolingKernelManager
 
@@ -37,10 +38,9 @@ def manager(jp_serverapp, jp_asyncio_loop) -> PoolingKernelManager:
     return km
 
 
-async def start_session(jp_fetch, path: str) -> str:
-    body = {"path": path, "name": Path(path).name, "type": "notebook", "kernel": {"name": "python3"}}
-    r = await jp_fetch("api", "sessions", method="POST", body=json.dumps(body))
-    return json.loads(r.body)["kernel"]["id"]
+async def start_kernel(jp_fetch, path: str) -> str:
+    """The kernel id of a new notebook session (a pooled kernel's, as the pool is full)."""
+    return (await start_session(jp_fetch, path))["kernel"]["id"]
 
 
 class Channels:
@@ -112,7 +112,7 @@ async def test_first_websockets_take_the_head_start_and_lose_no_output(
     for n in range(3):
         folder = jp_root_dir / f"project{n}"
         folder.mkdir()
-        kernel_id = await start_session(jp_fetch, f"project{n}/nb.ipynb")
+        kernel_id = await start_kernel(jp_fetch, f"project{n}/nb.ipynb")
         channels = await Channels.open(jp_ws_fetch, kernel_id)
         try:
             first = await channels.run("import os\nprint('first output')\nos.getcwd()")
@@ -128,7 +128,7 @@ async def test_first_websockets_take_the_head_start_and_lose_no_output(
 
 
 async def test_a_second_websocket_connects_as_stock(jp_fetch, jp_ws_fetch, manager):
-    kernel_id = await start_session(jp_fetch, "nb.ipynb")
+    kernel_id = await start_kernel(jp_fetch, "nb.ipynb")
     first = await Channels.open(jp_ws_fetch, kernel_id)
     second = await Channels.open(jp_ws_fetch, kernel_id)
     try:
@@ -147,7 +147,7 @@ async def test_a_restart_before_the_websocket_voids_the_head_start(
     jp_fetch, jp_ws_fetch, jp_root_dir, manager
 ):
     (jp_root_dir / "work").mkdir()
-    kernel_id = await start_session(jp_fetch, "work/nb.ipynb")
+    kernel_id = await start_kernel(jp_fetch, "work/nb.ipynb")
     # the subscription was made to the process the restart replaces
     await jp_fetch("api", "kernels", kernel_id, "restart", method="POST", body="{}")
     channels = await Channels.open(jp_ws_fetch, kernel_id)
@@ -186,7 +186,7 @@ async def test_a_kernel_that_fails_the_repointing_is_restarted_in_the_notebook_f
 ):
     (jp_root_dir / chdir_refused).mkdir()
     pooled_pids = set(manager.pool.kernel_pids())
-    kernel_id = await start_session(jp_fetch, f"{chdir_refused}/nb.ipynb")
+    kernel_id = await start_kernel(jp_fetch, f"{chdir_refused}/nb.ipynb")
     # the websocket waits for the kernel to be ready: here, restarted
     channels = await Channels.open(jp_ws_fetch, kernel_id)
     try:
@@ -198,3 +198,24 @@ async def test_a_kernel_that_fails_the_repointing_is_restarted_in_the_notebook_f
     assert ran["reply"]["execution_count"] == 1
     assert manager.get_kernel(kernel_id).provisioner.pid not in pooled_pids
     assert manager.pool_status()["counters"]["repoint_failed"] == 1
+
+
+async def test_a_head_start_nobody_takes_is_closed(jp_fetch, jp_ws_fetch, manager, monkeypatch):
+    import jupyter_cocalc_sync.kernels.manager as manager_module
+
+    monkeypatch.setattr(manager_module, "HEAD_START_TTL_S", 0.1)
+    kernel_id = await start_kernel(jp_fetch, "nb.ipynb")  # a REST-only user: no websocket
+    head_start = manager.head_start(kernel_id)
+    assert head_start is not None and head_start.iopub is not None
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + DEADLINE_S
+    while manager.pool_status()["head_starts"]["waiting"]:
+        assert loop.time() < deadline, "the head start was never closed"
+        await asyncio.sleep(0.05)
+    assert head_start.iopub is None  # its subscription closed, not left to the kernel's end
+    channels = await Channels.open(jp_ws_fetch, kernel_id)
+    try:
+        assert (await channels.run("print('late')"))["stdout"] == "late\n"
+    finally:
+        channels.close()
+    assert head_starts_used(manager) == 0
