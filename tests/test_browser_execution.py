@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import re
 
+import httpx
 import pytest
 
 pytest.importorskip("playwright")
@@ -55,6 +56,12 @@ def test_shift_enter_in_one_browser_shows_the_output_in_the_other(lab, lab_serve
         assert shown == ["42"], f"{user.name} shows {shown!r}"  # once, not once per user
         assert user.cell_texts() == ["print(6*7)", "x = 1"]
         expect(user.dialogs).to_have_count(0)
+    # JupyterLab's own kernel websocket to a pooled kernel started with the pool's kernel_info
+    # and iopub subscription (kernels/head_start.py), and the page works with it
+    pool = httpx.get(
+        f"{lab_server.url}/api/cocalc-sync/kernels", params={"token": lab_server.token}
+    ).json()["pool"]
+    assert pool["head_starts"]["used"] == pool["counters"]["claimed"]
 
 
 def test_outputs_keep_coming_after_a_page_reload(lab, lab_server):
