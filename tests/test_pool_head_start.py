@@ -100,6 +100,23 @@ class Channels:
         self.ws.close()
 
 
+async def first_cell(jp_ws_fetch, kernel_id: str, said: str) -> dict[str, Any]:
+    """Open a websocket and run a cell that prints ``said`` and shows the working directory."""
+    channels = await Channels.open(jp_ws_fetch, kernel_id)
+    try:
+        return await channels.run(f"import os\nprint({said!r})\nos.getcwd()")
+    finally:
+        channels.close()
+
+
+def assert_first_cell(ran: dict[str, Any], said: str, folder: Path) -> None:
+    """The cell's first output came, it ran in ``folder``, and it is ``In [1]``."""
+    assert ran["stdout"] == f"{said}\n"
+    assert ran["result"] == repr(str(folder))
+    assert ran["reply"]["status"] == "ok"
+    assert ran["reply"]["execution_count"] == 1
+
+
 def head_starts_used(manager: PoolingKernelManager) -> int:
     return manager.pool_status()["head_starts"]["used"]
 
@@ -113,15 +130,8 @@ async def test_first_websockets_take_the_head_start_and_lose_no_output(
         folder = jp_root_dir / f"project{n}"
         folder.mkdir()
         kernel_id = await start_kernel(jp_fetch, f"project{n}/nb.ipynb")
-        channels = await Channels.open(jp_ws_fetch, kernel_id)
-        try:
-            first = await channels.run("import os\nprint('first output')\nos.getcwd()")
-        finally:
-            channels.close()
-        assert first["stdout"] == "first output\n"
-        assert first["result"] == repr(str(folder))
-        assert first["reply"]["status"] == "ok"
-        assert first["reply"]["execution_count"] == 1
+        ran = await first_cell(jp_ws_fetch, kernel_id, "first output")
+        assert_first_cell(ran, "first output", folder)
         assert head_starts_used(manager) == n + 1
         assert manager.head_start(kernel_id) is None
         await manager.pool.wait_ready(timeout=DEADLINE_S)
@@ -150,13 +160,8 @@ async def test_a_restart_before_the_websocket_voids_the_head_start(
     kernel_id = await start_kernel(jp_fetch, "work/nb.ipynb")
     # the subscription was made to the process the restart replaces
     await jp_fetch("api", "kernels", kernel_id, "restart", method="POST", body="{}")
-    channels = await Channels.open(jp_ws_fetch, kernel_id)
-    try:
-        ran = await channels.run("import os\nprint('after the restart')\nos.getcwd()")
-    finally:
-        channels.close()
-    assert ran["stdout"] == "after the restart\n"
-    assert ran["result"] == repr(str(jp_root_dir / "work"))
+    ran = await first_cell(jp_ws_fetch, kernel_id, "after the restart")
+    assert_first_cell(ran, "after the restart", jp_root_dir / "work")
     assert head_starts_used(manager) == 0
     assert manager.head_start(kernel_id) is None
 
@@ -188,14 +193,8 @@ async def test_a_kernel_that_fails_the_repointing_is_restarted_in_the_notebook_f
     pooled_pids = set(manager.pool.kernel_pids())
     kernel_id = await start_kernel(jp_fetch, f"{chdir_refused}/nb.ipynb")
     # the websocket waits for the kernel to be ready: here, restarted
-    channels = await Channels.open(jp_ws_fetch, kernel_id)
-    try:
-        ran = await channels.run("import os\nprint('restarted')\nos.getcwd()")
-    finally:
-        channels.close()
-    assert ran["stdout"] == "restarted\n"
-    assert ran["result"] == repr(str(jp_root_dir / chdir_refused))
-    assert ran["reply"]["execution_count"] == 1
+    ran = await first_cell(jp_ws_fetch, kernel_id, "restarted")
+    assert_first_cell(ran, "restarted", jp_root_dir / chdir_refused)
     assert manager.get_kernel(kernel_id).provisioner.pid not in pooled_pids
     assert manager.pool_status()["counters"]["repoint_failed"] == 1
 
@@ -213,9 +212,5 @@ async def test_a_head_start_nobody_takes_is_closed(jp_fetch, jp_ws_fetch, manage
         assert loop.time() < deadline, "the head start was never closed"
         await asyncio.sleep(0.05)
     assert head_start.iopub is None  # its subscription closed, not left to the kernel's end
-    channels = await Channels.open(jp_ws_fetch, kernel_id)
-    try:
-        assert (await channels.run("print('late')"))["stdout"] == "late\n"
-    finally:
-        channels.close()
+    assert (await first_cell(jp_ws_fetch, kernel_id, "late"))["stdout"] == "late\n"
     assert head_starts_used(manager) == 0
