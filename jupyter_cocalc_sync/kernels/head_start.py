@@ -16,7 +16,7 @@ websocket, or one that finds the proof missing, does the stock handshake.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from zmq.eventloop.zmqstream import ZMQStream
@@ -41,10 +41,9 @@ class HeadStart:
     #: the kernel process the subscription was made to
     pid: int | None
     iopub: ZMQStream | None = None
-    #: an iopub message has come through the subscription since it was opened
+    #: an iopub message has come through the subscription since it was opened (the messages
+    #: before the hand-over are dropped: they answer the pool's own requests)
     proven: bool = False
-    #: messages received before the hand-over are dropped: they answer the pool's requests
-    dropped: int = field(default=0, repr=False)
 
     @classmethod
     def subscribe(cls, km: KernelManager, kernel_info: dict[str, Any]) -> HeadStart:
@@ -60,7 +59,6 @@ class HeadStart:
 
     def _received(self, _message: list[bytes]) -> None:
         self.proven = True
-        self.dropped += 1
 
     def take_iopub(self, km: KernelManager) -> ZMQStream | None:
         """The proven subscription, once (None if unproven, closed or made to an older process).
