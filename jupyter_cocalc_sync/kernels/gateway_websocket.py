@@ -26,7 +26,11 @@ class BinaryGatewayWebSocketConnection(GatewayWebSocketConnection):
 
     async def _read_messages(self) -> None:
         """Relay the gateway's frames to the tab until the connection ends, then reconnect
-        (with the gateway client's retry settings) unless the tab left."""
+        (with the gateway client's retry settings) unless the tab left.
+
+        The whole loop, not a wrapper: the stock one decodes a frame right after reading it,
+        and its reconnect cannot be reused after ours (a closed tornado connection answers
+        ``None`` to one read only; the next would wait forever)."""
         ws = self.ws
         while ws is not None and not self.disconnected:
             try:
