@@ -248,6 +248,7 @@ class CocalcSync(ExtensionApp):
         # the user configured others.
         from jupyter_server.gateway.gateway_client import GatewayClient
 
+        from .kernels.gateway_websocket import BinaryGatewayWebSocketConnection
         from .kernels.manager import PoolingKernelManager
         from .kernels.websocket import KernelChannelsConnection
 
@@ -257,13 +258,16 @@ class CocalcSync(ExtensionApp):
         if gateway.gateway_enabled:
             # jupyter_server's defaults are then its gateway classes, which must stay together
             # (its gateway session manager accepts only its gateway kernel manager); kernels
-            # are the gateway's to start, so there is no pool to put in front of them.
+            # are the gateway's to start, so there is no pool to put in front of them. Only
+            # its tab relay is replaced: the stock one breaks messages with buffers.
             serverapp.log.info(
                 "Kernels run on the gateway at %s: the kernel pool is off (a gateway starts "
                 "its kernels itself, in the folder and with the environment it is asked for at "
                 "start; a pre-started remote kernel cannot be moved to a notebook's folder).",
                 gateway.url,
             )
+            if "kernel_websocket_connection_class" not in chosen:
+                serverapp.kernel_websocket_connection_class = BinaryGatewayWebSocketConnection
             return
         if "kernel_manager_class" not in chosen:
             serverapp.kernel_manager_class = PoolingKernelManager

@@ -6,10 +6,21 @@ pointed at it (``GatewayClient.url``, what ``--gateway-url`` sets).
 
 from __future__ import annotations
 
+import asyncio
+import hashlib
+
+import jupyter_client.session
 import psutil
 import pytest
 from helpers import Server, cell, eventually, finished, outputs, text_of, write_notebook
+from httpx_ws import aconnect_ws
+from jupyter_server.services.kernels.connection.base import (
+    deserialize_binary_message,
+    serialize_binary_message,
+)
 from servers import GatewayProcess, ServerProcess
+from test_widgets import IMAGE, shown_model
+from wsproto.events import BytesMessage
 
 from jupyter_cocalc_sync.client import CocalcSyncClient
 
@@ -116,3 +127,82 @@ async def test_jupyterlab_joins_the_gateway_notebook(gateway_server, notebook):
             await eventually(shown, ynb.ydoc)
     finally:
         await srv.aclose()
+
+
+IMAGE_BYTES = bytes(range(256)) * 4  # what the widget tests' IMAGE cell shows
+
+
+async def image_buffer(notebook, image: str) -> bytes:
+    """The bytes of the Image's ``value``, through the widget table and the blob store."""
+    await notebook.widgets.wait_for(lambda w: image in w.models() and w.buffers(image))
+    assert list(notebook.widgets.buffers(image)) == ['["value"]']
+    (sha1,) = notebook.widgets.buffers(image).values()
+    return await notebook.widgets.buffer(sha1)
+
+
+@pytest.mark.cells([IMAGE])
+async def test_widget_bytes_from_a_gateway_kernel_arrive_through_the_blob_store(notebook):
+    await notebook.run(["cell-0"])
+    await notebook.wait_for(lambda nb: finished(nb, "cell-0"), timeout=120)
+    image = shown_model(cell(notebook, "cell-0"))
+    assert await image_buffer(notebook, image) == IMAGE_BYTES
+    assert "value" not in notebook.widgets.state(image)  # the bytes are not in the document
+
+
+@pytest.mark.cells(
+    [
+        "from ipywidgets import Image\nimage = Image(value=b'x', format='png')\nimage",
+        "import hashlib\nprint(len(image.value), hashlib.sha1(image.value).hexdigest())",
+    ]
+)
+async def test_a_tabs_binary_widget_change_reaches_the_gateway_kernel(gateway_server, notebook):
+    """JupyterLab's path for a change with a buffer: a ``comm_msg`` in a binary frame over the
+    tab's own kernel websocket (the widget table has no buffers for clients to write). The
+    kernel's echo of it comes back to the tab as a binary frame, and reaches the table over
+    our own gateway connection."""
+    _gateway, server = gateway_server
+    await notebook.run(["cell-0"])
+    await notebook.wait_for(lambda nb: finished(nb, "cell-0"), timeout=120)
+    image = shown_model(cell(notebook, "cell-0"))
+    assert await image_buffer(notebook, image) == b"x"
+
+    srv = Server(server.url, server.token)
+    try:
+        sessions = (await srv.http.get("/api/sessions")).json()
+        kernel_id = next(s["kernel"]["id"] for s in sessions if s["path"] == notebook.path)
+        session = jupyter_client.session.Session()
+        change = {"method": "update", "state": {}, "buffer_paths": [["value"]]}
+        msg = session.msg("comm_msg", {"comm_id": image, "data": change})
+        msg["channel"] = "shell"
+        msg["buffers"] = [IMAGE_BYTES]
+        url = srv.ws_url(f"/api/kernels/{kernel_id}/channels?session_id={session.session}")
+        async with aconnect_ws(url, srv.http) as ws:
+            await ws.send_bytes(serialize_binary_message(msg))
+            echo = await binary_echo(ws, image)
+    finally:
+        await srv.aclose()
+    assert echo["content"]["data"]["buffer_paths"] == [["value"]]
+    assert [bytes(b) for b in echo["buffers"]] == [IMAGE_BYTES]
+
+    await notebook.widgets.wait_for(lambda w: w.buffers(image)['["value"]'] != sha1(b"x"))
+    assert await image_buffer(notebook, image) == IMAGE_BYTES
+    await notebook.run(["cell-1"])
+    await notebook.wait_for(lambda nb: finished(nb, "cell-1"), timeout=120)
+    assert text_of(cell(notebook, "cell-1")) == f"{len(IMAGE_BYTES)} {sha1(IMAGE_BYTES)}\n"
+
+
+async def binary_echo(ws, model_id: str, timeout: float = 60) -> dict:
+    """The kernel's ``echo_update`` of ``model_id`` as the tab receives it (a binary frame)."""
+    async with asyncio.timeout(timeout):
+        while True:
+            event = await ws.receive()
+            if not isinstance(event, BytesMessage):
+                continue
+            msg = deserialize_binary_message(event.data)
+            data = msg["content"].get("data") or {}
+            if msg["content"].get("comm_id") == model_id and data.get("method") == "echo_update":
+                return msg
+
+
+def sha1(raw: bytes) -> str:
+    return hashlib.sha1(raw).hexdigest()
