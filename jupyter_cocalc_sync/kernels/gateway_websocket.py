@@ -22,7 +22,13 @@ from tornado import websocket
 
 
 class BinaryGatewayWebSocketConnection(GatewayWebSocketConnection):
-    """``GatewayWebSocketConnection`` that relays binary frames as binary frames."""
+    """``GatewayWebSocketConnection`` that relays binary frames as binary frames (and sends
+    small frames to the tab at once, as the local kernel websocket does)."""
+
+    async def connect(self) -> None:
+        # Nagle's algorithm would hold each small reply back for a delayed ACK (~40 ms)
+        self.websocket_handler.set_nodelay(True)
+        await super().connect()
 
     async def _read_messages(self) -> None:
         """Relay the gateway's frames to the tab until the connection ends, then reconnect
