@@ -133,7 +133,7 @@ async def test_first_websockets_take_the_head_start_and_lose_no_output(
         ran = await first_cell(jp_ws_fetch, kernel_id, "first output")
         assert_first_cell(ran, "first output", folder)
         assert head_starts_used(manager) == n + 1
-        assert manager.head_start(kernel_id) is None
+        assert manager.claims.head_start(kernel_id) is None
         await manager.pool.wait_ready(timeout=DEADLINE_S)
 
 
@@ -163,27 +163,40 @@ async def test_a_restart_before_the_websocket_voids_the_head_start(
     ran = await first_cell(jp_ws_fetch, kernel_id, "after the restart")
     assert_first_cell(ran, "after the restart", jp_root_dir / "work")
     assert head_starts_used(manager) == 0
-    assert manager.head_start(kernel_id) is None
+    assert manager.claims.head_start(kernel_id) is None
 
 
-@pytest.fixture
-def chdir_refused(isolated_jupyter_env) -> str:
-    """Kernels whose ``os.chdir`` refuses folders named ``unreachable`` (an IPython startup
-    file, written before the pool starts its kernel): the re-pointing code then fails."""
+def kernel_chdir(action: str) -> None:
+    """Make ``os.chdir`` in kernels run ``action`` (Python, with ``path``) for folders named
+    ``unusual*``: an IPython startup file, written before the pool starts its kernel."""
     import os
 
     startup = Path(os.environ["IPYTHONDIR"]) / "profile_default" / "startup"
     startup.mkdir(parents=True)
-    (startup / "00-refuse-chdir.py").write_text(
-        "import os\n"
+    (startup / "00-unusual-chdir.py").write_text(
+        "import os, time\n"
         "_chdir = os.chdir\n"
-        "def _refusing(path):\n"
-        "    if 'unreachable' in str(path):\n"
-        "        raise PermissionError(path)\n"
+        "def _unusual(path):\n"
+        "    if 'unusual' in str(path):\n"
+        f"        {action}\n"
         "    _chdir(path)\n"
-        "os.chdir = _refusing\n"
+        "os.chdir = _unusual\n"
     )
-    return "unreachable"
+
+
+@pytest.fixture
+def chdir_refused(isolated_jupyter_env) -> str:
+    """A folder the kernels' ``os.chdir`` refuses: the re-pointing code fails there."""
+    kernel_chdir("raise PermissionError(path)")
+    return "unusual-refused"
+
+
+@pytest.fixture
+def chdir_slow(isolated_jupyter_env) -> str:
+    """A folder the kernels' ``os.chdir`` takes 2 s to enter: the re-pointing is still running
+    when the next request comes."""
+    kernel_chdir("time.sleep(2)")
+    return "unusual-slow"
 
 
 async def test_a_kernel_that_fails_the_repointing_is_restarted_in_the_notebook_folder(
@@ -200,11 +213,11 @@ async def test_a_kernel_that_fails_the_repointing_is_restarted_in_the_notebook_f
 
 
 async def test_a_head_start_nobody_takes_is_closed(jp_fetch, jp_ws_fetch, manager, monkeypatch):
-    import jupyter_cocalc_sync.kernels.manager as manager_module
+    import jupyter_cocalc_sync.kernels.claims as claims_module
 
-    monkeypatch.setattr(manager_module, "HEAD_START_TTL_S", 0.1)
+    monkeypatch.setattr(claims_module, "HEAD_START_TTL_S", 0.1)
     kernel_id = await start_kernel(jp_fetch, "nb.ipynb")  # a REST-only user: no websocket
-    head_start = manager.head_start(kernel_id)
+    head_start = manager.claims.head_start(kernel_id)
     assert head_start is not None and head_start.iopub is not None
     loop = asyncio.get_running_loop()
     deadline = loop.time() + DEADLINE_S
@@ -214,3 +227,23 @@ async def test_a_head_start_nobody_takes_is_closed(jp_fetch, jp_ws_fetch, manage
     assert head_start.iopub is None  # its subscription closed, not left to the kernel's end
     assert (await first_cell(jp_ws_fetch, kernel_id, "late"))["stdout"] == "late\n"
     assert head_starts_used(manager) == 0
+
+
+@pytest.mark.parametrize("action", ["shutdown", "restart", "interrupt"])
+async def test_a_kernel_still_being_repointed_can_be_stopped_restarted_or_interrupted(
+    chdir_slow, jp_fetch, jp_ws_fetch, jp_root_dir, manager, action
+):
+    (jp_root_dir / chdir_slow).mkdir()
+    kernel_id = await start_kernel(jp_fetch, f"{chdir_slow}/nb.ipynb")
+    assert manager.claims.when_settled(kernel_id) is not None  # still re-pointing
+    if action == "shutdown":
+        r = await jp_fetch("api", "kernels", kernel_id, method="DELETE")
+        assert r.code == 204
+        assert kernel_id not in manager
+    else:
+        r = await jp_fetch("api", "kernels", kernel_id, action, method="POST", body="{}")
+        assert r.code in (200, 204)
+        ran = await first_cell(jp_ws_fetch, kernel_id, action)
+        assert_first_cell(ran, action, jp_root_dir / chdir_slow)
+    # the request waited for the re-pointing (or let it be): it is not taken for a failure
+    assert manager.pool_status()["counters"]["repoint_failed"] == 0

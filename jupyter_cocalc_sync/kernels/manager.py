@@ -13,7 +13,6 @@ bookkeeping runs unchanged for pooled and normally started kernels alike.
 
 from __future__ import annotations
 
-import asyncio
 from typing import Any, cast
 
 from jupyter_client.multikernelmanager import MultiKernelManager
@@ -21,15 +20,26 @@ from jupyter_server._tz import utcnow
 from jupyter_server.services.kernels.kernelmanager import AsyncMappingKernelManager
 from traitlets import Instance
 
-from .head_start import HEAD_START_TTL_S, HeadStart
+from .claims import Claims
 from .pool import KernelPool, PooledKernel
 
 
 class _PoolAwareLaunch(MultiKernelManager):
-    """jupyter_server's ``pinned_superclass``: the process launch, with the pool in front."""
+    """jupyter_server's ``pinned_superclass``: the process launch, with the pool in front, and
+    stops and restarts that let a just-claimed kernel settle first (``claims``)."""
 
     async def _async_start_kernel(self, **kwargs: Any) -> str:  # type: ignore[override]
         return await cast("PoolingKernelManager", self)._launch_or_claim(**kwargs)
+
+    async def _async_shutdown_kernel(
+        self, kernel_id: str, now: bool | None = False, restart: bool | None = False
+    ) -> None:
+        await cast("PoolingKernelManager", self).claims.until_settled(kernel_id)
+        await MultiKernelManager._async_shutdown_kernel(self, kernel_id, now=now, restart=restart)
+
+    async def _async_restart_kernel(self, kernel_id: str, now: bool = False) -> None:
+        await cast("PoolingKernelManager", self).claims.until_settled(kernel_id)
+        await MultiKernelManager._async_restart_kernel(self, kernel_id, now=now)
 
 
 class PoolingKernelManager(AsyncMappingKernelManager):
@@ -46,8 +56,8 @@ class PoolingKernelManager(AsyncMappingKernelManager):
         self.pinned_superclass = _PoolAwareLaunch
         #: claimed kernels whose start (jupyter_server's bookkeeping) has not finished yet
         self._claimed: dict[str, PooledKernel] = {}
-        self._head_starts: dict[str, HeadStart] = {}
-        self._head_starts_used = 0
+        #: claimed kernels whose start has: their re-pointing and head starts
+        self.claims = Claims(self, self.log)
         # Created here, so invalid pool settings stop the server at startup.
         self.pool = KernelPool(parent=self, log=self.log)
 
@@ -67,30 +77,12 @@ class PoolingKernelManager(AsyncMappingKernelManager):
 
     def pool_status(self) -> dict[str, Any]:
         """The pool's settings and per-key counts of ready and starting kernels (JSON-able)."""
-        head_starts = {"waiting": len(self._head_starts), "used": self._head_starts_used}
-        return {**self.pool.status(), "head_starts": head_starts}
+        return {**self.pool.status(), **self.claims.status()}
 
     def pool_launch_kwargs(self, kernel_name: str) -> dict[str, Any]:
         """The launch options a start of ``kernel_name`` without a path gets from this server."""
         policy = getattr(self, "_kernel_start_kwargs", None)  # absent from older 2.x releases
         return policy(kernel_name=kernel_name) if policy else {"kernel_name": kernel_name}
-
-    def head_start(self, kernel_id: str) -> HeadStart | None:
-        """What a claimed pooled kernel's first websocket may skip (see ``head_start``)."""
-        return self._head_starts.get(kernel_id)
-
-    def take_head_start(self, kernel_id: str) -> HeadStart | None:
-        """The same, for the websocket that uses it (only one does)."""
-        return self._head_starts.pop(kernel_id, None)
-
-    def head_start_used(self) -> None:
-        """Count a websocket that started with a head start (``pool_status``)."""
-        self._head_starts_used += 1
-
-    def _expire_head_start(self, kernel_id: str, head_start: HeadStart) -> None:
-        if self._head_starts.get(kernel_id) is head_start:
-            del self._head_starts[kernel_id]
-            head_start.close()
 
     async def _async_start_kernel(  # type: ignore[override]
         self, *, kernel_id: str | None = None, path: str | None = None, **kwargs: Any
@@ -105,15 +97,18 @@ class PoolingKernelManager(AsyncMappingKernelManager):
             # and a websocket connecting to a "starting" kernel polls every 50 ms; a claimed
             # kernel is known to be up (it answered the pool) and says nothing.
             km.execution_state = "idle"
-            if claimed.repointed is not None:
-                # Every client awaits ``ready`` before its first request (jupyter_server's
-                # websocket, this extension's runner): so none reaches the kernel before the
-                # re-pointing code has run. jupyter_server itself awaited the old ``ready``
-                # above, so this answer did not wait; a restart replaces it with its own.
-                km._ready = claimed.repointed
+            self.claims.add(claimed, km)
         return kernel_id
 
     start_kernel = _async_start_kernel  # type: ignore[assignment]
+
+    def interrupt_kernel(self, kernel_id: str) -> None:
+        if self.claims.when_settled(kernel_id) is not None:
+            # Nothing of the notebook's runs before the kernel has settled (every client waits
+            # for ``ready``), and a SIGINT now would only break the re-pointing code.
+            self.log.info("Kernel %s: interrupt ignored, nothing runs on it yet", kernel_id)
+            return None
+        return super().interrupt_kernel(kernel_id)
 
     def pre_start_kernel(
         self, kernel_name: str | None, kwargs: dict[str, Any]
@@ -140,20 +135,13 @@ class PoolingKernelManager(AsyncMappingKernelManager):
                 kernel_id = claimed.kernel_id
                 self._kernels[kernel_id] = claimed.km
                 self._claimed[kernel_id] = claimed
-                if claimed.head_start is not None:
-                    self._head_starts[kernel_id] = claimed.head_start
-                    asyncio.get_running_loop().call_later(
-                        HEAD_START_TTL_S, self._expire_head_start, kernel_id, claimed.head_start
-                    )
                 return kernel_id
         return await MultiKernelManager._async_start_kernel(self, **kwargs)
 
     async def _async_shutdown_all(self, now: bool = False) -> None:
         """Stop the pool's kernels first (no new claims), then every claimed kernel."""
         await self.pool.close()
-        for head_start in self._head_starts.values():
-            head_start.close()
-        self._head_starts.clear()
+        self.claims.close()
         await super()._async_shutdown_all(now=now)
 
     shutdown_all = _async_shutdown_all  # type: ignore[assignment]

@@ -261,25 +261,21 @@ class KernelPool(PoolFilling):
         km.start_restarter()
         entry.repointed = self._spawn_background(self._confirm_repoint(entry, msg_id))
 
-    async def _confirm_repoint(self, entry: PooledKernel, msg_id: str) -> None:
-        """Wait for the kernel to run the re-pointing code; restart it if it did not.
-
-        Its launch options are the notebook's already, so the restarted process starts in the
-        notebook's folder. (Rare: the kernel was alive and took the request a moment ago.)
-        """
+    async def _confirm_repoint(self, entry: PooledKernel, msg_id: str) -> bool:
+        """Wait for the kernel to run the re-pointing code: False if it did not (it froze, died,
+        or the code failed), and must be restarted (``claims``: it then comes back in the
+        notebook's folder). Rare: the kernel was alive and took the request a moment ago."""
         try:
             reply = await self._reply(entry, msg_id, "execute", REPOINT_TIMEOUT_S)
             if reply["content"].get("status") != "ok":
                 raise PooledKernelError(f"re-pointing failed: {reply['content'].get('evalue')}")
+            return True
         except Exception as e:
-            if self._closed:
-                return
+            if self._closed:  # the server is stopping: so is the kernel
+                return True
             self._counters["repoint_failed"] += 1
-            self.log.warning("Kernel %s was not re-pointed (%r): restarting it", entry.kernel_id, e)
-            try:
-                await self.manager.restart_kernel(entry.kernel_id, now=True)
-            except Exception as restart_error:  # shut down meanwhile, or it cannot start
-                self.log.warning("Kernel %s: restart failed: %r", entry.kernel_id, restart_error)
+            self.log.warning("Kernel %s: no answer to the re-pointing: %r", entry.kernel_id, e)
+            return False
         finally:
             stop_started(entry.client, ("shell",))
 

@@ -60,8 +60,8 @@ class PooledKernel:
     started_at: float = field(default_factory=time.monotonic)
     #: its kernel_info and iopub subscription, for the first websocket after the claim
     head_start: HeadStart | None = None
-    #: once claimed: done when the kernel has run the re-pointing code
-    repointed: asyncio.Future[None] | None = None
+    #: once claimed: whether the kernel ran the re-pointing code (False: restart it)
+    repointed: asyncio.Future[bool] | None = None
 
     def release(self) -> None:
         """Close the pool's connections to the kernel (the kernel itself lives on)."""

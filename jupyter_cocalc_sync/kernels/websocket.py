@@ -19,6 +19,7 @@ from typing import Any
 
 from jupyter_server.services.kernels.connection.channels import ZMQChannelsWebsocketConnection
 
+from .claims import Claims
 from .head_start import HeadStart
 
 
@@ -28,13 +29,15 @@ class KernelChannelsConnection(ZMQChannelsWebsocketConnection):
 
     _iopub_proven: bool = False
 
+    def _claims(self) -> Claims | None:
+        claims = getattr(self.multi_kernel_manager, "claims", None)
+        return claims if isinstance(claims, Claims) else None  # another kernel manager class
+
     def _pooled_head_start(self, *, take: bool) -> HeadStart | None:
-        manager = self.multi_kernel_manager
-        if not hasattr(manager, "take_head_start"):  # another kernel manager class
+        claims = self._claims()
+        if claims is None:
             return None
-        if take:
-            return manager.take_head_start(self.kernel_id)
-        return manager.head_start(self.kernel_id)
+        return claims.take_head_start(self.kernel_id) if take else claims.head_start(self.kernel_id)
 
     def request_kernel_info(self) -> Any:
         head_start = self._pooled_head_start(take=False)
@@ -54,7 +57,9 @@ class KernelChannelsConnection(ZMQChannelsWebsocketConnection):
         iopub.channel = "iopub"
         self.channels["iopub"] = iopub
         self._iopub_proven = True
-        self.multi_kernel_manager.head_start_used()
+        claims = self._claims()
+        if claims is not None:
+            claims.head_start_used()
 
     def nudge(self) -> asyncio.Future[None]:
         if not self._iopub_proven:
