@@ -11,8 +11,9 @@ Two things outlive a claim, by a few milliseconds to 30 s:
   ``_ready``, which jupyter_client itself replaces at every start and restart. jupyter_client
   expects ``ready`` to be done outside its own starts: shutting down reads its outcome
   without waiting, interrupting refuses a pending kernel. So stopping and restarting a
-  claimed kernel wait until it is settled (``until_settled``), and an interrupt is applied
-  then.
+  claimed kernel wait until it is settled (``until_settled``), and an interrupt before then
+  is ignored: nothing of the notebook's runs yet, and a SIGINT would only break the
+  re-pointing.
 * **Its head start** (``head_start.py``), for the first websocket.
 """
 

@@ -2,8 +2,8 @@
 
 A cold ipykernel needs ~0.5 s of CPU before it answers (imports, IPython shell); a pooled one
 was started earlier, answered ``kernel_info`` and ran one silent warm-up cell, so handing it
-out costs one silent ``execute_request`` that re-points it at the notebook (working directory,
-``JPY_SESSION_NAME``/``__session__``) and a few bookkeeping updates.
+out costs sending one silent ``execute_request`` that re-points it at the notebook (working
+directory, ``JPY_SESSION_NAME``/``__session__``) and a few bookkeeping updates.
 
 Pooled kernels are started by ``PoolingKernelManager`` (the pool's parent) with the same
 launch options a stock start would use, minus what is specific to one notebook (working
@@ -21,8 +21,9 @@ worth knowing:
 * Only python kernelspecs that run ipykernel are pooled: re-pointing is Python code run in
   the kernel. Julia kernels (slow to start, but their working directory cannot be changed the
   same way) and names on ``exclude`` are never pooled.
-* A pooled kernel that died, or does not answer the re-pointing request, is discarded and
-  replaced; it is never handed out.
+* A pooled kernel found dead at the claim is discarded and replaced; one that does not run
+  the re-pointing code once claimed is restarted (in the notebook's folder) before any
+  client's request reaches it (``claims``).
 """
 
 from __future__ import annotations
@@ -38,7 +39,7 @@ from .pool_settings import PER_NOTEBOOK_ENV, PoolKey
 
 __all__ = ["KernelPool", "PoolKey", "PooledKernel", "PooledKernelError", "repoint_code"]
 
-#: how long a claimed kernel may take to run the re-pointing code before it is discarded
+#: how long a claimed kernel may take to run the re-pointing code before it is restarted
 REPOINT_TIMEOUT_S = 10.0
 
 
@@ -232,9 +233,8 @@ class KernelPool(PoolFilling):
 
         Only the sending of the re-pointing code is awaited: the kernel runs it while the
         session's answer travels to the browser and its websocket connects, which saves the
-        claim a kernel round trip. ``entry.repointed`` is done once the kernel has run it; the
-        manager makes it the kernel's ``ready`` future, which every client of the kernel
-        (jupyter_server's websocket, this extension's runner) awaits before its first request.
+        claim a kernel round trip. ``entry.repointed`` says later whether the kernel ran it;
+        the manager's ``claims`` hold every client of the kernel back until then.
         """
         km = entry.km
         if not await km.is_alive():
