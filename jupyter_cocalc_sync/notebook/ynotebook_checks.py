@@ -32,7 +32,7 @@ class YNotebookChecker:
         if touched.get("meta"):
             metadata = shadow.get("meta", type=Map).get("metadata")
             if metadata is not None:
-                _json(from_crdt(_plain(metadata)), "notebook metadata")
+                _json(from_crdt(metadata), "notebook metadata")
 
 
 def check_cell(ycell: Any, index: int) -> None:
@@ -40,7 +40,7 @@ def check_cell(ycell: Any, index: int) -> None:
     where = f"cell {index}"
     if not isinstance(ycell, Map):
         raise InvalidRecordError(f"{where} is not a map")
-    cell = from_crdt(ycell.to_py())
+    cell = from_crdt(ycell)
     cell_id = cell.get("id")
     if not isinstance(cell_id, str) or not cell_id:
         raise InvalidRecordError(f"{where}: the id must be a non-empty string")
@@ -62,10 +62,6 @@ def check_cell(ycell: Any, index: int) -> None:
             if not isinstance(output, dict) or not isinstance(output.get("output_type"), str):
                 raise InvalidRecordError(f"{where}: every output needs an output_type")
     _json(cell, where)
-
-
-def _plain(value: Any) -> Any:
-    return value.to_py() if isinstance(value, (Map, Array, Text)) else value
 
 
 def _json(value: Any, where: str) -> None:

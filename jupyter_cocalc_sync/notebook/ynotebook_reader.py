@@ -39,10 +39,9 @@ class YNotebookReader:
         """Notebook metadata edited in JupyterLab: patch the settings record."""
         if self.state.to_ynotebook:
             return
-        metadata = self.ymeta.get("metadata")
-        if not isinstance(metadata, Map):
+        value = from_crdt(self.ymeta.get("metadata"))
+        if not isinstance(value, dict):
             return
-        value = from_crdt(metadata.to_py())
         settings = self.db.peek(SETTINGS_KEY) or {}
         old = settings.get("metadata") or {}
         patch: dict[str, Any] = {k: None for k in old if k not in value}
@@ -94,7 +93,7 @@ class YNotebookReader:
         fresh: set[str] = set()
         moved: set[str] = set()
         for index, ycell in inserted:
-            cell = from_crdt(ycell.to_py())
+            cell = from_crdt(ycell)
             cell_id = cell.get("id")
             if cell_id in removed and cell_id not in moved:
                 moved.add(cell_id)  # a move is a delete and an insert of the same cell
@@ -188,7 +187,7 @@ class YNotebookReader:
         if "metadata" in names:
             self._metadata_patch(cell_id, ycell, record)
         if "outputs" in names:
-            self.state.outputs_patch(cell_id, ycell, record)
+            self._outputs_patch(cell_id, ycell, record)
         if "execution_count" in names:
             record["exec_count"] = from_crdt(ycell.get("execution_count"))
         if "attachments" in names:
@@ -199,8 +198,9 @@ class YNotebookReader:
             self.db.set(record)
 
     def _metadata_patch(self, cell_id: str, ycell: Map, record: Record) -> None:
-        ymetadata = ycell.get("metadata")
-        value = from_crdt(ymetadata.to_py()) if isinstance(ymetadata, Map) else {}
+        value = from_crdt(ycell.get("metadata"))
+        if not isinstance(value, dict):
+            value = {}
         wanted = cell_record({"id": cell_id, "metadata": value, "cell_type": "raw"})
         current = self.db.peek(("cell", cell_id)) or {}
         for name in METADATA_FIELDS:
@@ -216,7 +216,7 @@ class YNotebookReader:
 
     def _outputs_patch(self, cell_id: str, ycell: Map, record: Record) -> None:
         youtputs = ycell.get("outputs")
-        shown = [from_crdt(o.to_py()) for o in youtputs] if isinstance(youtputs, Array) else []
+        shown = [from_crdt(o) for o in youtputs] if isinstance(youtputs, Array) else []
         before = self.state.outputs.get(cell_id)
         if before is None:
             before = [
@@ -237,7 +237,7 @@ class YNotebookReader:
     def _reconcile_table(self) -> None:
         """Make the table's cells match the YNotebook after a failed translation."""
         with self.state.writing_table():
-            cells = [from_crdt(y.to_py()) for y in self.ycells]
+            cells = [from_crdt(y) for y in self.ycells]
             ids = [c.get("id") for c in cells]
             self.state.order = [str(i) for i in ids]
             for cell in cells:

@@ -130,11 +130,7 @@ class YNotebookWriter:
         wanted = [r["id"] for r in sorted(records.values(), key=cell_order_key)]
         with self.state.writing_ynotebook():
             settings = self.db.peek(SETTINGS_KEY) or {}
-            metadata = self.ymeta.get("metadata")
-            if isinstance(metadata, Map):
-                self._sync_map(metadata, self._notebook_metadata(settings))
-            else:
-                self.ymeta["metadata"] = Map(self._notebook_metadata(settings))
+            self._sync_map(self.ymeta, "metadata", self._notebook_metadata(settings))
             seen: set[str] = set()
             index = 0
             while index < len(self.ycells):  # cells the table lacks, duplicates, new types
@@ -182,7 +178,7 @@ class YNotebookWriter:
         if change.action == "delete" or not change.fields & {"metadata", "kernel"}:
             return
         settings = self.db.peek(SETTINGS_KEY) or {}
-        self._sync_map(self.ymeta["metadata"], self._notebook_metadata(settings))
+        self._sync_map(self.ymeta, "metadata", self._notebook_metadata(settings))
 
     def _index(self, cell_id: str) -> int:
         return self.state.order.index(cell_id)
@@ -243,7 +239,7 @@ class YNotebookWriter:
             elif str(source) != record.get("input", ""):
                 set_text(source, record.get("input", ""))
         if fields & set(METADATA_FIELDS):
-            self._sync_map(ycell["metadata"], export_cell(record, lambda _: [])["metadata"])
+            self._sync_map(ycell, "metadata", export_cell(record, lambda _: [])["metadata"])
         if record.get("cell_type", "code") == "code":
             if "state" in fields:
                 state = "running" if record.get("state") in _RUNNING_STATES else "idle"
@@ -268,7 +264,7 @@ class YNotebookWriter:
         youtputs = ycell.get("outputs")
         old = self.state.outputs.get(cell_id)
         if old is None:
-            old = [from_crdt(o.to_py()) for o in youtputs] if isinstance(youtputs, Array) else []
+            old = [from_crdt(o) for o in youtputs] if isinstance(youtputs, Array) else []
         new = self._rendered_outputs(cell_id, record, change, old)
         self.state.outputs[cell_id] = new
         if not isinstance(youtputs, Array):
@@ -314,8 +310,14 @@ class YNotebookWriter:
             for i in range(len(outputs))
         ]
 
-    def _sync_map(self, ymap: Map, value: dict[str, Any]) -> None:
-        current = from_crdt(ymap.to_py())
+    def _sync_map(self, parent: Map, name: str, value: dict[str, Any]) -> None:
+        """Make ``parent[name]`` a ``Map`` equal to ``value``, changing only what differs (a
+        client may have written it as a plain JSON object: it becomes a ``Map`` again)."""
+        ymap = parent.get(name)
+        if not isinstance(ymap, Map):
+            parent[name] = Map(value)
+            return
+        current = from_crdt(ymap)
         for key in [k for k in current if k not in value]:
             del ymap[key]
         for key, sub in value.items():

@@ -138,7 +138,7 @@ class RecordChecker:
         for name in db.map_cols:
             if value.get(name) is not None and not isinstance(value.get(name), Map):
                 raise InvalidRecordError(f"record {encoded[:40]}: {name!r} must be a map")
-        record = from_crdt(value.to_py())
+        record = from_crdt(value)
         if tuple(record.get(pk) for pk in db.primary_keys) != key:
             raise InvalidRecordError(f"record {encoded[:40]}: its fields do not match its key")
         db.check(record)

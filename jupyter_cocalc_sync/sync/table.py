@@ -129,7 +129,7 @@ class SyncDB:
             return cached
         if not isinstance(value, Map):
             return None
-        record = from_crdt(value.to_py())
+        record = from_crdt(value)
         self._cache[encoded] = record
         return record
 
@@ -141,7 +141,7 @@ class SyncDB:
             if record is not None:
                 yield record, True
             elif isinstance(value, Map):
-                yield from_crdt(value.to_py()), False
+                yield from_crdt(value), False
 
     def field_values(self, name: str, where: Mapping[str, Any] | None = None) -> dict[Key, Any]:
         """``{key: record[name]}`` for records having the field, without reading the rest."""
@@ -191,7 +191,7 @@ class SyncDB:
         if cached is not None:
             return json_copy(cached)
         value = self.records.get(encoded)
-        return from_crdt(value.to_py()) if isinstance(value, Map) else None
+        return from_crdt(value) if isinstance(value, Map) else None
 
     def peek(self, key: Key) -> Record | None:
         """The cached record for ``key`` without copying it: callers must not mutate it."""

@@ -12,6 +12,8 @@ from __future__ import annotations
 import math
 from typing import Any
 
+from pycrdt import Array, Map, Text
+
 _SCALARS = (str, bool, type(None))
 #: Yjs keeps numbers as doubles (and pycrdt panics on larger ints): integers must fit
 MAX_SAFE_INTEGER = 2**53
@@ -45,15 +47,24 @@ def check_json(value: Any, where: str) -> None:
 
 
 def from_crdt(value: Any) -> Any:
-    """A deep copy of ``value`` with integral floats turned back into ints."""
+    """A deep copy of ``value`` with integral floats turned back into ints; a shared type
+    (``Map``, ``Array``, ``Text``) is read as its plain value first. Clients differ in how they
+    write a notebook: JupyterLab writes an output as a ``Map``, ``jupyter-nbmodel-client`` as a
+    plain JSON object in the cells' ``Array``; both read the same."""
+    if isinstance(value, (Map, Array, Text)):
+        value = value.to_py()
+    return _ints(value)
+
+
+def _ints(value: Any) -> Any:
     if isinstance(value, float):
         if value.is_integer() and abs(value) < 2**53:
             return int(value)
         return value
     if isinstance(value, dict):
-        return {key: from_crdt(sub) for key, sub in value.items()}
+        return {key: _ints(sub) for key, sub in value.items()}
     if isinstance(value, list):
-        return [from_crdt(sub) for sub in value]
+        return [_ints(sub) for sub in value]
     return value
 
 
