@@ -24,6 +24,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable, Mapping
+from datetime import datetime
 from typing import TYPE_CHECKING, Any, Protocol
 
 import anyio
@@ -44,6 +45,8 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 Stamp = tuple[str | None, int | None]
+#: a contents model, as ``ContentsManager.get`` and ``save`` give it
+ContentsModel = dict[str, Any]
 
 #: the author of changes merged from the file
 FROM_DISK = "disk"
@@ -52,11 +55,28 @@ FROM_DISK = "disk"
 _RUNTIME_FIELDS = frozenset({"output", "exec_count", "state", "start", "end"})
 
 
-def stamp_of(model: dict[str, Any]) -> Stamp:
+def stamp_of(model: ContentsModel) -> Stamp:
     modified = model.get("last_modified")
-    if hasattr(modified, "isoformat"):
+    if isinstance(modified, datetime):
         modified = modified.isoformat()
     return (modified, model.get("size"))
+
+
+class Contents(Protocol):
+    """What this package uses of jupyter_server's ``ContentsManager`` (sync or async)."""
+
+    def get(
+        self,
+        path: str,
+        content: bool = True,
+        type: str | None = None,
+        format: str | None = None,
+        require_hash: bool = False,
+    ) -> ContentsModel | Awaitable[ContentsModel]: ...
+
+    def save(self, model: ContentsModel, path: str) -> ContentsModel | Awaitable[ContentsModel]: ...
+
+    def file_exists(self, path: str = "") -> bool | Awaitable[bool]: ...
 
 
 class OutputImporter(Protocol):
@@ -109,7 +129,7 @@ class FileSync:
     def __init__(
         self,
         document: NotebookDocument,
-        contents_manager: Any,
+        contents_manager: Contents,
         *,
         autosave_delay: float,
         poll_interval: float,

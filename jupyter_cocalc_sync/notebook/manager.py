@@ -18,12 +18,17 @@ import asyncio
 import logging
 from collections.abc import Callable
 from enum import StrEnum
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from ..errors import DocumentNotFoundError, PathOutsideRootError
 from ..store import ChangeLog
 from .document import DocumentSettings, NotebookDocument, OutputHooks
-from .filesync import OutputImporter
+from .filesync import Contents, OutputImporter
+
+if TYPE_CHECKING:
+    from jupyter_server_fileid.manager import BaseFileIdManager
+
+    from ..rooms.room import Peer
 
 log = logging.getLogger(__name__)
 
@@ -50,8 +55,8 @@ class DocumentManager:
         self,
         *,
         changelog: ChangeLog,
-        contents_manager: Any,
-        file_id_manager: Callable[[], Any],
+        contents_manager: Contents,
+        file_id_manager: Callable[[], BaseFileIdManager],
         settings: DocumentSettings,
         cleanup_delay: float,
         hooks: Callable[[NotebookDocument], OutputHooks] | None = None,
@@ -73,7 +78,7 @@ class DocumentManager:
         self._cleaners: dict[str, asyncio.TimerHandle] = {}
 
     @property
-    def file_id_manager(self) -> Any:
+    def file_id_manager(self) -> BaseFileIdManager:
         return self._file_ids()
 
     def file_id(self, path: str, *, create: bool = True) -> str:
@@ -166,11 +171,11 @@ class DocumentManager:
 
     # -- lifetime ---------------------------------------------------------------------------
 
-    def connect(self, document: NotebookDocument, client: Any) -> None:
+    def connect(self, document: NotebookDocument, client: Peer) -> None:
         document.clients.add(client)
         self._cancel_cleanup(document.file_id)
 
-    def disconnect(self, document: NotebookDocument, client: Any) -> None:
+    def disconnect(self, document: NotebookDocument, client: Peer) -> None:
         document.clients.discard(client)
         self._schedule_cleanup(document.file_id)
 
@@ -259,7 +264,7 @@ class DocumentManager:
             document.files.deleted_now()
 
 
-async def _exists(contents_manager: Any, path: str) -> bool:
+async def _exists(contents_manager: Contents, path: str) -> bool:
     from jupyter_server.utils import ensure_async
 
     try:

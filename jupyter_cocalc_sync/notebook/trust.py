@@ -11,9 +11,12 @@ manager, which signs the file when all its code cells are trusted.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from ..sync.table import Record
+
+if TYPE_CHECKING:
+    from .filesync import Contents
 
 #: nbformat's: outputs whose content may run code when rendered fully
 UNSAFE_OUTPUT_TYPES = ("execute_result", "display_data")
@@ -34,9 +37,9 @@ class Notary(Protocol):
     def compute_signature(self, nb: Any) -> str: ...
 
 
-def notary_of(contents_manager: Any) -> Notary | None:
+def notary_of(contents_manager: Contents) -> Notary | None:
     """The contents manager's notary, its secret loaded (reading it is file I/O)."""
-    notary = getattr(contents_manager, "notary", None)
+    notary: Notary | None = getattr(contents_manager, "notary", None)
     if notary is None:
         return None
     notary.secret  # noqa: B018 - loaded here, so the worker thread only hashes

@@ -11,7 +11,8 @@ from __future__ import annotations
 import itertools
 import logging
 import uuid
-from collections.abc import Iterable
+from collections.abc import Sequence
+from functools import partial
 from typing import Any
 
 from pycrdt import Array, Map, Text
@@ -19,6 +20,7 @@ from pycrdt import Array, Map, Text
 from ..sync.table import Record, same_json
 from ..sync.text import apply_delta
 from ..sync.values import from_crdt
+from ..sync.ytypes import DeepEvent, YMap, deep_events
 from .ipynb import _CELL_ID, cell_record, ordered_outputs
 from .projection_state import METADATA_FIELDS, ProjectionState
 from .schema import SETTINGS_KEY
@@ -35,7 +37,7 @@ class YNotebookReader:
         self.ycells = state.ycells
         self.ymeta = state.ymeta
 
-    def on_ymeta(self, events: Iterable[Any]) -> None:
+    def on_ymeta(self, events: Sequence[object]) -> None:
         """Notebook metadata edited in JupyterLab: patch the settings record."""
         if self.state.to_ynotebook:
             return
@@ -56,29 +58,29 @@ class YNotebookReader:
             with self.state.writing_table():
                 self.db.set(record)
 
-    def on_ycells(self, events: Iterable[Any]) -> None:
+    def on_ycells(self, events: Sequence[object]) -> None:
         """Cells edited in JupyterLab: the same edits in the table."""
         if self.state.to_ynotebook:
             return
         try:
             with self.state.writing_table():
-                events = list(events)
+                changes = deep_events(events)
                 fresh: set[str] = set()
-                for event in events:
+                for event in changes:
                     if not event.path:
                         fresh |= self._cells_changed(event)
-                for event in events:
+                for event in changes:
                     if event.path:
                         self._cell_content_changed(event, fresh)
         except Exception:
             log.exception("translating a JupyterLab change failed; re-reading the cells")
             self.state.after_apply.append(self._reconcile_table)
 
-    def _cells_changed(self, event: Any) -> set[str]:
+    def _cells_changed(self, event: DeepEvent) -> set[str]:
         """Inserts, deletes and moves of whole cells; returns the ids read in full."""
         index = 0
         removed: list[str] = []
-        inserted: list[tuple[int, Map]] = []
+        inserted: list[tuple[int, object]] = []
         for op in event.delta:
             if "retain" in op:
                 index += op["retain"]
@@ -104,7 +106,8 @@ class YNotebookReader:
                 or self.db.peek(("cell", cell_id)) is not None
             ):
                 cell_id = uuid.uuid4().hex[:12]
-                self.state.after_apply.append(lambda y=ycell, c=cell_id: self._set_ycell_id(y, c))
+                if isinstance(ycell, Map):  # (the room's guard lets only maps in)
+                    self.state.after_apply.append(partial(self._set_ycell_id, ycell, cell_id))
             self.state.order[index] = cell_id
             cell["id"] = cell_id
             if cell_id not in moved:
@@ -117,7 +120,7 @@ class YNotebookReader:
         self._assign_positions(fresh)
         return fresh
 
-    def _set_ycell_id(self, ycell: Map, cell_id: str) -> None:
+    def _set_ycell_id(self, ycell: YMap, cell_id: str) -> None:
         with self.state.writing_ynotebook():
             ycell["id"] = cell_id
 
@@ -148,11 +151,9 @@ class YNotebookReader:
             before = positions[i - 1] if i > 0 else None
             after = positions[j] if j < len(self.state.order) else None
             count = j - i
-            if before is None and after is None:
-                before, after = -1.0, float(count)
-            elif before is None:
-                before = after - count - 1
-            elif after is None:
+            if before is None:
+                before = -1.0 if after is None else after - count - 1
+            if after is None:
                 after = before + count + 1
             step = (after - before) / (count + 1)
             for k in range(count):
@@ -165,13 +166,18 @@ class YNotebookReader:
         for cell_id, pos in updates.items():
             self.db.set({"type": "cell", "id": cell_id, "pos": pos})
 
-    def _cell_content_changed(self, event: Any, fresh: set[str]) -> None:
+    def _cell_content_changed(self, event: DeepEvent, fresh: set[str]) -> None:
         path = event.path
-        ycell = self.ycells[path[0]]
-        cell_id = self.state.order[path[0]]
+        index = path[0]
+        if not isinstance(index, int):
+            raise TypeError(f"a change under cells at {path}: not a cell index")
+        ycell = self.ycells[index]
+        cell_id = self.state.order[index]
         if cell_id in fresh or not cell_id:
             return
-        names = set(event.keys) if len(path) == 1 else {path[1]}
+        if not isinstance(ycell, Map):  # (the room's guard lets only maps in)
+            raise TypeError(f"cell {index} of the YNotebook is not a map")
+        names = set(event.keys) if len(path) == 1 else {str(path[1])}
         record: Record = {"type": "cell", "id": cell_id}
         if "source" in names:
             source = ycell.get("source")
@@ -197,7 +203,7 @@ class YNotebookReader:
         if len(record) > 2:
             self.db.set(record)
 
-    def _metadata_patch(self, cell_id: str, ycell: Map, record: Record) -> None:
+    def _metadata_patch(self, cell_id: str, ycell: YMap, record: Record) -> None:
         value = from_crdt(ycell.get("metadata"))
         if not isinstance(value, dict):
             value = {}
@@ -214,7 +220,7 @@ class YNotebookReader:
             elif not same_json(new, old):
                 record[name] = new  # None removes it
 
-    def _outputs_patch(self, cell_id: str, ycell: Map, record: Record) -> None:
+    def _outputs_patch(self, cell_id: str, ycell: YMap, record: Record) -> None:
         youtputs = ycell.get("outputs")
         shown = [from_crdt(o) for o in youtputs] if isinstance(youtputs, Array) else []
         before = self.state.outputs.get(cell_id)

@@ -17,7 +17,7 @@ import json
 import logging
 from collections import deque
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol, TypeGuard
 
 from pycrdt import Awareness, Doc, merge_updates
 
@@ -27,6 +27,7 @@ from .protocol import Message, ProtocolError
 
 if TYPE_CHECKING:
     from ..permissions import Permissions
+    from ..sync.events import ChangeOrigin
 
 log = logging.getLogger(__name__)
 
@@ -34,7 +35,10 @@ log = logging.getLogger(__name__)
 class Peer(Protocol):
     """One connected client (a websocket)."""
 
-    author: str | None
+    @property
+    def author(self) -> str | None:
+        """Who the client is (history records it as the author of its changes)."""
+
     #: what it may do beyond reading (its document updates are dropped unless it may write)
     permissions: Permissions
 
@@ -67,7 +71,7 @@ class Room:
     def __init__(
         self,
         name: str,
-        doc: Doc,
+        doc: Doc[Any],
         *,
         apply_update: ApplyUpdate | None = None,
         barrier: Barrier | None = None,
@@ -256,15 +260,21 @@ class Room:
     # -- document updates -------------------------------------------------------------------
 
     def publish(
-        self, update: bytes, origin: Any = None, durable: asyncio.Future[Any] | None = None
+        self,
+        update: bytes,
+        origin: ChangeOrigin | None = None,
+        durable: asyncio.Future[Any] | None = None,
     ) -> None:
         """Send ``update`` to every peer but ``origin`` once ``durable`` (the log write that
         holds it) has resolved; never if that write failed."""
         if self.closed or not self.peers:
             return
-        self._outbox.append((update, origin if origin in self.peers else None, durable))
+        self._outbox.append((update, origin if self._is_peer(origin) else None, durable))
         if not self._scheduled:
             self._schedule()
+
+    def _is_peer(self, origin: object) -> TypeGuard[Peer]:
+        return origin in self.peers
 
     def _schedule(self) -> None:
         # sends are chained on the durability of the oldest update still waiting: no task,
