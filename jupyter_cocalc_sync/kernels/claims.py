@@ -26,6 +26,8 @@ from typing import TYPE_CHECKING, Any
 from .head_start import HEAD_START_TTL_S, HeadStart
 
 if TYPE_CHECKING:
+    from jupyter_server.services.kernels.kernelmanager import ServerKernelManager
+
     from .manager import PoolingKernelManager
     from .pool import PooledKernel
 
@@ -42,7 +44,7 @@ class Claims:
         self._head_starts: dict[str, HeadStart] = {}
         self._head_starts_used = 0
 
-    def add(self, claimed: PooledKernel, km: Any) -> None:
+    def add(self, claimed: PooledKernel, km: ServerKernelManager) -> None:
         """A claimed kernel's start has finished: track its re-pointing and head start."""
         kernel_id = claimed.kernel_id
         if claimed.repointed is not None:
@@ -66,7 +68,7 @@ class Claims:
             self.log.warning("Kernel %s was not re-pointed: restarting it", kernel_id)
             self._restarting.add(kernel_id)
             try:
-                await self._manager.restart_kernel(kernel_id, now=True)
+                await self._manager.restart_kernel(kernel_id, now=True)  # type: ignore[no-untyped-call]  # (not annotated upstream)
             except Exception as e:  # shut down meanwhile, or it cannot start
                 self.log.warning("Kernel %s: restart failed: %r", kernel_id, e)
             finally:

@@ -76,7 +76,7 @@ class CommSender:
         conn = self._conn()
         msg = conn.session.msg("comm_msg", {"comm_id": comm_id, "data": data})
         msg["buffers"] = list(buffers)
-        await conn.send(conn.shell, msg)
+        await conn.send("shell", msg)
         return msg
 
     async def comm_info(self, target_name: str | None = None) -> dict[str, Any]:

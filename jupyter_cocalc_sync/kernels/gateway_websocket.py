@@ -28,7 +28,7 @@ class BinaryGatewayWebSocketConnection(GatewayWebSocketConnection):
     async def connect(self) -> None:
         # Nagle's algorithm would hold each small reply back for a delayed ACK (~40 ms)
         self.websocket_handler.set_nodelay(True)
-        await super().connect()
+        await super().connect()  # type: ignore[no-untyped-call]  # (not annotated upstream)
 
     async def _read_messages(self) -> None:
         """Relay the gateway's frames to the tab until the connection ends, then reconnect

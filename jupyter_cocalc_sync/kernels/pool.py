@@ -247,7 +247,7 @@ class KernelPool(PoolFilling):
             entry, "execute", REPOINT_TIMEOUT_S, code=code, silent=True, store_history=False
         )
         # What a restart reuses, and what /api/resolvePath resolves against.
-        launch_args = km._launch_args if km._launch_args is not None else {}
+        launch_args: dict[str, Any] = km._launch_args if km._launch_args is not None else {}
         if "cwd" in launch_kwargs:
             launch_args["cwd"] = cwd
         else:
@@ -296,8 +296,11 @@ class KernelPool(PoolFilling):
         return reason
 
     def _spec_reason(self, kernel_name: str) -> str | None:
+        specs = self.manager.kernel_spec_manager
+        if specs is None:
+            return "the kernel manager has no kernelspec manager"
         try:
-            spec = self.manager.kernel_spec_manager.get_kernel_spec(kernel_name)
+            spec = specs.get_kernel_spec(kernel_name)
         except Exception:
             return "no such kernelspec"
         language = (spec.language or "").lower()

@@ -16,7 +16,7 @@ import asyncio
 import time
 import weakref
 from collections import deque
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Coroutine
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -26,8 +26,8 @@ from .pool_settings import PoolKey, PoolSettings
 from .process import wait_for_exit
 
 if TYPE_CHECKING:
-    from jupyter_client.asynchronous import AsyncKernelClient
-    from jupyter_client.manager import KernelManager
+    from jupyter_client.asynchronous.client import AsyncKernelClient
+    from jupyter_server.services.kernels.kernelmanager import ServerKernelManager
 
     from .manager import PoolingKernelManager
 
@@ -52,7 +52,7 @@ class PooledKernel:
     """A started, warmed-up kernel waiting to be claimed."""
 
     kernel_id: str
-    km: KernelManager
+    km: ServerKernelManager
     client: AsyncKernelClient
     key: PoolKey
     #: the manager's ``autorestart`` setting, off while pooled (a dead one is replaced)
@@ -76,7 +76,7 @@ class _Starting:
 
     key: PoolKey
     task: asyncio.Task[PooledKernel] | None = None
-    km: KernelManager | None = None
+    km: ServerKernelManager | None = None
     claimed: bool = False
 
 
@@ -109,8 +109,8 @@ class PoolFilling(PoolSettings):
             0,
         )
         self._closed = False
-        self._background: set[asyncio.Task[Any]] = set()
-        self._stopped: weakref.WeakSet[KernelManager] = weakref.WeakSet()
+        self._background: set[asyncio.Task[Any]] = set()  # (results not read)
+        self._stopped: weakref.WeakSet[ServerKernelManager] = weakref.WeakSet()
         self._changed = asyncio.Event()
 
     @property
@@ -245,7 +245,8 @@ class PoolFilling(PoolSettings):
             raise TimeoutError(f"{method}_request not taken within {timeout:g} s") from None
         finally:
             exited.cancel()
-        return msg["header"]["msg_id"]
+        msg_id: str = msg["header"]["msg_id"]
+        return msg_id
 
     async def _reply(
         self, entry: PooledKernel, msg_id: str, method: str, timeout: float
@@ -316,7 +317,7 @@ class PoolFilling(PoolSettings):
         entry.release()
         self._spawn_background(self._stop(entry.km))
 
-    async def _stop(self, km: KernelManager) -> None:
+    async def _stop(self, km: ServerKernelManager) -> None:
         """Kill a pooled kernel's process and free its resources (once).
 
         It holds no user state, so no polite shutdown; and no SIGINT first (what
@@ -334,7 +335,7 @@ class PoolFilling(PoolSettings):
         except Exception as e:
             self.log.warning("Kernel pool: error while stopping a pooled kernel: %s", e)
 
-    def _spawn_background(self, coro: Any) -> asyncio.Task[Any]:
+    def _spawn_background(self, coro: Coroutine[Any, Any, T]) -> asyncio.Task[T]:
         task = asyncio.create_task(coro)
         self._background.add(task)
         task.add_done_callback(self._background.discard)
