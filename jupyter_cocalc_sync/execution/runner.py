@@ -19,7 +19,8 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import deque
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
+from functools import partial
 from typing import TYPE_CHECKING, Any, Protocol
 
 from ..kernels.kernel import DEAD_KERNEL_ENAME, CodeExecutionEmitter, JupyterKernel
@@ -66,8 +67,8 @@ class NotebookRunner:
         overflow: MoreOutputStore | None = None,
         history: HistorySquasher | None = None,
         flush_interval: float = 0.05,
-        hold: Any = None,
-        release: Any = None,
+        hold: Callable[[NotebookDocument], None] | None = None,
+        release: Callable[[NotebookDocument], None] | None = None,
         activity: WorkTracker | None = None,
     ) -> None:
         self.document = document
@@ -111,8 +112,8 @@ class NotebookRunner:
     def _reset_stale_states(self) -> None:
         """Cells left queued or busy by a server that stopped: nothing is running them."""
         states = self.db.field_values("state", {"type": "cell"})
-        stale = [key[1] for key, state in states.items() if state in ("run", "busy")]
-        requested = [key[1] for key, state in states.items() if state == "start"]
+        stale = [str(key[1]) for key, state in states.items() if state in ("run", "busy")]
+        requested = [str(key[1]) for key, state in states.items() if state == "start"]
         if stale:
             with self.writes.batch():
                 for cell_id in stale:
@@ -128,7 +129,8 @@ class NotebookRunner:
         if self.writes.writing:
             return
         may_execute = permissions_of(event.origin).execute
-        requested, refused = [], []
+        requested: list[str] = []
+        refused: list[str] = []
         for key, change in event.changes.items():
             if key == SETTINGS_KEY:
                 continue
@@ -290,6 +292,7 @@ class NotebookRunner:
             kernel is not None
             and kernel.state == "running"
             and (prefer is None or prefer == kernel.kernel_id)
+            and kernel.kernel_id is not None
             and kernel.kernel_id in self.kernels.kernel_manager
         ):
             self.writes.set_settings(backend_state="running", kernel_error=None)
@@ -332,7 +335,7 @@ class NotebookRunner:
             cell_id,
             limits=self._limits(),
             blobs=self.blobs,
-            overflow=(lambda: self.overflow.writer(self.document.file_id, cell_id))
+            overflow=partial(self.overflow.writer, self.document.file_id, cell_id)
             if self.overflow is not None
             else None,
             displays=self.displays,
@@ -400,7 +403,9 @@ class NotebookRunner:
 
     # -- stdin ------------------------------------------------------------------------------
 
-    def _show_input_request(self, cell_id: str, handler: OutputHandler, msg: dict) -> None:
+    def _show_input_request(
+        self, cell_id: str, handler: OutputHandler, msg: dict[str, Any]
+    ) -> None:
         content = msg.get("content", {})
         prompt, password = content.get("prompt", ""), bool(content.get("password"))
         # shown even past the output limits: the cell is blocked until someone answers

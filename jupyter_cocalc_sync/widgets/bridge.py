@@ -147,9 +147,9 @@ class WidgetBridge:
             self.db.commit()
             self.capture.watch(model_id, self.table.state(model_id))
         elif method == "custom":
-            hashes = [self.blobs.put(bytes(b), BUFFER_MIME, self.doc_id) for b in buffers]
+            stored = [self.blobs.put(bytes(b), BUFFER_MIME, self.doc_id) for b in buffers]
             with self.db.transaction():
-                self.table.message(model_id, data.get("content"), hashes)
+                self.table.message(model_id, data.get("content"), stored)
             self.db.commit()
 
     def _split(
