@@ -11,13 +11,15 @@ import asyncio
 import contextlib
 import json
 from collections.abc import Callable
-from typing import Any, Self
+from typing import Any, Self, TypeVar
 
 import httpx
-from httpx_ws import WebSocketDisconnect, aconnect_ws
+from httpx_ws import AsyncWebSocketSession, WebSocketDisconnect, aconnect_ws
 
 from ..rooms import protocol
-from ..sync.table import LOCAL, ChangeEvent, Record, SyncDB
+from ..sync.table import LOCAL, ChangeEvent, ChangeOrigin, Record, SyncDB
+
+T = TypeVar("T")
 
 
 class RoomReplica:
@@ -37,11 +39,10 @@ class RoomReplica:
         self._task: asyncio.Task[None] | None = None
         self._changed = asyncio.Event()
         self.closed_reason: str | None = None
-        unsubscribes = [
+        self._unsubscribes = [
             self.db.on_update(self._on_update),
             self.db.on_change(lambda event: self._changed.set()),
         ]
-        self._unsubscribe = lambda: [u() for u in unsubscribes]
 
     # -- the table API ----------------------------------------------------------------------
 
@@ -64,7 +65,7 @@ class RoomReplica:
     def on_change(self, callback: Callable[[ChangeEvent], None]) -> Callable[[], None]:
         return self.db.on_change(callback)
 
-    async def wait_for(self, predicate: Callable[[Self], Any], timeout: float = 30) -> Any:
+    async def wait_for(self, predicate: Callable[[Self], T], timeout: float = 30) -> T:
         """Wait until ``predicate(self)`` is true (re-checked after every change)."""
         async with asyncio.timeout(timeout):
             while True:
@@ -76,7 +77,7 @@ class RoomReplica:
 
     # -- sync -------------------------------------------------------------------------------
 
-    def _on_update(self, update: bytes, origin: Any) -> None:
+    def _on_update(self, update: bytes, origin: ChangeOrigin) -> None:
         if origin == LOCAL:
             self._outbox.put_nowait(protocol.sync_message(protocol.SYNC_UPDATE, update))
 
@@ -89,7 +90,7 @@ class RoomReplica:
 
     async def _run(self, url: str, ready: asyncio.Future[None]) -> None:
         try:
-            async with aconnect_ws(url, self.http) as ws:
+            async with aconnect_ws(url, self.http, session_class=AsyncWebSocketSession) as ws:
                 ready.set_result(None)
                 await ws.send_bytes(protocol.sync_message(protocol.SYNC_STEP1, self.db.get_state()))
                 sender = asyncio.get_running_loop().create_task(self._send(ws))
@@ -111,7 +112,7 @@ class RoomReplica:
         finally:
             self._changed.set()
 
-    def _receive(self, frame: bytes, ws: Any) -> None:
+    def _receive(self, frame: bytes, ws: AsyncWebSocketSession) -> None:
         message = protocol.decode(frame)
         if message.kind == protocol.AWARENESS:
             self._receive_awareness(message.payload)
@@ -148,7 +149,7 @@ class RoomReplica:
             if waiter in self._sync_waiters:
                 self._sync_waiters.remove(waiter)
 
-    async def _send(self, ws: Any) -> None:
+    async def _send(self, ws: AsyncWebSocketSession) -> None:
         while True:
             await ws.send_bytes(await self._outbox.get())
 
@@ -158,7 +159,8 @@ class RoomReplica:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await self._task
             self._task = None
-        self._unsubscribe()
+        for unsubscribe in self._unsubscribes:
+            unsubscribe()
 
 
 def _disconnect_of(exc: BaseException) -> WebSocketDisconnect | None:
