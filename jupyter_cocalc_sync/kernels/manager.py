@@ -104,7 +104,8 @@ class PoolingKernelManager(AsyncMappingKernelManager):
             self.claims.add(claimed, km)
         return kernel_id
 
-    start_kernel = _async_start_kernel  # type: ignore[assignment]
+    # (jupyter_server binds the async implementation as the public name the same way)
+    start_kernel = _async_start_kernel  # type: ignore[assignment]  # a coroutine for a method
 
     def interrupt_kernel(self, kernel_id: str) -> None:
         if self.claims.when_settled(kernel_id) is not None:
@@ -153,4 +154,4 @@ class PoolingKernelManager(AsyncMappingKernelManager):
         self.claims.close()
         await super()._async_shutdown_all(now=now)
 
-    shutdown_all = _async_shutdown_all  # type: ignore[assignment]
+    shutdown_all = _async_shutdown_all  # type: ignore[assignment]  # as start_kernel

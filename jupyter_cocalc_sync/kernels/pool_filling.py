@@ -115,7 +115,7 @@ class PoolFilling(PoolSettings):
 
     @property
     def manager(self) -> PoolingKernelManager:
-        return self.parent  # type: ignore[return-value]
+        return self.parent  # type: ignore[return-value]  # the manager made the pool its child
 
     # -- filling -----------------------------------------------------------------------------
 

@@ -40,18 +40,16 @@ class KernelChannelsConnection(ZMQChannelsWebsocketConnection):
             return None
         return claims.take_head_start(self.kernel_id) if take else claims.head_start(self.kernel_id)
 
-    # (jupyter_server's methods overridden and called here have no annotations)
-
     def request_kernel_info(self) -> ConcurrentFuture[Any]:  # (typed as the stock class has it)
         head_start = self._pooled_head_start(take=False)
         if head_start is None:
-            return super().request_kernel_info()  # type: ignore[no-any-return,no-untyped-call]
+            return super().request_kernel_info()  # type: ignore[no-any-return,no-untyped-call]  # untyped upstream
         # what the stock reply handler does with the reply the pool already has
-        self._finish_kernel_info(head_start.kernel_info)  # type: ignore[no-untyped-call]
+        self._finish_kernel_info(head_start.kernel_info)  # type: ignore[no-untyped-call]  # untyped upstream
         return self._kernel_info_future
 
     def create_stream(self) -> None:
-        super().create_stream()  # type: ignore[no-untyped-call]
+        super().create_stream()  # type: ignore[no-untyped-call]  # untyped upstream
         head_start = self._pooled_head_start(take=True)
         iopub = head_start.take_iopub(self.kernel_manager) if head_start is not None else None
         if iopub is None:
@@ -74,8 +72,7 @@ class KernelChannelsConnection(ZMQChannelsWebsocketConnection):
         done.set_result(None)
         return done
 
-    # (the stock class's connect returns a future, where its base class's is a coroutine)
-    def connect(self) -> asyncio.Future[None] | None:  # type: ignore[override]
+    def connect(self) -> asyncio.Future[None] | None:  # type: ignore[override]  # as the stock class
         self.websocket_handler.set_nodelay(True)
         return super().connect()
 
