@@ -28,6 +28,8 @@ import anyio
 from ..kernels.usage import KernelUsage, ProcessTreeSampler, local_pid
 
 if TYPE_CHECKING:
+    from jupyter_client.manager import KernelManager
+
     from ..notebook.document import NotebookDocument
     from .runner import NotebookRunner
     from .sessions import SessionKernels
@@ -173,7 +175,7 @@ class NotebookActivity:
         self.usage = usage
         self._publish()
 
-    async def _kernel_manager(self) -> Any:
+    async def _kernel_manager(self) -> KernelManager | None:
         """jupyter_server's manager of the notebook's kernel: the runner's, else its session's
         (opened in JupyterLab, nothing run by the server yet); None without one."""
         kernel = self.runner.kernel

@@ -78,6 +78,10 @@ class Contents(Protocol):
 
     def file_exists(self, path: str) -> bool | Awaitable[bool]: ...
 
+    def dir_exists(self, path: str) -> bool | Awaitable[bool]: ...
+
+    def exists(self, path: str) -> bool | Awaitable[bool]: ...
+
 
 class OutputImporter(Protocol):
     """Turns a cell's outputs read from a file into its output map in the table."""

@@ -21,12 +21,15 @@ import shutil
 import signal
 import tempfile
 from collections import deque
+from collections.abc import Coroutine
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 from ..errors import KernelError
 from ..kernels.kernel import JupyterKernel
 from ..kernels.pool import repoint_code
+
+T = TypeVar("T")
 
 log = logging.getLogger(__name__)
 
@@ -158,7 +161,7 @@ class FreshKernelPool:
             status[name] = {"ready": ready, "starting": len(pooled) - ready}
         return status
 
-    def _background(self, coro: Any) -> asyncio.Task[Any]:
+    def _background(self, coro: Coroutine[Any, Any, T]) -> asyncio.Task[T]:
         task = asyncio.get_running_loop().create_task(coro)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)

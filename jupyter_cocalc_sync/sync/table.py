@@ -22,7 +22,7 @@ import logging
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any, Literal, TypeAlias
+from typing import Any, Literal, TypeAlias, TypeVar
 
 from pycrdt import Doc, Map, Text, TransactionEvent, merge_updates
 
@@ -33,6 +33,8 @@ from .values import check_json, from_crdt, json_copy, map_from_crdt, same_json
 from .ytypes import YMap, deep_events
 
 log = logging.getLogger(__name__)
+
+T = TypeVar("T")
 
 #: one record: its fields as plain JSON values
 Record: TypeAlias = dict[str, Any]
@@ -501,6 +503,6 @@ class SyncDB:
         self._update_listeners.clear()
 
 
-def _discard(listeners: list[Any], listener: Any) -> None:
+def _discard(listeners: list[T], listener: T) -> None:
     if listener in listeners:
         listeners.remove(listener)
