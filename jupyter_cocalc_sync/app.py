@@ -436,6 +436,19 @@ class CocalcSync(ExtensionApp):
             self.documents.deleted(path)
             self.file_rooms.deleted(path)
 
+    def status(self) -> dict[str, Any]:
+        """``GET /api/cocalc-sync/status``: version, open documents, errors caught by place."""
+        from .errors_seen import errors_seen
+
+        return {
+            "version": __version__,
+            "documents": {
+                "notebooks": len(self.documents.documents),
+                "files": len(self.file_rooms.documents),
+            },
+            "errors": errors_seen(),
+        }
+
     async def file_exists(self, path: str) -> bool:
         from jupyter_server.utils import ensure_async
 

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import server_errors
 
 #: server extensions the test extras bring along (nbgrader, whose checksums and student versions
 #: are compared with ours) that no test server needs: off, since they take seconds to load
@@ -67,7 +68,8 @@ def server_command(python: str, app: str, port: int, token: str, root: Path) -> 
 
 def launch(args: list[str], env: dict[str, str], log_path: Path, cwd: Path | None = None) -> Any:
     """Start ``args`` in a session of its own (so its children go down with it), logging to
-    ``log_path``."""
+    ``log_path`` (read for errors at the end of the test: ``server_errors``)."""
+    server_errors.watch(log_path)
     log = open(log_path, "ab")  # noqa: SIM115 - handed to the child process
     try:
         return subprocess.Popen(
