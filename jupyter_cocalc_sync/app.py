@@ -493,12 +493,17 @@ class CocalcSync(ExtensionApp):
 
     async def _apply_retention(self) -> None:
         """Thin out old history once an hour, off the event loop (squashes replay elsewhere)."""
+        from .errors_seen import count_error
+        from .store.sqlite import STORE_ERRORS
+
         while True:
             await asyncio.sleep(RETENTION_PERIOD)
             try:
                 await self.history.apply_retention()
-            except Exception:
-                self.log.exception("applying the history retention failed")
+            except STORE_ERRORS as e:  # (the next pass tries again)
+                self.log.warning("applying the history retention failed: %s", e)
+            except Exception as e:  # a bug of ours: the next pass runs all the same
+                count_error("history.retention", e, "the history retention", logger=self.log)
 
     async def stop_extension(self) -> None:
         task = getattr(self, "_retention_task", None)

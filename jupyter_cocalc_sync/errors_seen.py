@@ -13,15 +13,19 @@ from __future__ import annotations
 import logging
 import threading
 from collections import Counter
+from typing import Any, TypeAlias
 
 log = logging.getLogger(__name__)
+
+#: a logger, or a handler's adapter of one (jupyter_server's ``self.log``)
+AnyLogger: TypeAlias = logging.Logger | logging.LoggerAdapter[Any]
 
 _counts: Counter[str] = Counter()
 _lock = threading.Lock()  # (worker threads count too)
 
 
 def count_error(
-    place: str, exc: BaseException, what: str = "", *, logger: logging.Logger | None = None
+    place: str, exc: BaseException, what: str = "", *, logger: AnyLogger | None = None
 ) -> None:
     """Log ``exc`` at ERROR with its traceback as ``what`` failed at ``place``; count it."""
     with _lock:

@@ -14,9 +14,11 @@ from collections.abc import Callable
 from typing import Any, Self, TypeVar
 
 import httpx
-from httpx_ws import AsyncWebSocketSession, WebSocketDisconnect, aconnect_ws
+from httpx_ws import AsyncWebSocketSession, HTTPXWSException, WebSocketDisconnect, aconnect_ws
 
+from ..errors_seen import count_error
 from ..rooms import protocol
+from ..rooms.protocol import ProtocolError
 from ..sync.table import LOCAL, ChangeEvent, ChangeOrigin, Record, SyncDB
 
 T = TypeVar("T")
@@ -100,13 +102,15 @@ class RoomReplica:
                         self._receive(frame, ws)
                 finally:
                     sender.cancel()
-        except Exception as e:
+        except Exception as e:  # the connection's end, whatever ended it, is the replica's
             disconnect = _disconnect_of(e)
             if disconnect is not None:
                 # e.g. 1011 {"reason": "store_unavailable", "retry": true}: reconnect later
                 self.closed_reason = f"{disconnect.code}: {disconnect.reason}"
             else:
                 self.closed_reason = repr(e)
+                if _unexpected(e):  # a bug of ours: counted, logged
+                    count_error("client.connection", e, f"the replica of {self.room_url}")
             if not ready.done():
                 ready.set_exception(e)
         finally:
@@ -156,11 +160,22 @@ class RoomReplica:
     async def close(self) -> None:
         if self._task is not None:
             self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
+            with contextlib.suppress(asyncio.CancelledError):  # (``_run`` keeps its end)
                 await self._task
             self._task = None
         for unsubscribe in self._unsubscribes:
             unsubscribe()
+
+
+#: how a replica's connection ends without a bug of ours: the network, the server's HTTP or
+#: websocket answer, a frame that is not the protocol
+CONNECTION_ERRORS = (httpx.HTTPError, HTTPXWSException, OSError, ProtocolError)
+
+
+def _unexpected(exc: BaseException) -> bool:
+    if isinstance(exc, BaseExceptionGroup):  # (httpx-ws raises inside exception groups)
+        return exc.split(CONNECTION_ERRORS)[1] is not None
+    return not isinstance(exc, CONNECTION_ERRORS)
 
 
 def _disconnect_of(exc: BaseException) -> WebSocketDisconnect | None:

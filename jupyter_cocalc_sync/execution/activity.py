@@ -24,7 +24,9 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
 import anyio
+import psutil
 
+from ..errors_seen import count_error
 from ..kernels.usage import KernelUsage, ProcessTreeSampler, local_pid
 
 if TYPE_CHECKING:
@@ -151,8 +153,11 @@ class NotebookActivity:
         while True:
             try:
                 await self._sample()
-            except Exception:
-                log.exception("sampling the kernel usage of %s failed", self.document.path)
+            except psutil.Error as e:  # the kernel's process went away while it was read
+                log.debug("sampling the kernel of %s: %s", self.document.path, e)
+            except Exception as e:  # a bug of ours: sampling goes on
+                what = f"sampling the kernel usage of {self.document.path}"
+                count_error("activity.sample", e, what, logger=log)
             busy = self._running or self._kernel_busy
             interval = self.settings.busy_interval if busy else self.settings.idle_interval
             with contextlib.suppress(TimeoutError):

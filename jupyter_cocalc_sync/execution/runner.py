@@ -23,6 +23,11 @@ from collections.abc import Callable, Iterable
 from functools import partial
 from typing import TYPE_CHECKING, Any, Protocol
 
+from jupyter_client.kernelspec import NoSuchKernel
+from tornado.web import HTTPError
+
+from ..errors import KernelError
+from ..errors_seen import count_error
 from ..kernels.kernel import DEAD_KERNEL_ENAME, CodeExecutionEmitter, JupyterKernel
 from ..notebook.ipynb import cell_order_key, ordered_outputs
 from ..notebook.schema import SETTINGS_KEY
@@ -45,6 +50,9 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 INPUT_REQUEST = "input_request"
+#: why a notebook may get no kernel: it cannot start or died (KernelError), jupyter_server's
+#: session manager refused (HTTPError), its kernelspec is gone (NoSuchKernel)
+NO_KERNEL = (KernelError, HTTPError, NoSuchKernel)
 
 
 class RunProgressListener(Protocol):
@@ -248,8 +256,8 @@ class NotebookRunner:
                 self.writes.author = self._requested_by.pop(cell_id, None)
                 try:
                     ok = await self._run_cell(cell_id)
-                except Exception as e:
-                    log.exception("running cell %s failed", cell_id)
+                except Exception as e:  # a bug of ours: the cell shows it, the queue goes on
+                    count_error("runner.cell", e, f"running cell {cell_id}", logger=log)
                     ok = False
                     self.writes.finish_with_error(cell_id, type(e).__name__, str(e))
                 finally:
@@ -271,7 +279,7 @@ class NotebookRunner:
         """The notebook's kernel, started if needed (for completion, introspection, info)."""
         try:
             kernel = await self._kernel()
-        except Exception as e:
+        except Exception as e:  # (noted in the notebook's settings, and re-raised)
             self.writes.set_settings(
                 backend_state="failed", kernel_error=str(e) or type(e).__name__
             )
@@ -323,6 +331,9 @@ class NotebookRunner:
         try:
             kernel = await self._kernel()
         except Exception as e:
+            if not isinstance(e, NO_KERNEL):  # a bug of ours: the cell shows it all the same
+                what = f"finding the kernel of {self.document.path}"
+                count_error("runner.kernel", e, what, logger=log)
             message = str(e) or type(e).__name__
             self.writes.set_settings(backend_state="failed", kernel_error=message)
             self.writes.finish_with_error(cell_id, "KernelError", message)

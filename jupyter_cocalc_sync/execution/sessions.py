@@ -18,8 +18,10 @@ from typing import TYPE_CHECKING, Any
 
 from jupyter_server.services.sessions.sessionmanager import KernelName, ModelName
 from jupyter_server.utils import ensure_async
+from tornado.web import HTTPError
 
 from ..errors import KernelError
+from ..errors_seen import count_error
 from ..kernels.kernel import JupyterKernel
 
 if TYPE_CHECKING:
@@ -104,7 +106,7 @@ class SessionKernels:
         for session_id, started_for in list(self._started.items()):
             try:
                 session: Session = await self.session_manager.get_session(session_id=session_id)
-            except Exception:  # deleted meanwhile (JupyterLab, the REST API)
+            except HTTPError:  # 404: deleted meanwhile (JupyterLab, the REST API)
                 self._started.pop(session_id, None)
                 continue
             if path not in (started_for, session.get("path")):
@@ -160,5 +162,5 @@ class SessionKernels:
         for kernel in kernels:
             try:
                 await kernel.close()
-            except Exception:
-                log.debug("closing an attached kernel failed", exc_info=True)
+            except Exception as e:  # (the server is stopping: the other kernels close too)
+                count_error("sessions.close", e, f"closing {kernel!r}", logger=log)

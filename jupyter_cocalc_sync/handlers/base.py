@@ -33,6 +33,7 @@ from ..errors import (
     TooManyExecutionsError,
     VersionNotFoundError,
 )
+from ..errors_seen import count_error
 
 if TYPE_CHECKING:
     from ..app import CocalcSync
@@ -165,13 +166,8 @@ class CocalcAPIHandler(APIHandler):
             return  # an expected client error: answered with its status, not logged as a crash
         if value is not None and not isinstance(value, web.HTTPError):
             self._request_id = uuid.uuid4().hex[:16]
-            self.log.error(
-                "request %s (%s %s) failed",
-                self._request_id,
-                self.request.method,
-                self.request.path,
-                exc_info=(type(value), value, tb),
-            )
+            what = f"request {self._request_id} ({self.request.method} {self.request.path})"
+            count_error("request", value, what, logger=self.log)
             return
         super().log_exception(typ, value, tb)
 

@@ -24,6 +24,7 @@ from ..errors import (
     PathOutsideRootError,
     StoreUnavailableError,
 )
+from ..errors_seen import count_error
 from ..permissions import READ_ONLY, Permissions
 from ..rooms.registry import Membership, SessionExpiredError
 from ..rooms.room import INTERNAL_ERROR
@@ -89,8 +90,8 @@ class RoomHandler(WebSocketMixin, WebSocketHandler, JupyterHandler):
             self.close(INTERNAL_ERROR, json.dumps({"reason": "store_unavailable", "retry": True}))
         except (PathOutsideRootError, NotebookFormatError) as e:
             self.close(BAD_REQUEST, str(e)[:120])
-        except Exception:
-            self.log.exception("could not open room %s", room_id)
+        except Exception as e:  # a bug of ours (as a REST 500): the client gets a close code
+            count_error("room.join", e, f"joining room {room_id}", logger=self.log)
             self.close(SERVER_ERROR, "could not open the document")
 
     def on_message(self, message: bytes | str) -> None:

@@ -22,6 +22,7 @@ from jupyter_client.manager import KernelManager
 from jupyter_client.session import Session
 
 from ..errors import KernelError
+from ..errors_seen import count_error
 
 log = logging.getLogger(__name__)
 
@@ -37,6 +38,10 @@ SEND_TIMEOUT = 30.0
 #: After a kernel_info reply, how long to wait for proof that iopub is subscribed before
 #: asking again (ZMQ's slow joiner: a kernel publishes before the subscription reaches it).
 IOPUB_HANDSHAKE_WAIT = 1.0
+
+#: what jupyter_client's ``Session`` raises on a message it cannot read (a bad signature, too
+#: few parts, JSON that does not parse, a header without its fields)
+UNREADABLE = (ValueError, TypeError, KeyError, IndexError)
 
 #: At most this many event-loop turns are spent reading what a dead kernel sent last.
 DRAIN_ROUNDS = 100
@@ -231,13 +236,14 @@ class Connection(Replies):
             try:
                 _idents, frames = session.feed_identities(received)
                 msg = session.deserialize(frames)
-            except Exception:
-                log.warning("Dropped an unreadable message from a kernel", exc_info=True)
+            except UNREADABLE as e:
+                log.warning("Dropped an unreadable message from a kernel: %s", e)
                 continue
             try:
                 handle(msg)
-            except Exception:
-                log.exception("Handling %s from a kernel failed", msg.get("msg_type"))
+            except Exception as e:  # a bug of ours: the kernel's next messages still come
+                what = f"handling {msg.get('msg_type')} from a kernel"
+                count_error("kernel.message", e, what, logger=log)
 
 
 def _readable(socket: zmq.asyncio.Socket) -> bool:

@@ -23,7 +23,11 @@ import asyncio
 import logging
 from typing import TYPE_CHECKING, Any
 
+from tornado.web import HTTPError
+
+from ..errors_seen import count_error
 from .head_start import HEAD_START_TTL_S, HeadStart
+from .pool_filling import POOL_ERRORS
 
 if TYPE_CHECKING:
     from jupyter_server.services.kernels.kernelmanager import ServerKernelManager
@@ -69,8 +73,10 @@ class Claims:
             self._restarting.add(kernel_id)
             try:
                 await self._manager.restart_kernel(kernel_id, now=True)  # type: ignore[no-untyped-call]  # (not annotated upstream)
-            except Exception as e:  # shut down meanwhile, or it cannot start
+            except (HTTPError, KeyError, *POOL_ERRORS) as e:  # shut down meanwhile, cannot start
                 self.log.warning("Kernel %s: restart failed: %r", kernel_id, e)
+            except Exception as e:  # a bug of ours: the kernel's clients are let go anyway
+                count_error("pool.restart_unpointed", e, f"restarting {kernel_id}", logger=self.log)
             finally:
                 self._restarting.discard(kernel_id)
         finally:

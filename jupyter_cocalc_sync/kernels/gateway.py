@@ -29,7 +29,16 @@ from jupyter_client.session import Session
 from tornado import websocket
 from tornado.httpclient import HTTPRequest
 
-from .channels import Channel, ChannelListener, ConnectionClosed, Message, Replies, background
+from ..errors_seen import count_error
+from .channels import (
+    UNREADABLE,
+    Channel,
+    ChannelListener,
+    ConnectionClosed,
+    Message,
+    Replies,
+    background,
+)
 
 if TYPE_CHECKING:
     from jupyter_client.manager import KernelManager
@@ -122,8 +131,8 @@ class GatewayConnection(Replies):
                 return
             try:
                 msg = _decode(frame)
-            except Exception:
-                log.warning("Dropped an unreadable message from a gateway kernel", exc_info=True)
+            except UNREADABLE as e:
+                log.warning("Dropped an unreadable message from a gateway kernel: %s", e)
                 continue
             channel = msg.get("channel")
             try:
@@ -134,8 +143,9 @@ class GatewayConnection(Replies):
                     self._on_shell(msg)
                 elif channel == "stdin":
                     self._stdin_handler(msg)
-            except Exception:
-                log.exception("Handling %s from a gateway kernel failed", msg.get("msg_type"))
+            except Exception as e:  # a bug of ours: the kernel's next messages still come
+                what = f"handling {msg.get('msg_type')} from a gateway kernel"
+                count_error("kernel.message", e, what, logger=log)
 
     def _notice_death(self, msg: Message) -> None:
         if msg.get("msg_type") != "status":

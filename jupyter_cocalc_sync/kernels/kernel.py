@@ -28,12 +28,15 @@ import signal as signals
 from collections.abc import Awaitable, Callable
 from typing import Any, Literal
 
+from jupyter_client.kernelspec import NoSuchKernel
 from jupyter_client.manager import AsyncKernelManager
 from jupyter_client.multikernelmanager import MultiKernelManager
 from jupyter_client.session import Session
 from jupyter_core.utils import ensure_async
+from tornado.web import HTTPError
 
 from ..errors import KernelError
+from ..errors_seen import count_error
 from .channels import Connection, ConnectionClosed, Replies, background
 from .comms import CommSender, IopubObserver
 from .emitter import DEAD_KERNEL_ENAME as DEAD_KERNEL_ENAME
@@ -43,6 +46,11 @@ from .gateway import GatewayConnection, RemoteRestarts, gateway_kernel
 from .process import Ready, RestarterWatch, wait_for, wait_for_exit
 
 log = logging.getLogger(__name__)
+
+#: how a kernel fails to start without a bug of ours: it cannot be launched (OSError,
+#: jupyter_client's RuntimeError, NoSuchKernel), does not answer in time (TimeoutError), dies
+#: or is refused (KernelError), or jupyter_server says no (HTTPError)
+START_ERRORS = (OSError, RuntimeError, TimeoutError, NoSuchKernel, KernelError, HTTPError)
 
 KernelState = Literal["off", "spawning", "starting", "running", "closed", "failed"]
 StateCallback = Callable[[KernelState], None]
@@ -180,8 +188,9 @@ class JupyterKernel:
             for callback in list(self._state_callbacks):
                 try:
                     callback(state)
-                except Exception:
-                    log.exception("State callback %r of %r failed", callback, self)
+                except Exception as e:  # (the other callbacks still hear of it)
+                    what = f"state callback {callback!r} of {self!r}"
+                    count_error("kernel.state_callback", e, what, logger=log)
 
     def _fail(self, reason: str) -> None:
         self._error = reason
@@ -231,7 +240,9 @@ class JupyterKernel:
             # The process exited while we connected: already reported (``_kernel_exited``);
             # attached kernels come back through the follower.
             return
-        except Exception as exc:
+        except Exception as exc:  # (re-raised as a KernelError: the caller shows it)
+            if not isinstance(exc, START_ERRORS):  # a bug of ours: counted, logged
+                count_error("kernel.start", exc, f"starting {self!r}", logger=log)
             reason = f"Kernel {self.name!r} could not be started: {exc}"
             self._fail(reason)
             raise KernelError(reason) from exc
@@ -400,7 +411,7 @@ class JupyterKernel:
             raise KernelError("The kernel is not running.")
         try:
             await ensure_async(action())
-        except Exception as exc:
+        except (OSError, RuntimeError, KeyError, HTTPError) as exc:  # gone, or not ours any more
             raise KernelError(f"The kernel cannot be signalled: {exc}") from exc
 
     async def close(self) -> None:
@@ -423,8 +434,10 @@ class JupyterKernel:
         if self._restarts is None and self._km is not None and self._km.has_kernel:
             try:
                 await self._km.shutdown_kernel()
-            except Exception:
-                log.exception("Shutting down %r failed", self)
+            except (OSError, RuntimeError, TimeoutError) as e:  # it went away by itself
+                log.warning("Shutting down %r failed: %s", self, e)
+            except Exception as e:  # a bug of ours: closing goes on
+                count_error("kernel.shutdown", e, f"shutting down {self!r}", logger=log)
         self._set_state("closed")
 
     # -- death and restarts --------------------------------------------------------------------

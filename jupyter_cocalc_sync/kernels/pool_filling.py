@@ -20,6 +20,10 @@ from collections.abc import Awaitable, Coroutine
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from jupyter_client.kernelspec import NoSuchKernel
+
+from ..errors import KernelError
+from ..errors_seen import count_error
 from .channels import settle, stop_started
 from .head_start import HeadStart
 from .pool_settings import PoolKey, PoolSettings
@@ -45,6 +49,13 @@ RETRY_AFTER_FAILURE_S = 30.0
 
 class PooledKernelError(RuntimeError):
     """A pooled kernel died or did not answer; it is discarded and replaced."""
+
+
+#: how starting or re-pointing a pooled kernel fails without a bug of ours: the process did
+#: not start or died (OSError, jupyter_client's RuntimeError, PooledKernelError), it did not
+#: answer in time (TimeoutError), its kernelspec is gone (NoSuchKernel), a request did not go
+#: out (KernelError)
+POOL_ERRORS = (OSError, RuntimeError, TimeoutError, NoSuchKernel, KernelError)
 
 
 @dataclass(eq=False)
@@ -147,14 +158,19 @@ class PoolFilling(PoolSettings):
             await asyncio.wait({slot.task})
             if slot.task.cancelled():
                 return
-            if slot.task.exception() is not None:
+            error = slot.task.exception()
+            if error is not None:
                 state.failures += 1
                 self._counters["failed"] += 1
                 retry = RETRY_AFTER_FAILURE_S * 2 ** (state.failures - 1)
+                if not isinstance(error, POOL_ERRORS):  # a bug of ours: the pool retries too
+                    count_error(
+                        "pool.start", error, f"starting a {key.label} kernel", logger=self.log
+                    )
                 self.log.warning(
                     "Kernel pool: starting a %s kernel failed (%s); retrying in %g s",
                     key.label,
-                    slot.task.exception(),
+                    error,
                     retry,
                 )
                 return
@@ -176,7 +192,7 @@ class PoolFilling(PoolSettings):
             client.start_channels(shell=True, iopub=False, stdin=False, hb=False, control=False)
             entry = PooledKernel(kernel_id, km, client, slot.key, autorestart)
             await self._warm_up(entry)
-        except BaseException:
+        except BaseException:  # (re-raised: the filler, or a claim, sees it)
             if entry is not None:
                 entry.release()
             await asyncio.shield(self._stop(km))
@@ -277,8 +293,8 @@ class PoolFilling(PoolSettings):
             await asyncio.sleep(self._check_interval())
             try:
                 await self._check()
-            except Exception:
-                self.log.exception("Kernel pool: health check failed")
+            except Exception as e:  # a bug of ours: the next check runs all the same
+                count_error("pool.check", e, "the kernel pool's health check", logger=self.log)
 
     async def _check(self) -> None:
         now = time.monotonic()
@@ -332,8 +348,10 @@ class PoolFilling(PoolSettings):
                 await km.provisioner.kill()
                 await km.provisioner.wait()
             await km.cleanup_resources()
-        except Exception as e:
+        except (OSError, RuntimeError) as e:  # gone already, or its files are
             self.log.warning("Kernel pool: error while stopping a pooled kernel: %s", e)
+        except Exception as e:  # a bug of ours: the pool goes on without the kernel
+            count_error("pool.stop", e, "stopping a pooled kernel", logger=self.log)
 
     def _spawn_background(self, coro: Coroutine[Any, Any, T]) -> asyncio.Task[T]:
         task = asyncio.create_task(coro)

@@ -69,6 +69,15 @@ async def wait_for(future: Ready) -> None:
     )
 
 
+async def settled(future: Ready) -> None:
+    """Wait until ``future`` is done, whatever its outcome (the caller reads it off ``future``),
+    without cancelling it if we are cancelled."""
+    waiter = asyncio.wrap_future(future) if isinstance(future, ConcurrentFuture) else future
+    await asyncio.wait({waiter})
+    if waiter is not future and not waiter.cancelled():
+        waiter.exception()  # retrieved here: the wrapper's outcome is read off ``future``
+
+
 class RestarterWatch:
     """jupyter_server's restarter and shutdowns, as seen by one attached kernel.
 
@@ -125,10 +134,9 @@ class RestarterWatch:
                         )
                     ready = km.ready
                     if not ready.done():
-                        # ``ready`` is replaced by each shutdown and start: wait for this one,
-                        # then look again.
-                        with contextlib.suppress(Exception):
-                            await wait_for(ready)
+                        # ``ready`` is replaced by each shutdown and start: wait for this one
+                        # (its outcome is read below), then look again.
+                        await settled(ready)
                         continue
                     if (
                         ready is not stale_ready

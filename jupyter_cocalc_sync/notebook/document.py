@@ -12,7 +12,6 @@ merged as a three-way diff against the saved version — never a blind overwrite
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import logging
 import uuid
@@ -22,7 +21,8 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 import anyio
 
-from ..errors import DocumentNotFoundError
+from ..errors import DocumentNotFoundError, StoreUnavailableError
+from ..errors_seen import count_error
 from ..rooms.protocol import Message
 from ..rooms.room import INTERNAL_ERROR, Peer, Room
 from ..store import STORE, ChangeLog, LoggedTable
@@ -456,15 +456,23 @@ class NotebookDocument:
             try:
                 await asyncio.wait_for(self.files.close(save=True), CLOSE_TIMEOUT)
                 await asyncio.wait_for(self.table.durable(), CLOSE_TIMEOUT)
-            except Exception:
-                log.exception("final save of %s failed", self.path)
+            except TimeoutError:
+                log.error("the final save of %s did not end within %g s", self.path, CLOSE_TIMEOUT)
+            except StoreUnavailableError as e:  # failed meanwhile: said to every client
+                log.error("the last changes of %s are not in the change log: %s", self.path, e)
+            except Exception as e:  # a bug of ours: the document closes all the same
+                count_error("document.final_save", e, f"the final save of {self.path}", logger=log)
         if self._projection is not None:
             self._projection.close()
         if self._projection is not None and self.write_error is None:
             self._release_projection(self.table.barrier())
-            with contextlib.suppress(Exception):
+            try:
                 await asyncio.wait_for(self.changelog.flushed(), CLOSE_TIMEOUT)
                 await self.projection_log.closed(self.file_id, self.table.version)
+            except TimeoutError:
+                log.warning("the YNotebook log of %s was not closed in time", self.path)
+            except Exception as e:  # (the next open reconciles it with the table)
+                count_error("document.close_projection", e, f"closing {self.path}", logger=log)
         self._unsubscribe()
         self._unsubscribe_logged()
         self._unwatch()

@@ -20,7 +20,10 @@ from collections.abc import Callable
 from enum import StrEnum
 from typing import TYPE_CHECKING, Protocol
 
+from tornado.web import HTTPError
+
 from ..errors import DocumentNotFoundError, PathOutsideRootError
+from ..errors_seen import count_error
 from ..store import ChangeLog
 from .document import DocumentSettings, NotebookDocument, OutputHooks
 from .filesync import Contents, OutputImporter
@@ -162,7 +165,7 @@ class DocumentManager:
             self._schedule_cleanup(file_id)
             log.info("opened %s (%s) at version %s", path, file_id, document.version)
             return document
-        except BaseException as e:
+        except BaseException as e:  # (re-raised: the waiters for this open get it too)
             future.set_exception(e)
             future.exception()  # retrieved: waiters get it re-raised
             raise
@@ -235,8 +238,8 @@ class DocumentManager:
             await document.close()
             if self.observer is not None:
                 await self.observer.closed(document)
-        except Exception:
-            log.exception("closing %s failed", document.path)
+        except Exception as e:  # the manager forgets it all the same (the log keeps it all)
+            count_error("document.close", e, f"closing {document.path}", logger=log)
         finally:
             self._closing.pop(document.file_id, None)
 
@@ -269,5 +272,5 @@ async def _exists(contents_manager: Contents, path: str) -> bool:
 
     try:
         return bool(await ensure_async(contents_manager.file_exists(path)))
-    except Exception as e:  # a contents manager may refuse paths outside its root
-        raise PathOutsideRootError(str(e)) from None
+    except HTTPError as e:  # a contents manager may refuse paths outside its root
+        raise PathOutsideRootError(e.log_message or str(e)) from None

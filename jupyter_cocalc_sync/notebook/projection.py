@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING, Any
 from jupyter_ydoc import YNotebook
 from pycrdt import Doc, Map, TransactionEvent
 
+from ..errors_seen import count_error
 from ..sync.table import ChangeEvent, SyncDB
 from ..sync.ytypes import YArray, YMap
 from .projection_state import OutputFn, ProjectionState, RenderFn
@@ -138,8 +139,8 @@ class YNotebookProjection:
         for listener in list(self._listeners):
             try:
                 listener(event.update, self._peer)
-            except Exception:
-                log.exception("YNotebook update listener failed")
+            except Exception as e:  # (the other listeners still get the update)
+                count_error("projection.listener", e, "a YNotebook update listener", logger=log)
 
     def apply_update(self, update: bytes, peer: Peer | None = None) -> None:
         """Apply a JupyterLab client's update and commit what it changed in the table."""

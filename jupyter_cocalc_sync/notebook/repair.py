@@ -181,7 +181,8 @@ def _upgrade(raw: dict[str, Any]) -> dict[str, Any]:
     try:
         # nbformat's own reader joins v3's lists of lines before it upgrades
         nb = nbformat.reads(json.dumps(raw), as_version=NBFORMAT)
-    except Exception as e:
+    except (ValueError, KeyError, TypeError, AttributeError, IndexError) as e:
+        # (what nbformat's upgrade code raises on the malformed structures an old file has)
         raise _fail("", f"cannot upgrade nbformat {raw.get('nbformat')}: {e}") from None
     upgraded: dict[str, Any] = json.loads(json.dumps(nb))
     # ids made up by the upgrade are random: derive them instead (deterministic import)

@@ -10,10 +10,14 @@ manager, which signs the file when all its code cells are trusted.
 
 from __future__ import annotations
 
+import logging
+import sqlite3
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, Protocol
 
 from ..sync.table import Record
+
+log = logging.getLogger(__name__)
 
 if TYPE_CHECKING:
     from .filesync import Contents
@@ -55,7 +59,8 @@ def is_signed(notary: Notary, signature: str) -> bool:
     """Whether the store knows ``signature`` (one indexed SQLite lookup)."""
     try:
         return bool(notary.store.check_signature(signature, notary.algorithm))
-    except Exception:
+    except sqlite3.Error as e:  # (nbformat's store; unsigned, as nbformat reads it then)
+        log.warning("the notebook signature store cannot be read: %s", e)
         return False
 
 

@@ -17,6 +17,7 @@ from typing import Any
 
 from pycrdt import Array, Map, Text
 
+from ..errors_seen import count_error
 from ..sync.table import Record, same_json
 from ..sync.text import apply_delta
 from ..sync.values import from_crdt
@@ -72,8 +73,12 @@ class YNotebookReader:
                 for event in changes:
                     if event.path:
                         self._cell_content_changed(event, fresh)
-        except Exception:
-            log.exception("translating a JupyterLab change failed; re-reading the cells")
+        except Exception as e:
+            # The YNotebook has the change already, whatever failed here (a bug of ours, seen
+            # in the log and the status): the table is brought in line with it.
+            count_error(
+                "projection.from_jupyterlab", e, "translating a JupyterLab change", logger=log
+            )
             self.state.after_apply.append(self._reconcile_table)
 
     def _cells_changed(self, event: DeepEvent) -> set[str]:

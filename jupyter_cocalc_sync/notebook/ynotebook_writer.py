@@ -15,6 +15,7 @@ from typing import Any
 
 from pycrdt import Array, Map, Text
 
+from ..errors_seen import count_error
 from ..sync.table import ChangeEvent, Record, RecordChange, same_json
 from ..sync.text import apply_delta, minimal_edit, set_text
 from ..sync.values import from_crdt, map_from_crdt
@@ -173,8 +174,10 @@ class YNotebookWriter:
                         self._project_settings(change)
                     elif len(key) == 2 and key[0] == "cell":
                         self._project_cell(str(key[1]), change)
-        except Exception:
-            log.exception("projecting a table change failed; rebuilding the cells")
+        except Exception as e:
+            # The table has the change already, whatever failed here (a bug of ours, seen in
+            # the log and the status): JupyterLab's view is rebuilt from the table.
+            count_error("projection.to_jupyterlab", e, "projecting a table change", logger=log)
             self._rebuild_cells()
 
     def _project_settings(self, change: RecordChange) -> None:

@@ -28,6 +28,7 @@ from pycrdt import Doc, TransactionEvent
 from tornado.web import HTTPError
 
 from ..errors import DocumentNotFoundError
+from ..errors_seen import count_error
 from ..notebook.filesync import Contents, ContentsModel, Stamp, poll_file, stamp_of
 from ..notebook.merge import merge_text
 from .protocol import Message
@@ -152,8 +153,11 @@ class FileDocument:
                         {"type": "file", "format": self.format, "content": content}, self.path
                     )
                 )
-            except Exception:
-                log.exception("saving %s failed", self.path)
+            except (HTTPError, OSError) as e:  # refused (permissions, a full disk)
+                log.error("saving %s failed: %s", self.path, e)
+                return "failed"
+            except Exception as e:  # a bug of ours, or of a contents manager
+                count_error("file_room.save", e, f"saving {self.path}", logger=log)
                 return "failed"
             self.saved, self.stamp, self.deleted = content, stamp_of(saved), None
         self.ydoc.dirty = False

@@ -19,6 +19,16 @@ from typing import TypeVar
 T = TypeVar("T")
 
 
+class StoreClosedError(RuntimeError):
+    """The store was closed (the server is stopping)."""
+
+
+#: what a store operation raises when the store itself fails (not a bug of the caller):
+#: SQLite's errors (a full or read-only disk, a locked database), the file system's, or a
+#: store closed under it
+STORE_ERRORS = (sqlite3.Error, OSError, StoreClosedError)
+
+
 class SQLiteWorker:
     """Runs callables ``fn(connection)`` on a single dedicated thread."""
 
@@ -43,13 +53,13 @@ class SQLiteWorker:
     def run_sync(self, fn: Callable[[sqlite3.Connection], T]) -> T:
         """Run ``fn`` on the worker thread and wait for it (for code off the event loop)."""
         if self._closed:
-            raise RuntimeError(f"store {self.path} is closed")
+            raise StoreClosedError(f"store {self.path} is closed")
         return self._executor.submit(lambda: fn(self._connection())).result()
 
     async def run(self, fn: Callable[[sqlite3.Connection], T]) -> T:
         """Run ``fn`` on the worker thread without blocking the event loop."""
         if self._closed:
-            raise RuntimeError(f"store {self.path} is closed")
+            raise StoreClosedError(f"store {self.path} is closed")
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._executor, lambda: fn(self._connection()))
 

@@ -90,7 +90,7 @@ class UpdateGuard:
                 touched, self._touched = self._touched, None
             if touched:
                 self.checker.check(self.shadow, touched)
-        except BaseException:
+        except BaseException:  # (re-raised: whatever stopped the check, even a panic)
             self._build_shadow()  # the shadow holds the refused update: start again
             raise
 

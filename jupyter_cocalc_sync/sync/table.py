@@ -27,6 +27,7 @@ from typing import Any, Literal, TypeAlias, TypeVar
 from pycrdt import Doc, Map, Text, TransactionEvent, merge_updates
 
 from ..errors import InvalidRecordError
+from ..errors_seen import count_error
 from .events import LOCAL, ChangeEvent, ChangeOrigin, Key, RecordChange
 from .text import set_text
 from .values import check_json, from_crdt, json_copy, map_from_crdt, same_json
@@ -432,8 +433,8 @@ class SyncDB:
         for listener in list(self._update_listeners):
             try:
                 listener(update, origin)
-            except Exception:
-                log.exception("SyncDB update listener failed")
+            except Exception as e:  # (the other listeners, the log among them, still get it)
+                count_error("syncdb.update_listener", e, "a SyncDB update listener", logger=log)
 
     def _on_deep_events(self, events: Sequence[object]) -> None:
         changes: dict[Key, RecordChange] = {}
@@ -490,8 +491,8 @@ class SyncDB:
             for listener in list(self._change_listeners):
                 try:
                     listener(event)
-                except Exception:
-                    log.exception("SyncDB change listener failed")
+                except Exception as e:  # (the other listeners still see the change)
+                    count_error("syncdb.change_listener", e, "a SyncDB change listener", logger=log)
 
     def close(self) -> None:
         """Stop observing the document."""
