@@ -23,13 +23,38 @@ from pathlib import Path
 RECORD = re.compile(r"^\[[DIWEC] \d")
 ERROR_START = re.compile(r"^\[[EC] \d|\sERROR\s|^Traceback \(most recent call last\)")
 #: lines kept of one error (its traceback, mostly)
-MAX_LINES = 60
+MAX_LINES = 200
 
 #: (why, regex): errors servers log in normal operation, allowed in every test
 BENIGN: list[tuple[str, re.Pattern[str]]] = [
     (
         "jupyter_server prints its URL banner at CRITICAL, so it shows at any log level",
         re.compile(r"To access the server, open this file in a browser"),
+    ),
+    (
+        "jupyter_server logs a SIGTERM at CRITICAL (the tests stop subprocess servers with it)",
+        re.compile(r"\] received signal 15, stopping$"),
+    ),
+    (
+        "jupyter_server logs the headers of a 5xx answer as a record of its own; the status line "
+        "next to it is what a test sees (and declares)",
+        re.compile(r'^(ERROR \S+: |\S+\.log: \[E [^]]+\] )\{\n\s+"Host": '),
+    ),
+    (
+        "jupyter_server's kernel websocket writes a kernel's messages without waiting: to a tab "
+        "that has just closed, the write fails (WebSocketClosedError) and is logged",
+        re.compile(
+            r"(?s)(_on_zmq_reply|websocket\.py\", line \d+, in wrapper).*"
+            r"raise WebSocketClosedError\(\)\n\s*tornado\.websocket\.WebSocketClosedError(\n|$)"
+        ),
+    ),
+    (
+        "jupyter_client interrupts (SIGINT) every kernel it shuts down; one still starting "
+        "prints a KeyboardInterrupt traceback to the server's log (the kernel's stderr: the "
+        "server's own errors are records, never a bare traceback)",
+        re.compile(
+            r"(?s)^\S+\.log: Traceback \(most recent call last\):\n.*\nKeyboardInterrupt(\n|$)"
+        ),
     ),
 ]
 

@@ -144,6 +144,9 @@ class Replies:
             reply = await waiter
         finally:
             self._replies.pop(msg_id, None)
+            if waiter.done() and not waiter.cancelled():
+                waiter.exception()  # retrieved: a close failed it while the send was under way
+            waiter.cancel()
         answer: dict[str, Any] = reply["content"]
         return answer
 

@@ -179,8 +179,9 @@ def _repair_numbers(raw: dict[str, Any], warnings: list[str]) -> None:
 
 def _upgrade(raw: dict[str, Any]) -> dict[str, Any]:
     try:
-        # nbformat's own reader joins v3's lists of lines before it upgrades
-        nb = nbformat.reads(json.dumps(raw), as_version=NBFORMAT)
+        # nbformat's own reader joins v3's lists of lines before it upgrades (not
+        # ``nbformat.reads``: it logs an ERROR for the invalid notebook this module repairs)
+        nb = nbformat.convert(nbformat.reader.reads(json.dumps(raw)), NBFORMAT)
     except (ValueError, KeyError, TypeError, AttributeError, IndexError) as e:
         # (what nbformat's upgrade code raises on the malformed structures an old file has)
         raise _fail("", f"cannot upgrade nbformat {raw.get('nbformat')}: {e}") from None
