@@ -188,12 +188,11 @@ class ChangeType(Op):
             metadata.pop("trusted", None)
         new = {"id": raw["id"], "cell_type": self.cell_type, "source": raw["source"]}
         new["metadata"] = metadata
+        if raw.get("attachments") and self.cell_type in ("markdown", "raw"):
+            new["attachments"] = raw["attachments"]  # set on the new cell in the transaction
         with c.undoable():
             del c.cells[index]
-            new_cell = y.create_cell(new, c)
-            if raw.get("attachments") and self.cell_type in ("markdown", "raw"):
-                new_cell["attachments"] = raw["attachments"]
-            c.cells.insert(index, new_cell)
+            c.cells.insert(index, y.create_cell(new, c))
 
 
 @dataclass(repr=False)

@@ -168,6 +168,10 @@ class PlainInsertCell(Op):
     def apply(self, c: LabClient) -> None:
         cell = copy.deepcopy(self.cell)
         cell.setdefault("id", c.new_cell_id())
+        cell.setdefault("metadata", {})
+        if cell["cell_type"] == "code":  # as nbformat.v4.new_code_cell makes it
+            cell.setdefault("outputs", [])
+            cell.setdefault("execution_count", None)
         ycell = c.ynb.create_ycell(cell)
         with c.plain():
             c.cells.insert(self.at % (len(c.cells) + 1), ycell)
