@@ -49,7 +49,8 @@ class YNotebookReader:
         old = settings.get("metadata") or {}
         patch: dict[str, Any] = {k: None for k in old if k not in value}
         patch.update({k: v for k, v in value.items() if not same_json(old.get(k), v)})
-        kernel = (value.get("kernelspec") or {}).get("name")
+        kernelspec = value.get("kernelspec")
+        kernel = kernelspec.get("name") if isinstance(kernelspec, dict) else None
         record: Record = {"type": SETTINGS_KEY[0], "id": SETTINGS_KEY[1]}
         if patch:
             record["metadata"] = patch

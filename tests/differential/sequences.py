@@ -99,6 +99,12 @@ OPERATIONS: dict[str, list[Op]] = {
     "notebook metadata nested change": [SetNotebookMetadata("custom", 3, nested="n")],
     "notebook metadata null value": [SetNotebookMetadata("k", None)],
     "notebook metadata key deleted": [DeleteNotebookMetadata("language_info")],
+    "kernelspec not an object, then a cell": [
+        SetNotebookMetadata("kernelspec", True),
+        InsertCells(0, [{"cell_type": "code"}]),
+    ],
+    "cell metadata set to null": [SetCellMetadata(1, "custom", None)],
+    "notebook metadata set to null": [SetNotebookMetadata("custom", None)],
     "attachments replaced": [SetAttachments(0, OTHER_ATTACHMENT)],
     "attachments removed": [SetAttachments(0, None)],
     "attachments added": [SetAttachments(1, ATTACHMENT)],
