@@ -132,6 +132,25 @@ def _without_exact_duplicates(notebook: dict[str, Any]) -> dict[str, Any]:
     return notebook
 
 
+def _without_nulls(notebook: dict[str, Any]) -> dict[str, Any]:
+    """Metadata keys set to null: the table keeps null as "no such key" (README: Records),
+    so ours saves them without the key."""
+    for metadata in [notebook["metadata"], *(c.get("metadata") for c in notebook["cells"])]:
+        if isinstance(metadata, dict):
+            for key in [k for k, v in metadata.items() if v is None]:
+                del metadata[key]
+    return notebook
+
+
+def _valid_kernelspec(stock_file: dict[str, Any], our_file: dict[str, Any]) -> None:
+    """A kernelspec that is not nbformat's (an object with a string ``name``): stock saves it
+    as it is (an invalid notebook), ours saves the notebook's kernel."""
+    kernelspec = stock_file["metadata"].get("kernelspec")
+    if not (isinstance(kernelspec, dict) and isinstance(kernelspec.get("name"), str)):
+        stock_file["metadata"].pop("kernelspec", None)
+        our_file["metadata"].pop("kernelspec", None)
+
+
 def _same_format(stock_file: dict[str, Any], our_file: dict[str, Any]) -> dict[str, Any]:
     """Ours written as stock writes a notebook whose ``nbformat_minor`` a client lowered:
     ours always writes nbformat 4.5, with cell ids (README: "Normalisations")."""
@@ -154,6 +173,8 @@ def compare(stock: Outcome, ours: Outcome, initial: dict[str, Any]) -> list[str]
     stock_file = _without_exact_duplicates(_rename(normal_file(stock.file), renamed))
     our_file = _without_exact_duplicates(_rename(normal_file(ours.file), renamed))
     our_file = _same_format(stock_file, our_file)
+    stock_file, our_file = _without_nulls(stock_file), _without_nulls(our_file)
+    _valid_kernelspec(stock_file, our_file)
     found += [f"file: {d}" for d in differences(stock_file, our_file)]
     if ours.save_status != "success":
         found.append(f"ours answered the save with {ours.save_status!r}")
