@@ -46,9 +46,7 @@ class YNotebookReader:
         if not isinstance(value, dict):
             return
         settings = self.db.peek(SETTINGS_KEY) or {}
-        old = settings.get("metadata") or {}
-        patch: dict[str, Any] = {k: None for k in old if k not in value}
-        patch.update({k: v for k, v in value.items() if not same_json(old.get(k), v)})
+        patch = _object_patch(settings.get("metadata") or {}, value)
         kernelspec = value.get("kernelspec")
         kernel = kernelspec.get("name") if isinstance(kernelspec, dict) else None
         record: Record = {"type": SETTINGS_KEY[0], "id": SETTINGS_KEY[1]}
@@ -221,10 +219,7 @@ class YNotebookReader:
         if not isinstance(value, dict) or not isinstance(old, dict):
             if not same_json(value, old):
                 record["attachments"] = value  # None removes them
-            return
-        patch: dict[str, Any] = {k: None for k in old if k not in value}
-        patch.update({k: v for k, v in value.items() if not same_json(old.get(k), v)})
-        if patch:
+        elif patch := _object_patch(old, value):
             record["attachments"] = patch
 
     def _metadata_patch(self, cell_id: str, ycell: Map, record: Record) -> None:
@@ -237,10 +232,10 @@ class YNotebookReader:
             new, old = wanted.get(name), current.get(name)
             if name == "metadata":
                 new, old = new or {}, old or {}
-                patch = {k: None for k in old if k not in new}
-                patch.update({k: v for k, v in new.items() if not same_json(old.get(k), v)})
-                if patch:
-                    record["metadata"] = patch
+            if isinstance(new, dict) and isinstance(old, dict):
+                # ``set`` merges objects one level deep: what went is deleted by name
+                if patch := _object_patch(old, new):
+                    record[name] = patch
             elif not same_json(new, old):
                 record[name] = new  # None removes it
 
@@ -280,3 +275,11 @@ class YNotebookReader:
                 if record["id"] not in ids:
                     self.db.delete({"type": "cell", "id": record["id"]})
             self._assign_positions({i for i in self.state.order})
+
+
+def _object_patch(old: dict[str, Any], new: dict[str, Any]) -> dict[str, Any]:
+    """The ``set`` patch that turns the object ``old`` into ``new``: changed keys with their
+    new values, removed ones with None (``set`` merges objects one level deep)."""
+    patch: dict[str, Any] = {k: None for k in old if k not in new}
+    patch.update({k: v for k, v in new.items() if not same_json(old.get(k), v)})
+    return patch

@@ -87,11 +87,15 @@ def new_path() -> str:
 
 
 async def settled(*clients: LabClient) -> None:
-    """Until every client holds what every other one does (state vectors equal)."""
+    """Until every client holds what every other one does: the same state vector (what was
+    inserted) and the same content (deletions do not show in a state vector)."""
 
     def same() -> bool:
         first = clients[0].state_vector()
-        return all(c.state_vector() == first for c in clients[1:])
+        if not all(c.state_vector() == first for c in clients[1:]):
+            return False
+        view = clients[0].view()
+        return all(c.view() == view for c in clients[1:])
 
     await eventually(same, *(c.doc for c in clients), timeout=30)
 

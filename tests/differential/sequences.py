@@ -91,6 +91,8 @@ OPERATIONS: dict[str, list[Op]] = {
     "execution count cleared": [SetExecutionCount(1, None)],
     "cell metadata set": [SetCellMetadata(1, "tags", ["z", "a"])],
     "cell collapsed": [SetCellMetadata(1, "collapsed", True)],
+    "last tag removed": [SetCellMetadata(0, "tags", [])],
+    "one tag of two removed": [SetCellMetadata(2, "tags", ["a"])],
     "cell metadata nested change": [SetCellMetadata(2, "custom", 5, nested="y")],
     "cell metadata null value": [SetCellMetadata(1, "nullish", None)],
     "cell metadata key deleted": [DeleteCellMetadata(1, "custom")],
