@@ -76,7 +76,7 @@ def differences(a: Json, b: Json, where: str = "") -> list[str]:
         return found
     if isinstance(a, list) and isinstance(b, list) and all(_has_id(x) for x in a + b):
         return [f"{where}: stock ids {[x['id'] for x in a]}, ours ids {[x['id'] for x in b]}"]
-    if type(a) is not type(b) and not (_number(a) and _number(b)) or a != b:
+    if (type(a) is not type(b) and not (_number(a) and _number(b))) or a != b:
         return [f"{where}: stock {_short(a)}, ours {_short(b)}"]
     return []
 

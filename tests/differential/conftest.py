@@ -15,6 +15,17 @@ from .stacks import OurServer, StockServer, stock_venv_problem
 
 #: on a developer machine without ``.venv-stock``, skip instead of failing (never in CI)
 SKIP_WITHOUT_STOCK = "DIFFERENTIAL_SKIP_WITHOUT_STOCK"
+#: the random sequences (minutes) run in CI, or where this is set
+RUN_BULK = "DIFFERENTIAL_BULK"
+
+
+def pytest_collection_modifyitems(config, items) -> None:
+    if os.environ.get("CI") or os.environ.get(RUN_BULK):
+        return
+    skip = pytest.mark.skip(reason=f"random differential sequences: CI runs them ({RUN_BULK}=1)")
+    for item in items:
+        if item.get_closest_marker("differential_bulk"):
+            item.add_marker(skip)
 
 
 @pytest.fixture(scope="session")

@@ -60,7 +60,7 @@ def initial_notebook() -> dict[str, Any]:
                 "id": "intro",
                 "cell_type": "markdown",
                 "metadata": {"tags": ["intro"]},
-                "source": "# Title\n\nSome *text* with é and 中文 and 🎉.\n![img](attachment:image.png)",
+                "source": "# Title\n\nSome *text*: é, 中文, 🎉.\n![img](attachment:image.png)",
                 "attachments": ATTACHMENT,
             },
             {

@@ -358,9 +358,7 @@ class StreamAppend(Op):
         youtputs = ycell.get("outputs") if ycell is not None else None
         if not isinstance(youtputs, Array):
             return
-        streams = [
-            o for o in youtputs if isinstance(o, Map) and isinstance(o.get("text"), Text)
-        ]
+        streams = [o for o in youtputs if isinstance(o, Map) and isinstance(o.get("text"), Text)]
         if not streams:
             return
         text: Text = streams[-1]["text"]

@@ -8,7 +8,6 @@ import json
 import threading
 from collections.abc import Coroutine, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, TypeVar
 
 import nbformat
@@ -120,11 +119,13 @@ async def finish(target: Target, path: str, actor: LabClient, observer: LabClien
 
 
 async def run_sequence(
-    target: Target, path: str, notebook: dict[str, Any], ops: Sequence[Op]
+    target: Target, path: str, notebook: dict[str, Any] | None, ops: Sequence[Op]
 ) -> Outcome:
-    """Apply ``ops`` through a JupyterLab-like client of a fresh ``path``; what came of it."""
+    """Apply ``ops`` through a JupyterLab-like client of ``path`` (first written with
+    ``notebook``, unless None); what came of it."""
     log_from = log_size(target.process)
-    target.write(path, notebook)
+    if notebook is not None:
+        target.write(path, notebook)
     before = 0
     async with connect(target.client, path) as actor, connect(target.client, path) as observer:
         if target.ours:
@@ -143,13 +144,24 @@ async def run_sequence(
 
 
 async def run_on_both(
-    targets: Sequence[Target], notebook: dict[str, Any], ops: Sequence[Op]
+    targets: Sequence[Target],
+    notebook: dict[str, Any] | None,
+    ops: Sequence[Op],
+    path: str | None = None,
 ) -> tuple[Outcome, ...]:
-    path = new_path()
-    return tuple(
-        await asyncio.gather(*(run_sequence(t, path, notebook, ops) for t in targets))
-    )
+    """``run_sequence`` on every target at once (on a new path unless ``path`` is given)."""
+    path = path or new_path()
+    return tuple(await asyncio.gather(*(run_sequence(t, path, notebook, ops) for t in targets)))
 
 
-def path_of(target: Target, path: str) -> Path:
-    return target.process.root / path
+async def joiner_view(target: Target, path: str) -> dict[str, Any]:
+    """What a client joining ``path`` now sees."""
+    async with connect(target.client, path) as joiner:
+        return joiner.view()
+
+
+def restart(target: Target) -> None:
+    """Stop the server (SIGTERM: a clean shutdown) and start it again on its port."""
+    target.process.stop()
+    target.process.start()
+    target.client = Server(target.process.url, target.process.token)

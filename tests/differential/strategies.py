@@ -25,7 +25,9 @@ json_value = st.one_of(
     st.lists(json_scalar, max_size=3),
     st.dictionaries(st.sampled_from(["a", "b"]), json_scalar, max_size=2),
 )
-cell_keys = st.sampled_from(["tags", "custom", "collapsed", "scrolled", "jupyter", "execution", "k"])
+cell_keys = st.sampled_from(
+    ["tags", "custom", "collapsed", "scrolled", "jupyter", "execution", "k"]
+)
 notebook_keys = st.sampled_from(["custom", "language_info", "kernelspec", "k", "widgets"])
 tags = st.lists(st.sampled_from(["a", "b", "intro", "z"]), max_size=3)
 

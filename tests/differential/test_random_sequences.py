@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import random
 
+import pytest
 from hypothesis import HealthCheck, given, seed, settings
 
 from .notebooks import initial_notebook
@@ -18,6 +19,7 @@ SEED = int(os.environ.get("DIFFERENTIAL_SEED") or random.randrange(2**32))
 EXAMPLES = int(os.environ.get("DIFFERENTIAL_EXAMPLES") or 200)
 
 
+@pytest.mark.differential_bulk
 def test_random_sequences_as_stock_does_them(targets, loop):
     @seed(SEED)
     @settings(

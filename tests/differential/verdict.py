@@ -20,10 +20,13 @@ def check_sequence(
     initial: dict[str, Any],
     ops: Sequence[Op],
     context: str = "",
+    path: str | None = None,
+    written: bool = False,
 ) -> tuple[Outcome, Outcome]:
-    """Apply ``ops`` on both servers; fail, naming the sequence, on an undeliberate difference."""
-    stock, ours = loop.run(run_on_both(targets, initial, ops))
-    found = compare(stock, ours, initial) + gained_history(initial, ours)
+    """Apply ``ops`` on both servers (to ``path``, already ``written`` or written with
+    ``initial``); fail, naming the sequence, on a difference that is not deliberate."""
+    stock, ours = loop.run(run_on_both(targets, None if written else initial, ops, path))
+    found = compare(stock, ours, initial) + ([] if written else gained_history(initial, ours))
     if found:
         shown = "\n".join(f"  - {d}" for d in found[:40])
         more = f"\n  … and {len(found) - 40} more" if len(found) > 40 else ""

@@ -59,7 +59,10 @@ def coupled_metadata(metadata: dict[str, Json]) -> dict[str, Json]:
         clone.setdefault("jupyter", {})
         if isinstance(clone["jupyter"], dict):
             clone["jupyter"]["outputs_hidden"] = clone["collapsed"]
-    elif isinstance(clone.get("jupyter"), dict) and clone["jupyter"].get("outputs_hidden") is not None:
+    elif (
+        isinstance(clone.get("jupyter"), dict)
+        and clone["jupyter"].get("outputs_hidden") is not None
+    ):
         clone["collapsed"] = clone["jupyter"]["outputs_hidden"]
     return clone
 
