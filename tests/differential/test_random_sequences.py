@@ -20,6 +20,7 @@ EXAMPLES = int(os.environ.get("DIFFERENTIAL_EXAMPLES") or 200)
 
 
 @pytest.mark.differential_bulk
+@pytest.mark.timeout(2400)  # 200 sequences, several seconds each on a loaded machine
 def test_random_sequences_as_stock_does_them(targets, loop):
     @seed(SEED)
     @settings(

@@ -44,7 +44,7 @@ def json_equal(a: Json, b: Json) -> bool:
 def create_outputs(outputs: list[dict[str, Json]]) -> list[Map]:
     """``YCodeCell.createOutputs``: a ``Map`` per output, a stream's text as a ``Text``."""
     created = []
-    for output in copy.deepcopy(outputs):
+    for output in [copy.deepcopy(o) for o in outputs]:  # one copy each, also of repeats
         if output.get("output_type") == "stream":
             text = output.pop("text", "")
             output["text"] = Text(",".join(text) if isinstance(text, list) else text)
