@@ -29,7 +29,7 @@ from report import progress
 
 # the test suite's helpers for real servers, shared rather than copied
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
-from servers import free_port, isolated_env, server_command
+from servers import configured_extensions, free_port, isolated_env, server_command
 
 BENCH_DIR = Path(__file__).resolve().parent
 REPO_DIR = BENCH_DIR.parent
@@ -164,17 +164,6 @@ def ours_stack() -> Stack:
     )
 
 
-_CONFIGURED_EXTENSIONS = """
-import json, pathlib
-from jupyter_core.paths import jupyter_config_path
-names = set()
-for folder in jupyter_config_path():
-    for f in pathlib.Path(folder, "jupyter_server_config.d").glob("*.json"):
-        names.update(json.loads(f.read_text()).get("ServerApp", {}).get("jpserver_extensions", {}))
-print(json.dumps(sorted(names)))
-"""
-
-
 class BenchServer:
     """A ``jupyter server`` subprocess of one stack, on its own root and Jupyter dirs."""
 
@@ -222,16 +211,7 @@ class BenchServer:
         return env
 
     def _write_config(self) -> None:
-        installed = json.loads(
-            subprocess.run(
-                [str(self.stack.python), "-c", _CONFIGURED_EXTENSIONS],
-                env=self.env(),
-                capture_output=True,
-                text=True,
-                check=True,
-                timeout=60,
-            ).stdout
-        )
+        installed = configured_extensions(self.stack.python, self.env())
         extensions = {name: False for name in installed}
         extensions.update(dict.fromkeys(self.extensions, True))
         config = self.stack.config(self.state)

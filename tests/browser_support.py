@@ -17,6 +17,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from browser_commands import NotebookCommands
 from playwright.sync_api import Browser, BrowserContext, Locator, Page, Playwright, expect
 from playwright.sync_api import TimeoutError as PlaywrightTimeoutError
 from servers import ServerProcess
@@ -37,6 +38,9 @@ TIMEOUT_MS = 30_000
 #: the status bar's kernel item once a kernel is connected and idle ("Python 3 (ipykernel) | Idle")
 KERNEL_IDLE = re.compile(r"Python 3.*\|\s*Idle")
 
+#: every cell of the notebook shown in the main area (other tabs' notebooks are hidden)
+CELLS_SELECTOR = ".jp-NotebookPanel:not(.lm-mod-hidden) .jp-Notebook .jp-Cell"
+
 #: the text of a CodeMirror editor as the user sees it, without widgets (placeholders, remote
 #: cursor labels): the text nodes of every ``.cm-line`` outside contenteditable=false subtrees
 EDITOR_TEXT_JS = """
@@ -49,6 +53,23 @@ EDITOR_TEXT_JS = """
     while (walker.nextNode()) text += walker.currentNode.data;
     return text;
 }).join('\\n')
+"""
+
+#: what the page shows of each cell of the visible notebook: its type, its editor's text, the
+#: text of each output, and the natural width of each image of its rendered Markdown (0 while
+#: the image has not loaded or cannot be decoded)
+CELLS_SHOWN_JS = f"""
+(selector) => Array.from(document.querySelectorAll(selector), (cell) => {{
+    const content = cell.querySelector('.cm-content');
+    return {{
+        type: ['code', 'markdown', 'raw'].find(
+            (t) => cell.classList.contains(`jp-${{t[0].toUpperCase()}}${{t.slice(1)}}Cell`)),
+        source: content ? ({EDITOR_TEXT_JS})(content) : null,
+        outputs: Array.from(cell.querySelectorAll('.jp-OutputArea-output'), (o) => o.textContent),
+        images: Array.from(
+            cell.querySelectorAll('.jp-RenderedMarkdown img'), (img) => img.naturalWidth),
+    }};
+}})
 """
 
 
@@ -126,6 +147,18 @@ def file_hash(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
+def wait_for_value(
+    read: Callable[[], Any], expected: Any, what: str, timeout: float = 15, every: float = 0.05
+) -> None:
+    """Poll ``read()`` until it equals ``expected`` (for state outside the page: the server's
+    records, a file); fails with the last value read."""
+    deadline = time.monotonic() + timeout
+    while (value := read()) != expected:
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{what} is {value!r}, not {expected!r}, after {timeout} s")
+        time.sleep(every)
+
+
 def wait_for_file(
     path: Path, predicate: Callable[[Path], Any], timeout: float = 15, every: float = 0.05
 ) -> Any:
@@ -140,8 +173,11 @@ def wait_for_file(
         time.sleep(every)
 
 
-class LabUser:
-    """One user: a browser context (own cookies, own awareness identity) with a notebook open."""
+class LabUser(NotebookCommands):
+    """One user: a browser context (own cookies, own awareness identity) with a notebook open.
+
+    What the user does beyond typing and running (menus, keys, the property inspector) is in
+    ``NotebookCommands``."""
 
     def __init__(self, name: str, context: BrowserContext, page: Page) -> None:
         self.name = name
@@ -197,7 +233,7 @@ class LabUser:
 
     def wait_for_cell_text(self, n: int, text: str, timeout_ms: int = TIMEOUT_MS) -> None:
         """Wait until cell ``n``'s editor holds exactly ``text``."""
-        selector = ".jp-NotebookPanel:not(.lm-mod-hidden) .jp-Notebook .jp-Cell"
+        selector = CELLS_SELECTOR
         try:
             self.page.wait_for_function(
                 f"""([n, text, selector]) => {{
@@ -219,7 +255,7 @@ class LabUser:
     ) -> None:
         """Wait until ``condition_js`` — a JS ``(text, arg) => bool`` over the text of cell
         ``n``'s output area (all outputs, as rendered: ``textContent``) — holds."""
-        selector = ".jp-NotebookPanel:not(.lm-mod-hidden) .jp-Notebook .jp-Cell"
+        selector = CELLS_SELECTOR
         try:
             self.page.wait_for_function(
                 f"""([n, selector, arg]) => {{
@@ -236,6 +272,26 @@ class LabUser:
                 f"{self.name}: cell {n}'s output never met {condition_js} (arg {arg!r}); "
                 f"it reads {shown[:300]!r}{' …' if len(shown) > 300 else ''} "
                 f"({len(shown)} chars)"
+            ) from None
+
+    def wait_for_cells(self, expected: list[dict[str, Any]], timeout_ms: int = TIMEOUT_MS) -> None:
+        """Wait until the notebook shows exactly ``len(expected)`` cells, each with the values
+        of ``expected[i]`` (any of the keys of ``cells_shown``: a partial match)."""
+        selector = CELLS_SELECTOR
+        try:
+            self.page.wait_for_function(
+                f"""([selector, expected]) => {{
+                    const shown = ({CELLS_SHOWN_JS})(selector);
+                    return shown.length === expected.length && expected.every(
+                        (cell, i) => Object.keys(cell).every(
+                            (k) => JSON.stringify(shown[i][k]) === JSON.stringify(cell[k])));
+                }}""",
+                arg=[selector, expected],
+                timeout=timeout_ms,
+            )
+        except PlaywrightTimeoutError:
+            raise AssertionError(
+                f"{self.name} never showed the cells {expected!r}; it shows {self.cells_shown()!r}"
             ) from None
 
     def wait_for_cell_count(self, count: int) -> None:
@@ -266,6 +322,12 @@ class LabUser:
 
     def cell_texts(self) -> list[str]:
         return [self.cell_text(i) for i in range(self.cells.count())]
+
+    def cells_shown(self) -> list[dict[str, Any]]:
+        """Each cell as the page shows it: ``type``, ``source``, ``outputs``, ``images``."""
+        selector = CELLS_SELECTOR
+        shown: list[dict[str, Any]] = self.page.evaluate(CELLS_SHOWN_JS, selector)
+        return shown
 
     def outputs(self, n: int) -> list[str]:
         """The text of each output of cell ``n`` as rendered (``textContent``: ``innerText`` is

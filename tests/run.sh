@@ -14,6 +14,15 @@ fi
 
 python -m pip install -q -e ".[test]"
 
+# jupyter-collaboration's server, the differential suite's oracle (tests/differential), in a
+# venv of its own: installed next to this extension it would serve the same routes
+STOCK_REQUIREMENTS=bench/requirements-stock.txt
+if ! cmp -s "$STOCK_REQUIREMENTS" .venv-stock/.installed-requirements 2>/dev/null; then
+    [ -x .venv-stock/bin/python ] || python -m venv .venv-stock
+    .venv-stock/bin/python -m pip install -q -r "$STOCK_REQUIREMENTS"
+    cp "$STOCK_REQUIREMENTS" .venv-stock/.installed-requirements
+fi
+
 if [ ! -x .ci/node/node_modules/.bin/configurable-http-proxy ]; then
     # JupyterHub's proxy, for the JupyterHub tests (kept out of the system's node modules)
     npm install --silent --no-fund --no-audit --prefix .ci/node configurable-http-proxy@5 >/dev/null

@@ -28,6 +28,34 @@ UNNEEDED_EXTENSIONS = dict.fromkeys(
 )
 
 
+#: prints the names of the server extensions that the Jupyter config folders of an interpreter
+#: enable or disable (run by that interpreter, in the server's environment)
+_CONFIGURED_EXTENSIONS = """
+import json, pathlib
+from jupyter_core.paths import jupyter_config_path
+names = set()
+for folder in jupyter_config_path():
+    for f in pathlib.Path(folder, "jupyter_server_config.d").glob("*.json"):
+        names.update(json.loads(f.read_text()).get("ServerApp", {}).get("jpserver_extensions", {}))
+print(json.dumps(sorted(names)))
+"""
+
+
+def configured_extensions(python: str | Path, env: dict[str, str]) -> list[str]:
+    """The server extensions named in the config folders ``python`` sees with ``env`` (to
+    switch off every one a server should not load: ``jpserver_extensions`` in the server's own
+    config file wins over them)."""
+    result = subprocess.run(
+        [str(python), "-c", _CONFIGURED_EXTENSIONS],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=60,
+    )
+    return json.loads(result.stdout)
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -137,8 +165,10 @@ class ServerProcess:
         app: str = "jupyter_server",
         config: dict[str, Any] | None = None,
         token: str = "secret-token",
+        python: str | Path = sys.executable,
     ) -> None:
         self.root = root
+        self.python = python
         self.state = state
         self.app = app
         self.token = token
@@ -174,7 +204,7 @@ class ServerProcess:
 
     def start(self, timeout: float = 60) -> ServerProcess:
         self.write_config()
-        args = server_command(sys.executable, self.app, self.port, self.token, self.root)
+        args = server_command(str(self.python), self.app, self.port, self.token, self.root)
         if self.app == "jupyterlab":
             args += [
                 f"--LabApp.user_settings_dir={self.state / 'lab-settings'}",

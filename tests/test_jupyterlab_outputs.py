@@ -1,6 +1,8 @@
 """Outputs changed by JupyterLab clients reach the table, the history and the file: clearing
 them (as ``notebook:clear-all-cell-outputs`` does through ``@jupyter/ydoc``), and outputs
-written as plain JSON values (as ``jupyter-nbmodel-client`` writes them)."""
+written as plain JSON values (as ``jupyter-nbmodel-client`` writes them). So do the other cell
+edits that replace a whole value: a cell's type (a new cell with the old id) and its
+attachments."""
 
 from __future__ import annotations
 
@@ -128,3 +130,54 @@ async def test_metadata_written_as_a_plain_json_value(server, root_dir):
         )
         response.raise_for_status()
         await eventually(lambda: from_crdt(client.ycells[0]["metadata"]).get("k") == 2, client.ydoc)
+
+
+async def test_cell_type_changed_in_jupyterlab_reaches_table_history_and_file(server, root_dir):
+    write_notebook(root_dir / "nb.ipynb", [cell_with_output("a", "x = 1", "1\n"), "y = 2"])
+    async with server.ynotebook("nb.ipynb") as lab1, server.ynotebook("nb.ipynb") as lab2:
+
+        def change_type(index: int, cell_type: str) -> None:
+            # NotebookActions.changeCellType: the cell is deleted and a new one of the new
+            # type inserted with the same id, source and metadata, in one transaction
+            old = from_crdt(lab1.ycells[index])
+            with lab1.ydoc.transaction():
+                del lab1.ycells[index]
+                new = {k: old[k] for k in ("id", "source", "metadata")}
+                lab1.ycells.insert(index, lab1.create_ycell({**new, "cell_type": cell_type}))
+
+        before = await versions(server)
+        change_type(0, "markdown")
+        await eventually(lambda: lab2.ycells[0]["cell_type"] == "markdown", lab2.ydoc)
+        cells = await rest_shows(server, lambda c: c["a"].get("cell_type") == "markdown")
+        assert cells["a"]["input"] == "x = 1"
+        assert "output" not in cells["a"] and "exec_count" not in cells["a"]
+        assert await versions(server) > before
+        nb = await saved(root_dir, lambda nb: nb.cells[0].cell_type == "markdown")
+        assert nb.cells[0].source == "x = 1" and "outputs" not in nb.cells[0]
+
+        change_type(0, "raw")
+        await rest_shows(server, lambda c: c["a"].get("cell_type") == "raw")
+        change_type(1, "markdown")
+        await rest_shows(server, lambda c: c["cell-1"].get("cell_type") == "markdown")
+        change_type(1, "code")  # and back
+        await rest_shows(server, lambda c: c["cell-1"].get("cell_type") == "code")
+        assert [c["cell_type"] for c in lab2.ycells] == ["raw", "code"]
+    nb = await saved(root_dir, lambda nb: nb.cells[0].cell_type == "raw")
+    assert [(c.cell_type, c.source) for c in nb.cells] == [("raw", "x = 1"), ("code", "y = 2")]
+
+
+async def test_attachment_removed_in_jupyterlab_leaves_the_table_and_file(server, root_dir):
+    png = {"image/png": "iVBORw0KGgo="}
+    markdown = nbformat.v4.new_markdown_cell("![a](attachment:a.png)", id="m")
+    write_notebook(root_dir / "nb.ipynb", [markdown])
+    async with server.ynotebook("nb.ipynb") as lab:
+        # AttachmentsModel.set / .remove: the cell's whole attachments, as a plain JSON value
+        lab.ycells[0]["attachments"] = {"a.png": png, "b.png": png}
+        both = {"a.png", "b.png"}
+        await rest_shows(server, lambda c: set(c["m"].get("attachments") or {}) == both)
+        # saving in JupyterLab removes the attachments the source no longer refers to
+        lab.ycells[0]["attachments"] = {"a.png": png}
+        await rest_shows(server, lambda c: set(c["m"].get("attachments") or {}) == {"a.png"})
+        del lab.ycells[0]["attachments"]
+        await rest_shows(server, lambda c: "attachments" not in c["m"])
+    await saved(root_dir, lambda nb: "attachments" not in nb.cells[0])

@@ -28,6 +28,9 @@ from .schema import SETTINGS_KEY
 
 log = logging.getLogger(__name__)
 
+#: the keys of a YNotebook cell that the record keeps
+_CELL_KEYS = ("source", "metadata", "outputs", "execution_count", "attachments", "cell_type")
+
 
 class YNotebookReader:
     """Turns JupyterLab's YNotebook events into table changes (module docstring)."""
@@ -46,10 +49,9 @@ class YNotebookReader:
         if not isinstance(value, dict):
             return
         settings = self.db.peek(SETTINGS_KEY) or {}
-        old = settings.get("metadata") or {}
-        patch: dict[str, Any] = {k: None for k in old if k not in value}
-        patch.update({k: v for k, v in value.items() if not same_json(old.get(k), v)})
-        kernel = (value.get("kernelspec") or {}).get("name")
+        patch = _object_patch(settings.get("metadata") or {}, value)
+        kernelspec = value.get("kernelspec")
+        kernel = kernelspec.get("name") if isinstance(kernelspec, dict) else None
         record: Record = {"type": SETTINGS_KEY[0], "id": SETTINGS_KEY[1]}
         if patch:
             record["metadata"] = patch
@@ -67,12 +69,15 @@ class YNotebookReader:
             with self.state.writing_table():
                 changes = deep_events(events)
                 fresh: set[str] = set()
+                reinserted: list[tuple[str, YMap]] = []
                 for event in changes:
                     if not event.path:
-                        fresh |= self._cells_changed(event)
+                        fresh |= self._cells_changed(event, reinserted)
                 for event in changes:
                     if event.path:
                         self._cell_content_changed(event, fresh)
+                for cell_id, ycell in reinserted:
+                    self._patch_cell(cell_id, ycell, set(_CELL_KEYS))
         except Exception as e:
             # The YNotebook has the change already, whatever failed here (a bug of ours, seen
             # in the log and the status): the table is brought in line with it.
@@ -81,8 +86,9 @@ class YNotebookReader:
             )
             self.state.after_apply.append(self._reconcile_table)
 
-    def _cells_changed(self, event: DeepEvent) -> set[str]:
-        """Inserts, deletes and moves of whole cells; returns the ids read in full."""
+    def _cells_changed(self, event: DeepEvent, reinserted: list[tuple[str, YMap]]) -> set[str]:
+        """Inserts, deletes and moves of whole cells; returns the ids read in full (the cells
+        deleted and inserted again go to ``reinserted``)."""
         index = 0
         removed: list[str] = []
         inserted: list[tuple[int, object]] = []
@@ -102,8 +108,12 @@ class YNotebookReader:
         for index, ycell in inserted:
             cell = from_crdt(ycell)
             cell_id = cell.get("id")
-            if cell_id in removed and cell_id not in moved:
-                moved.add(cell_id)  # a move is a delete and an insert of the same cell
+            if cell_id in removed and cell_id not in moved and isinstance(ycell, Map):
+                # a move is a delete and an insert of the same cell, and so is JupyterLab's
+                # change of cell type: the new cell's content is compared with the record's
+                # (a cell is a map: the room's guard lets nothing else in)
+                moved.add(cell_id)
+                reinserted.append((cell_id, ycell))
             elif (
                 not isinstance(cell_id, str)
                 or not _CELL_ID.match(cell_id)
@@ -183,18 +193,23 @@ class YNotebookReader:
         if not isinstance(ycell, Map):  # (the room's guard lets only maps in)
             raise TypeError(f"cell {index} of the YNotebook is not a map")
         names = set(event.keys) if len(path) == 1 else {str(path[1])}
+        if "source" in names and len(path) == 2 and isinstance(event.target, Text):
+            ymap = self.db.record_map(("cell", cell_id))
+            target = ymap.get("input") if ymap is not None else None
+            if isinstance(target, Text):
+                apply_delta(target, event.delta)
+                if str(target) == str(ycell.get("source")):
+                    names.discard("source")
+        self._patch_cell(cell_id, ycell, names)
+
+    def _patch_cell(self, cell_id: str, ycell: YMap, names: set[str]) -> None:
+        """Bring the fields ``names`` of the cell's record up to what ``ycell`` holds."""
         record: Record = {"type": "cell", "id": cell_id}
         if "source" in names:
             source = ycell.get("source")
-            if len(path) == 2 and isinstance(event.target, Text):
-                ymap = self.db.record_map(("cell", cell_id))
-                target = ymap.get("input") if ymap is not None else None
-                if isinstance(target, Text):
-                    apply_delta(target, event.delta)
-                    if str(target) == str(source):
-                        names.discard("source")
-            if "source" in names:
-                record["input"] = str(source) if source is not None else ""
+            text = str(source) if source is not None else ""
+            if text != (self.db.peek(("cell", cell_id)) or {}).get("input", ""):
+                record["input"] = text
         if "metadata" in names:
             self._metadata_patch(cell_id, ycell, record)
         if "outputs" in names:
@@ -202,11 +217,22 @@ class YNotebookReader:
         if "execution_count" in names:
             record["exec_count"] = from_crdt(ycell.get("execution_count"))
         if "attachments" in names:
-            record["attachments"] = from_crdt(ycell.get("attachments"))
+            self._attachments_patch(cell_id, ycell, record)
         if "cell_type" in names and ycell.get("cell_type") in ("code", "markdown", "raw"):
             record["cell_type"] = ycell["cell_type"]
         if len(record) > 2:
             self.db.set(record)
+
+    def _attachments_patch(self, cell_id: str, ycell: YMap, record: Record) -> None:
+        """The attachments as the cell has them now (``set`` merges objects one level deep:
+        the names no longer there are deleted by name)."""
+        value = from_crdt(ycell.get("attachments"))
+        old = (self.db.peek(("cell", cell_id)) or {}).get("attachments")
+        if not isinstance(value, dict) or not isinstance(old, dict):
+            if not same_json(value, old):
+                record["attachments"] = value  # None removes them
+        elif patch := _object_patch(old, value):
+            record["attachments"] = patch
 
     def _metadata_patch(self, cell_id: str, ycell: YMap, record: Record) -> None:
         value = from_crdt(ycell.get("metadata"))
@@ -218,10 +244,10 @@ class YNotebookReader:
             new, old = wanted.get(name), current.get(name)
             if name == "metadata":
                 new, old = new or {}, old or {}
-                patch = {k: None for k in old if k not in new}
-                patch.update({k: v for k, v in new.items() if not same_json(old.get(k), v)})
-                if patch:
-                    record["metadata"] = patch
+            if isinstance(new, dict) and isinstance(old, dict):
+                # ``set`` merges objects one level deep: what went is deleted by name
+                if patch := _object_patch(old, new):
+                    record[name] = patch
             elif not same_json(new, old):
                 record[name] = new  # None removes it
 
@@ -261,3 +287,11 @@ class YNotebookReader:
                 if record["id"] not in ids:
                     self.db.delete({"type": "cell", "id": record["id"]})
             self._assign_positions({i for i in self.state.order})
+
+
+def _object_patch(old: dict[str, Any], new: dict[str, Any]) -> dict[str, Any]:
+    """The ``set`` patch that turns the object ``old`` into ``new``: changed keys with their
+    new values, removed ones with None (``set`` merges objects one level deep)."""
+    patch: dict[str, Any] = {k: None for k in old if k not in new}
+    patch.update({k: v for k, v in new.items() if not same_json(old.get(k), v)})
+    return patch

@@ -121,7 +121,9 @@ class YNotebookWriter:
     def _notebook_metadata(settings: Record) -> dict[str, Any]:
         metadata = dict(settings.get("metadata") or {})
         kernel = settings.get("kernel")
-        if kernel and (metadata.get("kernelspec") or {}).get("name") != kernel:
+        kernelspec = metadata.get("kernelspec")
+        named = kernelspec.get("name") if isinstance(kernelspec, dict) else None
+        if kernel and named != kernel:
             metadata["kernelspec"] = {"name": kernel, "display_name": kernel}
         return metadata
 

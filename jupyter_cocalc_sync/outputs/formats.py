@@ -116,12 +116,15 @@ class OutputFormats:
             result: list[dict[str, Any]] = []
             for output in ordered_outputs(record):
                 if is_marker(output):
-                    result.extend(self._expand(overflow.get(record["id"]), blobs))
+                    # the overflow continues the visible part: a stream cut by the marker is
+                    # one stream again (streams that were apart in the table stay apart)
+                    more = self._expand(overflow.get(record["id"]), blobs)
+                    result[-1:] = _merge_streams([*result[-1:], *more])
                 elif output.get("output_type") == "input_request":
                     result.append(_prompt(output))
                 elif "output_type" in output:
                     result.append(self.blobs.inline(output, blobs))
-            return _merge_streams(result)
+            return result
 
         return outputs_of
 
