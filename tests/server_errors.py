@@ -49,6 +49,12 @@ BENIGN: list[tuple[str, re.Pattern[str]]] = [
         ),
     ),
     (
+        "jupyter_server's contents manager validates what it saves: a notebook a client gave "
+        "metadata nbformat forbids is saved with this line, by stock jupyter-collaboration too "
+        "(the differential suite compares the two files)",
+        re.compile(r"(ERROR \S+|\[E [^]]+\]) Notebook JSON is invalid: "),
+    ),
+    (
         "jupyter_client interrupts (SIGINT) every kernel it shuts down; one still starting "
         "prints a KeyboardInterrupt traceback to the server's log (the kernel's stderr: the "
         "server's own errors are records, never a bare traceback)",
