@@ -182,8 +182,9 @@ def _upgrade(raw: dict[str, Any]) -> dict[str, Any]:
         # nbformat's own reader joins v3's lists of lines before it upgrades (not
         # ``nbformat.reads``: it logs an ERROR for the invalid notebook this module repairs)
         nb = nbformat.convert(nbformat.reader.reads(json.dumps(raw)), NBFORMAT)
-    except (ValueError, KeyError, TypeError, AttributeError, IndexError) as e:
-        # (what nbformat's upgrade code raises on the malformed structures an old file has)
+    except (nbformat.ValidationError, ValueError, LookupError, TypeError, AttributeError) as e:
+        # (what nbformat's upgrade code raises on the malformed structures an old file has:
+        # a missing key it checks, or one it reads, a value of the wrong type)
         raise _fail("", f"cannot upgrade nbformat {raw.get('nbformat')}: {e}") from None
     upgraded: dict[str, Any] = json.loads(json.dumps(nb))
     # ids made up by the upgrade are random: derive them instead (deterministic import)
