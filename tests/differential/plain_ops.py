@@ -170,7 +170,11 @@ class PlainInsertCell(Op):
         cell.setdefault("id", c.new_cell_id())
         cell.setdefault("metadata", {})
         if cell["cell_type"] == "code":  # as nbformat.v4.new_code_cell makes it
-            cell.setdefault("outputs", [])
+            # a dict of its own per output, as JSON read from a message or a file has:
+            # hypothesis draws equal outputs as one object, which deepcopy keeps one, and
+            # create_ycell turns a stream's text into a Text in place, so a second stream
+            # sharing the dict would read the first one's Text before it is in a document
+            cell["outputs"] = [copy.deepcopy(o) for o in cell.get("outputs", [])]
             cell.setdefault("execution_count", None)
         ycell = c.ynb.create_ycell(cell)
         with c.plain():

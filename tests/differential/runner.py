@@ -8,7 +8,7 @@ import json
 import threading
 from collections.abc import Coroutine, Sequence
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 import nbformat
 from helpers import Server, eventually
@@ -54,8 +54,24 @@ class Target:
     def write(self, path: str, notebook: dict[str, Any]) -> None:
         (self.process.root / path).write_text(nbformat.writes(nbformat.from_dict(notebook)))
 
-    def read(self, path: str) -> dict[str, Any]:
-        return json.loads((self.process.root / path).read_text())
+    async def read(self, path: str) -> dict[str, Any]:
+        """The saved file, once it parses: jupyter_server's "atomic" writing truncates the
+        file and writes it in place (the old content is only kept aside), so a reader can
+        meet it empty or half written."""
+        file = self.process.root / path
+        problem: list[json.JSONDecodeError] = []
+
+        def parsed() -> dict[str, Any] | None:
+            try:
+                return cast(dict[str, Any], json.loads(file.read_text()))
+            except json.JSONDecodeError as error:
+                problem[:] = [error]
+                return None
+
+        try:
+            return await eventually(parsed, timeout=30)
+        except TimeoutError:
+            raise AssertionError(f"{self.name}: {file} does not parse: {problem}") from None
 
     async def rest(self, path: str) -> tuple[list[dict[str, Any]], int]:
         """Ours: the REST records of ``path`` and how many versions its history has."""
@@ -109,13 +125,46 @@ async def finish(target: Target, path: str, actor: LabClient, observer: LabClien
     """The views, a save, the file and a joining client's view, once both clients agree."""
     await settled(actor, observer)
     live, seen = actor.view(), observer.view()
-    # twice: stock answers "success" to a save that a change made while saving cancelled
-    # (renaming a duplicate cell id is such a change); the second one saves what is there
-    await save(target.client, path)
-    status = await save(target.client, path)
-    async with connect(target.client, path) as joiner:
-        joined = joiner.view()
+    status, joined = await save_until_unchanged(target, path)
     return {"live": live, "observer": seen, "joiner": joined, "save_status": status}
+
+
+async def save_until_unchanged(target: Target, path: str) -> tuple[str, dict[str, Any]]:
+    """Save ``path`` until a save leaves the notebook as it found it; that save's answer and
+    what a client joining after it sees.
+
+    Stock answers "success" to a save that a change made while saving cancelled, and its
+    save makes such a change itself while a cell id is shared by cells that differ: it
+    renames the later cell, one such id per save (each rename cancels that save). With n
+    such ids its first n saves write nothing, and the last rename's autosave may be
+    writing the file a second later. A save that changes nothing is not cancelled (no
+    client edits meanwhile) and has written the file before it is answered.
+    """
+    before = await joiner_view(target, path)
+    answers = []
+    # each cancelled save renames a cell to a new uuid: at most one per cell
+    for _ in range(len(before["cells"]) + 2):
+        log_from = log_size(target.process)
+        status = await save(target.client, path)
+        after = await joiner_view(target, path)
+        unchanged = _notebook(after) == _notebook(before)
+        if unchanged and status == "success":
+            process = target.process
+            if isinstance(process, StockServer) and not process.wrote(path, log_from):
+                # the file would be stale: a difference of the harness, not of ours
+                raise AssertionError(f"stock answered 'success' to a save of {path} it did not do")
+            return status, after
+        answers.append(f"{status} ({'unchanged' if unchanged else 'changed'})")
+        before = after
+    raise AssertionError(
+        f"{target.name}: no save of {path} both succeeded and changed nothing: {answers}"
+    )
+
+
+def _notebook(view: dict[str, Any]) -> dict[str, Any]:
+    """A client's view without the ``state`` map (each server's save writes its own
+    bookkeeping there)."""
+    return {"meta": view["meta"], "cells": view["cells"]}
 
 
 async def run_sequence(
@@ -133,7 +182,7 @@ async def run_sequence(
         await apply_all(ops, actor, observer)
         seen = await finish(target, path, actor, observer)
     outcome = Outcome(
-        file=target.read(path),
+        file=await target.read(path),
         errors=problems(target.process.log()[log_from:]),
         **seen,
     )

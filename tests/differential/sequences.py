@@ -68,6 +68,11 @@ OPERATIONS: dict[str, list[Op]] = {
     "copy and paste (new ids)": [CopyPaste(1, 2, 0)],
     "duplicate after a cut (an id twice)": [DuplicateAfterCut(1, 1, 3)],
     "duplicate above the original (an id twice)": [DuplicateAfterCut(2, 1, 0)],
+    # stock renames one id per save (of cells that differ), and that save writes nothing
+    "duplicate two code cells after a cut, one copy edited (two ids twice)": [
+        DuplicateAfterCut(1, 2, 5),
+        SetCellMetadata(6, "tags", ["copy"]),
+    ],
     "insert a cell with another cell's id": [
         InsertCells(0, [{"cell_type": "code", "id": "code-b", "source": "other"}])
     ],
@@ -131,6 +136,10 @@ OPERATIONS: dict[str, list[Op]] = {
     "plain source set": [PlainSetSource(1, "plain src")],
     "cell from create_ycell": [
         PlainInsertCell(1, {"cell_type": "code", "source": "i", "outputs": [STREAM]})
+    ],
+    # one dict twice, as hypothesis draws two equal outputs
+    "cell from create_ycell with two equal streams": [
+        PlainInsertCell(1, {"cell_type": "code", "source": "i", "outputs": [STREAM, STREAM]})
     ],
     "plain stream then a JupyterLab append": [
         PlainAppendOutput(0, STREAM),

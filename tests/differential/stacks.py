@@ -79,6 +79,11 @@ class StockServer(ServerProcess):
         """Whether the room of ``file_id`` was deleted since log offset ``log_from``."""
         return f"Room json:notebook:{file_id} deleted" in self.log()[log_from:]
 
+    def wrote(self, path: str, log_from: int) -> bool:
+        """Whether a save began writing ``path`` since log offset ``log_from`` (the line comes
+        just before the write, which is done before the save is answered)."""
+        return f"Saving file: {path}\n" in self.log()[log_from:]
+
 
 class OurServer(ServerProcess):
     """This extension's server, from the running interpreter."""

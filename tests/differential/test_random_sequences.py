@@ -7,7 +7,8 @@ import os
 import random
 
 import pytest
-from hypothesis import HealthCheck, given, seed, settings
+from hypothesis import HealthCheck, Phase, given, seed, settings
+from hypothesis.internal.conjecture import engine
 
 from .notebooks import initial_notebook
 from .strategies import sequences
@@ -17,17 +18,29 @@ from .verdict import check_sequence
 SEED = int(os.environ.get("DIFFERENTIAL_SEED") or random.randrange(2**32))
 #: sequences per run (CI runs the default)
 EXAMPLES = int(os.environ.get("DIFFERENTIAL_EXAMPLES") or 200)
+#: seconds hypothesis may shrink failures for (all of them together): each attempt runs a
+#: sequence on both servers (a second or two), and hypothesis's own limit (five minutes)
+#: comes on top of the minutes the sequences take; after it, the shortest failing sequence
+#: found so far is reported
+SHRINK_SECONDS = int(os.environ.get("DIFFERENTIAL_SHRINK_SECONDS") or 150)
 
 
 @pytest.mark.differential_bulk
 @pytest.mark.timeout(2400)  # 200 sequences, several seconds each on a loaded machine
-def test_random_sequences_as_stock_does_them(targets, loop):
+def test_random_sequences_as_stock_does_them(targets, loop, monkeypatch):
+    # hypothesis keeps this limit a module constant, to be monkeypatched by a test that
+    # needs another one, rather than a setting
+    monkeypatch.setattr(engine, "MAX_SHRINKING_SECONDS", SHRINK_SECONDS)
+
     @seed(SEED)
     @settings(
         max_examples=EXAMPLES,
         deadline=None,
         database=None,
         print_blob=True,
+        # no "explain" phase: it runs failing sequences again, traced, to name the lines
+        # only failures ran (lines of compare.py, which the differences name already)
+        phases=[Phase.explicit, Phase.generate, Phase.target, Phase.shrink],
         suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
     )
     @given(sequences)
