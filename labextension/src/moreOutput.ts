@@ -34,10 +34,13 @@ interface IMoreOutputMarker {
 export interface IMoreOutputPage {
   messages: nbformat.IOutput[];
   offset: number;
+  /** where the next page starts, `null` after the last one */
   next_offset: number | null;
+  /** stored entries, and their size in bytes */
   total: number;
-  characters: number;
-  end_characters: number;
+  bytes: number;
+  /** the size of this page's entries */
+  page_bytes: number;
 }
 
 export interface IMoreOutputContext {
@@ -140,6 +143,7 @@ export class MoreOutputRenderer extends Panel implements IRenderMime.IRenderer {
       if (page.messages.length > 0) {
         this._addPage(page.messages);
       }
+      this._shownBytes += page.page_bytes;
       this._nextOffset = page.next_offset ?? page.total;
       this._showProgress(page, limit > 0);
     } catch (error) {
@@ -175,14 +179,14 @@ export class MoreOutputRenderer extends Panel implements IRenderMime.IRenderer {
       this._status.textContent = trans.__('All of the output is shown.');
     } else if (!loaded && this._pages.widgets.length === 0) {
       this._status.textContent = trans.__(
-        'Output truncated: %1 more characters are kept on the server.',
-        page.characters.toLocaleString()
+        'Output truncated: %1 more are kept on the server.',
+        formatBytes(page.bytes)
       );
     } else {
       this._status.textContent = trans.__(
-        'Shown %1 of %2 more characters.',
-        page.end_characters.toLocaleString(),
-        page.characters.toLocaleString()
+        'Shown %1 of %2 more.',
+        formatBytes(this._shownBytes),
+        formatBytes(page.bytes)
       );
     }
   }
@@ -191,8 +195,20 @@ export class MoreOutputRenderer extends Panel implements IRenderMime.IRenderer {
   private _trusted = false;
   private _summary: IMoreOutputPage | null = null;
   private _nextOffset = 0;
+  private _shownBytes = 0;
   private _loading = false;
   private readonly _pages: Panel;
   private readonly _status: HTMLSpanElement;
   private readonly _button: HTMLButtonElement;
+}
+
+/** `1.2 MB`, `340 kB`, `12 bytes`. */
+export function formatBytes(bytes: number): string {
+  if (bytes >= 1e6) {
+    return `${(bytes / 1e6).toFixed(1)} MB`;
+  }
+  if (bytes >= 1e3) {
+    return `${Math.round(bytes / 1e3)} kB`;
+  }
+  return `${bytes} bytes`;
 }
