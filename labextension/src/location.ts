@@ -5,6 +5,7 @@
  * the output's data: those may be stale (the notebook was renamed since) or, in a file
  * someone sent, point elsewhere.
  */
+import { ICellModel } from '@jupyterlab/cells';
 import { INotebookTracker } from '@jupyterlab/notebook';
 import { Contents } from '@jupyterlab/services';
 
@@ -12,6 +13,8 @@ import { Contents } from '@jupyterlab/services';
 export interface ICellLocation {
   path: string;
   cellId: string;
+  /** the cell's model (absent for an output shown outside its notebook) */
+  model?: ICellModel;
 }
 
 /** Finds the notebook cell that holds a DOM node. */
@@ -33,7 +36,8 @@ export class CellLocator {
     }
     return {
       path: this.contents.localPath(panel.context.path),
-      cellId: cell.model.id
+      cellId: cell.model.id,
+      model: cell.model
     };
   }
 

@@ -7,6 +7,7 @@
  * inlines them), each page in an output area of its own so a long overflow never re-renders
  * what is already shown.
  */
+import { ICellModel } from '@jupyterlab/cells';
 import * as nbformat from '@jupyterlab/nbformat';
 import { OutputArea, OutputAreaModel } from '@jupyterlab/outputarea';
 import { IRenderMimeRegistry } from '@jupyterlab/rendermime';
@@ -91,6 +92,12 @@ export class MoreOutputRenderer extends Panel implements IRenderMime.IRenderer {
   }
 
   protected onAfterAttach(): void {
+    const where = this.context.locator.locate(this.node);
+    if (where?.model && where.model !== this._cell) {
+      this._cell?.stateChanged.disconnect(this._onCellState, this);
+      this._cell = where.model;
+      this._cell.stateChanged.connect(this._onCellState, this);
+    }
     if (this._summary === null && !this._loading) {
       // the size of what is kept, so the user knows what "Show more" brings
       void this._load(0, 0);
@@ -99,7 +106,15 @@ export class MoreOutputRenderer extends Panel implements IRenderMime.IRenderer {
 
   dispose(): void {
     this._button.removeEventListener('click', this._onClick);
+    this._cell?.stateChanged.disconnect(this._onCellState, this);
     super.dispose();
+  }
+
+  /** A run that ends sets the execution count: what is kept is complete, ask its size. */
+  private _onCellState(_: ICellModel, change: { name: string }): void {
+    if (change.name === 'executionCount' && this._pages.widgets.length === 0) {
+      void this._load(0, 0);
+    }
   }
 
   private _onClick = (): void => {
@@ -192,6 +207,7 @@ export class MoreOutputRenderer extends Panel implements IRenderMime.IRenderer {
   }
 
   private _marker: IMoreOutputMarker = {};
+  private _cell: ICellModel | null = null;
   private _trusted = false;
   private _summary: IMoreOutputPage | null = null;
   private _nextOffset = 0;
