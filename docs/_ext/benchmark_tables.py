@@ -64,9 +64,10 @@ def versions_text(versions: dict[str, dict[str, str]] | None) -> str:
 
 
 def run_nodes(run: dict[str, Any]) -> list[nodes.Node]:
-    heading = nodes.rubric("", "", code(run["command"]), nodes.Text(f" — {run['date']}"))
+    when = run["date"].replace("T", " ").replace("Z", " UTC")  # 2026-12-06T13:55Z, or a day
+    heading = nodes.rubric("", "", code(run["command"]), nodes.Text(f" — {when}"))
     facts = nodes.bullet_list()
-    duration = f"{run['duration_s']} s" if run.get("duration_s") else "not recorded"
+    duration = f"{run['duration_s']} s" if run.get("duration_s") is not None else "not recorded"
     for label, text in [
         ("Benchmarks", ", ".join(run["benchmarks"])),
         ("Machine", machine_text(run["machine"])),
