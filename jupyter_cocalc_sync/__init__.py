@@ -5,11 +5,14 @@ The public Python API is what this module exports; everything else is internal.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ._version import __version__
 from .app import CocalcSync, _jupyter_server_extension_points
 from .sync import SyncDB
+
+if TYPE_CHECKING:
+    from .kernels.kernel import JupyterKernel
 
 __all__ = [
     "CocalcSync",
@@ -20,7 +23,7 @@ __all__ = [
 ]
 
 
-def kernel(name: str = "python3", path: str | None = None, **kwargs: Any):
+def kernel(name: str = "python3", path: str | None = None, **kwargs: Any) -> JupyterKernel:
     """A standalone ``JupyterKernel`` for ``name``, working in the folder of ``path``."""
     from .kernels.kernel import kernel as _kernel
 

@@ -5,12 +5,21 @@ from __future__ import annotations
 import asyncio
 import os
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from jupyter_server.extension.application import ExtensionApp
-from traitlets import Bool, Float, Int, Unicode, default, validate
+from traitlets import Bool, Bunch, Float, Int, Unicode, default, validate
 
 from ._version import __version__
+
+if TYPE_CHECKING:
+    from jupyter_events import EventLogger
+    from jupyter_server.serverapp import ServerApp
+    from tornado.routing import RuleRouter
+    from tornado.web import Application
+
+    from .outputs.handler import OutputLimits
+    from .stateless import StatelessExecutor
 
 
 class CocalcSync(ExtensionApp):
@@ -151,8 +160,9 @@ class CocalcSync(ExtensionApp):
     )
 
     @validate("kernel_usage_interval", "kernel_usage_idle_interval")
-    def _sampling_interval(self, proposal: Any) -> float:
-        name, value = proposal["trait"].name, proposal["value"]
+    def _sampling_interval(self, proposal: Bunch) -> float:
+        name: str = proposal["trait"].name
+        value: float = proposal["value"]
         most = 15.0 if name == "kernel_usage_idle_interval" else 3600.0
         if not 0 < value <= most:
             raise ValueError(f"{name} must be more than 0 and at most {most:g} seconds")
@@ -210,22 +220,25 @@ class CocalcSync(ExtensionApp):
         "send_queue_bytes",
         "stateless_max_concurrent",
     )
-    def _positive(self, proposal: Any) -> int:
-        if proposal["value"] < 1:
+    def _positive(self, proposal: Bunch) -> int:
+        value: int = proposal["value"]
+        if value < 1:
             raise ValueError(f"{proposal['trait'].name} must be at least 1")
-        return proposal["value"]
+        return value
 
     @validate("blob_threshold", "stateless_pool_size")
-    def _non_negative(self, proposal: Any) -> int:
-        if proposal["value"] < 0:
+    def _non_negative(self, proposal: Bunch) -> int:
+        value: int = proposal["value"]
+        if value < 0:
             raise ValueError(f"{proposal['trait'].name} must be >= 0")
-        return proposal["value"]
+        return value
 
     @validate("activity_interval")
-    def _positive_seconds(self, proposal: Any) -> float:
-        if proposal["value"] <= 0:
+    def _positive_seconds(self, proposal: Bunch) -> float:
+        value: float = proposal["value"]
+        if value <= 0:
             raise ValueError("activity_interval must be > 0 seconds")
-        return proposal["value"]
+        return value
 
     @validate(
         "autosave_delay",
@@ -235,10 +248,18 @@ class CocalcSync(ExtensionApp):
         "history_keep_hourly_days",
         "stateless_cache_ttl",
     )
-    def _non_negative_seconds(self, proposal: Any) -> float:
-        if proposal["value"] < 0:
+    def _non_negative_seconds(self, proposal: Bunch) -> float:
+        value: float = proposal["value"]
+        if value < 0:
             raise ValueError(f"{proposal['trait'].name} must be >= 0 seconds")
-        return proposal["value"]
+        return value
+
+    @property
+    def server(self) -> ServerApp:
+        """The server this extension is loaded in (linked before its settings are made)."""
+        if self.serverapp is None:
+            raise RuntimeError("jupyter-cocalc-sync is not linked to a server yet")
+        return self.serverapp
 
     @default("store_path")
     def _default_store_path(self) -> str:
@@ -247,7 +268,7 @@ class CocalcSync(ExtensionApp):
 
     # -- linking ----------------------------------------------------------------------------
 
-    def _link_jupyter_server_extension(self, serverapp: Any) -> None:
+    def _link_jupyter_server_extension(self, serverapp: ServerApp) -> None:
         super()._link_jupyter_server_extension(serverapp)
         # jupyter_server reads only ``jpserver_extensions`` from the jupyter_server_config.d
         # file that installing this package adds, so the pool-aware kernel manager and the
@@ -307,7 +328,7 @@ class CocalcSync(ExtensionApp):
         from .store.lock import StoreLock
         from .store.projections import ProjectionLog
 
-        serverapp = self.serverapp
+        serverapp = self.server
         contents_manager = serverapp.contents_manager
         self.store_lock = StoreLock(self.store_path)
         try:
@@ -380,12 +401,13 @@ class CocalcSync(ExtensionApp):
         self.stateless = self._stateless_executor(limits)
         self.assignments = AssignmentService(self.documents, contents_manager)
         self.settings["cocalc_sync"] = self
-        serverapp.event_logger.add_listener(
-            schema_id=CONTENTS_EVENTS, listener=self._on_contents_event
-        )
+        if serverapp.event_logger is not None:
+            serverapp.event_logger.add_listener(
+                schema_id=CONTENTS_EVENTS, listener=self._on_contents_event
+            )
         self.log.info("jupyter-cocalc-sync %s: store %s", __version__, self.store_path)
 
-    def _stateless_executor(self, limits: Any) -> Any:
+    def _stateless_executor(self, limits: OutputLimits) -> StatelessExecutor:
         from .stateless import StatelessExecutor
         from .stateless.cache import ResultCache
         from .stateless.pool import FreshKernelPool
@@ -397,16 +419,21 @@ class CocalcSync(ExtensionApp):
         cache = ResultCache(self.worker, ttl=self.stateless_cache_ttl)
         cache.open_blocking()
         settings = StatelessSettings(
-            root_dir=self.serverapp.root_dir,
+            root_dir=self.server.root_dir,
             timeout_s=self.stateless_timeout,
             max_timeout_s=self.stateless_max_timeout,
             max_concurrent=self.stateless_max_concurrent,
             limits=limits,
         )
         pool = FreshKernelPool(self.stateless_pool_size)
-        return StatelessExecutor(settings, pool, cache, self.serverapp.kernel_spec_manager)
+        specs = self.server.kernel_spec_manager
+        if specs is None:
+            raise ValueError("the server has no kernelspec manager")
+        return StatelessExecutor(settings, pool, cache, specs)
 
-    async def _on_contents_event(self, logger: Any, schema_id: str, data: dict) -> None:
+    async def _on_contents_event(
+        self, logger: EventLogger, schema_id: str, data: dict[str, Any]
+    ) -> None:
         # renames and deletions through the server; polling catches the others
         action, path = data.get("action"), data.get("path")
         if action == "rename" and data.get("source_path") and path:
@@ -416,22 +443,35 @@ class CocalcSync(ExtensionApp):
             self.documents.deleted(path)
             self.file_rooms.deleted(path)
 
+    def status(self) -> dict[str, Any]:
+        """``GET /api/cocalc-sync/status``: version, open documents, errors caught by place."""
+        from .errors_seen import errors_seen
+
+        return {
+            "version": __version__,
+            "documents": {
+                "notebooks": len(self.documents.documents),
+                "files": len(self.file_rooms.documents),
+            },
+            "errors": errors_seen(),
+        }
+
     async def file_exists(self, path: str) -> bool:
         from jupyter_server.utils import ensure_async
 
-        return bool(await ensure_async(self.serverapp.contents_manager.file_exists(path)))
+        return bool(await ensure_async(self.server.contents_manager.file_exists(path)))
 
     def initialize_handlers(self) -> None:
         from tornado.ioloop import IOLoop
 
         from .handlers import routes
 
-        page_config = self.serverapp.web_app.settings.setdefault("page_config_data", {})
+        page_config = self.server.web_app.settings.setdefault("page_config_data", {})
         page_config["serverSideExecution"] = self.server_side_execution
         self.handlers.extend(routes())
         IOLoop.current().add_callback(self._after_start)
 
-    async def _start_jupyter_server_extension(self, serverapp: Any) -> None:
+    async def _start_jupyter_server_extension(self, serverapp: ServerApp) -> None:
         # jupyter_server's hook for work that needs the running event loop
         self._after_start()
 
@@ -445,10 +485,10 @@ class CocalcSync(ExtensionApp):
             return
         self._started_once = True
         self._retention_task = asyncio.get_running_loop().create_task(self._apply_retention())
-        start_pool = getattr(self.serverapp.kernel_manager, "start_pool", None)
+        start_pool = getattr(self.server.kernel_manager, "start_pool", None)
         if callable(start_pool):
             start_pool()
-        manager = self.serverapp.extension_manager
+        manager = self.server.extension_manager
         ydoc = manager.extensions.get("jupyter_server_ydoc")
         if ydoc is not None and ydoc.enabled:
             self.log.warning(
@@ -456,16 +496,21 @@ class CocalcSync(ExtensionApp):
                 "/api/collaboration and jupyter_server_ydoc's routes are removed "
                 "(disable it: jupyter server extension disable jupyter_server_ydoc)"
             )
-            _drop_foreign_collaboration_routes(self.serverapp.web_app)
+            _drop_foreign_collaboration_routes(self.server.web_app)
 
     async def _apply_retention(self) -> None:
         """Thin out old history once an hour, off the event loop (squashes replay elsewhere)."""
+        from .errors_seen import count_error
+        from .store.sqlite import STORE_ERRORS
+
         while True:
             await asyncio.sleep(RETENTION_PERIOD)
             try:
                 await self.history.apply_retention()
-            except Exception:
-                self.log.exception("applying the history retention failed")
+            except STORE_ERRORS as e:  # (the next pass tries again)
+                self.log.warning("applying the history retention failed: %s", e)
+            except Exception as e:  # a bug of ours: the next pass runs all the same
+                count_error("history.retention", e, "the history retention", logger=self.log)
 
     async def stop_extension(self) -> None:
         task = getattr(self, "_retention_task", None)
@@ -489,7 +534,7 @@ RETENTION_PERIOD = 3600.0
 CONTENTS_EVENTS = "https://events.jupyter.org/jupyter_server/contents_service/v1"
 
 
-def _drop_foreign_collaboration_routes(web_app: Any) -> None:
+def _drop_foreign_collaboration_routes(web_app: Application) -> None:
     """Remove ``/api/collaboration`` routes that another extension registered."""
     for router in (web_app.default_router, web_app.wildcard_router):
         for rule in list(getattr(router, "rules", [])):
@@ -499,7 +544,7 @@ def _drop_foreign_collaboration_routes(web_app: Any) -> None:
     return None
 
 
-def _drop_from(router: Any) -> None:
+def _drop_from(router: RuleRouter) -> None:
     for rule in list(router.rules):
         handler = getattr(rule, "target", None)
         pattern = getattr(getattr(rule, "matcher", None), "regex", None)

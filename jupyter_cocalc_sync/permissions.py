@@ -9,7 +9,10 @@ before they got here, the file, the store) carry no permissions and are never re
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from .sync.events import ChangeOrigin
 
 
 @dataclass(frozen=True)
@@ -23,7 +26,7 @@ FULL = Permissions()
 READ_ONLY = Permissions(write=False, execute=False)
 
 
-def permissions_of(origin: Any) -> Permissions:
+def permissions_of(origin: ChangeOrigin | None) -> Permissions:
     """The permissions of a change's origin (a peer), ``FULL`` for the server's own."""
     permissions = getattr(origin, "permissions", None)
     return permissions if isinstance(permissions, Permissions) else FULL

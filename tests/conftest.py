@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import logging
 import os
 from pathlib import Path
 
 import pytest
+import server_errors
 from servers import UNNEEDED_EXTENSIONS
 from traitlets.config import Config
 
@@ -30,6 +32,27 @@ def isolated_jupyter_env(tmp_path_factory, monkeypatch):
     monkeypatch.setenv("JUPYTER_PLATFORM_DIRS", "1")
     monkeypatch.setenv("PYDEVD_DISABLE_FILE_VALIDATION", "1")
     yield
+
+
+@pytest.fixture(autouse=True)
+def no_server_errors(request):
+    """Fail the test if a server (in-process or a subprocess) logged at ERROR or above
+    something the test did not declare with ``@pytest.mark.expect_errors(regex, …)``.
+
+    Set up before (and so torn down after) the test's servers: their shutdown counts too.
+    """
+    capture = server_errors.LogCapture()
+    root = logging.getLogger()
+    root.addHandler(capture)
+    offsets = server_errors.log_offsets()
+    yield
+    root.removeHandler(capture)
+    allowed = [p for m in request.node.iter_markers("expect_errors") for p in m.args]
+    errors = capture.entries + server_errors.log_file_errors(offsets)
+    unexpected = server_errors.unexpected(errors, allowed)
+    if unexpected:
+        listed = "\n\n".join(e[:3000] for e in unexpected)
+        pytest.fail(f"a server logged {len(unexpected)} unexpected error(s):\n\n{listed}")
 
 
 @pytest.fixture

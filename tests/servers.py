@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import server_errors
 
 #: server extensions the test extras bring along (nbgrader, whose checksums and student versions
 #: are compared with ours) that no test server needs: off, since they take seconds to load
@@ -93,9 +94,19 @@ def server_command(python: str, app: str, port: int, token: str, root: Path) -> 
     ]
 
 
-def launch(args: list[str], env: dict[str, str], log_path: Path, cwd: Path | None = None) -> Any:
+def launch(
+    args: list[str],
+    env: dict[str, str],
+    log_path: Path,
+    cwd: Path | None = None,
+    *,
+    watch_errors: bool = True,
+) -> Any:
     """Start ``args`` in a session of its own (so its children go down with it), logging to
-    ``log_path``."""
+    ``log_path`` (read for errors at the end of the test unless ``watch_errors`` is false:
+    ``server_errors``)."""
+    if watch_errors:
+        server_errors.watch(log_path)
     log = open(log_path, "ab")  # noqa: SIM115 - handed to the child process
     try:
         return subprocess.Popen(
@@ -155,6 +166,9 @@ class ServerProcess:
     the file-id database) lives under ``state``, so a restart sees the same state.
     """
 
+    #: whether a test fails on the errors this server logs (``server_errors``)
+    watch_errors = True
+
     def __init__(
         self,
         root: Path,
@@ -208,7 +222,7 @@ class ServerProcess:
                 f"--LabApp.user_settings_dir={self.state / 'lab-settings'}",
                 f"--LabApp.workspaces_dir={self.state / 'lab-workspaces'}",
             ]
-        self.process = launch(args, self.env(), self.log_path)
+        self.process = launch(args, self.env(), self.log_path, watch_errors=self.watch_errors)
         wait_until_answering(
             self.process,
             f"{self.url}/api/status",

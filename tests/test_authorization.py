@@ -45,6 +45,7 @@ TABLE = [
     ("POST", NB + "/assignment/student", {"target": "student.ipynb"}, WRITE),
     ("GET", NB + "/assignment/tampered", None, READ),
     ("GET", "/api/cocalc-sync/kernels", None, LIST_KERNELS),
+    ("GET", "/api/cocalc-sync/status", None, LIST_KERNELS),
 ]
 
 

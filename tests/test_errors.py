@@ -63,6 +63,7 @@ async def test_an_unknown_export_format_is_400(server, root_dir):
 
 
 @pytest.mark.parametrize("failure", [LookupError("a bug"), ValueError("a bug"), "panic"])
+@pytest.mark.expect_errors(r"\[request\]: (LookupError|ValueError|InternalCrashError)", r"500 GET ")
 async def test_unexpected_errors_are_a_logged_500_with_a_request_id(
     server, root_dir, jp_serverapp, monkeypatch, caplog, failure
 ):
@@ -85,6 +86,7 @@ async def test_unexpected_errors_are_a_logged_500_with_a_request_id(
     assert (await server.http.get(NB)).status_code == 200
 
 
+@pytest.mark.expect_errors(r"\[room\.crdt_panic\]: PanicException")
 async def test_a_panic_in_a_room_closes_only_that_peer(server, root_dir, jp_serverapp):
     write_notebook(root_dir / "nb.ipynb", ["x = 1"])
     file_id = (await server.http.get(NB, params={"records": "false"})).json()["file_id"]

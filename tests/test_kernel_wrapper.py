@@ -122,6 +122,8 @@ async def test_first_request_starts_the_kernel(notebook_path):
         await k.close()
 
 
+# (jupyter_client logs the failed start of its kernel manager)
+@pytest.mark.expect_errors(r"No such kernel named no-such-kernel")
 async def test_unknown_kernelspec_fails_with_kernel_error():
     k = kernel(name="no-such-kernel")
     with pytest.raises(KernelError, match="no-such-kernel"):

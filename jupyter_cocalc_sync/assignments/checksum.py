@@ -66,9 +66,10 @@ def _compute_checksum(cell: Cell) -> str:
 @functools.cache
 def _upstream() -> Callable[[Any], str] | None:
     try:
-        from nbgrader.utils import compute_checksum as upstream
+        from nbgrader.utils import compute_checksum
     except ImportError:
         return None
+    upstream: Callable[[Any], str] = compute_checksum
     return upstream
 
 

@@ -11,6 +11,7 @@ from jupyter_core.utils import ensure_async
 
 from ..errors import TargetExistsError
 from ..notebook.document import NotebookDocument
+from ..notebook.filesync import Contents
 from .student import student_version, tampered_cells
 
 
@@ -28,7 +29,7 @@ def default_target(path: str) -> str:
 
 
 class AssignmentService:
-    def __init__(self, documents: Documents, contents_manager: Any) -> None:
+    def __init__(self, documents: Documents, contents_manager: Contents) -> None:
         self.documents = documents
         self.contents = contents_manager
 

@@ -32,6 +32,9 @@ from .kernel import KernelQueriesMixin
 from .replica import RoomReplica
 from .widgets import LiveWidgets
 
+#: a JSON object as the server answers it
+JSONObject = dict[str, Any]
+
 
 class ServerError(CocalcSyncError):
     """The server answered a request with an error status."""
@@ -61,8 +64,9 @@ class CocalcSyncClient:
         self.http = http or httpx.AsyncClient(base_url=self.url, headers=headers, timeout=timeout)
         self._notebooks: list[LiveNotebook] = []
 
-    async def request(self, method: str, path: str, body: Any = None, **params: Any) -> Any:
-        """Call a REST route; raises ``ServerError`` with the server's message on errors."""
+    async def request(self, method: str, path: str, body: Any = None, **params: Any) -> object:
+        """Call a REST route: its JSON (or text) answer; raises ``ServerError`` with the
+        server's message on errors."""
         response = await self.http.request(method, path, json=body, params=params or None)
         if response.status_code >= 400:
             try:
@@ -71,8 +75,18 @@ class CocalcSyncClient:
                 message = response.text
             raise ServerError(response.status_code, message)
         if response.headers.get("content-type", "").startswith("application/json"):
-            return response.json()
+            answer: object = response.json()
+            return answer
         return response.text
+
+    async def request_json(
+        self, method: str, path: str, body: Any = None, **params: Any
+    ) -> JSONObject:
+        """``request`` for a route that answers with a JSON object."""
+        answer = await self.request(method, path, body, **params)
+        if not isinstance(answer, dict):
+            raise ServerError(502, f"{method} {path}: the answer is not a JSON object")
+        return answer
 
     @staticmethod
     def notebook_url(path: str, suffix: str = "") -> str:
@@ -84,7 +98,7 @@ class CocalcSyncClient:
         ``db`` continues with an existing replica (e.g. after a reconnect): what it has that
         the server lacks is sent, and nothing is duplicated.
         """
-        info = await self.request("GET", self.notebook_url(path), records="false")
+        info = await self.request_json("GET", self.notebook_url(path), records="false")
         notebook = LiveNotebook(
             self, info["path"], info["file_id"], db=db, awareness_id=info.get("awareness_id")
         )
@@ -115,18 +129,19 @@ class CocalcSyncClient:
             "max_output": max_output,
         }
         body.update({k: v for k, v in optional.items() if v is not None})
-        return await self.request("POST", "/api/cocalc-sync/execute", body)
+        return await self.request_json("POST", "/api/cocalc-sync/execute", body)
 
     async def write_student_version(self, path: str, target: str | None = None) -> dict[str, Any]:
         """Write the nbgrader student version of notebook ``path`` to the new file ``target``
         (default ``release/…``): ``{"path", "cells", "checksums"}``."""
         body = {"target": target} if target else {}
-        return await self.request("POST", self.notebook_url(path, "/assignment/student"), body)
+        return await self.request_json("POST", self.notebook_url(path, "/assignment/student"), body)
 
     async def tampered_cells(self, path: str) -> list[dict[str, Any]]:
         """Cells of nbgrader notebook ``path`` changed where students may not change them."""
-        reply = await self.request("GET", self.notebook_url(path, "/assignment/tampered"))
-        return reply["tampered"]
+        reply = await self.request_json("GET", self.notebook_url(path, "/assignment/tampered"))
+        tampered: list[dict[str, Any]] = reply["tampered"]
+        return tampered
 
     async def close(self) -> None:
         notebooks, self._notebooks = self._notebooks, []
@@ -239,7 +254,9 @@ class LiveNotebook(RoomReplica, NotebookActionsMixin, KernelQueriesMixin):
     async def more_output(self, cell_id: str) -> dict[str, Any]:
         """The output past the cell's visible limits: ``{"messages", "truncated",
         "discarded"}``."""
-        return await self.client.request("GET", self._url(f"/cells/{quote(cell_id)}/more_output"))
+        return await self.client.request_json(
+            "GET", self._url(f"/cells/{quote(cell_id)}/more_output")
+        )
 
     async def answer_input(self, cell_id: str, value: str) -> None:
         """Answer the cell's pending ``input()``/``getpass()`` (never stored in the notebook)."""

@@ -34,13 +34,13 @@ class KernelQueriesMixin:
     async def fetch_kernel_usage(self) -> dict[str, Any]:
         """``{"kernel_usage", "run_progress"}`` from the REST API (what the live properties
         show, for a client that is not in the room)."""
-        return await self.client.request("GET", self._url("/kernel_usage"))
+        return await self.client.request_json("GET", self._url("/kernel_usage"))
 
     async def complete(self, code: str, cursor_pos: int | None = None) -> dict[str, Any]:
         """The kernel's ``complete_reply``: ``matches``, ``cursor_start``, ``cursor_end``…
         ``cursor_pos`` counts characters (default: the end of ``code``)."""
         body = {"code": code, "cursor_pos": cursor_pos}
-        return await self.client.request("POST", self._url("/complete"), body)
+        return await self.client.request_json("POST", self._url("/complete"), body)
 
     async def inspect(
         self, code: str, cursor_pos: int | None = None, detail_level: int = 0
@@ -48,8 +48,8 @@ class KernelQueriesMixin:
         """The kernel's ``inspect_reply`` (what ``?``, or ``??`` with ``detail_level=1``,
         shows): ``found`` and ``data`` (a MIME bundle)."""
         body = {"code": code, "cursor_pos": cursor_pos, "detail_level": detail_level}
-        return await self.client.request("POST", self._url("/inspect"), body)
+        return await self.client.request_json("POST", self._url("/inspect"), body)
 
     async def kernel_info(self) -> dict[str, Any]:
         """The kernel's ``kernel_info_reply``: ``language_info``, ``implementation``…"""
-        return await self.client.request("GET", self._url("/kernel_info"))
+        return await self.client.request_json("GET", self._url("/kernel_info"))

@@ -11,13 +11,17 @@ import asyncio
 import contextlib
 import json
 from collections.abc import Callable
-from typing import Any, Self
+from typing import Any, Self, TypeVar
 
 import httpx
-from httpx_ws import WebSocketDisconnect, aconnect_ws
+from httpx_ws import AsyncWebSocketSession, HTTPXWSException, WebSocketDisconnect, aconnect_ws
 
+from ..errors_seen import count_error
 from ..rooms import protocol
-from ..sync.table import LOCAL, ChangeEvent, Record, SyncDB
+from ..rooms.protocol import ProtocolError
+from ..sync.table import LOCAL, ChangeEvent, ChangeOrigin, Record, SyncDB
+
+T = TypeVar("T")
 
 
 class RoomReplica:
@@ -37,11 +41,10 @@ class RoomReplica:
         self._task: asyncio.Task[None] | None = None
         self._changed = asyncio.Event()
         self.closed_reason: str | None = None
-        unsubscribes = [
+        self._unsubscribes = [
             self.db.on_update(self._on_update),
             self.db.on_change(lambda event: self._changed.set()),
         ]
-        self._unsubscribe = lambda: [u() for u in unsubscribes]
 
     # -- the table API ----------------------------------------------------------------------
 
@@ -64,7 +67,7 @@ class RoomReplica:
     def on_change(self, callback: Callable[[ChangeEvent], None]) -> Callable[[], None]:
         return self.db.on_change(callback)
 
-    async def wait_for(self, predicate: Callable[[Self], Any], timeout: float = 30) -> Any:
+    async def wait_for(self, predicate: Callable[[Self], T], timeout: float = 30) -> T:
         """Wait until ``predicate(self)`` is true (re-checked after every change)."""
         async with asyncio.timeout(timeout):
             while True:
@@ -76,7 +79,7 @@ class RoomReplica:
 
     # -- sync -------------------------------------------------------------------------------
 
-    def _on_update(self, update: bytes, origin: Any) -> None:
+    def _on_update(self, update: bytes, origin: ChangeOrigin) -> None:
         if origin == LOCAL:
             self._outbox.put_nowait(protocol.sync_message(protocol.SYNC_UPDATE, update))
 
@@ -89,7 +92,7 @@ class RoomReplica:
 
     async def _run(self, url: str, ready: asyncio.Future[None]) -> None:
         try:
-            async with aconnect_ws(url, self.http) as ws:
+            async with aconnect_ws(url, self.http, session_class=AsyncWebSocketSession) as ws:
                 ready.set_result(None)
                 await ws.send_bytes(protocol.sync_message(protocol.SYNC_STEP1, self.db.get_state()))
                 sender = asyncio.get_running_loop().create_task(self._send(ws))
@@ -99,19 +102,21 @@ class RoomReplica:
                         self._receive(frame, ws)
                 finally:
                     sender.cancel()
-        except Exception as e:
+        except Exception as e:  # the connection's end, whatever ended it, is the replica's
             disconnect = _disconnect_of(e)
             if disconnect is not None:
                 # e.g. 1011 {"reason": "store_unavailable", "retry": true}: reconnect later
                 self.closed_reason = f"{disconnect.code}: {disconnect.reason}"
             else:
                 self.closed_reason = repr(e)
+                if _unexpected(e):  # a bug of ours: counted, logged
+                    count_error("client.connection", e, f"the replica of {self.room_url}")
             if not ready.done():
                 ready.set_exception(e)
         finally:
             self._changed.set()
 
-    def _receive(self, frame: bytes, ws: Any) -> None:
+    def _receive(self, frame: bytes, ws: AsyncWebSocketSession) -> None:
         message = protocol.decode(frame)
         if message.kind == protocol.AWARENESS:
             self._receive_awareness(message.payload)
@@ -148,17 +153,29 @@ class RoomReplica:
             if waiter in self._sync_waiters:
                 self._sync_waiters.remove(waiter)
 
-    async def _send(self, ws: Any) -> None:
+    async def _send(self, ws: AsyncWebSocketSession) -> None:
         while True:
             await ws.send_bytes(await self._outbox.get())
 
     async def close(self) -> None:
         if self._task is not None:
             self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
+            with contextlib.suppress(asyncio.CancelledError):  # (``_run`` keeps its end)
                 await self._task
             self._task = None
-        self._unsubscribe()
+        for unsubscribe in self._unsubscribes:
+            unsubscribe()
+
+
+#: how a replica's connection ends without a bug of ours: the network, the server's HTTP or
+#: websocket answer, a frame that is not the protocol
+CONNECTION_ERRORS = (httpx.HTTPError, HTTPXWSException, OSError, ProtocolError)
+
+
+def _unexpected(exc: BaseException) -> bool:
+    if isinstance(exc, BaseExceptionGroup):  # (httpx-ws raises inside exception groups)
+        return exc.split(CONNECTION_ERRORS)[1] is not None
+    return not isinstance(exc, CONNECTION_ERRORS)
 
 
 def _disconnect_of(exc: BaseException) -> WebSocketDisconnect | None:

@@ -24,10 +24,14 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
 import anyio
+import psutil
 
+from ..errors_seen import count_error
 from ..kernels.usage import KernelUsage, ProcessTreeSampler, local_pid
 
 if TYPE_CHECKING:
+    from jupyter_client.manager import KernelManager
+
     from ..notebook.document import NotebookDocument
     from .runner import NotebookRunner
     from .sessions import SessionKernels
@@ -149,8 +153,11 @@ class NotebookActivity:
         while True:
             try:
                 await self._sample()
-            except Exception:
-                log.exception("sampling the kernel usage of %s failed", self.document.path)
+            except psutil.Error as e:  # the kernel's process went away while it was read
+                log.debug("sampling the kernel of %s: %s", self.document.path, e)
+            except Exception as e:  # a bug of ours: sampling goes on
+                what = f"sampling the kernel usage of {self.document.path}"
+                count_error("activity.sample", e, what, logger=log)
             busy = self._running or self._kernel_busy
             interval = self.settings.busy_interval if busy else self.settings.idle_interval
             with contextlib.suppress(TimeoutError):
@@ -173,7 +180,7 @@ class NotebookActivity:
         self.usage = usage
         self._publish()
 
-    async def _kernel_manager(self) -> Any:
+    async def _kernel_manager(self) -> KernelManager | None:
         """jupyter_server's manager of the notebook's kernel: the runner's, else its session's
         (opened in JupyterLab, nothing run by the server yet); None without one."""
         kernel = self.runner.kernel

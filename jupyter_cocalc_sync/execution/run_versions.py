@@ -10,7 +10,9 @@ import asyncio
 import logging
 from typing import TYPE_CHECKING
 
+from ..errors_seen import count_error
 from ..store.projections import projection_doc
+from ..store.sqlite import STORE_ERRORS
 
 if TYPE_CHECKING:
     from ..notebook.document import NotebookDocument
@@ -66,8 +68,11 @@ class RunVersions:
             versions = [v for v in results if isinstance(v, int)]
             try:
                 await self.history.squash_versions(doc, versions)
-            except Exception:
-                log.exception("squashing the history of a run in %s failed", self.document.path)
+            except STORE_ERRORS as e:  # the run's versions stay as they are
+                log.warning("squashing the history of a run in %s: %s", self.document.path, e)
+            except Exception as e:  # a bug of ours: squashing only makes the history shorter
+                what = f"squashing the history of a run in {self.document.path}"
+                count_error("history.squash", e, what, logger=log)
 
     async def close(self) -> None:
         for task in list(self._squashes):

@@ -19,9 +19,15 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import deque
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
+from functools import partial
 from typing import TYPE_CHECKING, Any, Protocol
 
+from jupyter_client.kernelspec import NoSuchKernel
+from tornado.web import HTTPError
+
+from ..errors import KernelError
+from ..errors_seen import count_error
 from ..kernels.kernel import DEAD_KERNEL_ENAME, CodeExecutionEmitter, JupyterKernel
 from ..notebook.ipynb import cell_order_key, ordered_outputs
 from ..notebook.schema import SETTINGS_KEY
@@ -44,6 +50,9 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 INPUT_REQUEST = "input_request"
+#: why a notebook may get no kernel: it cannot start or died (KernelError), jupyter_server's
+#: session manager refused (HTTPError), its kernelspec is gone (NoSuchKernel)
+NO_KERNEL = (KernelError, HTTPError, NoSuchKernel)
 
 
 class RunProgressListener(Protocol):
@@ -66,8 +75,8 @@ class NotebookRunner:
         overflow: MoreOutputStore | None = None,
         history: HistorySquasher | None = None,
         flush_interval: float = 0.05,
-        hold: Any = None,
-        release: Any = None,
+        hold: Callable[[NotebookDocument], None] | None = None,
+        release: Callable[[NotebookDocument], None] | None = None,
         activity: WorkTracker | None = None,
     ) -> None:
         self.document = document
@@ -111,8 +120,8 @@ class NotebookRunner:
     def _reset_stale_states(self) -> None:
         """Cells left queued or busy by a server that stopped: nothing is running them."""
         states = self.db.field_values("state", {"type": "cell"})
-        stale = [key[1] for key, state in states.items() if state in ("run", "busy")]
-        requested = [key[1] for key, state in states.items() if state == "start"]
+        stale = [str(key[1]) for key, state in states.items() if state in ("run", "busy")]
+        requested = [str(key[1]) for key, state in states.items() if state == "start"]
         if stale:
             with self.writes.batch():
                 for cell_id in stale:
@@ -128,7 +137,8 @@ class NotebookRunner:
         if self.writes.writing:
             return
         may_execute = permissions_of(event.origin).execute
-        requested, refused = [], []
+        requested: list[str] = []
+        refused: list[str] = []
         for key, change in event.changes.items():
             if key == SETTINGS_KEY:
                 continue
@@ -246,8 +256,8 @@ class NotebookRunner:
                 self.writes.author = self._requested_by.pop(cell_id, None)
                 try:
                     ok = await self._run_cell(cell_id)
-                except Exception as e:
-                    log.exception("running cell %s failed", cell_id)
+                except Exception as e:  # a bug of ours: the cell shows it, the queue goes on
+                    count_error("runner.cell", e, f"running cell {cell_id}", logger=log)
                     ok = False
                     self.writes.finish_with_error(cell_id, type(e).__name__, str(e))
                 finally:
@@ -269,7 +279,7 @@ class NotebookRunner:
         """The notebook's kernel, started if needed (for completion, introspection, info)."""
         try:
             kernel = await self._kernel()
-        except Exception as e:
+        except Exception as e:  # (noted in the notebook's settings, and re-raised)
             self.writes.set_settings(
                 backend_state="failed", kernel_error=str(e) or type(e).__name__
             )
@@ -290,6 +300,7 @@ class NotebookRunner:
             kernel is not None
             and kernel.state == "running"
             and (prefer is None or prefer == kernel.kernel_id)
+            and kernel.kernel_id is not None
             and kernel.kernel_id in self.kernels.kernel_manager
         ):
             self.writes.set_settings(backend_state="running", kernel_error=None)
@@ -320,6 +331,9 @@ class NotebookRunner:
         try:
             kernel = await self._kernel()
         except Exception as e:
+            if not isinstance(e, NO_KERNEL):  # a bug of ours: the cell shows it all the same
+                what = f"finding the kernel of {self.document.path}"
+                count_error("runner.kernel", e, what, logger=log)
             message = str(e) or type(e).__name__
             self.writes.set_settings(backend_state="failed", kernel_error=message)
             self.writes.finish_with_error(cell_id, "KernelError", message)
@@ -332,7 +346,7 @@ class NotebookRunner:
             cell_id,
             limits=self._limits(),
             blobs=self.blobs,
-            overflow=(lambda: self.overflow.writer(self.document.file_id, cell_id))
+            overflow=partial(self.overflow.writer, self.document.file_id, cell_id)
             if self.overflow is not None
             else None,
             displays=self.displays,
@@ -400,7 +414,9 @@ class NotebookRunner:
 
     # -- stdin ------------------------------------------------------------------------------
 
-    def _show_input_request(self, cell_id: str, handler: OutputHandler, msg: dict) -> None:
+    def _show_input_request(
+        self, cell_id: str, handler: OutputHandler, msg: dict[str, Any]
+    ) -> None:
         content = msg.get("content", {})
         prompt, password = content.get("prompt", ""), bool(content.get("password"))
         # shown even past the output limits: the cell is blocked until someone answers

@@ -97,8 +97,7 @@ class ExecutionService:
         return runner
 
     async def runner(self, path: str) -> NotebookRunner:
-        document = await self.documents.get(path)
-        return document.runner
+        return _runner_of(await self.documents.get(path))
 
     async def activity(self, path: str) -> NotebookActivity:
         """Kernel usage and run progress of the notebook at ``path``."""
@@ -144,7 +143,7 @@ class ExecutionService:
     def _run_batch(self, document: NotebookDocument) -> None:
         cell_ids, _, kernel_id, author = self._batches.pop(document.file_id)
         order = {c: cell_order_key(document.db.peek(("cell", c)) or {"id": c}) for c in cell_ids}
-        document.runner.run(
+        _runner_of(document).run(
             sorted(dict.fromkeys(cell_ids), key=order.__getitem__),
             kernel_id=kernel_id,
             author=author,
@@ -160,3 +159,10 @@ class ExecutionService:
         more = await self.overflow.read(document.file_id, cell_id)
         more.pop("head_count", None)
         return more
+
+
+def _runner_of(document: NotebookDocument) -> NotebookRunner:
+    runner = document.runner
+    if runner is None:  # (``attach`` gives one to every document as it opens)
+        raise RuntimeError(f"{document.path} has no runner")
+    return runner

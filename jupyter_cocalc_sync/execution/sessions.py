@@ -14,34 +14,55 @@ from __future__ import annotations
 
 import logging
 import posixpath
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from jupyter_server.services.sessions.sessionmanager import KernelName, ModelName
 from jupyter_server.utils import ensure_async
+from tornado.web import HTTPError
 
 from ..errors import KernelError
+from ..errors_seen import count_error
 from ..kernels.kernel import JupyterKernel
 
+if TYPE_CHECKING:
+    from jupyter_client.kernelspec import KernelSpecManager
+    from jupyter_server.serverapp import ServerApp
+    from jupyter_server.services.kernels.kernelmanager import MappingKernelManager
+    from jupyter_server.services.sessions.sessionmanager import SessionManager
+
 log = logging.getLogger(__name__)
+
+#: a session model, as jupyter_server's SessionManager gives it
+Session = dict[str, Any]
 
 
 class SessionKernels:
     """Finds or starts the session kernel of a notebook and attaches a ``JupyterKernel``."""
 
-    def __init__(self, serverapp: Any) -> None:
+    def __init__(self, serverapp: ServerApp) -> None:
         self.serverapp = serverapp
         self._attached: dict[str, JupyterKernel] = {}  # kernel id -> wrapper
         self._started: dict[str, str] = {}  # session id -> notebook path, sessions we started
 
     @property
-    def kernel_manager(self) -> Any:
+    def kernel_manager(self) -> MappingKernelManager:
         return self.serverapp.kernel_manager
 
     @property
-    def session_manager(self) -> Any:
-        return self.serverapp.session_manager
+    def session_manager(self) -> SessionManager:
+        manager: SessionManager = self.serverapp.session_manager
+        return manager
 
-    async def session_for(self, path: str) -> dict[str, Any] | None:
-        for session in await ensure_async(self.session_manager.list_sessions()):
+    @property
+    def kernel_specs(self) -> KernelSpecManager:
+        specs = self.serverapp.kernel_spec_manager
+        if specs is None:
+            raise KernelError("this server has no kernelspecs")
+        return specs
+
+    async def session_for(self, path: str) -> Session | None:
+        sessions: list[Session] = await self.session_manager.list_sessions()
+        for session in sessions:
             if session.get("path") == path and session.get("kernel"):
                 return session
         return None
@@ -66,15 +87,16 @@ class SessionKernels:
             self._attached[kernel_id] = kernel
         return kernel
 
-    async def start_session(self, path: str, kernel_name: str | None) -> dict[str, Any]:
+    async def start_session(self, path: str, kernel_name: str | None) -> Session:
         name = kernel_name or self.kernel_manager.default_kernel_name
-        if name not in await ensure_async(self.serverapp.kernel_spec_manager.get_all_specs()):
+        if name not in await ensure_async(self.kernel_specs.get_all_specs()):
             raise KernelError(f"no kernel named {name!r} is installed; choose another kernel")
         log.info("starting a %s session for %s", name, path)
-        session = await ensure_async(
-            self.session_manager.create_session(
-                path=path, name=posixpath.basename(path), type="notebook", kernel_name=name
-            )
+        session: Session = await self.session_manager.create_session(
+            path=path,
+            name=ModelName(posixpath.basename(path)),
+            type="notebook",
+            kernel_name=KernelName(name),
         )
         self._started[session["id"]] = path
         return session
@@ -83,10 +105,8 @@ class SessionKernels:
         """The notebook at ``path`` closed: end the sessions started for it that nobody uses."""
         for session_id, started_for in list(self._started.items()):
             try:
-                session = await ensure_async(
-                    self.session_manager.get_session(session_id=session_id)
-                )
-            except Exception:  # deleted meanwhile (JupyterLab, the REST API)
+                session: Session = await self.session_manager.get_session(session_id=session_id)
+            except HTTPError:  # 404: deleted meanwhile (JupyterLab, the REST API)
                 self._started.pop(session_id, None)
                 continue
             if path not in (started_for, session.get("path")):
@@ -99,11 +119,11 @@ class SessionKernels:
             kernel = self._attached.pop(kernel_id, None) if kernel_id else None
             if kernel is not None:
                 await kernel.close()
-            await ensure_async(self.session_manager.delete_session(session_id))
+            await self.session_manager.delete_session(session_id)
 
-    async def change_kernel(self, path: str, kernel_name: str) -> dict[str, Any]:
+    async def change_kernel(self, path: str, kernel_name: str) -> Session:
         """Give the notebook's session a new kernel of ``kernel_name`` (as JupyterLab does)."""
-        specs = await ensure_async(self.serverapp.kernel_spec_manager.get_all_specs())
+        specs = await ensure_async(self.kernel_specs.get_all_specs())
         if kernel_name not in specs:
             raise KernelError(f"no kernel named {kernel_name!r} is installed")
         session = await self.session_for(path)
@@ -116,14 +136,15 @@ class SessionKernels:
             path=path,
             name=session.get("name"),
             type="notebook",
-            kernel_name=kernel_name,
+            kernel_name=KernelName(kernel_name),
         )
-        await ensure_async(manager.update_session(session["id"], kernel_id=kernel_id))
+        await manager.update_session(session["id"], kernel_id=kernel_id)
         old = self._attached.pop(old_id, None)
         if old is not None:
             await old.close()
         await ensure_async(self.kernel_manager.shutdown_kernel(old_id))
-        return await ensure_async(manager.get_session(session_id=session["id"]))
+        changed: Session = await manager.get_session(session_id=session["id"])
+        return changed
 
     async def _in_use(self, kernel_id: str | None) -> bool:
         if not kernel_id or kernel_id not in self.kernel_manager:
@@ -133,7 +154,7 @@ class SessionKernels:
         return bool(model.get("connections", 0))
 
     def kernelspec(self, name: str) -> dict[str, Any]:
-        spec = self.serverapp.kernel_spec_manager.get_kernel_spec(name)
+        spec = self.kernel_specs.get_kernel_spec(name)
         return {"name": name, "display_name": spec.display_name, "language": spec.language}
 
     async def close(self) -> None:
@@ -141,5 +162,5 @@ class SessionKernels:
         for kernel in kernels:
             try:
                 await kernel.close()
-            except Exception:
-                log.debug("closing an attached kernel failed", exc_info=True)
+            except Exception as e:  # (the server is stopping: the other kernels close too)
+                count_error("sessions.close", e, f"closing {kernel!r}", logger=log)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from .kernels import KernelspecsHandler
+from .status import StatusHandler
 
 
 def routes() -> list[tuple[str, type, dict[str, Any]] | tuple[str, type]]:
@@ -20,6 +21,7 @@ def routes() -> list[tuple[str, type, dict[str, Any]] | tuple[str, type]]:
 
     return [
         (r"/api/cocalc-sync/kernels", KernelspecsHandler),
+        (r"/api/cocalc-sync/status", StatusHandler),
         *action_routes(),
         *assignment_routes(),
         *blob_routes(),

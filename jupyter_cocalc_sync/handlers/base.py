@@ -9,6 +9,7 @@ import json
 import os
 import uuid
 from collections.abc import Mapping
+from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
 import anyio
@@ -32,6 +33,7 @@ from ..errors import (
     TooManyExecutionsError,
     VersionNotFoundError,
 )
+from ..errors_seen import count_error
 
 if TYPE_CHECKING:
     from ..app import CocalcSync
@@ -55,6 +57,12 @@ ERROR_STATUS: tuple[tuple[type[BaseException], int], ...] = (
     (StoreUnavailableError, 503),
     (ExportFormatError, 400),
 )
+
+
+def extension_of(handler: web.RequestHandler) -> CocalcSync:
+    """The extension serving ``handler`` (in the tornado settings since it loaded)."""
+    extension: CocalcSync = handler.settings["cocalc_sync"]
+    return extension
 
 
 def status_for(exc: BaseException) -> int | None:
@@ -95,7 +103,7 @@ class CocalcAPIHandler(APIHandler):
 
     @property
     def extension(self) -> CocalcSync:
-        return self.settings["cocalc_sync"]
+        return extension_of(self)
 
     @property
     def author(self) -> str | None:
@@ -103,11 +111,11 @@ class CocalcAPIHandler(APIHandler):
         user = self.current_user
         return getattr(user, "username", None) if user else None
 
-    def prepare(self) -> Any:
+    async def prepare(self) -> None:  # type: ignore[override]  # as APIHandler narrows it
         limit = self.extension.max_body_bytes
         if len(self.request.body or b"") > limit:
             raise web.HTTPError(413, f"the body is larger than {limit} bytes (max_body_bytes)")
-        return super().prepare()
+        await super().prepare()
 
     def api_path(self, path: str) -> str:
         try:
@@ -148,18 +156,18 @@ class CocalcAPIHandler(APIHandler):
         self.set_header("Content-Type", content_type)
         super(APIHandler, self).finish(body)
 
-    def log_exception(self, typ, value, tb) -> None:  # type: ignore[override]
+    def log_exception(
+        self,
+        typ: type[BaseException] | None,
+        value: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
         if value is not None and status_for(value) is not None:
             return  # an expected client error: answered with its status, not logged as a crash
         if value is not None and not isinstance(value, web.HTTPError):
             self._request_id = uuid.uuid4().hex[:16]
-            self.log.error(
-                "request %s (%s %s) failed",
-                self._request_id,
-                self.request.method,
-                self.request.path,
-                exc_info=(typ, value, tb),
-            )
+            what = f"request {self._request_id} ({self.request.method} {self.request.path})"
+            count_error("request", value, what, logger=self.log)
             return
         super().log_exception(typ, value, tb)
 

@@ -3,19 +3,25 @@ JupyterLab's server-side executor (``POST /api/kernels/{kernel_id}/execute``).""
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from tornado import web
 
 from .authorization import CHANGE_DOCUMENT, READ_DOCUMENT, RUN_CODE, requires
 from .base import CocalcAPIHandler
 from .notebooks import NOTEBOOK, NotebookHandlerBase
 
+if TYPE_CHECKING:
+    from ..execution.runner import NotebookRunner
+    from ..execution.service import ExecutionService
+
 
 class ExecutionHandlerBase(NotebookHandlerBase):
     @property
-    def execution(self):
+    def execution(self) -> ExecutionService:
         return self.extension.execution
 
-    async def runner(self, path: str):
+    async def runner(self, path: str) -> NotebookRunner:
         return await self.execution.runner(self.api_path(path))
 
 

@@ -5,17 +5,20 @@ attribute chains to complete or inspect them), and its usage and run progress
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from tornado import web
 
 from .authorization import READ_DOCUMENT, RUN_CODE, requires
 from .notebooks import NOTEBOOK, NotebookHandlerBase
 
+if TYPE_CHECKING:
+    from ..execution.introspection import KernelQueries
+
 
 class KernelQueryHandler(NotebookHandlerBase):
     @property
-    def queries(self):
+    def queries(self) -> KernelQueries:
         return self.extension.kernel_queries
 
     def code_and_cursor(self, body: dict[str, Any]) -> tuple[str, int]:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
 from tornado import web
@@ -10,11 +10,14 @@ from tornado import web
 from .authorization import CHANGE_DOCUMENT, EXPORT, READ_DOCUMENT, check_run_requests, requires
 from .base import CocalcAPIHandler
 
+if TYPE_CHECKING:
+    from ..notebook.document import NotebookDocument
+
 NOTEBOOK = r"/api/cocalc-sync/notebooks/(?P<path>.+?\.ipynb)"
 
 
 class NotebookHandlerBase(CocalcAPIHandler):
-    async def document(self, path: str) -> Any:
+    async def document(self, path: str) -> NotebookDocument:
         return await self.extension.documents.get(self.api_path(path))
 
 

@@ -13,17 +13,22 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Callable, Coroutine
-from typing import Any, Protocol
+from typing import Any, Literal, Protocol
 
 import zmq
 import zmq.asyncio
+from jupyter_client.client import KernelClient
+from jupyter_client.manager import KernelManager
 from jupyter_client.session import Session
 
 from ..errors import KernelError
+from ..errors_seen import count_error
 
 log = logging.getLogger(__name__)
 
 Message = dict[str, Any]
+#: the channels we send on
+Channel = Literal["shell", "stdin"]
 
 #: How long a message may wait for the kernel's end of the connection to take it. The kernel's
 #: death is noticed sooner (the process exit is watched); this bounds the rest (a kernel that
@@ -33,6 +38,10 @@ SEND_TIMEOUT = 30.0
 #: After a kernel_info reply, how long to wait for proof that iopub is subscribed before
 #: asking again (ZMQ's slow joiner: a kernel publishes before the subscription reaches it).
 IOPUB_HANDSHAKE_WAIT = 1.0
+
+#: what jupyter_client's ``Session`` raises on a message it cannot read (a bad signature, too
+#: few parts, JSON that does not parse, a header without its fields)
+UNREADABLE = (ValueError, TypeError, KeyError, IndexError)
 
 #: At most this many event-loop turns are spent reading what a dead kernel sent last.
 DRAIN_ROUNDS = 100
@@ -56,12 +65,7 @@ class ChannelListener(Protocol):
 class Replies:
     """What every connection to a kernel shares: replies matched to our shell requests, the
     iopub probe of the handshake, and handing the rest of the messages to the listener.
-
-    ``shell`` and ``stdin`` name the channels for ``start_send`` (sockets, or channel names).
     """
-
-    shell: Any
-    stdin: Any
 
     def __init__(self, session: Session, listener: ChannelListener) -> None:
         self.session = session
@@ -77,11 +81,11 @@ class Replies:
             if not waiter.done():
                 waiter.set_exception(ConnectionClosed(reason))
 
-    async def send(self, channel: Any, msg: Message) -> None:
+    async def send(self, channel: Channel, msg: Message) -> None:
         """Send ``msg``; ``KernelError`` if the kernel's end does not take it in time."""
         await settle(self.start_send(channel, msg))
 
-    def start_send(self, channel: Any, msg: Message) -> asyncio.Future[Any]:
+    def start_send(self, channel: Channel, msg: Message) -> asyncio.Future[Any]:
         """Hand ``msg`` to ``channel`` now if it takes it, else once it does (``settle``)."""
         raise NotImplementedError
 
@@ -136,11 +140,15 @@ class Replies:
         msg_id = msg["header"]["msg_id"]
         waiter = self._replies[msg_id] = asyncio.get_running_loop().create_future()
         try:
-            await self.send(self.shell, msg)
+            await self.send("shell", msg)
             reply = await waiter
         finally:
             self._replies.pop(msg_id, None)
-        return reply["content"]
+            if waiter.done() and not waiter.cancelled():
+                waiter.exception()  # retrieved: a close failed it while the send was under way
+            waiter.cancel()
+        answer: dict[str, Any] = reply["content"]
+        return answer
 
     def _on_iopub(self, msg: Message) -> None:
         probe = self._iopub_probe
@@ -159,7 +167,7 @@ class Replies:
 class Connection(Replies):
     """Client channels (shell, iopub, stdin) to one kernel process, and their reader tasks."""
 
-    def __init__(self, km: Any, session: Session, listener: ChannelListener) -> None:
+    def __init__(self, km: KernelManager, session: Session, listener: ChannelListener) -> None:
         super().__init__(session, listener)
         self.client = km.client(session=session, context=client_context())
         self.client.start_channels(shell=True, iopub=True, stdin=True, hb=False, control=False)
@@ -177,12 +185,16 @@ class Connection(Replies):
 
     # -- sending -------------------------------------------------------------------------------
 
-    def start_send(self, socket: zmq.asyncio.Socket, msg: Message) -> asyncio.Future[Any]:
-        """Hand ``msg`` to ``socket`` now if it takes it, else once it does (see ``settle``)."""
+    def start_send(self, channel: Channel, msg: Message) -> asyncio.Future[Any]:
+        """Hand ``msg`` to ``channel`` now if it takes it, else once it does (see ``settle``)."""
         if not self.open:
             raise ConnectionClosed("The kernel is not connected.")
+        socket = self.shell if channel == "shell" else self.stdin
         # (``serialize`` leaves out binary buffers: a widget's comm messages carry them)
-        return socket.send_multipart([*self.session.serialize(msg), *msg.get("buffers", ())])
+        sending = socket.send_multipart([*self.session.serialize(msg), *msg.get("buffers", ())])
+        # (a zmq.asyncio socket's sends are asyncio futures, typed as awaitables only)
+        assert isinstance(sending, asyncio.Future)
+        return sending
 
     # -- connecting ----------------------------------------------------------------------------
 
@@ -195,7 +207,7 @@ class Connection(Replies):
         """
         async with asyncio.timeout(timeout):
             info = await self._answered_on_shell_and_iopub()
-            await self.stdin.poll(flags=zmq.POLLOUT)
+            await self.stdin.poll(flags=zmq.POLLOUT)  # type: ignore[call-arg]  # pyzmq types the Poller's poll here
         return info
 
     async def drain(self) -> None:
@@ -208,7 +220,7 @@ class Connection(Replies):
         for _ in range(DRAIN_ROUNDS):
             if not self.open:
                 return
-            pending = any(socket.get(zmq.EVENTS) & zmq.POLLIN for socket in sockets)
+            pending = any(_readable(socket) for socket in sockets)
             await asyncio.sleep(0)
             if not pending:
                 return
@@ -219,21 +231,27 @@ class Connection(Replies):
         session = self.session
         while True:
             try:
-                frames = await socket.recv_multipart()
+                received = await socket.recv_multipart()
             except zmq.ZMQError:
                 if self.open:
                     raise
                 return
             try:
-                _idents, frames = session.feed_identities(frames)
+                _idents, frames = session.feed_identities(received)
                 msg = session.deserialize(frames)
-            except Exception:
-                log.warning("Dropped an unreadable message from a kernel", exc_info=True)
+            except UNREADABLE as e:
+                log.warning("Dropped an unreadable message from a kernel: %s", e)
                 continue
             try:
                 handle(msg)
-            except Exception:
-                log.exception("Handling %s from a kernel failed", msg.get("msg_type"))
+            except Exception as e:  # a bug of ours: the kernel's next messages still come
+                what = f"handling {msg.get('msg_type')} from a kernel"
+                count_error("kernel.message", e, what, logger=log)
+
+
+def _readable(socket: zmq.asyncio.Socket) -> bool:
+    events = socket.get(zmq.EVENTS)
+    return isinstance(events, int) and bool(events & zmq.POLLIN)
 
 
 async def settle(sending: asyncio.Future[Any], timeout: float = SEND_TIMEOUT) -> None:
@@ -260,7 +278,7 @@ async def settle(sending: asyncio.Future[Any], timeout: float = SEND_TIMEOUT) ->
 _context: zmq.asyncio.Context | None = None
 
 
-def stop_started(client: Any, channels: tuple[str, ...]) -> None:
+def stop_started(client: KernelClient, channels: tuple[str, ...]) -> None:
     """Stop the client's ``channels``, which are the ones it started.
 
     (jupyter_client's ``stop_channels`` first creates and connects a socket for every channel

@@ -23,9 +23,15 @@ import asyncio
 import logging
 from typing import TYPE_CHECKING, Any
 
+from tornado.web import HTTPError
+
+from ..errors_seen import count_error
 from .head_start import HEAD_START_TTL_S, HeadStart
+from .pool_filling import POOL_ERRORS
 
 if TYPE_CHECKING:
+    from jupyter_server.services.kernels.kernelmanager import ServerKernelManager
+
     from .manager import PoolingKernelManager
     from .pool import PooledKernel
 
@@ -42,7 +48,7 @@ class Claims:
         self._head_starts: dict[str, HeadStart] = {}
         self._head_starts_used = 0
 
-    def add(self, claimed: PooledKernel, km: Any) -> None:
+    def add(self, claimed: PooledKernel, km: ServerKernelManager) -> None:
         """A claimed kernel's start has finished: track its re-pointing and head start."""
         kernel_id = claimed.kernel_id
         if claimed.repointed is not None:
@@ -66,9 +72,11 @@ class Claims:
             self.log.warning("Kernel %s was not re-pointed: restarting it", kernel_id)
             self._restarting.add(kernel_id)
             try:
-                await self._manager.restart_kernel(kernel_id, now=True)
-            except Exception as e:  # shut down meanwhile, or it cannot start
+                await self._manager.restart_kernel(kernel_id, now=True)  # type: ignore[no-untyped-call]  # (not annotated upstream)
+            except (HTTPError, KeyError, *POOL_ERRORS) as e:  # shut down meanwhile, cannot start
                 self.log.warning("Kernel %s: restart failed: %r", kernel_id, e)
+            except Exception as e:  # a bug of ours: the kernel's clients are let go anyway
+                count_error("pool.restart_unpointed", e, f"restarting {kernel_id}", logger=self.log)
             finally:
                 self._restarting.discard(kernel_id)
         finally:

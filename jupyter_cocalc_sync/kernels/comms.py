@@ -17,6 +17,7 @@ from collections.abc import Callable, Sequence
 from typing import Any, Protocol
 
 from ..errors import KernelError
+from ..errors_seen import count_error
 from .channels import Message, Replies
 
 log = logging.getLogger(__name__)
@@ -51,8 +52,9 @@ class IopubObservers:
         for observer in list(self._observers):
             try:
                 consumed = observer.on_iopub(msg, ours) or consumed
-            except Exception:
-                log.exception("An iopub observer failed on %s", msg["msg_type"])
+            except Exception as e:  # (the other observers, and the request, still get it)
+                what = f"an iopub observer on {msg['msg_type']}"
+                count_error("kernel.iopub_observer", e, what, logger=log)
         return consumed
 
 
@@ -76,7 +78,7 @@ class CommSender:
         conn = self._conn()
         msg = conn.session.msg("comm_msg", {"comm_id": comm_id, "data": data})
         msg["buffers"] = list(buffers)
-        await conn.send(conn.shell, msg)
+        await conn.send("shell", msg)
         return msg
 
     async def comm_info(self, target_name: str | None = None) -> dict[str, Any]:

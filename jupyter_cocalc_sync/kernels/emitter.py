@@ -18,7 +18,7 @@ from typing import Any, Protocol
 from jupyter_client.session import Session
 
 from ..errors import ExecutionTimeoutError, KernelError
-from .channels import Connection, ConnectionClosed, Message, background, settle
+from .channels import ConnectionClosed, Message, Replies, background, settle
 from .comms import IopubObservers
 
 log = logging.getLogger(__name__)
@@ -35,7 +35,7 @@ class ExecutingKernel(Protocol):
     """What the queue needs of its kernel."""
 
     @property
-    def connection(self) -> Connection | None:
+    def connection(self) -> Replies | None:
         """The connection to the kernel's process while the kernel is running, else None."""
 
     async def interrupt(self) -> None: ...
@@ -71,7 +71,8 @@ class CodeExecutionEmitter:
 
     @property
     def code(self) -> str:
-        return self.request["content"]["code"]
+        code: str = self.request["content"]["code"]
+        return code
 
     @property
     def done(self) -> bool:
@@ -205,7 +206,7 @@ class ExecutionQueue:
         if self.current is not None or not self._waiting or conn is None:
             return
         emitter = self.current = self._waiting.popleft()
-        sending = conn.start_send(conn.shell, emitter.request)
+        sending = conn.start_send("shell", emitter.request)
         if not sending.done() or sending.exception() is not None:
             background(self._settle_send(emitter, sending))
 
@@ -259,7 +260,7 @@ class ExecutionQueue:
         if conn is None:
             raise KernelError("The kernel is not connected; the input cannot be sent.")
         reply = self.session.msg("input_reply", {"value": value}, parent=input_request["header"])
-        sending = conn.start_send(conn.stdin, reply)
+        sending = conn.start_send("stdin", reply)
         if not sending.done() or sending.exception() is not None:
             background(_settle_input_reply(sending))
 

@@ -22,14 +22,27 @@ import asyncio
 import json
 import logging
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from jupyter_client.jsonutil import extract_dates, json_default
 from jupyter_client.session import Session
 from tornado import websocket
 from tornado.httpclient import HTTPRequest
 
-from .channels import ChannelListener, ConnectionClosed, Message, Replies, background
+from ..errors_seen import count_error
+from .channels import (
+    UNREADABLE,
+    Channel,
+    ChannelListener,
+    ConnectionClosed,
+    Message,
+    Replies,
+    background,
+)
+
+if TYPE_CHECKING:
+    from jupyter_client.manager import KernelManager
+    from jupyter_events import EventLogger
 
 log = logging.getLogger(__name__)
 
@@ -37,7 +50,7 @@ log = logging.getLogger(__name__)
 KERNEL_ACTIONS_SCHEMA = "https://events.jupyter.org/jupyter_server/kernel_actions/v1"
 
 
-def gateway_kernel(km: Any) -> bool:
+def gateway_kernel(km: KernelManager) -> bool:
     """Whether ``km`` (a kernel's manager) drives a kernel on a gateway."""
     from jupyter_server.gateway.managers import GatewayKernelManager
 
@@ -48,7 +61,8 @@ def _encode(msg: Message) -> str | bytes:
     if msg.get("buffers"):
         from jupyter_server.services.kernels.connection.base import serialize_binary_message
 
-        return serialize_binary_message(msg)
+        framed: bytes = serialize_binary_message(msg)
+        return framed
     return json.dumps(msg, default=json_default)
 
 
@@ -56,7 +70,7 @@ def _decode(frame: str | bytes) -> Message:
     if isinstance(frame, bytes):
         from jupyter_server.services.kernels.connection.base import deserialize_binary_message
 
-        msg = deserialize_binary_message(frame)
+        msg: Message = deserialize_binary_message(frame)
     else:
         msg = json.loads(frame)
     # as ``Session.deserialize`` does for ZMQ messages: dates are datetimes
@@ -67,9 +81,6 @@ def _decode(frame: str | bytes) -> Message:
 
 class GatewayConnection(Replies):
     """Client channels to a gateway kernel over its channels websocket."""
-
-    shell = "shell"
-    stdin = "stdin"
 
     def __init__(self, kernel_id: str, session: Session, listener: ChannelListener) -> None:
         super().__init__(session, listener)
@@ -100,7 +111,7 @@ class GatewayConnection(Replies):
         if not self.ended.done():
             self.ended.set_result(reason)
 
-    def start_send(self, channel: Any, msg: Message) -> asyncio.Future[Any]:
+    def start_send(self, channel: Channel, msg: Message) -> asyncio.Future[Any]:
         if not self.open or self._ws is None:
             raise ConnectionClosed("The kernel is not connected.")
         framed = {**msg, "channel": channel}
@@ -120,8 +131,8 @@ class GatewayConnection(Replies):
                 return
             try:
                 msg = _decode(frame)
-            except Exception:
-                log.warning("Dropped an unreadable message from a gateway kernel", exc_info=True)
+            except UNREADABLE as e:
+                log.warning("Dropped an unreadable message from a gateway kernel: %s", e)
                 continue
             channel = msg.get("channel")
             try:
@@ -132,8 +143,9 @@ class GatewayConnection(Replies):
                     self._on_shell(msg)
                 elif channel == "stdin":
                     self._stdin_handler(msg)
-            except Exception:
-                log.exception("Handling %s from a gateway kernel failed", msg.get("msg_type"))
+            except Exception as e:  # a bug of ours: the kernel's next messages still come
+                what = f"handling {msg.get('msg_type')} from a gateway kernel"
+                count_error("kernel.message", e, what, logger=log)
 
     def _notice_death(self, msg: Message) -> None:
         if msg.get("msg_type") != "status":
@@ -148,7 +160,9 @@ class GatewayConnection(Replies):
 class RemoteRestarts:
     """Restarts and shutdowns of one gateway kernel, from jupyter_server's kernel events."""
 
-    def __init__(self, event_logger: Any, kernel_id: str, on_action: Callable[[str], None]):
+    def __init__(
+        self, event_logger: EventLogger | None, kernel_id: str, on_action: Callable[[str], None]
+    ) -> None:
         self._logger = event_logger
         self._kernel_id = kernel_id
         self._on_action = on_action
@@ -160,11 +174,11 @@ class RemoteRestarts:
             self._subscribed = True
 
     def unsubscribe(self) -> None:
-        if self._subscribed:
+        if self._subscribed and self._logger is not None:
             self._logger.remove_listener(schema_id=KERNEL_ACTIONS_SCHEMA, listener=self._listener)
             self._subscribed = False
 
-    async def _listener(self, logger: Any, schema_id: str, data: dict[str, Any]) -> None:
+    async def _listener(self, logger: EventLogger, schema_id: str, data: dict[str, Any]) -> None:
         ours = data.get("kernel_id") == self._kernel_id and data.get("status") == "success"
         if ours and data.get("action") in ("restart", "shutdown"):
             self._on_action(data["action"])

@@ -19,6 +19,10 @@ import random
 from jupyter_server.gateway.connections import GatewayWebSocketConnection
 from jupyter_server.gateway.gateway_client import GatewayClient
 from tornado import websocket
+from tornado.iostream import StreamClosedError
+from tornado.websocket import WebSocketClosedError
+
+from ..errors_seen import count_error
 
 
 class BinaryGatewayWebSocketConnection(GatewayWebSocketConnection):
@@ -28,7 +32,7 @@ class BinaryGatewayWebSocketConnection(GatewayWebSocketConnection):
     async def connect(self) -> None:
         # Nagle's algorithm would hold each small reply back for a delayed ACK (~40 ms)
         self.websocket_handler.set_nodelay(True)
-        await super().connect()
+        await super().connect()  # type: ignore[no-untyped-call]  # (not annotated upstream)
 
     async def _read_messages(self) -> None:
         """Relay the gateway's frames to the tab until the connection ends, then reconnect
@@ -41,8 +45,11 @@ class BinaryGatewayWebSocketConnection(GatewayWebSocketConnection):
         while ws is not None and not self.disconnected:
             try:
                 message = await ws.read_message()
-            except Exception as e:
-                self.log.error("Exception reading message from the gateway websocket: %s", e)
+            except (WebSocketClosedError, StreamClosedError) as e:  # (a close answers None)
+                self.log.warning("The gateway websocket broke: %s", e)
+                message = None
+            except Exception as e:  # a bug: treated as a lost connection (reconnects)
+                count_error("gateway.read", e, "reading from a gateway websocket", logger=self.log)
                 message = None
             if message is None:
                 if not self.disconnected:
@@ -80,5 +87,5 @@ class BinaryGatewayWebSocketConnection(GatewayWebSocketConnection):
             return
         try:
             self.ws.write_message(message, binary=isinstance(message, bytes))
-        except Exception as e:
-            self.log.error("Exception writing message to websocket: %s", e)
+        except WebSocketClosedError:
+            self.log.warning("The gateway websocket closed: a message from the tab was dropped")

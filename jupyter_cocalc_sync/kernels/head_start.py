@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 from zmq.eventloop.zmqstream import ZMQStream
 
 if TYPE_CHECKING:
+    from jupyter_client.ioloop.manager import AsyncIOLoopKernelManager
     from jupyter_client.manager import KernelManager
 
 #: how long a claimed kernel keeps its head start for a websocket that has not come yet
@@ -46,7 +47,7 @@ class HeadStart:
     proven: bool = False
 
     @classmethod
-    def subscribe(cls, km: KernelManager, kernel_info: dict[str, Any]) -> HeadStart:
+    def subscribe(cls, km: AsyncIOLoopKernelManager, kernel_info: dict[str, Any]) -> HeadStart:
         """Open the iopub subscription now, so the kernel's next messages prove it."""
         head_start = cls(kernel_info, kernel_pid(km))
         stream = km.connect_iopub()

@@ -25,23 +25,32 @@ import contextlib
 import logging
 import os
 import signal as signals
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any, Literal
 
+from jupyter_client.kernelspec import NoSuchKernel
 from jupyter_client.manager import AsyncKernelManager
+from jupyter_client.multikernelmanager import MultiKernelManager
 from jupyter_client.session import Session
 from jupyter_core.utils import ensure_async
+from tornado.web import HTTPError
 
 from ..errors import KernelError
+from ..errors_seen import count_error
 from .channels import Connection, ConnectionClosed, Replies, background
 from .comms import CommSender, IopubObserver
 from .emitter import DEAD_KERNEL_ENAME as DEAD_KERNEL_ENAME
 from .emitter import CodeExecutionEmitter as CodeExecutionEmitter
 from .emitter import ExecutionQueue
 from .gateway import GatewayConnection, RemoteRestarts, gateway_kernel
-from .process import RestarterWatch, wait_for, wait_for_exit
+from .process import Ready, RestarterWatch, wait_for, wait_for_exit
 
 log = logging.getLogger(__name__)
+
+#: how a kernel fails to start without a bug of ours: it cannot be launched (OSError,
+#: jupyter_client's RuntimeError, NoSuchKernel), does not answer in time (TimeoutError), dies
+#: or is refused (KernelError), or jupyter_server says no (HTTPError)
+START_ERRORS = (OSError, RuntimeError, TimeoutError, NoSuchKernel, KernelError, HTTPError)
 
 KernelState = Literal["off", "spawning", "starting", "running", "closed", "failed"]
 StateCallback = Callable[[KernelState], None]
@@ -77,8 +86,8 @@ class JupyterKernel:
         self.startup_timeout = startup_timeout
         self.kernel_id: str | None = None
         self._extra_env = dict(env or {})
-        self._mkm: Any = None  # attached mode: jupyter_server's multi kernel manager
-        self._km: Any = None
+        self._mkm: MultiKernelManager | None = None  # attached: jupyter_server's kernel manager
+        self._km: AsyncKernelManager | None = None
         self._restarts: RestarterWatch | None = None  # attached mode
         # Our own session id, so our shell/stdin identities never collide with another client
         # of the same kernel; the key is copied from the kernel's manager when connecting.
@@ -96,11 +105,11 @@ class JupyterKernel:
         self._kernel_info: dict[str, Any] | None = None
         self._start_task: asyncio.Task[None] | None = None
         self._follower: asyncio.Task[None] | None = None
-        self._connected_ready: Any = None
+        self._connected_ready: Ready | None = None
         self._closing = False
 
     @classmethod
-    def attach(cls, multi_kernel_manager: Any, kernel_id: str) -> JupyterKernel:
+    def attach(cls, multi_kernel_manager: MultiKernelManager, kernel_id: str) -> JupyterKernel:
         """Drive the kernel ``kernel_id`` of jupyter_server's ``multi_kernel_manager``.
 
         ``spawn()`` (or the first request) connects; ``close()`` only disconnects, the kernel
@@ -109,6 +118,8 @@ class JupyterKernel:
         if kernel_id not in multi_kernel_manager:
             raise KernelError(f"jupyter_server has no kernel {kernel_id}; start one first.")
         km = multi_kernel_manager.get_kernel(kernel_id)
+        if not isinstance(km, AsyncKernelManager):  # jupyter_server's are
+            raise KernelError(f"the kernel {kernel_id} is not run by an async kernel manager")
         self = cls(name=km.kernel_name)
         self._mkm = multi_kernel_manager
         self._km = km
@@ -177,8 +188,9 @@ class JupyterKernel:
             for callback in list(self._state_callbacks):
                 try:
                     callback(state)
-                except Exception:
-                    log.exception("State callback %r of %r failed", callback, self)
+                except Exception as e:  # (the other callbacks still hear of it)
+                    what = f"state callback {callback!r} of {self!r}"
+                    count_error("kernel.state_callback", e, what, logger=log)
 
     def _fail(self, reason: str) -> None:
         self._error = reason
@@ -217,7 +229,7 @@ class JupyterKernel:
                 # the gateway answered the start already: a remote kernel has no ``ready``
                 self._remote_restarts.subscribe()
             elif self.attached:
-                await wait_for(self._km.ready)  # the session's kernel may still be starting
+                await wait_for(self._manager().ready)  # the session's kernel may be starting
                 assert self._restarts is not None
                 self._restarts.subscribe()
             else:
@@ -228,7 +240,9 @@ class JupyterKernel:
             # The process exited while we connected: already reported (``_kernel_exited``);
             # attached kernels come back through the follower.
             return
-        except Exception as exc:
+        except Exception as exc:  # (re-raised as a KernelError: the caller shows it)
+            if not isinstance(exc, START_ERRORS):  # a bug of ours: counted, logged
+                count_error("kernel.start", exc, f"starting {self!r}", logger=log)
             reason = f"Kernel {self.name!r} could not be started: {exc}"
             self._fail(reason)
             raise KernelError(reason) from exc
@@ -239,15 +253,15 @@ class JupyterKernel:
         env = {**os.environ, **self._extra_env}
         if self.path:
             env["JPY_SESSION_NAME"] = self.path
-        self._km = AsyncKernelManager(kernel_name=self.name)
+        km = self._km = AsyncKernelManager(kernel_name=self.name)
         launch: dict[str, Any] = {"env": env}
         if self.cwd:
             launch["cwd"] = self.cwd
-        await self._km.start_kernel(**launch)
+        await km.start_kernel(**launch)
 
     async def _connect(self) -> None:
         """Open our channels to the kernel's current process and wait until it answers."""
-        km = self._km
+        km = self._manager()
         conn: Replies
         if self.remote:
             assert self.kernel_id is not None
@@ -364,10 +378,11 @@ class JupyterKernel:
             raise ValueError(f"Unknown signal {signal!r}; use a name like 'SIGINT'.") from None
         if signum == signals.SIGINT:
             await self.interrupt()
-        elif self.attached:
-            await self._control(lambda: self._mkm.signal_kernel(self.kernel_id, signum))
+        elif self._mkm is not None and self.kernel_id is not None:
+            mkm, kernel_id = self._mkm, self.kernel_id
+            await self._control(lambda: mkm.signal_kernel(kernel_id, signum))
         else:
-            await self._control(lambda: self._km.signal_kernel(signum))
+            await self._control(lambda: self._manager().signal_kernel(signum))
 
     async def interrupt(self) -> None:
         """Interrupt the running request, as the kernelspec says (SIGINT, or a message).
@@ -379,18 +394,24 @@ class JupyterKernel:
             self._queue.interrupt_waiting("Interrupted before the kernel was ready.")
             return
         self._queue.mark_interrupted()
-        if self.attached:
-            await self._control(lambda: self._mkm.interrupt_kernel(self.kernel_id))
+        if self._mkm is not None and self.kernel_id is not None:
+            mkm, kernel_id = self._mkm, self.kernel_id
+            await self._control(lambda: mkm.interrupt_kernel(kernel_id))
         else:
-            await self._control(lambda: self._km.interrupt_kernel())
+            await self._control(lambda: self._manager().interrupt_kernel())
 
-    async def _control(self, action: Callable[[], Any]) -> None:
+    def _manager(self) -> AsyncKernelManager:
+        if self._km is None:
+            raise KernelError("The kernel is not running.")
+        return self._km
+
+    async def _control(self, action: Callable[[], Awaitable[None] | None]) -> None:
         """Run a manager action (sync or async); its failures become ``KernelError``."""
         if self._km is None or self._closing:
             raise KernelError("The kernel is not running.")
         try:
             await ensure_async(action())
-        except Exception as exc:
+        except (OSError, RuntimeError, KeyError, HTTPError) as exc:  # gone, or not ours any more
             raise KernelError(f"The kernel cannot be signalled: {exc}") from exc
 
     async def close(self) -> None:
@@ -413,16 +434,19 @@ class JupyterKernel:
         if self._restarts is None and self._km is not None and self._km.has_kernel:
             try:
                 await self._km.shutdown_kernel()
-            except Exception:
-                log.exception("Shutting down %r failed", self)
+            except (OSError, RuntimeError, TimeoutError) as e:  # it went away by itself
+                log.warning("Shutting down %r failed: %s", self, e)
+            except Exception as e:  # a bug of ours: closing goes on
+                count_error("kernel.shutdown", e, f"shutting down {self!r}", logger=log)
         self._set_state("closed")
 
     # -- death and restarts --------------------------------------------------------------------
 
     async def _watch_process(self, conn: Connection) -> None:
-        exit_code = await wait_for_exit(self._km)
+        km = self._manager()
+        exit_code = await wait_for_exit(km)
         # Read at once: a restart clears the flag as soon as the new process is starting.
-        intentional = self.attached and self._km.shutting_down
+        intentional = self.attached and km.shutting_down
         await conn.drain()
         if intentional:
             self._kernel_exited(conn, "The kernel was restarted or shut down.", unexpected=False)
@@ -478,7 +502,13 @@ class JupyterKernel:
         while True:
             try:
                 if self.remote:
-                    if self._restarts.gone or self.kernel_id not in self._mkm:
+                    mkm, kernel_id = self._mkm, self.kernel_id
+                    if (
+                        self._restarts.gone
+                        or mkm is None
+                        or kernel_id is None
+                        or kernel_id not in mkm
+                    ):
                         raise KernelError(f"{self._error} The gateway kernel is gone.")
                     # the gateway restarts its kernels itself: our shell request waits for it
                 elif self._state == "failed" and not getattr(self._km, "autorestart", False):

@@ -17,7 +17,11 @@ from typing import Any, cast
 
 from jupyter_client.multikernelmanager import MultiKernelManager
 from jupyter_server._tz import utcnow
-from jupyter_server.services.kernels.kernelmanager import AsyncMappingKernelManager
+from jupyter_server.services.kernels.kernelmanager import (
+    AsyncMappingKernelManager,
+    ServerKernelManager,
+)
+from jupyter_server.utils import ApiPath
 from traitlets import Instance
 
 from .claims import Claims
@@ -28,7 +32,7 @@ class _PoolAwareLaunch(MultiKernelManager):
     """jupyter_server's ``pinned_superclass``: the process launch, with the pool in front, and
     stops and restarts that let a just-claimed kernel settle first (``claims``)."""
 
-    async def _async_start_kernel(self, **kwargs: Any) -> str:  # type: ignore[override]
+    async def _async_start_kernel(self, **kwargs: Any) -> str:
         return await cast("PoolingKernelManager", self)._launch_or_claim(**kwargs)
 
     async def _async_shutdown_kernel(
@@ -52,7 +56,7 @@ class PoolingKernelManager(AsyncMappingKernelManager):
     pool = Instance(KernelPool)
 
     def __init__(self, **kwargs: Any) -> None:
-        super().__init__(**kwargs)
+        super().__init__(**kwargs)  # type: ignore[no-untyped-call]  # (not annotated upstream)
         self.pinned_superclass = _PoolAwareLaunch
         #: claimed kernels whose start (jupyter_server's bookkeeping) has not finished yet
         self._claimed: dict[str, PooledKernel] = {}
@@ -84,15 +88,15 @@ class PoolingKernelManager(AsyncMappingKernelManager):
         policy = getattr(self, "_kernel_start_kwargs", None)  # absent from older 2.x releases
         return policy(kernel_name=kernel_name) if policy else {"kernel_name": kernel_name}
 
-    async def _async_start_kernel(  # type: ignore[override]
-        self, *, kernel_id: str | None = None, path: str | None = None, **kwargs: Any
+    async def _async_start_kernel(
+        self, *, kernel_id: str | None = None, path: ApiPath | None = None, **kwargs: Any
     ) -> str:
         # Started lazily (after the refill delay, so it does not slow this very start).
         self.pool.start(initial_delay=self.pool.launch_delay_ms / 1000)
         kernel_id = await super()._async_start_kernel(kernel_id=kernel_id, path=path, **kwargs)
         claimed = self._claimed.pop(kernel_id, None)
         if claimed is not None:
-            km = self.get_kernel(kernel_id)
+            km = claimed.km
             # jupyter_server marks every new kernel "starting" until its iopub says otherwise,
             # and a websocket connecting to a "starting" kernel polls every 50 ms; a claimed
             # kernel is known to be up (it answered the pool) and says nothing.
@@ -100,7 +104,8 @@ class PoolingKernelManager(AsyncMappingKernelManager):
             self.claims.add(claimed, km)
         return kernel_id
 
-    start_kernel = _async_start_kernel  # type: ignore[assignment]
+    # (jupyter_server binds the async implementation as the public name the same way)
+    start_kernel = _async_start_kernel  # type: ignore[assignment]  # a coroutine for a method
 
     def interrupt_kernel(self, kernel_id: str) -> None:
         if self.claims.when_settled(kernel_id) is not None:
@@ -112,8 +117,13 @@ class PoolingKernelManager(AsyncMappingKernelManager):
 
     def pre_start_kernel(
         self, kernel_name: str | None, kwargs: dict[str, Any]
-    ) -> tuple[Any, str, str]:
+    ) -> tuple[ServerKernelManager, str, str]:
         km, kernel_name, kernel_id = super().pre_start_kernel(kernel_name, kwargs)
+        if not isinstance(km, ServerKernelManager):  # the pool uses its state and activity
+            raise TypeError(
+                "PoolingKernelManager needs a kernel_manager_class derived from "
+                f"ServerKernelManager, not {type(km).__name__}"
+            )
         # A kernel is listed (``/api/status``, ``/api/kernels``) as soon as it is in the kernel
         # map, but jupyter_server sets its ``last_activity`` only once the start has finished;
         # a listing in between failed with a 500. Its activity watcher sets it again later.
@@ -144,4 +154,4 @@ class PoolingKernelManager(AsyncMappingKernelManager):
         self.claims.close()
         await super()._async_shutdown_all(now=now)
 
-    shutdown_all = _async_shutdown_all  # type: ignore[assignment]
+    shutdown_all = _async_shutdown_all  # type: ignore[assignment]  # as start_kernel

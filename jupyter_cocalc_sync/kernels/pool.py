@@ -33,8 +33,11 @@ import os
 import time
 from typing import Any
 
+from jupyter_client.kernelspec import NoSuchKernel
+
+from ..errors_seen import count_error
 from .channels import stop_started
-from .pool_filling import KeyState, PooledKernel, PooledKernelError, PoolFilling
+from .pool_filling import POOL_ERRORS, KeyState, PooledKernel, PooledKernelError, PoolFilling
 from .pool_settings import PER_NOTEBOOK_ENV, PoolKey
 
 __all__ = ["KernelPool", "PoolKey", "PooledKernel", "PooledKernelError", "repoint_code"]
@@ -183,6 +186,9 @@ class KernelPool(PoolFilling):
                 try:
                     await self._repoint(entry, launch_kwargs)
                 except Exception as e:  # whatever went wrong, the start must not fail
+                    if not isinstance(e, POOL_ERRORS):  # a bug of ours: counted, logged
+                        what = f"re-pointing pooled kernel {entry.kernel_id}"
+                        count_error("pool.repoint", e, what, logger=self.log)
                     self.log.warning("Pooled kernel %s discarded: %r", entry.kernel_id, e)
                     self._counters["replaced"] += 1
                     self._discard(entry)
@@ -223,8 +229,8 @@ class KernelPool(PoolFilling):
             if task.done() and not task.cancelled() and task.exception() is None:
                 state.ready.append(task.result())
             raise
-        except Exception:
-            return None  # its start failed (logged by the filler)
+        except Exception:  # (reported once, by the filler that started it)
+            return None  # its start failed
         self._counters["taken_while_starting"] += 1
         return entry
 
@@ -247,7 +253,7 @@ class KernelPool(PoolFilling):
             entry, "execute", REPOINT_TIMEOUT_S, code=code, silent=True, store_history=False
         )
         # What a restart reuses, and what /api/resolvePath resolves against.
-        launch_args = km._launch_args if km._launch_args is not None else {}
+        launch_args: dict[str, Any] = km._launch_args if km._launch_args is not None else {}
         if "cwd" in launch_kwargs:
             launch_args["cwd"] = cwd
         else:
@@ -270,9 +276,12 @@ class KernelPool(PoolFilling):
             if reply["content"].get("status") != "ok":
                 raise PooledKernelError(f"re-pointing failed: {reply['content'].get('evalue')}")
             return True
-        except Exception as e:
+        except Exception as e:  # (whatever it was, the kernel is restarted: ``claims``)
             if self._closed:  # the server is stopping: so is the kernel
                 return True
+            if not isinstance(e, POOL_ERRORS):  # a bug of ours: counted, logged
+                what = f"the re-pointing of kernel {entry.kernel_id}"
+                count_error("pool.repoint_reply", e, what, logger=self.log)
             self._counters["repoint_failed"] += 1
             self.log.warning("Kernel %s: no answer to the re-pointing: %r", entry.kernel_id, e)
             return False
@@ -296,9 +305,12 @@ class KernelPool(PoolFilling):
         return reason
 
     def _spec_reason(self, kernel_name: str) -> str | None:
+        specs = self.manager.kernel_spec_manager
+        if specs is None:
+            return "the kernel manager has no kernelspec manager"
         try:
-            spec = self.manager.kernel_spec_manager.get_kernel_spec(kernel_name)
-        except Exception:
+            spec = specs.get_kernel_spec(kernel_name)
+        except NoSuchKernel:
             return "no such kernelspec"
         language = (spec.language or "").lower()
         if language != "python":

@@ -16,18 +16,22 @@ import asyncio
 import time
 import weakref
 from collections import deque
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Coroutine
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from jupyter_client.kernelspec import NoSuchKernel
+
+from ..errors import KernelError
+from ..errors_seen import count_error
 from .channels import settle, stop_started
 from .head_start import HeadStart
 from .pool_settings import PoolKey, PoolSettings
 from .process import wait_for_exit
 
 if TYPE_CHECKING:
-    from jupyter_client.asynchronous import AsyncKernelClient
-    from jupyter_client.manager import KernelManager
+    from jupyter_client.asynchronous.client import AsyncKernelClient
+    from jupyter_server.services.kernels.kernelmanager import ServerKernelManager
 
     from .manager import PoolingKernelManager
 
@@ -47,12 +51,19 @@ class PooledKernelError(RuntimeError):
     """A pooled kernel died or did not answer; it is discarded and replaced."""
 
 
+#: how starting or re-pointing a pooled kernel fails without a bug of ours: the process did
+#: not start or died (OSError, jupyter_client's RuntimeError, PooledKernelError), it did not
+#: answer in time (TimeoutError), its kernelspec is gone (NoSuchKernel), a request did not go
+#: out (KernelError)
+POOL_ERRORS = (OSError, RuntimeError, TimeoutError, NoSuchKernel, KernelError)
+
+
 @dataclass(eq=False)
 class PooledKernel:
     """A started, warmed-up kernel waiting to be claimed."""
 
     kernel_id: str
-    km: KernelManager
+    km: ServerKernelManager
     client: AsyncKernelClient
     key: PoolKey
     #: the manager's ``autorestart`` setting, off while pooled (a dead one is replaced)
@@ -76,7 +87,7 @@ class _Starting:
 
     key: PoolKey
     task: asyncio.Task[PooledKernel] | None = None
-    km: KernelManager | None = None
+    km: ServerKernelManager | None = None
     claimed: bool = False
 
 
@@ -109,13 +120,13 @@ class PoolFilling(PoolSettings):
             0,
         )
         self._closed = False
-        self._background: set[asyncio.Task[Any]] = set()
-        self._stopped: weakref.WeakSet[KernelManager] = weakref.WeakSet()
+        self._background: set[asyncio.Task[Any]] = set()  # (results not read)
+        self._stopped: weakref.WeakSet[ServerKernelManager] = weakref.WeakSet()
         self._changed = asyncio.Event()
 
     @property
     def manager(self) -> PoolingKernelManager:
-        return self.parent  # type: ignore[return-value]
+        return self.parent  # type: ignore[return-value]  # the manager made the pool its child
 
     # -- filling -----------------------------------------------------------------------------
 
@@ -147,14 +158,19 @@ class PoolFilling(PoolSettings):
             await asyncio.wait({slot.task})
             if slot.task.cancelled():
                 return
-            if slot.task.exception() is not None:
+            error = slot.task.exception()
+            if error is not None:
                 state.failures += 1
                 self._counters["failed"] += 1
                 retry = RETRY_AFTER_FAILURE_S * 2 ** (state.failures - 1)
+                if not isinstance(error, POOL_ERRORS):  # a bug of ours: the pool retries too
+                    count_error(
+                        "pool.start", error, f"starting a {key.label} kernel", logger=self.log
+                    )
                 self.log.warning(
                     "Kernel pool: starting a %s kernel failed (%s); retrying in %g s",
                     key.label,
-                    slot.task.exception(),
+                    error,
                     retry,
                 )
                 return
@@ -176,7 +192,7 @@ class PoolFilling(PoolSettings):
             client.start_channels(shell=True, iopub=False, stdin=False, hb=False, control=False)
             entry = PooledKernel(kernel_id, km, client, slot.key, autorestart)
             await self._warm_up(entry)
-        except BaseException:
+        except BaseException:  # (re-raised: the filler, or a claim, sees it)
             if entry is not None:
                 entry.release()
             await asyncio.shield(self._stop(km))
@@ -245,7 +261,8 @@ class PoolFilling(PoolSettings):
             raise TimeoutError(f"{method}_request not taken within {timeout:g} s") from None
         finally:
             exited.cancel()
-        return msg["header"]["msg_id"]
+        msg_id: str = msg["header"]["msg_id"]
+        return msg_id
 
     async def _reply(
         self, entry: PooledKernel, msg_id: str, method: str, timeout: float
@@ -276,8 +293,8 @@ class PoolFilling(PoolSettings):
             await asyncio.sleep(self._check_interval())
             try:
                 await self._check()
-            except Exception:
-                self.log.exception("Kernel pool: health check failed")
+            except Exception as e:  # a bug of ours: the next check runs all the same
+                count_error("pool.check", e, "the kernel pool's health check", logger=self.log)
 
     async def _check(self) -> None:
         now = time.monotonic()
@@ -316,7 +333,7 @@ class PoolFilling(PoolSettings):
         entry.release()
         self._spawn_background(self._stop(entry.km))
 
-    async def _stop(self, km: KernelManager) -> None:
+    async def _stop(self, km: ServerKernelManager) -> None:
         """Kill a pooled kernel's process and free its resources (once).
 
         It holds no user state, so no polite shutdown; and no SIGINT first (what
@@ -331,10 +348,12 @@ class PoolFilling(PoolSettings):
                 await km.provisioner.kill()
                 await km.provisioner.wait()
             await km.cleanup_resources()
-        except Exception as e:
+        except (OSError, RuntimeError) as e:  # gone already, or its files are
             self.log.warning("Kernel pool: error while stopping a pooled kernel: %s", e)
+        except Exception as e:  # a bug of ours: the pool goes on without the kernel
+            count_error("pool.stop", e, "stopping a pooled kernel", logger=self.log)
 
-    def _spawn_background(self, coro: Any) -> asyncio.Task[Any]:
+    def _spawn_background(self, coro: Coroutine[Any, Any, T]) -> asyncio.Task[T]:
         task = asyncio.create_task(coro)
         self._background.add(task)
         task.add_done_callback(self._background.discard)

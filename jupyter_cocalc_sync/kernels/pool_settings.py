@@ -14,7 +14,7 @@ import os
 from dataclasses import dataclass, field
 from typing import Any
 
-from traitlets import Float, Int, List, TraitError, Unicode, default, validate
+from traitlets import Bunch, Float, Int, List, TraitError, Unicode, default, validate
 from traitlets.config import LoggingConfigurable
 
 #: environment variables giving the defaults of the pool's settings
@@ -160,7 +160,7 @@ class PoolSettings(LoggingConfigurable):
         return _env_default(ENV_LAUNCH_DELAY_MS, "launch_delay_ms", 7500.0, integer=False)
 
     @validate("size", "timeout_s", "launch_delay_ms")
-    def _validate_setting(self, proposal: Any) -> float:
+    def _validate_setting(self, proposal: Bunch) -> float:
         return _check_setting(proposal["trait"].name, proposal["value"])
 
     def __init__(self, **kwargs: Any) -> None:

@@ -14,15 +14,22 @@ import contextlib
 import os
 from collections.abc import Callable
 from concurrent.futures import Future as ConcurrentFuture
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypeAlias
+
+if TYPE_CHECKING:
+    from jupyter_client.manager import AsyncKernelManager
+    from jupyter_client.multikernelmanager import MultiKernelManager
 
 from ..errors import KernelError
 
 #: How often ``is_alive()`` is polled where the process exit cannot be awaited (no pidfd).
 LIVENESS_POLL_INTERVAL = 0.5
 
+#: a kernel manager's ``ready``: an asyncio future, or a concurrent one (jupyter_client)
+Ready: TypeAlias = "asyncio.Future[Any] | ConcurrentFuture[Any]"
 
-async def wait_for_exit(km: Any) -> int | None:
+
+async def wait_for_exit(km: AsyncKernelManager) -> int | None:
     """Return when the kernel process of ``km`` exits, with its exit code if known.
 
     A pidfd becomes readable when the process exits (a zombie counts), so the event loop learns
@@ -37,8 +44,13 @@ async def wait_for_exit(km: Any) -> int | None:
             pidfd = os.pidfd_open(process.pid)
     if pidfd is not None:
         loop = asyncio.get_running_loop()
-        exited = loop.create_future()
-        loop.add_reader(pidfd, lambda: exited.done() or exited.set_result(None))
+        exited: asyncio.Future[None] = loop.create_future()
+
+        def readable() -> None:
+            if not exited.done():
+                exited.set_result(None)
+
+        loop.add_reader(pidfd, readable)
         try:
             await exited
         finally:
@@ -50,11 +62,20 @@ async def wait_for_exit(km: Any) -> int | None:
     return process.poll() if process is not None else None
 
 
-async def wait_for(future: Any) -> None:
+async def wait_for(future: Ready) -> None:
     """Await a kernel manager's ``ready`` future without cancelling it if we are cancelled."""
-    if isinstance(future, ConcurrentFuture):
-        future = asyncio.wrap_future(future)
-    await asyncio.shield(future)
+    await asyncio.shield(
+        asyncio.wrap_future(future) if isinstance(future, ConcurrentFuture) else future
+    )
+
+
+async def settled(future: Ready) -> None:
+    """Wait until ``future`` is done, whatever its outcome (the caller reads it off ``future``),
+    without cancelling it if we are cancelled."""
+    waiter = asyncio.wrap_future(future) if isinstance(future, ConcurrentFuture) else future
+    await asyncio.wait({waiter})
+    if waiter is not future and not waiter.cancelled():
+        waiter.exception()  # retrieved here: the wrapper's outcome is read off ``future``
 
 
 class RestarterWatch:
@@ -64,7 +85,9 @@ class RestarterWatch:
     restart it, or gave up: then ``gone`` is set).
     """
 
-    def __init__(self, mkm: Any, kernel_id: str, on_death: Callable[[str], None]) -> None:
+    def __init__(
+        self, mkm: MultiKernelManager, kernel_id: str, on_death: Callable[[str], None]
+    ) -> None:
         self.mkm = mkm
         self.kernel_id = kernel_id
         #: jupyter_server shut the kernel down or gave up restarting it
@@ -97,7 +120,7 @@ class RestarterWatch:
         self._on_death("The kernel died and could not be restarted.")
         self._acted.set()
 
-    async def new_process(self, stale_ready: Any, timeout: float) -> None:
+    async def new_process(self, stale_ready: Ready | None, timeout: float) -> None:
         """Return once jupyter_server has a process behind the kernel id other than the one
         whose ``ready`` future is ``stale_ready``; ``KernelError`` if it never comes."""
         km = self.mkm.get_kernel(self.kernel_id) if self.kernel_id in self.mkm else None
@@ -111,10 +134,9 @@ class RestarterWatch:
                         )
                     ready = km.ready
                     if not ready.done():
-                        # ``ready`` is replaced by each shutdown and start: wait for this one,
-                        # then look again.
-                        with contextlib.suppress(Exception):
-                            await wait_for(ready)
+                        # ``ready`` is replaced by each shutdown and start: wait for this one
+                        # (its outcome is read below), then look again.
+                        await settled(ready)
                         continue
                     if (
                         ready is not stale_ready

@@ -9,9 +9,12 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import psutil
+
+if TYPE_CHECKING:
+    from jupyter_client.manager import KernelManager
 
 
 @dataclass(frozen=True)
@@ -28,7 +31,7 @@ class KernelUsage:
         return {"memory": self.memory, "cpu": round(self.cpu, 1), "time": self.time}
 
 
-def local_pid(km: Any) -> int | None:
+def local_pid(km: KernelManager) -> int | None:
     """The pid of the kernel of the kernel manager ``km``, if it runs as a local process
     (None for a gateway's kernel, which has no local provisioner, or a stopped one)."""
     process = getattr(getattr(km, "provisioner", None), "process", None)

@@ -15,6 +15,7 @@ by "nudging". Every other websocket, and one whose head start has lapsed, connec
 from __future__ import annotations
 
 import asyncio
+from concurrent.futures import Future as ConcurrentFuture
 from typing import Any
 
 from jupyter_server.services.kernels.connection.channels import ZMQChannelsWebsocketConnection
@@ -39,22 +40,22 @@ class KernelChannelsConnection(ZMQChannelsWebsocketConnection):
             return None
         return claims.take_head_start(self.kernel_id) if take else claims.head_start(self.kernel_id)
 
-    def request_kernel_info(self) -> Any:
+    def request_kernel_info(self) -> ConcurrentFuture[Any]:  # (typed as the stock class has it)
         head_start = self._pooled_head_start(take=False)
         if head_start is None:
-            return super().request_kernel_info()
+            return super().request_kernel_info()  # type: ignore[no-any-return,no-untyped-call]  # untyped upstream
         # what the stock reply handler does with the reply the pool already has
-        self._finish_kernel_info(head_start.kernel_info)
+        self._finish_kernel_info(head_start.kernel_info)  # type: ignore[no-untyped-call]  # untyped upstream
         return self._kernel_info_future
 
     def create_stream(self) -> None:
-        super().create_stream()
+        super().create_stream()  # type: ignore[no-untyped-call]  # untyped upstream
         head_start = self._pooled_head_start(take=True)
         iopub = head_start.take_iopub(self.kernel_manager) if head_start is not None else None
         if iopub is None:
             return
         self.channels["iopub"].close(linger=0)
-        iopub.channel = "iopub"
+        iopub.channel = "iopub"  # type: ignore[attr-defined]  # jupyter_server's stream label
         self.channels["iopub"] = iopub
         self._iopub_proven = True
         claims = self._claims()
@@ -71,7 +72,7 @@ class KernelChannelsConnection(ZMQChannelsWebsocketConnection):
         done.set_result(None)
         return done
 
-    def connect(self) -> asyncio.Future[None] | None:
+    def connect(self) -> asyncio.Future[None] | None:  # type: ignore[override]  # as the stock class
         self.websocket_handler.set_nodelay(True)
         return super().connect()
 

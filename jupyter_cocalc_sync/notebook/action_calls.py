@@ -94,4 +94,5 @@ async def perform(
 ) -> dict[str, Any]:
     """Call the action ``name`` (parsed by ``parse_action``); returns its JSON result."""
     method = getattr(actions, name)
-    return await method(**params, author=author)
+    result: dict[str, Any] = await method(**params, author=author)
+    return result

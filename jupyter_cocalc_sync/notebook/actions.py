@@ -42,7 +42,8 @@ class CellOrder:
     def __init__(self, db: SyncDB) -> None:
         self.db = db
         # one pass over the records (the keys alone cost nothing): ~15 ms per 1000 cells
-        keys = [db.decode_key(encoded) for encoded in db.records]
+        # (keys(): pycrdt types ``Map.__iter__`` as returning an iterable, not an iterator)
+        keys = [db.decode_key(encoded) for encoded in db.records.keys()]  # noqa: SIM118
         positions = db.field_values("pos")
         self.pos: dict[str, float] = {}
         for key in keys:

@@ -12,25 +12,25 @@ merged as a three-way diff against the saved version — never a blind overwrite
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import logging
 import uuid
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import anyio
 
-from ..errors import DocumentNotFoundError
+from ..errors import DocumentNotFoundError, StoreUnavailableError
+from ..errors_seen import count_error
 from ..rooms.protocol import Message
 from ..rooms.room import INTERNAL_ERROR, Peer, Room
 from ..store import STORE, ChangeLog, LoggedTable
 from ..store.changelog import Version
 from ..store.projections import ProjectionLog
 from ..sync.guard import table_guard
-from ..sync.table import Origin, Record, SyncDB, same_json
-from .filesync import FileSync, repaired_warning
+from ..sync.table import ChangeOrigin, Origin, Record, SyncDB, same_json
+from .filesync import Contents, FileSync, repaired_warning
 from .ipynb import (
     OutputsOf,
     OutputTransform,
@@ -44,6 +44,9 @@ from .repair import LoadedNotebook, load_notebook
 from .schema import SETTINGS_KEY, notebook_syncdb
 from .trust import Notary, is_signed, mark_code_cells, notary_of, signature_of
 from .ynotebook_checks import ynotebook_guard
+
+if TYPE_CHECKING:
+    from ..execution.runner import NotebookRunner
 
 log = logging.getLogger(__name__)
 
@@ -89,7 +92,7 @@ class NotebookDocument:
         file_id: str,
         *,
         changelog: ChangeLog,
-        contents_manager: Any,
+        contents_manager: Contents,
         settings: DocumentSettings | None = None,
         hooks: OutputHooks | None = None,
     ) -> None:
@@ -115,15 +118,15 @@ class NotebookDocument:
         self._projection: YNotebookProjection | None = None
         #: YNotebook updates not yet handed to the room: each waits for the log write of the
         #: table change it shows (see ``_release_projection``)
-        self._held: list[tuple[bytes, Any]] = []
+        self._held: list[tuple[bytes, Peer | None]] = []
         self._projection_logged: asyncio.Future[int] | None = None  # its latest log write
         self._projection_recordings: list[list[asyncio.Future[int]]] = []
         self._settle_scheduled = False
         self.rooms: dict[str, Room] = {}
         #: why the change log cannot be written right now (None: it can)
         self.write_error: BaseException | None = None
-        self.clients: set[Any] = set()
-        self.runner: Any = None  # execution/runner.py, set when the notebook opens
+        self.clients: set[Peer] = set()
+        self.runner: NotebookRunner | None = None  # set when the notebook opens
         #: the server's awareness state in the notebook's rooms (kernel usage, run progress)
         self.server_state: dict[str, Any] | None = None
         self.metadata_sources: list[MetadataSource] = []
@@ -245,7 +248,7 @@ class NotebookDocument:
     async def export_notebook(self, records: list[Record] | None = None) -> dict[str, Any]:
         """The notebook as nbformat 4.5, from the live table (or from ``records``)."""
         records = self.db.get() if records is None else records
-        outputs_of = ordered_outputs
+        outputs_of: OutputsOf = ordered_outputs
         if self.hooks.prepare_export is not None:
             outputs_of = await self.hooks.prepare_export(records)
         extra: dict[str, Any] = {}
@@ -258,7 +261,7 @@ class NotebookDocument:
         nb["metadata"].update(extra)
         return nb
 
-    def _on_update(self, update: bytes, origin: Any) -> None:
+    def _on_update(self, update: bytes, origin: ChangeOrigin) -> None:
         if origin != STORE:
             self.files.changed()
 
@@ -296,7 +299,7 @@ class NotebookDocument:
                 changed = self.table.version != version or self.db.has_uncommitted_changes
                 if stored.state is not None and (changed or not stored.in_sync):
                     projection.reconcile()  # the table went on after the YNotebook's log
-        return self._projection
+        return self.projection
 
     async def _make_projection(self, state: bytes | None) -> YNotebookProjection:
         hooks = self.hooks
@@ -329,14 +332,14 @@ class NotebookDocument:
     # translated into the table — so it is held until the next log write (which holds the
     # change), or, when the table has nothing uncommitted, until the latest write is durable.
 
-    def _on_logged(self, update: bytes, origin: Any, durable: asyncio.Future[int]) -> None:
+    def _on_logged(self, update: bytes, origin: ChangeOrigin, durable: asyncio.Future[int]) -> None:
         room = self.rooms.get("syncdb")
         if room is not None:
             room.publish(update, origin, durable)
         if self._held and not self.db.has_uncommitted_changes:
             self._release_projection(durable)
 
-    def _hold_projection_update(self, update: bytes, peer: Any) -> None:
+    def _hold_projection_update(self, update: bytes, peer: Peer | None) -> None:
         self._held.append((update, peer))
         if not self._settle_scheduled:
             self._settle_scheduled = True
@@ -453,15 +456,23 @@ class NotebookDocument:
             try:
                 await asyncio.wait_for(self.files.close(save=True), CLOSE_TIMEOUT)
                 await asyncio.wait_for(self.table.durable(), CLOSE_TIMEOUT)
-            except Exception:
-                log.exception("final save of %s failed", self.path)
+            except TimeoutError:
+                log.error("the final save of %s did not end within %g s", self.path, CLOSE_TIMEOUT)
+            except StoreUnavailableError as e:  # failed meanwhile: said to every client
+                log.error("the last changes of %s are not in the change log: %s", self.path, e)
+            except Exception as e:  # a bug of ours: the document closes all the same
+                count_error("document.final_save", e, f"the final save of {self.path}", logger=log)
         if self._projection is not None:
             self._projection.close()
         if self._projection is not None and self.write_error is None:
             self._release_projection(self.table.barrier())
-            with contextlib.suppress(Exception):
+            try:
                 await asyncio.wait_for(self.changelog.flushed(), CLOSE_TIMEOUT)
                 await self.projection_log.closed(self.file_id, self.table.version)
+            except TimeoutError:
+                log.warning("the YNotebook log of %s was not closed in time", self.path)
+            except Exception as e:  # (the next open reconciles it with the table)
+                count_error("document.close_projection", e, f"closing {self.path}", logger=log)
         self._unsubscribe()
         self._unsubscribe_logged()
         self._unwatch()

@@ -14,13 +14,16 @@ import io
 import posixpath
 import zipfile
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import anyio
 import nbformat
 
 from ..errors import ExportFormatError
 from .document import NotebookDocument
+
+if TYPE_CHECKING:
+    from nbconvert.exporters import Exporter
 from .export_tools import SystemChromiumPDFExporter, check_tools
 from .ipynb import write_notebook
 
@@ -75,13 +78,21 @@ class NotebookExporter:
 def _convert(notebook: dict[str, Any], to: str, base: str) -> Export:
     from nbconvert.exporters import get_exporter
 
-    exporter = SystemChromiumPDFExporter() if to == "webpdf" else get_exporter(to)()
-    resources = {"metadata": {"name": base}}
-    body, resources = exporter.from_notebook_node(nbformat.from_dict(notebook), resources)
+    exporter: Exporter = (
+        SystemChromiumPDFExporter()  # type: ignore[no-untyped-call]  # nbconvert's __init__
+        if to == "webpdf"
+        else get_exporter(to)()
+    )
+    # (nbconvert annotates the body as a NotebookNode: exporters give text, PDF ones bytes)
+    converted: tuple[Any, dict[str, Any]] = exporter.from_notebook_node(
+        nbformat.from_dict(notebook), {"metadata": {"name": base}}
+    )
+    body: str | bytes = converted[0]
+    resources = converted[1]
     extension = resources.get("output_extension") or exporter.file_extension or ""
     filename = f"{base}{extension}"
     data = body if isinstance(body, bytes) else body.encode()
-    files = resources.get("outputs") or {}
+    files: dict[str, bytes] = resources.get("outputs") or {}
     if files:
         return Export(_zip(filename, data, files), "application/zip", f"{base}.zip")
     mimetype = MIMETYPES.get(to) or exporter.output_mimetype or "application/octet-stream"

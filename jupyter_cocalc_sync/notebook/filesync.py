@@ -24,13 +24,15 @@ import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable, Mapping
+from datetime import datetime
 from typing import TYPE_CHECKING, Any, Protocol
 
 import anyio
 from jupyter_server.utils import ensure_async
 from tornado.web import HTTPError
 
-from ..errors import DocumentNotFoundError, NotebookFormatError
+from ..errors import DocumentNotFoundError, NotebookFormatError, StoreUnavailableError
+from ..errors_seen import count_error
 from ..sync.table import Record
 from .ipynb import notebook_to_records
 from .merge import SavedDigests, digest, disk_outputs, merge_notebook, saved_digests
@@ -44,6 +46,8 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 Stamp = tuple[str | None, int | None]
+#: a contents model, as ``ContentsManager.get`` and ``save`` give it
+ContentsModel = dict[str, Any]
 
 #: the author of changes merged from the file
 FROM_DISK = "disk"
@@ -52,11 +56,32 @@ FROM_DISK = "disk"
 _RUNTIME_FIELDS = frozenset({"output", "exec_count", "state", "start", "end"})
 
 
-def stamp_of(model: dict[str, Any]) -> Stamp:
+def stamp_of(model: ContentsModel) -> Stamp:
     modified = model.get("last_modified")
-    if hasattr(modified, "isoformat"):
+    if isinstance(modified, datetime):
         modified = modified.isoformat()
     return (modified, model.get("size"))
+
+
+class Contents(Protocol):
+    """What this package uses of jupyter_server's ``ContentsManager`` (sync or async)."""
+
+    def get(
+        self,
+        path: str,
+        content: bool = True,
+        type: str | None = None,
+        format: str | None = None,
+        require_hash: bool = False,
+    ) -> ContentsModel | Awaitable[ContentsModel]: ...
+
+    def save(self, model: ContentsModel, path: str) -> ContentsModel | Awaitable[ContentsModel]: ...
+
+    def file_exists(self, path: str) -> bool | Awaitable[bool]: ...
+
+    def dir_exists(self, path: str) -> bool | Awaitable[bool]: ...
+
+    def exists(self, path: str) -> bool | Awaitable[bool]: ...
 
 
 class OutputImporter(Protocol):
@@ -80,10 +105,10 @@ async def poll_file(
         await asyncio.sleep(interval)
         try:
             await check()
-        except asyncio.CancelledError:
-            raise
-        except Exception:
-            log.exception("checking %s for changes on disk failed", path())
+        except (HTTPError, OSError) as e:  # the contents manager refused, or the disk did
+            log.warning("checking %s for changes on disk failed: %s", path(), e)
+        except Exception as e:  # a bug of ours: the file is still followed
+            count_error("file.check", e, f"checking {path()} for changes on disk", logger=log)
 
 
 def repaired_warning(path: str, warnings: list[str]) -> str:
@@ -109,7 +134,7 @@ class FileSync:
     def __init__(
         self,
         document: NotebookDocument,
-        contents_manager: Any,
+        contents_manager: Contents,
         *,
         autosave_delay: float,
         poll_interval: float,
@@ -224,8 +249,10 @@ class FileSync:
     async def _autosave(self) -> None:
         try:
             await self.save()
-        except Exception:
-            log.exception("autosave of %s failed", self.path)
+        except StoreUnavailableError as e:  # the clients are told; the next change retries
+            log.warning("autosave of %s: %s", self.path, e)
+        except Exception as e:  # a bug of ours: the next change saves again
+            count_error("file.autosave", e, f"autosave of {self.path}", logger=log)
 
     async def save(self) -> str:
         """Save now if there is anything new: ``"success"``, ``"skipped"`` or ``"failed"``."""
@@ -268,8 +295,11 @@ class FileSync:
                     {"type": "notebook", "format": "json", "content": content}, self.path
                 )
             )
-        except Exception:
-            log.exception("saving %s failed", self.path)
+        except (HTTPError, OSError) as e:  # refused (permissions, a full disk): said to clients
+            log.error("saving %s failed: %s", self.path, e)
+            return "failed"
+        except Exception as e:  # a bug of ours, or of a contents manager: said to clients
+            count_error("file.save", e, f"saving {self.path}", logger=log)
             return "failed"
         self.stamp = stamp_of(model)
         self.saved_version = version
@@ -298,7 +328,9 @@ class FileSync:
             model = await ensure_async(
                 self.contents_manager.get(self.path, content=False, require_hash=True)
             )
-        except Exception:
+        except HTTPError:  # no file (any more)
+            return None
+        except TypeError:  # a contents manager from before require_hash
             return None
         return stamp_of(model), model.get("hash")
 

@@ -196,4 +196,5 @@ def export_cell(cell: Record, outputs_of: OutputsOf = ordered_outputs) -> dict[s
 
 def write_notebook(nb: Mapping[str, Any]) -> str:
     """The ipynb text nbformat writes for ``nb`` (lists of lines, sorted keys)."""
-    return nbformat.writes(nbformat.from_dict(json_copy(dict(nb))), version=NBFORMAT)
+    text: str = nbformat.writes(nbformat.from_dict(json_copy(dict(nb))), version=NBFORMAT)
+    return text

@@ -18,12 +18,20 @@ import asyncio
 import logging
 from collections.abc import Callable
 from enum import StrEnum
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Protocol
+
+from tornado.web import HTTPError
 
 from ..errors import DocumentNotFoundError, PathOutsideRootError
+from ..errors_seen import count_error
 from ..store import ChangeLog
 from .document import DocumentSettings, NotebookDocument, OutputHooks
-from .filesync import OutputImporter
+from .filesync import Contents, OutputImporter
+
+if TYPE_CHECKING:
+    from jupyter_server_fileid.manager import BaseFileIdManager
+
+    from ..rooms.room import Peer
 
 log = logging.getLogger(__name__)
 
@@ -50,8 +58,8 @@ class DocumentManager:
         self,
         *,
         changelog: ChangeLog,
-        contents_manager: Any,
-        file_id_manager: Callable[[], Any],
+        contents_manager: Contents,
+        file_id_manager: Callable[[], BaseFileIdManager],
         settings: DocumentSettings,
         cleanup_delay: float,
         hooks: Callable[[NotebookDocument], OutputHooks] | None = None,
@@ -73,7 +81,7 @@ class DocumentManager:
         self._cleaners: dict[str, asyncio.TimerHandle] = {}
 
     @property
-    def file_id_manager(self) -> Any:
+    def file_id_manager(self) -> BaseFileIdManager:
         return self._file_ids()
 
     def file_id(self, path: str, *, create: bool = True) -> str:
@@ -157,7 +165,7 @@ class DocumentManager:
             self._schedule_cleanup(file_id)
             log.info("opened %s (%s) at version %s", path, file_id, document.version)
             return document
-        except BaseException as e:
+        except BaseException as e:  # (re-raised: the waiters for this open get it too)
             future.set_exception(e)
             future.exception()  # retrieved: waiters get it re-raised
             raise
@@ -166,11 +174,11 @@ class DocumentManager:
 
     # -- lifetime ---------------------------------------------------------------------------
 
-    def connect(self, document: NotebookDocument, client: Any) -> None:
+    def connect(self, document: NotebookDocument, client: Peer) -> None:
         document.clients.add(client)
         self._cancel_cleanup(document.file_id)
 
-    def disconnect(self, document: NotebookDocument, client: Any) -> None:
+    def disconnect(self, document: NotebookDocument, client: Peer) -> None:
         document.clients.discard(client)
         self._schedule_cleanup(document.file_id)
 
@@ -230,8 +238,8 @@ class DocumentManager:
             await document.close()
             if self.observer is not None:
                 await self.observer.closed(document)
-        except Exception:
-            log.exception("closing %s failed", document.path)
+        except Exception as e:  # the manager forgets it all the same (the log keeps it all)
+            count_error("document.close", e, f"closing {document.path}", logger=log)
         finally:
             self._closing.pop(document.file_id, None)
 
@@ -259,10 +267,10 @@ class DocumentManager:
             document.files.deleted_now()
 
 
-async def _exists(contents_manager: Any, path: str) -> bool:
+async def _exists(contents_manager: Contents, path: str) -> bool:
     from jupyter_server.utils import ensure_async
 
     try:
         return bool(await ensure_async(contents_manager.file_exists(path)))
-    except Exception as e:  # a contents manager may refuse paths outside its root
-        raise PathOutsideRootError(str(e)) from None
+    except HTTPError as e:  # a contents manager may refuse paths outside its root
+        raise PathOutsideRootError(e.log_message or str(e)) from None

@@ -98,15 +98,15 @@ def merge_text(base: str, disk: str, live: str) -> str:
     disk_lines = disk.splitlines(keepends=True)
     merged: list[str] = []
     for region in merge3.Merge3(base_lines, live_lines, disk_lines).merge_regions():
-        kind = region[0]
-        if kind == "unchanged":
-            merged.extend(base_lines[region[1] : region[2]])
-        elif kind in ("same", "a"):
-            merged.extend(live_lines[region[1] : region[2]])
-        elif kind == "b":
-            merged.extend(disk_lines[region[1] : region[2]])
-        else:  # conflict: live's lines win
-            merged.extend(live_lines[region[3] : region[4]])
+        match region:
+            case ("unchanged", start, end):
+                merged.extend(base_lines[start:end])
+            case ("same" | "a", start, end):
+                merged.extend(live_lines[start:end])
+            case ("b", start, end):
+                merged.extend(disk_lines[start:end])
+            case ("conflict", _, _, live_start, live_end, _, _):  # live's lines win
+                merged.extend(live_lines[live_start:live_end])
     return "".join(merged)
 
 

@@ -25,19 +25,27 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from jupyter_ydoc import YNotebook
-from pycrdt import Array, Doc, Map
+from pycrdt import Doc, Map, TransactionEvent
 
+from ..errors_seen import count_error
 from ..sync.table import ChangeEvent, SyncDB
+from ..sync.ytypes import YArray, YMap
 from .projection_state import OutputFn, ProjectionState, RenderFn
 from .ynotebook_reader import YNotebookReader
 from .ynotebook_writer import YNotebookWriter
 
+if TYPE_CHECKING:
+    from ..rooms.room import Peer
+
 log = logging.getLogger(__name__)
 
-UpdateListener = Callable[[bytes, Any], None]
+#: ``listener(update, peer)``: the peer whose update it is, None for the server's own
+UpdateListener = Callable[[bytes, "Peer | None"], None]
+#: commits the table's pending changes as one version by the author given
+Commit = Callable[[str | None], object]
 
 
 def _identity(output: dict[str, Any], *_: Any) -> dict[str, Any]:
@@ -53,7 +61,7 @@ class YNotebookProjection:
         *,
         render_output: RenderFn = _identity,
         ingest_output: OutputFn = _identity,
-        commit: Callable[[str | None], Any] | None = None,
+        commit: Commit | None = None,
         state: bytes | None = None,
     ) -> None:
         self._setup(db, render_output, ingest_output, commit)
@@ -62,7 +70,7 @@ class YNotebookProjection:
         else:
             # the same Yjs items as before: clients holding them merge instead of duplicating
             self.ydoc.apply_update(state)
-            self._state.order = [str(c.get("id")) for c in self.ycells]
+            self._state.order = [str(c.get("id")) for c in self.ycells if isinstance(c, Map)]
         self._observe()
 
     def _setup(
@@ -70,21 +78,21 @@ class YNotebookProjection:
         db: SyncDB,
         render_output: RenderFn,
         ingest_output: OutputFn,
-        commit: Callable[[str | None], Any] | None,
+        commit: Commit | None,
     ) -> None:
         self.db = db
-        self.ydoc = Doc()
+        self.ydoc: Doc[Any] = Doc()
         self.ynotebook = YNotebook(self.ydoc)
-        self.ycells: Array = self.ynotebook.ycells
-        self.ymeta: Map = self.ydoc.get("meta", type=Map)
-        self.ystate: Map = self.ynotebook.ystate
+        self.ycells: YArray = self.ynotebook.ycells
+        self.ymeta: YMap = self.ydoc.get("meta", type=Map)
+        self.ystate: YMap = self.ynotebook.ystate
         self._state = ProjectionState(
             db, self.ydoc, self.ycells, self.ymeta, render=render_output, ingest=ingest_output
         )
         self._writer = YNotebookWriter(self._state)
         self._reader = YNotebookReader(self._state)
         self._commit = commit or (lambda author: db.commit())
-        self._peer: Any = None
+        self._peer: Peer | None = None
         self._listeners: list[UpdateListener] = []
 
     @classmethod
@@ -94,7 +102,7 @@ class YNotebookProjection:
         *,
         render_output: RenderFn = _identity,
         ingest_output: OutputFn = _identity,
-        commit: Callable[[str | None], Any] | None = None,
+        commit: Commit | None = None,
     ) -> YNotebookProjection:
         """A new projection built a few cells per event-loop turn (a big notebook built at
         once stalls the server), then brought up to date with what changed meanwhile."""
@@ -127,14 +135,14 @@ class YNotebookProjection:
         self._listeners.append(listener)
         return lambda: self._listeners.remove(listener)
 
-    def _on_ydoc_update(self, event: Any) -> None:
+    def _on_ydoc_update(self, event: TransactionEvent) -> None:
         for listener in list(self._listeners):
             try:
                 listener(event.update, self._peer)
-            except Exception:
-                log.exception("YNotebook update listener failed")
+            except Exception as e:  # (the other listeners still get the update)
+                count_error("projection.listener", e, "a YNotebook update listener", logger=log)
 
-    def apply_update(self, update: bytes, peer: Any = None) -> None:
+    def apply_update(self, update: bytes, peer: Peer | None = None) -> None:
         """Apply a JupyterLab client's update and commit what it changed in the table."""
         self._peer = peer
         try:
@@ -146,7 +154,7 @@ class YNotebookProjection:
         while after_apply:
             after_apply.pop(0)()
         if self.db.has_uncommitted_changes:
-            self._commit(getattr(peer, "author", None))
+            self._commit(peer.author if peer is not None else None)
 
     def set_state(self, **values: Any) -> None:
         """Set fields of the YNotebook ``state`` map (``dirty``, ``path``…)."""

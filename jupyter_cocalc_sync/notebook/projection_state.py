@@ -13,9 +13,10 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
-from pycrdt import Array, Doc, Map
+from pycrdt import Doc
 
 from ..sync.table import SyncDB
+from ..sync.ytypes import YArray, YMap
 
 #: an output as the table stores it -> as JupyterLab is shown it ("more output" as a notice,
 #: blobs inlined), and back
@@ -31,9 +32,9 @@ class ProjectionState:
     """The two documents and the bookkeeping both directions of the projection read and write."""
 
     db: SyncDB
-    ydoc: Doc
-    ycells: Array
-    ymeta: Map
+    ydoc: Doc[Any]
+    ycells: YArray
+    ymeta: YMap
     render: RenderFn
     ingest: OutputFn
     #: cell ids in YNotebook order

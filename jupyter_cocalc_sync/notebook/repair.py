@@ -179,11 +179,14 @@ def _repair_numbers(raw: dict[str, Any], warnings: list[str]) -> None:
 
 def _upgrade(raw: dict[str, Any]) -> dict[str, Any]:
     try:
-        # nbformat's own reader joins v3's lists of lines before it upgrades
-        nb = nbformat.reads(json.dumps(raw), as_version=NBFORMAT)
-    except Exception as e:
+        # nbformat's own reader joins v3's lists of lines before it upgrades (not
+        # ``nbformat.reads``: it logs an ERROR for the invalid notebook this module repairs)
+        nb = nbformat.convert(nbformat.reader.reads(json.dumps(raw)), NBFORMAT)
+    except (nbformat.ValidationError, ValueError, LookupError, TypeError, AttributeError) as e:
+        # (what nbformat's upgrade code raises on the malformed structures an old file has:
+        # a missing key it checks, or one it reads, a value of the wrong type)
         raise _fail("", f"cannot upgrade nbformat {raw.get('nbformat')}: {e}") from None
-    upgraded = json.loads(json.dumps(nb))
+    upgraded: dict[str, Any] = json.loads(json.dumps(nb))
     # ids made up by the upgrade are random: derive them instead (deterministic import)
     for cell in upgraded.get("cells", []):
         if isinstance(cell, dict):
@@ -214,11 +217,11 @@ def _keep(cell: dict[str, Any], name: str, value: Any) -> None:
     keep_aside(cell["metadata"], name, value)
 
 
-def _parse_cell(cell: Any, path: str, warnings: list[str]) -> dict[str, Any]:
-    if not isinstance(cell, dict):
+def _parse_cell(raw: Any, path: str, warnings: list[str]) -> dict[str, Any]:
+    if not isinstance(raw, dict):
         warnings.append(f"{path}: not an object; kept as a raw cell holding its JSON")
-        return {"cell_type": "raw", "source": json.dumps(cell), "metadata": {}}
-    cell = dict(cell)
+        return {"cell_type": "raw", "source": json.dumps(raw), "metadata": {}}
+    cell: dict[str, Any] = dict(raw)
     metadata = cell.get("metadata", {})
     if not isinstance(metadata, dict):
         warnings.append(f"{path}.metadata: not an object; kept under {REPAIRED_KEY}")
@@ -294,12 +297,12 @@ def kept_output(output: Any) -> dict[str, Any]:
     }
 
 
-def _parse_output(output: Any, path: str, warnings: list[str]) -> dict[str, Any]:
-    kind = output.get("output_type") if isinstance(output, dict) else None
+def _parse_output(raw: Any, path: str, warnings: list[str]) -> dict[str, Any]:
+    kind = raw.get("output_type") if isinstance(raw, dict) else None
     if kind not in OUTPUT_TYPES:
         warnings.append(f"{path}: unknown output type {kind!r}; kept as a display_data")
-        return kept_output(output)
-    output = dict(output)
+        return kept_output(raw)
+    output: dict[str, Any] = dict(raw)
     output.pop("transient", None)
     if kind == "stream":
         text = join_lines(output.get("text", ""))

@@ -16,22 +16,26 @@ from __future__ import annotations
 import copy
 import functools
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from importlib import resources
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import jsonschema
 
 #: where what could not stay is kept (cell or notebook metadata), so nothing is lost
 REPAIRED_KEY = "cocalc_sync_repaired"
 _PASSES = 4
 #: what a required field that is missing gets (the export writes the same)
-_DEFAULTS = {"execution_count": None, "outputs": [], "metadata": {}, "source": ""}
+_DEFAULTS: dict[str, Any] = {"execution_count": None, "outputs": [], "metadata": {}, "source": ""}
 
 
 @functools.cache
 def _schema() -> dict[str, Any]:
-    return json.loads(
+    schema: dict[str, Any] = json.loads(
         resources.files("nbformat.v4").joinpath("nbformat.v4.5.schema.json").read_text()
     )
+    return schema
 
 
 @functools.cache
@@ -67,7 +71,7 @@ def _target(definition: str) -> dict[str, Any]:
 
 
 @functools.cache
-def _validator(definition: str) -> Any:
+def _validator(definition: str) -> jsonschema.Draft4Validator:
     import jsonschema
 
     return jsonschema.Draft4Validator(_target(definition))
@@ -93,7 +97,10 @@ def _skeleton(cell: dict[str, Any]) -> dict[str, Any]:
 
 
 def repair_cell_schema(
-    cell: dict[str, Any], path: str, warnings: list[str], kept_output: Callable[[Any], dict]
+    cell: dict[str, Any],
+    path: str,
+    warnings: list[str],
+    kept_output: Callable[[Any], dict[str, Any]],
 ) -> None:
     """Make ``cell`` (structurally repaired already) valid under nbformat's schema, in place.
 
@@ -109,24 +116,42 @@ def repair_cell_schema(
     warnings.append(f"{path}: could not be made valid nbformat")
 
 
-def _fix_cell(cell, where, error, path, warnings, kept_output) -> None:
+def _fix_cell(
+    cell: dict[str, Any],
+    where: list[str | int],
+    error: jsonschema.ValidationError,
+    path: str,
+    warnings: list[str],
+    kept_output: Callable[[Any], dict[str, Any]],
+) -> None:
     metadata = cell.setdefault("metadata", {})
     if not where:
-        if error.validator == "required":
-            for name in error.validator_value:
+        # (an error from ``iter_errors`` has its validator's value and schema set)
+        required, schema = error.validator_value, error.schema
+        if error.validator == "required" and isinstance(required, list):
+            for name in required:
                 if name not in cell and name in _DEFAULTS:
                     cell[name] = copy.deepcopy(_DEFAULTS[name])
-        elif error.validator == "additionalProperties":
-            for name in [k for k in cell if k not in error.schema.get("properties", {})]:
+        elif error.validator == "additionalProperties" and isinstance(schema, Mapping):
+            for name in [k for k in cell if k not in schema.get("properties", {})]:
                 warnings.append(f"{path}.{name}: not a field of a {cell['cell_type']} cell")
                 keep_aside(metadata, name, cell.pop(name))
         return
     head = where[0]
-    if head == "metadata" and len(where) > 1 and where[1] in metadata:
-        warnings.append(f"{path}.metadata.{where[1]}: {error.message}; kept aside")
-        keep_aside(metadata, where[1], metadata.pop(where[1]))
-    elif head == "outputs" and len(where) > 1 and where[1] < len(cell.get("outputs", [])):
-        index = where[1]
+    if (
+        head == "metadata"
+        and len(where) > 1
+        and isinstance(key := where[1], str)
+        and key in metadata
+    ):
+        warnings.append(f"{path}.metadata.{key}: {error.message}; kept aside")
+        keep_aside(metadata, key, metadata.pop(key))
+    elif (
+        head == "outputs"
+        and len(where) > 1
+        and isinstance(index := where[1], int)
+        and index < len(cell.get("outputs", []))
+    ):
         warnings.append(f"{path}.outputs[{index}]: {error.message}; kept aside")
         cell["outputs"][index] = kept_output(cell["outputs"][index])
     elif head == "execution_count":

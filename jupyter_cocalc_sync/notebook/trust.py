@@ -10,10 +10,17 @@ manager, which signs the file when all its code cells are trusted.
 
 from __future__ import annotations
 
+import logging
+import sqlite3
 from collections.abc import Mapping
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from ..sync.table import Record
+
+log = logging.getLogger(__name__)
+
+if TYPE_CHECKING:
+    from .filesync import Contents
 
 #: nbformat's: outputs whose content may run code when rendered fully
 UNSAFE_OUTPUT_TYPES = ("execute_result", "display_data")
@@ -34,9 +41,9 @@ class Notary(Protocol):
     def compute_signature(self, nb: Any) -> str: ...
 
 
-def notary_of(contents_manager: Any) -> Notary | None:
+def notary_of(contents_manager: Contents) -> Notary | None:
     """The contents manager's notary, its secret loaded (reading it is file I/O)."""
-    notary = getattr(contents_manager, "notary", None)
+    notary: Notary | None = getattr(contents_manager, "notary", None)
     if notary is None:
         return None
     notary.secret  # noqa: B018 - loaded here, so the worker thread only hashes
@@ -52,7 +59,8 @@ def is_signed(notary: Notary, signature: str) -> bool:
     """Whether the store knows ``signature`` (one indexed SQLite lookup)."""
     try:
         return bool(notary.store.check_signature(signature, notary.algorithm))
-    except Exception:
+    except sqlite3.Error as e:  # (nbformat's store; unsigned, as nbformat reads it then)
+        log.warning("the notebook signature store cannot be read: %s", e)
         return False
 
 

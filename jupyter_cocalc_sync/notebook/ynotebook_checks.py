@@ -15,15 +15,15 @@ from typing import Any
 from pycrdt import Array, Doc, Map, Text
 
 from ..errors import InvalidRecordError
-from ..sync.guard import UpdateGuard
-from ..sync.values import check_json, from_crdt
+from ..sync.guard import RootKind, Touched, UpdateGuard
+from ..sync.values import check_json, from_crdt, map_from_crdt
 from .schema import CELL_TYPES
 
 
 class YNotebookChecker:
-    roots: Mapping[str, type[Map] | type[Array]] = {"cells": Array, "meta": Map}
+    roots: Mapping[str, RootKind] = {"cells": Array, "meta": Map}
 
-    def check(self, shadow: Doc, touched: dict[str, set[Any]]) -> None:
+    def check(self, shadow: Doc[Any], touched: Touched) -> None:
         cells = shadow.get("cells", type=Array)
         count = len(cells)
         for index in touched.get("cells", ()):
@@ -35,12 +35,12 @@ class YNotebookChecker:
                 _json(from_crdt(metadata), "notebook metadata")
 
 
-def check_cell(ycell: Any, index: int) -> None:
+def check_cell(ycell: object, index: int) -> None:
     """Raise ``InvalidRecordError`` unless ``ycell`` is a cell the projection can translate."""
     where = f"cell {index}"
     if not isinstance(ycell, Map):
         raise InvalidRecordError(f"{where} is not a map")
-    cell = from_crdt(ycell)
+    cell = map_from_crdt(ycell)
     cell_id = cell.get("id")
     if not isinstance(cell_id, str) or not cell_id:
         raise InvalidRecordError(f"{where}: the id must be a non-empty string")
@@ -71,6 +71,6 @@ def _json(value: Any, where: str) -> None:
         raise InvalidRecordError(str(e)) from None
 
 
-def ynotebook_guard(ydoc: Doc) -> UpdateGuard:
+def ynotebook_guard(ydoc: Doc[Any]) -> UpdateGuard:
     """The guard of a notebook's JupyterLab room."""
     return UpdateGuard(ydoc, YNotebookChecker())

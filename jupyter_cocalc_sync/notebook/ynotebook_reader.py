@@ -11,14 +11,17 @@ from __future__ import annotations
 import itertools
 import logging
 import uuid
-from collections.abc import Iterable
+from collections.abc import Sequence
+from functools import partial
 from typing import Any
 
 from pycrdt import Array, Map, Text
 
+from ..errors_seen import count_error
 from ..sync.table import Record, same_json
 from ..sync.text import apply_delta
 from ..sync.values import from_crdt
+from ..sync.ytypes import DeepEvent, YMap, deep_events
 from .ipynb import _CELL_ID, cell_record, ordered_outputs
 from .projection_state import METADATA_FIELDS, ProjectionState
 from .schema import SETTINGS_KEY
@@ -38,7 +41,7 @@ class YNotebookReader:
         self.ycells = state.ycells
         self.ymeta = state.ymeta
 
-    def on_ymeta(self, events: Iterable[Any]) -> None:
+    def on_ymeta(self, events: Sequence[object]) -> None:
         """Notebook metadata edited in JupyterLab: patch the settings record."""
         if self.state.to_ynotebook:
             return
@@ -58,33 +61,37 @@ class YNotebookReader:
             with self.state.writing_table():
                 self.db.set(record)
 
-    def on_ycells(self, events: Iterable[Any]) -> None:
+    def on_ycells(self, events: Sequence[object]) -> None:
         """Cells edited in JupyterLab: the same edits in the table."""
         if self.state.to_ynotebook:
             return
         try:
             with self.state.writing_table():
-                events = list(events)
+                changes = deep_events(events)
                 fresh: set[str] = set()
-                reinserted: list[tuple[str, Map]] = []
-                for event in events:
+                reinserted: list[tuple[str, YMap]] = []
+                for event in changes:
                     if not event.path:
                         fresh |= self._cells_changed(event, reinserted)
-                for event in events:
+                for event in changes:
                     if event.path:
                         self._cell_content_changed(event, fresh)
                 for cell_id, ycell in reinserted:
                     self._patch_cell(cell_id, ycell, set(_CELL_KEYS))
-        except Exception:
-            log.exception("translating a JupyterLab change failed; re-reading the cells")
+        except Exception as e:
+            # The YNotebook has the change already, whatever failed here (a bug of ours, seen
+            # in the log and the status): the table is brought in line with it.
+            count_error(
+                "projection.from_jupyterlab", e, "translating a JupyterLab change", logger=log
+            )
             self.state.after_apply.append(self._reconcile_table)
 
-    def _cells_changed(self, event: Any, reinserted: list[tuple[str, Map]]) -> set[str]:
+    def _cells_changed(self, event: DeepEvent, reinserted: list[tuple[str, YMap]]) -> set[str]:
         """Inserts, deletes and moves of whole cells; returns the ids read in full (the cells
         deleted and inserted again go to ``reinserted``)."""
         index = 0
         removed: list[str] = []
-        inserted: list[tuple[int, Map]] = []
+        inserted: list[tuple[int, object]] = []
         for op in event.delta:
             if "retain" in op:
                 index += op["retain"]
@@ -101,9 +108,10 @@ class YNotebookReader:
         for index, ycell in inserted:
             cell = from_crdt(ycell)
             cell_id = cell.get("id")
-            if cell_id in removed and cell_id not in moved:
+            if cell_id in removed and cell_id not in moved and isinstance(ycell, Map):
                 # a move is a delete and an insert of the same cell, and so is JupyterLab's
                 # change of cell type: the new cell's content is compared with the record's
+                # (a cell is a map: the room's guard lets nothing else in)
                 moved.add(cell_id)
                 reinserted.append((cell_id, ycell))
             elif (
@@ -113,7 +121,8 @@ class YNotebookReader:
                 or self.db.peek(("cell", cell_id)) is not None
             ):
                 cell_id = uuid.uuid4().hex[:12]
-                self.state.after_apply.append(lambda y=ycell, c=cell_id: self._set_ycell_id(y, c))
+                if isinstance(ycell, Map):  # (the room's guard lets only maps in)
+                    self.state.after_apply.append(partial(self._set_ycell_id, ycell, cell_id))
             self.state.order[index] = cell_id
             cell["id"] = cell_id
             if cell_id not in moved:
@@ -126,7 +135,7 @@ class YNotebookReader:
         self._assign_positions(fresh)
         return fresh
 
-    def _set_ycell_id(self, ycell: Map, cell_id: str) -> None:
+    def _set_ycell_id(self, ycell: YMap, cell_id: str) -> None:
         with self.state.writing_ynotebook():
             ycell["id"] = cell_id
 
@@ -157,11 +166,9 @@ class YNotebookReader:
             before = positions[i - 1] if i > 0 else None
             after = positions[j] if j < len(self.state.order) else None
             count = j - i
-            if before is None and after is None:
-                before, after = -1.0, float(count)
-            elif before is None:
-                before = after - count - 1
-            elif after is None:
+            if before is None:
+                before = -1.0 if after is None else after - count - 1
+            if after is None:
                 after = before + count + 1
             step = (after - before) / (count + 1)
             for k in range(count):
@@ -174,13 +181,18 @@ class YNotebookReader:
         for cell_id, pos in updates.items():
             self.db.set({"type": "cell", "id": cell_id, "pos": pos})
 
-    def _cell_content_changed(self, event: Any, fresh: set[str]) -> None:
+    def _cell_content_changed(self, event: DeepEvent, fresh: set[str]) -> None:
         path = event.path
-        ycell = self.ycells[path[0]]
-        cell_id = self.state.order[path[0]]
+        index = path[0]
+        if not isinstance(index, int):
+            raise TypeError(f"a change under cells at {path}: not a cell index")
+        ycell = self.ycells[index]
+        cell_id = self.state.order[index]
         if cell_id in fresh or not cell_id:
             return
-        names = set(event.keys) if len(path) == 1 else {path[1]}
+        if not isinstance(ycell, Map):  # (the room's guard lets only maps in)
+            raise TypeError(f"cell {index} of the YNotebook is not a map")
+        names = set(event.keys) if len(path) == 1 else {str(path[1])}
         if "source" in names and len(path) == 2 and isinstance(event.target, Text):
             ymap = self.db.record_map(("cell", cell_id))
             target = ymap.get("input") if ymap is not None else None
@@ -190,7 +202,7 @@ class YNotebookReader:
                     names.discard("source")
         self._patch_cell(cell_id, ycell, names)
 
-    def _patch_cell(self, cell_id: str, ycell: Map, names: set[str]) -> None:
+    def _patch_cell(self, cell_id: str, ycell: YMap, names: set[str]) -> None:
         """Bring the fields ``names`` of the cell's record up to what ``ycell`` holds."""
         record: Record = {"type": "cell", "id": cell_id}
         if "source" in names:
@@ -211,7 +223,7 @@ class YNotebookReader:
         if len(record) > 2:
             self.db.set(record)
 
-    def _attachments_patch(self, cell_id: str, ycell: Map, record: Record) -> None:
+    def _attachments_patch(self, cell_id: str, ycell: YMap, record: Record) -> None:
         """The attachments as the cell has them now (``set`` merges objects one level deep:
         the names no longer there are deleted by name)."""
         value = from_crdt(ycell.get("attachments"))
@@ -222,7 +234,7 @@ class YNotebookReader:
         elif patch := _object_patch(old, value):
             record["attachments"] = patch
 
-    def _metadata_patch(self, cell_id: str, ycell: Map, record: Record) -> None:
+    def _metadata_patch(self, cell_id: str, ycell: YMap, record: Record) -> None:
         value = from_crdt(ycell.get("metadata"))
         if not isinstance(value, dict):
             value = {}
@@ -239,7 +251,7 @@ class YNotebookReader:
             elif not same_json(new, old):
                 record[name] = new  # None removes it
 
-    def _outputs_patch(self, cell_id: str, ycell: Map, record: Record) -> None:
+    def _outputs_patch(self, cell_id: str, ycell: YMap, record: Record) -> None:
         youtputs = ycell.get("outputs")
         shown = [from_crdt(o) for o in youtputs] if isinstance(youtputs, Array) else []
         before = self.state.outputs.get(cell_id)

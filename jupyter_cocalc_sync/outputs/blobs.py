@@ -160,7 +160,12 @@ class BlobStore:
                 refs, self._pending_refs = self._pending_refs, set()
             now = time.time()
 
-            def write(conn: sqlite3.Connection, blobs=blobs, refs=refs, now=now) -> None:
+            def write(
+                conn: sqlite3.Connection,
+                blobs: dict[str, tuple[str, bytes]] = blobs,
+                refs: set[tuple[str, str]] = refs,
+                now: float = now,
+            ) -> None:
                 with transaction(conn):
                     conn.executemany(
                         "INSERT OR IGNORE INTO blobs (sha1, mime, data, created) VALUES (?,?,?,?)",

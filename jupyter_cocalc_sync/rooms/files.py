@@ -24,16 +24,20 @@ from typing import Any
 
 from jupyter_server.utils import ensure_async
 from jupyter_ydoc import ydocs
-from pycrdt import Doc
+from pycrdt import Doc, TransactionEvent
 from tornado.web import HTTPError
 
 from ..errors import DocumentNotFoundError
-from ..notebook.filesync import Stamp, poll_file, stamp_of
+from ..errors_seen import count_error
+from ..notebook.filesync import Contents, ContentsModel, Stamp, poll_file, stamp_of
 from ..notebook.merge import merge_text
 from .protocol import Message
 from .room import Peer, Room
 
 log = logging.getLogger(__name__)
+
+#: a file's content: text (``YUnicode``, ``YFile``) or bytes (``YBlob``)
+FileContent = str | bytes
 
 
 class FileDocument:
@@ -45,7 +49,7 @@ class FileDocument:
         file_id: str,
         file_format: str,
         file_type: str,
-        contents_manager: Any,
+        contents_manager: Contents,
         *,
         save_delay: float,
         poll_interval: float = 0.0,
@@ -58,7 +62,7 @@ class FileDocument:
         self.save_delay = save_delay
         self.poll_interval = poll_interval
         self.session_id = uuid.uuid4().hex
-        self.doc = Doc()
+        self.doc: Doc[Any] = Doc()
         self.ydoc = ydocs.get(file_type, ydocs["file"])(self.doc)
         self.room = Room(
             f"{file_format}:{file_type}:{file_id}",
@@ -66,19 +70,22 @@ class FileDocument:
             apply_update=self._apply,
             on_raw=self._on_raw,
         )
-        self.clients: set[Any] = set()
+        self.clients: set[Peer] = set()
         #: the file's content as last loaded or saved: the base of merges
-        self.saved: Any = None
+        self.saved: FileContent | None = None
         self.stamp: Stamp = (None, None)
         #: while the file is deleted: the content at the deletion
-        self.deleted: Any = None
+        self.deleted: FileContent | None = None
         self._lock = asyncio.Lock()
         self._save_task: asyncio.Task[str] | None = None
         self._poller: asyncio.Task[None] | None = None
-        self._origin: Any = None
-        self.doc.observe(lambda event: self.room.publish(event.update, self._origin))
+        self._origin: Peer | None = None
+        self.doc.observe(self._publish)
 
-    async def _get(self, content: bool) -> dict[str, Any] | None:
+    def _publish(self, event: TransactionEvent) -> None:
+        self.room.publish(event.update, self._origin)
+
+    async def _get(self, content: bool) -> ContentsModel | None:
         try:
             return await ensure_async(
                 self.contents_manager.get(
@@ -98,7 +105,7 @@ class FileDocument:
         if model is None:
             raise DocumentNotFoundError(f"no file at {self.path!r}")
         # built in a Doc with client id 0 so the same file always gives the same history
-        source = Doc(client_id=0)
+        source: Doc[Any] = Doc(client_id=0)
         ydocs.get(self.type, ydocs["file"])(source).set(model["content"])
         self.doc.apply_update(source.get_update())
         self.saved, self.stamp = model["content"], stamp_of(model)
@@ -146,8 +153,11 @@ class FileDocument:
                         {"type": "file", "format": self.format, "content": content}, self.path
                     )
                 )
-            except Exception:
-                log.exception("saving %s failed", self.path)
+            except (HTTPError, OSError) as e:  # refused (permissions, a full disk)
+                log.error("saving %s failed: %s", self.path, e)
+                return "failed"
+            except Exception as e:  # a bug of ours, or of a contents manager
+                count_error("file_room.save", e, f"saving {self.path}", logger=log)
                 return "failed"
             self.saved, self.stamp, self.deleted = content, stamp_of(saved), None
         self.ydoc.dirty = False
@@ -174,7 +184,7 @@ class FileDocument:
         """The contents API deleted the file just now: edits from now on bring it back."""
         self._gone(self.ydoc.get())
 
-    def _gone(self, content: Any) -> None:
+    def _gone(self, content: FileContent | None) -> None:
         self.deleted = content
         log.warning(
             "%s was deleted or moved: it is recreated only if it is edited again", self.path
@@ -193,8 +203,9 @@ class FileDocument:
         if disk == self.saved:
             return  # touched, or the same content written again
         live = self.ydoc.get()
-        if all(isinstance(v, str) for v in (self.saved, disk, live)):
-            merged = merge_text(self.saved, disk, live)
+        base = self.saved
+        if isinstance(base, str) and isinstance(disk, str) and isinstance(live, str):
+            merged = merge_text(base, disk, live)
         else:
             merged = disk if live == self.saved else live
         self.saved = disk
@@ -227,7 +238,7 @@ class FileRooms:
 
     def __init__(
         self,
-        contents_manager: Any,
+        contents_manager: Contents,
         *,
         save_delay: float,
         cleanup_delay: float,
@@ -264,13 +275,13 @@ class FileRooms:
                 self._schedule_cleanup(file_id)
             return document
 
-    def connect(self, document: FileDocument, client: Any) -> None:
+    def connect(self, document: FileDocument, client: Peer) -> None:
         document.clients.add(client)
         handle = self._cleaners.pop(document.file_id, None)
         if handle is not None:
             handle.cancel()
 
-    def disconnect(self, document: FileDocument, client: Any) -> None:
+    def disconnect(self, document: FileDocument, client: Peer) -> None:
         document.clients.discard(client)
         self._schedule_cleanup(document.file_id)
 

@@ -27,6 +27,12 @@ class ProtocolError(ValueError):
     """A frame that is not a well-formed y-websocket message."""
 
 
+#: what pycrdt's ``Decoder`` raises on a truncated or malformed frame: an empty one
+#: (RuntimeError "Y protocol error"), a varint cut short (IndexError), a string that is not
+#: UTF-8 (UnicodeDecodeError)
+DECODER_ERRORS = (RuntimeError, IndexError, UnicodeDecodeError)
+
+
 @dataclass(frozen=True)
 class Message:
     kind: int  # SYNC, AWARENESS or RAW
@@ -63,9 +69,7 @@ def decode(frame: bytes) -> Message:
             text = decoder.read_var_string()
             raw_id = decoder.read_var_uint() if text == "save" else None
             return Message(RAW, None, b"", text, raw_id)
-    except ProtocolError:
-        raise
-    except Exception as e:  # the decoder's own errors: truncated varints and strings
+    except DECODER_ERRORS as e:
         raise ProtocolError(f"malformed frame: {e}") from None
     raise ProtocolError(f"unknown message type {kind}")
 
@@ -104,7 +108,7 @@ def decode_awareness(payload: bytes) -> list[AwarenessEntry]:
             entries.append(
                 (decoder.read_var_uint(), decoder.read_var_uint(), decoder.read_var_string())
             )
-    except Exception as e:
+    except DECODER_ERRORS as e:
         raise ProtocolError(f"malformed awareness update: {e}") from None
     return entries
 

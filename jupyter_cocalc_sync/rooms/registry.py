@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pycrdt import Doc
 
@@ -27,6 +27,9 @@ from ..notebook.manager import DocumentManager
 from ..widgets.session import ROOM_PREFIX as WIDGETS_PREFIX
 from .files import FileRooms
 from .room import Peer, Room
+
+if TYPE_CHECKING:
+    from ..notebook.document import NotebookDocument
 
 SYNCDB_PREFIX = "syncdb:"
 #: JupyterLab's room for who is where (its collaborators panel lists the states in it)
@@ -73,7 +76,7 @@ class RoomRegistry:
                 return self._enter_document(document, document.room("syncdb"), peer)
             if room_id.startswith(WIDGETS_PREFIX):
                 document = await self._open_checked(room_id[len(WIDGETS_PREFIX) :])
-                widgets = getattr(document.runner, "widgets", None)
+                widgets = document.runner.widgets if document.runner is not None else None
                 if widgets is None:
                     raise DocumentNotFoundError(f"{document.path} has no widget table")
                 return self._enter_document(document, widgets.room, peer)
@@ -103,7 +106,7 @@ class RoomRegistry:
 
         return Membership(file_document.room, leave)
 
-    async def _open_checked(self, file_id: str) -> Any:
+    async def _open_checked(self, file_id: str) -> NotebookDocument:
         """The notebook of ``file_id``, its path checked before it is loaded (a file id can
         name a file that has left the root since, through a rename or a link)."""
         self.check_path(self.documents.path_of(file_id))
@@ -116,7 +119,7 @@ class RoomRegistry:
         if given and given != current:
             raise SessionExpiredError(given)
 
-    def _enter_document(self, document: Any, room: Room, peer: Peer) -> Membership:
+    def _enter_document(self, document: NotebookDocument, room: Room, peer: Peer) -> Membership:
         self.documents.connect(document, peer)
         room.connect(peer)
 

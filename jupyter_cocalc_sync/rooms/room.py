@@ -17,16 +17,18 @@ import json
 import logging
 from collections import deque
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol, TypeGuard
 
 from pycrdt import Awareness, Doc, merge_updates
 
+from ..errors_seen import count_error
 from ..permissions import permissions_of
 from . import protocol
 from .protocol import Message, ProtocolError
 
 if TYPE_CHECKING:
     from ..permissions import Permissions
+    from ..sync.events import ChangeOrigin
 
 log = logging.getLogger(__name__)
 
@@ -34,7 +36,10 @@ log = logging.getLogger(__name__)
 class Peer(Protocol):
     """One connected client (a websocket)."""
 
-    author: str | None
+    @property
+    def author(self) -> str | None:
+        """Who the client is (history records it as the author of its changes)."""
+
     #: what it may do beyond reading (its document updates are dropped unless it may write)
     permissions: Permissions
 
@@ -55,6 +60,11 @@ RawHandler = Callable[[Peer, Message], Awaitable[dict[str, Any] | None]]
 #: awareness client ids one connection may hold (a JupyterLab tab uses one per document)
 MAX_AWARENESS_CLIENTS = 8
 
+#: what a peer's malformed message raises: a frame or update that does not decode (pycrdt's
+#: ValueError, ``ProtocolError``), records the table refuses (``InvalidRecordError``), an
+#: awareness state that is not JSON; anything else is a bug of the server, not of the peer
+BAD_MESSAGE = (ValueError,)
+
 #: websocket close codes
 UNSUPPORTED_DATA = 1003
 INVALID_PAYLOAD = 1007
@@ -67,7 +77,7 @@ class Room:
     def __init__(
         self,
         name: str,
-        doc: Doc,
+        doc: Doc[Any],
         *,
         apply_update: ApplyUpdate | None = None,
         barrier: Barrier | None = None,
@@ -166,15 +176,16 @@ class Room:
             return
         try:
             self._handle(peer, message, frame)
-        except Exception as e:
+        except BAD_MESSAGE as e:
             log.info("room %s: closing a peer after a bad message: %s", self.name, e)
             peer.close(INVALID_PAYLOAD, f"invalid message: {e}"[:120])
+        except Exception as e:  # a bug of ours: the room and its other peers go on
+            count_error("room.message", e, f"room {self.name}: a peer's message", logger=log)
+            peer.close(INTERNAL_ERROR, "the server failed on this message")
         except (asyncio.CancelledError, KeyboardInterrupt, SystemExit):
             raise
         except BaseException as e:  # pyo3's PanicException (pycrdt) is not an Exception
-            log.error(
-                "room %s: the CRDT library crashed on a peer's message", self.name, exc_info=e
-            )
+            count_error("room.crdt_panic", e, f"room {self.name}: pycrdt on a peer's message")
             peer.close(INVALID_PAYLOAD, "the message crashed the document library")
 
     def _handle(self, peer: Peer, message: Message, frame: bytes) -> None:
@@ -237,7 +248,7 @@ class Room:
             return
         try:
             update = self.doc.get_update(state)
-        except Exception as e:
+        except ValueError as e:  # pycrdt: "Cannot decode state"
             peer.close(INVALID_PAYLOAD, f"invalid state vector: {e}"[:120])
             return
         peer.send(protocol.sync_message(protocol.SYNC_STEP2, update))
@@ -256,15 +267,21 @@ class Room:
     # -- document updates -------------------------------------------------------------------
 
     def publish(
-        self, update: bytes, origin: Any = None, durable: asyncio.Future[Any] | None = None
+        self,
+        update: bytes,
+        origin: ChangeOrigin | None = None,
+        durable: asyncio.Future[Any] | None = None,
     ) -> None:
         """Send ``update`` to every peer but ``origin`` once ``durable`` (the log write that
         holds it) has resolved; never if that write failed."""
         if self.closed or not self.peers:
             return
-        self._outbox.append((update, origin if origin in self.peers else None, durable))
+        self._outbox.append((update, origin if self._is_peer(origin) else None, durable))
         if not self._scheduled:
             self._schedule()
+
+    def _is_peer(self, origin: object) -> TypeGuard[Peer]:
+        return origin in self.peers
 
     def _schedule(self) -> None:
         # sends are chained on the durability of the oldest update still waiting: no task,
@@ -329,5 +346,6 @@ def _refused(message: Message) -> dict[str, Any]:
 
 
 def _log_failure(task: asyncio.Task[Any]) -> None:
-    if not task.cancelled() and task.exception() is not None:
-        log.error("room task failed", exc_info=task.exception())
+    error = None if task.cancelled() else task.exception()
+    if error is not None:
+        count_error("room.task", error, "a room's answer to a peer", logger=log)

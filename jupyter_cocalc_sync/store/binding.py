@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
-from typing import Any
 
-from ..sync.table import LOCAL, SyncDB
+from ..sync.table import LOCAL, ChangeOrigin, SyncDB
 from .changelog import ChangeLog
 
 #: Origin of updates replayed from the log (they are not logged again).
@@ -14,12 +13,12 @@ STORE = "store"
 
 #: ``listener(update, origin, durable)``: an update was handed to the log; ``durable``
 #: resolves to its version once it is on disk
-LoggedListener = Callable[[bytes, Any, "asyncio.Future[int]"], None]
+LoggedListener = Callable[[bytes, ChangeOrigin, "asyncio.Future[int]"], None]
 
 
-def author_of(origin: Any) -> str | None:
+def author_of(origin: ChangeOrigin) -> str | None:
     """The author recorded for a change made by ``origin`` (a peer has an ``author``)."""
-    return getattr(origin, "author", None)
+    return None if isinstance(origin, str) else origin.author
 
 
 class LoggedTable:
@@ -55,7 +54,7 @@ class LoggedTable:
         self._logged.append(listener)
         return lambda: self._logged.remove(listener) if listener in self._logged else None
 
-    def _on_update(self, update: bytes, origin: Any) -> None:
+    def _on_update(self, update: bytes, origin: ChangeOrigin) -> None:
         if origin == STORE:
             return
         author = self._author if origin == LOCAL else author_of(origin)

@@ -31,8 +31,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..errors import StoreUnavailableError, VersionNotFoundError
+from ..errors_seen import count_error
 from .replay import ReplayPool, merged_state
-from .sqlite import SQLiteWorker, transaction
+from .sqlite import STORE_ERRORS, SQLiteWorker, transaction
 
 log = logging.getLogger(__name__)
 
@@ -194,11 +195,15 @@ class ChangeLog:
     ) -> tuple[list[tuple[_Append, int]], dict[str, tuple[BaseException, list[_Append]]]]:
         try:
             return await self.worker.run(lambda conn: self._write(conn, batch))
-        except Exception as exc:  # the transaction itself failed (COMMIT, a closed store)
-            failed: dict[str, tuple[BaseException, list[_Append]]] = {}
-            for item in batch:
-                failed.setdefault(item.doc, (exc, []))[1].append(item)
-            return [], failed
+        except STORE_ERRORS as exc:  # the transaction itself failed (COMMIT, a closed store)
+            error: BaseException = exc
+        except Exception as exc:  # a bug of ours: the appends fail (and are retried), not hang
+            count_error("changelog.write", exc, "writing the change log", logger=log)
+            error = exc
+        failed: dict[str, tuple[BaseException, list[_Append]]] = {}
+        for item in batch:
+            failed.setdefault(item.doc, (error, []))[1].append(item)
+        return [], failed
 
     def _resolve(self, written: list[tuple[_Append, int]]) -> None:
         due: set[str] = set()
@@ -294,8 +299,8 @@ class ChangeLog:
         for listener in list(self._watchers.get(doc, [])):
             try:
                 listener(error)
-            except Exception:
-                log.exception("change log watcher failed")
+            except Exception as e:  # (the other watchers are still told)
+                count_error("changelog.watcher", e, "a change log watcher", logger=log)
 
     # -- snapshots --------------------------------------------------------------------------
 
@@ -326,8 +331,11 @@ class ChangeLog:
 
             if state is not None and version > base:
                 await self.worker.run(write)
-        except Exception:
-            log.exception("building a snapshot of %s failed", doc)
+        except STORE_ERRORS as e:  # (a later write tries again; loads replay a little more)
+            log.warning("building a snapshot of %s failed: %s", doc, e)
+            return
+        except Exception as e:  # a bug of ours: snapshots only make loading faster
+            count_error("changelog.snapshot", e, f"building a snapshot of {doc}", logger=log)
             return
         finally:
             self._snapshotting.discard(doc)

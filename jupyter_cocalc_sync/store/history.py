@@ -143,7 +143,7 @@ class HistorySquasher:
 
         def write(conn: sqlite3.Connection) -> int:
             with transaction(conn):
-                count = conn.execute(
+                count: int = conn.execute(
                     "SELECT COUNT(*) FROM changes WHERE doc = ? AND version BETWEEN ? AND ?",
                     (doc, first, last),
                 ).fetchone()[0]

@@ -63,7 +63,7 @@ class ProjectionLog:
             row = conn.execute("SELECT session_id FROM projections WHERE doc = ?", (doc,))
             found = row.fetchone()
             if found is not None:
-                return found[0]
+                return str(found[0])
             session_id = uuid.uuid4().hex
             conn.execute(
                 "INSERT INTO projections (doc, session_id) VALUES (?, ?)", (doc, session_id)

@@ -18,7 +18,7 @@ import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import Executor, ProcessPoolExecutor, ThreadPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from pycrdt import Doc
 
@@ -29,7 +29,7 @@ T = TypeVar("T")
 
 def merged_state(snapshot: bytes | None, updates: Sequence[bytes]) -> bytes:
     """One garbage-collected update equal to ``snapshot`` followed by ``updates``."""
-    doc = Doc()
+    doc: Doc[Any] = Doc()
     if snapshot is not None:
         doc.apply_update(snapshot)
     for update in updates:
@@ -44,7 +44,7 @@ def squashed(snapshot: bytes | None, before: Sequence[bytes], squash: Sequence[b
     range (a progress bar redrawn a thousand times) is kept only as the length of what was
     deleted, not as its content.
     """
-    doc = Doc()
+    doc: Doc[Any] = Doc()
     if snapshot is not None:
         doc.apply_update(snapshot)
     for update in before:

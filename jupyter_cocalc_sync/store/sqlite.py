@@ -13,9 +13,20 @@ import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from types import TracebackType
 from typing import TypeVar
 
 T = TypeVar("T")
+
+
+class StoreClosedError(RuntimeError):
+    """The store was closed (the server is stopping)."""
+
+
+#: what a store operation raises when the store itself fails (not a bug of the caller):
+#: SQLite's errors (a full or read-only disk, a locked database), the file system's, or a
+#: store closed under it
+STORE_ERRORS = (sqlite3.Error, OSError, StoreClosedError)
 
 
 class SQLiteWorker:
@@ -42,13 +53,13 @@ class SQLiteWorker:
     def run_sync(self, fn: Callable[[sqlite3.Connection], T]) -> T:
         """Run ``fn`` on the worker thread and wait for it (for code off the event loop)."""
         if self._closed:
-            raise RuntimeError(f"store {self.path} is closed")
+            raise StoreClosedError(f"store {self.path} is closed")
         return self._executor.submit(lambda: fn(self._connection())).result()
 
     async def run(self, fn: Callable[[sqlite3.Connection], T]) -> T:
         """Run ``fn`` on the worker thread without blocking the event loop."""
         if self._closed:
-            raise RuntimeError(f"store {self.path} is closed")
+            raise StoreClosedError(f"store {self.path} is closed")
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._executor, lambda: fn(self._connection()))
 
@@ -85,5 +96,10 @@ class _Transaction:
         self.conn.execute("BEGIN IMMEDIATE")
         return self.conn
 
-    def __exit__(self, exc_type, exc, tb) -> None:
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
         self.conn.execute("ROLLBACK" if exc_type else "COMMIT")

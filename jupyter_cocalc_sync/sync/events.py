@@ -3,12 +3,27 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, Literal, Protocol, TypeAlias
 
-Key = tuple[Any, ...]
+#: a record's primary-key values (strings or integers), in the table's key order
+Key: TypeAlias = tuple[str | int, ...]
+#: a pycrdt ``TextEvent.delta``: ``{"retain": n}``, ``{"delete": n}``, ``{"insert": text}``
+Delta: TypeAlias = list[dict[str, Any]]
 
 #: The origin of changes made through this process's ``set``/``delete``.
 LOCAL = "local"
+
+
+class Actor(Protocol):
+    """Someone updates are applied on behalf of (a room peer, ``sync.table.Origin``): the
+    history records its ``author``."""
+
+    @property
+    def author(self) -> str | None: ...
+
+
+#: who made a change: a named source (``LOCAL``, the store, the file, ``"remote"``) or an actor
+ChangeOrigin: TypeAlias = str | Actor
 
 
 @dataclass
@@ -20,20 +35,20 @@ class RecordChange:
     #: fields whose value changed (``add``: every field of the new record)
     fields: set[str] = field(default_factory=set)
     #: string column -> Yjs delta against the previous text (UTF-8 byte offsets)
-    text_deltas: dict[str, list[dict]] = field(default_factory=dict)
+    text_deltas: dict[str, Delta] = field(default_factory=dict)
     #: fields given a new value as a whole (a map column replaced, not edited)
     replaced: set[str] = field(default_factory=set)
     #: map column -> keys of its entries that were set, changed or removed
     entries: dict[str, set[str]] = field(default_factory=dict)
     #: (map column, entry key) -> Yjs delta of the entry's text field
-    entry_text_deltas: dict[tuple[str, str], list[dict]] = field(default_factory=dict)
+    entry_text_deltas: dict[tuple[str, str], Delta] = field(default_factory=dict)
 
 
 @dataclass
 class ChangeEvent:
     """The records changed by one transaction, and who made it."""
 
-    origin: Any
+    origin: ChangeOrigin
     changes: dict[Key, RecordChange]
 
     @property

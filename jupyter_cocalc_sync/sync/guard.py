@@ -14,33 +14,36 @@ whose peer is disconnected).
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Mapping
-from typing import Any, Protocol
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, Protocol, TypeAlias
 
-from pycrdt import Array, Doc, Map, Text
+from pycrdt import Array, Doc, Map, Subscription, Text, TransactionEvent
 
 from ..errors import InvalidRecordError
 from .table import SyncDB
-from .values import from_crdt
+from .values import map_from_crdt
+from .ytypes import YArray, YMap, deep_events
 
 #: root name -> the keys (maps) or indices (arrays) of it that an update touched
-Touched = dict[str, set[Any]]
+Touched = dict[str, set[str | int]]
+#: the kind of a root: a ``Map`` (keys) or an ``Array`` (indices)
+RootKind: TypeAlias = type[YMap] | type[YArray]
 
 
 class UpdateChecker(Protocol):
     """What makes a document's content well-formed."""
 
     #: the roots to watch, by name (``Map`` or ``Array``)
-    roots: Mapping[str, type[Map] | type[Array]]
+    roots: Mapping[str, RootKind]
 
-    def check(self, shadow: Doc, touched: Touched) -> None:
+    def check(self, shadow: Doc[Any], touched: Touched) -> None:
         """Raise ``InvalidRecordError`` unless what ``touched`` names in ``shadow`` is valid."""
 
 
 class UpdateGuard:
     """Checks peer updates of ``doc`` with ``checker`` (module docstring)."""
 
-    def __init__(self, doc: Doc, checker: UpdateChecker) -> None:
+    def __init__(self, doc: Doc[Any], checker: UpdateChecker) -> None:
         self.doc = doc
         self.checker = checker
         self._touched: Touched | None = None
@@ -48,27 +51,27 @@ class UpdateGuard:
         self._subscription = doc.observe(self._mirror)
 
     def _build_shadow(self) -> None:
-        self.shadow = Doc()
+        self.shadow: Doc[Any] = Doc()
         self.shadow.apply_update(self.doc.get_update())
         #: the roots and their subscriptions live as long as the shadow (pycrdt drops a
         #: subscription with the Python object of its root)
-        self._watched = []
+        self._watched: list[tuple[YMap | YArray, Subscription]] = []
         for name, kind in self.checker.roots.items():
             root = self.shadow.get(name, type=kind)
             self._watched.append((root, root.observe_deep(self._observer(name))))
 
-    def _observer(self, name: str) -> Callable[[Any], None]:
+    def _observer(self, name: str) -> Callable[[Sequence[object]], None]:
         # (one parameter: pycrdt passes the transaction too to callbacks that take two)
         return lambda events: self._note_touched(name, events)
 
-    def _mirror(self, event: Any) -> None:
+    def _mirror(self, event: TransactionEvent) -> None:
         self.shadow.apply_update(event.update)
 
-    def _note_touched(self, name: str, events: Any) -> None:
+    def _note_touched(self, name: str, events: Sequence[object]) -> None:
         if self._touched is None:
             return  # a mirrored update of the document: checked already, or the server's own
         touched = self._touched.setdefault(name, set())
-        for event in events:
+        for event in deep_events(events):
             if event.path:
                 touched.add(event.path[0])
             elif isinstance(event.target, Array):
@@ -87,7 +90,7 @@ class UpdateGuard:
                 touched, self._touched = self._touched, None
             if touched:
                 self.checker.check(self.shadow, touched)
-        except BaseException:
+        except BaseException:  # (re-raised: whatever stopped the check, even a panic)
             self._build_shadow()  # the shadow holds the refused update: start again
             raise
 
@@ -97,7 +100,8 @@ class UpdateGuard:
 
 def _inserted_indices(delta: list[dict[str, Any]]) -> set[int]:
     """The indices (in the array after the change) of the items a delta inserted."""
-    indices, position = set(), 0
+    indices: set[int] = set()
+    position = 0
     for op in delta:
         if "retain" in op:
             position += op["retain"]
@@ -112,17 +116,17 @@ class RecordChecker:
     """A ``SyncDB`` table: every touched record passes ``SyncDB.check`` and has the shape the
     table relies on (a map under its JSON-encoded key, texts and maps in their columns)."""
 
-    roots: Mapping[str, type[Map] | type[Array]] = {"records": Map}
+    roots: Mapping[str, RootKind] = {"records": Map}
 
     def __init__(self, db: SyncDB) -> None:
         self.db = db
 
-    def check(self, shadow: Doc, touched: Touched) -> None:
+    def check(self, shadow: Doc[Any], touched: Touched) -> None:
         records = shadow.get("records", type=Map)
         for encoded in touched.get("records", ()):
             self._check_record(str(encoded), records.get(encoded))
 
-    def _check_record(self, encoded: str, value: Any) -> None:
+    def _check_record(self, encoded: str, value: object) -> None:
         if value is None:
             return  # deleted
         try:
@@ -138,7 +142,7 @@ class RecordChecker:
         for name in db.map_cols:
             if value.get(name) is not None and not isinstance(value.get(name), Map):
                 raise InvalidRecordError(f"record {encoded[:40]}: {name!r} must be a map")
-        record = from_crdt(value)
+        record = map_from_crdt(value)
         if tuple(record.get(pk) for pk in db.primary_keys) != key:
             raise InvalidRecordError(f"record {encoded[:40]}: its fields do not match its key")
         db.check(record)

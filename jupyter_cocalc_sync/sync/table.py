@@ -19,31 +19,38 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, Literal, TypeAlias, TypeVar
 
-from pycrdt import Doc, Map, Text, merge_updates
+from pycrdt import Doc, Map, Text, TransactionEvent, merge_updates
 
 from ..errors import InvalidRecordError
-from .events import LOCAL, ChangeEvent, Key, RecordChange
+from ..errors_seen import count_error
+from .events import LOCAL, ChangeEvent, ChangeOrigin, Key, RecordChange
 from .text import set_text
-from .values import check_json, from_crdt, json_copy, same_json
+from .values import check_json, from_crdt, json_copy, map_from_crdt, same_json
+from .ytypes import YMap, deep_events
 
 log = logging.getLogger(__name__)
 
-Record = dict[str, Any]
+T = TypeVar("T")
+
+#: one record: its fields as plain JSON values
+Record: TypeAlias = dict[str, Any]
 
 # (re-exported: the table's users import them from here)
 __all__ = [
     "LOCAL",
     "ChangeEvent",
+    "ChangeOrigin",
     "Key",
     "Origin",
     "Record",
     "RecordChange",
     "SyncDB",
+    "YMap",
     "json_copy",
     "same_json",
 ]
@@ -57,7 +64,7 @@ class Origin:
 
 
 ChangeListener = Callable[[ChangeEvent], None]
-UpdateListener = Callable[[bytes, Any], None]
+UpdateListener = Callable[[bytes, ChangeOrigin], None]
 Validator = Callable[[Mapping[str, Any]], None]
 
 
@@ -77,7 +84,7 @@ class SyncDB:
         map_cols: Sequence[str] = (),
         text_fields: Mapping[str, str] | None = None,
         validate: Validator | None = None,
-        doc: Doc | None = None,
+        doc: Doc[Any] | None = None,
     ) -> None:
         if not primary_keys:
             raise ValueError("SyncDB needs at least one primary key")
@@ -90,10 +97,10 @@ class SyncDB:
         #: map column -> the field of its entries kept as a ``Text``
         self.text_fields: dict[str, str] = dict(text_fields or {})
         self._validate = validate
-        self.doc: Doc = doc if doc is not None else Doc()
-        self.records: Map = self.doc.get("records", type=Map)
+        self.doc: Doc[Any] = doc if doc is not None else Doc()
+        self.records: YMap = self.doc.get("records", type=Map)
         self._cache: dict[str, Record] = {}
-        self._origin: Any = LOCAL
+        self._origin: ChangeOrigin = LOCAL
         self._uncommitted: list[bytes] = []
         self._change_listeners: list[ChangeListener] = []
         self._update_listeners: list[UpdateListener] = []
@@ -123,13 +130,13 @@ class SyncDB:
 
     # -- reading ----------------------------------------------------------------------------
 
-    def _record(self, encoded: str, value: Any) -> Record | None:
+    def _record(self, encoded: str, value: object) -> Record | None:
         cached = self._cache.get(encoded)
         if cached is not None:
             return cached
         if not isinstance(value, Map):
             return None
-        record = from_crdt(value)
+        record = map_from_crdt(value)
         self._cache[encoded] = record
         return record
 
@@ -141,7 +148,7 @@ class SyncDB:
             if record is not None:
                 yield record, True
             elif isinstance(value, Map):
-                yield from_crdt(value), False
+                yield map_from_crdt(value), False
 
     def field_values(self, name: str, where: Mapping[str, Any] | None = None) -> dict[Key, Any]:
         """``{key: record[name]}`` for records having the field, without reading the rest."""
@@ -191,7 +198,7 @@ class SyncDB:
         if cached is not None:
             return json_copy(cached)
         value = self.records.get(encoded)
-        return from_crdt(value) if isinstance(value, Map) else None
+        return map_from_crdt(value) if isinstance(value, Map) else None
 
     def peek(self, key: Key) -> Record | None:
         """The cached record for ``key`` without copying it: callers must not mutate it."""
@@ -199,7 +206,7 @@ class SyncDB:
         value = self.records.get(encoded)
         return None if value is None else self._record(encoded, value)
 
-    def record_map(self, key: Key) -> Map | None:
+    def record_map(self, key: Key) -> YMap | None:
         """The live pycrdt ``Map`` of a record (for code that edits nested types directly)."""
         value = self.records.get(self.encode_key(key))
         return value if isinstance(value, Map) else None
@@ -210,7 +217,7 @@ class SyncDB:
     # -- writing ----------------------------------------------------------------------------
 
     @contextmanager
-    def transaction(self, origin: Any = LOCAL) -> Iterator[None]:
+    def transaction(self, origin: ChangeOrigin = LOCAL) -> Iterator[None]:
         """Group several ``set``/``delete`` calls into one Yjs transaction."""
         if self._txn_depth:
             yield
@@ -289,7 +296,7 @@ class SyncDB:
             return value
         return Map({**value, text_field: Text(text)})
 
-    def _set_entry(self, column: str, entries: Map, key: str, value: Any) -> None:
+    def _set_entry(self, column: str, entries: YMap, key: str, value: Any) -> None:
         existing = entries.get(key)
         text_field = self.text_fields.get(column)
         if (
@@ -300,7 +307,7 @@ class SyncDB:
             and isinstance(existing.get(text_field), Text)
         ):
             # the same kind of entry: change it in place (a grown stream is an append)
-            for name in [n for n in existing if n not in value]:
+            for name in set(existing.keys()).difference(value):
                 del existing[name]
             for name, sub in value.items():
                 if name == text_field:
@@ -312,7 +319,7 @@ class SyncDB:
         if not same_json(from_crdt(current), value):
             entries[key] = self._entry(column, value)
 
-    def _set_field(self, current: Map, name: str, value: Any) -> None:
+    def _set_field(self, current: YMap, name: str, value: Any) -> None:
         existing = current.get(name)
         if value is None:
             if name in current:
@@ -383,7 +390,7 @@ class SyncDB:
 
     # -- peers ------------------------------------------------------------------------------
 
-    def apply_update(self, update: bytes, origin: Any = "remote") -> None:
+    def apply_update(self, update: bytes, origin: ChangeOrigin = "remote") -> None:
         """Apply a Yjs update from a peer; listeners see it with ``origin``."""
         if origin == LOCAL:
             raise ValueError("peer updates need an origin other than LOCAL")
@@ -415,21 +422,21 @@ class SyncDB:
         self._update_listeners.append(listener)
         return lambda: _discard(self._update_listeners, listener)
 
-    def _on_transaction(self, event: Any) -> None:
+    def _on_transaction(self, event: TransactionEvent) -> None:
         update = event.update
         if self._origin == LOCAL:
             self._uncommitted.append(update)
         else:
             self._emit_update(update, self._origin)
 
-    def _emit_update(self, update: bytes, origin: Any) -> None:
+    def _emit_update(self, update: bytes, origin: ChangeOrigin) -> None:
         for listener in list(self._update_listeners):
             try:
                 listener(update, origin)
-            except Exception:
-                log.exception("SyncDB update listener failed")
+            except Exception as e:  # (the other listeners, the log among them, still get it)
+                count_error("syncdb.update_listener", e, "a SyncDB update listener", logger=log)
 
-    def _on_deep_events(self, events: Iterable[Any]) -> None:
+    def _on_deep_events(self, events: Sequence[object]) -> None:
         changes: dict[Key, RecordChange] = {}
 
         def change_for(encoded: str, action: Literal["add", "update", "delete"]) -> RecordChange:
@@ -442,7 +449,7 @@ class SyncDB:
                 change.action = action
             return change
 
-        for event in events:
+        for event in deep_events(events):
             path = event.path
             if not path:
                 for encoded, info in event.keys.items():
@@ -456,12 +463,13 @@ class SyncDB:
                         if isinstance(value, Map):
                             change.fields.update(value.keys())
                 continue
-            change = change_for(path[0], "update")
+            # (the records and each record are maps: their path entries are keys, not indices)
+            change = change_for(str(path[0]), "update")
             if len(path) == 1:
                 change.fields.update(event.keys)
                 change.replaced.update(event.keys)
                 continue
-            name = path[1]
+            name = str(path[1])
             change.fields.add(name)
             if len(path) == 2:
                 if isinstance(event.target, Text):
@@ -483,8 +491,8 @@ class SyncDB:
             for listener in list(self._change_listeners):
                 try:
                     listener(event)
-                except Exception:
-                    log.exception("SyncDB change listener failed")
+                except Exception as e:  # (the other listeners still see the change)
+                    count_error("syncdb.change_listener", e, "a SyncDB change listener", logger=log)
 
     def close(self) -> None:
         """Stop observing the document."""
@@ -496,6 +504,6 @@ class SyncDB:
         self._update_listeners.clear()
 
 
-def _discard(listeners: list[Any], listener: Any) -> None:
+def _discard(listeners: list[T], listener: T) -> None:
     if listener in listeners:
         listeners.remove(listener)

@@ -11,6 +11,8 @@ from typing import NamedTuple
 
 from pycrdt import Text
 
+from .events import Delta
+
 
 class TextEdit(NamedTuple):
     """Replace ``delete`` bytes at byte offset ``start`` with ``insert``."""
@@ -82,7 +84,7 @@ def set_text(text: Text, new: str) -> bool:
     return True
 
 
-def apply_delta(text: Text, delta: list[dict]) -> None:
+def apply_delta(text: Text, delta: Delta) -> None:
     """Replay a pycrdt ``TextEvent.delta`` (byte offsets) on another ``Text``."""
     index = 0
     for op in delta:

@@ -10,9 +10,11 @@ values, documented in docs/design.md ("Normalisations of import → export").
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import Any, TypeVar
 
 from pycrdt import Array, Map, Text
+
+_T = TypeVar("_T")
 
 _SCALARS = (str, bool, type(None))
 #: Yjs keeps numbers as doubles (and pycrdt panics on larger ints): integers must fit
@@ -56,6 +58,11 @@ def from_crdt(value: Any) -> Any:
     return _ints(value)
 
 
+def map_from_crdt(value: Map[Any]) -> dict[str, Any]:
+    """``from_crdt`` of a ``Map`` (a record, an output): its entries as plain values."""
+    return {key: from_crdt(sub) for key, sub in value.items()}
+
+
 def _ints(value: Any) -> Any:
     if isinstance(value, float):
         if value.is_integer() and abs(value) < 2**53:
@@ -81,10 +88,10 @@ def same_json(a: Any, b: Any) -> bool:
     return type(a) is type(b) and a == b
 
 
-def json_copy(value: Any) -> Any:
+def json_copy(value: _T) -> _T:
     """A deep copy of a JSON value (faster than ``copy.deepcopy`` for plain data)."""
     if isinstance(value, dict):
-        return {k: json_copy(v) for k, v in value.items()}
+        return {k: json_copy(v) for k, v in value.items()}  # type: ignore[return-value]  # a dict copied is the same dict type
     if isinstance(value, list):
-        return [json_copy(v) for v in value]
+        return [json_copy(v) for v in value]  # type: ignore[return-value]  # likewise a list
     return value

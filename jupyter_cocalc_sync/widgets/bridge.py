@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from typing import TYPE_CHECKING, Any, Protocol
 
 from ..kernels.channels import Message
@@ -147,9 +147,9 @@ class WidgetBridge:
             self.db.commit()
             self.capture.watch(model_id, self.table.state(model_id))
         elif method == "custom":
-            hashes = [self.blobs.put(bytes(b), BUFFER_MIME, self.doc_id) for b in buffers]
+            stored = [self.blobs.put(bytes(b), BUFFER_MIME, self.doc_id) for b in buffers]
             with self.db.transaction():
-                self.table.message(model_id, data.get("content"), hashes)
+                self.table.message(model_id, data.get("content"), stored)
             self.db.commit()
 
     def _split(
@@ -207,7 +207,7 @@ class WidgetBridge:
         self.db.commit()
         self.send_update(model_id, changes)
 
-    def _spawn(self, coro: Any) -> None:
+    def _spawn(self, coro: Coroutine[Any, Any, object]) -> None:
         task = asyncio.ensure_future(coro)
         self._tasks.add(task)
         task.add_done_callback(self._sent)

@@ -12,7 +12,7 @@ from typing import Any
 
 from ..rooms.room import Peer, Room
 from ..sync.guard import table_guard
-from ..sync.table import Record
+from ..sync.table import ChangeOrigin, Record
 from .bridge import BufferStore, WidgetBridge
 from .state import WIDGET_STATE_MIME, saved_state
 from .table import WidgetTable, widget_syncdb
@@ -46,7 +46,7 @@ class NotebookWidgets:
     def _apply(self, update: bytes, peer: Peer) -> None:
         self.db.apply_update(update, origin=peer)
 
-    def _publish(self, update: bytes, origin: Any) -> None:
+    def _publish(self, update: bytes, origin: ChangeOrigin) -> None:
         if self._room is not None:
             self._room.publish(update, origin)
 
