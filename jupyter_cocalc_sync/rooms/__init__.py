@@ -1,0 +1,1 @@
+"""Rooms: the y-websocket protocol, ``Room``, rooms of plain files, and ``RoomRegistry``."""
