@@ -71,8 +71,9 @@ export class InputRequestRenderer extends Widget implements IRenderMime.IRendere
     const request = (model.data[INPUT_REQUEST_MIME] ?? {}) as IInputRequest;
     const password = !!request.password;
     this._text.textContent = String(request.prompt ?? '');
-    if (this._input.type !== (password ? 'password' : 'text')) {
-      this._input.type = password ? 'password' : 'text';
+    const type = password ? 'password' : 'text';
+    if (this._input.getAttribute('type') !== type) {
+      this._input.setAttribute('type', type);
       this._input.value = '';
     }
     this._input.setAttribute(
