@@ -39,7 +39,7 @@ def lab_command(folder: Path, notebook: Path, lab_args: Sequence[str]) -> list[s
         "jupyterlab",
         f"--ServerApp.root_dir={folder}",
         *lab_args,
-        notebook.name,
+        str(notebook),
     ]
 
 
