@@ -4,7 +4,8 @@
  *
  * - an input box for the `input()` / `getpass()` of a server-run cell, in every tab;
  * - the overflow of a truncated output, in place and paged;
- * - JupyterLab's error dialog for a notebook the server cannot open.
+ * - JupyterLab's error dialog for a notebook the server cannot open;
+ * - the server's reason when no kernel can start (e.g. its kernel gateway is down).
  */
 import {
   JupyterFrontEnd,
@@ -15,6 +16,7 @@ import { IRenderMimeRegistry } from '@jupyterlab/rendermime';
 import { ITranslator, nullTranslator } from '@jupyterlab/translation';
 
 import { inputRequestFactory } from './inputRequest';
+import { reportUnavailableKernels } from './kernelErrors';
 import { CellLocator } from './location';
 import { moreOutputFactory } from './moreOutput';
 import { reportUnopenableNotebooks } from './openErrors';
@@ -43,6 +45,11 @@ const plugin: JupyterFrontEndPlugin<void> = {
       moreOutputFactory({ locator, settings, trans, rendermime })
     );
     reportUnopenableNotebooks(notebooks, contents, settings, trans);
+    void reportUnavailableKernels(
+      app.serviceManager.kernelspecs,
+      settings,
+      trans
+    );
   }
 };
 
