@@ -73,6 +73,20 @@ OPERATIONS: dict[str, list[Op]] = {
         DuplicateAfterCut(1, 2, 5),
         SetCellMetadata(6, "tags", ["copy"]),
     ],
+    # ours gave the copy a new id at once; stock gives it none once the original is gone
+    "duplicate above the original, a cell inserted, the original deleted": [
+        DuplicateAfterCut(0, 2, 0),
+        InsertCells(0, [{"cell_type": "code", "source": "x"}]),
+        DeleteCells(3, 2),
+    ],
+    "duplicate below the original, the original deleted": [
+        DuplicateAfterCut(1, 1, 2),
+        DeleteCells(1),
+    ],
+    "duplicate below the original, the copy deleted": [
+        DuplicateAfterCut(1, 1, 2),
+        DeleteCells(2),
+    ],
     "insert a cell with another cell's id": [
         InsertCells(0, [{"cell_type": "code", "id": "code-b", "source": "other"}])
     ],
