@@ -147,7 +147,8 @@ def _rename(notebook: dict[str, Any], renamed: set[str]) -> dict[str, Any]:
 def _without_exact_duplicates(notebook: dict[str, Any]) -> dict[str, Any]:
     """Stock leaves an exact copy of an earlier cell (id included) out of the file: so does
     this, for the cells whose id was shared (see "A cell inserted with an id another cell
-    has" in tests/README.md)."""
+    has" in tests/README.md), after ``_without_nulls`` on both files (so that it leaves out
+    of both the copies that differed from their originals by a null only)."""
     kept: list[dict[str, Any]] = []
     for cell in notebook["cells"]:
         if not (cell.get("id") == RENAMED and cell in kept):
@@ -195,12 +196,13 @@ def compare(stock: Outcome, ours: Outcome, initial: dict[str, Any]) -> list[str]
         our_view = _with_ids(normal_view(getattr(ours, name)), ours.assigned)
         our_view = _rename(our_view, renamed)
         found += [f"{name} client: {d}" for d in differences(stock_view, our_view)]
-    stock_file = _without_exact_duplicates(_rename(normal_file(stock.file), renamed))
     # (ids taken back after nbformat's writing, which would rename the cells sharing one)
-    our_file = _with_ids(normal_file(ours.file), ours.assigned)
-    our_file = _without_exact_duplicates(_rename(our_file, renamed))
+    our_file = _rename(_with_ids(normal_file(ours.file), ours.assigned), renamed)
+    stock_file = _without_nulls(_rename(normal_file(stock.file), renamed))
+    # nulls first: a copy that differs from its original only by a null stays in stock's file
+    stock_file = _without_exact_duplicates(stock_file)
+    our_file = _without_exact_duplicates(_without_nulls(our_file))
     our_file = _same_format(stock_file, our_file)
-    stock_file, our_file = _without_nulls(stock_file), _without_nulls(our_file)
     _valid_kernelspec(stock_file, our_file)
     found += [f"file: {d}" for d in differences(stock_file, our_file)]
     if ours.save_status != "success":

@@ -87,6 +87,11 @@ OPERATIONS: dict[str, list[Op]] = {
         DuplicateAfterCut(1, 1, 2),
         DeleteCells(2),
     ],
+    # stock keeps both cells (they differ: null is a value); ours saves the copy without the key
+    "duplicate above the original, a key of the copy set to null": [
+        DuplicateAfterCut(4, 1, 4),
+        PlainSetCellMetadataKey(4, "tags", None),
+    ],
     "insert a cell with another cell's id": [
         InsertCells(0, [{"cell_type": "code", "id": "code-b", "source": "other"}])
     ],
