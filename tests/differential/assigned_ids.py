@@ -77,4 +77,5 @@ class AssignedIds:
                 f"cells[{index}]: the server changed the id {old!r} to {new!r} of a cell "
                 "the operation had not inserted"
             )
-        self.assigned[new] = self.assigned.pop(str(old), str(old))
+        # a copy of a copy: the id the first copy was inserted with (stock's, for both)
+        self.assigned[new] = self.assigned.get(str(old), str(old))

@@ -87,6 +87,11 @@ OPERATIONS: dict[str, list[Op]] = {
         DuplicateAfterCut(1, 1, 2),
         DeleteCells(2),
     ],
+    # the second copy is a copy of the first one, inserted with the id ours gave the first
+    "duplicate a copy after a cut": [
+        DuplicateAfterCut(0, 2, 0),
+        DuplicateAfterCut(0, 2, 0),
+    ],
     # stock keeps both cells (they differ: null is a value); ours saves the copy without the key
     "duplicate above the original, a key of the copy set to null": [
         DuplicateAfterCut(4, 1, 4),
