@@ -305,7 +305,6 @@ class CocalcSync(ExtensionApp):
         from .execution.introspection import KernelQueries
         from .execution.service import ExecutionService
         from .execution.sessions import SessionKernels
-        from .handlers.base import check_api_path
         from .notebook.document import DocumentSettings
         from .notebook.export import NotebookExporter
         from .notebook.manager import DocumentManager
@@ -314,6 +313,7 @@ class CocalcSync(ExtensionApp):
         from .outputs.handler import OutputLimits
         from .outputs.imported import FileOutputImporter
         from .outputs.overflow import MoreOutputStore
+        from .paths import check_api_path
         from .rooms.files import FileRooms
         from .rooms.registry import RoomRegistry
         from .store import ChangeLog, SQLiteWorker

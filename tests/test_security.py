@@ -13,7 +13,7 @@ from httpx_ws import WebSocketDisconnect, aconnect_ws
 
 from jupyter_cocalc_sync.client import CocalcSyncClient
 from jupyter_cocalc_sync.errors import PathOutsideRootError
-from jupyter_cocalc_sync.handlers.base import check_api_path
+from jupyter_cocalc_sync.paths import check_api_path
 
 NB = "/api/cocalc-sync/notebooks/nb.ipynb"
 HTTP_ROUTES = [
