@@ -29,7 +29,7 @@ from helpers import read_notebook_file, write_notebook
 from playwright.sync_api import expect
 from servers import ServerProcess
 
-from jupyter_cocalc_sync.notebook.ipynb import cell_order_key, export_cell
+from jupyter_cocalc_sync.format.ipynb import cell_order_key, export_cell
 
 pytestmark = [*browser_marks(timeout=400), pytest.mark.slow]
 

@@ -23,7 +23,7 @@ from pycrdt import Doc, Map, Provider
 from pycrdt.websocket.websocket import HttpxWebsocket
 from servers import ServerProcess
 
-from jupyter_cocalc_sync.notebook.schema import notebook_syncdb
+from jupyter_cocalc_sync.format.schema import notebook_syncdb
 
 SLOW_WRITE = 0.4
 

@@ -12,14 +12,14 @@ from hypothesis import strategies as st
 from pycrdt import Doc
 
 from jupyter_cocalc_sync.errors import NotebookFormatError
-from jupyter_cocalc_sync.notebook.ipynb import (
+from jupyter_cocalc_sync.format.ipynb import (
     initial_update,
     notebook_to_records,
     parse_notebook,
     records_to_notebook,
     write_notebook,
 )
-from jupyter_cocalc_sync.notebook.schema import notebook_syncdb
+from jupyter_cocalc_sync.format.schema import notebook_syncdb
 from jupyter_cocalc_sync.sync.values import from_crdt
 
 CORPUS = Path(__file__).resolve().parents[2] / "shared" / "corpus"

@@ -407,10 +407,10 @@ async def test_a_jupyterlab_client_back_after_the_unload_keeps_its_offline_edits
 
 
 async def test_a_yNotebook_built_in_steps_catches_up_with_changes_made_meanwhile(monkeypatch):
+    from jupyter_cocalc_sync.format.ipynb import sorted_cells
+    from jupyter_cocalc_sync.format.schema import notebook_syncdb
     from jupyter_cocalc_sync.notebook import ynotebook_writer
-    from jupyter_cocalc_sync.notebook.ipynb import sorted_cells
     from jupyter_cocalc_sync.notebook.projection import YNotebookProjection
-    from jupyter_cocalc_sync.notebook.schema import notebook_syncdb
 
     monkeypatch.setattr(ynotebook_writer, "BUILD_STEP", 3)
     db = notebook_syncdb()

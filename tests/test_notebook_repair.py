@@ -8,9 +8,9 @@ import json
 import nbformat
 import pytest
 
-from jupyter_cocalc_sync.notebook.ipynb import notebook_to_records, records_to_notebook
-from jupyter_cocalc_sync.notebook.merge import merge_text
-from jupyter_cocalc_sync.notebook.repair import REPAIRED_KEY, load_notebook
+from jupyter_cocalc_sync.format.ipynb import notebook_to_records, records_to_notebook
+from jupyter_cocalc_sync.format.merge import merge_text
+from jupyter_cocalc_sync.format.repair import REPAIRED_KEY, load_notebook
 
 VALID = nbformat.v4.new_code_cell(
     "x = 1", id="valid", outputs=[nbformat.v4.new_output("stream", text="ok\n")]

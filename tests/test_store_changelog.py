@@ -13,13 +13,13 @@ import textwrap
 import pytest
 
 from jupyter_cocalc_sync.errors import VersionNotFoundError
-from jupyter_cocalc_sync.notebook.schema import notebook_syncdb
+from jupyter_cocalc_sync.format.schema import notebook_syncdb
 from jupyter_cocalc_sync.store import ChangeLog, LoggedTable, SQLiteWorker
 
 CHILD = textwrap.dedent(
     """
     import asyncio, sys
-    from jupyter_cocalc_sync.notebook.schema import notebook_syncdb
+    from jupyter_cocalc_sync.format.schema import notebook_syncdb
     from jupyter_cocalc_sync.store import ChangeLog, LoggedTable, SQLiteWorker
 
     async def main():

@@ -10,7 +10,7 @@ from pathlib import Path
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from jupyter_cocalc_sync.notebook.schema import notebook_syncdb
+from jupyter_cocalc_sync.format.schema import notebook_syncdb
 from jupyter_cocalc_sync.store import ChangeLog, LoggedTable, SQLiteWorker
 from jupyter_cocalc_sync.sync import LOCAL
 

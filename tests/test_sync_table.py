@@ -7,7 +7,7 @@ from pycrdt import Doc, Map, Text
 
 from jupyter_cocalc_sync import SyncDB
 from jupyter_cocalc_sync.errors import InvalidRecordError
-from jupyter_cocalc_sync.notebook.schema import notebook_syncdb
+from jupyter_cocalc_sync.format.schema import notebook_syncdb
 
 
 def make_db() -> SyncDB:

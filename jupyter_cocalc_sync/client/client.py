@@ -25,7 +25,7 @@ from urllib.parse import quote
 import httpx
 
 from ..errors import CocalcSyncError
-from ..notebook.schema import notebook_syncdb
+from ..format.schema import notebook_syncdb
 from ..sync.table import SyncDB
 from .actions import NotebookActionsMixin
 from .kernel import KernelQueriesMixin

@@ -18,8 +18,8 @@ from httpx_ws import AsyncWebSocketSession, HTTPXWSException, WebSocketDisconnec
 
 from ..errors_seen import count_error
 from ..rooms import protocol
-from ..rooms.protocol import ProtocolError
 from ..sync.table import LOCAL, ChangeEvent, ChangeOrigin, Record, SyncDB
+from ..transport.protocol import ProtocolError
 
 T = TypeVar("T")
 

@@ -6,7 +6,7 @@ import asyncio
 from typing import TYPE_CHECKING, Any
 
 from ..errors import DocumentNotFoundError, InvalidRecordError
-from ..notebook.ipynb import cell_order_key, ordered_outputs
+from ..format.ipynb import cell_order_key, ordered_outputs
 from ..outputs.handler import is_marker
 from ..widgets.session import NotebookWidgets
 from .activity import CollaboratorsPanel, NotebookActivity, UsageSettings

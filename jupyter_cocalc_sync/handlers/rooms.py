@@ -27,7 +27,7 @@ from ..errors import (
 from ..errors_seen import count_error
 from ..permissions import READ_ONLY, Permissions
 from ..rooms.registry import Membership, SessionExpiredError
-from ..rooms.room import INTERNAL_ERROR
+from ..transport.room import INTERNAL_ERROR
 from .authorization import READ_DOCUMENT, peer_permissions, requires
 from .base import CocalcAPIHandler, extension_of
 

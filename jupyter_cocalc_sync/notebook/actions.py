@@ -20,8 +20,8 @@ from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any, Protocol
 
 from ..errors import InvalidActionError
-from .ipynb import ordered_outputs
-from .schema import CELL_TYPES
+from ..format.ipynb import ordered_outputs
+from ..format.schema import CELL_TYPES
 
 if TYPE_CHECKING:
     from ..sync.table import Record, SyncDB

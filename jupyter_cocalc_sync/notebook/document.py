@@ -23,15 +23,7 @@ import anyio
 
 from ..errors import DocumentNotFoundError, StoreUnavailableError
 from ..errors_seen import count_error
-from ..rooms.protocol import Message
-from ..rooms.room import INTERNAL_ERROR, Peer, Room
-from ..store import STORE, ChangeLog, LoggedTable
-from ..store.changelog import Version
-from ..store.projections import ProjectionLog
-from ..sync.guard import table_guard
-from ..sync.table import ChangeOrigin, Origin, Record, SyncDB, same_json
-from .filesync import Contents, FileSync, repaired_warning
-from .ipynb import (
+from ..format.ipynb import (
     OutputsOf,
     OutputTransform,
     initial_update,
@@ -39,10 +31,18 @@ from .ipynb import (
     ordered_outputs,
     records_to_notebook,
 )
+from ..format.repair import LoadedNotebook, load_notebook
+from ..format.schema import SETTINGS_KEY, notebook_syncdb
+from ..format.trust import Notary, is_signed, mark_code_cells, notary_of, signature_of
+from ..store import STORE, ChangeLog, LoggedTable
+from ..store.changelog import Version
+from ..store.projections import ProjectionLog
+from ..sync.guard import table_guard
+from ..sync.table import ChangeOrigin, Origin, Record, SyncDB, same_json
+from ..transport.protocol import Message
+from ..transport.room import INTERNAL_ERROR, Peer, Room
+from .filesync import Contents, FileSync, repaired_warning
 from .projection import YNotebookProjection
-from .repair import LoadedNotebook, load_notebook
-from .schema import SETTINGS_KEY, notebook_syncdb
-from .trust import Notary, is_signed, mark_code_cells, notary_of, signature_of
 from .ynotebook_checks import ynotebook_guard
 
 if TYPE_CHECKING:

@@ -24,8 +24,8 @@ from .document import NotebookDocument
 
 if TYPE_CHECKING:
     from nbconvert.exporters import Exporter
+from ..format.ipynb import write_notebook
 from .export_tools import SystemChromiumPDFExporter, check_tools
-from .ipynb import write_notebook
 
 #: the formats served (nbconvert's own names); "ipynb" needs no nbconvert
 FORMATS = (

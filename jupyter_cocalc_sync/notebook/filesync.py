@@ -33,12 +33,12 @@ from tornado.web import HTTPError
 
 from ..errors import DocumentNotFoundError, NotebookFormatError, StoreUnavailableError
 from ..errors_seen import count_error
+from ..format.ipynb import notebook_to_records
+from ..format.merge import SavedDigests, digest, disk_outputs, merge_notebook, saved_digests
+from ..format.repair import LoadedNotebook, load_notebook, parse_notebook
+from ..format.schema import SETTINGS_KEY
+from ..format.trust import carry_trust, without_trust
 from ..sync.table import Record
-from .ipynb import notebook_to_records
-from .merge import SavedDigests, digest, disk_outputs, merge_notebook, saved_digests
-from .repair import LoadedNotebook, load_notebook, parse_notebook
-from .schema import SETTINGS_KEY
-from .trust import carry_trust, without_trust
 
 if TYPE_CHECKING:
     from .document import NotebookDocument

@@ -31,7 +31,7 @@ from .filesync import Contents, OutputImporter
 if TYPE_CHECKING:
     from jupyter_server_fileid.manager import BaseFileIdManager
 
-    from ..rooms.room import Peer
+    from ..transport.room import Peer
 
 log = logging.getLogger(__name__)
 

@@ -38,7 +38,7 @@ from .ynotebook_reader import YNotebookReader
 from .ynotebook_writer import YNotebookWriter
 
 if TYPE_CHECKING:
-    from ..rooms.room import Peer
+    from ..transport.room import Peer
 
 log = logging.getLogger(__name__)
 

@@ -15,9 +15,9 @@ from typing import Any
 from pycrdt import Array, Doc, Map, Text
 
 from ..errors import InvalidRecordError
+from ..format.schema import CELL_TYPES
 from ..sync.guard import RootKind, Touched, UpdateGuard
 from ..sync.values import check_json, from_crdt, map_from_crdt
-from .schema import CELL_TYPES
 
 
 class YNotebookChecker:

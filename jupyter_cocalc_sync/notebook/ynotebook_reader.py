@@ -18,13 +18,13 @@ from typing import Any
 from pycrdt import Array, Map, Text
 
 from ..errors_seen import count_error
+from ..format.ipynb import _CELL_ID, cell_record, ordered_outputs
+from ..format.schema import SETTINGS_KEY
 from ..sync.table import Record, same_json
 from ..sync.text import apply_delta
 from ..sync.values import from_crdt
 from ..sync.ytypes import DeepEvent, YMap, deep_events
-from .ipynb import _CELL_ID, cell_record, ordered_outputs
 from .projection_state import METADATA_FIELDS, ProjectionState
-from .schema import SETTINGS_KEY
 
 log = logging.getLogger(__name__)
 

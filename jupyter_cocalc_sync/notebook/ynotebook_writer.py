@@ -16,13 +16,13 @@ from typing import Any
 from pycrdt import Array, Map, Text
 
 from ..errors_seen import count_error
+from ..format.ipynb import cell_order_key, export_cell, ordered_outputs
+from ..format.schema import SETTINGS_KEY
 from ..sync.table import ChangeEvent, Record, RecordChange, same_json
 from ..sync.text import apply_delta, minimal_edit, set_text
 from ..sync.values import from_crdt, map_from_crdt
 from ..sync.ytypes import YMap
-from .ipynb import cell_order_key, export_cell, ordered_outputs
 from .projection_state import METADATA_FIELDS, ProjectionState
-from .schema import SETTINGS_KEY
 
 log = logging.getLogger(__name__)
 

@@ -18,8 +18,8 @@ from collections.abc import Callable
 from typing import Any
 from urllib.parse import quote
 
+from ..format.ipynb import OutputsOf, ordered_outputs
 from ..notebook.document import NotebookDocument, OutputHooks
-from ..notebook.ipynb import OutputsOf, ordered_outputs
 from ..sync.table import Record
 from .blobs import BlobStore, references
 from .handler import is_marker

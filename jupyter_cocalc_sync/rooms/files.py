@@ -29,10 +29,10 @@ from tornado.web import HTTPError
 
 from ..errors import DocumentNotFoundError
 from ..errors_seen import count_error
+from ..format.merge import merge_text
 from ..notebook.filesync import Contents, ContentsModel, Stamp, poll_file, stamp_of
-from ..notebook.merge import merge_text
-from .protocol import Message
-from .room import Peer, Room
+from ..transport.protocol import Message
+from ..transport.room import Peer, Room
 
 log = logging.getLogger(__name__)
 

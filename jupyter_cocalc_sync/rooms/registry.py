@@ -24,9 +24,9 @@ from pycrdt import Doc
 
 from ..errors import CocalcSyncError, DocumentNotFoundError
 from ..notebook.manager import DocumentManager
+from ..transport.room import Peer, Room
 from ..widgets.session import ROOM_PREFIX as WIDGETS_PREFIX
 from .files import FileRooms
-from .room import Peer, Room
 
 if TYPE_CHECKING:
     from ..notebook.document import NotebookDocument

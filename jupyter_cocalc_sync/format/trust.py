@@ -13,14 +13,11 @@ from __future__ import annotations
 import logging
 import sqlite3
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import Any, Protocol
 
 from ..sync.table import Record
 
 log = logging.getLogger(__name__)
-
-if TYPE_CHECKING:
-    from .filesync import Contents
 
 #: nbformat's: outputs whose content may run code when rendered fully
 UNSAFE_OUTPUT_TYPES = ("execute_result", "display_data")
@@ -41,8 +38,9 @@ class Notary(Protocol):
     def compute_signature(self, nb: Any) -> str: ...
 
 
-def notary_of(contents_manager: Contents) -> Notary | None:
-    """The contents manager's notary, its secret loaded (reading it is file I/O)."""
+def notary_of(contents_manager: object) -> Notary | None:
+    """The contents manager's notary (``None`` when it has none), its secret loaded (reading
+    it is file I/O)."""
     notary: Notary | None = getattr(contents_manager, "notary", None)
     if notary is None:
         return None
