@@ -226,7 +226,7 @@ async def records_match(server: Server, predicate) -> bool:
 
 
 async def test_a_readers_save_request_is_refused(server, root_dir):
-    from jupyter_cocalc_sync.rooms import protocol
+    from jupyter_cocalc_sync.transport import protocol
 
     write_notebook(root_dir / "nb.ipynb", ["x = 1"])
     reader = as_user(server, READ)

@@ -9,7 +9,7 @@ import pytest
 from helpers import write_notebook
 from httpx_ws import aconnect_ws
 
-from jupyter_cocalc_sync.rooms import protocol
+from jupyter_cocalc_sync.transport import protocol
 
 ALICE, BOB = 111, 222
 

@@ -13,7 +13,7 @@ from pycrdt import Doc
 
 from jupyter_cocalc_sync.format.repair import REPAIRED_KEY
 from jupyter_cocalc_sync.notebook.manager import DocumentState
-from jupyter_cocalc_sync.rooms import protocol
+from jupyter_cocalc_sync.transport import protocol
 
 
 def extension(jp_serverapp):

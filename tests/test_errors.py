@@ -11,7 +11,7 @@ from helpers import write_notebook
 from httpx_ws import WebSocketDisconnect, aconnect_ws
 from pycrdt import Doc, Map
 
-from jupyter_cocalc_sync.rooms import protocol
+from jupyter_cocalc_sync.transport import protocol
 
 NB = "/api/cocalc-sync/notebooks/nb.ipynb"
 

@@ -22,7 +22,7 @@ from hub_support import Hub, HubUser, ServerSession, hub_missing_reason
 from test_outputs_live import png_bytes
 
 from jupyter_cocalc_sync.client import CocalcSyncClient
-from jupyter_cocalc_sync.rooms import protocol
+from jupyter_cocalc_sync.transport import protocol
 
 pytestmark = [pytest.mark.hub, pytest.mark.timeout(600)]
 

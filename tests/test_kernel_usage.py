@@ -14,8 +14,8 @@ from jupyter_server.gateway.managers import GatewayKernelManager
 
 from jupyter_cocalc_sync.execution.activity import KERNEL_USER
 from jupyter_cocalc_sync.kernels.usage import local_pid
-from jupyter_cocalc_sync.rooms import protocol
 from jupyter_cocalc_sync.rooms.registry import GLOBAL_AWARENESS
+from jupyter_cocalc_sync.transport import protocol
 
 NB = "/api/cocalc-sync/notebooks/nb.ipynb"
 MB = 2**20

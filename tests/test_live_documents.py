@@ -269,7 +269,7 @@ async def test_save_message_and_hash_follow_the_stock_protocol(server, root_dir)
     from httpx_ws import aconnect_ws
     from pycrdt import Decoder, Doc, Encoder
 
-    from jupyter_cocalc_sync.rooms import protocol
+    from jupyter_cocalc_sync.transport import protocol
 
     write_notebook(root_dir / "h.ipynb", ["x = 1"])
     session = await server.session("h.ipynb")
@@ -409,8 +409,8 @@ async def test_a_jupyterlab_client_back_after_the_unload_keeps_its_offline_edits
 async def test_a_yNotebook_built_in_steps_catches_up_with_changes_made_meanwhile(monkeypatch):
     from jupyter_cocalc_sync.format.ipynb import sorted_cells
     from jupyter_cocalc_sync.format.schema import notebook_syncdb
-    from jupyter_cocalc_sync.notebook import ynotebook_writer
-    from jupyter_cocalc_sync.notebook.projection import YNotebookProjection
+    from jupyter_cocalc_sync.ynotebook import writer as ynotebook_writer
+    from jupyter_cocalc_sync.ynotebook.projection import YNotebookProjection
 
     monkeypatch.setattr(ynotebook_writer, "BUILD_STEP", 3)
     db = notebook_syncdb()

@@ -12,7 +12,7 @@ from httpx_ws import WebSocketDisconnect, aconnect_ws
 from jupyter_ydoc import YNotebook
 from pycrdt import Array, Doc, Map, Text
 
-from jupyter_cocalc_sync.rooms import protocol
+from jupyter_cocalc_sync.transport import protocol
 
 NB = "/api/cocalc-sync/notebooks/nb.ipynb"
 CELL = '["cell","cell-0"]'

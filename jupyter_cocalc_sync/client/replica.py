@@ -17,8 +17,8 @@ import httpx
 from httpx_ws import AsyncWebSocketSession, HTTPXWSException, WebSocketDisconnect, aconnect_ws
 
 from ..errors_seen import count_error
-from ..rooms import protocol
 from ..sync.table import LOCAL, ChangeEvent, ChangeOrigin, Record, SyncDB
+from ..transport import protocol
 from ..transport.protocol import ProtocolError
 
 T = TypeVar("T")

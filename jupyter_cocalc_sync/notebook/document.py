@@ -41,9 +41,9 @@ from ..sync.guard import table_guard
 from ..sync.table import ChangeOrigin, Origin, Record, SyncDB, same_json
 from ..transport.protocol import Message
 from ..transport.room import INTERNAL_ERROR, Peer, Room
+from ..ynotebook.checks import ynotebook_guard
+from ..ynotebook.projection import YNotebookProjection
 from .filesync import Contents, FileSync, repaired_warning
-from .projection import YNotebookProjection
-from .ynotebook_checks import ynotebook_guard
 
 if TYPE_CHECKING:
     from ..execution.runner import NotebookRunner

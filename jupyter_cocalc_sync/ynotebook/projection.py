@@ -16,8 +16,8 @@ replayed on the other at the same (UTF-8 byte) offsets. The YNotebook is a view,
 items are what JupyterLab clients hold: the document logs its updates and restores it from
 that log (``state``), reconciled with the table when the two logs disagree.
 
-This class is the wiring: ``YNotebookWriter`` (``ynotebook_writer``) follows the table's change
-events, ``YNotebookReader`` (``ynotebook_reader``) the YNotebook's deep events, and both share
+This class is the wiring: ``YNotebookWriter`` (``writer``) follows the table's change
+events, ``YNotebookReader`` (``reader``) the YNotebook's deep events, and both share
 one ``ProjectionState`` (the cell order, the outputs last shown, the echo guards).
 """
 
@@ -34,8 +34,8 @@ from ..errors_seen import count_error
 from ..sync.table import ChangeEvent, SyncDB
 from ..sync.ytypes import YArray, YMap
 from .projection_state import OutputFn, ProjectionState, RenderFn
-from .ynotebook_reader import YNotebookReader
-from .ynotebook_writer import YNotebookWriter
+from .reader import YNotebookReader
+from .writer import YNotebookWriter
 
 if TYPE_CHECKING:
     from ..transport.room import Peer
