@@ -15,7 +15,7 @@ import asyncio
 import json
 import logging
 import uuid
-from collections.abc import Awaitable, Callable, Iterable, Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -25,7 +25,6 @@ from ..errors import DocumentNotFoundError, StoreUnavailableError
 from ..errors_seen import count_error
 from ..format.ipynb import (
     OutputsOf,
-    OutputTransform,
     initial_update,
     notebook_to_records,
     ordered_outputs,
@@ -34,6 +33,7 @@ from ..format.ipynb import (
 from ..format.repair import LoadedNotebook, load_notebook
 from ..format.schema import SETTINGS_KEY, notebook_syncdb
 from ..format.trust import Notary, is_signed, mark_code_cells, notary_of, signature_of
+from ..outputs.hooks import OutputHooks
 from ..store import STORE, ChangeLog, LoggedTable
 from ..store.changelog import Version
 from ..store.projections import ProjectionLog
@@ -61,20 +61,6 @@ class DocumentSettings:
 
     autosave_delay: float = 1.0
     file_poll_interval: float = 1.0
-
-
-@dataclass
-class OutputHooks:
-    """How outputs are transformed between the file, the table and JupyterLab (outputs/)."""
-
-    #: file -> table, at import and out-of-band merges (e.g. images to blob references)
-    import_output: OutputTransform | None = None
-    #: table -> file, at export (e.g. blob references re-inlined); awaited before exporting
-    prepare_export: Callable[[list[Record]], Awaitable[OutputsOf]] | None = None
-    #: table -> JupyterLab, given the output and its cell id (e.g. "more output" as a notice)
-    render_output: Callable[[dict[str, Any], str], dict[str, Any]] | None = None
-    #: JupyterLab -> table
-    ingest_output: Callable[[dict[str, Any]], dict[str, Any]] | None = None
 
 
 class MetadataSource(Protocol):

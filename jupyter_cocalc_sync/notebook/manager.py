@@ -24,8 +24,9 @@ from tornado.web import HTTPError
 
 from ..errors import DocumentNotFoundError, PathOutsideRootError
 from ..errors_seen import count_error
+from ..outputs.hooks import OutputHooks
 from ..store import ChangeLog
-from .document import DocumentSettings, NotebookDocument, OutputHooks
+from .document import DocumentSettings, NotebookDocument
 from .filesync import Contents, OutputImporter
 
 if TYPE_CHECKING:
