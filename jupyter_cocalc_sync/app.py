@@ -270,8 +270,8 @@ class CocalcSync(ExtensionApp):
         from jupyter_server.gateway.gateway_client import GatewayClient
 
         from .kernels.gateway_websocket import BinaryGatewayWebSocketConnection
-        from .kernels.manager import PoolingKernelManager
-        from .kernels.websocket import KernelChannelsConnection
+        from .pool.manager import PoolingKernelManager
+        from .pool.websocket import KernelChannelsConnection
 
         chosen = serverapp.config.get("ServerApp", {})
         # the server creates the same singleton later (``ServerApp.gateway_config``)

@@ -57,7 +57,7 @@ def test_shift_enter_in_one_browser_shows_the_output_in_the_other(lab, lab_serve
         assert user.cell_texts() == ["print(6*7)", "x = 1"]
         expect(user.dialogs).to_have_count(0)
     # JupyterLab's own kernel websocket to a pooled kernel started with the pool's kernel_info
-    # and iopub subscription (kernels/head_start.py), and the page works with it
+    # and iopub subscription (pool/head_start.py), and the page works with it
     pool = httpx.get(
         f"{lab_server.url}/api/cocalc-sync/kernels", params={"token": lab_server.token}
     ).json()["pool"]

@@ -39,8 +39,8 @@ def test_invalid_limits_are_refused_with_a_clear_error(name):
 async def test_the_extension_sets_the_pool_manager_and_nodelay_websocket(jp_serverapp):
     """jupyter_server reads only ``jpserver_extensions`` from jupyter_server_config.d, so the
     extension itself must set these (the test config, like an install, does not)."""
-    from jupyter_cocalc_sync.kernels.manager import PoolingKernelManager
-    from jupyter_cocalc_sync.kernels.websocket import KernelChannelsConnection
+    from jupyter_cocalc_sync.pool.manager import PoolingKernelManager
+    from jupyter_cocalc_sync.pool.websocket import KernelChannelsConnection
 
     assert isinstance(jp_serverapp.kernel_manager, PoolingKernelManager)
     assert jp_serverapp.kernel_websocket_connection_class is KernelChannelsConnection

@@ -17,8 +17,8 @@ from tornado.httpclient import HTTPClientError
 from traitlets import TraitError
 from traitlets.config import Config
 
-from jupyter_cocalc_sync.kernels.manager import PoolingKernelManager
-from jupyter_cocalc_sync.kernels.pool import KernelPool, PoolKey
+from jupyter_cocalc_sync.pool.kernel_pool import KernelPool, PoolKey
+from jupyter_cocalc_sync.pool.manager import PoolingKernelManager
 
 DEADLINE_S = 60
 
@@ -31,7 +31,7 @@ def pool_config() -> dict[str, Any]:
 
 @pytest.fixture
 def kernel_manager_class() -> str:
-    return "jupyter_cocalc_sync.kernels.manager.PoolingKernelManager"
+    return "jupyter_cocalc_sync.pool.manager.PoolingKernelManager"
 
 
 @pytest.fixture

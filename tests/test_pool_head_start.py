@@ -21,7 +21,7 @@ from typing import Any
 import pytest
 from helpers import start_session
 
-from jupyter_cocalc_sync.kernels.manager import PoolingKernelManager
+from jupyter_cocalc_sync.pool.manager import PoolingKernelManager
 
 DEADLINE_S = 30
 
@@ -213,7 +213,7 @@ async def test_a_kernel_that_fails_the_repointing_is_restarted_in_the_notebook_f
 
 
 async def test_a_head_start_nobody_takes_is_closed(jp_fetch, jp_ws_fetch, manager, monkeypatch):
-    import jupyter_cocalc_sync.kernels.claims as claims_module
+    import jupyter_cocalc_sync.pool.claims as claims_module
 
     monkeypatch.setattr(claims_module, "HEAD_START_TTL_S", 0.1)
     kernel_id = await start_kernel(jp_fetch, "nb.ipynb")  # a REST-only user: no websocket

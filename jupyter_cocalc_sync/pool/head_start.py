@@ -10,7 +10,7 @@ machine the two cost 15–20 ms, more than the cell itself.
 A pooled kernel has done both already: the pool asked for ``kernel_info`` when warming it up,
 and it keeps an iopub subscription open from then on, which the warm-up cell and the
 re-pointing request prove (both publish ``status`` messages). The first websocket to the
-claimed kernel takes these over (``kernels/websocket.py``) instead of repeating them; any later
+claimed kernel takes these over (``pool/websocket.py``) instead of repeating them; any later
 websocket, or one that finds the proof missing, does the stock handshake.
 """
 

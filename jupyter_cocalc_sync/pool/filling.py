@@ -24,10 +24,10 @@ from jupyter_client.kernelspec import NoSuchKernel
 
 from ..errors import KernelError
 from ..errors_seen import count_error
-from .channels import settle, stop_started
+from ..kernels.channels import settle, stop_started
+from ..kernels.process import wait_for_exit
 from .head_start import HeadStart
-from .pool_settings import PoolKey, PoolSettings
-from .process import wait_for_exit
+from .settings import PoolKey, PoolSettings
 
 if TYPE_CHECKING:
     from jupyter_client.asynchronous.client import AsyncKernelClient

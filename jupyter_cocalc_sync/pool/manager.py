@@ -25,7 +25,7 @@ from jupyter_server.utils import ApiPath
 from traitlets import Instance
 
 from .claims import Claims
-from .pool import KernelPool, PooledKernel
+from .kernel_pool import KernelPool, PooledKernel
 
 
 class _PoolAwareLaunch(MultiKernelManager):

@@ -36,9 +36,9 @@ from typing import Any
 from jupyter_client.kernelspec import NoSuchKernel
 
 from ..errors_seen import count_error
-from .channels import stop_started
-from .pool_filling import POOL_ERRORS, KeyState, PooledKernel, PooledKernelError, PoolFilling
-from .pool_settings import PER_NOTEBOOK_ENV, PoolKey
+from ..kernels.channels import stop_started
+from .filling import POOL_ERRORS, KeyState, PooledKernel, PooledKernelError, PoolFilling
+from .settings import PER_NOTEBOOK_ENV, PoolKey
 
 __all__ = ["KernelPool", "PoolKey", "PooledKernel", "PooledKernelError", "repoint_code"]
 

@@ -26,14 +26,14 @@ from typing import TYPE_CHECKING, Any
 from tornado.web import HTTPError
 
 from ..errors_seen import count_error
+from .filling import POOL_ERRORS
 from .head_start import HEAD_START_TTL_S, HeadStart
-from .pool_filling import POOL_ERRORS
 
 if TYPE_CHECKING:
     from jupyter_server.services.kernels.kernelmanager import ServerKernelManager
 
+    from .kernel_pool import PooledKernel
     from .manager import PoolingKernelManager
-    from .pool import PooledKernel
 
 
 class Claims:
