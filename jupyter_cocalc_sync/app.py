@@ -300,21 +300,21 @@ class CocalcSync(ExtensionApp):
     def initialize_settings(self) -> None:
         from .activity import ActivityClock
         from .assignments.service import AssignmentService
+        from .documents.manager import DocumentManager
+        from .documents.notebook import DocumentSettings
+        from .documents.text import FileRooms
         from .errors import StoreInUseError
         from .execution.activity import UsageSettings
         from .execution.introspection import KernelQueries
         from .execution.service import ExecutionService
         from .execution.sessions import SessionKernels
-        from .notebook.document import DocumentSettings
         from .notebook.export import NotebookExporter
-        from .notebook.manager import DocumentManager
         from .outputs.blobs import BlobStore
         from .outputs.formats import OutputFormats
         from .outputs.handler import OutputLimits
         from .outputs.imported import FileOutputImporter
         from .outputs.overflow import MoreOutputStore
         from .paths import check_api_path
-        from .rooms.files import FileRooms
         from .rooms.registry import RoomRegistry
         from .store import ChangeLog, SQLiteWorker
         from .store.history import DAY, HistorySquasher, Retention

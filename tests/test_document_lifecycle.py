@@ -11,8 +11,8 @@ from helpers import poll, read_notebook_file, write_notebook
 from httpx_ws import aconnect_ws
 from pycrdt import Doc
 
+from jupyter_cocalc_sync.documents.manager import DocumentState
 from jupyter_cocalc_sync.format.repair import REPAIRED_KEY
-from jupyter_cocalc_sync.notebook.manager import DocumentState
 from jupyter_cocalc_sync.transport import protocol
 
 

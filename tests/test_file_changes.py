@@ -11,7 +11,7 @@ from helpers import eventually, poll, read_notebook_file, replace_file, write_no
 from jupyter_server.utils import ensure_async
 
 from jupyter_cocalc_sync.client import CocalcSyncClient
-from jupyter_cocalc_sync.notebook.filesync import stamp_of
+from jupyter_cocalc_sync.documents.filesync import stamp_of
 from jupyter_cocalc_sync.outputs.handler import is_marker
 
 

@@ -40,7 +40,7 @@ from .run_versions import RunVersions
 
 if TYPE_CHECKING:
     from ..activity import WorkTracker
-    from ..notebook.document import NotebookDocument
+    from ..documents.notebook import NotebookDocument
     from ..outputs.blobs import BlobStore
     from ..outputs.overflow import MoreOutputStore
     from ..store.history import HistorySquasher

@@ -14,8 +14,8 @@ from .runner import NotebookRunner
 
 if TYPE_CHECKING:
     from ..activity import WorkTracker
-    from ..notebook.document import NotebookDocument
-    from ..notebook.manager import DocumentManager
+    from ..documents.manager import DocumentManager
+    from ..documents.notebook import NotebookDocument
     from ..outputs.blobs import BlobStore
     from ..outputs.handler import OutputLimits
     from ..outputs.overflow import MoreOutputStore

@@ -11,7 +11,7 @@ from .authorization import CHANGE_DOCUMENT, EXPORT, READ_DOCUMENT, check_run_req
 from .base import CocalcAPIHandler
 
 if TYPE_CHECKING:
-    from ..notebook.document import NotebookDocument
+    from ..documents.notebook import NotebookDocument
 
 NOTEBOOK = r"/api/cocalc-sync/notebooks/(?P<path>.+?\.ipynb)"
 

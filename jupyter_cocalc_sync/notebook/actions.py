@@ -24,8 +24,8 @@ from ..format.ipynb import ordered_outputs
 from ..format.schema import CELL_TYPES
 
 if TYPE_CHECKING:
+    from ..documents.notebook import NotebookDocument
     from ..sync.table import Record, SyncDB
-    from .document import NotebookDocument
 
 
 class CellRunner(Protocol):

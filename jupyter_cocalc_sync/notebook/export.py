@@ -19,8 +19,8 @@ from typing import TYPE_CHECKING, Any
 import anyio
 import nbformat
 
+from ..documents.notebook import NotebookDocument
 from ..errors import ExportFormatError
-from .document import NotebookDocument
 
 if TYPE_CHECKING:
     from nbconvert.exporters import Exporter

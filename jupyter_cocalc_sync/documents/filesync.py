@@ -41,7 +41,7 @@ from ..format.trust import carry_trust, without_trust
 from ..sync.table import Record
 
 if TYPE_CHECKING:
-    from .document import NotebookDocument
+    from .notebook import NotebookDocument
 
 log = logging.getLogger(__name__)
 

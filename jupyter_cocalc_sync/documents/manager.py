@@ -26,8 +26,8 @@ from ..errors import DocumentNotFoundError, PathOutsideRootError
 from ..errors_seen import count_error
 from ..outputs.hooks import OutputHooks
 from ..store import ChangeLog
-from .document import DocumentSettings, NotebookDocument
 from .filesync import Contents, OutputImporter
+from .notebook import DocumentSettings, NotebookDocument
 
 if TYPE_CHECKING:
     from jupyter_server_fileid.manager import BaseFileIdManager

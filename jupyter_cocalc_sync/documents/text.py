@@ -30,9 +30,9 @@ from tornado.web import HTTPError
 from ..errors import DocumentNotFoundError
 from ..errors_seen import count_error
 from ..format.merge import merge_text
-from ..notebook.filesync import Contents, ContentsModel, Stamp, poll_file, stamp_of
 from ..transport.protocol import Message
 from ..transport.room import Peer, Room
+from .filesync import Contents, ContentsModel, Stamp, poll_file, stamp_of
 
 log = logging.getLogger(__name__)
 
