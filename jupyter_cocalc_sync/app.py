@@ -298,7 +298,7 @@ class CocalcSync(ExtensionApp):
     # -- services ---------------------------------------------------------------------------
 
     def initialize_settings(self) -> None:
-        from .activity import ActivityClock
+        from .execution.activity_clock import ActivityClock
         from .assignments.service import AssignmentService
         from .documents.manager import DocumentManager
         from .documents.notebook import DocumentSettings
@@ -308,7 +308,7 @@ class CocalcSync(ExtensionApp):
         from .execution.introspection import KernelQueries
         from .execution.service import ExecutionService
         from .execution.sessions import SessionKernels
-        from .notebook.export import NotebookExporter
+        from .export.exporter import NotebookExporter
         from .outputs.blobs import BlobStore
         from .outputs.formats import OutputFormats
         from .outputs.handler import OutputLimits

@@ -159,7 +159,7 @@ async def test_pdf_needs_xelatex(server, root_dir):
 
 
 async def test_webpdf_is_printed_by_the_system_chromium(server, root_dir):
-    from jupyter_cocalc_sync.notebook.export_tools import system_chromium
+    from jupyter_cocalc_sync.export.tools import system_chromium
 
     write_notebook(root_dir / "nb.ipynb", ["1 + 1"])
     reply = await server.http.get(NB + "/export", params={"to": "webpdf"})

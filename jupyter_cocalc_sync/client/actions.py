@@ -16,7 +16,7 @@ T = TypeVar("T")
 
 
 class NotebookActionsMixin:
-    """The actions of ``LiveNotebook`` (see ``notebook/actions.py`` on the server)."""
+    """The actions of ``LiveNotebook`` (see ``actions/notebook.py`` on the server)."""
 
     if TYPE_CHECKING:
         client: CocalcSyncClient

@@ -39,7 +39,7 @@ from .cell_writes import CellWrites
 from .run_versions import RunVersions
 
 if TYPE_CHECKING:
-    from ..activity import WorkTracker
+    from .activity_clock import WorkTracker
     from ..documents.notebook import NotebookDocument
     from ..outputs.blobs import BlobStore
     from ..outputs.overflow import MoreOutputStore

@@ -13,7 +13,7 @@ from .activity import CollaboratorsPanel, NotebookActivity, UsageSettings
 from .runner import NotebookRunner
 
 if TYPE_CHECKING:
-    from ..activity import WorkTracker
+    from .activity_clock import WorkTracker
     from ..documents.manager import DocumentManager
     from ..documents.notebook import NotebookDocument
     from ..outputs.blobs import BlobStore

@@ -25,7 +25,7 @@ from ..errors import ExportFormatError
 if TYPE_CHECKING:
     from nbconvert.exporters import Exporter
 from ..format.ipynb import write_notebook
-from .export_tools import SystemChromiumPDFExporter, check_tools
+from .tools import SystemChromiumPDFExporter, check_tools
 
 #: the formats served (nbconvert's own names); "ipynb" needs no nbconvert
 FORMATS = (

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..errors import InvalidActionError
-from .actions import NotebookActions
+from .notebook import NotebookActions
 
 
 @dataclass(frozen=True)
