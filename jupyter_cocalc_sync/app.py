@@ -298,17 +298,19 @@ class CocalcSync(ExtensionApp):
     # -- services ---------------------------------------------------------------------------
 
     def initialize_settings(self) -> None:
-        from .execution.activity_clock import ActivityClock
         from .assignments.service import AssignmentService
         from .documents.manager import DocumentManager
         from .documents.notebook import DocumentSettings
         from .documents.text import FileRooms
         from .errors import StoreInUseError
         from .execution.activity import UsageSettings
+        from .execution.activity_clock import ActivityClock
         from .execution.introspection import KernelQueries
         from .execution.service import ExecutionService
         from .execution.sessions import SessionKernels
         from .export.exporter import NotebookExporter
+        from .handlers.services import SETTING as SERVICES_SETTING
+        from .handlers.services import RequestLimits, Services
         from .outputs.blobs import BlobStore
         from .outputs.formats import OutputFormats
         from .outputs.handler import OutputLimits
@@ -393,7 +395,27 @@ class CocalcSync(ExtensionApp):
         self.exporter = NotebookExporter()
         self.stateless = self._stateless_executor(limits)
         self.assignments = AssignmentService(self.documents, contents_manager)
+        #: the extension itself, for tests and debugging; handlers get ``Services`` only
         self.settings["cocalc_sync"] = self
+        self.settings[SERVICES_SETTING] = Services(
+            documents=self.documents,
+            file_rooms=self.file_rooms,
+            rooms=self.rooms,
+            execution=self.execution,
+            kernel_queries=self.kernel_queries,
+            exporter=self.exporter,
+            stateless=self.stateless,
+            assignments=self.assignments,
+            blobs=self.blobs,
+            activity=self.activity,
+            limits=RequestLimits(
+                max_body_bytes=self.max_body_bytes,
+                max_frame_bytes=self.max_frame_bytes,
+                send_queue_bytes=self.send_queue_bytes,
+            ),
+            status=self.status,
+            file_exists=self.file_exists,
+        )
         if serverapp.event_logger is not None:
             serverapp.event_logger.add_listener(
                 schema_id=CONTENTS_EVENTS, listener=self._on_contents_event

@@ -75,8 +75,8 @@ async def test_room_messages_are_activity(server, root_dir, live):
 
 
 def test_the_interval_must_be_positive():
-    from jupyter_cocalc_sync.execution.activity_clock import ActivityClock
     from jupyter_cocalc_sync.app import CocalcSync
+    from jupyter_cocalc_sync.execution.activity_clock import ActivityClock
 
     with pytest.raises(ValueError, match="activity_interval must be > 0"):
         CocalcSync(activity_interval=0)

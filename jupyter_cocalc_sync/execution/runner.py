@@ -39,12 +39,12 @@ from .cell_writes import CellWrites
 from .run_versions import RunVersions
 
 if TYPE_CHECKING:
-    from .activity_clock import WorkTracker
     from ..documents.notebook import NotebookDocument
     from ..outputs.blobs import BlobStore
     from ..outputs.overflow import MoreOutputStore
     from ..store.history import HistorySquasher
     from ..widgets.session import NotebookWidgets
+    from .activity_clock import WorkTracker
     from .sessions import SessionKernels
 
 log = logging.getLogger(__name__)

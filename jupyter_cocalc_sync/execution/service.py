@@ -13,13 +13,13 @@ from .activity import CollaboratorsPanel, NotebookActivity, UsageSettings
 from .runner import NotebookRunner
 
 if TYPE_CHECKING:
-    from .activity_clock import WorkTracker
     from ..documents.manager import DocumentManager
     from ..documents.notebook import NotebookDocument
     from ..outputs.blobs import BlobStore
     from ..outputs.handler import OutputLimits
     from ..outputs.overflow import MoreOutputStore
     from ..store.history import HistorySquasher
+    from .activity_clock import WorkTracker
     from .sessions import SessionKernels
 
 #: JupyterLab's run-all sends one request per cell at once, over several connections; requests

@@ -9,7 +9,7 @@ import json
 import uuid
 from collections.abc import Mapping
 from types import TracebackType
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import anyio
 from jupyter_server.base.handlers import APIHandler
@@ -34,9 +34,7 @@ from ..errors import (
 )
 from ..errors_seen import count_error
 from ..paths import check_api_path
-
-if TYPE_CHECKING:
-    from ..app import CocalcSync
+from .services import Services, services_of
 
 #: the package's own errors -> HTTP status (first match wins); any other exception is a bug
 #: of the server, answered 500 with a request id that its log line carries too
@@ -59,12 +57,6 @@ ERROR_STATUS: tuple[tuple[type[BaseException], int], ...] = (
 )
 
 
-def extension_of(handler: web.RequestHandler) -> CocalcSync:
-    """The extension serving ``handler`` (in the tornado settings since it loaded)."""
-    extension: CocalcSync = handler.settings["cocalc_sync"]
-    return extension
-
-
 def status_for(exc: BaseException) -> int | None:
     for klass, status in ERROR_STATUS:
         if isinstance(exc, klass):
@@ -78,8 +70,8 @@ class CocalcAPIHandler(APIHandler):
     auth_resource = "contents"
 
     @property
-    def extension(self) -> CocalcSync:
-        return extension_of(self)
+    def services(self) -> Services:
+        return services_of(self)
 
     @property
     def author(self) -> str | None:
@@ -88,7 +80,7 @@ class CocalcAPIHandler(APIHandler):
         return getattr(user, "username", None) if user else None
 
     async def prepare(self) -> None:  # type: ignore[override]  # as APIHandler narrows it
-        limit = self.extension.max_body_bytes
+        limit = self.services.limits.max_body_bytes
         if len(self.request.body or b"") > limit:
             raise web.HTTPError(413, f"the body is larger than {limit} bytes (max_body_bytes)")
         await super().prepare()
