@@ -570,7 +570,3 @@ def _drop_from(router: RuleRouter) -> None:
             and not handler.__module__.startswith("jupyter_cocalc_sync")
         ):
             router.rules.remove(rule)
-
-
-def _jupyter_server_extension_points() -> list[dict[str, Any]]:
-    return [{"module": "jupyter_cocalc_sync", "app": CocalcSync}]
