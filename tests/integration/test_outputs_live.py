@@ -6,41 +6,14 @@ import base64
 import hashlib
 import json
 import sqlite3
-import struct
-import zlib
 
 import nbformat
 import psutil
 import pytest
-from helpers import eventually, read_notebook_file, write_notebook
+from helpers import eventually, png_bytes, read_notebook_file, write_notebook
 from pycrdt import Map
 
 NB = "/api/cocalc-sync/notebooks/nb.ipynb"
-
-
-def png_bytes(width: int = 96, height: int = 96, seed: int = 7) -> bytes:
-    """A real PNG of noise (so it does not compress below the blob threshold)."""
-    rows = []
-    state = seed
-    for _ in range(height):
-        row = bytearray([0])
-        for _ in range(width * 3):
-            state = (state * 1103515245 + 12345) & 0x7FFFFFFF
-            row.append(state >> 16 & 0xFF)
-        rows.append(bytes(row))
-
-    def chunk(kind: bytes, data: bytes) -> bytes:
-        return (
-            struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
-        )
-
-    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
-    return (
-        b"\x89PNG\r\n\x1a\n"
-        + chunk(b"IHDR", header)
-        + chunk(b"IDAT", zlib.compress(b"".join(rows)))
-        + chunk(b"IEND", b"")
-    )
 
 
 def record(nb, cell_id):

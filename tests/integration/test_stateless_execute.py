@@ -13,8 +13,7 @@ import pytest
 from helpers import poll
 from servers import ServerProcess
 
-from jupyter_cocalc_sync.client import CocalcSyncClient
-from jupyter_cocalc_sync.client.client import ServerError
+from jupyter_cocalc_sync.client import CocalcSyncClient, ServerError
 
 EXECUTE = "/api/cocalc-sync/execute"
 

@@ -16,10 +16,9 @@ import json
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from helpers import Server, eventually, poll, write_notebook
+from helpers import Server, eventually, png_bytes, poll, write_notebook
 from httpx_ws import aconnect_ws
 from hub_support import Hub, HubUser, ServerSession, hub_missing_reason
-from test_outputs_live import png_bytes
 
 from jupyter_cocalc_sync.client import CocalcSyncClient
 from jupyter_cocalc_sync.transport import protocol

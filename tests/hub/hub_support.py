@@ -20,7 +20,7 @@ from urllib.parse import quote
 import httpx
 from servers import free_port, isolated_env, launch, stop_process, wait_until_answering
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 #: where tests/run.sh installs configurable-http-proxy from npm
 LOCAL_CHP = REPO / ".ci" / "node" / "node_modules" / ".bin" / "configurable-http-proxy"
 

@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import pytest
-import server_errors
 from helpers import write_notebook
 
 from jupyter_cocalc_sync._version import __version__
@@ -47,24 +46,3 @@ async def test_a_failing_listener_is_logged_counted_and_the_change_goes_on(
     assert next(r for r in records if r["id"] == "cell-0")["input"] == "x = 2"
     errors = (await server.http.get(STATUS)).json()["errors"]
     assert errors["syncdb.change_listener"] == before + 1
-
-
-def test_a_log_file_error_keeps_its_traceback_and_ends_at_the_next_record():
-    lines = [
-        "[I 2026-01-01 10:00:00.000 ServerApp] started",
-        "[E 2026-01-01 10:00:01.000 ServerApp] saving x.ipynb failed [file.save]: OSError",
-        "    Traceback (most recent call last):",
-        "    OSError: disk full",
-        "[W 2026-01-01 10:00:02.000 ServerApp] later",
-        "Traceback (most recent call last):",
-        '  File "kernel.py", line 1',
-        "KeyError: 1",
-    ]
-    entries = server_errors.error_entries(lines)
-    assert entries == ["\n".join(lines[1:4]), "\n".join(lines[5:])]
-
-
-def test_only_declared_errors_are_allowed():
-    entries = ["ERROR a: boom [room.message]", "ERROR b: other"]
-    assert server_errors.unexpected(entries, [r"\[room\.message\]"]) == ["ERROR b: other"]
-    assert server_errors.unexpected(entries, []) == entries

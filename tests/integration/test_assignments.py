@@ -18,8 +18,7 @@ import pytest
 
 from jupyter_cocalc_sync.assignments import checksum as checksums
 from jupyter_cocalc_sync.assignments import student_version, tampered_cells
-from jupyter_cocalc_sync.client import CocalcSyncClient
-from jupyter_cocalc_sync.client.client import ServerError
+from jupyter_cocalc_sync.client import CocalcSyncClient, ServerError
 
 NBGRADER = importlib.util.find_spec("nbgrader") is not None
 needs_nbgrader = pytest.mark.skipif(not NBGRADER, reason="nbgrader is not installed")

@@ -10,10 +10,8 @@ from collections.abc import AsyncIterator
 import pytest
 from helpers import write_notebook
 from httpx_ws import aconnect_ws
-from jupyter_server.gateway.managers import GatewayKernelManager
 
 from jupyter_cocalc_sync.execution.activity import KERNEL_USER
-from jupyter_cocalc_sync.kernels.usage import local_pid
 from jupyter_cocalc_sync.rooms.registry import GLOBAL_AWARENESS
 from jupyter_cocalc_sync.transport import protocol
 
@@ -191,11 +189,6 @@ async def poll_seen(seen: list[dict], predicate) -> None:
             await asyncio.sleep(0.02)
 
 
-async def test_usage_is_absent_for_a_kernel_without_a_local_process():
-    """A gateway's kernel (``--gateway-url``) has no local process: no usage, no error."""
-    assert local_pid(GatewayKernelManager()) is None
-
-
 async def test_usage_is_read_over_rest_without_starting_a_kernel(server, root_dir):
     write_notebook(root_dir / "nb.ipynb", ["1"])
     reply = await server.http.get(NB + "/kernel_usage")
@@ -227,18 +220,3 @@ async def test_jupyterlabs_collaborators_panel_lists_the_kernel_of_each_open_not
     async with jupyterlab_room(server, None) as late:
         entry = await late.wait_for(lambda s: True, timeout=5)
         assert late.client_ids == {kernel_id}
-
-
-@pytest.mark.parametrize(
-    ("setting", "value"),
-    [
-        ("kernel_usage_interval", 0),
-        ("kernel_usage_idle_interval", 20),
-        ("kernel_usage_idle_interval", -1),
-    ],
-)
-def test_sampling_intervals_out_of_range_are_refused_with_the_settings_name(setting, value):
-    from jupyter_cocalc_sync.app import CocalcSync
-
-    with pytest.raises(ValueError, match=f"{setting} must be more than 0"):
-        CocalcSync(**{setting: value})

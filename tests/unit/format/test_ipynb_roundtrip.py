@@ -22,7 +22,7 @@ from jupyter_cocalc_sync.format.ipynb import (
 from jupyter_cocalc_sync.format.schema import notebook_syncdb
 from jupyter_cocalc_sync.sync.values import from_crdt
 
-CORPUS = Path(__file__).resolve().parents[2] / "shared" / "corpus"
+CORPUS = Path(__file__).resolve().parents[4] / "shared" / "corpus"
 CORPUS_FILES = sorted(CORPUS.glob("*.ipynb")) if CORPUS.is_dir() else []
 
 
