@@ -4,6 +4,7 @@ and the event-loop stall probe inside the server (``server_plugins.LoopStallProb
 from __future__ import annotations
 
 import contextlib
+import os
 import sqlite3
 import threading
 import time
@@ -44,6 +45,39 @@ class _Sampler:
     def __exit__(self, *exc: object) -> None:
         self._stop.set()
         self._thread.join()
+
+
+class LoadSampler(_Sampler):
+    """The machine's 1-minute load average every ``interval`` s while entered: how busy the
+    machine was with other work while the benchmarks ran (published with their results)."""
+
+    def __init__(self, interval: float = 5.0) -> None:
+        super().__init__(interval)
+        self.before = os.getloadavg()
+        self.after: tuple[float, float, float] | None = None
+        self.samples: list[float] = []
+
+    def _sample_once(self) -> None:
+        self.samples.append(os.getloadavg()[0])
+
+    def __exit__(self, *exc: object) -> None:
+        super().__exit__(*exc)
+        self.after = os.getloadavg()
+
+    def summary(self) -> dict[str, Any]:
+        """``before``/``after``: the 1, 5, 15-minute averages; ``during``: the 1-minute one."""
+        during = self.samples or [self.before[0]]
+        return {
+            "before": [round(x, 2) for x in self.before],
+            "during": {
+                "min": round(min(during), 2),
+                "max": round(max(during), 2),
+                "mean": round(sum(during) / len(during), 2),
+                "samples": len(self.samples),
+                "interval_s": self.interval,
+            },
+            "after": [round(x, 2) for x in self.after] if self.after else None,
+        }
 
 
 class RssSampler(_Sampler):

@@ -41,7 +41,8 @@ class CocalcSync(ExtensionApp):
     max_output_messages = Int(
         500,
         config=True,
-        help="Per cell, the most output messages kept in the shared document (plus the marker).",
+        help="""Per cell, the most output messages kept in the shared document (plus the
+        marker). A notebook may override it in settings.""",
     )
     max_more_output_bytes = Int(
         20 * 1024 * 1024,
@@ -66,7 +67,8 @@ class CocalcSync(ExtensionApp):
     autosave_delay = Float(
         1.0,
         config=True,
-        help="Seconds after the last change before a notebook is saved to disk (debounced).",
+        help="""Seconds after the last change before a notebook is saved to disk (debounced);
+        while changes keep coming, it is saved at least every 10 times this.""",
     )
     file_poll_interval = Float(
         1.0,
@@ -86,13 +88,17 @@ class CocalcSync(ExtensionApp):
         "",
         config=True,
         help="""The SQLite database of change logs, blobs and overflow. Default:
-        .jupyter_cocalc_sync.db in the server root. On JupyterHub with home directories on
-        network storage, point it to local disk.""",
-    )
+        .jupyter_cocalc_sync.db in the server root. One server per store: a second server
+        on the same store refuses to start, naming the store and the process holding it
+        (<store>.lock holds the lock). On JupyterHub with home directories on network
+        storage, point it to local disk.""",
+    ).tag(default_doc="<root_dir>/.jupyter_cocalc_sync.db")
     snapshot_interval = Int(
         1000,
         config=True,
-        help="A snapshot of a notebook's state is stored every this many changes.",
+        help="""A snapshot of a notebook's state is stored every this many changes, so
+        reopening replays one snapshot and a short tail; it is built after the write, in a
+        worker process.""",
     )
     history_keep_all_days = Float(
         7.0,
@@ -180,7 +186,8 @@ class CocalcSync(ExtensionApp):
         30.0,
         config=True,
         help="""Seconds a stateless execution may run when the request gives no timeout_ms;
-        past it the kernel is interrupted, then killed, and the request answers 408.""",
+        past it the kernel is interrupted, killed 0.5 s later, and the request answers
+        408.""",
     )
     stateless_max_timeout = Float(
         600.0,

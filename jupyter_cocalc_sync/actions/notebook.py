@@ -281,6 +281,7 @@ class NotebookActions:
         return await self._run(ids, author)
 
     async def run_all(self, *, author: str | None = None) -> dict[str, Any]:
+        """Queue every cell, in notebook order. Returns ``{"queued": ids}``."""
         return await self._run(CellOrder(self.db).ids, author)
 
     async def run_all_above(self, id: str, *, author: str | None = None) -> dict[str, Any]:

@@ -127,20 +127,20 @@ class PoolSettings(LoggingConfigurable):
         config=True,
         help=f"""Kernels kept ready per pool key (kernel name + launch options), 0 to {MAX_SIZE}.
         0 disables the pool. Default: ${ENV_SIZE}, else 1.""",
-    )
+    ).tag(env=ENV_SIZE)
     timeout_s = Float(
         config=True,
         help=f"""Seconds a pooled kernel may wait unclaimed before it is replaced by a fresh one
         (so it sees newly installed packages); keys other than the default kernel's that are not
         asked for in that time are dropped. 0 never recycles. Default: ${ENV_TIMEOUT_S}, else
         3600.""",
-    )
+    ).tag(env=ENV_TIMEOUT_S)
     launch_delay_ms = Float(
         config=True,
         help=f"""Milliseconds to wait after a kernel start before refilling the pool, so the
         refill does not compete for CPU with the user's own start. Default:
         ${ENV_LAUNCH_DELAY_MS}, else 7500.""",
-    )
+    ).tag(env=ENV_LAUNCH_DELAY_MS)
     exclude = List(
         Unicode(),
         config=True,

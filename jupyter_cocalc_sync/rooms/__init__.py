@@ -1,2 +1,2 @@
-"""Which room an id names, and joining it (above documents and execution: a notebook's rooms
-are built with it)."""
+"""The room registry: which room an id names, and joining it (above documents and execution,
+whose rooms it hands out)."""

@@ -4,7 +4,7 @@ Yjs stores every number as a 64-bit float, so a value read back from the documen
 where ``1`` was written. ``from_crdt`` turns integral floats back into ints, which is what
 Jupyter expects for execution counts, nbformat versions and image sizes; a float that happens
 to be integral (``2.0``) therefore reads back as ``2``. That is the one normalisation of
-values, documented in the README.
+values, documented in docs/design.md ("Normalisations of import → export").
 """
 
 from __future__ import annotations

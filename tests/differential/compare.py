@@ -48,9 +48,9 @@ def _normal_cell_metadata(cell: dict[str, Any]) -> None:
     metadata = cell.get("metadata")
     if not isinstance(metadata, dict):
         return
-    # trust: ours marks cells trusted by nbformat's per-cell rule (README: "Widgets and trust")
+    # trust: ours marks cells trusted by nbformat's per-cell rule (design notes: Widgets and trust)
     metadata.pop("trusted", None)
-    # tags: a set in the table, exported sorted (README: "Tags")
+    # tags: a set in the table, exported sorted (design notes: "Tags")
     tags = metadata.get("tags")
     if isinstance(tags, list) and all(isinstance(t, str) for t in tags):
         metadata["tags"] = sorted(set(tags))
@@ -133,7 +133,7 @@ def _without_exact_duplicates(notebook: dict[str, Any]) -> dict[str, Any]:
 
 
 def _without_nulls(notebook: dict[str, Any]) -> dict[str, Any]:
-    """Metadata keys set to null: the table keeps null as "no such key" (README: Records),
+    """Metadata keys set to null: the table keeps null as "no such key" (docs: "Records"),
     so ours saves them without the key."""
     for metadata in [notebook["metadata"], *(c.get("metadata") for c in notebook["cells"])]:
         if isinstance(metadata, dict):
@@ -153,7 +153,7 @@ def _valid_kernelspec(stock_file: dict[str, Any], our_file: dict[str, Any]) -> N
 
 def _same_format(stock_file: dict[str, Any], our_file: dict[str, Any]) -> dict[str, Any]:
     """Ours written as stock writes a notebook whose ``nbformat_minor`` a client lowered:
-    ours always writes nbformat 4.5, with cell ids (README: "Normalisations")."""
+    ours always writes nbformat 4.5, with cell ids (design notes: "Normalisations")."""
     minor = stock_file.get("nbformat_minor")
     if isinstance(minor, int) and minor < 5:
         our_file["nbformat_minor"] = minor

@@ -41,7 +41,7 @@ def hub_missing_reason() -> str | None:
     return None
 
 
-#: the single-user servers' Jupyter config: what an operator writes (README, JupyterHub)
+#: the single-user servers' Jupyter config: what an operator writes (docs/deployment.md, JupyterHub)
 SINGLE_USER_CONFIG = """\
 import os
 

@@ -1,4 +1,4 @@
-"""Authorization by action: each cell of the README's table, over REST and both rooms.
+"""Authorization by action: each cell of the table in docs/rest.md, over REST and both rooms.
 
 The test authorizer grants what the request's ``X-Test-Permissions`` header lists
 (``resource:action`` pairs), so one server serves readers, writers and runners.

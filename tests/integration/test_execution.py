@@ -209,6 +209,32 @@ async def test_a_password_is_answered_over_rest_and_never_stored(server, root_di
         assert "hunter2-secret" not in json.dumps(records)
 
 
+async def test_a_password_written_into_the_document_is_ignored(server, root_dir, live):
+    """A password prompt waits for ``POST …/input``: an answer written into the shared document
+    (and so into its history) is not used."""
+    write_notebook(
+        root_dir / "nb.ipynb",
+        ["import getpass\nprint(len(getpass.getpass('Password: ')))"],
+    )
+    nb = await live()
+    await nb.run(["cell-0"])
+
+    def pending(n):
+        for key, message in (cell(n, "cell-0").get("output") or {}).items():
+            if message.get("output_type") == "input_request" and message.get("password"):
+                return key, message
+        return None
+
+    key, message = await nb.wait_for(pending)
+    typed = {**message, "value": "typed into the document"}
+    nb.set({"type": "cell", "id": "cell-0", "output": {key: typed}})
+    nb.commit()
+    await nb.sync()  # the server has applied the write: had it answered, nothing would be pending
+    await nb.answer_input("cell-0", "hunter2")
+    await nb.wait_for(lambda n: finished(n, "cell-0"))
+    assert text_of(cell(nb, "cell-0")) == "Password: \n7\n"
+
+
 async def test_update_display_reaches_a_display_in_an_earlier_cell(server, root_dir, live):
     write_notebook(
         root_dir / "nb.ipynb",

@@ -34,7 +34,7 @@ def roundtrip(text: str) -> str:
 
 
 def normalised(nb: dict, ids: list[str] | None = None) -> dict:
-    """The documented normalisations (README, ipynb module docstring), applied to a notebook."""
+    """The normalisations docs/design.md and the ipynb module document, applied to a notebook."""
     nb = json.loads(json.dumps(nb))
     if nb["nbformat"] == 3:
         nb = json.loads(json.dumps(nbformat.reads(json.dumps(nb), as_version=4)))

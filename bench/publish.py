@@ -1,0 +1,62 @@
+"""Publish a benchmark run to the documentation: ``python bench/publish.py [run.json]``.
+
+``python bench/run.py`` writes each run as data to ``bench/results/latest.json``: the command,
+the date, the machine (CPUs, CPU model, OS), the load averages before, during and after the
+run, the package versions of both stacks, and the rows, each with the benchmark module it
+came from. Publishing (this script, or ``python bench/run.py --publish``) puts the run into
+``docs/benchmarks/results.json``, the committed file the documentation's benchmark tables are
+generated from: the run replaces the rows of every module it ran, and earlier runs keep the
+rows of the other modules, each table with its own date, machine and load. A run in which a
+module failed is not published (its rows would be missing).
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+BENCH_DIR = Path(__file__).resolve().parent
+LATEST_JSON = BENCH_DIR / "results" / "latest.json"
+PUBLISHED_JSON = BENCH_DIR.parent / "docs" / "benchmarks" / "results.json"
+FORMAT = 1
+
+
+def merged(published: dict[str, Any], run: dict[str, Any]) -> dict[str, Any]:
+    """The published runs with ``run`` added, its modules' older rows dropped."""
+    if run["failed"]:
+        raise ValueError(f"not publishing a run whose modules failed: {', '.join(run['failed'])}")
+    replaced = set(run["benchmarks"])
+    runs = []
+    for earlier in published.get("runs", []):
+        rows = [row for row in earlier["rows"] if row["module"] not in replaced]
+        if rows:
+            kept = [name for name in earlier["benchmarks"] if name not in replaced]
+            runs.append({**earlier, "benchmarks": kept, "rows": rows})
+    return {"format": FORMAT, "runs": [*runs, run]}
+
+
+def write_json(path: Path, data: dict[str, Any]) -> None:
+    path.write_text(json.dumps(data, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
+
+
+def publish(run: dict[str, Any], published: Path = PUBLISHED_JSON) -> None:
+    current = json.loads(published.read_text(encoding="utf-8")) if published.exists() else {}
+    write_json(published, merged(current, run))
+
+
+def main(argv: list[str]) -> int:
+    source = Path(argv[0]) if argv else LATEST_JSON
+    run = json.loads(source.read_text(encoding="utf-8"))
+    try:
+        publish(run)
+    except ValueError as error:
+        print(error, file=sys.stderr)
+        return 1
+    print(f"published {source} to {PUBLISHED_JSON}", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
