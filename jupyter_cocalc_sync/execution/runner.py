@@ -449,9 +449,7 @@ class NotebookRunner:
         handler = self._handler
         if handler is not None and index < len(handler.messages):
             shown = "" if password else value
-            handler.replace(
-                index, {"output_type": "stream", "name": "stdout", "text": f"{prompt}{shown}\n"}
-            )
+            handler.answer(index, f"{prompt}{shown}\n")
             self.writes.flush(cell_id, handler)
         return True
 

@@ -84,6 +84,32 @@ def test_consecutive_streams_coalesce_per_name():
     ]
 
 
+def test_an_answered_input_joins_the_stream_before_it_and_what_follows():
+    """One stdout stream, as JupyterLab shows it: JupyterLab merges neighbouring streams of one
+    name in its own copy and writes the merged text back into the document."""
+    handler = OutputHandler("c")
+    handler.handle(stream("before\n"))
+    request = {"output_type": "input_request", "prompt": "Name: ", "password": False}
+    index = handler.add_visible(request)
+    assert handler.take_patch() == {"0": handler.messages[0], "1": request}
+    handler.answer(index, "Name: Ada\n")
+    handler.handle(stream("hello Ada\n"))
+    joined = {"output_type": "stream", "name": "stdout", "text": "before\nName: Ada\nhello Ada\n"}
+    assert handler.messages == [joined]
+    assert handler.length == map_length(handler.messages)
+    assert handler.take_patch() == {"0": joined, "1": None}
+
+
+def test_an_answered_input_not_last_is_replaced_in_place():
+    handler = OutputHandler("c")
+    index = handler.add_visible({"output_type": "input_request", "prompt": "? ", "password": True})
+    handler.handle(msg("display_data", data={"text/plain": "from a thread"}, metadata={}))
+    handler.answer(index, "? \n")
+    assert [m["output_type"] for m in handler.messages] == ["stream", "display_data"]
+    assert handler.messages[0]["text"] == "? \n"
+    assert handler.length == map_length(handler.messages)
+
+
 async def test_flood_is_truncated_and_visible_plus_more_output_is_everything(worker):
     store = await overflow_store(worker, max_bytes=10 << 20)
     handler = OutputHandler(
