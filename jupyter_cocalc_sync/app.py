@@ -11,6 +11,7 @@ from jupyter_server.extension.application import ExtensionApp
 from traitlets import Bool, Bunch, Float, Int, TraitError, Unicode, default, validate
 
 from ._version import __version__
+from .logs import log_through
 
 if TYPE_CHECKING:
     from jupyter_events import EventLogger
@@ -278,6 +279,7 @@ class CocalcSync(ExtensionApp):
             message = f"invalid CocalcSync configuration: {e}"
             serverapp.log.critical("%s", message)
             raise SystemExit(f"jupyter-cocalc-sync: {message}") from e
+        log_through(serverapp.log)
         # jupyter_server reads only ``jpserver_extensions`` from the jupyter_server_config.d
         # file that installing this package adds, so the pool-aware kernel manager and the
         # TCP_NODELAY kernel websocket are set here, before the server creates them — unless
