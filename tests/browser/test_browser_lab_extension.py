@@ -14,7 +14,7 @@ import pytest
 
 pytest.importorskip("playwright")
 
-from browser_support import KERNEL_IDLE, LabUser, browser_marks, wait_for_file
+from browser_support import KERNEL_IDLE, TIMEOUT_MS, LabUser, browser_marks, wait_for_file
 from helpers import read_notebook_file, write_notebook
 from playwright.sync_api import Locator, expect
 from servers import ServerProcess
@@ -22,6 +22,9 @@ from servers import ServerProcess
 import jupyter_cocalc_sync
 
 pytestmark = browser_marks(timeout=300)
+
+# (every expectation says how long it waits: Playwright's own default is 5 s, short for a
+# server on two busy cores)
 
 #: the input box of a pending input()/getpass() (labextension/src/inputRequest.ts)
 INPUT_BOX = ".jp-cocalcSync-inputRequest input.jp-Stdin-input"
@@ -35,7 +38,7 @@ def input_box(user: LabUser, n: int) -> Locator:
 
 def answer(user: LabUser, n: int, value: str) -> None:
     box = input_box(user, n)
-    expect(box).to_be_enabled()
+    expect(box).to_be_enabled(timeout=TIMEOUT_MS)
     box.fill(value)
     box.press("Enter")
 
@@ -62,14 +65,16 @@ def test_input_answered_from_the_other_users_tab_and_the_box_goes_everywhere(lab
     bob = lab.open("ask.ipynb", "bob")
     alice.run_cell(0)
     for user in (alice, bob):
-        expect(input_box(user, 0)).to_be_visible()
-        expect(input_box(user, 0)).to_have_attribute("type", "text")
-        expect(user.cell(0).locator(".jp-cocalcSync-inputRequest")).to_contain_text("Your name:")
+        expect(input_box(user, 0)).to_be_visible(timeout=TIMEOUT_MS)
+        expect(input_box(user, 0)).to_have_attribute("type", "text", timeout=TIMEOUT_MS)
+        expect(user.cell(0).locator(".jp-cocalcSync-inputRequest")).to_contain_text(
+            "Your name:", timeout=TIMEOUT_MS
+        )
     answer(bob, 0, "Ada")
     for user in (alice, bob):
-        expect(user.output_locator(0)).to_contain_text("Hello, Ada!")
-        expect(input_box(user, 0)).to_have_count(0)
-        expect(user.prompt(0)).to_contain_text("[1]")
+        expect(user.output_locator(0)).to_contain_text("Hello, Ada!", timeout=TIMEOUT_MS)
+        expect(input_box(user, 0)).to_have_count(0, timeout=TIMEOUT_MS)
+        expect(user.prompt(0)).to_contain_text("[1]", timeout=TIMEOUT_MS)
         assert [t.strip() for t in user.outputs(0)] == ["Your name: Ada\nHello, Ada!"]
     wait_for_file(path, lambda p: stdout_in_file(p, 0) == "Your name: Ada\nHello, Ada!\n")
 
@@ -78,11 +83,11 @@ def test_a_pending_input_is_still_answerable_after_a_reload(lab, lab_server):
     write_notebook(lab_server.root / "ask.ipynb", ["print(input('? ') * 2)"])
     alice = lab.open("ask.ipynb", "alice")
     alice.run_cell(0)
-    expect(input_box(alice, 0)).to_be_visible()
+    expect(input_box(alice, 0)).to_be_visible(timeout=TIMEOUT_MS)
     alice.reload()
     answer(alice, 0, "ab")
-    expect(alice.output_locator(0)).to_contain_text("abab")
-    expect(input_box(alice, 0)).to_have_count(0)
+    expect(alice.output_locator(0)).to_contain_text("abab", timeout=TIMEOUT_MS)
+    expect(input_box(alice, 0)).to_have_count(0, timeout=TIMEOUT_MS)
 
 
 def test_getpass_is_a_password_box_and_its_value_reaches_no_document_file_or_history(
@@ -97,11 +102,11 @@ def test_getpass_is_a_password_box_and_its_value_reaches_no_document_file_or_his
     bob = lab.open("secret.ipynb", "bob")
     alice.run_cell(0)
     for user in (alice, bob):
-        expect(input_box(user, 0)).to_have_attribute("type", "password")
+        expect(input_box(user, 0)).to_have_attribute("type", "password", timeout=TIMEOUT_MS)
     answer(alice, 0, secret)
     for user in (alice, bob):
-        expect(user.output_locator(0)).to_contain_text(str(len(secret)))
-        expect(input_box(user, 0)).to_have_count(0)
+        expect(user.output_locator(0)).to_contain_text(str(len(secret)), timeout=TIMEOUT_MS)
+        expect(input_box(user, 0)).to_have_count(0, timeout=TIMEOUT_MS)
         assert secret not in user.output_text(0)
     wait_for_file(path, lambda p: stdout_in_file(p, 0) == f"Password: \n{len(secret)}\n")
     assert secret not in path.read_text()
@@ -129,10 +134,10 @@ def test_the_demo_runs_top_to_bottom_with_its_input_answered_in_the_browser(lab,
     box = input_box(alice, last)
     expect(box).to_be_visible(timeout=180_000)  # after the flood, the progress bar, the image
     answer(alice, last, "Grace")
-    expect(alice.output_locator(last)).to_contain_text("Hello, Grace!")
+    expect(alice.output_locator(last)).to_contain_text("Hello, Grace!", timeout=TIMEOUT_MS)
     codes = [n for n, c in enumerate(cells) if c["cell_type"] == "code"]
     for count, n in enumerate(codes, start=1):
-        expect(alice.prompt(n)).to_contain_text(f"[{count}]")
+        expect(alice.prompt(n)).to_contain_text(f"[{count}]", timeout=TIMEOUT_MS)
 
 
 def test_a_million_line_output_is_shown_a_page_at_a_time_and_the_tab_stays_responsive(
@@ -145,21 +150,21 @@ def test_a_million_line_output_is_shown_a_page_at_a_time_and_the_tab_stays_respo
     expect(alice.prompt(0)).to_contain_text("[1]", timeout=180_000)
     view = alice.cell(0).locator(MORE_OUTPUT)
     status = view.locator(".jp-cocalcSync-moreOutput-status")
-    expect(status).to_contain_text("MB more are kept on the server")
+    expect(status).to_contain_text("MB more are kept on the server", timeout=TIMEOUT_MS)
     head = alice.outputs(0)[0]
     last_shown = int(head.rstrip("\n").rsplit("\n", 1)[-1])
     assert 10_000 < last_shown < lines - 1, last_shown
     # the marker shows as the view, not as the table's marker or nbformat JSON
-    expect(alice.cell(0).locator(".jp-OutputArea")).not_to_contain_text('{"')
+    expect(alice.cell(0).locator(".jp-OutputArea")).not_to_contain_text('{"', timeout=TIMEOUT_MS)
 
     pages = view.locator(".jp-cocalcSync-moreOutput-pages .jp-OutputArea")
     button = view.get_by_role("button", name="Show more")
     for shown in (1, 2):
         button.click()
-        expect(pages).to_have_count(shown)
-        expect(button).to_be_enabled()
-    expect(status).to_contain_text("Shown")
-    expect(status).to_contain_text("MB more")
+        expect(pages).to_have_count(shown, timeout=TIMEOUT_MS)
+        expect(button).to_be_enabled(timeout=TIMEOUT_MS)
+    expect(status).to_contain_text("Shown", timeout=TIMEOUT_MS)
+    expect(status).to_contain_text("MB more", timeout=TIMEOUT_MS)
     paged = pages.nth(0).text_content() + pages.nth(1).text_content()
     expected_start = "".join(f"{i}\n" for i in range(last_shown + 1, last_shown + 100))
     assert paged.startswith(expected_start), paged[:200]
@@ -177,12 +182,12 @@ def test_an_unreadable_notebook_gets_jupyterlabs_error_dialog(lab, lab_server):
     alice = lab.open("broken.ipynb", "alice", wait=False)
     dialog = alice.dialogs
     expect(dialog).to_have_count(1, timeout=30_000)
-    expect(dialog).to_contain_text("File Load Error for broken.ipynb")
-    expect(dialog).to_contain_text("not a valid notebook: not JSON")
+    expect(dialog).to_contain_text("File Load Error for broken.ipynb", timeout=TIMEOUT_MS)
+    expect(dialog).to_contain_text("not a valid notebook: not JSON", timeout=TIMEOUT_MS)
     dialog.get_by_role("button", name="Close").click()
-    expect(dialog).to_have_count(0)
+    expect(dialog).to_have_count(0, timeout=TIMEOUT_MS)
     # the tab is closed: no endless "Loading"
-    expect(alice.page.locator(".jp-NotebookPanel")).to_have_count(0)
+    expect(alice.page.locator(".jp-NotebookPanel")).to_have_count(0, timeout=TIMEOUT_MS)
 
 
 def test_a_run_cut_off_by_a_server_restart_shows_its_error(lab, lab_server):
@@ -193,11 +198,13 @@ def test_a_run_cut_off_by_a_server_restart_shows_its_error(lab, lab_server):
     )
     alice = lab.open("long.ipynb", "alice")
     alice.run_cell(0)
-    expect(alice.output_locator(0)).to_contain_text("line 3")
+    expect(alice.output_locator(0)).to_contain_text("line 3", timeout=TIMEOUT_MS)
     lab_server.restart()  # killed (kernels and all) and started again
     bob = lab.open("long.ipynb", "bob")
-    expect(bob.output_locator(0).last).to_contain_text("RunCutOff")
-    expect(bob.output_locator(0).last).to_contain_text("the run was cut off here")
-    expect(bob.prompt(0)).not_to_contain_text("[*]")
+    expect(bob.output_locator(0).last).to_contain_text("RunCutOff", timeout=TIMEOUT_MS)
+    expect(bob.output_locator(0).last).to_contain_text(
+        "the run was cut off here", timeout=TIMEOUT_MS
+    )
+    expect(bob.prompt(0)).not_to_contain_text("[*]", timeout=TIMEOUT_MS)
     assert bob.output_text(0).startswith("line 0\nline 1\nline 2\nline 3\n")
     assert "line 59" not in bob.output_text(0)
