@@ -7,6 +7,7 @@ anything else that differs is a failure.
 from __future__ import annotations
 
 import copy
+import dataclasses
 import json
 import re
 from typing import Any
@@ -99,17 +100,40 @@ CLIENT_ID = re.compile(r"^[0-9a-f]{8}-0000-4000-8000-000000000000$")
 RENAMED = "<renamed>"
 
 
+def as_inserted(ours: Outcome) -> Outcome:
+    """Ours's views and file with the id each cell was inserted with where ours gave it a new
+    one at once (``Outcome.assigned``): stock keeps that id until a save renames one of the
+    cells sharing it, or for good if the others are deleted first (see "A cell inserted with
+    an id another cell has")."""
+    return dataclasses.replace(
+        ours,
+        live=_with_ids(ours.live, ours.assigned),
+        observer=_with_ids(ours.observer, ours.assigned),
+        joiner=_with_ids(ours.joiner, ours.assigned),
+        file=_with_ids(ours.file, ours.assigned),
+    )
+
+
+def _with_ids(notebook: dict[str, Any], inserted_with: dict[str, str]) -> dict[str, Any]:
+    notebook = copy.deepcopy(notebook)
+    for cell in notebook["cells"]:
+        if cell.get("id") in inserted_with:
+            cell["id"] = inserted_with[cell["id"]]
+    return notebook
+
+
 def renamed_ids(stock: Outcome, ours: Outcome, initial: dict[str, Any]) -> set[str]:
-    """The ids of cells that shared an id with another cell, on either server, and the new
-    ids either server gave them (see "A cell inserted with an id another cell has")."""
+    """The ids of cells that shared an id with another cell, on either server (ours taken
+    ``as_inserted``), and the new ids stock's saves gave them (see "A cell inserted with an
+    id another cell has")."""
     known = {c["id"] for c in initial["cells"]}
-    views = [o.live for o in (stock, ours)] + [o.joiner for o in (stock, ours)]
-    views += [o.observer for o in (stock, ours)] + [o.file for o in (stock, ours)]
     renamed: set[str] = set()
-    for view in views:
-        ids = [c["id"] for c in view["cells"] if "id" in c]
-        renamed |= {i for i in ids if ids.count(i) > 1}
-        renamed |= {i for i in ids if i not in known and not CLIENT_ID.match(str(i))}
+    for outcome in (stock, ours):
+        for view in (outcome.live, outcome.observer, outcome.joiner, outcome.file):
+            ids = [c["id"] for c in view["cells"] if "id" in c]
+            renamed |= {i for i in ids if ids.count(i) > 1}
+            if outcome is stock:
+                renamed |= {i for i in ids if i not in known and not CLIENT_ID.match(str(i))}
     return renamed
 
 
@@ -123,7 +147,8 @@ def _rename(notebook: dict[str, Any], renamed: set[str]) -> dict[str, Any]:
 def _without_exact_duplicates(notebook: dict[str, Any]) -> dict[str, Any]:
     """Stock leaves an exact copy of an earlier cell (id included) out of the file: so does
     this, for the cells whose id was shared (see "A cell inserted with an id another cell
-    has" in tests/README.md)."""
+    has" in tests/README.md), after ``_without_nulls`` on both files (so that it leaves out
+    of both the copies that differed from their originals by a null only)."""
     kept: list[dict[str, Any]] = []
     for cell in notebook["cells"]:
         if not (cell.get("id") == RENAMED and cell in kept):
@@ -164,16 +189,20 @@ def _same_format(stock_file: dict[str, Any], our_file: dict[str, Any]) -> dict[s
 
 def compare(stock: Outcome, ours: Outcome, initial: dict[str, Any]) -> list[str]:
     """Every difference between the servers (and within ours) that is not deliberate."""
-    renamed = renamed_ids(stock, ours, initial)
-    found = []
+    renamed = renamed_ids(stock, as_inserted(ours), initial)
+    found = [f"ours: {m}" for m in ours.misplaced]
     for name in ("live", "observer", "joiner"):
         stock_view = _rename(normal_view(getattr(stock, name)), renamed)
-        our_view = _rename(normal_view(getattr(ours, name)), renamed)
+        our_view = _with_ids(normal_view(getattr(ours, name)), ours.assigned)
+        our_view = _rename(our_view, renamed)
         found += [f"{name} client: {d}" for d in differences(stock_view, our_view)]
-    stock_file = _without_exact_duplicates(_rename(normal_file(stock.file), renamed))
-    our_file = _without_exact_duplicates(_rename(normal_file(ours.file), renamed))
+    # (ids taken back after nbformat's writing, which would rename the cells sharing one)
+    our_file = _rename(_with_ids(normal_file(ours.file), ours.assigned), renamed)
+    stock_file = _without_nulls(_rename(normal_file(stock.file), renamed))
+    # nulls first: a copy that differs from its original only by a null stays in stock's file
+    stock_file = _without_exact_duplicates(stock_file)
+    our_file = _without_exact_duplicates(_without_nulls(our_file))
     our_file = _same_format(stock_file, our_file)
-    stock_file, our_file = _without_nulls(stock_file), _without_nulls(our_file)
     _valid_kernelspec(stock_file, our_file)
     found += [f"file: {d}" for d in differences(stock_file, our_file)]
     if ours.save_status != "success":

@@ -13,6 +13,7 @@ from typing import Any, TypeVar, cast
 import nbformat
 from helpers import Server, eventually
 
+from .assigned_ids import AssignedIds
 from .clients import LabClient, connect, save
 from .ops import Op
 from .stacks import OurServer, StockServer, log_size, problems
@@ -93,6 +94,9 @@ class Outcome:
     file: dict[str, Any]  # the .ipynb after a save
     save_status: str
     errors: list[str]  # ERROR records and tracebacks the server logged meanwhile
+    #: ids the server gave cells the acting client inserted: new id → the id inserted with
+    assigned: dict[str, str] = field(default_factory=dict)
+    misplaced: list[str] = field(default_factory=list)  # new ids given to cells not inserted
     records: list[dict[str, Any]] = field(default_factory=list)  # ours: REST records
     versions: tuple[int, int] = (0, 0)  # ours: history length before and after
 
@@ -115,8 +119,11 @@ async def settled(*clients: LabClient) -> None:
     await eventually(same, *(c.doc for c in clients), timeout=30)
 
 
-async def apply_all(ops: Sequence[Op], actor: LabClient, observer: LabClient) -> None:
+async def apply_all(
+    ops: Sequence[Op], actor: LabClient, observer: LabClient, assigned: AssignedIds
+) -> None:
     for op in ops:
+        assigned.operation_starts()
         op.apply(actor)
         await settled(actor, observer)
 
@@ -179,11 +186,14 @@ async def run_sequence(
     async with connect(target.client, path) as actor, connect(target.client, path) as observer:
         if target.ours:
             before = (await target.rest(path))[1]
-        await apply_all(ops, actor, observer)
+        with AssignedIds(actor) as assigned:
+            await apply_all(ops, actor, observer, assigned)
         seen = await finish(target, path, actor, observer)
     outcome = Outcome(
         file=await target.read(path),
         errors=problems(target.process.log()[log_from:]),
+        assigned=assigned.assigned,
+        misplaced=assigned.misplaced,
         **seen,
     )
     if target.ours:

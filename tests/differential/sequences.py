@@ -73,6 +73,30 @@ OPERATIONS: dict[str, list[Op]] = {
         DuplicateAfterCut(1, 2, 5),
         SetCellMetadata(6, "tags", ["copy"]),
     ],
+    # ours gave the copy a new id at once; stock gives it none once the original is gone
+    "duplicate above the original, a cell inserted, the original deleted": [
+        DuplicateAfterCut(0, 2, 0),
+        InsertCells(0, [{"cell_type": "code", "source": "x"}]),
+        DeleteCells(3, 2),
+    ],
+    "duplicate below the original, the original deleted": [
+        DuplicateAfterCut(1, 1, 2),
+        DeleteCells(1),
+    ],
+    "duplicate below the original, the copy deleted": [
+        DuplicateAfterCut(1, 1, 2),
+        DeleteCells(2),
+    ],
+    # the second copy is a copy of the first one, inserted with the id ours gave the first
+    "duplicate a copy after a cut": [
+        DuplicateAfterCut(0, 2, 0),
+        DuplicateAfterCut(0, 2, 0),
+    ],
+    # stock keeps both cells (they differ: null is a value); ours saves the copy without the key
+    "duplicate above the original, a key of the copy set to null": [
+        DuplicateAfterCut(4, 1, 4),
+        PlainSetCellMetadataKey(4, "tags", None),
+    ],
     "insert a cell with another cell's id": [
         InsertCells(0, [{"cell_type": "code", "id": "code-b", "source": "other"}])
     ],
