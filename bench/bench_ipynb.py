@@ -29,14 +29,14 @@ from notebooks import mixed_notebook
 from pycrdt import Doc
 from report import Row, main, median, ms, row
 
-from jupyter_cocalc_sync.notebook.ipynb import (
+from jupyter_cocalc_sync.format.ipynb import (
     initial_update,
     notebook_to_records,
     parse_notebook,
     records_to_notebook,
     write_notebook,
 )
-from jupyter_cocalc_sync.notebook.schema import notebook_syncdb
+from jupyter_cocalc_sync.format.schema import notebook_syncdb
 
 #: ``python bench/run.py import`` selects this module too
 ALIASES = ("import", "export")

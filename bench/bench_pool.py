@@ -10,7 +10,7 @@ noise hits both alike.
 * warm: the pool (size 1) is full before each pooled repetition — what it is for. Its refill
   waits 1 s after a claim (shipped: 7.5 s), so, as shipped, no kernel boots next to the
   measured open. Ours's kernel websocket is the package's (TCP_NODELAY, and a pooled kernel's
-  first websocket skips jupyter_server's kernel_info round trips: ``kernels/head_start.py``);
+  first websocket skips jupyter_server's kernel_info round trips: ``pool/head_start.py``);
   stock's is jupyter_server's as is, and again with TCP_NODELAY on its server end
   (``server_plugins.NoDelayOnRequest``): with Nagle's algorithm every execution over that
   websocket waits ~40 ms for a delayed ACK;

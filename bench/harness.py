@@ -146,7 +146,7 @@ def ours_stack() -> Stack:
     def config(state: Path) -> dict[str, Any]:
         return {
             "ServerApp": {
-                "kernel_manager_class": "jupyter_cocalc_sync.kernels.manager.PoolingKernelManager"
+                "kernel_manager_class": "jupyter_cocalc_sync.pool.manager.PoolingKernelManager"
             },
             # no benchmark runs code: a pooled kernel booting would only add noise
             "KernelPool": {"size": 0},

@@ -181,7 +181,7 @@ def _entry_frame(frame: str) -> bool:
     """A frame that only routes a request (a handler, the document manager, auth)."""
     return any(
         part in frame
-        for part in ("/handlers/", "notebook/manager.py", "jupyter_server/auth/", "tornado/")
+        for part in ("/handlers/", "documents/manager.py", "jupyter_server/auth/", "tornado/")
     )
 
 

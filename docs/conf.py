@@ -32,9 +32,9 @@ extensions = [
 cocalc_package = "jupyter_cocalc_sync"
 cocalc_config_classes = [
     "jupyter_cocalc_sync.app.CocalcSync",
-    "jupyter_cocalc_sync.kernels.pool.KernelPool",
+    "jupyter_cocalc_sync.pool.kernel_pool.KernelPool",
 ]
-cocalc_actions_class = "jupyter_cocalc_sync.notebook.actions.NotebookActions"
+cocalc_actions_class = "jupyter_cocalc_sync.actions.notebook.NotebookActions"
 cocalc_benchmark_results = "benchmarks/results.json"
 cocalc_tests_dir = "../tests"
 

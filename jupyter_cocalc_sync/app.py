@@ -277,8 +277,8 @@ class CocalcSync(ExtensionApp):
         from jupyter_server.gateway.gateway_client import GatewayClient
 
         from .kernels.gateway_websocket import BinaryGatewayWebSocketConnection
-        from .kernels.manager import PoolingKernelManager
-        from .kernels.websocket import KernelChannelsConnection
+        from .pool.manager import PoolingKernelManager
+        from .pool.websocket import KernelChannelsConnection
 
         chosen = serverapp.config.get("ServerApp", {})
         # the server creates the same singleton later (``ServerApp.gateway_config``)
@@ -305,23 +305,25 @@ class CocalcSync(ExtensionApp):
     # -- services ---------------------------------------------------------------------------
 
     def initialize_settings(self) -> None:
-        from .activity import ActivityClock
         from .assignments.service import AssignmentService
+        from .documents.manager import DocumentManager
+        from .documents.notebook import DocumentSettings
+        from .documents.text import FileRooms
         from .errors import StoreInUseError
         from .execution.activity import UsageSettings
+        from .execution.activity_clock import ActivityClock
         from .execution.introspection import KernelQueries
         from .execution.service import ExecutionService
         from .execution.sessions import SessionKernels
-        from .handlers.base import check_api_path
-        from .notebook.document import DocumentSettings
-        from .notebook.export import NotebookExporter
-        from .notebook.manager import DocumentManager
+        from .export.exporter import NotebookExporter
+        from .handlers.services import SETTING as SERVICES_SETTING
+        from .handlers.services import RequestLimits, Services
         from .outputs.blobs import BlobStore
         from .outputs.formats import OutputFormats
         from .outputs.handler import OutputLimits
         from .outputs.imported import FileOutputImporter
         from .outputs.overflow import MoreOutputStore
-        from .rooms.files import FileRooms
+        from .paths import check_api_path
         from .rooms.registry import RoomRegistry
         from .store import ChangeLog, SQLiteWorker
         from .store.history import DAY, HistorySquasher, Retention
@@ -400,7 +402,27 @@ class CocalcSync(ExtensionApp):
         self.exporter = NotebookExporter()
         self.stateless = self._stateless_executor(limits)
         self.assignments = AssignmentService(self.documents, contents_manager)
+        #: the extension itself, for tests and debugging; handlers get ``Services`` only
         self.settings["cocalc_sync"] = self
+        self.settings[SERVICES_SETTING] = Services(
+            documents=self.documents,
+            file_rooms=self.file_rooms,
+            rooms=self.rooms,
+            execution=self.execution,
+            kernel_queries=self.kernel_queries,
+            exporter=self.exporter,
+            stateless=self.stateless,
+            assignments=self.assignments,
+            blobs=self.blobs,
+            activity=self.activity,
+            limits=RequestLimits(
+                max_body_bytes=self.max_body_bytes,
+                max_frame_bytes=self.max_frame_bytes,
+                send_queue_bytes=self.send_queue_bytes,
+            ),
+            status=self.status,
+            file_exists=self.file_exists,
+        )
         if serverapp.event_logger is not None:
             serverapp.event_logger.add_listener(
                 schema_id=CONTENTS_EVENTS, listener=self._on_contents_event
@@ -555,7 +577,3 @@ def _drop_from(router: RuleRouter) -> None:
             and not handler.__module__.startswith("jupyter_cocalc_sync")
         ):
             router.rules.remove(rule)
-
-
-def _jupyter_server_extension_points() -> list[dict[str, Any]]:
-    return [{"module": "jupyter_cocalc_sync", "app": CocalcSync}]

@@ -9,10 +9,6 @@ before they got here, the file, the store) carry no permissions and are never re
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
-
-if TYPE_CHECKING:
-    from .sync.events import ChangeOrigin
 
 
 @dataclass(frozen=True)
@@ -26,7 +22,8 @@ FULL = Permissions()
 READ_ONLY = Permissions(write=False, execute=False)
 
 
-def permissions_of(origin: ChangeOrigin | None) -> Permissions:
-    """The permissions of a change's origin (a peer), ``FULL`` for the server's own."""
+def permissions_of(origin: object) -> Permissions:
+    """The permissions of a change's origin (a peer; any ``sync.events.ChangeOrigin``),
+    ``FULL`` for the server's own."""
     permissions = getattr(origin, "permissions", None)
     return permissions if isinstance(permissions, Permissions) else FULL

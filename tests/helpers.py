@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import struct
+import zlib
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
@@ -178,3 +180,28 @@ def text_of(record: dict) -> str:
 def finished(nb, cell_id: str) -> bool:
     record = cell(nb, cell_id)
     return record.get("state") == "idle" and record.get("end") is not None
+
+
+def png_bytes(width: int = 96, height: int = 96, seed: int = 7) -> bytes:
+    """A real PNG of noise (so it does not compress below the blob threshold)."""
+    rows = []
+    state = seed
+    for _ in range(height):
+        row = bytearray([0])
+        for _ in range(width * 3):
+            state = (state * 1103515245 + 12345) & 0x7FFFFFFF
+            row.append(state >> 16 & 0xFF)
+        rows.append(bytes(row))
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return (
+            struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+        )
+
+    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", header)
+        + chunk(b"IDAT", zlib.compress(b"".join(rows)))
+        + chunk(b"IEND", b"")
+    )

@@ -27,4 +27,7 @@ if [ ! -x .ci/node/node_modules/.bin/configurable-http-proxy ]; then
     # JupyterHub's proxy, for the JupyterHub tests (kept out of the system's node modules)
     npm install --silent --no-fund --no-audit --prefix .ci/node configurable-http-proxy@5 >/dev/null
 fi
-python -m pytest "$@"
+# every tier (tests/unit, integration, differential with its random sequences, browser, hub,
+# stress); pytest arguments naming tests replace the default set
+export DIFFERENTIAL_BULK="${DIFFERENTIAL_BULK:-1}"
+python -m pytest -o testpaths=tests --durations=25 "$@"

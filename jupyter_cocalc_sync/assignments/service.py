@@ -9,9 +9,9 @@ import anyio
 import nbformat
 from jupyter_core.utils import ensure_async
 
+from ..documents.filesync import Contents
+from ..documents.notebook import NotebookDocument
 from ..errors import TargetExistsError
-from ..notebook.document import NotebookDocument
-from ..notebook.filesync import Contents
 from .student import student_version, tampered_cells
 
 

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
+from .errors import ServerError
+
 if TYPE_CHECKING:
     from .client import CocalcSyncClient
 
@@ -16,7 +18,7 @@ T = TypeVar("T")
 
 
 class NotebookActionsMixin:
-    """The actions of ``LiveNotebook`` (see ``notebook/actions.py`` on the server)."""
+    """The actions of ``LiveNotebook`` (see ``actions/notebook.py`` on the server)."""
 
     if TYPE_CHECKING:
         client: CocalcSyncClient
@@ -95,8 +97,6 @@ class NotebookActionsMixin:
 
 def _field(reply: dict[str, Any], name: str, kind: type[T]) -> T:
     """``reply[name]``, checked to be a ``kind``."""
-    from .client import ServerError
-
     value = reply.get(name)
     if not isinstance(value, kind):
         raise ServerError(502, f"the server's answer has no {kind.__name__} {name!r}: {reply}")
@@ -107,7 +107,5 @@ def _ids(reply: dict[str, Any], name: str) -> list[str]:
     """``reply[name]``, checked to be a list of cell ids."""
     ids = _field(reply, name, list)
     if not all(isinstance(i, str) for i in ids):
-        from .client import ServerError
-
         raise ServerError(502, f"the server's answer has no list of ids {name!r}: {reply}")
     return ids

@@ -24,25 +24,16 @@ from urllib.parse import quote
 
 import httpx
 
-from ..errors import CocalcSyncError
-from ..notebook.schema import notebook_syncdb
+from ..format.schema import notebook_syncdb
 from ..sync.table import SyncDB
 from .actions import NotebookActionsMixin
+from .errors import ServerError
 from .kernel import KernelQueriesMixin
 from .replica import RoomReplica
 from .widgets import LiveWidgets
 
 #: a JSON object as the server answers it
 JSONObject = dict[str, Any]
-
-
-class ServerError(CocalcSyncError):
-    """The server answered a request with an error status."""
-
-    def __init__(self, status: int, message: str) -> None:
-        super().__init__(f"{status}: {message}")
-        self.status = status
-        self.message = message
 
 
 class CocalcSyncClient:

@@ -17,9 +17,9 @@ import httpx
 from httpx_ws import AsyncWebSocketSession, HTTPXWSException, WebSocketDisconnect, aconnect_ws
 
 from ..errors_seen import count_error
-from ..rooms import protocol
-from ..rooms.protocol import ProtocolError
 from ..sync.table import LOCAL, ChangeEvent, ChangeOrigin, Record, SyncDB
+from ..transport import protocol
+from ..transport.protocol import ProtocolError
 
 T = TypeVar("T")
 

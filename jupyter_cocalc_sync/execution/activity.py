@@ -32,7 +32,7 @@ from ..kernels.usage import KernelUsage, ProcessTreeSampler, local_pid
 if TYPE_CHECKING:
     from jupyter_client.manager import KernelManager
 
-    from ..notebook.document import NotebookDocument
+    from ..documents.notebook import NotebookDocument
     from .runner import NotebookRunner
     from .sessions import SessionKernels
 

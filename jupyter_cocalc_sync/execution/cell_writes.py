@@ -16,7 +16,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from ..notebook.schema import SETTINGS_KEY
+from ..format.schema import SETTINGS_KEY
 from ..outputs.handler import OutputHandler
 from ..sync.table import SyncDB
 from .run_versions import RunVersions

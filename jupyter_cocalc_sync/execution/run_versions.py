@@ -15,7 +15,7 @@ from ..store.projections import projection_doc
 from ..store.sqlite import STORE_ERRORS
 
 if TYPE_CHECKING:
-    from ..notebook.document import NotebookDocument
+    from ..documents.notebook import NotebookDocument
     from ..store.history import HistorySquasher
 
 log = logging.getLogger(__name__)

@@ -28,9 +28,9 @@ from tornado.web import HTTPError
 
 from ..errors import KernelError
 from ..errors_seen import count_error
+from ..format.ipynb import cell_order_key, ordered_outputs
+from ..format.schema import SETTINGS_KEY
 from ..kernels.kernel import DEAD_KERNEL_ENAME, CodeExecutionEmitter, JupyterKernel
-from ..notebook.ipynb import cell_order_key, ordered_outputs
-from ..notebook.schema import SETTINGS_KEY
 from ..outputs.handler import DisplayIndex, OutputHandler, OutputLimits, is_marker
 from ..permissions import permissions_of
 from ..store.binding import author_of
@@ -39,12 +39,12 @@ from .cell_writes import CellWrites
 from .run_versions import RunVersions
 
 if TYPE_CHECKING:
-    from ..activity import WorkTracker
-    from ..notebook.document import NotebookDocument
+    from ..documents.notebook import NotebookDocument
     from ..outputs.blobs import BlobStore
     from ..outputs.overflow import MoreOutputStore
     from ..store.history import HistorySquasher
     from ..widgets.session import NotebookWidgets
+    from .activity_clock import WorkTracker
     from .sessions import SessionKernels
 
 log = logging.getLogger(__name__)

@@ -6,20 +6,20 @@ import asyncio
 from typing import TYPE_CHECKING, Any
 
 from ..errors import DocumentNotFoundError, InvalidRecordError
-from ..notebook.ipynb import cell_order_key, ordered_outputs
+from ..format.ipynb import cell_order_key, ordered_outputs
 from ..outputs.handler import is_marker
 from ..widgets.session import NotebookWidgets
 from .activity import CollaboratorsPanel, NotebookActivity, UsageSettings
 from .runner import NotebookRunner
 
 if TYPE_CHECKING:
-    from ..activity import WorkTracker
-    from ..notebook.document import NotebookDocument
-    from ..notebook.manager import DocumentManager
+    from ..documents.manager import DocumentManager
+    from ..documents.notebook import NotebookDocument
     from ..outputs.blobs import BlobStore
     from ..outputs.handler import OutputLimits
     from ..outputs.overflow import MoreOutputStore
     from ..store.history import HistorySquasher
+    from .activity_clock import WorkTracker
     from .sessions import SessionKernels
 
 #: JupyterLab's run-all sends one request per cell at once, over several connections; requests

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from tornado import web
 
-from ..notebook.action_calls import RUN_ACTIONS, parse_action, perform
-from ..notebook.actions import NotebookActions
+from ..actions.calls import RUN_ACTIONS, parse_action, perform
+from ..actions.notebook import NotebookActions
 from .authorization import READ_DOCUMENT, check_action, requires
 from .notebooks import NOTEBOOK, NotebookHandlerBase
 

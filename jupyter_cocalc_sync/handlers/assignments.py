@@ -23,7 +23,7 @@ class StudentVersionHandler(NotebookHandlerBase):
         target = self.api_path(target)
         if target == source:
             raise web.HTTPError(400, '"target" must differ from the notebook itself')
-        written = await self.extension.assignments.write_student_version(source, target)
+        written = await self.services.assignments.write_student_version(source, target)
         self.finish_json(written, status=201)
 
 
@@ -33,7 +33,7 @@ class TamperedCellsHandler(NotebookHandlerBase):
     @web.authenticated
     @requires(READ_DOCUMENT)
     async def get(self, path: str) -> None:
-        self.finish_json(await self.extension.assignments.tampered(self.api_path(path)))
+        self.finish_json(await self.services.assignments.tampered(self.api_path(path)))
 
 
 def assignment_routes() -> list[tuple[str, type]]:

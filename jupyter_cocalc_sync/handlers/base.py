@@ -6,11 +6,10 @@ Handlers parse, authorise, call a service and map errors to statuses; nothing el
 from __future__ import annotations
 
 import json
-import os
 import uuid
 from collections.abc import Mapping
 from types import TracebackType
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import anyio
 from jupyter_server.base.handlers import APIHandler
@@ -34,9 +33,8 @@ from ..errors import (
     VersionNotFoundError,
 )
 from ..errors_seen import count_error
-
-if TYPE_CHECKING:
-    from ..app import CocalcSync
+from ..paths import check_api_path
+from .services import Services, services_of
 
 #: the package's own errors -> HTTP status (first match wins); any other exception is a bug
 #: of the server, answered 500 with a request id that its log line carries too
@@ -59,41 +57,11 @@ ERROR_STATUS: tuple[tuple[type[BaseException], int], ...] = (
 )
 
 
-def extension_of(handler: web.RequestHandler) -> CocalcSync:
-    """The extension serving ``handler`` (in the tornado settings since it loaded)."""
-    extension: CocalcSync = handler.settings["cocalc_sync"]
-    return extension
-
-
 def status_for(exc: BaseException) -> int | None:
     for klass, status in ERROR_STATUS:
         if isinstance(exc, klass):
             return status
     return None
-
-
-def check_api_path(root_dir: str, path: str) -> str:
-    """Normalise an API path and make sure it stays inside ``root_dir``.
-
-    Refuses absolute paths, ``..`` components (also when they arrived URL-encoded: tornado
-    decodes path arguments before we see them), NUL bytes, and paths that leave the root
-    through a symbolic link. Returns the path with ``/`` separators and no leading slash.
-    """
-    if "\x00" in path or "\\" in path:
-        raise PathOutsideRootError(f"invalid character in path {path!r}")
-    if path.startswith("/") or os.path.isabs(path) or (len(path) > 1 and path[1] == ":"):
-        raise PathOutsideRootError(f"absolute paths are not allowed: {path!r}")
-    parts = [p for p in path.split("/") if p not in ("", ".")]
-    if any(p == ".." for p in parts):
-        raise PathOutsideRootError(f"path leaves the server root: {path!r}")
-    if not parts:
-        raise PathOutsideRootError("empty path")
-    api_path = "/".join(parts)
-    root = os.path.realpath(root_dir)
-    real = os.path.realpath(os.path.join(root, *parts))
-    if real != root and not real.startswith(root + os.sep):
-        raise PathOutsideRootError(f"path leaves the server root through a link: {path!r}")
-    return api_path
 
 
 class CocalcAPIHandler(APIHandler):
@@ -102,8 +70,8 @@ class CocalcAPIHandler(APIHandler):
     auth_resource = "contents"
 
     @property
-    def extension(self) -> CocalcSync:
-        return extension_of(self)
+    def services(self) -> Services:
+        return services_of(self)
 
     @property
     def author(self) -> str | None:
@@ -112,7 +80,7 @@ class CocalcAPIHandler(APIHandler):
         return getattr(user, "username", None) if user else None
 
     async def prepare(self) -> None:  # type: ignore[override]  # as APIHandler narrows it
-        limit = self.extension.max_body_bytes
+        limit = self.services.limits.max_body_bytes
         if len(self.request.body or b"") > limit:
             raise web.HTTPError(413, f"the body is larger than {limit} bytes (max_body_bytes)")
         await super().prepare()

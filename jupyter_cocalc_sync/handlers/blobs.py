@@ -22,7 +22,7 @@ class BlobHandler(CocalcAPIHandler):
             self.set_status(304)
             self.finish()
             return
-        blob = await self.extension.blobs.get(sha1)
+        blob = await self.services.blobs.get(sha1)
         if blob is None:
             raise web.HTTPError(404, f"no blob {sha1}")
         mime, data = blob

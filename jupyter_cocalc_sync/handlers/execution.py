@@ -19,7 +19,7 @@ if TYPE_CHECKING:
 class ExecutionHandlerBase(NotebookHandlerBase):
     @property
     def execution(self) -> ExecutionService:
-        return self.extension.execution
+        return self.services.execution
 
     async def runner(self, path: str) -> NotebookRunner:
         return await self.execution.runner(self.api_path(path))
@@ -109,7 +109,7 @@ class MoreOutputHandler(NotebookHandlerBase):
     @web.authenticated
     @requires(READ_DOCUMENT)
     async def get(self, path: str, cell_id: str) -> None:
-        more = await self.extension.execution.more_output(self.api_path(path), cell_id)
+        more = await self.services.execution.more_output(self.api_path(path), cell_id)
         await self.finish_large_json(more)
 
 
@@ -125,7 +125,7 @@ class ServerExecuteHandler(CocalcAPIHandler):
         cell_id, document_id = body.get("cell_id"), body.get("document_id")
         if not isinstance(cell_id, str) or not isinstance(document_id, str):
             raise web.HTTPError(400, '"cell_id" and "document_id" must be strings')
-        await self.extension.execution.run_from_frontend(
+        await self.services.execution.run_from_frontend(
             kernel_id, cell_id, document_id, author=self.author
         )
         self.finish_json({"cell_id": cell_id, "queued": True})

@@ -19,7 +19,7 @@ if TYPE_CHECKING:
 class KernelQueryHandler(NotebookHandlerBase):
     @property
     def queries(self) -> KernelQueries:
-        return self.extension.kernel_queries
+        return self.services.kernel_queries
 
     def code_and_cursor(self, body: dict[str, Any]) -> tuple[str, int]:
         """``code`` and ``cursor_pos`` (in characters; default: the end of the code)."""
@@ -76,7 +76,7 @@ class KernelUsageHandler(NotebookHandlerBase):
     @web.authenticated
     @requires(READ_DOCUMENT)
     async def get(self, path: str) -> None:
-        activity = await self.extension.execution.activity(self.api_path(path))
+        activity = await self.services.execution.activity(self.api_path(path))
         self.finish_json(activity.to_json())
 
 

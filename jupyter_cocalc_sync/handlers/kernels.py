@@ -30,7 +30,7 @@ class KernelspecsHandler(CocalcAPIHandler):
                 "kernelspecs": await self._kernelspec_models(),
                 "default": km.default_kernel_name,
                 "pool": pool_status() if callable(pool_status) else None,
-                "stateless_pool": self.extension.stateless.pool.status(),
+                "stateless_pool": self.services.stateless.pool.status(),
             }
         )
 

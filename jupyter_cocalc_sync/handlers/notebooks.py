@@ -11,14 +11,14 @@ from .authorization import CHANGE_DOCUMENT, EXPORT, READ_DOCUMENT, check_run_req
 from .base import CocalcAPIHandler
 
 if TYPE_CHECKING:
-    from ..notebook.document import NotebookDocument
+    from ..documents.notebook import NotebookDocument
 
 NOTEBOOK = r"/api/cocalc-sync/notebooks/(?P<path>.+?\.ipynb)"
 
 
 class NotebookHandlerBase(CocalcAPIHandler):
     async def document(self, path: str) -> NotebookDocument:
-        return await self.extension.documents.get(self.api_path(path))
+        return await self.services.documents.get(self.api_path(path))
 
 
 class NotebookHandler(NotebookHandlerBase):
@@ -104,7 +104,7 @@ class ExportHandler(NotebookHandlerBase):
     async def get(self, path: str) -> None:
         to = self.get_query_argument("to", "ipynb")
         document = await self.document(path)
-        export = await self.extension.exporter.export(document, to)
+        export = await self.services.exporter.export(document, to)
         download = self.get_query_argument("download", "false") == "true"
         self.set_header("Content-Disposition", content_disposition(export.filename, download))
         self.finish_raw(export.body, export.mimetype)

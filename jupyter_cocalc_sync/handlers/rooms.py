@@ -27,9 +27,10 @@ from ..errors import (
 from ..errors_seen import count_error
 from ..permissions import READ_ONLY, Permissions
 from ..rooms.registry import Membership, SessionExpiredError
-from ..rooms.room import INTERNAL_ERROR
+from ..transport.room import INTERNAL_ERROR
 from .authorization import READ_DOCUMENT, peer_permissions, requires
-from .base import CocalcAPIHandler, extension_of
+from .base import CocalcAPIHandler
+from .services import services_of
 
 #: close codes the stock frontend understands (jupyter-collaboration)
 NOT_FOUND = 4404
@@ -73,7 +74,7 @@ class RoomHandler(WebSocketMixin, WebSocketHandler, JupyterHandler):
         super().open()  # keep-alive pings
         self.set_nodelay(True)
         self.permissions = await peer_permissions(self)
-        registry = extension_of(self).rooms
+        registry = services_of(self).rooms
         session_id = self.get_query_argument("sessionId", None)
         try:
             self.membership = await registry.join(self.namespace, room_id, self, session_id)
@@ -96,7 +97,7 @@ class RoomHandler(WebSocketMixin, WebSocketHandler, JupyterHandler):
 
     def on_message(self, message: bytes | str) -> None:
         if self.membership is not None:
-            extension_of(self).activity.touch()
+            services_of(self).activity.touch()
             self.membership.room.receive(self, message)
 
     def on_close(self) -> None:
@@ -106,7 +107,7 @@ class RoomHandler(WebSocketMixin, WebSocketHandler, JupyterHandler):
 
     @property
     def max_message_size(self) -> int:
-        return extension_of(self).max_frame_bytes
+        return services_of(self).limits.max_frame_bytes
 
     def send(self, data: bytes) -> None:
         """Queue ``data``; a client that has more than ``send_queue_bytes`` not yet taken by
@@ -114,7 +115,7 @@ class RoomHandler(WebSocketMixin, WebSocketHandler, JupyterHandler):
         with a reason that says it may reconnect (it then gets the document afresh)."""
         if self.ws_connection is None or self.ws_connection.is_closing():
             return
-        limit = extension_of(self).send_queue_bytes
+        limit = services_of(self).limits.send_queue_bytes
         if self.queued_bytes and self.queued_bytes + len(data) > limit:
             # (one message larger than the limit still goes out alone: a big document's sync)
             self.log.warning(
@@ -150,17 +151,17 @@ class DocSessionHandler(CocalcAPIHandler):
         file_format, file_type = body.get("format"), body.get("type")
         if not isinstance(file_format, str) or not isinstance(file_type, str):
             raise web.HTTPError(400, 'the body needs "format" and "type" strings')
-        extension = self.extension
-        documents = extension.documents
+        services = self.services
+        documents = services.documents
         known = documents.file_id_manager.get_id(path) is not None
         if file_type == "notebook":
             document = await documents.get(path)
             file_id, session_id = document.file_id, document.session_id
         else:
-            if not await extension.file_exists(path):
+            if not await services.file_exists(path):
                 raise DocumentNotFoundError(f"no file at {path!r}")
             file_id = documents.file_id(path)
-            opened = await extension.file_rooms.get(path, file_id, file_format, file_type)
+            opened = await services.file_rooms.get(path, file_id, file_format, file_type)
             session_id = opened.session_id
         self.finish_json(
             {"format": file_format, "type": file_type, "fileId": file_id, "sessionId": session_id},

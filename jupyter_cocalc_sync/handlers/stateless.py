@@ -22,7 +22,7 @@ class StatelessExecuteHandler(CocalcAPIHandler):
         request = ExecuteRequest.from_json(self.json_body(), default_kernel=default_kernel)
         if request.path is not None:
             request = request.with_path(self.api_path(request.path))
-        result = await self.extension.stateless.execute(request)
+        result = await self.services.stateless.execute(request)
         await self.finish_large_json(result.to_json())
 
 

@@ -16,7 +16,7 @@ class StatusHandler(CocalcAPIHandler):
     @web.authenticated
     @requires(LIST_KERNELS)
     async def get(self) -> None:
-        self.finish_json(self.extension.status())
+        self.finish_json(self.services.status())
 
 
 __all__ = ["StatusHandler"]

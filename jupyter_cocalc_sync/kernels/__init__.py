@@ -1,1 +1,2 @@
-"""Kernels: the ``JupyterKernel`` wrapper, the kernel pool and the pool-aware kernel manager."""
+"""Kernels: the ``JupyterKernel`` wrapper (channels, comms, processes, gateways) and the kernel
+websockets (``manager`` and ``websocket`` re-export ``pool/`` under older paths)."""

@@ -18,11 +18,11 @@ from collections.abc import Callable
 from typing import Any
 from urllib.parse import quote
 
-from ..notebook.document import NotebookDocument, OutputHooks
-from ..notebook.ipynb import OutputsOf, ordered_outputs
+from ..format.ipynb import OutputsOf, ordered_outputs
 from ..sync.table import Record
 from .blobs import BlobStore, references
 from .handler import is_marker
+from .hooks import NamedDocument, OutputHooks
 from .overflow import MoreOutputStore
 
 NOTICE_FLAG = "cocalc_sync"
@@ -64,7 +64,7 @@ class OutputFormats:
         self.base_url = base_url
         self.inline_more_output = inline_more_output
 
-    def for_document(self, document: NotebookDocument) -> OutputHooks:
+    def for_document(self, document: NamedDocument) -> OutputHooks:
         return self.hooks(lambda: document.path, lambda: document.file_id)
 
     def hooks(self, path_of: Callable[[], str], doc_id: Callable[[], str]) -> OutputHooks:

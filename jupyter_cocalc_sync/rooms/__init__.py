@@ -1,1 +1,2 @@
-"""Rooms: the y-websocket protocol, ``Room``, rooms of plain files, and ``RoomRegistry``."""
+"""The room registry: which room an id names, and joining it (above documents and execution,
+whose rooms it hands out)."""

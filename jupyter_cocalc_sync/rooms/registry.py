@@ -22,14 +22,14 @@ from typing import TYPE_CHECKING, Any
 
 from pycrdt import Doc
 
+from ..documents.manager import DocumentManager
+from ..documents.text import FileRooms
 from ..errors import CocalcSyncError, DocumentNotFoundError
-from ..notebook.manager import DocumentManager
+from ..transport.room import Peer, Room
 from ..widgets.session import ROOM_PREFIX as WIDGETS_PREFIX
-from .files import FileRooms
-from .room import Peer, Room
 
 if TYPE_CHECKING:
-    from ..notebook.document import NotebookDocument
+    from ..documents.notebook import NotebookDocument
 
 SYNCDB_PREFIX = "syncdb:"
 #: JupyterLab's room for who is where (its collaborators panel lists the states in it)

@@ -28,7 +28,7 @@ from typing import Any, TypeVar
 from ..errors import KernelError
 from ..errors_seen import count_error
 from ..kernels.kernel import JupyterKernel
-from ..kernels.pool import repoint_code
+from ..pool.kernel_pool import repoint_code
 
 T = TypeVar("T")
 

@@ -10,9 +10,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..rooms.room import Peer, Room
 from ..sync.guard import table_guard
 from ..sync.table import ChangeOrigin, Record
+from ..transport.room import Peer, Room
 from .bridge import BufferStore, WidgetBridge
 from .state import WIDGET_STATE_MIME, saved_state
 from .table import WidgetTable, widget_syncdb

@@ -14,7 +14,7 @@ from typing import Any
 
 import nbformat
 
-from jupyter_cocalc_sync.notebook.ipynb import records_to_notebook
+from jupyter_cocalc_sync.format.ipynb import records_to_notebook
 
 from .runner import Outcome
 

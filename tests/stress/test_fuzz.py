@@ -21,7 +21,7 @@ from jupyter_ydoc import YNotebook
 from pycrdt import Array, Doc, Map, Text
 
 from jupyter_cocalc_sync.client import CocalcSyncClient
-from jupyter_cocalc_sync.rooms import protocol
+from jupyter_cocalc_sync.transport import protocol
 
 NB = "/api/cocalc-sync/notebooks/nb.ipynb"
 FUZZ = settings(

@@ -1,0 +1,1 @@
+"""Export of a notebook's live state with nbconvert, and the tools some formats need."""

@@ -1,1 +1,0 @@
-"""Notebook documents: the record schema, ipynb import/export, live documents."""

@@ -1,0 +1,410 @@
+"""Filling and recycling the kernel pool: starting kernels ahead of time, keeping them healthy.
+
+Each pool key gets kernels started one at a time until ``size`` are ready or starting. A pooled
+kernel answers ``kernel_info`` and runs one silent warm-up cell before it counts as ready; one
+that dies, or sits unclaimed longer than ``timeout_s``, is replaced. Refills after a claim or a
+miss wait ``launch_delay_ms`` (a kernel booting next to the user's own start on a small machine
+halves that start's speed), and failed starts back off.
+
+Requests to pooled kernels are sent without blocking the event loop, and a kernel whose process
+exits is noticed at once (its pidfd), whatever it was doing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import weakref
+from collections import deque
+from collections.abc import Awaitable, Coroutine
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from jupyter_client.kernelspec import NoSuchKernel
+
+from ..errors import KernelError
+from ..errors_seen import count_error
+from ..kernels.channels import settle, stop_started
+from ..kernels.process import wait_for_exit
+from .head_start import HeadStart
+from .settings import PoolKey, PoolSettings
+
+if TYPE_CHECKING:
+    from jupyter_client.asynchronous.client import AsyncKernelClient
+    from jupyter_server.services.kernels.kernelmanager import ServerKernelManager
+
+    from .manager import PoolingKernelManager
+
+T = TypeVar("T")
+
+#: how long a pooled kernel may take to answer its first kernel_info_request
+WARM_UP_TIMEOUT_S = 60.0
+#: the warm-up cell (pooled kernels are ipykernel's, so ``get_ipython`` is there)
+WARM_UP_CODE = "get_ipython().display_formatter.format(0)"
+#: the longest wait between two health checks of the pooled kernels
+MAX_CHECK_INTERVAL_S = 5.0
+#: back-off after failed pooled starts: first retry after this many seconds, doubling
+RETRY_AFTER_FAILURE_S = 30.0
+
+
+class PooledKernelError(RuntimeError):
+    """A pooled kernel died or did not answer; it is discarded and replaced."""
+
+
+#: how starting or re-pointing a pooled kernel fails without a bug of ours: the process did
+#: not start or died (OSError, jupyter_client's RuntimeError, PooledKernelError), it did not
+#: answer in time (TimeoutError), its kernelspec is gone (NoSuchKernel), a request did not go
+#: out (KernelError)
+POOL_ERRORS = (OSError, RuntimeError, TimeoutError, NoSuchKernel, KernelError)
+
+
+@dataclass(eq=False)
+class PooledKernel:
+    """A started, warmed-up kernel waiting to be claimed."""
+
+    kernel_id: str
+    km: ServerKernelManager
+    client: AsyncKernelClient
+    key: PoolKey
+    #: the manager's ``autorestart`` setting, off while pooled (a dead one is replaced)
+    autorestart: bool = True
+    started_at: float = field(default_factory=time.monotonic)
+    #: its kernel_info and iopub subscription, for the first websocket after the claim
+    head_start: HeadStart | None = None
+    #: once claimed: whether the kernel ran the re-pointing code (False: restart it)
+    repointed: asyncio.Future[bool] | None = None
+
+    def release(self) -> None:
+        """Close the pool's connections to the kernel (the kernel itself lives on)."""
+        stop_started(self.client, ("shell",))
+        if self.head_start is not None:
+            self.head_start.close()
+
+
+@dataclass(eq=False)
+class _Starting:
+    """A pooled kernel being started; a claim may take it over (``claimed``)."""
+
+    key: PoolKey
+    task: asyncio.Task[PooledKernel] | None = None
+    km: ServerKernelManager | None = None
+    claimed: bool = False
+
+
+@dataclass
+class KeyState:
+    ready: deque[PooledKernel] = field(default_factory=deque)
+    starting: list[_Starting] = field(default_factory=list)
+    last_wanted: float = field(default_factory=time.monotonic)
+    failures: int = 0
+    filler: asyncio.Task[None] | None = None
+
+
+class PoolFilling(PoolSettings):
+    """Keeps ``size`` warm kernels per pool key (the filling half of ``KernelPool``)."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self._keys: dict[PoolKey, KeyState] = {}
+        self._default_key: PoolKey | None = None
+        self._counters = dict.fromkeys(
+            (
+                "claimed",
+                "taken_while_starting",
+                "missed",
+                "replaced",
+                "recycled",
+                "failed",
+                "repoint_failed",
+            ),
+            0,
+        )
+        self._closed = False
+        self._background: set[asyncio.Task[Any]] = set()  # (results not read)
+        self._stopped: weakref.WeakSet[ServerKernelManager] = weakref.WeakSet()
+        self._changed = asyncio.Event()
+
+    @property
+    def manager(self) -> PoolingKernelManager:
+        return self.parent  # type: ignore[return-value]  # the manager made the pool its child
+
+    # -- filling -----------------------------------------------------------------------------
+
+    def _want(self, key: PoolKey, delay: float, *, touch: bool = True) -> None:
+        """Make sure a refill of ``key`` is under way or planned (``touch``: it was asked for)."""
+        if self._closed or self.size == 0:
+            return
+        state = self._keys.setdefault(key, KeyState())
+        if touch:
+            state.last_wanted = time.monotonic()
+        if state.filler is None or state.filler.done():
+            if state.failures:
+                delay = max(delay, RETRY_AFTER_FAILURE_S * 2 ** (state.failures - 1))
+            state.filler = asyncio.create_task(self._fill(key, state, delay))
+
+    def _missing(self, state: KeyState) -> int:
+        unclaimed = sum(1 for s in state.starting if not s.claimed)
+        return self.size - len(state.ready) - unclaimed
+
+    async def _fill(self, key: PoolKey, state: KeyState, delay: float) -> None:
+        """Start kernels for ``key`` one at a time until ``size`` are ready or starting."""
+        if delay > 0:
+            await asyncio.sleep(delay)
+        while not self._closed and self._missing(state) > 0:
+            slot = _Starting(key)
+            slot.task = asyncio.create_task(self._start_kernel(slot, state))
+            state.starting.append(slot)
+            self._notify()
+            await asyncio.wait({slot.task})
+            if slot.task.cancelled():
+                return
+            error = slot.task.exception()
+            if error is not None:
+                state.failures += 1
+                self._counters["failed"] += 1
+                retry = RETRY_AFTER_FAILURE_S * 2 ** (state.failures - 1)
+                if not isinstance(error, POOL_ERRORS):  # a bug of ours: the pool retries too
+                    count_error(
+                        "pool.start", error, f"starting a {key.label} kernel", logger=self.log
+                    )
+                self.log.warning(
+                    "Kernel pool: starting a %s kernel failed (%s); retrying in %g s",
+                    key.label,
+                    error,
+                    retry,
+                )
+                return
+            state.failures = 0
+
+    async def _start_kernel(self, slot: _Starting, state: KeyState) -> PooledKernel:
+        """Start one pooled kernel and warm it up; it goes to ``ready`` unless claimed."""
+        manager = self.manager
+        kwargs = slot.key.launch_kwargs(manager.root_dir)
+        km, _, kernel_id = manager.pre_start_kernel(slot.key.kernel_name, kwargs)
+        slot.km = km
+        autorestart = km.autorestart
+        km.autorestart = False  # a pooled kernel that dies is replaced, not restarted
+        kwargs["kernel_id"] = kernel_id
+        entry = None
+        try:
+            await km.start_kernel(**kwargs)
+            client = km.client(context=km.context)
+            client.start_channels(shell=True, iopub=False, stdin=False, hb=False, control=False)
+            entry = PooledKernel(kernel_id, km, client, slot.key, autorestart)
+            await self._warm_up(entry)
+        except BaseException:  # (re-raised: the filler, or a claim, sees it)
+            if entry is not None:
+                entry.release()
+            await asyncio.shield(self._stop(km))
+            if slot in state.starting:
+                state.starting.remove(slot)
+            self._notify()
+            raise
+        if slot in state.starting:
+            state.starting.remove(slot)
+        if not slot.claimed:
+            entry.started_at = time.monotonic()
+            state.ready.append(entry)
+            self.log.debug("Kernel pool: %s ready (%s)", kernel_id, slot.key.label)
+        self._notify()
+        return entry
+
+    async def _warm_up(self, entry: PooledKernel) -> None:
+        """Wait for the kernel to answer, then run one silent cell.
+
+        The first execution in a fresh IPython pays for lazy imports and compiling its
+        machinery, and the first displayed result for setting up the display formatters
+        (~2 ms each, measured); the warm-up cell does both, so neither falls on the claim or
+        the notebook's first cell. It formats a value without displaying it: no output, no
+        ``_`` or ``Out`` entry, no execution count.
+        """
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + WARM_UP_TIMEOUT_S
+        while True:
+            try:
+                info = await self._request(entry, "kernel_info", 1.0)
+                break
+            except TimeoutError:
+                # ipykernel may drop a request sent before its sockets are bound
+                if loop.time() > deadline:
+                    raise
+        # subscribed before the warm-up cell, whose status messages then prove it
+        entry.head_start = HeadStart.subscribe(entry.km, info["content"])
+        await self._request(
+            entry, "execute", WARM_UP_TIMEOUT_S, code=WARM_UP_CODE, silent=True, store_history=False
+        )
+
+    async def _request(
+        self, entry: PooledKernel, method: str, timeout: float, **content: Any
+    ) -> dict[str, Any]:
+        """Send a shell request and wait for its reply.
+
+        ``TimeoutError`` past ``timeout`` seconds; ``PooledKernelError`` as soon as the process
+        exits.
+        """
+        msg_id = await self._send(entry, method, timeout, **content)
+        return await self._reply(entry, msg_id, method, timeout)
+
+    async def _send(self, entry: PooledKernel, method: str, timeout: float, **content: Any) -> str:
+        """Hand a shell request to the kernel's socket; its msg_id (errors as ``_request``)."""
+        session = entry.client.session
+        if method == "execute":
+            defaults = {"silent": False, "store_history": True, "user_expressions": {}}
+            content = {**defaults, **content, "allow_stdin": False, "stop_on_error": True}
+        msg = session.msg(f"{method}_request", content)
+        exited = asyncio.ensure_future(wait_for_exit(entry.km))
+        try:
+            async with asyncio.timeout(timeout):
+                sending = entry.client.shell_channel.socket.send_multipart(session.serialize(msg))
+                await _unless_exited(settle(sending, timeout), exited)
+        except TimeoutError:
+            raise TimeoutError(f"{method}_request not taken within {timeout:g} s") from None
+        finally:
+            exited.cancel()
+        msg_id: str = msg["header"]["msg_id"]
+        return msg_id
+
+    async def _reply(
+        self, entry: PooledKernel, msg_id: str, method: str, timeout: float
+    ) -> dict[str, Any]:
+        """The reply to ``msg_id`` (errors as ``_request``)."""
+        exited = asyncio.ensure_future(wait_for_exit(entry.km))
+        try:
+            async with asyncio.timeout(timeout):
+                while True:
+                    reply = await _unless_exited(entry.client.get_shell_msg(), exited)
+                    if reply["parent_header"].get("msg_id") == msg_id:
+                        return reply
+        except TimeoutError:
+            raise TimeoutError(f"no {method}_reply within {timeout:g} s") from None
+        finally:
+            exited.cancel()
+
+    # -- upkeep ------------------------------------------------------------------------------
+
+    def _check_interval(self) -> float:
+        if self.timeout_s > 0:
+            return max(0.1, min(MAX_CHECK_INTERVAL_S, self.timeout_s / 4))
+        return MAX_CHECK_INTERVAL_S
+
+    async def _maintain(self) -> None:
+        """Replace dead and expired pooled kernels; forget keys nobody asked for lately."""
+        while not self._closed:
+            await asyncio.sleep(self._check_interval())
+            try:
+                await self._check()
+            except Exception as e:  # a bug of ours: the next check runs all the same
+                count_error("pool.check", e, "the kernel pool's health check", logger=self.log)
+
+    async def _check(self) -> None:
+        now = time.monotonic()
+        for key, state in list(self._keys.items()):
+            expired_key = (
+                key != self._default_key
+                and self.timeout_s > 0
+                and now - state.last_wanted > self.timeout_s
+                and not state.starting
+            )
+            for entry in list(state.ready):
+                if expired_key:
+                    reason = None
+                elif not await entry.km.is_alive():
+                    reason = "replaced"
+                    self.log.warning("Pooled kernel %s died; replacing it", entry.kernel_id)
+                elif self.timeout_s > 0 and now - entry.started_at > self.timeout_s:
+                    reason = "recycled"
+                else:
+                    continue
+                if entry in state.ready:
+                    state.ready.remove(entry)
+                    self._discard(entry)
+                    if reason:
+                        self._counters[reason] += 1
+            if expired_key:
+                if state.filler is not None:
+                    state.filler.cancel()
+                del self._keys[key]
+                self.log.info("Kernel pool: no longer keeping %s kernels", key.label)
+            elif self._missing(state) > 0:
+                self._want(key, 0.0, touch=False)
+        self._notify()
+
+    def _discard(self, entry: PooledKernel) -> None:
+        entry.release()
+        self._spawn_background(self._stop(entry.km))
+
+    async def _stop(self, km: ServerKernelManager) -> None:
+        """Kill a pooled kernel's process and free its resources (once).
+
+        It holds no user state, so no polite shutdown; and no SIGINT first (what
+        ``shutdown_kernel(now=True)`` sends), which prints a KeyboardInterrupt traceback in
+        the server's log when the kernel is still importing.
+        """
+        if km in self._stopped:
+            return
+        self._stopped.add(km)
+        try:
+            if km.has_kernel and km.provisioner is not None:
+                await km.provisioner.kill()
+                await km.provisioner.wait()
+            await km.cleanup_resources()
+        except (OSError, RuntimeError) as e:  # gone already, or its files are
+            self.log.warning("Kernel pool: error while stopping a pooled kernel: %s", e)
+        except Exception as e:  # a bug of ours: the pool goes on without the kernel
+            count_error("pool.stop", e, "stopping a pooled kernel", logger=self.log)
+
+    def _spawn_background(self, coro: Coroutine[Any, Any, T]) -> asyncio.Task[T]:
+        task = asyncio.create_task(coro)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+        return task
+
+    # -- waiting and counting --------------------------------------------------------------
+
+    def _notify(self) -> None:
+        """Wake up ``wait_ready`` callers: the pool's contents changed."""
+        self._changed.set()
+        self._changed = asyncio.Event()
+
+    async def wait_ready(self, kernel_name: str | None = None, timeout: float = 60.0) -> None:
+        """Wait until the pool holds ``size`` ready kernels for ``kernel_name`` (default key).
+
+        For tests, benchmarks and health checks; raises TimeoutError.
+        """
+
+        def full() -> bool:
+            return any(
+                len(state.ready) >= self.size
+                and (kernel_name is None or key.kernel_name == kernel_name)
+                and (kernel_name is not None or key == self._default_key)
+                for key, state in self._keys.items()
+            )
+
+        async with asyncio.timeout(timeout):
+            while not full():
+                await self._changed.wait()
+
+    def kernel_ids(self) -> list[str]:
+        """Ids of the kernels ready in the pool (not visible in the manager until claimed)."""
+        return [e.kernel_id for s in self._keys.values() for e in s.ready]
+
+    def kernel_pids(self) -> list[int]:
+        """Process ids of pooled kernels, ready or starting (for tests and diagnostics)."""
+        kms = [e.km for s in self._keys.values() for e in s.ready]
+        kms += [slot.km for s in self._keys.values() for slot in s.starting if slot.km]
+        pids = [getattr(km.provisioner, "pid", None) for km in kms]
+        return [pid for pid in pids if pid is not None]
+
+
+async def _unless_exited(work: Awaitable[T], exited: asyncio.Future[Any]) -> T:
+    """The result of ``work``, or ``PooledKernelError`` as soon as ``exited`` is done."""
+    task = asyncio.ensure_future(work)
+    try:
+        await asyncio.wait({task, exited}, return_when=asyncio.FIRST_COMPLETED)
+    except asyncio.CancelledError:
+        task.cancel()
+        raise
+    if not task.done():
+        task.cancel()
+        raise PooledKernelError("the kernel process died")
+    return task.result()

@@ -1,0 +1,350 @@
+"""Durable before visible, on every path, with the log writer slowed down or failing.
+
+The checks read the store file itself, with a connection of their own, at the moment a client
+first sees a change: a server that sends before its write has committed is caught whatever
+the timing, because the slowed writer keeps the commit 0.4 s away.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import sqlite3
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+from helpers import cell_sources, eventually, write_notebook
+from httpx_ws import WebSocketDisconnect, aconnect_ws
+from pycrdt import Doc, Map, Provider
+from pycrdt.websocket.websocket import HttpxWebsocket
+from servers import ServerProcess
+
+from jupyter_cocalc_sync.format.schema import notebook_syncdb
+
+SLOW_WRITE = 0.4
+
+
+def records_on_disk(store: Path, file_id: str) -> dict[str, dict]:
+    """The notebook's cells as the store file holds them (snapshot + every logged change)."""
+    conn = sqlite3.connect(f"file:{store}?mode=ro", uri=True)
+    try:
+        snapshot = conn.execute(
+            "SELECT version, data FROM snapshots WHERE doc = ? ORDER BY version DESC LIMIT 1",
+            (file_id,),
+        ).fetchone()
+        base = snapshot[0] if snapshot else 0
+        rows = conn.execute(
+            "SELECT data FROM changes WHERE doc = ? AND version > ? ORDER BY version",
+            (file_id, base),
+        ).fetchall()
+    finally:
+        conn.close()
+    db = notebook_syncdb()
+    for data in ([snapshot[1]] if snapshot else []) + [r[0] for r in rows]:
+        db.apply_update(data, origin="store")
+    return {r["id"]: r for r in db.get({"type": "cell"})}
+
+
+@pytest.fixture
+def extension(jp_serverapp):
+    return jp_serverapp.web_app.settings["cocalc_sync"]
+
+
+@pytest.fixture
+def slow_log(extension, monkeypatch):
+    """Every change-log transaction takes 0.4 s longer before it commits."""
+    changelog = extension.changelog
+    real_write = changelog._write
+    writes: list[float] = []
+
+    def slow_write(conn, batch):
+        time.sleep(SLOW_WRITE)  # on the log's worker thread: the event loop runs on
+        result = real_write(conn, batch)
+        writes.append(time.monotonic())
+        return result
+
+    monkeypatch.setattr(changelog, "_write", slow_write)
+    return writes
+
+
+async def first_sight_is_durable(predicate, doc: Doc, on_disk) -> bool:
+    """Wait until ``predicate()`` holds on a client's ``doc``; is the change on disk then?"""
+    await eventually(predicate, doc, timeout=30)
+    return on_disk()
+
+
+class CountingWebsocket(HttpxWebsocket):
+    """A y-websocket channel that counts the bytes it receives."""
+
+    received = 0
+
+    async def recv(self) -> bytes:
+        message = await super().recv()
+        self.received += len(message)
+        return message
+
+
+@contextlib.asynccontextmanager
+async def syncdb_peer(server, file_id: str):
+    """A raw pycrdt peer of the SyncDB room: ``(doc, channel)``."""
+    room = f"syncdb:{file_id}"
+    doc = Doc()
+    async with aconnect_ws(server.ws_url(f"/api/cocalc-sync/room/{room}"), server.http) as ws:
+        channel = CountingWebsocket(ws, room)
+        async with Provider(doc, channel):
+            records = doc.get("records", type=Map)
+            await eventually(lambda: len(records) > 0, doc)
+            yield doc, channel
+
+
+@contextlib.asynccontextmanager
+async def ynotebook_peer(server, path: str):
+    """A JupyterLab-like YNotebook peer: ``(ynotebook, channel)``."""
+    from jupyter_ydoc import YNotebook
+
+    session = await server.session(path)
+    room = f"json:notebook:{session['fileId']}"
+    url = server.ws_url(f"/api/collaboration/room/{room}?sessionId={session['sessionId']}")
+    ynb = YNotebook(Doc())
+    async with aconnect_ws(url, server.http) as ws:
+        channel = CountingWebsocket(ws, room)
+        async with Provider(ynb.ydoc, channel):
+            ymeta = ynb.ydoc.get("meta", type=Map)
+            await eventually(lambda: len(ymeta) > 0, ynb.ydoc)
+            yield ynb, channel
+
+
+def input_of(doc: Doc, cell_id: str) -> str | None:
+    record = doc.get("records", type=Map).get(json.dumps(["cell", cell_id], separators=(",", ":")))
+    return str(record["input"]) if isinstance(record, Map) and "input" in record else None
+
+
+def output_text(doc: Doc, cell_id: str) -> str:
+    record = doc.get("records", type=Map).get(json.dumps(["cell", cell_id], separators=(",", ":")))
+    if not isinstance(record, Map) or not isinstance(record.get("output"), Map):
+        return ""
+    outputs = record["output"]
+    return "".join(
+        str(o["text"]) if isinstance(o, Map) else str(o.get("text", ""))
+        for k, o in sorted(outputs.items(), key=lambda kv: int(kv[0]))
+        if isinstance(o, (Map, dict))
+    )
+
+
+async def test_no_client_and_no_reader_sees_a_change_before_its_write(
+    server, root_dir, live, extension, slow_log
+):
+    write_notebook(root_dir / "nb.ipynb", ["a = 1", "print('from the runner')"])
+    store = Path(extension.store_path)
+    nb = await live("nb.ipynb")
+    file_id = nb.file_id
+
+    def disk_input(cell_id: str, text: str):
+        return lambda: text in (records_on_disk(store, file_id).get(cell_id) or {}).get("input", "")
+
+    async with (
+        ynotebook_peer(server, "nb.ipynb") as (lab1, _),
+        ynotebook_peer(server, "nb.ipynb") as (lab2, _),
+        syncdb_peer(server, file_id) as (peer, _),
+    ):
+        # 1. a JupyterLab client types
+        source = lab1.ycells[0]["source"]
+        source += "  # lab"  # (not ycells[0]["source"] += …: that would replace the Text)
+        on_disk = disk_input("cell-0", "# lab")
+        seen = await asyncio.gather(
+            first_sight_is_durable(lambda: "# lab" in cell_sources(lab2)[0], lab2.ydoc, on_disk),
+            first_sight_is_durable(
+                lambda: "# lab" in (input_of(peer, "cell-0") or ""), peer, on_disk
+            ),
+        )
+        assert seen == [True, True], "a client saw a JupyterLab edit that was not on disk"
+
+        # 2. a SyncDB client edits; a REST reader asks at the same time
+        nb.set({"type": "cell", "id": "cell-0", "input": "a = 2  # syncdb"})
+        nb.commit()
+        on_disk = disk_input("cell-0", "# syncdb")
+
+        async def rest_reader() -> bool:
+            reply = (await server.http.get("/api/cocalc-sync/notebooks/nb.ipynb")).json()
+            inputs = {r["id"]: r.get("input") for r in reply["records"]}
+            return "# syncdb" not in inputs["cell-0"] or on_disk()
+
+        seen = await asyncio.gather(
+            first_sight_is_durable(lambda: "# syncdb" in cell_sources(lab1)[0], lab1.ydoc, on_disk),
+            first_sight_is_durable(lambda: "# syncdb" in cell_sources(lab2)[0], lab2.ydoc, on_disk),
+            rest_reader(),
+        )
+        assert seen == [True, True, True], "a SyncDB edit was visible before it was on disk"
+
+        # 3. REST writes
+        response = await server.http.post(
+            "/api/cocalc-sync/notebooks/nb.ipynb/records",
+            json={"set": [{"type": "cell", "id": "cell-0", "input": "a = 3  # rest"}]},
+        )
+        assert response.status_code == 200
+        on_disk = disk_input("cell-0", "# rest")
+        assert on_disk(), "REST answered before its change was on disk"
+        seen = await asyncio.gather(
+            first_sight_is_durable(lambda: "# rest" in cell_sources(lab1)[0], lab1.ydoc, on_disk),
+            first_sight_is_durable(
+                lambda: "# rest" in (input_of(peer, "cell-0") or ""), peer, on_disk
+            ),
+        )
+        assert seen == [True, True]
+
+        # 4. the runner writes an output
+        response = await server.http.post(
+            "/api/cocalc-sync/notebooks/nb.ipynb/run", json={"cell_ids": ["cell-1"]}
+        )
+        assert response.status_code == 202
+
+        def output_on_disk() -> bool:
+            record = records_on_disk(store, file_id).get("cell-1") or {}
+            return "from the runner" in json.dumps(record.get("output") or {})
+
+        def lab_output(ynb) -> bool:
+            outputs = ynb.ycells[1].get("outputs")
+            return bool(outputs) and "from the runner" in json.dumps(outputs.to_py())
+
+        seen = await asyncio.gather(
+            first_sight_is_durable(lambda: lab_output(lab2), lab2.ydoc, output_on_disk),
+            first_sight_is_durable(
+                lambda: "from the runner" in output_text(peer, "cell-1"), peer, output_on_disk
+            ),
+        )
+        assert seen == [True, True], "a runner output was sent before it was on disk"
+    assert len(slow_log) >= 4  # the slowed writer really was on the path
+
+
+@contextlib.contextmanager
+def small_disk(where: Path, size: str = "4m"):
+    """A size-limited tmpfs (the test is skipped where mounting is not allowed)."""
+    where.mkdir()
+    result = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(where)],
+        capture_output=True,
+        text=True,
+    )
+    if result.returncode != 0:
+        pytest.skip(f"cannot mount a small file system here: {result.stderr.strip()}")
+    try:
+        yield where
+    finally:
+        subprocess.run(["umount", "-l", str(where)], check=False)
+
+
+def fill(disk: Path) -> Path:
+    """Write a file until the file system is full."""
+    filler = disk / "filler"
+    chunk = b"\0" * 65536
+    # unbuffered: closing the file has nothing left to write into the full file system
+    with contextlib.suppress(OSError), open(filler, "wb", buffering=0) as f:
+        while True:
+            f.write(chunk)
+            f.flush()
+    return filler
+
+
+@pytest.fixture
+def disk(tmp_path_factory):
+    with small_disk(tmp_path_factory.mktemp("small") / "disk") as where:
+        yield where
+
+
+@pytest.fixture
+def cocalc_config(cocalc_config, request):
+    if "disk" in request.fixturenames:
+        disk = request.getfixturevalue("disk")
+        return {**cocalc_config, "store_path": str(disk / "store.db")}
+    return cocalc_config
+
+
+@pytest.mark.expect_errors(
+    r"writing the change log of \S+ failed: database or disk is full", r"503 POST .*/records"
+)
+async def test_a_full_disk_is_reported_loses_nothing_and_heals(
+    server, root_dir, live, extension, disk
+):
+    write_notebook(root_dir / "nb.ipynb", ["a = 1", "b = 2"])
+    store = Path(extension.store_path)
+    nb = await live("nb.ipynb")
+    nb.set({"type": "cell", "id": "cell-0", "input": "a = 'before'"})
+    nb.commit()
+    await eventually(
+        lambda: records_on_disk(store, nb.file_id)["cell-0"]["input"] == "a = 'before'"
+    )
+
+    async with syncdb_peer(server, nb.file_id) as (peer, _):
+        filler = fill(disk)
+        # an edit that cannot be written: the clients are told, nobody is sent the change
+        nb.set({"type": "cell", "id": "cell-1", "input": "b = 'during'"})
+        nb.commit()
+        await eventually(lambda: nb.closed_reason)
+        code, _, reason = nb.closed_reason.partition(": ")
+        assert code == "1011" and json.loads(reason) == {
+            "reason": "store_unavailable",
+            "retry": True,
+        }
+        assert input_of(peer, "cell-1") == "b = 2"  # the other client never got it
+
+    # while the store is full: REST writes answer 503, new room clients are refused
+    response = await server.http.post(
+        "/api/cocalc-sync/notebooks/nb.ipynb/records",
+        json={"set": [{"type": "cell", "id": "cell-0", "input": "refused"}]},
+    )
+    assert response.status_code == 503 and "resumes" in response.json()["message"]
+    url = server.ws_url(f"/api/cocalc-sync/room/syncdb:{nb.file_id}")
+    with pytest.raises(Exception) as closed:  # httpx-ws wraps the close in an exception group
+        async with aconnect_ws(url, server.http) as ws:
+            await ws.receive_bytes()
+    refusal = closed.value
+    while isinstance(refusal, BaseExceptionGroup):
+        refusal = refusal.exceptions[0]
+    assert isinstance(refusal, WebSocketDisconnect) and refusal.code == 1011
+    # nothing acknowledged is lost
+    assert records_on_disk(store, nb.file_id)["cell-0"]["input"] == "a = 'before'"
+
+    # space comes back: the queued edit is written and editing resumes by itself
+    os.unlink(filler)
+    await eventually(
+        lambda: records_on_disk(store, nb.file_id)["cell-1"]["input"] == "b = 'during'"
+    )
+
+    async def writable() -> bool:
+        response = await server.http.post(
+            "/api/cocalc-sync/notebooks/nb.ipynb/records",
+            json={"set": [{"type": "cell", "id": "cell-0", "input": "a = 'after'"}]},
+        )
+        return response.status_code == 200
+
+    from helpers import poll
+
+    await poll(writable)
+    again = await live("nb.ipynb")
+    cells = {r["id"]: r["input"] for r in again.get({"type": "cell"})}
+    assert cells == {"cell-0": "a = 'after'", "cell-1": "b = 'during'"}
+    assert records_on_disk(store, nb.file_id)["cell-0"]["input"] == "a = 'after'"
+
+
+@pytest.mark.expect_errors(r"the store \S+ is in use by another server")
+def test_a_second_server_on_the_same_store_refuses_to_start(tmp_path):
+    root = tmp_path / "root"
+    root.mkdir()
+    config = {"CocalcSync": {"store_path": str(tmp_path / "shared.db")}}
+    first = ServerProcess(root, tmp_path / "state1", config=config).start()
+    second = ServerProcess(root, tmp_path / "state2", config=config)
+    try:
+        with pytest.raises(RuntimeError, match="server exited") as refused:
+            second.start()
+        message = str(refused.value)
+        assert str(tmp_path / "shared.db") in message
+        assert f"pid {first.process.pid}" in message
+        # the first server is unharmed
+        assert first.process.poll() is None
+    finally:
+        second.kill()
+        first.stop()

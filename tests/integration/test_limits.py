@@ -1,0 +1,114 @@
+"""Bounded memory per client: a room client that stops reading is closed once its send queue
+passes ``send_queue_bytes``; frames and bodies past their limits are refused."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+import os
+from urllib.parse import urlsplit
+
+import pytest
+from helpers import write_notebook
+from httpx_ws import WebSocketDisconnect, aconnect_ws
+
+from jupyter_cocalc_sync.client import CocalcSyncClient
+from jupyter_cocalc_sync.transport import protocol
+
+NB = "/api/cocalc-sync/notebooks/nb.ipynb"
+
+
+async def never_reading_client(server, path: str) -> tuple[asyncio.StreamReader, object]:
+    """A websocket client that completes the handshake and then reads nothing at all."""
+    url = urlsplit(server.ws_url(path))
+    reader, writer = await asyncio.open_connection(url.hostname, url.port)
+    writer.write(
+        (
+            f"GET {url.path} HTTP/1.1\r\nHost: {url.netloc}\r\nUpgrade: websocket\r\n"
+            "Connection: Upgrade\r\nSec-WebSocket-Version: 13\r\n"
+            f"Sec-WebSocket-Key: {base64.b64encode(os.urandom(16)).decode()}\r\n"
+            f"Authorization: token {server.token}\r\n\r\n"
+        ).encode()
+    )
+    status = await reader.readline()
+    assert b" 101 " in status, status
+    await reader.readuntil(b"\r\n\r\n")
+    return reader, writer
+
+
+def extension(jp_serverapp):
+    return jp_serverapp.web_app.settings["cocalc_sync"]
+
+
+@pytest.mark.cocalc(send_queue_bytes=256 * 1024)
+async def test_a_client_that_stops_reading_is_closed_and_the_others_go_on(
+    server, root_dir, jp_serverapp
+):
+    write_notebook(root_dir / "nb.ipynb", ["x = 1"])
+    file_id = (await server.http.get(NB, params={"records": "false"})).json()["file_id"]
+    _reader, writer = await never_reading_client(server, f"/api/cocalc-sync/room/syncdb:{file_id}")
+    room = extension(jp_serverapp).documents.documents[file_id].rooms["syncdb"]
+    (slow,) = room.peers
+    good_client = CocalcSyncClient(server.base_url, server.token)
+    good = await good_client.open("nb.ipynb")
+    # edits, far more than the socket buffers and the queue limit hold
+    size = 200_000
+    edits = 0
+    while slow in room.peers:
+        text = os.urandom(size // 2).hex()  # all new: the update carries all of it
+        body = {"set": [{"type": "cell", "id": "cell-0", "input": text}]}
+        assert (await server.http.post(NB + "/records", json=body)).status_code == 200
+        edits += 1
+        assert edits < 500, f"never closed; {slow.queued_bytes} bytes queued"
+    print(f"closed after {edits} edits of {size} bytes")
+    assert len(room.peers) == 1 and slow.queued_bytes <= 256 * 1024 + 2 * size
+    # the good client keeps receiving
+    await server.http.post(
+        NB + "/records", json={"set": [{"type": "cell", "id": "cell-0", "input": "done"}]}
+    )
+    await good.wait_for(lambda nb: nb.get_one({"type": "cell", "id": "cell-0"})["input"] == "done")
+    writer.close()
+    await good_client.close()
+
+
+async def test_the_close_reason_says_the_client_may_reconnect(server, root_dir, jp_serverapp):
+    from jupyter_cocalc_sync.handlers.rooms import SLOW_CLIENT_REASON, TRY_AGAIN_LATER
+
+    write_notebook(root_dir / "nb.ipynb", ["x = 1"])
+    file_id = (await server.http.get(NB, params={"records": "false"})).json()["file_id"]
+    url = server.ws_url(f"/api/cocalc-sync/room/syncdb:{file_id}")
+    async with aconnect_ws(url, server.http) as ws:
+        await ws.receive_bytes()
+        room = extension(jp_serverapp).documents.documents[file_id].rooms["syncdb"]
+        (peer,) = room.peers
+        peer.queued_bytes = extension(jp_serverapp).send_queue_bytes  # as if it fell behind
+        await server.http.post(
+            NB + "/records", json={"set": [{"type": "cell", "id": "cell-0", "input": "x = 2"}]}
+        )
+        with pytest.raises(WebSocketDisconnect) as closed:
+            async with asyncio.timeout(10):
+                while True:
+                    await ws.receive_bytes()
+    assert closed.value.code == TRY_AGAIN_LATER
+    assert json.loads(closed.value.reason) == json.loads(SLOW_CLIENT_REASON)
+
+
+@pytest.mark.cocalc(max_frame_bytes=64 * 1024, max_body_bytes=64 * 1024)
+async def test_oversized_frames_and_bodies_are_refused(server, root_dir):
+    write_notebook(root_dir / "nb.ipynb", ["x = 1"])
+    big = {"set": [{"type": "cell", "id": "cell-0", "input": "y" * 100_000}]}
+    response = await server.http.post(NB + "/records", json=big)
+    assert response.status_code == 413 and "max_body_bytes" in response.json()["message"]
+    file_id = (await server.http.get(NB, params={"records": "false"})).json()["file_id"]
+    url = server.ws_url(f"/api/cocalc-sync/room/syncdb:{file_id}")
+    async with aconnect_ws(url, server.http) as ws:
+        await ws.receive_bytes()
+        await ws.send_bytes(protocol.sync_message(protocol.SYNC_UPDATE, b"\x00" * 100_000))
+        with pytest.raises(WebSocketDisconnect) as closed:
+            async with asyncio.timeout(10):
+                while True:
+                    await ws.receive_bytes()
+    assert closed.value.code == 1009
+    records = (await server.http.get(NB)).json()["records"]
+    assert next(r for r in records if r.get("id") == "cell-0")["input"] == "x = 1"

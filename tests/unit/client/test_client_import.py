@@ -1,0 +1,38 @@
+"""The client and the package's top level import no server: the client runs where jupyter_server
+is not installed, and ``import jupyter_cocalc_sync`` stays light."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+SERVER_MODULES = ("tornado", "jupyter_server", "jupyter_client", "zmq", "nbconvert")
+
+
+@pytest.mark.parametrize("module", ["jupyter_cocalc_sync", "jupyter_cocalc_sync.client"])
+def test_importing_loads_no_server(module):
+    # a fresh interpreter: this test process has the server loaded already
+    code = (
+        f"import sys, {module}\nprint(' '.join(m for m in {SERVER_MODULES!r} if m in sys.modules))"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True
+    )
+    assert result.stdout.split() == []
+
+
+def test_the_lazy_attributes_and_the_extension_hook_still_load():
+    code = (
+        "import jupyter_cocalc_sync as j\n"
+        "from jupyter_cocalc_sync.app import CocalcSync\n"
+        "from jupyter_cocalc_sync.sync.table import SyncDB\n"
+        "assert j.CocalcSync is CocalcSync and j.SyncDB is SyncDB\n"
+        "assert j._jupyter_server_extension_points()[0]['app'] is CocalcSync\n"
+        "print('ok')"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True
+    )
+    assert result.stdout.strip() == "ok"

@@ -1,0 +1,286 @@
+"""The change log: durability across kill -9, history, snapshots."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+
+import pytest
+
+from jupyter_cocalc_sync.errors import VersionNotFoundError
+from jupyter_cocalc_sync.format.schema import notebook_syncdb
+from jupyter_cocalc_sync.store import ChangeLog, LoggedTable, SQLiteWorker
+
+CHILD = textwrap.dedent(
+    """
+    import asyncio, sys
+    from jupyter_cocalc_sync.format.schema import notebook_syncdb
+    from jupyter_cocalc_sync.store import ChangeLog, LoggedTable, SQLiteWorker
+
+    async def main():
+        log = ChangeLog(SQLiteWorker(sys.argv[1]), snapshot_interval=50)
+        await log.open()
+        db = notebook_syncdb()
+        table = LoggedTable(db, log, "nb")
+        await table.load()
+        i = 0
+        while True:
+            db.set({"type": "cell", "id": f"c{i % 7}", "input": f"edit {i} 😀", "pos": i})
+            version = await table.commit(author="child")
+            print(i, version, flush=True)
+            i += 1
+
+    asyncio.run(main())
+    """
+)
+
+
+async def open_log(path, **kwargs) -> ChangeLog:
+    log = ChangeLog(SQLiteWorker(path), **kwargs)
+    await log.open()
+    return log
+
+
+async def test_every_returned_commit_survives_sigkill(tmp_path):
+    db_path = tmp_path / "log.db"
+    child = subprocess.Popen(
+        [sys.executable, "-c", CHILD, str(db_path)],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    acknowledged = []
+    try:
+        for line in child.stdout:
+            acknowledged.append(tuple(map(int, line.split())))
+            if len(acknowledged) == 300:
+                # killed right after a commit returned, while it keeps committing
+                os.kill(child.pid, signal.SIGKILL)
+                break
+    finally:
+        child.kill()
+        child.wait()
+    assert len(acknowledged) == 300
+    log = await open_log(db_path)
+    db = notebook_syncdb()
+    table = LoggedTable(db, log, "nb")
+    assert await table.load()
+    last_i, last_version = acknowledged[-1]
+    assert table.version >= last_version
+    versions = await log.versions("nb")
+    assert [v.version for v in versions][: len(acknowledged)] == [v for _, v in acknowledged]
+    # the table holds at least every acknowledged edit
+    cells = {r["id"]: r for r in db.get({"type": "cell"})}
+    for i in range(last_i - 6, last_i + 1):
+        text = cells[f"c{i % 7}"]["input"]
+        assert int(text.split()[1]) >= i
+    await log.settled()
+    log.close()
+    log.worker.close()
+
+
+async def test_history_lists_versions_and_reads_each_one(tmp_path):
+    log = await open_log(tmp_path / "log.db", snapshot_interval=4)
+    db = notebook_syncdb()
+    table = LoggedTable(db, log, "nb")
+    seen = []
+    for i in range(11):
+        db.set({"type": "cell", "id": f"c{i % 3}", "input": "x" * i, "pos": i})
+        if i == 5:
+            db.delete({"type": "cell", "id": "c0"})
+        await table.commit(author=f"user{i % 2}")
+        seen.append(sorted(db.get(), key=lambda r: r["id"]))
+    versions = await log.versions("nb")
+    assert [v.version for v in versions] == list(range(1, 12))
+    assert [v.author for v in versions] == [f"user{i % 2}" for i in range(11)]
+    assert all(a.time <= b.time for a, b in itertools.pairwise(versions))
+    for k in range(1, 12):
+        old = notebook_syncdb()
+        old.apply_update(await log.state_at("nb", k), origin="store")
+        assert sorted(old.get(), key=lambda r: r["id"]) == seen[k - 1]
+    with pytest.raises(VersionNotFoundError):
+        await log.state_at("nb", 12)
+    with pytest.raises(VersionNotFoundError):
+        await log.state_at("nb", 0)
+    await log.settled()
+    log.close()
+    log.worker.close()
+
+
+async def test_reopening_a_long_history_reads_one_snapshot_and_a_short_tail(tmp_path, monkeypatch):
+    path = tmp_path / "log.db"
+    log = await open_log(path, snapshot_interval=100)
+    db = notebook_syncdb()
+    table = LoggedTable(db, log, "nb")
+    for i in range(1050):
+        db.set({"type": "cell", "id": "c", "input": f"v{i}", "pos": 0})
+        table.commit()
+        if i % 30 == 0:
+            await table.durable()  # several flushes, as in real use
+    await table.durable()
+    expected = db.get()
+    await log.settled()
+    log.close()
+    log.worker.close()
+
+    log = await open_log(path, snapshot_interval=100)
+    rows = await log.worker.run(
+        lambda c: c.execute(
+            "SELECT version FROM snapshots WHERE doc='nb' ORDER BY version"
+        ).fetchall()
+    )
+    snapshots = [r[0] for r in rows]
+    # one snapshot per flushed batch that crossed the interval; the last is near the end
+    assert snapshots and 1050 - snapshots[-1] < 100
+    replayed = []
+    real_run = log.replay.run
+
+    async def recording_run(fn, snapshot, updates):
+        replayed.append((snapshot is not None, len(updates)))
+        return await real_run(fn, snapshot, updates)
+
+    monkeypatch.setattr(log.replay, "run", recording_run)
+    reopened = notebook_syncdb()
+    assert await LoggedTable(reopened, log, "nb").load()
+    assert reopened.get() == expected
+    assert replayed in ([(True, 1050 - snapshots[-1])], [])  # latest snapshot + short tail
+    await log.settled()
+    log.close()
+    log.worker.close()
+
+
+async def test_group_commit_orders_versions_per_document(tmp_path):
+    log = await open_log(tmp_path / "log.db")
+    futures = [log.append(f"doc{i % 2}", b"\x00\x00", author=None) for i in range(20)]
+    versions = await asyncio.gather(*futures)
+    assert versions[0::2] == list(range(1, 11)) and versions[1::2] == list(range(1, 11))
+    await log.settled()
+    log.close()
+    log.worker.close()
+
+
+async def _edits(log: ChangeLog, authors: list[str | None]) -> tuple[LoggedTable, list[int]]:
+    db = notebook_syncdb()
+    table = LoggedTable(db, log, "nb")
+    versions = []
+    for i, author in enumerate(authors):
+        db.set({"type": "cell", "id": "c", "input": f"v{i}", "pos": 0})
+        versions.append(await table.commit(author))
+    return table, versions
+
+
+async def _input_at(log: ChangeLog, version: int) -> str:
+    db = notebook_syncdb()
+    db.apply_update(await log.state_at("nb", version), origin="store")
+    return db.get_one({"type": "cell", "id": "c"})["input"]
+
+
+async def test_squashing_a_run_keeps_other_authors_and_the_saved_version(tmp_path):
+    from jupyter_cocalc_sync.store.history import HistorySquasher
+
+    log = await open_log(tmp_path / "log.db", snapshot_interval=3)
+    authors = ["runner"] * 4 + ["alice"] + ["runner"] * 5
+    _, versions = await _edits(log, authors)
+    assert versions == list(range(1, 11))
+    await log.mark_saved("nb", 8, None, None)
+    await log.settled()
+    runner_versions = [v for v, a in zip(versions, authors, strict=True) if a == "runner"]
+    removed = await HistorySquasher(log).squash_versions("nb", runner_versions)
+    # runs of consecutive runner versions end at alice's edit and at the saved version
+    assert removed == 6
+    kept = [v.version for v in await log.versions("nb")]
+    assert kept == [4, 5, 8, 10]
+    for version in kept:  # every retained version reads back as it was
+        assert await _input_at(log, version) == f"v{version - 1}"
+    with pytest.raises(VersionNotFoundError):
+        await log.state_at("nb", 2)
+    # reopening replays to the same state, and new versions continue the numbering
+    reopened = notebook_syncdb()
+    table = LoggedTable(reopened, log, "nb")
+    assert await table.load()
+    assert reopened.get_one({"type": "cell", "id": "c"})["input"] == "v9"
+    reopened.set({"type": "cell", "id": "c", "input": "v10", "pos": 0})
+    assert await table.commit("bob") == 11
+    await log.settled()
+    log.close()
+    log.worker.close()
+
+
+async def test_retention_thins_old_history_to_one_version_per_hour(tmp_path):
+    import time
+
+    from jupyter_cocalc_sync.store.history import HistorySquasher, Retention
+
+    log = await open_log(tmp_path / "log.db")
+    _, versions = await _edits(log, ["alice", "bob"] * 10)
+    squasher = HistorySquasher(log, Retention(keep_all=3600.0, keep_hourly=0.0))
+    assert await squasher.apply_retention() == 0  # nothing is older than an hour yet
+    await squasher.apply_retention(now=time.time() + 2 * 3600)
+    kept = [v.version for v in await log.versions("nb")]
+    # one per hour (two if the edits straddled an hour boundary), the last one included
+    assert 1 <= len(kept) <= 2 and kept[-1] == versions[-1]
+    assert await _input_at(log, kept[-1]) == "v19"
+    authors = (await log.versions("nb"))[-1].author
+    assert authors in ("alice, bob", "bob")
+    log.close()
+    log.worker.close()
+
+
+def test_the_revert_patch_turns_the_notebook_back_field_by_field():
+    from jupyter_cocalc_sync.documents.notebook import revert_patch
+
+    db = notebook_syncdb()
+    stream = {"output_type": "stream", "name": "stdout", "text": "1\n"}
+    db.set({"type": "cell", "id": "a", "input": "x", "pos": 0, "output": {"0": stream}})
+    db.set({"type": "cell", "id": "b", "input": "y", "pos": 1})
+    db.commit()
+    old = db.get_update()
+    expected = sorted(db.get(), key=lambda r: r["id"])
+    db.set({"type": "cell", "id": "a", "input": "x2", "collapsed": True})
+    db.set({"type": "cell", "id": "a", "output": {"0": {**stream, "text": "1\n2\n"}, "1": stream}})
+    db.delete({"type": "cell", "id": "b"})
+    db.set({"type": "cell", "id": "c", "input": "new", "pos": 2})
+    db.commit()
+    sets, deletes = revert_patch(db.get_update(), old)
+    assert deletes == [{"type": "cell", "id": "c"}]
+    assert {r["id"] for r in sets} == {"a", "b"}  # only what differs is written
+    for where in deletes:
+        db.delete(where)
+    for record in sets:
+        db.set(record)
+    assert sorted(db.get(), key=lambda r: r["id"]) == expected
+
+
+def test_the_replay_worker_leaves_with_its_server(tmp_path):
+    import time
+
+    import psutil
+
+    script = tmp_path / "server.py"
+    script.write_text(
+        textwrap.dedent(
+            """
+            import asyncio, os
+            from jupyter_cocalc_sync.store.replay import ReplayPool, merged_state
+
+            async def main():
+                pool = ReplayPool()
+                await pool.run(merged_state, None, [])
+                print(*pool._executor._processes, flush=True)
+                os._exit(0)  # gone without a shutdown, as after SIGKILL
+
+            if __name__ == "__main__":
+                asyncio.run(main())
+            """
+        )
+    )
+    done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=60)
+    worker = int(done.stdout.split()[0])
+    deadline = time.monotonic() + 10
+    while psutil.pid_exists(worker) and psutil.Process(worker).status() != "zombie":
+        assert time.monotonic() < deadline, "the replay worker outlived its server"
+        time.sleep(0.1)  # another process's exit: nothing to await
