@@ -313,6 +313,7 @@ class CocalcSync(ExtensionApp):
         from .execution.activity import UsageSettings
         from .execution.activity_clock import ActivityClock
         from .execution.introspection import KernelQueries
+        from .execution.requests import ExecutionRequests
         from .execution.service import ExecutionService
         from .execution.sessions import SessionKernels
         from .export.exporter import NotebookExporter
@@ -409,6 +410,7 @@ class CocalcSync(ExtensionApp):
             file_rooms=self.file_rooms,
             rooms=self.rooms,
             execution=self.execution,
+            execution_requests=ExecutionRequests(self.documents, self.execution),
             kernel_queries=self.kernel_queries,
             exporter=self.exporter,
             stateless=self.stateless,
