@@ -443,6 +443,7 @@ class CocalcSync(ExtensionApp):
         self.log.info("jupyter-cocalc-sync %s: store %s", __version__, self.store_path)
 
     def _provide_ydoc_api(self) -> None:
+        from .ydoc_api.events import emit_room_events
         from .ydoc_api.extension import ExtensionRooms, YDocExtensionAPI
         from .ydoc_api.registration import provide
 
@@ -455,6 +456,9 @@ class CocalcSync(ExtensionApp):
                 "jupyter_server_ydoc is enabled too: extensions get its rooms, not this "
                 "server's (disable it: jupyter server extension disable jupyter_server_ydoc)"
             )
+            return
+        if self.server.event_logger is not None:
+            emit_room_events(self.server.event_logger, self.file_rooms)
 
     def _stateless_executor(self, limits: OutputLimits) -> StatelessExecutor:
         from .stateless import StatelessExecutor
