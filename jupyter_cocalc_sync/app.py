@@ -566,13 +566,13 @@ class CocalcSync(ExtensionApp):
                 count_error("history.retention", e, "the history retention", logger=self.log)
 
     async def stop_extension(self) -> None:
+        extension_rooms = getattr(self, "extension_rooms", None)
+        if extension_rooms is not None:  # (the extensions' replicas leave their rooms first)
+            extension_rooms.close()
         task = getattr(self, "_retention_task", None)
         if task is not None:
             task.cancel()
         self.activity.close()
-        extension_rooms = getattr(self, "extension_rooms", None)
-        if extension_rooms is not None:
-            extension_rooms.close()
         await self.documents.close_all()
         await self.kernels.close()
         await self.stateless.pool.close()
