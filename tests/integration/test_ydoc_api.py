@@ -15,6 +15,14 @@ def append_to(ynb, index: int, text: str) -> None:
     source += text  # (the Text itself: ``cell["source"] += …`` would set a new value)
 
 
+@pytest.fixture
+def jp_server_config(jp_server_config):
+    # as installed: this package's config disables jupyter_server_ydoc (not installed here, it
+    # is then listed disabled)
+    jp_server_config["ServerApp"]["jpserver_extensions"]["jupyter_server_ydoc"] = False
+    return jp_server_config
+
+
 def api_of(jp_serverapp):
     return jp_serverapp.web_app.settings["jupyter_server_ydoc"]
 
