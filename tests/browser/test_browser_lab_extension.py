@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import time
 from pathlib import Path
 
 import httpx
@@ -17,7 +18,7 @@ pytest.importorskip("playwright")
 from browser_support import KERNEL_IDLE, TIMEOUT_MS, LabUser, browser_marks, wait_for_file
 from helpers import read_notebook_file, write_notebook
 from playwright.sync_api import Locator, expect
-from servers import ServerProcess
+from servers import ServerProcess, launch, server_command
 
 import jupyter_cocalc_sync
 
@@ -208,3 +209,31 @@ def test_a_run_cut_off_by_a_server_restart_shows_its_error(lab, lab_server):
     expect(bob.prompt(0)).not_to_contain_text("[*]", timeout=TIMEOUT_MS)
     assert bob.output_text(0).startswith("line 0\nline 1\nline 2\nline 3\n")
     assert "line 59" not in bob.output_text(0)
+
+
+# (jupyter_server logs each request the gateway could not serve)
+@pytest.mark.expect_errors(r"503 GET /api/")
+def test_a_kernel_gateway_that_is_down_is_said_in_jupyterlab(lab, lab_server):
+    lab_server.stop()
+    lab_server.config["GatewayClient"] = {"url": "http://127.0.0.1:9"}  # nothing listens
+    lab_server.write_config()
+    command = [
+        *server_command(
+            lab_server.python, lab_server.app, lab_server.port, lab_server.token, lab_server.root
+        ),
+        f"--LabApp.user_settings_dir={lab_server.state / 'lab-settings'}",
+    ]
+    lab_server.process = launch(command, lab_server.env(), lab_server.log_path)
+    # /api/status answers 503 (it lists the gateway's kernels): wait for any answer
+    deadline = time.monotonic() + 90
+    while time.monotonic() < deadline:
+        try:
+            httpx.get(f"{lab_server.url}/api/status", params={"token": lab_server.token})
+            break
+        except httpx.TransportError:
+            time.sleep(0.1)  # not listening yet: another process, nothing to await
+    write_notebook(lab_server.root / "nb.ipynb", ["1"])
+    alice = lab.open("nb.ipynb", "alice", wait=False)
+    toast = alice.page.get_by_text("No kernel can start")
+    expect(toast).to_be_visible(timeout=60_000)
+    expect(toast).to_contain_text("Gateway", timeout=TIMEOUT_MS)
