@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from jupyter_server.extension.application import ExtensionApp
-from traitlets import Bool, Bunch, Float, Int, Unicode, default, validate
+from traitlets import Bool, Bunch, Enum, Float, Int, Unicode, default, validate
 
 from ._version import __version__
 
@@ -91,8 +91,18 @@ class CocalcSync(ExtensionApp):
         .jupyter_cocalc_sync.db in the server root. One server per store: a second server
         on the same store refuses to start, naming the store and the process holding it
         (<store>.lock holds the lock). On JupyterHub with home directories on network
-        storage, point it to local disk.""",
+        storage, point it to local disk (see store_on_network_filesystem).""",
     ).tag(default_doc="<root_dir>/.jupyter_cocalc_sync.db")
+    store_on_network_filesystem = Enum(
+        ["rollback-journal", "refuse"],
+        "rollback-journal",
+        config=True,
+        help="""What the store does when store_path is on a network filesystem (NFS, EFS,
+        CIFS/SMB, Lustre, GPFS, 9p, CephFS, FUSE), where SQLite's WAL is not safe:
+        'rollback-journal' runs it with a rollback journal and exclusive locking (slower; a
+        warning says so), 'refuse' stops the server. A store whose file locks fail is always
+        refused.""",
+    )
     snapshot_interval = Int(
         1000,
         config=True,
@@ -309,7 +319,7 @@ class CocalcSync(ExtensionApp):
         from .documents.manager import DocumentManager
         from .documents.notebook import DocumentSettings
         from .documents.text import FileRooms
-        from .errors import StoreInUseError
+        from .errors import StoreInUseError, StoreLocationError
         from .execution.activity import UsageSettings
         from .execution.activity_clock import ActivityClock
         from .execution.introspection import KernelQueries
@@ -327,6 +337,7 @@ class CocalcSync(ExtensionApp):
         from .rooms.registry import RoomRegistry
         from .store import ChangeLog, SQLiteWorker
         from .store.history import DAY, HistorySquasher, Retention
+        from .store.location import NetworkPolicy, place_store
         from .store.lock import StoreLock
         from .store.projections import ProjectionLog
 
@@ -334,13 +345,19 @@ class CocalcSync(ExtensionApp):
         contents_manager = serverapp.contents_manager
         self.store_lock = StoreLock(self.store_path)
         try:
+            policy: NetworkPolicy = (
+                "refuse" if self.store_on_network_filesystem == "refuse" else "rollback-journal"
+            )
+            placement = place_store(self.store_path, on_network_filesystem=policy)
             self.store_lock.acquire()
-        except StoreInUseError as e:
+        except (StoreInUseError, StoreLocationError) as e:
             # jupyter_server would start without the extension, and JupyterLab would then
             # edit the same files without it: the server stops instead
             self.log.critical("%s", e)
             raise SystemExit(f"jupyter-cocalc-sync: {e}") from e
-        self.worker = SQLiteWorker(self.store_path)
+        if placement.warning is not None:
+            self.log.warning("%s", placement.warning)
+        self.worker = SQLiteWorker(self.store_path, journal=placement.journal)
         self.changelog = ChangeLog(self.worker, snapshot_interval=self.snapshot_interval)
         self.changelog.open_blocking()
         ProjectionLog(self.changelog).open_blocking()

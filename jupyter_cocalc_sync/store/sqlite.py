@@ -3,6 +3,11 @@
 Every statement runs on that thread, so the event loop never blocks on disk and SQLite never
 sees two writers. ``synchronous=NORMAL`` in WAL mode makes a committed transaction survive the
 death of the process (``kill -9``); only an operating-system crash can lose the last commits.
+
+Where WAL is not safe (a network filesystem, see ``location.py``) the database runs with a
+rollback journal instead: exclusive locking (no shared memory, the file stays locked while the
+server runs) and ``synchronous=FULL`` (a rollback journal synced less can be corrupted by a
+crash).
 """
 
 from __future__ import annotations
@@ -15,6 +20,8 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from types import TracebackType
 from typing import TypeVar
+
+from .location import Journal
 
 T = TypeVar("T")
 
@@ -32,8 +39,9 @@ STORE_ERRORS = (sqlite3.Error, OSError, StoreClosedError)
 class SQLiteWorker:
     """Runs callables ``fn(connection)`` on a single dedicated thread."""
 
-    def __init__(self, path: str | Path) -> None:
+    def __init__(self, path: str | Path, *, journal: Journal = "wal") -> None:
         self.path = str(path)
+        self.journal = journal
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="cocalc-sqlite")
         self._local = threading.local()
         self._closed = False
@@ -44,8 +52,14 @@ class SQLiteWorker:
             if self.path != ":memory:":
                 Path(self.path).parent.mkdir(parents=True, exist_ok=True)
             conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=True)
-            conn.execute("PRAGMA journal_mode=WAL")
-            conn.execute("PRAGMA synchronous=NORMAL")
+            if self.journal == "wal":
+                conn.execute("PRAGMA journal_mode=WAL")
+                conn.execute("PRAGMA synchronous=NORMAL")
+            else:
+                # exclusive first: the journal mode change then never maps shared memory
+                conn.execute("PRAGMA locking_mode=EXCLUSIVE")
+                conn.execute("PRAGMA journal_mode=DELETE")
+                conn.execute("PRAGMA synchronous=FULL")
             conn.execute("PRAGMA busy_timeout=10000")
             self._local.conn = conn
         return conn
