@@ -93,6 +93,24 @@ class CocalcSync(ExtensionApp):
         (<store>.lock holds the lock). On JupyterHub with home directories on network
         storage, point it to local disk (see store_on_network_filesystem).""",
     ).tag(default_doc="<root_dir>/.jupyter_cocalc_sync.db")
+    store_url = Unicode(
+        "",
+        config=True,
+        help="""A PostgreSQL database for the store instead of the SQLite file at store_path:
+        'postgresql://user:password@host:5432/dbname' (libpq's PGHOST, PGUSER, PGPASSWORD,
+        PGDATABASE… fill in what the URL leaves out, so 'postgresql://' takes everything from
+        the environment). Default: $COCALC_SYNC_STORE_URL, else SQLite. The tables live in the
+        role's schema (one schema per user: jupyter-cocalc-sync-pg provision); one server per
+        schema (an advisory lock; a second server waits store_lock_wait seconds, then refuses
+        to start). Needs the 'postgres' extra.""",
+    ).tag(default_doc="$COCALC_SYNC_STORE_URL or ''")
+    store_lock_wait = Float(
+        30.0,
+        config=True,
+        help="""Seconds a server waits at start for a PostgreSQL store that another server
+        holds (a pod that died holds it until the database drops its connection, within about
+        half a minute).""",
+    )
     store_on_network_filesystem = Enum(
         ["rollback-journal", "refuse"],
         "rollback-journal",
@@ -271,6 +289,10 @@ class CocalcSync(ExtensionApp):
             raise RuntimeError("jupyter-cocalc-sync is not linked to a server yet")
         return self.serverapp
 
+    @default("store_url")
+    def _default_store_url(self) -> str:
+        return os.environ.get("COCALC_SYNC_STORE_URL", "")
+
     @default("store_path")
     def _default_store_path(self) -> str:
         root = getattr(self.serverapp, "root_dir", None) or os.getcwd()
@@ -335,29 +357,30 @@ class CocalcSync(ExtensionApp):
         from .outputs.overflow import MoreOutputStore
         from .paths import check_api_path
         from .rooms.registry import RoomRegistry
-        from .store import ChangeLog, SQLiteWorker
+        from .store import ChangeLog
         from .store.history import DAY, HistorySquasher, Retention
-        from .store.location import NetworkPolicy, place_store
-        from .store.lock import StoreLock
+        from .store.opening import open_store
         from .store.projections import ProjectionLog
 
         serverapp = self.server
         contents_manager = serverapp.contents_manager
-        self.store_lock = StoreLock(self.store_path)
         try:
-            policy: NetworkPolicy = (
-                "refuse" if self.store_on_network_filesystem == "refuse" else "rollback-journal"
+            self.store = open_store(
+                store_path=self.store_path,
+                store_url=self.store_url,
+                on_network_filesystem=(
+                    "refuse" if self.store_on_network_filesystem == "refuse" else "rollback-journal"
+                ),
+                lock_wait=self.store_lock_wait,
             )
-            placement = place_store(self.store_path, on_network_filesystem=policy)
-            self.store_lock.acquire()
         except (StoreInUseError, StoreLocationError) as e:
             # jupyter_server would start without the extension, and JupyterLab would then
             # edit the same files without it: the server stops instead
             self.log.critical("%s", e)
             raise SystemExit(f"jupyter-cocalc-sync: {e}") from e
-        if placement.warning is not None:
-            self.log.warning("%s", placement.warning)
-        self.worker = SQLiteWorker(self.store_path, journal=placement.journal)
+        if self.store.warning is not None:
+            self.log.warning("%s", self.store.warning)
+        self.worker = self.store.worker
         self.changelog = ChangeLog(self.worker, snapshot_interval=self.snapshot_interval)
         self.changelog.open_blocking()
         ProjectionLog(self.changelog).open_blocking()
@@ -444,7 +467,7 @@ class CocalcSync(ExtensionApp):
             serverapp.event_logger.add_listener(
                 schema_id=CONTENTS_EVENTS, listener=self._on_contents_event
             )
-        self.log.info("jupyter-cocalc-sync %s: store %s", __version__, self.store_path)
+        self.log.info("jupyter-cocalc-sync %s: store %s", __version__, self.worker.describe())
 
     def _stateless_executor(self, limits: OutputLimits) -> StatelessExecutor:
         from .stateless import StatelessExecutor
@@ -563,8 +586,7 @@ class CocalcSync(ExtensionApp):
         await self.changelog.flushed()
         await self.blobs.flushed()
         self.changelog.close()
-        self.worker.close()
-        self.store_lock.release()
+        self.store.close()
 
 
 #: seconds between two passes of the history retention

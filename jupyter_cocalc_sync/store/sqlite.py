@@ -18,26 +18,20 @@ import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from types import TracebackType
 from typing import TypeVar
 
 from .location import Journal
+from .protocol import STORE_ERRORS, Dialect, StoreClosedError, StoreConnection, transaction
+
+__all__ = ["STORE_ERRORS", "SQLiteWorker", "StoreClosedError", "transaction"]
 
 T = TypeVar("T")
 
 
-class StoreClosedError(RuntimeError):
-    """The store was closed (the server is stopping)."""
-
-
-#: what a store operation raises when the store itself fails (not a bug of the caller):
-#: SQLite's errors (a full or read-only disk, a locked database), the file system's, or a
-#: store closed under it
-STORE_ERRORS = (sqlite3.Error, OSError, StoreClosedError)
-
-
 class SQLiteWorker:
     """Runs callables ``fn(connection)`` on a single dedicated thread."""
+
+    dialect: Dialect = "sqlite"
 
     def __init__(self, path: str | Path, *, journal: Journal = "wal") -> None:
         self.path = str(path)
@@ -64,13 +58,20 @@ class SQLiteWorker:
             self._local.conn = conn
         return conn
 
-    def run_sync(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+    def describe(self) -> str:
+        return self.path
+
+    @property
+    def session(self) -> int:
+        return 1  # one connection for the life of the worker
+
+    def run_sync(self, fn: Callable[[StoreConnection], T]) -> T:
         """Run ``fn`` on the worker thread and wait for it (for code off the event loop)."""
         if self._closed:
             raise StoreClosedError(f"store {self.path} is closed")
         return self._executor.submit(lambda: fn(self._connection())).result()
 
-    async def run(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+    async def run(self, fn: Callable[[StoreConnection], T]) -> T:
         """Run ``fn`` on the worker thread without blocking the event loop."""
         if self._closed:
             raise StoreClosedError(f"store {self.path} is closed")
@@ -79,7 +80,11 @@ class SQLiteWorker:
 
     async def ensure_schema(self, ddl: str) -> None:
         """Create a component's tables (idempotent ``CREATE … IF NOT EXISTS`` statements)."""
-        await self.run(lambda conn: conn.executescript(ddl))
+        await self.run(lambda conn: self._connection().executescript(ddl))
+
+    def ensure_schema_blocking(self, ddl: str) -> None:
+        """``ensure_schema`` for code that has no event loop (server start-up)."""
+        self.run_sync(lambda conn: self._connection().executescript(ddl))
 
     def close(self) -> None:
         if self._closed:
@@ -94,26 +99,3 @@ class SQLiteWorker:
 
         self._executor.submit(_close).result()
         self._executor.shutdown(wait=True)
-
-
-def transaction(conn: sqlite3.Connection) -> _Transaction:
-    return _Transaction(conn)
-
-
-class _Transaction:
-    """``BEGIN IMMEDIATE`` … ``COMMIT`` (``ROLLBACK`` on error) for autocommit connections."""
-
-    def __init__(self, conn: sqlite3.Connection) -> None:
-        self.conn = conn
-
-    def __enter__(self) -> sqlite3.Connection:
-        self.conn.execute("BEGIN IMMEDIATE")
-        return self.conn
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.conn.execute("ROLLBACK" if exc_type else "COMMIT")

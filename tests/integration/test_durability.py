@@ -28,21 +28,34 @@ from jupyter_cocalc_sync.format.schema import notebook_syncdb
 SLOW_WRITE = 0.4
 
 
-def records_on_disk(store: Path, file_id: str) -> dict[str, dict]:
-    """The notebook's cells as the store file holds them (snapshot + every logged change)."""
+def _read_rows(store: Path | str, sql: str, params: tuple) -> list[tuple]:
+    """Rows read with a connection of the test's own: SQLite file or PostgreSQL URL."""
+    if str(store).startswith("postgresql://"):
+        import psycopg
+
+        with psycopg.connect(str(store), autocommit=True) as conn:
+            return conn.execute(sql.replace("?", "%s"), params).fetchall()
     conn = sqlite3.connect(f"file:{store}?mode=ro", uri=True)
     try:
-        snapshot = conn.execute(
-            "SELECT version, data FROM snapshots WHERE doc = ? ORDER BY version DESC LIMIT 1",
-            (file_id,),
-        ).fetchone()
-        base = snapshot[0] if snapshot else 0
-        rows = conn.execute(
-            "SELECT data FROM changes WHERE doc = ? AND version > ? ORDER BY version",
-            (file_id, base),
-        ).fetchall()
+        return conn.execute(sql, params).fetchall()
     finally:
         conn.close()
+
+
+def records_on_disk(store: Path | str, file_id: str) -> dict[str, dict]:
+    """The notebook's cells as the store holds them (snapshot + every logged change)."""
+    snapshots = _read_rows(
+        store,
+        "SELECT version, data FROM snapshots WHERE doc = ? ORDER BY version DESC LIMIT 1",
+        (file_id,),
+    )
+    snapshot = snapshots[0] if snapshots else None
+    base = snapshot[0] if snapshot else 0
+    rows = _read_rows(
+        store,
+        "SELECT data FROM changes WHERE doc = ? AND version > ? ORDER BY version",
+        (file_id, base),
+    )
     db = notebook_syncdb()
     for data in ([snapshot[1]] if snapshot else []) + [r[0] for r in rows]:
         db.apply_update(data, origin="store")
@@ -136,10 +149,10 @@ def output_text(doc: Doc, cell_id: str) -> str:
 
 
 async def test_no_client_and_no_reader_sees_a_change_before_its_write(
-    server, root_dir, live, extension, slow_log
+    store_backend, server, root_dir, live, extension, slow_log
 ):
     write_notebook(root_dir / "nb.ipynb", ["a = 1", "print('from the runner')"])
-    store = Path(extension.store_path)
+    store = extension.store_url or Path(extension.store_path)
     nb = await live("nb.ipynb")
     file_id = nb.file_id
 
