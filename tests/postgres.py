@@ -112,15 +112,10 @@ class PostgresCluster:
             conn.execute(f"CREATE DATABASE {name}")
         return self.url(name)
 
-    def terminate(self, dbname: str, application_name: str = "jupyter-cocalc-sync") -> int:
-        """Kill the sessions of ``application_name`` on ``dbname`` (a pod that died)."""
+    def terminate_pid(self, pid: int) -> None:
+        """Drop one session, as the database does with a pod that died."""
         with self.admin() as conn:
-            rows = conn.execute(
-                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
-                "WHERE datname = %s AND application_name = %s",
-                (dbname, application_name),
-            ).fetchall()
-        return len(rows)
+            assert conn.execute("SELECT pg_terminate_backend(%s)", (pid,)).fetchone()[0]
 
     def destroy(self) -> None:
         with contextlib.suppress(subprocess.CalledProcessError):
