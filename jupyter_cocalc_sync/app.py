@@ -563,7 +563,7 @@ class CocalcSync(ExtensionApp):
     async def _apply_retention(self) -> None:
         """Thin out old history once an hour, off the event loop (squashes replay elsewhere)."""
         from .errors_seen import count_error
-        from .store.sqlite import STORE_ERRORS
+        from .store.protocol import STORE_ERRORS
 
         while True:
             await asyncio.sleep(RETENTION_PERIOD)

@@ -438,7 +438,12 @@ class ChangeLog:
                 (doc, version, last_modified, size),
             )
 
-        await self.worker.run(write)
+        try:
+            await self.worker.run(write)
+        except STORE_ERRORS as e:  # the file is saved; the next save records it again
+            raise StoreUnavailableError(
+                f"the save of {doc} cannot be recorded right now ({e}); nothing saved is lost"
+            ) from e
 
     async def last_saved(self, doc: str) -> tuple[int, str | None, int | None] | None:
         """``(version, last_modified, size)`` of the last save of ``doc``, if any."""
