@@ -64,11 +64,18 @@ class PostgresCluster:
             "UTF8",
             "--locale=C.UTF-8",
         )
+        # the superuser without a password (the tests' administrator), every other role with
+        # its password: the user-isolation tests log in as the roles they provision
+        (self.folder / "pg_hba.conf").write_text(
+            "local all postgres trust\nlocal all all scram-sha-256\n"
+        )
+        self._run("cp", str(self.folder / "pg_hba.conf"), str(self.data / "pg_hba.conf"))
         self.start()
 
     def _run(self, tool: str, *args: str) -> None:
+        program = str(self.bin / tool) if (self.bin / tool).exists() else tool
         subprocess.run(
-            [*self.as_user, str(self.bin / tool), *args],
+            [*self.as_user, program, *args],
             check=True,
             capture_output=True,
             timeout=120,
