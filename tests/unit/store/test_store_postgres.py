@@ -155,3 +155,15 @@ def test_the_url_password_never_reaches_a_message(database):
     worker.open_blocking()
     assert "s3cret" not in worker.describe()
     worker.close()
+
+
+def test_a_database_that_cannot_be_reached_at_start_is_a_clear_refusal(tmp_path):
+    from jupyter_cocalc_sync.errors import StoreLocationError
+    from jupyter_cocalc_sync.store.opening import open_store
+
+    url = f"postgresql://alice:s3cret@/cocalc?host={tmp_path}"  # no server listens there
+    with pytest.raises(StoreLocationError, match=r"cannot be opened: .*No such file") as refused:
+        open_store(store_path=str(tmp_path / "unused.db"), store_url=url, lock_wait=0)
+    assert "s3cret" not in str(refused.value)
+    assert "postgresql://alice@/cocalc" in str(refused.value)
+    assert not (tmp_path / "unused.db").exists()  # SQLite was not opened instead
