@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import json
 import os
+import re
 import sqlite3
 import subprocess
 import time
@@ -377,19 +378,25 @@ async def test_a_failing_store_is_reported_loses_nothing_and_heals(
     assert records_on_disk(store, nb.file_id)["cell-0"]["input"] == "a = 'after'"
 
 
-@pytest.mark.expect_errors(r"the store \S+ is in use by another server")
-def test_a_second_server_on_the_same_store_refuses_to_start(tmp_path):
+@pytest.mark.expect_errors(r"the store \S+ (\(schema \S+\) )?is in use by another server")
+def test_a_second_server_on_the_same_store_refuses_to_start(tmp_path, store_spec):
     root = tmp_path / "root"
     root.mkdir()
-    config = {"CocalcSync": {"store_path": str(tmp_path / "shared.db")}}
+    postgres = store_spec.startswith("postgresql://")
+    store = {"store_url": store_spec, "store_lock_wait": 1} if postgres else {}
+    config = {"CocalcSync": {"store_path": str(tmp_path / "shared.db"), **store}}
     first = ServerProcess(root, tmp_path / "state1", config=config).start()
     second = ServerProcess(root, tmp_path / "state2", config=config)
     try:
         with pytest.raises(RuntimeError, match="server exited") as refused:
             second.start()
         message = str(refused.value)
-        assert str(tmp_path / "shared.db") in message
-        assert f"pid {first.process.pid}" in message
+        if postgres:  # the database's session of the first server holds the schema
+            assert re.search(r"is in use by another server \(backend pid \d+", message)
+            assert store_spec.split("?")[0] in message
+        else:
+            assert str(tmp_path / "shared.db") in message
+            assert f"pid {first.process.pid}" in message
         # the first server is unharmed
         assert first.process.poll() is None
     finally:
