@@ -143,9 +143,7 @@ class PostgresWorker:
             # a server that just died may still hold it until its session is dropped
             conn.execute("SELECT set_config('lock_timeout', ?, false)", (f"{int(wait * 1000)}",))
             try:
-                conn.execute(
-                    "SELECT pg_advisory_lock(?, hashtext(current_schema()))", (LOCK_CLASS,)
-                )
+                conn.execute(f"SELECT pg_advisory_lock({key})", (LOCK_CLASS,))
                 taken = True
             except psycopg.errors.LockNotAvailable:
                 taken = False
