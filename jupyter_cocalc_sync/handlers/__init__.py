@@ -13,6 +13,7 @@ def routes() -> list[tuple[str, type, dict[str, Any]] | tuple[str, type]]:
     from .actions import action_routes
     from .assignments import assignment_routes
     from .blobs import blob_routes
+    from .collaboration import collaboration_routes
     from .execution import execution_routes
     from .introspection import introspection_routes
     from .notebooks import notebook_routes
@@ -25,6 +26,7 @@ def routes() -> list[tuple[str, type, dict[str, Any]] | tuple[str, type]]:
         *action_routes(),
         *assignment_routes(),
         *blob_routes(),
+        *collaboration_routes(),
         *execution_routes(),
         *introspection_routes(),
         *notebook_routes(),

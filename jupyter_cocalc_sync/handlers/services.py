@@ -20,6 +20,7 @@ if TYPE_CHECKING:
     from ..execution.introspection import KernelQueries
     from ..execution.service import ExecutionService
     from ..export.exporter import NotebookExporter
+    from ..history.service import HistoryService
     from ..outputs.blobs import BlobStore
     from ..rooms.registry import RoomRegistry
     from ..stateless import StatelessExecutor
@@ -47,6 +48,8 @@ class Services:
     exporter: NotebookExporter
     stateless: StatelessExecutor
     assignments: AssignmentService
+    #: timelines and forks (jupyter-collaboration's history routes)
+    history: HistoryService
     blobs: BlobStore
     activity: ActivityClock
     limits: RequestLimits
