@@ -1,0 +1,149 @@
+"""Forks (``PUT|GET|DELETE /api/collaboration/fork/…``, as jupyter-docprovider's
+``ForkManager`` calls them), who may use the history routes, and history that outlives the
+document being unloaded."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from helpers import eventually, poll, write_notebook
+from test_authorization import EVERYTHING, READ, WRITE, as_user
+from test_authorization import jp_server_config as authorizing_config
+from test_timeline import NB, Tab, make_history, record_cells, timeline, undo_redo
+
+FORK_EVENTS = "https://schema.jupyter.org/jupyter_collaboration/fork/v1"
+
+jp_server_config = authorizing_config
+pytestmark = pytest.mark.cocalc(timeline_burst_seconds=0)
+
+
+async def records(server) -> list[tuple[str, str, list[str]]]:
+    return record_cells((await server.http.get(NB)).json()["records"])
+
+
+async def test_a_fork_takes_edits_apart_and_a_merge_commits_them(server, root_dir, jp_serverapp):
+    events: list[dict] = []
+
+    async def listener(logger, schema_id: str, data: dict) -> None:
+        events.append(data)
+
+    jp_serverapp.event_logger.add_listener(schema_id=FORK_EVENTS, listener=listener)
+    write_notebook(root_dir / "nb.ipynb", ["a = 1", "b = 2"])
+    session = await server.session("nb.ipynb")
+    room = f"json:notebook:{session['fileId']}"
+    lab, suggester = Tab(server), Tab(server)
+    try:
+        await lab.join(room, session["sessionId"])
+        body = {"title": "t", "description": "d", "synchronize": False}
+        created = await server.http.put(f"/api/collaboration/fork/{room}", content=json.dumps(body))
+        assert created.status_code == 201, created.text
+        fork = created.json()
+        info = {"root_roomid": room, "synchronize": False, "title": "t", "description": "d"}
+        assert fork["fork_info"] == info and fork["sessionId"] == session["sessionId"]
+        forks = (await server.http.get(f"/api/collaboration/fork/{room}")).json()
+        assert forks == {fork["fork_roomid"]: info}
+
+        await suggester.join(fork["fork_roomid"], fork["sessionId"])
+        source = suggester.ynb.ycells[0]["source"]
+        source += "00"
+        suggester.ynb.append_cell({"cell_type": "code", "id": "new", "source": "c = 3"})
+        # in the fork only: the notebook, its tab and its history are as they were
+        versions = len((await server.http.get(NB + "/history")).json()["versions"])
+        await eventually(lambda: len(suggester.ynb.ycells) == 3, suggester.ynb.ydoc)
+        assert [c[1] for c in await records(server)] == ["a = 1", "b = 2"]
+        assert [c[1] for c in lab.cells()] == ["a = 1", "b = 2"]
+
+        merged = await server.http.delete(
+            f"/api/collaboration/fork/{fork['fork_roomid']}?merge=true"
+        )
+        assert merged.status_code == 200, merged.text
+        expected = ["a = 100", "b = 2", "c = 3"]
+        assert [c[1] for c in await records(server)] == expected
+        await eventually(lambda: [c[1] for c in lab.cells()] == expected, lab.ynb.ydoc)
+        history = (await server.http.get(NB + "/history")).json()["versions"]
+        user = (await server.http.get("/api/me")).json()["identity"]["username"]
+        assert len(history) > versions and history[-1]["author"] == user
+        assert (await server.http.get(f"/api/collaboration/fork/{room}")).json() == {}
+        gone = await server.http.delete(f"/api/collaboration/fork/{fork['fork_roomid']}?merge=true")
+        assert gone.status_code == 404
+    finally:
+        await suggester.leave()
+        await lab.leave()
+    assert [(e["action"], e["fork_roomid"]) for e in events] == [
+        ("create", fork["fork_roomid"]),
+        ("delete", fork["fork_roomid"]),
+    ]
+
+
+async def test_a_synchronized_fork_follows_the_notebook(server, root_dir):
+    write_notebook(root_dir / "nb.ipynb", ["a = 1"])
+    session = await server.session("nb.ipynb")
+    room = f"json:notebook:{session['fileId']}"
+    body = json.dumps({"synchronize": True})
+    fork = (await server.http.put(f"/api/collaboration/fork/{room}", content=body)).json()
+    viewer = Tab(server)
+    try:
+        await viewer.join(fork["fork_roomid"], fork["sessionId"])
+        set_input = {"set": [{"type": "cell", "id": "cell-0", "input": "a = 2"}]}
+        (await server.http.post(NB + "/records", content=json.dumps(set_input))).raise_for_status()
+        await eventually(lambda: viewer.cells()[0][1] == "a = 2", viewer.ynb.ydoc)
+    finally:
+        await viewer.leave()
+    dropped = await server.http.delete(f"/api/collaboration/fork/{fork['fork_roomid']}?merge=false")
+    assert dropped.status_code == 200
+    assert [c[1] for c in await records(server)] == ["a = 2"]
+
+
+async def test_history_needs_read_and_restoring_or_forking_needs_write(server, root_dir):
+    await make_history(server, root_dir)
+    session = await server.session("nb.ipynb")
+    room = f"json:notebook:{session['fileId']}"
+    reader, writer = as_user(server, READ), as_user(server, *EVERYTHING)
+    outsider = as_user(server, *(EVERYTHING - {READ}))
+    try:
+        assert (
+            await outsider.http.get(
+                "/api/collaboration/timeline/nb.ipynb?format=json&type=notebook"
+            )
+        ).status_code == 403
+        data = await timeline(reader)
+        fork = data["forkRoom"]
+        assert (await undo_redo(reader, room, "undo", 1, fork)).json()["status"] == "undone"
+        refused = await undo_redo(reader, room, "restore", 0, fork)
+        assert refused.status_code == 403 and WRITE in refused.json()["message"]
+        assert (await reader.http.put(f"/api/collaboration/fork/{room}")).status_code == 403
+        assert (await reader.http.get(f"/api/collaboration/fork/{room}")).status_code == 200
+        # the refused restore changed nothing
+        assert [c[0] for c in await records(server)] == ["cell-0", "cell-2"]
+        restored = await undo_redo(writer, room, "restore", 0, fork)
+        assert restored.status_code == 200, restored.text
+        # what the fork showed: version 2, cell-1 back
+        assert [c[:2] for c in await records(server)] == [("cell-0", "a = 10"), ("cell-1", "b = 2")]
+        bad = await writer.http.put(
+            f"/api/collaboration/undo_redo/{room}?action=jump&forkRoom={fork}"
+        )
+        assert bad.status_code == 400
+    finally:
+        for user in (reader, writer, outsider):
+            await user.aclose()
+
+
+async def test_the_timeline_of_an_unloaded_notebook_reads_the_log(server, root_dir, jp_serverapp):
+    await make_history(server, root_dir)
+    documents = jp_serverapp.web_app.settings["cocalc_sync"].documents
+    await poll(lambda: _closed(documents), timeout=30)  # document_cleanup_delay: 5 s
+    data = await timeline(server)  # stock answers 404: no room
+    assert len(data["timestamps"]) == 3
+    session = await server.session("nb.ipynb")
+    tab = Tab(server)
+    try:
+        await tab.join(data["forkRoom"], data["sessionId"])
+        await undo_redo(server, f"json:notebook:{session['fileId']}", "undo", 2, data["forkRoom"])
+        await eventually(lambda: tab.cells()[0] == ("cell-0", "a = 1", ["one"]), tab.ynb.ydoc)
+    finally:
+        await tab.leave()
+
+
+async def _closed(documents) -> bool:
+    return not documents.documents
