@@ -38,7 +38,7 @@ class TimelineHandler(CollaborationHandler):
     @web.authenticated
     @requires(READ_DOCUMENT)
     async def get(self, path: str) -> None:
-        path = self.api_path(path)
+        path = self.collaboration_path(path)
         self.required_argument("format")
         if self.required_argument("type") != "notebook":
             raise web.HTTPError(404, "history is kept for notebooks only")
