@@ -56,6 +56,8 @@ class Timeline:
     #: the step asked for, and the step the fork shows (they differ while a move runs)
     index: int
     shown: int
+    #: the version the fork shows
+    shown_version: int
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     restored: bool = False
 
@@ -88,7 +90,8 @@ class HistoryService:
         and the authors of each step."""
         steps = timeline_steps(await document.history(), self.burst_seconds)
         fork = await self._fork(document, ForkInfo(_root_room(document)), writable=False)
-        self.timelines[fork.room_id] = Timeline(fork, steps, len(steps) - 1, len(steps) - 1)
+        last = len(steps) - 1
+        self.timelines[fork.room_id] = Timeline(fork, steps, last, last, steps[-1].version)
         self._schedule_close(fork.room_id, IDLE_SECONDS)
         return {
             "roomId": fork.info.root_roomid,
@@ -117,8 +120,10 @@ class HistoryService:
             # moves asked while another ran are shown at once: the fork goes to the latest
             if timeline.shown != timeline.index and not timeline.restored:
                 index = timeline.index
-                await timeline.fork.show(timeline.steps[index].version)
-                timeline.shown = index
+                fork = timeline.fork
+                version = await retained(fork.document, timeline.steps[index].version)
+                await fork.show(version)
+                timeline.shown, timeline.shown_version = index, version
         step = timeline.steps[timeline.index]
         status = "undone" if action == "undo" else "redone"
         return {"status": status, "version": step.version, "timestamp": step.time}
@@ -132,7 +137,7 @@ class HistoryService:
                 raise ForkNotFoundError(f"the timeline {fork_room!r} was restored already")
             fork = timeline.fork
             document = fork.document
-            version = timeline.steps[timeline.shown].version
+            version = await retained(document, timeline.shown_version)
             target = table_copy(document)
             try:
                 apply_patch(target, *await patch_to(document, target, version))
@@ -268,6 +273,13 @@ class HistoryService:
                     "action": action,
                 }
             )
+
+
+async def retained(document: NotebookDocument, version: int) -> int:
+    """``version``, or the first version after it if it is no longer in the log (a run that
+    ended since the timeline was made squashed it into its last version, which holds it)."""
+    versions = [v.version for v in await document.history()]
+    return next((v for v in versions if v >= version), versions[-1])
 
 
 def _root_room(document: NotebookDocument) -> str:

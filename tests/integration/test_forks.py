@@ -147,3 +147,28 @@ async def test_the_timeline_of_an_unloaded_notebook_reads_the_log(server, root_d
 
 async def _closed(documents) -> bool:
     return not documents.documents
+
+
+async def test_a_step_squashed_away_meanwhile_shows_the_version_that_holds_it(
+    server, root_dir, jp_serverapp
+):
+    await make_history(server, root_dir)
+    session = await server.session("nb.ipynb")
+    room = f"json:notebook:{session['fileId']}"
+    data = await timeline(server)
+    assert data["versions"] == [1, 2, 3]
+    # a run that ended squashes its versions: 2 and 3 become 3
+    extension = jp_serverapp.web_app.settings["cocalc_sync"]
+    assert await extension.history.squash_versions(session["fileId"], [2, 3]) == 1
+    tab = Tab(server)
+    try:
+        await tab.join(data["forkRoom"], data["sessionId"])
+        moved = await undo_redo(server, room, "undo", 1, data["forkRoom"])
+        assert moved.status_code == 200 and moved.json()["status"] == "undone", moved.text
+        await undo_redo(server, room, "undo", 1, data["forkRoom"])
+        await eventually(lambda: [c[1] for c in tab.cells()] == ["a = 1", "b = 2"], tab.ynb.ydoc)
+        restored = await undo_redo(server, room, "restore", 0, data["forkRoom"])
+        assert restored.status_code == 200, restored.text
+    finally:
+        await tab.leave()
+    assert [c[1] for c in await records(server)] == ["a = 1", "b = 2"]
