@@ -7,7 +7,8 @@ from __future__ import annotations
 import json
 
 import pytest
-from helpers import eventually, poll, write_notebook
+from helpers import Server, eventually, poll, write_notebook
+from servers import ServerProcess
 from test_authorization import EVERYTHING, READ, WRITE, as_user
 from test_authorization import jp_server_config as authorizing_config
 from test_timeline import NB, Tab, make_history, record_cells, timeline, undo_redo
@@ -129,10 +130,41 @@ async def test_history_needs_read_and_restoring_or_forking_needs_write(server, r
             await user.aclose()
 
 
+@pytest.mark.slow  # two server starts
+async def test_the_timeline_after_a_sigkill_and_a_restart_reads_the_log(tmp_path):
+    root = tmp_path / "root"
+    root.mkdir()
+    config = {"CocalcSync": {"timeline_burst_seconds": 0}, "KernelPool": {"size": 0}}
+    process = ServerProcess(root, tmp_path / "state", config=config)
+    try:
+        process.start()
+        server = Server(process.url, process.token)
+        await make_history(server, root)
+        await server.aclose()
+        process.restart()  # kill -9, then a new server on the same store
+        server = Server(process.url, process.token)
+        data = await timeline(server)
+        assert data["versions"] == [1, 2, 3]
+        session = await server.session("nb.ipynb")
+        tab = Tab(server)
+        try:
+            await tab.join(data["forkRoom"], data["sessionId"])
+            await undo_redo(
+                server, f"json:notebook:{session['fileId']}", "undo", 2, data["forkRoom"]
+            )
+            await eventually(lambda: tab.cells()[0] == ("cell-0", "a = 1", ["one"]), tab.ynb.ydoc)
+        finally:
+            await tab.leave()
+            await server.aclose()
+    finally:
+        process.kill()
+
+
+@pytest.mark.cocalc(document_cleanup_delay=1, timeline_burst_seconds=0)
 async def test_the_timeline_of_an_unloaded_notebook_reads_the_log(server, root_dir, jp_serverapp):
     await make_history(server, root_dir)
     documents = jp_serverapp.web_app.settings["cocalc_sync"].documents
-    await poll(lambda: _closed(documents), timeout=30)  # document_cleanup_delay: 5 s
+    await poll(lambda: _closed(documents), timeout=30)
     data = await timeline(server)  # stock answers 404: no room
     assert len(data["timestamps"]) == 3
     session = await server.session("nb.ipynb")
