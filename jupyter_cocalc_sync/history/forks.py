@@ -9,12 +9,14 @@ is in the notebook by then (``changes_for``).
 
 A fork shows a version (``show``: the table is patched to it, and the projection writes the
 difference into the YNotebook) or, when writable, takes its peers' edits like the notebook's
-own room does, checked by the same guard. It lives in memory, as stock's forks do; nothing in
-it is the notebook's history until it is merged or restored.
+own room does, checked by the same guard; a synchronized fork also takes the notebook's
+changes, each sent to its peers once the notebook's change log has it. A fork lives in memory,
+as stock's forks do; nothing in it is the notebook's history until it is merged or restored.
 """
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -94,16 +96,50 @@ class NotebookFork:
             check_update=ynotebook_guard(self.projection.ydoc).check if writable else None,
         )
         self._unsubscribe: list[Callable[[], None]] = [self.projection.on_update(self._publish)]
+        #: the notebook's changes a synchronized fork took, not yet durable in its log
+        self._held: list[bytes] = []
+        self._following = False
+        self._settle_scheduled = False
         if info.synchronize:
             self._unsubscribe.append(document.projection.on_update(self._follow))
+            self._unsubscribe.append(document.table.on_logged(self._on_logged))
         self.closed = False
 
     def _publish(self, update: bytes, peer: Peer | None) -> None:
-        self.room.publish(update, peer)
+        if self._following:
+            self._held.append(update)
+        else:
+            self.room.publish(update, peer)
+
+    # -- a synchronized fork ----------------------------------------------------------------
+    #
+    # It takes every change of the notebook's YNotebook as it happens, and its peers get it
+    # once the notebook's change log holds it, as the notebook's own peers do: the change is
+    # in the table's next log write, or in the latest one when nothing is left uncommitted.
 
     def _follow(self, update: bytes, peer: Peer | None) -> None:
-        """A synchronized fork takes every change of the notebook as it happens."""
-        self.projection.apply_update(update, None)
+        self._following = True
+        try:
+            self.projection.apply_update(update, None)
+        finally:
+            self._following = False
+        if not self._settle_scheduled:
+            self._settle_scheduled = True
+            asyncio.get_running_loop().call_soon(self._settle)
+
+    def _settle(self) -> None:
+        self._settle_scheduled = False
+        if self._held and not self.document.db.has_uncommitted_changes:
+            self._release(self.document.table.barrier())
+
+    def _on_logged(self, update: bytes, origin: object, durable: asyncio.Future[int]) -> None:
+        if self._held and not self.document.db.has_uncommitted_changes:
+            self._release(durable)
+
+    def _release(self, durable: asyncio.Future[int] | None) -> None:
+        held, self._held = self._held, []
+        for update in held:
+            self.room.publish(update, None, durable)
 
     async def show(self, version: int) -> None:
         """Make the fork what the notebook was at ``version`` (``VersionNotFoundError``)."""

@@ -5,17 +5,20 @@ document being unloaded."""
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 from helpers import Server, eventually, poll, write_notebook
 from servers import ServerProcess
 from test_authorization import EVERYTHING, READ, WRITE, as_user
 from test_authorization import jp_server_config as authorizing_config
+from test_durability import extension, first_sight_is_durable, records_on_disk, slow_log
 from test_timeline import NB, Tab, make_history, record_cells, timeline, undo_redo
 
 FORK_EVENTS = "https://schema.jupyter.org/jupyter_collaboration/fork/v1"
 
 jp_server_config = authorizing_config
+__all__ = ["extension", "slow_log"]  # fixtures of test_durability, used here
 pytestmark = pytest.mark.cocalc(timeline_burst_seconds=0)
 
 
@@ -94,6 +97,34 @@ async def test_a_synchronized_fork_follows_the_notebook(server, root_dir):
     dropped = await server.http.delete(f"/api/collaboration/fork/{fork['fork_roomid']}?merge=false")
     assert dropped.status_code == 200
     assert [c[1] for c in await records(server)] == ["a = 2"]
+
+
+async def test_a_synchronized_fork_sees_a_change_once_it_is_on_disk(
+    server, root_dir, extension, slow_log
+):
+    write_notebook(root_dir / "nb.ipynb", ["a = 1"])
+    session = await server.session("nb.ipynb")
+    room = f"json:notebook:{session['fileId']}"
+    body = json.dumps({"synchronize": True})
+    fork = (await server.http.put(f"/api/collaboration/fork/{room}", content=body)).json()
+    lab, viewer = Tab(server), Tab(server)
+    store = Path(extension.store_path)
+
+    def on_disk() -> bool:
+        cell = records_on_disk(store, session["fileId"]).get("cell-0") or {}
+        return "# lab" in cell.get("input", "")
+
+    try:
+        await lab.join(room, session["sessionId"])
+        await viewer.join(fork["fork_roomid"], fork["sessionId"])
+        source = lab.ynb.ycells[0]["source"]
+        source += "  # lab"
+        seen = lambda: "# lab" in viewer.cells()[0][1]  # noqa: E731
+        assert await first_sight_is_durable(seen, viewer.ynb.ydoc, on_disk)
+    finally:
+        await viewer.leave()
+        await lab.leave()
+    assert slow_log  # the slowed writer was on the path
 
 
 async def test_history_needs_read_and_restoring_or_forking_needs_write(server, root_dir):
