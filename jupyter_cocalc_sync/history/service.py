@@ -247,7 +247,7 @@ class HistoryService:
         self.documents.release(fork.document)
 
     def _close_room(self, room_id: str) -> None:
-        self._cleaners.pop(room_id, None)
+        self._cancel_close(room_id)
         timeline = self.timelines.pop(room_id, None)
         fork = timeline.fork if timeline is not None else self.forks.pop(room_id, None)
         if fork is not None:

@@ -161,6 +161,34 @@ async def test_history_needs_read_and_restoring_or_forking_needs_write(server, r
             await user.aclose()
 
 
+async def test_a_readers_edits_in_a_fork_are_dropped(server, root_dir):
+    write_notebook(root_dir / "nb.ipynb", ["a = 1"])
+    session = await server.session("nb.ipynb")
+    room = f"json:notebook:{session['fileId']}"
+    created = await server.http.put(f"/api/collaboration/fork/{room}", content="{}")
+    fork = created.json()["fork_roomid"]
+    reader_server, writer_server = as_user(server, READ), as_user(server, READ, WRITE)
+    reader, writer = Tab(reader_server), Tab(writer_server)
+    try:
+        await reader.join(fork, session["sessionId"])
+        await writer.join(fork, session["sessionId"])
+        source = reader.ynb.ycells[0]["source"]
+        source += "  # reader"
+        source = writer.ynb.ycells[0]["source"]
+        source += "  # writer"
+        # the writer's edit reaches the reader; the reader's never reaches the writer
+        await eventually(lambda: "# writer" in reader.cells()[0][1], reader.ynb.ydoc)
+        assert "# reader" not in writer.cells()[0][1]
+    finally:
+        await reader.leave()
+        await writer.leave()
+        await reader_server.aclose()
+        await writer_server.aclose()
+    merged = await server.http.delete(f"/api/collaboration/fork/{fork}?merge=true")
+    assert merged.status_code == 200
+    assert [c[1] for c in await records(server)] == ["a = 1  # writer"]
+
+
 @pytest.mark.slow  # two server starts
 async def test_the_timeline_after_a_sigkill_and_a_restart_reads_the_log(tmp_path):
     root = tmp_path / "root"
