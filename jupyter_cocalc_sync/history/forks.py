@@ -28,6 +28,7 @@ from ..format.schema import notebook_syncdb
 from ..permissions import Permissions
 from ..store import STORE
 from ..sync.table import Record, SyncDB
+from ..transport.protocol import Message
 from ..transport.room import Peer, Room
 from ..ynotebook.checks import ynotebook_guard
 from ..ynotebook.projection import YNotebookProjection
@@ -94,6 +95,7 @@ class NotebookFork:
             self.projection.ydoc,
             apply_update=self.projection.apply_update if writable else _drop_update,
             check_update=ynotebook_guard(self.projection.ydoc).check if writable else None,
+            on_raw=_refuse_save,
         )
         self._unsubscribe: list[Callable[[], None]] = [self.projection.on_update(self._publish)]
         #: the notebook's changes a synchronized fork took, not yet durable in its log
@@ -213,6 +215,14 @@ def table_copy(document: NotebookDocument) -> SyncDB:
     db = notebook_syncdb()
     db.apply_update(document.db.get_update(), origin=STORE)
     return db
+
+
+async def _refuse_save(peer: Peer, message: Message) -> dict[str, Any] | None:
+    """A fork is no file: a save asked in its room fails, as in stock's fork rooms (a tab
+    looking at history that presses Ctrl+S is told, rather than left waiting)."""
+    if message.raw != "save":
+        return None
+    return {"type": "save", "responseTo": message.raw_id, "status": "failed"}
 
 
 def _drop_update(update: bytes, peer: Peer) -> None:

@@ -4,11 +4,13 @@ document being unloaded."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 from pathlib import Path
 
 import pytest
 from helpers import Server, eventually, poll, write_notebook
+from httpx_ws import aconnect_ws
 from servers import ServerProcess
 from test_authorization import EVERYTHING, READ, WRITE, as_user
 from test_authorization import jp_server_config as authorizing_config
@@ -217,6 +219,20 @@ async def test_the_timeline_after_a_sigkill_and_a_restart_reads_the_log(tmp_path
             await server.aclose()
     finally:
         process.kill()
+
+
+async def test_a_save_asked_in_a_fork_room_fails_as_in_stock(server, root_dir):
+    from jupyter_cocalc_sync.transport import protocol
+
+    write_notebook(root_dir / "nb.ipynb", ["a = 1"])
+    data = await timeline(server)
+    url = server.ws_url(f"/api/collaboration/room/{data['forkRoom']}?sessionId={data['sessionId']}")
+    async with aconnect_ws(url, server.http) as ws:
+        await ws.send_bytes(b"\x02\x04save\x07")  # RAW "save", request 7 (JupyterLab's Ctrl+S)
+        async with asyncio.timeout(15):  # unanswered, the tab's save would wait for ever
+            while (message := protocol.decode(await ws.receive_bytes())).kind != protocol.RAW:
+                pass
+    assert json.loads(message.raw) == {"type": "save", "responseTo": 7, "status": "failed"}
 
 
 @pytest.mark.cocalc(document_cleanup_delay=1, timeline_burst_seconds=0)
