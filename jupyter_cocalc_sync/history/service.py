@@ -11,8 +11,9 @@
   its edits into the notebook first, as a commit by the user who merged.
 
 Forks live in memory and hold their notebook open. A timeline's fork closes once its last
-client has left it for ``cleanup_delay`` seconds (or ``IDLE_SECONDS`` after it was made if
-nobody joined); a fork made by ``create_fork`` lives until it is deleted.
+client has left it for ``cleanup_delay`` seconds, or ``IDLE_SECONDS`` after it was made or
+last moved while nobody is in it; of a notebook's timelines with nobody in them the newest
+``MAX_UNATTENDED`` are kept. A fork made by ``create_fork`` lives until it is deleted.
 """
 
 from __future__ import annotations
@@ -35,8 +36,11 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-#: seconds a timeline's fork waits for its first client
-IDLE_SECONDS = 600.0
+#: seconds a timeline's fork with no client stays after it was made or last moved
+IDLE_SECONDS = 120.0
+#: timelines of one notebook with no client kept at once: a new one closes the oldest (each
+#: holds a copy of the notebook; a client asking for timelines in a loop costs no more)
+MAX_UNATTENDED = 8
 NOTEBOOK_ROOM = "json:notebook:"
 
 #: ``emit(event)``: a fork was created or deleted (jupyter-collaboration's fork event)
@@ -89,6 +93,13 @@ class HistoryService:
         """A new timeline of ``document``: jupyter-collaboration's answer, plus the version
         and the authors of each step."""
         steps = timeline_steps(await document.history(), self.burst_seconds)
+        unattended = [
+            room_id
+            for room_id, timeline in self.timelines.items()
+            if timeline.fork.document is document and not timeline.fork.room.peers
+        ]
+        for room_id in unattended[: max(0, len(unattended) - MAX_UNATTENDED + 1)]:
+            self._close_room(room_id)  # the oldest first (dicts keep their order)
         fork = await self._fork(document, ForkInfo(_root_room(document)), writable=False)
         last = len(steps) - 1
         self.timelines[fork.room_id] = Timeline(fork, steps, last, last, steps[-1].version)
@@ -109,6 +120,8 @@ class HistoryService:
         if steps < 0:
             raise InvalidRequestError('"steps" must be 0 or more')
         timeline = self._timeline(root_room, fork_room)
+        if not timeline.fork.room.peers:  # a client stepping over REST keeps it open
+            self._schedule_close(fork_room, IDLE_SECONDS)
         last = len(timeline.steps) - 1
         if action == "undo" and timeline.index == 0:
             return {"error": "No more undo operations available"}

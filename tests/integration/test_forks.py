@@ -221,6 +221,20 @@ async def test_the_timeline_after_a_sigkill_and_a_restart_reads_the_log(tmp_path
         process.kill()
 
 
+async def test_timelines_nobody_joined_are_kept_up_to_a_limit_oldest_closed_first(
+    server, root_dir, jp_serverapp
+):
+    from jupyter_cocalc_sync.history.service import MAX_UNATTENDED
+
+    await make_history(server, root_dir)
+    room = f"json:notebook:{(await server.session('nb.ipynb'))['fileId']}"
+    forks = [(await timeline(server))["forkRoom"] for _ in range(MAX_UNATTENDED + 2)]
+    history = jp_serverapp.web_app.settings["cocalc_sync"].history_service
+    assert list(history.timelines) == forks[2:]
+    assert (await undo_redo(server, room, "undo", 1, forks[0])).status_code == 404
+    assert (await undo_redo(server, room, "undo", 1, forks[-1])).status_code == 200
+
+
 async def test_a_save_asked_in_a_fork_room_fails_as_in_stock(server, root_dir):
     from jupyter_cocalc_sync.transport import protocol
 
