@@ -16,6 +16,7 @@ def routes() -> list[tuple[str, type, dict[str, Any]] | tuple[str, type]]:
     from .collaboration import collaboration_routes
     from .execution import execution_routes
     from .introspection import introspection_routes
+    from .kernel_execute import kernel_execute_routes
     from .notebooks import notebook_routes
     from .rooms import room_routes
     from .stateless import stateless_routes
@@ -29,6 +30,7 @@ def routes() -> list[tuple[str, type, dict[str, Any]] | tuple[str, type]]:
         *collaboration_routes(),
         *execution_routes(),
         *introspection_routes(),
+        *kernel_execute_routes(),
         *notebook_routes(),
         *room_routes(),
         *stateless_routes(),
