@@ -140,6 +140,13 @@ class CocalcSync(ExtensionApp):
         help="""Days during which old versions are kept one per hour; older ones are kept one
         per day (0: one per hour forever).""",
     )
+    timeline_burst_seconds = Float(
+        5.0,
+        config=True,
+        help="""JupyterLab's history slider shows one step per edit burst: consecutive
+        versions of one author less than this many seconds apart are one step (0: one step
+        per version).""",
+    )
 
     # -- limits -----------------------------------------------------------------------------
     max_frame_bytes = Int(
@@ -283,6 +290,7 @@ class CocalcSync(ExtensionApp):
         "document_cleanup_delay",
         "history_keep_all_days",
         "history_keep_hourly_days",
+        "timeline_burst_seconds",
         "stateless_cache_ttl",
     )
     def _non_negative_seconds(self, proposal: Bunch) -> float:
@@ -360,6 +368,8 @@ class CocalcSync(ExtensionApp):
         from .export.exporter import NotebookExporter
         from .handlers.services import SETTING as SERVICES_SETTING
         from .handlers.services import RequestLimits, Services
+        from .history.events import ForkEvents
+        from .history.service import HistoryService
         from .outputs.blobs import BlobStore
         from .outputs.formats import OutputFormats
         from .outputs.handler import OutputLimits
@@ -449,6 +459,15 @@ class CocalcSync(ExtensionApp):
             check_path=lambda path: check_api_path(serverapp.root_dir, path),
         )
         self.execution.collaborators = self.rooms
+        event_logger = serverapp.event_logger
+        self.history_service = HistoryService(
+            self.documents,
+            check_path=lambda path: check_api_path(serverapp.root_dir, path),
+            cleanup_delay=self.document_cleanup_delay,
+            burst_seconds=self.timeline_burst_seconds,
+            emit=ForkEvents(event_logger) if event_logger is not None else None,
+        )
+        self.rooms.history = self.history_service
         self.exporter = NotebookExporter()
         self.stateless = self._stateless_executor(limits)
         self.assignments = AssignmentService(self.documents, contents_manager)
@@ -464,6 +483,7 @@ class CocalcSync(ExtensionApp):
             exporter=self.exporter,
             stateless=self.stateless,
             assignments=self.assignments,
+            history=self.history_service,
             blobs=self.blobs,
             activity=self.activity,
             limits=RequestLimits(
@@ -613,6 +633,7 @@ class CocalcSync(ExtensionApp):
         if task is not None:
             task.cancel()
         self.activity.close()
+        await self.history_service.close_all()
         await self.documents.close_all()
         await self.kernels.close()
         await self.stateless.pool.close()
