@@ -315,12 +315,17 @@ class MoreOutputStore:
         """Entries ``offset`` to ``offset + limit`` of a cell's overflow (each at most
         ``CHUNK`` characters of stream text, or one other message), with the totals."""
 
-        def read(conn: sqlite3.Connection) -> OverflowPage:
+        # the size in bytes without decoding the text (a count of characters would read it all)
+        data_bytes = (
+            "octet_length(data)"
+            if self.worker.dialect == "postgresql"
+            else "length(CAST(data AS BLOB))"
+        )
+
+        def read(conn: StoreConnection) -> OverflowPage:
             where = "WHERE doc = ? AND cell = ?"
-            # the size without decoding the text (a count of characters would read it all)
             total, size = conn.execute(
-                f"SELECT COUNT(*), COALESCE(SUM(length(CAST(data AS BLOB))), 0) FROM overflow "
-                f"{where}",
+                f"SELECT COUNT(*), COALESCE(SUM({data_bytes}), 0) FROM overflow {where}",
                 (doc, cell),
             ).fetchone()
             raw = conn.execute(

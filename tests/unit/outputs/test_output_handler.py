@@ -129,6 +129,32 @@ async def test_flood_is_truncated_and_visible_plus_more_output_is_everything(wor
     assert visible_text(handler) + "".join(m["text"] for m in more["messages"]) == "".join(lines)
 
 
+async def test_the_overflow_read_a_page_at_a_time_is_all_of_it(worker):
+    store = await overflow_store(worker, max_bytes=10 << 20)
+    handler = OutputHandler(
+        "c",
+        limits=OutputLimits(max_length=5000, max_messages=50),
+        overflow=lambda: store.writer("doc", "c"),
+    )
+    for start in range(0, 200_000, 1000):
+        handler.handle(stream("".join(f"{i}\n" for i in range(start, start + 1000))))
+    await handler.finish()
+    whole = await store.read("doc", "c")
+    pages, offset = [], 0
+    while True:
+        page = await store.read_page("doc", "c", offset, 3)
+        pages.append(page)
+        offset += len(page.rows)
+        if offset >= page.total:
+            break
+    paged = [message for page in pages for _, message in page.rows]
+    assert "".join(m["text"] for m in paged) == "".join(m["text"] for m in whole["messages"])
+    assert len(pages) > 1 and all(len(page.rows) <= 3 for page in pages)
+    first = pages[0]
+    assert first.bytes == sum(page.page_bytes for page in pages) > 0
+    assert first.head_entries == first.total and first.truncated == 0
+
+
 async def test_overflow_past_its_budget_keeps_head_and_tail_and_counts_the_gap(worker):
     store = await overflow_store(worker, max_bytes=400_000)
     handler = OutputHandler(
