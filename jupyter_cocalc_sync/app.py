@@ -8,9 +8,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from jupyter_server.extension.application import ExtensionApp
-from traitlets import Bool, Bunch, Enum, Float, Int, Unicode, default, validate
+from traitlets import Bool, Bunch, Enum, Float, Int, TraitError, Unicode, default, validate
 
 from ._version import __version__
+from .logs import log_through
 
 if TYPE_CHECKING:
     from jupyter_events import EventLogger
@@ -318,7 +319,16 @@ class CocalcSync(ExtensionApp):
     # -- linking ----------------------------------------------------------------------------
 
     def _link_jupyter_server_extension(self, serverapp: ServerApp) -> None:
-        super()._link_jupyter_server_extension(serverapp)
+        try:
+            super()._link_jupyter_server_extension(serverapp)
+        except (TraitError, ValueError) as e:
+            # jupyter_server would log "error linking extension" and start without the
+            # extension half set up (defaults used, the kernel pool off): the server stops
+            # instead, naming the setting, as it does for an invalid KernelPool value
+            message = f"invalid CocalcSync configuration: {e}"
+            serverapp.log.critical("%s", message)
+            raise SystemExit(f"jupyter-cocalc-sync: {message}") from e
+        log_through(serverapp.log)
         # jupyter_server reads only ``jpserver_extensions`` from the jupyter_server_config.d
         # file that installing this package adds, so the pool-aware kernel manager and the
         # TCP_NODELAY kernel websocket are set here, before the server creates them — unless

@@ -22,7 +22,11 @@ from playwright.sync_api import Browser, BrowserContext, Locator, Page, Playwrig
 from playwright.sync_api import TimeoutError as PlaywrightTimeoutError
 from servers import ServerProcess
 
+import jupyter_cocalc_sync
+
 CHROMIUM = Path("/usr/bin/chromium")
+#: the frontend extension's package name (labextension/package.json)
+LABEXTENSION_NAME = "jupyter-cocalc-sync"
 CHROMIUM_ARGS = [
     "--no-sandbox",
     "--disable-gpu",
@@ -104,6 +108,24 @@ def write_lab_settings(settings_dir: Path) -> None:
     )
 
 
+def checkout_labextension(tmp_path: Path) -> Path:
+    """A labextensions folder holding this checkout's built frontend extension, for
+    ``LabApp.extra_labextensions_path`` (searched first): the tests run the checkout's build,
+    not one an earlier install left in the environment."""
+    built = Path(jupyter_cocalc_sync.__file__).parent / "labextension"
+    if not (built / "package.json").exists():
+        raise RuntimeError(
+            f"the frontend extension is not built ({built} is missing): "
+            "pip install -e . builds it (or jlpm build in labextension/)"
+        )
+    folder = tmp_path / "labextensions"
+    folder.mkdir(parents=True, exist_ok=True)
+    link = folder / LABEXTENSION_NAME
+    if not link.exists():
+        link.symlink_to(built, target_is_directory=True)
+    return folder
+
+
 def start_lab(tmp_path: Path, config: dict[str, Any] | None = None) -> ServerProcess:
     """JupyterLab (this extension instead of jupyter_server_ydoc) on ``tmp_path/"root"``.
 
@@ -113,7 +135,9 @@ def start_lab(tmp_path: Path, config: dict[str, Any] | None = None) -> ServerPro
     root = tmp_path / "root"
     root.mkdir(parents=True, exist_ok=True)
     config = {section: dict(values) for section, values in (config or {}).items()}
-    config.setdefault("LabApp", {}).setdefault("expose_app_in_browser", True)
+    lab_config = config.setdefault("LabApp", {})
+    lab_config.setdefault("expose_app_in_browser", True)
+    lab_config.setdefault("extra_labextensions_path", [str(checkout_labextension(tmp_path))])
     lab = ServerProcess(root, tmp_path / "state", app="jupyterlab", config=config)
     write_lab_settings(lab.state / "lab-settings")
     return lab.start()
