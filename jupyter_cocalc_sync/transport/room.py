@@ -43,8 +43,10 @@ class Peer(Protocol):
     #: what it may do beyond reading (its document updates are dropped unless it may write)
     permissions: Permissions
 
-    def send(self, data: bytes) -> None:
-        """Queue ``data`` for the client; never blocks, never raises."""
+    def send(self, data: bytes, *, first_sync: bool = False) -> None:
+        """Queue ``data`` for the client; never blocks, never raises. ``first_sync``: the
+        answer to the client's request for the whole document (as big as the document, so
+        not a sign of a client falling behind)."""
 
     def close(self, code: int, reason: str) -> None:
         """Close the connection."""
@@ -251,7 +253,7 @@ class Room:
         except ValueError as e:  # pycrdt: "Cannot decode state"
             peer.close(INVALID_PAYLOAD, f"invalid state vector: {e}"[:120])
             return
-        peer.send(protocol.sync_message(protocol.SYNC_STEP2, update))
+        peer.send(protocol.sync_message(protocol.SYNC_STEP2, update), first_sync=True)
 
     async def _answer_raw(self, peer: Peer, message: Message) -> None:
         assert self._on_raw is not None
