@@ -67,6 +67,9 @@ MAX_AWARENESS_CLIENTS = 8
 #: awareness state that is not JSON; anything else is a bug of the server, not of the peer
 BAD_MESSAGE = (ValueError,)
 
+#: the state vector of an empty document (a client that has nothing yet)
+EMPTY_STATE = b"\x00"
+
 #: websocket close codes
 UNSUPPORTED_DATA = 1003
 INVALID_PAYLOAD = 1007
@@ -109,6 +112,9 @@ class Room:
         self.closed = False
         #: document updates (and save requests) dropped because their peer may not write
         self.dropped_updates = 0
+        #: the whole document as one update, with the state vector it was made at, for the
+        #: next first sync (``offer_whole_update``)
+        self._whole: tuple[bytes, bytes] | None = None
 
     # -- peers ------------------------------------------------------------------------------
 
@@ -240,6 +246,19 @@ class Room:
                 self._awareness_owner[client_id] = peer
         return payload
 
+    def offer_whole_update(self, state: bytes, update: bytes) -> None:
+        """``update``, the whole document when its state vector was ``state``, answers the
+        next peer that asks for the whole document if the document has not changed since
+        (so a big document just made is not encoded again); it is used once, not kept."""
+        self._whole = (state, update)
+
+    def _whole_update(self, state: bytes) -> bytes:
+        """The update a peer whose state vector is ``state`` lacks."""
+        whole, self._whole = self._whole, None
+        if state == EMPTY_STATE and whole is not None and whole[0] == self.doc.get_state():
+            return whole[1]
+        return self.doc.get_update(state)
+
     async def _answer_step1(self, peer: Peer, state: bytes) -> None:
         # answer with a state that is all on disk: wait until the latest write at the time of
         # answering is durable (writes can arrive while we wait)
@@ -249,7 +268,7 @@ class Room:
             peer.close(INTERNAL_ERROR, "the document could not be saved")
             return
         try:
-            update = self.doc.get_update(state)
+            update = self._whole_update(state)
         except ValueError as e:  # pycrdt: "Cannot decode state"
             peer.close(INVALID_PAYLOAD, f"invalid state vector: {e}"[:120])
             return
