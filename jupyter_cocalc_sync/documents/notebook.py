@@ -332,6 +332,12 @@ class NotebookDocument:
 
     def _hold_projection_update(self, update: bytes, peer: Peer | None) -> None:
         self._held.append((update, peer))
+        # the first version is no longer the whole YNotebook (a deletion alone does not change
+        # the state vector the room compares)
+        self._first_projection_update = None
+        room = self.rooms.get("notebook")
+        if room is not None:
+            room.withdraw_whole_update()
         if not self._settle_scheduled:
             self._settle_scheduled = True
             asyncio.get_running_loop().call_soon(self._settle)

@@ -252,6 +252,10 @@ class Room:
         (so a big document just made is not encoded again); it is used once, not kept."""
         self._whole = (state, update)
 
+    def withdraw_whole_update(self) -> None:
+        """The document changed since ``offer_whole_update``: the offer no longer holds."""
+        self._whole = None
+
     def _whole_update(self, state: bytes) -> bytes:
         """The update a peer whose state vector is ``state`` lacks."""
         whole, self._whole = self._whole, None
