@@ -169,8 +169,9 @@ class CocalcSync(ExtensionApp):
         help="""Per room connection, the most bytes sent to a client and not yet taken by the
         network. A client past it (it stopped reading, or reads slower than the document
         changes) is closed with code 1013 and reason {"reason": "send_queue_full",
-        "retry": true}; reconnecting gets it the document afresh. One message larger than
-        the limit (the first sync of a big document) is still sent when nothing else is
+        "retry": true}; reconnecting gets it the document afresh. A connection's first
+        sync (the whole document, however big) does not count: only what is sent besides
+        it. One other message larger than the limit is still sent when nothing else is
         queued.""",
     )
 

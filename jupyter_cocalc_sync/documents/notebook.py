@@ -102,6 +102,8 @@ class NotebookDocument:
         )
         self.files.on_saved.append(self._saved)
         self._projection: YNotebookProjection | None = None
+        #: a new YNotebook's state vector and first version, until its room is made
+        self._first_projection_update: tuple[bytes, bytes] | None = None
         #: YNotebook updates not yet handed to the room: each waits for the log write of the
         #: table change it shows (see ``_release_projection``)
         self._held: list[tuple[bytes, Peer | None]] = []
@@ -298,16 +300,19 @@ class NotebookDocument:
             projection = await YNotebookProjection.built_in_steps(self.db, **kwargs)
         else:
             projection = YNotebookProjection(self.db, state=state, **kwargs)
-        if state is None:  # a new YNotebook: its first version is the whole of it
-            self._projection_logged = self.projection_log.append(
-                self.file_id, projection.ydoc.get_update()
-            )
-        self._projection = projection
-        projection.on_update(self._hold_projection_update)
         values = {"path": self.path, "document_id": f"json:notebook:{self.file_id}"}
         if self.files.hash is not None:
             values["hash"] = self.files.hash
-        projection.set_state(**values)
+        if state is None:
+            # a new YNotebook: its first version is the whole of it, its state included; the
+            # same bytes answer its first client's sync (encoding a big notebook twice costs)
+            projection.set_state(**values)
+            whole = projection.ydoc.get_update()
+            self._projection_logged = self.projection_log.append(self.file_id, whole)
+            self._first_projection_update = (projection.ydoc.get_state(), whole)
+        self._projection = projection
+        projection.on_update(self._hold_projection_update)
+        projection.set_state(**values)  # (a restored YNotebook: a change, logged as any)
         return projection
 
     # -- durability before visibility -------------------------------------------------------
@@ -327,6 +332,12 @@ class NotebookDocument:
 
     def _hold_projection_update(self, update: bytes, peer: Peer | None) -> None:
         self._held.append((update, peer))
+        # the first version is no longer the whole YNotebook (a deletion alone does not change
+        # the state vector the room compares)
+        self._first_projection_update = None
+        room = self.rooms.get("notebook")
+        if room is not None:
+            room.withdraw_whole_update()
         if not self._settle_scheduled:
             self._settle_scheduled = True
             asyncio.get_running_loop().call_soon(self._settle)
@@ -399,6 +410,9 @@ class NotebookDocument:
                 on_raw=self._on_raw,
                 check_update=ynotebook_guard(projection.ydoc).check,
             )
+            if self._first_projection_update is not None:
+                room.offer_whole_update(*self._first_projection_update)
+                self._first_projection_update = None
         else:
             raise ValueError(f"unknown room kind {kind!r}")
         if self.server_state is not None:

@@ -48,7 +48,7 @@ class Author:
     author: str | None
     permissions: Permissions = AUTHOR_PERMISSIONS
 
-    def send(self, data: bytes) -> None:
+    def send(self, data: bytes, *, first_sync: bool = False) -> None:
         """Nothing to send: no connection stands behind this origin."""
 
     def close(self, code: int, reason: str) -> None:

@@ -55,7 +55,8 @@ class ReplicaPeer:
     def author(self) -> str | None:
         return self._replica.author
 
-    def send(self, data: bytes) -> None:
+    def send(self, data: bytes, *, first_sync: bool = False) -> None:
+        # (in process: nothing queues, so a first sync needs no exemption)
         self._replica.receive(data)
 
     def close(self, code: int, reason: str) -> None:
