@@ -420,6 +420,21 @@ class NotebookDocument:
         if self._projection is not None:
             self._projection.set_state(path=path)
 
+    def renamed(self, path: str) -> None:
+        """The file was renamed through the server (``LiveDocument``)."""
+        self.set_path(path)
+        self.files.deleted = None  # in case polling saw the old path gone first
+        self.files.changed()  # edits a save skipped meanwhile go to the new path
+
+    def deleted_now(self) -> None:
+        """The file was deleted through the server (``LiveDocument``)."""
+        self.files.deleted_now()
+
+    @property
+    def keeps_open(self) -> bool:
+        """Its unsaved changes wait for the store (``LiveDocument``)."""
+        return self.write_error is not None
+
     async def close(self) -> None:
         """Save, close every room and stop observing (the change log keeps everything)."""
         if self.closed:

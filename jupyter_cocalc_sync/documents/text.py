@@ -33,6 +33,7 @@ from ..format.merge import merge_text
 from ..transport.protocol import Message
 from ..transport.room import Peer, Room
 from .filesync import Contents, ContentsModel, Stamp, poll_file, stamp_of
+from .lifecycle import LiveDocuments
 
 log = logging.getLogger(__name__)
 
@@ -81,6 +82,11 @@ class FileDocument:
         self._poller: asyncio.Task[None] | None = None
         self._origin: Peer | None = None
         self.doc.observe(self._publish)
+
+    @property
+    def keeps_open(self) -> bool:
+        """Nothing but its clients keeps a plain file open (``LiveDocument``)."""
+        return False
 
     def _publish(self, event: TransactionEvent) -> None:
         self.room.publish(event.update, self._origin)
@@ -233,7 +239,7 @@ class FileDocument:
             await self.save()
 
 
-class FileRooms:
+class FileRooms(LiveDocuments[FileDocument]):
     """The open non-notebook files, by file id (one live copy each, as for notebooks)."""
 
     def __init__(
@@ -244,86 +250,23 @@ class FileRooms:
         cleanup_delay: float,
         poll_interval: float = 0.0,
     ) -> None:
+        super().__init__(cleanup_delay=cleanup_delay)
         self.contents_manager = contents_manager
         self.save_delay = save_delay
-        self.cleanup_delay = cleanup_delay
         self.poll_interval = poll_interval
-        self.documents: dict[str, FileDocument] = {}
-        self._locks: dict[str, asyncio.Lock] = {}
-        self._cleaners: dict[str, asyncio.TimerHandle] = {}
-        self._closing: dict[str, asyncio.Task[None]] = {}
 
     async def get(self, path: str, file_id: str, file_format: str, file_type: str) -> FileDocument:
-        lock = self._locks.setdefault(file_id, asyncio.Lock())
-        async with lock:
-            closing = self._closing.get(file_id)
-            if closing is not None:  # the last copy is still saving
-                await asyncio.shield(closing)
-            document = self.documents.get(file_id)
-            if document is None:
-                document = FileDocument(
-                    path,
-                    file_id,
-                    file_format,
-                    file_type,
-                    self.contents_manager,
-                    save_delay=self.save_delay,
-                    poll_interval=self.poll_interval,
-                )
-                await document.open()
-                self.documents[file_id] = document
-                self._schedule_cleanup(file_id)
+        async def make() -> FileDocument:
+            document = FileDocument(
+                path,
+                file_id,
+                file_format,
+                file_type,
+                self.contents_manager,
+                save_delay=self.save_delay,
+                poll_interval=self.poll_interval,
+            )
+            await document.open()
             return document
 
-    def connect(self, document: FileDocument, client: Peer) -> None:
-        document.clients.add(client)
-        handle = self._cleaners.pop(document.file_id, None)
-        if handle is not None:
-            handle.cancel()
-
-    def disconnect(self, document: FileDocument, client: Peer) -> None:
-        document.clients.discard(client)
-        self._schedule_cleanup(document.file_id)
-
-    def _schedule_cleanup(self, file_id: str) -> None:
-        document = self.documents.get(file_id)
-        if document is None or document.clients:
-            return
-        old = self._cleaners.pop(file_id, None)
-        if old is not None:
-            old.cancel()
-        loop = asyncio.get_running_loop()
-        self._cleaners[file_id] = loop.call_later(self.cleanup_delay, self._cleanup, file_id)
-
-    def _cleanup(self, file_id: str) -> None:
-        self._cleaners.pop(file_id, None)
-        document = self.documents.get(file_id)
-        if document is not None and not document.clients:
-            self._close(file_id)
-
-    def _close(self, file_id: str) -> None:
-        document = self.documents.pop(file_id)
-        task = asyncio.get_running_loop().create_task(document.close())
-        self._closing[file_id] = task
-        task.add_done_callback(lambda _: self._closing.pop(file_id, None))
-
-    def _under(self, path: str) -> list[FileDocument]:
-        prefix = path.rstrip("/") + "/"
-        return [d for d in self.documents.values() if d.path == path or d.path.startswith(prefix)]
-
-    def renamed(self, old_path: str, new_path: str) -> None:
-        """A file (or folder) was renamed through the server: open files follow it."""
-        for document in self._under(old_path):
-            document.renamed(new_path + document.path[len(old_path) :])
-
-    def deleted(self, path: str) -> None:
-        for document in self._under(path):
-            document.deleted_now()
-
-    async def close_all(self) -> None:
-        for handle in self._cleaners.values():
-            handle.cancel()
-        self._cleaners.clear()
-        for file_id in list(self.documents):
-            self._close(file_id)
-        await asyncio.gather(*self._closing.values(), return_exceptions=True)
+        return await self.open(file_id, make)
