@@ -20,9 +20,10 @@ from tornado.web import HTTPError
 from ..errors import DocumentNotFoundError, PathOutsideRootError
 from ..outputs.hooks import OutputHooks
 from ..store import ChangeLog
-from .filesync import Contents, OutputImporter
+from .following import Contents
 from .lifecycle import LiveDocuments
 from .notebook import DocumentSettings, NotebookDocument
+from .notebook_file import OutputImporter
 
 if TYPE_CHECKING:
     from jupyter_server_fileid.manager import BaseFileIdManager
@@ -115,7 +116,7 @@ class DocumentManager(LiveDocuments[NotebookDocument]):
         )
         if self.hooks is not None:
             document.hooks = self.hooks(document)
-        document.files.outputs = self.outputs
+        document.notebook_file.outputs = self.outputs
         await document.open()
         log.info("opened %s (%s) at version %s", path, file_id, document.version)
         return document

@@ -21,7 +21,7 @@ from .overflow import MoreOutputStore
 
 
 class FileOutputImporter:
-    """The ``OutputImporter`` of notebook documents (``documents/filesync.py``)."""
+    """The ``OutputImporter`` of notebook documents (``documents/notebook_file.py``)."""
 
     def __init__(
         self, limits: OutputLimits, blobs: BlobStore | None, overflow: MoreOutputStore | None
