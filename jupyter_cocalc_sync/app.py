@@ -139,6 +139,15 @@ class CocalcSync(ExtensionApp):
     )
 
     # -- execution --------------------------------------------------------------------------
+    ydoc_extension_api = Bool(
+        True,
+        config=True,
+        help="""Offer other server extensions jupyter_server_ydoc's in-server API
+        (``settings["jupyter_server_ydoc"]``: ``get_document``, ``ywebsocket_server``) and list
+        ``jupyter_server_ydoc`` as an enabled extension, so AI assistants such as
+        jupyter-ai-tools edit notebooks through the server (as collaborators) with no browser
+        open.""",
+    )
     server_side_execution = Bool(
         True,
         config=True,
@@ -313,6 +322,7 @@ class CocalcSync(ExtensionApp):
         from .execution.activity import UsageSettings
         from .execution.activity_clock import ActivityClock
         from .execution.introspection import KernelQueries
+        from .execution.requests import ExecutionRequests
         from .execution.service import ExecutionService
         from .execution.sessions import SessionKernels
         from .export.exporter import NotebookExporter
@@ -409,6 +419,7 @@ class CocalcSync(ExtensionApp):
             file_rooms=self.file_rooms,
             rooms=self.rooms,
             execution=self.execution,
+            execution_requests=ExecutionRequests(self.documents, self.execution),
             kernel_queries=self.kernel_queries,
             exporter=self.exporter,
             stateless=self.stateless,
@@ -423,11 +434,31 @@ class CocalcSync(ExtensionApp):
             status=self.status,
             file_exists=self.file_exists,
         )
+        if self.ydoc_extension_api:
+            self._provide_ydoc_api()
         if serverapp.event_logger is not None:
             serverapp.event_logger.add_listener(
                 schema_id=CONTENTS_EVENTS, listener=self._on_contents_event
             )
         self.log.info("jupyter-cocalc-sync %s: store %s", __version__, self.store_path)
+
+    def _provide_ydoc_api(self) -> None:
+        from .ydoc_api.events import emit_room_events
+        from .ydoc_api.extension import ExtensionRooms, YDocExtensionAPI
+        from .ydoc_api.registration import provide
+
+        self.extension_rooms = ExtensionRooms(
+            self.rooms, self.documents, idle_timeout=self.document_cleanup_delay
+        )
+        api = YDocExtensionAPI(self.extension_rooms, self.documents.file_id)
+        if not provide(self.server, self.settings, api):
+            self.log.warning(
+                "jupyter_server_ydoc is enabled too: extensions get its rooms, not this "
+                "server's (disable it: jupyter server extension disable jupyter_server_ydoc)"
+            )
+            return
+        if self.server.event_logger is not None:
+            emit_room_events(self.server.event_logger, self.file_rooms)
 
     def _stateless_executor(self, limits: OutputLimits) -> StatelessExecutor:
         from .stateless import StatelessExecutor
@@ -535,6 +566,9 @@ class CocalcSync(ExtensionApp):
                 count_error("history.retention", e, "the history retention", logger=self.log)
 
     async def stop_extension(self) -> None:
+        extension_rooms = getattr(self, "extension_rooms", None)
+        if extension_rooms is not None:  # (the extensions' replicas leave their rooms first)
+            extension_rooms.close()
         task = getattr(self, "_retention_task", None)
         if task is not None:
             task.cancel()

@@ -23,11 +23,20 @@ if ! cmp -s "$STOCK_REQUIREMENTS" .venv-stock/.installed-requirements 2>/dev/nul
     cp "$STOCK_REQUIREMENTS" .venv-stock/.installed-requirements
 fi
 
+# jupyter-mcp-server (tests/interop), in a venv of its own: it brings jupyter-collaboration and
+# jupyter-server-nbmodel, whose server extensions would serve this extension's routes
+MCP_REQUIREMENTS=tests/interop/requirements-mcp.txt
+if ! cmp -s "$MCP_REQUIREMENTS" .venv-mcp/.installed-requirements 2>/dev/null; then
+    [ -x .venv-mcp/bin/python ] || python -m venv .venv-mcp
+    .venv-mcp/bin/python -m pip install -q -r "$MCP_REQUIREMENTS"
+    cp "$MCP_REQUIREMENTS" .venv-mcp/.installed-requirements
+fi
+
 if [ ! -x .ci/node/node_modules/.bin/configurable-http-proxy ]; then
     # JupyterHub's proxy, for the JupyterHub tests (kept out of the system's node modules)
     npm install --silent --no-fund --no-audit --prefix .ci/node configurable-http-proxy@5 >/dev/null
 fi
-# every tier (tests/unit, integration, differential with its random sequences, browser, hub,
-# stress); pytest arguments naming tests replace the default set
+# every tier (tests/unit, integration, differential with its random sequences, interop, browser,
+# hub, stress); pytest arguments naming tests replace the default set
 export DIFFERENTIAL_BULK="${DIFFERENTIAL_BULK:-1}"
 python -m pytest -o testpaths=tests --durations=25 "$@"

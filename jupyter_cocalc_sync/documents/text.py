@@ -16,6 +16,7 @@ deletion); what differs is their ``FileFormat``, ``PlainFile``:
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import uuid
 from collections.abc import Callable
@@ -25,6 +26,7 @@ from jupyter_ydoc import ydocs
 from pycrdt import Doc, TransactionEvent
 
 from ..errors import DocumentNotFoundError
+from ..errors_seen import count_error
 from ..format.merge import merge_text
 from ..transport.protocol import Message
 from ..transport.room import Peer, Room
@@ -207,10 +209,15 @@ class FileRooms(LiveDocuments[FileDocument]):
         cleanup_delay: float,
         poll_interval: float = 0.0,
     ) -> None:
-        super().__init__(cleanup_delay=cleanup_delay)
+        super().__init__(
+            cleanup_delay=cleanup_delay, on_opened=lambda d: self._tell("initialize", d)
+        )
         self.contents_manager = contents_manager
         self.save_delay = save_delay
         self.poll_interval = poll_interval
+        #: told ``(action, document)`` as a file's room opens (``"initialize"``) and closes
+        #: (``"clean"``)
+        self.lifecycle: list[Callable[[str, FileDocument], None]] = []
 
     async def get(self, path: str, file_id: str, file_format: str, file_type: str) -> FileDocument:
         async def make() -> FileDocument:
@@ -227,3 +234,17 @@ class FileRooms(LiveDocuments[FileDocument]):
             return document
 
         return await self.open(file_id, make)
+
+    def close_document(self, file_id: str) -> asyncio.Task[None] | None:
+        document = self.documents.get(file_id)
+        if document is not None:
+            self._tell("clean", document)
+        return super().close_document(file_id)
+
+    def _tell(self, action: str, document: FileDocument) -> None:
+        for listener in list(self.lifecycle):
+            try:
+                listener(action, document)
+            except Exception as e:  # (a listener's bug must not keep the file from its room)
+                what = f"{action} of {document.path}"
+                count_error("file.lifecycle_listener", e, what, logger=log)

@@ -15,6 +15,7 @@ def routes() -> list[tuple[str, type, dict[str, Any]] | tuple[str, type]]:
     from .blobs import blob_routes
     from .execution import execution_routes
     from .introspection import introspection_routes
+    from .kernel_execute import kernel_execute_routes
     from .notebooks import notebook_routes
     from .rooms import room_routes
     from .stateless import stateless_routes
@@ -27,6 +28,7 @@ def routes() -> list[tuple[str, type, dict[str, Any]] | tuple[str, type]]:
         *blob_routes(),
         *execution_routes(),
         *introspection_routes(),
+        *kernel_execute_routes(),
         *notebook_routes(),
         *room_routes(),
         *stateless_routes(),

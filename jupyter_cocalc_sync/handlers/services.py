@@ -18,6 +18,7 @@ if TYPE_CHECKING:
     from ..documents.text import FileRooms
     from ..execution.activity_clock import ActivityClock
     from ..execution.introspection import KernelQueries
+    from ..execution.requests import ExecutionRequests
     from ..execution.service import ExecutionService
     from ..export.exporter import NotebookExporter
     from ..outputs.blobs import BlobStore
@@ -43,6 +44,8 @@ class Services:
     file_rooms: FileRooms
     rooms: RoomRegistry
     execution: ExecutionService
+    #: jupyter-server-nbmodel's execution requests
+    execution_requests: ExecutionRequests
     kernel_queries: KernelQueries
     exporter: NotebookExporter
     stateless: StatelessExecutor
