@@ -12,6 +12,14 @@ if [ ! -x /usr/bin/chromium ]; then
     DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq chromium >/dev/null
 fi
 
+if ! compgen -G "/usr/lib/postgresql/*/bin/initdb" >/dev/null; then
+    # the PostgreSQL store's tests start their own cluster (tests/postgres.py)
+    SUDO=""
+    [ "$(id -u)" = 0 ] || SUDO="sudo"
+    $SUDO apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq postgresql >/dev/null
+fi
+
 python -m pip install -q -e ".[test]"
 
 # jupyter-collaboration's server, the differential suite's oracle (tests/differential), in a

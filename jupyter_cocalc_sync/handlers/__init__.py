@@ -13,6 +13,7 @@ def routes() -> list[tuple[str, type, dict[str, Any]] | tuple[str, type]]:
     from .actions import action_routes
     from .assignments import assignment_routes
     from .blobs import blob_routes
+    from .collaboration import collaboration_routes
     from .execution import execution_routes
     from .introspection import introspection_routes
     from .kernel_execute import kernel_execute_routes
@@ -26,6 +27,7 @@ def routes() -> list[tuple[str, type, dict[str, Any]] | tuple[str, type]]:
         *action_routes(),
         *assignment_routes(),
         *blob_routes(),
+        *collaboration_routes(),
         *execution_routes(),
         *introspection_routes(),
         *kernel_execute_routes(),

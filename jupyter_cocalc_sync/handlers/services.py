@@ -21,6 +21,7 @@ if TYPE_CHECKING:
     from ..execution.requests import ExecutionRequests
     from ..execution.service import ExecutionService
     from ..export.exporter import NotebookExporter
+    from ..history.service import HistoryService
     from ..outputs.blobs import BlobStore
     from ..rooms.registry import RoomRegistry
     from ..stateless import StatelessExecutor
@@ -50,6 +51,8 @@ class Services:
     exporter: NotebookExporter
     stateless: StatelessExecutor
     assignments: AssignmentService
+    #: timelines and forks (jupyter-collaboration's history routes)
+    history: HistoryService
     blobs: BlobStore
     activity: ActivityClock
     limits: RequestLimits
