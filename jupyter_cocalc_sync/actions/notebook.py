@@ -19,6 +19,7 @@ from collections.abc import Callable, Collection, Iterable, Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any, Protocol
 
+from ..action_api import CellId, NotebookActionsAPI, TagName
 from ..errors import InvalidActionError
 from ..format.ipynb import ordered_outputs
 from ..format.schema import CELL_TYPES
@@ -84,8 +85,9 @@ class CellOrder:
                 self.db.set({"type": "cell", "id": cell_id, "pos": number})
 
 
-class NotebookActions:
-    """The actions on one open notebook (module docstring)."""
+class NotebookActions(NotebookActionsAPI):
+    """The actions on one open notebook (module docstring), as ``NotebookActionsAPI``
+    declares them (what each does is said there)."""
 
     def __init__(
         self,
@@ -104,14 +106,12 @@ class NotebookActions:
     async def insert_cell(
         self,
         delta: int,
-        id: str | None = None,
+        id: CellId | None = None,
         cell_type: str = "code",
         input: str = "",
         *,
         author: str | None = None,
     ) -> dict[str, Any]:
-        """A new cell below (``delta=1``) or above (``delta=-1``) the cell ``id`` — without
-        ``id``, at the end or at the start. Returns ``{"id", "version"}``."""
         if delta not in (1, -1) or isinstance(delta, bool):
             raise InvalidActionError(f'"delta" must be 1 (below) or -1 (above), got {delta!r}')
         _check_cell_type(cell_type)
@@ -129,16 +129,16 @@ class NotebookActions:
             )
         return {"id": new_id, "version": await self._commit(author)}
 
-    async def delete_cells(self, ids: list[str], *, author: str | None = None) -> dict[str, Any]:
-        """Delete the cells (a queued one leaves the queue, a running one is interrupted)."""
+    async def delete_cells(self, ids: list[CellId], *, author: str | None = None) -> dict[str, Any]:
         self._require_cells(ids)
         with self._change():
             for cell_id in ids:
                 self.db.delete({"type": "cell", "id": cell_id})
         return {"version": await self._commit(author)}
 
-    async def move_cell(self, id: str, delta: int, *, author: str | None = None) -> dict[str, Any]:
-        """Move the cell ``delta`` places down (up if negative), stopping at either end."""
+    async def move_cell(
+        self, id: CellId, delta: int, *, author: str | None = None
+    ) -> dict[str, Any]:
         if not isinstance(delta, int) or isinstance(delta, bool):
             raise InvalidActionError(f'"delta" must be an integer, got {delta!r}')
         self._require_cells([id])
@@ -149,9 +149,7 @@ class NotebookActions:
                 self.db.set({"type": "cell", "id": id, "pos": order.position_at(index, without=id)})
         return {"version": await self._commit(author)}
 
-    async def merge_cells(self, ids: list[str], *, author: str | None = None) -> dict[str, Any]:
-        """Merge the cells into the first of them (in notebook order): inputs joined with
-        newlines, outputs one after the other, attachments together; the others deleted."""
+    async def merge_cells(self, ids: list[CellId], *, author: str | None = None) -> dict[str, Any]:
         self._require_cells(ids)
         if len(set(ids)) < 2:
             raise InvalidActionError("merging needs at least two different cells")
@@ -177,13 +175,8 @@ class NotebookActions:
         return {"id": first["id"], "version": await self._commit(author)}
 
     async def split_cell(
-        self, id: str, cursor: int, *, author: str | None = None
+        self, id: CellId, cursor: int, *, author: str | None = None
     ) -> dict[str, Any]:
-        """Split the cell's input at ``cursor`` (counted in characters — code points, so a
-        cursor is never inside one): the text before stays (with the outputs), the text after
-        goes to a new cell of the same type below. A line break at the cut is dropped, as
-        when splitting at the start or end of a line in JupyterLab. Returns ``{"id"}`` of the
-        new cell."""
         self._require_cells([id])
         cell = self._cell(id)
         text = cell.get("input", "")
@@ -212,12 +205,11 @@ class NotebookActions:
 
     async def set_cell_type(
         self,
-        id: str,
+        id: CellId,
         cell_type: str,
         *,
         author: str | None = None,
     ) -> dict[str, Any]:
-        """Change the cell's type; a cell that is no longer code loses its outputs."""
         _check_cell_type(cell_type)
         self._require_cells([id])
         record: dict[str, Any] = {"type": "cell", "id": id, "cell_type": cell_type}
@@ -229,12 +221,11 @@ class NotebookActions:
 
     async def set_cell_input(
         self,
-        id: str,
+        id: CellId,
         input: str,
         *,
         author: str | None = None,
     ) -> dict[str, Any]:
-        """Replace the cell's input (written as the minimal text edit)."""
         if not isinstance(input, str):
             raise InvalidActionError(f'"input" must be a string, got {type(input).__name__}')
         self._require_cells([id])
@@ -243,10 +234,8 @@ class NotebookActions:
         return {"version": await self._commit(author)}
 
     async def clear_outputs(
-        self, ids: list[str] | None = None, *, author: str | None = None
+        self, ids: list[CellId] | None = None, *, author: str | None = None
     ) -> dict[str, Any]:
-        """Clear the outputs and execution counts of the cells (default: every cell). A cell
-        that is running keeps its outputs: the runner is still writing them."""
         if ids is not None:
             self._require_cells(ids)
         targets = ids if ids is not None else CellOrder(self.db).ids
@@ -260,9 +249,8 @@ class NotebookActions:
         return {"version": await self._commit(author)}
 
     async def toggle_tags(
-        self, ids: list[str], tags: list[str], *, author: str | None = None
+        self, ids: list[CellId], tags: list[TagName], *, author: str | None = None
     ) -> dict[str, Any]:
-        """For each cell, add each tag it lacks and remove each tag it has."""
         self._require_cells(ids)
         if not tags or not all(isinstance(t, str) and t and not t.isspace() for t in tags):
             raise InvalidActionError('"tags" must be a non-empty list of tag names')
@@ -275,29 +263,24 @@ class NotebookActions:
 
     # -- running ------------------------------------------------------------------------------
 
-    async def run_cells(self, ids: list[str], *, author: str | None = None) -> dict[str, Any]:
-        """Queue the cells, in the order given. Returns ``{"queued": ids}``."""
+    async def run_cells(self, ids: list[CellId], *, author: str | None = None) -> dict[str, Any]:
         self._require_cells(ids)
         return await self._run(ids, author)
 
     async def run_all(self, *, author: str | None = None) -> dict[str, Any]:
-        """Queue every cell, in notebook order. Returns ``{"queued": ids}``."""
         return await self._run(CellOrder(self.db).ids, author)
 
-    async def run_all_above(self, id: str, *, author: str | None = None) -> dict[str, Any]:
-        """Queue every cell above ``id`` (not ``id`` itself)."""
+    async def run_all_above(self, id: CellId, *, author: str | None = None) -> dict[str, Any]:
         self._require_cells([id])
         order = CellOrder(self.db)
         return await self._run(order.ids[: order.index(id)], author)
 
-    async def run_all_below(self, id: str, *, author: str | None = None) -> dict[str, Any]:
-        """Queue ``id`` and every cell below it."""
+    async def run_all_below(self, id: CellId, *, author: str | None = None) -> dict[str, Any]:
         self._require_cells([id])
         order = CellOrder(self.db)
         return await self._run(order.ids[order.index(id) :], author)
 
     async def set_kernel(self, name: str, *, author: str | None = None) -> dict[str, Any]:
-        """Switch the notebook to the kernelspec ``name`` (its session gets a new kernel)."""
         if not isinstance(name, str) or not name:
             raise InvalidActionError('"name" must be a kernelspec name')
         if self._kernel_names is not None and name not in self._kernel_names():
@@ -305,7 +288,7 @@ class NotebookActions:
         await self._runner().change_kernel(name)
         return {"kernel": name, "version": await self.document.table.durable()}
 
-    async def _run(self, ids: list[str], author: str | None) -> dict[str, Any]:
+    async def _run(self, ids: Iterable[str], author: str | None) -> dict[str, Any]:
         queued = self._runner().run(ids, author=author)
         return {"queued": queued, "version": await self.document.table.durable()}
 

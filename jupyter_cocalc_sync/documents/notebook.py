@@ -1,7 +1,8 @@
 """``NotebookDocument``: one open notebook, shared by all its clients.
 
-It ties together the notebook's table (``SyncDB``), its change log, its file (``FileSync``), the
-YNotebook projection for JupyterLab, and the rooms its clients connect to.
+It ties together the notebook's table (``SyncDB``), its change log, its file (a ``FileFollower``
+with a ``NotebookFile``), the YNotebook projection for JupyterLab, and the rooms its clients
+connect to.
 
 Opening reads the change log and the file. With no history, the file is imported (the same file
 always gives the same initial update). With history, the log is the document; if the file
@@ -43,7 +44,8 @@ from ..transport.protocol import Message
 from ..transport.room import INTERNAL_ERROR, Peer, Room
 from ..ynotebook.checks import ynotebook_guard
 from ..ynotebook.projection import YNotebookProjection
-from .filesync import Contents, FileSync, repaired_warning
+from .following import Contents, FileAccess, FileFollower
+from .notebook_file import NotebookFile, repaired_warning
 
 if TYPE_CHECKING:
     from ..execution.runner import NotebookRunner
@@ -94,13 +96,16 @@ class NotebookDocument:
         self._projection_lock = asyncio.Lock()
         self.db: SyncDB = notebook_syncdb()
         self.table = LoggedTable(self.db, changelog, file_id)
-        self.files = FileSync(
-            self,
-            contents_manager,
+        file = FileAccess(contents_manager, lambda: self.path)
+        #: what following the file means for a notebook (the version saved, merges, the hash)
+        self.notebook_file = NotebookFile(self, file)
+        self.notebook_file.on_saved.append(self._saved)
+        self.files: FileFollower[int] = FileFollower(
+            file,
+            self.notebook_file,
             autosave_delay=settings.autosave_delay,
             poll_interval=settings.file_poll_interval,
         )
-        self.files.on_saved.append(self._saved)
         self._projection: YNotebookProjection | None = None
         #: a new YNotebook's state vector and first version, until its room is made
         self._first_projection_update: tuple[bytes, bytes] | None = None
@@ -128,44 +133,44 @@ class NotebookDocument:
     async def open(self) -> None:
         has_history = await self.table.load()
         try:
-            text, stamp = await self.files.read()
+            text, stamp = await self.notebook_file.read()
         except DocumentNotFoundError:
             if not has_history:
                 raise
             text, stamp = None, (None, None)
-            self.files.file_missing = True
+            self.files.deleted_now()
         if not has_history:
             assert text is not None
             # parsing, converting and building the first update of a big notebook are CPU
             # work: in a thread, on objects nothing else sees yet
-            notary = notary_of(self.files.contents_manager)
+            notary = notary_of(self.files.file.contents_manager)
             loaded, records, signature = await anyio.to_thread.run_sync(
                 lambda: _read_records(text, notary)
             )
             # the file's outputs keep the trust they had on disk
             mark_code_cells(records, notary is not None and is_signed(notary, signature))
-            records = await self.files.import_records(records)
+            records = await self.notebook_file.import_records(records)
             if loaded.warnings:
                 records[0]["load_warning"] = repaired_warning(self.path, loaded.warnings)
             update = await anyio.to_thread.run_sync(lambda: initial_update(records))
             self.db.apply_update(update, origin=FROM_FILE)
             version = await self.table.durable()
-            self.files.saved_version, self.files.stamp = version, stamp
+            self.notebook_file.saved_version, self.files.stamp = version, stamp
             await self.changelog.mark_saved(self.file_id, version, *stamp)
         else:
             saved = await self.changelog.last_saved(self.file_id)
-            self.files.saved_version = saved[0] if saved else 1
+            self.notebook_file.saved_version = saved[0] if saved else 1
             saved_stamp = (saved[1], saved[2]) if saved else (None, None)
             self.files.stamp = stamp
             if text is not None and stamp != saved_stamp:
                 log.info("%s changed on disk since it was last saved: merging", self.path)
-                if await self.files.merge_file(text):
+                if await self.notebook_file.merge_file(text):
                     self.files.changed()
         if not has_history:
             await self.projection_log.forget(self.file_id)  # a new notebook: a new session
         self.session_id = await self.projection_log.session_id(self.file_id)
-        if not self.files.file_missing:
-            self.files.hash = await self.files.file_hash()
+        if self.files.deleted is None:
+            self.notebook_file.hash = await self.notebook_file.file_hash(self.files.stamp)
         self.files.start_polling()
 
     # -- reading and writing ----------------------------------------------------------------
@@ -256,8 +261,8 @@ class NotebookDocument:
     def _saved(self) -> None:
         if self._projection is not None:
             state: dict[str, Any] = {"dirty": False}
-            if self.files.hash is not None:  # the stock frontend learns the file's hash here
-                state["hash"] = self.files.hash
+            if self.notebook_file.hash is not None:  # the stock frontend learns it here
+                state["hash"] = self.notebook_file.hash
             self._projection.set_state(**state)
 
     async def _on_raw(self, peer: Peer, message: Message) -> dict[str, Any] | None:
@@ -301,8 +306,8 @@ class NotebookDocument:
         else:
             projection = YNotebookProjection(self.db, state=state, **kwargs)
         values = {"path": self.path, "document_id": f"json:notebook:{self.file_id}"}
-        if self.files.hash is not None:
-            values["hash"] = self.files.hash
+        if self.notebook_file.hash is not None:
+            values["hash"] = self.notebook_file.hash
         if state is None:
             # a new YNotebook: its first version is the whole of it, its state included; the
             # same bytes answer its first client's sync (encoding a big notebook twice costs)
@@ -433,6 +438,20 @@ class NotebookDocument:
         self.path = path
         if self._projection is not None:
             self._projection.set_state(path=path)
+
+    def renamed(self, path: str) -> None:
+        """The file was renamed through the server (``LiveDocument``)."""
+        self.set_path(path)
+        self.files.moved()
+
+    def deleted_now(self) -> None:
+        """The file was deleted through the server (``LiveDocument``)."""
+        self.files.deleted_now()
+
+    @property
+    def keeps_open(self) -> bool:
+        """Its unsaved changes wait for the store (``LiveDocument``)."""
+        return self.write_error is not None
 
     async def close(self) -> None:
         """Save, close every room and stop observing (the change log keeps everything)."""

@@ -41,7 +41,7 @@ def _text_size(outputs: list[dict[str, Any]]) -> float:
 
 
 class FileOutputImporter:
-    """The ``OutputImporter`` of notebook documents (``documents/filesync.py``)."""
+    """The ``OutputImporter`` of notebook documents (``documents/notebook_file.py``)."""
 
     def __init__(
         self, limits: OutputLimits, blobs: BlobStore | None, overflow: MoreOutputStore | None
