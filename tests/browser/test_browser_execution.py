@@ -24,6 +24,8 @@ pytestmark = browser_marks()
 
 #: JS condition over an output area's text: the number of ``tick i`` lines is above ``arg``
 TICKS_ABOVE = r"(text, n) => (text.match(/^tick \d+$/gm) || []).length > n"
+#: how long a page may take to answer before it counts as frozen
+HANG_MS = 10_000
 
 
 def ticks(text: str) -> list[str]:
@@ -121,11 +123,12 @@ def test_a_flood_shows_its_head_and_a_notice_and_the_page_stays_responsive(lab, 
     assert f"\n{lines - 1}\n" not in f"\n{head}\n"  # the tail is not in the page
     assert shown_notice.startswith("Output truncated"), shown_notice
 
-    # the page answers at once: script, and a keystroke into another cell shows up
-    alice.page.wait_for_function("() => 1 + 1 === 2", timeout=1_000)
+    # the page still answers: script, and a keystroke into another cell shows up (a frozen
+    # page would not within seconds; how fast it answers is a benchmark's question)
+    alice.page.wait_for_function("() => 1 + 1 === 2", timeout=HANG_MS)
     alice.focus_cell(1)
-    alice.editor(1).press_sequentially("y", timeout=1_000)
-    alice.wait_for_cell_text(1, "y", timeout_ms=1_000)
+    alice.editor(1).press_sequentially("y", timeout=HANG_MS)
+    alice.wait_for_cell_text(1, "y", timeout_ms=HANG_MS)
 
     # the link gives the rest (with the page's own cookies)
     href = link.get_attribute("href")
