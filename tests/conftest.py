@@ -4,16 +4,62 @@ from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 import server_errors
+from process_guard import ProcessGuard, Snapshot, snapshot
 from servers import UNNEEDED_EXTENSIONS
 from traitlets.config import Config
 
 pytest_plugins = ["pytest_jupyter.jupyter_server"]
 
 CORPUS = Path(__file__).resolve().parents[2] / "shared" / "corpus"
+
+
+_process_guard = pytest.StashKey[ProcessGuard]()
+_processes_before = pytest.StashKey[Snapshot]()
+
+
+def process_guard(config: pytest.Config) -> ProcessGuard:
+    if _process_guard not in config.stash:
+        base = config._tmp_path_factory.getbasetemp()  # type: ignore[attr-defined]
+        config.stash[_process_guard] = ProcessGuard(base)
+    return config.stash[_process_guard]
+
+
+@pytest.fixture(autouse=True)
+def no_processes_left(request: pytest.FixtureRequest) -> None:
+    """Note the processes running before the test (after the session's and module's
+    fixtures started theirs); ``pytest_runtest_teardown`` looks for what the test left."""
+    request.node.stash[_processes_before] = snapshot()
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_teardown(item: pytest.Item, nextitem: pytest.Item | None) -> Iterator[None]:
+    """Fail the test naming every process it started and left running, once every fixture
+    of the test has ended (pytest-jupyter stops its in-process server in a fixture of its own,
+    torn down after this package's fixtures)."""
+    result = yield
+    before = item.stash.get(_processes_before, None)
+    if before is not None:
+        guard = process_guard(item.config)
+        if left := guard.stop_lingering(guard.left_by_test(before)):
+            pytest.fail("the test left processes running:\n" + "\n".join(left), pytrace=False)
+    return result
+
+
+@pytest.hookimpl(trylast=True)  # after the runner has torn down the session's fixtures
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    """Fail the run naming every process of it still running once every fixture has ended."""
+    guard = process_guard(session.config)
+    if left := guard.stop_lingering(guard.left_by_run()):
+        reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+        if reporter is not None:
+            reporter.write_sep("=", "processes of the test run left running", red=True)
+            reporter.write_line("\n".join(left))
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
 
 
 @pytest.fixture(autouse=True)

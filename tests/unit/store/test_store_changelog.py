@@ -48,22 +48,21 @@ async def open_log(path, **kwargs) -> ChangeLog:
 
 async def test_every_returned_commit_survives_sigkill(tmp_path):
     db_path = tmp_path / "log.db"
-    child = subprocess.Popen(
-        [sys.executable, "-c", CHILD, str(db_path)],
-        stdout=subprocess.PIPE,
-        text=True,
-    )
     acknowledged = []
-    try:
-        for line in child.stdout:
-            acknowledged.append(tuple(map(int, line.split())))
-            if len(acknowledged) == 300:
-                # killed right after a commit returned, while it keeps committing
-                os.kill(child.pid, signal.SIGKILL)
-                break
-    finally:
-        child.kill()
-        child.wait()
+    # (the context closes the pipe and waits for the child)
+    with subprocess.Popen(
+        [sys.executable, "-c", CHILD, str(db_path)], stdout=subprocess.PIPE, text=True
+    ) as child:
+        try:
+            assert child.stdout is not None
+            for line in child.stdout:
+                acknowledged.append(tuple(map(int, line.split())))
+                if len(acknowledged) == 300:
+                    # killed right after a commit returned, while it keeps committing
+                    os.kill(child.pid, signal.SIGKILL)
+                    break
+        finally:
+            child.kill()
     assert len(acknowledged) == 300
     log = await open_log(db_path)
     db = notebook_syncdb()
