@@ -41,14 +41,6 @@ BENIGN: list[tuple[str, re.Pattern[str]]] = [
         re.compile(r'^(ERROR \S+: |\S+\.log: \[E [^]]+\] )\{\n\s+"Host": '),
     ),
     (
-        "jupyter_server's kernel websocket writes a kernel's messages without waiting: to a tab "
-        "that has just closed, the write fails (WebSocketClosedError) and is logged",
-        re.compile(
-            r"(?s)(_on_zmq_reply|websocket\.py\", line \d+, in wrapper).*"
-            r"raise WebSocketClosedError\(\)\n\s*tornado\.websocket\.WebSocketClosedError(\n|$)"
-        ),
-    ),
-    (
         "jupyter_server's contents manager validates what it saves: a notebook a client gave "
         "metadata nbformat forbids is saved with this line, by stock jupyter-collaboration too "
         "(the differential suite compares the two files)",
