@@ -119,16 +119,25 @@ class ProcessGuard:
         left = []
         for process in started:
             if process.pid in descendants:
-                try:
-                    parent = process.ppid()
-                except psutil.NoSuchProcess:
-                    continue
-                # started by the test, or by a process the test started
-                if parent == self.me.pid or parent in started_pids:
+                if self._started_by_test(process, started_pids):
                     left.append(process)
             elif _points_into(process, self.temp_root):  # an orphan of this run
                 left.append(process)
         return [p for p in left if _running(p) and not _long_lived(p)]
+
+    def _started_by_test(self, process: psutil.Process, started_pids: set[int]) -> bool:
+        """Whether every process between ``process`` and pytest was started during the test
+        (a kernel of a server that a session- or module-scoped fixture started is that
+        server's, checked when its fixture ends)."""
+        try:
+            for ancestor in process.parents():
+                if ancestor.pid == self.me.pid:
+                    return True
+                if ancestor.pid not in started_pids:
+                    return False
+        except psutil.NoSuchProcess:
+            return False
+        return False
 
     def left_by_run(self) -> list[psutil.Process]:
         """Every running process of the run (at the end of the session)."""

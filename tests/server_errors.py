@@ -32,8 +32,13 @@ BENIGN: list[tuple[str, re.Pattern[str]]] = [
         re.compile(r"To access the server, open this file in a browser"),
     ),
     (
-        "jupyter_server logs a SIGTERM at CRITICAL (the tests stop subprocess servers with it)",
-        re.compile(r"\] received signal 15, stopping$"),
+        "jupyter_server logs a stop signal at CRITICAL: SIGTERM (the tests stop subprocess "
+        "servers with it), SIGINT (JupyterHub stops single-user servers with it)",
+        re.compile(r"\] received signal (15|2), stopping$"),
+    ),
+    (
+        "JupyterHub logs a SIGTERM at CRITICAL (the tests stop the hub with it)",
+        re.compile(r"\] Received signal SIGTERM, initiating shutdown\.\.\.$"),
     ),
     (
         "jupyter_server logs the headers of a 5xx answer as a record of its own; the status line "

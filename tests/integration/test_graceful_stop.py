@@ -1,4 +1,5 @@
-"""SIGTERM stops a busy server cleanly: rooms open, a cell running, a kernel restarting.
+"""SIGTERM, or SIGINT without a terminal (how JupyterHub stops single-user servers), stops a
+busy server cleanly: rooms open, a cell running, a kernel restarting.
 
 The server must exit by itself (exit status 0, no SIGKILL needed) and take every kernel it
 started with it: the session kernels, the pooled one, and the kernel the interrupted restart
@@ -88,7 +89,8 @@ def server_process(tmp_path) -> ServerProcess:
 # and the kernel prints the error on its way out (the server's log holds the kernel's stderr)
 @pytest.mark.expect_errors(r"zmq\.error\.ZMQError: Socket operation on non-socket")
 @pytest.mark.slow
-async def test_sigterm_stops_a_busy_server_and_its_kernels(server_process):
+@pytest.mark.parametrize("stop_signal", [signal.SIGTERM, signal.SIGINT], ids=["TERM", "INT"])
+async def test_a_stop_signal_stops_a_busy_server_and_its_kernels(server_process, stop_signal):
     server_process.start()
     server = Server(server_process.url, server_process.token)
     client = CocalcSyncClient(server.base_url, server.token)
@@ -109,7 +111,7 @@ async def test_sigterm_stops_a_busy_server_and_its_kernels(server_process):
 
             assert server_process.process is not None
             started = time.monotonic()
-            server_process.process.send_signal(signal.SIGTERM)
+            server_process.process.send_signal(stop_signal)
             code = await asyncio.to_thread(server_process.process.wait, STOP_HANG_S)
             took = time.monotonic() - started
             with contextlib.suppress(Exception):  # answered or cut off: either is fine
