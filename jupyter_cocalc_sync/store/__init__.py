@@ -1,7 +1,16 @@
-"""Durable storage: the SQLite database, the change log and its history."""
+"""Durable storage: the store (SQLite or PostgreSQL), the change log and its history."""
 
 from .binding import STORE, LoggedTable
 from .changelog import ChangeLog, Version
+from .protocol import STORE_ERRORS, StoreWorker
 from .sqlite import SQLiteWorker
 
-__all__ = ["STORE", "ChangeLog", "LoggedTable", "SQLiteWorker", "Version"]
+__all__ = [
+    "STORE",
+    "STORE_ERRORS",
+    "ChangeLog",
+    "LoggedTable",
+    "SQLiteWorker",
+    "StoreWorker",
+    "Version",
+]
