@@ -22,6 +22,7 @@ CORPUS = Path(__file__).resolve().parents[2] / "shared" / "corpus"
 
 _process_guard = pytest.StashKey[ProcessGuard]()
 _processes_before = pytest.StashKey[Snapshot]()
+_processes_at_call = pytest.StashKey[Snapshot]()
 
 
 def process_guard(config: pytest.Config) -> ProcessGuard:
@@ -36,6 +37,12 @@ def no_processes_left(request: pytest.FixtureRequest) -> None:
     """Note the processes running before the test (after the session's and module's
     fixtures started theirs); ``pytest_runtest_teardown`` looks for what the test left."""
     request.node.stash[_processes_before] = snapshot()
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_call(item: pytest.Item) -> Iterator[None]:
+    item.stash[_processes_at_call] = snapshot()
+    return (yield)
 
 
 @pytest.hookimpl(wrapper=True)
@@ -55,7 +62,8 @@ def pytest_runtest_teardown(item: pytest.Item, nextitem: pytest.Item | None) -> 
     before = item.stash.get(_processes_before, None)
     if before is not None:
         guard = process_guard(item.config)
-        if left := guard.stop_lingering(guard.left_by_test(before)):
+        at_call = item.stash.get(_processes_at_call, None)
+        if left := guard.stop_lingering(guard.left_by_test(before, at_call)):
             problems.append("the test left processes running:\n" + "\n".join(left))
     if problems:
         pytest.fail("\n\n".join(problems), pytrace=False)

@@ -43,6 +43,8 @@ class Snapshot:
 
     keys: frozenset[_Key]
     taken_at: float
+    #: this process's environment then (what the processes it starts inherit)
+    environ: dict[str, str]
 
 
 def _key(process: psutil.Process) -> _Key | None:
@@ -54,13 +56,25 @@ def _key(process: psutil.Process) -> _Key | None:
 
 def snapshot() -> Snapshot:
     keys = {k for p in psutil.process_iter() if (k := _key(p)) is not None}
-    return Snapshot(frozenset(keys), time.time())
+    return Snapshot(frozenset(keys), time.time(), dict(os.environ))
 
 
-def _points_into(process: psutil.Process, folder: str) -> bool:
-    """Whether ``process``'s command line or environment names a path under ``folder``."""
+def _points_into(
+    process: psutil.Process, folder: str, inherited: dict[str, str] | None = None
+) -> bool:
+    """Whether ``process``'s command line or environment names a path under ``folder``.
+
+    Variables with the value they have in ``inherited`` (the test process's environment, which
+    points Jupyter's folders into the run's) say nothing: a database server a fixture starts
+    inherits them too. A hub-spawned server or a kernel is given folders of its own.
+    """
+    inherited = inherited or {}
     try:
-        texts = [*process.cmdline(), *process.environ().values()]
+        environ = process.environ()
+        texts = [
+            *process.cmdline(),
+            *(value for key, value in environ.items() if inherited.get(key) != value),
+        ]
     except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
         return False
     return any(folder in text for text in texts)
@@ -107,8 +121,11 @@ class ProcessGuard:
     def _descendants(self) -> list[psutil.Process]:
         return self.me.children(recursive=True)
 
-    def left_by_test(self, before: Snapshot) -> list[psutil.Process]:
-        """The running processes started since ``before`` that the test left behind."""
+    def left_by_test(self, before: Snapshot, at_call: Snapshot | None) -> list[psutil.Process]:
+        """The running processes started since ``before`` (the test's setup) that the test
+        left behind. An orphan already running when the test's call began (``at_call``) may
+        be a daemon a session-scoped fixture started while the test was set up (a database
+        server): the end of the session checks those."""
         descendants = {p.pid: p for p in self._descendants()}
         started = [
             p
@@ -121,7 +138,9 @@ class ProcessGuard:
             if process.pid in descendants:
                 if self._started_by_test(process, started_pids):
                     left.append(process)
-            elif _points_into(process, self.temp_root):  # an orphan of this run
+            elif _points_into(process, self.temp_root, (at_call or before).environ) and (
+                at_call is None or _key(process) not in at_call.keys
+            ):  # an orphan of this run
                 left.append(process)
         return [p for p in left if _running(p) and not _long_lived(p)]
 
