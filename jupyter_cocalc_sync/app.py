@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import signal
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -596,7 +597,9 @@ class CocalcSync(ExtensionApp):
         IOLoop.current().add_callback(self._after_start)
 
     async def _start_jupyter_server_extension(self, serverapp: ServerApp) -> None:
-        # jupyter_server's hook for work that needs the running event loop
+        # jupyter_server's hook for work that needs the running event loop (a server that
+        # runs its own loop: never one embedded in another program, whose signals are its own)
+        _stop_gracefully_on_sigint(serverapp)
         self._after_start()
 
     def _after_start(self) -> None:
@@ -653,6 +656,20 @@ class CocalcSync(ExtensionApp):
         await self.blobs.flushed()
         self.changelog.close()
         self.store.close()
+
+
+def _stop_gracefully_on_sigint(serverapp: ServerApp) -> None:
+    """Make SIGINT stop the server as SIGTERM does, when nothing else handles it.
+
+    Without a terminal jupyter_server leaves SIGINT to Python, whose KeyboardInterrupt ends the
+    event loop with no cleanup: no extension stops, no kernel is shut down (they outlive the
+    server), and the interpreter's exit then waits forever for AnyIO's idle worker threads
+    (whose tasks never end). JupyterHub stops single-user servers with SIGINT, so they hung
+    until SIGKILL and left their kernels running. With a terminal, jupyter_server's own
+    handler (the "shut down?" prompt) stays.
+    """
+    if signal.getsignal(signal.SIGINT) is signal.default_int_handler:
+        signal.signal(signal.SIGINT, serverapp._signal_stop)
 
 
 #: seconds between two passes of the history retention

@@ -24,6 +24,8 @@ pytestmark = browser_marks()
 
 #: JS condition over an output area's text: the number of ``tick i`` lines is above ``arg``
 TICKS_ABOVE = r"(text, n) => (text.match(/^tick \d+$/gm) || []).length > n"
+#: how long a page may take to answer before it counts as frozen
+HANG_MS = 10_000
 
 
 def ticks(text: str) -> list[str]:
