@@ -80,6 +80,25 @@ def _points_into(
     return any(folder in text for text in texts)
 
 
+#: processes a session- or module-scoped fixture owns although a test started them (a
+#: session's server that a test restarts): checked at the end of the session, with their
+#: descendants
+_SESSION_OWNED: set[int] = set()
+
+
+def owned_by_session(pid: int) -> None:
+    """``pid`` belongs to a longer-lived fixture than the test starting it."""
+    _SESSION_OWNED.add(pid)
+
+
+def _owned_by_session(process: psutil.Process) -> bool:
+    try:
+        lineage = [process, *process.parents()]
+    except psutil.NoSuchProcess:
+        return False
+    return any(p.pid in _SESSION_OWNED for p in lineage)
+
+
 def _long_lived(process: psutil.Process) -> bool:
     from jupyter_cocalc_sync.store.replay import ReplayPool
 
@@ -142,7 +161,7 @@ class ProcessGuard:
                 at_call is None or _key(process) not in at_call.keys
             ):  # an orphan of this run
                 left.append(process)
-        return [p for p in left if _running(p) and not _long_lived(p)]
+        return [p for p in left if _running(p) and not _long_lived(p) and not _owned_by_session(p)]
 
     def _started_by_test(self, process: psutil.Process, started_pids: set[int]) -> bool:
         """Whether every process between ``process`` and pytest was started during the test

@@ -12,6 +12,7 @@ from typing import Any, TypeVar, cast
 
 import nbformat
 from helpers import Server, eventually
+from process_guard import owned_by_session
 
 from .assigned_ids import AssignedIds
 from .clients import LabClient, connect, save
@@ -223,4 +224,6 @@ def restart(target: Target) -> None:
     """Stop the server (SIGTERM: a clean shutdown) and start it again on its port."""
     target.process.stop()
     target.process.start()
+    assert target.process.process is not None
+    owned_by_session(target.process.process.pid)  # the session's server, not the test's
     target.client = Server(target.process.url, target.process.token)
