@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..errors import InvalidActionError
+from ..origin import Origin
 from .notebook import NotebookActions
 
 
@@ -90,9 +91,9 @@ def parse_action(body: Mapping[str, Any]) -> tuple[str, dict[str, Any]]:
 
 
 async def perform(
-    actions: NotebookActions, name: str, params: dict[str, Any], *, author: str | None = None
+    actions: NotebookActions, name: str, params: dict[str, Any], *, origin: Origin
 ) -> dict[str, Any]:
     """Call the action ``name`` (parsed by ``parse_action``); returns its JSON result."""
     method = getattr(actions, name)
-    result: dict[str, Any] = await method(**params, author=author)
+    result: dict[str, Any] = await method(**params, origin=origin)
     return result

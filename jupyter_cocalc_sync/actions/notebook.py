@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from ..errors import InvalidActionError
 from ..format.ipynb import ordered_outputs
 from ..format.schema import CELL_TYPES
+from ..origin import Origin
 
 if TYPE_CHECKING:
     from ..documents.notebook import NotebookDocument
@@ -31,7 +32,7 @@ if TYPE_CHECKING:
 class CellRunner(Protocol):
     """What the run actions need of the notebook's runner (execution/runner.py)."""
 
-    def run(self, cell_ids: Iterable[str], *, author: str | None = None) -> list[str]: ...
+    def run(self, cell_ids: Iterable[str], *, origin: Origin) -> list[str]: ...
 
     async def change_kernel(self, name: str) -> None: ...
 
@@ -57,7 +58,7 @@ class CellOrder:
     def index(self, cell_id: str) -> int:
         return self.ids.index(cell_id)
 
-    def position_at(self, index: int, *, without: str | None = None) -> float:
+    def position_at(self, index: int, origin: Origin, *, without: str | None = None) -> float:
         """A ``pos`` that puts a cell at ``index`` of the order (the order without the cell
         ``without``, when that one is moving); renumbers every cell when there is no room."""
         ids = [c for c in self.ids if c != without]
@@ -74,14 +75,14 @@ class CellOrder:
         middle = (low + high) / 2
         if low < middle < high:
             return middle
-        self._renumber(ids)
+        self._renumber(ids, origin)
         return index - 0.5
 
-    def _renumber(self, ids: list[str]) -> None:
+    def _renumber(self, ids: list[str], origin: Origin) -> None:
         for number, cell_id in enumerate(ids):
             if self.pos[cell_id] != number:
                 self.pos[cell_id] = number
-                self.db.set({"type": "cell", "id": cell_id, "pos": number})
+                self.db.set({"type": "cell", "id": cell_id, "pos": number}, origin)
 
 
 class NotebookActions:
@@ -108,7 +109,7 @@ class NotebookActions:
         cell_type: str = "code",
         input: str = "",
         *,
-        author: str | None = None,
+        origin: Origin,
     ) -> dict[str, Any]:
         """A new cell below (``delta=1``) or above (``delta=-1``) the cell ``id`` — without
         ``id``, at the end or at the start. Returns ``{"id", "version"}``."""
@@ -122,22 +123,23 @@ class NotebookActions:
             self._require_cells([id])
             index = order.index(id) + (1 if delta == 1 else 0)
         new_id = self._new_cell_id()
-        with self._change():
-            pos = order.position_at(index)
+        with self._change(origin):
+            pos = order.position_at(index, origin)
             self.db.set(
-                {"type": "cell", "id": new_id, "cell_type": cell_type, "input": input, "pos": pos}
+                {"type": "cell", "id": new_id, "cell_type": cell_type, "input": input, "pos": pos},
+                origin,
             )
-        return {"id": new_id, "version": await self._commit(author)}
+        return {"id": new_id, "version": await self._commit(origin)}
 
-    async def delete_cells(self, ids: list[str], *, author: str | None = None) -> dict[str, Any]:
+    async def delete_cells(self, ids: list[str], *, origin: Origin) -> dict[str, Any]:
         """Delete the cells (a queued one leaves the queue, a running one is interrupted)."""
         self._require_cells(ids)
-        with self._change():
+        with self._change(origin):
             for cell_id in ids:
-                self.db.delete({"type": "cell", "id": cell_id})
-        return {"version": await self._commit(author)}
+                self.db.delete({"type": "cell", "id": cell_id}, origin)
+        return {"version": await self._commit(origin)}
 
-    async def move_cell(self, id: str, delta: int, *, author: str | None = None) -> dict[str, Any]:
+    async def move_cell(self, id: str, delta: int, *, origin: Origin) -> dict[str, Any]:
         """Move the cell ``delta`` places down (up if negative), stopping at either end."""
         if not isinstance(delta, int) or isinstance(delta, bool):
             raise InvalidActionError(f'"delta" must be an integer, got {delta!r}')
@@ -145,11 +147,14 @@ class NotebookActions:
         order = CellOrder(self.db)
         index = max(0, min(len(order.ids) - 1, order.index(id) + delta))
         if index != order.index(id):
-            with self._change():
-                self.db.set({"type": "cell", "id": id, "pos": order.position_at(index, without=id)})
-        return {"version": await self._commit(author)}
+            with self._change(origin):
+                self.db.set(
+                    {"type": "cell", "id": id, "pos": order.position_at(index, origin, without=id)},
+                    origin,
+                )
+        return {"version": await self._commit(origin)}
 
-    async def merge_cells(self, ids: list[str], *, author: str | None = None) -> dict[str, Any]:
+    async def merge_cells(self, ids: list[str], *, origin: Origin) -> dict[str, Any]:
         """Merge the cells into the first of them (in notebook order): inputs joined with
         newlines, outputs one after the other, attachments together; the others deleted."""
         self._require_cells(ids)
@@ -169,16 +174,14 @@ class NotebookActions:
             "output": {str(i): output for i, output in enumerate(outputs)} or None,
             "attachments": attachments or None,
         }
-        with self._change():
-            self.db.set({"type": "cell", "id": first["id"], "output": None})
-            self.db.set(merged)
+        with self._change(origin):
+            self.db.set({"type": "cell", "id": first["id"], "output": None}, origin)
+            self.db.set(merged, origin)
             for cell in cells[1:]:
-                self.db.delete({"type": "cell", "id": cell["id"]})
-        return {"id": first["id"], "version": await self._commit(author)}
+                self.db.delete({"type": "cell", "id": cell["id"]}, origin)
+        return {"id": first["id"], "version": await self._commit(origin)}
 
-    async def split_cell(
-        self, id: str, cursor: int, *, author: str | None = None
-    ) -> dict[str, Any]:
+    async def split_cell(self, id: str, cursor: int, *, origin: Origin) -> dict[str, Any]:
         """Split the cell's input at ``cursor`` (counted in characters — code points, so a
         cursor is never inside one): the text before stays (with the outputs), the text after
         goes to a new cell of the same type below. A line break at the cut is dropped, as
@@ -196,9 +199,9 @@ class NotebookActions:
         bottom = bottom.removeprefix("\n")
         order = CellOrder(self.db)
         new_id = self._new_cell_id()
-        with self._change():
-            pos = order.position_at(order.index(id) + 1)
-            self.db.set({"type": "cell", "id": id, "input": top})
+        with self._change(origin):
+            pos = order.position_at(order.index(id) + 1, origin)
+            self.db.set({"type": "cell", "id": id, "input": top}, origin)
             self.db.set(
                 {
                     "type": "cell",
@@ -206,16 +209,17 @@ class NotebookActions:
                     "cell_type": cell.get("cell_type", "code"),
                     "input": bottom,
                     "pos": pos,
-                }
+                },
+                origin,
             )
-        return {"id": new_id, "version": await self._commit(author)}
+        return {"id": new_id, "version": await self._commit(origin)}
 
     async def set_cell_type(
         self,
         id: str,
         cell_type: str,
         *,
-        author: str | None = None,
+        origin: Origin,
     ) -> dict[str, Any]:
         """Change the cell's type; a cell that is no longer code loses its outputs."""
         _check_cell_type(cell_type)
@@ -223,80 +227,82 @@ class NotebookActions:
         record: dict[str, Any] = {"type": "cell", "id": id, "cell_type": cell_type}
         if cell_type != "code":
             record.update(output=None, exec_count=None)
-        with self._change():
-            self.db.set(record)
-        return {"version": await self._commit(author)}
+        with self._change(origin):
+            self.db.set(record, origin)
+        return {"version": await self._commit(origin)}
 
     async def set_cell_input(
         self,
         id: str,
         input: str,
         *,
-        author: str | None = None,
+        origin: Origin,
     ) -> dict[str, Any]:
         """Replace the cell's input (written as the minimal text edit)."""
         if not isinstance(input, str):
             raise InvalidActionError(f'"input" must be a string, got {type(input).__name__}')
         self._require_cells([id])
-        with self._change():
-            self.db.set({"type": "cell", "id": id, "input": input})
-        return {"version": await self._commit(author)}
+        with self._change(origin):
+            self.db.set({"type": "cell", "id": id, "input": input}, origin)
+        return {"version": await self._commit(origin)}
 
     async def clear_outputs(
-        self, ids: list[str] | None = None, *, author: str | None = None
+        self, ids: list[str] | None = None, *, origin: Origin
     ) -> dict[str, Any]:
         """Clear the outputs and execution counts of the cells (default: every cell). A cell
         that is running keeps its outputs: the runner is still writing them."""
         if ids is not None:
             self._require_cells(ids)
         targets = ids if ids is not None else CellOrder(self.db).ids
-        with self._change():
+        with self._change(origin):
             for cell_id in targets:
                 cell = self.db.peek(("cell", cell_id)) or {}
                 if cell.get("state") == "busy":
                     continue
                 if cell.get("output") or cell.get("exec_count") is not None:
-                    self.db.set({"type": "cell", "id": cell_id, "output": None, "exec_count": None})
-        return {"version": await self._commit(author)}
+                    self.db.set(
+                        {"type": "cell", "id": cell_id, "output": None, "exec_count": None}, origin
+                    )
+        return {"version": await self._commit(origin)}
 
     async def toggle_tags(
-        self, ids: list[str], tags: list[str], *, author: str | None = None
+        self, ids: list[str], tags: list[str], *, origin: Origin
     ) -> dict[str, Any]:
         """For each cell, add each tag it lacks and remove each tag it has."""
         self._require_cells(ids)
         if not tags or not all(isinstance(t, str) and t and not t.isspace() for t in tags):
             raise InvalidActionError('"tags" must be a non-empty list of tag names')
-        with self._change():
+        with self._change(origin):
             for cell_id in ids:
                 has = (self.db.peek(("cell", cell_id)) or {}).get("tags") or {}
                 change = {tag: None if has.get(tag) else True for tag in dict.fromkeys(tags)}
-                self.db.set({"type": "cell", "id": cell_id, "tags": change})
-        return {"version": await self._commit(author)}
+                self.db.set({"type": "cell", "id": cell_id, "tags": change}, origin)
+        return {"version": await self._commit(origin)}
 
     # -- running ------------------------------------------------------------------------------
 
-    async def run_cells(self, ids: list[str], *, author: str | None = None) -> dict[str, Any]:
+    async def run_cells(self, ids: list[str], *, origin: Origin) -> dict[str, Any]:
         """Queue the cells, in the order given. Returns ``{"queued": ids}``."""
         self._require_cells(ids)
-        return await self._run(ids, author)
+        return await self._run(ids, origin)
 
-    async def run_all(self, *, author: str | None = None) -> dict[str, Any]:
+    async def run_all(self, *, origin: Origin) -> dict[str, Any]:
         """Queue every cell, in notebook order. Returns ``{"queued": ids}``."""
-        return await self._run(CellOrder(self.db).ids, author)
+        return await self._run(CellOrder(self.db).ids, origin)
 
-    async def run_all_above(self, id: str, *, author: str | None = None) -> dict[str, Any]:
+    async def run_all_above(self, id: str, *, origin: Origin) -> dict[str, Any]:
         """Queue every cell above ``id`` (not ``id`` itself)."""
         self._require_cells([id])
         order = CellOrder(self.db)
-        return await self._run(order.ids[: order.index(id)], author)
+        return await self._run(order.ids[: order.index(id)], origin)
 
-    async def run_all_below(self, id: str, *, author: str | None = None) -> dict[str, Any]:
+    async def run_all_below(self, id: str, *, origin: Origin) -> dict[str, Any]:
         """Queue ``id`` and every cell below it."""
         self._require_cells([id])
         order = CellOrder(self.db)
-        return await self._run(order.ids[order.index(id) :], author)
+        return await self._run(order.ids[order.index(id) :], origin)
 
-    async def set_kernel(self, name: str, *, author: str | None = None) -> dict[str, Any]:
+    async def set_kernel(self, name: str, *, origin: Origin) -> dict[str, Any]:
         """Switch the notebook to the kernelspec ``name`` (its session gets a new kernel)."""
         if not isinstance(name, str) or not name:
             raise InvalidActionError('"name" must be a kernelspec name')
@@ -305,8 +311,8 @@ class NotebookActions:
         await self._runner().change_kernel(name)
         return {"kernel": name, "version": await self.document.table.durable()}
 
-    async def _run(self, ids: list[str], author: str | None) -> dict[str, Any]:
-        queued = self._runner().run(ids, author=author)
+    async def _run(self, ids: list[str], origin: Origin) -> dict[str, Any]:
+        queued = self._runner().run(ids, origin=origin)
         return {"queued": queued, "version": await self.document.table.durable()}
 
     def _runner(self) -> CellRunner:
@@ -317,10 +323,10 @@ class NotebookActions:
     # -- helpers ------------------------------------------------------------------------------
 
     @contextmanager
-    def _change(self) -> Iterator[None]:
+    def _change(self, origin: Origin) -> Iterator[None]:
         """One transaction of the table (refused while its changes cannot be saved)."""
         self.document.table.check_writable()
-        with self.db.transaction():
+        with self.db.transaction(origin):
             yield
 
     def _require_cells(self, ids: Any) -> None:
@@ -343,8 +349,8 @@ class NotebookActions:
             if self.db.peek(("cell", cell_id)) is None:
                 return cell_id
 
-    async def _commit(self, author: str | None) -> int:
-        return await self.document.commit(author)
+    async def _commit(self, origin: Origin) -> int:
+        return await self.document.commit(origin)
 
 
 def _check_cell_type(cell_type: Any) -> None:

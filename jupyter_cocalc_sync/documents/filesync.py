@@ -38,6 +38,7 @@ from ..format.merge import SavedDigests, digest, disk_outputs, merge_notebook, s
 from ..format.repair import LoadedNotebook, load_notebook, parse_notebook
 from ..format.schema import SETTINGS_KEY
 from ..format.trust import carry_trust, without_trust
+from ..origin import FILE
 from ..sync.table import Record
 
 if TYPE_CHECKING:
@@ -48,9 +49,6 @@ log = logging.getLogger(__name__)
 Stamp = tuple[str | None, int | None]
 #: a contents model, as ``ContentsManager.get`` and ``save`` give it
 ContentsModel = dict[str, Any]
-
-#: the author of changes merged from the file
-FROM_DISK = "disk"
 
 # what the runner writes: not an edit that brings a deleted file back
 _RUNTIME_FIELDS = frozenset({"output", "exec_count", "state", "start", "end"})
@@ -435,7 +433,7 @@ class FileSync:
             warning = repaired_warning(self.path, loaded.warnings) if loaded.warnings else None
             key = {"type": SETTINGS_KEY[0], "id": SETTINGS_KEY[1]}
             sets.setdefault(SETTINGS_KEY, key)["load_warning"] = warning
-        return await document.apply(sets.values(), merge.deletes, author=FROM_DISK)
+        return await document.apply(sets.values(), merge.deletes, origin=FILE)
 
     async def saved_digests(self) -> SavedDigests:
         """What this server last wrote (after a restart: the saved version, exported again)."""

@@ -33,12 +33,13 @@ from ..format.ipynb import (
 from ..format.repair import LoadedNotebook, load_notebook
 from ..format.schema import SETTINGS_KEY, notebook_syncdb
 from ..format.trust import Notary, is_signed, mark_code_cells, notary_of, signature_of
+from ..origin import FILE, STORE, Origin, OriginKind
 from ..outputs.hooks import OutputHooks
-from ..store import STORE, ChangeLog, LoggedTable
+from ..store import ChangeLog, LoggedTable
 from ..store.changelog import Version
 from ..store.projections import ProjectionLog
 from ..sync.guard import table_guard
-from ..sync.table import ChangeOrigin, Origin, Record, SyncDB, same_json
+from ..sync.table import Record, SyncDB, same_json
 from ..transport.protocol import Message
 from ..transport.room import INTERNAL_ERROR, Peer, Room
 from ..ynotebook.checks import ynotebook_guard
@@ -50,7 +51,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-FROM_FILE = Origin("file")
 #: seconds a closing document waits for its last save and its last log write
 CLOSE_TIMEOUT = 30.0
 
@@ -104,7 +104,7 @@ class NotebookDocument:
         self._projection: YNotebookProjection | None = None
         #: YNotebook updates not yet handed to the room: each waits for the log write of the
         #: table change it shows (see ``_release_projection``)
-        self._held: list[tuple[bytes, Peer | None]] = []
+        self._held: list[tuple[bytes, Origin]] = []
         self._projection_logged: asyncio.Future[int] | None = None  # its latest log write
         self._projection_recordings: list[list[asyncio.Future[int]]] = []
         self._settle_scheduled = False
@@ -146,7 +146,7 @@ class NotebookDocument:
             if loaded.warnings:
                 records[0]["load_warning"] = repaired_warning(self.path, loaded.warnings)
             update = await anyio.to_thread.run_sync(lambda: initial_update(records))
-            self.db.apply_update(update, origin=FROM_FILE)
+            self.db.apply_update(update, FILE)
             version = await self.table.durable()
             self.files.saved_version, self.files.stamp = version, stamp
             await self.changelog.mark_saved(self.file_id, version, *stamp)
@@ -175,9 +175,10 @@ class NotebookDocument:
     def version(self) -> int:
         return self.table.version
 
-    async def commit(self, author: str | None = None) -> int:
-        """Commit pending changes as one version and wait until it is durable."""
-        self.table.commit(author)
+    async def commit(self, origin: Origin) -> int:
+        """Commit pending changes as one version of ``origin`` and wait until it is
+        durable."""
+        self.table.commit(origin)
         return await self.table.durable()
 
     async def apply(
@@ -185,22 +186,23 @@ class NotebookDocument:
         sets: Iterable[Mapping[str, Any]] = (),
         deletes: Iterable[Mapping[str, Any]] = (),
         *,
-        author: str | None = None,
+        origin: Origin,
     ) -> int:
-        """Apply record changes as one commit; all are checked first, so a bad one changes
-        nothing (``InvalidRecordError``). Returns the new (or unchanged) version."""
+        """Apply record changes as one commit of ``origin``; all are checked first, so a bad
+        one changes nothing (``InvalidRecordError``). Returns the new (or unchanged)
+        version."""
         sets, deletes = list(sets), list(deletes)
         self.table.check_writable()
         for record in sets:
             self.db.check(record)
         for where in deletes:
             self.db.key_of(where)
-        with self.db.transaction():
+        with self.db.transaction(origin):
             for record in sets:
-                self.db.set(record)
+                self.db.set(record, origin)
             for where in deletes:
-                self.db.delete(where)
-        return await self.commit(author)
+                self.db.delete(where, origin)
+        return await self.commit(origin)
 
     # -- history ----------------------------------------------------------------------------
 
@@ -214,7 +216,7 @@ class NotebookDocument:
         # replaying a whole notebook holds the GIL: done in the replay process
         return await self.changelog.replay.run(records_of_state, state)
 
-    async def revert(self, version: int, author: str | None = None) -> int:
+    async def revert(self, version: int, origin: Origin) -> int:
         """Make the notebook what it was at ``version``, as a new version."""
         await self.table.durable()
         old = await self.changelog.state_at(self.file_id, version)
@@ -222,12 +224,12 @@ class NotebookDocument:
         # against the state of now; only the records that differ are written here
         sets, deletes = await self.changelog.replay.run(revert_patch, self.db.get_update(), old)
         self.table.check_writable()
-        with self.db.transaction():
+        with self.db.transaction(origin):
             for where in deletes:
-                self.db.delete(where)
+                self.db.delete(where, origin)
             for record in sets:
-                self.db.set(record)
-        return await self.commit(author)
+                self.db.set(record, origin)
+        return await self.commit(origin)
 
     # -- the file ---------------------------------------------------------------------------
 
@@ -247,8 +249,8 @@ class NotebookDocument:
         nb["metadata"].update(extra)
         return nb
 
-    def _on_update(self, update: bytes, origin: ChangeOrigin) -> None:
-        if origin != STORE:
+    def _on_update(self, update: bytes, origin: Origin) -> None:
+        if origin.kind is not OriginKind.STORE:
             self.files.changed()
 
     def _saved(self) -> None:
@@ -289,7 +291,7 @@ class NotebookDocument:
 
     async def _make_projection(self, state: bytes | None) -> YNotebookProjection:
         hooks = self.hooks
-        kwargs: dict[str, Any] = {"commit": lambda author: self.table.commit(author)}
+        kwargs: dict[str, Any] = {"commit": self.table.commit}
         if hooks.render_output is not None:
             kwargs["render_output"] = hooks.render_output
         if hooks.ingest_output is not None:
@@ -318,15 +320,15 @@ class NotebookDocument:
     # translated into the table — so it is held until the next log write (which holds the
     # change), or, when the table has nothing uncommitted, until the latest write is durable.
 
-    def _on_logged(self, update: bytes, origin: ChangeOrigin, durable: asyncio.Future[int]) -> None:
+    def _on_logged(self, update: bytes, origin: Origin, durable: asyncio.Future[int]) -> None:
         room = self.rooms.get("syncdb")
         if room is not None:
             room.publish(update, origin, durable)
         if self._held and not self.db.has_uncommitted_changes:
             self._release_projection(durable)
 
-    def _hold_projection_update(self, update: bytes, peer: Peer | None) -> None:
-        self._held.append((update, peer))
+    def _hold_projection_update(self, update: bytes, origin: Origin) -> None:
+        self._held.append((update, origin))
         if not self._settle_scheduled:
             self._settle_scheduled = True
             asyncio.get_running_loop().call_soon(self._settle)
@@ -339,13 +341,13 @@ class NotebookDocument:
     def _release_projection(self, durable: asyncio.Future[int] | None) -> None:
         held, self._held = self._held, []
         room = self.rooms.get("notebook")
-        for update, peer in held:
+        for update, origin in held:
             # logged in the same group commit as the table change it shows
             logged = self._projection_logged = self.projection_log.append(self.file_id, update)
             for recording in self._projection_recordings:
                 recording.append(logged)
             if room is not None:
-                room.publish(update, peer, logged if durable is None else _both(durable, logged))
+                room.publish(update, origin, logged if durable is None else _both(durable, logged))
 
     def record_projection_writes(self) -> list[asyncio.Future[int]]:
         """A list that collects the YNotebook's log writes until ``stop_recording`` (a run
@@ -384,7 +386,7 @@ class NotebookDocument:
             room = Room(
                 f"syncdb:{self.file_id}",
                 self.db.doc,
-                apply_update=lambda update, peer: self.db.apply_update(update, origin=peer),
+                apply_update=self.db.apply_update,
                 barrier=self.table.barrier,
                 on_raw=self._on_raw,
                 check_update=table_guard(self.db).check,  # a bad update changes nothing
@@ -512,7 +514,7 @@ def _live_run_state(wanted: Record, current: Record | None) -> Record:
 def records_of_state(state: bytes) -> list[Record]:
     """The records of a notebook state (an update from the log); runs in the replay process."""
     db = notebook_syncdb()
-    db.apply_update(state, origin=STORE)
+    db.apply_update(state, STORE)
     return db.get()
 
 

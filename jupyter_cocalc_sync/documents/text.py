@@ -30,6 +30,7 @@ from tornado.web import HTTPError
 from ..errors import DocumentNotFoundError
 from ..errors_seen import count_error
 from ..format.merge import merge_text
+from ..origin import Origin
 from ..transport.protocol import Message
 from ..transport.room import Peer, Room
 from .filesync import Contents, ContentsModel, Stamp, poll_file, stamp_of
@@ -79,7 +80,7 @@ class FileDocument:
         self._lock = asyncio.Lock()
         self._save_task: asyncio.Task[str] | None = None
         self._poller: asyncio.Task[None] | None = None
-        self._origin: Peer | None = None
+        self._origin: Origin | None = None  # the peer's whose update is being applied
         self.doc.observe(self._publish)
 
     def _publish(self, event: TransactionEvent) -> None:
@@ -114,8 +115,8 @@ class FileDocument:
                 poll_file(self.poll_interval, self.check, lambda: self.path)
             )
 
-    def _apply(self, update: bytes, peer: Peer) -> None:
-        self._origin = peer
+    def _apply(self, update: bytes, origin: Origin) -> None:
+        self._origin = origin
         try:
             self.doc.apply_update(update)
         finally:

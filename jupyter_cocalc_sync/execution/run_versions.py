@@ -11,6 +11,7 @@ import logging
 from typing import TYPE_CHECKING
 
 from ..errors_seen import count_error
+from ..origin import Origin
 from ..store.projections import projection_doc
 from ..store.sqlite import STORE_ERRORS
 
@@ -37,9 +38,9 @@ class RunVersions:
         self._projection_writes: list[asyncio.Future[int]] = []
         self._squashes: set[asyncio.Task[None]] = set()
 
-    def commit(self, author: str | None = None) -> None:
-        """Commit the runner's writes as ``author``'s (who asked for the running cell)."""
-        durable = self.document.table.commit(author)
+    def commit(self, origin: Origin) -> None:
+        """Commit the runner's writes as ``origin``'s (the runner, for who asked)."""
+        durable = self.document.table.commit(origin)
         if durable is not None and self._run_writes is not None:
             self._run_writes.append(durable)
 

@@ -31,9 +31,8 @@ from ..errors_seen import count_error
 from ..format.ipynb import cell_order_key, ordered_outputs
 from ..format.schema import SETTINGS_KEY
 from ..kernels.kernel import DEAD_KERNEL_ENAME, CodeExecutionEmitter, JupyterKernel
+from ..origin import RUNNER, Origin
 from ..outputs.handler import DisplayIndex, OutputHandler, OutputLimits, is_marker
-from ..permissions import permissions_of
-from ..store.binding import author_of
 from ..sync.table import ChangeEvent
 from .cell_writes import CellWrites
 from .run_versions import RunVersions
@@ -94,8 +93,8 @@ class NotebookRunner:
         self.halt_on_error = True
         self.queue: deque[str] = deque()
         self.current: str | None = None
-        #: who asked for each queued cell; the runner's commits for a cell carry that name
-        self._requested_by: dict[str, str | None] = {}
+        #: the origin of the runner's writes for each queued cell (for who asked for it)
+        self._requested_by: dict[str, Origin] = {}
         self.kernel: JupyterKernel | None = None
         self.displays = DisplayIndex(write_other=self.writes.write_display)
         self._hold, self._release = hold, release
@@ -123,12 +122,12 @@ class NotebookRunner:
         stale = [str(key[1]) for key, state in states.items() if state in ("run", "busy")]
         requested = [str(key[1]) for key, state in states.items() if state == "start"]
         if stale:
-            with self.writes.batch():
+            with self.writes.batch() as origin:
                 for cell_id in stale:
-                    self.db.set({"type": "cell", "id": cell_id, "state": "idle"})
+                    self.db.set({"type": "cell", "id": cell_id, "state": "idle"}, origin)
             self.writes.commit()
         if requested:
-            self.run(sorted(requested, key=self._position))
+            self.run(sorted(requested, key=self._position), origin=RUNNER)
 
     def _position(self, cell_id: str) -> tuple[float, str]:
         return cell_order_key(self.db.peek(("cell", cell_id)) or {"id": cell_id})
@@ -136,7 +135,7 @@ class NotebookRunner:
     def _on_change(self, event: ChangeEvent) -> None:
         if self.writes.writing:
             return
-        may_execute = permissions_of(event.origin).execute
+        may_execute = event.origin.permissions.execute
         requested: list[str] = []
         refused: list[str] = []
         for key, change in event.changes.items():
@@ -157,13 +156,13 @@ class NotebookRunner:
             self._refuse(refused)
         if requested:
             # several cells asked for in one change run in notebook order
-            self.run(sorted(requested, key=self._position), author=author_of(event.origin))
+            self.run(sorted(requested, key=self._position), origin=event.origin)
 
     def _refuse(self, cell_ids: list[str]) -> None:
         """Run requests from a peer that may not execute: the cells get their state back
         (or a later open of the notebook would run them)."""
         log.warning("ignored a request to run %s from a client without kernels:execute", cell_ids)
-        with self.writes.batch():
+        with self.writes.batch() as origin:
             for cell_id in cell_ids:
                 state = (
                     "busy"
@@ -172,7 +171,7 @@ class NotebookRunner:
                     if cell_id in self.queue
                     else "idle"
                 )
-                self.db.set({"type": "cell", "id": cell_id, "state": state})
+                self.db.set({"type": "cell", "id": cell_id, "state": state}, origin)
         self.writes.commit()
 
     def _cell_deleted(self, cell_id: str) -> None:
@@ -186,40 +185,42 @@ class NotebookRunner:
         self,
         cell_ids: Iterable[str],
         *,
+        origin: Origin,
         kernel_id: str | None = None,
-        author: str | None = None,
     ) -> list[str]:
-        """Queue cells (in the given order) for ``author``; returns the ids that were queued."""
+        """Queue cells (in the given order) for ``origin``; returns the ids that were
+        queued."""
         queued = []
-        with self.writes.batch():
+        running_for = origin.running_for()
+        with self.writes.batch(running_for):
             for cell_id in cell_ids:
                 record = self.db.peek(("cell", cell_id))
                 if record is None:
                     continue
                 if record.get("cell_type", "code") != "code":
                     if record.get("state") not in (None, "idle"):
-                        self.db.set({"type": "cell", "id": cell_id, "state": "idle"})
+                        self.db.set({"type": "cell", "id": cell_id, "state": "idle"}, running_for)
                     continue
                 if cell_id == self.current or cell_id in self.queue:
                     continue
                 self.queue.append(cell_id)
-                self._requested_by[cell_id] = author
-                self.db.set({"type": "cell", "id": cell_id, "state": "run"})
+                self._requested_by[cell_id] = running_for
+                self.db.set({"type": "cell", "id": cell_id, "state": "run"}, running_for)
                 queued.append(cell_id)
         if queued:
-            self.writes.commit(author)
+            self.writes.commit(running_for)
             if kernel_id:
                 self._prefer_kernel = kernel_id
             self._start_worker()
             self._report_progress()
         return queued
 
-    def run_all(self, *, author: str | None = None) -> list[str]:
+    def run_all(self, *, origin: Origin) -> list[str]:
         cells = sorted(
             (r for r in self.db.get({"type": "cell"}) if r.get("cell_type", "code") == "code"),
             key=cell_order_key,
         )
-        return self.run([r["id"] for r in cells], author=author)
+        return self.run([r["id"] for r in cells], origin=origin)
 
     def _start_worker(self) -> None:
         if self._worker is None or self._worker.done():
@@ -253,7 +254,7 @@ class NotebookRunner:
             while self.queue:
                 cell_id = self.queue.popleft()
                 self.current = cell_id
-                self.writes.author = self._requested_by.pop(cell_id, None)
+                self.writes.origin = self._requested_by.pop(cell_id, RUNNER)
                 try:
                     ok = await self._run_cell(cell_id)
                 except Exception as e:  # a bug of ours: the cell shows it, the queue goes on
@@ -269,7 +270,7 @@ class NotebookRunner:
         finally:
             self.writes.set_settings(kernel_state="idle")
             self.writes.commit()
-            self.writes.author = None
+            self.writes.origin = RUNNER
             self._idle.set()
             self._report_progress(running=False)
             if self._release is not None:
@@ -354,7 +355,7 @@ class NotebookRunner:
         )
         self._handler = handler
         self.versions.start_run()
-        with self.writes.batch():
+        with self.writes.batch() as origin:
             # what the server runs for a collaborator is trusted, for every collaborator
             # (JupyterLab reads the cell's metadata.trusted; the saved file is then signed)
             self.db.set(
@@ -365,7 +366,8 @@ class NotebookRunner:
                     "output": None,
                     "exec_count": None,
                     "metadata": {"trusted": True},
-                }
+                },
+                origin,
             )
         self.writes.commit()
         ok = True
@@ -461,10 +463,10 @@ class NotebookRunner:
         dropped, self.queue = list(self.queue), deque()
         self._requested_by.clear()
         if dropped:
-            with self.writes.batch():
+            with self.writes.batch() as origin:
                 for cell_id in dropped:
                     if self.db.peek(("cell", cell_id)) is not None:
-                        self.db.set({"type": "cell", "id": cell_id, "state": "idle"})
+                        self.db.set({"type": "cell", "id": cell_id, "state": "idle"}, origin)
             self.writes.commit()
             self._report_progress()
 
@@ -493,15 +495,21 @@ class NotebookRunner:
             await self._idle.wait()
         self.displays = DisplayIndex(write_other=self.writes.write_display)
         if clear:
-            with self.writes.batch():
+            with self.writes.batch() as origin:
                 for record in self.db.get({"type": "cell"}):
                     if record.get("output") or record.get("exec_count") is not None:
                         self.db.set(
-                            {"type": "cell", "id": record["id"], "output": None, "exec_count": None}
+                            {
+                                "type": "cell",
+                                "id": record["id"],
+                                "output": None,
+                                "exec_count": None,
+                            },
+                            origin,
                         )
         self.writes.commit()
         if run_all:
-            self.run_all()
+            self.run_all(origin=RUNNER)
 
     async def change_kernel(self, name: str) -> None:
         """Switch the notebook to the kernelspec ``name`` (a new kernel of its session)."""

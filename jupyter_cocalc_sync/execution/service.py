@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..errors import DocumentNotFoundError, InvalidRecordError
 from ..format.ipynb import cell_order_key, ordered_outputs
+from ..origin import Origin
 from ..outputs.handler import is_marker
 from ..widgets.session import NotebookWidgets
 from .activity import CollaboratorsPanel, NotebookActivity, UsageSettings
@@ -52,7 +53,7 @@ class ExecutionService:
         self.flush_interval = flush_interval
         self.work_tracker = work_tracker
         #: per document: the cells asked for, the timer, the kernel id and who asked first
-        self._batches: dict[str, tuple[list[str], asyncio.TimerHandle, str | None, str | None]] = {}
+        self._batches: dict[str, tuple[list[str], asyncio.TimerHandle, str | None, Origin]] = {}
         self.usage = usage or UsageSettings()
         self._activities: dict[str, NotebookActivity] = {}  # file id -> usage and progress
         #: where JupyterLab's collaborators panel shows each kernel (set by the extension)
@@ -110,18 +111,18 @@ class ExecutionService:
         cell_ids: list[str] | None,
         *,
         all_cells: bool,
-        author: str | None = None,
+        origin: Origin,
     ) -> list[str]:
         runner = await self.runner(path)
         if all_cells:
-            return runner.run_all(author=author)
+            return runner.run_all(origin=origin)
         missing = [c for c in cell_ids or [] if runner.db.peek(("cell", c)) is None]
         if missing:
             raise InvalidRecordError(f"no such cells: {missing}")
-        return runner.run(cell_ids or [], author=author)
+        return runner.run(cell_ids or [], origin=origin)
 
     async def run_from_frontend(
-        self, kernel_id: str, cell_id: str, document_id: str, *, author: str | None = None
+        self, kernel_id: str, cell_id: str, document_id: str, *, origin: Origin
     ) -> None:
         """``POST /api/kernels/{id}/execute`` from JupyterLab's ``NotebookCellServerExecutor``."""
         parts = document_id.split(":", 2)
@@ -136,17 +137,17 @@ class ExecutionService:
                 FRONTEND_BATCH_WINDOW, self._run_batch, document
             )
             # (a batch is one user's run-all: the runs are recorded under who asked first)
-            self._batches[document.file_id] = ([cell_id], handle, kernel_id, author)
+            self._batches[document.file_id] = ([cell_id], handle, kernel_id, origin)
         else:
             pending[0].append(cell_id)
 
     def _run_batch(self, document: NotebookDocument) -> None:
-        cell_ids, _, kernel_id, author = self._batches.pop(document.file_id)
+        cell_ids, _, kernel_id, origin = self._batches.pop(document.file_id)
         order = {c: cell_order_key(document.db.peek(("cell", c)) or {"id": c}) for c in cell_ids}
         _runner_of(document).run(
             sorted(dict.fromkeys(cell_ids), key=order.__getitem__),
             kernel_id=kernel_id,
-            author=author,
+            origin=origin,
         )
 
     async def more_output(self, path: str, cell_id: str) -> dict[str, Any]:

@@ -23,7 +23,7 @@ class ActionsHandler(NotebookHandlerBase):
         actions = NotebookActions(
             document, document.runner, kernel_names=self.kernel_spec_manager.find_kernel_specs
         )
-        self.finish_json(await perform(actions, name, params, author=self.author))
+        self.finish_json(await perform(actions, name, params, origin=self.origin))
 
 
 def action_routes() -> list[tuple[str, type]]:

@@ -39,7 +39,7 @@ class RunHandler(ExecutionHandlerBase):
         ):
             raise web.HTTPError(400, 'give "cell_ids": [ids] or "all": true')
         queued = await self.execution.run(
-            self.api_path(path), cell_ids, all_cells=all_cells, author=self.author
+            self.api_path(path), cell_ids, all_cells=all_cells, origin=self.origin
         )
         self.finish_json({"queued": queued}, status=202)
 
@@ -126,7 +126,7 @@ class ServerExecuteHandler(CocalcAPIHandler):
         if not isinstance(cell_id, str) or not isinstance(document_id, str):
             raise web.HTTPError(400, '"cell_id" and "document_id" must be strings')
         await self.services.execution.run_from_frontend(
-            kernel_id, cell_id, document_id, author=self.author
+            kernel_id, cell_id, document_id, origin=self.origin
         )
         self.finish_json({"cell_id": cell_id, "queued": True})
 

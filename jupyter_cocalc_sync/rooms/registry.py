@@ -25,6 +25,7 @@ from pycrdt import Doc
 from ..documents.manager import DocumentManager
 from ..documents.text import FileRooms
 from ..errors import CocalcSyncError, DocumentNotFoundError
+from ..origin import Origin
 from ..transport.room import Peer, Room
 from ..widgets.session import ROOM_PREFIX as WIDGETS_PREFIX
 
@@ -157,5 +158,5 @@ class RoomRegistry:
         return Membership(room, leave)
 
 
-def _drop_update(update: bytes, peer: Peer) -> None:
+def _drop_update(update: bytes, origin: Origin) -> None:
     """Transient rooms relay awareness only: their document stays empty."""

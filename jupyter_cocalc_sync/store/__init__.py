@@ -1,7 +1,7 @@
 """Durable storage: the SQLite database, the change log and its history."""
 
-from .binding import STORE, LoggedTable
+from .binding import LoggedTable
 from .changelog import ChangeLog, Version
 from .sqlite import SQLiteWorker
 
-__all__ = ["STORE", "ChangeLog", "LoggedTable", "SQLiteWorker", "Version"]
+__all__ = ["ChangeLog", "LoggedTable", "SQLiteWorker", "Version"]
