@@ -1,7 +1,7 @@
 """``NotebookDocument``: one open notebook, shared by all its clients.
 
-It ties together the notebook's table (``SyncDB``), its change log, its file (``FileSync``), the
-YNotebook projection for JupyterLab, and the rooms its clients connect to.
+It ties together the notebook's table (``SyncDB``), its change log, its file (``FileSync``) and
+the YNotebook projection for JupyterLab; what its clients see, and when, is ``Broadcast``'s.
 
 Opening reads the change log and the file. With no history, the file is imported (the same file
 always gives the same initial update). With history, the log is the document; if the file
@@ -12,7 +12,6 @@ merged as a three-way diff against the saved version — never a blind overwrite
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import uuid
 from collections.abc import Iterable, Mapping
@@ -38,12 +37,11 @@ from ..outputs.hooks import OutputHooks
 from ..store import ChangeLog, LoggedTable
 from ..store.changelog import Version
 from ..store.projections import ProjectionLog
-from ..sync.guard import table_guard
 from ..sync.table import Record, SyncDB, same_json
 from ..transport.protocol import Message
-from ..transport.room import INTERNAL_ERROR, Peer, Room
-from ..ynotebook.checks import ynotebook_guard
+from ..transport.room import Peer
 from ..ynotebook.projection import YNotebookProjection
+from .broadcast import Broadcast
 from .filesync import Contents, FileSync, repaired_warning
 
 if TYPE_CHECKING:
@@ -102,23 +100,14 @@ class NotebookDocument:
         )
         self.files.on_saved.append(self._saved)
         self._projection: YNotebookProjection | None = None
-        #: YNotebook updates not yet handed to the room: each waits for the log write of the
-        #: table change it shows (see ``_release_projection``)
-        self._held: list[tuple[bytes, Origin]] = []
-        self._projection_logged: asyncio.Future[int] | None = None  # its latest log write
-        self._projection_recordings: list[list[asyncio.Future[int]]] = []
-        self._settle_scheduled = False
-        self.rooms: dict[str, Room] = {}
+        self.broadcast = Broadcast(self.table, self.projection_log, on_raw=self._on_raw)
         #: why the change log cannot be written right now (None: it can)
         self.write_error: BaseException | None = None
         self.clients: set[Peer] = set()
         self.runner: NotebookRunner | None = None  # set when the notebook opens
-        #: the server's awareness state in the notebook's rooms (kernel usage, run progress)
-        self.server_state: dict[str, Any] | None = None
         self.metadata_sources: list[MetadataSource] = []
         self.closed = False
         self._unsubscribe = self.db.on_update(self._on_update)
-        self._unsubscribe_logged = self.table.on_logged(self._on_logged)
         self._unwatch = changelog.watch(file_id, self._write_status)
 
     # -- opening ----------------------------------------------------------------------------
@@ -300,122 +289,16 @@ class NotebookDocument:
             projection = await YNotebookProjection.built_in_steps(self.db, **kwargs)
         else:
             projection = YNotebookProjection(self.db, state=state, **kwargs)
-        if state is None:  # a new YNotebook: its first version is the whole of it
-            self._projection_logged = self.projection_log.append(
-                self.file_id, projection.ydoc.get_update()
-            )
         self._projection = projection
-        projection.on_update(self._hold_projection_update)
+        self.broadcast.follow(projection, new=state is None)
         values = {"path": self.path, "document_id": f"json:notebook:{self.file_id}"}
         if self.files.hash is not None:
             values["hash"] = self.files.hash
         projection.set_state(**values)
         return projection
 
-    # -- durability before visibility -------------------------------------------------------
-    #
-    # The table's updates reach the SyncDB room with the future of their own log write. A
-    # YNotebook update is made while the table change it shows is being made — before that
-    # change is committed and logged (runner outputs, REST), or before a JupyterLab edit is
-    # translated into the table — so it is held until the next log write (which holds the
-    # change), or, when the table has nothing uncommitted, until the latest write is durable.
-
-    def _on_logged(self, update: bytes, origin: Origin, durable: asyncio.Future[int]) -> None:
-        room = self.rooms.get("syncdb")
-        if room is not None:
-            room.publish(update, origin, durable)
-        if self._held and not self.db.has_uncommitted_changes:
-            self._release_projection(durable)
-
-    def _hold_projection_update(self, update: bytes, origin: Origin) -> None:
-        self._held.append((update, origin))
-        if not self._settle_scheduled:
-            self._settle_scheduled = True
-            asyncio.get_running_loop().call_soon(self._settle)
-
-    def _settle(self) -> None:
-        self._settle_scheduled = False
-        if self._held and not self.db.has_uncommitted_changes:
-            self._release_projection(self.table.barrier())
-
-    def _release_projection(self, durable: asyncio.Future[int] | None) -> None:
-        held, self._held = self._held, []
-        room = self.rooms.get("notebook")
-        for update, origin in held:
-            # logged in the same group commit as the table change it shows
-            logged = self._projection_logged = self.projection_log.append(self.file_id, update)
-            for recording in self._projection_recordings:
-                recording.append(logged)
-            if room is not None:
-                room.publish(update, origin, logged if durable is None else _both(durable, logged))
-
-    def record_projection_writes(self) -> list[asyncio.Future[int]]:
-        """A list that collects the YNotebook's log writes until ``stop_recording`` (a run
-        squashes the versions it made the YNotebook go through, as it does the table's)."""
-        recording: list[asyncio.Future[int]] = []
-        self._projection_recordings.append(recording)
-        return recording
-
-    def stop_recording(self, recording: list[asyncio.Future[int]]) -> None:
-        if recording in self._projection_recordings:
-            self._projection_recordings.remove(recording)
-
-    def _projection_barrier(self) -> asyncio.Future[Any] | None:
-        """Once this is durable, the table and the YNotebook as they are now are on disk."""
-        table, projection = self.table.barrier(), self._projection_logged
-        if table is None or projection is None:
-            return table or projection
-        return _both(table, projection)
-
     def _write_status(self, error: BaseException | None) -> None:
         self.write_error = error
-        if error is None:
-            return
-        reason = json.dumps({"reason": "store_unavailable", "retry": True})
-        for room in self.rooms.values():
-            for peer in list(room.peers):
-                peer.close(INTERNAL_ERROR, reason)
-
-    def room(self, kind: str) -> Room:
-        """The room of ``kind`` (``syncdb`` or ``notebook``), created on first use."""
-        self.table.check_writable()  # no new clients while changes cannot be saved
-        room = self.rooms.get(kind)
-        if room is not None:
-            return room
-        if kind == "syncdb":
-            room = Room(
-                f"syncdb:{self.file_id}",
-                self.db.doc,
-                apply_update=self.db.apply_update,
-                barrier=self.table.barrier,
-                on_raw=self._on_raw,
-                check_update=table_guard(self.db).check,  # a bad update changes nothing
-            )
-        elif kind == "notebook":
-            projection = self.projection
-            room = Room(
-                f"json:notebook:{self.file_id}",
-                projection.ydoc,
-                apply_update=projection.apply_update,
-                barrier=self._projection_barrier,
-                on_raw=self._on_raw,
-                check_update=ynotebook_guard(projection.ydoc).check,
-            )
-        else:
-            raise ValueError(f"unknown room kind {kind!r}")
-        if self.server_state is not None:
-            room.set_server_state(self.server_state)
-        self.rooms[kind] = room
-        return room
-
-    def set_server_state(self, state: dict[str, Any] | None) -> None:
-        """The server's awareness state in every room of the notebook: live for every client,
-        never in the change log."""
-        if state is None and self.server_state is None:
-            return
-        self.server_state = state
-        for room in self.rooms.values():
-            room.set_server_state(state)
 
     def set_path(self, path: str) -> None:
         self.path = path
@@ -429,8 +312,7 @@ class NotebookDocument:
         self.closed = True
         if self.runner is not None:
             await self.runner.close()
-        for room in self.rooms.values():
-            room.close()
+        self.broadcast.close_rooms()
         if self.write_error is not None:
             # (the server is stopping: the manager keeps failing documents open otherwise)
             log.error(
@@ -453,7 +335,7 @@ class NotebookDocument:
         if self._projection is not None:
             self._projection.close()
         if self._projection is not None and self.write_error is None:
-            self._release_projection(self.table.barrier())
+            self.broadcast.flush()
             try:
                 await asyncio.wait_for(self.changelog.flushed(), CLOSE_TIMEOUT)
                 await self.projection_log.closed(self.file_id, self.table.version)
@@ -462,7 +344,7 @@ class NotebookDocument:
             except Exception as e:  # (the next open reconciles it with the table)
                 count_error("document.close_projection", e, f"closing {self.path}", logger=log)
         self._unsubscribe()
-        self._unsubscribe_logged()
+        self.broadcast.close()
         self._unwatch()
         self.table.close()
         self.db.close()
@@ -516,16 +398,3 @@ def records_of_state(state: bytes) -> list[Record]:
     db = notebook_syncdb()
     db.apply_update(state, STORE)
     return db.get()
-
-
-def _both(first: asyncio.Future[Any], second: asyncio.Future[Any]) -> asyncio.Future[Any]:
-    """A future that resolves when both have (and fails if either fails). When one is done
-    already, the other itself: callers that wait in a loop see a done future at once."""
-    for future in (first, second):
-        if future.done() and (future.cancelled() or future.exception() is not None):
-            return future
-    if first.done():
-        return second
-    if second.done():
-        return first
-    return asyncio.gather(first, second)

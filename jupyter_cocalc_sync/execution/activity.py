@@ -103,13 +103,13 @@ class NotebookActivity:
 
     def _publish(self) -> None:
         if self.usage is None and self.progress is None:
-            self.document.set_server_state(None)
+            self.document.broadcast.set_server_state(None)
             self._show_in_panel(None)
             return
         state = self.to_json()
         summary = self._summary()
         state["user"] = {**KERNEL_USER, "display_name": summary}
-        self.document.set_server_state(state)
+        self.document.broadcast.set_server_state(state)
         self._show_in_panel(summary)
 
     def _show_in_panel(self, summary: str | None) -> None:

@@ -46,13 +46,13 @@ class RunVersions:
 
     def start_run(self) -> None:
         self._run_writes = []
-        self._projection_writes = self.document.record_projection_writes()
+        self._projection_writes = self.document.broadcast.record_projection_writes()
 
     def end_run(self) -> None:
         """History keeps one version per run, not one per output flush."""
         writes, self._run_writes = self._run_writes, None
         projection_writes, self._projection_writes = self._projection_writes, []
-        self.document.stop_recording(projection_writes)
+        self.document.broadcast.stop_recording(projection_writes)
         if self.history is None or not writes or len(writes) < SQUASH_MIN_VERSIONS:
             return
         task = asyncio.get_running_loop().create_task(self._squash(writes, projection_writes))

@@ -74,7 +74,7 @@ class RoomRegistry:
         if namespace == "cocalc":
             if room_id.startswith(SYNCDB_PREFIX):
                 document = await self._open_checked(room_id[len(SYNCDB_PREFIX) :])
-                return self._enter_document(document, document.room("syncdb"), peer)
+                return self._enter_document(document, document.broadcast.room("syncdb"), peer)
             if room_id.startswith(WIDGETS_PREFIX):
                 document = await self._open_checked(room_id[len(WIDGETS_PREFIX) :])
                 widgets = document.runner.widgets if document.runner is not None else None
@@ -94,7 +94,7 @@ class RoomRegistry:
                 await document.ensure_projection()
             finally:
                 self.documents.release(document)
-            return self._enter_document(document, document.room("notebook"), peer)
+            return self._enter_document(document, document.broadcast.room("notebook"), peer)
         path = self.check_path(self.documents.path_of(file_id))
         file_document = await self.files.get(path, file_id, file_format, file_type)
         self._check_session(file_document.session_id, session_id)
