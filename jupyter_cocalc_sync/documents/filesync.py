@@ -136,12 +136,13 @@ class FileSync:
         *,
         autosave_delay: float,
         poll_interval: float,
+        outputs: OutputImporter | None = None,
     ) -> None:
         self.document = document
         self.contents_manager = contents_manager
         self.autosave_delay = autosave_delay
         self.poll_interval = poll_interval
-        self.outputs: OutputImporter | None = None
+        self.outputs = outputs
         self.saved_version = 0
         self.stamp: Stamp = (None, None)
         self.hash: str | None = None  # of the file last saved, as the contents API reports it

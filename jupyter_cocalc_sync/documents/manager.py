@@ -10,13 +10,16 @@ arrives while a document opens waits for that opening; one that arrives while it
 until the close (its final save) is over and then opens a fresh copy, so there are never two
 live copies of a notebook, and never two writers of its file. Every task the manager starts is
 kept and awaited (``close_all``).
+
+What an open notebook is (its document, rooms, runner…) is built by the ``open_notebook``
+function the manager is given (execution/open_notebook.py), which also closes it.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from enum import StrEnum
 from typing import TYPE_CHECKING, Protocol
 
@@ -24,10 +27,8 @@ from tornado.web import HTTPError
 
 from ..errors import DocumentNotFoundError, PathOutsideRootError
 from ..errors_seen import count_error
-from ..outputs.hooks import OutputHooks
-from ..store import ChangeLog
-from .filesync import Contents, OutputImporter
-from .notebook import DocumentSettings, NotebookDocument
+from .filesync import Contents
+from .notebook import NotebookDocument
 
 if TYPE_CHECKING:
     from jupyter_server_fileid.manager import BaseFileIdManager
@@ -44,12 +45,22 @@ class DocumentState(StrEnum):
     CLOSED = "closed"
 
 
-class DocumentObserver(Protocol):
-    """Told when a document opened and after it closed (execution/service.py)."""
+class OpenedNotebook(Protocol):
+    """An open notebook as the lifecycle sees it: its document, and how it is closed."""
 
-    def opened(self, document: NotebookDocument) -> None: ...
+    @property
+    def document(self) -> NotebookDocument: ...
 
-    async def closed(self, document: NotebookDocument) -> None: ...
+    def renamed(self, path: str) -> None:
+        """The file was renamed through the server."""
+
+    async def close(self) -> None:
+        """Close everything the notebook is (the document's final save included)."""
+
+
+#: ``open_notebook(path, file_id, manager)``: the open notebook of a file, loaded (the manager
+#: keeps it open while it is held: ``hold``/``release``)
+OpenNotebookFn = Callable[[str, str, "DocumentManager"], Awaitable[OpenedNotebook]]
 
 
 class DocumentManager:
@@ -58,24 +69,18 @@ class DocumentManager:
     def __init__(
         self,
         *,
-        changelog: ChangeLog,
         contents_manager: Contents,
         file_id_manager: Callable[[], BaseFileIdManager],
-        settings: DocumentSettings,
         cleanup_delay: float,
-        hooks: Callable[[NotebookDocument], OutputHooks] | None = None,
-        outputs: OutputImporter | None = None,
-        observer: DocumentObserver | None = None,
+        open_notebook: OpenNotebookFn,
     ) -> None:
-        self.changelog = changelog
         self.contents_manager = contents_manager
         self._file_ids = file_id_manager
-        self.settings = settings
         self.cleanup_delay = cleanup_delay
-        self.hooks = hooks
-        self.outputs = outputs
-        self.observer = observer
+        self._open_notebook = open_notebook
         self.documents: dict[str, NotebookDocument] = {}
+        #: what each open document is part of (its rooms, its runner…), which closes it
+        self._opened: dict[str, OpenedNotebook] = {}
         self._opening: dict[str, asyncio.Future[NotebookDocument]] = {}
         self._closing: dict[str, asyncio.Task[None]] = {}
         self._holds: dict[str, int] = {}
@@ -148,20 +153,10 @@ class DocumentManager:
             path = self.path_of(file_id)
             if not path.endswith(".ipynb"):
                 raise DocumentNotFoundError(f"file {file_id!r} is not a notebook")
-            document = NotebookDocument(
-                path,
-                file_id,
-                changelog=self.changelog,
-                contents_manager=self.contents_manager,
-                settings=self.settings,
-            )
-            if self.hooks is not None:
-                document.hooks = self.hooks(document)
-            document.files.outputs = self.outputs
-            await document.open()
+            opened = await self._open_notebook(path, file_id, self)
+            document = opened.document
             self.documents[file_id] = document
-            if self.observer is not None:
-                self.observer.opened(document)
+            self._opened[file_id] = opened
             future.set_result(document)
             self._schedule_cleanup(file_id)
             log.info("opened %s (%s) at version %s", path, file_id, document.version)
@@ -236,9 +231,8 @@ class DocumentManager:
 
     async def _close(self, document: NotebookDocument) -> None:
         try:
-            await document.close()
-            if self.observer is not None:
-                await self.observer.closed(document)
+            opened = self._opened.pop(document.file_id, None)
+            await (opened.close() if opened is not None else document.close())
         except Exception as e:  # the manager forgets it all the same (the log keeps it all)
             count_error("document.close", e, f"closing {document.path}", logger=log)
         finally:
@@ -258,7 +252,12 @@ class DocumentManager:
     def renamed(self, old_path: str, new_path: str) -> None:
         """A file (or folder) was renamed through the server: open documents follow it."""
         for document in self._under(old_path):
-            document.set_path(new_path + document.path[len(old_path) :])
+            path = new_path + document.path[len(old_path) :]
+            opened = self._opened.get(document.file_id)
+            if opened is not None:
+                opened.renamed(path)
+            else:
+                document.set_path(path)
             document.files.deleted = None  # in case polling saw the old path gone first
             document.files.changed()  # edits a save skipped meanwhile go to the new path
 

@@ -1,7 +1,9 @@
 """``NotebookDocument``: one open notebook, shared by all its clients.
 
-It ties together the notebook's table (``SyncDB``), its change log, its file (``FileSync``) and
-the YNotebook projection for JupyterLab; what its clients see, and when, is ``Broadcast``'s.
+It holds the notebook's table (``SyncDB``), its change log and its file (``FileSync``), all
+built by its constructor. What its clients see, and when, is ``Broadcast``'s; the rest of an
+open notebook (its rooms, its YNotebook, its runner) is built around it in one place
+(``execution/open_notebook.py``).
 
 Opening reads the change log and the file. With no history, the file is imported (the same file
 always gives the same initial update). With history, the log is the document; if the file
@@ -14,9 +16,9 @@ from __future__ import annotations
 import asyncio
 import logging
 import uuid
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import Any, Protocol
 
 import anyio
 
@@ -33,19 +35,14 @@ from ..format.repair import LoadedNotebook, load_notebook
 from ..format.schema import SETTINGS_KEY, notebook_syncdb
 from ..format.trust import Notary, is_signed, mark_code_cells, notary_of, signature_of
 from ..origin import FILE, STORE, Origin, OriginKind
-from ..outputs.hooks import OutputHooks
+from ..outputs.hooks import NamedDocument, OutputHooks
 from ..store import ChangeLog, LoggedTable
 from ..store.changelog import Version
 from ..store.projections import ProjectionLog
 from ..sync.table import Record, SyncDB, same_json
 from ..transport.protocol import Message
 from ..transport.room import Peer
-from ..ynotebook.projection import YNotebookProjection
-from .broadcast import Broadcast
-from .filesync import Contents, FileSync, repaired_warning
-
-if TYPE_CHECKING:
-    from ..execution.runner import NotebookRunner
+from .filesync import Contents, FileSync, OutputImporter, repaired_warning
 
 log = logging.getLogger(__name__)
 
@@ -78,18 +75,23 @@ class NotebookDocument:
         changelog: ChangeLog,
         contents_manager: Contents,
         settings: DocumentSettings | None = None,
-        hooks: OutputHooks | None = None,
+        hooks: Callable[[NamedDocument], OutputHooks] | None = None,
+        outputs: OutputImporter | None = None,
+        metadata: MetadataSource | None = None,
     ) -> None:
         settings = settings or DocumentSettings()
         self.path = path
         self.file_id = file_id
         self.changelog = changelog
-        self.hooks = hooks or OutputHooks()
+        #: how outputs change between the file, the table and JupyterLab (``hooks(self)``:
+        #: they read the document's path when they run)
+        self.hooks = hooks(self) if hooks is not None else OutputHooks()
+        #: adds to the notebook's metadata when it is saved or exported (the widget state)
+        self.metadata = metadata
         #: the collaboration session: it lasts as long as the YNotebook's logged history, so
         #: a JupyterLab client coming back (after an unload or a restart) merges its state
         self.session_id = uuid.uuid4().hex
         self.projection_log = ProjectionLog(changelog)
-        self._projection_lock = asyncio.Lock()
         self.db: SyncDB = notebook_syncdb()
         self.table = LoggedTable(self.db, changelog, file_id)
         self.files = FileSync(
@@ -97,15 +99,11 @@ class NotebookDocument:
             contents_manager,
             autosave_delay=settings.autosave_delay,
             poll_interval=settings.file_poll_interval,
+            outputs=outputs,
         )
-        self.files.on_saved.append(self._saved)
-        self._projection: YNotebookProjection | None = None
-        self.broadcast = Broadcast(self.table, self.projection_log, on_raw=self._on_raw)
         #: why the change log cannot be written right now (None: it can)
         self.write_error: BaseException | None = None
         self.clients: set[Peer] = set()
-        self.runner: NotebookRunner | None = None  # set when the notebook opens
-        self.metadata_sources: list[MetadataSource] = []
         self.closed = False
         self._unsubscribe = self.db.on_update(self._on_update)
         self._unwatch = changelog.watch(file_id, self._write_status)
@@ -229,8 +227,8 @@ class NotebookDocument:
         if self.hooks.prepare_export is not None:
             outputs_of = await self.hooks.prepare_export(records)
         extra: dict[str, Any] = {}
-        for source in self.metadata_sources:
-            extra.update(await source.notebook_metadata(records))
+        if self.metadata is not None:
+            extra.update(await self.metadata.notebook_metadata(records))
         # building a big notebook (re-inlined images and overflow) is CPU work: not on the loop
         nb = await anyio.to_thread.run_sync(
             lambda: records_to_notebook(records, outputs_of=outputs_of)
@@ -242,14 +240,8 @@ class NotebookDocument:
         if origin.kind is not OriginKind.STORE:
             self.files.changed()
 
-    def _saved(self) -> None:
-        if self._projection is not None:
-            state: dict[str, Any] = {"dirty": False}
-            if self.files.hash is not None:  # the stock frontend learns the file's hash here
-                state["hash"] = self.files.hash
-            self._projection.set_state(**state)
-
-    async def _on_raw(self, peer: Peer, message: Message) -> dict[str, Any] | None:
+    async def on_raw(self, peer: Peer, message: Message) -> dict[str, Any] | None:
+        """A room's save request (JupyterLab's Ctrl+S): the file is saved now."""
         if message.raw != "save":
             return None
         status = await self.files.save()
@@ -257,62 +249,17 @@ class NotebookDocument:
             status = "success"  # "Saving already in progress" as an error for "skipped"
         return {"type": "save", "responseTo": message.raw_id, "status": status}
 
-    # -- clients ----------------------------------------------------------------------------
-
-    @property
-    def projection(self) -> YNotebookProjection:
-        """The YNotebook view for JupyterLab (``await ensure_projection()`` first)."""
-        if self._projection is None:
-            raise RuntimeError(f"the YNotebook of {self.path} is not loaded")
-        return self._projection
-
-    async def ensure_projection(self) -> YNotebookProjection:
-        """The YNotebook view for JupyterLab: restored from its log, or built on first use."""
-        async with self._projection_lock:
-            if self._projection is None:
-                version = await self.table.durable()
-                stored = await self.projection_log.load(self.file_id, version)
-                projection = await self._make_projection(stored.state)
-                changed = self.table.version != version or self.db.has_uncommitted_changes
-                if stored.state is not None and (changed or not stored.in_sync):
-                    projection.reconcile()  # the table went on after the YNotebook's log
-        return self.projection
-
-    async def _make_projection(self, state: bytes | None) -> YNotebookProjection:
-        hooks = self.hooks
-        kwargs: dict[str, Any] = {"commit": self.table.commit}
-        if hooks.render_output is not None:
-            kwargs["render_output"] = hooks.render_output
-        if hooks.ingest_output is not None:
-            kwargs["ingest_output"] = hooks.ingest_output
-        if state is None:
-            projection = await YNotebookProjection.built_in_steps(self.db, **kwargs)
-        else:
-            projection = YNotebookProjection(self.db, state=state, **kwargs)
-        self._projection = projection
-        self.broadcast.follow(projection, new=state is None)
-        values = {"path": self.path, "document_id": f"json:notebook:{self.file_id}"}
-        if self.files.hash is not None:
-            values["hash"] = self.files.hash
-        projection.set_state(**values)
-        return projection
-
     def _write_status(self, error: BaseException | None) -> None:
         self.write_error = error
 
     def set_path(self, path: str) -> None:
         self.path = path
-        if self._projection is not None:
-            self._projection.set_state(path=path)
 
     async def close(self) -> None:
-        """Save, close every room and stop observing (the change log keeps everything)."""
+        """Save and stop observing (the change log keeps everything)."""
         if self.closed:
             return
         self.closed = True
-        if self.runner is not None:
-            await self.runner.close()
-        self.broadcast.close_rooms()
         if self.write_error is not None:
             # (the server is stopping: the manager keeps failing documents open otherwise)
             log.error(
@@ -332,19 +279,7 @@ class NotebookDocument:
                 log.error("the last changes of %s are not in the change log: %s", self.path, e)
             except Exception as e:  # a bug of ours: the document closes all the same
                 count_error("document.final_save", e, f"the final save of {self.path}", logger=log)
-        if self._projection is not None:
-            self._projection.close()
-        if self._projection is not None and self.write_error is None:
-            self.broadcast.flush()
-            try:
-                await asyncio.wait_for(self.changelog.flushed(), CLOSE_TIMEOUT)
-                await self.projection_log.closed(self.file_id, self.table.version)
-            except TimeoutError:
-                log.warning("the YNotebook log of %s was not closed in time", self.path)
-            except Exception as e:  # (the next open reconciles it with the table)
-                count_error("document.close_projection", e, f"closing {self.path}", logger=log)
         self._unsubscribe()
-        self.broadcast.close()
         self._unwatch()
         self.table.close()
         self.db.close()

@@ -20,6 +20,7 @@ import asyncio
 import contextlib
 import logging
 import posixpath
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -65,8 +66,9 @@ class UsageSettings:
 
 
 class NotebookActivity:
-    """Kernel usage and run progress of one notebook (module docstring); the runner's
-    ``RunProgressListener``."""
+    """Kernel usage and run progress of one notebook (module docstring): it follows the
+    runner's progress, and shows both in the notebook's rooms (``server_state``) and in
+    JupyterLab's collaborators panel."""
 
     def __init__(
         self,
@@ -75,10 +77,14 @@ class NotebookActivity:
         kernels: SessionKernels,
         settings: UsageSettings | None = None,
         panel: CollaboratorsPanel | None = None,
+        *,
+        server_state: Callable[[dict[str, Any] | None], None],
     ) -> None:
         self.document = document
         self.panel = panel
         self.runner = runner
+        self._server_state = server_state
+        self._unsubscribe = runner.on_progress(self)
         self.kernels = kernels
         self.settings = settings or UsageSettings()
         self.usage: KernelUsage | None = None
@@ -103,13 +109,13 @@ class NotebookActivity:
 
     def _publish(self) -> None:
         if self.usage is None and self.progress is None:
-            self.document.broadcast.set_server_state(None)
+            self._server_state(None)
             self._show_in_panel(None)
             return
         state = self.to_json()
         summary = self._summary()
         state["user"] = {**KERNEL_USER, "display_name": summary}
-        self.document.broadcast.set_server_state(state)
+        self._server_state(state)
         self._show_in_panel(summary)
 
     def _show_in_panel(self, summary: str | None) -> None:
@@ -193,6 +199,7 @@ class NotebookActivity:
         return self.kernels.kernel_manager.get_kernel(kernel_id)
 
     async def close(self) -> None:
+        self._unsubscribe()
         if self.panel is not None:
             self.panel.show_in_global_awareness(self.document.db.doc.client_id, None)
         if self._task is not None:

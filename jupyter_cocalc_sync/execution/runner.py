@@ -35,7 +35,7 @@ from ..origin import RUNNER, Origin
 from ..outputs.handler import DisplayIndex, OutputHandler, OutputLimits, is_marker
 from ..sync.table import ChangeEvent
 from .cell_writes import CellWrites
-from .run_versions import RunVersions
+from .run_versions import ProjectionWrites, RunVersions
 
 if TYPE_CHECKING:
     from ..documents.notebook import NotebookDocument
@@ -77,6 +77,8 @@ class NotebookRunner:
         hold: Callable[[NotebookDocument], None] | None = None,
         release: Callable[[NotebookDocument], None] | None = None,
         activity: WorkTracker | None = None,
+        widgets: NotebookWidgets | None = None,
+        projection_writes: ProjectionWrites | None = None,
     ) -> None:
         self.document = document
         self.db = document.db
@@ -86,10 +88,10 @@ class NotebookRunner:
         self.overflow = overflow
         self.history = history
         self.flush_interval = flush_interval
-        self.versions = RunVersions(document, history)
+        self.versions = RunVersions(document, history, projection_writes)
         self.writes = CellWrites(self.db, self.versions, flush_interval, lambda: self._handler)
         #: the notebook's widget table (widgets/), following the runner's kernel
-        self.widgets: NotebookWidgets | None = None
+        self.widgets = widgets
         self.halt_on_error = True
         self.queue: deque[str] = deque()
         self.current: str | None = None
@@ -107,7 +109,7 @@ class NotebookRunner:
         self._kernel_lock = asyncio.Lock()
         #: cells finished since the runner last became busy (run progress)
         self.done_in_batch = 0
-        self.progress: RunProgressListener | None = None
+        self._progress: list[RunProgressListener] = []
         self._interrupt_requested = False
         self._idle = asyncio.Event()
         self._idle.set()
@@ -235,10 +237,15 @@ class NotebookRunner:
                 activity.work_started()
                 self._worker.add_done_callback(lambda _task: activity.work_ended())
 
+    def on_progress(self, listener: RunProgressListener) -> Callable[[], None]:
+        """Tell ``listener`` how each batch of runs goes (until the returned call)."""
+        self._progress.append(listener)
+        return lambda: self._progress.remove(listener) if listener in self._progress else None
+
     def _report_progress(self, *, running: bool = True) -> None:
-        if self.progress is not None:
-            pending = len(self.queue) + (self.current is not None)
-            self.progress.run_progress(self.done_in_batch, pending, running)
+        pending = len(self.queue) + (self.current is not None)
+        for listener in list(self._progress):
+            listener.run_progress(self.done_in_batch, pending, running)
 
     async def wait_idle(self) -> None:
         await self._idle.wait()
@@ -526,8 +533,6 @@ class NotebookRunner:
 
     async def close(self) -> None:
         await self.versions.close()
-        if self.widgets is not None:
-            self.widgets.close()
         self._unsubscribe()
         self._drop_queue()
         if self._worker is not None and not self._worker.done():
