@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from jupyter_server.extension.application import ExtensionApp
-from traitlets import Bool, Bunch, Float, Int, Unicode, default, validate
+from traitlets import Bool, Bunch, Enum, Float, Int, Unicode, default, validate
 
 from ._version import __version__
 
@@ -91,8 +91,36 @@ class CocalcSync(ExtensionApp):
         .jupyter_cocalc_sync.db in the server root. One server per store: a second server
         on the same store refuses to start, naming the store and the process holding it
         (<store>.lock holds the lock). On JupyterHub with home directories on network
-        storage, point it to local disk.""",
+        storage, point it to local disk (see store_on_network_filesystem).""",
     ).tag(default_doc="<root_dir>/.jupyter_cocalc_sync.db")
+    store_url = Unicode(
+        "",
+        config=True,
+        help="""A PostgreSQL database for the store instead of the SQLite file at store_path:
+        'postgresql://user:password@host:5432/dbname' (libpq's PGHOST, PGUSER, PGPASSWORD,
+        PGDATABASE… fill in what the URL leaves out, so 'postgresql://' takes everything from
+        the environment). Default: $COCALC_SYNC_STORE_URL, else SQLite. The tables live in the
+        role's schema (one schema per user: jupyter-cocalc-sync-pg provision); one server per
+        schema (an advisory lock; a second server waits store_lock_wait seconds, then refuses
+        to start). Needs the 'postgres' extra.""",
+    ).tag(default_doc="$COCALC_SYNC_STORE_URL or ''")
+    store_lock_wait = Float(
+        30.0,
+        config=True,
+        help="""Seconds a server waits at start for a PostgreSQL store that another server
+        holds (a pod that died holds it until the database drops its connection, within about
+        half a minute).""",
+    )
+    store_on_network_filesystem = Enum(
+        ["rollback-journal", "refuse"],
+        "rollback-journal",
+        config=True,
+        help="""What the store does when store_path is on a network filesystem (NFS, EFS,
+        CIFS/SMB, Lustre, GPFS, 9p, CephFS, FUSE), where SQLite's WAL is not safe:
+        'rollback-journal' runs it with a rollback journal and exclusive locking (slower; a
+        warning says so), 'refuse' stops the server. A store whose file locks fail is always
+        refused.""",
+    )
     snapshot_interval = Int(
         1000,
         config=True,
@@ -111,6 +139,13 @@ class CocalcSync(ExtensionApp):
         config=True,
         help="""Days during which old versions are kept one per hour; older ones are kept one
         per day (0: one per hour forever).""",
+    )
+    timeline_burst_seconds = Float(
+        5.0,
+        config=True,
+        help="""JupyterLab's history slider shows one step per edit burst: consecutive
+        versions of one author less than this many seconds apart are one step (0: one step
+        per version).""",
     )
 
     # -- limits -----------------------------------------------------------------------------
@@ -139,6 +174,15 @@ class CocalcSync(ExtensionApp):
     )
 
     # -- execution --------------------------------------------------------------------------
+    ydoc_extension_api = Bool(
+        True,
+        config=True,
+        help="""Offer other server extensions jupyter_server_ydoc's in-server API
+        (``settings["jupyter_server_ydoc"]``: ``get_document``, ``ywebsocket_server``) and list
+        ``jupyter_server_ydoc`` as an enabled extension, so AI assistants such as
+        jupyter-ai-tools edit notebooks through the server (as collaborators) with no browser
+        open.""",
+    )
     server_side_execution = Bool(
         True,
         config=True,
@@ -246,6 +290,7 @@ class CocalcSync(ExtensionApp):
         "document_cleanup_delay",
         "history_keep_all_days",
         "history_keep_hourly_days",
+        "timeline_burst_seconds",
         "stateless_cache_ttl",
     )
     def _non_negative_seconds(self, proposal: Bunch) -> float:
@@ -260,6 +305,10 @@ class CocalcSync(ExtensionApp):
         if self.serverapp is None:
             raise RuntimeError("jupyter-cocalc-sync is not linked to a server yet")
         return self.serverapp
+
+    @default("store_url")
+    def _default_store_url(self) -> str:
+        return os.environ.get("COCALC_SYNC_STORE_URL", "")
 
     @default("store_path")
     def _default_store_path(self) -> str:
@@ -309,16 +358,19 @@ class CocalcSync(ExtensionApp):
         from .documents.manager import DocumentManager
         from .documents.notebook import DocumentSettings
         from .documents.text import FileRooms
-        from .errors import StoreInUseError
+        from .errors import StoreInUseError, StoreLocationError
         from .execution.activity import UsageSettings
         from .execution.activity_clock import ActivityClock
         from .execution.introspection import KernelQueries
         from .execution.open_notebook import NotebookFactory, NotebookParts
+        from .execution.requests import ExecutionRequests
         from .execution.service import ExecutionService
         from .execution.sessions import SessionKernels
         from .export.exporter import NotebookExporter
         from .handlers.services import SETTING as SERVICES_SETTING
         from .handlers.services import RequestLimits, Services
+        from .history.events import ForkEvents
+        from .history.service import HistoryService
         from .outputs.blobs import BlobStore
         from .outputs.formats import OutputFormats
         from .outputs.handler import OutputLimits
@@ -326,22 +378,30 @@ class CocalcSync(ExtensionApp):
         from .outputs.overflow import MoreOutputStore
         from .paths import check_api_path
         from .rooms.registry import GlobalAwareness, RoomRegistry
-        from .store import ChangeLog, SQLiteWorker
+        from .store import ChangeLog
         from .store.history import DAY, HistorySquasher, Retention
-        from .store.lock import StoreLock
+        from .store.opening import open_store
         from .store.projections import ProjectionLog
 
         serverapp = self.server
         contents_manager = serverapp.contents_manager
-        self.store_lock = StoreLock(self.store_path)
         try:
-            self.store_lock.acquire()
-        except StoreInUseError as e:
+            self.store = open_store(
+                store_path=self.store_path,
+                store_url=self.store_url,
+                on_network_filesystem=(
+                    "refuse" if self.store_on_network_filesystem == "refuse" else "rollback-journal"
+                ),
+                lock_wait=self.store_lock_wait,
+            )
+        except (StoreInUseError, StoreLocationError) as e:
             # jupyter_server would start without the extension, and JupyterLab would then
             # edit the same files without it: the server stops instead
             self.log.critical("%s", e)
             raise SystemExit(f"jupyter-cocalc-sync: {e}") from e
-        self.worker = SQLiteWorker(self.store_path)
+        if self.store.warning is not None:
+            self.log.warning("%s", self.store.warning)
+        self.worker = self.store.worker
         self.changelog = ChangeLog(self.worker, snapshot_interval=self.snapshot_interval)
         self.changelog.open_blocking()
         ProjectionLog(self.changelog).open_blocking()
@@ -401,12 +461,22 @@ class CocalcSync(ExtensionApp):
             cleanup_delay=self.document_cleanup_delay,
             poll_interval=self.file_poll_interval,
         )
+        event_logger = serverapp.event_logger
+        self.history_service = HistoryService(
+            self.documents,
+            self.notebooks,
+            check_path=lambda path: check_api_path(serverapp.root_dir, path),
+            cleanup_delay=self.document_cleanup_delay,
+            burst_seconds=self.timeline_burst_seconds,
+            emit=ForkEvents(event_logger) if event_logger is not None else None,
+        )
         self.rooms = RoomRegistry(
             self.documents,
             self.notebooks,
             self.file_rooms,
             check_path=lambda path: check_api_path(serverapp.root_dir, path),
             awareness=self.global_awareness,
+            history=self.history_service,
         )
         self.exporter = NotebookExporter()
         self.stateless = self._stateless_executor(limits)
@@ -418,10 +488,12 @@ class CocalcSync(ExtensionApp):
             file_rooms=self.file_rooms,
             rooms=self.rooms,
             execution=self.execution,
+            execution_requests=ExecutionRequests(self.documents, self.execution),
             kernel_queries=self.kernel_queries,
             exporter=self.exporter,
             stateless=self.stateless,
             assignments=self.assignments,
+            history=self.history_service,
             blobs=self.blobs,
             activity=self.activity,
             limits=RequestLimits(
@@ -432,11 +504,31 @@ class CocalcSync(ExtensionApp):
             status=self.status,
             file_exists=self.file_exists,
         )
+        if self.ydoc_extension_api:
+            self._provide_ydoc_api()
         if serverapp.event_logger is not None:
             serverapp.event_logger.add_listener(
                 schema_id=CONTENTS_EVENTS, listener=self._on_contents_event
             )
-        self.log.info("jupyter-cocalc-sync %s: store %s", __version__, self.store_path)
+        self.log.info("jupyter-cocalc-sync %s: store %s", __version__, self.worker.describe())
+
+    def _provide_ydoc_api(self) -> None:
+        from .ydoc_api.events import emit_room_events
+        from .ydoc_api.extension import ExtensionRooms, YDocExtensionAPI
+        from .ydoc_api.registration import provide
+
+        self.extension_rooms = ExtensionRooms(
+            self.rooms, self.documents, idle_timeout=self.document_cleanup_delay
+        )
+        api = YDocExtensionAPI(self.extension_rooms, self.documents.file_id)
+        if not provide(self.server, self.settings, api):
+            self.log.warning(
+                "jupyter_server_ydoc is enabled too: extensions get its rooms, not this "
+                "server's (disable it: jupyter server extension disable jupyter_server_ydoc)"
+            )
+            return
+        if self.server.event_logger is not None:
+            emit_room_events(self.server.event_logger, self.file_rooms)
 
     def _stateless_executor(self, limits: OutputLimits) -> StatelessExecutor:
         from .stateless import StatelessExecutor
@@ -532,7 +624,7 @@ class CocalcSync(ExtensionApp):
     async def _apply_retention(self) -> None:
         """Thin out old history once an hour, off the event loop (squashes replay elsewhere)."""
         from .errors_seen import count_error
-        from .store.sqlite import STORE_ERRORS
+        from .store.protocol import STORE_ERRORS
 
         while True:
             await asyncio.sleep(RETENTION_PERIOD)
@@ -544,10 +636,14 @@ class CocalcSync(ExtensionApp):
                 count_error("history.retention", e, "the history retention", logger=self.log)
 
     async def stop_extension(self) -> None:
+        extension_rooms = getattr(self, "extension_rooms", None)
+        if extension_rooms is not None:  # (the extensions' replicas leave their rooms first)
+            extension_rooms.close()
         task = getattr(self, "_retention_task", None)
         if task is not None:
             task.cancel()
         self.activity.close()
+        await self.history_service.close_all()
         await self.documents.close_all()
         await self.kernels.close()
         await self.stateless.pool.close()
@@ -555,8 +651,7 @@ class CocalcSync(ExtensionApp):
         await self.changelog.flushed()
         await self.blobs.flushed()
         self.changelog.close()
-        self.worker.close()
-        self.store_lock.release()
+        self.store.close()
 
 
 #: seconds between two passes of the history retention

@@ -72,6 +72,11 @@ class StoreInUseError(CocalcSyncError, RuntimeError):
     """Another server writes to this store; each server needs its own ``store_path``."""
 
 
+class StoreLocationError(CocalcSyncError, RuntimeError):
+    """The store cannot run where it is (file locks fail, or a network filesystem the operator
+    refused); the message says what was found and what to choose instead."""
+
+
 class StoreUnavailableError(CocalcSyncError, RuntimeError):
     """The change log cannot be written (disk full, read-only): changes are refused until it
     can; nothing already saved is lost and the document recovers by itself."""

@@ -61,9 +61,12 @@ class Origin:
         return cls(OriginKind.USER, user, permissions)
 
     @classmethod
-    def of_peer(cls, user: str | None, permissions: Permissions) -> Origin:
-        """The origin of one room connection's changes (a new one for every connection)."""
-        return cls(OriginKind.USER, user, permissions, next(_connections))
+    def of_peer(
+        cls, user: str | None, permissions: Permissions, kind: OriginKind = OriginKind.USER
+    ) -> Origin:
+        """The origin of one room connection's changes (a new one for every connection; an
+        in-server extension's replica is a connection of kind ``EXTENSION``)."""
+        return cls(kind, user, permissions, next(_connections))
 
     def running_for(self) -> Origin:
         """The runner's writes for a run this origin asked for (recorded under its user)."""

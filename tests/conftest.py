@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 import server_errors
+from postgres import PostgresCluster, unavailable_reason
 from servers import UNNEEDED_EXTENSIONS
 from traitlets.config import Config
 
@@ -61,6 +62,10 @@ def cocalc_config(request) -> dict:
     config = {"autosave_delay": 0.2, "file_poll_interval": 0.2, "document_cleanup_delay": 5}
     for marker in request.node.iter_markers("cocalc"):
         config.update(marker.kwargs)
+    if "store_backend" in request.fixturenames:  # the test runs on both backends
+        spec = request.getfixturevalue("store_spec")
+        if spec.startswith("postgresql://"):
+            config["store_url"] = spec
     return config
 
 
@@ -120,6 +125,31 @@ def live(server, jp_asyncio_loop):
     yield open_notebook
     for client in clients:
         jp_asyncio_loop.run_until_complete(client.close())
+
+
+@pytest.fixture(scope="session")
+def postgres_cluster():
+    """A PostgreSQL server of the test session's own (``tests/postgres.py``)."""
+    reason = unavailable_reason()
+    if reason is not None:
+        pytest.skip(reason)
+    cluster = PostgresCluster()
+    yield cluster
+    cluster.destroy()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def store_backend(request) -> str:
+    """Each store-facing test runs on both backends."""
+    return request.param
+
+
+@pytest.fixture
+def store_spec(store_backend, tmp_path, request) -> str:
+    """The test's store: an SQLite file, or a fresh PostgreSQL database's URL."""
+    if store_backend == "sqlite":
+        return str(tmp_path / "store.db")
+    return request.getfixturevalue("postgres_cluster").create_database()
 
 
 @pytest.fixture

@@ -12,6 +12,14 @@ if [ ! -x /usr/bin/chromium ]; then
     DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq chromium >/dev/null
 fi
 
+if ! compgen -G "/usr/lib/postgresql/*/bin/initdb" >/dev/null; then
+    # the PostgreSQL store's tests start their own cluster (tests/postgres.py)
+    SUDO=""
+    [ "$(id -u)" = 0 ] || SUDO="sudo"
+    $SUDO apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq postgresql >/dev/null
+fi
+
 python -m pip install -q -e ".[test]"
 
 # jupyter-collaboration's server, the differential suite's oracle (tests/differential), in a
@@ -23,11 +31,20 @@ if ! cmp -s "$STOCK_REQUIREMENTS" .venv-stock/.installed-requirements 2>/dev/nul
     cp "$STOCK_REQUIREMENTS" .venv-stock/.installed-requirements
 fi
 
+# jupyter-mcp-server (tests/interop), in a venv of its own: it brings jupyter-collaboration and
+# jupyter-server-nbmodel, whose server extensions would serve this extension's routes
+MCP_REQUIREMENTS=tests/interop/requirements-mcp.txt
+if ! cmp -s "$MCP_REQUIREMENTS" .venv-mcp/.installed-requirements 2>/dev/null; then
+    [ -x .venv-mcp/bin/python ] || python -m venv .venv-mcp
+    .venv-mcp/bin/python -m pip install -q -r "$MCP_REQUIREMENTS"
+    cp "$MCP_REQUIREMENTS" .venv-mcp/.installed-requirements
+fi
+
 if [ ! -x .ci/node/node_modules/.bin/configurable-http-proxy ]; then
     # JupyterHub's proxy, for the JupyterHub tests (kept out of the system's node modules)
     npm install --silent --no-fund --no-audit --prefix .ci/node configurable-http-proxy@5 >/dev/null
 fi
-# every tier (tests/unit, integration, differential with its random sequences, browser, hub,
-# stress); pytest arguments naming tests replace the default set
+# every tier (tests/unit, integration, differential with its random sequences, interop, browser,
+# hub, stress); pytest arguments naming tests replace the default set
 export DIFFERENTIAL_BULK="${DIFFERENTIAL_BULK:-1}"
 python -m pytest -o testpaths=tests --durations=25 "$@"

@@ -16,15 +16,33 @@ import httpx
 import server_errors
 
 #: server extensions the test extras bring along (nbgrader, whose checksums and student versions
-#: are compared with ours) that no test server needs: off, since they take seconds to load
+#: are compared with ours; the third-party clients of tests/interop, which call their functions
+#: or open their documents without them) that no test server needs: off, since they take
+#: seconds to load
 UNNEEDED_EXTENSIONS = dict.fromkeys(
     [
         "nbgrader.server_extensions.formgrader",
         "nbgrader.server_extensions.validate_assignment",
         "nbgrader.server_extensions.assignment_list",
         "nbgrader.server_extensions.course_list",
+        "jupyter_ai_tools",
+        "jupyterlab_chat",
+        "jupyterlab_commands_toolkit",
     ],
     False,
+)
+
+#: JupyterLab extensions those clients' packages bring along (a chat panel, a cell footer, AI
+#: commands): off in the JupyterLab the browser tests drive, which is stock JupyterLab
+UNNEEDED_LAB_EXTENSIONS = dict.fromkeys(
+    [
+        "jupyterlab-ai-commands",
+        "jupyterlab-cell-input-footer-extension",
+        "jupyterlab-chat-extension",
+        "jupyterlab-commands-toolkit",
+        "jupyterlab-diff",
+    ],
+    True,
 )
 
 
@@ -213,6 +231,10 @@ class ServerProcess:
             config.setdefault(section, {}).update(values)
         (self.state / "config").mkdir(parents=True, exist_ok=True)
         (self.state / "config" / "jupyter_server_config.json").write_text(json.dumps(config))
+        labconfig = self.state / "config" / "labconfig"
+        labconfig.mkdir(exist_ok=True)
+        page_config = {"disabledExtensions": UNNEEDED_LAB_EXTENSIONS}
+        (labconfig / "page_config.json").write_text(json.dumps(page_config))
 
     def start(self, timeout: float = 60) -> ServerProcess:
         self.write_config()

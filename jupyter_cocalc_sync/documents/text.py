@@ -20,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import uuid
+from collections.abc import Callable
 from typing import Any
 
 from jupyter_server.utils import ensure_async
@@ -250,6 +251,9 @@ class FileRooms:
         self.cleanup_delay = cleanup_delay
         self.poll_interval = poll_interval
         self.documents: dict[str, FileDocument] = {}
+        #: told ``(action, document)`` as a file's room opens (``"initialize"``) and closes
+        #: (``"clean"``)
+        self.lifecycle: list[Callable[[str, FileDocument], None]] = []
         self._locks: dict[str, asyncio.Lock] = {}
         self._cleaners: dict[str, asyncio.TimerHandle] = {}
         self._closing: dict[str, asyncio.Task[None]] = {}
@@ -274,7 +278,16 @@ class FileRooms:
                 await document.open()
                 self.documents[file_id] = document
                 self._schedule_cleanup(file_id)
+                self._tell("initialize", document)
             return document
+
+    def _tell(self, action: str, document: FileDocument) -> None:
+        for listener in list(self.lifecycle):
+            try:
+                listener(action, document)
+            except Exception as e:  # (a listener's bug must not keep the file from its room)
+                what = f"{action} of {document.path}"
+                count_error("file.lifecycle_listener", e, what, logger=log)
 
     def connect(self, document: FileDocument, client: Peer) -> None:
         document.clients.add(client)
@@ -304,6 +317,7 @@ class FileRooms:
 
     def _close(self, file_id: str) -> None:
         document = self.documents.pop(file_id)
+        self._tell("clean", document)
         task = asyncio.get_running_loop().create_task(document.close())
         self._closing[file_id] = task
         task.add_done_callback(lambda _: self._closing.pop(file_id, None))

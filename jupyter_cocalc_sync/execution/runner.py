@@ -477,6 +477,17 @@ class NotebookRunner:
             self.writes.commit()
             self._report_progress()
 
+    def unqueue(self, cell_id: str) -> None:
+        """Take a queued (not yet running) cell off the queue; it is idle again."""
+        if cell_id not in self.queue:
+            return
+        self.queue.remove(cell_id)
+        self._requested_by.pop(cell_id, None)
+        with self.writes.batch() as origin:
+            self.db.set({"type": "cell", "id": cell_id, "state": "idle"}, origin)
+        self.writes.commit()
+        self._report_progress()
+
     async def interrupt(self, *, clear_queue: bool = True) -> None:
         """Interrupt the running cell (it ends with the kernel's KeyboardInterrupt)."""
         if clear_queue:

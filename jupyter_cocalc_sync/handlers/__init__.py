@@ -13,8 +13,10 @@ def routes() -> list[tuple[str, type, dict[str, Any]] | tuple[str, type]]:
     from .actions import action_routes
     from .assignments import assignment_routes
     from .blobs import blob_routes
+    from .collaboration import collaboration_routes
     from .execution import execution_routes
     from .introspection import introspection_routes
+    from .kernel_execute import kernel_execute_routes
     from .notebooks import notebook_routes
     from .rooms import room_routes
     from .stateless import stateless_routes
@@ -25,8 +27,10 @@ def routes() -> list[tuple[str, type, dict[str, Any]] | tuple[str, type]]:
         *action_routes(),
         *assignment_routes(),
         *blob_routes(),
+        *collaboration_routes(),
         *execution_routes(),
         *introspection_routes(),
+        *kernel_execute_routes(),
         *notebook_routes(),
         *room_routes(),
         *stateless_routes(),

@@ -93,6 +93,12 @@ class CocalcAPIHandler(APIHandler):
         except PathOutsideRootError as e:
             raise web.HTTPError(400, str(e)) from None
 
+    def collaboration_path(self, path: str) -> str:
+        """An API path as jupyter-collaboration's frontend sends it: its timeline slider keeps
+        the ``/`` in front of the path it cut out of its own URL (to jupyter_server an API path
+        is relative to the root with or without one)."""
+        return self.api_path(path[1:] if path.startswith("/") else path)
+
     def json_body(self, *, required: bool = True) -> dict[str, Any]:
         """The request body as a JSON object (whatever the Content-Type), or a 400."""
         body = self.request.body

@@ -1,5 +1,6 @@
-"""Execution routes: run, interrupt, restart, change kernel, more output, stdin answers, and
-JupyterLab's server-side executor (``POST /api/kernels/{kernel_id}/execute``)."""
+"""Execution routes: run, interrupt, restart, change kernel, more output, stdin answers (the
+kernel routes, ``POST /api/kernels/{kernel_id}/execute`` among them, are in
+``kernel_execute``)."""
 
 from __future__ import annotations
 
@@ -8,7 +9,6 @@ from typing import TYPE_CHECKING
 from tornado import web
 
 from .authorization import CHANGE_DOCUMENT, READ_DOCUMENT, RUN_CODE, requires
-from .base import CocalcAPIHandler
 from .notebooks import NOTEBOOK, NotebookHandlerBase
 
 if TYPE_CHECKING:
@@ -113,24 +113,6 @@ class MoreOutputHandler(NotebookHandlerBase):
         await self.finish_large_json(more)
 
 
-class ServerExecuteHandler(CocalcAPIHandler):
-    """``POST /api/kernels/{kernel_id}/execute`` ``{"cell_id", "document_id"}`` as JupyterLab's
-    ``NotebookCellServerExecutor`` sends it (any Content-Type; the code is read from the
-    live document, not from the request)."""
-
-    @web.authenticated
-    @requires(RUN_CODE)
-    async def post(self, kernel_id: str) -> None:
-        body = self.json_body()
-        cell_id, document_id = body.get("cell_id"), body.get("document_id")
-        if not isinstance(cell_id, str) or not isinstance(document_id, str):
-            raise web.HTTPError(400, '"cell_id" and "document_id" must be strings')
-        await self.services.execution.run_from_frontend(
-            kernel_id, cell_id, document_id, origin=self.origin
-        )
-        self.finish_json({"cell_id": cell_id, "queued": True})
-
-
 def execution_routes() -> list[tuple[str, type]]:
     return [
         (NOTEBOOK + r"/run", RunHandler),
@@ -139,5 +121,4 @@ def execution_routes() -> list[tuple[str, type]]:
         (NOTEBOOK + r"/kernel", KernelChangeHandler),
         (NOTEBOOK + r"/input", InputHandler),
         (NOTEBOOK + r"/cells/(?P<cell_id>[^/]+)/more_output", MoreOutputHandler),
-        (r"/api/kernels/(?P<kernel_id>[\w-]+)/execute", ServerExecuteHandler),
     ]

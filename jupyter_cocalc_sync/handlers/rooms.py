@@ -148,7 +148,7 @@ class DocSessionHandler(CocalcAPIHandler):
     @web.authenticated
     @requires(READ_DOCUMENT)
     async def put(self, path: str) -> None:
-        path = self.api_path(path)
+        path = self.collaboration_path(path)
         body = self.json_body()
         file_format, file_type = body.get("format"), body.get("type")
         if not isinstance(file_format, str) or not isinstance(file_type, str):

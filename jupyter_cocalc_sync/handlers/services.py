@@ -18,8 +18,10 @@ if TYPE_CHECKING:
     from ..documents.text import FileRooms
     from ..execution.activity_clock import ActivityClock
     from ..execution.introspection import KernelQueries
+    from ..execution.requests import ExecutionRequests
     from ..execution.service import ExecutionService
     from ..export.exporter import NotebookExporter
+    from ..history.service import HistoryService
     from ..outputs.blobs import BlobStore
     from ..rooms.registry import RoomRegistry
     from ..stateless import StatelessExecutor
@@ -43,10 +45,14 @@ class Services:
     file_rooms: FileRooms
     rooms: RoomRegistry
     execution: ExecutionService
+    #: jupyter-server-nbmodel's execution requests
+    execution_requests: ExecutionRequests
     kernel_queries: KernelQueries
     exporter: NotebookExporter
     stateless: StatelessExecutor
     assignments: AssignmentService
+    #: timelines and forks (jupyter-collaboration's history routes)
+    history: HistoryService
     blobs: BlobStore
     activity: ActivityClock
     limits: RequestLimits

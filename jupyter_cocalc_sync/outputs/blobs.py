@@ -21,7 +21,6 @@ import base64
 import binascii
 import hashlib
 import re
-import sqlite3
 import threading
 import time
 from collections import OrderedDict
@@ -30,7 +29,7 @@ from typing import Any
 
 import anyio
 
-from ..store.sqlite import SQLiteWorker, transaction
+from ..store.protocol import StoreConnection, StoreWorker, transaction
 
 #: MIME types whose payload is base64 of binary data (the only ones put in the store)
 BINARY_TYPES = frozenset({"image/png", "image/jpeg", "image/gif", "image/webp", "application/pdf"})
@@ -67,10 +66,10 @@ def references(output: dict[str, Any]) -> Iterable[str]:
 
 
 class BlobStore:
-    """SQLite-backed content-addressed store of output payloads (module docstring)."""
+    """Content-addressed store of output payloads (module docstring)."""
 
     def __init__(
-        self, worker: SQLiteWorker, *, threshold: int = 8192, cache_bytes: int = 128 << 20
+        self, worker: StoreWorker, *, threshold: int = 8192, cache_bytes: int = 128 << 20
     ) -> None:
         self.worker = worker
         self.threshold = threshold
@@ -88,7 +87,7 @@ class BlobStore:
         await self.worker.ensure_schema(DDL)
 
     def open_blocking(self) -> None:
-        self.worker.run_sync(lambda conn: conn.executescript(DDL))
+        self.worker.ensure_schema_blocking(DDL)
 
     # -- putting ----------------------------------------------------------------------------
 
@@ -161,18 +160,20 @@ class BlobStore:
             now = time.time()
 
             def write(
-                conn: sqlite3.Connection,
+                conn: StoreConnection,
                 blobs: dict[str, tuple[str, bytes]] = blobs,
                 refs: set[tuple[str, str]] = refs,
                 now: float = now,
             ) -> None:
                 with transaction(conn):
                     conn.executemany(
-                        "INSERT OR IGNORE INTO blobs (sha1, mime, data, created) VALUES (?,?,?,?)",
+                        "INSERT INTO blobs (sha1, mime, data, created) VALUES (?,?,?,?) "
+                        "ON CONFLICT DO NOTHING",
                         [(sha1, mime, raw, now) for sha1, (mime, raw) in blobs.items()],
                     )
                     conn.executemany(
-                        "INSERT OR IGNORE INTO blob_refs (doc, sha1) VALUES (?,?)", list(refs)
+                        "INSERT INTO blob_refs (doc, sha1) VALUES (?,?) ON CONFLICT DO NOTHING",
+                        list(refs),
                     )
 
             await self.worker.run(write)
@@ -265,7 +266,7 @@ class BlobStore:
         """``doc`` and its history are gone: it no longer keeps blobs alive."""
         await self.flushed()
 
-        def delete(conn: sqlite3.Connection) -> None:
+        def delete(conn: StoreConnection) -> None:
             with transaction(conn):
                 conn.execute("DELETE FROM blob_refs WHERE doc = ?", (doc,))
 
@@ -276,7 +277,7 @@ class BlobStore:
         await self.flushed()
         cutoff = time.time() - older_than
 
-        def delete(conn: sqlite3.Connection) -> int:
+        def delete(conn: StoreConnection) -> int:
             with transaction(conn):
                 cursor = conn.execute(
                     "DELETE FROM blobs WHERE created < ? AND sha1 NOT IN "

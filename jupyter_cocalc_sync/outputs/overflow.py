@@ -15,14 +15,13 @@ from __future__ import annotations
 
 import asyncio
 import json
-import sqlite3
 from collections import deque
 from dataclasses import dataclass
 from typing import Any
 
 import anyio
 
-from ..store.sqlite import SQLiteWorker, transaction
+from ..store.protocol import StoreConnection, StoreWorker, transaction
 
 CHUNK = 65536
 
@@ -215,7 +214,7 @@ class OverflowWriter:
 class MoreOutputStore:
     """The overflow of every cell (module docstring)."""
 
-    def __init__(self, worker: SQLiteWorker, *, max_bytes: int) -> None:
+    def __init__(self, worker: StoreWorker, *, max_bytes: int) -> None:
         self.worker = worker
         self.max_bytes = max_bytes
 
@@ -223,7 +222,7 @@ class MoreOutputStore:
         await self.worker.ensure_schema(DDL)
 
     def open_blocking(self) -> None:
-        self.worker.run_sync(lambda conn: conn.executescript(DDL))
+        self.worker.ensure_schema_blocking(DDL)
 
     def writer(self, doc: str, cell: str) -> OverflowWriter:
         return OverflowWriter(self, doc, cell, self.max_bytes)
@@ -238,12 +237,13 @@ class MoreOutputStore:
         *,
         reset: bool = False,
     ) -> None:
-        def write(conn: sqlite3.Connection) -> None:
+        def write(conn: StoreConnection) -> None:
             with transaction(conn):
                 if reset:
                     conn.execute("DELETE FROM overflow WHERE doc = ? AND cell = ?", (doc, cell))
                 conn.executemany(
-                    "INSERT OR REPLACE INTO overflow (doc, cell, seq, data) VALUES (?,?,?,?)",
+                    "INSERT INTO overflow (doc, cell, seq, data) VALUES (?,?,?,?) "
+                    "ON CONFLICT (doc, cell, seq) DO UPDATE SET data = excluded.data",
                     [(doc, cell, seq, data) for seq, data in inserts],
                 )
                 conn.executemany(
@@ -251,14 +251,17 @@ class MoreOutputStore:
                     [(doc, cell, seq) for seq in deletes],
                 )
                 conn.execute(
-                    "INSERT OR REPLACE INTO overflow_gaps VALUES (?,?,?,?,?)",
+                    "INSERT INTO overflow_gaps (doc, cell, after_seq, truncated, discarded) "
+                    "VALUES (?,?,?,?,?) ON CONFLICT (doc, cell) DO UPDATE SET "
+                    "after_seq = excluded.after_seq, truncated = excluded.truncated, "
+                    "discarded = excluded.discarded",
                     (doc, cell, *gap),
                 )
 
         await self.worker.run(write)
 
     async def clear(self, doc: str, cell: str) -> None:
-        def delete(conn: sqlite3.Connection) -> None:
+        def delete(conn: StoreConnection) -> None:
             with transaction(conn):
                 conn.execute("DELETE FROM overflow WHERE doc = ? AND cell = ?", (doc, cell))
                 conn.execute("DELETE FROM overflow_gaps WHERE doc = ? AND cell = ?", (doc, cell))
@@ -269,7 +272,7 @@ class MoreOutputStore:
         """``{"messages", "truncated", "discarded", "head_count"}``: head then tail (the first
         ``head_count`` messages), consecutive streams re-joined except across the gap."""
 
-        def read(conn: sqlite3.Connection) -> tuple[list[tuple[int, Any]], Any]:
+        def read(conn: StoreConnection) -> tuple[list[tuple[int, Any]], Any]:
             rows = [
                 (seq, json.loads(data))  # decoded here, off the event loop
                 for seq, data in conn.execute(
@@ -290,7 +293,7 @@ class MoreOutputStore:
         return await anyio.to_thread.run_sync(_assemble, rows, gap)
 
     async def forget(self, doc: str) -> None:
-        def delete(conn: sqlite3.Connection) -> None:
+        def delete(conn: StoreConnection) -> None:
             with transaction(conn):
                 conn.execute("DELETE FROM overflow WHERE doc = ?", (doc,))
                 conn.execute("DELETE FROM overflow_gaps WHERE doc = ?", (doc,))

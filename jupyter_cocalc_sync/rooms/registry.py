@@ -4,6 +4,7 @@
 * ``ipywidgets:<file_id>`` (there too): the notebook's widget table (widgets/session.py);
 * ``json:notebook:<file_id>`` (under ``/api/collaboration/room/``): the YNotebook projection;
 * ``<format>:<type>:<file_id>`` for other files: a plain ``jupyter_ydoc`` file room;
+* a fork's room id (a timeline's or a fork's, ``history/``): the fork;
 * anything else (``JupyterLab:globalAwareness``…): a transient room for awareness. Like stock
   jupyter-collaboration it answers the y-websocket sync (SyncStep1 gets a SyncStep2 of its empty
   document, so the frontend's provider reports synced); document updates sent to it are
@@ -32,6 +33,7 @@ from ..widgets.session import ROOM_PREFIX as WIDGETS_PREFIX
 
 if TYPE_CHECKING:
     from ..documents.notebook import NotebookDocument
+    from ..history.service import HistoryService
 
 SYNCDB_PREFIX = "syncdb:"
 #: JupyterLab's room for who is where (its collaborators panel lists the states in it)
@@ -93,12 +95,15 @@ class RoomRegistry:
         files: FileRooms,
         check_path: Callable[[str], str],
         awareness: GlobalAwareness,
+        history: HistoryService | None = None,
     ) -> None:
         self.documents = documents
         self.notebooks = notebooks
         self.files = files
         self.check_path = check_path
         self.awareness = awareness
+        #: the forks' rooms
+        self.history = history
         self.transient: dict[str, Room] = {}
 
     async def join(
@@ -117,6 +122,9 @@ class RoomRegistry:
             raise DocumentNotFoundError(f"unknown room {room_id!r}")
         parts = room_id.split(":", 2)
         if len(parts) < 3:
+            entered = self.history.enter(room_id, peer) if self.history is not None else None
+            if entered is not None:
+                return Membership(*entered)
             return self._enter_transient(room_id, peer)
         file_format, file_type, file_id = parts
         if file_type == "notebook":

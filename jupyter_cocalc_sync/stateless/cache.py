@@ -1,13 +1,12 @@
-"""``ResultCache``: stateless results in the SQLite store, by request hash, with an expiry."""
+"""``ResultCache``: stateless results in the store, by request hash, with an expiry."""
 
 from __future__ import annotations
 
 import json
-import sqlite3
 import time
 from typing import Any
 
-from ..store.sqlite import SQLiteWorker
+from ..store.protocol import StoreConnection, StoreWorker
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS stateless_results (
@@ -25,20 +24,20 @@ PURGE_INTERVAL = 60.0
 class ResultCache:
     """Outputs of finished stateless runs, kept ``ttl`` seconds (0: nothing is kept)."""
 
-    def __init__(self, worker: SQLiteWorker, ttl: float) -> None:
+    def __init__(self, worker: StoreWorker, ttl: float) -> None:
         self.worker = worker
         self.ttl = ttl
         self._last_purge = 0.0
 
     def open_blocking(self) -> None:
-        self.worker.run_sync(lambda conn: conn.executescript(SCHEMA))
+        self.worker.ensure_schema_blocking(SCHEMA)
 
     async def get(self, key: str) -> list[dict[str, Any]] | None:
         if self.ttl <= 0:
             return None
         oldest = time.time() - self.ttl
 
-        def read(conn: sqlite3.Connection) -> str | None:
+        def read(conn: StoreConnection) -> str | None:
             row = conn.execute(
                 "SELECT outputs FROM stateless_results WHERE key = ? AND created >= ?",
                 (key, oldest),
@@ -58,9 +57,11 @@ class ResultCache:
             self._last_purge = now
         oldest = now - self.ttl
 
-        def write(conn: sqlite3.Connection) -> None:
+        def write(conn: StoreConnection) -> None:
             conn.execute(
-                "INSERT OR REPLACE INTO stateless_results (key, outputs, created) VALUES (?, ?, ?)",
+                "INSERT INTO stateless_results (key, outputs, created) VALUES (?, ?, ?) "
+                "ON CONFLICT (key) DO UPDATE SET outputs = excluded.outputs, "
+                "created = excluded.created",
                 (key, text, now),
             )
             if purge:

@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import sqlite3
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -32,8 +31,8 @@ from typing import Any
 
 from ..errors import StoreUnavailableError, VersionNotFoundError
 from ..errors_seen import count_error
+from .protocol import DATABASE_ERRORS, STORE_ERRORS, StoreConnection, StoreWorker, transaction
 from .replay import ReplayPool, merged_state
-from .sqlite import STORE_ERRORS, SQLiteWorker, transaction
 
 log = logging.getLogger(__name__)
 
@@ -100,7 +99,7 @@ class ChangeLog:
 
     def __init__(
         self,
-        worker: SQLiteWorker,
+        worker: StoreWorker,
         *,
         snapshot_interval: int = 1000,
         replay: ReplayPool | None = None,
@@ -120,13 +119,15 @@ class ChangeLog:
         # worker-thread state: last version and last snapshot version per document
         self._last: dict[str, int] = {}
         self._last_snapshot: dict[str, int] = {}
+        #: the worker's connection these were read on (another server may write between two)
+        self._session = 0
 
     async def open(self) -> None:
         await self.worker.ensure_schema(DDL)
 
     def open_blocking(self) -> None:
         """Create the tables from code that has no event loop (server start-up)."""
-        self.worker.run_sync(lambda conn: conn.executescript(DDL))
+        self.worker.ensure_schema_blocking(DDL)
 
     # -- writing ----------------------------------------------------------------------------
 
@@ -215,7 +216,11 @@ class ChangeLog:
         for doc in due:
             self._snapshot_soon(doc)
 
-    def _last_version(self, conn: sqlite3.Connection, doc: str) -> int:
+    def _last_version(self, conn: StoreConnection, doc: str) -> int:
+        if self._session != self.worker.session:
+            self._session = self.worker.session
+            self._last.clear()
+            self._last_snapshot.clear()
         last = self._last.get(doc)
         if last is None:
             row = conn.execute("SELECT MAX(version) FROM changes WHERE doc = ?", (doc,)).fetchone()
@@ -227,7 +232,7 @@ class ChangeLog:
         return last
 
     def _write(
-        self, conn: sqlite3.Connection, batch: list[_Append]
+        self, conn: StoreConnection, batch: list[_Append]
     ) -> tuple[list[tuple[_Append, int]], dict[str, tuple[BaseException, list[_Append]]]]:
         """One transaction, one savepoint per document (runs on the worker thread)."""
         by_doc: dict[str, list[_Append]] = {}
@@ -251,7 +256,7 @@ class ChangeLog:
                         written.append((item, version))
                     last[doc] = version
                     conn.execute("RELEASE doc")
-                except sqlite3.Error as exc:
+                except DATABASE_ERRORS as exc:
                     conn.execute("ROLLBACK TO doc")
                     conn.execute("RELEASE doc")
                     written = [(i, v) for i, v in written if i.doc != doc]
@@ -322,9 +327,10 @@ class ChangeLog:
                 snapshot if not updates else await self.replay.run(merged_state, snapshot, updates)
             )
 
-            def write(conn: sqlite3.Connection) -> None:
+            def write(conn: StoreConnection) -> None:
                 conn.execute(
-                    "INSERT OR REPLACE INTO snapshots (doc, version, data) VALUES (?,?,?)",
+                    "INSERT INTO snapshots (doc, version, data) VALUES (?,?,?) "
+                    "ON CONFLICT (doc, version) DO UPDATE SET data = excluded.data",
                     (doc, version, state),
                 )
                 self._last_snapshot[doc] = max(self._last_snapshot.get(doc, 0), version)
@@ -346,7 +352,7 @@ class ChangeLog:
 
     @staticmethod
     def read_state(
-        conn: sqlite3.Connection, doc: str, version: int
+        conn: StoreConnection, doc: str, version: int
     ) -> tuple[int, bytes | None, list[bytes]]:
         """``(snapshot version, snapshot, updates after it up to version)``."""
         row = conn.execute(
@@ -358,7 +364,7 @@ class ChangeLog:
         return base, snapshot, ChangeLog.read_updates(conn, doc, base, version)
 
     @staticmethod
-    def read_updates(conn: sqlite3.Connection, doc: str, after: int, upto: int) -> list[bytes]:
+    def read_updates(conn: StoreConnection, doc: str, after: int, upto: int) -> list[bytes]:
         """The logged updates of versions ``after < version <= upto``, in order."""
         rows = conn.execute(
             "SELECT data FROM changes WHERE doc = ? AND version > ? AND version <= ? "
@@ -378,7 +384,7 @@ class ChangeLog:
         """The document's current state as one update (``None`` if it has no history)."""
         await self.flushed()
 
-        def read(conn: sqlite3.Connection) -> tuple[int, tuple[int, bytes | None, list[bytes]]]:
+        def read(conn: StoreConnection) -> tuple[int, tuple[int, bytes | None, list[bytes]]]:
             last = self._last_version(conn, doc)
             return last, self.read_state(conn, doc, last)
 
@@ -391,7 +397,7 @@ class ChangeLog:
         """The document as of ``version`` (a retained one), as one update."""
         await self.flushed()
 
-        def read(conn: sqlite3.Connection) -> tuple[int, bytes | None, list[bytes]]:
+        def read(conn: StoreConnection) -> tuple[int, bytes | None, list[bytes]]:
             exists = conn.execute(
                 "SELECT 1 FROM changes WHERE doc = ? AND version = ?", (doc, version)
             ).fetchone()
@@ -424,13 +430,20 @@ class ChangeLog:
     ) -> None:
         """Remember which version is in the file, and the file's stamp after saving it."""
 
-        def write(conn: sqlite3.Connection) -> None:
+        def write(conn: StoreConnection) -> None:
             conn.execute(
-                "INSERT OR REPLACE INTO saves (doc, version, last_modified, size) VALUES (?,?,?,?)",
+                "INSERT INTO saves (doc, version, last_modified, size) VALUES (?,?,?,?) "
+                "ON CONFLICT (doc) DO UPDATE SET version = excluded.version, "
+                "last_modified = excluded.last_modified, size = excluded.size",
                 (doc, version, last_modified, size),
             )
 
-        await self.worker.run(write)
+        try:
+            await self.worker.run(write)
+        except STORE_ERRORS as e:  # the file is saved; the next save records it again
+            raise StoreUnavailableError(
+                f"the save of {doc} cannot be recorded right now ({e}); nothing saved is lost"
+            ) from e
 
     async def last_saved(self, doc: str) -> tuple[int, str | None, int | None] | None:
         """``(version, last_modified, size)`` of the last save of ``doc``, if any."""
@@ -444,7 +457,7 @@ class ChangeLog:
         """Delete a document's whole history (used when its file is deleted for good)."""
         await self.flushed()
 
-        def delete(conn: sqlite3.Connection) -> None:
+        def delete(conn: StoreConnection) -> None:
             with transaction(conn):
                 conn.execute("DELETE FROM changes WHERE doc = ?", (doc,))
                 conn.execute("DELETE FROM snapshots WHERE doc = ?", (doc,))

@@ -16,14 +16,13 @@ squashed away. Any retained version can still be read and reverted to.
 from __future__ import annotations
 
 import logging
-import sqlite3
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 
 from .changelog import ChangeLog
+from .protocol import StoreConnection, transaction
 from .replay import squashed
-from .sqlite import transaction
 
 log = logging.getLogger(__name__)
 
@@ -84,7 +83,7 @@ class HistorySquasher:
 
     # -- reading (worker thread) ------------------------------------------------------------
 
-    def _old_buckets(self, conn: sqlite3.Connection, now: float) -> list[tuple[str, list[int]]]:
+    def _old_buckets(self, conn: StoreConnection, now: float) -> list[tuple[str, list[int]]]:
         """``(doc, versions of one hour or day)`` for every bucket holding two or more."""
         keep_all, keep_hourly = self.retention.keep_all, self.retention.keep_hourly
         rows = conn.execute(
@@ -99,7 +98,7 @@ class HistorySquasher:
         return [(key[0], v) for key, v in buckets.items() if len(v) > 1]
 
     @staticmethod
-    def _ranges_of(conn: sqlite3.Connection, doc: str, wanted: list[int]) -> list[_Range]:
+    def _ranges_of(conn: StoreConnection, doc: str, wanted: list[int]) -> list[_Range]:
         wanted_set = set(wanted)
         saved = conn.execute("SELECT version FROM saves WHERE doc = ?", (doc,)).fetchone()
         saved_version = saved[0] if saved else None
@@ -132,7 +131,7 @@ class HistorySquasher:
     async def _squash(self, doc: str, squash_range: _Range) -> int:
         first, last = squash_range.first, squash_range.last
 
-        def read(conn: sqlite3.Connection) -> tuple[bytes | None, list[bytes], list[bytes]]:
+        def read(conn: StoreConnection) -> tuple[bytes | None, list[bytes], list[bytes]]:
             _, snapshot, before = self.changelog.read_state(conn, doc, first - 1)
             return snapshot, before, self.changelog.read_updates(conn, doc, first - 1, last)
 
@@ -141,7 +140,7 @@ class HistorySquasher:
             return 0
         update = await self.changelog.replay.run(squashed, snapshot, before, inside)
 
-        def write(conn: sqlite3.Connection) -> int:
+        def write(conn: StoreConnection) -> int:
             with transaction(conn):
                 count: int = conn.execute(
                     "SELECT COUNT(*) FROM changes WHERE doc = ? AND version BETWEEN ? AND ?",

@@ -14,11 +14,11 @@ there (a crash between two writes), the reopened YNotebook is reconciled with th
 from __future__ import annotations
 
 import asyncio
-import sqlite3
 import uuid
 from dataclasses import dataclass
 
 from .changelog import ChangeLog
+from .protocol import StoreConnection
 
 DDL = """
 CREATE TABLE IF NOT EXISTS projections (
@@ -53,13 +53,13 @@ class ProjectionLog:
         self.worker = changelog.worker
 
     def open_blocking(self) -> None:
-        self.worker.run_sync(lambda conn: conn.executescript(DDL))
+        self.worker.ensure_schema_blocking(DDL)
 
     async def session_id(self, file_id: str) -> str:
         """The notebook's collaboration session: stable for as long as its YNotebook is."""
         doc = projection_doc(file_id)
 
-        def read_or_create(conn: sqlite3.Connection) -> str:
+        def read_or_create(conn: StoreConnection) -> str:
             row = conn.execute("SELECT session_id FROM projections WHERE doc = ?", (doc,))
             found = row.fetchone()
             if found is not None:
@@ -93,7 +93,7 @@ class ProjectionLog:
         doc = projection_doc(file_id)
         version = await self.changelog.last_version(doc)
 
-        def write(conn: sqlite3.Connection) -> None:
+        def write(conn: StoreConnection) -> None:
             conn.execute(
                 "UPDATE projections SET table_version = ?, projection_version = ? WHERE doc = ?",
                 (table_version, version, doc),

@@ -3,6 +3,11 @@
 Every statement runs on that thread, so the event loop never blocks on disk and SQLite never
 sees two writers. ``synchronous=NORMAL`` in WAL mode makes a committed transaction survive the
 death of the process (``kill -9``); only an operating-system crash can lose the last commits.
+
+Where WAL is not safe (a network filesystem, see ``location.py``) the database runs with a
+rollback journal instead: exclusive locking (no shared memory, the file stays locked while the
+server runs) and ``synchronous=FULL`` (a rollback journal synced less can be corrupted by a
+crash).
 """
 
 from __future__ import annotations
@@ -13,27 +18,24 @@ import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from types import TracebackType
 from typing import TypeVar
 
+from .location import Journal
+from .protocol import STORE_ERRORS, Dialect, StoreClosedError, StoreConnection, transaction
+
+__all__ = ["STORE_ERRORS", "SQLiteWorker", "StoreClosedError", "transaction"]
+
 T = TypeVar("T")
-
-
-class StoreClosedError(RuntimeError):
-    """The store was closed (the server is stopping)."""
-
-
-#: what a store operation raises when the store itself fails (not a bug of the caller):
-#: SQLite's errors (a full or read-only disk, a locked database), the file system's, or a
-#: store closed under it
-STORE_ERRORS = (sqlite3.Error, OSError, StoreClosedError)
 
 
 class SQLiteWorker:
     """Runs callables ``fn(connection)`` on a single dedicated thread."""
 
-    def __init__(self, path: str | Path) -> None:
+    dialect: Dialect = "sqlite"
+
+    def __init__(self, path: str | Path, *, journal: Journal = "wal") -> None:
         self.path = str(path)
+        self.journal = journal
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="cocalc-sqlite")
         self._local = threading.local()
         self._closed = False
@@ -44,19 +46,32 @@ class SQLiteWorker:
             if self.path != ":memory:":
                 Path(self.path).parent.mkdir(parents=True, exist_ok=True)
             conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=True)
-            conn.execute("PRAGMA journal_mode=WAL")
-            conn.execute("PRAGMA synchronous=NORMAL")
+            if self.journal == "wal":
+                conn.execute("PRAGMA journal_mode=WAL")
+                conn.execute("PRAGMA synchronous=NORMAL")
+            else:
+                # exclusive first: the journal mode change then never maps shared memory
+                conn.execute("PRAGMA locking_mode=EXCLUSIVE")
+                conn.execute("PRAGMA journal_mode=DELETE")
+                conn.execute("PRAGMA synchronous=FULL")
             conn.execute("PRAGMA busy_timeout=10000")
             self._local.conn = conn
         return conn
 
-    def run_sync(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+    def describe(self) -> str:
+        return self.path
+
+    @property
+    def session(self) -> int:
+        return 1  # one connection for the life of the worker
+
+    def run_sync(self, fn: Callable[[StoreConnection], T]) -> T:
         """Run ``fn`` on the worker thread and wait for it (for code off the event loop)."""
         if self._closed:
             raise StoreClosedError(f"store {self.path} is closed")
         return self._executor.submit(lambda: fn(self._connection())).result()
 
-    async def run(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+    async def run(self, fn: Callable[[StoreConnection], T]) -> T:
         """Run ``fn`` on the worker thread without blocking the event loop."""
         if self._closed:
             raise StoreClosedError(f"store {self.path} is closed")
@@ -65,7 +80,11 @@ class SQLiteWorker:
 
     async def ensure_schema(self, ddl: str) -> None:
         """Create a component's tables (idempotent ``CREATE … IF NOT EXISTS`` statements)."""
-        await self.run(lambda conn: conn.executescript(ddl))
+        await self.run(lambda conn: self._connection().executescript(ddl))
+
+    def ensure_schema_blocking(self, ddl: str) -> None:
+        """``ensure_schema`` for code that has no event loop (server start-up)."""
+        self.run_sync(lambda conn: self._connection().executescript(ddl))
 
     def close(self) -> None:
         if self._closed:
@@ -80,26 +99,3 @@ class SQLiteWorker:
 
         self._executor.submit(_close).result()
         self._executor.shutdown(wait=True)
-
-
-def transaction(conn: sqlite3.Connection) -> _Transaction:
-    return _Transaction(conn)
-
-
-class _Transaction:
-    """``BEGIN IMMEDIATE`` … ``COMMIT`` (``ROLLBACK`` on error) for autocommit connections."""
-
-    def __init__(self, conn: sqlite3.Connection) -> None:
-        self.conn = conn
-
-    def __enter__(self) -> sqlite3.Connection:
-        self.conn.execute("BEGIN IMMEDIATE")
-        return self.conn
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.conn.execute("ROLLBACK" if exc_type else "COMMIT")

@@ -99,8 +99,12 @@ c.JupyterHub.services = [{{"name": "tester", "api_token": {service_token!r}}}]
 class Hub:
     """Starts and stops a JupyterHub whose state, homes and logs are under ``state``."""
 
-    def __init__(self, state: Path, *, activity_interval: float = 1.0) -> None:
+    def __init__(
+        self, state: Path, *, activity_interval: float = 1.0, extra_config: str = ""
+    ) -> None:
         self.state = state
+        #: lines appended to jupyterhub_config.py (e.g. a pre_spawn_hook)
+        self.extra_config = extra_config
         self.homes = state / "homes"
         self.local = state / "local"
         self.port = free_port()
@@ -141,7 +145,7 @@ class Hub:
             environment=environment,
             service_token=self.service_token,
         )
-        (self.state / "jupyterhub_config.py").write_text(config)
+        (self.state / "jupyterhub_config.py").write_text(config + self.extra_config)
         self.process = launch(
             [sys.executable, "-m", "jupyterhub", "-f", str(self.state / "jupyterhub_config.py")],
             isolated_env(self.state / "hub-env"),

@@ -40,6 +40,10 @@ TABLE = [
     ("POST", NB + "/restart", None, EXECUTE),
     ("POST", NB + "/kernel", {"name": "no-such-kernel"}, EXECUTE),
     ("POST", "/api/kernels/k-1/execute", {"cell_id": "cell-0", "document_id": "x"}, EXECUTE),
+    ("GET", "/api/kernels/k-1/execute", None, READ),
+    ("GET", "/api/kernels/k-1/requests/r-1", None, READ),
+    ("DELETE", "/api/kernels/k-1/requests/r-1", None, EXECUTE),
+    ("POST", "/api/kernels/k-1/input", {"input": "x"}, WRITE),
     ("POST", "/api/cocalc-sync/execute", {"kernel": "no-such-kernel", "code": "1"}, EXECUTE),
     ("GET", NB + "/export", None, EXPORT),
     ("POST", NB + "/assignment/student", {"target": "student.ipynb"}, WRITE),
@@ -205,19 +209,31 @@ async def test_running_over_the_syncdb_room_needs_kernels_execute(server, root_d
 
 
 async def test_asking_for_a_run_through_records_or_revert_needs_kernels_execute(server, root_dir):
-    write_notebook(root_dir / "nb.ipynb", ["40 + 2"])
+    write_notebook(root_dir / "nb.ipynb", ["input('wait: ')"])
     writer = as_user(server, READ, WRITE)
     start = {"set": [{"type": "cell", "id": "cell-0", "state": "start"}]}
     refused = await writer.http.post(NB + "/records", json=start)
     assert refused.status_code == 403 and EXECUTE in refused.json()["message"]
     # a version where the cell asked for a run (made by someone who may run code) ...
     asked = (await server.http.post(NB + "/records", json=start)).json()["version"]
-    await poll(lambda: records_match(server, lambda c: c.get("exec_count") == 1), timeout=60)
-    # ... reverted to by a writer restores the content (no output yet) and asks for no run
+
+    def waiting_for_input(c: dict) -> bool:
+        return any(
+            o.get("output_type") == "input_request" for o in (c.get("output") or {}).values()
+        )
+
+    # the run waits for an answer, so the revert below is made while it runs (once it is
+    # over, its outputs are squashed into the version that asked for it)
+    await poll(lambda: records_match(server, waiting_for_input), timeout=60)
+    # ... reverted to by a writer restores the content (no output yet) and asks for no run:
+    # whether the cell runs is live, not content
     response = await writer.http.post(NB + "/revert", json={"version": asked})
     assert response.status_code == 200
     after = cell(await records(server))
-    assert after["state"] == "idle" and "exec_count" not in after
+    assert after["state"] == "busy" and not after.get("output")
+    for kernel in (await server.http.get("/api/kernels")).json():
+        await server.http.post(f"/api/kernels/{kernel['id']}/interrupt")
+    await poll(lambda: records_match(server, lambda c: c["state"] == "idle"), timeout=60)
     await writer.aclose()
 
 

@@ -15,11 +15,15 @@ from jupyter_cocalc_sync.client import CocalcSyncClient
 
 
 @pytest.fixture
-def server_process(tmp_path):
+def server_process(tmp_path, store_spec):
+    """A server on each store backend in turn (SQLite in its state folder, or PostgreSQL)."""
     root = tmp_path / "root"
     root.mkdir()
     # autosave off for practical purposes: what survives comes from the change log
-    proc = ServerProcess(root, tmp_path / "state", config={"CocalcSync": {"autosave_delay": 3600}})
+    config = {"autosave_delay": 3600}
+    if store_spec.startswith("postgresql://"):
+        config["store_url"] = store_spec
+    proc = ServerProcess(root, tmp_path / "state", config={"CocalcSync": config})
     yield proc
     proc.kill()
 
@@ -63,6 +67,10 @@ async def test_sigkill_keeps_every_seen_edit_and_offline_edits_merge_without_dup
     old_lab_state = lab.ydoc.get_update()
 
     server_process.restart()
+    # the store really is the one the test runs on
+    url = server_process.config["CocalcSync"].get("store_url")
+    expected = "store postgresql://" if url else f"store {server_process.state}"
+    assert expected in server_process.log()
     srv2 = Server(server_process.url, server_process.token)
     reopened = (await srv2.http.get("/api/cocalc-sync/notebooks/crash.ipynb")).json()
     inputs = {r["id"]: r.get("input") for r in reopened["records"] if r["type"] == "cell"}

@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import json
 import os
+import re
 import sqlite3
 import subprocess
 import time
@@ -29,21 +30,34 @@ from jupyter_cocalc_sync.origin import STORE
 SLOW_WRITE = 0.4
 
 
-def records_on_disk(store: Path, file_id: str) -> dict[str, dict]:
-    """The notebook's cells as the store file holds them (snapshot + every logged change)."""
+def _read_rows(store: Path | str, sql: str, params: tuple) -> list[tuple]:
+    """Rows read with a connection of the test's own: SQLite file or PostgreSQL URL."""
+    if str(store).startswith("postgresql://"):
+        import psycopg
+
+        with psycopg.connect(str(store), autocommit=True) as conn:
+            return conn.execute(sql.replace("?", "%s"), params).fetchall()
     conn = sqlite3.connect(f"file:{store}?mode=ro", uri=True)
     try:
-        snapshot = conn.execute(
-            "SELECT version, data FROM snapshots WHERE doc = ? ORDER BY version DESC LIMIT 1",
-            (file_id,),
-        ).fetchone()
-        base = snapshot[0] if snapshot else 0
-        rows = conn.execute(
-            "SELECT data FROM changes WHERE doc = ? AND version > ? ORDER BY version",
-            (file_id, base),
-        ).fetchall()
+        return conn.execute(sql, params).fetchall()
     finally:
         conn.close()
+
+
+def records_on_disk(store: Path | str, file_id: str) -> dict[str, dict]:
+    """The notebook's cells as the store holds them (snapshot + every logged change)."""
+    snapshots = _read_rows(
+        store,
+        "SELECT version, data FROM snapshots WHERE doc = ? ORDER BY version DESC LIMIT 1",
+        (file_id,),
+    )
+    snapshot = snapshots[0] if snapshots else None
+    base = snapshot[0] if snapshot else 0
+    rows = _read_rows(
+        store,
+        "SELECT data FROM changes WHERE doc = ? AND version > ? ORDER BY version",
+        (file_id, base),
+    )
     db = notebook_syncdb()
     for data in ([snapshot[1]] if snapshot else []) + [r[0] for r in rows]:
         db.apply_update(data, STORE)
@@ -137,10 +151,10 @@ def output_text(doc: Doc, cell_id: str) -> str:
 
 
 async def test_no_client_and_no_reader_sees_a_change_before_its_write(
-    server, root_dir, live, extension, slow_log
+    store_backend, server, root_dir, live, extension, slow_log
 ):
     write_notebook(root_dir / "nb.ipynb", ["a = 1", "print('from the runner')"])
-    store = Path(extension.store_path)
+    store = extension.store_url or Path(extension.store_path)
     nb = await live("nb.ipynb")
     file_id = nb.file_id
 
@@ -258,20 +272,54 @@ def disk(tmp_path_factory):
 
 @pytest.fixture
 def cocalc_config(cocalc_config, request):
-    if "disk" in request.fixturenames:
+    if "outage" in request.fixturenames and request.getfixturevalue("store_backend") == "sqlite":
         disk = request.getfixturevalue("disk")
         return {**cocalc_config, "store_path": str(disk / "store.db")}
     return cocalc_config
 
 
-@pytest.mark.expect_errors(
-    r"writing the change log of \S+ failed: database or disk is full", r"503 POST .*/records"
-)
-async def test_a_full_disk_is_reported_loses_nothing_and_heals(
-    server, root_dir, live, extension, disk
+class Outage:
+    """The store failing for a while: a full disk (SQLite), the database stopped (PostgreSQL)."""
+
+    def __init__(self, store_backend: str, request) -> None:
+        self.disk: Path | None = None
+        self.cluster = None
+        if store_backend == "sqlite":
+            self.disk = request.getfixturevalue("disk")
+        else:
+            self.cluster = request.getfixturevalue("postgres_cluster")
+        self.filler: Path | None = None
+        self.stopped = False
+
+    def begin(self) -> None:
+        if self.disk is not None:
+            self.filler = fill(self.disk)
+        else:
+            self.cluster.stop()
+            self.stopped = True
+
+    def end(self) -> None:
+        if self.filler is not None:
+            os.unlink(self.filler)
+            self.filler = None
+        if self.stopped:
+            self.cluster.start()
+            self.stopped = False
+
+
+@pytest.fixture
+def outage(store_backend, request):
+    failing = Outage(store_backend, request)
+    yield failing
+    failing.end()  # the session's database is there for the next tests whatever happened
+
+
+@pytest.mark.expect_errors(r"writing the change log of \S+ failed: ", r"503 POST .*/records")
+async def test_a_failing_store_is_reported_loses_nothing_and_heals(
+    server, root_dir, live, extension, outage
 ):
     write_notebook(root_dir / "nb.ipynb", ["a = 1", "b = 2"])
-    store = Path(extension.store_path)
+    store = extension.store_url or Path(extension.store_path)
     nb = await live("nb.ipynb")
     nb.set({"type": "cell", "id": "cell-0", "input": "a = 'before'"})
     nb.commit()
@@ -280,7 +328,7 @@ async def test_a_full_disk_is_reported_loses_nothing_and_heals(
     )
 
     async with syncdb_peer(server, nb.file_id) as (peer, _):
-        filler = fill(disk)
+        outage.begin()
         # an edit that cannot be written: the clients are told, nobody is sent the change
         nb.set({"type": "cell", "id": "cell-1", "input": "b = 'during'"})
         nb.commit()
@@ -292,7 +340,7 @@ async def test_a_full_disk_is_reported_loses_nothing_and_heals(
         }
         assert input_of(peer, "cell-1") == "b = 2"  # the other client never got it
 
-    # while the store is full: REST writes answer 503, new room clients are refused
+    # while the store fails: REST writes answer 503, new room clients are refused
     response = await server.http.post(
         "/api/cocalc-sync/notebooks/nb.ipynb/records",
         json={"set": [{"type": "cell", "id": "cell-0", "input": "refused"}]},
@@ -306,11 +354,11 @@ async def test_a_full_disk_is_reported_loses_nothing_and_heals(
     while isinstance(refusal, BaseExceptionGroup):
         refusal = refusal.exceptions[0]
     assert isinstance(refusal, WebSocketDisconnect) and refusal.code == 1011
-    # nothing acknowledged is lost
-    assert records_on_disk(store, nb.file_id)["cell-0"]["input"] == "a = 'before'"
+    if outage.disk is not None:  # nothing acknowledged is lost (a stopped database: below)
+        assert records_on_disk(store, nb.file_id)["cell-0"]["input"] == "a = 'before'"
 
-    # space comes back: the queued edit is written and editing resumes by itself
-    os.unlink(filler)
+    # the store comes back: the queued edit is written and editing resumes by itself
+    outage.end()
     await eventually(
         lambda: records_on_disk(store, nb.file_id)["cell-1"]["input"] == "b = 'during'"
     )
@@ -331,19 +379,25 @@ async def test_a_full_disk_is_reported_loses_nothing_and_heals(
     assert records_on_disk(store, nb.file_id)["cell-0"]["input"] == "a = 'after'"
 
 
-@pytest.mark.expect_errors(r"the store \S+ is in use by another server")
-def test_a_second_server_on_the_same_store_refuses_to_start(tmp_path):
+@pytest.mark.expect_errors(r"the store \S+ (\(schema \S+\) )?is in use by another server")
+def test_a_second_server_on_the_same_store_refuses_to_start(tmp_path, store_spec):
     root = tmp_path / "root"
     root.mkdir()
-    config = {"CocalcSync": {"store_path": str(tmp_path / "shared.db")}}
+    postgres = store_spec.startswith("postgresql://")
+    store = {"store_url": store_spec, "store_lock_wait": 1} if postgres else {}
+    config = {"CocalcSync": {"store_path": str(tmp_path / "shared.db"), **store}}
     first = ServerProcess(root, tmp_path / "state1", config=config).start()
     second = ServerProcess(root, tmp_path / "state2", config=config)
     try:
         with pytest.raises(RuntimeError, match="server exited") as refused:
             second.start()
         message = str(refused.value)
-        assert str(tmp_path / "shared.db") in message
-        assert f"pid {first.process.pid}" in message
+        if postgres:  # the database's session of the first server holds the schema
+            assert re.search(r"is in use by another server \(backend pid \d+", message)
+            assert store_spec.split("?")[0] in message
+        else:
+            assert str(tmp_path / "shared.db") in message
+            assert f"pid {first.process.pid}" in message
         # the first server is unharmed
         assert first.process.poll() is None
     finally:

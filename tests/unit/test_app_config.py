@@ -74,3 +74,14 @@ def test_the_kernel_classes_keep_the_paths_configurations_name():
     assert import_item(old) is PoolingKernelManager
     old = "jupyter_cocalc_sync.kernels.websocket.KernelChannelsConnection"
     assert import_item(old) is KernelChannelsConnection
+
+
+def test_the_store_url_comes_from_the_environment_unless_configured(monkeypatch):
+    from jupyter_cocalc_sync.app import CocalcSync
+
+    monkeypatch.delenv("COCALC_SYNC_STORE_URL", raising=False)
+    assert CocalcSync().store_url == ""  # SQLite
+    monkeypatch.setenv("COCALC_SYNC_STORE_URL", "postgresql://alice@db/cocalc")
+    assert CocalcSync().store_url == "postgresql://alice@db/cocalc"
+    configured = Config({"CocalcSync": {"store_url": "postgresql://bob@db/cocalc"}})
+    assert CocalcSync(config=configured).store_url == "postgresql://bob@db/cocalc"

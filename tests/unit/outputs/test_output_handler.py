@@ -10,12 +10,12 @@ import os
 
 import anyio
 import pytest
+from postgres import worker_for
 
 from jupyter_cocalc_sync.outputs.blobs import BlobStore
 from jupyter_cocalc_sync.outputs.handler import DisplayIndex, OutputHandler, OutputLimits
 from jupyter_cocalc_sync.outputs.overflow import MoreOutputStore
 from jupyter_cocalc_sync.outputs.stream import StreamText, render
-from jupyter_cocalc_sync.store import SQLiteWorker
 
 
 def msg(msg_type: str, **content) -> dict:
@@ -27,8 +27,9 @@ def stream(text: str, name: str = "stdout") -> dict:
 
 
 @pytest.fixture
-def worker(tmp_path):
-    worker = SQLiteWorker(tmp_path / "store.db")
+def worker(store_spec):
+    """The overflow's and the blobs' store, on each backend in turn."""
+    worker = worker_for(store_spec)
     yield worker
     worker.close()
 
@@ -231,7 +232,7 @@ async def test_blobs_are_stored_once_by_sha1_and_svg_stays_text(worker):
     await blobs.flushed()
     count = await worker.run(lambda c: c.execute("SELECT COUNT(*) FROM blobs").fetchone()[0])
     assert count == 1
-    fresh = BlobStore(worker)  # nothing cached: read from SQLite
+    fresh = BlobStore(worker)  # nothing cached: read from the store
     assert await fresh.get(sha1) == ("image/png", png)
     small = OutputHandler("s", blobs=blobs).add(
         {

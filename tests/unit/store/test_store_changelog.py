@@ -9,13 +9,15 @@ import signal
 import subprocess
 import sys
 import textwrap
+from pathlib import Path
 
 import pytest
+from postgres import worker_for
 
 from jupyter_cocalc_sync.errors import VersionNotFoundError
 from jupyter_cocalc_sync.format.schema import notebook_syncdb
 from jupyter_cocalc_sync.origin import STORE, Origin
-from jupyter_cocalc_sync.store import ChangeLog, LoggedTable, SQLiteWorker
+from jupyter_cocalc_sync.store import ChangeLog, LoggedTable
 
 #: the origin of this test's own changes
 ME = Origin.of_user("me")
@@ -25,10 +27,11 @@ CHILD = textwrap.dedent(
     import asyncio, sys
     from jupyter_cocalc_sync.format.schema import notebook_syncdb
     from jupyter_cocalc_sync.origin import Origin
-    from jupyter_cocalc_sync.store import ChangeLog, LoggedTable, SQLiteWorker
+    from jupyter_cocalc_sync.store import ChangeLog, LoggedTable
+    from postgres import worker_for
 
     async def main():
-        log = ChangeLog(SQLiteWorker(sys.argv[1]), snapshot_interval=50)
+        log = ChangeLog(worker_for(sys.argv[1]), snapshot_interval=50)
         await log.open()
         db = notebook_syncdb()
         table = LoggedTable(db, log, "nb")
@@ -46,18 +49,23 @@ CHILD = textwrap.dedent(
 )
 
 
-async def open_log(path, **kwargs) -> ChangeLog:
-    log = ChangeLog(SQLiteWorker(path), **kwargs)
-    await log.open()
-    return log
+@pytest.fixture
+def open_log(store_spec):
+    """Opens the test's change log (on each backend in turn)."""
+
+    async def open_(**kwargs) -> ChangeLog:
+        log = ChangeLog(worker_for(store_spec), **kwargs)
+        await log.open()
+        return log
+
+    return open_
 
 
-async def test_every_returned_commit_survives_sigkill(tmp_path):
-    db_path = tmp_path / "log.db"
+async def test_every_returned_commit_survives_sigkill(store_spec, open_log):
+    tests = str(Path(__file__).parents[2])
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([tests, os.environ.get("PYTHONPATH", "")])}
     child = subprocess.Popen(
-        [sys.executable, "-c", CHILD, str(db_path)],
-        stdout=subprocess.PIPE,
-        text=True,
+        [sys.executable, "-c", CHILD, store_spec], stdout=subprocess.PIPE, text=True, env=env
     )
     acknowledged = []
     try:
@@ -71,7 +79,7 @@ async def test_every_returned_commit_survives_sigkill(tmp_path):
         child.kill()
         child.wait()
     assert len(acknowledged) == 300
-    log = await open_log(db_path)
+    log = await open_log()
     db = notebook_syncdb()
     table = LoggedTable(db, log, "nb")
     assert await table.load()
@@ -89,8 +97,8 @@ async def test_every_returned_commit_survives_sigkill(tmp_path):
     log.worker.close()
 
 
-async def test_history_lists_versions_and_reads_each_one(tmp_path):
-    log = await open_log(tmp_path / "log.db", snapshot_interval=4)
+async def test_history_lists_versions_and_reads_each_one(open_log):
+    log = await open_log(snapshot_interval=4)
     db = notebook_syncdb()
     table = LoggedTable(db, log, "nb")
     seen = []
@@ -117,9 +125,8 @@ async def test_history_lists_versions_and_reads_each_one(tmp_path):
     log.worker.close()
 
 
-async def test_reopening_a_long_history_reads_one_snapshot_and_a_short_tail(tmp_path, monkeypatch):
-    path = tmp_path / "log.db"
-    log = await open_log(path, snapshot_interval=100)
+async def test_reopening_a_long_history_reads_one_snapshot_and_a_short_tail(open_log, monkeypatch):
+    log = await open_log(snapshot_interval=100)
     db = notebook_syncdb()
     table = LoggedTable(db, log, "nb")
     for i in range(1050):
@@ -133,7 +140,7 @@ async def test_reopening_a_long_history_reads_one_snapshot_and_a_short_tail(tmp_
     log.close()
     log.worker.close()
 
-    log = await open_log(path, snapshot_interval=100)
+    log = await open_log(snapshot_interval=100)
     rows = await log.worker.run(
         lambda c: c.execute(
             "SELECT version FROM snapshots WHERE doc='nb' ORDER BY version"
@@ -159,8 +166,8 @@ async def test_reopening_a_long_history_reads_one_snapshot_and_a_short_tail(tmp_
     log.worker.close()
 
 
-async def test_group_commit_orders_versions_per_document(tmp_path):
-    log = await open_log(tmp_path / "log.db")
+async def test_group_commit_orders_versions_per_document(open_log):
+    log = await open_log()
     futures = [log.append(f"doc{i % 2}", b"\x00\x00", author=None) for i in range(20)]
     versions = await asyncio.gather(*futures)
     assert versions[0::2] == list(range(1, 11)) and versions[1::2] == list(range(1, 11))
@@ -185,10 +192,10 @@ async def _input_at(log: ChangeLog, version: int) -> str:
     return db.get_one({"type": "cell", "id": "c"})["input"]
 
 
-async def test_squashing_a_run_keeps_other_authors_and_the_saved_version(tmp_path):
+async def test_squashing_a_run_keeps_other_authors_and_the_saved_version(open_log):
     from jupyter_cocalc_sync.store.history import HistorySquasher
 
-    log = await open_log(tmp_path / "log.db", snapshot_interval=3)
+    log = await open_log(snapshot_interval=3)
     authors = ["runner"] * 4 + ["alice"] + ["runner"] * 5
     _, versions = await _edits(log, authors)
     assert versions == list(range(1, 11))
@@ -216,12 +223,12 @@ async def test_squashing_a_run_keeps_other_authors_and_the_saved_version(tmp_pat
     log.worker.close()
 
 
-async def test_retention_thins_old_history_to_one_version_per_hour(tmp_path):
+async def test_retention_thins_old_history_to_one_version_per_hour(open_log):
     import time
 
     from jupyter_cocalc_sync.store.history import HistorySquasher, Retention
 
-    log = await open_log(tmp_path / "log.db")
+    log = await open_log()
     _, versions = await _edits(log, ["alice", "bob"] * 10)
     squasher = HistorySquasher(log, Retention(keep_all=3600.0, keep_hourly=0.0))
     assert await squasher.apply_retention() == 0  # nothing is older than an hour yet
