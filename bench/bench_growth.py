@@ -50,7 +50,7 @@ from clients import (
 from harness import BenchServer, ours_stack, running, stock_stack
 from lab import LabRunner, remove_overwritten
 from notebooks import code_notebook, wait_saved
-from report import Row, load_average, main, progress, row
+from report import Row, failed_row, load_average, main, progress, row
 from samplers import LoopStall, StoreSize, loop_stall, store_size
 
 from jupyter_cocalc_sync.client import CocalcSyncClient, LiveNotebook
@@ -60,6 +60,8 @@ SECONDS = float(os.environ.get("BENCH_GROWTH_SECONDS", 3 if QUICK else 20))
 STEPS = int(os.environ.get("BENCH_GROWTH_STEPS", 1000 if QUICK else 10_000))
 CELL_ID = "growth"
 TIMEOUT = 600.0
+#: the most one stack may take over one scenario (a stack that falls far behind fails it)
+SCENARIO_TIMEOUT = 480.0
 MEGA = 1e-6
 
 PRINT = f"""import time
@@ -207,17 +209,29 @@ def _last_line(scenario: Scenario) -> str:
     return f"{i}/{STEPS} " + "#" * (i // 200)
 
 
-async def measure(stock: BenchServer, ours: BenchServer) -> dict[str, dict[str, Growth]]:
-    results: dict[str, dict[str, Growth]] = {}
+async def measure(
+    stock: BenchServer, ours: BenchServer
+) -> dict[str, dict[str, Growth] | Exception]:
+    """Each scenario's growth on both stacks, or the error that ended it (its rows say so;
+    the next scenarios still run)."""
+    results: dict[str, dict[str, Growth] | Exception] = {}
     for scenario in SCENARIOS:
         name = f"growth-{scenario.name.replace('+', '-')}.ipynb"
         for server in (stock, ours):
             server.write_file(name, code_notebook([(CELL_ID, scenario.code)]))
         load = load_average()
-        progress(f"growth: {scenario.name}, stock (load {load})")
-        stock_result = await stock_growth(stock, name)
-        progress(f"growth: {scenario.name}, ours (load {load_average()})")
-        ours_result = await ours_growth(ours, name, _last_line(scenario))
+        try:
+            async with asyncio.timeout(SCENARIO_TIMEOUT):
+                progress(f"growth: {scenario.name}, stock (load {load})")
+                stock_result = await stock_growth(stock, name)
+            async with asyncio.timeout(SCENARIO_TIMEOUT):
+                progress(f"growth: {scenario.name}, ours (load {load_average()})")
+                ours_result = await ours_growth(ours, name, _last_line(scenario))
+        # any failure of a scenario is its rows' content, whatever it is
+        except Exception as error:
+            progress(f"growth: {scenario.name} failed: {type(error).__name__}: {error}")
+            results[scenario.name] = error
+            continue
         ours_result.notes.append(f"load {load} → {load_average()}")
         results[scenario.name] = {"stock": stock_result, "ours": ours_result}
     return results
@@ -286,7 +300,13 @@ def run() -> list[Row]:
             results = asyncio.run(measure(*servers))
     rows: list[Row] = []
     for scenario in SCENARIOS:
-        rows += _rows(scenario, **results[scenario.name])
+        result = results[scenario.name]
+        if isinstance(result, Exception):
+            reason = TimeoutError(f"not done within {SCENARIO_TIMEOUT:.0f} s")
+            error = reason if isinstance(result, TimeoutError) else result
+            rows.append(failed_row(f"growth, {scenario.name}", error))
+        else:
+            rows += _rows(scenario, **result)
     return rows
 
 

@@ -30,7 +30,7 @@ import contextlib
 import tempfile
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -38,7 +38,7 @@ import httpx
 from clients import wait_until, ynotebook_client
 from harness import BenchServer, ours_stack, running, stock_stack
 from notebooks import mixed_notebook, wait_saved
-from report import Row, load_average, main, progress, row
+from report import Row, failed_row, load_average, main, progress, row
 from samplers import LoopStall, loop_stall_window
 
 from jupyter_cocalc_sync.client import CocalcSyncClient
@@ -59,6 +59,10 @@ class Step:
     ours: LoopStall | None = None
     stock_s: float = 0.0
     ours_s: float = 0.0
+    #: stock has no such step
+    ours_only: bool = False
+    #: the error of a stack whose step failed, by stack name
+    errors: dict[str, Exception] = field(default_factory=dict)
 
 
 @contextlib.asynccontextmanager
@@ -72,11 +76,22 @@ async def timed_window(http: httpx.AsyncClient) -> AsyncIterator[tuple[LoopStall
 
 
 async def _measure(
-    http: httpx.AsyncClient, work: Callable[[], Awaitable[Any]]
-) -> tuple[LoopStall, float]:
-    async with timed_window(http) as (stall, duration):
-        await work()
-    return stall, duration[0]
+    http: httpx.AsyncClient, step: Step, stack: str, work: Callable[[], Awaitable[Any]]
+) -> None:
+    """``work`` in one probe window, its stall and duration into ``step`` for ``stack``; a step
+    that fails keeps its error there instead (its row says so) and the next steps still run."""
+    try:
+        async with timed_window(http) as (stall, duration):
+            await work()
+    # any failure of a step is reported in its row, whatever it is
+    except Exception as error:
+        progress(f"stall: {stack} {step.name} failed: {type(error).__name__}: {error}")
+        step.errors[stack] = error
+        return
+    if stack == "stock":
+        step.stock, step.stock_s = stall, duration[0]
+    else:
+        step.ours, step.ours_s = stall, duration[0]
 
 
 async def _saved_after(path: Path, since: float) -> None:
@@ -94,29 +109,34 @@ async def stock_steps(server: BenchServer, name: str, steps: dict[str, Step]) ->
                 await stack.enter_async_context(ynotebook_client(server, http, name, cells=CELLS))
             )
 
-        steps["open-lab"].stock, steps["open-lab"].stock_s = await _measure(http, open_lab)
-        ynb = opened[0]
+        await _measure(http, steps["open-lab"], "stock", open_lab)
         await asyncio.sleep(2)  # the room's first save (stock saves a freshly opened notebook)
-        source = ynb.ycells[0]["source"]
+
+        def source() -> Any:
+            if not opened:
+                raise RuntimeError("the notebook did not open")
+            return opened[0].ycells[0]["source"]
 
         async def edit_and_save() -> None:
             since = path.stat().st_mtime
-            source.insert(len(source), "#")
+            text = source()
+            text.insert(len(text), "#")
             await _saved_after(path, since)
 
-        steps["autosave"].stock, steps["autosave"].stock_s = await _measure(http, edit_and_save)
+        await _measure(http, steps["autosave"], "stock", edit_and_save)
 
         async def read_file() -> None:
             (await http.get(f"/api/contents/{name}", params={"content": "1"})).raise_for_status()
 
-        steps["export"].stock, steps["export"].stock_s = await _measure(http, read_file)
+        await _measure(http, steps["export"], "stock", read_file)
 
         async def edits() -> None:
+            text = source()
             for _ in range(EDITS):
-                source.insert(len(source), "x")
+                text.insert(len(text), "x")
                 await asyncio.sleep(0.01)
 
-        steps["history"].stock, steps["history"].stock_s = await _measure(http, edits)
+        await _measure(http, steps["history"], "stock", edits)
 
 
 async def ours_steps(server: BenchServer, names: tuple[str, str], steps: dict[str, Step]) -> None:
@@ -130,14 +150,14 @@ async def ours_steps(server: BenchServer, names: tuple[str, str], steps: dict[st
         async def open_lab() -> None:
             await stack.enter_async_context(ynotebook_client(server, http, name, cells=CELLS))
 
-        steps["open-lab"].ours, steps["open-lab"].ours_s = await _measure(http, open_lab)
+        await _measure(http, steps["open-lab"], "ours", open_lab)
 
         async def open_syncdb() -> None:
             notebook = await client.open(second)
             stack.push_async_callback(notebook.close)
             await wait_until(lambda: len(notebook.db.get()) > CELLS, notebook.db.doc, TIMEOUT)
 
-        steps["open-syncdb"].ours, steps["open-syncdb"].ours_s = await _measure(http, open_syncdb)
+        await _measure(http, steps["open-syncdb"], "ours", open_syncdb)
         await asyncio.sleep(2)  # let anything the opens scheduled (an autosave) pass
 
         async def commit(text: str) -> int:
@@ -153,23 +173,23 @@ async def ours_steps(server: BenchServer, names: tuple[str, str], steps: dict[st
             await commit(source + "#")
             await _saved_after(path, since)
 
-        steps["autosave"].ours, steps["autosave"].ours_s = await _measure(http, edit_and_save)
+        await _measure(http, steps["autosave"], "ours", edit_and_save)
 
         async def export() -> None:
             (await http.get(f"{base}/export", params={"to": "ipynb"})).raise_for_status()
 
-        steps["export"].ours, steps["export"].ours_s = await _measure(http, export)
+        await _measure(http, steps["export"], "ours", export)
 
         async def edits() -> None:
             for i in range(EDITS):
                 await commit(source + "x" * (i + 1))
 
-        steps["history"].ours, steps["history"].ours_s = await _measure(http, edits)
+        await _measure(http, steps["history"], "ours", edits)
 
         async def revert() -> None:
             (await http.post(f"{base}/revert", json={"version": 1})).raise_for_status()
 
-        steps["revert"].ours, steps["revert"].ours_s = await _measure(http, revert)
+        await _measure(http, steps["revert"], "ours", revert)
 
 
 def _steps() -> dict[str, Step]:
@@ -180,7 +200,9 @@ def _steps() -> dict[str, Step]:
             f"{size} opened cold by a YNotebook client until it holds every cell",
         ),
         "open-syncdb": Step(
-            "open, SyncDB client", f"{size} opened cold by CocalcSyncClient.open until synced"
+            "open, SyncDB client",
+            f"{size} opened cold by CocalcSyncClient.open until synced",
+            ours_only=True,
         ),
         "autosave": Step(
             "autosave after an edit",
@@ -199,6 +221,7 @@ def _steps() -> dict[str, Step]:
         "revert": Step(
             "revert to version 1",
             f"{size} after {EDITS} edits: POST …/revert to the imported version",
+            ours_only=True,
         ),
     }
 
@@ -210,16 +233,35 @@ async def measure(stock: BenchServer, ours: BenchServer) -> dict[str, Step]:
     ours.write_file("big.ipynb", text)
     ours.write_file("big-2.ipynb", text)
     progress(f"stall: stock (load {load_average()})")
-    await stock_steps(stock, "big.ipynb", steps)
+    await _all_steps("stock", stock_steps(stock, "big.ipynb", steps), steps)
     await asyncio.sleep(1)
     progress(f"stall: ours (load {load_average()})")
-    await ours_steps(ours, ("big.ipynb", "big-2.ipynb"), steps)
+    await _all_steps("ours", ours_steps(ours, ("big.ipynb", "big-2.ipynb"), steps), steps)
     return steps
+
+
+async def _all_steps(stack: str, steps_run: Awaitable[None], steps: dict[str, Step]) -> None:
+    """Run one stack's steps; if they fail as a whole (a client's connection failing ends
+    them all), the steps they did not measure have that error in their rows."""
+    try:
+        await steps_run
+    # any failure ends this stack's steps and is reported in the rows, whatever it is
+    except Exception as error:
+        progress(f"stall: {stack} failed: {type(error).__name__}: {error}")
+        for step in steps.values():
+            measured = step.stock if stack == "stock" else step.ours
+            skipped = stack == "stock" and step.ours_only
+            if measured is None and not skipped and stack not in step.errors:
+                step.errors[stack] = error
 
 
 def _rows(steps: dict[str, Step], load: str) -> list[Row]:
     rows = []
     for step in steps.values():
+        if step.errors:
+            failures = "; ".join(f"{stack}: {error}" for stack, error in step.errors.items())
+            rows.append(failed_row(f"stall: {step.name}", RuntimeError(failures)))
+            continue
         assert step.ours is not None
         stock = step.stock
         notes = (

@@ -108,6 +108,8 @@ async def yjs_connection(doc: Doc, channel: HttpxWebsocket) -> AsyncIterator[Non
                 applying = False
             if reply is not None:
                 await channel.send(reply)
+        # the server closed the connection: what waits for the document must not wait for ever
+        raise ConnectionError(f"the server closed the websocket of {channel.path}")
 
     async def send() -> None:
         await channel.send(create_sync_message(doc))

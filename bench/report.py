@@ -12,7 +12,8 @@ from typing import TypedDict
 class Row(TypedDict):
     benchmark: str
     stock: float | None
-    ours: float
+    #: None only in a failed scenario's row (``failed_row``)
+    ours: float | None
     unit: str
     ratio: float | None
     notes: str
@@ -40,6 +41,27 @@ def row(
         "ratio": ratio,
         "notes": f"{direction}; {notes}" if notes else direction,
     }
+
+
+FAILED = "FAILED"
+
+
+def failed_row(benchmark: str, error: BaseException) -> Row:
+    """The row of a scenario that failed: it says so, and why, in place of its numbers."""
+    reason = f"{type(error).__name__}: {error}".strip()
+    return {
+        "benchmark": benchmark,
+        "stock": None,
+        "ours": None,
+        "unit": "",
+        "ratio": None,
+        "notes": f"{FAILED}: {reason[:500]}",
+    }
+
+
+def failed(rows: Iterable[Row]) -> list[str]:
+    """The benchmarks of ``rows`` whose scenario failed."""
+    return [r["benchmark"] for r in rows if r["notes"].startswith(FAILED)]
 
 
 def fmt(value: float | None) -> str:

@@ -29,7 +29,7 @@ if str(BENCH_DIR) not in sys.path:
 
 from harness import OURS_PACKAGES, RESULTS_DIR, STOCK_PACKAGES, ensure_stock_venv, package_versions  # noqa: E402 - needs bench/ on sys.path first
 from publish import LATEST_JSON, publish, write_json  # noqa: E402 - needs bench/ on sys.path first
-from report import Row, markdown_table, progress  # noqa: E402 - needs bench/ on sys.path first
+from report import Row, failed, failed_row, markdown_table, progress  # noqa: E402 - needs bench/ on sys.path first
 from samplers import LoadSampler  # noqa: E402 - needs bench/ on sys.path first
 
 
@@ -117,10 +117,11 @@ def main(argv: list[str]) -> int:
             t0 = time.perf_counter()
             try:
                 results += [(name, row) for row in module.run()]
-            # a benchmark that fails for any reason is reported and the others still run
-            except Exception:
+            # a benchmark that fails for any reason is a row that says so; the others still run
+            except Exception as error:
                 traceback.print_exc()
                 failures.append(name)
+                results.append((name, failed_row(f"{name}: the whole benchmark", error)))
             timings.append(f"{name} {time.perf_counter() - t0:.0f} s")
     total = time.perf_counter() - started
     command = " ".join(["python bench/run.py", *(a for a in argv if a != "--publish")])
@@ -148,6 +149,9 @@ def main(argv: list[str]) -> int:
     ]
     if failures:
         report += [f"**Failed:** {', '.join(failures)} (tracebacks on stderr).", ""]
+    failed_scenarios = failed(row for _, row in results)
+    if failed_scenarios:
+        report += [f"**Failed scenarios:** {'; '.join(failed_scenarios)}.", ""]
     report += ["## Machine", "", machine_info(run), ""]
     text = "\n".join(report)
     print(text)

@@ -34,7 +34,7 @@ cocalc_config_classes = [
     "jupyter_cocalc_sync.app.CocalcSync",
     "jupyter_cocalc_sync.pool.kernel_pool.KernelPool",
 ]
-cocalc_actions_class = "jupyter_cocalc_sync.actions.notebook.NotebookActions"
+cocalc_actions_class = "jupyter_cocalc_sync.action_api.NotebookActionsAPI"
 cocalc_benchmark_results = "benchmarks/results.json"
 cocalc_tests_dir = "../tests"
 

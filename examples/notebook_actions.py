@@ -50,7 +50,7 @@ async def main(url: str, token: str, path: str = "actions-demo.ipynb") -> None:
                 break
             await nb.wait_for(lambda nb, seen=progress: nb.run_progress != seen, timeout=300)
         await nb.wait_idle()
-        print("cells:", [c["input"][:20] for c in nb.get({"type": "cell"})])
+        print("cells:", [c["input"][:20] for c in nb.cells()])
 
 
 if __name__ == "__main__":

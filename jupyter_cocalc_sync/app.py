@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import asyncio
 import os
+import signal
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from jupyter_server.extension.application import ExtensionApp
-from traitlets import Bool, Bunch, Enum, Float, Int, Unicode, default, validate
+from traitlets import Bool, Bunch, Enum, Float, Int, TraitError, Unicode, default, validate
 
 from ._version import __version__
+from .logs import log_through
 
 if TYPE_CHECKING:
     from jupyter_events import EventLogger
@@ -168,8 +170,9 @@ class CocalcSync(ExtensionApp):
         help="""Per room connection, the most bytes sent to a client and not yet taken by the
         network. A client past it (it stopped reading, or reads slower than the document
         changes) is closed with code 1013 and reason {"reason": "send_queue_full",
-        "retry": true}; reconnecting gets it the document afresh. One message larger than
-        the limit (the first sync of a big document) is still sent when nothing else is
+        "retry": true}; reconnecting gets it the document afresh. A connection's first
+        sync (the whole document, however big) does not count: only what is sent besides
+        it. One other message larger than the limit is still sent when nothing else is
         queued.""",
     )
 
@@ -318,7 +321,16 @@ class CocalcSync(ExtensionApp):
     # -- linking ----------------------------------------------------------------------------
 
     def _link_jupyter_server_extension(self, serverapp: ServerApp) -> None:
-        super()._link_jupyter_server_extension(serverapp)
+        try:
+            super()._link_jupyter_server_extension(serverapp)
+        except (TraitError, ValueError) as e:
+            # jupyter_server would log "error linking extension" and start without the
+            # extension half set up (defaults used, the kernel pool off): the server stops
+            # instead, naming the setting, as it does for an invalid KernelPool value
+            message = f"invalid CocalcSync configuration: {e}"
+            serverapp.log.critical("%s", message)
+            raise SystemExit(f"jupyter-cocalc-sync: {message}") from e
+        log_through(serverapp.log)
         # jupyter_server reads only ``jpserver_extensions`` from the jupyter_server_config.d
         # file that installing this package adds, so the pool-aware kernel manager and the
         # TCP_NODELAY kernel websocket are set here, before the server creates them — unless
@@ -595,7 +607,9 @@ class CocalcSync(ExtensionApp):
         IOLoop.current().add_callback(self._after_start)
 
     async def _start_jupyter_server_extension(self, serverapp: ServerApp) -> None:
-        # jupyter_server's hook for work that needs the running event loop
+        # jupyter_server's hook for work that needs the running event loop (a server that
+        # runs its own loop: never one embedded in another program, whose signals are its own)
+        _stop_gracefully_on_sigint(serverapp)
         self._after_start()
 
     def _after_start(self) -> None:
@@ -652,6 +666,20 @@ class CocalcSync(ExtensionApp):
         await self.blobs.flushed()
         self.changelog.close()
         self.store.close()
+
+
+def _stop_gracefully_on_sigint(serverapp: ServerApp) -> None:
+    """Make SIGINT stop the server as SIGTERM does, when nothing else handles it.
+
+    Without a terminal jupyter_server leaves SIGINT to Python, whose KeyboardInterrupt ends the
+    event loop with no cleanup: no extension stops, no kernel is shut down (they outlive the
+    server), and the interpreter's exit then waits forever for AnyIO's idle worker threads
+    (whose tasks never end). JupyterHub stops single-user servers with SIGINT, so they hung
+    until SIGKILL and left their kernels running. With a terminal, jupyter_server's own
+    handler (the "shut down?" prompt) stays.
+    """
+    if signal.getsignal(signal.SIGINT) is signal.default_int_handler:
+        signal.signal(signal.SIGINT, serverapp._signal_stop)
 
 
 #: seconds between two passes of the history retention

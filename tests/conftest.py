@@ -4,17 +4,82 @@ from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 import server_errors
 from postgres import PostgresCluster, unavailable_reason
+from process_guard import ProcessGuard, Snapshot, snapshot
 from servers import UNNEEDED_EXTENSIONS
 from traitlets.config import Config
 
 pytest_plugins = ["pytest_jupyter.jupyter_server"]
 
 CORPUS = Path(__file__).resolve().parents[2] / "shared" / "corpus"
+
+
+_process_guard = pytest.StashKey[ProcessGuard]()
+_processes_before = pytest.StashKey[Snapshot]()
+_processes_at_call = pytest.StashKey[Snapshot]()
+
+
+def process_guard(config: pytest.Config) -> ProcessGuard:
+    if _process_guard not in config.stash:
+        base = config._tmp_path_factory.getbasetemp()  # type: ignore[attr-defined]
+        config.stash[_process_guard] = ProcessGuard(base)
+    return config.stash[_process_guard]
+
+
+@pytest.fixture(autouse=True)
+def no_processes_left(request: pytest.FixtureRequest) -> None:
+    """Note the processes running before the test (after the session's and module's
+    fixtures started theirs); ``pytest_runtest_teardown`` looks for what the test left."""
+    request.node.stash[_processes_before] = snapshot()
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_call(item: pytest.Item) -> Iterator[None]:
+    item.stash[_processes_at_call] = snapshot()
+    return (yield)
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_teardown(item: pytest.Item, nextitem: pytest.Item | None) -> Iterator[None]:
+    """Once every fixture of the test has ended (pytest-jupyter stops its in-process server in
+    a fixture of its own, torn down after this package's): fail the test naming every error a
+    server logged that it did not declare, and every process it started and left running."""
+    result = yield
+    problems = []
+    if (errors := item.stash.get(_server_errors, None)) is not None:
+        logging.getLogger().removeHandler(errors.capture)
+        allowed = [p for m in item.iter_markers("expect_errors") for p in m.args]
+        logged = errors.capture.entries + server_errors.log_file_errors(errors.offsets)
+        if unexpected := server_errors.unexpected(logged, allowed):
+            listed = "\n\n".join(e[:3000] for e in unexpected)
+            problems.append(f"a server logged {len(unexpected)} unexpected error(s):\n\n{listed}")
+    before = item.stash.get(_processes_before, None)
+    if before is not None:
+        guard = process_guard(item.config)
+        at_call = item.stash.get(_processes_at_call, None)
+        if left := guard.stop_lingering(guard.left_by_test(before, at_call)):
+            problems.append("the test left processes running:\n" + "\n".join(left))
+    if problems:
+        pytest.fail("\n\n".join(problems), pytrace=False)
+    return result
+
+
+@pytest.hookimpl(trylast=True)  # after the runner has torn down the session's fixtures
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    """Fail the run naming every process of it still running once every fixture has ended."""
+    guard = process_guard(session.config)
+    if left := guard.stop_lingering(guard.left_by_run()):
+        reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+        if reporter is not None:
+            reporter.write_sep("=", "processes of the test run left running", red=True)
+            reporter.write_line("\n".join(left))
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
 
 
 @pytest.fixture(autouse=True)
@@ -35,25 +100,24 @@ def isolated_jupyter_env(tmp_path_factory, monkeypatch):
     yield
 
 
-@pytest.fixture(autouse=True)
-def no_server_errors(request):
-    """Fail the test if a server (in-process or a subprocess) logged at ERROR or above
-    something the test did not declare with ``@pytest.mark.expect_errors(regex, …)``.
+@dataclass
+class _ServerErrors:
+    capture: server_errors.LogCapture
+    offsets: dict[Path, int]
 
-    Set up before (and so torn down after) the test's servers: their shutdown counts too.
-    """
+
+_server_errors = pytest.StashKey[_ServerErrors]()
+
+
+@pytest.fixture(autouse=True)
+def no_server_errors(request: pytest.FixtureRequest) -> None:
+    """Start collecting what servers (in-process or subprocesses) log at ERROR or above;
+    ``pytest_runtest_teardown`` fails the test on anything it did not declare with
+    ``@pytest.mark.expect_errors(regex, …)``, once the test's servers have stopped (their
+    shutdown counts too)."""
     capture = server_errors.LogCapture()
-    root = logging.getLogger()
-    root.addHandler(capture)
-    offsets = server_errors.log_offsets()
-    yield
-    root.removeHandler(capture)
-    allowed = [p for m in request.node.iter_markers("expect_errors") for p in m.args]
-    errors = capture.entries + server_errors.log_file_errors(offsets)
-    unexpected = server_errors.unexpected(errors, allowed)
-    if unexpected:
-        listed = "\n\n".join(e[:3000] for e in unexpected)
-        pytest.fail(f"a server logged {len(unexpected)} unexpected error(s):\n\n{listed}")
+    logging.getLogger().addHandler(capture)
+    request.node.stash[_server_errors] = _ServerErrors(capture, server_errors.log_offsets())
 
 
 @pytest.fixture

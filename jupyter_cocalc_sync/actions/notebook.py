@@ -19,6 +19,7 @@ from collections.abc import Callable, Collection, Iterable, Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any, Protocol
 
+from ..action_api import CellId, NotebookActionsAPI, TagName
 from ..errors import InvalidActionError
 from ..format.ipynb import ordered_outputs
 from ..format.schema import CELL_TYPES
@@ -85,17 +86,21 @@ class CellOrder:
                 self.db.set({"type": "cell", "id": cell_id, "pos": number}, origin)
 
 
-class NotebookActions:
-    """The actions on one open notebook (module docstring)."""
+class NotebookActions(NotebookActionsAPI):
+    """The actions on one open notebook (module docstring), as ``NotebookActionsAPI``
+    declares them (what each does is said there)."""
 
     def __init__(
         self,
         document: NotebookDocument,
+        origin: Origin,
         runner: CellRunner | None = None,
         *,
         kernel_names: Callable[[], Collection[str]] | None = None,
     ) -> None:
         self.document = document
+        #: who the actions are made for (one request's caller): every change is made as it
+        self.origin = origin
         self.db = document.db
         self.runner = runner
         self._kernel_names = kernel_names
@@ -105,14 +110,10 @@ class NotebookActions:
     async def insert_cell(
         self,
         delta: int,
-        id: str | None = None,
+        id: CellId | None = None,
         cell_type: str = "code",
         input: str = "",
-        *,
-        origin: Origin,
     ) -> dict[str, Any]:
-        """A new cell below (``delta=1``) or above (``delta=-1``) the cell ``id`` — without
-        ``id``, at the end or at the start. Returns ``{"id", "version"}``."""
         if delta not in (1, -1) or isinstance(delta, bool):
             raise InvalidActionError(f'"delta" must be 1 (below) or -1 (above), got {delta!r}')
         _check_cell_type(cell_type)
@@ -123,40 +124,40 @@ class NotebookActions:
             self._require_cells([id])
             index = order.index(id) + (1 if delta == 1 else 0)
         new_id = self._new_cell_id()
-        with self._change(origin):
-            pos = order.position_at(index, origin)
+        with self._change():
+            pos = order.position_at(index, self.origin)
             self.db.set(
                 {"type": "cell", "id": new_id, "cell_type": cell_type, "input": input, "pos": pos},
-                origin,
+                self.origin,
             )
-        return {"id": new_id, "version": await self._commit(origin)}
+        return {"id": new_id, "version": await self._commit()}
 
-    async def delete_cells(self, ids: list[str], *, origin: Origin) -> dict[str, Any]:
-        """Delete the cells (a queued one leaves the queue, a running one is interrupted)."""
+    async def delete_cells(self, ids: list[CellId]) -> dict[str, Any]:
         self._require_cells(ids)
-        with self._change(origin):
+        with self._change():
             for cell_id in ids:
-                self.db.delete({"type": "cell", "id": cell_id}, origin)
-        return {"version": await self._commit(origin)}
+                self.db.delete({"type": "cell", "id": cell_id}, self.origin)
+        return {"version": await self._commit()}
 
-    async def move_cell(self, id: str, delta: int, *, origin: Origin) -> dict[str, Any]:
-        """Move the cell ``delta`` places down (up if negative), stopping at either end."""
+    async def move_cell(self, id: CellId, delta: int) -> dict[str, Any]:
         if not isinstance(delta, int) or isinstance(delta, bool):
             raise InvalidActionError(f'"delta" must be an integer, got {delta!r}')
         self._require_cells([id])
         order = CellOrder(self.db)
         index = max(0, min(len(order.ids) - 1, order.index(id) + delta))
         if index != order.index(id):
-            with self._change(origin):
+            with self._change():
                 self.db.set(
-                    {"type": "cell", "id": id, "pos": order.position_at(index, origin, without=id)},
-                    origin,
+                    {
+                        "type": "cell",
+                        "id": id,
+                        "pos": order.position_at(index, self.origin, without=id),
+                    },
+                    self.origin,
                 )
-        return {"version": await self._commit(origin)}
+        return {"version": await self._commit()}
 
-    async def merge_cells(self, ids: list[str], *, origin: Origin) -> dict[str, Any]:
-        """Merge the cells into the first of them (in notebook order): inputs joined with
-        newlines, outputs one after the other, attachments together; the others deleted."""
+    async def merge_cells(self, ids: list[CellId]) -> dict[str, Any]:
         self._require_cells(ids)
         if len(set(ids)) < 2:
             raise InvalidActionError("merging needs at least two different cells")
@@ -174,19 +175,14 @@ class NotebookActions:
             "output": {str(i): output for i, output in enumerate(outputs)} or None,
             "attachments": attachments or None,
         }
-        with self._change(origin):
-            self.db.set({"type": "cell", "id": first["id"], "output": None}, origin)
-            self.db.set(merged, origin)
+        with self._change():
+            self.db.set({"type": "cell", "id": first["id"], "output": None}, self.origin)
+            self.db.set(merged, self.origin)
             for cell in cells[1:]:
-                self.db.delete({"type": "cell", "id": cell["id"]}, origin)
-        return {"id": first["id"], "version": await self._commit(origin)}
+                self.db.delete({"type": "cell", "id": cell["id"]}, self.origin)
+        return {"id": first["id"], "version": await self._commit()}
 
-    async def split_cell(self, id: str, cursor: int, *, origin: Origin) -> dict[str, Any]:
-        """Split the cell's input at ``cursor`` (counted in characters — code points, so a
-        cursor is never inside one): the text before stays (with the outputs), the text after
-        goes to a new cell of the same type below. A line break at the cut is dropped, as
-        when splitting at the start or end of a line in JupyterLab. Returns ``{"id"}`` of the
-        new cell."""
+    async def split_cell(self, id: CellId, cursor: int) -> dict[str, Any]:
         self._require_cells([id])
         cell = self._cell(id)
         text = cell.get("input", "")
@@ -199,9 +195,9 @@ class NotebookActions:
         bottom = bottom.removeprefix("\n")
         order = CellOrder(self.db)
         new_id = self._new_cell_id()
-        with self._change(origin):
-            pos = order.position_at(order.index(id) + 1, origin)
-            self.db.set({"type": "cell", "id": id, "input": top}, origin)
+        with self._change():
+            pos = order.position_at(order.index(id) + 1, self.origin)
+            self.db.set({"type": "cell", "id": id, "input": top}, self.origin)
             self.db.set(
                 {
                     "type": "cell",
@@ -210,100 +206,83 @@ class NotebookActions:
                     "input": bottom,
                     "pos": pos,
                 },
-                origin,
+                self.origin,
             )
-        return {"id": new_id, "version": await self._commit(origin)}
+        return {"id": new_id, "version": await self._commit()}
 
     async def set_cell_type(
         self,
-        id: str,
+        id: CellId,
         cell_type: str,
-        *,
-        origin: Origin,
     ) -> dict[str, Any]:
-        """Change the cell's type; a cell that is no longer code loses its outputs."""
         _check_cell_type(cell_type)
         self._require_cells([id])
         record: dict[str, Any] = {"type": "cell", "id": id, "cell_type": cell_type}
         if cell_type != "code":
             record.update(output=None, exec_count=None)
-        with self._change(origin):
-            self.db.set(record, origin)
-        return {"version": await self._commit(origin)}
+        with self._change():
+            self.db.set(record, self.origin)
+        return {"version": await self._commit()}
 
     async def set_cell_input(
         self,
-        id: str,
+        id: CellId,
         input: str,
-        *,
-        origin: Origin,
     ) -> dict[str, Any]:
-        """Replace the cell's input (written as the minimal text edit)."""
         if not isinstance(input, str):
             raise InvalidActionError(f'"input" must be a string, got {type(input).__name__}')
         self._require_cells([id])
-        with self._change(origin):
-            self.db.set({"type": "cell", "id": id, "input": input}, origin)
-        return {"version": await self._commit(origin)}
+        with self._change():
+            self.db.set({"type": "cell", "id": id, "input": input}, self.origin)
+        return {"version": await self._commit()}
 
-    async def clear_outputs(
-        self, ids: list[str] | None = None, *, origin: Origin
-    ) -> dict[str, Any]:
-        """Clear the outputs and execution counts of the cells (default: every cell). A cell
-        that is running keeps its outputs: the runner is still writing them."""
+    async def clear_outputs(self, ids: list[CellId] | None = None) -> dict[str, Any]:
         if ids is not None:
             self._require_cells(ids)
         targets = ids if ids is not None else CellOrder(self.db).ids
-        with self._change(origin):
+        with self._change():
             for cell_id in targets:
                 cell = self.db.peek(("cell", cell_id)) or {}
                 if cell.get("state") == "busy":
                     continue
                 if cell.get("output") or cell.get("exec_count") is not None:
                     self.db.set(
-                        {"type": "cell", "id": cell_id, "output": None, "exec_count": None}, origin
+                        {"type": "cell", "id": cell_id, "output": None, "exec_count": None},
+                        self.origin,
                     )
-        return {"version": await self._commit(origin)}
+        return {"version": await self._commit()}
 
-    async def toggle_tags(
-        self, ids: list[str], tags: list[str], *, origin: Origin
-    ) -> dict[str, Any]:
-        """For each cell, add each tag it lacks and remove each tag it has."""
+    async def toggle_tags(self, ids: list[CellId], tags: list[TagName]) -> dict[str, Any]:
         self._require_cells(ids)
         if not tags or not all(isinstance(t, str) and t and not t.isspace() for t in tags):
             raise InvalidActionError('"tags" must be a non-empty list of tag names')
-        with self._change(origin):
+        with self._change():
             for cell_id in ids:
                 has = (self.db.peek(("cell", cell_id)) or {}).get("tags") or {}
                 change = {tag: None if has.get(tag) else True for tag in dict.fromkeys(tags)}
-                self.db.set({"type": "cell", "id": cell_id, "tags": change}, origin)
-        return {"version": await self._commit(origin)}
+                self.db.set({"type": "cell", "id": cell_id, "tags": change}, self.origin)
+        return {"version": await self._commit()}
 
     # -- running ------------------------------------------------------------------------------
 
-    async def run_cells(self, ids: list[str], *, origin: Origin) -> dict[str, Any]:
-        """Queue the cells, in the order given. Returns ``{"queued": ids}``."""
+    async def run_cells(self, ids: list[CellId]) -> dict[str, Any]:
         self._require_cells(ids)
-        return await self._run(ids, origin)
+        return await self._run(ids)
 
-    async def run_all(self, *, origin: Origin) -> dict[str, Any]:
-        """Queue every cell, in notebook order. Returns ``{"queued": ids}``."""
-        return await self._run(CellOrder(self.db).ids, origin)
+    async def run_all(self) -> dict[str, Any]:
+        return await self._run(CellOrder(self.db).ids)
 
-    async def run_all_above(self, id: str, *, origin: Origin) -> dict[str, Any]:
-        """Queue every cell above ``id`` (not ``id`` itself)."""
+    async def run_all_above(self, id: CellId) -> dict[str, Any]:
         self._require_cells([id])
         order = CellOrder(self.db)
-        return await self._run(order.ids[: order.index(id)], origin)
+        return await self._run(order.ids[: order.index(id)])
 
-    async def run_all_below(self, id: str, *, origin: Origin) -> dict[str, Any]:
-        """Queue ``id`` and every cell below it."""
+    async def run_all_below(self, id: CellId) -> dict[str, Any]:
         self._require_cells([id])
         order = CellOrder(self.db)
-        return await self._run(order.ids[order.index(id) :], origin)
+        return await self._run(order.ids[order.index(id) :])
 
-    async def set_kernel(self, name: str, *, origin: Origin) -> dict[str, Any]:
-        """Switch the notebook to the kernelspec ``name`` (its session gets a new kernel)."""
+    async def set_kernel(self, name: str) -> dict[str, Any]:
         if not isinstance(name, str) or not name:
             raise InvalidActionError('"name" must be a kernelspec name')
         if self._kernel_names is not None and name not in self._kernel_names():
@@ -311,8 +290,8 @@ class NotebookActions:
         await self._runner().change_kernel(name)
         return {"kernel": name, "version": await self.document.table.durable()}
 
-    async def _run(self, ids: list[str], origin: Origin) -> dict[str, Any]:
-        queued = self._runner().run(ids, origin=origin)
+    async def _run(self, ids: Iterable[str]) -> dict[str, Any]:
+        queued = self._runner().run(ids, origin=self.origin)
         return {"queued": queued, "version": await self.document.table.durable()}
 
     def _runner(self) -> CellRunner:
@@ -323,10 +302,10 @@ class NotebookActions:
     # -- helpers ------------------------------------------------------------------------------
 
     @contextmanager
-    def _change(self, origin: Origin) -> Iterator[None]:
+    def _change(self) -> Iterator[None]:
         """One transaction of the table (refused while its changes cannot be saved)."""
         self.document.table.check_writable()
-        with self.db.transaction(origin):
+        with self.db.transaction(self.origin):
             yield
 
     def _require_cells(self, ids: Any) -> None:
@@ -349,8 +328,8 @@ class NotebookActions:
             if self.db.peek(("cell", cell_id)) is None:
                 return cell_id
 
-    async def _commit(self, origin: Origin) -> int:
-        return await self.document.commit(origin)
+    async def _commit(self) -> int:
+        return await self.document.commit(self.origin)
 
 
 def _check_cell_type(cell_type: Any) -> None:

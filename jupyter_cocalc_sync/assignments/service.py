@@ -9,7 +9,7 @@ import anyio
 import nbformat
 from jupyter_core.utils import ensure_async
 
-from ..documents.filesync import Contents
+from ..documents.following import Contents
 from ..documents.notebook import NotebookDocument
 from ..errors import TargetExistsError
 from .student import student_version, tampered_cells

@@ -24,6 +24,7 @@ from urllib.parse import quote
 
 import httpx
 
+from ..format.ipynb import sorted_cells
 from ..format.schema import notebook_syncdb
 from ..sync.table import SyncDB
 from .actions import NotebookActionsMixin
@@ -180,6 +181,10 @@ class LiveNotebook(RoomReplica, NotebookActionsMixin, KernelQueriesMixin):
         #: the server's awareness client id in the room (its state: ``server_state``)
         self.awareness_id = awareness_id
         self.widgets = LiveWidgets(client.http, f"{base}ipywidgets:{file_id}")
+
+    def cells(self) -> list[dict[str, Any]]:
+        """The cell records in notebook order (``get({"type": "cell"})`` is in no order)."""
+        return sorted_cells(self.get({"type": "cell"}))
 
     async def start(self) -> None:
         await super().start()

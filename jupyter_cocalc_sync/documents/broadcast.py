@@ -52,6 +52,8 @@ class Broadcast:
         self._on_raw = on_raw
         self.rooms: dict[str, Room] = {}
         self._projection: YNotebookProjection | None = None
+        #: a new YNotebook's state vector and first version, until its room is made
+        self._first_projection_update: tuple[bytes, bytes] | None = None
         #: YNotebook updates not yet handed to the room: each waits for the log write of the
         #: table change it shows (``_release_projection``)
         self._held: list[tuple[bytes, Origin]] = []
@@ -69,11 +71,12 @@ class Broadcast:
 
     def follow(self, projection: YNotebookProjection, *, new: bool) -> None:
         """Broadcast the updates of the notebook's YNotebook (``new``: not restored from its
-        log, so its first version, the whole of it, is logged now)."""
+        log, so its first version, the whole of it, is logged now; the same bytes answer its
+        first client's sync: encoding a big notebook twice costs)."""
         if new:
-            self._projection_logged = self.projection_log.append(
-                self.file_id, projection.ydoc.get_update()
-            )
+            whole = projection.ydoc.get_update()
+            self._projection_logged = self.projection_log.append(self.file_id, whole)
+            self._first_projection_update = (projection.ydoc.get_state(), whole)
         self._projection = projection
         projection.on_update(self._hold_projection_update)
 
@@ -99,6 +102,12 @@ class Broadcast:
 
     def _hold_projection_update(self, update: bytes, origin: Origin) -> None:
         self._held.append((update, origin))
+        # the first version is no longer the whole YNotebook (a deletion alone does not change
+        # the state vector the room compares)
+        self._first_projection_update = None
+        room = self.rooms.get("notebook")
+        if room is not None:
+            room.withdraw_whole_update()
         if not self._settle_scheduled:
             self._settle_scheduled = True
             asyncio.get_running_loop().call_soon(self._settle)
@@ -169,6 +178,9 @@ class Broadcast:
                 on_raw=self._on_raw,
                 check_update=ynotebook_guard(projection.ydoc).check,
             )
+            if self._first_projection_update is not None:
+                room.offer_whole_update(*self._first_projection_update)
+                self._first_projection_update = None
         else:
             raise ValueError(f"unknown room kind {kind!r}")
         if self.server_state is not None:

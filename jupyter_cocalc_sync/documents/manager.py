@@ -5,11 +5,8 @@ history) and closed ``document_cleanup_delay`` seconds after their last client l
 last use (a REST call), once nothing keeps them busy (a running cell registers itself with
 ``hold``).
 
-Each file id goes through one lifecycle: ``opening → open → closing → closed``. A request that
-arrives while a document opens waits for that opening; one that arrives while it closes waits
-until the close (its final save) is over and then opens a fresh copy, so there are never two
-live copies of a notebook, and never two writers of its file. Every task the manager starts is
-kept and awaited (``close_all``).
+The lifecycle (``opening → open → closing → closed``, one live copy, holds, the cleanup delay,
+renames and deletions) is ``LiveDocuments``'s, shared with plain files (``lifecycle.py``).
 
 What an open notebook is (its document, rooms, runner…) is built by the ``open_notebook``
 function the manager is given (execution/open_notebook.py), which also closes it.
@@ -17,32 +14,21 @@ function the manager is given (execution/open_notebook.py), which also closes it
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections.abc import Awaitable, Callable
-from enum import StrEnum
 from typing import TYPE_CHECKING, Protocol
 
 from tornado.web import HTTPError
 
 from ..errors import DocumentNotFoundError, PathOutsideRootError
-from ..errors_seen import count_error
-from .filesync import Contents
+from .following import Contents
+from .lifecycle import LiveDocuments
 from .notebook import NotebookDocument
 
 if TYPE_CHECKING:
     from jupyter_server_fileid.manager import BaseFileIdManager
 
-    from ..transport.room import Peer
-
 log = logging.getLogger(__name__)
-
-
-class DocumentState(StrEnum):
-    OPENING = "opening"
-    OPEN = "open"
-    CLOSING = "closing"
-    CLOSED = "closed"
 
 
 class OpenedNotebook(Protocol):
@@ -63,7 +49,7 @@ class OpenedNotebook(Protocol):
 OpenNotebookFn = Callable[[str, str, "DocumentManager"], Awaitable[OpenedNotebook]]
 
 
-class DocumentManager:
+class DocumentManager(LiveDocuments[NotebookDocument]):
     """Opens, finds and closes notebook documents."""
 
     def __init__(
@@ -74,17 +60,12 @@ class DocumentManager:
         cleanup_delay: float,
         open_notebook: OpenNotebookFn,
     ) -> None:
+        super().__init__(cleanup_delay=cleanup_delay)
         self.contents_manager = contents_manager
         self._file_ids = file_id_manager
-        self.cleanup_delay = cleanup_delay
         self._open_notebook = open_notebook
-        self.documents: dict[str, NotebookDocument] = {}
         #: what each open document is part of (its rooms, its runner…), which closes it
         self._opened: dict[str, OpenedNotebook] = {}
-        self._opening: dict[str, asyncio.Future[NotebookDocument]] = {}
-        self._closing: dict[str, asyncio.Task[None]] = {}
-        self._holds: dict[str, int] = {}
-        self._cleaners: dict[str, asyncio.TimerHandle] = {}
 
     @property
     def file_id_manager(self) -> BaseFileIdManager:
@@ -109,15 +90,6 @@ class DocumentManager:
             raise DocumentNotFoundError(f"no file with id {file_id!r}")
         return path
 
-    def state(self, file_id: str) -> DocumentState:
-        if file_id in self._closing:
-            return DocumentState.CLOSING
-        if file_id in self.documents:
-            return DocumentState.OPEN
-        if file_id in self._opening:
-            return DocumentState.OPENING
-        return DocumentState.CLOSED
-
     async def get(self, path: str) -> NotebookDocument:
         """The live document of the notebook at ``path`` (an API path), opening it if needed."""
         if not path.endswith(".ipynb"):
@@ -131,140 +103,28 @@ class DocumentManager:
         return await self.get_by_id(self.file_id(path))
 
     async def get_by_id(self, file_id: str) -> NotebookDocument:
-        while True:
-            document = self.documents.get(file_id)
-            if document is not None:
-                self._schedule_cleanup(file_id)  # a use (a REST call) postpones the close
-                return document
-            closing = self._closing.get(file_id)
-            if closing is not None:
-                # the last copy is still saving: a fresh one opens after it is closed
-                await asyncio.shield(closing)
-                continue
-            pending = self._opening.get(file_id)
-            if pending is not None:
-                return await asyncio.shield(pending)
-            return await self._open(file_id)
+        return await self.open(file_id, lambda: self._load(file_id))
 
-    async def _open(self, file_id: str) -> NotebookDocument:
-        future: asyncio.Future[NotebookDocument] = asyncio.get_running_loop().create_future()
-        self._opening[file_id] = future
-        try:
-            path = self.path_of(file_id)
-            if not path.endswith(".ipynb"):
-                raise DocumentNotFoundError(f"file {file_id!r} is not a notebook")
-            opened = await self._open_notebook(path, file_id, self)
-            document = opened.document
-            self.documents[file_id] = document
-            self._opened[file_id] = opened
-            future.set_result(document)
-            self._schedule_cleanup(file_id)
-            log.info("opened %s (%s) at version %s", path, file_id, document.version)
-            return document
-        except BaseException as e:  # (re-raised: the waiters for this open get it too)
-            future.set_exception(e)
-            future.exception()  # retrieved: waiters get it re-raised
-            raise
-        finally:
-            self._opening.pop(file_id, None)
+    async def _load(self, file_id: str) -> NotebookDocument:
+        path = self.path_of(file_id)
+        if not path.endswith(".ipynb"):
+            raise DocumentNotFoundError(f"file {file_id!r} is not a notebook")
+        opened = await self._open_notebook(path, file_id, self)
+        document = opened.document
+        self._opened[file_id] = opened
+        log.info("opened %s (%s) at version %s", path, file_id, document.version)
+        return document
 
-    # -- lifetime ---------------------------------------------------------------------------
+    async def _close_one(self, document: NotebookDocument) -> None:
+        opened = self._opened.pop(document.file_id, None)
+        await (opened.close() if opened is not None else document.close())
 
-    def connect(self, document: NotebookDocument, client: Peer) -> None:
-        document.clients.add(client)
-        self._cancel_cleanup(document.file_id)
-
-    def disconnect(self, document: NotebookDocument, client: Peer) -> None:
-        document.clients.discard(client)
-        self._schedule_cleanup(document.file_id)
-
-    def hold(self, document: NotebookDocument) -> None:
-        """Keep ``document`` open whatever its clients do (until ``release``)."""
-        self._holds[document.file_id] = self._holds.get(document.file_id, 0) + 1
-        self._cancel_cleanup(document.file_id)
-
-    def release(self, document: NotebookDocument) -> None:
-        count = self._holds.get(document.file_id, 0) - 1
-        if count <= 0:
-            self._holds.pop(document.file_id, None)
-            self._schedule_cleanup(document.file_id)
+    def _rename_one(self, document: NotebookDocument, path: str) -> None:
+        opened = self._opened.get(document.file_id)
+        if opened is not None:
+            opened.renamed(path)
         else:
-            self._holds[document.file_id] = count
-
-    def _busy(self, file_id: str) -> bool:
-        document = self.documents.get(file_id)
-        return (
-            document is None
-            or bool(document.clients)
-            or bool(self._holds.get(file_id))
-            or document.write_error is not None  # its unsaved changes wait for the store
-        )
-
-    def _cancel_cleanup(self, file_id: str) -> None:
-        handle = self._cleaners.pop(file_id, None)
-        if handle is not None:
-            handle.cancel()
-
-    def _schedule_cleanup(self, file_id: str) -> None:
-        self._cancel_cleanup(file_id)
-        if self._busy(file_id):
-            return
-        loop = asyncio.get_running_loop()
-        self._cleaners[file_id] = loop.call_later(self.cleanup_delay, self._cleanup, file_id)
-
-    def _cleanup(self, file_id: str) -> None:
-        self._cleaners.pop(file_id, None)
-        if self._busy(file_id):
-            return
-        log.info("closing %s: no clients for %ss", self.documents[file_id].path, self.cleanup_delay)
-        self.close_document(file_id)
-
-    def close_document(self, file_id: str) -> asyncio.Task[None] | None:
-        """Start closing the open document ``file_id`` (the task is kept until it is closed)."""
-        self._cancel_cleanup(file_id)
-        document = self.documents.pop(file_id, None)
-        if document is None:
-            return self._closing.get(file_id)
-        task = asyncio.get_running_loop().create_task(self._close(document))
-        self._closing[file_id] = task
-        return task
-
-    async def _close(self, document: NotebookDocument) -> None:
-        try:
-            opened = self._opened.pop(document.file_id, None)
-            await (opened.close() if opened is not None else document.close())
-        except Exception as e:  # the manager forgets it all the same (the log keeps it all)
-            count_error("document.close", e, f"closing {document.path}", logger=log)
-        finally:
-            self._closing.pop(document.file_id, None)
-
-    async def close_all(self) -> None:
-        for file_id in list(self.documents):
-            self.close_document(file_id)
-        await asyncio.gather(*self._closing.values(), return_exceptions=True)
-
-    # -- the files --------------------------------------------------------------------------
-
-    def _under(self, path: str) -> list[NotebookDocument]:
-        prefix = path.rstrip("/") + "/"
-        return [d for d in self.documents.values() if d.path == path or d.path.startswith(prefix)]
-
-    def renamed(self, old_path: str, new_path: str) -> None:
-        """A file (or folder) was renamed through the server: open documents follow it."""
-        for document in self._under(old_path):
-            path = new_path + document.path[len(old_path) :]
-            opened = self._opened.get(document.file_id)
-            if opened is not None:
-                opened.renamed(path)
-            else:
-                document.set_path(path)
-            document.files.deleted = None  # in case polling saw the old path gone first
-            document.files.changed()  # edits a save skipped meanwhile go to the new path
-
-    def deleted(self, path: str) -> None:
-        """A file (or folder) was deleted through the server: its documents do not save."""
-        for document in self._under(path):
-            document.files.deleted_now()
+            document.renamed(path)
 
 
 async def _exists(contents_manager: Contents, path: str) -> bool:

@@ -1,9 +1,9 @@
 """``NotebookDocument``: one open notebook, shared by all its clients.
 
-It holds the notebook's table (``SyncDB``), its change log and its file (``FileSync``), all
-built by its constructor. What its clients see, and when, is ``Broadcast``'s; the rest of an
-open notebook (its rooms, its YNotebook, its runner) is built around it in one place
-(``execution/open_notebook.py``).
+It holds the notebook's table (``SyncDB``), its change log and its file (a ``FileFollower`` with
+a ``NotebookFile``), all built by its constructor. What its clients see, and when, is
+``Broadcast``'s; the rest of an open notebook (its rooms, its YNotebook, its runner) is built
+around it in one place (``execution/open_notebook.py``).
 
 Opening reads the change log and the file. With no history, the file is imported (the same file
 always gives the same initial update). With history, the log is the document; if the file
@@ -42,7 +42,8 @@ from ..store.projections import ProjectionLog
 from ..sync.table import Record, SyncDB, same_json
 from ..transport.protocol import Message
 from ..transport.room import Peer
-from .filesync import Contents, FileSync, OutputImporter, repaired_warning
+from .following import Contents, FileAccess, FileFollower
+from .notebook_file import NotebookFile, OutputImporter, repaired_warning
 
 log = logging.getLogger(__name__)
 
@@ -94,12 +95,14 @@ class NotebookDocument:
         self.projection_log = ProjectionLog(changelog)
         self.db: SyncDB = notebook_syncdb()
         self.table = LoggedTable(self.db, changelog, file_id)
-        self.files = FileSync(
-            self,
-            contents_manager,
+        file = FileAccess(contents_manager, lambda: self.path)
+        #: what following the file means for a notebook (the version saved, merges, the hash)
+        self.notebook_file = NotebookFile(self, file, outputs=outputs)
+        self.files: FileFollower[int] = FileFollower(
+            file,
+            self.notebook_file,
             autosave_delay=settings.autosave_delay,
             poll_interval=settings.file_poll_interval,
-            outputs=outputs,
         )
         #: why the change log cannot be written right now (None: it can)
         self.write_error: BaseException | None = None
@@ -113,44 +116,44 @@ class NotebookDocument:
     async def open(self) -> None:
         has_history = await self.table.load()
         try:
-            text, stamp = await self.files.read()
+            text, stamp = await self.notebook_file.read()
         except DocumentNotFoundError:
             if not has_history:
                 raise
             text, stamp = None, (None, None)
-            self.files.file_missing = True
+            self.files.deleted_now()
         if not has_history:
             assert text is not None
             # parsing, converting and building the first update of a big notebook are CPU
             # work: in a thread, on objects nothing else sees yet
-            notary = notary_of(self.files.contents_manager)
+            notary = notary_of(self.files.file.contents_manager)
             loaded, records, signature = await anyio.to_thread.run_sync(
                 lambda: _read_records(text, notary)
             )
             # the file's outputs keep the trust they had on disk
             mark_code_cells(records, notary is not None and is_signed(notary, signature))
-            records = await self.files.import_records(records)
+            records = await self.notebook_file.import_records(records)
             if loaded.warnings:
                 records[0]["load_warning"] = repaired_warning(self.path, loaded.warnings)
             update = await anyio.to_thread.run_sync(lambda: initial_update(records))
             self.db.apply_update(update, FILE)
             version = await self.table.durable()
-            self.files.saved_version, self.files.stamp = version, stamp
+            self.notebook_file.saved_version, self.files.stamp = version, stamp
             await self.changelog.mark_saved(self.file_id, version, *stamp)
         else:
             saved = await self.changelog.last_saved(self.file_id)
-            self.files.saved_version = saved[0] if saved else 1
+            self.notebook_file.saved_version = saved[0] if saved else 1
             saved_stamp = (saved[1], saved[2]) if saved else (None, None)
             self.files.stamp = stamp
             if text is not None and stamp != saved_stamp:
                 log.info("%s changed on disk since it was last saved: merging", self.path)
-                if await self.files.merge_file(text):
+                if await self.notebook_file.merge_file(text):
                     self.files.changed()
         if not has_history:
             await self.projection_log.forget(self.file_id)  # a new notebook: a new session
         self.session_id = await self.projection_log.session_id(self.file_id)
-        if not self.files.file_missing:
-            self.files.hash = await self.files.file_hash()
+        if self.files.deleted is None:
+            self.notebook_file.hash = await self.notebook_file.file_hash(self.files.stamp)
         self.files.start_polling()
 
     # -- reading and writing ----------------------------------------------------------------
@@ -254,6 +257,20 @@ class NotebookDocument:
 
     def set_path(self, path: str) -> None:
         self.path = path
+
+    def renamed(self, path: str) -> None:
+        """The file was renamed through the server (``LiveDocument``)."""
+        self.set_path(path)
+        self.files.moved()
+
+    def deleted_now(self) -> None:
+        """The file was deleted through the server (``LiveDocument``)."""
+        self.files.deleted_now()
+
+    @property
+    def keeps_open(self) -> bool:
+        """Its unsaved changes wait for the store (``LiveDocument``)."""
+        return self.write_error is not None
 
     async def close(self) -> None:
         """Save and stop observing (the change log keeps everything)."""

@@ -10,8 +10,10 @@ awareness room as well, so its collaborators panel lists it with what it is doin
 Kernel usage is sampled every ``busy_interval`` seconds while the notebook runs cells (or its
 kernel is busy with a JupyterLab user's code), every ``idle_interval`` seconds otherwise, and
 once at the start and the end of every batch of runs (so the memory a run freed shows at
-once). Run progress: cells done and pending since the
-runner last became busy; it stays after the batch (``running: false``) until the next one.
+once), but never more often than every ``busy_interval / 4`` (runs of a few milliseconds back
+to back would otherwise read the kernel's process tree twice each). Run progress: cells done
+and pending since the runner last became busy; it stays after the batch (``running: false``)
+until the next one. Changes within ``PUBLISH_DELAY`` reach clients as one awareness update.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ import asyncio
 import contextlib
 import logging
 import posixpath
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
@@ -54,6 +57,10 @@ class CollaboratorsPanel(Protocol):
     (rooms/registry.py)."""
 
     def show_in_global_awareness(self, client_id: int, state: dict[str, Any] | None) -> None: ...
+
+
+#: seconds within which changes of the state are sent to clients as one
+PUBLISH_DELAY = 0.05
 
 
 @dataclass(frozen=True)
@@ -93,6 +100,8 @@ class NotebookActivity:
         self._kernel_busy = False
         self._sampler: ProcessTreeSampler | None = None
         self._wake = asyncio.Event()
+        self._last_sample = -float("inf")  # time.monotonic() of the latest sample
+        self._publishing: asyncio.TimerHandle | None = None
         self._task: asyncio.Task[None] | None = asyncio.get_running_loop().create_task(
             self._sample_forever()
         )
@@ -108,6 +117,14 @@ class NotebookActivity:
         }
 
     def _publish(self) -> None:
+        """Send the state to clients soon, with whatever else changes meanwhile."""
+        if self._publishing is None:
+            self._publishing = asyncio.get_running_loop().call_later(
+                PUBLISH_DELAY, self._publish_now
+            )
+
+    def _publish_now(self) -> None:
+        self._publishing = None
         if self.usage is None and self.progress is None:
             self._server_state(None)
             self._show_in_panel(None)
@@ -169,8 +186,13 @@ class NotebookActivity:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), interval)
             self._wake.clear()
+            # a batch that starts or ends right after a sample is sampled a little later
+            too_soon = self._last_sample + self.settings.busy_interval / 4 - time.monotonic()
+            if too_soon > 0:
+                await asyncio.sleep(too_soon)
 
     async def _sample(self) -> None:
+        self._last_sample = time.monotonic()
         km = await self._kernel_manager()
         # busy also when a JupyterLab user runs code over the kernel websocket (jupyter_server
         # follows the kernel's status messages)
@@ -200,6 +222,9 @@ class NotebookActivity:
 
     async def close(self) -> None:
         self._unsubscribe()
+        if self._publishing is not None:
+            self._publishing.cancel()
+            self._publishing = None
         if self.panel is not None:
             self.panel.show_in_global_awareness(self.document.db.doc.client_id, None)
         if self._task is not None:

@@ -22,6 +22,16 @@ from ..outputs.handler import OutputHandler
 from ..sync.table import SyncDB
 from .run_versions import RunVersions
 
+#: ``ename`` of the error that ends a run the server did not see to its end
+CUT_OFF_ENAME = "RunCutOff"
+#: what it says: the server stopped while the cell ran, or it was gone (killed, crashed) and
+#: finds the cell still marked running when it opens the notebook again
+SERVER_STOPPED = "the server stopped while this cell was running; the run was cut off here"
+SERVER_GONE = (
+    "the server stopped (it was killed or crashed) while this cell was running; "
+    "the run was cut off here and its kernel is gone"
+)
+
 
 def now_ms() -> float:
     return time.time() * 1000
@@ -119,6 +129,33 @@ class CellWrites:
                 origin,
             )
         self.commit()
+
+    def cut_off(self, cell_id: str, reason: str) -> None:
+        """End a run the server could not finish (it stopped while the cell ran): the outputs
+        so far stay, and an error after them says what happened, in every client and the
+        file."""
+        record = self.db.peek(("cell", cell_id))
+        if record is None:
+            return
+        outputs = record.get("output") or {}
+        after = max((int(key) for key, value in outputs.items() if value is not None), default=-1)
+        error = {
+            "output_type": "error",
+            "ename": CUT_OFF_ENAME,
+            "evalue": reason,
+            "traceback": [f"{CUT_OFF_ENAME}: {reason}"],
+        }
+        with self.batch() as origin:
+            self.db.set(
+                {
+                    "type": "cell",
+                    "id": cell_id,
+                    "state": "idle",
+                    "end": record.get("end") or now_ms(),
+                    "output": {str(after + 1): error},
+                },
+                origin,
+            )
 
     def write_display(self, cell_id: str, index: int, update: dict[str, Any]) -> None:
         """An ``update_display_data`` for a display shown in another cell."""

@@ -33,7 +33,8 @@ from .activity import CollaboratorsPanel, NotebookActivity, UsageSettings
 from .runner import NotebookRunner
 
 if TYPE_CHECKING:
-    from ..documents.filesync import Contents, OutputImporter
+    from ..documents.following import Contents
+    from ..documents.notebook_file import OutputImporter
     from ..outputs.blobs import BlobStore
     from ..outputs.handler import OutputLimits
     from ..outputs.hooks import NamedDocument, OutputHooks
@@ -99,7 +100,7 @@ class OpenNotebook:
         self._projection: YNotebookProjection | None = None
         self._projection_lock = asyncio.Lock()
         self.closed = False
-        document.files.on_saved.append(self._saved)
+        document.notebook_file.on_saved.append(self._saved)
 
     @property
     def file_id(self) -> str:
@@ -139,19 +140,22 @@ class OpenNotebook:
             projection = await YNotebookProjection.built_in_steps(document.db, **kwargs)
         else:
             projection = YNotebookProjection(document.db, state=state, **kwargs)
+        values = {"path": document.path, "document_id": f"json:notebook:{document.file_id}"}
+        if document.notebook_file.hash is not None:
+            values["hash"] = document.notebook_file.hash
+        if state is None:
+            # a new YNotebook: its first version is the whole of it, its state included
+            projection.set_state(**values)
         self._projection = projection
         self.broadcast.follow(projection, new=state is None)
-        values = {"path": document.path, "document_id": f"json:notebook:{document.file_id}"}
-        if document.files.hash is not None:
-            values["hash"] = document.files.hash
-        projection.set_state(**values)
+        projection.set_state(**values)  # (a restored YNotebook: a change, logged as any)
         return projection
 
     def _saved(self) -> None:
         if self._projection is not None:
             state: dict[str, Any] = {"dirty": False}
-            if self.document.files.hash is not None:  # the stock frontend learns the hash here
-                state["hash"] = self.document.files.hash
+            if self.document.notebook_file.hash is not None:  # the stock frontend learns it here
+                state["hash"] = self.document.notebook_file.hash
             self._projection.set_state(**state)
 
     # -- clients ----------------------------------------------------------------------------
@@ -167,7 +171,7 @@ class OpenNotebook:
 
     def renamed(self, path: str) -> None:
         """The file was renamed through the server."""
-        self.document.set_path(path)
+        self.document.renamed(path)
         if self._projection is not None:
             self._projection.set_state(path=path)
 

@@ -34,7 +34,7 @@ from ..kernels.kernel import DEAD_KERNEL_ENAME, CodeExecutionEmitter, JupyterKer
 from ..origin import RUNNER, Origin
 from ..outputs.handler import DisplayIndex, OutputHandler, OutputLimits, is_marker
 from ..sync.table import ChangeEvent
-from .cell_writes import CellWrites
+from .cell_writes import SERVER_GONE, SERVER_STOPPED, CellWrites
 from .run_versions import ProjectionWrites, RunVersions
 
 if TYPE_CHECKING:
@@ -47,6 +47,9 @@ if TYPE_CHECKING:
     from .sessions import SessionKernels
 
 log = logging.getLogger(__name__)
+
+#: how long closing waits for the running cell to write what it printed before it was stopped
+WORKER_STOP_TIMEOUT = 10.0
 
 INPUT_REQUEST = "input_request"
 #: why a notebook may get no kernel: it cannot start or died (KernelError), jupyter_server's
@@ -119,14 +122,18 @@ class NotebookRunner:
     # -- requests ---------------------------------------------------------------------------
 
     def _reset_stale_states(self) -> None:
-        """Cells left queued or busy by a server that stopped: nothing is running them."""
+        """Cells left queued or busy by a server that stopped: nothing is running them. A
+        cell that was running says that its run was cut off."""
         states = self.db.field_values("state", {"type": "cell"})
-        stale = [str(key[1]) for key, state in states.items() if state in ("run", "busy")]
+        queued = [str(key[1]) for key, state in states.items() if state == "run"]
+        running = [str(key[1]) for key, state in states.items() if state == "busy"]
         requested = [str(key[1]) for key, state in states.items() if state == "start"]
-        if stale:
+        if queued or running:
             with self.writes.batch() as origin:
-                for cell_id in stale:
+                for cell_id in queued:
                     self.db.set({"type": "cell", "id": cell_id, "state": "idle"}, origin)
+                for cell_id in running:
+                    self.writes.cut_off(cell_id, SERVER_GONE)
             self.writes.commit()
         if requested:
             self.run(sorted(requested, key=self._position), origin=RUNNER)
@@ -458,9 +465,7 @@ class NotebookRunner:
         handler = self._handler
         if handler is not None and index < len(handler.messages):
             shown = "" if password else value
-            handler.replace(
-                index, {"output_type": "stream", "name": "stdout", "text": f"{prompt}{shown}\n"}
-            )
+            handler.answer(index, f"{prompt}{shown}\n")
             self.writes.flush(cell_id, handler)
         return True
 
@@ -543,8 +548,17 @@ class NotebookRunner:
         self.kernel = None
 
     async def close(self) -> None:
-        await self.versions.close()
+        """Stop running (the server stops, or the notebook closes): a cell that was running
+        ends with an error saying its run was cut off."""
         self._unsubscribe()
         self._drop_queue()
-        if self._worker is not None and not self._worker.done():
-            self._worker.cancel()
+        cut_off = self.current
+        worker = self._worker
+        if worker is not None and not worker.done():
+            worker.cancel()
+            # its cell's outputs so far are written as it ends; the error comes after them
+            await asyncio.wait({worker}, timeout=WORKER_STOP_TIMEOUT)
+        if cut_off is not None:
+            self.writes.cut_off(cut_off, SERVER_STOPPED)
+            self.writes.commit()
+        await self.versions.close()

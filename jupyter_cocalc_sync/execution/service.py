@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 from ..errors import DocumentNotFoundError, InvalidRecordError
 from ..format.ipynb import cell_order_key, ordered_outputs
 from ..origin import Origin
+from ..outputs.formats import empty_page, overflow_page
 from ..outputs.handler import is_marker
 from .activity import NotebookActivity
 from .open_notebook import NotebookFactory
@@ -99,13 +100,25 @@ class ExecutionService:
             origin=origin,
         )
 
-    async def more_output(self, path: str, cell_id: str) -> dict[str, Any]:
+    async def more_output(
+        self, path: str, cell_id: str, page: tuple[int, int] | None = None
+    ) -> dict[str, Any]:
+        """A cell's overflow: all of it as stored, or ``page`` (offset, limit) of its entries
+        as JupyterLab shows outputs (``outputs.formats.overflow_page``)."""
         document = await self.documents.get(path)
         record = document.db.peek(("cell", cell_id))
         if record is None:
             raise DocumentNotFoundError(f"no cell {cell_id!r} in {path}")
-        if self.overflow is None or not any(is_marker(o) for o in ordered_outputs(record)):
+        overflow = self.overflow
+        if overflow is None or not any(is_marker(o) for o in ordered_outputs(record)):
+            if page is not None:
+                return empty_page(page[0])
             return {"messages": [], "truncated": 0, "discarded": 0}
-        more = await self.overflow.read(document.file_id, cell_id)
+        if page is not None:
+            offset, limit = page
+            return await overflow_page(
+                overflow, self.notebooks.parts.blobs, document.file_id, cell_id, offset, limit
+            )
+        more = await overflow.read(document.file_id, cell_id)
         more.pop("head_count", None)
         return more

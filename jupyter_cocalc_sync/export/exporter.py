@@ -20,7 +20,7 @@ import anyio
 import nbformat
 
 from ..documents.notebook import NotebookDocument
-from ..errors import ExportFormatError
+from ..errors import ExportFormatError, ExportToolMissingError
 
 if TYPE_CHECKING:
     from nbconvert.exporters import Exporter
@@ -77,16 +77,25 @@ class NotebookExporter:
 
 def _convert(notebook: dict[str, Any], to: str, base: str) -> Export:
     from nbconvert.exporters import get_exporter
+    from nbconvert.utils.pandoc import PandocMissing
 
     exporter: Exporter = (
         SystemChromiumPDFExporter()  # type: ignore[no-untyped-call]  # nbconvert's __init__
         if to == "webpdf"
         else get_exporter(to)()
     )
-    # (nbconvert annotates the body as a NotebookNode: exporters give text, PDF ones bytes)
-    converted: tuple[Any, dict[str, Any]] = exporter.from_notebook_node(
-        nbformat.from_dict(notebook), {"metadata": {"name": base}}
-    )
+    try:
+        # (nbconvert annotates the body as a NotebookNode: exporters give text, PDF ones bytes)
+        converted: tuple[Any, dict[str, Any]] = exporter.from_notebook_node(
+            nbformat.from_dict(notebook), {"metadata": {"name": base}}
+        )
+    except PandocMissing as e:
+        # (asked for only when the notebook has Markdown to convert)
+        raise ExportToolMissingError(
+            f"to={to} needs pandoc (https://pandoc.org/installing.html, e.g. apt-get install "
+            "pandoc) to convert the notebook's Markdown, and it is not installed on this "
+            "server; to=html or to=markdown work without it"
+        ) from e
     body: str | bytes = converted[0]
     resources = converted[1]
     extension = resources.get("output_extension") or exporter.file_extension or ""

@@ -60,8 +60,11 @@ class LoadedNotebook:
 def join_lines(value: Any) -> Any:
     if not isinstance(value, list):
         return value
-    # a list of lines; anything else in it (a damaged file) is kept as its JSON text
-    return "".join(line if isinstance(line, str) else json.dumps(line) for line in value)
+    try:
+        return "".join(value)  # a list of lines, as nbformat writes them
+    except TypeError:
+        # anything else in it (a damaged file) is kept as its JSON text
+        return "".join(line if isinstance(line, str) else json.dumps(line) for line in value)
 
 
 #: MIME types whose value in a bundle is any JSON; every other one is text (nbformat's schema)
@@ -101,17 +104,17 @@ def load_notebook(source: str | bytes | Mapping[str, Any]) -> LoadedNotebook:
             source = source.decode("utf-8-sig")
         except UnicodeDecodeError as e:
             raise _fail("", f"not UTF-8 text ({e})") from None
+    loaded = LoadedNotebook({})
     if isinstance(source, str):
         try:
-            raw = json.loads(source)
+            raw = _loads_yjs_numbers(source, loaded.warnings)
         except json.JSONDecodeError as e:
             raise _fail("", f"not JSON: {e.msg} (line {e.lineno}, column {e.colno})") from None
     else:
         raw = json_copy(dict(source))
+        _repair_numbers(raw, loaded.warnings)
     if not isinstance(raw, dict):
         raise _fail("", f"the top level must be an object, not {type(raw).__name__}")
-    loaded = LoadedNotebook({})
-    _repair_numbers(raw, loaded.warnings)
     major = raw.get("nbformat")
     if major is None and isinstance(raw.get("cells"), list):
         loaded.warnings.append("no nbformat version: read as nbformat 4")
@@ -148,6 +151,44 @@ def load_notebook(source: str | bytes | Mapping[str, Any]) -> LoadedNotebook:
     return loaded
 
 
+def _loads_yjs_numbers(text: str, warnings: list[str]) -> Any:
+    """``json.loads`` with the numbers Yjs cannot hold made into ones it can as they are read
+    (as ``_repair_numbers`` does to a parsed document, without walking every string of it:
+    a notebook is mostly text, and numbers are few)."""
+    counts = {"integers": 0, "non-finite": 0}
+
+    def parse_int(literal: str) -> int | float:
+        value = int(literal)
+        if -MAX_SAFE_INTEGER <= value <= MAX_SAFE_INTEGER:
+            return value
+        counts["integers"] += 1
+        return float(value)
+
+    def parse_float(literal: str) -> float | None:
+        value = float(literal)
+        if math.isfinite(value):
+            return value
+        counts["non-finite"] += 1  # (1e999)
+        return None
+
+    def parse_constant(literal: str) -> None:
+        counts["non-finite"] += 1  # NaN, Infinity, -Infinity
+        return None
+
+    raw = json.loads(
+        text, parse_int=parse_int, parse_float=parse_float, parse_constant=parse_constant
+    )
+    _number_warnings(counts, warnings)
+    return raw
+
+
+def _number_warnings(counts: dict[str, int], warnings: list[str]) -> None:
+    if counts["integers"]:
+        warnings.append(f"{counts['integers']} integer(s) beyond ±2^53 read as doubles")
+    if counts["non-finite"]:
+        warnings.append(f"{counts['non-finite']} NaN/Infinity value(s) read as null")
+
+
 def _repair_numbers(raw: dict[str, Any], warnings: list[str]) -> None:
     """Numbers a JSON document of Yjs cannot hold, made into ones it can (in place).
 
@@ -171,10 +212,7 @@ def _repair_numbers(raw: dict[str, Any], warnings: list[str]) -> None:
             elif isinstance(value, float) and not math.isfinite(value):
                 container[key] = None
                 counts["non-finite"] += 1
-    if counts["integers"]:
-        warnings.append(f"{counts['integers']} integer(s) beyond ±2^53 read as doubles")
-    if counts["non-finite"]:
-        warnings.append(f"{counts['non-finite']} NaN/Infinity value(s) read as null")
+    _number_warnings(counts, warnings)
 
 
 def _upgrade(raw: dict[str, Any]) -> dict[str, Any]:

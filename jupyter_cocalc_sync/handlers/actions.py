@@ -21,9 +21,12 @@ class ActionsHandler(NotebookHandlerBase):
         await check_action(self, runs_code=name in RUN_ACTIONS)
         runner = await self.services.execution.runner(self.api_path(path))
         actions = NotebookActions(
-            runner.document, runner, kernel_names=self.kernel_spec_manager.find_kernel_specs
+            runner.document,
+            self.origin,
+            runner,
+            kernel_names=self.kernel_spec_manager.find_kernel_specs,
         )
-        self.finish_json(await perform(actions, name, params, origin=self.origin))
+        self.finish_json(await perform(actions, name, params))
 
 
 def action_routes() -> list[tuple[str, type]]:

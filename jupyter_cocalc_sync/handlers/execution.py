@@ -103,14 +103,41 @@ class InputHandler(ExecutionHandlerBase):
         self.finish_json({"answered": True})
 
 
+#: entries per page when ``limit`` is not given, and at most (an entry is at most 64 KiB of
+#: stream text, or one other output)
+DEFAULT_PAGE_ENTRIES = 8
+MAX_PAGE_ENTRIES = 256
+
+
 class MoreOutputHandler(NotebookHandlerBase):
-    """``GET …/cells/{cell_id}/more_output``."""
+    """``GET …/cells/{cell_id}/more_output``: all of the overflow, or with ``offset`` and/or
+    ``limit`` a page of its entries, as JupyterLab shows outputs."""
 
     @web.authenticated
     @requires(READ_DOCUMENT)
     async def get(self, path: str, cell_id: str) -> None:
-        more = await self.services.execution.more_output(self.api_path(path), cell_id)
+        page = self._page()
+        more = await self.services.execution.more_output(self.api_path(path), cell_id, page)
         await self.finish_large_json(more)
+
+    def _page(self) -> tuple[int, int] | None:
+        offset = self.get_query_argument("offset", None)
+        limit = self.get_query_argument("limit", None)
+        if offset is None and limit is None:
+            return None
+        return (
+            _whole_number("offset", offset, 0, None),
+            _whole_number("limit", limit, DEFAULT_PAGE_ENTRIES, MAX_PAGE_ENTRIES),
+        )
+
+
+def _whole_number(name: str, raw: str | None, default: int, most: int | None) -> int:
+    if raw is None:
+        return default
+    if not (raw.isascii() and raw.isdigit()) or (most is not None and int(raw) > most):
+        bound = f" and at most {most}" if most is not None else ""
+        raise web.HTTPError(400, f"{name} must be a whole number >= 0{bound}, not {raw!r}")
+    return int(raw)
 
 
 def execution_routes() -> list[tuple[str, type]]:

@@ -56,6 +56,8 @@ class RoomHandler(WebSocketMixin, WebSocketHandler, JupyterHandler):
         self.origin: Origin = Origin.of_peer(None, READ_ONLY)
         #: bytes given to the websocket and not yet written to the network
         self.queued_bytes = 0
+        #: the whole document was sent once (the first sync, not counted in ``queued_bytes``)
+        self.first_sync_sent = False
 
     @property
     def username(self) -> str | None:
@@ -111,15 +113,22 @@ class RoomHandler(WebSocketMixin, WebSocketHandler, JupyterHandler):
     def max_message_size(self) -> int:
         return services_of(self).limits.max_frame_bytes
 
-    def send(self, data: bytes) -> None:
+    def send(self, data: bytes, *, first_sync: bool = False) -> None:
         """Queue ``data``; a client that has more than ``send_queue_bytes`` not yet taken by
         the network (it stopped reading, or reads slower than the room changes) is closed,
-        with a reason that says it may reconnect (it then gets the document afresh)."""
+        with a reason that says it may reconnect (it then gets the document afresh).
+
+        The first sync of a connection (``first_sync``: the whole document, which may be
+        far bigger than the limit) is not counted: a client reading a 50 MB notebook is not
+        behind, and what the room sends meanwhile is counted as usual. Only the first one
+        is exempt, so a client asking for the document again and again is still bounded."""
         if self.ws_connection is None or self.ws_connection.is_closing():
             return
+        counted = not first_sync or self.first_sync_sent
+        self.first_sync_sent = self.first_sync_sent or first_sync
         limit = services_of(self).limits.send_queue_bytes
-        if self.queued_bytes and self.queued_bytes + len(data) > limit:
-            # (one message larger than the limit still goes out alone: a big document's sync)
+        if counted and self.queued_bytes and self.queued_bytes + len(data) > limit:
+            # (one message larger than the limit still goes out alone)
             self.log.warning(
                 "closing a room client that fell %d bytes behind", self.queued_bytes + len(data)
             )
@@ -129,12 +138,15 @@ class RoomHandler(WebSocketMixin, WebSocketHandler, JupyterHandler):
             future = self.write_message(data, binary=True)
         except WebSocketClosedError:
             return
-        self.queued_bytes += len(data)
-        future.add_done_callback(partial(self._sent, size=len(data)))
+        if counted:
+            self.queued_bytes += len(data)
+            future.add_done_callback(partial(self._sent, size=len(data)))
+        else:
+            future.add_done_callback(_written)
 
     def _sent(self, future: asyncio.Future[None], size: int) -> None:
         self.queued_bytes -= size
-        future.exception()  # a closed socket is not an error
+        _written(future)
 
     def close(self, code: int | None = None, reason: str | None = None) -> None:
         if self.ws_connection is not None:
@@ -169,6 +181,10 @@ class DocSessionHandler(CocalcAPIHandler):
             {"format": file_format, "type": file_type, "fileId": file_id, "sessionId": session_id},
             status=200 if known else 201,
         )
+
+
+def _written(future: asyncio.Future[None]) -> None:
+    future.exception()  # a closed socket is not an error
 
 
 def fit_close_reason(reason: str) -> str:

@@ -6,8 +6,12 @@ messages. The ``.ipynb`` file and JupyterLab need plain nbformat outputs:
 * blob references are re-inlined as base64 (a blob missing from the store becomes a text
   placeholder, so the output stays valid);
 * the marker becomes the overflow itself when saving (``inline_more_output_on_save``), or a
-  notice saying how to get it; in JupyterLab it is a readable notice with the URL to fetch;
-* an ``input_request`` becomes the prompt, as a stream.
+  notice saying how to get it; in JupyterLab it is ``MORE_OUTPUT_MIME``, which the frontend
+  extension renders as "Show more" loading the overflow a page at a time
+  (``overflow_page``), with a plain-text notice and the URL for other frontends;
+* an ``input_request`` becomes the prompt in the file; in JupyterLab it is
+  ``INPUT_REQUEST_MIME``, which the frontend extension renders as an input box (a password
+  field for ``getpass``) in every collaborator's tab.
 
 Images in imported files and in outputs a JupyterLab client writes go to the blob store too.
 """
@@ -25,7 +29,13 @@ from .handler import is_marker
 from .hooks import NamedDocument, OutputHooks
 from .overflow import MoreOutputStore
 
+#: the key, in an output's metadata, of what an output shown in JupyterLab stands for
 NOTICE_FLAG = "cocalc_sync"
+#: what the frontend extension (labextension/src) renders: a pending input()/getpass() of a
+#: server-run cell (``{path, cell_id, prompt, password}``), and the "more output" marker
+#: (``{path, cell_id}``)
+INPUT_REQUEST_MIME = "application/vnd.jupyter-cocalc-sync.input-request+json"
+MORE_OUTPUT_MIME = "application/vnd.jupyter-cocalc-sync.more-output+json"
 
 
 def more_output_url(base_url: str, path: str, cell_id: str) -> str:
@@ -33,14 +43,13 @@ def more_output_url(base_url: str, path: str, cell_id: str) -> str:
     return f"{notebook}/cells/{quote(cell_id)}/more_output"
 
 
-def _notice(text: str, html: str | None = None) -> dict[str, Any]:
-    data = {"text/plain": text}
-    if html is not None:
-        data["text/html"] = html
+def _shown(stands_for: str, data: dict[str, Any]) -> dict[str, Any]:
+    """A ``display_data`` that JupyterLab shows in place of a table output (``NOTICE_FLAG``
+    says which, for the way back)."""
     return {
         "output_type": "display_data",
         "data": data,
-        "metadata": {NOTICE_FLAG: {"more_output": True}},
+        "metadata": {NOTICE_FLAG: {stands_for: True}},
     }
 
 
@@ -80,19 +89,38 @@ class OutputFormats:
     def render(self, path: str, cell_id: str, output: dict[str, Any]) -> dict[str, Any]:
         if is_marker(output):
             url = more_output_url(self.base_url, path, cell_id)
-            return _notice(
-                "Output truncated: the rest is kept on the server "
-                f"(max_output_length / max_output_messages). Fetch it: GET {url}",
-                "<p><b>Output truncated</b>: the rest is kept on the server. "
-                f'<a href="{url}" target="_blank">Show the rest</a></p>',
+            return _shown(
+                "more_output",
+                {
+                    MORE_OUTPUT_MIME: {"path": path, "cell_id": cell_id},
+                    "text/plain": "Output truncated: the rest is kept on the server "
+                    f"(max_output_length / max_output_messages). Fetch it: GET {url}",
+                },
             )
         if output.get("output_type") == "input_request":
-            return _prompt(output)
+            prompt, password = str(output.get("prompt", "")), bool(output.get("password"))
+            request = {"path": path, "cell_id": cell_id, "prompt": prompt, "password": password}
+            return _shown(
+                "input_request",
+                {INPUT_REQUEST_MIME: request, "text/plain": f"{prompt}(waiting for input)"},
+            )
         return self.blobs.inline(output)
 
     def ingest(self, output: dict[str, Any], doc_id: str) -> dict[str, Any]:
+        """A JupyterLab output for the table: what ``render`` showed goes back to what it
+        stands for (the client only ever sends back what the server rendered)."""
         metadata = output.get("metadata")
-        if isinstance(metadata, dict) and NOTICE_FLAG in metadata:
+        stands_for = metadata.get(NOTICE_FLAG) if isinstance(metadata, dict) else None
+        if isinstance(stands_for, dict) and stands_for.get("input_request"):
+            data = output.get("data")
+            request = data.get(INPUT_REQUEST_MIME) if isinstance(data, dict) else None
+            if isinstance(request, dict):
+                return {
+                    "output_type": "input_request",
+                    "prompt": str(request.get("prompt", "")),
+                    "password": bool(request.get("password")),
+                }
+        if stands_for is not None:
             return {"more_output": True}
         return self.blobs.extract(output, doc_id)
 
@@ -140,17 +168,74 @@ class OutputFormats:
             ]
         messages = [self.blobs.inline(m, blobs) for m in more["messages"]]
         if more["truncated"]:
-            gap = _plain_notice(
-                f"[... {more['discarded']} characters in {more['truncated']} output chunks "
-                "were dropped here (CocalcSync.max_more_output_bytes) ...]"
-            )
+            gap = _gap_notice(more["truncated"], more["discarded"])
             split = more["head_count"]
             messages = [*messages[:split], gap, *messages[split:]]
         return messages
 
 
+#: a page of the overflow as ``overflow_page`` answers it
+Page = dict[str, Any]
+
+
+def empty_page(offset: int) -> Page:
+    """A page of a cell that keeps no overflow."""
+    return {
+        "messages": [],
+        "truncated": 0,
+        "discarded": 0,
+        "offset": offset,
+        "next_offset": None,
+        "total": 0,
+        "bytes": 0,
+        "page_bytes": 0,
+    }
+
+
+async def overflow_page(
+    overflow: MoreOutputStore,
+    blobs: BlobStore | None,
+    doc_id: str,
+    cell_id: str,
+    offset: int,
+    limit: int,
+) -> Page:
+    """Entries ``offset`` to ``offset + limit`` of a cell's overflow as JupyterLab shows
+    outputs (blobs inlined, streams joined, a notice where the dropped part was), with where
+    the next page starts and the sizes to tell the user."""
+    page = await overflow.read_page(doc_id, cell_id, offset, limit)
+    messages = [message for _, message in page.rows]
+    if blobs is not None:
+        found = await blobs.prefetch({s for m in messages for s in references(m)})
+        messages = [blobs.inline(message, found) for message in messages]
+    split = page.head_entries - offset
+    if page.truncated and 0 <= split < len(messages):
+        gap = _gap_notice(page.truncated, page.discarded)
+        messages = [*_merge_streams(messages[:split]), gap, *_merge_streams(messages[split:])]
+    else:
+        messages = _merge_streams(messages)
+    end = offset + len(page.rows)
+    return {
+        **empty_page(offset),
+        "messages": messages,
+        "truncated": page.truncated,
+        "discarded": page.discarded,
+        "next_offset": end if end < page.total else None,
+        "total": page.total,
+        "bytes": page.bytes,
+        "page_bytes": page.page_bytes,
+    }
+
+
 def _plain_notice(text: str) -> dict[str, Any]:
     return {"output_type": "stream", "name": "stdout", "text": text + "\n"}
+
+
+def _gap_notice(truncated: int, discarded: int) -> dict[str, Any]:
+    return _plain_notice(
+        f"[... {discarded} characters in {truncated} output chunks "
+        "were dropped here (CocalcSync.max_more_output_bytes) ...]"
+    )
 
 
 def _merge_streams(outputs: list[dict[str, Any]]) -> list[dict[str, Any]]:

@@ -180,6 +180,22 @@ class OutputHandler:
         self._streams.pop(index, None)
         self._set(index, output)
 
+    def answer(self, index: int, text: str) -> None:
+        """The input request at ``index`` was answered: it becomes ``text`` on stdout. As the
+        last output (the kernel waited on it) it joins the stdout stream before it, and what
+        the cell prints next joins it: one stream, as JupyterLab shows a prompt and its answer
+        (JupyterLab merges neighbouring streams of one name in its own copy, and would write
+        the merged text back into the document)."""
+        output = {"output_type": "stream", "name": "stdout", "text": text}
+        if index != len(self.messages) - 1 or self._marker is not None:
+            self.replace(index, output)
+            return
+        self.messages.pop()
+        self._total -= self._sizes.pop() + (1 if index else 0)
+        self._streams.pop(index, None)
+        self._dirty.discard(index)
+        self._add_stream(output)
+
     def _add_stream(self, output: dict[str, Any]) -> int | None:
         name, text = output["name"], output["text"]
         if self._marker is not None:

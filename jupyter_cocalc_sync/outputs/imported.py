@@ -10,6 +10,7 @@ are (streams are not re-joined), so a file round-trips unchanged.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from typing import Any
 
@@ -19,9 +20,28 @@ from .blobs import BlobStore
 from .handler import OutputHandler, OutputLimits, dumps
 from .overflow import MoreOutputStore
 
+#: outputs with at most this much text are measured on the event loop (well under 1 ms)
+MEASURED_ON_THE_LOOP = 64 * 1024
+
+
+def _text_size(outputs: list[dict[str, Any]]) -> float:
+    """The characters of the outputs' texts and MIME bundles' strings, about the size of their
+    JSON; infinite when an output holds anything else that may be big (a JSON bundle, a
+    traceback), which is then measured off the loop."""
+    size = 0
+    for output in outputs:
+        text, data = output.get("text"), output.get("data")
+        if isinstance(text, str):
+            size += len(text)
+        elif isinstance(data, dict) and all(isinstance(v, str) for v in data.values()):
+            size += sum(len(v) for v in data.values())
+        else:
+            return math.inf
+    return size
+
 
 class FileOutputImporter:
-    """The ``OutputImporter`` of notebook documents (``documents/filesync.py``)."""
+    """The ``OutputImporter`` of notebook documents (``documents/notebook_file.py``)."""
 
     def __init__(
         self, limits: OutputLimits, blobs: BlobStore | None, overflow: MoreOutputStore | None
@@ -48,8 +68,10 @@ class FileOutputImporter:
         limits = self.limits_for(settings)
         visible = {str(i): o for i, o in enumerate(outputs)}
         if len(outputs) <= limits.max_messages:
-            # measuring megabytes of output is CPU work: not on the event loop
-            length = await anyio.to_thread.run_sync(lambda: len(dumps(visible)))
+            if _text_size(outputs) <= MEASURED_ON_THE_LOOP:
+                length = len(dumps(visible))  # (a thread hop per cell would cost more)
+            else:  # measuring megabytes of output is CPU work: not on the event loop
+                length = await anyio.to_thread.run_sync(lambda: len(dumps(visible)))
             if length <= limits.max_length:
                 return visible
         overflow = self.overflow

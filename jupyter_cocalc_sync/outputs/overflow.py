@@ -8,7 +8,8 @@ rows, not a million.
 Each cell may keep ``max_bytes`` of overflow: the first half (the head) and, after that, the
 most recent half (the tail: older tail rows are dropped as new ones come). Reading gives the
 head, then the tail, with how many entries (``truncated``) and characters (``discarded``) were
-cut from between them. Nothing is dropped without being counted.
+cut from between them. Nothing is dropped without being counted. ``read_page`` reads a few
+entries at a time, for a client that shows the overflow page by page.
 """
 
 from __future__ import annotations
@@ -96,6 +97,24 @@ def _assemble(rows: list[tuple[int, Any]], gap: Any) -> dict[str, Any]:
 def _weight(message: dict[str, Any]) -> int:
     """Characters a message counts for when it is dropped: its text, or its JSON."""
     return len(message["text"]) if _is_stream(message) else len(dumps(message))
+
+
+@dataclass
+class OverflowPage:
+    """Entries ``offset`` … of a cell's overflow (``MoreOutputStore.read_page``)."""
+
+    #: (seq, message) of the page's entries, in order
+    rows: list[tuple[int, Any]]
+    offset: int
+    #: entries kept, and their size (bytes of their JSON)
+    total: int
+    bytes: int
+    page_bytes: int
+    #: entries before the dropped part (the head: all of them when nothing was dropped),
+    #: and what was dropped
+    head_entries: int
+    truncated: int
+    discarded: int
 
 
 @dataclass
@@ -291,6 +310,49 @@ class MoreOutputStore:
         # joining megabytes of stream text is CPU work: not on the event loop, and not on the
         # SQLite thread either (every document's writes wait for it)
         return await anyio.to_thread.run_sync(_assemble, rows, gap)
+
+    async def read_page(self, doc: str, cell: str, offset: int, limit: int) -> OverflowPage:
+        """Entries ``offset`` to ``offset + limit`` of a cell's overflow (each at most
+        ``CHUNK`` characters of stream text, or one other message), with the totals."""
+
+        # the size in bytes without decoding the text (a count of characters would read it all)
+        data_bytes = (
+            "octet_length(data)"
+            if self.worker.dialect == "postgresql"
+            else "length(CAST(data AS BLOB))"
+        )
+
+        def read(conn: StoreConnection) -> OverflowPage:
+            where = "WHERE doc = ? AND cell = ?"
+            total, size = conn.execute(
+                f"SELECT COUNT(*), COALESCE(SUM({data_bytes}), 0) FROM overflow {where}",
+                (doc, cell),
+            ).fetchone()
+            raw = conn.execute(
+                f"SELECT seq, data FROM overflow {where} ORDER BY seq LIMIT ? OFFSET ?",
+                (doc, cell, limit, offset),
+            ).fetchall()
+            gap = conn.execute(
+                f"SELECT after_seq, truncated, discarded FROM overflow_gaps {where}", (doc, cell)
+            ).fetchone()
+            after, truncated, discarded = gap if gap else (0, 0, 0)
+            head = total
+            if truncated:
+                (head,) = conn.execute(
+                    f"SELECT COUNT(*) FROM overflow {where} AND seq <= ?", (doc, cell, after)
+                ).fetchone()
+            return OverflowPage(
+                rows=[(seq, json.loads(data)) for seq, data in raw],
+                offset=offset,
+                total=total,
+                bytes=size,
+                page_bytes=sum(len(data.encode()) for _, data in raw),
+                head_entries=head,
+                truncated=truncated,
+                discarded=discarded,
+            )
+
+        return await self.worker.run(read)
 
     async def forget(self, doc: str) -> None:
         def delete(conn: StoreConnection) -> None:

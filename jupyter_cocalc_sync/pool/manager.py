@@ -13,6 +13,7 @@ bookkeeping runs unchanged for pooled and normally started kernels alike.
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any, cast
 
 from jupyter_client.multikernelmanager import MultiKernelManager
@@ -38,12 +39,24 @@ class _PoolAwareLaunch(MultiKernelManager):
     async def _async_shutdown_kernel(
         self, kernel_id: str, now: bool | None = False, restart: bool | None = False
     ) -> None:
-        await cast("PoolingKernelManager", self).claims.until_settled(kernel_id)
+        manager = cast("PoolingKernelManager", self)
+        await manager.claims.until_settled(kernel_id)
+        await manager.until_restarted(kernel_id)
         await MultiKernelManager._async_shutdown_kernel(self, kernel_id, now=now, restart=restart)
 
     async def _async_restart_kernel(self, kernel_id: str, now: bool = False) -> None:
-        await cast("PoolingKernelManager", self).claims.until_settled(kernel_id)
-        await MultiKernelManager._async_restart_kernel(self, kernel_id, now=now)
+        manager = cast("PoolingKernelManager", self)
+        await manager.claims.until_settled(kernel_id)
+        ended = asyncio.Event()
+        manager.restarts.setdefault(kernel_id, []).append(ended)
+        try:
+            await MultiKernelManager._async_restart_kernel(self, kernel_id, now=now)
+        finally:
+            ended.set()
+            under_way = manager.restarts[kernel_id]
+            under_way.remove(ended)
+            if not under_way:
+                del manager.restarts[kernel_id]
 
 
 class PoolingKernelManager(AsyncMappingKernelManager):
@@ -62,6 +75,8 @@ class PoolingKernelManager(AsyncMappingKernelManager):
         self._claimed: dict[str, PooledKernel] = {}
         #: claimed kernels whose start has: their re-pointing and head starts
         self.claims = Claims(self, self.log)
+        #: kernel id -> an event per restart of it under way, set when that restart ends
+        self.restarts: dict[str, list[asyncio.Event]] = {}
         # Created here, so invalid pool settings stop the server at startup.
         self.pool = KernelPool(parent=self, log=self.log)
 
@@ -70,6 +85,24 @@ class PoolingKernelManager(AsyncMappingKernelManager):
         # MultiKernelManager.__len__ makes a manager with no claimed kernels falsy: the
         # pool's kernels would outlive the server.
         return True
+
+    async def until_restarted(self, kernel_id: str) -> None:
+        """Return once no restart of the kernel is under way (whichever way each one ended).
+
+        jupyter_client's shutdown reads ``ready.exception()``, which raises InvalidStateError
+        while a restart's ``ready`` is pending (a restart asked for here, or one by the
+        kernel's auto-restarter after it died): a server stopping then skipped the rest of its
+        cleanup, and the restart went on to start a kernel nobody stopped. After the restart
+        (jupyter_client bounds both its halves), the shutdown stops the kernel it brought up.
+        """
+        while True:
+            for ended in list(self.restarts.get(kernel_id, ())):
+                await ended.wait()
+            km = self._kernels.get(kernel_id)
+            ready = getattr(km, "ready", None)
+            if ready is None or ready.done():
+                return
+            await asyncio.wait([asyncio.wrap_future(ready)])
 
     def start_pool(self) -> None:
         """Start filling the pool now (idempotent, returns at once; needs the running loop).

@@ -111,6 +111,11 @@ class ReplayPool:
             self._executor = None
             return await loop.run_in_executor(self._pool(), fn, *args)
 
+    def worker_pids(self) -> list[int]:
+        """The pids of the worker processes running now (none before the first replay)."""
+        processes = getattr(self._executor, "_processes", None) or {}
+        return list(processes)
+
     def close(self) -> None:
         if self._executor is not None:
             self._executor.shutdown(wait=False, cancel_futures=True)

@@ -24,6 +24,8 @@ pytestmark = browser_marks()
 
 #: JS condition over an output area's text: the number of ``tick i`` lines is above ``arg``
 TICKS_ABOVE = r"(text, n) => (text.match(/^tick \d+$/gm) || []).length > n"
+#: how long a page may take to answer before it counts as frozen
+HANG_MS = 10_000
 
 
 def ticks(text: str) -> list[str]:
@@ -98,39 +100,3 @@ def test_outputs_keep_coming_after_a_page_reload(lab, lab_server):
     # the server saved every line (it saves on its own, after autosave_delay)
     expected_text = "".join(f"{line}\n" for line in expected)
     wait_for_file(nb_path, lambda p: stdout_on_disk(p) == (expected_text, 1))
-
-
-def test_a_flood_shows_its_head_and_a_notice_and_the_page_stays_responsive(lab, lab_server):
-    """200 000 lines (1.3 MB): the head shows, then "Output truncated" with a link to the rest."""
-    lines = 200_000
-    write_notebook(lab_server.root / "flood.ipynb", [f"for i in range({lines}): print(i)", ""])
-    alice = lab.open("flood.ipynb", "alice")
-    alice.run_cell(0)
-
-    notice = alice.output_locator(0).filter(has_text="Output truncated")
-    expect(notice).to_be_visible(timeout=60_000)
-    expect(alice.prompt(0)).to_contain_text("[1]", timeout=60_000)  # the cell has ended
-    link = notice.get_by_role("link", name="Show the rest")
-    expect(link).to_be_visible()
-    # rendered as HTML, not as the table's marker or nbformat JSON
-    expect(notice).not_to_contain_text("more_output")
-    expect(alice.cell(0).locator(".jp-OutputArea")).not_to_contain_text('{"')
-    head, shown_notice = alice.outputs(0)  # one stream (the head), one notice
-    assert head.startswith("0\n1\n2\n3\n"), head[:100]
-    assert 100_000 < len(head) <= 250_000, len(head)  # max_output_length of output JSON
-    assert f"\n{lines - 1}\n" not in f"\n{head}\n"  # the tail is not in the page
-    assert shown_notice.startswith("Output truncated"), shown_notice
-
-    # the page answers at once: script, and a keystroke into another cell shows up
-    alice.page.wait_for_function("() => 1 + 1 === 2", timeout=1_000)
-    alice.focus_cell(1)
-    alice.editor(1).press_sequentially("y", timeout=1_000)
-    alice.wait_for_cell_text(1, "y", timeout_ms=1_000)
-
-    # the link gives the rest (with the page's own cookies)
-    href = link.get_attribute("href")
-    assert href is not None and href.endswith("/more_output"), href
-    more = alice.context.request.get(f"{lab_server.url}{href}")
-    assert more.ok, more.status
-    text = "".join(str(m.get("text", "")) for m in more.json().get("messages", []))
-    assert f"\n{lines - 1}\n" in text

@@ -19,8 +19,7 @@ def jp_server_config(jp_server_config):
 
 
 def ordered_ids(nb) -> list[str]:
-    cells = nb.get({"type": "cell"})
-    return [c["id"] for c in sorted(cells, key=lambda c: (c.get("pos", 0), c["id"]))]
+    return [c["id"] for c in nb.cells()]
 
 
 def inputs(nb) -> list[str]:

@@ -11,7 +11,7 @@ from helpers import poll, read_notebook_file, write_notebook
 from httpx_ws import aconnect_ws
 from pycrdt import Doc
 
-from jupyter_cocalc_sync.documents.manager import DocumentState
+from jupyter_cocalc_sync.documents.lifecycle import DocumentState
 from jupyter_cocalc_sync.format.repair import REPAIRED_KEY
 from jupyter_cocalc_sync.origin import SERVER
 from jupyter_cocalc_sync.transport import protocol

@@ -158,6 +158,18 @@ async def test_pdf_needs_xelatex(server, root_dir):
         assert reply.content.startswith(b"%PDF")
 
 
+@pytest.mark.parametrize("to", ["latex", "rst", "asciidoc"])
+async def test_markdown_to_a_pandoc_format_needs_pandoc(server, root_dir, to):
+    write_notebook(root_dir / "nb.ipynb", [nbformat.v4.new_markdown_cell("# *Title*", id="md")])
+    reply = await server.http.get(NB + "/export", params={"to": to})
+    if shutil.which("pandoc") is None:
+        assert reply.status_code == 400, reply.text
+        assert "pandoc" in reply.json()["message"]
+    else:
+        assert reply.status_code == 200, reply.text
+        assert "Title" in reply.text
+
+
 async def test_webpdf_is_printed_by_the_system_chromium(server, root_dir):
     from jupyter_cocalc_sync.export.tools import system_chromium
 

@@ -11,7 +11,7 @@ from helpers import eventually, poll, read_notebook_file, replace_file, write_no
 from jupyter_server.utils import ensure_async
 
 from jupyter_cocalc_sync.client import CocalcSyncClient
-from jupyter_cocalc_sync.documents.filesync import stamp_of
+from jupyter_cocalc_sync.documents.following import stamp_of
 from jupyter_cocalc_sync.origin import SERVER
 from jupyter_cocalc_sync.outputs.handler import is_marker
 
@@ -26,7 +26,7 @@ async def checked(jp_serverapp, document) -> None:
 
     async def seen():
         model = await ensure_async(cm.get(document.path, content=False))
-        saved = document.files.saved_version == await document.table.durable()
+        saved = document.notebook_file.saved_version == await document.table.durable()
         return saved and document.files.stamp == stamp_of(model)
 
     await poll(seen, timeout=10)
@@ -279,7 +279,7 @@ async def test_a_deleted_plain_file_stays_deleted_unless_edited(
     async with server.yfile("gone.py") as text:
         await deleted_through_api(server, "gone.py")
         document = next(iter(extension(jp_serverapp).file_rooms.documents.values()))
-        await poll(lambda: _true(document.deleted is not None))
+        await poll(lambda: _true(document.files.deleted is not None))
         if edit_after:
             text._ysource.insert(0, "# edited after the deletion\n")
             await eventually(lambda: path.exists(), timeout=10)

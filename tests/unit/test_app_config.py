@@ -16,8 +16,11 @@ CONFIG_FILE = (
 
 def test_config_file_enables_extension_and_pool_manager():
     data = json.loads(CONFIG_FILE.read_text())
+    # the file-id extension too: every notebook route needs its manager, and its own enabling
+    # file may not be on the config path (e.g. a venv over the system's site-packages)
     assert data["ServerApp"]["jpserver_extensions"] == {
         "jupyter_cocalc_sync": True,
+        "jupyter_server_fileid": True,
         "jupyter_server_ydoc": False,
     }
     assert data["ServerApp"]["kernel_manager_class"].endswith("PoolingKernelManager")

@@ -85,6 +85,32 @@ def test_consecutive_streams_coalesce_per_name():
     ]
 
 
+def test_an_answered_input_joins_the_stream_before_it_and_what_follows():
+    """One stdout stream, as JupyterLab shows it: JupyterLab merges neighbouring streams of one
+    name in its own copy and writes the merged text back into the document."""
+    handler = OutputHandler("c")
+    handler.handle(stream("before\n"))
+    request = {"output_type": "input_request", "prompt": "Name: ", "password": False}
+    index = handler.add_visible(request)
+    assert handler.take_patch() == {"0": handler.messages[0], "1": request}
+    handler.answer(index, "Name: Ada\n")
+    handler.handle(stream("hello Ada\n"))
+    joined = {"output_type": "stream", "name": "stdout", "text": "before\nName: Ada\nhello Ada\n"}
+    assert handler.messages == [joined]
+    assert handler.length == map_length(handler.messages)
+    assert handler.take_patch() == {"0": joined, "1": None}
+
+
+def test_an_answered_input_not_last_is_replaced_in_place():
+    handler = OutputHandler("c")
+    index = handler.add_visible({"output_type": "input_request", "prompt": "? ", "password": True})
+    handler.handle(msg("display_data", data={"text/plain": "from a thread"}, metadata={}))
+    handler.answer(index, "? \n")
+    assert [m["output_type"] for m in handler.messages] == ["stream", "display_data"]
+    assert handler.messages[0]["text"] == "? \n"
+    assert handler.length == map_length(handler.messages)
+
+
 async def test_flood_is_truncated_and_visible_plus_more_output_is_everything(worker):
     store = await overflow_store(worker, max_bytes=10 << 20)
     handler = OutputHandler(
@@ -101,6 +127,32 @@ async def test_flood_is_truncated_and_visible_plus_more_output_is_everything(wor
     more = await store.read("doc", "c")
     assert more["truncated"] == more["discarded"] == 0
     assert visible_text(handler) + "".join(m["text"] for m in more["messages"]) == "".join(lines)
+
+
+async def test_the_overflow_read_a_page_at_a_time_is_all_of_it(worker):
+    store = await overflow_store(worker, max_bytes=10 << 20)
+    handler = OutputHandler(
+        "c",
+        limits=OutputLimits(max_length=5000, max_messages=50),
+        overflow=lambda: store.writer("doc", "c"),
+    )
+    for start in range(0, 200_000, 1000):
+        handler.handle(stream("".join(f"{i}\n" for i in range(start, start + 1000))))
+    await handler.finish()
+    whole = await store.read("doc", "c")
+    pages, offset = [], 0
+    while True:
+        page = await store.read_page("doc", "c", offset, 3)
+        pages.append(page)
+        offset += len(page.rows)
+        if offset >= page.total:
+            break
+    paged = [message for page in pages for _, message in page.rows]
+    assert "".join(m["text"] for m in paged) == "".join(m["text"] for m in whole["messages"])
+    assert len(pages) > 1 and all(len(page.rows) <= 3 for page in pages)
+    first = pages[0]
+    assert first.bytes == sum(page.page_bytes for page in pages) > 0
+    assert first.head_entries == first.total and first.truncated == 0
 
 
 async def test_overflow_past_its_budget_keeps_head_and_tail_and_counts_the_gap(worker):

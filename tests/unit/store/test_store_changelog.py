@@ -64,20 +64,21 @@ def open_log(store_spec):
 async def test_every_returned_commit_survives_sigkill(store_spec, open_log):
     tests = str(Path(__file__).parents[2])
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([tests, os.environ.get("PYTHONPATH", "")])}
-    child = subprocess.Popen(
-        [sys.executable, "-c", CHILD, store_spec], stdout=subprocess.PIPE, text=True, env=env
-    )
     acknowledged = []
-    try:
-        for line in child.stdout:
-            acknowledged.append(tuple(map(int, line.split())))
-            if len(acknowledged) == 300:
-                # killed right after a commit returned, while it keeps committing
-                os.kill(child.pid, signal.SIGKILL)
-                break
-    finally:
-        child.kill()
-        child.wait()
+    # (the context closes the pipe and waits for the child)
+    with subprocess.Popen(
+        [sys.executable, "-c", CHILD, store_spec], stdout=subprocess.PIPE, text=True, env=env
+    ) as child:
+        try:
+            assert child.stdout is not None
+            for line in child.stdout:
+                acknowledged.append(tuple(map(int, line.split())))
+                if len(acknowledged) == 300:
+                    # killed right after a commit returned, while it keeps committing
+                    os.kill(child.pid, signal.SIGKILL)
+                    break
+        finally:
+            child.kill()
     assert len(acknowledged) == 300
     log = await open_log()
     db = notebook_syncdb()

@@ -1,0 +1,35 @@
+"""An invalid ``CocalcSync`` setting stops a real ``jupyter server`` at start with a message
+naming the setting, as an invalid ``KernelPool`` value does (not a server running with the
+extension half set up)."""
+
+from __future__ import annotations
+
+import subprocess
+
+import pytest
+from servers import ServerProcess, server_command
+
+pytestmark = pytest.mark.timeout(120)
+
+
+@pytest.mark.parametrize(
+    ("setting", "value"),
+    [("max_output_length", "-5"), ("autosave_delay", "abc"), ("history_keep_all_days", "-1")],
+)
+def test_an_invalid_setting_stops_the_server_naming_it(tmp_path, setting, value):
+    root = tmp_path / "root"
+    root.mkdir()
+    server = ServerProcess(root, tmp_path / "state")
+    server.write_config()
+    command = server_command(server.python, server.app, server.port, server.token, root)
+    started = subprocess.run(
+        [*command, f"--CocalcSync.{setting}={value}"],
+        env=server.env(),
+        capture_output=True,
+        text=True,
+        timeout=90,
+    )
+    assert started.returncode != 0, started.stderr[-2000:]
+    last_line = started.stderr.strip().splitlines()[-1]
+    assert "CocalcSync" in last_line and setting in last_line, started.stderr[-2000:]
+    assert "error linking extension" not in started.stderr

@@ -1,0 +1,173 @@
+"""The YNotebook projection of a notebook table, both ways (``ynotebook/writer.py``: table →
+YNotebook, ``ynotebook/reader.py``: YNotebook → table), with a JupyterLab-like client on a
+Yjs document of its own exchanging updates with it."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from jupyter_ydoc import YNotebook
+from pycrdt import Doc, Map
+
+from jupyter_cocalc_sync.format.schema import notebook_syncdb
+from jupyter_cocalc_sync.origin import SERVER, Origin
+from jupyter_cocalc_sync.permissions import FULL
+from jupyter_cocalc_sync.ynotebook.projection import YNotebookProjection
+
+STREAM = {"output_type": "stream", "name": "stdout", "text": "hello\n"}
+
+
+def table(*cells: dict[str, Any]):
+    db = notebook_syncdb()
+    for n, cell in enumerate(cells):
+        db.set({"type": "cell", "cell_type": "code", "pos": float(n), **cell}, SERVER)
+    db.commit(SERVER)
+    return db
+
+
+class Client:
+    """A JupyterLab-like YNotebook replica of the projection's document."""
+
+    def __init__(self, projection: YNotebookProjection) -> None:
+        self.projection = projection
+        self.origin = Origin.of_peer("ada", FULL)  # this client's connection
+        self.ynb = YNotebook(Doc())
+        self.pull()
+
+    def pull(self) -> None:
+        doc = self.projection.ydoc
+        self.ynb.ydoc.apply_update(doc.get_update(self.ynb.ydoc.get_state()))
+
+    def push(self) -> None:
+        mine = self.ynb.ydoc
+        self.projection.apply_update(mine.get_update(self.projection.ydoc.get_state()), self.origin)
+
+    def sources(self) -> list[str]:
+        return [str(c["source"]) for c in self.ynb.ycells]
+
+
+def records(db) -> dict[str, dict[str, Any]]:
+    return {r["id"]: r for r in db.get({"type": "cell"})}
+
+
+def test_the_table_is_built_into_cells_in_order_with_outputs():
+    db = table(
+        {"id": "b", "input": "second", "pos": 2.0},
+        {"id": "a", "input": "first", "pos": 1.0, "exec_count": 3, "output": {"0": STREAM}},
+    )
+    projection = YNotebookProjection(db)
+    cells = projection.ynotebook.get()["cells"]
+    assert [c["id"] for c in cells] == ["a", "b"]
+    assert [c["source"] for c in cells] == ["first", "second"]
+    assert cells[0]["execution_count"] == 3
+    assert cells[0]["outputs"] == [STREAM]
+
+
+def test_table_changes_reach_a_client_as_edits_inserts_deletes_and_moves():
+    db = table({"id": "a", "input": "x = 1"}, {"id": "b", "input": "y = 2"})
+    projection = YNotebookProjection(db)
+    client = Client(projection)
+    source = client.ynb.ycells[0]["source"]
+
+    db.set({"type": "cell", "id": "a", "input": "x = 10"}, SERVER)
+    db.set(
+        {"type": "cell", "id": "c", "cell_type": "markdown", "input": "# new", "pos": 0.5}, SERVER
+    )
+    db.commit(SERVER)
+    client.pull()
+    assert client.sources() == ["x = 10", "# new", "y = 2"]
+    db.delete({"type": "cell", "id": "b"}, SERVER)
+    db.commit(SERVER)
+    client.pull()
+    assert client.sources() == ["x = 10", "# new"]
+    assert str(source) == "x = 10"  # edited in place: the client's Text is the same one
+
+    db.set({"type": "cell", "id": "a", "pos": 5.0}, SERVER)  # moved after "c"
+    db.commit(SERVER)
+    client.pull()
+    assert client.sources() == ["# new", "x = 10"]
+    assert [c["cell_type"] for c in client.ynb.get()["cells"]] == ["markdown", "code"]
+
+
+def test_outputs_written_to_the_table_are_appended_for_the_client():
+    db = table({"id": "a", "input": "print('hello')"})
+    projection = YNotebookProjection(db)
+    client = Client(projection)
+    db.set({"type": "cell", "id": "a", "output": {"0": STREAM}}, SERVER)
+    db.commit(SERVER)
+    client.pull()
+    assert client.ynb.get()["cells"][0]["outputs"] == [STREAM]
+    db.set({"type": "cell", "id": "a", "output": None}, SERVER)
+    db.commit(SERVER)
+    client.pull()
+    assert client.ynb.get()["cells"][0]["outputs"] == []
+
+
+def test_a_client_edit_becomes_a_table_change_committed_once():
+    db = table({"id": "a", "input": "x = 1"})
+    commits: list[Origin] = []
+
+    def commit(origin: Origin) -> None:
+        commits.append(origin)
+        db.commit(origin)
+
+    projection = YNotebookProjection(db, commit=commit)
+    client = Client(projection)
+    source = client.ynb.ycells[0]["source"]
+    source += "  # lab"
+    client.push()
+    assert records(db)["a"]["input"] == "x = 1  # lab"
+    assert commits == [client.origin]  # the client's edit, committed as its own
+
+
+def test_a_cell_a_client_inserts_gets_a_record_after_its_neighbour():
+    db = table({"id": "a", "input": "first"}, {"id": "b", "input": "last"})
+    projection = YNotebookProjection(db)
+    client = Client(projection)
+    ycell = client.ynb.create_ycell({"cell_type": "code", "id": "new", "source": "middle"})
+    client.ynb.ycells.insert(1, ycell)
+    client.push()
+    by_id = records(db)
+    assert by_id["new"]["input"] == "middle"
+    assert by_id["a"]["pos"] < by_id["new"]["pos"] < by_id["b"]["pos"]
+
+
+def test_a_cell_a_client_deletes_is_deleted_from_the_table():
+    db = table({"id": "a", "input": "keep"}, {"id": "b", "input": "drop"})
+    projection = YNotebookProjection(db)
+    client = Client(projection)
+    del client.ynb.ycells[1]
+    client.push()
+    assert set(records(db)) == {"a"}
+
+
+def test_notebook_metadata_goes_both_ways():
+    db = table({"id": "a", "input": ""})
+    db.set(
+        {"type": "settings", "id": "main", "metadata": {"language_info": {"name": "python"}}},
+        SERVER,
+    )
+    db.commit(SERVER)
+    projection = YNotebookProjection(db)
+    client = Client(projection)
+    meta = client.ynb.ydoc.get("meta", type=Map)
+    assert meta["metadata"]["language_info"] == {"name": "python"}
+    meta["metadata"]["tags"] = ["x"]  # as JupyterLab sets a notebook metadata key
+    client.push()
+    settings = db.get_one({"type": "settings", "id": "main"}) or {}
+    assert settings.get("metadata", {}).get("tags") == ["x"]
+    db.set({"type": "settings", "id": "main", "metadata": {"authors": ["ada"]}}, SERVER)
+    db.commit(SERVER)
+    client.pull()
+    assert meta["metadata"]["authors"] == ["ada"]
+
+
+def test_closing_stops_both_directions():
+    db = table({"id": "a", "input": "x"})
+    projection = YNotebookProjection(db)
+    client = Client(projection)
+    projection.close()
+    db.set({"type": "cell", "id": "a", "input": "changed"}, SERVER)
+    db.commit(SERVER)
+    client.pull()
+    assert client.sources() == ["x"]
