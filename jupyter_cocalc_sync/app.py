@@ -374,6 +374,7 @@ class CocalcSync(ExtensionApp):
         from .execution.activity import UsageSettings
         from .execution.activity_clock import ActivityClock
         from .execution.introspection import KernelQueries
+        from .execution.open_notebook import NotebookFactory, NotebookParts
         from .execution.requests import ExecutionRequests
         from .execution.service import ExecutionService
         from .execution.sessions import SessionKernels
@@ -388,7 +389,7 @@ class CocalcSync(ExtensionApp):
         from .outputs.imported import FileOutputImporter
         from .outputs.overflow import MoreOutputStore
         from .paths import check_api_path
-        from .rooms.registry import RoomRegistry
+        from .rooms.registry import GlobalAwareness, RoomRegistry
         from .store import ChangeLog
         from .store.history import DAY, HistorySquasher, Retention
         from .store.opening import open_store
@@ -434,30 +435,37 @@ class CocalcSync(ExtensionApp):
             inline_more_output=self.inline_more_output_on_save,
         )
         limits = OutputLimits(self.max_output_length, self.max_output_messages)
-        self.documents = DocumentManager(
-            changelog=self.changelog,
-            contents_manager=contents_manager,
-            file_id_manager=lambda: serverapp.web_app.settings["file_id_manager"],
-            settings=DocumentSettings(
-                autosave_delay=self.autosave_delay, file_poll_interval=self.file_poll_interval
-            ),
-            cleanup_delay=self.document_cleanup_delay,
-            hooks=formats.for_document,
-            outputs=FileOutputImporter(limits, self.blobs, self.overflow),
-        )
         self.kernels = SessionKernels(serverapp)
         self.activity = ActivityClock(serverapp.web_app.settings, self.activity_interval)
-        self.execution = ExecutionService(
-            self.documents,
-            self.kernels,
-            limits=limits,
-            blobs=self.blobs,
-            overflow=self.overflow,
-            history=self.history,
-            usage=UsageSettings(self.kernel_usage_interval, self.kernel_usage_idle_interval),
-            work_tracker=self.activity,
+        #: the server's entries in JupyterLab's collaborators panel (one per notebook kernel)
+        self.global_awareness = GlobalAwareness()
+        #: builds every open notebook (document, broadcast, runner, widgets, activity)
+        self.notebooks = NotebookFactory(
+            NotebookParts(
+                changelog=self.changelog,
+                contents_manager=contents_manager,
+                kernels=self.kernels,
+                limits=limits,
+                settings=DocumentSettings(
+                    autosave_delay=self.autosave_delay, file_poll_interval=self.file_poll_interval
+                ),
+                hooks=formats.for_document,
+                outputs=FileOutputImporter(limits, self.blobs, self.overflow),
+                blobs=self.blobs,
+                overflow=self.overflow,
+                history=self.history,
+                usage=UsageSettings(self.kernel_usage_interval, self.kernel_usage_idle_interval),
+                work_tracker=self.activity,
+                panel=self.global_awareness,
+            )
         )
-        self.documents.observer = self.execution
+        self.documents = DocumentManager(
+            contents_manager=contents_manager,
+            file_id_manager=lambda: serverapp.web_app.settings["file_id_manager"],
+            cleanup_delay=self.document_cleanup_delay,
+            open_notebook=self.notebooks.open,
+        )
+        self.execution = ExecutionService(self.documents, self.notebooks, self.overflow)
         self.kernel_queries = KernelQueries(self.execution)
         self.file_rooms = FileRooms(
             contents_manager,
@@ -465,21 +473,23 @@ class CocalcSync(ExtensionApp):
             cleanup_delay=self.document_cleanup_delay,
             poll_interval=self.file_poll_interval,
         )
-        self.rooms = RoomRegistry(
-            self.documents,
-            self.file_rooms,
-            check_path=lambda path: check_api_path(serverapp.root_dir, path),
-        )
-        self.execution.collaborators = self.rooms
         event_logger = serverapp.event_logger
         self.history_service = HistoryService(
             self.documents,
+            self.notebooks,
             check_path=lambda path: check_api_path(serverapp.root_dir, path),
             cleanup_delay=self.document_cleanup_delay,
             burst_seconds=self.timeline_burst_seconds,
             emit=ForkEvents(event_logger) if event_logger is not None else None,
         )
-        self.rooms.history = self.history_service
+        self.rooms = RoomRegistry(
+            self.documents,
+            self.notebooks,
+            self.file_rooms,
+            check_path=lambda path: check_api_path(serverapp.root_dir, path),
+            awareness=self.global_awareness,
+            history=self.history_service,
+        )
         self.exporter = NotebookExporter()
         self.stateless = self._stateless_executor(limits)
         self.assignments = AssignmentService(self.documents, contents_manager)

@@ -19,10 +19,8 @@ __all__ = ["RUN_ACTIONS", "parse_action", "perform"]
 RUN_ACTIONS = frozenset(name for name, action in ACTIONS.items() if action.runs_code)
 
 
-async def perform(
-    actions: NotebookActions, name: str, params: dict[str, Any], *, author: str | None = None
-) -> dict[str, Any]:
+async def perform(actions: NotebookActions, name: str, params: dict[str, Any]) -> dict[str, Any]:
     """Call the action ``name`` (parsed by ``parse_action``); returns its JSON result."""
     method = getattr(actions, name)
-    result: dict[str, Any] = await method(**params, author=author)
+    result: dict[str, Any] = await method(**params)
     return result

@@ -23,6 +23,7 @@ from ..action_api import CellId, NotebookActionsAPI, TagName
 from ..errors import InvalidActionError
 from ..format.ipynb import ordered_outputs
 from ..format.schema import CELL_TYPES
+from ..origin import Origin
 
 if TYPE_CHECKING:
     from ..documents.notebook import NotebookDocument
@@ -32,7 +33,7 @@ if TYPE_CHECKING:
 class CellRunner(Protocol):
     """What the run actions need of the notebook's runner (execution/runner.py)."""
 
-    def run(self, cell_ids: Iterable[str], *, author: str | None = None) -> list[str]: ...
+    def run(self, cell_ids: Iterable[str], *, origin: Origin) -> list[str]: ...
 
     async def change_kernel(self, name: str) -> None: ...
 
@@ -58,7 +59,7 @@ class CellOrder:
     def index(self, cell_id: str) -> int:
         return self.ids.index(cell_id)
 
-    def position_at(self, index: int, *, without: str | None = None) -> float:
+    def position_at(self, index: int, origin: Origin, *, without: str | None = None) -> float:
         """A ``pos`` that puts a cell at ``index`` of the order (the order without the cell
         ``without``, when that one is moving); renumbers every cell when there is no room."""
         ids = [c for c in self.ids if c != without]
@@ -75,14 +76,14 @@ class CellOrder:
         middle = (low + high) / 2
         if low < middle < high:
             return middle
-        self._renumber(ids)
+        self._renumber(ids, origin)
         return index - 0.5
 
-    def _renumber(self, ids: list[str]) -> None:
+    def _renumber(self, ids: list[str], origin: Origin) -> None:
         for number, cell_id in enumerate(ids):
             if self.pos[cell_id] != number:
                 self.pos[cell_id] = number
-                self.db.set({"type": "cell", "id": cell_id, "pos": number})
+                self.db.set({"type": "cell", "id": cell_id, "pos": number}, origin)
 
 
 class NotebookActions(NotebookActionsAPI):
@@ -92,11 +93,14 @@ class NotebookActions(NotebookActionsAPI):
     def __init__(
         self,
         document: NotebookDocument,
+        origin: Origin,
         runner: CellRunner | None = None,
         *,
         kernel_names: Callable[[], Collection[str]] | None = None,
     ) -> None:
         self.document = document
+        #: who the actions are made for (one request's caller): every change is made as it
+        self.origin = origin
         self.db = document.db
         self.runner = runner
         self._kernel_names = kernel_names
@@ -109,8 +113,6 @@ class NotebookActions(NotebookActionsAPI):
         id: CellId | None = None,
         cell_type: str = "code",
         input: str = "",
-        *,
-        author: str | None = None,
     ) -> dict[str, Any]:
         if delta not in (1, -1) or isinstance(delta, bool):
             raise InvalidActionError(f'"delta" must be 1 (below) or -1 (above), got {delta!r}')
@@ -123,22 +125,21 @@ class NotebookActions(NotebookActionsAPI):
             index = order.index(id) + (1 if delta == 1 else 0)
         new_id = self._new_cell_id()
         with self._change():
-            pos = order.position_at(index)
+            pos = order.position_at(index, self.origin)
             self.db.set(
-                {"type": "cell", "id": new_id, "cell_type": cell_type, "input": input, "pos": pos}
+                {"type": "cell", "id": new_id, "cell_type": cell_type, "input": input, "pos": pos},
+                self.origin,
             )
-        return {"id": new_id, "version": await self._commit(author)}
+        return {"id": new_id, "version": await self._commit()}
 
-    async def delete_cells(self, ids: list[CellId], *, author: str | None = None) -> dict[str, Any]:
+    async def delete_cells(self, ids: list[CellId]) -> dict[str, Any]:
         self._require_cells(ids)
         with self._change():
             for cell_id in ids:
-                self.db.delete({"type": "cell", "id": cell_id})
-        return {"version": await self._commit(author)}
+                self.db.delete({"type": "cell", "id": cell_id}, self.origin)
+        return {"version": await self._commit()}
 
-    async def move_cell(
-        self, id: CellId, delta: int, *, author: str | None = None
-    ) -> dict[str, Any]:
+    async def move_cell(self, id: CellId, delta: int) -> dict[str, Any]:
         if not isinstance(delta, int) or isinstance(delta, bool):
             raise InvalidActionError(f'"delta" must be an integer, got {delta!r}')
         self._require_cells([id])
@@ -146,10 +147,17 @@ class NotebookActions(NotebookActionsAPI):
         index = max(0, min(len(order.ids) - 1, order.index(id) + delta))
         if index != order.index(id):
             with self._change():
-                self.db.set({"type": "cell", "id": id, "pos": order.position_at(index, without=id)})
-        return {"version": await self._commit(author)}
+                self.db.set(
+                    {
+                        "type": "cell",
+                        "id": id,
+                        "pos": order.position_at(index, self.origin, without=id),
+                    },
+                    self.origin,
+                )
+        return {"version": await self._commit()}
 
-    async def merge_cells(self, ids: list[CellId], *, author: str | None = None) -> dict[str, Any]:
+    async def merge_cells(self, ids: list[CellId]) -> dict[str, Any]:
         self._require_cells(ids)
         if len(set(ids)) < 2:
             raise InvalidActionError("merging needs at least two different cells")
@@ -168,15 +176,13 @@ class NotebookActions(NotebookActionsAPI):
             "attachments": attachments or None,
         }
         with self._change():
-            self.db.set({"type": "cell", "id": first["id"], "output": None})
-            self.db.set(merged)
+            self.db.set({"type": "cell", "id": first["id"], "output": None}, self.origin)
+            self.db.set(merged, self.origin)
             for cell in cells[1:]:
-                self.db.delete({"type": "cell", "id": cell["id"]})
-        return {"id": first["id"], "version": await self._commit(author)}
+                self.db.delete({"type": "cell", "id": cell["id"]}, self.origin)
+        return {"id": first["id"], "version": await self._commit()}
 
-    async def split_cell(
-        self, id: CellId, cursor: int, *, author: str | None = None
-    ) -> dict[str, Any]:
+    async def split_cell(self, id: CellId, cursor: int) -> dict[str, Any]:
         self._require_cells([id])
         cell = self._cell(id)
         text = cell.get("input", "")
@@ -190,8 +196,8 @@ class NotebookActions(NotebookActionsAPI):
         order = CellOrder(self.db)
         new_id = self._new_cell_id()
         with self._change():
-            pos = order.position_at(order.index(id) + 1)
-            self.db.set({"type": "cell", "id": id, "input": top})
+            pos = order.position_at(order.index(id) + 1, self.origin)
+            self.db.set({"type": "cell", "id": id, "input": top}, self.origin)
             self.db.set(
                 {
                     "type": "cell",
@@ -199,16 +205,15 @@ class NotebookActions(NotebookActionsAPI):
                     "cell_type": cell.get("cell_type", "code"),
                     "input": bottom,
                     "pos": pos,
-                }
+                },
+                self.origin,
             )
-        return {"id": new_id, "version": await self._commit(author)}
+        return {"id": new_id, "version": await self._commit()}
 
     async def set_cell_type(
         self,
         id: CellId,
         cell_type: str,
-        *,
-        author: str | None = None,
     ) -> dict[str, Any]:
         _check_cell_type(cell_type)
         self._require_cells([id])
@@ -216,26 +221,22 @@ class NotebookActions(NotebookActionsAPI):
         if cell_type != "code":
             record.update(output=None, exec_count=None)
         with self._change():
-            self.db.set(record)
-        return {"version": await self._commit(author)}
+            self.db.set(record, self.origin)
+        return {"version": await self._commit()}
 
     async def set_cell_input(
         self,
         id: CellId,
         input: str,
-        *,
-        author: str | None = None,
     ) -> dict[str, Any]:
         if not isinstance(input, str):
             raise InvalidActionError(f'"input" must be a string, got {type(input).__name__}')
         self._require_cells([id])
         with self._change():
-            self.db.set({"type": "cell", "id": id, "input": input})
-        return {"version": await self._commit(author)}
+            self.db.set({"type": "cell", "id": id, "input": input}, self.origin)
+        return {"version": await self._commit()}
 
-    async def clear_outputs(
-        self, ids: list[CellId] | None = None, *, author: str | None = None
-    ) -> dict[str, Any]:
+    async def clear_outputs(self, ids: list[CellId] | None = None) -> dict[str, Any]:
         if ids is not None:
             self._require_cells(ids)
         targets = ids if ids is not None else CellOrder(self.db).ids
@@ -245,12 +246,13 @@ class NotebookActions(NotebookActionsAPI):
                 if cell.get("state") == "busy":
                     continue
                 if cell.get("output") or cell.get("exec_count") is not None:
-                    self.db.set({"type": "cell", "id": cell_id, "output": None, "exec_count": None})
-        return {"version": await self._commit(author)}
+                    self.db.set(
+                        {"type": "cell", "id": cell_id, "output": None, "exec_count": None},
+                        self.origin,
+                    )
+        return {"version": await self._commit()}
 
-    async def toggle_tags(
-        self, ids: list[CellId], tags: list[TagName], *, author: str | None = None
-    ) -> dict[str, Any]:
+    async def toggle_tags(self, ids: list[CellId], tags: list[TagName]) -> dict[str, Any]:
         self._require_cells(ids)
         if not tags or not all(isinstance(t, str) and t and not t.isspace() for t in tags):
             raise InvalidActionError('"tags" must be a non-empty list of tag names')
@@ -258,29 +260,29 @@ class NotebookActions(NotebookActionsAPI):
             for cell_id in ids:
                 has = (self.db.peek(("cell", cell_id)) or {}).get("tags") or {}
                 change = {tag: None if has.get(tag) else True for tag in dict.fromkeys(tags)}
-                self.db.set({"type": "cell", "id": cell_id, "tags": change})
-        return {"version": await self._commit(author)}
+                self.db.set({"type": "cell", "id": cell_id, "tags": change}, self.origin)
+        return {"version": await self._commit()}
 
     # -- running ------------------------------------------------------------------------------
 
-    async def run_cells(self, ids: list[CellId], *, author: str | None = None) -> dict[str, Any]:
+    async def run_cells(self, ids: list[CellId]) -> dict[str, Any]:
         self._require_cells(ids)
-        return await self._run(ids, author)
+        return await self._run(ids)
 
-    async def run_all(self, *, author: str | None = None) -> dict[str, Any]:
-        return await self._run(CellOrder(self.db).ids, author)
+    async def run_all(self) -> dict[str, Any]:
+        return await self._run(CellOrder(self.db).ids)
 
-    async def run_all_above(self, id: CellId, *, author: str | None = None) -> dict[str, Any]:
+    async def run_all_above(self, id: CellId) -> dict[str, Any]:
         self._require_cells([id])
         order = CellOrder(self.db)
-        return await self._run(order.ids[: order.index(id)], author)
+        return await self._run(order.ids[: order.index(id)])
 
-    async def run_all_below(self, id: CellId, *, author: str | None = None) -> dict[str, Any]:
+    async def run_all_below(self, id: CellId) -> dict[str, Any]:
         self._require_cells([id])
         order = CellOrder(self.db)
-        return await self._run(order.ids[order.index(id) :], author)
+        return await self._run(order.ids[order.index(id) :])
 
-    async def set_kernel(self, name: str, *, author: str | None = None) -> dict[str, Any]:
+    async def set_kernel(self, name: str) -> dict[str, Any]:
         if not isinstance(name, str) or not name:
             raise InvalidActionError('"name" must be a kernelspec name')
         if self._kernel_names is not None and name not in self._kernel_names():
@@ -288,8 +290,8 @@ class NotebookActions(NotebookActionsAPI):
         await self._runner().change_kernel(name)
         return {"kernel": name, "version": await self.document.table.durable()}
 
-    async def _run(self, ids: Iterable[str], author: str | None) -> dict[str, Any]:
-        queued = self._runner().run(ids, author=author)
+    async def _run(self, ids: Iterable[str]) -> dict[str, Any]:
+        queued = self._runner().run(ids, origin=self.origin)
         return {"queued": queued, "version": await self.document.table.durable()}
 
     def _runner(self) -> CellRunner:
@@ -303,7 +305,7 @@ class NotebookActions(NotebookActionsAPI):
     def _change(self) -> Iterator[None]:
         """One transaction of the table (refused while its changes cannot be saved)."""
         self.document.table.check_writable()
-        with self.db.transaction():
+        with self.db.transaction(self.origin):
             yield
 
     def _require_cells(self, ids: Any) -> None:
@@ -326,8 +328,8 @@ class NotebookActions(NotebookActionsAPI):
             if self.db.peek(("cell", cell_id)) is None:
                 return cell_id
 
-    async def _commit(self, author: str | None) -> int:
-        return await self.document.commit(author)
+    async def _commit(self) -> int:
+        return await self.document.commit(self.origin)
 
 
 def _check_cell_type(cell_type: Any) -> None:

@@ -30,7 +30,7 @@ from ..sync.table import SyncDB
 from .actions import NotebookActionsMixin
 from .errors import ServerError
 from .kernel import KernelQueriesMixin
-from .replica import RoomReplica
+from .replica import OWN, RoomReplica
 from .widgets import LiveWidgets
 
 #: a JSON object as the server answers it
@@ -207,13 +207,13 @@ class LiveNotebook(RoomReplica, NotebookActionsMixin, KernelQueriesMixin):
         after ``run`` cannot see a stale "idle". Returns the ids of the code cells asked for.
         """
         wanted = []
-        with self.db.transaction():
+        with self.db.transaction(OWN):
             for cell_id in cell_ids:
                 record = self.db.get_one({"type": "cell", "id": cell_id})
                 if record is None:
                     raise ServerError(404, f"no cell {cell_id!r} in {self.path}")
                 if record.get("cell_type", "code") == "code":
-                    self.db.set({"type": "cell", "id": cell_id, "state": "start"})
+                    self.db.set({"type": "cell", "id": cell_id, "state": "start"}, OWN)
                     wanted.append(cell_id)
         self.commit()
         return wanted

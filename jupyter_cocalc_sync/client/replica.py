@@ -17,11 +17,16 @@ import httpx
 from httpx_ws import AsyncWebSocketSession, HTTPXWSException, WebSocketDisconnect, aconnect_ws
 
 from ..errors_seen import count_error
-from ..sync.table import LOCAL, ChangeEvent, ChangeOrigin, Record, SyncDB
+from ..origin import SERVER, Origin, OriginKind
+from ..sync.table import ChangeEvent, Record, SyncDB
 from ..transport import protocol
 from ..transport.protocol import ProtocolError
 
 T = TypeVar("T")
+
+#: the changes made through a replica: its user's (the server records them under the user the
+#: connection is authenticated as)
+OWN = Origin(OriginKind.USER)
 
 
 class RoomReplica:
@@ -49,10 +54,10 @@ class RoomReplica:
     # -- the table API ----------------------------------------------------------------------
 
     def set(self, record: Record) -> None:
-        self.db.set(record)
+        self.db.set(record, OWN)
 
     def delete(self, where: Record) -> int:
-        return self.db.delete(where)
+        return self.db.delete(where, OWN)
 
     def get(self, where: Record | None = None) -> list[Record]:
         return self.db.get(where)
@@ -62,7 +67,7 @@ class RoomReplica:
 
     def commit(self) -> bool:
         """Send the changes made since the last commit to the server as one change."""
-        return self.db.commit()
+        return self.db.commit(OWN)
 
     def on_change(self, callback: Callable[[ChangeEvent], None]) -> Callable[[], None]:
         return self.db.on_change(callback)
@@ -79,8 +84,8 @@ class RoomReplica:
 
     # -- sync -------------------------------------------------------------------------------
 
-    def _on_update(self, update: bytes, origin: ChangeOrigin) -> None:
-        if origin == LOCAL:
+    def _on_update(self, update: bytes, origin: Origin) -> None:
+        if origin == OWN:
             self._outbox.put_nowait(protocol.sync_message(protocol.SYNC_UPDATE, update))
 
     async def start(self) -> None:
@@ -127,7 +132,7 @@ class RoomReplica:
             reply = self.db.get_update(message.payload)
             self._outbox.put_nowait(protocol.sync_message(protocol.SYNC_STEP2, reply))
             return
-        self.db.apply_update(message.payload, origin="server")
+        self.db.apply_update(message.payload, SERVER)
         if message.sub == protocol.SYNC_STEP2:
             self._synced.set()
             if self._sync_waiters:

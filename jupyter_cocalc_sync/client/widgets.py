@@ -58,5 +58,5 @@ class LiveWidgets(RoomReplica):
         """Change the model (``{"value": 7}``): sent to the kernel's widget, and to everyone."""
         if not self.table.has(model_id):
             raise KeyError(f"no widget model {model_id!r}")
-        self.db.set({"model_id": model_id, "type": "value", "data": changes})
+        self.set({"model_id": model_id, "type": "value", "data": changes})
         self.commit()

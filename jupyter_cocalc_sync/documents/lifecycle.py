@@ -193,13 +193,17 @@ class LiveDocuments(Generic[T]):
 
     async def _close(self, document: T) -> None:
         try:
-            await document.close()
+            await self._close_one(document)
             if self.on_closed is not None:
                 await self.on_closed(document)
         except Exception as e:  # forgotten all the same (a notebook's log keeps it all)
             count_error("document.close", e, f"closing {document.path}", logger=log)
         finally:
             self._closing.pop(document.file_id, None)
+
+    async def _close_one(self, document: T) -> None:
+        """Close one document (a subclass closes what the document is part of with it)."""
+        await document.close()
 
     async def close_all(self) -> None:
         for file_id in list(self.documents):
@@ -215,7 +219,11 @@ class LiveDocuments(Generic[T]):
     def renamed(self, old_path: str, new_path: str) -> None:
         """A file (or folder) was renamed through the server: open documents follow it."""
         for document in self._under(old_path):
-            document.renamed(new_path + document.path[len(old_path) :])
+            self._rename_one(document, new_path + document.path[len(old_path) :])
+
+    def _rename_one(self, document: T, path: str) -> None:
+        """Tell one document its new path (a subclass tells what it is part of too)."""
+        document.renamed(path)
 
     def deleted(self, path: str) -> None:
         """A file (or folder) was deleted through the server: its documents do not save."""

@@ -7,23 +7,23 @@ last use (a REST call), once nothing keeps them busy (a running cell registers i
 
 The lifecycle (``opening → open → closing → closed``, one live copy, holds, the cleanup delay,
 renames and deletions) is ``LiveDocuments``'s, shared with plain files (``lifecycle.py``).
+
+What an open notebook is (its document, rooms, runner…) is built by the ``open_notebook``
+function the manager is given (execution/open_notebook.py), which also closes it.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Protocol
 
 from tornado.web import HTTPError
 
 from ..errors import DocumentNotFoundError, PathOutsideRootError
-from ..outputs.hooks import OutputHooks
-from ..store import ChangeLog
 from .following import Contents
 from .lifecycle import LiveDocuments
-from .notebook import DocumentSettings, NotebookDocument
-from .notebook_file import OutputImporter
+from .notebook import NotebookDocument
 
 if TYPE_CHECKING:
     from jupyter_server_fileid.manager import BaseFileIdManager
@@ -31,12 +31,22 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 
-class DocumentObserver(Protocol):
-    """Told when a document opened and after it closed (execution/service.py)."""
+class OpenedNotebook(Protocol):
+    """An open notebook as the lifecycle sees it: its document, and how it is closed."""
 
-    def opened(self, document: NotebookDocument) -> None: ...
+    @property
+    def document(self) -> NotebookDocument: ...
 
-    async def closed(self, document: NotebookDocument) -> None: ...
+    def renamed(self, path: str) -> None:
+        """The file was renamed through the server."""
+
+    async def close(self) -> None:
+        """Close everything the notebook is (the document's final save included)."""
+
+
+#: ``open_notebook(path, file_id, manager)``: the open notebook of a file, loaded (the manager
+#: keeps it open while it is held: ``hold``/``release``)
+OpenNotebookFn = Callable[[str, str, "DocumentManager"], Awaitable[OpenedNotebook]]
 
 
 class DocumentManager(LiveDocuments[NotebookDocument]):
@@ -45,25 +55,17 @@ class DocumentManager(LiveDocuments[NotebookDocument]):
     def __init__(
         self,
         *,
-        changelog: ChangeLog,
         contents_manager: Contents,
         file_id_manager: Callable[[], BaseFileIdManager],
-        settings: DocumentSettings,
         cleanup_delay: float,
-        hooks: Callable[[NotebookDocument], OutputHooks] | None = None,
-        outputs: OutputImporter | None = None,
-        observer: DocumentObserver | None = None,
+        open_notebook: OpenNotebookFn,
     ) -> None:
-        super().__init__(
-            cleanup_delay=cleanup_delay, on_opened=self._opened, on_closed=self._closed
-        )
-        self.changelog = changelog
+        super().__init__(cleanup_delay=cleanup_delay)
         self.contents_manager = contents_manager
         self._file_ids = file_id_manager
-        self.settings = settings
-        self.hooks = hooks
-        self.outputs = outputs
-        self.observer = observer
+        self._open_notebook = open_notebook
+        #: what each open document is part of (its rooms, its runner…), which closes it
+        self._opened: dict[str, OpenedNotebook] = {}
 
     @property
     def file_id_manager(self) -> BaseFileIdManager:
@@ -101,33 +103,28 @@ class DocumentManager(LiveDocuments[NotebookDocument]):
         return await self.get_by_id(self.file_id(path))
 
     async def get_by_id(self, file_id: str) -> NotebookDocument:
-        return await self.open(file_id, lambda: self._open_notebook(file_id))
+        return await self.open(file_id, lambda: self._load(file_id))
 
-    async def _open_notebook(self, file_id: str) -> NotebookDocument:
+    async def _load(self, file_id: str) -> NotebookDocument:
         path = self.path_of(file_id)
         if not path.endswith(".ipynb"):
             raise DocumentNotFoundError(f"file {file_id!r} is not a notebook")
-        document = NotebookDocument(
-            path,
-            file_id,
-            changelog=self.changelog,
-            contents_manager=self.contents_manager,
-            settings=self.settings,
-        )
-        if self.hooks is not None:
-            document.hooks = self.hooks(document)
-        document.notebook_file.outputs = self.outputs
-        await document.open()
+        opened = await self._open_notebook(path, file_id, self)
+        document = opened.document
+        self._opened[file_id] = opened
         log.info("opened %s (%s) at version %s", path, file_id, document.version)
         return document
 
-    def _opened(self, document: NotebookDocument) -> None:
-        if self.observer is not None:
-            self.observer.opened(document)
+    async def _close_one(self, document: NotebookDocument) -> None:
+        opened = self._opened.pop(document.file_id, None)
+        await (opened.close() if opened is not None else document.close())
 
-    async def _closed(self, document: NotebookDocument) -> None:
-        if self.observer is not None:
-            await self.observer.closed(document)
+    def _rename_one(self, document: NotebookDocument, path: str) -> None:
+        opened = self._opened.get(document.file_id)
+        if opened is not None:
+            opened.renamed(path)
+        else:
+            document.renamed(path)
 
 
 async def _exists(contents_manager: Contents, path: str) -> bool:

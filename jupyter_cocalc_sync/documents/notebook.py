@@ -1,8 +1,9 @@
 """``NotebookDocument``: one open notebook, shared by all its clients.
 
-It ties together the notebook's table (``SyncDB``), its change log, its file (a ``FileFollower``
-with a ``NotebookFile``), the YNotebook projection for JupyterLab, and the rooms its clients
-connect to.
+It holds the notebook's table (``SyncDB``), its change log and its file (a ``FileFollower`` with
+a ``NotebookFile``), all built by its constructor. What its clients see, and when, is
+``Broadcast``'s; the rest of an open notebook (its rooms, its YNotebook, its runner) is built
+around it in one place (``execution/open_notebook.py``).
 
 Opening reads the change log and the file. With no history, the file is imported (the same file
 always gives the same initial update). With history, the log is the document; if the file
@@ -13,12 +14,11 @@ merged as a three-way diff against the saved version — never a blind overwrite
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import uuid
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import Any, Protocol
 
 import anyio
 
@@ -34,25 +34,19 @@ from ..format.ipynb import (
 from ..format.repair import LoadedNotebook, load_notebook
 from ..format.schema import SETTINGS_KEY, notebook_syncdb
 from ..format.trust import Notary, is_signed, mark_code_cells, notary_of, signature_of
-from ..outputs.hooks import OutputHooks
-from ..store import STORE, ChangeLog, LoggedTable
+from ..origin import FILE, STORE, Origin, OriginKind
+from ..outputs.hooks import NamedDocument, OutputHooks
+from ..store import ChangeLog, LoggedTable
 from ..store.changelog import Version
 from ..store.projections import ProjectionLog
-from ..sync.guard import table_guard
-from ..sync.table import ChangeOrigin, Origin, Record, SyncDB, same_json
+from ..sync.table import Record, SyncDB, same_json
 from ..transport.protocol import Message
-from ..transport.room import INTERNAL_ERROR, Peer, Room
-from ..ynotebook.checks import ynotebook_guard
-from ..ynotebook.projection import YNotebookProjection
+from ..transport.room import Peer
 from .following import Contents, FileAccess, FileFollower
-from .notebook_file import NotebookFile, repaired_warning
-
-if TYPE_CHECKING:
-    from ..execution.runner import NotebookRunner
+from .notebook_file import NotebookFile, OutputImporter, repaired_warning
 
 log = logging.getLogger(__name__)
 
-FROM_FILE = Origin("file")
 #: seconds a closing document waits for its last save and its last log write
 CLOSE_TIMEOUT = 30.0
 
@@ -82,50 +76,39 @@ class NotebookDocument:
         changelog: ChangeLog,
         contents_manager: Contents,
         settings: DocumentSettings | None = None,
-        hooks: OutputHooks | None = None,
+        hooks: Callable[[NamedDocument], OutputHooks] | None = None,
+        outputs: OutputImporter | None = None,
+        metadata: MetadataSource | None = None,
     ) -> None:
         settings = settings or DocumentSettings()
         self.path = path
         self.file_id = file_id
         self.changelog = changelog
-        self.hooks = hooks or OutputHooks()
+        #: how outputs change between the file, the table and JupyterLab (``hooks(self)``:
+        #: they read the document's path when they run)
+        self.hooks = hooks(self) if hooks is not None else OutputHooks()
+        #: adds to the notebook's metadata when it is saved or exported (the widget state)
+        self.metadata = metadata
         #: the collaboration session: it lasts as long as the YNotebook's logged history, so
         #: a JupyterLab client coming back (after an unload or a restart) merges its state
         self.session_id = uuid.uuid4().hex
         self.projection_log = ProjectionLog(changelog)
-        self._projection_lock = asyncio.Lock()
         self.db: SyncDB = notebook_syncdb()
         self.table = LoggedTable(self.db, changelog, file_id)
         file = FileAccess(contents_manager, lambda: self.path)
         #: what following the file means for a notebook (the version saved, merges, the hash)
-        self.notebook_file = NotebookFile(self, file)
-        self.notebook_file.on_saved.append(self._saved)
+        self.notebook_file = NotebookFile(self, file, outputs=outputs)
         self.files: FileFollower[int] = FileFollower(
             file,
             self.notebook_file,
             autosave_delay=settings.autosave_delay,
             poll_interval=settings.file_poll_interval,
         )
-        self._projection: YNotebookProjection | None = None
-        #: a new YNotebook's state vector and first version, until its room is made
-        self._first_projection_update: tuple[bytes, bytes] | None = None
-        #: YNotebook updates not yet handed to the room: each waits for the log write of the
-        #: table change it shows (see ``_release_projection``)
-        self._held: list[tuple[bytes, Peer | None]] = []
-        self._projection_logged: asyncio.Future[int] | None = None  # its latest log write
-        self._projection_recordings: list[list[asyncio.Future[int]]] = []
-        self._settle_scheduled = False
-        self.rooms: dict[str, Room] = {}
         #: why the change log cannot be written right now (None: it can)
         self.write_error: BaseException | None = None
         self.clients: set[Peer] = set()
-        self.runner: NotebookRunner | None = None  # set when the notebook opens
-        #: the server's awareness state in the notebook's rooms (kernel usage, run progress)
-        self.server_state: dict[str, Any] | None = None
-        self.metadata_sources: list[MetadataSource] = []
         self.closed = False
         self._unsubscribe = self.db.on_update(self._on_update)
-        self._unsubscribe_logged = self.table.on_logged(self._on_logged)
         self._unwatch = changelog.watch(file_id, self._write_status)
 
     # -- opening ----------------------------------------------------------------------------
@@ -153,7 +136,7 @@ class NotebookDocument:
             if loaded.warnings:
                 records[0]["load_warning"] = repaired_warning(self.path, loaded.warnings)
             update = await anyio.to_thread.run_sync(lambda: initial_update(records))
-            self.db.apply_update(update, origin=FROM_FILE)
+            self.db.apply_update(update, FILE)
             version = await self.table.durable()
             self.notebook_file.saved_version, self.files.stamp = version, stamp
             await self.changelog.mark_saved(self.file_id, version, *stamp)
@@ -182,9 +165,10 @@ class NotebookDocument:
     def version(self) -> int:
         return self.table.version
 
-    async def commit(self, author: str | None = None) -> int:
-        """Commit pending changes as one version and wait until it is durable."""
-        self.table.commit(author)
+    async def commit(self, origin: Origin) -> int:
+        """Commit pending changes as one version of ``origin`` and wait until it is
+        durable."""
+        self.table.commit(origin)
         return await self.table.durable()
 
     async def apply(
@@ -192,22 +176,23 @@ class NotebookDocument:
         sets: Iterable[Mapping[str, Any]] = (),
         deletes: Iterable[Mapping[str, Any]] = (),
         *,
-        author: str | None = None,
+        origin: Origin,
     ) -> int:
-        """Apply record changes as one commit; all are checked first, so a bad one changes
-        nothing (``InvalidRecordError``). Returns the new (or unchanged) version."""
+        """Apply record changes as one commit of ``origin``; all are checked first, so a bad
+        one changes nothing (``InvalidRecordError``). Returns the new (or unchanged)
+        version."""
         sets, deletes = list(sets), list(deletes)
         self.table.check_writable()
         for record in sets:
             self.db.check(record)
         for where in deletes:
             self.db.key_of(where)
-        with self.db.transaction():
+        with self.db.transaction(origin):
             for record in sets:
-                self.db.set(record)
+                self.db.set(record, origin)
             for where in deletes:
-                self.db.delete(where)
-        return await self.commit(author)
+                self.db.delete(where, origin)
+        return await self.commit(origin)
 
     # -- history ----------------------------------------------------------------------------
 
@@ -221,7 +206,7 @@ class NotebookDocument:
         # replaying a whole notebook holds the GIL: done in the replay process
         return await self.changelog.replay.run(records_of_state, state)
 
-    async def revert(self, version: int, author: str | None = None) -> int:
+    async def revert(self, version: int, origin: Origin) -> int:
         """Make the notebook what it was at ``version``, as a new version."""
         await self.table.durable()
         old = await self.changelog.state_at(self.file_id, version)
@@ -229,12 +214,12 @@ class NotebookDocument:
         # against the state of now; only the records that differ are written here
         sets, deletes = await self.changelog.replay.run(revert_patch, self.db.get_update(), old)
         self.table.check_writable()
-        with self.db.transaction():
+        with self.db.transaction(origin):
             for where in deletes:
-                self.db.delete(where)
+                self.db.delete(where, origin)
             for record in sets:
-                self.db.set(record)
-        return await self.commit(author)
+                self.db.set(record, origin)
+        return await self.commit(origin)
 
     # -- the file ---------------------------------------------------------------------------
 
@@ -245,8 +230,8 @@ class NotebookDocument:
         if self.hooks.prepare_export is not None:
             outputs_of = await self.hooks.prepare_export(records)
         extra: dict[str, Any] = {}
-        for source in self.metadata_sources:
-            extra.update(await source.notebook_metadata(records))
+        if self.metadata is not None:
+            extra.update(await self.metadata.notebook_metadata(records))
         # building a big notebook (re-inlined images and overflow) is CPU work: not on the loop
         nb = await anyio.to_thread.run_sync(
             lambda: records_to_notebook(records, outputs_of=outputs_of)
@@ -254,18 +239,12 @@ class NotebookDocument:
         nb["metadata"].update(extra)
         return nb
 
-    def _on_update(self, update: bytes, origin: ChangeOrigin) -> None:
-        if origin != STORE:
+    def _on_update(self, update: bytes, origin: Origin) -> None:
+        if origin.kind is not OriginKind.STORE:
             self.files.changed()
 
-    def _saved(self) -> None:
-        if self._projection is not None:
-            state: dict[str, Any] = {"dirty": False}
-            if self.notebook_file.hash is not None:  # the stock frontend learns it here
-                state["hash"] = self.notebook_file.hash
-            self._projection.set_state(**state)
-
-    async def _on_raw(self, peer: Peer, message: Message) -> dict[str, Any] | None:
+    async def on_raw(self, peer: Peer, message: Message) -> dict[str, Any] | None:
+        """A room's save request (JupyterLab's Ctrl+S): the file is saved now."""
         if message.raw != "save":
             return None
         status = await self.files.save()
@@ -273,171 +252,11 @@ class NotebookDocument:
             status = "success"  # "Saving already in progress" as an error for "skipped"
         return {"type": "save", "responseTo": message.raw_id, "status": status}
 
-    # -- clients ----------------------------------------------------------------------------
-
-    @property
-    def projection(self) -> YNotebookProjection:
-        """The YNotebook view for JupyterLab (``await ensure_projection()`` first)."""
-        if self._projection is None:
-            raise RuntimeError(f"the YNotebook of {self.path} is not loaded")
-        return self._projection
-
-    async def ensure_projection(self) -> YNotebookProjection:
-        """The YNotebook view for JupyterLab: restored from its log, or built on first use."""
-        async with self._projection_lock:
-            if self._projection is None:
-                version = await self.table.durable()
-                stored = await self.projection_log.load(self.file_id, version)
-                projection = await self._make_projection(stored.state)
-                changed = self.table.version != version or self.db.has_uncommitted_changes
-                if stored.state is not None and (changed or not stored.in_sync):
-                    projection.reconcile()  # the table went on after the YNotebook's log
-        return self.projection
-
-    async def _make_projection(self, state: bytes | None) -> YNotebookProjection:
-        hooks = self.hooks
-        kwargs: dict[str, Any] = {"commit": lambda author: self.table.commit(author)}
-        if hooks.render_output is not None:
-            kwargs["render_output"] = hooks.render_output
-        if hooks.ingest_output is not None:
-            kwargs["ingest_output"] = hooks.ingest_output
-        if state is None:
-            projection = await YNotebookProjection.built_in_steps(self.db, **kwargs)
-        else:
-            projection = YNotebookProjection(self.db, state=state, **kwargs)
-        values = {"path": self.path, "document_id": f"json:notebook:{self.file_id}"}
-        if self.notebook_file.hash is not None:
-            values["hash"] = self.notebook_file.hash
-        if state is None:
-            # a new YNotebook: its first version is the whole of it, its state included; the
-            # same bytes answer its first client's sync (encoding a big notebook twice costs)
-            projection.set_state(**values)
-            whole = projection.ydoc.get_update()
-            self._projection_logged = self.projection_log.append(self.file_id, whole)
-            self._first_projection_update = (projection.ydoc.get_state(), whole)
-        self._projection = projection
-        projection.on_update(self._hold_projection_update)
-        projection.set_state(**values)  # (a restored YNotebook: a change, logged as any)
-        return projection
-
-    # -- durability before visibility -------------------------------------------------------
-    #
-    # The table's updates reach the SyncDB room with the future of their own log write. A
-    # YNotebook update is made while the table change it shows is being made — before that
-    # change is committed and logged (runner outputs, REST), or before a JupyterLab edit is
-    # translated into the table — so it is held until the next log write (which holds the
-    # change), or, when the table has nothing uncommitted, until the latest write is durable.
-
-    def _on_logged(self, update: bytes, origin: ChangeOrigin, durable: asyncio.Future[int]) -> None:
-        room = self.rooms.get("syncdb")
-        if room is not None:
-            room.publish(update, origin, durable)
-        if self._held and not self.db.has_uncommitted_changes:
-            self._release_projection(durable)
-
-    def _hold_projection_update(self, update: bytes, peer: Peer | None) -> None:
-        self._held.append((update, peer))
-        # the first version is no longer the whole YNotebook (a deletion alone does not change
-        # the state vector the room compares)
-        self._first_projection_update = None
-        room = self.rooms.get("notebook")
-        if room is not None:
-            room.withdraw_whole_update()
-        if not self._settle_scheduled:
-            self._settle_scheduled = True
-            asyncio.get_running_loop().call_soon(self._settle)
-
-    def _settle(self) -> None:
-        self._settle_scheduled = False
-        if self._held and not self.db.has_uncommitted_changes:
-            self._release_projection(self.table.barrier())
-
-    def _release_projection(self, durable: asyncio.Future[int] | None) -> None:
-        held, self._held = self._held, []
-        room = self.rooms.get("notebook")
-        for update, peer in held:
-            # logged in the same group commit as the table change it shows
-            logged = self._projection_logged = self.projection_log.append(self.file_id, update)
-            for recording in self._projection_recordings:
-                recording.append(logged)
-            if room is not None:
-                room.publish(update, peer, logged if durable is None else _both(durable, logged))
-
-    def record_projection_writes(self) -> list[asyncio.Future[int]]:
-        """A list that collects the YNotebook's log writes until ``stop_recording`` (a run
-        squashes the versions it made the YNotebook go through, as it does the table's)."""
-        recording: list[asyncio.Future[int]] = []
-        self._projection_recordings.append(recording)
-        return recording
-
-    def stop_recording(self, recording: list[asyncio.Future[int]]) -> None:
-        if recording in self._projection_recordings:
-            self._projection_recordings.remove(recording)
-
-    def _projection_barrier(self) -> asyncio.Future[Any] | None:
-        """Once this is durable, the table and the YNotebook as they are now are on disk."""
-        table, projection = self.table.barrier(), self._projection_logged
-        if table is None or projection is None:
-            return table or projection
-        return _both(table, projection)
-
     def _write_status(self, error: BaseException | None) -> None:
         self.write_error = error
-        if error is None:
-            return
-        reason = json.dumps({"reason": "store_unavailable", "retry": True})
-        for room in self.rooms.values():
-            for peer in list(room.peers):
-                peer.close(INTERNAL_ERROR, reason)
-
-    def room(self, kind: str) -> Room:
-        """The room of ``kind`` (``syncdb`` or ``notebook``), created on first use."""
-        self.table.check_writable()  # no new clients while changes cannot be saved
-        room = self.rooms.get(kind)
-        if room is not None:
-            return room
-        if kind == "syncdb":
-            room = Room(
-                f"syncdb:{self.file_id}",
-                self.db.doc,
-                apply_update=lambda update, peer: self.db.apply_update(update, origin=peer),
-                barrier=self.table.barrier,
-                on_raw=self._on_raw,
-                check_update=table_guard(self.db).check,  # a bad update changes nothing
-            )
-        elif kind == "notebook":
-            projection = self.projection
-            room = Room(
-                f"json:notebook:{self.file_id}",
-                projection.ydoc,
-                apply_update=projection.apply_update,
-                barrier=self._projection_barrier,
-                on_raw=self._on_raw,
-                check_update=ynotebook_guard(projection.ydoc).check,
-            )
-            if self._first_projection_update is not None:
-                room.offer_whole_update(*self._first_projection_update)
-                self._first_projection_update = None
-        else:
-            raise ValueError(f"unknown room kind {kind!r}")
-        if self.server_state is not None:
-            room.set_server_state(self.server_state)
-        self.rooms[kind] = room
-        return room
-
-    def set_server_state(self, state: dict[str, Any] | None) -> None:
-        """The server's awareness state in every room of the notebook: live for every client,
-        never in the change log."""
-        if state is None and self.server_state is None:
-            return
-        self.server_state = state
-        for room in self.rooms.values():
-            room.set_server_state(state)
 
     def set_path(self, path: str) -> None:
         self.path = path
-        if self._projection is not None:
-            self._projection.set_state(path=path)
 
     def renamed(self, path: str) -> None:
         """The file was renamed through the server (``LiveDocument``)."""
@@ -454,14 +273,10 @@ class NotebookDocument:
         return self.write_error is not None
 
     async def close(self) -> None:
-        """Save, close every room and stop observing (the change log keeps everything)."""
+        """Save and stop observing (the change log keeps everything)."""
         if self.closed:
             return
         self.closed = True
-        if self.runner is not None:
-            await self.runner.close()
-        for room in self.rooms.values():
-            room.close()
         if self.write_error is not None:
             # (the server is stopping: the manager keeps failing documents open otherwise)
             log.error(
@@ -481,19 +296,7 @@ class NotebookDocument:
                 log.error("the last changes of %s are not in the change log: %s", self.path, e)
             except Exception as e:  # a bug of ours: the document closes all the same
                 count_error("document.final_save", e, f"the final save of {self.path}", logger=log)
-        if self._projection is not None:
-            self._projection.close()
-        if self._projection is not None and self.write_error is None:
-            self._release_projection(self.table.barrier())
-            try:
-                await asyncio.wait_for(self.changelog.flushed(), CLOSE_TIMEOUT)
-                await self.projection_log.closed(self.file_id, self.table.version)
-            except TimeoutError:
-                log.warning("the YNotebook log of %s was not closed in time", self.path)
-            except Exception as e:  # (the next open reconciles it with the table)
-                count_error("document.close_projection", e, f"closing {self.path}", logger=log)
         self._unsubscribe()
-        self._unsubscribe_logged()
         self._unwatch()
         self.table.close()
         self.db.close()
@@ -545,18 +348,5 @@ def _live_run_state(wanted: Record, current: Record | None) -> Record:
 def records_of_state(state: bytes) -> list[Record]:
     """The records of a notebook state (an update from the log); runs in the replay process."""
     db = notebook_syncdb()
-    db.apply_update(state, origin=STORE)
+    db.apply_update(state, STORE)
     return db.get()
-
-
-def _both(first: asyncio.Future[Any], second: asyncio.Future[Any]) -> asyncio.Future[Any]:
-    """A future that resolves when both have (and fails if either fails). When one is done
-    already, the other itself: callers that wait in a loop see a done future at once."""
-    for future in (first, second):
-        if future.done() and (future.cancelled() or future.exception() is not None):
-            return future
-    if first.done():
-        return second
-    if second.done():
-        return first
-    return asyncio.gather(first, second)

@@ -28,6 +28,7 @@ from ..format.merge import SavedDigests, digest, disk_outputs, merge_notebook, s
 from ..format.repair import LoadedNotebook, load_notebook, parse_notebook
 from ..format.schema import SETTINGS_KEY
 from ..format.trust import carry_trust, without_trust
+from ..origin import FILE
 from ..sync.table import Record
 from .following import FileAccess, Snapshot, Stamp, stamp_of
 
@@ -35,9 +36,6 @@ if TYPE_CHECKING:
     from .notebook import NotebookDocument
 
 log = logging.getLogger(__name__)
-
-#: the author of changes merged from the file
-FROM_DISK = "disk"
 
 # what the runner writes: not an edit that brings a deleted file back
 _RUNTIME_FIELDS = frozenset({"output", "exec_count", "state", "start", "end"})
@@ -76,10 +74,16 @@ def edits_digest(records: list[Record]) -> str:
 class NotebookFile:
     """A notebook document's ``FileFormat``; its snapshots carry the version they show."""
 
-    def __init__(self, document: NotebookDocument, file: FileAccess) -> None:
+    def __init__(
+        self,
+        document: NotebookDocument,
+        file: FileAccess,
+        *,
+        outputs: OutputImporter | None = None,
+    ) -> None:
         self.document = document
         self.file = file
-        self.outputs: OutputImporter | None = None
+        self.outputs = outputs
         #: the version of the table the file holds (as this server last wrote or merged it)
         self.saved_version = 0
         self.hash: str | None = None  # of the file last saved, as the contents API reports it
@@ -217,7 +221,7 @@ class NotebookFile:
             warning = repaired_warning(self.path, loaded.warnings) if loaded.warnings else None
             key = {"type": SETTINGS_KEY[0], "id": SETTINGS_KEY[1]}
             sets.setdefault(SETTINGS_KEY, key)["load_warning"] = warning
-        return await document.apply(sets.values(), merge.deletes, author=FROM_DISK)
+        return await document.apply(sets.values(), merge.deletes, origin=FILE)
 
     async def saved_digests(self) -> SavedDigests:
         """What this server last wrote (after a restart: the saved version, exported again)."""

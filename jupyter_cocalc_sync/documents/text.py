@@ -28,6 +28,7 @@ from pycrdt import Doc, TransactionEvent
 from ..errors import DocumentNotFoundError
 from ..errors_seen import count_error
 from ..format.merge import merge_text
+from ..origin import Origin
 from ..transport.protocol import Message
 from ..transport.room import Peer, Room
 from .following import Contents, FileAccess, FileFollower, Snapshot, Stamp, stamp_of
@@ -141,7 +142,7 @@ class FileDocument:
         self.files: FileFollower[FileContent] = FileFollower(
             file, self.plain_file, autosave_delay=save_delay, poll_interval=poll_interval
         )
-        self._origin: Peer | None = None
+        self._origin: Origin | None = None  # the peer's whose update is being applied
         self.doc.observe(self._publish)
 
     @property
@@ -164,8 +165,8 @@ class FileDocument:
         self.plain_file.saved_content = content
         self.files.start_polling()
 
-    def _apply(self, update: bytes, peer: Peer) -> None:
-        self._origin = peer
+    def _apply(self, update: bytes, origin: Origin) -> None:
+        self._origin = origin
         try:
             self.doc.apply_update(update)
         finally:

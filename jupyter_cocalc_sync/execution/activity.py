@@ -23,6 +23,7 @@ import contextlib
 import logging
 import posixpath
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -72,8 +73,9 @@ class UsageSettings:
 
 
 class NotebookActivity:
-    """Kernel usage and run progress of one notebook (module docstring); the runner's
-    ``RunProgressListener``."""
+    """Kernel usage and run progress of one notebook (module docstring): it follows the
+    runner's progress, and shows both in the notebook's rooms (``server_state``) and in
+    JupyterLab's collaborators panel."""
 
     def __init__(
         self,
@@ -82,10 +84,14 @@ class NotebookActivity:
         kernels: SessionKernels,
         settings: UsageSettings | None = None,
         panel: CollaboratorsPanel | None = None,
+        *,
+        server_state: Callable[[dict[str, Any] | None], None],
     ) -> None:
         self.document = document
         self.panel = panel
         self.runner = runner
+        self._server_state = server_state
+        self._unsubscribe = runner.on_progress(self)
         self.kernels = kernels
         self.settings = settings or UsageSettings()
         self.usage: KernelUsage | None = None
@@ -120,13 +126,13 @@ class NotebookActivity:
     def _publish_now(self) -> None:
         self._publishing = None
         if self.usage is None and self.progress is None:
-            self.document.set_server_state(None)
+            self._server_state(None)
             self._show_in_panel(None)
             return
         state = self.to_json()
         summary = self._summary()
         state["user"] = {**KERNEL_USER, "display_name": summary}
-        self.document.set_server_state(state)
+        self._server_state(state)
         self._show_in_panel(summary)
 
     def _show_in_panel(self, summary: str | None) -> None:
@@ -215,6 +221,7 @@ class NotebookActivity:
         return self.kernels.kernel_manager.get_kernel(kernel_id)
 
     async def close(self) -> None:
+        self._unsubscribe()
         if self._publishing is not None:
             self._publishing.cancel()
             self._publishing = None

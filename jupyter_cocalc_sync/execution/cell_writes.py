@@ -3,7 +3,7 @@
 Every write of the runner goes through here: a cell's state as it starts and ends, its outputs
 (at most every ``flush_interval`` seconds during a flood: ``flush_soon``), errors of the
 runner's own (a dead kernel), display updates for other cells, and the settings record. Each is
-committed as made for whoever asked for the running cell (``author``), through the run's
+committed as made for whoever asked for the running cell (``origin``), through the run's
 ``RunVersions`` (so a run's versions are squashed when it ends). ``writing`` is true while the
 runner writes, so the runner can tell its own changes from clients' requests.
 """
@@ -17,6 +17,7 @@ from contextlib import contextmanager
 from typing import Any
 
 from ..format.schema import SETTINGS_KEY
+from ..origin import RUNNER, Origin
 from ..outputs.handler import OutputHandler
 from ..sync.table import SyncDB
 from .run_versions import RunVersions
@@ -50,23 +51,24 @@ class CellWrites:
         self.versions = versions
         self.flush_interval = flush_interval
         self._current = current_handler
-        #: who asked for the running cell; the runner's commits carry that name
-        self.author: str | None = None
+        #: the origin of the writes for the running cell: the runner, for whoever asked
+        self.origin: Origin = RUNNER
         self.writing = False
         #: when outputs were last written (0: the next output is written at once)
         self.last_flush = 0.0
         self._flush_timer: asyncio.TimerHandle | None = None
 
-    def commit(self, author: str | None = None) -> None:
-        """Commit the runner's writes, as made for whoever asked for the running cell."""
-        self.versions.commit(author or self.author)
+    def commit(self, origin: Origin | None = None) -> None:
+        """Commit the runner's writes as ``origin``'s (default: as made for whoever asked for
+        the running cell)."""
+        self.versions.commit(origin or self.origin)
 
     def started(self, cell_id: str, handler: OutputHandler) -> None:
         record = {"type": "cell", "id": cell_id, "state": "busy", "start": now_ms()}
         if handler.exec_count is not None:
             record["exec_count"] = handler.exec_count
-        with self.batch():
-            self.db.set(record)
+        with self.batch() as origin:
+            self.db.set(record, origin)
             self.set_settings(kernel_state="busy")
         self.commit()
 
@@ -107,15 +109,15 @@ class CellWrites:
             record.update(state="idle", end=now_ms())
         if len(record) == 2 or self.db.peek(("cell", cell_id)) is None:
             return
-        with self.batch():
-            self.db.set(record)
+        with self.batch() as origin:
+            self.db.set(record, origin)
         self.commit()
 
     def finish_with_error(self, cell_id: str, ename: str, evalue: str) -> None:
         if self.db.peek(("cell", cell_id)) is None:
             return
         error = {"output_type": "error", "ename": ename, "evalue": evalue, "traceback": [evalue]}
-        with self.batch():
+        with self.batch() as origin:
             self.db.set(
                 {
                     "type": "cell",
@@ -123,7 +125,8 @@ class CellWrites:
                     "state": "idle",
                     "end": now_ms(),
                     "output": {"0": error},
-                }
+                },
+                origin,
             )
         self.commit()
 
@@ -142,7 +145,7 @@ class CellWrites:
             "evalue": reason,
             "traceback": [f"{CUT_OFF_ENAME}: {reason}"],
         }
-        with self.batch():
+        with self.batch() as origin:
             self.db.set(
                 {
                     "type": "cell",
@@ -150,7 +153,8 @@ class CellWrites:
                     "state": "idle",
                     "end": record.get("end") or now_ms(),
                     "output": {str(after + 1): error},
-                }
+                },
+                origin,
             )
 
     def write_display(self, cell_id: str, index: int, update: dict[str, Any]) -> None:
@@ -160,8 +164,8 @@ class CellWrites:
         if not isinstance(current, dict):
             return
         patched = {**current, "data": update["data"], "metadata": update["metadata"]}
-        with self.batch():
-            self.db.set({"type": "cell", "id": cell_id, "output": {str(index): patched}})
+        with self.batch() as origin:
+            self.db.set({"type": "cell", "id": cell_id, "output": {str(index): patched}}, origin)
         self.commit()
 
     def set_settings(self, **fields: Any) -> None:
@@ -169,15 +173,18 @@ class CellWrites:
         changed = {k: v for k, v in fields.items() if k == "metadata" or settings.get(k) != v}
         if not changed:
             return
-        with self.batch():
-            self.db.set({"type": SETTINGS_KEY[0], "id": SETTINGS_KEY[1], **changed})
+        with self.batch() as origin:
+            self.db.set({"type": SETTINGS_KEY[0], "id": SETTINGS_KEY[1], **changed}, origin)
 
     @contextmanager
-    def batch(self) -> Iterator[None]:
-        """Writes of the runner itself (their change events are not requests)."""
+    def batch(self, origin: Origin | None = None) -> Iterator[Origin]:
+        """Writes of the runner itself (their change events are not requests), as
+        ``origin``'s (default: for whoever asked for the running cell); yields the origin
+        the writes are made with."""
+        origin = origin or self.origin
         previous, self.writing = self.writing, True
         try:
-            with self.db.transaction():
-                yield
+            with self.db.transaction(origin):
+                yield origin
         finally:
             self.writing = previous

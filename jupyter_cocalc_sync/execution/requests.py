@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..errors import CocalcSyncError, DocumentNotFoundError, InvalidRequestError
 from ..format.ipynb import ordered_outputs
+from ..origin import Origin
 from ..sync.table import ChangeEvent
 
 if TYPE_CHECKING:
@@ -96,7 +97,7 @@ class ExecutionRequests:
         code: str,
         metadata: dict[str, Any],
         *,
-        author: str | None = None,
+        origin: Origin,
     ) -> ExecutionRequest:
         """Queue the run of the cell ``metadata`` names; returns the request to poll."""
         cell_id = metadata.get("cell_id")
@@ -123,7 +124,7 @@ class ExecutionRequests:
         request._unsubscribe = document.db.on_change(lambda event: self._on_change(request, event))
         self._requests[request.uid] = request
         self._forget_old()
-        runner.run([cell_id], kernel_id=kernel_id, author=author)
+        runner.run([cell_id], kernel_id=kernel_id, origin=origin)
         self._check(request)  # (a cell run refused at once has ended already)
         return request
 
@@ -277,8 +278,8 @@ class ExecutionRequests:
         for request in self._requests.values():
             if request.kernel_id != kernel_id or request.result is not None:
                 continue
-            runner = request.document.runner
-            if runner is not None and runner.answer_input(request.cell_id, value):
+            notebook = self.execution.notebooks.notebooks.get(request.document.file_id)
+            if notebook is not None and notebook.runner.answer_input(request.cell_id, value):
                 return True
         return False
 

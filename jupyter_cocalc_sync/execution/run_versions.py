@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 from ..errors_seen import count_error
+from ..origin import Origin
 from ..store.projections import projection_doc
 from ..store.sqlite import STORE_ERRORS
 
@@ -20,6 +21,15 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
+
+class ProjectionWrites(Protocol):
+    """The YNotebook's log writes, recorded while a cell runs (documents/broadcast.py)."""
+
+    def record_projection_writes(self) -> list[asyncio.Future[int]]: ...
+
+    def stop_recording(self, recording: list[asyncio.Future[int]]) -> None: ...
+
+
 #: a run that wrote fewer versions than this keeps them: a squash replays the whole notebook
 #: (in the replay process), worth it for a long run's hundreds of flushes, not for ``1+1``
 SQUASH_MIN_VERSIONS = 16
@@ -28,30 +38,38 @@ SQUASH_MIN_VERSIONS = 16
 class RunVersions:
     """Commits of one notebook's runner, and the squashing of each run's versions."""
 
-    def __init__(self, document: NotebookDocument, history: HistorySquasher | None) -> None:
+    def __init__(
+        self,
+        document: NotebookDocument,
+        history: HistorySquasher | None,
+        projection_writes: ProjectionWrites | None = None,
+    ) -> None:
         self.document = document
         self.history = history
+        self.projection_writes = projection_writes
         #: the log writes of the cell running now (its versions are squashed when it ends)
         self._run_writes: list[asyncio.Future[int]] | None = None
         #: the YNotebook's log writes during the running cell (squashed with the table's)
         self._projection_writes: list[asyncio.Future[int]] = []
         self._squashes: set[asyncio.Task[None]] = set()
 
-    def commit(self, author: str | None = None) -> None:
-        """Commit the runner's writes as ``author``'s (who asked for the running cell)."""
-        durable = self.document.table.commit(author)
+    def commit(self, origin: Origin) -> None:
+        """Commit the runner's writes as ``origin``'s (the runner, for who asked)."""
+        durable = self.document.table.commit(origin)
         if durable is not None and self._run_writes is not None:
             self._run_writes.append(durable)
 
     def start_run(self) -> None:
         self._run_writes = []
-        self._projection_writes = self.document.record_projection_writes()
+        if self.projection_writes is not None:
+            self._projection_writes = self.projection_writes.record_projection_writes()
 
     def end_run(self) -> None:
         """History keeps one version per run, not one per output flush."""
         writes, self._run_writes = self._run_writes, None
         projection_writes, self._projection_writes = self._projection_writes, []
-        self.document.stop_recording(projection_writes)
+        if self.projection_writes is not None:
+            self.projection_writes.stop_recording(projection_writes)
         if self.history is None or not writes or len(writes) < SQUASH_MIN_VERSIONS:
             return
         task = asyncio.get_running_loop().create_task(self._squash(writes, projection_writes))

@@ -31,12 +31,11 @@ from ..errors_seen import count_error
 from ..format.ipynb import cell_order_key, ordered_outputs
 from ..format.schema import SETTINGS_KEY
 from ..kernels.kernel import DEAD_KERNEL_ENAME, CodeExecutionEmitter, JupyterKernel
+from ..origin import RUNNER, Origin
 from ..outputs.handler import DisplayIndex, OutputHandler, OutputLimits, is_marker
-from ..permissions import permissions_of
-from ..store.binding import author_of
 from ..sync.table import ChangeEvent
 from .cell_writes import SERVER_GONE, SERVER_STOPPED, CellWrites
-from .run_versions import RunVersions
+from .run_versions import ProjectionWrites, RunVersions
 
 if TYPE_CHECKING:
     from ..documents.notebook import NotebookDocument
@@ -81,6 +80,8 @@ class NotebookRunner:
         hold: Callable[[NotebookDocument], None] | None = None,
         release: Callable[[NotebookDocument], None] | None = None,
         activity: WorkTracker | None = None,
+        widgets: NotebookWidgets | None = None,
+        projection_writes: ProjectionWrites | None = None,
     ) -> None:
         self.document = document
         self.db = document.db
@@ -90,15 +91,15 @@ class NotebookRunner:
         self.overflow = overflow
         self.history = history
         self.flush_interval = flush_interval
-        self.versions = RunVersions(document, history)
+        self.versions = RunVersions(document, history, projection_writes)
         self.writes = CellWrites(self.db, self.versions, flush_interval, lambda: self._handler)
         #: the notebook's widget table (widgets/), following the runner's kernel
-        self.widgets: NotebookWidgets | None = None
+        self.widgets = widgets
         self.halt_on_error = True
         self.queue: deque[str] = deque()
         self.current: str | None = None
-        #: who asked for each queued cell; the runner's commits for a cell carry that name
-        self._requested_by: dict[str, str | None] = {}
+        #: the origin of the runner's writes for each queued cell (for who asked for it)
+        self._requested_by: dict[str, Origin] = {}
         self.kernel: JupyterKernel | None = None
         self.displays = DisplayIndex(write_other=self.writes.write_display)
         self._hold, self._release = hold, release
@@ -111,7 +112,7 @@ class NotebookRunner:
         self._kernel_lock = asyncio.Lock()
         #: cells finished since the runner last became busy (run progress)
         self.done_in_batch = 0
-        self.progress: RunProgressListener | None = None
+        self._progress: list[RunProgressListener] = []
         self._interrupt_requested = False
         self._idle = asyncio.Event()
         self._idle.set()
@@ -128,14 +129,14 @@ class NotebookRunner:
         running = [str(key[1]) for key, state in states.items() if state == "busy"]
         requested = [str(key[1]) for key, state in states.items() if state == "start"]
         if queued or running:
-            with self.writes.batch():
+            with self.writes.batch() as origin:
                 for cell_id in queued:
-                    self.db.set({"type": "cell", "id": cell_id, "state": "idle"})
+                    self.db.set({"type": "cell", "id": cell_id, "state": "idle"}, origin)
                 for cell_id in running:
                     self.writes.cut_off(cell_id, SERVER_GONE)
             self.writes.commit()
         if requested:
-            self.run(sorted(requested, key=self._position))
+            self.run(sorted(requested, key=self._position), origin=RUNNER)
 
     def _position(self, cell_id: str) -> tuple[float, str]:
         return cell_order_key(self.db.peek(("cell", cell_id)) or {"id": cell_id})
@@ -143,7 +144,7 @@ class NotebookRunner:
     def _on_change(self, event: ChangeEvent) -> None:
         if self.writes.writing:
             return
-        may_execute = permissions_of(event.origin).execute
+        may_execute = event.origin.permissions.execute
         requested: list[str] = []
         refused: list[str] = []
         for key, change in event.changes.items():
@@ -164,13 +165,13 @@ class NotebookRunner:
             self._refuse(refused)
         if requested:
             # several cells asked for in one change run in notebook order
-            self.run(sorted(requested, key=self._position), author=author_of(event.origin))
+            self.run(sorted(requested, key=self._position), origin=event.origin)
 
     def _refuse(self, cell_ids: list[str]) -> None:
         """Run requests from a peer that may not execute: the cells get their state back
         (or a later open of the notebook would run them)."""
         log.warning("ignored a request to run %s from a client without kernels:execute", cell_ids)
-        with self.writes.batch():
+        with self.writes.batch() as origin:
             for cell_id in cell_ids:
                 state = (
                     "busy"
@@ -179,7 +180,7 @@ class NotebookRunner:
                     if cell_id in self.queue
                     else "idle"
                 )
-                self.db.set({"type": "cell", "id": cell_id, "state": state})
+                self.db.set({"type": "cell", "id": cell_id, "state": state}, origin)
         self.writes.commit()
 
     def _cell_deleted(self, cell_id: str) -> None:
@@ -193,40 +194,42 @@ class NotebookRunner:
         self,
         cell_ids: Iterable[str],
         *,
+        origin: Origin,
         kernel_id: str | None = None,
-        author: str | None = None,
     ) -> list[str]:
-        """Queue cells (in the given order) for ``author``; returns the ids that were queued."""
+        """Queue cells (in the given order) for ``origin``; returns the ids that were
+        queued."""
         queued = []
-        with self.writes.batch():
+        running_for = origin.running_for()
+        with self.writes.batch(running_for):
             for cell_id in cell_ids:
                 record = self.db.peek(("cell", cell_id))
                 if record is None:
                     continue
                 if record.get("cell_type", "code") != "code":
                     if record.get("state") not in (None, "idle"):
-                        self.db.set({"type": "cell", "id": cell_id, "state": "idle"})
+                        self.db.set({"type": "cell", "id": cell_id, "state": "idle"}, running_for)
                     continue
                 if cell_id == self.current or cell_id in self.queue:
                     continue
                 self.queue.append(cell_id)
-                self._requested_by[cell_id] = author
-                self.db.set({"type": "cell", "id": cell_id, "state": "run"})
+                self._requested_by[cell_id] = running_for
+                self.db.set({"type": "cell", "id": cell_id, "state": "run"}, running_for)
                 queued.append(cell_id)
         if queued:
-            self.writes.commit(author)
+            self.writes.commit(running_for)
             if kernel_id:
                 self._prefer_kernel = kernel_id
             self._start_worker()
             self._report_progress()
         return queued
 
-    def run_all(self, *, author: str | None = None) -> list[str]:
+    def run_all(self, *, origin: Origin) -> list[str]:
         cells = sorted(
             (r for r in self.db.get({"type": "cell"}) if r.get("cell_type", "code") == "code"),
             key=cell_order_key,
         )
-        return self.run([r["id"] for r in cells], author=author)
+        return self.run([r["id"] for r in cells], origin=origin)
 
     def _start_worker(self) -> None:
         if self._worker is None or self._worker.done():
@@ -241,10 +244,15 @@ class NotebookRunner:
                 activity.work_started()
                 self._worker.add_done_callback(lambda _task: activity.work_ended())
 
+    def on_progress(self, listener: RunProgressListener) -> Callable[[], None]:
+        """Tell ``listener`` how each batch of runs goes (until the returned call)."""
+        self._progress.append(listener)
+        return lambda: self._progress.remove(listener) if listener in self._progress else None
+
     def _report_progress(self, *, running: bool = True) -> None:
-        if self.progress is not None:
-            pending = len(self.queue) + (self.current is not None)
-            self.progress.run_progress(self.done_in_batch, pending, running)
+        pending = len(self.queue) + (self.current is not None)
+        for listener in list(self._progress):
+            listener.run_progress(self.done_in_batch, pending, running)
 
     async def wait_idle(self) -> None:
         await self._idle.wait()
@@ -260,7 +268,7 @@ class NotebookRunner:
             while self.queue:
                 cell_id = self.queue.popleft()
                 self.current = cell_id
-                self.writes.author = self._requested_by.pop(cell_id, None)
+                self.writes.origin = self._requested_by.pop(cell_id, RUNNER)
                 try:
                     ok = await self._run_cell(cell_id)
                 except Exception as e:  # a bug of ours: the cell shows it, the queue goes on
@@ -276,7 +284,7 @@ class NotebookRunner:
         finally:
             self.writes.set_settings(kernel_state="idle")
             self.writes.commit()
-            self.writes.author = None
+            self.writes.origin = RUNNER
             self._idle.set()
             self._report_progress(running=False)
             if self._release is not None:
@@ -361,7 +369,7 @@ class NotebookRunner:
         )
         self._handler = handler
         self.versions.start_run()
-        with self.writes.batch():
+        with self.writes.batch() as origin:
             # what the server runs for a collaborator is trusted, for every collaborator
             # (JupyterLab reads the cell's metadata.trusted; the saved file is then signed)
             self.db.set(
@@ -372,7 +380,8 @@ class NotebookRunner:
                     "output": None,
                     "exec_count": None,
                     "metadata": {"trusted": True},
-                }
+                },
+                origin,
             )
         self.writes.commit()
         ok = True
@@ -466,10 +475,10 @@ class NotebookRunner:
         dropped, self.queue = list(self.queue), deque()
         self._requested_by.clear()
         if dropped:
-            with self.writes.batch():
+            with self.writes.batch() as origin:
                 for cell_id in dropped:
                     if self.db.peek(("cell", cell_id)) is not None:
-                        self.db.set({"type": "cell", "id": cell_id, "state": "idle"})
+                        self.db.set({"type": "cell", "id": cell_id, "state": "idle"}, origin)
             self.writes.commit()
             self._report_progress()
 
@@ -479,8 +488,8 @@ class NotebookRunner:
             return
         self.queue.remove(cell_id)
         self._requested_by.pop(cell_id, None)
-        with self.writes.batch():
-            self.db.set({"type": "cell", "id": cell_id, "state": "idle"})
+        with self.writes.batch() as origin:
+            self.db.set({"type": "cell", "id": cell_id, "state": "idle"}, origin)
         self.writes.commit()
         self._report_progress()
 
@@ -509,15 +518,21 @@ class NotebookRunner:
             await self._idle.wait()
         self.displays = DisplayIndex(write_other=self.writes.write_display)
         if clear:
-            with self.writes.batch():
+            with self.writes.batch() as origin:
                 for record in self.db.get({"type": "cell"}):
                     if record.get("output") or record.get("exec_count") is not None:
                         self.db.set(
-                            {"type": "cell", "id": record["id"], "output": None, "exec_count": None}
+                            {
+                                "type": "cell",
+                                "id": record["id"],
+                                "output": None,
+                                "exec_count": None,
+                            },
+                            origin,
                         )
         self.writes.commit()
         if run_all:
-            self.run_all()
+            self.run_all(origin=RUNNER)
 
     async def change_kernel(self, name: str) -> None:
         """Switch the notebook to the kernelspec ``name`` (a new kernel of its session)."""
@@ -547,5 +562,3 @@ class NotebookRunner:
             self.writes.cut_off(cut_off, SERVER_STOPPED)
             self.writes.commit()
         await self.versions.close()
-        if self.widgets is not None:
-            self.widgets.close()

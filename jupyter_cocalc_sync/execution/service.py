@@ -1,4 +1,6 @@
-"""``ExecutionService``: one ``NotebookRunner`` per open notebook, and the entry points to them."""
+"""``ExecutionService``: the entry points to the runners of open notebooks.
+
+The runners are built with the rest of each open notebook (execution/open_notebook.py)."""
 
 from __future__ import annotations
 
@@ -7,21 +9,17 @@ from typing import TYPE_CHECKING, Any
 
 from ..errors import DocumentNotFoundError, InvalidRecordError
 from ..format.ipynb import cell_order_key, ordered_outputs
+from ..origin import Origin
 from ..outputs.formats import empty_page, overflow_page
 from ..outputs.handler import is_marker
-from ..widgets.session import NotebookWidgets
-from .activity import CollaboratorsPanel, NotebookActivity, UsageSettings
+from .activity import NotebookActivity
+from .open_notebook import NotebookFactory
 from .runner import NotebookRunner
 
 if TYPE_CHECKING:
     from ..documents.manager import DocumentManager
     from ..documents.notebook import NotebookDocument
-    from ..outputs.blobs import BlobStore
-    from ..outputs.handler import OutputLimits
     from ..outputs.overflow import MoreOutputStore
-    from ..store.history import HistorySquasher
-    from .activity_clock import WorkTracker
-    from .sessions import SessionKernels
 
 #: JupyterLab's run-all sends one request per cell at once, over several connections; requests
 #: that arrive within this window are queued in notebook order, not in arrival order.
@@ -29,81 +27,30 @@ FRONTEND_BATCH_WINDOW = 0.015
 
 
 class ExecutionService:
-    """Creates runners as notebooks open and routes run/interrupt/restart requests to them."""
+    """Routes run/interrupt/restart requests to the runners of open notebooks."""
 
     def __init__(
         self,
         documents: DocumentManager,
-        kernels: SessionKernels,
-        *,
-        limits: OutputLimits,
-        blobs: BlobStore | None,
-        overflow: MoreOutputStore | None,
-        history: HistorySquasher | None = None,
-        flush_interval: float = 0.05,
-        usage: UsageSettings | None = None,
-        work_tracker: WorkTracker | None = None,
+        notebooks: NotebookFactory,
+        overflow: MoreOutputStore | None = None,
     ) -> None:
         self.documents = documents
-        self.kernels = kernels
-        self.limits = limits
-        self.blobs = blobs
+        self.notebooks = notebooks
         self.overflow = overflow
-        self.history = history
-        self.flush_interval = flush_interval
-        self.work_tracker = work_tracker
         #: per document: the cells asked for, the timer, the kernel id and who asked first
-        self._batches: dict[str, tuple[list[str], asyncio.TimerHandle, str | None, str | None]] = {}
-        self.usage = usage or UsageSettings()
-        self._activities: dict[str, NotebookActivity] = {}  # file id -> usage and progress
-        #: where JupyterLab's collaborators panel shows each kernel (set by the extension)
-        self.collaborators: CollaboratorsPanel | None = None
+        self._batches: dict[str, tuple[list[str], asyncio.TimerHandle, str | None, Origin]] = {}
 
-    def opened(self, document: NotebookDocument) -> None:
-        """``DocumentObserver``: a document opened."""
-        self.attach(document)
-
-    async def closed(self, document: NotebookDocument) -> None:
-        """``DocumentObserver``: a document closed (its runner with it)."""
-        batch = self._batches.pop(document.file_id, None)
-        if batch is not None:
-            batch[1].cancel()
-        activity = self._activities.pop(document.file_id, None)
-        if activity is not None:
-            await activity.close()
-        await self.kernels.release(document.path)
-
-    def attach(self, document: NotebookDocument) -> NotebookRunner:
-        """Give a freshly opened document its runner."""
-        runner = NotebookRunner(
-            document,
-            self.kernels,
-            limits=self.limits,
-            blobs=self.blobs,
-            overflow=self.overflow,
-            history=self.history,
-            flush_interval=self.flush_interval,
-            hold=self.documents.hold,
-            release=self.documents.release,
-            activity=self.work_tracker,
-        )
-        document.runner = runner
-        activity = NotebookActivity(
-            document, runner, self.kernels, self.usage, panel=self.collaborators
-        )
-        runner.progress = self._activities[document.file_id] = activity
-        if self.blobs is not None:
-            runner.widgets = NotebookWidgets(document.file_id, self.blobs)
-            document.metadata_sources.append(runner.widgets)
-        return runner
+    def _runner_of(self, document: NotebookDocument) -> NotebookRunner:
+        return self.notebooks.get(document.file_id).runner
 
     async def runner(self, path: str) -> NotebookRunner:
-        return _runner_of(await self.documents.get(path))
+        return self._runner_of(await self.documents.get(path))
 
     async def activity(self, path: str) -> NotebookActivity:
         """Kernel usage and run progress of the notebook at ``path``."""
         document = await self.documents.get(path)
-        return self._activities[document.file_id]
+        return self.notebooks.get(document.file_id).activity
 
     async def run(
         self,
@@ -111,18 +58,18 @@ class ExecutionService:
         cell_ids: list[str] | None,
         *,
         all_cells: bool,
-        author: str | None = None,
+        origin: Origin,
     ) -> list[str]:
         runner = await self.runner(path)
         if all_cells:
-            return runner.run_all(author=author)
+            return runner.run_all(origin=origin)
         missing = [c for c in cell_ids or [] if runner.db.peek(("cell", c)) is None]
         if missing:
             raise InvalidRecordError(f"no such cells: {missing}")
-        return runner.run(cell_ids or [], author=author)
+        return runner.run(cell_ids or [], origin=origin)
 
     async def run_from_frontend(
-        self, kernel_id: str, cell_id: str, document_id: str, *, author: str | None = None
+        self, kernel_id: str, cell_id: str, document_id: str, *, origin: Origin
     ) -> None:
         """``POST /api/kernels/{id}/execute`` from JupyterLab's ``NotebookCellServerExecutor``."""
         parts = document_id.split(":", 2)
@@ -137,17 +84,20 @@ class ExecutionService:
                 FRONTEND_BATCH_WINDOW, self._run_batch, document
             )
             # (a batch is one user's run-all: the runs are recorded under who asked first)
-            self._batches[document.file_id] = ([cell_id], handle, kernel_id, author)
+            self._batches[document.file_id] = ([cell_id], handle, kernel_id, origin)
         else:
             pending[0].append(cell_id)
 
     def _run_batch(self, document: NotebookDocument) -> None:
-        cell_ids, _, kernel_id, author = self._batches.pop(document.file_id)
+        cell_ids, _, kernel_id, origin = self._batches.pop(document.file_id)
+        notebook = self.notebooks.notebooks.get(document.file_id)
+        if notebook is None or notebook.document is not document:
+            return  # closed meanwhile: nothing runs in a closed notebook
         order = {c: cell_order_key(document.db.peek(("cell", c)) or {"id": c}) for c in cell_ids}
-        _runner_of(document).run(
+        notebook.runner.run(
             sorted(dict.fromkeys(cell_ids), key=order.__getitem__),
             kernel_id=kernel_id,
-            author=author,
+            origin=origin,
         )
 
     async def more_output(
@@ -167,15 +117,8 @@ class ExecutionService:
         if page is not None:
             offset, limit = page
             return await overflow_page(
-                overflow, self.blobs, document.file_id, cell_id, offset, limit
+                overflow, self.notebooks.parts.blobs, document.file_id, cell_id, offset, limit
             )
         more = await overflow.read(document.file_id, cell_id)
         more.pop("head_count", None)
         return more
-
-
-def _runner_of(document: NotebookDocument) -> NotebookRunner:
-    runner = document.runner
-    if runner is None:  # (``attach`` gives one to every document as it opens)
-        raise RuntimeError(f"{document.path} has no runner")
-    return runner

@@ -26,6 +26,7 @@ import nbformat
 from pycrdt import Doc
 
 from ..errors import InvalidRecordError
+from ..origin import FILE
 from ..sync.table import Record, json_copy
 from .repair import (
     CELL_ID_PATTERN,
@@ -120,9 +121,9 @@ def initial_update(records: Iterable[Record]) -> bytes:
     """The Yjs update that creates ``records`` — identical bytes for identical records."""
     db = notebook_syncdb(doc=Doc(client_id=0))
     db.close()  # a throwaway table: no change events, no update copies
-    with db.transaction():
+    with db.transaction(FILE):
         for record in records:
-            db.set(record)
+            db.set(record, FILE)
     return db.get_update()
 
 

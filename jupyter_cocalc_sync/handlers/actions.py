@@ -19,11 +19,14 @@ class ActionsHandler(NotebookHandlerBase):
     async def post(self, path: str) -> None:
         name, params = parse_action(self.json_body())
         await check_action(self, runs_code=name in RUN_ACTIONS)
-        document = await self.document(path)
+        runner = await self.services.execution.runner(self.api_path(path))
         actions = NotebookActions(
-            document, document.runner, kernel_names=self.kernel_spec_manager.find_kernel_specs
+            runner.document,
+            self.origin,
+            runner,
+            kernel_names=self.kernel_spec_manager.find_kernel_specs,
         )
-        self.finish_json(await perform(actions, name, params, author=self.author))
+        self.finish_json(await perform(actions, name, params))
 
 
 def action_routes() -> list[tuple[str, type]]:

@@ -33,6 +33,7 @@ from ..errors import (
     VersionNotFoundError,
 )
 from ..errors_seen import count_error
+from ..origin import Origin
 from ..paths import check_api_path
 from .services import Services, services_of
 
@@ -74,10 +75,11 @@ class CocalcAPIHandler(APIHandler):
         return services_of(self)
 
     @property
-    def author(self) -> str | None:
-        """The name history records for changes this request makes."""
+    def origin(self) -> Origin:
+        """The origin of the changes this request makes: its user (authorized before the
+        request got here)."""
         user = self.current_user
-        return getattr(user, "username", None) if user else None
+        return Origin.of_user(getattr(user, "username", None) if user else None)
 
     async def prepare(self) -> None:  # type: ignore[override]  # as APIHandler narrows it
         limit = self.services.limits.max_body_bytes

@@ -57,7 +57,7 @@ class UndoRedoHandler(CollaborationHandler):
         history = self.services.history
         if action == "restore":
             await self.check_write()
-            version = await history.restore(room_id, fork_room, self.author)
+            version = await history.restore(room_id, fork_room, self.origin)
             self.finish_json(
                 {"code": 200, "status": "Document restored successfully", "version": version}
             )
@@ -88,7 +88,7 @@ class ForkHandler(CollaborationHandler):
             description=_typed(body, "description", str, ""),
         )
         history = self.services.history
-        fork = await history.create_fork(root_room, info, self.author or "")
+        fork = await history.create_fork(root_room, info, self.origin.user or "")
         document = fork.document
         self.finish_json(
             {
@@ -106,7 +106,7 @@ class ForkHandler(CollaborationHandler):
         if merge not in ("true", "false"):
             raise web.HTTPError(400, '"merge" must be true or false')
         await self.services.history.delete_fork(
-            fork_room, merge=merge == "true", author=self.author
+            fork_room, merge=merge == "true", origin=self.origin
         )
         self.set_status(200)
         self.finish()

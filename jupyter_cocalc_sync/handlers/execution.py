@@ -39,7 +39,7 @@ class RunHandler(ExecutionHandlerBase):
         ):
             raise web.HTTPError(400, 'give "cell_ids": [ids] or "all": true')
         queued = await self.execution.run(
-            self.api_path(path), cell_ids, all_cells=all_cells, author=self.author
+            self.api_path(path), cell_ids, all_cells=all_cells, origin=self.origin
         )
         self.finish_json({"queued": queued}, status=202)
 

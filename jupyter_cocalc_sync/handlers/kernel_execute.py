@@ -57,7 +57,7 @@ class KernelExecuteHandler(KernelRequestHandler):
                 '{"document_id", "cell_id"} (jupyter-server-nbmodel), as strings',
             )
         await self.services.execution.run_from_frontend(
-            kernel_id, cell_id, document_id, author=self.author
+            kernel_id, cell_id, document_id, origin=self.origin
         )
         self.finish_json({"cell_id": cell_id, "queued": True})
 
@@ -68,7 +68,7 @@ class KernelExecuteHandler(KernelRequestHandler):
         if body.get("server") is not None:
             raise web.HTTPError(400, "this server runs its own kernels only (no remote server)")
         try:
-            request = await self.requests.put(kernel_id, code, metadata, author=self.author)
+            request = await self.requests.put(kernel_id, code, metadata, origin=self.origin)
         except SourceMismatchError as e:
             raise web.HTTPError(409, str(e)) from None
         context = request.context()

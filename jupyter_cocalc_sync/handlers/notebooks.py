@@ -57,7 +57,7 @@ class RecordsHandler(NotebookHandlerBase):
             raise web.HTTPError(400, f"unknown fields {sorted(unknown)}")
         await check_run_requests(self, sets)
         document = await self.document(path)
-        version = await document.apply(sets, deletes, author=self.author)
+        version = await document.apply(sets, deletes, origin=self.origin)
         self.finish_json({"version": version})
 
 
@@ -93,7 +93,7 @@ class RevertHandler(NotebookHandlerBase):
         if not isinstance(version, int) or isinstance(version, bool):
             raise web.HTTPError(400, '"version" must be an integer')
         document = await self.document(path)
-        self.finish_json({"version": await document.revert(version, author=self.author)})
+        self.finish_json({"version": await document.revert(version, origin=self.origin)})
 
 
 class ExportHandler(NotebookHandlerBase):

@@ -25,7 +25,8 @@ from ..errors import (
     StoreUnavailableError,
 )
 from ..errors_seen import count_error
-from ..permissions import READ_ONLY, Permissions
+from ..origin import Origin
+from ..permissions import READ_ONLY
 from ..rooms.registry import Membership, SessionExpiredError
 from ..transport.room import INTERNAL_ERROR
 from .authorization import READ_DOCUMENT, peer_permissions, requires
@@ -50,16 +51,16 @@ class RoomHandler(WebSocketMixin, WebSocketHandler, JupyterHandler):
     def initialize(self, namespace: str = "cocalc") -> None:
         self.namespace = namespace
         self.membership: Membership | None = None
-        #: what this client may do beyond reading (asked when it connects)
-        self.permissions: Permissions = READ_ONLY
-        #: bytes given to the websocket and not yet written to the network, but for the
-        #: first sync (see ``send``)
+        #: the origin of this client's changes: who it is, what it may do beyond reading
+        #: (asked when it connects), this connection
+        self.origin: Origin = Origin.of_peer(None, READ_ONLY)
+        #: bytes given to the websocket and not yet written to the network
         self.queued_bytes = 0
         #: the whole document was sent once (the first sync, not counted in ``queued_bytes``)
         self.first_sync_sent = False
 
     @property
-    def author(self) -> str | None:
+    def username(self) -> str | None:
         user = self.current_user
         return getattr(user, "username", None) if user else None
 
@@ -76,7 +77,7 @@ class RoomHandler(WebSocketMixin, WebSocketHandler, JupyterHandler):
     async def open(self, room_id: str) -> None:
         super().open()  # keep-alive pings
         self.set_nodelay(True)
-        self.permissions = await peer_permissions(self)
+        self.origin = Origin.of_peer(self.username, await peer_permissions(self))
         registry = services_of(self).rooms
         session_id = self.get_query_argument("sessionId", None)
         try:

@@ -25,8 +25,8 @@ from pycrdt import merge_updates
 
 from ..documents.notebook import revert_patch
 from ..format.schema import notebook_syncdb
+from ..origin import SERVER, STORE, Origin, OriginKind
 from ..permissions import Permissions
-from ..store import STORE
 from ..sync.table import Record, SyncDB
 from ..transport.protocol import Message
 from ..transport.room import Peer, Room
@@ -35,24 +35,16 @@ from ..ynotebook.projection import YNotebookProjection
 
 if TYPE_CHECKING:
     from ..documents.notebook import NotebookDocument
+    from ..execution.open_notebook import OpenNotebook
 
 #: who merges or restores: a change made on their behalf (never a run request)
 AUTHOR_PERMISSIONS = Permissions(write=True, execute=False)
 
 
-@dataclass(eq=False)  # hashed by identity, as a connection is
-class Author:
+def made_for(origin: Origin) -> Origin:
     """The origin of a change the server makes for a user (a merge, a restore): history
-    records it under the user's name, like the user's own edits."""
-
-    author: str | None
-    permissions: Permissions = AUTHOR_PERMISSIONS
-
-    def send(self, data: bytes, *, first_sync: bool = False) -> None:
-        """Nothing to send: no connection stands behind this origin."""
-
-    def close(self, code: int, reason: str) -> None:
-        """Nothing to close."""
+    records it under the user's name, like the user's own edits, and it asks for no run."""
+    return Origin(OriginKind.USER, origin.user, AUTHOR_PERMISSIONS)
 
 
 @dataclass
@@ -74,22 +66,24 @@ class ForkInfo:
 
 
 class NotebookFork:
-    """A copy of ``document``'s YNotebook served in room ``room_id`` (module docstring)."""
+    """A copy of ``notebook``'s YNotebook served in room ``room_id`` (module docstring; the
+    notebook's YNotebook is loaded)."""
 
     def __init__(
         self,
         room_id: str,
-        document: NotebookDocument,
+        notebook: OpenNotebook,
         info: ForkInfo,
         *,
         writable: bool,
     ) -> None:
         self.room_id = room_id
-        self.document = document
+        self.notebook = notebook
+        self.document = document = notebook.document
         self.info = info
         self.writable = writable
         self.db = table_copy(document)
-        self.projection = copy_projection(document, self.db, document.projection.ydoc.get_update())
+        self.projection = copy_projection(document, self.db, notebook.projection.ydoc.get_update())
         self.room = Room(
             room_id,
             self.projection.ydoc,
@@ -103,15 +97,15 @@ class NotebookFork:
         self._following = False
         self._settle_scheduled = False
         if info.synchronize:
-            self._unsubscribe.append(document.projection.on_update(self._follow))
+            self._unsubscribe.append(notebook.projection.on_update(self._follow))
             self._unsubscribe.append(document.table.on_logged(self._on_logged))
         self.closed = False
 
-    def _publish(self, update: bytes, peer: Peer | None) -> None:
+    def _publish(self, update: bytes, origin: Origin) -> None:
         if self._following:
             self._held.append(update)
         else:
-            self.room.publish(update, peer)
+            self.room.publish(update, origin)
 
     # -- a synchronized fork ----------------------------------------------------------------
     #
@@ -119,10 +113,10 @@ class NotebookFork:
     # once the notebook's change log holds it, as the notebook's own peers do: the change is
     # in the table's next log write, or in the latest one when nothing is left uncommitted.
 
-    def _follow(self, update: bytes, peer: Peer | None) -> None:
+    def _follow(self, update: bytes, origin: Origin) -> None:
         self._following = True
         try:
-            self.projection.apply_update(update, None)
+            self.projection.apply_update(update, origin)
         finally:
             self._following = False
         if not self._settle_scheduled:
@@ -134,7 +128,7 @@ class NotebookFork:
         if self._held and not self.document.db.has_uncommitted_changes:
             self._release(self.document.table.barrier())
 
-    def _on_logged(self, update: bytes, origin: object, durable: asyncio.Future[int]) -> None:
+    def _on_logged(self, update: bytes, origin: Origin, durable: asyncio.Future[int]) -> None:
         if self._held and not self.document.db.has_uncommitted_changes:
             self._release(durable)
 
@@ -153,7 +147,7 @@ class NotebookFork:
         given ``target`` (a table), show that table: the fork's state is merged with the
         notebook's of now, made equal to ``target`` keeping every item it can, and the
         difference to the notebook's is returned."""
-        main = self.document.projection.ydoc
+        main = self.notebook.projection.ydoc
         if target is None:
             return self.projection.ydoc.get_update(main.get_state())
         merged = merge_updates(self.projection.ydoc.get_update(), main.get_update())
@@ -179,7 +173,7 @@ def copy_projection(document: NotebookDocument, db: SyncDB, state: bytes) -> YNo
     """A projection of ``db`` over a YNotebook restored from ``state`` (not reconciled),
     rendering outputs as ``document``'s does."""
     hooks = document.hooks
-    kwargs: dict[str, Any] = {"commit": lambda author: db.commit(), "state": state}
+    kwargs: dict[str, Any] = {"commit": db.commit, "state": state}
     if hooks.render_output is not None:
         kwargs["render_output"] = hooks.render_output
     if hooks.ingest_output is not None:
@@ -202,18 +196,19 @@ async def patch_to(
 
 
 def apply_patch(db: SyncDB, sets: list[Record], deletes: list[Record]) -> None:
-    with db.transaction():
+    """Patch a fork's own table (the server's change: a fork's table is never logged)."""
+    with db.transaction(SERVER):
         for where in deletes:
-            db.delete(where)
+            db.delete(where, SERVER)
         for record in sets:
-            db.set(record)
-    db.commit()
+            db.set(record, SERVER)
+    db.commit(SERVER)
 
 
 def table_copy(document: NotebookDocument) -> SyncDB:
     """A table holding what ``document``'s holds now."""
     db = notebook_syncdb()
-    db.apply_update(document.db.get_update(), origin=STORE)
+    db.apply_update(document.db.get_update(), STORE)
     return db
 
 
@@ -225,5 +220,5 @@ async def _refuse_save(peer: Peer, message: Message) -> dict[str, Any] | None:
     return {"type": "save", "responseTo": message.raw_id, "status": "failed"}
 
 
-def _drop_update(update: bytes, peer: Peer) -> None:
+def _drop_update(update: bytes, origin: Origin) -> None:
     """A fork that shows a version is read-only: its peers' edits are not kept."""

@@ -26,12 +26,14 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from ..errors import DocumentNotFoundError, InvalidRequestError
-from .forks import Author, ForkInfo, NotebookFork, apply_patch, patch_to, table_copy
+from .forks import ForkInfo, NotebookFork, apply_patch, made_for, patch_to, table_copy
 from .timeline import BURST_SECONDS, Step, timeline_steps
 
 if TYPE_CHECKING:
     from ..documents.manager import DocumentManager
     from ..documents.notebook import NotebookDocument
+    from ..execution.open_notebook import NotebookFactory
+    from ..origin import Origin
     from ..transport.room import Peer, Room
 
 log = logging.getLogger(__name__)
@@ -72,6 +74,7 @@ class HistoryService:
     def __init__(
         self,
         documents: DocumentManager,
+        notebooks: NotebookFactory,
         *,
         check_path: Callable[[str], str],
         cleanup_delay: float,
@@ -79,6 +82,7 @@ class HistoryService:
         emit: ForkEmitter | None = None,
     ) -> None:
         self.documents = documents
+        self.notebooks = notebooks
         self.check_path = check_path
         self.cleanup_delay = cleanup_delay
         self.burst_seconds = burst_seconds
@@ -141,9 +145,9 @@ class HistoryService:
         status = "undone" if action == "undo" else "redone"
         return {"status": status, "version": step.version, "timestamp": step.time}
 
-    async def restore(self, root_room: str, fork_room: str, author: str | None) -> int:
+    async def restore(self, root_room: str, fork_room: str, origin: Origin) -> int:
         """Commit the step the timeline's fork shows as a new version of the notebook, by
-        ``author``; returns the notebook's new version."""
+        ``origin``'s user; returns the notebook's new version."""
         timeline = self._timeline(root_room, fork_room)
         async with timeline.lock:
             if timeline.restored:
@@ -158,13 +162,14 @@ class HistoryService:
                 update = fork.changes_for(target)
             finally:
                 target.close()
-            document.projection.apply_update(update, Author(author))
+            author = made_for(origin)
+            fork.notebook.projection.apply_update(update, author)
             # what the YNotebook does not show (run times, the live state) as the revert has it
-            new_version = await document.revert(version, author=author)
+            new_version = await document.revert(version, author)
             timeline.restored = True
         if not fork.room.peers:
             self._schedule_close(fork_room, self.cleanup_delay)
-        log.info("%s restored to version %d by %s", document.path, version, author)
+        log.info("%s restored to version %d by %s", document.path, version, origin.user)
         return new_version
 
     def _timeline(self, root_room: str, fork_room: str) -> Timeline:
@@ -192,7 +197,7 @@ class HistoryService:
             if fork.info.root_roomid == root_room
         }
 
-    async def delete_fork(self, fork_room: str, *, merge: bool, author: str | None) -> None:
+    async def delete_fork(self, fork_room: str, *, merge: bool, origin: Origin) -> None:
         """Drop a fork; with ``merge``, its edits are committed to the notebook first."""
         fork = self.forks.get(fork_room)
         if fork is None:
@@ -200,11 +205,11 @@ class HistoryService:
         document = fork.document
         if merge:
             document.table.check_writable()
-            document.projection.apply_update(fork.changes_for(), Author(author))
+            fork.notebook.projection.apply_update(fork.changes_for(), made_for(origin))
             await document.table.durable()
         if self.forks.pop(fork_room, None) is fork:
             self._close(fork)
-            self._emit(author or "", fork, "delete")
+            self._emit(origin.user or "", fork, "delete")
 
     # -- rooms ------------------------------------------------------------------------------
 
@@ -248,8 +253,9 @@ class HistoryService:
     ) -> NotebookFork:
         self.documents.hold(document)  # a fork keeps its notebook open
         try:
-            await document.ensure_projection()
-            return NotebookFork(uuid.uuid4().hex, document, info, writable=writable)
+            notebook = self.notebooks.get(document.file_id)
+            await notebook.ensure_projection()
+            return NotebookFork(uuid.uuid4().hex, notebook, info, writable=writable)
         except BaseException:
             self.documents.release(document)
             raise

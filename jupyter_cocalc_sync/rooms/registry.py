@@ -26,6 +26,8 @@ from pycrdt import Doc
 from ..documents.manager import DocumentManager
 from ..documents.text import FileRooms
 from ..errors import CocalcSyncError, DocumentNotFoundError
+from ..execution.open_notebook import NotebookFactory
+from ..origin import Origin
 from ..transport.room import Peer, Room
 from ..widgets.session import ROOM_PREFIX as WIDGETS_PREFIX
 
@@ -52,23 +54,57 @@ class Membership:
     leave: Callable[[], None]
 
 
+class GlobalAwareness:
+    """The server's entries in JupyterLab's global awareness room (its collaborators panel
+    lists them): kept while no JupyterLab window is connected, and given to the room made when
+    the next one connects (``CollaboratorsPanel`` of execution/activity.py)."""
+
+    def __init__(self) -> None:
+        #: client id -> state
+        self.entries: dict[int, dict[str, Any]] = {}
+        self._room: Room | None = None
+
+    def show_in_global_awareness(self, client_id: int, state: dict[str, Any] | None) -> None:
+        """Keep (None: remove) an entry of the server in JupyterLab's global awareness room —
+        now, and in the room made when the next JupyterLab window connects."""
+        if state is None:
+            self.entries.pop(client_id, None)
+        else:
+            self.entries[client_id] = state
+        if self._room is not None:
+            self._room.set_server_entry(client_id, state)
+
+    def opened(self, room: Room) -> None:
+        """The global awareness room was made (a JupyterLab window connected)."""
+        self._room = room
+        for client_id, state in self.entries.items():
+            room.set_server_entry(client_id, state)
+
+    def closed(self, room: Room) -> None:
+        if self._room is room:
+            self._room = None
+
+
 class RoomRegistry:
     """Finds or creates the room for a room id and adds a peer to it."""
 
     def __init__(
         self,
         documents: DocumentManager,
+        notebooks: NotebookFactory,
         files: FileRooms,
         check_path: Callable[[str], str],
+        awareness: GlobalAwareness,
+        history: HistoryService | None = None,
     ) -> None:
         self.documents = documents
+        self.notebooks = notebooks
         self.files = files
         self.check_path = check_path
+        self.awareness = awareness
+        #: the forks' rooms
+        self.history = history
         self.transient: dict[str, Room] = {}
-        #: the forks' rooms (set by the extension)
-        self.history: HistoryService | None = None
-        #: the server's entries in the global awareness room (client id -> state)
-        self._server_entries: dict[int, dict[str, Any]] = {}
 
     async def join(
         self, namespace: str, room_id: str, peer: Peer, session_id: str | None
@@ -77,13 +113,12 @@ class RoomRegistry:
         if namespace == "cocalc":
             if room_id.startswith(SYNCDB_PREFIX):
                 document = await self._open_checked(room_id[len(SYNCDB_PREFIX) :])
-                return self._enter_document(document, document.room("syncdb"), peer)
+                room = self.notebooks.get(document.file_id).room("syncdb")
+                return self._enter_document(document, room, peer)
             if room_id.startswith(WIDGETS_PREFIX):
                 document = await self._open_checked(room_id[len(WIDGETS_PREFIX) :])
-                widgets = document.runner.widgets if document.runner is not None else None
-                if widgets is None:
-                    raise DocumentNotFoundError(f"{document.path} has no widget table")
-                return self._enter_document(document, widgets.room, peer)
+                room = self.notebooks.get(document.file_id).room("widgets")
+                return self._enter_document(document, room, peer)
             raise DocumentNotFoundError(f"unknown room {room_id!r}")
         parts = room_id.split(":", 2)
         if len(parts) < 3:
@@ -95,12 +130,13 @@ class RoomRegistry:
         if file_type == "notebook":
             document = await self._open_checked(file_id)
             self._check_session(document.session_id, session_id)
+            notebook = self.notebooks.get(document.file_id)
             self.documents.hold(document)  # not cleaned up while its YNotebook loads
             try:
-                await document.ensure_projection()
+                await notebook.ensure_projection()
             finally:
                 self.documents.release(document)
-            return self._enter_document(document, document.room("notebook"), peer)
+            return self._enter_document(document, notebook.room("notebook"), peer)
         path = self.check_path(self.documents.path_of(file_id))
         file_document = await self.files.get(path, file_id, file_format, file_type)
         self._check_session(file_document.session_id, session_id)
@@ -136,33 +172,23 @@ class RoomRegistry:
 
         return Membership(room, leave)
 
-    def show_in_global_awareness(self, client_id: int, state: dict[str, Any] | None) -> None:
-        """Keep (None: remove) an entry of the server in JupyterLab's global awareness room —
-        now, and in the room made when the next JupyterLab window connects."""
-        if state is None:
-            self._server_entries.pop(client_id, None)
-        else:
-            self._server_entries[client_id] = state
-        room = self.transient.get(GLOBAL_AWARENESS)
-        if room is not None:
-            room.set_server_entry(client_id, state)
-
     def _enter_transient(self, room_id: str, peer: Peer) -> Membership:
         room = self.transient.get(room_id)
         if room is None:
             room = self.transient[room_id] = Room(room_id, Doc(), apply_update=_drop_update)
             if room_id == GLOBAL_AWARENESS:
-                for client_id, state in self._server_entries.items():
-                    room.set_server_entry(client_id, state)
+                self.awareness.opened(room)
         room.connect(peer)
 
         def leave() -> None:
             room.disconnect(peer)
             if not room.peers:
                 self.transient.pop(room_id, None)
+                if room_id == GLOBAL_AWARENESS:
+                    self.awareness.closed(room)
 
         return Membership(room, leave)
 
 
-def _drop_update(update: bytes, peer: Peer) -> None:
+def _drop_update(update: bytes, origin: Origin) -> None:
     """Transient rooms relay awareness only: their document stays empty."""

@@ -5,20 +5,13 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable
 
-from ..sync.table import LOCAL, ChangeOrigin, SyncDB
+from ..origin import STORE, Origin, OriginKind
+from ..sync.table import SyncDB
 from .changelog import ChangeLog
-
-#: Origin of updates replayed from the log (they are not logged again).
-STORE = "store"
 
 #: ``listener(update, origin, durable)``: an update was handed to the log; ``durable``
 #: resolves to its version once it is on disk
-LoggedListener = Callable[[bytes, ChangeOrigin, "asyncio.Future[int]"], None]
-
-
-def author_of(origin: ChangeOrigin) -> str | None:
-    """The author recorded for a change made by ``origin`` (a peer has an ``author``)."""
-    return None if isinstance(origin, str) else origin.author
+LoggedListener = Callable[[bytes, Origin, "asyncio.Future[int]"], None]
 
 
 class LoggedTable:
@@ -35,7 +28,6 @@ class LoggedTable:
         self.changelog = changelog
         self.doc_id = doc_id
         self.version = 0
-        self._author: str | None = None
         self._last: asyncio.Future[int] | None = None
         self._logged: list[LoggedListener] = []
         self._unsubscribe = db.on_update(self._on_update)
@@ -54,11 +46,10 @@ class LoggedTable:
         self._logged.append(listener)
         return lambda: self._logged.remove(listener) if listener in self._logged else None
 
-    def _on_update(self, update: bytes, origin: ChangeOrigin) -> None:
-        if origin == STORE:
+    def _on_update(self, update: bytes, origin: Origin) -> None:
+        if origin.kind is OriginKind.STORE:  # replayed from the log: it is there already
             return
-        author = self._author if origin == LOCAL else author_of(origin)
-        future = self.changelog.append(self.doc_id, update, author)
+        future = self.changelog.append(self.doc_id, update, origin.author)
         future.add_done_callback(self._appended)
         self._last = future
         for listener in list(self._logged):
@@ -68,14 +59,10 @@ class LoggedTable:
         if not future.cancelled() and future.exception() is None:
             self.version = max(self.version, future.result())
 
-    def commit(self, author: str | None = None) -> asyncio.Future[int] | None:
-        """Commit ``db`` as one change by ``author``; the future resolves once it is durable."""
-        self._author = author
-        try:
-            committed = self.db.commit()
-        finally:
-            self._author = None
-        return self._last if committed else None
+    def commit(self, origin: Origin) -> asyncio.Future[int] | None:
+        """Commit ``db`` as one change by ``origin``; the future resolves once it is
+        durable."""
+        return self._last if self.db.commit(origin) else None
 
     def barrier(self) -> asyncio.Future[int] | None:
         """The latest write handed to the log: once it is durable, everything before it is."""

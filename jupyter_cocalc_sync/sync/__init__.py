@@ -1,5 +1,6 @@
 """The generic synchronised record table."""
 
-from .table import LOCAL, ChangeEvent, Origin, RecordChange, SyncDB
+from ..origin import Origin, OriginKind
+from .table import ChangeEvent, RecordChange, SyncDB
 
-__all__ = ["LOCAL", "ChangeEvent", "Origin", "RecordChange", "SyncDB"]
+__all__ = ["ChangeEvent", "Origin", "OriginKind", "RecordChange", "SyncDB"]

@@ -3,27 +3,14 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Literal, Protocol, TypeAlias
+from typing import Any, Literal, TypeAlias
+
+from ..origin import Origin
 
 #: a record's primary-key values (strings or integers), in the table's key order
 Key: TypeAlias = tuple[str | int, ...]
 #: a pycrdt ``TextEvent.delta``: ``{"retain": n}``, ``{"delete": n}``, ``{"insert": text}``
 Delta: TypeAlias = list[dict[str, Any]]
-
-#: The origin of changes made through this process's ``set``/``delete``.
-LOCAL = "local"
-
-
-class Actor(Protocol):
-    """Someone updates are applied on behalf of (a room peer, ``sync.table.Origin``): the
-    history records its ``author``."""
-
-    @property
-    def author(self) -> str | None: ...
-
-
-#: who made a change: a named source (``LOCAL``, the store, the file, ``"remote"``) or an actor
-ChangeOrigin: TypeAlias = str | Actor
 
 
 @dataclass
@@ -48,9 +35,7 @@ class RecordChange:
 class ChangeEvent:
     """The records changed by one transaction, and who made it."""
 
-    origin: ChangeOrigin
+    origin: Origin
     changes: dict[Key, RecordChange]
-
-    @property
-    def local(self) -> bool:
-        return self.origin == LOCAL
+    #: made through this process's ``set``/``delete`` (committed later), not a peer's update
+    local: bool

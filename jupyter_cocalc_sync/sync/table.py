@@ -13,6 +13,9 @@ history and on the wire, not a new copy of the whole stream.
 updates made since the last commit are merged into one Yjs update and handed to the update
 listeners (the change log and the rooms), so a commit is one history entry and one broadcast.
 Updates that arrive from peers through ``apply_update`` are handed on as they come.
+
+Every change is made with an ``Origin`` given as an argument (who made it); the change
+listeners get the origin of the write, the update listeners that of the commit or the peer.
 """
 
 from __future__ import annotations
@@ -21,14 +24,14 @@ import json
 import logging
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
 from typing import Any, Literal, TypeAlias, TypeVar
 
 from pycrdt import Doc, Map, Text, TransactionEvent, merge_updates
 
 from ..errors import InvalidRecordError
 from ..errors_seen import count_error
-from .events import LOCAL, ChangeEvent, ChangeOrigin, Key, RecordChange
+from ..origin import SERVER, Origin
+from .events import ChangeEvent, Key, RecordChange
 from .text import set_text
 from .values import check_json, from_crdt, json_copy, map_from_crdt, same_json
 from .ytypes import YMap, deep_events
@@ -42,11 +45,8 @@ Record: TypeAlias = dict[str, Any]
 
 # (re-exported: the table's users import them from here)
 __all__ = [
-    "LOCAL",
     "ChangeEvent",
-    "ChangeOrigin",
     "Key",
-    "Origin",
     "Record",
     "RecordChange",
     "SyncDB",
@@ -56,15 +56,8 @@ __all__ = [
 ]
 
 
-@dataclass(frozen=True)
-class Origin:
-    """The origin of updates applied on behalf of someone (history records ``author``)."""
-
-    author: str | None
-
-
 ChangeListener = Callable[[ChangeEvent], None]
-UpdateListener = Callable[[bytes, ChangeOrigin], None]
+UpdateListener = Callable[[bytes, Origin], None]
 Validator = Callable[[Mapping[str, Any]], None]
 
 
@@ -100,7 +93,11 @@ class SyncDB:
         self.doc: Doc[Any] = doc if doc is not None else Doc()
         self.records: YMap = self.doc.get("records", type=Map)
         self._cache: dict[str, Record] = {}
-        self._origin: ChangeOrigin = LOCAL
+        #: the origin of the write in progress (changes made on the ``doc`` directly, not
+        #: through this class, are the server's)
+        self._origin: Origin = SERVER
+        #: a peer's update is being applied: handed on at once, not committed later
+        self._applying = False
         self._uncommitted: list[bytes] = []
         self._change_listeners: list[ChangeListener] = []
         self._update_listeners: list[UpdateListener] = []
@@ -217,9 +214,11 @@ class SyncDB:
     # -- writing ----------------------------------------------------------------------------
 
     @contextmanager
-    def transaction(self, origin: ChangeOrigin = LOCAL) -> Iterator[None]:
-        """Group several ``set``/``delete`` calls into one Yjs transaction."""
+    def transaction(self, origin: Origin) -> Iterator[None]:
+        """Group several ``set``/``delete`` calls of ``origin`` into one Yjs transaction."""
         if self._txn_depth:
+            if origin != self._origin:
+                raise ValueError(f"a change of {origin} inside a transaction of {self._origin}")
             yield
             return
         previous, self._origin = self._origin, origin
@@ -257,11 +256,12 @@ class SyncDB:
             self._validate(record)
         return key
 
-    def set(self, record: Mapping[str, Any]) -> None:
-        """Create or change one record (see the module docstring for the merge rules)."""
+    def set(self, record: Mapping[str, Any], origin: Origin) -> None:
+        """Create or change one record as ``origin`` (the module docstring has the merge
+        rules)."""
         key = self.check(record)
         encoded = self.encode_key(key)
-        with self.transaction(self._origin):
+        with self.transaction(origin):
             current = self.records.get(encoded)
             if not isinstance(current, Map):
                 self.records[encoded] = Map(self._prelim(record))
@@ -353,8 +353,8 @@ class SyncDB:
         elif not same_json(existing, value):
             current[name] = value
 
-    def delete(self, where: Mapping[str, Any]) -> int:
-        """Remove every record matching ``where``; returns how many were removed.
+    def delete(self, where: Mapping[str, Any], origin: Origin) -> int:
+        """Remove every record matching ``where`` as ``origin``; returns how many were removed.
 
         ``where`` must be given: ``delete({})`` removes every record.
         """
@@ -370,18 +370,19 @@ class SyncDB:
                 and all(same_json(record.get(k), v) for k, v in where.items())
             ]
         if targets:
-            with self.transaction(self._origin):
+            with self.transaction(origin):
                 for encoded in targets:
                     del self.records[encoded]
         return len(targets)
 
-    def commit(self) -> bool:
-        """End the current change; returns whether there was anything to commit."""
+    def commit(self, origin: Origin) -> bool:
+        """End the current change, as ``origin``'s (the update listeners get it with the
+        update); returns whether there was anything to commit."""
         if not self._uncommitted:
             return False
         updates, self._uncommitted = self._uncommitted, []
         update = updates[0] if len(updates) == 1 else merge_updates(*updates)
-        self._emit_update(update, LOCAL)
+        self._emit_update(update, origin)
         return True
 
     @property
@@ -390,15 +391,16 @@ class SyncDB:
 
     # -- peers ------------------------------------------------------------------------------
 
-    def apply_update(self, update: bytes, origin: ChangeOrigin = "remote") -> None:
-        """Apply a Yjs update from a peer; listeners see it with ``origin``."""
-        if origin == LOCAL:
-            raise ValueError("peer updates need an origin other than LOCAL")
-        previous, self._origin = self._origin, origin
+    def apply_update(self, update: bytes, origin: Origin) -> None:
+        """Apply a Yjs update from a peer (the store, the file); listeners see it with
+        ``origin``, and it is handed on at once (nothing to commit)."""
+        if self._txn_depth:
+            raise RuntimeError("a peer's update cannot be applied inside a transaction")
+        previous, self._origin, self._applying = self._origin, origin, True
         try:
             self.doc.apply_update(update)
         finally:
-            self._origin = previous
+            self._origin, self._applying = previous, False
         self._dispatch()
 
     def get_state(self) -> bytes:
@@ -424,12 +426,12 @@ class SyncDB:
 
     def _on_transaction(self, event: TransactionEvent) -> None:
         update = event.update
-        if self._origin == LOCAL:
-            self._uncommitted.append(update)
-        else:
+        if self._applying:
             self._emit_update(update, self._origin)
+        else:
+            self._uncommitted.append(update)
 
-    def _emit_update(self, update: bytes, origin: ChangeOrigin) -> None:
+    def _emit_update(self, update: bytes, origin: Origin) -> None:
         for listener in list(self._update_listeners):
             try:
                 listener(update, origin)
@@ -483,7 +485,7 @@ class SyncDB:
                     change.entry_text_deltas[(name, entry)] = event.delta
         if changes:
             # listeners run once the transaction is over (they may write to the table)
-            self._pending_events.append(ChangeEvent(self._origin, changes))
+            self._pending_events.append(ChangeEvent(self._origin, changes, not self._applying))
 
     def _dispatch(self) -> None:
         while self._pending_events and not self._txn_depth:

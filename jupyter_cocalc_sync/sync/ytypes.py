@@ -15,14 +15,27 @@ from typing import Any, Protocol, TypeAlias, cast
 
 from pycrdt import Array, Map, Text
 
+from ..origin import SERVER, Origin
+
 #: a Yjs map: values are plain JSON or nested shared types
 YMap: TypeAlias = Map[object]
 #: a Yjs array: items are plain JSON or nested shared types
 YArray: TypeAlias = Array[object]
 
 
+class EventTransaction(Protocol):
+    """The transaction an event was made in."""
+
+    #: what the transaction was made with (``Doc.transaction(origin=…)``), None if nothing
+    @property
+    def origin(self) -> object: ...
+
+
 class DeepEvent(Protocol):
     """One event of a deep observer's batch."""
+
+    #: the transaction that made the change
+    transaction: EventTransaction
 
     #: the shared type that changed
     target: YMap | YArray | Text
@@ -37,3 +50,14 @@ class DeepEvent(Protocol):
 def deep_events(events: Sequence[object]) -> Sequence[DeepEvent]:
     """The events pycrdt hands a deep observer, with their attributes visible."""
     return cast(Sequence[DeepEvent], events)
+
+
+def origin_of(events: Sequence[DeepEvent]) -> Origin:
+    """Who made the changes of a deep observer's batch: the ``Origin`` their transaction was
+    made with (``Doc.transaction(origin=…)``), the server's when it was made with none."""
+    for event in events:
+        origin = event.transaction.origin
+        if isinstance(origin, Origin):
+            return origin
+        break
+    return SERVER

@@ -17,18 +17,14 @@ import json
 import logging
 from collections import deque
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, Any, Protocol, TypeGuard
+from typing import Any, Protocol
 
 from pycrdt import Awareness, Doc, merge_updates
 
 from ..errors_seen import count_error
-from ..permissions import permissions_of
+from ..origin import Origin
 from . import protocol
 from .protocol import Message, ProtocolError
-
-if TYPE_CHECKING:
-    from ..permissions import Permissions
-    from ..sync.events import ChangeOrigin
 
 log = logging.getLogger(__name__)
 
@@ -37,11 +33,9 @@ class Peer(Protocol):
     """One connected client (a websocket)."""
 
     @property
-    def author(self) -> str | None:
-        """Who the client is (history records it as the author of its changes)."""
-
-    #: what it may do beyond reading (its document updates are dropped unless it may write)
-    permissions: Permissions
+    def origin(self) -> Origin:
+        """The origin of the client's changes: who it is, what it may do beyond reading (its
+        document updates are dropped unless it may write), its connection."""
 
     def send(self, data: bytes, *, first_sync: bool = False) -> None:
         """Queue ``data`` for the client; never blocks, never raises. ``first_sync``: the
@@ -52,7 +46,8 @@ class Peer(Protocol):
         """Close the connection."""
 
 
-ApplyUpdate = Callable[[bytes, Peer], None]
+#: applies a peer's document update as the change of the peer's origin
+ApplyUpdate = Callable[[bytes, Origin], None]
 #: raises (and changes nothing) unless a peer's update may be applied
 CheckUpdate = Callable[[bytes], None]
 #: the owner's latest log write: once it is durable, everything in the document is
@@ -93,7 +88,7 @@ class Room:
         self.name = name
         self.doc = doc
         self.peers: set[Peer] = set()
-        self._apply = apply_update or (lambda update, peer: doc.apply_update(update))
+        self._apply = apply_update or (lambda update, origin: doc.apply_update(update))
         self._check_update = check_update
         self._barrier = barrier
         self._on_raw = on_raw
@@ -202,7 +197,7 @@ class Room:
             if relayed is not None:
                 self._relay(protocol.awareness_message(relayed), peer)
         elif message.kind == protocol.RAW:
-            if not permissions_of(peer).write:
+            if not peer.origin.permissions.write:
                 self.dropped_updates += 1
                 peer.send(protocol.raw_message(_refused(message)))
             elif self._on_raw is not None:
@@ -211,13 +206,13 @@ class Room:
             return
         elif message.sub == protocol.SYNC_STEP1:
             self._spawn(self._answer_step1(peer, message.payload))
-        elif not permissions_of(peer).write:
+        elif not peer.origin.permissions.write:
             # a reader's client may edit its own copy: it keeps receiving the others' updates
             self.dropped_updates += 1
         else:
             if self._check_update is not None:
                 self._check_update(message.payload)
-            self._apply(message.payload, peer)
+            self._apply(message.payload, peer.origin)
 
     def _track_awareness(self, peer: Peer, payload: bytes) -> bytes | None:
         """Apply the entries of ``peer``'s awareness update that are its own; returns the
@@ -294,19 +289,22 @@ class Room:
     def publish(
         self,
         update: bytes,
-        origin: ChangeOrigin | None = None,
+        origin: Origin | None = None,
         durable: asyncio.Future[Any] | None = None,
     ) -> None:
-        """Send ``update`` to every peer but ``origin`` once ``durable`` (the log write that
-        holds it) has resolved; never if that write failed."""
+        """Send ``update`` to every peer but the one whose change it is (``origin``) once
+        ``durable`` (the log write that holds it) has resolved; never if that write failed."""
         if self.closed or not self.peers:
             return
-        self._outbox.append((update, origin if self._is_peer(origin) else None, durable))
+        self._outbox.append((update, self._peer_of(origin), durable))
         if not self._scheduled:
             self._schedule()
 
-    def _is_peer(self, origin: object) -> TypeGuard[Peer]:
-        return origin in self.peers
+    def _peer_of(self, origin: Origin | None) -> Peer | None:
+        """The peer that made a change of ``origin`` (each connection has its own origin)."""
+        if origin is None or origin.connection is None:
+            return None
+        return next((peer for peer in self.peers if peer.origin == origin), None)
 
     def _schedule(self) -> None:
         # sends are chained on the durability of the oldest update still waiting: no task,

@@ -22,7 +22,7 @@ from collections.abc import Callable, Coroutine
 from typing import TYPE_CHECKING, Any, Protocol
 
 from ..kernels.channels import Message
-from ..permissions import permissions_of
+from ..origin import SERVER
 from ..sync.table import ChangeEvent, SyncDB, json_copy, same_json
 from .capture import OutputCapture
 from .table import BUFFER_MIME, WidgetTable, encode_path, remove_buffers
@@ -83,9 +83,9 @@ class WidgetBridge:
     def clear(self) -> None:
         self._known.clear()
         self.capture.reset()
-        with self.db.transaction():
-            self.table.clear()
-        self.db.commit()
+        with self.db.transaction(SERVER):
+            self.table.clear(SERVER)
+        self.db.commit(SERVER)
 
     def close(self) -> None:
         self._detach()
@@ -112,9 +112,9 @@ class WidgetBridge:
             if self.table.has(model_id):
                 self._known.pop(model_id, None)
                 self.capture.forget(model_id)
-                with self.db.transaction():
-                    self.table.close(model_id)
-                self.db.commit()
+                with self.db.transaction(SERVER):
+                    self.table.close(model_id, SERVER)
+                self.db.commit(SERVER)
             return True
         return self.capture.capturing and self.capture.take(msg, self.caused_by_us(msg))
 
@@ -127,9 +127,9 @@ class WidgetBridge:
         data = content.get("data") or {}
         state, hashes = self._split(data.get("state") or {}, data.get("buffer_paths"), buffers)
         self._known[model_id] = {}
-        with self.db.transaction():
-            self.table.open(model_id, state, hashes)
-        self.db.commit()
+        with self.db.transaction(SERVER):
+            self.table.open(model_id, state, hashes, SERVER)
+        self.db.commit(SERVER)
         self.capture.watch(model_id, self.table.state(model_id))
 
     def _comm_msg(self, msg: Message, content: dict[str, Any]) -> None:
@@ -142,15 +142,15 @@ class WidgetBridge:
         if method in ("update", "echo_update"):
             state, hashes = self._split(data.get("state") or {}, data.get("buffer_paths"), buffers)
             self._known.setdefault(model_id, {}).update(json_copy(state))
-            with self.db.transaction():
-                self.table.update(model_id, state, hashes)
-            self.db.commit()
+            with self.db.transaction(SERVER):
+                self.table.update(model_id, state, hashes, SERVER)
+            self.db.commit(SERVER)
             self.capture.watch(model_id, self.table.state(model_id))
         elif method == "custom":
             stored = [self.blobs.put(bytes(b), BUFFER_MIME, self.doc_id) for b in buffers]
-            with self.db.transaction():
-                self.table.message(model_id, data.get("content"), stored)
-            self.db.commit()
+            with self.db.transaction(SERVER):
+                self.table.message(model_id, data.get("content"), stored, SERVER)
+            self.db.commit(SERVER)
 
     def _split(
         self, state: dict[str, Any], paths: Any, buffers: list[bytes]
@@ -177,7 +177,7 @@ class WidgetBridge:
             changed = {k: v for k, v in value.items() if not same_json(known.get(k), v)}
             if not changed:
                 continue
-            if not permissions_of(event.origin).execute or self.kernel is None:
+            if not event.origin.permissions.execute or self.kernel is None:
                 log.warning("undid a widget change from a client that may not execute")
                 self._restore(model_id, known)
                 continue
@@ -186,10 +186,10 @@ class WidgetBridge:
             self.send_update(model_id, changed)
 
     def _restore(self, model_id: str, known: dict[str, Any]) -> None:
-        with self.db.transaction():
-            self.db.set({"model_id": model_id, "type": "value", "data": None})
-            self.db.set({"model_id": model_id, "type": "value", "data": known})
-        self.db.commit()
+        with self.db.transaction(SERVER):
+            self.db.set({"model_id": model_id, "type": "value", "data": None}, SERVER)
+            self.db.set({"model_id": model_id, "type": "value", "data": known}, SERVER)
+        self.db.commit(SERVER)
 
     def send_update(self, model_id: str, state: dict[str, Any]) -> None:
         """Send a state change to the kernel's model (in the background, in order)."""
@@ -202,9 +202,9 @@ class WidgetBridge:
     def record(self, model_id: str, changes: dict[str, Any]) -> None:
         """Write a change the server made itself (a capture) into the table and the kernel."""
         self._known.setdefault(model_id, {}).update(json_copy(changes))
-        with self.db.transaction():
-            self.table.update(model_id, changes, {})
-        self.db.commit()
+        with self.db.transaction(SERVER):
+            self.table.update(model_id, changes, {}, SERVER)
+        self.db.commit(SERVER)
         self.send_update(model_id, changes)
 
     def _spawn(self, coro: Coroutine[Any, Any, object]) -> None:

@@ -10,9 +10,10 @@ from __future__ import annotations
 
 from typing import Any
 
+from ..origin import Origin
 from ..sync.guard import table_guard
-from ..sync.table import ChangeOrigin, Record
-from ..transport.room import Peer, Room
+from ..sync.table import Record
+from ..transport.room import Room
 from .bridge import BufferStore, WidgetBridge
 from .state import WIDGET_STATE_MIME, saved_state
 from .table import WidgetTable, widget_syncdb
@@ -38,15 +39,12 @@ class NotebookWidgets:
             self._room = Room(
                 f"{ROOM_PREFIX}{self.file_id}",
                 self.db.doc,
-                apply_update=self._apply,
+                apply_update=self.db.apply_update,
                 check_update=table_guard(self.db).check,  # a bad update changes nothing
             )
         return self._room
 
-    def _apply(self, update: bytes, peer: Peer) -> None:
-        self.db.apply_update(update, origin=peer)
-
-    def _publish(self, update: bytes, origin: ChangeOrigin) -> None:
+    def _publish(self, update: bytes, origin: Origin) -> None:
         if self._room is not None:
             self._room.publish(update, origin)
 

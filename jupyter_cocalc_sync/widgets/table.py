@@ -20,6 +20,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from ..errors import InvalidRecordError
+from ..origin import Origin
 from ..sync.table import SyncDB, json_copy
 
 PRIMARY_KEYS = ("model_id", "type")
@@ -118,38 +119,46 @@ class WidgetTable:
 
     # -- writing (callers commit) -----------------------------------------------------------
 
-    def open(self, model_id: str, state: dict[str, Any], buffers: Mapping[str, str]) -> None:
+    def open(
+        self, model_id: str, state: dict[str, Any], buffers: Mapping[str, str], origin: Origin
+    ) -> None:
         """A model the kernel opened: its state, its buffers; what it had before is gone."""
         data = dict(state)
         for key, trait in IDENTITY.items():
             data[key] = state.get(trait)
-        self.close(model_id)
-        self.db.set({"model_id": model_id, "type": "state", "data": data})
+        self.close(model_id, origin)
+        self.db.set({"model_id": model_id, "type": "state", "data": data}, origin)
         if buffers:
-            self.db.set({"model_id": model_id, "type": "buffers", "data": dict(buffers)})
+            self.db.set({"model_id": model_id, "type": "buffers", "data": dict(buffers)}, origin)
 
-    def update(self, model_id: str, changes: dict[str, Any], buffers: Mapping[str, str]) -> None:
+    def update(
+        self,
+        model_id: str,
+        changes: dict[str, Any],
+        buffers: Mapping[str, str],
+        origin: Origin,
+    ) -> None:
         """Merge ``changes`` into the model's value; buffers first, so no client sees a state
         whose buffer it cannot find yet (one commit has both anyway)."""
         if buffers:
-            self.db.set({"model_id": model_id, "type": "buffers", "data": dict(buffers)})
+            self.db.set({"model_id": model_id, "type": "buffers", "data": dict(buffers)}, origin)
         if changes:
             # ``None`` is a value of a trait here, not "delete the key": set it explicitly
             current = self.data(model_id, "value")
             current.update(changes)
-            self.db.set({"model_id": model_id, "type": "value", "data": None})
-            self.db.set({"model_id": model_id, "type": "value", "data": current})
+            self.db.set({"model_id": model_id, "type": "value", "data": None}, origin)
+            self.db.set({"model_id": model_id, "type": "value", "data": current}, origin)
 
-    def message(self, model_id: str, content: Any, buffers: Sequence[str]) -> None:
+    def message(self, model_id: str, content: Any, buffers: Sequence[str], origin: Origin) -> None:
         """The latest custom message replaces the one before."""
         data = {"content": content, "buffers": list(buffers)}
-        self.db.set({"model_id": model_id, "type": "message", "data": None})
-        self.db.set({"model_id": model_id, "type": "message", "data": data})
+        self.db.set({"model_id": model_id, "type": "message", "data": None}, origin)
+        self.db.set({"model_id": model_id, "type": "message", "data": data}, origin)
 
-    def close(self, model_id: str) -> None:
+    def close(self, model_id: str, origin: Origin) -> None:
         for kind in RECORD_TYPES:
-            self.db.delete({"model_id": model_id, "type": kind})
+            self.db.delete({"model_id": model_id, "type": kind}, origin)
 
-    def clear(self) -> None:
+    def clear(self, origin: Origin) -> None:
         for model_id in self.model_ids():
-            self.close(model_id)
+            self.close(model_id, origin)

@@ -25,7 +25,8 @@ from typing import TYPE_CHECKING, Any
 from jupyter_ydoc import ydocs
 from pycrdt import Awareness, Doc, TransactionEvent
 
-from ..permissions import FULL, Permissions
+from ..origin import Origin, OriginKind
+from ..permissions import FULL
 from ..transport import protocol
 
 if TYPE_CHECKING:
@@ -49,11 +50,8 @@ class ReplicaPeer:
 
     def __init__(self, replica: Replica) -> None:
         self._replica = replica
-        self.permissions: Permissions = FULL
-
-    @property
-    def author(self) -> str | None:
-        return self._replica.author
+        #: an in-server extension's connection, with every right, under its name
+        self.origin = Origin.of_peer(replica.author, FULL, OriginKind.EXTENSION)
 
     def send(self, data: bytes, *, first_sync: bool = False) -> None:
         # (in process: nothing queues, so a first sync needs no exemption)

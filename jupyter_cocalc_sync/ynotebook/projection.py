@@ -19,33 +19,37 @@ that log (``state``), reconciled with the table when the two logs disagree.
 This class is the wiring: ``YNotebookWriter`` (``writer``) follows the table's change
 events, ``YNotebookReader`` (``reader``) the YNotebook's deep events, and both share
 one ``ProjectionState`` (the cell order, the outputs last shown, the echo guards).
+
+Who made a YNotebook update is the argument of the call that made it: a client's update is
+applied in a YNotebook transaction made with its ``Origin`` (the reader reads it from the
+events, and commits the table change as that origin's); the updates a call makes are handed
+to the update listeners, with the call's origin, when the call is over.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any
 
 from jupyter_ydoc import YNotebook
 from pycrdt import Doc, Map, TransactionEvent
 
 from ..errors_seen import count_error
+from ..origin import SERVER, Origin
 from ..sync.table import ChangeEvent, SyncDB
 from ..sync.ytypes import YArray, YMap
 from .projection_state import OutputFn, ProjectionState, RenderFn
 from .reader import YNotebookReader
 from .writer import YNotebookWriter
 
-if TYPE_CHECKING:
-    from ..transport.room import Peer
-
 log = logging.getLogger(__name__)
 
-#: ``listener(update, peer)``: the peer whose update it is, None for the server's own
-UpdateListener = Callable[[bytes, "Peer | None"], None]
-#: commits the table's pending changes as one version by the author given
-Commit = Callable[[str | None], object]
+#: ``listener(update, origin)``: a YNotebook update, and who made it
+UpdateListener = Callable[[bytes, Origin], None]
+#: commits the table's pending changes as one version of the origin given
+Commit = Callable[[Origin], object]
 
 
 def _identity(output: dict[str, Any], *_: Any) -> dict[str, Any]:
@@ -91,9 +95,11 @@ class YNotebookProjection:
         )
         self._writer = YNotebookWriter(self._state)
         self._reader = YNotebookReader(self._state)
-        self._commit = commit or (lambda author: db.commit())
-        self._peer: Peer | None = None
+        self._commit = commit or db.commit
         self._listeners: list[UpdateListener] = []
+        #: YNotebook updates made by the call in progress, handed out when it is over
+        self._made: list[bytes] = []
+        self._calls = 0
 
     @classmethod
     async def built_in_steps(
@@ -120,7 +126,7 @@ class YNotebookProjection:
         return projection
 
     def _observe(self) -> None:
-        self._unsubscribe_db = self.db.on_change(self._writer.on_table_change)
+        self._unsubscribe_db = self.db.on_change(self._on_table_change)
         self._cells_sub = self.ycells.observe_deep(self._reader.on_ycells)
         self._meta_sub = self.ymeta.observe_deep(self._reader.on_ymeta)
         self._doc_sub = self.ydoc.observe(self._on_ydoc_update)
@@ -128,37 +134,61 @@ class YNotebookProjection:
     def reconcile(self) -> None:
         """Make a restored YNotebook equal to the table, keeping every item it can (the
         table may be ahead of it after a crash between the two logs' writes)."""
-        self._writer.reconcile()
+        with self._call(SERVER):
+            self._writer.reconcile()
 
     def on_update(self, listener: UpdateListener) -> Callable[[], None]:
-        """``listener(update, origin)`` for every YNotebook update (origin: the peer or None)."""
+        """``listener(update, origin)`` for every YNotebook update."""
         self._listeners.append(listener)
         return lambda: self._listeners.remove(listener)
 
-    def _on_ydoc_update(self, event: TransactionEvent) -> None:
-        for listener in list(self._listeners):
-            try:
-                listener(event.update, self._peer)
-            except Exception as e:  # (the other listeners still get the update)
-                count_error("projection.listener", e, "a YNotebook update listener", logger=log)
-
-    def apply_update(self, update: bytes, peer: Peer | None = None) -> None:
-        """Apply a JupyterLab client's update and commit what it changed in the table."""
-        self._peer = peer
+    @contextmanager
+    def _call(self, origin: Origin) -> Iterator[None]:
+        """The YNotebook updates made inside are ``origin``'s: handed out at the end."""
+        self._calls += 1
         try:
-            self.ydoc.apply_update(update)
+            yield
         finally:
-            self._peer = None
-        # fixes to the YNotebook itself (repaired ids) cannot happen inside its observers
-        after_apply = self._state.after_apply
-        while after_apply:
-            after_apply.pop(0)()
+            self._calls -= 1
+            if not self._calls:
+                self._hand_out(origin)
+
+    def _on_ydoc_update(self, event: TransactionEvent) -> None:
+        self._made.append(event.update)
+        if not self._calls:  # (every change is made in a call: this is a safety net)
+            self._hand_out(SERVER)
+
+    def _hand_out(self, origin: Origin) -> None:
+        made, self._made = self._made, []
+        for update in made:
+            for listener in list(self._listeners):
+                try:
+                    listener(update, origin)
+                except Exception as e:  # (the other listeners still get the update)
+                    what = "a YNotebook update listener"
+                    count_error("projection.listener", e, what, logger=log)
+
+    def _on_table_change(self, event: ChangeEvent) -> None:
+        with self._call(event.origin):
+            self._writer.on_table_change(event)
+
+    def apply_update(self, update: bytes, origin: Origin) -> None:
+        """Apply a JupyterLab client's update as ``origin``'s and commit what it changed in
+        the table."""
+        with self._call(origin), self.ydoc.transaction(origin=origin):
+            self.ydoc.apply_update(update)
+        # fixes to the YNotebook itself (repaired ids) cannot happen inside its observers;
+        # they are the server's, for every client (the sender's included)
+        with self._call(SERVER):
+            after_apply = self._state.after_apply
+            while after_apply:
+                after_apply.pop(0)()
         if self.db.has_uncommitted_changes:
-            self._commit(peer.author if peer is not None else None)
+            self._commit(origin)
 
     def set_state(self, **values: Any) -> None:
         """Set fields of the YNotebook ``state`` map (``dirty``, ``path``…)."""
-        with self._state.writing_ynotebook():
+        with self._call(SERVER), self._state.writing_ynotebook():
             for key, value in values.items():
                 if self.ystate.get(key) != value:
                     self.ystate[key] = value

@@ -15,6 +15,7 @@ from typing import Any
 
 from pycrdt import Doc
 
+from ..origin import Origin
 from ..sync.table import SyncDB
 from ..sync.ytypes import YArray, YMap
 
@@ -60,11 +61,11 @@ class ProjectionState:
             self.to_ynotebook = previous
 
     @contextmanager
-    def writing_table(self) -> Iterator[None]:
-        """One table transaction whose change events the writer ignores."""
+    def writing_table(self, origin: Origin) -> Iterator[None]:
+        """One table transaction of ``origin`` whose change events the writer ignores."""
         previous, self.to_table = self.to_table, True
         try:
-            with self.db.transaction():
+            with self.db.transaction(origin):
                 yield
         finally:
             self.to_table = previous

@@ -20,10 +20,11 @@ from pycrdt import Array, Map, Text
 from ..errors_seen import count_error
 from ..format.ipynb import _CELL_ID, cell_record, ordered_outputs
 from ..format.schema import SETTINGS_KEY
+from ..origin import Origin
 from ..sync.table import Record, same_json
 from ..sync.text import apply_delta
 from ..sync.values import from_crdt
-from ..sync.ytypes import DeepEvent, YMap, deep_events
+from ..sync.ytypes import DeepEvent, YMap, deep_events, origin_of
 from .projection_state import METADATA_FIELDS, ProjectionState
 
 log = logging.getLogger(__name__)
@@ -58,35 +59,39 @@ class YNotebookReader:
         if isinstance(kernel, str) and kernel and kernel != settings.get("kernel"):
             record["kernel"] = kernel
         if len(record) > 2:
-            with self.state.writing_table():
-                self.db.set(record)
+            origin = origin_of(deep_events(events))
+            with self.state.writing_table(origin):
+                self.db.set(record, origin)
 
     def on_ycells(self, events: Sequence[object]) -> None:
         """Cells edited in JupyterLab: the same edits in the table."""
         if self.state.to_ynotebook:
             return
+        changes = deep_events(events)
+        origin = origin_of(changes)
         try:
-            with self.state.writing_table():
-                changes = deep_events(events)
+            with self.state.writing_table(origin):
                 fresh: set[str] = set()
                 reinserted: list[tuple[str, YMap]] = []
                 for event in changes:
                     if not event.path:
-                        fresh |= self._cells_changed(event, reinserted)
+                        fresh |= self._cells_changed(event, reinserted, origin)
                 for event in changes:
                     if event.path:
-                        self._cell_content_changed(event, fresh)
+                        self._cell_content_changed(event, fresh, origin)
                 for cell_id, ycell in reinserted:
-                    self._patch_cell(cell_id, ycell, set(_CELL_KEYS))
+                    self._patch_cell(cell_id, ycell, set(_CELL_KEYS), origin)
         except Exception as e:
             # The YNotebook has the change already, whatever failed here (a bug of ours, seen
             # in the log and the status): the table is brought in line with it.
             count_error(
                 "projection.from_jupyterlab", e, "translating a JupyterLab change", logger=log
             )
-            self.state.after_apply.append(self._reconcile_table)
+            self.state.after_apply.append(partial(self._reconcile_table, origin))
 
-    def _cells_changed(self, event: DeepEvent, reinserted: list[tuple[str, YMap]]) -> set[str]:
+    def _cells_changed(
+        self, event: DeepEvent, reinserted: list[tuple[str, YMap]], origin: Origin
+    ) -> set[str]:
         """Inserts, deletes and moves of whole cells; returns the ids read in full (the cells
         deleted and inserted again go to ``reinserted``)."""
         index = 0
@@ -126,26 +131,26 @@ class YNotebookReader:
             self.state.order[index] = cell_id
             cell["id"] = cell_id
             if cell_id not in moved:
-                self._create_record(cell)
+                self._create_record(cell, origin)
             fresh.add(cell_id)
         for cell_id in removed:
             if cell_id not in moved:
-                self.db.delete({"type": "cell", "id": cell_id})
+                self.db.delete({"type": "cell", "id": cell_id}, origin)
                 self.state.outputs.pop(cell_id, None)
-        self._assign_positions(fresh)
+        self._assign_positions(fresh, origin)
         return fresh
 
     def _set_ycell_id(self, ycell: YMap, cell_id: str) -> None:
         with self.state.writing_ynotebook():
             ycell["id"] = cell_id
 
-    def _create_record(self, cell: dict[str, Any]) -> None:
+    def _create_record(self, cell: dict[str, Any], origin: Origin) -> None:
         outputs = [self.state.ingest(o) for o in cell.get("outputs") or []]
         record = cell_record({**cell, "outputs": outputs})
         record.pop("pos", None)
-        self.db.set(record)
+        self.db.set(record, origin)
 
-    def _assign_positions(self, ids: set[str]) -> None:
+    def _assign_positions(self, ids: set[str], origin: Origin) -> None:
         """Give the cells in ``ids`` positions between their neighbours in the new order."""
         if not ids:
             return
@@ -179,9 +184,9 @@ class YNotebookReader:
             # no room left between neighbours (or ties): renumber the whole notebook
             updates = {cell_id: float(n) for n, cell_id in enumerate(self.state.order)}
         for cell_id, pos in updates.items():
-            self.db.set({"type": "cell", "id": cell_id, "pos": pos})
+            self.db.set({"type": "cell", "id": cell_id, "pos": pos}, origin)
 
-    def _cell_content_changed(self, event: DeepEvent, fresh: set[str]) -> None:
+    def _cell_content_changed(self, event: DeepEvent, fresh: set[str], origin: Origin) -> None:
         path = event.path
         index = path[0]
         if not isinstance(index, int):
@@ -200,9 +205,9 @@ class YNotebookReader:
                 apply_delta(target, event.delta)
                 if str(target) == str(ycell.get("source")):
                     names.discard("source")
-        self._patch_cell(cell_id, ycell, names)
+        self._patch_cell(cell_id, ycell, names, origin)
 
-    def _patch_cell(self, cell_id: str, ycell: YMap, names: set[str]) -> None:
+    def _patch_cell(self, cell_id: str, ycell: YMap, names: set[str], origin: Origin) -> None:
         """Bring the fields ``names`` of the cell's record up to what ``ycell`` holds."""
         record: Record = {"type": "cell", "id": cell_id}
         if "source" in names:
@@ -221,7 +226,7 @@ class YNotebookReader:
         if "cell_type" in names and ycell.get("cell_type") in ("code", "markdown", "raw"):
             record["cell_type"] = ycell["cell_type"]
         if len(record) > 2:
-            self.db.set(record)
+            self.db.set(record, origin)
 
     def _attachments_patch(self, cell_id: str, ycell: YMap, record: Record) -> None:
         """The attachments as the cell has them now (``set`` merges objects one level deep:
@@ -271,9 +276,9 @@ class YNotebookReader:
         patch.update({str(i): self.state.ingest(o) for i, o in enumerate(shown)})
         record["output"] = patch
 
-    def _reconcile_table(self) -> None:
+    def _reconcile_table(self, origin: Origin) -> None:
         """Make the table's cells match the YNotebook after a failed translation."""
-        with self.state.writing_table():
+        with self.state.writing_table(origin):
             cells = [from_crdt(y) for y in self.ycells]
             ids = [c.get("id") for c in cells]
             self.state.order = [str(i) for i in ids]
@@ -282,11 +287,11 @@ class YNotebookReader:
                     outputs = [self.state.ingest(o) for o in cell.get("outputs") or []]
                     record = cell_record({**cell, "outputs": outputs})
                     record.pop("pos", None)
-                    self.db.set(record)
+                    self.db.set(record, origin)
             for record in self.db.get({"type": "cell"}):
                 if record["id"] not in ids:
-                    self.db.delete({"type": "cell", "id": record["id"]})
-            self._assign_positions({i for i in self.state.order})
+                    self.db.delete({"type": "cell", "id": record["id"]}, origin)
+            self._assign_positions({i for i in self.state.order}, origin)
 
 
 def _object_patch(old: dict[str, Any], new: dict[str, Any]) -> dict[str, Any]:

@@ -136,7 +136,7 @@ async def test_a_reader_follows_the_syncdb_room_and_its_edits_are_dropped(
     reader_client, writer_client = live_client(server, READ), live_client(server, READ, WRITE)
     reader = await reader_client.open("nb.ipynb")
     writer = await writer_client.open("nb.ipynb")
-    room = extension(jp_serverapp).documents.documents[reader.file_id].rooms["syncdb"]
+    room = extension(jp_serverapp).notebooks.get(reader.file_id).broadcast.rooms["syncdb"]
 
     writer.set({"type": "cell", "id": "cell-0", "input": "x = 2"})
     writer.commit()
@@ -178,7 +178,7 @@ async def test_jupyterlab_room_reader_and_writer(server, root_dir, jp_serverapp,
             await poll(applied)
         else:
             file_id = (await user.session("nb.ipynb"))["fileId"]
-            room = extension(jp_serverapp).documents.documents[file_id].rooms["notebook"]
+            room = extension(jp_serverapp).notebooks.get(file_id).broadcast.rooms["notebook"]
             await eventually(lambda: room.dropped_updates > 0)
             assert cell(await records(server))["input"] == "x = 2"
     await user.aclose()

@@ -34,7 +34,7 @@ def joined_room(jp_serverapp, room_id: str, file_id: str):
     extension = jp_serverapp.web_app.settings["cocalc_sync"]
     if room_id in extension.rooms.transient:
         return extension.rooms.transient[room_id]
-    return extension.documents.documents[file_id].rooms["notebook"]
+    return extension.notebooks.get(file_id).broadcast.rooms["notebook"]
 
 
 @pytest.mark.parametrize("room", ["JupyterLab:globalAwareness", "json:notebook:{file_id}"])

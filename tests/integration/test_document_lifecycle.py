@@ -13,6 +13,7 @@ from pycrdt import Doc
 
 from jupyter_cocalc_sync.documents.lifecycle import DocumentState
 from jupyter_cocalc_sync.format.repair import REPAIRED_KEY
+from jupyter_cocalc_sync.origin import SERVER
 from jupyter_cocalc_sync.transport import protocol
 
 
@@ -26,7 +27,9 @@ async def test_a_notebook_requested_while_it_closes_opens_again_only_after_the_c
     write_notebook(root_dir / "race.ipynb", ["x = 1"])
     documents = extension(jp_serverapp).documents
     first = await documents.get("race.ipynb")
-    await first.apply([{"type": "cell", "id": "cell-0", "input": "x = 2"}])  # to save at close
+    await first.apply(
+        [{"type": "cell", "id": "cell-0", "input": "x = 2"}], origin=SERVER
+    )  # to save at close
     closing = documents.close_document(first.file_id)
     assert documents.state(first.file_id) == DocumentState.CLOSING
     requests = [asyncio.ensure_future(documents.get("race.ipynb")) for _ in range(3)]

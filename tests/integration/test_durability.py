@@ -25,6 +25,7 @@ from pycrdt.websocket.websocket import HttpxWebsocket
 from servers import ServerProcess
 
 from jupyter_cocalc_sync.format.schema import notebook_syncdb
+from jupyter_cocalc_sync.origin import STORE
 
 SLOW_WRITE = 0.4
 
@@ -59,7 +60,7 @@ def records_on_disk(store: Path | str, file_id: str) -> dict[str, dict]:
     )
     db = notebook_syncdb()
     for data in ([snapshot[1]] if snapshot else []) + [r[0] for r in rows]:
-        db.apply_update(data, origin="store")
+        db.apply_update(data, STORE)
     return {r["id"]: r for r in db.get({"type": "cell"})}
 
 

@@ -93,7 +93,7 @@ async def test_a_panic_in_a_room_closes_only_that_peer(server, root_dir, jp_serv
     url = server.ws_url(f"/api/cocalc-sync/room/syncdb:{file_id}")
     async with aconnect_ws(url, server.http) as ws:
         await ws.receive_bytes()
-        room = extension(jp_serverapp).documents.documents[file_id].rooms["syncdb"]
+        room = extension(jp_serverapp).notebooks.get(file_id).broadcast.rooms["syncdb"]
         room._apply = lambda update, peer: panic()
         await ws.send_bytes(protocol.sync_message(protocol.SYNC_UPDATE, Doc().get_update()))
         with pytest.raises(WebSocketDisconnect) as closed:

@@ -12,6 +12,7 @@ from jupyter_server.utils import ensure_async
 
 from jupyter_cocalc_sync.client import CocalcSyncClient
 from jupyter_cocalc_sync.documents.following import stamp_of
+from jupyter_cocalc_sync.origin import SERVER
 from jupyter_cocalc_sync.outputs.handler import is_marker
 
 
@@ -75,7 +76,7 @@ async def test_touch_same_content_and_reordered_keys_change_nothing(server, root
     path = root_dir / "same.ipynb"
     write_notebook(path, ["a = 1", nbformat.v4.new_code_cell(flood_cell().source, id="flood")])
     document = await opened(jp_serverapp, "same.ipynb")
-    await document.apply([{"type": "cell", "id": "cell-0", "input": "a = 10"}])
+    await document.apply([{"type": "cell", "id": "cell-0", "input": "a = 10"}], origin=SERVER)
     # a flood from the kernel: truncated in the document, re-inlined in the file
     run = await server.http.post(
         "/api/cocalc-sync/notebooks/same.ipynb/run", json={"cell_ids": ["flood"]}
@@ -117,7 +118,9 @@ async def test_a_flood_stays_truncated_across_merges_and_a_live_edit_is_kept(
     document = await opened(jp_serverapp, "flood.ipynb")
 
     assert truncated(document)  # the import went through the limits
-    await document.apply([{"type": "cell", "id": "cell-2", "input": "edited_live = 2"}])
+    await document.apply(
+        [{"type": "cell", "id": "cell-2", "input": "edited_live = 2"}], origin=SERVER
+    )
     for n in range(3):
         await eventually(lambda: read_notebook_file(path) is not None, timeout=10)
         await checked(jp_serverapp, document)
@@ -155,7 +158,9 @@ async def test_a_notebook_replaced_on_disk_is_merged_and_saved_in_place(
     document = await opened(jp_serverapp, "replaced.ipynb")
     await checked(jp_serverapp, document)
     if edit_during:
-        await document.apply([{"type": "cell", "id": "cell-2", "input": "c = 'live'"}])
+        await document.apply(
+            [{"type": "cell", "id": "cell-2", "input": "c = 'live'"}], origin=SERVER
+        )
     # another tool writes a new version: one cell changed, one deleted, one added
     write_notebook(
         root_dir / "new.ipynb",
@@ -193,7 +198,7 @@ async def test_a_deleted_notebook_stays_deleted_unless_edited(
     write_notebook(path, ["x = 1"])
     ext = extension(jp_serverapp)
     document = await opened(jp_serverapp, "del.ipynb")
-    await document.apply([{"type": "cell", "id": "cell-0", "input": "x = 2"}])
+    await document.apply([{"type": "cell", "id": "cell-0", "input": "x = 2"}], origin=SERVER)
     await eventually(
         lambda: (read_notebook_file(path) or {}).get("cells", [{}])[0].get("source") == "x = 2",
         timeout=10,
@@ -201,7 +206,7 @@ async def test_a_deleted_notebook_stays_deleted_unless_edited(
     await deleted_through_api(server, "del.ipynb")
     await poll(lambda: _true(document.files.deleted is not None))
     if edit_after:
-        await document.apply([{"type": "cell", "id": "cell-0", "input": "x = 3"}])
+        await document.apply([{"type": "cell", "id": "cell-0", "input": "x = 3"}], origin=SERVER)
     await ext.documents.close_document(document.file_id)
     assert document.closed
     if edit_after:

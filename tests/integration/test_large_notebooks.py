@@ -146,8 +146,8 @@ async def test_a_first_sync_far_bigger_than_the_send_queue_does_not_close_the_cl
         while (replica.get_one(edited) or {}).get("input") != "x = 4 # edited":
             apply(replica, *await client.frame())
     assert len([r for r in replica.get() if r["type"] == "cell"]) == 40
-    documents = jp_serverapp.web_app.settings["cocalc_sync"].documents
-    assert len(documents.documents[file_id].rooms["syncdb"].peers) == 1
+    notebooks = jp_serverapp.web_app.settings["cocalc_sync"].notebooks
+    assert len(notebooks.get(file_id).broadcast.rooms["syncdb"].peers) == 1
     client.close()
 
 

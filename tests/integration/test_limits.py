@@ -48,7 +48,7 @@ async def test_a_client_that_stops_reading_is_closed_and_the_others_go_on(
     write_notebook(root_dir / "nb.ipynb", ["x = 1"])
     file_id = (await server.http.get(NB, params={"records": "false"})).json()["file_id"]
     _reader, writer = await never_reading_client(server, f"/api/cocalc-sync/room/syncdb:{file_id}")
-    room = extension(jp_serverapp).documents.documents[file_id].rooms["syncdb"]
+    room = extension(jp_serverapp).notebooks.get(file_id).broadcast.rooms["syncdb"]
     (slow,) = room.peers
     good_client = CocalcSyncClient(server.base_url, server.token)
     good = await good_client.open("nb.ipynb")
@@ -80,7 +80,7 @@ async def test_the_close_reason_says_the_client_may_reconnect(server, root_dir, 
     url = server.ws_url(f"/api/cocalc-sync/room/syncdb:{file_id}")
     async with aconnect_ws(url, server.http) as ws:
         await ws.receive_bytes()
-        room = extension(jp_serverapp).documents.documents[file_id].rooms["syncdb"]
+        room = extension(jp_serverapp).notebooks.get(file_id).broadcast.rooms["syncdb"]
         (peer,) = room.peers
         peer.queued_bytes = extension(jp_serverapp).send_queue_bytes  # as if it fell behind
         await server.http.post(

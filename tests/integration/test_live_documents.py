@@ -409,14 +409,18 @@ async def test_a_jupyterlab_client_back_after_the_unload_keeps_its_offline_edits
 async def test_a_yNotebook_built_in_steps_catches_up_with_changes_made_meanwhile(monkeypatch):
     from jupyter_cocalc_sync.format.ipynb import sorted_cells
     from jupyter_cocalc_sync.format.schema import notebook_syncdb
+    from jupyter_cocalc_sync.origin import SERVER
     from jupyter_cocalc_sync.ynotebook import writer as ynotebook_writer
     from jupyter_cocalc_sync.ynotebook.projection import YNotebookProjection
 
     monkeypatch.setattr(ynotebook_writer, "BUILD_STEP", 3)
     db = notebook_syncdb()
     for i in range(20):
-        db.set({"type": "cell", "id": f"c{i}", "input": f"x = {i}", "pos": i, "cell_type": "code"})
-    db.commit()
+        db.set(
+            {"type": "cell", "id": f"c{i}", "input": f"x = {i}", "pos": i, "cell_type": "code"},
+            SERVER,
+        )
+    db.commit(SERVER)
 
     edits: list[int] = []
 
@@ -424,10 +428,10 @@ async def test_a_yNotebook_built_in_steps_catches_up_with_changes_made_meanwhile
         for i in range(5):
             edits.append(i)
             await asyncio.sleep(0)  # between two build steps
-            db.set({"type": "cell", "id": f"c{i * 4}", "input": f"edited {i}"})
-            db.delete({"type": "cell", "id": f"c{i * 4 + 1}"})
-            db.set({"type": "cell", "id": f"n{i}", "input": "new", "pos": i + 0.5})
-            db.commit()
+            db.set({"type": "cell", "id": f"c{i * 4}", "input": f"edited {i}"}, SERVER)
+            db.delete({"type": "cell", "id": f"c{i * 4 + 1}"}, SERVER)
+            db.set({"type": "cell", "id": f"n{i}", "input": "new", "pos": i + 0.5}, SERVER)
+            db.commit(SERVER)
 
     editing = asyncio.ensure_future(edit_meanwhile())
     projection = await YNotebookProjection.built_in_steps(db)
@@ -435,8 +439,10 @@ async def test_a_yNotebook_built_in_steps_catches_up_with_changes_made_meanwhile
     await editing
     expected = [(r["id"], r["input"]) for r in sorted_cells(db.get())]
     assert [(c["id"], str(c["source"])) for c in projection.ycells] == expected
-    db.set({"type": "cell", "id": "c2", "input": "after"})  # and it follows the table from now on
-    db.commit()
+    db.set(
+        {"type": "cell", "id": "c2", "input": "after"}, SERVER
+    )  # and it follows the table from now on
+    db.commit(SERVER)
     assert (
         str(projection.ycells[[c["id"] for c in projection.ycells].index("c2")]["source"])
         == "after"

@@ -92,7 +92,7 @@ async def run_and_measure(server, root_dir, live, extension, code: str) -> dict:
         peer_text = output_text(peer, "cell-0")
     record = nb.get_one({"type": "cell", "id": "cell-0"})
     final = len(json.dumps(record["output"], separators=(",", ":")))
-    await extension.execution.history.changelog.flushed()
+    await extension.history.changelog.flushed()
     print(f"final output {final} B; received: {received}")
     return {
         "nb": nb,

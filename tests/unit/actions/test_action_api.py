@@ -22,19 +22,16 @@ def _public_coroutines(cls: type) -> dict[str, inspect.Signature]:
     }
 
 
-def _without_author(signature: inspect.Signature) -> list[tuple[str, object, object]]:
-    return [
-        (p.name, p.kind, p.default) for p in signature.parameters.values() if p.name != "author"
-    ]
+def _params(signature: inspect.Signature) -> list[tuple[str, object, object]]:
+    return [(p.name, p.kind, p.default) for p in signature.parameters.values()]
 
 
 def test_the_server_implements_exactly_the_declared_actions():
     implemented = _public_coroutines(NotebookActions)
     assert sorted(implemented) == sorted(ACTIONS)
     for name, action in ACTIONS.items():
-        # names, kinds and defaults (mypy checks the types); ``author`` is the server's own
-        assert _without_author(implemented[name]) == _without_author(action.signature), name
-        assert implemented[name].parameters["author"].kind is inspect.Parameter.KEYWORD_ONLY
+        # names, kinds and defaults (mypy checks the types); the origin is the instance's
+        assert _params(implemented[name]) == _params(action.signature), name
         assert action.doc, f"{name} says what it does"
 
 

@@ -20,6 +20,7 @@ from jupyter_cocalc_sync.format.ipynb import (
     write_notebook,
 )
 from jupyter_cocalc_sync.format.schema import notebook_syncdb
+from jupyter_cocalc_sync.origin import FILE
 from jupyter_cocalc_sync.sync.values import from_crdt
 
 CORPUS = Path(__file__).resolve().parents[4] / "shared" / "corpus"
@@ -29,7 +30,7 @@ CORPUS_FILES = sorted(CORPUS.glob("*.ipynb")) if CORPUS.is_dir() else []
 def roundtrip(text: str) -> str:
     """import → live table (through a Yjs update) → export → ipynb text."""
     db = notebook_syncdb()
-    db.apply_update(initial_update(notebook_to_records(parse_notebook(text))), origin="load")
+    db.apply_update(initial_update(notebook_to_records(parse_notebook(text))), FILE)
     return write_notebook(records_to_notebook(db.get()))
 
 

@@ -16,12 +16,17 @@ from postgres import worker_for
 
 from jupyter_cocalc_sync.errors import VersionNotFoundError
 from jupyter_cocalc_sync.format.schema import notebook_syncdb
+from jupyter_cocalc_sync.origin import STORE, Origin
 from jupyter_cocalc_sync.store import ChangeLog, LoggedTable
+
+#: the origin of this test's own changes
+ME = Origin.of_user("me")
 
 CHILD = textwrap.dedent(
     """
     import asyncio, sys
     from jupyter_cocalc_sync.format.schema import notebook_syncdb
+    from jupyter_cocalc_sync.origin import Origin
     from jupyter_cocalc_sync.store import ChangeLog, LoggedTable
     from postgres import worker_for
 
@@ -33,8 +38,9 @@ CHILD = textwrap.dedent(
         await table.load()
         i = 0
         while True:
-            db.set({"type": "cell", "id": f"c{i % 7}", "input": f"edit {i} 😀", "pos": i})
-            version = await table.commit(author="child")
+            child = Origin.of_user("child")
+            db.set({"type": "cell", "id": f"c{i % 7}", "input": f"edit {i} 😀", "pos": i}, child)
+            version = await table.commit(child)
             print(i, version, flush=True)
             i += 1
 
@@ -98,10 +104,10 @@ async def test_history_lists_versions_and_reads_each_one(open_log):
     table = LoggedTable(db, log, "nb")
     seen = []
     for i in range(11):
-        db.set({"type": "cell", "id": f"c{i % 3}", "input": "x" * i, "pos": i})
+        db.set({"type": "cell", "id": f"c{i % 3}", "input": "x" * i, "pos": i}, ME)
         if i == 5:
-            db.delete({"type": "cell", "id": "c0"})
-        await table.commit(author=f"user{i % 2}")
+            db.delete({"type": "cell", "id": "c0"}, ME)
+        await table.commit(Origin.of_user(f"user{i % 2}"))
         seen.append(sorted(db.get(), key=lambda r: r["id"]))
     versions = await log.versions("nb")
     assert [v.version for v in versions] == list(range(1, 12))
@@ -109,7 +115,7 @@ async def test_history_lists_versions_and_reads_each_one(open_log):
     assert all(a.time <= b.time for a, b in itertools.pairwise(versions))
     for k in range(1, 12):
         old = notebook_syncdb()
-        old.apply_update(await log.state_at("nb", k), origin="store")
+        old.apply_update(await log.state_at("nb", k), STORE)
         assert sorted(old.get(), key=lambda r: r["id"]) == seen[k - 1]
     with pytest.raises(VersionNotFoundError):
         await log.state_at("nb", 12)
@@ -125,8 +131,8 @@ async def test_reopening_a_long_history_reads_one_snapshot_and_a_short_tail(open
     db = notebook_syncdb()
     table = LoggedTable(db, log, "nb")
     for i in range(1050):
-        db.set({"type": "cell", "id": "c", "input": f"v{i}", "pos": 0})
-        table.commit()
+        db.set({"type": "cell", "id": "c", "input": f"v{i}", "pos": 0}, ME)
+        table.commit(ME)
         if i % 30 == 0:
             await table.durable()  # several flushes, as in real use
     await table.durable()
@@ -176,14 +182,14 @@ async def _edits(log: ChangeLog, authors: list[str | None]) -> tuple[LoggedTable
     table = LoggedTable(db, log, "nb")
     versions = []
     for i, author in enumerate(authors):
-        db.set({"type": "cell", "id": "c", "input": f"v{i}", "pos": 0})
-        versions.append(await table.commit(author))
+        db.set({"type": "cell", "id": "c", "input": f"v{i}", "pos": 0}, ME)
+        versions.append(await table.commit(Origin.of_user(author)))
     return table, versions
 
 
 async def _input_at(log: ChangeLog, version: int) -> str:
     db = notebook_syncdb()
-    db.apply_update(await log.state_at("nb", version), origin="store")
+    db.apply_update(await log.state_at("nb", version), STORE)
     return db.get_one({"type": "cell", "id": "c"})["input"]
 
 
@@ -211,8 +217,8 @@ async def test_squashing_a_run_keeps_other_authors_and_the_saved_version(open_lo
     table = LoggedTable(reopened, log, "nb")
     assert await table.load()
     assert reopened.get_one({"type": "cell", "id": "c"})["input"] == "v9"
-    reopened.set({"type": "cell", "id": "c", "input": "v10", "pos": 0})
-    assert await table.commit("bob") == 11
+    reopened.set({"type": "cell", "id": "c", "input": "v10", "pos": 0}, ME)
+    assert await table.commit(Origin.of_user("bob")) == 11
     await log.settled()
     log.close()
     log.worker.close()
@@ -243,23 +249,25 @@ def test_the_revert_patch_turns_the_notebook_back_field_by_field():
 
     db = notebook_syncdb()
     stream = {"output_type": "stream", "name": "stdout", "text": "1\n"}
-    db.set({"type": "cell", "id": "a", "input": "x", "pos": 0, "output": {"0": stream}})
-    db.set({"type": "cell", "id": "b", "input": "y", "pos": 1})
-    db.commit()
+    db.set({"type": "cell", "id": "a", "input": "x", "pos": 0, "output": {"0": stream}}, ME)
+    db.set({"type": "cell", "id": "b", "input": "y", "pos": 1}, ME)
+    db.commit(ME)
     old = db.get_update()
     expected = sorted(db.get(), key=lambda r: r["id"])
-    db.set({"type": "cell", "id": "a", "input": "x2", "collapsed": True})
-    db.set({"type": "cell", "id": "a", "output": {"0": {**stream, "text": "1\n2\n"}, "1": stream}})
-    db.delete({"type": "cell", "id": "b"})
-    db.set({"type": "cell", "id": "c", "input": "new", "pos": 2})
-    db.commit()
+    db.set({"type": "cell", "id": "a", "input": "x2", "collapsed": True}, ME)
+    db.set(
+        {"type": "cell", "id": "a", "output": {"0": {**stream, "text": "1\n2\n"}, "1": stream}}, ME
+    )
+    db.delete({"type": "cell", "id": "b"}, ME)
+    db.set({"type": "cell", "id": "c", "input": "new", "pos": 2}, ME)
+    db.commit(ME)
     sets, deletes = revert_patch(db.get_update(), old)
     assert deletes == [{"type": "cell", "id": "c"}]
     assert {r["id"] for r in sets} == {"a", "b"}  # only what differs is written
     for where in deletes:
-        db.delete(where)
+        db.delete(where, ME)
     for record in sets:
-        db.set(record)
+        db.set(record, ME)
     assert sorted(db.get(), key=lambda r: r["id"]) == expected
 
 

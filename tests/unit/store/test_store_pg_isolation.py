@@ -12,6 +12,7 @@ pytest.importorskip("psycopg")
 import psycopg
 
 from jupyter_cocalc_sync.format.schema import notebook_syncdb
+from jupyter_cocalc_sync.origin import Origin
 from jupyter_cocalc_sync.store import ChangeLog, LoggedTable
 from jupyter_cocalc_sync.store.pg_provision import (
     pre_spawn_hook,
@@ -45,8 +46,9 @@ async def test_one_user_cannot_see_or_change_another_users_history(postgres_clus
     await bob_log.open()
     db = notebook_syncdb()
     table = LoggedTable(db, alice_log, "shared-id")
-    db.set({"type": "cell", "id": "c", "input": "alice's secret", "pos": 0})
-    assert await table.commit("alice") == 1
+    alice_origin = Origin.of_user("alice")
+    db.set({"type": "cell", "id": "c", "input": "alice's secret", "pos": 0}, alice_origin)
+    assert await table.commit(alice_origin) == 1
     await alice_log.settled()
     # bob's server, asking for the same document id, finds a store of its own, empty
     assert await bob_log.versions("shared-id") == []

@@ -11,8 +11,11 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from jupyter_cocalc_sync.format.schema import notebook_syncdb
+from jupyter_cocalc_sync.origin import STORE, Origin
 from jupyter_cocalc_sync.store import ChangeLog, LoggedTable, SQLiteWorker
-from jupyter_cocalc_sync.sync import LOCAL
+
+#: the origin of each replica's own changes
+ME = Origin.of_user("me")
 
 REPLICAS = 3
 CELL_IDS = ["a", "b", "c", "d"]
@@ -59,7 +62,7 @@ async def scenario(steps: list, folder: Path) -> None:
     outbox: list[list[bytes]] = [[] for _ in range(REPLICAS)]
     delivered: list[set[tuple[int, int]]] = [set() for _ in range(REPLICAS)]
     for i, db in enumerate(replicas):
-        db.on_update(lambda u, origin, i=i: outbox[i].append(u) if origin == LOCAL else None)
+        db.on_update(lambda u, origin, i=i: outbox[i].append(u) if origin == ME else None)
 
     def deliver(to: int, rng: random.Random) -> None:
         pending = [
@@ -78,21 +81,21 @@ async def scenario(steps: list, folder: Path) -> None:
         order = [sender for sender, _ in pending]
         pending = [(sender, queues[sender].pop(0)) for sender in order]
         for sender, n in pending:
-            replicas[to].apply_update(outbox[sender][n], origin=f"replica-{sender}")
+            replicas[to].apply_update(outbox[sender][n], Origin.of_user(f"replica-{sender}"))
             delivered[to].add((sender, n))
 
     for who, action in steps:
         db = replicas[who]
         if action["op"] == "set":
-            db.set({"type": "cell", "id": action["id"], **action["fields"]})
+            db.set({"type": "cell", "id": action["id"], **action["fields"]}, ME)
         elif action["op"] == "delete":
-            db.delete({"type": "cell", "id": action["id"]})
+            db.delete({"type": "cell", "id": action["id"]}, ME)
         elif action["op"] == "commit":
-            logged[who].commit()
+            logged[who].commit(ME)
         else:
             deliver(action["to"], random.Random(action["seed"]))
     for table in logged:
-        table.commit()
+        table.commit(ME)
     for to in range(REPLICAS):
         deliver(to, random.Random(to))
 
@@ -104,7 +107,7 @@ async def scenario(steps: list, folder: Path) -> None:
         LoggedTable(replay, log, f"replica-{i}")
         state, _ = await log.load(f"replica-{i}")
         if state is not None:
-            replay.apply_update(state, origin="store")
+            replay.apply_update(state, STORE)
         assert sorted(replay.get(), key=lambda r: r["id"]) == tables[i]
     worker.close()
 

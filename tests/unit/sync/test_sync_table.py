@@ -8,6 +8,11 @@ from pycrdt import Doc, Map, Text
 from jupyter_cocalc_sync import SyncDB
 from jupyter_cocalc_sync.errors import InvalidRecordError
 from jupyter_cocalc_sync.format.schema import notebook_syncdb
+from jupyter_cocalc_sync.origin import Origin
+
+#: the origin of this test's own changes
+ME = Origin.of_user("me")
+PEER = Origin.of_user("peer")
 
 
 def make_db() -> SyncDB:
@@ -16,11 +21,11 @@ def make_db() -> SyncDB:
 
 def test_seed_api_example_works():
     db = SyncDB(primary_keys=["type", "id"], string_cols=["input"])
-    db.set({"type": "cell", "id": "c1", "input": "x = 1"})
-    db.commit()
+    db.set({"type": "cell", "id": "c1", "input": "x = 1"}, ME)
+    db.commit(ME)
     assert db.get_one({"type": "cell", "id": "c1"})["input"] == "x = 1"
-    db.set({"type": "settings", "id": "main", "kernel": "python3"})
-    db.commit()
+    db.set({"type": "settings", "id": "main", "kernel": "python3"}, ME)
+    db.commit(ME)
     assert db.get_one({"type": "settings", "id": "main"})["kernel"] == "python3"
 
 
@@ -37,9 +42,10 @@ def test_wire_layout_is_what_any_yjs_client_sees():
             },
             "pos": 1.5,
             "tags": {"x": True},
-        }
+        },
+        ME,
     )
-    db.commit()
+    db.commit(ME)
     # a plain pycrdt client, knowing nothing of SyncDB
     peer = Doc()
     peer.apply_update(db.get_update())
@@ -60,9 +66,9 @@ def test_wire_layout_is_what_any_yjs_client_sees():
 
 def test_set_merges_dicts_one_level_and_none_deletes():
     db = make_db()
-    db.set({"type": "cell", "id": "c", "metadata": {"a": 1, "b": {"x": 1}}, "collapsed": True})
-    db.set({"type": "cell", "id": "c", "metadata": {"b": {"y": 2}, "c": 3}})
-    db.set({"type": "cell", "id": "c", "metadata": {"a": None}, "collapsed": None})
+    db.set({"type": "cell", "id": "c", "metadata": {"a": 1, "b": {"x": 1}}, "collapsed": True}, ME)
+    db.set({"type": "cell", "id": "c", "metadata": {"b": {"y": 2}, "c": 3}}, ME)
+    db.set({"type": "cell", "id": "c", "metadata": {"a": None}, "collapsed": None}, ME)
     rec = db.get_one({"type": "cell", "id": "c"})
     assert rec["metadata"] == {"b": {"y": 2}, "c": 3}  # one level deep: b replaced
     assert "collapsed" not in rec
@@ -70,12 +76,12 @@ def test_set_merges_dicts_one_level_and_none_deletes():
 
 def test_output_map_merges_per_message():
     db = make_db()
-    db.set({"type": "cell", "id": "c", "output": {"0": {"output_type": "stream"}}})
-    db.set({"type": "cell", "id": "c", "output": {"1": {"output_type": "error"}}})
+    db.set({"type": "cell", "id": "c", "output": {"0": {"output_type": "stream"}}}, ME)
+    db.set({"type": "cell", "id": "c", "output": {"1": {"output_type": "error"}}}, ME)
     assert set(db.get_one({"type": "cell", "id": "c"})["output"]) == {"0", "1"}
-    db.set({"type": "cell", "id": "c", "output": {"0": None}})
+    db.set({"type": "cell", "id": "c", "output": {"0": None}}, ME)
     assert set(db.get_one({"type": "cell", "id": "c"})["output"]) == {"1"}
-    db.set({"type": "cell", "id": "c", "output": None})
+    db.set({"type": "cell", "id": "c", "output": None}, ME)
     assert "output" not in db.get_one({"type": "cell", "id": "c"})
 
 
@@ -92,16 +98,16 @@ def test_output_map_merges_per_message():
 )
 def test_string_column_edits_are_minimal_and_unicode_exact(old, new):
     db = make_db()
-    db.set({"type": "cell", "id": "c", "input": old})
-    db.commit()
+    db.set({"type": "cell", "id": "c", "input": old}, ME)
+    db.commit(ME)
     peer = make_db()
-    peer.apply_update(db.get_update())
+    peer.apply_update(db.get_update(), PEER)
     deltas = []
     peer.on_change(lambda e: deltas.append(e.changes[("cell", "c")].text_deltas.get("input")))
     state = peer.get_state()
-    db.set({"type": "cell", "id": "c", "input": new})
-    db.commit()
-    peer.apply_update(db.get_update(state))
+    db.set({"type": "cell", "id": "c", "input": new}, ME)
+    db.commit(ME)
+    peer.apply_update(db.get_update(state), PEER)
     assert peer.get_one({"type": "cell", "id": "c"})["input"] == new
     # the change travels as a text edit, not as a replaced string
     assert deltas and deltas[0] is not None
@@ -109,15 +115,15 @@ def test_string_column_edits_are_minimal_and_unicode_exact(old, new):
 
 def test_concurrent_typing_in_one_cell_merges_character_wise():
     a, b = make_db(), make_db()
-    a.set({"type": "cell", "id": "c", "input": "hello world"})
-    a.commit()
-    b.apply_update(a.get_update())
+    a.set({"type": "cell", "id": "c", "input": "hello world"}, ME)
+    a.commit(ME)
+    b.apply_update(a.get_update(), PEER)
     sa, sb = a.get_state(), b.get_state()
-    a.set({"type": "cell", "id": "c", "input": "hello, world"})
-    b.set({"type": "cell", "id": "c", "input": "hello world!"})
-    a.commit(), b.commit()
-    a.apply_update(b.get_update(sa))
-    b.apply_update(a.get_update(sb))
+    a.set({"type": "cell", "id": "c", "input": "hello, world"}, ME)
+    b.set({"type": "cell", "id": "c", "input": "hello world!"}, ME)
+    a.commit(ME), b.commit(ME)
+    a.apply_update(b.get_update(sa), PEER)
+    b.apply_update(a.get_update(sb), PEER)
     assert a.get_one({"type": "cell", "id": "c"})["input"] == "hello, world!"
     assert b.get() == a.get()
 
@@ -141,14 +147,14 @@ def test_concurrent_typing_in_one_cell_merges_character_wise():
 )
 def test_invalid_records_raise_and_change_nothing(bad):
     db = make_db()
-    db.set({"type": "cell", "id": "c", "input": "keep me", "pos": 0})
-    db.commit()
+    db.set({"type": "cell", "id": "c", "input": "keep me", "pos": 0}, ME)
+    db.commit(ME)
     before_state, before = db.get_state(), db.get()
     updates = []
     db.on_update(lambda u, o: updates.append(u))
     with pytest.raises(InvalidRecordError):
-        db.set(bad)
-    assert not db.commit()
+        db.set(bad, ME)
+    assert not db.commit(ME)
     assert db.get() == before and db.get_state() == before_state and updates == []
 
 
@@ -157,45 +163,45 @@ def test_commit_is_one_update_for_many_sets():
     updates = []
     db.on_update(lambda u, origin: updates.append(origin))
     for i in range(5):
-        db.set({"type": "cell", "id": f"c{i}", "input": str(i), "pos": i})
+        db.set({"type": "cell", "id": f"c{i}", "input": str(i), "pos": i}, ME)
     assert updates == []
-    assert db.commit()
-    assert updates == ["local"]
-    assert not db.commit()
+    assert db.commit(ME)
+    assert updates == [ME]
+    assert not db.commit(ME)
 
 
 def test_change_events_name_records_fields_and_origin():
     a, b = make_db(), make_db()
     events = []
     b.on_change(events.append)
-    a.set({"type": "cell", "id": "c", "input": "x", "pos": 0})
-    a.commit()
-    b.apply_update(a.get_update(), origin="peer-a")
-    assert events[-1].origin == "peer-a" and not events[-1].local
+    a.set({"type": "cell", "id": "c", "input": "x", "pos": 0}, ME)
+    a.commit(ME)
+    b.apply_update(a.get_update(), PEER)
+    assert events[-1].origin == PEER and not events[-1].local
     change = events[-1].changes[("cell", "c")]
     assert change.action == "add" and {"input", "pos"} <= change.fields
-    b.set({"type": "cell", "id": "c", "pos": 2})
+    b.set({"type": "cell", "id": "c", "pos": 2}, ME)
     assert events[-1].local and events[-1].changes[("cell", "c")].fields == {"pos"}
-    b.delete({"type": "cell", "id": "c"})
+    b.delete({"type": "cell", "id": "c"}, ME)
     assert events[-1].changes[("cell", "c")].action == "delete"
 
 
 def test_get_where_and_delete_where():
     db = make_db()
     for i in range(4):
-        db.set({"type": "cell", "id": f"c{i}", "cell_type": "code" if i % 2 else "markdown"})
-    db.set({"type": "settings", "id": "main", "kernel": "python3"})
+        db.set({"type": "cell", "id": f"c{i}", "cell_type": "code" if i % 2 else "markdown"}, ME)
+    db.set({"type": "settings", "id": "main", "kernel": "python3"}, ME)
     assert len(db.get({"type": "cell"})) == 4
     assert {r["id"] for r in db.get({"cell_type": "code"})} == {"c1", "c3"}
-    assert db.delete({"cell_type": "markdown"}) == 2
+    assert db.delete({"cell_type": "markdown"}, ME) == 2
     assert len(db) == 3
     with pytest.raises(InvalidRecordError):
-        db.delete(None)  # type: ignore[arg-type]
+        db.delete(None, ME)  # type: ignore[arg-type]
 
 
 def test_values_read_back_as_json_with_integral_numbers_as_ints():
     db = make_db()
-    db.set({"type": "cell", "id": "c", "exec_count": 3, "metadata": {"w": 640, "r": 0.5}})
+    db.set({"type": "cell", "id": "c", "exec_count": 3, "metadata": {"w": 640, "r": 0.5}}, ME)
     rec = db.get_one({"type": "cell", "id": "c"})
     assert rec["exec_count"] == 3 and isinstance(rec["exec_count"], int)
     assert rec["metadata"] == {"w": 640, "r": 0.5}

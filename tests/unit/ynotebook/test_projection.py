@@ -10,6 +10,8 @@ from jupyter_ydoc import YNotebook
 from pycrdt import Doc, Map
 
 from jupyter_cocalc_sync.format.schema import notebook_syncdb
+from jupyter_cocalc_sync.origin import SERVER, Origin
+from jupyter_cocalc_sync.permissions import FULL
 from jupyter_cocalc_sync.ynotebook.projection import YNotebookProjection
 
 STREAM = {"output_type": "stream", "name": "stdout", "text": "hello\n"}
@@ -18,8 +20,8 @@ STREAM = {"output_type": "stream", "name": "stdout", "text": "hello\n"}
 def table(*cells: dict[str, Any]):
     db = notebook_syncdb()
     for n, cell in enumerate(cells):
-        db.set({"type": "cell", "cell_type": "code", "pos": float(n), **cell})
-    db.commit()
+        db.set({"type": "cell", "cell_type": "code", "pos": float(n), **cell}, SERVER)
+    db.commit(SERVER)
     return db
 
 
@@ -28,6 +30,7 @@ class Client:
 
     def __init__(self, projection: YNotebookProjection) -> None:
         self.projection = projection
+        self.origin = Origin.of_peer("ada", FULL)  # this client's connection
         self.ynb = YNotebook(Doc())
         self.pull()
 
@@ -37,7 +40,7 @@ class Client:
 
     def push(self) -> None:
         mine = self.ynb.ydoc
-        self.projection.apply_update(mine.get_update(self.projection.ydoc.get_state()))
+        self.projection.apply_update(mine.get_update(self.projection.ydoc.get_state()), self.origin)
 
     def sources(self) -> list[str]:
         return [str(c["source"]) for c in self.ynb.ycells]
@@ -66,19 +69,21 @@ def test_table_changes_reach_a_client_as_edits_inserts_deletes_and_moves():
     client = Client(projection)
     source = client.ynb.ycells[0]["source"]
 
-    db.set({"type": "cell", "id": "a", "input": "x = 10"})
-    db.set({"type": "cell", "id": "c", "cell_type": "markdown", "input": "# new", "pos": 0.5})
-    db.commit()
+    db.set({"type": "cell", "id": "a", "input": "x = 10"}, SERVER)
+    db.set(
+        {"type": "cell", "id": "c", "cell_type": "markdown", "input": "# new", "pos": 0.5}, SERVER
+    )
+    db.commit(SERVER)
     client.pull()
     assert client.sources() == ["x = 10", "# new", "y = 2"]
-    db.delete({"type": "cell", "id": "b"})
-    db.commit()
+    db.delete({"type": "cell", "id": "b"}, SERVER)
+    db.commit(SERVER)
     client.pull()
     assert client.sources() == ["x = 10", "# new"]
     assert str(source) == "x = 10"  # edited in place: the client's Text is the same one
 
-    db.set({"type": "cell", "id": "a", "pos": 5.0})  # moved after "c"
-    db.commit()
+    db.set({"type": "cell", "id": "a", "pos": 5.0}, SERVER)  # moved after "c"
+    db.commit(SERVER)
     client.pull()
     assert client.sources() == ["# new", "x = 10"]
     assert [c["cell_type"] for c in client.ynb.get()["cells"]] == ["markdown", "code"]
@@ -88,23 +93,23 @@ def test_outputs_written_to_the_table_are_appended_for_the_client():
     db = table({"id": "a", "input": "print('hello')"})
     projection = YNotebookProjection(db)
     client = Client(projection)
-    db.set({"type": "cell", "id": "a", "output": {"0": STREAM}})
-    db.commit()
+    db.set({"type": "cell", "id": "a", "output": {"0": STREAM}}, SERVER)
+    db.commit(SERVER)
     client.pull()
     assert client.ynb.get()["cells"][0]["outputs"] == [STREAM]
-    db.set({"type": "cell", "id": "a", "output": None})
-    db.commit()
+    db.set({"type": "cell", "id": "a", "output": None}, SERVER)
+    db.commit(SERVER)
     client.pull()
     assert client.ynb.get()["cells"][0]["outputs"] == []
 
 
 def test_a_client_edit_becomes_a_table_change_committed_once():
     db = table({"id": "a", "input": "x = 1"})
-    commits: list[str | None] = []
+    commits: list[Origin] = []
 
-    def commit(author: str | None) -> None:
-        commits.append(author)
-        db.commit()
+    def commit(origin: Origin) -> None:
+        commits.append(origin)
+        db.commit(origin)
 
     projection = YNotebookProjection(db, commit=commit)
     client = Client(projection)
@@ -112,7 +117,7 @@ def test_a_client_edit_becomes_a_table_change_committed_once():
     source += "  # lab"
     client.push()
     assert records(db)["a"]["input"] == "x = 1  # lab"
-    assert commits == [None]  # no peer: the server's own commit
+    assert commits == [client.origin]  # the client's edit, committed as its own
 
 
 def test_a_cell_a_client_inserts_gets_a_record_after_its_neighbour():
@@ -138,8 +143,11 @@ def test_a_cell_a_client_deletes_is_deleted_from_the_table():
 
 def test_notebook_metadata_goes_both_ways():
     db = table({"id": "a", "input": ""})
-    db.set({"type": "settings", "id": "main", "metadata": {"language_info": {"name": "python"}}})
-    db.commit()
+    db.set(
+        {"type": "settings", "id": "main", "metadata": {"language_info": {"name": "python"}}},
+        SERVER,
+    )
+    db.commit(SERVER)
     projection = YNotebookProjection(db)
     client = Client(projection)
     meta = client.ynb.ydoc.get("meta", type=Map)
@@ -148,8 +156,8 @@ def test_notebook_metadata_goes_both_ways():
     client.push()
     settings = db.get_one({"type": "settings", "id": "main"}) or {}
     assert settings.get("metadata", {}).get("tags") == ["x"]
-    db.set({"type": "settings", "id": "main", "metadata": {"authors": ["ada"]}})
-    db.commit()
+    db.set({"type": "settings", "id": "main", "metadata": {"authors": ["ada"]}}, SERVER)
+    db.commit(SERVER)
     client.pull()
     assert meta["metadata"]["authors"] == ["ada"]
 
@@ -159,7 +167,7 @@ def test_closing_stops_both_directions():
     projection = YNotebookProjection(db)
     client = Client(projection)
     projection.close()
-    db.set({"type": "cell", "id": "a", "input": "changed"})
-    db.commit()
+    db.set({"type": "cell", "id": "a", "input": "changed"}, SERVER)
+    db.commit(SERVER)
     client.pull()
     assert client.sources() == ["x"]

@@ -1,0 +1,220 @@
+"""``Broadcast``: what a notebook's clients see, and when — never before the change log has it.
+
+The notebook's rooms (``syncdb`` for SyncDB clients, ``notebook`` for JupyterLab) are the only
+way out of the server, and every update reaches them through here:
+
+* a **table update** is handed to the ``syncdb`` room with the future of its own log write
+  (``LoggedTable.on_logged``); the room sends it once that write is durable;
+* a **YNotebook update** is made while the table change it shows is being made — before that
+  change is committed and logged (runner outputs, REST), or before a JupyterLab edit is
+  translated into the table — so it is *held* until the next log write (which holds the
+  change), or, when the table has nothing uncommitted, until the latest write is durable. It is
+  then written to the YNotebook's own log (in the same group commit) and handed to the
+  ``notebook`` room with both writes, to be sent once both are durable.
+
+A write that fails is never sent: while the store refuses a notebook's writes its clients are
+closed (1011 ``store_unavailable``, they may retry), and no new client joins.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Callable
+from typing import Any
+
+from ..origin import Origin
+from ..store import LoggedTable
+from ..store.projections import ProjectionLog
+from ..sync.guard import table_guard
+from ..transport.room import INTERNAL_ERROR, RawHandler, Room
+from ..ynotebook.checks import ynotebook_guard
+from ..ynotebook.projection import YNotebookProjection
+
+#: the rooms of a notebook
+ROOM_KINDS = ("syncdb", "notebook")
+
+
+class Broadcast:
+    """Hands one notebook's updates to its rooms once they are durable (module docstring)."""
+
+    def __init__(
+        self,
+        table: LoggedTable,
+        projection_log: ProjectionLog,
+        *,
+        on_raw: RawHandler | None = None,
+    ) -> None:
+        self.table = table
+        self.db = table.db
+        self.file_id = table.doc_id
+        self.projection_log = projection_log
+        self._on_raw = on_raw
+        self.rooms: dict[str, Room] = {}
+        self._projection: YNotebookProjection | None = None
+        #: a new YNotebook's state vector and first version, until its room is made
+        self._first_projection_update: tuple[bytes, bytes] | None = None
+        #: YNotebook updates not yet handed to the room: each waits for the log write of the
+        #: table change it shows (``_release_projection``)
+        self._held: list[tuple[bytes, Origin]] = []
+        self._projection_logged: asyncio.Future[int] | None = None  # its latest log write
+        self._projection_recordings: list[list[asyncio.Future[int]]] = []
+        self._settle_scheduled = False
+        #: the server's awareness state in the notebook's rooms (kernel usage, run progress)
+        self.server_state: dict[str, Any] | None = None
+        self._unsubscribe: list[Callable[[], None]] = [
+            table.on_logged(self._on_logged),
+            table.changelog.watch(self.file_id, self._write_status),
+        ]
+
+    # -- the YNotebook ----------------------------------------------------------------------
+
+    def follow(self, projection: YNotebookProjection, *, new: bool) -> None:
+        """Broadcast the updates of the notebook's YNotebook (``new``: not restored from its
+        log, so its first version, the whole of it, is logged now; the same bytes answer its
+        first client's sync: encoding a big notebook twice costs)."""
+        if new:
+            whole = projection.ydoc.get_update()
+            self._projection_logged = self.projection_log.append(self.file_id, whole)
+            self._first_projection_update = (projection.ydoc.get_state(), whole)
+        self._projection = projection
+        projection.on_update(self._hold_projection_update)
+
+    def record_projection_writes(self) -> list[asyncio.Future[int]]:
+        """A list that collects the YNotebook's log writes until ``stop_recording`` (a run
+        squashes the versions it made the YNotebook go through, as it does the table's)."""
+        recording: list[asyncio.Future[int]] = []
+        self._projection_recordings.append(recording)
+        return recording
+
+    def stop_recording(self, recording: list[asyncio.Future[int]]) -> None:
+        if recording in self._projection_recordings:
+            self._projection_recordings.remove(recording)
+
+    # -- durability before visibility -------------------------------------------------------
+
+    def _on_logged(self, update: bytes, origin: Origin, durable: asyncio.Future[int]) -> None:
+        room = self.rooms.get("syncdb")
+        if room is not None:
+            room.publish(update, origin, durable)
+        if self._held and not self.db.has_uncommitted_changes:
+            self._release_projection(durable)
+
+    def _hold_projection_update(self, update: bytes, origin: Origin) -> None:
+        self._held.append((update, origin))
+        # the first version is no longer the whole YNotebook (a deletion alone does not change
+        # the state vector the room compares)
+        self._first_projection_update = None
+        room = self.rooms.get("notebook")
+        if room is not None:
+            room.withdraw_whole_update()
+        if not self._settle_scheduled:
+            self._settle_scheduled = True
+            asyncio.get_running_loop().call_soon(self._settle)
+
+    def _settle(self) -> None:
+        self._settle_scheduled = False
+        if self._held and not self.db.has_uncommitted_changes:
+            self._release_projection(self.table.barrier())
+
+    def _release_projection(self, durable: asyncio.Future[int] | None) -> None:
+        held, self._held = self._held, []
+        room = self.rooms.get("notebook")
+        for update, origin in held:
+            # logged in the same group commit as the table change it shows
+            logged = self._projection_logged = self.projection_log.append(self.file_id, update)
+            for recording in self._projection_recordings:
+                recording.append(logged)
+            if room is not None:
+                room.publish(update, origin, logged if durable is None else _both(durable, logged))
+
+    def flush(self) -> None:
+        """Hand out the YNotebook updates still held, with the latest table write (when the
+        notebook closes: nothing may stay unlogged)."""
+        self._release_projection(self.table.barrier())
+
+    def _projection_barrier(self) -> asyncio.Future[Any] | None:
+        """Once this is durable, the table and the YNotebook as they are now are on disk."""
+        table, projection = self.table.barrier(), self._projection_logged
+        if table is None or projection is None:
+            return table or projection
+        return _both(table, projection)
+
+    def _write_status(self, error: BaseException | None) -> None:
+        if error is None:
+            return
+        reason = json.dumps({"reason": "store_unavailable", "retry": True})
+        for room in self.rooms.values():
+            for peer in list(room.peers):
+                peer.close(INTERNAL_ERROR, reason)
+
+    # -- the rooms --------------------------------------------------------------------------
+
+    def room(self, kind: str) -> Room:
+        """The room of ``kind`` (``syncdb`` or ``notebook``), created on first use (the
+        ``notebook`` room once the YNotebook is followed)."""
+        self.table.check_writable()  # no new clients while changes cannot be saved
+        room = self.rooms.get(kind)
+        if room is not None:
+            return room
+        if kind == "syncdb":
+            room = Room(
+                f"syncdb:{self.file_id}",
+                self.db.doc,
+                apply_update=self.db.apply_update,
+                barrier=self.table.barrier,
+                on_raw=self._on_raw,
+                check_update=table_guard(self.db).check,  # a bad update changes nothing
+            )
+        elif kind == "notebook":
+            projection = self._projection
+            if projection is None:
+                raise RuntimeError(f"the YNotebook of {self.file_id} is not loaded")
+            room = Room(
+                f"json:notebook:{self.file_id}",
+                projection.ydoc,
+                apply_update=projection.apply_update,
+                barrier=self._projection_barrier,
+                on_raw=self._on_raw,
+                check_update=ynotebook_guard(projection.ydoc).check,
+            )
+            if self._first_projection_update is not None:
+                room.offer_whole_update(*self._first_projection_update)
+                self._first_projection_update = None
+        else:
+            raise ValueError(f"unknown room kind {kind!r}")
+        if self.server_state is not None:
+            room.set_server_state(self.server_state)
+        self.rooms[kind] = room
+        return room
+
+    def set_server_state(self, state: dict[str, Any] | None) -> None:
+        """The server's awareness state in every room of the notebook: live for every client,
+        never in the change log."""
+        if state is None and self.server_state is None:
+            return
+        self.server_state = state
+        for room in self.rooms.values():
+            room.set_server_state(state)
+
+    def close_rooms(self) -> None:
+        for room in self.rooms.values():
+            room.close()
+
+    def close(self) -> None:
+        for unsubscribe in self._unsubscribe:
+            unsubscribe()
+        self._unsubscribe.clear()
+
+
+def _both(first: asyncio.Future[Any], second: asyncio.Future[Any]) -> asyncio.Future[Any]:
+    """A future that resolves when both have (and fails if either fails). When one is done
+    already, the other itself: callers that wait in a loop see a done future at once."""
+    for future in (first, second):
+        if future.done() and (future.cancelled() or future.exception() is not None):
+            return future
+    if first.done():
+        return second
+    if second.done():
+        return first
+    return asyncio.gather(first, second)

@@ -1,0 +1,284 @@
+"""``OpenNotebook``: everything an open notebook is, built in one place.
+
+``NotebookFactory.open`` builds an open notebook by constructor injection, in this order: its
+widget table (whose state the document saves with the file), the document (table, change log,
+file), the broadcast (what its clients see, once durable), the runner and the activity (kernel
+usage, run progress, which follows the runner). The YNotebook projection JupyterLab edits is
+built on demand (``ensure_projection``), restored from its own log when it has one.
+
+The open notebook owns all of them, and ``close`` closes them in order: the runner (no more
+writes), the rooms, the document (its final save), the YNotebook (its last updates logged),
+the broadcast, the widgets, the activity, and the kernel session it used. The factory keeps the
+open notebooks by file id (``get``): the execution entry points and the room registry find a
+notebook's runner, rooms and widgets there; the document lifecycle (documents/manager.py)
+opens and closes them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Protocol
+
+from ..documents.broadcast import Broadcast
+from ..documents.notebook import CLOSE_TIMEOUT, DocumentSettings, NotebookDocument
+from ..errors import DocumentNotFoundError
+from ..errors_seen import count_error
+from ..transport.room import Room
+from ..widgets.session import NotebookWidgets
+from ..ynotebook.projection import YNotebookProjection
+from .activity import CollaboratorsPanel, NotebookActivity, UsageSettings
+from .runner import NotebookRunner
+
+if TYPE_CHECKING:
+    from ..documents.following import Contents
+    from ..documents.notebook_file import OutputImporter
+    from ..outputs.blobs import BlobStore
+    from ..outputs.handler import OutputLimits
+    from ..outputs.hooks import NamedDocument, OutputHooks
+    from ..outputs.overflow import MoreOutputStore
+    from ..store import ChangeLog
+    from ..store.history import HistorySquasher
+    from .activity_clock import WorkTracker
+    from .sessions import SessionKernels
+
+log = logging.getLogger(__name__)
+
+
+class KeepOpen(Protocol):
+    """The document lifecycle: a notebook whose cells run stays open (documents/manager.py)."""
+
+    def hold(self, document: NotebookDocument) -> None: ...
+
+    def release(self, document: NotebookDocument) -> None: ...
+
+
+@dataclass(frozen=True)
+class NotebookParts:
+    """What every open notebook is built from (the extension's stores and settings)."""
+
+    changelog: ChangeLog
+    contents_manager: Contents
+    kernels: SessionKernels
+    limits: OutputLimits
+    settings: DocumentSettings
+    hooks: Callable[[NamedDocument], OutputHooks] | None = None
+    outputs: OutputImporter | None = None
+    blobs: BlobStore | None = None
+    overflow: MoreOutputStore | None = None
+    history: HistorySquasher | None = None
+    flush_interval: float = 0.05
+    usage: UsageSettings = field(default_factory=UsageSettings)
+    work_tracker: WorkTracker | None = None
+    #: where JupyterLab's collaborators panel shows each notebook's kernel
+    panel: CollaboratorsPanel | None = None
+
+
+class OpenNotebook:
+    """One open notebook and everything around it (module docstring)."""
+
+    def __init__(
+        self,
+        document: NotebookDocument,
+        broadcast: Broadcast,
+        runner: NotebookRunner,
+        activity: NotebookActivity,
+        widgets: NotebookWidgets | None,
+        *,
+        kernels: SessionKernels,
+        on_closed: Callable[[OpenNotebook], None],
+    ) -> None:
+        self.document = document
+        self.broadcast = broadcast
+        self.runner = runner
+        self.activity = activity
+        self.widgets = widgets
+        self.kernels = kernels
+        self._on_closed = on_closed
+        self._projection: YNotebookProjection | None = None
+        self._projection_lock = asyncio.Lock()
+        self.closed = False
+        document.notebook_file.on_saved.append(self._saved)
+
+    @property
+    def file_id(self) -> str:
+        return self.document.file_id
+
+    # -- the YNotebook ----------------------------------------------------------------------
+
+    @property
+    def projection(self) -> YNotebookProjection:
+        """The YNotebook view for JupyterLab (``await ensure_projection()`` first)."""
+        if self._projection is None:
+            raise RuntimeError(f"the YNotebook of {self.document.path} is not loaded")
+        return self._projection
+
+    async def ensure_projection(self) -> YNotebookProjection:
+        """The YNotebook view for JupyterLab: restored from its log, or built on first use."""
+        document = self.document
+        async with self._projection_lock:
+            if self._projection is None:
+                version = await document.table.durable()
+                stored = await document.projection_log.load(document.file_id, version)
+                projection = await self._make_projection(stored.state)
+                changed = document.table.version != version or document.db.has_uncommitted_changes
+                if stored.state is not None and (changed or not stored.in_sync):
+                    projection.reconcile()  # the table went on after the YNotebook's log
+        return self.projection
+
+    async def _make_projection(self, state: bytes | None) -> YNotebookProjection:
+        document = self.document
+        hooks = document.hooks
+        kwargs: dict[str, Any] = {"commit": document.table.commit}
+        if hooks.render_output is not None:
+            kwargs["render_output"] = hooks.render_output
+        if hooks.ingest_output is not None:
+            kwargs["ingest_output"] = hooks.ingest_output
+        if state is None:
+            projection = await YNotebookProjection.built_in_steps(document.db, **kwargs)
+        else:
+            projection = YNotebookProjection(document.db, state=state, **kwargs)
+        values = {"path": document.path, "document_id": f"json:notebook:{document.file_id}"}
+        if document.notebook_file.hash is not None:
+            values["hash"] = document.notebook_file.hash
+        if state is None:
+            # a new YNotebook: its first version is the whole of it, its state included
+            projection.set_state(**values)
+        self._projection = projection
+        self.broadcast.follow(projection, new=state is None)
+        projection.set_state(**values)  # (a restored YNotebook: a change, logged as any)
+        return projection
+
+    def _saved(self) -> None:
+        if self._projection is not None:
+            state: dict[str, Any] = {"dirty": False}
+            if self.document.notebook_file.hash is not None:  # the stock frontend learns it here
+                state["hash"] = self.document.notebook_file.hash
+            self._projection.set_state(**state)
+
+    # -- clients ----------------------------------------------------------------------------
+
+    def room(self, kind: str) -> Room:
+        """The room of ``kind``: ``syncdb``, ``notebook`` (once the YNotebook is loaded) or
+        ``widgets``."""
+        if kind == "widgets":
+            if self.widgets is None:
+                raise DocumentNotFoundError(f"{self.document.path} has no widget table")
+            return self.widgets.room
+        return self.broadcast.room(kind)
+
+    def renamed(self, path: str) -> None:
+        """The file was renamed through the server."""
+        self.document.renamed(path)
+        if self._projection is not None:
+            self._projection.set_state(path=path)
+
+    # -- closing ----------------------------------------------------------------------------
+
+    async def close(self) -> None:
+        """Close everything the notebook is, in order (module docstring)."""
+        if self.closed:
+            return
+        self.closed = True
+        document = self.document
+        try:
+            await self.runner.close()
+            self.broadcast.close_rooms()
+            await document.close()
+            if self._projection is not None:
+                self._projection.close()
+                if document.write_error is None:
+                    await self._close_projection_log()
+            self.broadcast.close()
+            if self.widgets is not None:
+                self.widgets.close()
+            await self.activity.close()
+            await self.kernels.release(document.path)
+        finally:
+            self._on_closed(self)
+
+    async def _close_projection_log(self) -> None:
+        document = self.document
+        self.broadcast.flush()
+        try:
+            await asyncio.wait_for(document.changelog.flushed(), CLOSE_TIMEOUT)
+            await document.projection_log.closed(document.file_id, document.table.version)
+        except TimeoutError:
+            log.warning("the YNotebook log of %s was not closed in time", document.path)
+        except Exception as e:  # (the next open reconciles it with the table)
+            count_error("document.close_projection", e, f"closing {document.path}", logger=log)
+
+
+class NotebookFactory:
+    """Builds open notebooks, and finds them by file id (module docstring)."""
+
+    def __init__(self, parts: NotebookParts) -> None:
+        self.parts = parts
+        self.notebooks: dict[str, OpenNotebook] = {}
+
+    def get(self, file_id: str) -> OpenNotebook:
+        notebook = self.notebooks.get(file_id)
+        if notebook is None:
+            raise DocumentNotFoundError(f"notebook {file_id!r} is not open")
+        return notebook
+
+    async def open(self, path: str, file_id: str, keep_open: KeepOpen) -> OpenNotebook:
+        """Build the open notebook of ``path`` and load it (its log, its file)."""
+        parts = self.parts
+        widgets = NotebookWidgets(file_id, parts.blobs) if parts.blobs is not None else None
+        document = NotebookDocument(
+            path,
+            file_id,
+            changelog=parts.changelog,
+            contents_manager=parts.contents_manager,
+            settings=parts.settings,
+            hooks=parts.hooks,
+            outputs=parts.outputs,
+            metadata=widgets,
+        )
+        try:
+            await document.open()
+        except BaseException:  # (re-raised) nothing else of the notebook was started
+            if widgets is not None:
+                widgets.close()
+            raise
+        broadcast = Broadcast(document.table, document.projection_log, on_raw=document.on_raw)
+        runner = NotebookRunner(
+            document,
+            parts.kernels,
+            limits=parts.limits,
+            blobs=parts.blobs,
+            overflow=parts.overflow,
+            history=parts.history,
+            flush_interval=parts.flush_interval,
+            hold=keep_open.hold,
+            release=keep_open.release,
+            activity=parts.work_tracker,
+            widgets=widgets,
+            projection_writes=broadcast,
+        )
+        activity = NotebookActivity(
+            document,
+            runner,
+            parts.kernels,
+            parts.usage,
+            panel=parts.panel,
+            server_state=broadcast.set_server_state,
+        )
+        notebook = OpenNotebook(
+            document,
+            broadcast,
+            runner,
+            activity,
+            widgets,
+            kernels=parts.kernels,
+            on_closed=self._closed,
+        )
+        self.notebooks[file_id] = notebook
+        return notebook
+
+    def _closed(self, notebook: OpenNotebook) -> None:
+        if self.notebooks.get(notebook.file_id) is notebook:
+            del self.notebooks[notebook.file_id]
