@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 import json
+import os
 import struct
 import zlib
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
+from urllib.parse import SplitResult
 
 import nbformat
 from httpx import AsyncClient
@@ -205,3 +208,21 @@ def png_bytes(width: int = 96, height: int = 96, seed: int = 7) -> bytes:
         + chunk(b"IDAT", zlib.compress(b"".join(rows)))
         + chunk(b"IEND", b"")
     )
+
+
+async def upgrade_to_websocket(
+    server: Any, url: SplitResult, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+) -> None:
+    """The websocket handshake of a raw connection to ``url`` (a client that then reads at a
+    pace of its own, or not at all)."""
+    writer.write(
+        (
+            f"GET {url.path} HTTP/1.1\r\nHost: {url.netloc}\r\nUpgrade: websocket\r\n"
+            "Connection: Upgrade\r\nSec-WebSocket-Version: 13\r\n"
+            f"Sec-WebSocket-Key: {base64.b64encode(os.urandom(16)).decode()}\r\n"
+            f"Authorization: token {server.token}\r\n\r\n"
+        ).encode()
+    )
+    status = await reader.readline()
+    assert b" 101 " in status, status
+    await reader.readuntil(b"\r\n\r\n")

@@ -15,7 +15,7 @@ from urllib.parse import urlsplit
 
 import nbformat
 import pytest
-from helpers import eventually, write_notebook
+from helpers import eventually, upgrade_to_websocket, write_notebook
 from pycrdt import Doc
 
 from jupyter_cocalc_sync.format.schema import notebook_syncdb
@@ -64,17 +64,7 @@ class SlowReader:
         sock.setblocking(False)
         await asyncio.get_running_loop().sock_connect(sock, (url.hostname, url.port))
         reader, writer = await asyncio.open_connection(sock=sock)
-        writer.write(
-            (
-                f"GET {url.path} HTTP/1.1\r\nHost: {url.netloc}\r\nUpgrade: websocket\r\n"
-                "Connection: Upgrade\r\nSec-WebSocket-Version: 13\r\n"
-                f"Sec-WebSocket-Key: {base64.b64encode(os.urandom(16)).decode()}\r\n"
-                f"Authorization: token {server.token}\r\n\r\n"
-            ).encode()
-        )
-        status = await reader.readline()
-        assert b" 101 " in status, status
-        await reader.readuntil(b"\r\n\r\n")
+        await upgrade_to_websocket(server, url, reader, writer)
         return cls(reader, writer)
 
     def send(self, payload: bytes) -> None:

@@ -4,13 +4,12 @@ passes ``send_queue_bytes``; frames and bodies past their limits are refused."""
 from __future__ import annotations
 
 import asyncio
-import base64
 import json
 import os
 from urllib.parse import urlsplit
 
 import pytest
-from helpers import write_notebook
+from helpers import upgrade_to_websocket, write_notebook
 from httpx_ws import WebSocketDisconnect, aconnect_ws
 
 from jupyter_cocalc_sync.client import CocalcSyncClient
@@ -23,17 +22,7 @@ async def never_reading_client(server, path: str) -> tuple[asyncio.StreamReader,
     """A websocket client that completes the handshake and then reads nothing at all."""
     url = urlsplit(server.ws_url(path))
     reader, writer = await asyncio.open_connection(url.hostname, url.port)
-    writer.write(
-        (
-            f"GET {url.path} HTTP/1.1\r\nHost: {url.netloc}\r\nUpgrade: websocket\r\n"
-            "Connection: Upgrade\r\nSec-WebSocket-Version: 13\r\n"
-            f"Sec-WebSocket-Key: {base64.b64encode(os.urandom(16)).decode()}\r\n"
-            f"Authorization: token {server.token}\r\n\r\n"
-        ).encode()
-    )
-    status = await reader.readline()
-    assert b" 101 " in status, status
-    await reader.readuntil(b"\r\n\r\n")
+    await upgrade_to_websocket(server, url, reader, writer)
     return reader, writer
 
 
