@@ -25,6 +25,7 @@ SAMPLES = {
     "cell_id": "cell-0",
     "version": "1",
     "kernel_id": "00000000-0000-0000-0000-000000000000",
+    "request_id": "00000000-0000-0000-0000-000000000001",
 }
 METHODS = ("get", "post", "put", "patch", "delete")
 
