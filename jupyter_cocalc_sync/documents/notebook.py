@@ -39,6 +39,7 @@ from ..outputs.hooks import NamedDocument, OutputHooks
 from ..store import ChangeLog, LoggedTable
 from ..store.changelog import Version
 from ..store.projections import ProjectionLog
+from ..sync.slices import read_in_slices
 from ..sync.table import Record, SyncDB, same_json
 from ..transport.protocol import Message
 from ..transport.room import Peer
@@ -161,6 +162,11 @@ class NotebookDocument:
     def records(self) -> list[Record]:
         return self.db.get()
 
+    async def durable_records(self) -> tuple[list[Record], int]:
+        """Every record as the change log has it durably, and that version; read a slice at a
+        time, so a big notebook does not stall the event loop (``sync/slices.py``)."""
+        return await read_in_slices(self.db, self.table.durable)
+
     @property
     def version(self) -> int:
         return self.table.version
@@ -224,8 +230,10 @@ class NotebookDocument:
     # -- the file ---------------------------------------------------------------------------
 
     async def export_notebook(self, records: list[Record] | None = None) -> dict[str, Any]:
-        """The notebook as nbformat 4.5, from the live table (or from ``records``)."""
-        records = self.db.get() if records is None else records
+        """The notebook as nbformat 4.5, from the live table as the change log has it (or from
+        ``records``)."""
+        if records is None:
+            records, _ = await self.durable_records()
         outputs_of: OutputsOf = ordered_outputs
         if self.hooks.prepare_export is not None:
             outputs_of = await self.hooks.prepare_export(records)

@@ -136,8 +136,10 @@ class NotebookFile:
         return await self.document.table.durable() != self.saved_version
 
     async def snapshot(self) -> Snapshot[int]:
-        version = await self.document.table.durable()
-        content = await self.document.export_notebook(self.document.records())
+        # the durable table of one instant, read a slice at a time (a big notebook at once
+        # would stall the event loop)
+        records, version = await self.document.durable_records()
+        content = await self.document.export_notebook(records)
         return Snapshot({"type": "notebook", "format": "json", "content": content}, version)
 
     async def saved(self, snapshot: Snapshot[int], stamp: Stamp) -> None:
