@@ -50,6 +50,8 @@ log = logging.getLogger(__name__)
 
 #: seconds a closing document waits for its last save and its last log write
 CLOSE_TIMEOUT = 30.0
+#: records a revert writes in one version (a big revert is several versions)
+REVERT_CHUNK = 32
 
 
 @dataclass
@@ -214,18 +216,27 @@ class NotebookDocument:
 
     async def revert(self, version: int, origin: Origin) -> int:
         """Make the notebook what it was at ``version``, as a new version."""
-        await self.table.durable()
+        now = await self.table.durable()
         old = await self.changelog.state_at(self.file_id, version)
-        # comparing every record of a big notebook is CPU work: done in the replay process,
-        # against the state of now; only the records that differ are written here
-        sets, deletes = await self.changelog.replay.run(revert_patch, self.db.get_update(), old)
-        self.table.check_writable()
-        with self.db.transaction(origin):
-            for where in deletes:
-                self.db.delete(where, origin)
-            for record in sets:
-                self.db.set(record, origin)
-        return await self.commit(origin)
+        # the state of now from the log too (encoding a big table here would hold the event
+        # loop); comparing every record is CPU work: done in the replay process; only the
+        # records that differ are written here
+        current = await self.changelog.state_at(self.file_id, now)
+        sets, deletes = await self.changelog.replay.run(revert_patch, current, old)
+        changes = [(True, where) for where in deletes] + [(False, record) for record in sets]
+        # a big revert is written a chunk at a time, each chunk one version: the loop serves
+        # everyone else in between
+        for start in range(0, max(len(changes), 1), REVERT_CHUNK):
+            self.table.check_writable()
+            with self.db.transaction(origin):
+                for delete, record in changes[start : start + REVERT_CHUNK]:
+                    if delete:
+                        self.db.delete(record, origin)
+                    else:
+                        self.db.set(record, origin)
+            self.table.commit(origin)
+            await asyncio.sleep(0)
+        return await self.table.durable()
 
     # -- the file ---------------------------------------------------------------------------
 

@@ -29,6 +29,7 @@ from ..format.repair import LoadedNotebook, load_notebook, parse_notebook
 from ..format.schema import SETTINGS_KEY
 from ..format.trust import carry_trust, without_trust
 from ..origin import FILE
+from ..sync.slices import LoopTurns
 from ..sync.table import Record
 from .following import FileAccess, Snapshot, Stamp, stamp_of
 
@@ -123,11 +124,15 @@ class NotebookFile:
     async def import_records(self, records: list[Record]) -> list[Record]:
         """``records`` made from the file, with their outputs imported (``import_outputs``)."""
         settings = next((r for r in records if r["type"] == "settings"), {})
+        turn = LoopTurns()
         for record in records:
             if record["type"] == "cell" and "output" in record:
                 record["output"] = await self.import_outputs(
                     record["id"], disk_outputs(record), settings
                 )
+                # a cell's outputs take little time, a thousand cells' a lot: other tasks
+                # run in between
+                await turn.maybe()
         return records
 
     # -- FileFormat -------------------------------------------------------------------------

@@ -54,13 +54,24 @@ async def read_in_slices(
     return list(records.values()), settled
 
 
+class LoopTurns:
+    """Lets the event loop run other tasks once ``SLICE_SECONDS`` of work have passed since the
+    last turn (``await turns.maybe()`` between two pieces of a long job on the loop)."""
+
+    def __init__(self) -> None:
+        self._started = time.perf_counter()
+
+    async def maybe(self) -> None:
+        if time.perf_counter() - self._started > SLICE_SECONDS:
+            await asyncio.sleep(0)
+            self._started = time.perf_counter()
+
+
 async def _read(db: SyncDB, keys: Iterable[Key], into: dict[Key, Record]) -> None:
-    started = time.perf_counter()
+    turn = LoopTurns()
     for key in keys:
         _read_one(db, key, into)
-        if time.perf_counter() - started > SLICE_SECONDS:
-            await asyncio.sleep(0)
-            started = time.perf_counter()
+        await turn.maybe()
 
 
 def _read_one(db: SyncDB, key: Key, into: dict[Key, Record]) -> None:
