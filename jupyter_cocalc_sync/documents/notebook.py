@@ -139,7 +139,7 @@ class NotebookDocument:
             if loaded.warnings:
                 records[0]["load_warning"] = repaired_warning(self.path, loaded.warnings)
             update = await anyio.to_thread.run_sync(lambda: initial_update(records))
-            self.db.apply_update(update, FILE)
+            self.db.load(update, records, FILE)
             version = await self.table.durable()
             self.notebook_file.saved_version, self.files.stamp = version, stamp
             await self.changelog.mark_saved(self.file_id, version, *stamp)
