@@ -38,7 +38,9 @@ async def read_in_slices(
     unsubscribe = db.on_change(note)
     try:
         records: dict[Key, Record] = {}
-        await _read(db, [db.decode_key(encoded) for encoded in db.records], records)
+        # (keys(): pycrdt types ``Map.__iter__`` as an Iterable)
+        keys = [db.decode_key(encoded) for encoded in db.records.keys()]  # noqa: SIM118
+        await _read(db, keys, records)
         for _ in range(ROUNDS):
             if len(changed) <= FEW:
                 break
