@@ -140,10 +140,10 @@ class PoolSettings(LoggingConfigurable):
     max_size = Int(
         config=True,
         help=f"""The most kernels the pool keeps ready per pool key when demand grows it, 0 to
-        {MAX_GROWTH} (below size: size). The pool aims for as many ready kernels as notebooks
-        were opened within 30 s of each other in the last demand_window_s seconds, so a class
-        opening notebooks together finds a kernel for each. Default: ${ENV_MAX_SIZE}, else
-        10.""",
+        {MAX_GROWTH} (below size: size). The pool keeps size ready kernels beyond the most
+        notebooks opened within 30 s of each other in the last demand_window_s seconds, so a
+        class opening notebooks together finds a kernel for each. Default: ${ENV_MAX_SIZE},
+        else 10.""",
     ).tag(env=ENV_MAX_SIZE)
     max_memory_mb = Float(
         config=True,

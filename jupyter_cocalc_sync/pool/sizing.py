@@ -1,11 +1,12 @@
 """How many kernels the pool keeps ready: its size grows with demand and shrinks when idle.
 
 A pool of ``size`` kernels serves ``size`` opens at once; the opens after those start kernels
-cold, and a refill takes a kernel start's time (a second or more on a small machine). So the
-pool aims to hold as many ready kernels as notebooks were opened close together lately: the
-**peak** is the most kernel starts within any ``BURST_SPAN_S`` seconds of the last
-``demand_window_s``. A class that opened ten notebooks at once makes the pool keep ten ready
-until the window has passed without such a burst; then it shrinks back to ``size``.
+cold, and a refill takes a kernel start's time (a second or more on a small machine, many on a
+busy one). So the pool keeps ``size`` ready kernels beyond the **peak** of recent demand: the
+most kernel starts within any ``BURST_SPAN_S`` seconds of the last ``demand_window_s``. A
+class that opened ten notebooks at once makes the pool keep ten ready, and one open makes it
+keep a second, until the window has passed without such a burst; then it shrinks back to
+``size``.
 
 Bounds, set by the operator: never more than ``max_size`` kernels per pool key, never more
 memory than ``max_memory_mb`` for all pooled kernels together (measured resident memory); the
@@ -58,9 +59,9 @@ class Demand:
 
 
 def target_size(size: int, max_size: int, peak: int) -> int:
-    """Ready kernels to aim for: the recent peak, at least ``size``, at most ``max_size``
-    (``size`` if that is larger)."""
-    return max(size, min(peak, max_size))
+    """Ready kernels to aim for: ``size`` beyond the recent peak, at most ``max_size`` (``size``
+    if that is larger)."""
+    return max(size, min(size + peak, max_size))
 
 
 def affordable(

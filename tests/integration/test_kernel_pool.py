@@ -224,7 +224,7 @@ async def test_a_dead_pooled_kernel_is_replaced_while_waiting(manager):
     assert manager.pool_status()["counters"]["replaced"] == 1
 
 
-@pytest.mark.parametrize("pool_config", [{"size": 2, "launch_delay_ms": 0}])
+@pytest.mark.parametrize("pool_config", [{"size": 2, "max_size": 2, "launch_delay_ms": 0}])
 async def test_shutdown_all_leaves_no_kernel_process(jp_fetch, manager):
     session = await start_session(jp_fetch, "nb.ipynb")
     claimed_pid = kernel_pid(manager, session["kernel"]["id"])

@@ -47,14 +47,15 @@ def test_a_shorter_window_applies_at_once():
     assert demand.peak(110.0, 5.0) == 0
 
 
-def test_target_is_at_least_size_and_at_most_max_size():
+def test_target_is_size_beyond_the_peak_at_most_max_size():
     assert target_size(size=1, max_size=10, peak=0) == 1
-    assert target_size(size=1, max_size=10, peak=4) == 4
+    assert target_size(size=1, max_size=10, peak=1) == 2
+    assert target_size(size=1, max_size=10, peak=4) == 5
     assert target_size(size=1, max_size=10, peak=30) == 10
-    assert target_size(size=3, max_size=10, peak=2) == 3
+    assert target_size(size=3, max_size=10, peak=2) == 5
     # growth off: max_size at or below size
     assert target_size(size=2, max_size=1, peak=9) == 2
-    assert target_size(size=0, max_size=10, peak=5) == 5
+    assert target_size(size=2, max_size=2, peak=9) == 2
 
 
 def test_the_first_size_kernels_are_always_affordable():
