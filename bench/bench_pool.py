@@ -193,6 +193,7 @@ async def _measure_shipped(stock: Side, pool: Side) -> dict[str, Any]:
     result: dict[str, Any] = {}
     for scenario in ("spaced", "back"):
         progress(f"pool: {scenario} opens, {REPS} each (load {load_average()})")
+        await pool.pool_full()  # a server that has been running: its pool settled
         before = await _counters(pool)
         times = {}
         for name, side in (("stock", stock), ("ours", pool)):

@@ -140,6 +140,7 @@ class PoolFilling(PoolSettings):
         self._quiet_since: float | None = None
         #: pooled kernel processes running at low priority while starts are under way
         self._lowered: dict[int, priority.Lowered] = {}
+        self._restore_timer: asyncio.TimerHandle | None = None
         #: the largest resident memory measured of a pooled kernel
         self._kernel_bytes = 0
 
@@ -183,7 +184,8 @@ class PoolFilling(PoolSettings):
             if not self._starts_under_way:
                 self._quiet_since = time.monotonic()
                 self._no_start_under_way.set()
-                self._spawn_background(self._restore_when_quiet())
+                if self._lowered:
+                    self._restore_later()
 
     def _yielding(self) -> bool:
         """Whether pooled kernels yield the CPU now (a start under way, or just ended)."""
@@ -198,13 +200,19 @@ class PoolFilling(PoolSettings):
             if lowered is not None:
                 self._lowered[pid] = lowered
 
-    async def _restore_when_quiet(self) -> None:
+    def _restore_later(self) -> None:
         """Once ``launch_delay_ms`` has passed with no start, pooled kernels get the normal
         priority back."""
-        await asyncio.sleep(self.launch_delay_ms / 1000)
-        if not self._yielding():
+        if self._restore_timer is not None:
+            self._restore_timer.cancel()
+        loop = asyncio.get_running_loop()
+        self._restore_timer = loop.call_later(self.launch_delay_ms / 1000, self._restore_if_quiet)
+
+    def _restore_if_quiet(self) -> None:
+        self._restore_timer = None
+        if not self._closed and not self._yielding():
             for pid in list(self._lowered):
-                await self.restore_priority(pid)
+                self._spawn_background(self.restore_priority(pid))
 
     async def restore_priority(self, pid: int | None) -> None:
         """Give a pooled kernel process the normal CPU priority (a claim does, first thing)."""

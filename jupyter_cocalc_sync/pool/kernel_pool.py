@@ -137,6 +137,8 @@ class KernelPool(PoolFilling):
     async def close(self) -> None:
         """Stop every pooled kernel (ready or starting) and stop refilling; for server exit."""
         self._closed = True
+        if self._restore_timer is not None:
+            self._restore_timer.cancel()
         tasks: list[asyncio.Task[Any]] = []
         if self._maintenance is not None:
             tasks.append(self._maintenance)
