@@ -21,7 +21,7 @@ import contextlib
 import time
 import weakref
 from collections import deque
-from collections.abc import Awaitable, Coroutine, Iterator
+from collections.abc import Awaitable, Coroutine
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -32,9 +32,10 @@ from ..errors import KernelError
 from ..errors_seen import count_error
 from ..kernels.channels import settle, stop_started
 from ..kernels.process import wait_for_exit
-from . import priority, sizing
+from . import sizing
 from .head_start import HeadStart
 from .settings import PoolKey, PoolSettings
+from .yielding import StartsUnderWay
 
 if TYPE_CHECKING:
     from jupyter_client.asynchronous.client import AsyncKernelClient
@@ -133,14 +134,9 @@ class PoolFilling(PoolSettings):
         self._stopped: weakref.WeakSet[ServerKernelManager] = weakref.WeakSet()
         self._changed = asyncio.Event()
         #: kernel starts under way in the manager (claims and normal starts)
-        self._starts_under_way = 0
-        self._no_start_under_way = asyncio.Event()
-        self._no_start_under_way.set()
-        #: when the last kernel start ended (monotonic; None: none yet, or one under way)
-        self._quiet_since: float | None = None
-        #: pooled kernel processes running at low priority while starts are under way
-        self._lowered: dict[int, priority.Lowered] = {}
-        self._restore_timer: asyncio.TimerHandle | None = None
+        self.starts = StartsUnderWay(
+            lambda: self.launch_delay_ms / 1000, self.booting_pids, self._spawn_background
+        )
         #: the largest resident memory measured of a pooled kernel
         self._kernel_bytes = 0
 
@@ -168,57 +164,10 @@ class PoolFilling(PoolSettings):
             state = self._keys[key] = KeyState(sizing.Demand())
         return state
 
-    @contextlib.contextmanager
-    def start_under_way(self) -> Iterator[None]:
+    def start_under_way(self) -> contextlib.AbstractContextManager[None]:
         """Around a kernel start in the manager: pooled kernels yield the CPU to it, and no
         refill begins, until ``launch_delay_ms`` after it (and any other start) ended."""
-        self._starts_under_way += 1
-        self._no_start_under_way.clear()
-        self._quiet_since = None
-        for pid in self.booting_pids():  # (ready ones are idle)
-            self._lower(pid)
-        try:
-            yield
-        finally:
-            self._starts_under_way -= 1
-            if not self._starts_under_way:
-                self._quiet_since = time.monotonic()
-                self._no_start_under_way.set()
-                if self._lowered:
-                    self._restore_later()
-
-    def _yielding(self) -> bool:
-        """Whether pooled kernels yield the CPU now (a start under way, or just ended)."""
-        if self._starts_under_way:
-            return True
-        since = self._quiet_since
-        return since is not None and time.monotonic() < since + self.launch_delay_ms / 1000
-
-    def _lower(self, pid: int) -> None:
-        if pid not in self._lowered:
-            lowered = priority.lower(pid)
-            if lowered is not None:
-                self._lowered[pid] = lowered
-
-    def _restore_later(self) -> None:
-        """Once ``launch_delay_ms`` has passed with no start, pooled kernels get the normal
-        priority back."""
-        if self._restore_timer is not None:
-            self._restore_timer.cancel()
-        loop = asyncio.get_running_loop()
-        self._restore_timer = loop.call_later(self.launch_delay_ms / 1000, self._restore_if_quiet)
-
-    def _restore_if_quiet(self) -> None:
-        self._restore_timer = None
-        if not self._closed and not self._yielding():
-            for pid in list(self._lowered):
-                self._spawn_background(self.restore_priority(pid))
-
-    async def restore_priority(self, pid: int | None) -> None:
-        """Give a pooled kernel process the normal CPU priority (a claim does, first thing)."""
-        lowered = self._lowered.pop(pid, None) if pid is not None else None
-        if lowered is not None:
-            await priority.restore(lowered)
+        return self.starts.start()
 
     def target(self, state: KeyState) -> int:
         """How many ready kernels the key aims for now (``sizing``)."""
@@ -242,25 +191,12 @@ class PoolFilling(PoolSettings):
             budget_bytes=int(self.max_memory_mb * 2**20),
         )
 
-    async def _refill_allowed(self) -> None:
-        """Return once no kernel start is under way and the last one ended at least
-        ``launch_delay_ms`` ago."""
-        while not self._closed:
-            if self._starts_under_way:
-                await self._no_start_under_way.wait()
-                continue
-            since = self._quiet_since
-            wait = 0.0 if since is None else since + self.launch_delay_ms / 1000 - time.monotonic()
-            if wait <= 0:
-                return
-            await asyncio.sleep(wait)  # (a start meanwhile moves the time on: checked again)
-
     async def _fill(self, key: PoolKey, state: KeyState, delay: float) -> None:
         """Start kernels for ``key`` one at a time until its target are ready or starting."""
         if delay > 0:
             await asyncio.sleep(delay)
         while not self._closed and self._missing(state) > 0:
-            await self._refill_allowed()
+            await self.starts.until_quiet()
             if self._closed or self._missing(state) <= 0 or not self._affordable(state):
                 return
             slot = _Starting(key)
@@ -301,8 +237,8 @@ class PoolFilling(PoolSettings):
         try:
             await km.start_kernel(**kwargs)
             pid = getattr(km.provisioner, "pid", None)
-            if pid is not None and not slot.claimed and self._yielding():
-                self._lower(pid)
+            if pid is not None and not slot.claimed and self.starts.yielding():
+                self.starts.lower(pid)
             client = km.client(context=km.context)
             client.start_channels(shell=True, iopub=False, stdin=False, hb=False, control=False)
             entry = PooledKernel(kernel_id, km, client, slot.key, autorestart)
@@ -507,9 +443,7 @@ class PoolFilling(PoolSettings):
         if km in self._stopped:
             return
         self._stopped.add(km)
-        pid = getattr(km.provisioner, "pid", None)
-        if pid is not None:
-            self._lowered.pop(pid, None)
+        self.starts.forget(getattr(km.provisioner, "pid", None))
         try:
             if km.has_kernel and km.provisioner is not None:
                 await km.provisioner.kill()

@@ -137,8 +137,7 @@ class KernelPool(PoolFilling):
     async def close(self) -> None:
         """Stop every pooled kernel (ready or starting) and stop refilling; for server exit."""
         self._closed = True
-        if self._restore_timer is not None:
-            self._restore_timer.cancel()
+        self.starts.close()
         tasks: list[asyncio.Task[Any]] = []
         if self._maintenance is not None:
             tasks.append(self._maintenance)
@@ -219,14 +218,14 @@ class KernelPool(PoolFilling):
         """The oldest ready kernel, else one still starting (taken over), else None."""
         if state.ready:
             entry = state.ready.popleft()
-            await self.restore_priority(getattr(entry.km.provisioner, "pid", None))  # (if lowered)
+            await self.starts.restore(getattr(entry.km.provisioner, "pid", None))  # (if lowered)
             return entry
         slot = next((s for s in state.starting if not s.claimed and s.task is not None), None)
         if slot is None or slot.task is None:
             return None
         slot.claimed = True
         if slot.km is not None:  # it boots on at normal priority: someone waits for it
-            await self.restore_priority(getattr(slot.km.provisioner, "pid", None))
+            await self.starts.restore(getattr(slot.km.provisioner, "pid", None))
         try:
             entry = await asyncio.shield(slot.task)
         except asyncio.CancelledError:
