@@ -139,7 +139,8 @@ def kernel_pool_config(request) -> dict:
     kernel is a process that tests without kernels would pay for on two cores)."""
     config: dict = {"size": 0}
     for marker in request.node.iter_markers("pool"):
-        config = {"size": 1, "launch_delay_ms": 0, **marker.kwargs}
+        # (a pool that grows with demand is asked for: each kernel is a process to pay for)
+        config = {"size": 1, "max_size": 1, "launch_delay_ms": 0, **marker.kwargs}
     return config
 
 
