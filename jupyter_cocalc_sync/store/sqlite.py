@@ -8,8 +8,7 @@ One exception, for latency: a small write may run on the caller's thread (``run_
 the worker is idle. A WAL commit at ``synchronous=NORMAL`` is an append to the WAL file, no
 ``fsync`` (tens of microseconds), while handing it to the worker thread and back costs two
 thread wake-ups (milliseconds on a loaded machine), on the path of every keystroke. It is the
-same commit on the same connection, so it is exactly as durable, and it never overtakes a job
-handed to the worker before it (``_jobs``). What could make it slow is
+same commit on the same connection, so it is exactly as durable. What could make it slow is
 kept off it: the connection runs with automatic checkpoints off and without waiting for the
 write lock while it commits inline (``_inline_mode``); every job on the worker thread turns
 both back on, and after ``INLINE_RUNS`` inline commits in a row the next write goes to the
@@ -27,7 +26,7 @@ import asyncio
 import sqlite3
 import threading
 from collections.abc import Callable
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TypeVar
 
@@ -64,9 +63,6 @@ class SQLiteWorker:
         self._conn: sqlite3.Connection | None = None
         #: held by whoever uses the connection: a worker job, or an inline run
         self._using = threading.Lock()
-        #: jobs handed to the worker and not finished (an inline run would overtake them)
-        self._jobs = 0
-        self._jobs_lock = threading.Lock()
         #: the connection is set up for inline commits (no auto-checkpoint, no busy wait)
         self._inline_mode = False
         self._inline_runs = 0
@@ -91,32 +87,16 @@ class SQLiteWorker:
             self._conn = conn
         return conn
 
-    def _submit(self, fn: Callable[[StoreConnection], T]) -> Future[T]:
-        with self._jobs_lock:
-            self._jobs += 1
-        try:
-            return self._executor.submit(self._job, fn)
-        except BaseException:
-            self._job_done()
-            raise
-
-    def _job_done(self) -> None:
-        with self._jobs_lock:
-            self._jobs -= 1
-
     def _job(self, fn: Callable[[StoreConnection], T]) -> T:
         """Run ``fn`` on the worker thread, with the connection as worker jobs have it."""
-        try:
-            with self._using:
-                conn = self._connection()
-                if self._inline_mode:
-                    self._inline_mode = False
-                    conn.execute("PRAGMA wal_autocheckpoint=1000")  # SQLite's default
-                    conn.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
-                self._inline_runs = 0
-                return fn(conn)
-        finally:
-            self._job_done()
+        with self._using:
+            conn = self._connection()
+            if self._inline_mode:
+                self._inline_mode = False
+                conn.execute("PRAGMA wal_autocheckpoint=1000")  # SQLite's default
+                conn.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
+            self._inline_runs = 0
+            return fn(conn)
 
     def describe(self) -> str:
         return self.path
@@ -129,13 +109,14 @@ class SQLiteWorker:
         """Run ``fn`` on the worker thread and wait for it (for code off the event loop)."""
         if self._closed:
             raise StoreClosedError(f"store {self.path} is closed")
-        return self._submit(fn).result()
+        return self._executor.submit(self._job, fn).result()
 
     async def run(self, fn: Callable[[StoreConnection], T]) -> T:
         """Run ``fn`` on the worker thread without blocking the event loop."""
         if self._closed:
             raise StoreClosedError(f"store {self.path} is closed")
-        return await asyncio.wrap_future(self._submit(fn))
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._executor, self._job, fn)
 
     def run_inline(self, fn: Callable[[StoreConnection], T]) -> T:
         """Run the write ``fn`` here and now if the worker is idle (module docstring); raise
@@ -143,8 +124,8 @@ class SQLiteWorker:
         ``BEGIN IMMEDIATE``: a write lock that another process holds is not waited for."""
         if self.journal != "wal" or self._inline_runs >= INLINE_RUNS:
             raise NotInline("the worker commits this one")
-        if self._jobs or not self._using.acquire(blocking=False):
-            raise NotInline("the worker is busy, or has jobs queued that go first")
+        if not self._using.acquire(blocking=False):
+            raise NotInline("the worker is busy")
         try:
             conn = self._conn
             if conn is None or self._closed:

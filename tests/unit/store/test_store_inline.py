@@ -128,23 +128,3 @@ async def test_a_rollback_journal_store_never_runs_inline(tmp_path):
             worker.run_inline(lambda conn: None)
     finally:
         worker.close()
-
-
-async def test_a_write_never_overtakes_a_job_queued_before_it(changelog, monkeypatch):
-    threads = threads_of_writes(changelog, monkeypatch)
-    worker = changelog.worker
-    release = threading.Event()
-    # the worker's thread is taken (not its connection): the next job waits in its queue
-    taken = worker._executor.submit(release.wait, 30)
-    order: list[str] = []
-    queued = asyncio.ensure_future(worker.run(lambda conn: order.append("job")))
-    await asyncio.sleep(0)  # (the job is handed to the worker)
-    written = changelog.append("nb", b"a")
-    written.add_done_callback(lambda _: order.append("write"))
-    await asyncio.sleep(0.05)
-    assert order == []
-    release.set()
-    await asyncio.gather(queued, written, asyncio.wrap_future(taken))
-    await asyncio.sleep(0)  # (the done callback)
-    assert order == ["job", "write"]
-    assert threads[0] != threading.get_ident()
