@@ -22,7 +22,6 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
-import nbformat
 from pycrdt import Doc
 
 from ..errors import InvalidRecordError
@@ -197,5 +196,9 @@ def export_cell(cell: Record, outputs_of: OutputsOf = ordered_outputs) -> dict[s
 
 def write_notebook(nb: Mapping[str, Any]) -> str:
     """The ipynb text nbformat writes for ``nb`` (lists of lines, sorted keys)."""
+    # imported here: nbformat loads jsonschema, whose format grammars take seconds of CPU to
+    # build, and the client (which imports this module for the cell order) never writes files
+    import nbformat
+
     text: str = nbformat.writes(nbformat.from_dict(json_copy(dict(nb))), version=NBFORMAT)
     return text
