@@ -49,4 +49,3 @@ def test_the_process_exits_once_its_loop_has_stopped() -> None:
     )
     assert done.returncode == 0, done.stderr
     assert done.stdout == "loop stopped\n"
-
