@@ -60,9 +60,8 @@ def test_shift_enter_in_one_browser_shows_the_output_in_the_other(lab, lab_serve
         expect(user.dialogs).to_have_count(0)
     # JupyterLab's own kernel websocket to a pooled kernel started with the pool's kernel_info
     # and iopub subscription (pool/head_start.py), and the page works with it
-    pool = httpx.get(
-        f"{lab_server.url}/api/cocalc-sync/kernels", params={"token": lab_server.token}
-    ).json()["pool"]
+    pool = httpx.get(lab_server.api("cocalc-sync/kernels"), params={"token": lab_server.token})
+    pool = pool.json()["pool"]
     assert pool["head_starts"]["used"] == pool["counters"]["claimed"]
 
 
