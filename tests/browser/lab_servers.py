@@ -30,8 +30,8 @@ DEFAULT_LAB_CONFIG: dict[str, dict[str, Any]] = {
     "CocalcSync": {"autosave_delay": 0.2, "file_poll_interval": 0.2},
 }
 
-#: JupyterLab settings that cut its start and its page's start: no build check or news feed,
-#: an extension manager that asks no package index, no language-server scan
+#: JupyterLab settings that spare its start and its pages work: no news feed, no update
+#: check, an extension manager that asks no package index
 FAST_LAB_CONFIG: dict[str, dict[str, Any]] = {
     "LabApp": {
         "news_url": None,
@@ -39,10 +39,6 @@ FAST_LAB_CONFIG: dict[str, dict[str, Any]] = {
         "extension_manager": "readonly",
     },
 }
-
-#: server extensions the browser tests never use: JupyterLab's language-server proxy scans the
-#: environment for language servers at start
-UNNEEDED_LAB_SERVER_EXTENSIONS = {"jupyter_lsp": False}
 
 
 def write_lab_settings(settings_dir: Path) -> None:
