@@ -153,7 +153,7 @@ class NotebookDocument:
             await self.projection_log.forget(self.file_id)  # a new notebook: a new session
         self.session_id = await self.projection_log.session_id(self.file_id)
         if self.files.deleted is None:
-            self.notebook_file.hash = await self.notebook_file.file_hash(self.files.stamp)
+            self.notebook_file.hash = await self.notebook_file.hash_after_read(self.files.stamp)
         self.files.start_polling()
 
     # -- reading and writing ----------------------------------------------------------------
