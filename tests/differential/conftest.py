@@ -57,10 +57,13 @@ def targets(tmp_path_factory, loop: LoopThread) -> Iterator[tuple[Target, Target
         with ThreadPoolExecutor(2) as pool:
             for started in [pool.submit(stock.start), pool.submit(ours.start)]:
                 started.result()
-        clients = [Server(p.url, p.token) for p in (stock, ours)]
-        yield Target("stock", stock, clients[0]), Target("ours", ours, clients[1])
-        for client in clients:
-            loop.run(client.aclose())
+        started_targets = (
+            Target("stock", stock, Server(stock.url, stock.token)),
+            Target("ours", ours, Server(ours.url, ours.token)),
+        )
+        yield started_targets
+        for target in started_targets:  # a restart gives a target a new client
+            loop.run(target.client.aclose())
     finally:
         ours.stop()
         stock.stop()

@@ -220,8 +220,10 @@ async def joiner_view(target: Target, path: str) -> dict[str, Any]:
         return joiner.view()
 
 
-def restart(target: Target) -> None:
-    """Stop the server (SIGTERM: a clean shutdown) and start it again on its port."""
+def restart(target: Target, loop: LoopThread) -> None:
+    """Stop the server (SIGTERM: a clean shutdown) and start it again on its port, with a new
+    HTTP client (the old one's connections went with the old server)."""
+    loop.run(target.client.aclose())
     target.process.stop()
     target.process.start()
     assert target.process.process is not None

@@ -56,7 +56,7 @@ def test_sequences_across_a_restart(targets, loop):
     path = new_path()
     _, ours = check_sequence(loop, targets, initial_notebook(), BEFORE, path=path)
     for target in targets:
-        restart(target)
+        restart(target, loop)
     _reopened_as_before(loop, targets, path, ours.live, "a restart")
     check_sequence(loop, targets, initial_notebook(), AFTER, " after a restart", path, True)
 
