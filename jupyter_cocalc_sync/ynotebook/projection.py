@@ -114,7 +114,7 @@ class YNotebookProjection:
         """A new projection built a few cells per event-loop turn (a big notebook built at
         once stalls the server), then brought up to date with what changed meanwhile.
         ``records``: the table's records as they are now, if the caller has them (reading
-        them back from the table costs as much as building)."""
+        them back from the table costs as much as building); the list is emptied."""
         projection = cls.__new__(cls)
         projection._setup(db, render_output, ingest_output, commit)
         changed: list[ChangeEvent] = []

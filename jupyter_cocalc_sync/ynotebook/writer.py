@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections import deque
 from typing import Any
 
 from pycrdt import Array, Map, Text
@@ -91,7 +92,8 @@ class YNotebookWriter:
         """Fill an empty YNotebook from the table, a few cells per event-loop turn (a big
         notebook built at once stalls every other client of the server). The table may
         change in between: the caller reconciles afterwards. ``records``: the table's
-        records, when the caller has them (they are not read back from the table)."""
+        records, when the caller has them (they are not read back from the table); the list
+        is emptied."""
         if records is None:
             settings = self.db.read(SETTINGS_KEY) or {}
             positions = self.db.field_values("pos", {"type": "cell"})
@@ -105,11 +107,12 @@ class YNotebookWriter:
 
         else:
             settings = next((r for r in records if (r["type"], r["id"]) == SETTINGS_KEY), {})
-            cells = sorted((r for r in records if r["type"] == "cell"), key=cell_order_key)
+            cells = deque(sorted((r for r in records if r["type"] == "cell"), key=cell_order_key))
             count = len(cells)
+            records.clear()  # each record is let go once built: a big notebook is not held twice
 
-            def cells_from(start: int) -> list[Record]:
-                return cells[start : start + cells_per_step]
+            def cells_from(start: int) -> list[Record]:  # (in order: from the front)
+                return [cells.popleft() for _ in range(min(cells_per_step, len(cells)))]
 
         with self.state.writing_ynotebook():
             self.ymeta["nbformat"] = 4

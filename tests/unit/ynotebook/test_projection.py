@@ -213,3 +213,4 @@ async def test_a_yNotebook_built_from_the_imported_records_equals_one_read_from_
     from_records = await YNotebookProjection.built_in_steps(db, records=imported)
     assert from_records.ynotebook.get() == from_table.ynotebook.get()
     assert len(from_records.ycells) == 63
+    assert imported == []  # let go of as built
