@@ -111,6 +111,9 @@ class NotebookDocument:
         self.write_error: BaseException | None = None
         self.clients: set[Peer] = set()
         self.closed = False
+        #: the table's version and records as just imported from the file, while the
+        #: notebook opens (a YNotebook built then is built from them: ``imported_records``)
+        self.imported: tuple[int, list[Record]] | None = None
         self._unsubscribe = self.db.on_update(self._on_update)
         self._unwatch = changelog.watch(file_id, self._write_status)
 
@@ -141,6 +144,7 @@ class NotebookDocument:
             update = await anyio.to_thread.run_sync(lambda: initial_update(records))
             self.db.load(update, records, FILE)
             version = await self.table.durable()
+            self.imported = (version, records)
             self.notebook_file.saved_version, self.files.stamp = version, stamp
             await self.changelog.mark_saved(self.file_id, version, *stamp)
         else:
@@ -156,8 +160,16 @@ class NotebookDocument:
             await self.projection_log.forget(self.file_id)  # a new notebook: a new session
         self.session_id = await self.projection_log.session_id(self.file_id)
         if self.files.deleted is None:
-            self.notebook_file.hash = await self.notebook_file.file_hash(self.files.stamp)
+            self.notebook_file.hash = await self.notebook_file.hash_after_read(self.files.stamp)
         self.files.start_polling()
+
+    def imported_records(self) -> list[Record] | None:
+        """The records just imported from the file, if the table still is exactly them (once:
+        they are dropped)."""
+        imported, self.imported = self.imported, None
+        if imported is None or self.table.version != imported[0]:
+            return None
+        return None if self.db.has_uncommitted_changes else imported[1]
 
     # -- reading and writing ----------------------------------------------------------------
 

@@ -90,6 +90,8 @@ class NotebookFile:
         self.hash: str | None = None  # of the file last saved, as the contents API reports it
         #: digests of the notebook as this server last wrote it (None: not computed yet)
         self.saved_notebook: SavedDigests | None = None
+        #: the stamp and hash of the file as ``read`` last read it, until ``hash_after_read``
+        self._read_hash: tuple[Stamp, str | None] | None = None
         self.on_saved: list[Callable[[], Any]] = []
 
     @property
@@ -99,16 +101,19 @@ class NotebookFile:
     # -- reading ----------------------------------------------------------------------------
 
     async def read(self) -> tuple[str, Stamp]:
-        """The file's text and stamp; ``DocumentNotFoundError`` if there is no file."""
+        """The file's text and stamp; ``DocumentNotFoundError`` if there is no file. The hash
+        of that text is kept for ``file_hash`` (a big file read and hashed once, not twice)."""
         try:
-            model = await self.file.read("text")
+            model = await self.file.read("text", with_hash=True)
         except HTTPError as e:
             if e.status_code == 400:
                 raise NotebookFormatError(f"{self.path!r}: {e.log_message}") from None
             raise
         if model is None:
             raise DocumentNotFoundError(f"no notebook at {self.path!r}")
-        return model["content"], stamp_of(model)
+        stamp = stamp_of(model)
+        self._read_hash = (stamp, model.get("hash"))
+        return model["content"], stamp
 
     async def import_outputs(
         self, cell_id: str, outputs: list[dict[str, Any]], settings: Mapping[str, Any]
@@ -191,6 +196,14 @@ class NotebookFile:
         """
         hashed = await self.file.hashed()
         return hashed[1] if hashed is not None and hashed[0] == stamp else None
+
+    async def hash_after_read(self, stamp: Stamp) -> str | None:
+        """``file_hash`` right after ``read``: the hash that read gave, when it read the file
+        of ``stamp`` (opening a big notebook reads and hashes it once, not twice)."""
+        read, self._read_hash = self._read_hash, None
+        if read is not None and read[0] == stamp and read[1] is not None:
+            return read[1]
+        return await self.file_hash(stamp)
 
     async def merge_file(self, text: str) -> bool:
         """Merge the file's ``text`` into the live table; whether it differed from the save."""
