@@ -97,6 +97,8 @@ class _Starting:
     task: asyncio.Task[PooledKernel] | None = None
     km: ServerKernelManager | None = None
     claimed: bool = False
+    #: started on an empty pool, for the next open: boots at normal priority
+    urgent: bool = False
 
 
 @dataclass
@@ -196,10 +198,11 @@ class PoolFilling(PoolSettings):
         if delay > 0:
             await asyncio.sleep(delay)
         while not self._closed and self._missing(state) > 0:
-            await self.starts.until_quiet()
+            empty = self._held(state) == 0
+            await self.starts.until_quiet(empty=empty)
             if self._closed or self._missing(state) <= 0 or not self._affordable(state):
                 return
-            slot = _Starting(key)
+            slot = _Starting(key, urgent=empty and self._held(state) == 0)
             slot.task = asyncio.create_task(self._start_kernel(slot, state))
             state.starting.append(slot)
             self._notify()
@@ -237,7 +240,7 @@ class PoolFilling(PoolSettings):
         try:
             await km.start_kernel(**kwargs)
             pid = getattr(km.provisioner, "pid", None)
-            if pid is not None and not slot.claimed and self.starts.yielding():
+            if pid is not None and not slot.claimed and not slot.urgent and self.starts.yielding():
                 self.starts.lower(pid)
             client = km.client(context=km.context)
             client.start_channels(shell=True, iopub=False, stdin=False, hb=False, control=False)

@@ -4,6 +4,10 @@ A kernel start in the manager (a claim, or a normal start) is "under way" from i
 its end, and the pool stays quiet for ``launch_delay_ms`` after the last one: no refill begins
 meanwhile (``until_quiet``), and a pooled kernel already booting when a start begins runs at
 low CPU priority (``priority``) until then, or until a start takes it over (``restore``).
+
+Except when the pool is empty: opens that overlap (each a cold start on a busy machine) would
+keep it quiet, and empty, for as long as they go on. Then a refill begins ``launch_delay_ms``
+after the last start began, at normal priority: the next open takes it over.
 """
 
 from __future__ import annotations
@@ -35,6 +39,8 @@ class StartsUnderWay:
         self._none.set()
         #: when the last start ended (monotonic; None: none yet, or one under way)
         self._quiet_since: float | None = None
+        #: when the last start began (monotonic)
+        self._last_began: float | None = None
         self._lowered: dict[int, priority.Lowered] = {}
         self._restore_timer: asyncio.TimerHandle | None = None
         self._closed = False
@@ -45,6 +51,7 @@ class StartsUnderWay:
         self._count += 1
         self._none.clear()
         self._quiet_since = None
+        self._last_began = time.monotonic()
         for pid in self._booting_pids():  # (ready ones are idle)
             self.lower(pid)
         try:
@@ -64,8 +71,15 @@ class StartsUnderWay:
         since = self._quiet_since
         return since is not None and time.monotonic() < since + self._delay_s()
 
-    async def until_quiet(self) -> None:
-        """Return once no start is under way and the last one ended ``delay_s`` ago."""
+    async def until_quiet(self, *, empty: bool = False) -> None:
+        """Return once no start is under way and the last one ended ``delay_s`` ago; for an
+        ``empty`` pool, once the last start began ``delay_s`` ago."""
+        while not self._closed and empty:
+            began = self._last_began
+            wait = 0.0 if began is None else began + self._delay_s() - time.monotonic()
+            if wait <= 0:
+                return
+            await asyncio.sleep(wait)  # (a start meanwhile moves the time on: checked again)
         while not self._closed:
             if self._count:
                 await self._none.wait()
