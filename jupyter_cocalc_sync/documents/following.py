@@ -258,14 +258,13 @@ class FileFollower(Generic[S]):
             snapshot = await self.format.snapshot()
         try:
             model = await self.file.write(snapshot.model)
-        except HTTPError as e:
-            if e.status_code == 404:  # deleted through the server while it was written
-                log.warning("saving %s: deleted meanwhile (%s)", self.path, e)
-            else:  # refused (permissions): said to clients
+        except (HTTPError, OSError) as e:
+            # deleted or renamed (through the server or not) while it was written: the contents
+            # API cannot lock the file, and the poller follows the deletion or the rename
+            if await self.file.stat() is None:
+                log.warning("saving %s: deleted or renamed meanwhile (%s)", self.path, e)
+            else:  # refused (permissions) or a full disk: said to clients
                 log.error("saving %s failed: %s", self.path, e)
-            return "failed"
-        except OSError as e:  # a full disk: said to clients
-            log.error("saving %s failed: %s", self.path, e)
             return "failed"
         except Exception as e:  # a bug of ours, or of a contents manager: said to clients
             count_error("file.save", e, f"saving {self.path}", logger=log)

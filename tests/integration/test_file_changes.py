@@ -190,6 +190,9 @@ async def deleted_through_api(server, path: str) -> None:
     assert (await server.http.delete(f"/api/contents/{path}")).status_code == 204
 
 
+# an autosave under way when the file is deleted: jupyter_server's contents manager logs the
+# failed write (it cannot lock the file against its own delete); the autosave gives up quietly
+@pytest.mark.expect_errors(r"Error while saving file: del\.ipynb")
 @pytest.mark.parametrize("edit_after", [False, True])
 async def test_a_deleted_notebook_stays_deleted_unless_edited(
     server, root_dir, jp_serverapp, edit_after

@@ -311,6 +311,9 @@ async def test_save_message_and_hash_follow_the_stock_protocol(server, root_dir)
                     doc.apply_update(message.payload)
 
 
+# an autosave under way when the file is renamed: jupyter_server's contents manager logs the
+# failed write; the autosave gives up quietly and the rename is followed
+@pytest.mark.expect_errors(r"Error while saving file: old name\.ipynb")
 async def test_a_renamed_notebook_keeps_its_id_history_and_live_edits(server, root_dir):
     write_notebook(root_dir / "old name.ipynb", ["x = 1"])
     client = CocalcSyncClient(server.base_url, server.token)
