@@ -226,3 +226,29 @@ async def upgrade_to_websocket(
     status = await reader.readline()
     assert b" 101 " in status, status
     await reader.readuntil(b"\r\n\r\n")
+
+
+class LoopTurns:
+    """``async with LoopTurns() as turns``: ``turns.count`` is how often a task of its own got
+    to run meanwhile (how often the event loop served other tasks)."""
+
+    def __init__(self) -> None:
+        self.count = 0
+        self._task: asyncio.Task[None] | None = None
+
+    async def __aenter__(self) -> LoopTurns:
+        self._task = asyncio.get_running_loop().create_task(self._turn())
+        await asyncio.sleep(0)  # its first turn: counting from here
+        self.count = 0
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        assert self._task is not None
+        self._task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await self._task
+
+    async def _turn(self) -> None:
+        while True:
+            self.count += 1
+            await asyncio.sleep(0)

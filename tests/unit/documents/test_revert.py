@@ -3,12 +3,12 @@ with the event loop serving other tasks in between; the result is the old versio
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import json
 from collections.abc import AsyncIterator
 from pathlib import Path
 
+from helpers import LoopTurns
 from jupyter_server.services.contents.filemanager import AsyncFileContentsManager
 
 from jupyter_cocalc_sync.documents import notebook as notebook_module
@@ -78,19 +78,10 @@ async def _revert_in_chunks(document: NotebookDocument) -> None:
         origin=ME,
     )
     edited = await document.table.durable()
-    turns = 0
-
-    async def other_task() -> None:
-        nonlocal turns
-        while True:
-            turns += 1
-            await asyncio.sleep(0)
-
-    task = asyncio.get_running_loop().create_task(other_task())
-    reverted = await document.revert(imported, ME)
-    task.cancel()
+    async with LoopTurns() as turns:
+        reverted = await document.revert(imported, ME)
     assert inputs(document.records()) == before
     chunks = -(-CELLS // notebook_module.REVERT_CHUNK)  # 99 changed and 1 deleted record
     assert reverted == edited + chunks
-    assert turns >= chunks  # the loop ran other tasks between chunks
+    assert turns.count >= chunks  # the loop ran other tasks between chunks
     assert inputs(await document.records_at(reverted)) == before

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 
 import pytest
+from helpers import LoopTurns
 
 from jupyter_cocalc_sync.format.schema import notebook_syncdb
 from jupyter_cocalc_sync.origin import Origin
@@ -50,21 +51,10 @@ async def test_the_event_loop_runs_other_tasks_while_a_big_table_is_read(
     one_record_per_slice: None,
 ) -> None:
     db = table()
-    turns = 0
-
-    async def other_task() -> None:
-        nonlocal turns
-        while True:
-            turns += 1
-            await asyncio.sleep(0)
-
-    task = asyncio.get_running_loop().create_task(other_task())
-    await asyncio.sleep(0)
-    before = turns
-    await read_in_slices(db, settled)
-    task.cancel()
+    async with LoopTurns() as turns:
+        await read_in_slices(db, settled)
     # one turn of the other task per slice: a read at once would give it none
-    assert turns - before >= CELLS // 2
+    assert turns.count >= CELLS // 2
 
 
 async def test_changes_made_while_reading_are_in_the_result_as_of_the_end(
