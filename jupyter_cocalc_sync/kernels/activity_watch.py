@@ -7,7 +7,7 @@ culler). A kernel that a notebook's runner drives already has every iopub messag
 and decoded by our connection (``channels.Connection``: a SUB socket subscribed to all of
 them), so while that connection lives, jupyter_server's watcher of the kernel is closed and
 the connection records the activity, by the same rules; when it closes, the watcher comes
-back. That halves the server's work per kernel message.
+back. That spares the server a second receive and decode of every kernel message.
 """
 
 from __future__ import annotations
