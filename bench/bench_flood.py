@@ -313,7 +313,9 @@ def _rows(results: dict[str, list[FloodResult]]) -> list[Row]:
             f"(server_plugins.LoopStallProbe) {window}; stalls over 20 ms: stock "
             f"{stock.loop.stalls} ({stock.loop.stalled_ms:.0f} ms in all), ours "
             f"{ours.loop.stalls} ({ours.loop.stalled_ms:.0f} ms); target ≤ 20 ms; where ours "
-            f"stalled: {ours.loop.culprit()}; stock: {stock.loop.culprit()}",
+            f"stalled: {ours.loop.culprit()}; stock: {stock.loop.culprit()}; the most CPU the "
+            f"loop thread spent between two wake-ups: stock {stock.loop.longest_cpu_ms:.0f} ms, "
+            f"ours {ours.loop.longest_cpu_ms:.0f} ms",
         ),
         row(
             "flood: saved .ipynb size",

@@ -285,7 +285,9 @@ def _rows(scenario: Scenario, stock: Growth, ours: Growth) -> list[Row]:
             "ms",
             f"{about}; in-server probe (a task sleeping 1 ms); stalls over 20 ms: stock "
             f"{stock.loop.stalls}, ours {ours.loop.stalls}; target ≤ 20 ms; the longest stall, "
-            f"ours: {ours.loop.culprit()}; stock: {stock.loop.culprit()}",
+            f"ours: {ours.loop.culprit()}; stock: {stock.loop.culprit()}; the most CPU the "
+            f"loop thread spent between two wake-ups: stock {stock.loop.longest_cpu_ms:.0f} ms, "
+            f"ours {ours.loop.longest_cpu_ms:.0f} ms",
         ),
     ]
 

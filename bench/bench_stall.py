@@ -272,6 +272,9 @@ def _rows(steps: dict[str, Step], load: str) -> list[Row]:
         notes += (
             f"stalls over 20 ms: {'' if stock is None else f'stock {stock.stalls}, '}"
             f"ours {step.ours.stalls} ({step.ours.stalled_ms:.0f} ms in all); target ≤ 20 ms; "
+            "the most CPU the loop thread spent between two wake-ups: "
+            f"{'' if stock is None else f'stock {stock.longest_cpu_ms:.0f} ms, '}"
+            f"ours {step.ours.longest_cpu_ms:.0f} ms; "
             f"the longest stall, ours: {step.ours.culprit()}"
             f"{'' if stock is None else f'; stock: {stock.culprit()}'}; load {load}"
         )

@@ -134,6 +134,9 @@ class LoopStall:
     stalled_ms: float = 0.0
     stacks: list[dict[str, Any]] = field(default_factory=list)
     longest_stacks: list[dict[str, Any]] = field(default_factory=list)
+    #: the most CPU time the loop thread spent between two wake-ups: the longest stall as work
+    #: on the loop (descheduling by a loaded machine not counted; GIL waits not either)
+    longest_cpu_ms: float = 0.0
 
     @classmethod
     def from_report(cls, report: dict[str, Any]) -> LoopStall:
@@ -143,6 +146,7 @@ class LoopStall:
             report["stalled_ms"],
             report["stacks"],
             report["longest_stacks"],
+            report.get("longest_cpu_ms", 0.0),
         )
 
     def culprit(self, top: int = 3) -> str:
@@ -212,6 +216,7 @@ async def loop_stall_window(http: httpx.AsyncClient) -> AsyncIterator[LoopStall]
     result.longest_ms, result.stalls = seen.longest_ms, seen.stalls
     result.stalled_ms, result.stacks = seen.stalled_ms, seen.stacks
     result.longest_stacks = seen.longest_stacks
+    result.longest_cpu_ms = seen.longest_cpu_ms
 
 
 @dataclass(frozen=True)

@@ -75,6 +75,9 @@ class LoopStallProbe:
         self.stalls = 0  # longer than threshold
         self.stalled = 0.0  # their total
         self.wakeups = 0
+        #: the most CPU time the loop thread spent between two wake-ups (s): the longest stall
+        #: as work on the loop, whatever the machine's load adds to it by descheduling
+        self.longest_cpu = 0.0
         #: stacks sampled during stalls over the threshold, and during the longest stall
         self.stacks: collections.Counter[str] = collections.Counter()
         self.longest_stacks: collections.Counter[str] = collections.Counter()
@@ -84,9 +87,13 @@ class LoopStallProbe:
         self.loop_thread = threading.get_ident()
         threading.Thread(target=self._watch, name="loop-stall-watchdog", daemon=True).start()
         last = time.perf_counter()
+        last_cpu = time.thread_time()
         while not self._stop.is_set():
             await asyncio.sleep(self.period)
             now = time.perf_counter()
+            cpu = time.thread_time()
+            self.longest_cpu = max(self.longest_cpu, cpu - last_cpu)
+            last_cpu = cpu
             self._heartbeat = now
             stall = max(0.0, now - last - self.period)
             last = now
@@ -111,6 +118,7 @@ class LoopStallProbe:
     def report(self) -> dict[str, Any]:
         return {
             "longest_ms": self.longest * 1000,
+            "longest_cpu_ms": self.longest_cpu * 1000,
             "longest_at_s": self.longest_at - self.since if self.longest else None,
             "stalls_over_threshold": self.stalls,
             "stalled_ms": self.stalled * 1000,

@@ -13,6 +13,7 @@ from traitlets import Bool, Bunch, Enum, Float, Int, TraitError, Unicode, defaul
 
 from ._version import __version__
 from .logs import log_through
+from .worker_threads import release_workers_at_exit
 
 if TYPE_CHECKING:
     from jupyter_events import EventLogger
@@ -650,6 +651,7 @@ class CocalcSync(ExtensionApp):
                 count_error("history.retention", e, "the history retention", logger=self.log)
 
     async def stop_extension(self) -> None:
+        release_workers_at_exit()  # (the server's process must exit once its loop has stopped)
         extension_rooms = getattr(self, "extension_rooms", None)
         if extension_rooms is not None:  # (the extensions' replicas leave their rooms first)
             extension_rooms.close()

@@ -82,6 +82,23 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
         session.exitstatus = pytest.ExitCode.TESTS_FAILED
 
 
+@pytest.hookimpl(tryfirst=True)  # before pytest-xdist reads the groups (``--dist loadgroup``)
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """The tests of a module sharing a module-scoped fixture (a JupyterHub, a gateway and its
+    server) run on one worker, in their order: spread over the workers, each would start one."""
+    for item in items:
+        fixture_info = getattr(item, "_fixtureinfo", None)
+        if fixture_info is None or item.get_closest_marker("xdist_group"):
+            continue
+        scopes = {
+            definitions[-1].scope
+            for name in fixture_info.names_closure
+            if (definitions := fixture_info.name2fixturedefs.get(name))
+        }
+        if "module" in scopes:
+            item.add_marker(pytest.mark.xdist_group(item.nodeid.split("::")[0]))
+
+
 @pytest.fixture(autouse=True)
 def isolated_jupyter_env(tmp_path_factory, monkeypatch):
     """Keep every test's Jupyter and IPython state out of the home directory."""
@@ -139,7 +156,8 @@ def kernel_pool_config(request) -> dict:
     kernel is a process that tests without kernels would pay for on two cores)."""
     config: dict = {"size": 0}
     for marker in request.node.iter_markers("pool"):
-        config = {"size": 1, "launch_delay_ms": 0, **marker.kwargs}
+        # (a pool that grows with demand is asked for: each kernel is a process to pay for)
+        config = {"size": 1, "max_size": 1, "launch_delay_ms": 0, **marker.kwargs}
     return config
 
 

@@ -87,15 +87,23 @@ class FileAccess:
         model = await self.read(None)
         return None if model is None else stamp_of(model)
 
-    async def read(self, file_format: str | None) -> ContentsModel | None:
+    async def read(
+        self, file_format: str | None, *, with_hash: bool = False
+    ) -> ContentsModel | None:
         """The file's model, with its content in ``file_format`` (None: without content);
-        None if there is no file."""
+        None if there is no file. ``with_hash``: with the ``hash`` of the bytes read too
+        (one read of the file, not two), when the contents manager has hashes."""
+        get = self.contents_manager.get
+        wanted: dict[str, Any] = {"content": file_format is not None, "format": file_format}
         try:
-            return await ensure_async(
-                self.contents_manager.get(
-                    self.path, content=file_format is not None, type="file", format=file_format
-                )
-            )
+            if with_hash:
+                try:
+                    model = get(self.path, type="file", require_hash=True, **wanted)
+                except TypeError:  # a contents manager from before require_hash
+                    model = get(self.path, type="file", **wanted)
+            else:
+                model = get(self.path, type="file", **wanted)
+            return await ensure_async(model)
         except HTTPError as e:
             if e.status_code == 404:
                 return None

@@ -40,6 +40,9 @@ class OpenedNotebook(Protocol):
     def renamed(self, path: str) -> None:
         """The file was renamed through the server."""
 
+    async def ensure_projection(self) -> object:
+        """Build (or restore) the notebook's YNotebook for JupyterLab."""
+
     async def close(self) -> None:
         """Close everything the notebook is (the document's final save included)."""
 
@@ -90,8 +93,9 @@ class DocumentManager(LiveDocuments[NotebookDocument]):
             raise DocumentNotFoundError(f"no file with id {file_id!r}")
         return path
 
-    async def get(self, path: str) -> NotebookDocument:
-        """The live document of the notebook at ``path`` (an API path), opening it if needed."""
+    async def get(self, path: str, *, ynotebook: bool = False) -> NotebookDocument:
+        """The live document of the notebook at ``path`` (an API path), opening it if needed
+        (``ynotebook``: a JupyterLab client is coming, see ``get_by_id``)."""
         if not path.endswith(".ipynb"):
             raise DocumentNotFoundError(f"{path!r} is not a notebook (.ipynb)")
         if not await _exists(self.contents_manager, path):
@@ -100,17 +104,28 @@ class DocumentManager(LiveDocuments[NotebookDocument]):
                 if document.path == path:
                     return document
             raise DocumentNotFoundError(f"no notebook at {path!r}")
-        return await self.get_by_id(self.file_id(path))
+        return await self.get_by_id(self.file_id(path), ynotebook=ynotebook)
 
-    async def get_by_id(self, file_id: str) -> NotebookDocument:
-        return await self.open(file_id, lambda: self._load(file_id))
+    async def get_by_id(self, file_id: str, *, ynotebook: bool = False) -> NotebookDocument:
+        """The live document of ``file_id``, opening it if needed. ``ynotebook``: a JupyterLab
+        client is coming, so a notebook opened now gets its YNotebook at once, built from the
+        records just read from the file rather than read back from the table."""
+        return await self.open(file_id, lambda: self._load(file_id, ynotebook))
 
-    async def _load(self, file_id: str) -> NotebookDocument:
+    async def _load(self, file_id: str, ynotebook: bool) -> NotebookDocument:
         path = self.path_of(file_id)
         if not path.endswith(".ipynb"):
             raise DocumentNotFoundError(f"file {file_id!r} is not a notebook")
         opened = await self._open_notebook(path, file_id, self)
         document = opened.document
+        try:
+            if ynotebook:
+                await opened.ensure_projection()
+        except BaseException:  # (cancelled too: nothing else would close what was opened)
+            await opened.close()
+            raise
+        finally:
+            document.imported = None  # (the text is held once: by the table)
         self._opened[file_id] = opened
         log.info("opened %s (%s) at version %s", path, file_id, document.version)
         return document

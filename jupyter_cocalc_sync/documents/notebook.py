@@ -39,6 +39,7 @@ from ..outputs.hooks import NamedDocument, OutputHooks
 from ..store import ChangeLog, LoggedTable
 from ..store.changelog import Version
 from ..store.projections import ProjectionLog
+from ..sync.slices import read_in_slices
 from ..sync.table import Record, SyncDB, same_json
 from ..transport.protocol import Message
 from ..transport.room import Peer
@@ -49,6 +50,8 @@ log = logging.getLogger(__name__)
 
 #: seconds a closing document waits for its last save and its last log write
 CLOSE_TIMEOUT = 30.0
+#: records a revert writes in one version (a big revert is several versions)
+REVERT_CHUNK = 32
 
 
 @dataclass
@@ -108,6 +111,9 @@ class NotebookDocument:
         self.write_error: BaseException | None = None
         self.clients: set[Peer] = set()
         self.closed = False
+        #: the table's version and records as just imported from the file, while the
+        #: notebook opens (a YNotebook built then is built from them: ``imported_records``)
+        self.imported: tuple[int, list[Record]] | None = None
         self._unsubscribe = self.db.on_update(self._on_update)
         self._unwatch = changelog.watch(file_id, self._write_status)
 
@@ -136,8 +142,9 @@ class NotebookDocument:
             if loaded.warnings:
                 records[0]["load_warning"] = repaired_warning(self.path, loaded.warnings)
             update = await anyio.to_thread.run_sync(lambda: initial_update(records))
-            self.db.apply_update(update, FILE)
+            self.db.load(update, records, FILE)
             version = await self.table.durable()
+            self.imported = (version, records)
             self.notebook_file.saved_version, self.files.stamp = version, stamp
             await self.changelog.mark_saved(self.file_id, version, *stamp)
         else:
@@ -153,13 +160,26 @@ class NotebookDocument:
             await self.projection_log.forget(self.file_id)  # a new notebook: a new session
         self.session_id = await self.projection_log.session_id(self.file_id)
         if self.files.deleted is None:
-            self.notebook_file.hash = await self.notebook_file.file_hash(self.files.stamp)
+            self.notebook_file.hash = await self.notebook_file.hash_after_read(self.files.stamp)
         self.files.start_polling()
+
+    def imported_records(self) -> list[Record] | None:
+        """The records just imported from the file, if the table still is exactly them (once:
+        they are dropped)."""
+        imported, self.imported = self.imported, None
+        if imported is None or self.table.version != imported[0]:
+            return None
+        return None if self.db.has_uncommitted_changes else imported[1]
 
     # -- reading and writing ----------------------------------------------------------------
 
     def records(self) -> list[Record]:
         return self.db.get()
+
+    async def durable_records(self) -> tuple[list[Record], int]:
+        """Every record as the change log has it durably, and that version; read a slice at a
+        time, so a big notebook does not stall the event loop (``sync/slices.py``)."""
+        return await read_in_slices(self.db, self.table.durable)
 
     @property
     def version(self) -> int:
@@ -208,24 +228,35 @@ class NotebookDocument:
 
     async def revert(self, version: int, origin: Origin) -> int:
         """Make the notebook what it was at ``version``, as a new version."""
-        await self.table.durable()
+        now = await self.table.durable()
         old = await self.changelog.state_at(self.file_id, version)
-        # comparing every record of a big notebook is CPU work: done in the replay process,
-        # against the state of now; only the records that differ are written here
-        sets, deletes = await self.changelog.replay.run(revert_patch, self.db.get_update(), old)
-        self.table.check_writable()
-        with self.db.transaction(origin):
-            for where in deletes:
-                self.db.delete(where, origin)
-            for record in sets:
-                self.db.set(record, origin)
-        return await self.commit(origin)
+        # the state of now from the log too (encoding a big table here would hold the event
+        # loop); comparing every record is CPU work: done in the replay process; only the
+        # records that differ are written here
+        current = await self.changelog.state_at(self.file_id, now)
+        sets, deletes = await self.changelog.replay.run(revert_patch, current, old)
+        changes = [(True, where) for where in deletes] + [(False, record) for record in sets]
+        # a big revert is written a chunk at a time, each chunk one version: the loop serves
+        # everyone else in between
+        for start in range(0, max(len(changes), 1), REVERT_CHUNK):
+            self.table.check_writable()
+            with self.db.transaction(origin):
+                for delete, record in changes[start : start + REVERT_CHUNK]:
+                    if delete:
+                        self.db.delete(record, origin)
+                    else:
+                        self.db.set(record, origin)
+            self.table.commit(origin)
+            await asyncio.sleep(0)
+        return await self.table.durable()
 
     # -- the file ---------------------------------------------------------------------------
 
     async def export_notebook(self, records: list[Record] | None = None) -> dict[str, Any]:
-        """The notebook as nbformat 4.5, from the live table (or from ``records``)."""
-        records = self.db.get() if records is None else records
+        """The notebook as nbformat 4.5, from the live table as the change log has it (or from
+        ``records``)."""
+        if records is None:
+            records, _ = await self.durable_records()
         outputs_of: OutputsOf = ordered_outputs
         if self.hooks.prepare_export is not None:
             outputs_of = await self.hooks.prepare_export(records)

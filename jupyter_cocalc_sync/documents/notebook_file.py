@@ -29,6 +29,7 @@ from ..format.repair import LoadedNotebook, load_notebook, parse_notebook
 from ..format.schema import SETTINGS_KEY
 from ..format.trust import carry_trust, without_trust
 from ..origin import FILE
+from ..sync.slices import LoopTurns
 from ..sync.table import Record
 from .following import FileAccess, Snapshot, Stamp, stamp_of
 
@@ -89,6 +90,8 @@ class NotebookFile:
         self.hash: str | None = None  # of the file last saved, as the contents API reports it
         #: digests of the notebook as this server last wrote it (None: not computed yet)
         self.saved_notebook: SavedDigests | None = None
+        #: the stamp and hash of the file as ``read`` last read it, until ``hash_after_read``
+        self._read_hash: tuple[Stamp, str | None] | None = None
         self.on_saved: list[Callable[[], Any]] = []
 
     @property
@@ -98,16 +101,19 @@ class NotebookFile:
     # -- reading ----------------------------------------------------------------------------
 
     async def read(self) -> tuple[str, Stamp]:
-        """The file's text and stamp; ``DocumentNotFoundError`` if there is no file."""
+        """The file's text and stamp; ``DocumentNotFoundError`` if there is no file. The hash
+        of that text is kept for ``file_hash`` (a big file read and hashed once, not twice)."""
         try:
-            model = await self.file.read("text")
+            model = await self.file.read("text", with_hash=True)
         except HTTPError as e:
             if e.status_code == 400:
                 raise NotebookFormatError(f"{self.path!r}: {e.log_message}") from None
             raise
         if model is None:
             raise DocumentNotFoundError(f"no notebook at {self.path!r}")
-        return model["content"], stamp_of(model)
+        stamp = stamp_of(model)
+        self._read_hash = (stamp, model.get("hash"))
+        return model["content"], stamp
 
     async def import_outputs(
         self, cell_id: str, outputs: list[dict[str, Any]], settings: Mapping[str, Any]
@@ -123,11 +129,15 @@ class NotebookFile:
     async def import_records(self, records: list[Record]) -> list[Record]:
         """``records`` made from the file, with their outputs imported (``import_outputs``)."""
         settings = next((r for r in records if r["type"] == "settings"), {})
+        turn = LoopTurns()
         for record in records:
             if record["type"] == "cell" and "output" in record:
                 record["output"] = await self.import_outputs(
                     record["id"], disk_outputs(record), settings
                 )
+                # a cell's outputs take little time, a thousand cells' a lot: other tasks
+                # run in between
+                await turn.maybe()
         return records
 
     # -- FileFormat -------------------------------------------------------------------------
@@ -136,8 +146,10 @@ class NotebookFile:
         return await self.document.table.durable() != self.saved_version
 
     async def snapshot(self) -> Snapshot[int]:
-        version = await self.document.table.durable()
-        content = await self.document.export_notebook(self.document.records())
+        # the durable table of one instant, read a slice at a time (a big notebook at once
+        # would stall the event loop)
+        records, version = await self.document.durable_records()
+        content = await self.document.export_notebook(records)
         return Snapshot({"type": "notebook", "format": "json", "content": content}, version)
 
     async def saved(self, snapshot: Snapshot[int], stamp: Stamp) -> None:
@@ -184,6 +196,14 @@ class NotebookFile:
         """
         hashed = await self.file.hashed()
         return hashed[1] if hashed is not None and hashed[0] == stamp else None
+
+    async def hash_after_read(self, stamp: Stamp) -> str | None:
+        """``file_hash`` right after ``read``: the hash that read gave, when it read the file
+        of ``stamp`` (opening a big notebook reads and hashes it once, not twice)."""
+        read, self._read_hash = self._read_hash, None
+        if read is not None and read[0] == stamp and read[1] is not None:
+            return read[1]
+        return await self.file_hash(stamp)
 
     async def merge_file(self, text: str) -> bool:
         """Merge the file's ``text`` into the live table; whether it differed from the save."""

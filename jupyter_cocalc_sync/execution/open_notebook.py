@@ -137,7 +137,10 @@ class OpenNotebook:
         if hooks.ingest_output is not None:
             kwargs["ingest_output"] = hooks.ingest_output
         if state is None:
-            projection = await YNotebookProjection.built_in_steps(document.db, **kwargs)
+            records = document.imported_records()
+            projection = await YNotebookProjection.built_in_steps(
+                document.db, records=records, **kwargs
+            )
         else:
             projection = YNotebookProjection(document.db, state=state, **kwargs)
         values = {"path": document.path, "document_id": f"json:notebook:{document.file_id}"}

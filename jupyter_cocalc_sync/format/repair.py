@@ -28,9 +28,6 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-import nbformat
-from nbformat.v4.convert import upgrade_cell
-
 from ..errors import NotebookFormatError
 from ..sync.table import json_copy
 from ..sync.values import MAX_SAFE_INTEGER
@@ -216,6 +213,8 @@ def _repair_numbers(raw: dict[str, Any], warnings: list[str]) -> None:
 
 
 def _upgrade(raw: dict[str, Any]) -> dict[str, Any]:
+    import nbformat  # here: importing it costs seconds of CPU (jsonschema's format grammars)
+
     try:
         # nbformat's own reader joins v3's lists of lines before it upgrades (not
         # ``nbformat.reads``: it logs an ERROR for the invalid notebook this module repairs)
@@ -280,6 +279,9 @@ def _parse_cell(raw: Any, path: str, warnings: list[str]) -> dict[str, Any]:
     if cell_type in ("heading", "html"):
         warnings.append(f"{path}: a v3 {cell_type} cell became a markdown cell")
         cell_id = cell.get("id")
+        import nbformat  # here: see _upgrade
+        from nbformat.v4.convert import upgrade_cell
+
         cell = json_copy(upgrade_cell(nbformat.from_dict(cell)))
         cell.pop("id", None)
         if cell_id is not None:

@@ -65,10 +65,16 @@ def status_for(exc: BaseException) -> int | None:
     return None
 
 
+#: the encoder of large JSON bodies
+_LARGE_JSON = json.JSONEncoder(ensure_ascii=False)
+
+
 class CocalcAPIHandler(APIHandler):
     """Base of the REST handlers: ``contents`` authorisation unless a subclass says otherwise."""
 
     auth_resource = "contents"
+    #: whether tornado computes an ETag for the response (off for large bodies)
+    _etag = True
 
     @property
     def services(self) -> Services:
@@ -122,10 +128,18 @@ class CocalcAPIHandler(APIHandler):
     async def finish_large_json(self, value: Mapping[str, Any] | list[Any]) -> None:
         """``finish_json`` for bodies that may be megabytes (records, overflow, history): the
         encoding runs in a thread, so the event loop keeps serving everyone else. ``value``
-        must not be changed meanwhile (pass a fresh copy, not live state)."""
-        body = await anyio.to_thread.run_sync(lambda: json.dumps(value, ensure_ascii=False))
+        must not be changed meanwhile (pass a fresh copy, not live state).
+
+        The text is built piece by piece: ``json.dumps`` is one C call that holds the GIL
+        (and so the event loop) for as long as it runs, thread or not. No ETag: tornado would
+        hash the whole body on the event loop."""
+        body = await anyio.to_thread.run_sync(lambda: "".join(_LARGE_JSON.iterencode(value)))
+        self._etag = False
         self.set_header("Content-Type", "application/json")
         self.finish(body)
+
+    def compute_etag(self) -> str | None:
+        return super().compute_etag() if self._etag else None
 
     def finish_raw(self, body: str | bytes, content_type: str) -> None:
         """Finish with a non-JSON body (``APIHandler.finish`` would force a JSON type)."""

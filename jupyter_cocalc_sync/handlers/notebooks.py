@@ -29,7 +29,11 @@ class NotebookHandler(NotebookHandlerBase):
     @requires(READ_DOCUMENT)
     async def get(self, path: str) -> None:
         document = await self.document(path)
-        version = await document.table.durable()
+        with_records = self.get_query_argument("records", "true") != "false"
+        if with_records:
+            records, version = await document.durable_records()
+        else:
+            records, version = [], await document.table.durable()
         reply: dict[str, Any] = {
             "path": document.path,
             "file_id": document.file_id,
@@ -37,8 +41,8 @@ class NotebookHandler(NotebookHandlerBase):
             # the server's own awareness state (kernel usage, run progress) has this id
             "awareness_id": document.db.doc.client_id,
         }
-        if self.get_query_argument("records", "true") != "false":
-            reply["records"] = document.records()
+        if with_records:
+            reply["records"] = records
         await self.finish_large_json(reply)
 
 
@@ -107,6 +111,7 @@ class ExportHandler(NotebookHandlerBase):
         export = await self.services.exporter.export(document, to)
         download = self.get_query_argument("download", "false") == "true"
         self.set_header("Content-Disposition", content_disposition(export.filename, download))
+        self._etag = False  # hashing a big notebook's export would stall the event loop
         self.finish_raw(export.body, export.mimetype)
 
 

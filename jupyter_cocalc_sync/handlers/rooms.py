@@ -169,7 +169,7 @@ class DocSessionHandler(CocalcAPIHandler):
         documents = services.documents
         known = documents.file_id_manager.get_id(path) is not None
         if file_type == "notebook":
-            document = await documents.get(path)
+            document = await documents.get(path, ynotebook=True)  # JupyterLab is coming
             file_id, session_id = document.file_id, document.session_id
         else:
             if not await services.file_exists(path):

@@ -15,6 +15,7 @@ from collections.abc import Mapping
 from typing import Any
 
 import anyio
+import orjson
 
 from .blobs import BlobStore
 from .handler import OutputHandler, OutputLimits, dumps
@@ -22,6 +23,18 @@ from .overflow import MoreOutputStore
 
 #: outputs with at most this much text are measured on the event loop (well under 1 ms)
 MEASURED_ON_THE_LOOP = 64 * 1024
+
+
+def _json_length(value: dict[str, Any], limit: int) -> int:
+    """The characters of ``value``'s compact JSON (``dumps``), measured exactly only past
+    ``limit``: orjson's UTF-8 bytes (it escapes what ``json`` escapes, the same way) are at
+    least as many as ``json``'s characters and ten times faster to get, so a length within the
+    limit by that count is within it."""
+    try:
+        length = len(orjson.dumps(value))
+    except TypeError:  # what orjson does not take (integers past 64 bits): json's count
+        return len(dumps(value))
+    return length if length <= limit else len(dumps(value))
 
 
 def _text_size(outputs: list[dict[str, Any]]) -> float:
@@ -69,9 +82,12 @@ class FileOutputImporter:
         visible = {str(i): o for i, o in enumerate(outputs)}
         if len(outputs) <= limits.max_messages:
             if _text_size(outputs) <= MEASURED_ON_THE_LOOP:
-                length = len(dumps(visible))  # (a thread hop per cell would cost more)
+                # (a thread hop per cell would cost more)
+                length = _json_length(visible, limits.max_length)
             else:  # measuring megabytes of output is CPU work: not on the event loop
-                length = await anyio.to_thread.run_sync(lambda: len(dumps(visible)))
+                length = await anyio.to_thread.run_sync(
+                    lambda: _json_length(visible, limits.max_length)
+                )
             if length <= limits.max_length:
                 return visible
         overflow = self.overflow

@@ -137,6 +137,7 @@ class KernelPool(PoolFilling):
     async def close(self) -> None:
         """Stop every pooled kernel (ready or starting) and stop refilling; for server exit."""
         self._closed = True
+        self.starts.close()
         tasks: list[asyncio.Task[Any]] = []
         if self._maintenance is not None:
             tasks.append(self._maintenance)
@@ -176,6 +177,8 @@ class KernelPool(PoolFilling):
             return None
         key = PoolKey.for_launch(name, launch_kwargs)
         state = self._keys.get(key)
+        if state is not None:
+            state.demand.record(time.monotonic())
         t0 = time.perf_counter()
         try:
             while state is not None and not self._closed:
@@ -206,17 +209,23 @@ class KernelPool(PoolFilling):
             self._counters["missed"] += 1
             return None
         finally:
-            self._want(key, self.launch_delay_ms / 1000)
+            if state is None:  # the key's first start: its demand counts from here
+                self._key_state(key).demand.record(time.monotonic())
+            self._want(key, 0.0)
             self._notify()
 
     async def _next_candidate(self, state: KeyState) -> PooledKernel | None:
         """The oldest ready kernel, else one still starting (taken over), else None."""
         if state.ready:
-            return state.ready.popleft()
+            entry = state.ready.popleft()
+            await self.starts.restore(getattr(entry.km.provisioner, "pid", None))  # (if lowered)
+            return entry
         slot = next((s for s in state.starting if not s.claimed and s.task is not None), None)
         if slot is None or slot.task is None:
             return None
         slot.claimed = True
+        if slot.km is not None:  # it boots on at normal priority: someone waits for it
+            await self.starts.restore(getattr(slot.km.provisioner, "pid", None))
         try:
             entry = await asyncio.shield(slot.task)
         except asyncio.CancelledError:
@@ -332,6 +341,10 @@ class KernelPool(PoolFilling):
             "enabled": self.size > 0 and not self._closed,
             "started": self._started,
             "size": self.size,
+            "max_size": self.max_size,
+            "max_memory_mb": self.max_memory_mb,
+            "demand_window_s": self.demand_window_s,
+            "memory_mb": round(self.pooled_bytes() / 2**20, 1),
             "timeout_s": self.timeout_s,
             "launch_delay_ms": self.launch_delay_ms,
             "exclude": sorted({*self.exclude, "*julia*"}),
@@ -341,6 +354,7 @@ class KernelPool(PoolFilling):
                     "kernel_name": key.kernel_name,
                     "ready": len(state.ready),
                     "starting": sum(1 for s in state.starting if not s.claimed),
+                    "target": self.target(state),
                 }
                 for key, state in self._keys.items()
             },

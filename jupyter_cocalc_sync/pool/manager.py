@@ -125,7 +125,8 @@ class PoolingKernelManager(SharedActivityWatch):
     ) -> str:
         # Started lazily (after the refill delay, so it does not slow this very start).
         self.pool.start(initial_delay=self.pool.launch_delay_ms / 1000)
-        kernel_id = await super()._async_start_kernel(kernel_id=kernel_id, path=path, **kwargs)
+        with self.pool.start_under_way():  # (no refill competes with it)
+            kernel_id = await super()._async_start_kernel(kernel_id=kernel_id, path=path, **kwargs)
         claimed = self._claimed.pop(kernel_id, None)
         if claimed is not None:
             km = claimed.km

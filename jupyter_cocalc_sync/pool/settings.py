@@ -21,8 +21,13 @@ from traitlets.config import LoggingConfigurable
 ENV_SIZE = "COCALC_JUPYTER_POOL_SIZE"
 ENV_TIMEOUT_S = "COCALC_JUPYTER_POOL_TIMEOUT_S"
 ENV_LAUNCH_DELAY_MS = "COCALC_JUPYTER_POOL_LAUNCH_DELAY_MS"
+ENV_MAX_SIZE = "COCALC_JUPYTER_POOL_MAX_SIZE"
+ENV_MAX_MEMORY_MB = "COCALC_JUPYTER_POOL_MAX_MEMORY_MB"
+ENV_DEMAND_WINDOW_S = "COCALC_JUPYTER_POOL_DEMAND_WINDOW_S"
 
 MAX_SIZE = 10
+#: the most kernels per pool key that demand may grow the pool to
+MAX_GROWTH = 50
 
 #: environment variables that name one notebook: not part of the pool key, set when claiming
 PER_NOTEBOOK_ENV = frozenset({"JPY_SESSION_NAME"})
@@ -35,6 +40,9 @@ def _check_setting(trait: str, value: float) -> float:
     if trait == "size":
         if not 0 <= value <= MAX_SIZE:
             raise TraitError(f"KernelPool.size must be between 0 and {MAX_SIZE}, got {value}")
+    elif trait == "max_size":
+        if not 0 <= value <= MAX_GROWTH:
+            raise TraitError(f"KernelPool.max_size must be between 0 and {MAX_GROWTH}, got {value}")
     elif not (math.isfinite(value) and value >= 0):
         raise TraitError(f"KernelPool.{trait} must be a number >= 0, got {value}")
     return value
@@ -125,9 +133,31 @@ class PoolSettings(LoggingConfigurable):
 
     size = Int(
         config=True,
-        help=f"""Kernels kept ready per pool key (kernel name + launch options), 0 to {MAX_SIZE}.
-        0 disables the pool. Default: ${ENV_SIZE}, else 1.""",
+        help=f"""Kernels kept ready per pool key (kernel name + launch options) when nobody has
+        opened notebooks lately, 0 to {MAX_SIZE}; demand grows the pool beyond it (see
+        max_size). 0 disables the pool. Default: ${ENV_SIZE}, else 1.""",
     ).tag(env=ENV_SIZE)
+    max_size = Int(
+        config=True,
+        help=f"""The most kernels the pool keeps ready per pool key when demand grows it, 0 to
+        {MAX_GROWTH} (below size: size). The pool keeps size ready kernels beyond the most
+        notebooks opened within 30 s of each other in the last demand_window_s seconds, so a
+        class opening notebooks together finds a kernel for each. Default: ${ENV_MAX_SIZE},
+        else 10.""",
+    ).tag(env=ENV_MAX_SIZE)
+    max_memory_mb = Float(
+        config=True,
+        help=f"""The most memory (resident, in MiB) all pooled kernels together may hold: the
+        pool grows beyond size only within it, and stops its extra kernels when they exceed it
+        (an idle ipykernel holds 50-80 MiB). The first size kernels of each pool key are kept
+        regardless. Default: ${ENV_MAX_MEMORY_MB}, else 1024.""",
+    ).tag(env=ENV_MAX_MEMORY_MB)
+    demand_window_s = Float(
+        config=True,
+        help=f"""Seconds a burst of notebook opens keeps the pool grown: once this long has
+        passed without one, the pool shrinks back to size. Default: ${ENV_DEMAND_WINDOW_S},
+        else 600.""",
+    ).tag(env=ENV_DEMAND_WINDOW_S)
     timeout_s = Float(
         config=True,
         help=f"""Seconds a pooled kernel may wait unclaimed before it is replaced by a fresh one
@@ -137,9 +167,10 @@ class PoolSettings(LoggingConfigurable):
     ).tag(env=ENV_TIMEOUT_S)
     launch_delay_ms = Float(
         config=True,
-        help=f"""Milliseconds to wait after a kernel start before refilling the pool, so the
-        refill does not compete for CPU with the user's own start. Default:
-        ${ENV_LAUNCH_DELAY_MS}, else 7500.""",
+        help=f"""Milliseconds to wait after a kernel start before refilling the pool. Refills
+        start one kernel at a time, never while a kernel start is under way, and boot at low
+        CPU priority (restored when the kernel is claimed), so they take little from the
+        user's own start. Default: ${ENV_LAUNCH_DELAY_MS}, else 1000.""",
     ).tag(env=ENV_LAUNCH_DELAY_MS)
     exclude = List(
         Unicode(),
@@ -151,15 +182,29 @@ class PoolSettings(LoggingConfigurable):
     def _size_default(self) -> int:
         return int(_env_default(ENV_SIZE, "size", 1, integer=True))
 
+    @default("max_size")
+    def _max_size_default(self) -> int:
+        return int(_env_default(ENV_MAX_SIZE, "max_size", 10, integer=True))
+
+    @default("max_memory_mb")
+    def _max_memory_default(self) -> float:
+        return _env_default(ENV_MAX_MEMORY_MB, "max_memory_mb", 1024.0, integer=False)
+
+    @default("demand_window_s")
+    def _demand_window_default(self) -> float:
+        return _env_default(ENV_DEMAND_WINDOW_S, "demand_window_s", 600.0, integer=False)
+
     @default("timeout_s")
     def _timeout_default(self) -> float:
         return _env_default(ENV_TIMEOUT_S, "timeout_s", 3600.0, integer=False)
 
     @default("launch_delay_ms")
     def _launch_delay_default(self) -> float:
-        return _env_default(ENV_LAUNCH_DELAY_MS, "launch_delay_ms", 7500.0, integer=False)
+        return _env_default(ENV_LAUNCH_DELAY_MS, "launch_delay_ms", 1000.0, integer=False)
 
-    @validate("size", "timeout_s", "launch_delay_ms")
+    @validate(
+        "size", "max_size", "max_memory_mb", "demand_window_s", "timeout_s", "launch_delay_ms"
+    )
     def _validate_setting(self, proposal: Bunch) -> float:
         return _check_setting(proposal["trait"].name, proposal["value"])
 
@@ -167,4 +212,5 @@ class PoolSettings(LoggingConfigurable):
         super().__init__(**kwargs)
         # Read every setting now: a bad value or environment variable stops the server at
         # startup with a message naming it, not at the first kernel start.
-        _ = (self.size, self.timeout_s, self.launch_delay_ms, self.exclude)
+        _ = (self.size, self.max_size, self.max_memory_mb, self.demand_window_s)
+        _ = (self.timeout_s, self.launch_delay_ms, self.exclude)

@@ -18,7 +18,7 @@ memory and in the CPU time of each change.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any, Protocol, TypeAlias
 
 from pycrdt import Array, Doc, Map, Subscription, Text, TransactionEvent
@@ -30,8 +30,12 @@ from .ytypes import YArray, YMap, deep_events
 
 #: a Yjs update that holds nothing (no structs, no deletions)
 EMPTY_UPDATE = b"\x00\x00"
-#: root name -> the keys (maps) or indices (arrays) of it that an update touched
-Touched = dict[str, set[str | int]]
+#: ``(key or index, field)`` of a root's entry: only the characters of the text in that field
+#: of that entry changed (typing), which a checker may check more cheaply than the entry
+TextField = tuple[str | int, str]
+#: root name -> the keys (maps) or indices (arrays) of it that an update touched, or the
+#: ``TextField`` when that was all
+Touched = dict[str, set[str | int | TextField]]
 #: the kind of a root: a ``Map`` (keys) or an ``Array`` (indices)
 RootKind: TypeAlias = type[YMap] | type[YArray]
 
@@ -87,8 +91,11 @@ class UpdateGuard:
             return  # a mirrored update of the document: checked already, or the server's own
         touched = self._touched.setdefault(name, set())
         for event in deep_events(events):
-            if event.path:
-                touched.add(event.path[0])
+            path = event.path
+            if len(path) == 2 and isinstance(path[1], str) and isinstance(event.target, Text):
+                touched.add((path[0], path[1]))
+            elif path:
+                touched.add(path[0])
             elif isinstance(event.target, Array):
                 touched.update(_inserted_indices(event.delta))
             else:
@@ -118,6 +125,23 @@ class UpdateGuard:
             self._subscription = None
 
 
+def split_touched(
+    entries: Iterable[str | int | TextField],
+) -> tuple[set[str | int], dict[str | int, set[str]]]:
+    """``(entries changed otherwise, {entry: its text fields whose characters alone changed})``
+    for one root of a ``Touched``: an entry in the first is not in the second."""
+    whole: set[str | int] = set()
+    texts: dict[str | int, set[str]] = {}
+    for entry in entries:
+        if isinstance(entry, tuple):
+            texts.setdefault(entry[0], set()).add(entry[1])
+        else:
+            whole.add(entry)
+    for entry in whole:
+        texts.pop(entry, None)
+    return whole, texts
+
+
 def _inserted_indices(delta: list[dict[str, Any]]) -> set[int]:
     """The indices (in the array after the change) of the items a delta inserted."""
     indices: set[int] = set()
@@ -143,8 +167,29 @@ class RecordChecker:
 
     def check(self, shadow: Doc[Any], touched: Touched) -> None:
         records = shadow.get("records", type=Map)
-        for encoded in touched.get("records", ()):
-            self._check_record(str(encoded), records.get(encoded))
+        whole, texts = split_touched(touched.get("records", ()))
+        for encoded in whole:
+            self._check_record(str(encoded), records.get(str(encoded)))
+        for encoded, fields in texts.items():
+            self._check_texts(str(encoded), records.get(str(encoded)), fields)
+
+    def _check_texts(self, encoded: str, value: object, fields: set[str]) -> None:
+        """Only the characters of ``fields``, texts of the record, changed: the fields alone
+        are checked (as a partial record), not the whole record with its outputs."""
+        db = self.db
+        if not isinstance(value, Map) or not fields.issubset(db.string_cols):
+            self._check_record(encoded, value)
+            return
+        try:
+            key = json.loads(encoded)
+        except ValueError:
+            key = None
+        if not isinstance(key, list) or len(key) != len(db.primary_keys):
+            self._check_record(encoded, value)  # (says what is wrong with the key)
+            return
+        record: dict[str, Any] = dict(zip(db.primary_keys, key, strict=True))
+        record.update((name, str(value.get(name))) for name in fields)
+        db.check(record)
 
     def _check_record(self, encoded: str, value: object) -> None:
         if value is None:

@@ -16,7 +16,7 @@ from pycrdt import Array, Doc, Map, Text
 
 from ..errors import InvalidRecordError
 from ..format.schema import CELL_TYPES
-from ..sync.guard import RootKind, Touched, UpdateGuard
+from ..sync.guard import RootKind, Touched, UpdateGuard, split_touched
 from ..sync.values import check_json, from_crdt, map_from_crdt
 
 
@@ -26,7 +26,10 @@ class YNotebookChecker:
     def check(self, shadow: Doc[Any], touched: Touched) -> None:
         cells = shadow.get("cells", type=Array)
         count = len(cells)
-        for index in touched.get("cells", ()):
+        whole, texts = split_touched(touched.get("cells", ()))
+        # any text is a source: typing into one (the characters of a Text) needs no check
+        whole.update(index for index, fields in texts.items() if fields != {"source"})
+        for index in whole:
             if isinstance(index, int) and index < count:
                 check_cell(cells[index], index)
         if touched.get("meta"):

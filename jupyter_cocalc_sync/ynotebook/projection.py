@@ -38,7 +38,7 @@ from pycrdt import Doc, Map, TransactionEvent
 
 from ..errors_seen import count_error
 from ..origin import SERVER, Origin
-from ..sync.table import ChangeEvent, SyncDB
+from ..sync.table import ChangeEvent, Record, SyncDB
 from ..sync.ytypes import YArray, YMap
 from .projection_state import OutputFn, ProjectionState, RenderFn
 from .reader import YNotebookReader
@@ -109,15 +109,18 @@ class YNotebookProjection:
         render_output: RenderFn = _identity,
         ingest_output: OutputFn = _identity,
         commit: Commit | None = None,
+        records: list[Record] | None = None,
     ) -> YNotebookProjection:
         """A new projection built a few cells per event-loop turn (a big notebook built at
-        once stalls the server), then brought up to date with what changed meanwhile."""
+        once stalls the server), then brought up to date with what changed meanwhile.
+        ``records``: the table's records as they are now, if the caller has them (reading
+        them back from the table costs as much as building); the list is emptied."""
         projection = cls.__new__(cls)
         projection._setup(db, render_output, ingest_output, commit)
         changed: list[ChangeEvent] = []
         unsubscribe = db.on_change(changed.append)
         try:
-            await projection._writer.build_in_steps()
+            await projection._writer.build_in_steps(records=records)
         finally:
             unsubscribe()
         projection._observe()

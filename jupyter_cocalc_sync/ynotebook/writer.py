@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections import deque
 from typing import Any
 
 from pycrdt import Array, Map, Text
@@ -85,25 +86,44 @@ class YNotebookWriter:
             fields["attachments"] = cell["attachments"]
         return Map(fields)
 
-    async def build_in_steps(self, cells_per_step: int = BUILD_STEP) -> None:
+    async def build_in_steps(
+        self, cells_per_step: int = BUILD_STEP, *, records: list[Record] | None = None
+    ) -> None:
         """Fill an empty YNotebook from the table, a few cells per event-loop turn (a big
         notebook built at once stalls every other client of the server). The table may
-        change in between: the caller reconciles afterwards."""
-        settings = self.db.read(SETTINGS_KEY) or {}
-        positions = self.db.field_values("pos", {"type": "cell"})
-        keys = [k for k in self.db.field_values("type", {"type": "cell"})]
-        keys.sort(key=lambda k: cell_order_key({"id": k[1], "pos": positions.get(k, 0)}))
+        change in between: the caller reconciles afterwards. ``records``: the table's
+        records, when the caller has them (they are not read back from the table); the list
+        is emptied."""
+        if records is None:
+            settings = self.db.read(SETTINGS_KEY) or {}
+            positions = self.db.field_values("pos", {"type": "cell"})
+            keys = [k for k in self.db.field_values("type", {"type": "cell"})]
+            keys.sort(key=lambda k: cell_order_key({"id": k[1], "pos": positions.get(k, 0)}))
+            count = len(keys)
+
+            def cells_from(start: int) -> list[Record]:
+                read = [self.db.read(k) for k in keys[start : start + cells_per_step]]
+                return [r for r in read if r is not None]
+
+        else:
+            settings = next((r for r in records if (r["type"], r["id"]) == SETTINGS_KEY), {})
+            cells = deque(sorted((r for r in records if r["type"] == "cell"), key=cell_order_key))
+            count = len(cells)
+            records.clear()  # each record is let go once built: a big notebook is not held twice
+
+            def cells_from(start: int) -> list[Record]:  # (in order: from the front)
+                return [cells.popleft() for _ in range(min(cells_per_step, len(cells)))]
+
         with self.state.writing_ynotebook():
             self.ymeta["nbformat"] = 4
             self.ymeta["nbformat_minor"] = 5
             self.ymeta["metadata"] = Map(self._notebook_metadata(settings))
-        for start in range(0, len(keys), cells_per_step):
+        for start in range(0, count, cells_per_step):
             await asyncio.sleep(0)
-            read = [self.db.read(k) for k in keys[start : start + cells_per_step]]
-            records = [r for r in read if r is not None]
+            step = cells_from(start)
             with self.state.writing_ynotebook():
-                self.ycells.extend([self._ycell(r) for r in records])
-            self.state.order.extend(r["id"] for r in records)
+                self.ycells.extend([self._ycell(r) for r in step])
+            self.state.order.extend(r["id"] for r in step)
 
     def build(self) -> None:
         """Fill an empty YNotebook from the table."""

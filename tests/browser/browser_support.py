@@ -7,26 +7,19 @@ of JupyterLab here"). Every wait is on the DOM or on a file, never a fixed sleep
 from __future__ import annotations
 
 import hashlib
-import json
 import re
 import shutil
-import signal
-import subprocess
 import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from browser_commands import NotebookCommands
+from lab_servers import LabFolder
 from playwright.sync_api import Browser, BrowserContext, Locator, Page, Playwright, expect
 from playwright.sync_api import TimeoutError as PlaywrightTimeoutError
-from servers import ServerProcess
-
-import jupyter_cocalc_sync
 
 CHROMIUM = Path("/usr/bin/chromium")
-#: the frontend extension's package name (labextension/package.json)
-LABEXTENSION_NAME = "jupyter-cocalc-sync"
 CHROMIUM_ARGS = [
     "--no-sandbox",
     "--disable-gpu",
@@ -109,67 +102,6 @@ def browser_marks(timeout: float = 120) -> list[Any]:
         pytest.mark.timeout(timeout),
         pytest.mark.expect_errors(CLOSED_TAB_WRITE),
     ]
-
-
-def write_lab_settings(settings_dir: Path) -> None:
-    """Turn off news and update checks: on a fresh profile their toast covers the notebook."""
-    target = settings_dir / "@jupyterlab" / "apputils-extension"
-    target.mkdir(parents=True, exist_ok=True)
-    (target / "notification.jupyterlab-settings").write_text(
-        json.dumps({"fetchNews": "false", "checkForUpdates": False})
-    )
-
-
-def checkout_labextension(tmp_path: Path) -> Path:
-    """A labextensions folder holding this checkout's built frontend extension, for
-    ``LabApp.extra_labextensions_path`` (searched first): the tests run the checkout's build,
-    not one an earlier install left in the environment."""
-    built = Path(jupyter_cocalc_sync.__file__).parent / "labextension"
-    if not (built / "package.json").exists():
-        raise RuntimeError(
-            f"the frontend extension is not built ({built} is missing): "
-            "pip install -e . builds it (or jlpm build in labextension/)"
-        )
-    folder = tmp_path / "labextensions"
-    folder.mkdir(parents=True, exist_ok=True)
-    link = folder / LABEXTENSION_NAME
-    if not link.exists():
-        link.symlink_to(built, target_is_directory=True)
-    return folder
-
-
-def start_lab(tmp_path: Path, config: dict[str, Any] | None = None) -> ServerProcess:
-    """JupyterLab (this extension instead of jupyter_server_ydoc) on ``tmp_path/"root"``.
-
-    ``window.jupyterapp`` is exposed, so tests can read frontend state that has no DOM
-    (e.g. the file hash a notebook's context believes is on disk).
-    """
-    root = tmp_path / "root"
-    root.mkdir(parents=True, exist_ok=True)
-    config = {section: dict(values) for section, values in (config or {}).items()}
-    lab_config = config.setdefault("LabApp", {})
-    lab_config.setdefault("expose_app_in_browser", True)
-    lab_config.setdefault("extra_labextensions_path", [str(checkout_labextension(tmp_path))])
-    lab = ServerProcess(root, tmp_path / "state", app="jupyterlab", config=config)
-    write_lab_settings(lab.state / "lab-settings")
-    return lab.start()
-
-
-def stop_lab(server: ServerProcess, timeout: float = 15) -> None:
-    """Stop ``server`` with SIGTERM, jupyter_server's clean stop (kernels shut down, then exit).
-
-    Not SIGINT: without a tty it only breaks out of the event loop, with no cleanup, and the
-    interpreter then waits for idle AnyIO worker threads (up to 10 s after the last contents
-    save) before it exits.
-    """
-    process = server.process
-    if process is None or process.poll() is not None:
-        return
-    process.send_signal(signal.SIGTERM)
-    try:
-        process.wait(timeout)
-    except subprocess.TimeoutExpired:
-        server.kill()
 
 
 def launch_chromium(playwright: Playwright) -> Browser:
@@ -429,26 +361,28 @@ class LabUser(NotebookCommands):
 
 
 class LabSession:
-    """Opens notebooks for several users against one server, and keeps what a failure needs."""
+    """Opens notebooks of a test's folder for several users, and keeps what a failure needs."""
 
-    def __init__(self, browser: Browser, server: ServerProcess, artifacts: Path) -> None:
+    def __init__(self, browser: Browser, server: LabFolder, artifacts: Path) -> None:
         self.browser = browser
         self.server = server
         self.artifacts = artifacts
         self.users: list[LabUser] = []
 
     def open(self, notebook: str, name: str | None = None, *, wait: bool = True) -> LabUser:
-        """Open ``notebook`` (relative to the server root) in a new browser context.
+        """Open ``notebook`` (a name in the test's folder) in a new browser context.
 
         Open the next user only after this one is ready (``wait``): two users opening a
-        notebook at once each start a kernel.
+        notebook at once each start a kernel. The test's users share a JupyterLab workspace
+        (the open tabs, kept by the server) that no other test uses.
         """
         context = self.browser.new_context(viewport={"width": 1280, "height": 900})
         context.set_default_timeout(TIMEOUT_MS)
         page = context.new_page()
         user = LabUser(name or f"user{len(self.users) + 1}", context, page)
         self.users.append(user)
-        page.goto(f"{self.server.url}/lab/tree/{notebook}?token={self.server.token}")
+        workspace = f"{self.server.url}/lab/workspaces/{self.server.name}"
+        page.goto(f"{workspace}/tree/{self.server.path(notebook)}?token={self.server.token}")
         if wait:
             user.wait_ready()
         return user

@@ -4,17 +4,21 @@ reaches the other user's tab, the server's records, the file and a reloaded tab.
 Two users have one notebook open; Alice edits it the way a person does (menus, context menus,
 command-mode keys, the property inspector, dropping an image), Bob watches. After each step:
 Bob's tab shows the result, ``GET /api/cocalc-sync/notebooks/{path}`` has it, Ctrl+S writes it
-to the file, and Bob's tab still shows it after a reload (rebuilt from what the server keeps).
-The server's own autosave is pushed far out, so the file is what Ctrl+S wrote.
+to the file, and a client joining the notebook's room then is given it (what a reloaded tab is
+built from: what the server keeps); at the end of a scenario (and after an image is dropped)
+Bob's tab still shows it after a reload. The server's own autosave is pushed far out, so the
+file is what Ctrl+S wrote.
 """
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
 import re
 import struct
 import zlib
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -25,20 +29,19 @@ import pytest
 pytest.importorskip("playwright")
 
 from browser_support import LabSession, LabUser, browser_marks, wait_for_value
-from helpers import read_notebook_file, write_notebook
+from helpers import Server, read_notebook_file, write_notebook
+from lab_servers import LabFolder
 from playwright.sync_api import expect
-from servers import ServerProcess
 
 from jupyter_cocalc_sync.format.ipynb import cell_order_key, export_cell
 
 pytestmark = [*browser_marks(timeout=400), pytest.mark.slow]
 
-#: no autosave during a test: the file changes when Alice presses Ctrl+S
-CTRL_S_ONLY = pytest.mark.parametrize(
-    "lab_config",
-    [{"CocalcSync": {"autosave_delay": 600.0, "file_poll_interval": 0.2}}],
-    ids=["ctrl-s"],
-)
+
+@pytest.fixture(scope="module")
+def lab_config() -> dict[str, Any]:
+    """No autosave during a test: the file changes when Alice presses Ctrl+S."""
+    return {"CocalcSync": {"autosave_delay": 600.0, "file_poll_interval": 0.2}}
 
 
 @dataclass
@@ -110,7 +113,7 @@ def png(width: int, height: int) -> bytes:
 class SharedNotebook:
     """One notebook open for Alice (who edits) and Bob (who watches), and the checks of a step."""
 
-    def __init__(self, lab: LabSession, server: ServerProcess, name: str) -> None:
+    def __init__(self, lab: LabSession, server: LabFolder, name: str) -> None:
         self.server = server
         self.name = name
         self.alice: LabUser = lab.open(name, "alice")
@@ -120,7 +123,7 @@ class SharedNotebook:
     def records(self) -> list[dict[str, Any]]:
         """The cell records the server's REST API gives, in notebook order."""
         response = httpx.get(
-            f"{self.server.url}/api/cocalc-sync/notebooks/{self.name}",
+            self.server.api(f"cocalc-sync/notebooks/{self.server.path(self.name)}"),
             params={"token": self.server.token},
         )
         response.raise_for_status()
@@ -143,9 +146,26 @@ class SharedNotebook:
                     f"after {step}: cell {n}'s metadata in Bob's property inspector",
                 )
 
-    def check(self, step: str, expected: list[Cell]) -> None:
-        """Bob's tab, the records and the file (after Ctrl+S) show ``expected``; so does Bob's
-        tab after a reload."""
+    def joined(self) -> list[dict[str, Any]]:
+        """The cells a client joining the notebook's room now is given (a JupyterLab-like
+        YNotebook, as a reloaded tab gets them)."""
+
+        async def join() -> list[dict[str, Any]]:
+            client = Server(self.server.url, self.server.token)
+            try:
+                async with client.ynotebook(self.server.path(self.name)) as ynb:
+                    cells: list[dict[str, Any]] = ynb.get()["cells"]
+                    return cells
+            finally:
+                await client.aclose()
+
+        # Playwright's event loop is this thread's running loop: the client runs in another
+        with ThreadPoolExecutor(1) as thread:
+            return thread.submit(asyncio.run, join()).result()
+
+    def check(self, step: str, expected: list[Cell], *, reload: bool = False) -> None:
+        """Bob's tab, the records, the file (after Ctrl+S) and a client joining show
+        ``expected``; with ``reload``, so does Bob's tab after a reload."""
         shown = [cell.shown() for cell in expected]
         self.bob.wait_for_cells(shown)
         self.bob_shows_metadata(step, expected)
@@ -160,14 +180,17 @@ class SharedNotebook:
             expected,
             f"after {step}: the file",
         )
-        self.bob.reload()
-        self.bob.wait_for_cells(shown)
-        self.bob_shows_metadata(f"{step} and a reload", expected)
+        wait_for_value(
+            lambda: [Cell.of(c) for c in self.joined()], expected, f"after {step}: a joiner"
+        )
+        if reload:
+            self.bob.reload()
+            self.bob.wait_for_cells(shown)
+            self.bob_shows_metadata(f"{step} and a reload", expected)
         for user in (self.alice, self.bob):
             expect(user.dialogs).to_have_count(0)
 
 
-@CTRL_S_ONLY
 def test_clearing_outputs(lab, lab_server):
     """Clear Output of one cell, Edit → Clear Outputs of All Cells, and Kernel → Restart
     Kernel and Clear Outputs of All Cells."""
@@ -195,11 +218,12 @@ def test_clearing_outputs(lab, lab_server):
     alice.menu("Kernel", "Restart Kernel and Clear Outputs of All Cells…")
     alice.accept_dialog("Restart")
     nb.check(
-        "Restart Kernel and Clear Outputs", [code("print(1)"), code("print(2)"), code("print(3)")]
+        "Restart Kernel and Clear Outputs",
+        [code("print(1)"), code("print(2)"), code("print(3)")],
+        reload=True,
     )
 
 
-@CTRL_S_ONLY
 def test_changing_the_cells(lab, lab_server):
     """Cell type with M / R / Y, cut and paste (X, V), move down and up (Ctrl+Shift+arrows),
     merge (Shift+M) and split (Ctrl+Shift+-), delete (D D) and undo it (Z, Edit → Undo Cell
@@ -251,10 +275,9 @@ def test_changing_the_cells(lab, lab_server):
     alice.press_on_cell(2, "d", "d")
     nb.check("D D", [a, bc, e])
     alice.menu("Edit", "Undo Cell Operation")
-    nb.check("Undo Cell Operation", [a, bc, d, e])
+    nb.check("Undo Cell Operation", [a, bc, d, e], reload=True)
 
 
-@CTRL_S_ONLY
 def test_metadata_and_attachments(lab, lab_server):
     """Cell metadata edited in the property inspector (set, nested change, key removed); an
     image dropped into a Markdown cell (an attachment), then its reference deleted (JupyterLab
@@ -288,11 +311,11 @@ def test_metadata_and_attachments(lab, lab_server):
         attachments={name: {"image/png": base64.b64encode(image).decode()}},
         images=[2],
     )
-    nb.check("image dropped", [x, dropped])
+    nb.check("image dropped", [x, dropped], reload=True)
 
     alice.edit_markdown(1)
     alice.page.keyboard.press("Shift+Home")
     alice.page.keyboard.press("Backspace")
     alice.wait_for_cell_text(1, "# notes\n")
     alice.save()
-    nb.check("image reference deleted and saved", [x, notes])
+    nb.check("image reference deleted and saved", [x, notes], reload=True)

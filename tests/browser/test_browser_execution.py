@@ -60,21 +60,25 @@ def test_shift_enter_in_one_browser_shows_the_output_in_the_other(lab, lab_serve
         expect(user.dialogs).to_have_count(0)
     # JupyterLab's own kernel websocket to a pooled kernel started with the pool's kernel_info
     # and iopub subscription (pool/head_start.py), and the page works with it
-    pool = httpx.get(
-        f"{lab_server.url}/api/cocalc-sync/kernels", params={"token": lab_server.token}
-    ).json()["pool"]
+    pool = httpx.get(lab_server.api("cocalc-sync/kernels"), params={"token": lab_server.token})
+    pool = pool.json()["pool"]
     assert pool["head_starts"]["used"] == pool["counters"]["claimed"]
 
 
 def test_outputs_keep_coming_after_a_page_reload(lab, lab_server):
     """The cell runs on the server, not in the page: reloading mid-run loses nothing."""
-    count = 27  # one line every 0.3 s: about 8 s
+    count = 27  # one line every 0.3 s
+    # the cell holds before its last lines until this file exists: it still runs when the
+    # reloaded page is back, however long the reload takes
+    go_on = lab_server.root / "go-on"
     nb_path = lab_server.root / "long.ipynb"
     write_notebook(
         nb_path,
         [
-            "import time\n"
+            "import os, time\n"
             f"for i in range({count}):\n"
+            f"    while i == {count - 5} and not os.path.exists({str(go_on)!r}):\n"
+            "        time.sleep(0.1)\n"
             "    print(f'tick {i}', flush=True)\n"
             "    time.sleep(0.3)"
         ],
@@ -91,6 +95,7 @@ def test_outputs_keep_coming_after_a_page_reload(lab, lab_server):
     expect(alice.prompt(0)).to_contain_text("[*]")
     after_reload = len(ticks(alice.output_text(0)))
     assert after_reload < count, "the cell ended before the page was back: nothing to test"
+    go_on.touch()
     alice.wait_for_output(0, TICKS_ABOVE, after_reload)  # ... and grows while we watch
     expect(alice.output_locator(0)).to_contain_text(f"tick {count - 1}", timeout=20_000)
     expect(alice.prompt(0)).to_contain_text("[1]")

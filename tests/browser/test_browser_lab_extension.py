@@ -15,10 +15,18 @@ import pytest
 
 pytest.importorskip("playwright")
 
-from browser_support import KERNEL_IDLE, TIMEOUT_MS, LabUser, browser_marks, wait_for_file
+from browser_support import (
+    KERNEL_IDLE,
+    TIMEOUT_MS,
+    LabSession,
+    LabUser,
+    browser_marks,
+    wait_for_file,
+)
 from helpers import read_notebook_file, write_notebook
+from lab_servers import DEFAULT_LAB_CONFIG, LabFolder, lab_process, stop_lab
 from playwright.sync_api import Locator, expect
-from servers import ServerProcess, launch, server_command
+from servers import launch, server_command
 
 import jupyter_cocalc_sync
 
@@ -51,9 +59,9 @@ def stdout_in_file(path: Path, n: int) -> str | None:
     return "".join(o.get("text", "") for o in nb.cells[n].outputs if o.get("name") == "stdout")
 
 
-def api(server: ServerProcess, route: str) -> httpx.Response:
+def api(server: LabFolder, route: str) -> httpx.Response:
     answer = httpx.get(
-        f"{server.url}/api/cocalc-sync/{route}", params={"token": server.token}, timeout=60
+        server.api(f"cocalc-sync/{route}"), params={"token": server.token}, timeout=60
     )
     answer.raise_for_status()
     return answer
@@ -111,15 +119,13 @@ def test_getpass_is_a_password_box_and_its_value_reaches_no_document_file_or_his
         assert secret not in user.output_text(0)
     wait_for_file(path, lambda p: stdout_in_file(p, 0) == f"Password: \n{len(secret)}\n")
     assert secret not in path.read_text()
-    records = api(lab_server, "notebooks/secret.ipynb").text
+    notebook = f"notebooks/{lab_server.path('secret.ipynb')}"
+    records = api(lab_server, notebook).text
     assert "Password: " in records and secret not in records
-    versions = api(lab_server, "notebooks/secret.ipynb/history").json()["versions"]
+    versions = api(lab_server, f"{notebook}/history").json()["versions"]
     assert versions
     for version in versions:
-        assert (
-            secret
-            not in api(lab_server, f"notebooks/secret.ipynb/history/{version['version']}").text
-        )
+        assert secret not in api(lab_server, f"{notebook}/history/{version['version']}").text
     assert secret not in lab_server.log()
 
 
@@ -213,27 +219,31 @@ def test_a_run_cut_off_by_a_server_restart_shows_its_error(lab, lab_server):
 
 # (jupyter_server logs each request the gateway could not serve)
 @pytest.mark.expect_errors(r"503 GET /api/")
-def test_a_kernel_gateway_that_is_down_is_said_in_jupyterlab(lab, lab_server):
-    lab_server.stop()
-    lab_server.config["GatewayClient"] = {"url": "http://127.0.0.1:9"}  # nothing listens
-    lab_server.write_config()
+def test_a_kernel_gateway_that_is_down_is_said_in_jupyterlab(browser, tmp_path):
+    """A server of its own, configured with a gateway where nothing listens."""
+    config = {**DEFAULT_LAB_CONFIG, "GatewayClient": {"url": "http://127.0.0.1:9"}}
+    server = lab_process(tmp_path, config)
+    server.write_config()
     command = [
-        *server_command(
-            lab_server.python, lab_server.app, lab_server.port, lab_server.token, lab_server.root
-        ),
-        f"--LabApp.user_settings_dir={lab_server.state / 'lab-settings'}",
+        *server_command(server.python, server.app, server.port, server.token, server.root),
+        f"--LabApp.user_settings_dir={server.state / 'lab-settings'}",
     ]
-    lab_server.process = launch(command, lab_server.env(), lab_server.log_path)
-    # /api/status answers 503 (it lists the gateway's kernels): wait for any answer
-    deadline = time.monotonic() + 90
-    while time.monotonic() < deadline:
-        try:
-            httpx.get(f"{lab_server.url}/api/status", params={"token": lab_server.token})
-            break
-        except httpx.TransportError:
-            time.sleep(0.1)  # not listening yet: another process, nothing to await
-    write_notebook(lab_server.root / "nb.ipynb", ["1"])
-    alice = lab.open("nb.ipynb", "alice", wait=False)
-    toast = alice.page.get_by_text("No kernel can start")
-    expect(toast).to_be_visible(timeout=60_000)
-    expect(toast).to_contain_text("Gateway", timeout=TIMEOUT_MS)
+    server.process = launch(command, server.env(), server.log_path)
+    lab = LabSession(browser, LabFolder(server, "gateway"), tmp_path / "artifacts")
+    try:
+        # /api/status answers 503 (it lists the gateway's kernels): wait for any answer
+        deadline = time.monotonic() + 90
+        while time.monotonic() < deadline:
+            try:
+                httpx.get(f"{server.url}/api/status", params={"token": server.token})
+                break
+            except httpx.TransportError:
+                time.sleep(0.1)  # not listening yet: another process, nothing to await
+        write_notebook(server.root / "gateway" / "nb.ipynb", ["1"])
+        alice = lab.open("nb.ipynb", "alice", wait=False)
+        toast = alice.page.get_by_text("No kernel can start")
+        expect(toast).to_be_visible(timeout=60_000)
+        expect(toast).to_contain_text("Gateway", timeout=TIMEOUT_MS)
+    finally:
+        lab.close()
+        stop_lab(server)

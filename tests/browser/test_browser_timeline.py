@@ -37,7 +37,7 @@ def change_by_rest(lab_server) -> None:
         "delete": [{"type": "cell", "id": "cell-1"}],
     }
     response = httpx.post(
-        f"{lab_server.url}/api/cocalc-sync/notebooks/nb.ipynb/records",
+        lab_server.api(f"cocalc-sync/notebooks/{lab_server.path('nb.ipynb')}/records"),
         headers={"Authorization": f"token {lab_server.token}"},
         content=json.dumps(body),
     )

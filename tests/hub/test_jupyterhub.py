@@ -52,6 +52,19 @@ async def start_server(hub: Hub, name: str) -> None:
         await poll(ready, timeout=120, every=0.2)
 
 
+async def stop_server(hub: Hub, name: str) -> None:
+    """Stop ``name``'s server and wait until the hub has it stopped (a start while its stop
+    is pending is refused)."""
+    async with hub.api() as api:
+        assert (await api.delete(f"/users/{name}/server")).status_code in (202, 204)
+
+        async def stopped():
+            user = (await api.get(f"/users/{name}")).json()
+            return "" not in user["servers"]
+
+        await poll(stopped, timeout=60, every=0.2)
+
+
 async def server_last_activity(hub: Hub, name: str) -> datetime:
     """The hub's ``last_activity`` of ``name``'s server (what idle cullers read)."""
     async with hub.api() as api:
@@ -248,15 +261,20 @@ async def test_a_silent_cell_keeps_the_server_active_for_the_hub_and_idle_does_n
             records = (await a.request("GET", silent, params=quiet)).json()["records"]
             return next(r for r in records if r.get("id") == "cell-0").get("state")
 
-        asked = datetime.now(UTC)
         run = await a.request("POST", silent + "/run", json={"cell_ids": ["cell-0"]})
         assert run.status_code == 202, run.text
+
+        async def busy():
+            return await state() == "busy"
+
+        await poll(busy, timeout=60)
         # no client is connected, the cell prints nothing: only the extension says it runs
+        running_since = datetime.now(UTC)
 
-        async def reported_since_the_request():
-            return await server_last_activity(hub, "alice") > asked + timedelta(seconds=4)
+        async def reported_while_running():
+            return await server_last_activity(hub, "alice") > running_since + timedelta(seconds=2)
 
-        await poll(reported_since_the_request, timeout=40, every=0.5)
+        await poll(reported_while_running, timeout=40, every=0.5)
         assert await state() == "busy"
 
         assert (await a.request("POST", silent + "/interrupt")).status_code == 200
@@ -265,9 +283,9 @@ async def test_a_silent_cell_keeps_the_server_active_for_the_hub_and_idle_does_n
             return await state() == "idle"
 
         await poll(idle, timeout=30)
-        await asyncio.sleep(3)  # the last reports of the run reach the hub (every second)
+        await asyncio.sleep(2)  # the last reports of the run reach the hub (every second)
         rested = await server_last_activity(hub, "alice")
-        await asyncio.sleep(5)  # five reporting intervals with nothing going on
+        await asyncio.sleep(3)  # three reporting intervals with nothing going on
         assert await server_last_activity(hub, "alice") == rested
     finally:
         await alice.aclose()

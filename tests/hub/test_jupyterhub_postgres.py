@@ -12,7 +12,7 @@ import psycopg
 import pytest
 from helpers import write_notebook
 from hub_support import Hub, HubUser, hub_missing_reason
-from test_jupyterhub import finished, start_server, text_of
+from test_jupyterhub import finished, start_server, stop_server, text_of
 
 from jupyter_cocalc_sync.client import CocalcSyncClient
 from jupyter_cocalc_sync.store.pg_provision import role_name
@@ -83,8 +83,7 @@ async def test_each_hub_user_gets_a_schema_and_cannot_read_anothers(hub_and_data
             await bob_client.close()
 
         # Alice's server goes away and comes back (a new pod): her history is where she left it
-        async with hub.api() as api:
-            assert (await api.delete("/users/alice/server")).status_code in (202, 204)
+        await stop_server(hub, "alice")
         await start_server(hub, "alice")
         a = await alice.enter("alice")
         history = (await a.request("GET", NB + "/history")).json()["versions"]

@@ -17,6 +17,7 @@ from tornado.httpclient import HTTPClientError
 from traitlets.config import Config
 
 from jupyter_cocalc_sync.pool.manager import PoolingKernelManager
+from jupyter_cocalc_sync.pool.priority import BOOT_NICE
 
 DEADLINE_S = 60
 
@@ -24,7 +25,7 @@ DEADLINE_S = 60
 @pytest.fixture
 def pool_config() -> dict[str, Any]:
     """``c.KernelPool`` for the test's server (tests may mutate this dict)."""
-    return {"size": 1, "launch_delay_ms": 0}
+    return {"size": 1, "max_size": 1, "launch_delay_ms": 0}
 
 
 @pytest.fixture
@@ -223,7 +224,7 @@ async def test_a_dead_pooled_kernel_is_replaced_while_waiting(manager):
     assert manager.pool_status()["counters"]["replaced"] == 1
 
 
-@pytest.mark.parametrize("pool_config", [{"size": 2, "launch_delay_ms": 0}])
+@pytest.mark.parametrize("pool_config", [{"size": 2, "max_size": 2, "launch_delay_ms": 0}])
 async def test_shutdown_all_leaves_no_kernel_process(jp_fetch, manager):
     session = await start_session(jp_fetch, "nb.ipynb")
     claimed_pid = kernel_pid(manager, session["kernel"]["id"])
@@ -276,7 +277,12 @@ async def test_kernels_endpoint_returns_kernelspecs_and_pool_status(jp_fetch, ma
     assert data["default"] == stock["default"] == "python3"
     pool = data["pool"]
     assert pool["size"] == 1 and pool["launch_delay_ms"] == 0
-    assert pool["kernels"]["python3"] == {"kernel_name": "python3", "ready": 1, "starting": 0}
+    assert pool["kernels"]["python3"] == {
+        "kernel_name": "python3",
+        "ready": 1,
+        "starting": 0,
+        "target": 1,
+    }
 
 
 async def test_kernels_endpoint_refuses_requests_without_a_token(jp_fetch):
@@ -310,3 +316,48 @@ async def test_idle_pooled_kernels_are_recycled(manager):
     (first,) = manager.pool.kernel_ids()
     await until(lambda: manager.pool.kernel_ids() not in ([], [first]), "a fresh kernel")
     assert manager.pool_status()["counters"]["recycled"] >= 1
+
+
+def boot_nice(pid: int) -> int:
+    """The CPU priority a pool gives a kernel process: its autogroup's nice value where the
+    scheduler's autogroups are on, else its main thread's."""
+    if Path("/proc/sys/kernel/sched_autogroup_enabled").read_text().strip() == "1":
+        return int(Path(f"/proc/{pid}/autogroup").read_text().split()[-1])
+    return os.getpriority(os.PRIO_PROCESS, pid)
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="Linux scheduling")
+@pytest.mark.parametrize(
+    "pool_config", [{"size": 1, "max_size": 3, "launch_delay_ms": 0, "demand_window_s": 600}]
+)
+async def test_the_pool_grows_with_demand_and_shrinks_when_idle(jp_fetch, manager):
+    # three notebooks opened together: one pooled kernel serves one, then the pool holds three
+    sessions = await asyncio.gather(*(start_session(jp_fetch, f"nb{i}.ipynb") for i in range(3)))
+    assert manager.pool_status()["kernels"]["python3"]["target"] == 3
+    await manager.pool.wait_ready(timeout=DEADLINE_S)
+    assert len(manager.pool.kernel_ids()) == 3
+    assert not set(manager.pool.kernel_ids()) & {s["kernel"]["id"] for s in sessions}
+
+    # the operator's memory budget: room for two of them
+    status = manager.pool_status()
+    manager.pool.max_memory_mb = status["memory_mb"] * 2.5 / 3
+    await until(lambda: len(manager.pool.kernel_ids()) == 2, "the pool to fit its budget")
+    # nobody opened a notebook within the demand window: back to its size
+    manager.pool.demand_window_s = 0.5
+    await until(lambda: len(manager.pool.kernel_ids()) == 1, "the pool to shrink")
+    status = manager.pool_status()
+    assert status["kernels"]["python3"]["target"] == 1
+    assert status["counters"]["shrunk"] == 2
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="Linux scheduling")
+async def test_a_booting_refill_yields_the_cpu_to_a_kernel_start(jp_fetch, manager):
+    session = await start_session(jp_fetch, "nb.ipynb")
+    await until(manager.pool.booting_pids, "the refill to boot")
+    # (no await from here to the start: the refill is still booting)
+    (pid,) = manager.pool.booting_pids()
+    assert boot_nice(pid) == 0
+    with manager.pool.start_under_way():
+        assert boot_nice(pid) == BOOT_NICE
+    await until(lambda: boot_nice(pid) == 0, "its normal priority back after the start")
+    assert boot_nice(kernel_pid(manager, session["kernel"]["id"])) == 0

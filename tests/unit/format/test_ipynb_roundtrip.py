@@ -187,6 +187,19 @@ def test_generated_notebooks_round_trip(nb):
     assert_roundtrip(nbformat.writes(nb))
 
 
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(notebooks(), unicode_text)
+def test_notebooks_are_written_byte_for_byte_as_nbformat_writes_them(nb, text):
+    nb["metadata"].update(orig_nbformat=3, signature="sha256:x")
+    bundle = {"image/svg+xml": text, "application/javascript": text, "image/png": text}
+    nb["cells"].append(nbformat.v4.new_markdown_cell(text, attachments={"a.svg": bundle}))
+    nb["cells"].append(nbformat.v4.new_code_cell(text, metadata={"trusted": True}))
+    nb["cells"][-1]["outputs"].append(nbformat.v4.new_output("display_data", data=bundle))
+    plain = json.loads(json.dumps(nb))  # the plain dicts export gives
+    assert write_notebook(plain) == nbformat.writes(nbformat.from_dict(plain))
+    assert plain == json.loads(json.dumps(nb))  # (not changed in place)
+
+
 # -- bad files --------------------------------------------------------------------------------
 
 

@@ -14,7 +14,16 @@ from jupyter_cocalc_sync.pool.manager import PoolingKernelManager
 
 @pytest.mark.parametrize(
     ("setting", "bad"),
-    [("size", 11), ("size", -1), ("timeout_s", -1), ("launch_delay_ms", -5)],
+    [
+        ("size", 11),
+        ("size", -1),
+        ("max_size", 51),
+        ("max_size", -1),
+        ("max_memory_mb", -1),
+        ("demand_window_s", float("nan")),
+        ("timeout_s", -1),
+        ("launch_delay_ms", -5),
+    ],
 )
 def test_invalid_settings_are_refused_naming_the_setting(setting, bad):
     with pytest.raises(TraitError, match=f"KernelPool.{setting}"):
@@ -27,6 +36,9 @@ def test_invalid_settings_are_refused_naming_the_setting(setting, bad):
         ("COCALC_JUPYTER_POOL_SIZE", "size"),
         ("COCALC_JUPYTER_POOL_TIMEOUT_S", "timeout_s"),
         ("COCALC_JUPYTER_POOL_LAUNCH_DELAY_MS", "launch_delay_ms"),
+        ("COCALC_JUPYTER_POOL_MAX_SIZE", "max_size"),
+        ("COCALC_JUPYTER_POOL_MAX_MEMORY_MB", "max_memory_mb"),
+        ("COCALC_JUPYTER_POOL_DEMAND_WINDOW_S", "demand_window_s"),
     ],
 )
 def test_invalid_environment_variables_are_refused(monkeypatch, var, setting):

@@ -207,3 +207,48 @@ def test_values_read_back_as_json_with_integral_numbers_as_ints():
     assert rec["metadata"] == {"w": 640, "r": 0.5}
     rec["metadata"]["w"] = 1  # a copy: the table is unchanged
     assert db.get_one({"type": "cell", "id": "c"})["metadata"]["w"] == 640
+
+
+def test_typing_keeps_a_cached_record_and_reads_only_the_text_again(monkeypatch):
+    from jupyter_cocalc_sync.sync import table as table_module
+
+    db = make_db()
+    outputs = {str(i): {"output_type": "stream", "text": "out"} for i in range(20)}
+    db.set({"type": "cell", "id": "c", "input": "x", "pos": 0, "output": outputs}, ME)
+    db.commit(ME)
+    held = db.peek(("cell", "c"))  # cached now
+    peer = make_db()
+    peer.apply_update(db.get_update(), PEER)
+    whole_reads: list[object] = []
+    read_whole = table_module.map_from_crdt
+    monkeypatch.setattr(
+        table_module, "map_from_crdt", lambda value: whole_reads.append(value) or read_whole(value)
+    )
+    for typed in ("x ", "x =", "x = 1"):  # a peer types, the table gets its updates
+        peer.set({"type": "cell", "id": "c", "input": typed}, PEER)
+        peer.commit(PEER)
+        db.apply_update(peer.get_update(db.get_state()), PEER)
+        assert db.peek(("cell", "c"))["input"] == typed
+    assert whole_reads == []  # the record with its twenty outputs was not read again
+    assert held["input"] == "x"  # a record read before is what it was when read
+    assert db.get_one({"type": "cell", "id": "c"})["output"] == outputs
+
+
+def test_a_change_besides_typing_reads_the_record_again():
+    db = make_db()
+    db.set({"type": "cell", "id": "c", "input": "x", "pos": 0}, ME)
+    db.commit(ME)
+    db.peek(("cell", "c"))
+    record = db.record_map(("cell", "c"))
+    with db.transaction(ME):  # typing and another field in one transaction
+        text = record["input"]
+        text += "y"
+        db.set({"type": "cell", "id": "c", "pos": 5}, ME)
+    db.commit(ME)
+    assert db.peek(("cell", "c")) == {"type": "cell", "id": "c", "input": "xy", "pos": 5}
+    with db.transaction(ME):  # typing, then the text replaced by another
+        text = record["input"]
+        text += "z"
+        record["input"] = Text("new")
+    db.commit(ME)
+    assert db.peek(("cell", "c"))["input"] == "new"

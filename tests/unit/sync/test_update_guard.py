@@ -1,15 +1,20 @@
 """``UpdateGuard``: the shadow copy is made when a peer first writes, not when a document is
-served, and it still refuses a bad update once made."""
+served, and it still refuses a bad update once made; typing into a text is checked without
+reading the whole record or cell."""
 
 from __future__ import annotations
 
 import pytest
-from pycrdt import Doc, Map
+from jupyter_ydoc import YNotebook
+from pycrdt import Doc, Map, Text
 
 from jupyter_cocalc_sync.errors import InvalidRecordError
 from jupyter_cocalc_sync.format.schema import notebook_syncdb
 from jupyter_cocalc_sync.origin import SERVER
-from jupyter_cocalc_sync.sync.guard import table_guard
+from jupyter_cocalc_sync.sync.guard import RecordChecker, table_guard
+from jupyter_cocalc_sync.sync.table import SyncDB
+from jupyter_cocalc_sync.ynotebook import checks
+from jupyter_cocalc_sync.ynotebook.checks import check_cell, ynotebook_guard
 
 
 def test_a_document_only_read_has_no_shadow_copy() -> None:
@@ -47,3 +52,88 @@ def test_the_shadow_made_on_the_first_write_follows_the_document_and_refuses_bad
     peer.doc.get("records", type=Map)['["cell","c"]'] = "not a map"
     with pytest.raises(InvalidRecordError):
         guard.check(peer.doc.get_update(before))
+
+
+def _peer_of(db: SyncDB) -> SyncDB:
+    peer = SyncDB(db.primary_keys, db.string_cols, map_cols=db.map_cols)
+    peer.doc.apply_update(db.doc.get_update())
+    return peer
+
+
+def _typed(peer: SyncDB, key: str, column: str, text: str) -> bytes:
+    """A peer's update that appends ``text`` to the text in ``column`` of record ``key``."""
+    before = peer.doc.get_state()
+    field = peer.doc.get("records", type=Map)[key][column]
+    assert isinstance(field, Text)
+    field += text
+    return peer.doc.get_update(before)
+
+
+def test_typing_into_a_text_column_checks_that_column_alone(monkeypatch) -> None:
+    db = notebook_syncdb()
+    outputs = {str(i): {"output_type": "stream", "text": "out" * 100} for i in range(50)}
+    db.set({"type": "cell", "id": "a", "input": "x = 1", "output": outputs}, SERVER)
+    db.commit(SERVER)
+    guard = table_guard(db)
+    guard.check(Doc().get_update())
+    whole_records: list[str] = []
+    check_record = RecordChecker._check_record
+    monkeypatch.setattr(
+        RecordChecker,
+        "_check_record",
+        lambda self, encoded, value: (
+            whole_records.append(encoded) or check_record(self, encoded, value)
+        ),
+    )
+    peer = _peer_of(db)
+    guard.check(_typed(peer, '["cell","a"]', "input", " + 1"))
+    assert whole_records == []  # the record's fifty outputs were not read
+    before = peer.doc.get_state()
+    peer.set({"type": "cell", "id": "a", "pos": 2}, SERVER)
+    peer.commit(SERVER)
+    guard.check(peer.doc.get_update(before))
+    assert whole_records == ['["cell","a"]']
+
+
+def test_typing_into_a_text_column_is_still_validated() -> None:
+    def validate(record) -> None:
+        if record.get("state") not in (None, "on", "off"):
+            raise InvalidRecordError("state must be on or off")
+
+    db = SyncDB(("id",), ("state",), validate=validate)
+    db.set({"id": "a", "state": "on"}, SERVER)
+    db.commit(SERVER)
+    guard = table_guard(db)
+    peer = _peer_of(db)
+    with pytest.raises(InvalidRecordError, match="on or off"):
+        guard.check(_typed(peer, '["a"]', "state", "!"))
+
+
+def test_typing_into_a_cell_source_checks_no_cell_but_other_texts_are_checked(
+    monkeypatch,
+) -> None:
+    server = YNotebook(Doc())
+    server.append_cell({"cell_type": "code", "id": "c1", "source": "x = 1"})
+    guard = ynotebook_guard(server.ydoc)
+    checked: list[int] = []
+    monkeypatch.setattr(
+        checks, "check_cell", lambda ycell, index: checked.append(index) or check_cell(ycell, index)
+    )
+    peer = YNotebook(Doc())
+    peer.ydoc.apply_update(server.ydoc.get_update())
+    before = peer.ydoc.get_state()
+    source = peer.ycells[0]["source"]
+    source += " + 1"  # (typing: the Text itself, not a new one in its place)
+    guard.check(peer.ydoc.get_update(before))
+    assert checked == []
+    # a text in another field of the cell: the cell is checked (an id must not become empty)
+    before = peer.ydoc.get_state()
+    peer.ycells[0]["id"] = Text("c1")
+    update = peer.ydoc.get_update(before)
+    guard.check(update)
+    server.ydoc.apply_update(update)
+    assert checked == [0]
+    before = peer.ydoc.get_state()
+    del peer.ycells[0]["id"][0:2]
+    with pytest.raises(InvalidRecordError, match="id must be a non-empty string"):
+        guard.check(peer.ydoc.get_update(before))

@@ -6,9 +6,11 @@ from __future__ import annotations
 
 from typing import Any
 
+import nbformat
 from jupyter_ydoc import YNotebook
 from pycrdt import Doc, Map
 
+from jupyter_cocalc_sync.format.ipynb import initial_update, notebook_to_records
 from jupyter_cocalc_sync.format.schema import notebook_syncdb
 from jupyter_cocalc_sync.origin import SERVER, Origin
 from jupyter_cocalc_sync.permissions import FULL
@@ -171,3 +173,44 @@ def test_closing_stops_both_directions():
     db.commit(SERVER)
     client.pull()
     assert client.sources() == ["x"]
+
+
+async def test_a_yNotebook_built_from_the_imported_records_equals_one_read_from_the_table(
+    monkeypatch,
+):
+    png = "iVBORw0KGgo="
+    notebook = nbformat.v4.new_notebook(
+        metadata={"kernelspec": {"name": "python3", "display_name": "Python 3"}, "x": [1, 2.5]},
+        cells=[
+            nbformat.v4.new_markdown_cell("# *title*", attachments={"a.png": {"image/png": png}}),
+            nbformat.v4.new_raw_cell("raw", metadata={"format": "text/plain"}),
+            nbformat.v4.new_code_cell(
+                "print(1)\n1",
+                execution_count=3,
+                metadata={"tags": ["t"], "collapsed": True},
+                outputs=[
+                    nbformat.v4.new_output("stream", name="stdout", text="1\n"),
+                    nbformat.v4.new_output(
+                        "execute_result", {"text/plain": "1"}, execution_count=3
+                    ),
+                    nbformat.v4.new_output("display_data", {"image/png": png}),
+                    nbformat.v4.new_output("error", ename="E", evalue="v", traceback=["t"]),
+                ],
+            ),
+            *[nbformat.v4.new_code_cell(f"x = {n}") for n in range(60)],  # past one step
+        ],
+    )
+    imported = notebook_to_records(notebook)
+    db = notebook_syncdb()
+    db.apply_update(initial_update(imported), SERVER)
+    from_table = await YNotebookProjection.built_in_steps(db)
+
+    def read_back(*_: Any) -> None:
+        raise AssertionError("read back from the table")
+
+    monkeypatch.setattr(db, "read", read_back)
+    monkeypatch.setattr(db, "field_values", read_back)
+    from_records = await YNotebookProjection.built_in_steps(db, records=imported)
+    assert from_records.ynotebook.get() == from_table.ynotebook.get()
+    assert len(from_records.ycells) == 63
+    assert imported == []  # let go of as built
