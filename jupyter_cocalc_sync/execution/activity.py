@@ -61,6 +61,9 @@ class CollaboratorsPanel(Protocol):
 
 #: seconds within which changes of the state are sent to clients as one
 PUBLISH_DELAY = 0.05
+#: seconds after which a state is sent again even if it did not change (clients drop a state
+#: not renewed within 30 s)
+RENEW_INTERVAL = 10.0
 
 
 @dataclass(frozen=True)
@@ -102,6 +105,8 @@ class NotebookActivity:
         self._wake = asyncio.Event()
         self._last_sample = -float("inf")  # time.monotonic() of the latest sample
         self._publishing: asyncio.TimerHandle | None = None
+        #: the state last sent, and when (time.monotonic())
+        self._published: tuple[dict[str, Any] | None, float] | None = None
         self._task: asyncio.Task[None] | None = asyncio.get_running_loop().create_task(
             self._sample_forever()
         )
@@ -125,13 +130,19 @@ class NotebookActivity:
 
     def _publish_now(self) -> None:
         self._publishing = None
-        if self.usage is None and self.progress is None:
-            self._server_state(None)
-            self._show_in_panel(None)
-            return
-        state = self.to_json()
-        summary = self._summary()
-        state["user"] = {**KERNEL_USER, "display_name": summary}
+        state: dict[str, Any] | None = None
+        summary: str | None = None
+        if self.usage is not None or self.progress is not None:
+            state = self.to_json()
+            summary = self._summary()
+            state["user"] = {**KERNEL_USER, "display_name": summary}
+        now = time.monotonic()
+        if self._published is not None:
+            # (runs back to back end as each began: "1/1 cells done", the same again)
+            published, when = self._published
+            if published == state and now - when < RENEW_INTERVAL:
+                return
+        self._published = (state, now)
         self._server_state(state)
         self._show_in_panel(summary)
 

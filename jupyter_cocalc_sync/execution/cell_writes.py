@@ -20,6 +20,7 @@ from ..format.schema import SETTINGS_KEY
 from ..origin import RUNNER, Origin
 from ..outputs.handler import OutputHandler
 from ..sync.table import SyncDB
+from ..sync.values import from_crdt
 from .run_versions import RunVersions
 
 #: ``ename`` of the error that ends a run the server did not see to its end
@@ -64,13 +65,31 @@ class CellWrites:
         self.versions.commit(origin or self.origin)
 
     def started(self, cell_id: str, handler: OutputHandler) -> None:
+        """The kernel began running the cell (committed by the caller, with what came with
+        it)."""
         record = {"type": "cell", "id": cell_id, "state": "busy", "start": now_ms()}
         if handler.exec_count is not None:
             record["exec_count"] = handler.exec_count
         with self.batch() as origin:
             self.db.set(record, origin)
             self.set_settings(kernel_state="busy")
-        self.commit()
+
+    def clear_for_run(self, cell_id: str, origin: Origin | None = None) -> None:
+        """The cell's outputs, count and end go as its run starts (committed by the caller)."""
+        with self.batch(origin) as made_by:
+            # what the server runs for a collaborator is trusted, for every collaborator
+            # (JupyterLab reads the cell's metadata.trusted; the saved file is then signed)
+            self.db.set(
+                {
+                    "type": "cell",
+                    "id": cell_id,
+                    "end": None,
+                    "output": None,
+                    "exec_count": None,
+                    "metadata": {"trusted": True},
+                },
+                made_by,
+            )
 
     def flush_soon(self, cell_id: str) -> None:
         """Write now if the last write was long enough ago, else once the interval is over."""
@@ -107,7 +126,7 @@ class CellWrites:
             record["exec_count"] = handler.exec_count
         if final:
             record.update(state="idle", end=now_ms())
-        if len(record) == 2 or self.db.peek(("cell", cell_id)) is None:
+        if len(record) == 2 or self.db.record_map(("cell", cell_id)) is None:
             return
         with self.batch() as origin:
             self.db.set(record, origin)
@@ -168,9 +187,14 @@ class CellWrites:
             self.db.set({"type": "cell", "id": cell_id, "output": {str(index): patched}}, origin)
         self.commit()
 
+    def setting(self, name: str) -> Any:
+        """One field of the settings record (``None`` if unset), read without the others (the
+        runner changes the record twice a run: the whole of it is not read again each time)."""
+        settings = self.db.record_map(SETTINGS_KEY)
+        return from_crdt(settings.get(name)) if settings is not None else None
+
     def set_settings(self, **fields: Any) -> None:
-        settings = self.db.peek(SETTINGS_KEY) or {}
-        changed = {k: v for k, v in fields.items() if k == "metadata" or settings.get(k) != v}
+        changed = {k: v for k, v in fields.items() if k == "metadata" or self.setting(k) != v}
         if not changed:
             return
         with self.batch() as origin:

@@ -114,6 +114,8 @@ class NotebookRunner:
         self.done_in_batch = 0
         self._progress: list[RunProgressListener] = []
         self._interrupt_requested = False
+        #: the cell ``run`` cleared for the worker it started (its first cell)
+        self._cleared: str | None = None
         self._idle = asyncio.Event()
         self._idle.set()
         self._unsubscribe = self.db.on_change(self._on_change)
@@ -216,6 +218,10 @@ class NotebookRunner:
                 self._requested_by[cell_id] = running_for
                 self.db.set({"type": "cell", "id": cell_id, "state": "run"}, running_for)
                 queued.append(cell_id)
+            if self._starts_at_once(queued, kernel_id):
+                # (one change, not two: queued, and cleared for the run that starts now)
+                self.writes.clear_for_run(queued[0], running_for)
+                self._cleared = queued[0]
         if queued:
             self.writes.commit(running_for)
             if kernel_id:
@@ -223,6 +229,23 @@ class NotebookRunner:
             self._start_worker()
             self._report_progress()
         return queued
+
+    def _starts_at_once(self, queued: list[str], kernel_id: str | None) -> bool:
+        """Whether the first of the cells just ``queued`` starts as soon as the worker does:
+        none before it, the kernel running (nothing to wait for), and no overflowed outputs
+        to remove first."""
+        kernel = self.kernel
+        if (
+            not queued
+            or self.queue[0] != queued[0]
+            or (self._worker is not None and not self._worker.done())
+            or kernel is None
+            or kernel.state != "running"
+            or (kernel_id is not None and kernel_id != kernel.kernel_id)
+        ):
+            return False
+        record = self.db.peek(("cell", queued[0])) or {}
+        return self.overflow is None or not any(is_marker(o) for o in ordered_outputs(record))
 
     def run_all(self, *, origin: Origin) -> list[str]:
         cells = sorted(
@@ -282,6 +305,7 @@ class NotebookRunner:
                     self._drop_queue()
                 self._report_progress()
         finally:
+            self._cleared = None
             self.writes.set_settings(kernel_state="idle")
             self.writes.commit()
             self.writes.origin = RUNNER
@@ -338,6 +362,8 @@ class NotebookRunner:
         return kernel
 
     async def _run_cell(self, cell_id: str) -> bool:
+        # cleared when it was queued (``run``) if it is the worker's first
+        cleared, self._cleared = self._cleared == cell_id, None
         record = self.db.peek(("cell", cell_id))
         if record is None:
             return True
@@ -369,21 +395,9 @@ class NotebookRunner:
         )
         self._handler = handler
         self.versions.start_run()
-        with self.writes.batch() as origin:
-            # what the server runs for a collaborator is trusted, for every collaborator
-            # (JupyterLab reads the cell's metadata.trusted; the saved file is then signed)
-            self.db.set(
-                {
-                    "type": "cell",
-                    "id": cell_id,
-                    "end": None,
-                    "output": None,
-                    "exec_count": None,
-                    "metadata": {"trusted": True},
-                },
-                origin,
-            )
-        self.writes.commit()
+        if not cleared:
+            self.writes.clear_for_run(cell_id)
+            self.writes.commit()
         ok = True
         self.writes.last_flush = 0.0  # the first output of a run is written at once
         emitter = kernel.execute_code(code)
@@ -396,18 +410,23 @@ class NotebookRunner:
                     handler.handle(msg)
                     self.writes.started(cell_id, handler)
                     if self._interrupt_requested:  # asked for before the kernel began
+                        self.writes.commit()
                         await kernel.signal("SIGINT")
-                    continue
-                if msg_type == INPUT_REQUEST:
+                elif msg_type == INPUT_REQUEST:
                     self._show_input_request(cell_id, handler, msg)
-                    continue
-                if msg_type == "error":
-                    ok = False
-                    if msg.get("content", {}).get("ename") == DEAD_KERNEL_ENAME:
-                        evalue = msg.get("content", {}).get("evalue", "the kernel died")
-                        self.writes.set_settings(backend_state="failed", kernel_error=evalue)
-                handler.handle(msg)
-                self.writes.flush_soon(cell_id)
+                else:
+                    if msg_type == "error":
+                        ok = False
+                        if msg.get("content", {}).get("ename") == DEAD_KERNEL_ENAME:
+                            evalue = msg.get("content", {}).get("evalue", "the kernel died")
+                            self.writes.set_settings(backend_state="failed", kernel_error=evalue)
+                    handler.handle(msg)
+                    if not emitter.pending:
+                        self.writes.flush_soon(cell_id)
+                if not emitter.pending:
+                    # the messages that arrived together are one change: the cell's start,
+                    # its outputs and (when the run's end came with them) its end
+                    self.writes.commit()
             reply = emitter.reply or {}
             if reply.get("status") == "error":
                 ok = False
@@ -417,15 +436,18 @@ class NotebookRunner:
             await handler.finish()
             self._handler = None
             self.writes.cancel_flush()
+            if not self.queue:  # the kernel's last run of the batch: said with its end
+                self.writes.set_settings(kernel_state="idle")
             self.writes.flush(cell_id, handler, final=True)
+            self.writes.commit()  # (the cell is gone: what else the run wrote)
             self.versions.end_run()
         return ok
 
     def _limits(self) -> OutputLimits:
-        settings = self.db.peek(SETTINGS_KEY) or {}
+        setting = self.writes.setting
         return OutputLimits(
-            max_length=int(settings.get("max_output_length") or self.limits.max_length),
-            max_messages=int(settings.get("max_output_messages") or self.limits.max_messages),
+            max_length=int(setting("max_output_length") or self.limits.max_length),
+            max_messages=int(setting("max_output_messages") or self.limits.max_messages),
         )
 
     # -- stdin ------------------------------------------------------------------------------

@@ -11,12 +11,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hmac
 import logging
 from collections.abc import Callable, Coroutine
-from typing import Any, Literal, Protocol
+from typing import Any, Literal, Protocol, cast
 
 import zmq
 import zmq.asyncio
+from jupyter_client.adapter import adapt
 from jupyter_client.client import KernelClient
 from jupyter_client.manager import KernelManager
 from jupyter_client.session import Session
@@ -74,6 +76,9 @@ class Replies:
         self._listener = listener
         self._replies: dict[str, asyncio.Future[Message]] = {}
         self._iopub_probe: asyncio.Future[None] | None = None
+        #: records each iopub message as the kernel's activity for jupyter_server, when this
+        #: connection took that over (``activity_watch``)
+        self.record_activity: Callable[[Message], None] | None = None
 
     def fail_waiters(self, reason: str) -> None:
         replies, self._replies = self._replies, {}
@@ -154,6 +159,8 @@ class Replies:
         probe = self._iopub_probe
         if probe is not None and not probe.done():
             probe.set_result(None)
+        if self.record_activity is not None:
+            self.record_activity(msg)
         self._listener.on_iopub(msg)
 
     def _on_shell(self, msg: Message) -> None:
@@ -238,7 +245,7 @@ class Connection(Replies):
                 return
             try:
                 _idents, frames = session.feed_identities(received)
-                msg = session.deserialize(frames)
+                msg = decode(session, cast("list[bytes]", frames))  # (received as copies)
             except UNREADABLE as e:
                 log.warning("Dropped an unreadable message from a kernel: %s", e)
                 continue
@@ -247,6 +254,34 @@ class Connection(Replies):
             except Exception as e:  # a bug of ours: the kernel's next messages still come
                 what = f"handling {msg.get('msg_type')} from a kernel"
                 count_error("kernel.message", e, what, logger=log)
+
+
+def decode(session: Session, frames: list[bytes]) -> Message:
+    """``session.deserialize(frames)``, but the dates of the headers stay the ISO 8601 strings
+    they are: nothing of ours reads them, and parsing two per message was a good part of the
+    server's work per kernel message."""
+    if session.auth is not None:
+        signature = frames[0]
+        if not signature:
+            raise ValueError("Unsigned Message")
+        if signature in session.digest_history:
+            raise ValueError(f"Duplicate Signature: {signature!r}")
+        session._add_digest(signature)
+        if not hmac.compare_digest(signature, session.sign(frames[1:5])):
+            raise ValueError(f"Invalid Signature: {signature!r}")
+    if len(frames) < 5:
+        raise TypeError("malformed message, must have at least 5 elements")
+    header = session.unpack(frames[1])
+    msg: Message = {
+        "header": header,
+        "msg_id": header["msg_id"],
+        "msg_type": header["msg_type"],
+        "parent_header": session.unpack(frames[2]),
+        "metadata": session.unpack(frames[3]),
+        "content": session.unpack(frames[4]),
+        "buffers": [memoryview(b) for b in frames[5:]],
+    }
+    return adapt(msg)
 
 
 def _readable(socket: zmq.asyncio.Socket) -> bool:

@@ -75,6 +75,12 @@ class CodeExecutionEmitter:
         return code
 
     @property
+    def pending(self) -> bool:
+        """Whether more of the request's messages (or its end) are here already: an iteration
+        would take the next without waiting."""
+        return not self._inbox.empty()
+
+    @property
     def done(self) -> bool:
         """Whether this request has finished (replied, dropped, or ended by a dead kernel)."""
         return self._finished

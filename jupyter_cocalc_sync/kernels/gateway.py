@@ -24,7 +24,7 @@ import logging
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from jupyter_client.jsonutil import extract_dates, json_default
+from jupyter_client.jsonutil import json_default
 from jupyter_client.session import Session
 from tornado import websocket
 from tornado.httpclient import HTTPRequest
@@ -73,9 +73,9 @@ def _decode(frame: str | bytes) -> Message:
         msg: Message = deserialize_binary_message(frame)
     else:
         msg = json.loads(frame)
-    # as ``Session.deserialize`` does for ZMQ messages: dates are datetimes
-    msg["header"] = extract_dates(msg.get("header") or {})
-    msg["parent_header"] = extract_dates(msg.get("parent_header") or {})
+    # as ``channels.decode`` reads ZMQ messages (dates stay strings)
+    msg["header"] = msg.get("header") or {}
+    msg["parent_header"] = msg.get("parent_header") or {}
     return msg
 
 

@@ -37,6 +37,7 @@ from tornado.web import HTTPError
 
 from ..errors import KernelError
 from ..errors_seen import count_error
+from .activity_watch import SharedActivityWatch
 from .channels import Connection, ConnectionClosed, Replies, background
 from .comms import CommSender, IopubObserver
 from .emitter import DEAD_KERNEL_ENAME as DEAD_KERNEL_ENAME
@@ -291,6 +292,10 @@ class JupyterKernel:
                 raise
             # Closing the sockets cancelled the handshake's wait: the process exited.
             raise ConnectionClosed("The kernel exited while we connected.") from None
+        if isinstance(self._mkm, SharedActivityWatch) and self.kernel_id is not None:
+            # every iopub message of the kernel comes here now: jupyter_server's own watcher
+            # of it would only decode each again
+            conn.record_activity = self._mkm.share_activity(self.kernel_id)
 
     # -- executing -----------------------------------------------------------------------------
 
@@ -492,6 +497,10 @@ class JupyterKernel:
 
     def _drop_connection(self, conn: Replies, reason: str) -> None:
         conn.close(reason)
+        if conn.record_activity is not None:
+            conn.record_activity = None
+            if isinstance(self._mkm, SharedActivityWatch) and self.kernel_id is not None:
+                self._mkm.unshare_activity(self.kernel_id)
         if conn is self._conn:
             self._conn = None
         self._kernel_info = None

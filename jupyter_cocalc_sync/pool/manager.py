@@ -18,13 +18,11 @@ from typing import Any, cast
 
 from jupyter_client.multikernelmanager import MultiKernelManager
 from jupyter_server._tz import utcnow
-from jupyter_server.services.kernels.kernelmanager import (
-    AsyncMappingKernelManager,
-    ServerKernelManager,
-)
+from jupyter_server.services.kernels.kernelmanager import ServerKernelManager
 from jupyter_server.utils import ApiPath
 from traitlets import Instance
 
+from ..kernels.activity_watch import SharedActivityWatch
 from .claims import Claims
 from .kernel_pool import KernelPool, PooledKernel
 
@@ -59,8 +57,9 @@ class _PoolAwareLaunch(MultiKernelManager):
                 del manager.restarts[kernel_id]
 
 
-class PoolingKernelManager(AsyncMappingKernelManager):
-    """jupyter_server's kernel manager, handing out pre-started kernels (``KernelPool``).
+class PoolingKernelManager(SharedActivityWatch):
+    """jupyter_server's kernel manager, handing out pre-started kernels (``KernelPool``), whose
+    activity watching our kernel connections take over (``SharedActivityWatch``).
 
     Unclaimed pooled kernels are not in the kernel map: ``list_kernels``, ``kernel_model``,
     ``/api/kernels``, ``/api/status``, the culler and the idle-shutdown timer never see them.
@@ -69,7 +68,7 @@ class PoolingKernelManager(AsyncMappingKernelManager):
     pool = Instance(KernelPool)
 
     def __init__(self, **kwargs: Any) -> None:
-        super().__init__(**kwargs)  # type: ignore[no-untyped-call]  # (not annotated upstream)
+        super().__init__(**kwargs)
         self.pinned_superclass = _PoolAwareLaunch
         #: claimed kernels whose start (jupyter_server's bookkeeping) has not finished yet
         self._claimed: dict[str, PooledKernel] = {}

@@ -11,6 +11,7 @@ import pytest
 from helpers import write_notebook
 from httpx_ws import aconnect_ws
 
+from jupyter_cocalc_sync.execution import activity as activity_module
 from jupyter_cocalc_sync.execution.activity import KERNEL_USER
 from jupyter_cocalc_sync.rooms.registry import GLOBAL_AWARENESS
 from jupyter_cocalc_sync.transport import protocol
@@ -220,3 +221,27 @@ async def test_jupyterlabs_collaborators_panel_lists_the_kernel_of_each_open_not
     async with jupyterlab_room(server, None) as late:
         entry = await late.wait_for(lambda s: True, timeout=5)
         assert late.client_ids == {kernel_id}
+
+
+async def test_a_kernel_state_that_did_not_change_is_not_sent_again(
+    server, root_dir, live, jp_serverapp, monkeypatch
+):
+    write_notebook(root_dir / "nb.ipynb", ["1"])
+    await live()
+    documents = jp_serverapp.web_app.settings["cocalc_sync"].documents
+    notebook = documents._opened[documents.file_id("nb.ipynb")]
+    activity, room = notebook.activity, notebook.broadcast.room("syncdb")
+
+    def sent() -> int:
+        return room.awareness.meta[room.doc.client_id]["clock"]
+
+    activity.progress = {"done": 1, "total": 1, "running": False}
+    activity._publish_now()
+    first = sent()
+    # runs back to back each end as the one before: "1/1 cells done" again
+    activity._publish_now()
+    assert sent() == first
+    # still renewed now and then: clients drop a state that is not
+    monkeypatch.setattr(activity_module, "RENEW_INTERVAL", 0.0)
+    activity._publish_now()
+    assert sent() == first + 1

@@ -1,0 +1,130 @@
+"""How few changes a run makes: each one is a log write and a broadcast to every client.
+
+A warm run is: the request, queued and cleared (one change); the kernel's start with the
+outputs that came with it; the end with the kernel's idle state. The kernel's activity
+(jupyter_server's ``execution_state``, ``last_activity``) is recorded from the messages the
+runner's connection reads, not by a second watcher decoding each again.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+from helpers import eventually, write_notebook
+
+from jupyter_cocalc_sync.format.schema import SETTINGS_KEY
+from jupyter_cocalc_sync.origin import Origin, OriginKind
+
+#: what a test waits for at most while it holds the server's event loop (a hang, not a bound)
+HOLD_LIMIT = 30.0
+
+
+def opened(jp_serverapp: Any, path: str) -> Any:
+    """The open notebook (document, runner…) of ``path`` in the in-process server."""
+    documents = jp_serverapp.web_app.settings["cocalc_sync"].documents
+    return documents._opened[documents.file_id(path)]
+
+
+class Commits:
+    """The cell and the settings as each of the runner's commits leaves them."""
+
+    def __init__(self, db: Any, cell_id: str) -> None:
+        self.db = db
+        self.cell_id = cell_id
+        self.seen: list[dict[str, Any]] = []
+        self.stop = db.on_update(self._committed)
+
+    def _committed(self, update: bytes, origin: Origin) -> None:
+        if origin.kind is not OriginKind.RUNNER:
+            return
+        cell = self.db.read(("cell", self.cell_id)) or {}
+        settings = self.db.read(SETTINGS_KEY) or {}
+        self.seen.append({**cell, "kernel_state": settings.get("kernel_state")})
+
+
+class HoldOnExecuteInput:
+    """Holds the server's event loop when the kernel's ``execute_input`` is read, until the
+    kernel has written ``marker``: the messages the kernel sends meanwhile then arrive
+    together."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+        self.held = False
+
+    def on_iopub(self, msg: dict[str, Any], ours: bool) -> bool:
+        if ours and msg["msg_type"] == "execute_input" and not self.held:
+            self.held = True
+            deadline = time.monotonic() + HOLD_LIMIT
+            while not self.marker.exists() and time.monotonic() < deadline:
+                time.sleep(0.01)  # (the loop is held on purpose: the test is about that)
+        return False
+
+
+async def test_a_warm_run_is_three_changes_and_what_arrives_together_is_one(
+    server, root_dir, live, jp_serverapp
+):
+    marker = root_dir / "printed"
+    together = (
+        "import pathlib, time\nprint('a', flush=True)\nprint('b', flush=True)\n"
+        # (time for the lines to reach the server before it is let go)
+        f"time.sleep(0.2)\npathlib.Path({str(marker)!r}).touch()"
+    )
+    write_notebook(root_dir / "nb.ipynb", ["1 + 1", together])
+    nb = await live()
+    await nb.run(["cell-0"])
+    await nb.wait_idle()
+    notebook = opened(jp_serverapp, "nb.ipynb")
+
+    commits = Commits(notebook.document.db, "cell-0")
+    await nb.run(["cell-0"])
+    await nb.wait_for(
+        lambda nb: nb.get_one({"type": "cell", "id": "cell-0"}).get("exec_count") == 2
+    )
+    await nb.wait_idle()
+    commits.stop()
+    states = [c.get("state") for c in commits.seen]
+    # queued and cleared for the run in one change: no version has it queued with old outputs
+    queued = commits.seen[states.index("run")]
+    assert not queued.get("output") and queued.get("exec_count") is None
+    # the end says the kernel is idle too
+    assert states[-1] == "idle" and commits.seen[-1]["kernel_state"] == "idle"
+    assert states.count("idle") == 1
+
+    commits = Commits(notebook.document.db, "cell-1")
+    hold = HoldOnExecuteInput(marker)
+    unobserve = notebook.runner.kernel.observe_iopub(hold)
+    try:
+        await nb.run(["cell-1"])
+        await nb.wait_idle()
+    finally:
+        unobserve()
+        commits.stop()
+    assert hold.held
+    busy = [c for c in commits.seen if c.get("state") == "busy"]
+    # the start and the lines that came with it are one change: none shows it busy without
+    assert busy and all(c.get("output") for c in busy)
+
+
+async def test_the_runners_connection_records_the_kernels_activity(
+    server, root_dir, live, jp_serverapp
+):
+    write_notebook(root_dir / "nb.ipynb", ["import time\ntime.sleep(0.5)"])
+    nb = await live()
+    await nb.run(["cell-0"])
+    await nb.wait_idle()
+    kernel = opened(jp_serverapp, "nb.ipynb").runner.kernel
+    km = jp_serverapp.kernel_manager.get_kernel(kernel.kernel_id)
+    # jupyter_server's own watcher of the kernel is closed while the runner reads its iopub
+    assert km._activity_stream is None
+    before = km.last_activity
+
+    await nb.run(["cell-0"])
+    await eventually(lambda: km.execution_state == "busy", timeout=30)
+    await nb.wait_idle()
+    await eventually(lambda: km.execution_state == "idle", timeout=30)
+    assert km.last_activity > before
+
+    await kernel.close()  # (an attached kernel: only our connection goes)
+    assert km._activity_stream is not None and not km._activity_stream.closed()
