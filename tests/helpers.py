@@ -15,6 +15,7 @@ from typing import Any
 from urllib.parse import SplitResult
 
 import nbformat
+import psutil
 from httpx import AsyncClient
 from httpx_ws import aconnect_ws
 from jupyter_ydoc import YNotebook
@@ -252,3 +253,16 @@ class LoopTurns:
         while True:
             self.count += 1
             await asyncio.sleep(0)
+
+
+def kernels_of_this_test() -> list[psutil.Process]:
+    """The running kernels of this test's in-process server: their connection files are in the
+    test's own runtime folder (a session's servers, on this worker too, keep theirs elsewhere)."""
+    runtime = os.environ["JUPYTER_RUNTIME_DIR"] + os.sep
+    found = []
+    for child in psutil.Process().children(recursive=True):
+        with contextlib.suppress(psutil.Error):
+            command = " ".join(child.cmdline())
+            if "ipykernel" in command and runtime in command and child.status() != "zombie":
+                found.append(child)
+    return found

@@ -9,6 +9,7 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -134,6 +135,44 @@ def launch(
         log.close()
 
 
+#: what a server logs when another process took its port between ``free_port`` and its start
+PORT_TAKEN = (b"is not available", b"already in use")
+#: starts tried on a fresh port each (test workers start servers in parallel)
+PORT_ATTEMPTS = 3
+
+
+def start_listening(
+    args_for_port: Callable[[int], list[str]],
+    port: int,
+    env: dict[str, str],
+    log_path: Path,
+    *,
+    name: str,
+    path: str,
+    timeout: float,
+    params: dict | None = None,
+    watch_errors: bool = True,
+) -> tuple[Any, int]:
+    """Launch ``args_for_port(port)`` and wait until ``path`` answers on ``port``: the process
+    and its port. ``free_port`` only finds a port that was free: if another process took it
+    before the server bound it, the failed start's lines are taken out of the log and the
+    server starts again on another port."""
+    for attempt in range(PORT_ATTEMPTS):
+        logged = log_path.stat().st_size if log_path.exists() else 0
+        process = launch(args_for_port(port), env, log_path, watch_errors=watch_errors)
+        try:
+            url = f"http://127.0.0.1:{port}{path}"
+            wait_until_answering(process, url, log_path, name=name, timeout=timeout, params=params)
+            return process, port
+        except RuntimeError:
+            failed_start = log_path.read_bytes()[logged:]
+            if attempt + 1 == PORT_ATTEMPTS or not any(m in failed_start for m in PORT_TAKEN):
+                raise
+            os.truncate(log_path, logged)
+            port = free_port()
+    raise AssertionError("unreachable")
+
+
 def wait_until_answering(
     process: Any,
     url: str,
@@ -238,20 +277,26 @@ class ServerProcess:
 
     def start(self, timeout: float = 60) -> ServerProcess:
         self.write_config()
-        args = server_command(str(self.python), self.app, self.port, self.token, self.root)
-        if self.app == "jupyterlab":
-            args += [
-                f"--LabApp.user_settings_dir={self.state / 'lab-settings'}",
-                f"--LabApp.workspaces_dir={self.state / 'lab-workspaces'}",
-            ]
-        self.process = launch(args, self.env(), self.log_path, watch_errors=self.watch_errors)
-        wait_until_answering(
-            self.process,
-            f"{self.url}/api/status",
+
+        def args_for_port(port: int) -> list[str]:
+            args = server_command(str(self.python), self.app, port, self.token, self.root)
+            if self.app == "jupyterlab":
+                args += [
+                    f"--LabApp.user_settings_dir={self.state / 'lab-settings'}",
+                    f"--LabApp.workspaces_dir={self.state / 'lab-workspaces'}",
+                ]
+            return args
+
+        self.process, self.port = start_listening(
+            args_for_port,
+            self.port,
+            self.env(),
             self.log_path,
             name="server",
+            path="/api/status",
             timeout=timeout,
             params={"token": self.token},
+            watch_errors=self.watch_errors,
         )
         return self
 
@@ -289,20 +334,28 @@ class GatewayProcess:
         return f"http://127.0.0.1:{self.port}"
 
     def start(self, timeout: float = 60) -> GatewayProcess:
-        args = [
-            sys.executable,
-            "-m",
-            "jupyter",
-            "kernelgateway",
-            "--ip=127.0.0.1",
-            f"--port={self.port}",
-            # jupyter_server's gateway client lists the gateway's kernels
-            "--JupyterWebsocketPersonality.list_kernels=True",
-        ]
+        def args_for_port(port: int) -> list[str]:
+            return [
+                sys.executable,
+                "-m",
+                "jupyter",
+                "kernelgateway",
+                "--ip=127.0.0.1",
+                f"--port={port}",
+                # jupyter_server's gateway client lists the gateway's kernels
+                "--JupyterWebsocketPersonality.list_kernels=True",
+            ]
+
         self.state.mkdir(parents=True, exist_ok=True)
-        self.process = launch(args, isolated_env(self.state), self.log_path)
-        url = f"{self.url}/api/kernelspecs"
-        wait_until_answering(self.process, url, self.log_path, name="gateway", timeout=timeout)
+        self.process, self.port = start_listening(
+            args_for_port,
+            self.port,
+            isolated_env(self.state),
+            self.log_path,
+            name="gateway",
+            path="/api/kernelspecs",
+            timeout=timeout,
+        )
         return self
 
     def stop(self) -> None:

@@ -12,7 +12,7 @@ from typing import Any
 
 import psutil
 import pytest
-from helpers import start_session
+from helpers import kernels_of_this_test, start_session
 from tornado.httpclient import HTTPClientError
 from traitlets.config import Config
 
@@ -232,14 +232,12 @@ async def test_shutdown_all_leaves_no_kernel_process(jp_fetch, manager):
     await until(lambda: len(manager.pool.kernel_pids()) == 2, "the refill to start")
     pids = [claimed_pid, *manager.pool.kernel_pids()]
     assert len(set(pids)) == 3
+    assert {p.pid for p in kernels_of_this_test()} == set(pids)
 
     await manager.shutdown_all()
 
     await until(lambda: all(gone(pid) for pid in pids), "every kernel process to exit")
-    kernels = [
-        p for p in psutil.Process().children(recursive=True) if "ipykernel" in " ".join(p.cmdline())
-    ]
-    assert kernels == []
+    assert kernels_of_this_test() == []
     assert manager.pool_status()["kernels"] == {}
 
 

@@ -10,7 +10,7 @@ import time
 import httpx
 import psutil
 import pytest
-from helpers import poll
+from helpers import kernels_of_this_test, poll
 from servers import ServerProcess
 
 from jupyter_cocalc_sync.client import CocalcSyncClient, ServerError
@@ -30,14 +30,7 @@ def stdout(outputs: list[dict]) -> str:
 
 def kernel_processes() -> list[psutil.Process]:
     """The kernels this (in-process) server started."""
-    found = []
-    for child in psutil.Process().children(recursive=True):
-        try:
-            if "ipykernel" in " ".join(child.cmdline()) and child.status() != "zombie":
-                found.append(child)
-        except psutil.Error:
-            pass
-    return found
+    return kernels_of_this_test()
 
 
 def executor(jp_serverapp):
