@@ -60,6 +60,18 @@ BENIGN: list[tuple[str, re.Pattern[str]]] = [
             r"(?s)^\S+\.log: Traceback \(most recent call last\):\n.*\nKeyboardInterrupt(\n|$)"
         ),
     ),
+    (
+        "jupyter_server's kernel websocket handler drops its connection when the browser "
+        "closes the websocket while the connection still waits for the kernel (a tab "
+        "reconnecting during Restart Kernel): the handler then fails on the missing connection "
+        "and logs it as an uncaught exception and a 500 (its own race, with any connection "
+        "class)",
+        re.compile(
+            r"(?s)Uncaught exception GET /api/kernels/[\w-]+/channels\?.*in select_subprotocol"
+            r".*AttributeError: 'NoneType' object has no attribute 'kernel_ws_protocol'"
+            r"|\] 500 GET /api/kernels/[\w-]+/channels\?session_id=[\w-]+ \("
+        ),
+    ),
 ]
 
 _watched: dict[Path, None] = {}
