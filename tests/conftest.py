@@ -8,6 +8,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+import fork_server
 import pytest
 import server_errors
 from postgres import PostgresCluster, unavailable_reason
@@ -73,6 +74,7 @@ def pytest_runtest_teardown(item: pytest.Item, nextitem: pytest.Item | None) -> 
 @pytest.hookimpl(trylast=True)  # after the runner has torn down the session's fixtures
 def pytest_sessionfinish(session: pytest.Session) -> None:
     """Fail the run naming every process of it still running once every fixture has ended."""
+    fork_server.stop()
     guard = process_guard(session.config)
     if left := guard.stop_lingering(guard.left_by_run()):
         reporter = session.config.pluginmanager.get_plugin("terminalreporter")

@@ -19,6 +19,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+import fork_server
 import psutil
 
 #: how long a process may take to exit after the test stopped it (a kernel told to shut down
@@ -102,6 +103,9 @@ def _owned_by_session(process: psutil.Process) -> bool:
 def _long_lived(process: psutil.Process) -> bool:
     from jupyter_cocalc_sync.store.replay import ReplayPool
 
+    if process.pid == fork_server.fork_server_pid():  # stopped at the end of the session
+        return True
+
     # the replay pool every change log of a process shares: started on the first replay and
     # closed when the process exits (its worker also leaves when its parent does)
     shared = ReplayPool._shared
@@ -169,7 +173,8 @@ class ProcessGuard:
         server's, checked when its fixture ends)."""
         try:
             for ancestor in process.parents():
-                if ancestor.pid == self.me.pid:
+                # a server the fork server forked is a process this one started
+                if ancestor.pid in (self.me.pid, fork_server.fork_server_pid()):
                     return True
                 if ancestor.pid not in started_pids:
                     return False

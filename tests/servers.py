@@ -13,6 +13,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import fork_server
 import httpx
 import server_errors
 
@@ -123,9 +124,14 @@ def launch(
 ) -> Any:
     """Start ``args`` in a session of its own (so its children go down with it), logging to
     ``log_path`` (read for errors at the end of the test unless ``watch_errors`` is false:
-    ``server_errors``)."""
+    ``server_errors``). A Jupyter server of this interpreter is forked from the worker's fork
+    server (``fork_server``) when it can be."""
     if watch_errors:
         server_errors.watch(log_path)
+    if fork_server.enabled() and fork_server.forkable(args):
+        forked = fork_server.spawn(args, env, log_path, cwd)
+        if forked is not None:
+            return forked
     log = open(log_path, "ab")  # noqa: SIM115 - handed to the child process
     try:
         return subprocess.Popen(
