@@ -101,7 +101,7 @@ UNKNOWN_STATUS = 255
 # --- the fork server (this file run by the worker's interpreter) -----------------------------
 
 
-class _RecordingEnviron(os._Environ):  # type: ignore[name-defined,misc,type-arg]
+class _RecordingEnviron(os._Environ[str]):
     """``os.environ`` that notes the variables read through it.
 
     Copying the whole environment (``items()``, ``copy()``) is not noted: the one module that
@@ -111,7 +111,8 @@ class _RecordingEnviron(os._Environ):  # type: ignore[name-defined,misc,type-arg
 
     def __getitem__(self, key: str) -> str:
         self.read.add(key)
-        return super().__getitem__(key)
+        value: str = super().__getitem__(key)
+        return value
 
     def __contains__(self, key: object) -> bool:
         if isinstance(key, str):
@@ -119,7 +120,8 @@ class _RecordingEnviron(os._Environ):  # type: ignore[name-defined,misc,type-arg
         return super().__contains__(key)
 
     def _unrecorded(self) -> dict[str, str]:
-        return {self.decodekey(k): self.decodevalue(v) for k, v in self._data.items()}
+        data: dict[Any, Any] = self._data  # type: ignore[attr-defined]
+        return {self.decodekey(k): self.decodevalue(v) for k, v in data.items()}
 
     def items(self) -> Any:
         return self._unrecorded().items()
@@ -135,7 +137,7 @@ def _recording_environ() -> Iterator[set[str]]:
     try:
         yield _RecordingEnviron.read
     finally:
-        os.environ.__class__ = os._Environ  # type: ignore[attr-defined]
+        os.environ.__class__ = os._Environ
 
 
 def _preload() -> list[str]:
@@ -199,7 +201,7 @@ def _serve(channel: socket.socket, read: set[str]) -> dict[str, Any] | None:
             received += chunk
             *lines, received = received.split(b"\n")
             for line in lines:
-                request = json.loads(line)
+                request: dict[str, Any] = json.loads(line)
                 if (reason := _refusal(request, read, cwd)) is not None:
                     _send(channel, {"refused": request["id"], "reason": reason})
                     continue
@@ -240,7 +242,8 @@ def main() -> None:
     try:
         with _recording_environ() as read:
             missing = _preload()
-    except Exception as error:  # noqa: BLE001 - any import error: the worker starts servers plainly
+    # any error of any module's import: the worker starts its servers the plain way
+    except Exception as error:
         _send(channel, {"failed": f"preloading failed: {error!r}"})
         return
     if threading.active_count() != 1:
@@ -348,7 +351,8 @@ class ForkServer:
                 if "exited" in message:
                     self._exits[message["exited"]] = message["returncode"]
                 else:
-                    self._replies[message.get("spawned", message.get("refused"))] = message
+                    request_id = message["spawned"] if "spawned" in message else message["refused"]
+                    self._replies[request_id] = message
                 self._changed.notify_all()
         with self._changed:
             self._alive = False

@@ -49,7 +49,7 @@ def start(tmp_path: Path, name: str, monkeypatch: pytest.MonkeyPatch, *, fork: b
     )
     monkeypatch.setenv("JCS_TEST_FORK_SERVER", "1" if fork else "0")
     # no folder on the command line: the settings and workspaces folders are LabApp's defaults
-    command = server_command(server.python, server.app, server.port, server.token, root)
+    command = server_command(str(server.python), server.app, server.port, server.token, root)
     server.process = launch(command, server.env(), server.log_path)
     assert isinstance(server.process, fork_server.ForkedProcess) == fork
     wait_until_answering(
@@ -84,6 +84,7 @@ def exercise(server: ServerProcess) -> dict[str, list[str]]:
             assert time.monotonic() < deadline, server.log()[-3000:]
             time.sleep(0.05)  # another process writes it: nothing to await
         http.delete(f"/api/kernels/{kernel['id']}").raise_for_status()
+    assert server.process is not None
     pid = str(server.process.pid)
     files = sorted(
         {
@@ -95,8 +96,10 @@ def exercise(server: ServerProcess) -> dict[str, list[str]]:
     return {"kernelspecs": sorted(specs["kernelspecs"]), "files": files}
 
 
-def test_a_forked_server_sees_its_environment_as_a_plain_start(tmp_path, monkeypatch):
-    seen = {}
+def test_a_forked_server_sees_its_environment_as_a_plain_start(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    seen: dict[str, dict[str, list[str]]] = {}
     for name, fork in (("forked", True), ("plain", False)):
         server = start(tmp_path, name, monkeypatch, fork=fork)
         try:
@@ -119,13 +122,13 @@ def test_a_forked_server_sees_its_environment_as_a_plain_start(tmp_path, monkeyp
     assert "data/file_id_manager.db" in plain
 
 
-def test_a_forked_server_reports_its_exit_status(tmp_path):
+def test_a_forked_server_reports_its_exit_status(tmp_path: Path) -> None:
     """A server that cannot start exits with its status, which the fork server reports."""
     root = tmp_path / "root"
     root.mkdir()
     server = ServerProcess(root, tmp_path / "state")
     server.write_config()
-    command = [*server_command(server.python, server.app, 0, server.token, root), "--port=abc"]
+    command = [*server_command(str(server.python), server.app, 0, server.token, root), "--port=abc"]
     process = launch(command, server.env(), server.log_path, watch_errors=False)
     assert isinstance(process, fork_server.ForkedProcess)
     assert process.wait(120) == 1, server.log()[-3000:]
