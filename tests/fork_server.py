@@ -444,12 +444,13 @@ def spawn(args: list[str], env: dict[str, str], log: Path, cwd: Path | None) -> 
     assert app is not None, args
     if _disabled is not None:
         return None
+    folder = str(cwd or os.getcwd())
     try:
-        if _fork_server is None or not _fork_server.alive:
-            if _fork_server is not None:
-                warnings.warn("the tests' fork server died: starting another", stacklevel=3)
-            _fork_server = ForkServer(env, str(cwd or os.getcwd()))
-        return _fork_server.spawn(app, args[3:], env, str(cwd or os.getcwd()), log)
+        if _fork_server is None:
+            _fork_server = ForkServer(env, folder)
+        elif not _fork_server.alive:
+            raise ForkServerUnavailable("the fork server exited")
+        return _fork_server.spawn(app, args[3:], env, folder, log)
     except ForkServerUnavailable as error:
         if _fork_server is None or not _fork_server.alive:
             _disabled = str(error)

@@ -139,3 +139,27 @@ def test_a_forked_server_sees_its_environment_as_a_plain_start(
         in plain
     )
     assert "data/file_id_manager.db" in plain
+
+
+def test_a_dead_fork_server_leaves_servers_to_start_the_plain_way(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    if not fork_server.enabled():
+        pytest.skip("JCS_TEST_FORK_SERVER=0: servers start the plain way")
+    root = tmp_path / "root"
+    root.mkdir()
+    server = ServerProcess(root, tmp_path / "state")
+    server.write_config()
+    dead = fork_server.ForkServer(server.env(), str(root))
+    dead.process.kill()
+    dead.process.wait()
+    # (this worker's own fork server, and whether it gave up on it, are restored afterwards)
+    monkeypatch.setattr(fork_server, "_fork_server", dead)
+    monkeypatch.setattr(fork_server, "_disabled", None)
+    command = [*server_command(str(server.python), server.app, 0, server.token, root), "--port=x"]
+    with pytest.warns(UserWarning, match="plain way: the fork server exited"):
+        process = launch(command, server.env(), server.log_path, watch_errors=False)
+    assert isinstance(process, subprocess.Popen)
+    assert process.wait(120) == 1
+    assert fork_server.spawn(command, server.env(), server.log_path, None) is None
+    dead.stop()
