@@ -22,6 +22,7 @@ import contextlib
 import importlib
 import json
 import os
+import runpy
 import selectors
 import signal
 import socket
@@ -219,8 +220,6 @@ def _serve(channel: socket.socket, read: set[str]) -> dict[str, Any] | None:
 def _run(request: dict[str, Any]) -> None:
     """In the forked child: become ``python -m <app> <args>`` (returns only by ``SystemExit``
     or an exception, as the app's ``__main__`` would end a fresh interpreter)."""
-    import runpy
-
     os.setsid()
     os.closerange(3, os.sysconf("SC_OPEN_MAX"))
     os.environ.clear()
@@ -246,7 +245,7 @@ def main() -> None:
     except Exception as error:
         _send(channel, {"failed": f"preloading failed: {error!r}"})
         return
-    if threading.active_count() != 1:
+    if len(os.listdir("/proc/self/task")) != 1:  # threads of Python's and of C libraries'
         _send(channel, {"failed": "the preloaded modules started threads: forking is unsafe"})
         return
     if taken := sorted(n for n in NOT_PRELOADED if n in sys.modules):
