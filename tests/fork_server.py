@@ -34,6 +34,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import setproctitle
+
 #: apps a request may run: ``python -m <app>`` for each
 APPS = ("jupyter_server", "jupyterlab")
 
@@ -220,6 +222,9 @@ def _serve(channel: socket.socket, read: set[str]) -> dict[str, Any] | None:
 def _run(request: dict[str, Any]) -> None:
     """In the forked child: become ``python -m <app> <args>`` (returns only by ``SystemExit``
     or an exception, as the app's ``__main__`` would end a fresh interpreter)."""
+    # (``ps`` and the process check would show the fork server's command line; set while the
+    # environment is the fork server's, whose memory setproctitle takes for a longer title)
+    setproctitle.setproctitle(" ".join([sys.executable, "-m", request["app"], *request["args"]]))
     os.setsid()
     os.closerange(3, os.sysconf("SC_OPEN_MAX"))
     os.environ.clear()
