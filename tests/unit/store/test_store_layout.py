@@ -1,11 +1,14 @@
-"""The SQLite change log's tables keep big values out of their keys' b-tree (rowid tables), and
-a store an older version made ``WITHOUT ROWID`` is rebuilt in that layout, its rows kept."""
+"""The SQLite store's tables of big values (the change log, its snapshots, blobs, overflow)
+keep them out of their keys' b-tree (rowid tables), and a store an older version made
+``WITHOUT ROWID`` is rebuilt in that layout, its rows kept."""
 
 from __future__ import annotations
 
 import sqlite3
 from pathlib import Path
 
+from jupyter_cocalc_sync.outputs.blobs import BlobStore
+from jupyter_cocalc_sync.outputs.overflow import MoreOutputStore
 from jupyter_cocalc_sync.store import ChangeLog, SQLiteWorker
 from jupyter_cocalc_sync.store.sqlite import relayout
 
@@ -22,11 +25,12 @@ CREATE TABLE snapshots (
 """
 
 
-def layouts(path: Path) -> dict[str, bool]:
-    """``{table: WITHOUT ROWID?}`` of the change log's big tables."""
+def layouts(path: Path, names: tuple[str, ...] = ("changes", "snapshots")) -> dict[str, bool]:
+    """``{table: WITHOUT ROWID?}`` of the store's tables ``names``."""
     with sqlite3.connect(path) as conn:
         rows = conn.execute(
-            "SELECT name, sql FROM sqlite_master WHERE name IN ('changes', 'snapshots')"
+            f"SELECT name, sql FROM sqlite_master WHERE name IN ({', '.join('?' * len(names))})",
+            names,
         ).fetchall()
     return {name: "WITHOUT ROWID" in sql.upper() for name, sql in rows}
 
@@ -34,8 +38,11 @@ def layouts(path: Path) -> dict[str, bool]:
 async def test_a_new_store_keeps_big_values_out_of_the_key_b_tree(tmp_path: Path) -> None:
     worker = SQLiteWorker(tmp_path / "log.db")
     await ChangeLog(worker).open()
+    await BlobStore(worker).open()
+    await MoreOutputStore(worker, max_bytes=1 << 20).open()
     worker.close()
-    assert layouts(tmp_path / "log.db") == {"changes": False, "snapshots": False}
+    big = ("changes", "snapshots", "blobs", "overflow")
+    assert layouts(tmp_path / "log.db", big) == dict.fromkeys(big, False)
 
 
 async def test_an_old_store_is_rebuilt_in_the_new_layout_with_its_rows(tmp_path: Path) -> None:
