@@ -146,7 +146,8 @@ def no_server_errors(request: pytest.FixtureRequest) -> None:
 def cocalc_config(request) -> dict:
     """``c.CocalcSync`` for the test's server: fast defaults, plus ``@pytest.mark.cocalc(...)``."""
     config = {"autosave_delay": 0.2, "file_poll_interval": 0.2, "document_cleanup_delay": 5}
-    for marker in request.node.iter_markers("cocalc"):
+    # the module's marker first: the test's own wins
+    for marker in reversed(list(request.node.iter_markers("cocalc"))):
         config.update(marker.kwargs)
     if "store_backend" in request.fixturenames:  # the test runs on both backends
         spec = request.getfixturevalue("store_spec")

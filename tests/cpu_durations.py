@@ -31,6 +31,9 @@ import pytest
 #: the name under which a test's report carries its measurement: (CPU seconds, wall seconds)
 PROPERTY = "cpu_and_wall_seconds"
 
+#: how many of the most expensive tests the table lists one by one
+TESTS_LISTED = 30
+
 _started = pytest.StashKey[tuple[float, float]]()
 
 
@@ -91,6 +94,7 @@ class _CpuTable:
     def __init__(self, config: pytest.Config) -> None:
         self.config = config
         self.by_module: dict[str, list[float]] = defaultdict(lambda: [0, 0.0, 0.0])
+        self.by_test: list[tuple[float, float, str]] = []
 
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
         if report.when != "teardown":
@@ -101,6 +105,7 @@ class _CpuTable:
                 row[0] += 1
                 row[1] += value[0]
                 row[2] += value[1]
+                self.by_test.append((value[0], value[1], report.nodeid))
 
     def table(self) -> list[str]:
         rows = sorted(self.by_module.items(), key=lambda kv: -kv[1][1])
@@ -108,6 +113,10 @@ class _CpuTable:
         lines = [f"{'CPU s':>8} {'wall s':>8} {'tests':>5}  module"]
         lines += [f"{c:8.1f} {w:8.1f} {int(n):5d}  {m}" for m, (n, c, w) in rows]
         lines.append(f"{total[1]:8.1f} {total[2]:8.1f} {int(total[0]):5d}  total")
+        lines += ["", f"the {TESTS_LISTED} tests that cost the most CPU:"]
+        lines += [
+            f"{c:8.1f} {w:8.1f}        {t}" for c, w, t in sorted(self.by_test)[::-1][:TESTS_LISTED]
+        ]
         return lines
 
     def pytest_terminal_summary(self, terminalreporter: pytest.TerminalReporter) -> None:
