@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Protocol
 from tornado.web import HTTPError
 
 from ..errors import DocumentNotFoundError, PathOutsideRootError
+from ..heap import release_freed_memory
 from .following import Contents
 from .lifecycle import LiveDocuments
 from .notebook import NotebookDocument
@@ -29,6 +30,10 @@ if TYPE_CHECKING:
     from jupyter_server_fileid.manager import BaseFileIdManager
 
 log = logging.getLogger(__name__)
+
+#: a notebook whose opening read at least this many characters of file text hands the memory
+#: the import freed back to the operating system (``heap``); a small one is not worth the walk
+RELEASE_AFTER_READING = 1_000_000
 
 
 class OpenedNotebook(Protocol):
@@ -126,6 +131,10 @@ class DocumentManager(LiveDocuments[NotebookDocument]):
             raise
         finally:
             document.imported = None  # (the text is held once: by the table)
+        if document.opening_read >= RELEASE_AFTER_READING:
+            # what parsing and converting the file took is free now, most of it in worker
+            # threads' arenas: without this the server keeps the import's peak resident
+            await release_freed_memory()
         self._opened[file_id] = opened
         log.info("opened %s (%s) at version %s", path, file_id, document.version)
         return document

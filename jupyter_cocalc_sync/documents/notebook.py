@@ -114,6 +114,8 @@ class NotebookDocument:
         #: the table's version and records as just imported from the file, while the
         #: notebook opens (a YNotebook built then is built from them: ``imported_records``)
         self.imported: tuple[int, list[Record]] | None = None
+        #: characters of the file's text read while opening (parsed, imported or merged)
+        self.opening_read = 0
         self._unsubscribe = self.db.on_update(self._on_update)
         self._unwatch = changelog.watch(file_id, self._write_status)
 
@@ -128,6 +130,7 @@ class NotebookDocument:
                 raise
             text, stamp = None, (None, None)
             self.files.deleted_now()
+        self.opening_read = len(text or "")
         if not has_history:
             assert text is not None
             # parsing, converting and building the first update of a big notebook are CPU

@@ -42,7 +42,7 @@ CREATE TABLE IF NOT EXISTS blobs (
     mime TEXT NOT NULL,
     data BLOB NOT NULL,
     created REAL NOT NULL
-) WITHOUT ROWID;
+);
 CREATE TABLE IF NOT EXISTS blob_refs (
     doc TEXT NOT NULL,
     sha1 TEXT NOT NULL,

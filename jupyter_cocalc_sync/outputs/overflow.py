@@ -33,7 +33,7 @@ CREATE TABLE IF NOT EXISTS overflow (
     seq INTEGER NOT NULL,
     data TEXT NOT NULL,
     PRIMARY KEY (doc, cell, seq)
-) WITHOUT ROWID;
+);
 CREATE TABLE IF NOT EXISTS overflow_gaps (
     doc TEXT NOT NULL,
     cell TEXT NOT NULL,

@@ -44,7 +44,7 @@ CREATE TABLE IF NOT EXISTS changes (
     author TEXT,
     data BLOB NOT NULL,
     PRIMARY KEY (doc, version)
-) WITHOUT ROWID;
+);
 CREATE TABLE IF NOT EXISTS saves (
     doc TEXT PRIMARY KEY,
     version INTEGER NOT NULL,
@@ -56,7 +56,7 @@ CREATE TABLE IF NOT EXISTS snapshots (
     version INTEGER NOT NULL,
     data BLOB NOT NULL,
     PRIMARY KEY (doc, version)
-) WITHOUT ROWID;
+);
 """
 
 #: seconds between retries of a document whose write failed (the last one repeats)

@@ -13,6 +13,7 @@ crash).
 from __future__ import annotations
 
 import asyncio
+import re
 import sqlite3
 import threading
 from collections.abc import Callable
@@ -79,12 +80,18 @@ class SQLiteWorker:
         return await loop.run_in_executor(self._executor, lambda: fn(self._connection()))
 
     async def ensure_schema(self, ddl: str) -> None:
-        """Create a component's tables (idempotent ``CREATE … IF NOT EXISTS`` statements)."""
-        await self.run(lambda conn: self._connection().executescript(ddl))
+        """Create a component's tables (idempotent ``CREATE … IF NOT EXISTS`` statements),
+        rebuilding any an older version created in another layout (``relayout``)."""
+        await self.run(lambda conn: self._ensure_schema(ddl))
 
     def ensure_schema_blocking(self, ddl: str) -> None:
         """``ensure_schema`` for code that has no event loop (server start-up)."""
-        self.run_sync(lambda conn: self._connection().executescript(ddl))
+        self.run_sync(lambda conn: self._ensure_schema(ddl))
+
+    def _ensure_schema(self, ddl: str) -> None:
+        conn = self._connection()
+        relayout(conn, ddl)
+        conn.executescript(ddl)
 
     def close(self) -> None:
         if self._closed:
@@ -99,3 +106,37 @@ class SQLiteWorker:
 
         self._executor.submit(_close).result()
         self._executor.shutdown(wait=True)
+
+
+#: a table's statement in a component's DDL
+TABLE_DDL = re.compile(
+    r"CREATE TABLE IF NOT EXISTS (\w+)\s*\(.*?\)\s*(WITHOUT ROWID)?\s*;", re.DOTALL | re.IGNORECASE
+)
+
+
+def relayout(conn: sqlite3.Connection, ddl: str) -> list[str]:
+    """Rebuild, rows kept, each table of ``ddl`` that exists as a ``WITHOUT ROWID`` table
+    where ``ddl`` makes a rowid table, or the reverse; returns their names.
+
+    Why it matters: a ``WITHOUT ROWID`` table is one b-tree keyed by the whole row, so a row
+    holding a big value (a notebook's first version: megabytes) spills into overflow pages
+    that every seek passing it reads whole to compare keys. With a few big notebooks in the
+    change log, each look-up or insert, a keystroke's included, read tens of megabytes.
+    A rowid table keeps its primary key in an index of its own, and a row's value is read
+    only when asked for."""
+    rebuilt = []
+    for table in TABLE_DDL.finditer(ddl):
+        name, without_rowid = table[1], table[2] is not None
+        row = conn.execute(
+            "SELECT sql FROM sqlite_master WHERE type = 'table' AND name = ?", (name,)
+        ).fetchone()
+        if row is None or ("WITHOUT ROWID" in row[0].upper()) == without_rowid:
+            continue
+        old = f"{name}_old_layout"
+        with transaction(conn):
+            conn.execute(f"ALTER TABLE {name} RENAME TO {old}")
+            conn.execute(table[0].rstrip().rstrip(";"))
+            conn.execute(f"INSERT INTO {name} SELECT * FROM {old}")
+            conn.execute(f"DROP TABLE {old}")
+        rebuilt.append(name)
+    return rebuilt

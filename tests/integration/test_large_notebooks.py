@@ -18,6 +18,7 @@ import pytest
 from helpers import eventually, upgrade_to_websocket, write_notebook
 from pycrdt import Doc
 
+from jupyter_cocalc_sync.documents import manager as manager_module
 from jupyter_cocalc_sync.format.schema import notebook_syncdb
 from jupyter_cocalc_sync.sync.table import SyncDB
 from jupyter_cocalc_sync.transport import protocol
@@ -173,11 +174,19 @@ def compact_notebook(path) -> None:
 
 @pytest.mark.cocalc(send_queue_bytes=QUEUE_LIMIT)
 async def test_opening_notebooks_in_jupyterlab_rewrites_none_of_their_files(
-    server, root_dir, jp_serverapp, corpus_dir
+    server, root_dir, jp_serverapp, corpus_dir, monkeypatch
 ):
     """Notebooks opened by a JupyterLab-like client, one of them with a first sync far bigger
-    than the send queue (and the corpus, when present): nothing to save, the files untouched."""
+    than the send queue (and the corpus, when present): nothing to save, the files untouched.
+    Opening the big one hands the memory its import freed back to the operating system."""
     documents = jp_serverapp.web_app.settings["cocalc_sync"].documents
+    released: list[str] = []
+
+    async def release() -> bool:
+        released.append(name)
+        return True
+
+    monkeypatch.setattr(manager_module, "release_freed_memory", release)
     compact_notebook(root_dir / "compact.ipynb")
     notebook_with_output(root_dir / "big.ipynb", cells=20, output_bytes=200_000)  # 4 MB
     names = ["compact.ipynb", "big.ipynb"]
@@ -196,3 +205,4 @@ async def test_opening_notebooks_in_jupyterlab_rewrites_none_of_their_files(
         if status != "skipped" or (root_dir / name).read_bytes() != before:
             rewritten.append((name, status))
     assert not rewritten
+    assert "big.ipynb" in released and "compact.ipynb" not in released
