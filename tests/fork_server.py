@@ -11,7 +11,7 @@ the app's ``__main__`` run as ``__main__``, and an ordinary interpreter exit.
 A module that reads the environment while it is imported would keep the fork server's values
 in every server forked from it. Such modules are not preloaded (``NOT_PRELOADED``), and the
 fork server notes every variable read while it preloads: a request whose environment differs
-in one of them is refused, and the server starts the plain way (with a warning naming it).
+in one of them is refused, and the server starts the plain way (with a logged warning naming it).
 
 ``JCS_TEST_FORK_SERVER=0`` starts every server the plain way.
 """
@@ -21,6 +21,7 @@ from __future__ import annotations
 import contextlib
 import importlib
 import json
+import logging
 import os
 import runpy
 import selectors
@@ -29,12 +30,13 @@ import socket
 import subprocess
 import sys
 import threading
-import warnings
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import setproctitle
+
+logger = logging.getLogger(__name__)
 
 #: apps a request may run: ``python -m <app>`` for each
 APPS = ("jupyter_server", "jupyterlab")
@@ -442,7 +444,7 @@ def forkable(args: list[str]) -> str | None:
 
 def spawn(args: list[str], env: dict[str, str], log: Path, cwd: Path | None) -> Any:
     """Fork ``args`` (see ``forkable``) from the worker's fork server; ``None`` (with a
-    warning) when it cannot, for the caller to start the plain way."""
+    logged warning) when it cannot, for the caller to start the plain way."""
     global _fork_server, _disabled
     app = forkable(args)
     assert app is not None, args
@@ -451,14 +453,19 @@ def spawn(args: list[str], env: dict[str, str], log: Path, cwd: Path | None) -> 
     folder = str(cwd or os.getcwd())
     try:
         if _fork_server is None:
-            _fork_server = ForkServer(env, folder)
+            # the interpreter's variables this process's: a start that sets others of its own
+            # (a sitecustomize on its PYTHONPATH) is refused, not taken for every start after
+            own = {k: v for k, v in env.items() if not k.startswith(INTERPRETER_PREFIX)}
+            interpreter = {k: v for k, v in os.environ.items() if k.startswith(INTERPRETER_PREFIX)}
+            _fork_server = ForkServer({**own, **interpreter}, folder)
         elif not _fork_server.alive:
             raise ForkServerUnavailable("the fork server exited")
         return _fork_server.spawn(app, args[3:], env, folder, log)
     except ForkServerUnavailable as error:
         if _fork_server is None or not _fork_server.alive:
             _disabled = str(error)
-        warnings.warn(f"starting a server the plain way: {error}", stacklevel=3)
+        # logged, not warned: this suite's warnings are errors, and this is not a failure
+        logger.warning("starting a server the plain way: %s", error)
         return None
 
 
