@@ -89,9 +89,8 @@ class CellRun:
             self._input = None
             await handler.finish()
             writes.cancel_flush()
-            if self._last_of_batch():  # the kernel's last run of the batch: said with its end
-                writes.set_settings(kernel_state="idle")
-            writes.flush(cell_id, handler, final=True)
+            # the kernel's last run of the batch: its idle state is said with the run's end
+            writes.flush(cell_id, handler, final=True, kernel_idle=self._last_of_batch())
             writes.commit()  # (the cell is gone: what else the run wrote)
         return ok
 
