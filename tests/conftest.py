@@ -8,6 +8,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+import kernel_ports
 import pytest
 import server_errors
 from postgres import PostgresCluster, unavailable_reason
@@ -15,7 +16,7 @@ from process_guard import ProcessGuard, Snapshot, snapshot
 from servers import UNNEEDED_EXTENSIONS
 from traitlets.config import Config
 
-pytest_plugins = ["pytest_jupyter.jupyter_server"]
+pytest_plugins = ["pytest_jupyter.jupyter_server", "cpu_durations"]
 
 CORPUS = Path(__file__).resolve().parents[2] / "shared" / "corpus"
 
@@ -30,6 +31,10 @@ def process_guard(config: pytest.Config) -> ProcessGuard:
         base = config._tmp_path_factory.getbasetemp()  # type: ignore[attr-defined]
         config.stash[_process_guard] = ProcessGuard(base)
     return config.stash[_process_guard]
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    kernel_ports.install()  # the in-process servers' kernels (kernel_ports.py says why)
 
 
 @pytest.fixture(autouse=True)
@@ -141,7 +146,8 @@ def no_server_errors(request: pytest.FixtureRequest) -> None:
 def cocalc_config(request) -> dict:
     """``c.CocalcSync`` for the test's server: fast defaults, plus ``@pytest.mark.cocalc(...)``."""
     config = {"autosave_delay": 0.2, "file_poll_interval": 0.2, "document_cleanup_delay": 5}
-    for marker in request.node.iter_markers("cocalc"):
+    # the module's marker first: the test's own wins
+    for marker in reversed(list(request.node.iter_markers("cocalc"))):
         config.update(marker.kwargs)
     if "store_backend" in request.fixturenames:  # the test runs on both backends
         spec = request.getfixturevalue("store_spec")

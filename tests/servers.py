@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import kernel_ports
 import server_errors
 
 #: server extensions the test extras bring along (nbgrader, whose checksums and student versions
@@ -270,6 +271,9 @@ class ServerProcess:
             config.setdefault(section, {}).update(values)
         (self.state / "config").mkdir(parents=True, exist_ok=True)
         (self.state / "config" / "jupyter_server_config.json").write_text(json.dumps(config))
+        if str(self.python) == sys.executable:  # (another venv's server may lack jupyter_client)
+            ports = kernel_ports.config_file_lines()
+            (self.state / "config" / "jupyter_server_config.py").write_text(ports)
         labconfig = self.state / "config" / "labconfig"
         labconfig.mkdir(exist_ok=True)
         page_config = {"disabledExtensions": UNNEEDED_LAB_EXTENSIONS}

@@ -380,14 +380,16 @@ async def test_a_failing_store_is_reported_loses_nothing_and_heals(
 
 
 @pytest.mark.expect_errors(r"the store \S+ (\(schema \S+\) )?is in use by another server")
-def test_a_second_server_on_the_same_store_refuses_to_start(tmp_path, store_spec):
-    root = tmp_path / "root"
+async def test_a_second_server_on_the_same_store_refuses_to_start(
+    tmp_path, store_spec, server, extension
+):
+    # the first server is the test's in-process one; the second a subprocess on its store
+    root = tmp_path / "second-root"
     root.mkdir()
     postgres = store_spec.startswith("postgresql://")
     store = {"store_url": store_spec, "store_lock_wait": 1} if postgres else {}
-    config = {"CocalcSync": {"store_path": str(tmp_path / "shared.db"), **store}}
-    first = ServerProcess(root, tmp_path / "state1", config=config).start()
-    second = ServerProcess(root, tmp_path / "state2", config=config)
+    config = {"CocalcSync": {"store_path": extension.store_path, **store}}
+    second = ServerProcess(root, tmp_path / "second-state", config=config)
     try:
         with pytest.raises(RuntimeError, match="server exited") as refused:
             second.start()
@@ -396,10 +398,9 @@ def test_a_second_server_on_the_same_store_refuses_to_start(tmp_path, store_spec
             assert re.search(r"is in use by another server \(backend pid \d+", message)
             assert store_spec.split("?")[0] in message
         else:
-            assert str(tmp_path / "shared.db") in message
-            assert f"pid {first.process.pid}" in message
+            assert extension.store_path in message
+            assert f"pid {os.getpid()}" in message
         # the first server is unharmed
-        assert first.process.poll() is None
+        assert (await server.http.get("/api/status")).status_code == 200
     finally:
         second.kill()
-        first.stop()

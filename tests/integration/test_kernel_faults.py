@@ -1,16 +1,19 @@
 """A kernel killed (SIGKILL) or frozen (SIGSTOP) at each step of a request never stalls the server.
 
-Each test runs a real ``jupyter server`` in a subprocess with real ipykernel kernels, signals
+Each test runs on a real ``jupyter server`` in a subprocess with real ipykernel kernels (one
+the module's tests without a kernel pool share, each in a folder of its own; a server of its
+own for a test of the pool, whose state at the server's start matters), signals
 a kernel process at one step (claim from the pool, run, interrupt, restart, the kernel_info
 handshake, change kernel), and shows that:
 
-* the server keeps answering other requests (``GET /api/status``, asked back to back by a
-  probe process) during the fault and after it: every one answered 200, none held for seconds
-  (a server waiting on the faulty kernel would hold them until a kernel timeout; how fast it
-  answers is measured in bench/, not asserted here);
+* the server keeps answering other requests (``GET /api/status``, asked about twenty times a
+  second by a probe process) during the fault and after it: every one answered 200, none held
+  for seconds (a server waiting on the faulty kernel would hold them until a kernel timeout;
+  how fast it answers is measured in bench/, not asserted here);
 * the affected request or cell ends, with a clear error where the kernel died.
 
-Every process a test stopped is continued or killed at teardown, with the server's kernels.
+Every process a test stopped is continued or killed at teardown, with the server's kernels
+(on the shared server: shut down, the next test starts with none).
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ import signal
 import sys
 import time
 from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
 
 import httpx
 import nbformat
@@ -51,10 +55,14 @@ pytestmark = pytest.mark.slow
 
 
 class FaultyServer:
-    """A server subprocess, its kernel processes, and the signals a test sent them."""
+    """A server subprocess, its kernel processes, and the signals a test sent them.
 
-    def __init__(self, process: ServerProcess) -> None:
+    ``path`` is the test's notebook: in a folder of its own on a server tests share.
+    """
+
+    def __init__(self, process: ServerProcess, folder: str = "") -> None:
         self.process = process
+        self.path = f"{folder}/nb.ipynb" if folder else "nb.ipynb"
         self.http = httpx.AsyncClient(
             base_url=process.url, headers={"Authorization": f"token {process.token}"}, timeout=60
         )
@@ -79,9 +87,9 @@ class FaultyServer:
                         pids[match.group(1)] = child.pid
         return pids
 
-    async def session_kernel_pid(self, path: str = "nb.ipynb") -> int | None:
+    async def session_kernel_pid(self) -> int | None:
         sessions = (await self.http.get("/api/sessions")).json()
-        ids = [s["kernel"]["id"] for s in sessions if s["path"] == path and s.get("kernel")]
+        ids = [s["kernel"]["id"] for s in sessions if s["path"] == self.path and s.get("kernel")]
         return self.kernel_pids().get(ids[0]) if ids else None
 
     async def pooled_pids(self) -> list[int]:
@@ -92,50 +100,105 @@ class FaultyServer:
         pool = (await self.http.get("/api/cocalc-sync/kernels")).json()["pool"]
         return any(k["ready"] for k in pool["kernels"].values())
 
-    async def open(self, cells: list[str], path: str = "nb.ipynb") -> LiveNotebook:
-        write_notebook(self.process.root / path, cells)
-        return await self.client.open(path)
+    async def open(self, cells: list[str]) -> LiveNotebook:
+        write_notebook(self.process.root / self.path, cells)
+        return await self.client.open(self.path)
 
-    async def post(self, path: str, what: str, body: dict | None = None) -> httpx.Response:
-        return await self.http.post(f"/api/cocalc-sync/notebooks/{path}/{what}", json=body or {})
+    async def post(self, what: str, body: dict | None = None) -> httpx.Response:
+        url = f"/api/cocalc-sync/notebooks/{self.path}/{what}"
+        return await self.http.post(url, json=body or {})
 
-    def cleanup(self) -> None:
-        """Continue what we stopped, stop the server, kill every kernel that outlived it."""
-        if self.process.process is None:
-            return
-        family: list[psutil.Process] = []
-        with contextlib.suppress(psutil.Error):
-            family = psutil.Process(self.process.process.pid).children(recursive=True)
+    def continue_stopped(self) -> None:
         for pid in self.stopped:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGCONT)
-        self.process.stop()
-        for proc in family:
-            with contextlib.suppress(psutil.Error):
-                proc.kill()
-                proc.wait(10)
+
+    async def shut_down_kernels(self) -> None:
+        """Shut down every kernel of the server (a shared server's next test starts with none)."""
+        for kernel in (await self.http.get("/api/kernels")).json():
+            response = await self.http.delete(f"/api/kernels/{kernel['id']}")
+            assert response.status_code in (204, 404), response.text
+
+        async def none_left() -> bool:
+            return not self.kernel_pids()
+
+        await until(none_left, "the kernels of the test to exit")
+
+    def cleanup(self) -> None:
+        """Continue what we stopped, stop the server, kill every kernel that outlived it."""
+        self.continue_stopped()
+        stop_server(self.process)
 
 
-@pytest.fixture
-def faulty(tmp_path, kernel_pool_config, jp_asyncio_loop) -> Iterator[FaultyServer]:
-    root = tmp_path / "root"
+def start_server(tmp: Path, pool_config: dict) -> ServerProcess:
+    root = tmp / "root"
     root.mkdir()
     config = {
-        "KernelPool": kernel_pool_config,
+        "KernelPool": pool_config,
         "CocalcSync": {"autosave_delay": 0.5, "document_cleanup_delay": 5},
         # jupyter_server's restarter checks every second, not every three
         "KernelRestarter": {"time_to_dead": 1.0},
     }
-    process = ServerProcess(root, tmp_path / "state", config=config)
-    server = FaultyServer(process)
+    process = ServerProcess(root, tmp / "state", config=config)
     try:
         process.start()
         warm_up(process)
+    except BaseException:  # (re-raised: the server and its kernels stopped first)
+        stop_server(process)
+        raise
+    return process
+
+
+def stop_server(process: ServerProcess) -> None:
+    """Stop the server, kill every kernel that outlived it."""
+    if process.process is None:
+        return
+    family: list[psutil.Process] = []
+    with contextlib.suppress(psutil.Error):
+        family = psutil.Process(process.process.pid).children(recursive=True)
+    process.stop()
+    for proc in family:
+        with contextlib.suppress(psutil.Error):
+            proc.kill()
+            proc.wait(10)
+
+
+@pytest.fixture(scope="module")
+def shared_server(tmp_path_factory) -> Iterator[ServerProcess]:
+    """A server without a kernel pool that the tests marked ``ON_SHARED_SERVER`` take turns on:
+    its start-up is paid once."""
+    process = start_server(tmp_path_factory.mktemp("shared-server"), {"size": 0})
+    try:
+        yield process
+    finally:
+        stop_server(process)
+
+
+#: the test runs on the module's shared server, in a folder of its own, and shuts down its
+#: kernels at the end; the others (a pool's state at the server's start matters to them) start
+#: a server of their own
+ON_SHARED_SERVER = pytest.mark.usefixtures("shared_server")
+
+
+@pytest.fixture
+def faulty(request, tmp_path, kernel_pool_config, jp_asyncio_loop) -> Iterator[FaultyServer]:
+    shared = "shared_server" in request.fixturenames
+    if shared:
+        process: ServerProcess = request.getfixturevalue("shared_server")
+        (process.root / tmp_path.name).mkdir()
+        server = FaultyServer(process, tmp_path.name)
+    else:
+        server = FaultyServer(start_server(tmp_path, kernel_pool_config))
+    try:
         yield server
     finally:
         jp_asyncio_loop.run_until_complete(server.client.close())
+        if shared:
+            server.continue_stopped()
+            jp_asyncio_loop.run_until_complete(server.shut_down_kernels())
+        else:
+            server.cleanup()
         jp_asyncio_loop.run_until_complete(server.http.aclose())
-        server.cleanup()
 
 
 def warm_up(process: ServerProcess) -> None:
@@ -154,7 +217,8 @@ def warm_up(process: ServerProcess) -> None:
         http.get("/api/cocalc-sync/notebooks/warm-up.ipynb").raise_for_status()
 
 
-#: The probe's own process: ``GET /api/status`` back to back, one line per answer.
+#: The probe's own process: ``GET /api/status`` every 50 ms (a held answer shows however rarely it
+#: asks; more often only burns the CPU the server and the kernels share), one line per answer.
 PROBE_SCRIPT = """
 import sys, time, httpx
 url, token = sys.argv[1], sys.argv[2]
@@ -169,12 +233,12 @@ with httpx.Client(headers={"Authorization": f"token {token}"}, timeout=30) as ht
         except httpx.HTTPError as e:
             outcome = type(e).__name__
         print(f"{time.perf_counter() - start:.6f} {outcome}", flush=True)
-        time.sleep(0.005)
+        time.sleep(0.05)
 """
 
 
 class StatusProbe:
-    """Asks ``GET /api/status`` back to back and keeps the longest response time.
+    """Asks ``GET /api/status`` again and again and keeps the longest response time.
 
     From a process of its own, so that nothing of the test process (its event loop, its
     garbage collections) adds to the measured times.
@@ -362,6 +426,7 @@ async def test_a_pooled_kernel_killed_while_booting_is_never_handed_out(faulty):
 # -- run ----------------------------------------------------------------------------------------
 
 
+@ON_SHARED_SERVER
 @pytest.mark.parametrize("fault", ["kill", "stop-then-kill"])
 async def test_a_kernel_dying_mid_cell_ends_the_cell_and_the_server_keeps_answering(faulty, fault):
     nb = await faulty.open([LONG_CELL, "print('not run')", "print('next run works')"])
@@ -384,25 +449,27 @@ async def test_a_kernel_dying_mid_cell_ends_the_cell_and_the_server_keeps_answer
 # -- interrupt ----------------------------------------------------------------------------------
 
 
+@ON_SHARED_SERVER
 async def test_an_interrupt_sent_to_a_dying_kernel_answers_and_the_cell_ends(faulty):
     nb = await faulty.open([LONG_CELL])
     await started(nb, "cell-0")
     pid = await faulty.session_kernel_pid()
     async with probing(faulty):
         faulty.signal(pid, signal.SIGKILL)
-        response = await faulty.post("nb.ipynb", "interrupt")
+        response = await faulty.post("interrupt")
         assert response.status_code == 200, response.text
         await nb.wait_for(finished("cell-0"), timeout=DEADLINE_S)
     assert_dead_kernel_reported(nb, "cell-0")
 
 
+@ON_SHARED_SERVER
 async def test_an_interrupt_sent_to_a_frozen_kernel_lands_once_it_continues(faulty):
     nb = await faulty.open([LONG_CELL])
     await started(nb, "cell-0")
     pid = await faulty.session_kernel_pid()
     async with probing(faulty) as probe:
         faulty.signal(pid, signal.SIGSTOP)
-        response = await faulty.post("nb.ipynb", "interrupt")
+        response = await faulty.post("interrupt")
         assert response.status_code == 200, response.text
         await probe.wait_for_requests(20)
         assert cell(nb, "cell-0")["state"] == "busy"
@@ -412,19 +479,29 @@ async def test_an_interrupt_sent_to_a_frozen_kernel_lands_once_it_continues(faul
     assert await faulty.session_kernel_pid() == pid
 
 
-@pytest.mark.parametrize("pooled", [pytest.param(True, marks=NO_REFILL), False])
-async def test_a_kernel_interrupted_while_booting_survives(faulty, pooled):
-    # Right after the server starts, the pool's kernel (or the session's own) is still
-    # importing ipykernel: a SIGINT then would kill it.
-    if not pooled:  # the server's first kernel start imports what it needs: not measured
-        kernel = (await faulty.http.post("/api/kernels", json={"name": "python3"})).json()
-        (await faulty.http.delete(f"/api/kernels/{kernel['id']}")).raise_for_status()
+@NO_REFILL
+async def test_a_pooled_kernel_interrupted_while_booting_survives(faulty):
+    # Right after the server starts, the pool's kernel is still importing ipykernel: a SIGINT
+    # then would kill it.
+    await interrupt_while_booting(faulty)
+
+
+@ON_SHARED_SERVER
+async def test_a_kernel_interrupted_while_booting_survives(faulty):
+    # The session's own kernel is still importing ipykernel when the cell asks for it. The
+    # server's first kernel start imports what it needs: not measured.
+    kernel = (await faulty.http.post("/api/kernels", json={"name": "python3"})).json()
+    (await faulty.http.delete(f"/api/kernels/{kernel['id']}")).raise_for_status()
+    await interrupt_while_booting(faulty)
+
+
+async def interrupt_while_booting(faulty: FaultyServer) -> None:
     nb = await faulty.open(["print('ran')", "print('same kernel')"])
     async with probing(faulty):
         await nb.run(["cell-0"])
         # Interrupt again and again while the cell waits for its kernel (until it runs).
         while cell(nb, "cell-0").get("state") == "run":
-            response = await faulty.post("nb.ipynb", "interrupt")
+            response = await faulty.post("interrupt")
             assert response.status_code == 200, response.text
             await asyncio.sleep(0.02)
         await nb.wait_for(finished("cell-0"), timeout=DEADLINE_S)
@@ -440,6 +517,7 @@ async def test_a_kernel_interrupted_while_booting_survives(faulty, pooled):
 # -- restart ------------------------------------------------------------------------------------
 
 
+@ON_SHARED_SERVER
 @pytest.mark.parametrize("fault", ["kill", "stop"])
 async def test_restarting_a_dead_or_frozen_kernel_gives_a_working_one(faulty, fault):
     nb = await faulty.open(["x = 1", "print('after restart', 'x' in dir())"])
@@ -448,7 +526,7 @@ async def test_restarting_a_dead_or_frozen_kernel_gives_a_working_one(faulty, fa
     async with probing(faulty):
         faulty.signal(pid, signal.SIGKILL if fault == "kill" else signal.SIGSTOP)
         # A frozen kernel ignores the polite shutdown; it is killed after the grace period.
-        response = await faulty.post("nb.ipynb", "restart")
+        response = await faulty.post("restart")
         assert response.status_code == 200, response.text
         await run_to_end(nb, "cell-1")
     assert text_of(nb, "cell-1") == "after restart False\n"
@@ -458,13 +536,14 @@ async def test_restarting_a_dead_or_frozen_kernel_gives_a_working_one(faulty, fa
 # -- the kernel_info handshake (the runner connecting to its kernel) ---------------------------
 
 
+@ON_SHARED_SERVER
 @pytest.mark.parametrize("fault", ["stop-then-kill", "stop-then-continue"])
 async def test_a_kernel_frozen_during_the_handshake(faulty, fault):
-    path = "nb.ipynb"
-    nb = await faulty.open(["print('connected')", "print('next run works')"], path)
+    path = faulty.path
+    nb = await faulty.open(["print('connected')", "print('next run works')"])
     body = {"path": path, "name": path, "type": "notebook", "kernel": {"name": "python3"}}
     (await faulty.http.post("/api/sessions", json=body)).raise_for_status()
-    pid = await faulty.session_kernel_pid(path)
+    pid = await faulty.session_kernel_pid()
     async with probing(faulty) as probe:
         faulty.signal(pid, signal.SIGSTOP)
         await nb.run(["cell-0"])  # the runner connects: its kernel_info gets no answer
@@ -495,7 +574,7 @@ async def test_changing_away_from_a_dead_or_frozen_kernel(faulty, fault):
     old = await faulty.session_kernel_pid()
     async with probing(faulty):
         faulty.signal(old, signal.SIGKILL if fault == "kill" else signal.SIGSTOP)
-        response = await faulty.post("nb.ipynb", "kernel", {"name": "python3"})
+        response = await faulty.post("kernel", {"name": "python3"})
         assert response.status_code == 200, response.text
         await run_to_end(nb, "cell-1")
     assert text_of(nb, "cell-1") == "new kernel False\n"

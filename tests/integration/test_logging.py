@@ -22,7 +22,8 @@ OPENED = re.compile(
 async def test_an_info_line_of_a_module_logger_reaches_the_server_log(tmp_path):
     root = tmp_path / "root"
     write_notebook(root / "nb.ipynb", ["1"])
-    server = ServerProcess(root, tmp_path / "state").start()
+    # (no pooled kernel: nothing runs code)
+    server = ServerProcess(root, tmp_path / "state", config={"KernelPool": {"size": 0}}).start()
     srv = Server(server.url, server.token)
     try:
         reply = await srv.http.get("/api/cocalc-sync/notebooks/nb.ipynb")

@@ -17,6 +17,11 @@ from jupyter_cocalc_sync.client import CocalcSyncClient, ServerError
 
 EXECUTE = "/api/cocalc-sync/execute"
 
+#: without the pool's spare kernel (started by the first request, used by none of most tests);
+#: the tests of the pool's kernels ask for it
+pytestmark = pytest.mark.cocalc(stateless_pool_size=0)
+WITH_POOL = pytest.mark.cocalc(stateless_pool_size=1)
+
 
 def result_text(outputs: list[dict]) -> str:
     return "".join(
@@ -70,6 +75,7 @@ async def test_history_runs_first_and_its_output_is_dropped(server):
     assert "from history" not in str(reply["outputs"])
 
 
+@WITH_POOL
 async def test_every_request_gets_a_kernel_nobody_used(server):
     await server.http.post(EXECUTE, json={"code": "leftover = 1"})
     reply = (await server.http.post(EXECUTE, json={"code": "leftover"})).json()
@@ -116,6 +122,7 @@ async def stateless_pool_ready(server) -> None:
     await poll(ready, timeout=60)
 
 
+@WITH_POOL
 async def test_timeout_answers_408_and_leaves_no_kernel(server):
     await server.http.post(EXECUTE, json={"code": "'fills the pool'"})
     await stateless_pool_ready(server)
