@@ -275,7 +275,9 @@ class ServerProcess:
         page_config = {"disabledExtensions": UNNEEDED_LAB_EXTENSIONS}
         (labconfig / "page_config.json").write_text(json.dumps(page_config))
 
-    def start(self, timeout: float = 60) -> ServerProcess:
+    def start(self, timeout: float = 60, *, ready_path: str = "/api/status") -> ServerProcess:
+        """Start the server and wait until ``ready_path`` answers 200 (``/api`` for a server
+        whose status route fails by design)."""
         self.write_config()
 
         def args_for_port(port: int) -> list[str]:
@@ -293,7 +295,7 @@ class ServerProcess:
             self.env(),
             self.log_path,
             name="server",
-            path="/api/status",
+            path=ready_path,
             timeout=timeout,
             params={"token": self.token},
             watch_errors=self.watch_errors,

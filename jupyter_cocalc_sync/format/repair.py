@@ -116,6 +116,11 @@ def load_notebook(source: str | bytes | Mapping[str, Any]) -> LoadedNotebook:
     if major is None and isinstance(raw.get("cells"), list):
         loaded.warnings.append("no nbformat version: read as nbformat 4")
         major = NBFORMAT
+    if isinstance(major, float) and major.is_integer():
+        major = raw["nbformat"] = int(major)  # JSON Schema's integers include 4.0
+    if isinstance(major, bool) or not isinstance(major, int):
+        # (``true == 1`` in Python: a boolean would pass for version 1)
+        raise _fail("nbformat", f"the version must be an integer, not {major!r}")
     if major in (1, 2, 3):
         raw = _upgrade(raw)
     elif major != NBFORMAT:
@@ -219,9 +224,17 @@ def _upgrade(raw: dict[str, Any]) -> dict[str, Any]:
         # nbformat's own reader joins v3's lists of lines before it upgrades (not
         # ``nbformat.reads``: it logs an ERROR for the invalid notebook this module repairs)
         nb = nbformat.convert(nbformat.reader.reads(json.dumps(raw)), NBFORMAT)
-    except (nbformat.ValidationError, ValueError, LookupError, TypeError, AttributeError) as e:
+    except (
+        nbformat.ValidationError,
+        ValueError,
+        LookupError,
+        TypeError,
+        AttributeError,
+        UnboundLocalError,
+    ) as e:
         # (what nbformat's upgrade code raises on the malformed structures an old file has:
-        # a missing key it checks, or one it reads, a value of the wrong type)
+        # a missing key it checks, or one it reads, a value of the wrong type, a v1 cell type
+        # it has no branch for)
         raise _fail("", f"cannot upgrade nbformat {raw.get('nbformat')}: {e}") from None
     upgraded: dict[str, Any] = json.loads(json.dumps(nb))
     # ids made up by the upgrade are random: derive them instead (deterministic import)

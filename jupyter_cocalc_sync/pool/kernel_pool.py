@@ -37,7 +37,8 @@ from jupyter_client.kernelspec import NoSuchKernel
 
 from ..errors_seen import count_error
 from ..kernels.channels import stop_started
-from .filling import POOL_ERRORS, KeyState, PooledKernel, PooledKernelError, PoolFilling
+from .filling import POOL_ERRORS, KeyState, PoolFilling
+from .pooled import PooledKernel, PooledKernelError, reply_to, send_request
 from .settings import PER_NOTEBOOK_ENV, PoolKey
 
 __all__ = ["KernelPool", "PoolKey", "PooledKernel", "PooledKernelError", "repoint_code"]
@@ -258,7 +259,7 @@ class KernelPool(PoolFilling):
         env = launch_kwargs.get("env")
         session_name = env.get("JPY_SESSION_NAME") if env is not None else None
         code = repoint_code(str(cwd), session_name, set_session=env is not None)
-        msg_id = await self._send(
+        msg_id = await send_request(
             entry, "execute", REPOINT_TIMEOUT_S, code=code, silent=True, store_history=False
         )
         # What a restart reuses, and what /api/resolvePath resolves against.
@@ -281,7 +282,7 @@ class KernelPool(PoolFilling):
         or the code failed), and must be restarted (``claims``: it then comes back in the
         notebook's folder). Rare: the kernel was alive and took the request a moment ago."""
         try:
-            reply = await self._reply(entry, msg_id, "execute", REPOINT_TIMEOUT_S)
+            reply = await reply_to(entry, msg_id, "execute", REPOINT_TIMEOUT_S)
             if reply["content"].get("status") != "ok":
                 raise PooledKernelError(f"re-pointing failed: {reply['content'].get('evalue')}")
             return True

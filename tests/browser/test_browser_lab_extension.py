@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 import shutil
-import time
 from pathlib import Path
 
 import httpx
@@ -26,7 +25,6 @@ from browser_support import (
 from helpers import read_notebook_file, write_notebook
 from lab_servers import DEFAULT_LAB_CONFIG, LabFolder, lab_process, stop_lab
 from playwright.sync_api import Locator, expect
-from servers import launch, server_command
 
 import jupyter_cocalc_sync
 
@@ -223,22 +221,10 @@ def test_a_kernel_gateway_that_is_down_is_said_in_jupyterlab(browser, tmp_path):
     """A server of its own, configured with a gateway where nothing listens."""
     config = {**DEFAULT_LAB_CONFIG, "GatewayClient": {"url": "http://127.0.0.1:9"}}
     server = lab_process(tmp_path, config)
-    server.write_config()
-    command = [
-        *server_command(server.python, server.app, server.port, server.token, server.root),
-        f"--LabApp.user_settings_dir={server.state / 'lab-settings'}",
-    ]
-    server.process = launch(command, server.env(), server.log_path)
     lab = LabSession(browser, LabFolder(server, "gateway"), tmp_path / "artifacts")
     try:
-        # /api/status answers 503 (it lists the gateway's kernels): wait for any answer
-        deadline = time.monotonic() + 90
-        while time.monotonic() < deadline:
-            try:
-                httpx.get(f"{server.url}/api/status", params={"token": server.token})
-                break
-            except httpx.TransportError:
-                time.sleep(0.1)  # not listening yet: another process, nothing to await
+        # (/api/status answers 503: it lists the gateway's kernels; /api asks no gateway)
+        server.start(timeout=90, ready_path="/api")
         write_notebook(server.root / "gateway" / "nb.ipynb", ["1"])
         alice = lab.open("nb.ipynb", "alice", wait=False)
         toast = alice.page.get_by_text("No kernel can start")

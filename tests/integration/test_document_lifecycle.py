@@ -163,7 +163,18 @@ async def test_an_invalid_notebook_opens_repaired_and_reports_it(server, root_di
     assert len({c.id for c in nb.cells}) == 5
 
 
-@pytest.mark.parametrize("text", ["{not json", '{"cells": 3, "nbformat": 4}', "[]"])
+@pytest.mark.parametrize(
+    "text",
+    [
+        "{not json",
+        '{"cells": 3, "nbformat": 4}',
+        "[]",
+        # found by tests/stress/test_fuzz.py: a boolean is not a format version (True == 1)
+        '{"cells": [{"cell_type": "markdown"}], "nbformat": true}',
+        '{"cells": [{"cell_type": "markdown"}], "nbformat": 1}',  # v1 knows code and text
+        '{"cells": [], "nbformat": "4"}',
+    ],
+)
 async def test_a_file_that_is_not_a_notebook_is_refused(server, root_dir, text):
     (root_dir / "broken.ipynb").write_text(text)
     reply = await server.http.get("/api/cocalc-sync/notebooks/broken.ipynb")
