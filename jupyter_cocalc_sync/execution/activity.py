@@ -13,7 +13,10 @@ once at the start and the end of every batch of runs (so the memory a run freed 
 once), but never more often than every ``busy_interval / 4`` (runs of a few milliseconds back
 to back would otherwise read the kernel's process tree twice each). Run progress: cells done
 and pending since the runner last became busy; it stays after the batch (``running: false``)
-until the next one. Changes within ``PUBLISH_DELAY`` reach clients as one awareness update.
+until the next one. Changes within ``PUBLISH_DELAY`` reach clients as one awareness update. A
+batch shows as running once it has run ``RUNNING_SHOWN_AFTER`` seconds: a quick run (most runs,
+``1+1``) shows only its end, not a state over before anyone could read it, sent to every client
+of the notebook for each run.
 """
 
 from __future__ import annotations
@@ -61,6 +64,8 @@ class CollaboratorsPanel(Protocol):
 
 #: seconds within which changes of the state are sent to clients as one
 PUBLISH_DELAY = 0.05
+#: seconds a batch of runs has run before its progress shows it running
+RUNNING_SHOWN_AFTER = 0.25
 #: seconds after which a state is sent again even if it did not change (clients drop a state
 #: not renewed within 30 s)
 RENEW_INTERVAL = 10.0
@@ -100,6 +105,8 @@ class NotebookActivity:
         self.usage: KernelUsage | None = None
         self.progress: dict[str, Any] | None = None
         self._running = False
+        #: time.monotonic() when the runner last became busy
+        self._batch_started = -float("inf")
         self._kernel_busy = False
         self._sampler: ProcessTreeSampler | None = None
         self._wake = asyncio.Event()
@@ -121,15 +128,17 @@ class NotebookActivity:
             "run_progress": self.progress,
         }
 
-    def _publish(self) -> None:
+    def _publish(self, delay: float = PUBLISH_DELAY) -> None:
         """Send the state to clients soon, with whatever else changes meanwhile."""
         if self._publishing is None:
-            self._publishing = asyncio.get_running_loop().call_later(
-                PUBLISH_DELAY, self._publish_now
-            )
+            self._publishing = asyncio.get_running_loop().call_later(delay, self._publish_now)
 
     def _publish_now(self) -> None:
         self._publishing = None
+        young = self._batch_started + RUNNING_SHOWN_AFTER - time.monotonic()
+        if self._running and young > 0:
+            self._publish(young)  # (a batch that ends before shows its end only)
+            return
         state: dict[str, Any] | None = None
         summary: str | None = None
         if self.usage is not None or self.progress is not None:
@@ -177,6 +186,8 @@ class NotebookActivity:
     def run_progress(self, done: int, pending: int, running: bool) -> None:
         if running != self._running:
             self._running = running
+            if running:
+                self._batch_started = time.monotonic()
             self._wake.set()  # a sample at the start and at the end of every batch
         self.progress = {"done": done, "total": done + pending, "running": running}
         self._publish()

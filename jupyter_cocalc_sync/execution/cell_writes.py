@@ -6,6 +6,11 @@ runner's own (a dead kernel), display updates for other cells, and the settings 
 committed as made for whoever asked for the running cell (``origin``), through the run's
 ``RunVersions`` (so a run's versions are squashed when it ends). ``writing`` is true while the
 runner writes, so the runner can tell its own changes from clients' requests.
+
+A cell's start (``started``) is written with what comes next — its outputs, or its end — in
+one transaction, at the latest when the runner commits: the kernel's messages that arrive
+together are one change, and each transaction of the table costs its observers (the change
+log's update, the change events, the rooms' guards) whatever it holds.
 """
 
 from __future__ import annotations
@@ -58,20 +63,39 @@ class CellWrites:
         #: when outputs were last written (0: the next output is written at once)
         self.last_flush = 0.0
         self._flush_timer: asyncio.TimerHandle | None = None
+        #: the running cell's start (``started``), not written yet
+        self._started: dict[str, Any] | None = None
 
     def commit(self, origin: Origin | None = None) -> None:
         """Commit the runner's writes as ``origin``'s (default: as made for whoever asked for
         the running cell)."""
+        if self._started is not None:
+            with self.batch():
+                self._write_started()
         self.versions.commit(origin or self.origin)
 
     def started(self, cell_id: str, handler: OutputHandler) -> None:
-        """The kernel began running the cell (committed by the caller, with what came with
-        it)."""
+        """The kernel began running the cell: written with the cell's next write (its
+        outputs, its end) or at the next commit, whichever comes first."""
         record = {"type": "cell", "id": cell_id, "state": "busy", "start": now_ms()}
         if handler.exec_count is not None:
             record["exec_count"] = handler.exec_count
-        with self.batch() as origin:
-            self.db.set(record, origin)
+        self._started = record
+
+    def _write_started(
+        self, record: dict[str, Any] | None = None, *, kernel_idle: bool = False
+    ) -> None:
+        """Write the pending start (inside a batch), merged into ``record`` of the same cell
+        when given (whose fields win: a run that ended is ``idle``, not ``busy``); the kernel
+        is busy, unless ``kernel_idle`` (it is done already: it is said idle instead)."""
+        started, self._started = self._started, None
+        if started is None:
+            return
+        if record is not None and record["id"] == started["id"]:
+            record.update({k: v for k, v in started.items() if k not in record})
+        elif self.db.record_map(("cell", started["id"])) is not None:
+            self.db.set(started, self.origin)
+        if not kernel_idle:
             self.set_settings(kernel_state="busy")
 
     def clear_for_run(self, cell_id: str, origin: Origin | None = None) -> None:
@@ -114,7 +138,16 @@ class CellWrites:
             self._flush_timer.cancel()
             self._flush_timer = None
 
-    def flush(self, cell_id: str, handler: OutputHandler | None, *, final: bool = False) -> None:
+    def flush(
+        self,
+        cell_id: str,
+        handler: OutputHandler | None,
+        *,
+        final: bool = False,
+        kernel_idle: bool = False,
+    ) -> None:
+        """Write the cell's new outputs (and, ``final``, its end; ``kernel_idle``, the
+        kernel's state with it) in one transaction with its pending start, and commit."""
         if handler is None:
             return
         self.last_flush = time.monotonic()
@@ -126,13 +159,19 @@ class CellWrites:
             record["exec_count"] = handler.exec_count
         if final:
             record.update(state="idle", end=now_ms())
-        if len(record) == 2 or self.db.record_map(("cell", cell_id)) is None:
+        exists = self.db.record_map(("cell", cell_id)) is not None
+        if (len(record) == 2 or not exists) and self._started is None and not kernel_idle:
             return
         with self.batch() as origin:
-            self.db.set(record, origin)
+            self._write_started(record, kernel_idle=kernel_idle)
+            if len(record) > 2 and exists:
+                self.db.set(record, origin)
+            if kernel_idle:
+                self.set_settings(kernel_state="idle")
         self.commit()
 
     def finish_with_error(self, cell_id: str, ename: str, evalue: str) -> None:
+        self._started = None  # (the run is over: its end says so)
         if self.db.peek(("cell", cell_id)) is None:
             return
         error = {"output_type": "error", "ename": ename, "evalue": evalue, "traceback": [evalue]}
@@ -153,6 +192,7 @@ class CellWrites:
         """End a run the server could not finish (it stopped while the cell ran): the outputs
         so far stay, and an error after them says what happened, in every client and the
         file."""
+        self._started = None  # (the run is over: its end says so)
         record = self.db.peek(("cell", cell_id))
         if record is None:
             return

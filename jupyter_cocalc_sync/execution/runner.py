@@ -4,8 +4,9 @@ A client asks for a run by setting a cell's ``state`` to ``"start"`` (or through
 the Python client, or JupyterLab's server-side executor). The runner moves the cell on —
 ``run`` (queued), ``busy`` (executing, ``start`` set), ``idle`` (done, ``end`` set) — on the
 notebook's session kernel, and writes the outputs into the table as they come (through an
-``OutputHandler``, at most every ``flush_interval`` seconds during a flood). Nothing depends on
-a browser: outputs keep arriving, and are saved, when every client is gone.
+``OutputHandler``, at most every ``flush_interval`` seconds during a flood; each run is a
+``CellRun``, ``cell_run.py``). Nothing depends on a browser: outputs keep arriving, and are
+saved, when every client is gone.
 
 Queue rules: cells run in request order; after an error the rest of the queue is dropped
 (``halt_on_error``); interrupting stops the running cell and drops the queue; a queued cell that
@@ -21,7 +22,7 @@ import logging
 from collections import deque
 from collections.abc import Callable, Iterable
 from functools import partial
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from jupyter_client.kernelspec import NoSuchKernel
 from tornado.web import HTTPError
@@ -30,10 +31,11 @@ from ..errors import KernelError
 from ..errors_seen import count_error
 from ..format.ipynb import cell_order_key, ordered_outputs
 from ..format.schema import SETTINGS_KEY
-from ..kernels.kernel import DEAD_KERNEL_ENAME, CodeExecutionEmitter, JupyterKernel
+from ..kernels.kernel import JupyterKernel
 from ..origin import RUNNER, Origin
 from ..outputs.handler import DisplayIndex, OutputHandler, OutputLimits, is_marker
 from ..sync.table import ChangeEvent
+from .cell_run import CellRun
 from .cell_writes import SERVER_GONE, SERVER_STOPPED, CellWrites
 from .run_versions import ProjectionWrites, RunVersions
 
@@ -51,7 +53,6 @@ log = logging.getLogger(__name__)
 #: how long closing waits for the running cell to write what it printed before it was stopped
 WORKER_STOP_TIMEOUT = 10.0
 
-INPUT_REQUEST = "input_request"
 #: why a notebook may get no kernel: it cannot start or died (KernelError), jupyter_server's
 #: session manager refused (HTTPError), its kernelspec is gone (NoSuchKernel)
 NO_KERNEL = (KernelError, HTTPError, NoSuchKernel)
@@ -92,7 +93,7 @@ class NotebookRunner:
         self.history = history
         self.flush_interval = flush_interval
         self.versions = RunVersions(document, history, projection_writes)
-        self.writes = CellWrites(self.db, self.versions, flush_interval, lambda: self._handler)
+        self.writes = CellWrites(self.db, self.versions, flush_interval, self._current_handler)
         #: the notebook's widget table (widgets/), following the runner's kernel
         self.widgets = widgets
         self.halt_on_error = True
@@ -104,10 +105,9 @@ class NotebookRunner:
         self.displays = DisplayIndex(write_other=self.writes.write_display)
         self._hold, self._release = hold, release
         self.activity = activity
-        self._emitter: CodeExecutionEmitter | None = None
-        self._handler: OutputHandler | None = None
+        #: the run of the cell running now (None between runs and while finding the kernel)
+        self._run: CellRun | None = None
         self._worker: asyncio.Task[None] | None = None
-        self._input: tuple[str, int, bool, str] | None = None  # cell, index, password, prompt
         self._prefer_kernel: str | None = None
         self._kernel_lock = asyncio.Lock()
         #: cells finished since the runner last became busy (run progress)
@@ -161,8 +161,9 @@ class NotebookRunner:
             record = self.db.peek(key) or {}
             if "state" in change.fields and record.get("state") == "start":
                 (requested if may_execute else refused).append(cell_id)
-            if "output" in change.fields and self._input and self._input[0] == cell_id:
-                self._maybe_answered(record)
+            run = self._run
+            if "output" in change.fields and run is not None and run.cell_id == cell_id:
+                run.maybe_answered(record)
         if refused:
             self._refuse(refused)
         if requested:
@@ -393,55 +394,27 @@ class NotebookRunner:
             displays=self.displays,
             doc_id=self.document.file_id,
         )
-        self._handler = handler
+        run = self._run = CellRun(
+            kernel,
+            handler,
+            self.writes,
+            interrupt_requested=lambda: self._interrupt_requested,
+            last_of_batch=lambda: not self.queue,
+        )
         self.versions.start_run()
         if not cleared:
             self.writes.clear_for_run(cell_id)
             self.writes.commit()
-        ok = True
-        self.writes.last_flush = 0.0  # the first output of a run is written at once
-        emitter = kernel.execute_code(code)
-        self._emitter = emitter
         try:
-            async for msg in emitter:
-                msg_type = msg.get("msg_type") or msg["header"]["msg_type"]
-                if msg_type == "execute_input":
-                    # "busy" means the kernel is executing it, not that it was sent
-                    handler.handle(msg)
-                    self.writes.started(cell_id, handler)
-                    if self._interrupt_requested:  # asked for before the kernel began
-                        self.writes.commit()
-                        await kernel.signal("SIGINT")
-                elif msg_type == INPUT_REQUEST:
-                    self._show_input_request(cell_id, handler, msg)
-                else:
-                    if msg_type == "error":
-                        ok = False
-                        if msg.get("content", {}).get("ename") == DEAD_KERNEL_ENAME:
-                            evalue = msg.get("content", {}).get("evalue", "the kernel died")
-                            self.writes.set_settings(backend_state="failed", kernel_error=evalue)
-                    handler.handle(msg)
-                    if not emitter.pending:
-                        self.writes.flush_soon(cell_id)
-                if not emitter.pending:
-                    # the messages that arrived together are one change: the cell's start,
-                    # its outputs and (when the run's end came with them) its end
-                    self.writes.commit()
-            reply = emitter.reply or {}
-            if reply.get("status") == "error":
-                ok = False
+            return await run.execute(code)
         finally:
-            self._emitter = None
-            self._input = None
-            await handler.finish()
-            self._handler = None
-            self.writes.cancel_flush()
-            if not self.queue:  # the kernel's last run of the batch: said with its end
-                self.writes.set_settings(kernel_state="idle")
-            self.writes.flush(cell_id, handler, final=True)
-            self.writes.commit()  # (the cell is gone: what else the run wrote)
+            self._run = None
             self.versions.end_run()
-        return ok
+
+    def _current_handler(self) -> OutputHandler | None:
+        """The output handler of the cell running now."""
+        run = self._run
+        return run.handler if run is not None else None
 
     def _limits(self) -> OutputLimits:
         setting = self.writes.setting
@@ -450,46 +423,10 @@ class NotebookRunner:
             max_messages=int(setting("max_output_messages") or self.limits.max_messages),
         )
 
-    # -- stdin ------------------------------------------------------------------------------
-
-    def _show_input_request(
-        self, cell_id: str, handler: OutputHandler, msg: dict[str, Any]
-    ) -> None:
-        content = msg.get("content", {})
-        prompt, password = content.get("prompt", ""), bool(content.get("password"))
-        # shown even past the output limits: the cell is blocked until someone answers
-        index = handler.add_visible(
-            {"output_type": INPUT_REQUEST, "prompt": prompt, "password": password}
-        )
-        self._input = (cell_id, index, password, prompt)
-        self.writes.cancel_flush()
-        self.writes.flush(cell_id, handler)
-
-    def _maybe_answered(self, record: dict[str, Any]) -> None:
-        assert self._input is not None
-        cell_id, index, password, _prompt = self._input
-        message = (record.get("output") or {}).get(str(index))
-        if isinstance(message, dict) and isinstance(message.get("value"), str):
-            if password:
-                # a password typed into the shared document is in its history for good: it
-                # is not used, the prompt waits for POST …/input
-                log.warning("ignored a password written into %s; use POST …/input", cell_id)
-                return
-            self.answer_input(cell_id, message["value"])
-
     def answer_input(self, cell_id: str, value: str) -> bool:
         """Answer the pending ``input()`` of ``cell_id``; returns whether one was pending."""
-        if self._input is None or self._input[0] != cell_id or self._emitter is None:
-            return False
-        _, index, password, prompt = self._input
-        self._input = None
-        self._emitter.send_input(value)
-        handler = self._handler
-        if handler is not None and index < len(handler.messages):
-            shown = "" if password else value
-            handler.answer(index, f"{prompt}{shown}\n")
-            self.writes.flush(cell_id, handler)
-        return True
+        run = self._run
+        return run is not None and run.cell_id == cell_id and run.answer_input(value)
 
     # -- kernel control ---------------------------------------------------------------------
 

@@ -25,7 +25,7 @@ from ..errors import ExportFormatError, ExportToolMissingError
 if TYPE_CHECKING:
     from nbconvert.exporters import Exporter
 from ..format.ipynb import write_notebook
-from .tools import SystemChromiumPDFExporter, check_tools
+from .tools import check_tools
 
 #: the formats served (nbconvert's own names); "ipynb" needs no nbconvert
 FORMATS = (
@@ -78,6 +78,8 @@ class NotebookExporter:
 def _convert(notebook: dict[str, Any], to: str, base: str) -> Export:
     from nbconvert.exporters import get_exporter
     from nbconvert.utils.pandoc import PandocMissing
+
+    from .webpdf import SystemChromiumPDFExporter
 
     exporter: Exporter = (
         SystemChromiumPDFExporter()  # type: ignore[no-untyped-call]  # nbconvert's __init__

@@ -1,19 +1,15 @@
-"""What exporting to PDF needs from the machine, and a web PDF exporter for the system Chromium.
+"""What exporting to PDF needs from the machine: a missing tool is an
+``ExportToolMissingError`` naming it.
 
-nbconvert's ``pdf`` runs ``xelatex``; its ``webpdf`` drives Playwright's own Chromium build,
-which a server often does not have (and cannot download). ``SystemChromiumPDFExporter`` is
-nbconvert's ``webpdf`` (same template, same page setup) printed by the Chromium installed on
-the system, through Playwright. A missing tool is an ``ExportToolMissingError`` naming it.
+nbconvert's ``pdf`` runs ``xelatex``; its ``webpdf`` (``webpdf.py``) prints with the Chromium
+installed on the system, through Playwright. This module does not import nbconvert (a second
+of imports and ~11 MB that a server which never exports does not pay for).
 """
 
 from __future__ import annotations
 
 import importlib.util
 import shutil
-import tempfile
-from pathlib import Path
-
-from nbconvert.exporters import WebPDFExporter
 
 from ..errors import ExportToolMissingError
 
@@ -49,27 +45,4 @@ def check_tools(to: str) -> None:
             )
 
 
-class SystemChromiumPDFExporter(WebPDFExporter):
-    """nbconvert's web PDF, printed by the system's Chromium (runs in a worker thread)."""
-
-    def run_playwright(self, html: str) -> bytes:
-        from playwright.sync_api import sync_playwright
-
-        with tempfile.TemporaryDirectory(prefix="cocalc-webpdf-") as folder:
-            page_file = Path(folder) / "notebook.html"
-            page_file.write_text(html, encoding="utf-8")
-            with sync_playwright() as playwright:
-                browser = playwright.chromium.launch(
-                    executable_path=system_chromium(), args=[*CHROMIUM_ARGS, *self.browser_args]
-                )
-                try:
-                    page = browser.new_page()
-                    page.emulate_media(media="print")
-                    page.goto(page_file.as_uri(), wait_until="networkidle")
-                    page.wait_for_timeout(self.page_render_timeout)
-                    return page.pdf(print_background=True)
-                finally:
-                    browser.close()
-
-
-__all__ = ["SystemChromiumPDFExporter", "check_tools", "system_chromium"]
+__all__ = ["CHROMIUM_ARGS", "check_tools", "system_chromium"]

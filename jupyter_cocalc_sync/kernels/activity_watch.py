@@ -8,10 +8,16 @@ and decoded by our connection (``channels.Connection``: a SUB socket subscribed 
 them), so while that connection lives, jupyter_server's watcher of the kernel is closed and
 the connection records the activity, by the same rules; when it closes, the watcher comes
 back. That spares the server a second receive and decode of every kernel message.
+
+The kernel's status messages (busy and idle around every request) are recorded each, as
+jupyter_server records them; its other messages at most once per ``ACTIVITY_RESOLUTION``
+seconds (each recording sets two traits, a good part of the server's work per message): while
+the kernel works, its ``last_activity`` is at most that old, and when it goes idle, exact.
 """
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from datetime import datetime
 from typing import Any
@@ -21,6 +27,9 @@ from jupyter_server.services.kernels.kernelmanager import AsyncMappingKernelMana
 
 #: records one decoded iopub message of the kernel as activity
 ActivityRecorder = Callable[[dict[str, Any]], None]
+
+#: seconds within which a kernel's messages other than its status count as one activity
+ACTIVITY_RESOLUTION = 1.0
 
 
 class SharedActivityWatch(AsyncMappingKernelManager):
@@ -60,7 +69,7 @@ class SharedActivityWatch(AsyncMappingKernelManager):
             if not stream.socket.closed:
                 stream.close()
             kernel._activity_stream = None
-        return lambda msg: self._record_activity(kernel, msg)
+        return _KernelActivity(self, kernel)
 
     def unshare_activity(self, kernel_id: str) -> None:
         """A connection that recorded ``kernel_id``'s activity closed: jupyter_server's
@@ -78,24 +87,45 @@ class SharedActivityWatch(AsyncMappingKernelManager):
         if last is not None:
             kernel.last_activity = last
 
-    def _record_activity(self, kernel: Any, msg: dict[str, Any]) -> None:
-        """jupyter_server's ``record_activity``, for a message decoded already."""
+    def _record_activity(self, kernel: Any, msg: dict[str, Any]) -> bool:
+        """jupyter_server's ``record_activity``, for a message decoded already; whether it
+        counted as activity."""
         msg_type = msg["header"]["msg_type"]
         parent_header = msg.get("parent_header")
         parent_msg_type = None if parent_header is None else parent_header.get("msg_type")
         parent_tracked = self.track_message_type(parent_msg_type)  # type: ignore[no-untyped-call]
-        if (
+        active = bool(
             parent_tracked
             or self.track_message_type(msg_type)  # type: ignore[no-untyped-call]
             or kernel.execution_state == "busy"
-        ):
+        )
+        if active:
             self.last_kernel_activity = kernel.last_activity = utcnow()
         if msg_type != "status":
-            return
+            return active
         execution_state = msg["content"].get("execution_state")
         if parent_tracked:
-            kernel.execution_state = execution_state
+            if kernel.execution_state != execution_state:
+                kernel.execution_state = execution_state
         elif kernel.execution_state == "starting" and execution_state != "starting":
             # (as jupyter_server: a state after "starting" is "idle" unless a tracked
             # request caused it)
             kernel.execution_state = "idle"
+        return active
+
+
+class _KernelActivity:
+    """Records one kernel's iopub messages as its activity (module docstring: a kernel's
+    messages other than status ones at most once per ``ACTIVITY_RESOLUTION``)."""
+
+    def __init__(self, manager: SharedActivityWatch, kernel: Any) -> None:
+        self.manager = manager
+        self.kernel = kernel
+        self._recorded = -ACTIVITY_RESOLUTION  # time.monotonic() of the latest recording
+
+    def __call__(self, msg: dict[str, Any]) -> None:
+        now = time.monotonic()
+        if msg["header"]["msg_type"] != "status" and now - self._recorded < ACTIVITY_RESOLUTION:
+            return
+        if self.manager._record_activity(self.kernel, msg):
+            self._recorded = now

@@ -27,7 +27,7 @@ class LoggedTable:
         self.db = db
         self.changelog = changelog
         self.doc_id = doc_id
-        self.version = 0
+        self._version = 0
         self._last: asyncio.Future[int] | None = None
         self._logged: list[LoggedListener] = []
         self._unsubscribe = db.on_update(self._on_update)
@@ -38,8 +38,19 @@ class LoggedTable:
         if state is None:
             return False
         self.db.apply_update(state, STORE)
-        self.version = version
+        self._version = version
         return True
+
+    @property
+    def version(self) -> int:
+        """The latest version on disk: the latest write's own as soon as its future resolved.
+        (``_appended`` runs a loop turn after that: a reader in between, such as ``durable``
+        right after a write committed on the loop's thread, would otherwise get an older
+        version than the log has, and read the log as of it.)"""
+        last = self._last
+        if last is not None and last.done() and not last.cancelled() and last.exception() is None:
+            self._version = max(self._version, last.result())
+        return self._version
 
     def on_logged(self, listener: LoggedListener) -> Callable[[], None]:
         """Call ``listener(update, origin, durable)`` for every update handed to the log."""
@@ -57,7 +68,7 @@ class LoggedTable:
 
     def _appended(self, future: asyncio.Future[int]) -> None:
         if not future.cancelled() and future.exception() is None:
-            self.version = max(self.version, future.result())
+            self._version = max(self._version, future.result())
 
     def commit(self, origin: Origin) -> asyncio.Future[int] | None:
         """Commit ``db`` as one change by ``origin``; the future resolves once it is

@@ -35,7 +35,7 @@ from psycopg.conninfo import conninfo_to_dict
 
 from ..errors import StoreInUseError
 from .pg_schema import migrate
-from .protocol import Dialect, StoreClosedError, StoreConnection, StoreCursor
+from .protocol import Dialect, NotInline, StoreClosedError, StoreConnection, StoreCursor
 
 T = TypeVar("T")
 
@@ -193,6 +193,10 @@ class PostgresWorker:
         if self._closed:
             raise StoreClosedError(f"store {self.describe()} is closed")
         return await asyncio.get_running_loop().run_in_executor(self._executor, self._call, fn)
+
+    def run_inline(self, fn: Callable[[StoreConnection], T]) -> T:
+        """Never: a commit is a round trip to the database, always the worker's."""
+        raise NotInline("PostgreSQL commits on the worker thread")
 
     def open_blocking(self) -> None:
         """Connect, take the store and migrate it (server start-up: fails fast)."""

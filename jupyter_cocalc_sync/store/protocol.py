@@ -25,6 +25,11 @@ class StoreClosedError(RuntimeError):
     """The store was closed (the server is stopping)."""
 
 
+class NotInline(Exception):
+    """``run_inline`` cannot run now (the worker is busy, the backend never runs inline):
+    nothing ran, the caller runs it on the worker instead."""
+
+
 def _database_errors() -> tuple[type[Exception], ...]:
     try:
         import psycopg
@@ -79,6 +84,13 @@ class StoreWorker(Protocol):
     def run_sync(self, fn: Callable[[StoreConnection], T]) -> T: ...
 
     async def run(self, fn: Callable[[StoreConnection], T]) -> T: ...
+
+    def run_inline(self, fn: Callable[[StoreConnection], T]) -> T:
+        """Run ``fn`` on the calling thread now, if the store can do it without waiting
+        (idle, and cheap to commit); raise ``NotInline`` otherwise, having run nothing.
+        ``fn``'s first statement must be ``BEGIN IMMEDIATE`` (the write lock, not waited
+        for)."""
+        ...
 
     async def ensure_schema(self, ddl: str) -> None:
         """Make sure a component's tables exist (SQLite: ``ddl``; PostgreSQL: its

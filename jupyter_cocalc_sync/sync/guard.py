@@ -12,7 +12,10 @@ whose peer is disconnected).
 
 The shadow is made when a peer sends its first update with content, not before: a document its
 clients only read (most of a notebook's life, and every open) costs one copy, not two, in
-memory and in the CPU time of each change.
+memory and in the CPU time of each change. Once made, it catches up with the document when a
+peer's update is to be checked (or every ``MIRROR_BEHIND`` updates), the updates it missed
+merged into one: the server's own changes in between (a run's outputs, each a transaction)
+cost a copy of their bytes each, not an apply and the shadow's change events each.
 """
 
 from __future__ import annotations
@@ -21,7 +24,7 @@ import json
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any, Protocol, TypeAlias
 
-from pycrdt import Array, Doc, Map, Subscription, Text, TransactionEvent
+from pycrdt import Array, Doc, Map, Subscription, Text, TransactionEvent, merge_updates
 
 from ..errors import InvalidRecordError
 from .table import SyncDB
@@ -38,6 +41,10 @@ TextField = tuple[str | int, str]
 Touched = dict[str, set[str | int | TextField]]
 #: the kind of a root: a ``Map`` (keys) or an ``Array`` (indices)
 RootKind: TypeAlias = type[YMap] | type[YArray]
+#: the shadow applies the document's updates it missed once this many, or this many bytes of
+#: them, are waiting (a document no peer writes to for long holds no more of them than that)
+MIRROR_BEHIND = 64
+MIRROR_BEHIND_BYTES = 1 << 20
 
 
 class UpdateChecker(Protocol):
@@ -60,6 +67,9 @@ class UpdateGuard:
         #: the mirror of ``doc`` (None until a peer's update needs it)
         self.shadow: Doc[Any] | None = None
         self._subscription: Subscription | None = None
+        #: the document's updates the shadow has not applied yet, and their bytes
+        self._behind: list[bytes] = []
+        self._behind_bytes = 0
 
     def _mirrored(self) -> Doc[Any]:
         if self.shadow is None:
@@ -69,6 +79,7 @@ class UpdateGuard:
         return self.shadow
 
     def _build_shadow(self) -> None:
+        self._behind, self._behind_bytes = [], 0
         self.shadow = Doc()
         self.shadow.apply_update(self.doc.get_update())
         #: the roots and their subscriptions live as long as the shadow (pycrdt drops a
@@ -83,8 +94,19 @@ class UpdateGuard:
         return lambda events: self._note_touched(name, events)
 
     def _mirror(self, event: TransactionEvent) -> None:
-        if self.shadow is not None:
-            self.shadow.apply_update(event.update)
+        if self.shadow is None:
+            return
+        update = event.update
+        self._behind.append(update)
+        self._behind_bytes += len(update)
+        if len(self._behind) >= MIRROR_BEHIND or self._behind_bytes >= MIRROR_BEHIND_BYTES:
+            self._catch_up()
+
+    def _catch_up(self) -> None:
+        """Apply the document's updates the shadow missed (as one)."""
+        behind, self._behind, self._behind_bytes = self._behind, [], 0
+        if self.shadow is not None and behind:
+            self.shadow.apply_update(behind[0] if len(behind) == 1 else merge_updates(*behind))
 
     def _note_touched(self, name: str, events: Sequence[object]) -> None:
         if self._touched is None:
@@ -107,6 +129,7 @@ class UpdateGuard:
         if update == EMPTY_UPDATE:
             return  # (the first sync of a client with an empty document: nothing in it)
         shadow = self._mirrored()
+        self._catch_up()
         self._touched = {}
         try:
             try:

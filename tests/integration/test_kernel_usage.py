@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import json
 from collections.abc import AsyncIterator
+from typing import Any
 
 import pytest
 from helpers import write_notebook
@@ -223,14 +224,19 @@ async def test_jupyterlabs_collaborators_panel_lists_the_kernel_of_each_open_not
         assert late.client_ids == {kernel_id}
 
 
-async def test_a_kernel_state_that_did_not_change_is_not_sent_again(
-    server, root_dir, live, jp_serverapp, monkeypatch
-):
+async def opened_activity(root_dir, live, jp_serverapp) -> tuple[Any, Any]:
+    """A notebook opened by a client: its ``NotebookActivity`` and its SyncDB room."""
     write_notebook(root_dir / "nb.ipynb", ["1"])
     await live()
     documents = jp_serverapp.web_app.settings["cocalc_sync"].documents
     notebook = documents._opened[documents.file_id("nb.ipynb")]
-    activity, room = notebook.activity, notebook.broadcast.room("syncdb")
+    return notebook.activity, notebook.broadcast.room("syncdb")
+
+
+async def test_a_kernel_state_that_did_not_change_is_not_sent_again(
+    server, root_dir, live, jp_serverapp, monkeypatch
+):
+    activity, room = await opened_activity(root_dir, live, jp_serverapp)
 
     def sent() -> int:
         return room.awareness.meta[room.doc.client_id]["clock"]
@@ -245,3 +251,29 @@ async def test_a_kernel_state_that_did_not_change_is_not_sent_again(
     monkeypatch.setattr(activity_module, "RENEW_INTERVAL", 0.0)
     activity._publish_now()
     assert sent() == first + 1
+
+
+async def test_a_batch_shows_running_only_once_it_has_run_a_while(
+    server, root_dir, live, jp_serverapp, monkeypatch
+):
+    activity, room = await opened_activity(root_dir, live, jp_serverapp)
+
+    def sent() -> tuple[int, dict | None]:
+        client_id = room.doc.client_id
+        return room.awareness.meta[client_id]["clock"], room.awareness.states.get(client_id)
+
+    before, _ = sent()
+    activity.run_progress(0, 1, True)
+    activity._publish_now()  # the batch just began: nobody is sent that it runs
+    assert sent()[0] == before
+    activity.run_progress(1, 0, False)  # a quick run: its end is all there is to see
+    activity._publish_now()
+    clock, state = sent()
+    assert clock == before + 1
+    assert state["run_progress"] == {"done": 1, "total": 1, "running": False}
+    # a batch that has run a while shows as running
+    monkeypatch.setattr(activity_module, "RUNNING_SHOWN_AFTER", 0.0)
+    activity.run_progress(0, 2, True)
+    activity._publish_now()
+    clock, state = sent()
+    assert clock == before + 2 and state["run_progress"]["running"] is True

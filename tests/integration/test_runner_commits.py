@@ -1,7 +1,8 @@
 """How few changes a run makes: each one is a log write and a broadcast to every client.
 
 A warm run is: the request, queued and cleared (one change); the kernel's start with the
-outputs that came with it; the end with the kernel's idle state. The kernel's activity
+outputs that came with it; the end with the kernel's idle state. Each of those is one
+transaction of the table too (each costs its observers). The kernel's activity
 (jupyter_server's ``execution_state``, ``last_activity``) is recorded from the messages the
 runner's connection reads, not by a second watcher decoding each again.
 """
@@ -42,6 +43,23 @@ class Commits:
         cell = self.db.read(("cell", self.cell_id)) or {}
         settings = self.db.read(SETTINGS_KEY) or {}
         self.seen.append({**cell, "kernel_state": settings.get("kernel_state")})
+
+
+class Transactions:
+    """Counts the transactions of the runner's own writes in a table."""
+
+    def __init__(self, db: Any, runner: Any) -> None:
+        self.count = 0
+        self.runner = runner
+        self.db = db
+        self._subscription = db.doc.observe(self._observed)
+
+    def _observed(self, _event: Any) -> None:
+        if self.runner.writes.writing:
+            self.count += 1
+
+    def stop(self) -> None:
+        self.db.doc.unobserve(self._subscription)
 
 
 class HoldOnExecuteInput:
@@ -93,6 +111,7 @@ async def test_a_warm_run_is_three_changes_and_what_arrives_together_is_one(
     assert states.count("idle") == 1
 
     commits = Commits(notebook.document.db, "cell-1")
+    transactions = Transactions(notebook.document.db, notebook.runner)
     hold = HoldOnExecuteInput(marker)
     unobserve = notebook.runner.kernel.observe_iopub(hold)
     try:
@@ -101,10 +120,14 @@ async def test_a_warm_run_is_three_changes_and_what_arrives_together_is_one(
     finally:
         unobserve()
         commits.stop()
+        transactions.stop()
     assert hold.held
     busy = [c for c in commits.seen if c.get("state") == "busy"]
     # the start and the lines that came with it are one change: none shows it busy without
     assert busy and all(c.get("output") for c in busy)
+    # and one transaction (so is the end with the kernel's idle state): queued, busy with
+    # its lines, idle
+    assert transactions.count <= 3, transactions.count
 
 
 async def test_the_runners_connection_records_the_kernels_activity(

@@ -177,6 +177,26 @@ async def test_group_commit_orders_versions_per_document(open_log):
     log.worker.close()
 
 
+async def test_a_table_is_at_its_latest_write_as_soon_as_that_write_is_durable(open_log):
+    """A reader that runs after a write's future resolved, before its done callbacks ran,
+    reads the table's version: that write's (a revert read the log as of an older one and
+    left the latest changes un-reverted)."""
+    log = await open_log()
+    db = notebook_syncdb()
+    table = LoggedTable(db, log, "nb")
+    for i in range(1, 6):
+        db.set({"type": "cell", "id": "c", "input": f"v{i}", "pos": 0}, ME)
+        written = table.commit(ME)
+        assert written is not None
+        while not written.done():  # (each turn of the loop: the first one that sees it)
+            await asyncio.sleep(0)
+        assert table.version == written.result() == i
+        assert await table.durable() == i
+    await log.settled()
+    log.close()
+    log.worker.close()
+
+
 async def _edits(log: ChangeLog, authors: list[str | None]) -> tuple[LoggedTable, list[int]]:
     db = notebook_syncdb()
     table = LoggedTable(db, log, "nb")

@@ -1,6 +1,7 @@
 """``UpdateGuard``: the shadow copy is made when a peer first writes, not when a document is
-served, and it still refuses a bad update once made; typing into a text is checked without
-reading the whole record or cell."""
+served, follows the document's own changes lazily (as of the next check), and still refuses a
+bad update once made; typing into a text is checked without reading the whole record or
+cell."""
 
 from __future__ import annotations
 
@@ -43,10 +44,19 @@ def test_the_shadow_made_on_the_first_write_follows_the_document_and_refuses_bad
     guard.check(good)
     db.doc.apply_update(good)
     assert guard.shadow is not None
-    # the server's own change reaches the shadow too
-    db.set({"type": "cell", "id": "a", "input": "x = 3"}, SERVER)
-    db.commit(SERVER)
+    # the server's own changes reach the shadow too: all at once, before the next check
+    for n in range(3):
+        db.set({"type": "cell", "id": "a", "input": f"x = {n}"}, SERVER)
+        db.commit(SERVER)
+    assert guard.shadow.get_state() != db.doc.get_state()
+    before = peer.doc.get_state()
+    peer.doc.apply_update(db.doc.get_update(before))
+    # (a peer's edit of the text the server changed last: checked against that text)
+    typed = _typed(peer, '["cell","a"]', "input", "!")
+    guard.check(typed)
+    db.doc.apply_update(typed)
     assert guard.shadow.get_state() == db.doc.get_state()
+    assert db.get_one({"type": "cell", "id": "a"})["input"] == "x = 2!"
     # a record that is not a map, from a peer: refused, and the document is untouched
     before = peer.doc.get_state()
     peer.doc.get("records", type=Map)['["cell","c"]'] = "not a map"
