@@ -42,6 +42,9 @@ def normal_file(notebook: dict[str, Any]) -> dict[str, Any]:
     notebook = canonical(notebook)
     for cell in notebook["cells"]:
         _normal_cell_metadata(cell)
+        # an empty attachments object: ours saves it as the cell has it, stock leaves it out
+        if cell.get("attachments") == {}:
+            del cell["attachments"]
     return notebook
 
 
