@@ -380,6 +380,7 @@ class CocalcSync(ExtensionApp):
         from .execution.service import ExecutionService
         from .execution.sessions import SessionKernels
         from .export.exporter import NotebookExporter
+        from .handlers.rooms import RoomConnections
         from .handlers.services import SETTING as SERVICES_SETTING
         from .handlers.services import RequestLimits, Services
         from .history.events import ForkEvents
@@ -494,12 +495,14 @@ class CocalcSync(ExtensionApp):
         self.exporter = NotebookExporter()
         self.stateless = self._stateless_executor(limits)
         self.assignments = AssignmentService(self.documents, contents_manager)
+        self.room_connections = RoomConnections()
         #: the extension itself, for tests and debugging; handlers get ``Services`` only
         self.settings["cocalc_sync"] = self
         self.settings[SERVICES_SETTING] = Services(
             documents=self.documents,
             file_rooms=self.file_rooms,
             rooms=self.rooms,
+            connections=self.room_connections,
             execution=self.execution,
             execution_requests=ExecutionRequests(self.documents, self.execution),
             kernel_queries=self.kernel_queries,
@@ -652,6 +655,9 @@ class CocalcSync(ExtensionApp):
 
     async def stop_extension(self) -> None:
         release_workers_at_exit()  # (the server's process must exit once its loop has stopped)
+        # the clients first: they learn the server is going (and reconnect to the next one)
+        # before their documents close, and nothing they were sent is left half-written
+        await self.room_connections.close_all()
         extension_rooms = getattr(self, "extension_rooms", None)
         if extension_rooms is not None:  # (the extensions' replicas leave their rooms first)
             extension_rooms.close()

@@ -40,7 +40,36 @@ SERVER_ERROR = 4500
 MAX_CLOSE_REASON_BYTES = 123
 #: a client that fell too far behind: it may reconnect at once
 TRY_AGAIN_LATER = 1013
+#: the server is stopping (the stock frontend reconnects, to the next server)
+GOING_AWAY = 1001
+#: how long a stopping server waits for its room clients to answer its close frames before
+#: it drops their connections (tornado itself waits 5 s, longer than a stop should take)
+CLOSE_HANDSHAKE_SECONDS = 1.0
 SLOW_CLIENT_REASON = json.dumps({"reason": "send_queue_full", "retry": True})
+
+
+class RoomConnections:
+    """The room websockets this server has open, so that a stopping server closes every one
+    of them and lets what they were writing finish before its event loop stops (a write or a
+    keep-alive ping left pending is destroyed with the loop, and the client is left to find
+    out from a dead socket)."""
+
+    def __init__(self) -> None:
+        self.handlers: set[RoomHandler] = set()
+
+    async def close_all(self, handshake_seconds: float = CLOSE_HANDSHAKE_SECONDS) -> None:
+        handlers = list(self.handlers)
+        protocols = [h.ws_connection for h in handlers if h.ws_connection is not None]
+        for handler in handlers:
+            handler.close(GOING_AWAY, "the server is stopping")
+        settling = {h.disconnected for h in handlers} | {w for h in handlers for w in h.writing}
+        if settling:
+            _, settling = await asyncio.wait(settling, timeout=handshake_seconds)
+        for protocol in protocols:  # a client that did not answer the close frame in time
+            if protocol.stream is not None and not protocol.stream.closed():
+                protocol.stream.close()
+        if settling:  # (settled by the closed sockets: the bound is for a bug, not a wait)
+            await asyncio.wait(settling, timeout=handshake_seconds)
 
 
 class RoomHandler(WebSocketMixin, WebSocketHandler, JupyterHandler):
@@ -58,6 +87,10 @@ class RoomHandler(WebSocketMixin, WebSocketHandler, JupyterHandler):
         self.queued_bytes = 0
         #: the whole document was sent once (the first sync, not counted in ``queued_bytes``)
         self.first_sync_sent = False
+        #: the writes not yet taken by the network (each one a task of tornado's)
+        self.writing: set[asyncio.Future[None]] = set()
+        #: done once the connection is gone (the close handshake over, or the socket lost)
+        self.disconnected: asyncio.Future[None] = asyncio.get_running_loop().create_future()
 
     @property
     def username(self) -> str | None:
@@ -76,6 +109,7 @@ class RoomHandler(WebSocketMixin, WebSocketHandler, JupyterHandler):
 
     async def open(self, room_id: str) -> None:
         super().open()  # keep-alive pings
+        services_of(self).connections.handlers.add(self)
         self.set_nodelay(True)
         self.origin = Origin.of_peer(self.username, await peer_permissions(self))
         registry = services_of(self).rooms
@@ -109,6 +143,12 @@ class RoomHandler(WebSocketMixin, WebSocketHandler, JupyterHandler):
         if membership is not None:
             membership.leave()
 
+    def on_connection_close(self) -> None:
+        super().on_connection_close()
+        services_of(self).connections.handlers.discard(self)
+        if not self.disconnected.done():
+            self.disconnected.set_result(None)
+
     @property
     def max_message_size(self) -> int:
         return services_of(self).limits.max_frame_bytes
@@ -138,15 +178,20 @@ class RoomHandler(WebSocketMixin, WebSocketHandler, JupyterHandler):
             future = self.write_message(data, binary=True)
         except WebSocketClosedError:
             return
+        self.writing.add(future)
         if counted:
             self.queued_bytes += len(data)
             future.add_done_callback(partial(self._sent, size=len(data)))
         else:
-            future.add_done_callback(_written)
+            future.add_done_callback(self._written)
 
     def _sent(self, future: asyncio.Future[None], size: int) -> None:
         self.queued_bytes -= size
-        _written(future)
+        self._written(future)
+
+    def _written(self, future: asyncio.Future[None]) -> None:
+        self.writing.discard(future)
+        future.exception()  # a closed socket is not an error
 
     def close(self, code: int | None = None, reason: str | None = None) -> None:
         if self.ws_connection is not None:
@@ -181,10 +226,6 @@ class DocSessionHandler(CocalcAPIHandler):
             {"format": file_format, "type": file_type, "fileId": file_id, "sessionId": session_id},
             status=200 if known else 201,
         )
-
-
-def _written(future: asyncio.Future[None]) -> None:
-    future.exception()  # a closed socket is not an error
 
 
 def fit_close_reason(reason: str) -> str:

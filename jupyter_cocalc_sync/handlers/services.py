@@ -25,6 +25,7 @@ if TYPE_CHECKING:
     from ..outputs.blobs import BlobStore
     from ..rooms.registry import RoomRegistry
     from ..stateless import StatelessExecutor
+    from .rooms import RoomConnections
 
 #: the web-app setting holding the ``Services``
 SETTING = "cocalc_sync_services"
@@ -44,6 +45,8 @@ class Services:
     documents: DocumentManager
     file_rooms: FileRooms
     rooms: RoomRegistry
+    #: the room websockets open (closed when the server stops)
+    connections: RoomConnections
     execution: ExecutionService
     #: jupyter-server-nbmodel's execution requests
     execution_requests: ExecutionRequests

@@ -18,7 +18,7 @@ from pathlib import Path
 import psutil
 import pytest
 from helpers import Server, finished, text_of, write_notebook
-from httpx_ws import aconnect_ws
+from httpx_ws import WebSocketDisconnect, aconnect_ws
 from servers import ServerProcess
 
 from jupyter_cocalc_sync.client import CocalcSyncClient, LiveNotebook
@@ -125,3 +125,38 @@ async def test_a_stop_signal_stops_a_busy_server_and_its_kernels(server_process,
     assert not left, [" ".join(p.cmdline()) for p in left]
     log = server_process.log()
     assert "InvalidStateError" not in log, log[-3000:]
+
+
+async def test_a_stopping_server_closes_every_room_client_with_going_away(server_process):
+    """Each room client, the awareness-only rooms' included, gets a close frame (1001, the
+    code a client reconnects on) rather than a socket that just drops; the stop waits for
+    what it was sending them, so no write is cut off with the event loop."""
+    server_process.start()
+    server = Server(server_process.url, server_process.token)
+    session = await server.session("busy.ipynb")
+    notebook_room = f"json:notebook:{session['fileId']}?sessionId={session['sessionId']}"
+    closes: list[tuple[int, str]] = []
+    try:
+        async with (
+            aconnect_ws(
+                server.ws_url("/api/collaboration/room/" + notebook_room), server.http
+            ) as notebook,
+            aconnect_ws(
+                server.ws_url("/api/collaboration/room/JupyterLab:globalAwareness"), server.http
+            ) as awareness,
+        ):
+            await notebook.receive_bytes()  # the server's sync step 1: both rooms are open
+            await awareness.receive_bytes()
+            assert server_process.process is not None
+            server_process.process.send_signal(signal.SIGTERM)
+            for ws in (notebook, awareness):
+                with pytest.raises(WebSocketDisconnect) as closed:
+                    while True:
+                        await ws.receive_bytes()
+                closes.append((closed.value.code, closed.value.reason))
+            code = await asyncio.to_thread(server_process.process.wait, STOP_HANG_S)
+    finally:
+        await server.aclose()
+    assert closes == [(1001, "the server is stopping")] * 2
+    assert code == 0
+    assert "Task was destroyed but it is pending" not in server_process.log()
