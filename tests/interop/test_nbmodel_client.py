@@ -41,6 +41,12 @@ async def test_nbmodel_client_edits_and_runs_a_cell(server, root_dir, jp_servera
         kernel = JupyterKernelClient(server_url=server.base_url, token=server.token)
         await asyncio.to_thread(kernel.start)
         try:
+            # As JupyterLab does on connecting: a kernel_info round trip, whose idle status
+            # shows the websocket's iopub subscription is live. ZeroMQ drops what a kernel
+            # publishes before a new subscription has joined, and jupyter_server skips its own
+            # check of that ("nudge") for a kernel it thinks busy: a cell run at once could
+            # lose its first messages, its output among them (seen once under load).
+            assert (await asyncio.to_thread(lambda: kernel.kernel_info))["status"] == "ok"
             result = await asyncio.to_thread(nb.execute_cell, 3, kernel, timeout=60)
         finally:
             await asyncio.to_thread(kernel.stop)
