@@ -205,8 +205,11 @@ class NotebookActivity:
                 count_error("activity.sample", e, what, logger=log)
             busy = self._running or self._kernel_busy
             interval = self.settings.busy_interval if busy else self.settings.idle_interval
+            # (not ``asyncio.wait_for``: on Python 3.11 it returns the wake-up and drops a
+            # cancellation that comes in the same loop turn, and this loop went on forever)
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), interval)
+                async with asyncio.timeout(interval):
+                    await self._wake.wait()
             self._wake.clear()
             # a batch that starts or ends right after a sample is sampled a little later
             too_soon = self._last_sample + self.settings.busy_interval / 4 - time.monotonic()
@@ -249,8 +252,7 @@ class NotebookActivity:
             self._publishing = None
         if self.panel is not None:
             self.panel.show_in_global_awareness(self.document.db.doc.client_id, None)
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        task, self._task = self._task, None
+        if task is not None:
+            task.cancel()
+            await asyncio.wait([task])  # (the task's own cancellation is not this close's)
