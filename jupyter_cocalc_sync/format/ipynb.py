@@ -19,7 +19,6 @@ Normalisations (what ``export(import(nb))`` changes, and nothing else):
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
@@ -28,6 +27,7 @@ from pycrdt import Doc
 from ..errors import InvalidRecordError
 from ..origin import FILE
 from ..sync.table import Record, json_copy
+from .ipynb_text import write_nbformat4
 from .repair import (
     CELL_ID_PATTERN,
     NBFORMAT,
@@ -195,17 +195,11 @@ def export_cell(cell: Record, outputs_of: OutputsOf = ordered_outputs) -> dict[s
     return out
 
 
-#: MIME types whose strings nbformat writes as lists of lines, besides ``text/*``
-_SPLIT_MIMES = frozenset({"application/javascript", "image/svg+xml"})
-#: notebook and cell metadata nbformat never writes to a file
-_TRANSIENT_METADATA = ("orig_nbformat", "orig_nbformat_minor", "signature")
-
-
 def write_notebook(nb: Mapping[str, Any]) -> str:
     """The ipynb text ``nbformat.writes`` writes for the nbformat-4 notebook ``nb``, byte for
-    byte (lists of lines, sorted keys, no transient metadata), from one copy of it instead of
-    three, and not validated: ``nbformat.writes`` only logs what its validation finds, and
-    the notebooks written here are exported from records the table checked."""
+    byte (lists of lines, sorted keys, no transient metadata), without copying it
+    (``ipynb_text.py``), and not validated: ``nbformat.writes`` only logs what its validation
+    finds, and the notebooks written here are exported from records the table checked."""
     if nb.get("nbformat") != NBFORMAT:
         # imported here: nbformat loads jsonschema, whose format grammars take seconds of CPU
         # to build, and the client (which imports this module for the cell order) never
@@ -214,26 +208,4 @@ def write_notebook(nb: Mapping[str, Any]) -> str:
 
         text: str = nbformat.writes(nbformat.from_dict(json_copy(dict(nb))), version=NBFORMAT)
         return text
-    copy = json_copy(dict(nb))
-    for key in _TRANSIENT_METADATA:
-        copy["metadata"].pop(key, None)
-    for cell in copy["cells"]:
-        cell["metadata"].pop("trusted", None)
-        if isinstance(cell.get("source"), str):
-            cell["source"] = cell["source"].splitlines(True)
-        for bundle in (cell.get("attachments") or {}).values():
-            _split_bundle(bundle)
-        if cell["cell_type"] != "code":
-            continue
-        for output in cell["outputs"]:
-            if output["output_type"] in ("execute_result", "display_data"):
-                _split_bundle(output.get("data") or {})
-            elif output["output_type"] == "stream" and isinstance(output["text"], str):
-                output["text"] = output["text"].splitlines(True)
-    return json.dumps(copy, indent=1, sort_keys=True, separators=(",", ": "), ensure_ascii=False)
-
-
-def _split_bundle(bundle: dict[str, Any]) -> None:
-    for key, value in bundle.items():
-        if isinstance(value, str) and (key.startswith("text/") or key in _SPLIT_MIMES):
-            bundle[key] = value.splitlines(True)
+    return write_nbformat4(nb)
