@@ -11,7 +11,11 @@ from hypothesis import strategies as st
 
 from jupyter_cocalc_sync.format.ipynb_text import indented_json
 
-NBFORMAT_DUMPS = {"indent": 1, "sort_keys": True, "separators": (",", ": "), "ensure_ascii": False}
+
+def nbformat_dumps(value: Any) -> str:
+    """What ``nbformat.writes`` asks of ``json.dumps``."""
+    return json.dumps(value, indent=1, sort_keys=True, separators=(",", ": "), ensure_ascii=False)
+
 
 scalars = st.one_of(
     st.none(),
@@ -35,19 +39,19 @@ json_values = st.recursive(
 @settings(max_examples=150, deadline=None)
 @given(json_values)
 def test_indented_json_is_json_dumps_with_nbformat_settings(value: Any) -> None:
-    assert indented_json(value) == json.dumps(value, **NBFORMAT_DUMPS)
+    assert indented_json(value) == nbformat_dumps(value)
 
 
 @pytest.mark.parametrize(
     "value", [{1: "a", 2.5: "b"}, {True: 1}, {None: [1]}, ["a", 1, "b"], [["x"], "y"]]
 )
 def test_non_string_keys_and_mixed_lists_as_json_writes_them(value: Any) -> None:
-    assert indented_json(value) == json.dumps(value, **NBFORMAT_DUMPS)
+    assert indented_json(value) == nbformat_dumps(value)
 
 
 @pytest.mark.parametrize("value", [{"a": object()}, [b"bytes"], {(1, 2): "tuple key"}])
 def test_what_json_cannot_write_is_refused(value: Any) -> None:
     with pytest.raises(TypeError):
-        json.dumps(value, **NBFORMAT_DUMPS)
+        nbformat_dumps(value)
     with pytest.raises(TypeError):
         indented_json(value)
