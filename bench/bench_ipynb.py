@@ -8,8 +8,9 @@ in-memory document and back to ipynb text, three ways:
 * **stock** (what jupyter-collaboration does): ``nbformat.reads`` → ``YNotebook.set`` in a
   ``Doc(client_id=0)`` → its update applied to the room's doc; export ``YNotebook.get`` →
   ``nbformat.writes``;
-* **ours**: ``parse_notebook`` → ``notebook_to_records`` → ``initial_update`` → applied to a
-  ``notebook_syncdb()``; export ``records_to_notebook(db.get())`` → ``write_notebook``.
+* **ours** (what the server does when it opens a file): ``parse_notebook`` →
+  ``notebook_to_records`` → ``initial_update`` → loaded into a ``notebook_syncdb()``
+  (``SyncDB.load``); export ``records_to_notebook(db.get())`` → ``write_notebook``.
 
 Medians of ``RUNS`` runs, each phase timed on its own (``gc.collect()`` before each run). The
 stock path uses ``jupyter_ydoc`` of the main environment (the same version as the stock venv's).
@@ -37,6 +38,7 @@ from jupyter_cocalc_sync.format.ipynb import (
     write_notebook,
 )
 from jupyter_cocalc_sync.format.schema import notebook_syncdb
+from jupyter_cocalc_sync.origin import FILE
 
 #: ``python bench/run.py import`` selects this module too
 ALIASES = ("import", "export")
@@ -85,7 +87,9 @@ def _stock_dump(ynb: YNotebook) -> str:
 def _ours_load(text: str) -> Any:
     records = notebook_to_records(parse_notebook(text))
     db = notebook_syncdb()
-    db.apply_update(initial_update(records), origin="file")
+    # as the server imports a file (``NotebookDocument.open``): the update that creates the
+    # records, loaded into the empty table with the records it creates
+    db.load(initial_update(records), records, FILE)
     return db
 
 
