@@ -10,10 +10,16 @@ the worker is idle. A WAL commit at ``synchronous=NORMAL`` is an append to the W
 thread wake-ups (milliseconds on a loaded machine), on the path of every keystroke. It is the
 same commit on the same connection, so it is exactly as durable, and it never overtakes a job
 handed to the worker before it (``_jobs``). What could make it slow is
-kept off it: the connection runs with automatic checkpoints off and without waiting for the
-write lock while it commits inline (``_inline_mode``); every job on the worker thread turns
-both back on, and after ``INLINE_RUNS`` inline commits in a row the next write goes to the
-worker, whose commit checkpoints the WAL when it is due, so the WAL stays bounded.
+kept off it: the connection runs without waiting for the write lock while it commits inline
+(``_inline_mode``; every job on the worker thread turns the wait back on), and after
+``INLINE_RUNS`` inline commits in a row the next write goes to the worker.
+
+Checkpoints (copying the WAL into the database, and syncing both) run on the worker thread
+once a job's result is handed back, when the WAL holds ``CHECKPOINT_FRAMES`` pages not yet
+copied (SQLite's own automatic checkpoint, which runs inside the ``COMMIT`` that crosses that
+size, is off): a commit is as durable before its checkpoint as after it, and the writer of a
+big notebook (an import logs all of it) does not wait for the copy of it. The WAL stays
+bounded as with SQLite's default.
 
 Where WAL is not safe (a network filesystem, see ``location.py``) the database runs with a
 rollback journal instead: exclusive locking (no shared memory, the file stays locked while the
@@ -24,8 +30,10 @@ crash). Every commit syncs there, so nothing runs inline.
 from __future__ import annotations
 
 import asyncio
+import logging
 import re
 import sqlite3
+import struct
 import threading
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -50,6 +58,18 @@ T = TypeVar("T")
 BUSY_TIMEOUT_MS = 10000
 #: inline commits in a row before one goes to the worker (and checkpoints, when due)
 INLINE_RUNS = 200
+#: WAL pages not yet copied into the database that make a checkpoint due (SQLite's default
+#: ``wal_autocheckpoint``)
+CHECKPOINT_FRAMES = 1000
+
+log = logging.getLogger(__name__)
+
+
+#: the WAL index's header (native byte order): ``mxFrame``, the last valid frame of the WAL, in
+#: the first copy of ``WalIndexHdr``, and ``nBackfill``, the frames copied into the database,
+#: first in ``WalCkptInfo``, after the header's two copies of 48 bytes
+_MAX_FRAME_OFFSET = 16
+_CKPT_INFO_OFFSET = 96
 
 
 class SQLiteWorker:
@@ -83,6 +103,7 @@ class SQLiteWorker:
             if self.journal == "wal":
                 conn.execute("PRAGMA journal_mode=WAL")
                 conn.execute("PRAGMA synchronous=NORMAL")
+                conn.execute("PRAGMA wal_autocheckpoint=0")  # ``_checkpoint_if_due``
             else:
                 # exclusive first: the journal mode change then never maps shared memory
                 conn.execute("PRAGMA locking_mode=EXCLUSIVE")
@@ -95,29 +116,65 @@ class SQLiteWorker:
     def _submit(self, fn: Callable[[StoreConnection], T]) -> Future[T]:
         with self._jobs_lock:
             self._jobs += 1
+        done: Future[T] = Future()
         try:
-            return self._executor.submit(self._job, fn)
+            self._executor.submit(self._job, fn, done)
         except BaseException:
             self._job_done()
             raise
+        return done
 
     def _job_done(self) -> None:
         with self._jobs_lock:
             self._jobs -= 1
 
-    def _job(self, fn: Callable[[StoreConnection], T]) -> T:
-        """Run ``fn`` on the worker thread, with the connection as worker jobs have it."""
+    def _job(self, fn: Callable[[StoreConnection], T], done: Future[T]) -> None:
+        """Run ``fn`` on the worker thread, with the connection as worker jobs have it; hand
+        its outcome to ``done``, then checkpoint the WAL if that is due."""
+        if not done.set_running_or_notify_cancel():  # cancelled while it waited: not run
+            self._job_done()
+            return
         try:
             with self._using:
                 conn = self._connection()
                 if self._inline_mode:
                     self._inline_mode = False
-                    conn.execute("PRAGMA wal_autocheckpoint=1000")  # SQLite's default
                     conn.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
                 self._inline_runs = 0
-                return fn(conn)
-        finally:
+                result = fn(conn)
+        except BaseException as e:  # (whatever it is, the caller gets it)
             self._job_done()
+            done.set_exception(e)
+            return
+        self._job_done()
+        done.set_result(result)  # (the connection is free: the caller may commit inline)
+        self._checkpoint_if_due()
+
+    def _checkpoint_if_due(self) -> None:
+        if self.journal != "wal" or self.wal_frames_to_copy() < CHECKPOINT_FRAMES:
+            return
+        with self._using:
+            conn = self._conn
+            if conn is None:  # closed meanwhile
+                return
+            try:
+                conn.execute("PRAGMA wal_checkpoint(PASSIVE)")
+            except sqlite3.Error as e:  # the commits are in the WAL all the same; retried later
+                log.warning("checkpointing %s failed: %s", self.path, e)
+
+    def wal_frames_to_copy(self) -> int:
+        """Pages in the WAL not yet copied into the database, as the WAL index (the ``-shm``
+        file, in SQLite's documented layout) has them; 0 if there is no WAL index."""
+        try:
+            with open(self.path + "-shm", "rb") as index:
+                header = index.read(_CKPT_INFO_OFFSET + 4)
+        except OSError:  # no WAL (yet), or an in-memory database
+            return 0
+        if len(header) < _CKPT_INFO_OFFSET + 4:
+            return 0
+        max_frame: int = struct.unpack_from("=I", header, _MAX_FRAME_OFFSET)[0]
+        backfilled: int = struct.unpack_from("=I", header, _CKPT_INFO_OFFSET)[0]
+        return max(0, max_frame - backfilled)
 
     def describe(self) -> str:
         return self.path
@@ -151,7 +208,6 @@ class SQLiteWorker:
             if conn is None or self._closed:
                 raise NotInline("the store is not open on the worker")
             if not self._inline_mode:
-                conn.execute("PRAGMA wal_autocheckpoint=0")
                 conn.execute("PRAGMA busy_timeout=0")
                 self._inline_mode = True
             try:

@@ -12,7 +12,7 @@ import pytest
 
 from jupyter_cocalc_sync.store import ChangeLog, SQLiteWorker
 from jupyter_cocalc_sync.store import sqlite as sqlite_module
-from jupyter_cocalc_sync.store.protocol import NotInline
+from jupyter_cocalc_sync.store.protocol import NotInline, StoreConnection
 
 
 @pytest.fixture
@@ -114,7 +114,10 @@ async def test_the_wal_is_checkpointed_through_a_long_run_of_inline_writes(
     for _ in range(400):  # 6.4 MB; one at a time, as a user types
         await changelog.append("nb", chunk)
     loop_thread = threading.get_ident()
-    assert sum(thread != loop_thread for thread in threads) == 400 // 21
+    on_worker = sum(thread != loop_thread for thread in threads)
+    # every 21st, and any that came while the worker was checkpointing (6.4 MB of WAL pages:
+    # one checkpoint per ``CHECKPOINT_FRAMES`` pages, after the write that made it due)
+    assert 400 // 21 <= on_worker <= 400 // 21 + 2
     # checkpointed: the WAL is reused instead of holding every write since the first
     wal = tmp_path / "store.db-wal"
     assert wal.stat().st_size < 4_000_000 + 21 * len(chunk) * 2
@@ -148,3 +151,43 @@ async def test_a_write_never_overtakes_a_job_queued_before_it(changelog, monkeyp
     await asyncio.sleep(0)  # (the done callback)
     assert order == ["job", "write"]
     assert threads[0] != threading.get_ident()
+
+
+async def test_a_big_write_is_handed_back_before_the_wal_is_checkpointed(tmp_path, monkeypatch):
+    worker = SQLiteWorker(tmp_path / "store.db")
+    try:
+        await worker.run(lambda conn: conn.execute("CREATE TABLE t (x BLOB)"))
+        looked = threading.Event()
+        checkpoint = worker._checkpoint_if_due
+
+        def checkpoint_once_looked() -> None:
+            looked.wait(10)
+            checkpoint()
+
+        monkeypatch.setattr(worker, "_checkpoint_if_due", checkpoint_once_looked, raising=False)
+        big = b"z" * (sqlite_module.CHECKPOINT_FRAMES * 4096 * 2)  # two checkpoints' worth
+
+        def write(conn: StoreConnection) -> None:
+            conn.execute("BEGIN IMMEDIATE")
+            conn.execute("INSERT INTO t VALUES (?)", (big,))
+            conn.execute("COMMIT")
+
+        await worker.run(write)
+        # handed back committed, with the whole write in the WAL and none of it copied yet:
+        # the writer does not wait for the checkpoint (SQLite's automatic one runs in COMMIT)
+        assert committed_rows(tmp_path / "store.db") == 1
+        assert worker.wal_frames_to_copy() >= 2 * sqlite_module.CHECKPOINT_FRAMES
+        looked.set()
+        # and the WAL is checkpointed all the same, before the next job runs
+        assert await worker.run(lambda conn: worker.wal_frames_to_copy()) == 0
+    finally:
+        looked.set()
+        worker.close()
+
+
+def committed_rows(store: Path) -> int:
+    conn = sqlite3.connect(store)
+    try:
+        return int(conn.execute("SELECT COUNT(*) FROM t").fetchone()[0])
+    finally:
+        conn.close()
