@@ -20,30 +20,50 @@ if ! compgen -G "/usr/lib/postgresql/*/bin/initdb" >/dev/null; then
     DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq postgresql >/dev/null
 fi
 
-python -m pip install -q -e ".[test]"
+# The installs below are independent (three environments, one node folder): they run side by
+# side, mostly waiting on downloads, and the script stops if any of them fails.
+install_package() {
+    python -m pip install -q -e ".[test]"
+}
 
 # jupyter-collaboration's server, the differential suite's oracle (tests/differential), in a
 # venv of its own: installed next to this extension it would serve the same routes
-STOCK_REQUIREMENTS=bench/requirements-stock.txt
-if ! cmp -s "$STOCK_REQUIREMENTS" .venv-stock/.installed-requirements 2>/dev/null; then
-    [ -x .venv-stock/bin/python ] || python -m venv .venv-stock
-    .venv-stock/bin/python -m pip install -q -r "$STOCK_REQUIREMENTS"
-    cp "$STOCK_REQUIREMENTS" .venv-stock/.installed-requirements
-fi
+install_stock() {
+    local requirements=bench/requirements-stock.txt
+    if ! cmp -s "$requirements" .venv-stock/.installed-requirements 2>/dev/null; then
+        [ -x .venv-stock/bin/python ] || python -m venv .venv-stock
+        .venv-stock/bin/python -m pip install -q -r "$requirements"
+        cp "$requirements" .venv-stock/.installed-requirements
+    fi
+}
 
 # jupyter-mcp-server (tests/interop), in a venv of its own: it brings jupyter-collaboration and
 # jupyter-server-nbmodel, whose server extensions would serve this extension's routes
-MCP_REQUIREMENTS=tests/interop/requirements-mcp.txt
-if ! cmp -s "$MCP_REQUIREMENTS" .venv-mcp/.installed-requirements 2>/dev/null; then
-    [ -x .venv-mcp/bin/python ] || python -m venv .venv-mcp
-    .venv-mcp/bin/python -m pip install -q -r "$MCP_REQUIREMENTS"
-    cp "$MCP_REQUIREMENTS" .venv-mcp/.installed-requirements
-fi
+install_mcp() {
+    local requirements=tests/interop/requirements-mcp.txt
+    if ! cmp -s "$requirements" .venv-mcp/.installed-requirements 2>/dev/null; then
+        [ -x .venv-mcp/bin/python ] || python -m venv .venv-mcp
+        .venv-mcp/bin/python -m pip install -q -r "$requirements"
+        cp "$requirements" .venv-mcp/.installed-requirements
+    fi
+}
 
-if [ ! -x .ci/node/node_modules/.bin/configurable-http-proxy ]; then
-    # JupyterHub's proxy, for the JupyterHub tests (kept out of the system's node modules)
-    npm install --silent --no-fund --no-audit --prefix .ci/node configurable-http-proxy@5 >/dev/null
-fi
+# JupyterHub's proxy, for the JupyterHub tests (kept out of the system's node modules)
+install_proxy() {
+    if [ ! -x .ci/node/node_modules/.bin/configurable-http-proxy ]; then
+        npm install --silent --no-fund --no-audit --prefix .ci/node configurable-http-proxy@5 >/dev/null
+    fi
+}
+
+installs=()
+for install in install_package install_stock install_mcp install_proxy; do
+    "$install" &
+    installs+=("$!")
+done
+for pid in "${installs[@]}"; do
+    wait "$pid"
+done
+
 # every tier (tests/unit, integration, differential with its random sequences, interop, browser,
 # hub, stress); pytest arguments naming tests replace the default set
 export DIFFERENTIAL_BULK="${DIFFERENTIAL_BULK:-1}"

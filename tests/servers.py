@@ -35,10 +35,12 @@ UNNEEDED_EXTENSIONS = dict.fromkeys(
     False,
 )
 
-#: JupyterLab extensions those clients' packages bring along (a chat panel, a cell footer, AI
-#: commands): off in the JupyterLab the browser tests drive, which is stock JupyterLab
+#: JupyterLab extensions those clients' packages and nbgrader bring along (a chat panel, a cell
+#: footer, AI commands, nbgrader's menus): off in the JupyterLab the browser tests drive, which
+#: is stock JupyterLab
 UNNEEDED_LAB_EXTENSIONS = dict.fromkeys(
     [
+        "@jupyter/nbgrader",
         "jupyterlab-ai-commands",
         "jupyterlab-cell-input-footer-extension",
         "jupyterlab-chat-extension",

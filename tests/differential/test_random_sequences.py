@@ -18,6 +18,9 @@ from .verdict import check_sequence
 SEED = int(os.environ.get("DIFFERENTIAL_SEED") or random.randrange(2**32))
 #: sequences per run (CI runs the default)
 EXAMPLES = int(os.environ.get("DIFFERENTIAL_EXAMPLES") or 200)
+#: the run in parts of its own seed each (``SEED + part``), so that test workers share them
+#: instead of one worker running minutes of sequences alone at the end of a run
+PARTS = 4
 #: seconds hypothesis may shrink failures for (all of them together): each attempt runs a
 #: sequence on both servers (a second or two), and hypothesis's own limit (five minutes)
 #: comes on top of the minutes the sequences take; after it, the shortest failing sequence
@@ -26,15 +29,16 @@ SHRINK_SECONDS = int(os.environ.get("DIFFERENTIAL_SHRINK_SECONDS") or 150)
 
 
 @pytest.mark.differential_bulk
-@pytest.mark.timeout(2400)  # 200 sequences, several seconds each on a loaded machine
-def test_random_sequences_as_stock_does_them(targets, loop, monkeypatch):
+@pytest.mark.timeout(1200)  # 50 sequences, several seconds each on a loaded machine
+@pytest.mark.parametrize("part", range(PARTS))
+def test_random_sequences_as_stock_does_them(targets, loop, monkeypatch, part):
     # hypothesis keeps this limit a module constant, to be monkeypatched by a test that
     # needs another one, rather than a setting
     monkeypatch.setattr(engine, "MAX_SHRINKING_SECONDS", SHRINK_SECONDS)
 
-    @seed(SEED)
+    @seed(SEED + part)
     @settings(
-        max_examples=EXAMPLES,
+        max_examples=max(1, EXAMPLES // PARTS),
         deadline=None,
         database=None,
         print_blob=True,
@@ -45,7 +49,7 @@ def test_random_sequences_as_stock_does_them(targets, loop, monkeypatch):
     )
     @given(sequences)
     def check(ops):
-        context = f" (DIFFERENTIAL_SEED={SEED} replays this run)"
+        context = f" (DIFFERENTIAL_SEED={SEED} replays this run, part {part})"
         check_sequence(loop, targets, initial_notebook(), ops, context)
 
     check()

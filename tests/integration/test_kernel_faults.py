@@ -529,7 +529,10 @@ async def test_restarting_a_dead_or_frozen_kernel_gives_a_working_one(faulty, fa
         response = await faulty.post("restart")
         assert response.status_code == 200, response.text
         await run_to_end(nb, "cell-1")
-    assert text_of(nb, "cell-1") == "after restart False\n"
+    assert text_of(nb, "cell-1") == "after restart False\n", (
+        cell(nb, "cell-1"),
+        outputs(nb, "cell-1"),
+    )
     assert gone(pid)
 
 

@@ -196,14 +196,6 @@ async def test_past_the_cap_answers_429_with_retry_after(server, jp_serverapp):
     assert (await server.http.post(EXECUTE, json={"code": "'third'"})).status_code == 200
 
 
-async def test_twenty_concurrent_requests_all_answer(server):
-    replies = await asyncio.gather(
-        *(server.http.post(EXECUTE, json={"code": f"{i} * 3"}) for i in range(20))
-    )
-    assert [r.status_code for r in replies] == [200] * 20
-    assert [result_text(r.json()["outputs"]) for r in replies] == [str(i * 3) for i in range(20)]
-
-
 async def test_python_client_execute(server):
     client = CocalcSyncClient(server.base_url, server.token)
     try:
@@ -216,8 +208,13 @@ async def test_python_client_execute(server):
         await client.close()
 
 
-# (the run in flight is answered 503 as the server stops)
-@pytest.mark.expect_errors(r"503 POST /api/cocalc-sync/execute")
+# (the run in flight is answered 503 as the server stops; the stop interrupts the kernel's run,
+# and an interrupt that reaches ipykernel after the run has ended is logged by the kernel, on
+# the stderr the server's log holds, as "KeyboardInterrupt caught in kernel")
+@pytest.mark.expect_errors(
+    r"503 POST /api/cocalc-sync/execute",
+    r"\[IPKernelApp\] ERROR \| KeyboardInterrupt caught in kernel",
+)
 async def test_stopping_the_server_mid_run_leaves_no_kernel(tmp_path):
     root = tmp_path / "root"
     root.mkdir()
