@@ -101,6 +101,12 @@ async def poll(condition: Callable[[], Any], timeout: float = 15, every: float =
             await asyncio.sleep(every)
 
 
+#: a websocket as a browser's (JupyterLab's rooms): no keep-alive pings of the client's own.
+#: httpx-ws pings every 20 s and closes the connection when a pong takes 20 s more, which a
+#: server sharing a test's loop with fifty clients on two busy cores can take
+BROWSER_LIKE_WS: dict[str, Any] = {"keepalive_ping_interval_seconds": None}
+
+
 class Server:
     """URLs and an authenticated HTTP client for a server under test."""
 
@@ -133,7 +139,7 @@ class Server:
         url = self.ws_url(f"/api/collaboration/room/{room}?sessionId={session['sessionId']}")
         ynb = YNotebook(Doc())
         async with (
-            aconnect_ws(url, self.http) as ws,
+            aconnect_ws(url, self.http, **BROWSER_LIKE_WS) as ws,
             Provider(ynb.ydoc, HttpxWebsocket(ws, room)),
         ):
             ymeta = ynb.ydoc.get("meta", type=Map)
@@ -149,7 +155,10 @@ class Server:
         room = f"text:file:{session['fileId']}"
         url = self.ws_url(f"/api/collaboration/room/{room}?sessionId={session['sessionId']}")
         text = YUnicode(Doc())
-        async with aconnect_ws(url, self.http) as ws, Provider(text.ydoc, HttpxWebsocket(ws, room)):
+        async with (
+            aconnect_ws(url, self.http, **BROWSER_LIKE_WS) as ws,
+            Provider(text.ydoc, HttpxWebsocket(ws, room)),
+        ):
             await eventually(lambda: text.get() != "", text.ydoc)
             yield text
 
