@@ -24,6 +24,7 @@ import json
 import logging
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
+from functools import lru_cache
 from typing import Any, Literal, TypeAlias, TypeVar
 
 from pycrdt import Doc, Map, Text, TransactionEvent, merge_updates
@@ -39,6 +40,17 @@ from .ytypes import YMap, deep_events
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
+
+#: a record key as the table stores it: JSON, compact, unicode kept
+_KEY_JSON = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
+
+
+@lru_cache(maxsize=8192)
+def _encoded_text_key(key: tuple[str, ...]) -> str:
+    """The stored key of an all-text key, remembered: every read and write of a record
+    encodes its key (a run reads and writes the settings record several times)."""
+    return _KEY_JSON(list(key))
+
 
 #: one record: its fields as plain JSON values
 Record: TypeAlias = dict[str, Any]
@@ -122,7 +134,10 @@ class SyncDB:
 
     @staticmethod
     def encode_key(key: Key) -> str:
-        return json.dumps(list(key), separators=(",", ":"), ensure_ascii=False)
+        # (only all-text keys are remembered: ``1``, ``1.0`` and ``True`` are one cache key)
+        if type(key) is tuple and all(type(part) is str for part in key):
+            return _encoded_text_key(key)
+        return _KEY_JSON(list(key))
 
     @staticmethod
     def decode_key(encoded: str) -> Key:

@@ -29,6 +29,25 @@ def test_seed_api_example_works():
     assert db.get_one({"type": "settings", "id": "main"})["kernel"] == "python3"
 
 
+def test_keys_that_compare_equal_keep_their_own_stored_key() -> None:
+    """Stored keys are remembered for text keys only: ``1``, ``1.0`` and ``True`` are equal
+    (and one cache key) but are different keys of the table."""
+    db = SyncDB(primary_keys=["id"], string_cols=[])
+    for key, encoded in (
+        (("é",), '["é"]'),
+        ((1,), "[1]"),
+        ((True,), "[true]"),
+        ((1.0,), "[1.0]"),
+        (["a"], '["a"]'),
+    ):
+        assert db.encode_key(key) == encoded  # type: ignore[arg-type]
+        assert db.encode_key(key) == encoded  # (remembered the second time)
+    db.set({"id": 1, "x": "one"}, ME)
+    db.commit(ME)
+    assert db.peek((1,)) == {"id": 1, "x": "one"}
+    assert db.peek(("1",)) is None
+
+
 def test_wire_layout_is_what_any_yjs_client_sees():
     db = make_db()
     db.set(
