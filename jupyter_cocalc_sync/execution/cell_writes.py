@@ -227,14 +227,21 @@ class CellWrites:
             self.db.set({"type": "cell", "id": cell_id, "output": {str(index): patched}}, origin)
         self.commit()
 
-    def setting(self, name: str) -> Any:
-        """One field of the settings record (``None`` if unset), read without the others (the
+    def settings(self, *names: str) -> list[Any]:
+        """Fields of the settings record (``None`` if unset), read without the others (the
         runner changes the record twice a run: the whole of it is not read again each time)."""
         settings = self.db.record_map(SETTINGS_KEY)
-        return from_crdt(settings.get(name)) if settings is not None else None
+        if settings is None:
+            return [None] * len(names)
+        return [from_crdt(settings.get(name)) for name in names]
 
     def set_settings(self, **fields: Any) -> None:
-        changed = {k: v for k, v in fields.items() if k == "metadata" or self.setting(k) != v}
+        current = self.settings(*fields)
+        changed = {
+            k: v
+            for (k, v), now in zip(fields.items(), current, strict=True)
+            if k == "metadata" or now != v
+        }
         if not changed:
             return
         with self.batch() as origin:

@@ -417,10 +417,10 @@ class NotebookRunner:
         return run.handler if run is not None else None
 
     def _limits(self) -> OutputLimits:
-        setting = self.writes.setting
+        length, messages = self.writes.settings("max_output_length", "max_output_messages")
         return OutputLimits(
-            max_length=int(setting("max_output_length") or self.limits.max_length),
-            max_messages=int(setting("max_output_messages") or self.limits.max_messages),
+            max_length=int(length or self.limits.max_length),
+            max_messages=int(messages or self.limits.max_messages),
         )
 
     def answer_input(self, cell_id: str, value: str) -> bool:
