@@ -28,7 +28,7 @@ from pycrdt import Array, Doc, Map, Subscription, Text, TransactionEvent, merge_
 
 from ..errors import InvalidRecordError
 from .table import SyncDB
-from .values import map_from_crdt
+from .values import from_crdt, map_from_crdt
 from .ytypes import YArray, YMap, deep_events
 
 #: a Yjs update that holds nothing (no structs, no deletions)
@@ -36,9 +36,14 @@ EMPTY_UPDATE = b"\x00\x00"
 #: ``(key or index, field)`` of a root's entry: only the characters of the text in that field
 #: of that entry changed (typing), which a checker may check more cheaply than the entry
 TextField = tuple[str | int, str]
+#: ``(key or index, field, FIELD_SET)`` of a root's entry (a map): that field of the entry
+#: was set or removed, the entry itself and its other fields untouched (for checkers whose
+#: ``checks_fields`` is true)
+FieldSet = tuple[str | int, str, str]
+FIELD_SET = "set"
 #: root name -> the keys (maps) or indices (arrays) of it that an update touched, or the
-#: ``TextField`` when that was all
-Touched = dict[str, set[str | int | TextField]]
+#: ``TextField`` or ``FieldSet`` entries when that was all
+Touched = dict[str, set[str | int | TextField | FieldSet]]
 #: the kind of a root: a ``Map`` (keys) or an ``Array`` (indices)
 RootKind: TypeAlias = type[YMap] | type[YArray]
 #: the shadow applies the document's updates it missed once this many, or this many bytes of
@@ -52,6 +57,8 @@ class UpdateChecker(Protocol):
 
     #: the roots to watch, by name (``Map`` or ``Array``)
     roots: Mapping[str, RootKind]
+    #: whether a field set in an entry (a map) is named as a ``FieldSet`` (else the entry)
+    checks_fields: bool
 
     def check(self, shadow: Doc[Any], touched: Touched) -> None:
         """Raise ``InvalidRecordError`` unless what ``touched`` names in ``shadow`` is valid."""
@@ -116,6 +123,8 @@ class UpdateGuard:
             path = event.path
             if len(path) == 2 and isinstance(path[1], str) and isinstance(event.target, Text):
                 touched.add((path[0], path[1]))
+            elif len(path) == 1 and isinstance(event.target, Map) and self.checker.checks_fields:
+                touched.update((path[0], str(field), FIELD_SET) for field in event.keys)
             elif path:
                 touched.add(path[0])
             elif isinstance(event.target, Array):
@@ -149,20 +158,36 @@ class UpdateGuard:
 
 
 def split_touched(
-    entries: Iterable[str | int | TextField],
+    entries: Iterable[str | int | TextField | FieldSet],
 ) -> tuple[set[str | int], dict[str | int, set[str]]]:
     """``(entries changed otherwise, {entry: its text fields whose characters alone changed})``
-    for one root of a ``Touched``: an entry in the first is not in the second."""
+    for one root of a ``Touched``: an entry in the first is not in the second (an entry with
+    a ``FieldSet`` is in the first)."""
+    whole, texts, fields = split_fields(entries)
+    whole.update(fields)
+    for entry in fields:
+        texts.pop(entry, None)
+    return whole, texts
+
+
+def split_fields(
+    entries: Iterable[str | int | TextField | FieldSet],
+) -> tuple[set[str | int], dict[str | int, set[str]], dict[str | int, set[str]]]:
+    """``split_touched``, with the ``FieldSet`` entries apart: ``(entries changed otherwise,
+    {entry: text fields whose characters alone changed}, {entry: fields set})``; an entry
+    in the first is in neither of the others."""
     whole: set[str | int] = set()
     texts: dict[str | int, set[str]] = {}
+    fields: dict[str | int, set[str]] = {}
     for entry in entries:
         if isinstance(entry, tuple):
-            texts.setdefault(entry[0], set()).add(entry[1])
+            (texts if len(entry) == 2 else fields).setdefault(entry[0], set()).add(entry[1])
         else:
             whole.add(entry)
     for entry in whole:
         texts.pop(entry, None)
-    return whole, texts
+        fields.pop(entry, None)
+    return whole, texts, fields
 
 
 def _inserted_indices(delta: list[dict[str, Any]]) -> set[int]:
@@ -184,34 +209,62 @@ class RecordChecker:
     table relies on (a map under its JSON-encoded key, texts and maps in their columns)."""
 
     roots: Mapping[str, RootKind] = {"records": Map}
+    checks_fields = True
 
     def __init__(self, db: SyncDB) -> None:
         self.db = db
 
     def check(self, shadow: Doc[Any], touched: Touched) -> None:
         records = shadow.get("records", type=Map)
-        whole, texts = split_touched(touched.get("records", ()))
+        whole, texts, fields = split_fields(touched.get("records", ()))
         for encoded in whole:
             self._check_record(str(encoded), records.get(str(encoded)))
-        for encoded, fields in texts.items():
-            self._check_texts(str(encoded), records.get(str(encoded)), fields)
+        for encoded, names in texts.items():
+            self._check_texts(str(encoded), records.get(str(encoded)), names)
+        for encoded, names in fields.items():
+            self._check_fields(str(encoded), records.get(str(encoded)), names)
+
+    def _partial(self, encoded: str, value: object) -> dict[str, Any] | None:
+        """The key fields of the record ``encoded`` (a map), to check some of its fields as a
+        partial record; ``None`` when the record itself must be checked."""
+        if not isinstance(value, Map):
+            return None
+        try:
+            key = json.loads(encoded)
+        except ValueError:
+            return None
+        if not isinstance(key, list) or len(key) != len(self.db.primary_keys):
+            return None  # (the whole check says what is wrong with the key)
+        return dict(zip(self.db.primary_keys, key, strict=True))
 
     def _check_texts(self, encoded: str, value: object, fields: set[str]) -> None:
         """Only the characters of ``fields``, texts of the record, changed: the fields alone
         are checked (as a partial record), not the whole record with its outputs."""
-        db = self.db
-        if not isinstance(value, Map) or not fields.issubset(db.string_cols):
+        record = self._partial(encoded, value)
+        if record is None or not fields.issubset(self.db.string_cols):
             self._check_record(encoded, value)
             return
-        try:
-            key = json.loads(encoded)
-        except ValueError:
-            key = None
-        if not isinstance(key, list) or len(key) != len(db.primary_keys):
-            self._check_record(encoded, value)  # (says what is wrong with the key)
-            return
-        record: dict[str, Any] = dict(zip(db.primary_keys, key, strict=True))
+        assert isinstance(value, Map)
         record.update((name, str(value.get(name))) for name in fields)
+        self.db.check(record)
+
+    def _check_fields(self, encoded: str, value: object, fields: set[str]) -> None:
+        """Only ``fields`` of the record were set or removed (a cell's state, its position):
+        those fields alone are checked, as ``_check_record`` checks them, not the whole record
+        with its outputs. A key field is checked with the whole record."""
+        db = self.db
+        record = self._partial(encoded, value)
+        if record is None or not fields.isdisjoint(db.primary_keys):
+            self._check_record(encoded, value)
+            return
+        assert isinstance(value, Map)
+        for name in fields:
+            field = value.get(name)
+            if name in db.string_cols and field is not None and not isinstance(field, Text):
+                raise InvalidRecordError(f"record {encoded[:40]}: {name!r} must be a text")
+            if name in db.map_cols and field is not None and not isinstance(field, Map):
+                raise InvalidRecordError(f"record {encoded[:40]}: {name!r} must be a map")
+            record[name] = from_crdt(field)
         db.check(record)
 
     def _check_record(self, encoded: str, value: object) -> None:

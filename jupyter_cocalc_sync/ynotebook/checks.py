@@ -22,6 +22,7 @@ from ..sync.values import check_json, from_crdt, map_from_crdt
 
 class YNotebookChecker:
     roots: Mapping[str, RootKind] = {"cells": Array, "meta": Map}
+    checks_fields = False
 
     def check(self, shadow: Doc[Any], touched: Touched) -> None:
         cells = shadow.get("cells", type=Array)

@@ -5,6 +5,8 @@ cell."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import pytest
 from jupyter_ydoc import YNotebook
 from pycrdt import Doc, Map, Text
@@ -99,9 +101,58 @@ def test_typing_into_a_text_column_checks_that_column_alone(monkeypatch) -> None
     guard.check(_typed(peer, '["cell","a"]', "input", " + 1"))
     assert whole_records == []  # the record's fifty outputs were not read
     before = peer.doc.get_state()
-    peer.set({"type": "cell", "id": "a", "pos": 2}, SERVER)
-    peer.commit(SERVER)
+    peer.doc.get("records", type=Map)['["cell","a"]']["output"]["0"] = {"output_type": "x"}
     guard.check(peer.doc.get_update(before))
+    assert whole_records == ['["cell","a"]']
+
+
+def test_setting_fields_of_a_record_checks_those_fields_alone(monkeypatch) -> None:
+    """A client asking for a run sets the cell's state: the cell's outputs are not read. What
+    is set is still checked as the whole record would be."""
+    db = notebook_syncdb()
+    outputs = {str(i): {"output_type": "stream", "text": "out" * 100} for i in range(50)}
+    db.set({"type": "cell", "id": "a", "input": "x = 1", "output": outputs}, SERVER)
+    db.commit(SERVER)
+    guard = table_guard(db)
+    guard.check(Doc().get_update())
+    whole_records: list[str] = []
+    check_record = RecordChecker._check_record
+    monkeypatch.setattr(
+        RecordChecker,
+        "_check_record",
+        lambda self, encoded, value: (
+            whole_records.append(encoded) or check_record(self, encoded, value)
+        ),
+    )
+    peer = _peer_of(db)
+    record = peer.doc.get("records", type=Map)['["cell","a"]']
+
+    def update(change: Callable[[], None]) -> bytes:
+        before = peer.doc.get_state()
+        change()
+        return peer.doc.get_update(before)
+
+    guard.check(update(lambda: peer.set({"type": "cell", "id": "a", "state": "start"}, SERVER)))
+    db.doc.apply_update(peer.doc.get_update(db.doc.get_state()))
+    assert whole_records == []
+    assert db.get_one({"type": "cell", "id": "a"})["state"] == "start"
+    refused: list[Callable[[], object]] = [
+        lambda: record.__setitem__("state", "bogus"),  # not a state
+        lambda: record.__setitem__("input", "a string, not a text"),
+        lambda: record.__setitem__("output", {"0": "not a message"}),  # not a map
+        lambda: record.__setitem__("exec_count", 1.5),
+    ]
+    for change in refused:
+        peer = _peer_of(db)
+        record = peer.doc.get("records", type=Map)['["cell","a"]']
+        with pytest.raises(InvalidRecordError):
+            guard.check(update(change))
+    assert whole_records == []
+    # a key field set: the whole record is checked (its key no longer matches)
+    peer = _peer_of(db)
+    record = peer.doc.get("records", type=Map)['["cell","a"]']
+    with pytest.raises(InvalidRecordError, match="do not match its key"):
+        guard.check(update(lambda: record.__setitem__("id", "b")))
     assert whole_records == ['["cell","a"]']
 
 
