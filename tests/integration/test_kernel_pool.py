@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import json
 import os
 import signal
@@ -56,8 +57,15 @@ def manager(jp_serverapp, jp_asyncio_loop) -> PoolingKernelManager:
 
 
 async def execute(km, kernel_id: str, code: str, **expressions: str) -> dict[str, Any]:
-    """Run ``code`` on a kernel as a frontend would; the execute_reply's content."""
-    client = km.get_kernel(kernel_id).client()
+    """Run ``code`` on a kernel as a frontend would; the execute_reply's content.
+
+    As jupyter_server's kernel websocket does, the kernel's ``ready`` is awaited first: a
+    claimed kernel's is its re-pointing at the notebook (code sent before this request could
+    otherwise run after it, in the pool's folder)."""
+    kernel = km.get_kernel(kernel_id)
+    ready = kernel.ready
+    await (asyncio.wrap_future(ready) if isinstance(ready, concurrent.futures.Future) else ready)
+    client = kernel.client()
     client.start_channels()
     try:
         await client.wait_for_ready(timeout=DEADLINE_S)
