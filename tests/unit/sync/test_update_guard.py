@@ -14,7 +14,7 @@ from pycrdt import Doc, Map, Text
 from jupyter_cocalc_sync.errors import InvalidRecordError
 from jupyter_cocalc_sync.format.schema import notebook_syncdb
 from jupyter_cocalc_sync.origin import SERVER
-from jupyter_cocalc_sync.sync.guard import RecordChecker, table_guard
+from jupyter_cocalc_sync.sync.guard import RecordChecker, UpdateGuard, table_guard
 from jupyter_cocalc_sync.sync.table import SyncDB
 from jupyter_cocalc_sync.ynotebook import checks
 from jupyter_cocalc_sync.ynotebook.checks import check_cell, ynotebook_guard
@@ -81,7 +81,9 @@ def _typed(peer: SyncDB, key: str, column: str, text: str) -> bytes:
     return peer.doc.get_update(before)
 
 
-def test_typing_into_a_text_column_checks_that_column_alone(monkeypatch) -> None:
+def _cell_with_outputs_watched(monkeypatch) -> tuple[SyncDB, UpdateGuard, SyncDB, list[str]]:
+    """A table with one cell of fifty outputs, its guard, a peer of it, and the list of the
+    records the guard checks whole from now on."""
     db = notebook_syncdb()
     outputs = {str(i): {"output_type": "stream", "text": "out" * 100} for i in range(50)}
     db.set({"type": "cell", "id": "a", "input": "x = 1", "output": outputs}, SERVER)
@@ -98,6 +100,11 @@ def test_typing_into_a_text_column_checks_that_column_alone(monkeypatch) -> None
         ),
     )
     peer = _peer_of(db)
+    return db, guard, peer, whole_records
+
+
+def test_typing_into_a_text_column_checks_that_column_alone(monkeypatch) -> None:
+    _, guard, peer, whole_records = _cell_with_outputs_watched(monkeypatch)
     guard.check(_typed(peer, '["cell","a"]', "input", " + 1"))
     assert whole_records == []  # the record's fifty outputs were not read
     before = peer.doc.get_state()
@@ -109,22 +116,7 @@ def test_typing_into_a_text_column_checks_that_column_alone(monkeypatch) -> None
 def test_setting_fields_of_a_record_checks_those_fields_alone(monkeypatch) -> None:
     """A client asking for a run sets the cell's state: the cell's outputs are not read. What
     is set is still checked as the whole record would be."""
-    db = notebook_syncdb()
-    outputs = {str(i): {"output_type": "stream", "text": "out" * 100} for i in range(50)}
-    db.set({"type": "cell", "id": "a", "input": "x = 1", "output": outputs}, SERVER)
-    db.commit(SERVER)
-    guard = table_guard(db)
-    guard.check(Doc().get_update())
-    whole_records: list[str] = []
-    check_record = RecordChecker._check_record
-    monkeypatch.setattr(
-        RecordChecker,
-        "_check_record",
-        lambda self, encoded, value: (
-            whole_records.append(encoded) or check_record(self, encoded, value)
-        ),
-    )
-    peer = _peer_of(db)
+    db, guard, peer, whole_records = _cell_with_outputs_watched(monkeypatch)
     record = peer.doc.get("records", type=Map)['["cell","a"]']
 
     def update(change: Callable[[], None]) -> bytes:
