@@ -199,9 +199,10 @@ class NotebookRunner:
         *,
         origin: Origin,
         kernel_id: str | None = None,
+        before: str | None = None,
     ) -> list[str]:
-        """Queue cells (in the given order) for ``origin``; returns the ids that were
-        queued."""
+        """Queue cells (in the given order) for ``origin``, at the end of the queue or
+        before the queued cell ``before``; returns the ids that were queued."""
         queued = []
         running_for = origin.running_for()
         with self.writes.batch(running_for):
@@ -215,7 +216,10 @@ class NotebookRunner:
                     continue
                 if cell_id == self.current or cell_id in self.queue:
                     continue
-                self.queue.append(cell_id)
+                if before is not None and before in self.queue:
+                    self.queue.insert(self.queue.index(before), cell_id)
+                else:
+                    self.queue.append(cell_id)
                 self._requested_by[cell_id] = running_for
                 self.db.set({"type": "cell", "id": cell_id, "state": "run"}, running_for)
                 queued.append(cell_id)

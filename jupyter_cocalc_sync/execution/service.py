@@ -4,15 +4,15 @@ The runners are built with the rest of each open notebook (execution/open_notebo
 
 from __future__ import annotations
 
-import asyncio
 from typing import TYPE_CHECKING, Any
 
 from ..errors import DocumentNotFoundError, InvalidRecordError
-from ..format.ipynb import cell_order_key, ordered_outputs
+from ..format.ipynb import ordered_outputs
 from ..origin import Origin
 from ..outputs.formats import empty_page, overflow_page
 from ..outputs.handler import is_marker
 from .activity import NotebookActivity
+from .frontend_runs import FrontendRuns
 from .open_notebook import NotebookFactory
 from .runner import NotebookRunner
 
@@ -20,10 +20,6 @@ if TYPE_CHECKING:
     from ..documents.manager import DocumentManager
     from ..documents.notebook import NotebookDocument
     from ..outputs.overflow import MoreOutputStore
-
-#: JupyterLab's run-all sends one request per cell at once, over several connections; requests
-#: that arrive within this window are queued in notebook order, not in arrival order.
-FRONTEND_BATCH_WINDOW = 0.015
 
 
 class ExecutionService:
@@ -38,8 +34,7 @@ class ExecutionService:
         self.documents = documents
         self.notebooks = notebooks
         self.overflow = overflow
-        #: per document: the cells asked for, the timer, the kernel id and who asked first
-        self._batches: dict[str, tuple[list[str], asyncio.TimerHandle, str | None, Origin]] = {}
+        self.frontend_runs = FrontendRuns(notebooks)
 
     def _runner_of(self, document: NotebookDocument) -> NotebookRunner:
         return self.notebooks.get(document.file_id).runner
@@ -78,27 +73,7 @@ class ExecutionService:
         document = await self.documents.get_by_id(parts[2])
         if document.db.peek(("cell", cell_id)) is None:
             raise InvalidRecordError(f"no cell {cell_id!r} in {document.path}")
-        pending = self._batches.get(document.file_id)
-        if pending is None:
-            handle = asyncio.get_running_loop().call_later(
-                FRONTEND_BATCH_WINDOW, self._run_batch, document
-            )
-            # (a batch is one user's run-all: the runs are recorded under who asked first)
-            self._batches[document.file_id] = ([cell_id], handle, kernel_id, origin)
-        else:
-            pending[0].append(cell_id)
-
-    def _run_batch(self, document: NotebookDocument) -> None:
-        cell_ids, _, kernel_id, origin = self._batches.pop(document.file_id)
-        notebook = self.notebooks.notebooks.get(document.file_id)
-        if notebook is None or notebook.document is not document:
-            return  # closed meanwhile: nothing runs in a closed notebook
-        order = {c: cell_order_key(document.db.peek(("cell", c)) or {"id": c}) for c in cell_ids}
-        notebook.runner.run(
-            sorted(dict.fromkeys(cell_ids), key=order.__getitem__),
-            kernel_id=kernel_id,
-            origin=origin,
-        )
+        self.frontend_runs.request(document, cell_id, kernel_id, origin)
 
     async def more_output(
         self, path: str, cell_id: str, page: tuple[int, int] | None = None

@@ -32,6 +32,9 @@ CHROMIUM_ARGS = [
 ]
 #: generous: two cores shared with other test runs; a healthy run is far below it
 TIMEOUT_MS = 30_000
+# every ``expect`` without a timeout of its own (Playwright's default is 5 s, which a fresh
+# kernel's first run on a loaded machine exceeds)
+expect.set_options(timeout=TIMEOUT_MS)
 #: the status bar's kernel item once a kernel is connected and idle ("Python 3 (ipykernel) | Idle")
 KERNEL_IDLE = re.compile(r"Python 3.*\|\s*Idle")
 
