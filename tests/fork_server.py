@@ -13,6 +13,14 @@ in every server forked from it. Such modules are not preloaded (``NOT_PRELOADED`
 fork server notes every variable read while it preloads: a request whose environment differs
 in one of them is refused, and the server starts the plain way (with a logged warning naming it).
 
+A request whose ``PYTHONPATH`` puts folders before the fork server's (a test giving its server
+a ``sitecustomize`` that changes what the operating system tells it) is forked too: the child
+puts those folders where the interpreter would (after its working folder) and runs their
+``sitecustomize`` as ``site`` does at start-up, before the app. The preloaded modules are
+imported by then: a folder with a module of one of their names is refused, and a
+``sitecustomize`` must patch what it changes where it is looked up at call time (a module's
+attribute, as ``fcntl.flock``), not a name a preloaded module bound at its import.
+
 ``JCS_TEST_FORK_SERVER=0`` starts every server the plain way.
 """
 
@@ -26,6 +34,7 @@ import os
 import runpy
 import selectors
 import signal
+import site
 import socket
 import subprocess
 import sys
@@ -158,25 +167,48 @@ def _preload() -> list[str]:
     return missing
 
 
+def _search_path(value: str | None) -> list[str]:
+    """The folders of a ``PYTHONPATH`` value, as the interpreter reads it."""
+    return [folder for folder in (value or "").split(os.pathsep) if folder]
+
+
+def added_path(env: dict[str, str], cwd: str) -> list[str] | None:
+    """The folders ``env``'s ``PYTHONPATH`` puts before this process's (``[]`` if it is the
+    same), absolute as the interpreter makes them (from ``cwd``); ``None`` if it is not this
+    process's with folders put before it."""
+    own, requested = _search_path(os.environ.get("PYTHONPATH")), _search_path(env.get("PYTHONPATH"))
+    if len(requested) < len(own) or requested[len(requested) - len(own) :] != own:
+        return None
+    return [os.path.join(cwd, folder) for folder in requested[: len(requested) - len(own)]]
+
+
+def _shadowing(folder: str) -> str | None:
+    """A preloaded module (or ``sitecustomize``, run at this process's start) that a module in
+    ``folder`` would have replaced, had ``folder`` been searched first."""
+    for name, module in list(sys.modules.items()):
+        if "." in name or getattr(module, "__file__", None) is None:
+            continue
+        shadow = Path(folder, name, "__init__.py"), Path(folder, f"{name}.py")
+        if any(path.exists() and str(path) != module.__file__ for path in shadow):
+            return name
+    return None
+
+
 def _refusal(request: dict[str, Any], read: set[str], cwd: str) -> str | None:
     """Why ``request`` cannot be forked from this process (``None`` if it can)."""
     env = request["env"]
+    added = added_path(env, request["cwd"])
     differing = sorted(
         key
         for key in read | {k for k in {*env, *os.environ} if k.startswith(INTERPRETER_PREFIX)}
-        if env.get(key) != os.environ.get(key)
+        if env.get(key) != os.environ.get(key) and not (key == "PYTHONPATH" and added is not None)
     )
     if differing:
         return f"the preloaded modules read {', '.join(differing)}, which the request sets apart"
-    if request["cwd"] != cwd:
-        # ``python -m`` imports from its working folder first
-        for name, module in list(sys.modules.items()):
-            if "." in name or getattr(module, "__file__", None) is None:
-                continue
-            folder = Path(request["cwd"])
-            shadow = folder / name / "__init__.py", folder / f"{name}.py"
-            if any(path.exists() and str(path) != module.__file__ for path in shadow):
-                return f"its working folder has a module {name} other than the preloaded one"
+    # ``python -m`` imports from its working folder first, then from ``PYTHONPATH``
+    for folder in [request["cwd"]] * (request["cwd"] != cwd) + (added or []):
+        if (name := _shadowing(folder)) is not None:
+            return f"{folder} has a module {name} other than the preloaded one"
     return None
 
 
@@ -224,6 +256,7 @@ def _serve(channel: socket.socket, read: set[str]) -> dict[str, Any] | None:
 def _run(request: dict[str, Any]) -> None:
     """In the forked child: become ``python -m <app> <args>`` (returns only by ``SystemExit``
     or an exception, as the app's ``__main__`` would end a fresh interpreter)."""
+    added = added_path(request["env"], request["cwd"]) or []  # (against this process's)
     # (``ps`` and the process check would show the fork server's command line; set while the
     # environment is the fork server's, whose memory setproctitle takes for a longer title)
     setproctitle.setproctitle(" ".join([sys.executable, "-m", request["app"], *request["args"]]))
@@ -237,6 +270,11 @@ def _run(request: dict[str, Any]) -> None:
     os.dup2(log, 2)
     os.close(log)
     sys.path[0] = request["cwd"]  # ``python -m`` puts its working folder first
+    sys.path[1:1] = added  # then ``PYTHONPATH``'s folders (``_refusal`` checked its prefix)
+    if added:  # as ``site`` does at start-up (the fork server ran none of theirs: ``_refusal``)
+        site.execsitecustomize()
+        if site.ENABLE_USER_SITE:
+            site.execusercustomize()
     sys.argv = ["-m", *request["args"]]
     runpy.run_module(request["app"], run_name="__main__", alter_sys=True)
 

@@ -11,6 +11,7 @@ files, in its own folders.
 from __future__ import annotations
 
 import json
+import os
 import re
 import subprocess
 import sys
@@ -163,3 +164,44 @@ def test_a_dead_fork_server_leaves_servers_to_start_the_plain_way(
     assert process.wait(120) == 1
     assert fork_server.spawn(command, server.env(), server.log_path, None) is None
     dead.stop()
+
+
+def test_a_start_that_puts_folders_first_on_its_path_runs_their_sitecustomize(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    if not fork_server.enabled():
+        pytest.skip("JCS_TEST_FORK_SERVER=0: servers start the plain way")
+    root = tmp_path / "root"
+    root.mkdir()
+    server = ServerProcess(root, tmp_path / "state")
+    server.write_config()
+    site = tmp_path / "site"
+    site.mkdir()
+    # the folder searched first (after the working folder, which ``-m`` puts first after
+    # ``site`` ran), and whether the server's modules were imported before it ran
+    (site / "sitecustomize.py").write_text(
+        "import os, sys\n"
+        "first = [p for p in sys.path if p not in ('', os.getcwd())][0]\n"
+        "print('sitecustomize:', os.getpid(), first == os.path.dirname(__file__),"
+        " 'jupyter_server.serverapp' in sys.modules, flush=True)\n"
+    )
+    env = server.env()
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(site), env.get("PYTHONPATH")]))
+    command = [*server_command(str(server.python), server.app, 0, server.token, root), "--port=x"]
+    process = launch(command, env, server.log_path, watch_errors=False)
+    assert isinstance(process, fork_server.ForkedProcess)
+    assert process.wait(120) == 1, server.log()[-3000:]
+    # (preloaded: the server's own modules are imported before any sitecustomize runs)
+    assert f"sitecustomize: {process.pid} True True" in server.log()
+    assert "'x'" in server.log()
+
+    # a folder with a module of a preloaded one's name would have replaced it: a plain start
+    (site / "jupyter_server").mkdir()
+    (site / "jupyter_server" / "__init__.py").write_text("raise SystemExit('the folder own')\n")
+    plain_log = tmp_path / "plain.log"
+    process = launch(command, env, plain_log, watch_errors=False)
+    assert f"{site} has a module jupyter_server other than the preloaded one" in caplog.text
+    assert isinstance(process, subprocess.Popen)
+    assert process.wait(120) == 1
+    log = plain_log.read_text()
+    assert f"sitecustomize: {process.pid} True False" in log and "the folder own" in log
