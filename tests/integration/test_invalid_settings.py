@@ -4,10 +4,8 @@ extension half set up)."""
 
 from __future__ import annotations
 
-import subprocess
-
 import pytest
-from servers import ServerProcess, server_command
+from servers import ServerProcess, launch, server_command, stop_process
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -22,14 +20,19 @@ def test_an_invalid_setting_stops_the_server_naming_it(tmp_path, setting, value)
     server = ServerProcess(root, tmp_path / "state")
     server.write_config()
     command = server_command(server.python, server.app, server.port, server.token, root)
-    started = subprocess.run(
+    # (its log is read here: the error it logs is the point)
+    process = launch(
         [*command, f"--CocalcSync.{setting}={value}"],
-        env=server.env(),
-        capture_output=True,
-        text=True,
-        timeout=90,
+        server.env(),
+        server.log_path,
+        watch_errors=False,
     )
-    assert started.returncode != 0, started.stderr[-2000:]
-    last_line = started.stderr.strip().splitlines()[-1]
-    assert "CocalcSync" in last_line and setting in last_line, started.stderr[-2000:]
-    assert "error linking extension" not in started.stderr
+    try:
+        returncode = process.wait(90)
+    finally:
+        stop_process(process, 10)
+    logged = server.log()
+    assert returncode != 0, logged[-2000:]
+    last_line = logged.strip().splitlines()[-1]
+    assert "CocalcSync" in last_line and setting in last_line, logged[-2000:]
+    assert "error linking extension" not in logged
