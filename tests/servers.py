@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import signal
@@ -77,6 +78,15 @@ def configured_extensions(python: str | Path, env: dict[str, str]) -> list[str]:
         timeout=60,
     )
     return json.loads(result.stdout)
+
+
+@functools.cache
+def environment_extensions(python: str) -> list[str]:
+    """The server extensions the installation of ``python`` configures (``configured_extensions``
+    without a server's own config folder: the same for every test server)."""
+    return configured_extensions(
+        python, {k: v for k, v in os.environ.items() if k != "JUPYTER_CONFIG_DIR"}
+    )
 
 
 def free_port() -> int:
@@ -263,9 +273,16 @@ class ServerProcess:
         return isolated_env(self.state)
 
     def write_config(self) -> None:
+        extensions: dict[str, bool] = {}
+        if self.app == "jupyter_server":
+            # the environment's other extensions (JupyterLab, notebook, LSP…) off, as in the
+            # in-process servers: JupyterLab's alone imports its extension manager's and runs
+            # yarn at every start (a ``jupyter lab`` server keeps them)
+            extensions = dict.fromkeys(environment_extensions(str(self.python)), False)
         config = {
             "ServerApp": {
                 "jpserver_extensions": {
+                    **extensions,
                     **UNNEEDED_EXTENSIONS,
                     "jupyter_cocalc_sync": True,
                     "jupyter_server_fileid": True,
