@@ -163,9 +163,12 @@ def kernel_pool_config(request) -> dict:
     """``c.KernelPool``: off unless the test is marked ``@pytest.mark.pool(...)`` (a pooled
     kernel is a process that tests without kernels would pay for on two cores)."""
     config: dict = {"size": 0}
-    for marker in request.node.iter_markers("pool"):
+    markers = list(request.node.iter_markers("pool"))
+    if markers:
         # (a pool that grows with demand is asked for: each kernel is a process to pay for)
-        config = {"size": 1, "max_size": 1, "launch_delay_ms": 0, **marker.kwargs}
+        config = {"size": 1, "max_size": 1, "launch_delay_ms": 0}
+        for marker in reversed(markers):  # the module's marker first: the test's own wins
+            config.update(marker.kwargs)
     return config
 
 

@@ -148,6 +148,8 @@ async def test_session_gets_a_pooled_kernel_repointed_at_the_notebook(
     assert kernel_id not in manager.pool.kernel_ids()
 
 
+#: (no refill behind the claim: a kernel booting that the test does not look at)
+@pytest.mark.parametrize("pool_config", [{"size": 1, "max_size": 1, "launch_delay_ms": 600_000}])
 async def test_restart_keeps_the_notebook_folder(jp_fetch, jp_root_dir, manager):
     (jp_root_dir / "work").mkdir()
     session = await start_session(jp_fetch, "work/analysis.ipynb")

@@ -25,7 +25,10 @@ from jupyter_cocalc_sync.pool.manager import PoolingKernelManager
 
 DEADLINE_S = 30
 
-pytestmark = pytest.mark.pool
+#: a pool of one kernel that is not refilled during the test: the refill would be a kernel
+#: booting that no test here but the one of kernels claimed in turn (``REFILLED``) looks at
+pytestmark = pytest.mark.pool(launch_delay_ms=600_000)
+REFILLED = pytest.mark.pool(launch_delay_ms=0)
 
 
 @pytest.fixture
@@ -121,6 +124,7 @@ def head_starts_used(manager: PoolingKernelManager) -> int:
     return manager.pool_status()["head_starts"]["used"]
 
 
+@REFILLED
 async def test_first_websockets_take_the_head_start_and_lose_no_output(
     jp_fetch, jp_ws_fetch, jp_root_dir, manager
 ):
