@@ -48,7 +48,7 @@ import setproctitle
 logger = logging.getLogger(__name__)
 
 #: apps a request may run: ``python -m <app>`` for each
-APPS = ("jupyter_server", "jupyterlab")
+APPS = ("jupyter_server", "jupyterlab", "kernel_gateway")
 
 #: what a real start of both apps imports (``python -X importtime`` on a server start), as
 #: roots: each brings its own imports along

@@ -369,8 +369,7 @@ class GatewayProcess:
             return [
                 sys.executable,
                 "-m",
-                "jupyter",
-                "kernelgateway",
+                "kernel_gateway",  # (what ``jupyter kernelgateway`` runs: forked when it can be)
                 "--ip=127.0.0.1",
                 f"--port={port}",
                 # jupyter_server's gateway client lists the gateway's kernels
