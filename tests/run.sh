@@ -4,7 +4,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-bash tests/install.sh
+# (TESTS_INSTALLED=1: already done, as .ci/run does it, side by side with its other steps)
+[ -n "${TESTS_INSTALLED:-}" ] || bash tests/install.sh
 
 # every tier (tests/unit, integration, differential with its random sequences, interop, browser,
 # hub, stress); pytest arguments naming tests replace the default set
