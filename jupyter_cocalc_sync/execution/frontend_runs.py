@@ -89,7 +89,8 @@ class FrontendRuns:
             return  # closed meanwhile: nothing runs in a closed notebook
         runner = notebook.runner
         now = self._clock()
-        queued = {c: t for c, t in self._queued.get(key, {}).items() if now - t < ORDER_WINDOW}
+        self._forget_before(now - ORDER_WINDOW)
+        queued = self._queued.get(key, {})
         position = {c: self._position(runner, c) for c in [*gathering.cell_ids, *queued]}
         cells = sorted(dict.fromkeys(gathering.cell_ids), key=position.__getitem__)
         waiting = [c for c in runner.queue if c in queued]
@@ -106,6 +107,16 @@ class FrontendRuns:
             ):
                 queued[cell_id] = now
         self._queued[key] = queued
+
+    def _forget_before(self, cutoff: float) -> None:
+        """Drop the queued cells older than ``cutoff``, of every notebook (a closed one's
+        too)."""
+        for key in list(self._queued):
+            recent = {c: t for c, t in self._queued[key].items() if t >= cutoff}
+            if recent:
+                self._queued[key] = recent
+            else:
+                del self._queued[key]
 
     @staticmethod
     def _position(runner: NotebookRunner, cell_id: str) -> tuple[float, str]:
