@@ -92,7 +92,13 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
 @pytest.hookimpl(tryfirst=True)  # before pytest-xdist reads the groups (``--dist loadgroup``)
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """The tests of a module sharing a module-scoped fixture (a JupyterHub, a gateway and its
-    server) run on one worker, in their order: spread over the workers, each would start one."""
+    server) run on one worker, in their order: spread over the workers, each would start one.
+
+    The modules with a test marked ``slow`` come first: the workers take tests in this order
+    (after the groups of more tests), and a test of minutes taken last would end the run alone
+    while the other workers wait (the load test did, after every unit test had run)."""
+    slow_modules = {item.path for item in items if item.get_closest_marker("slow")}
+    items.sort(key=lambda item: item.path not in slow_modules)  # (stable: modules stay whole)
     for item in items:
         fixture_info = getattr(item, "_fixtureinfo", None)
         if fixture_info is None or item.get_closest_marker("xdist_group"):

@@ -72,6 +72,21 @@ CELLS_SHOWN_JS = f"""
 }})
 """
 
+#: from now on, ``window.cocalcSyncSaveEnded`` is how the visible notebook's next save ended
+#: ("completed" or "failed", from its context's ``saveState`` signal; null until then)
+WATCH_SAVE_STATE_JS = """
+() => {
+    const context = window.jupyterapp.shell.currentWidget.context;
+    window.cocalcSyncSaveEnded = null;
+    const ended = (_, state) => {
+        if (state === 'started') return;
+        window.cocalcSyncSaveEnded = state;
+        context.saveState.disconnect(ended);
+    };
+    context.saveState.connect(ended);
+}
+"""
+
 
 def chromium_missing_reason() -> str | None:
     """Why browser tests cannot run here, or None when they can."""
@@ -358,12 +373,25 @@ class LabUser(NotebookCommands):
         self.wait_ready(kernel_idle)
 
     def save(self) -> None:
-        """Ctrl+S, then wait for the status bar's "Saving completed"; a dialog fails it."""
-        done = self.status_bar.get_by_text("Saving completed")
-        expect(done).to_have_count(0, timeout=TIMEOUT_MS)  # an earlier save's message is gone
+        """Ctrl+S, then wait until the notebook's context says the save ended (its
+        ``saveState`` signal, which the status bar's "Saving completed" shows); it must have
+        completed, and with no dialog.
+
+        The signal itself, not the status bar: its message stays 2 s, so a save's own
+        "Saving completed" could only be told from an earlier save's once that had gone.
+        """
+        self.page.evaluate(WATCH_SAVE_STATE_JS)
         self.page.keyboard.press("Control+s")
-        expect(done.or_(self.dialogs).first).to_be_visible(timeout=TIMEOUT_MS)
+        try:
+            self.page.wait_for_function(
+                "() => window.cocalcSyncSaveEnded || document.querySelector('.jp-Dialog')",
+                timeout=TIMEOUT_MS,
+            )
+        except PlaywrightTimeoutError:
+            raise AssertionError(f"{self.name}: Ctrl+S never ended in a save") from None
         assert self.dialogs.count() == 0, f"saving showed {self.dialogs.all_inner_texts()}"
+        ended = self.page.evaluate("() => window.cocalcSyncSaveEnded")
+        assert ended == "completed", f"{self.name}: the save ended {ended!r}"
 
     def insert_cell_below(self, n: int) -> None:
         """Command mode ``b`` on cell ``n``: a new empty code cell below it."""
