@@ -55,6 +55,15 @@ class NotebookCommands:
         expect(self.cell(n)).to_have_class(re.compile(r"\bjp-mod-active\b"))
         expect(self.notebook).to_have_class(re.compile(r"\bjp-mod-commandMode\b"))
 
+    def end_undo_step(self) -> None:
+        """What a pause of Yjs's undo capture time (500 ms) does: the notebook's next change is
+        an undo step of its own. Changes closer together are one step, in stock JupyterLab
+        too: Z after quick edits undoes them all."""
+        self.page.evaluate(
+            "() => window.jupyterapp.shell.currentWidget.content.model.sharedModel"
+            ".undoManager.stopCapturing()"
+        )
+
     def press_on_cell(self, n: int, *keys: str) -> None:
         """Select cell ``n`` and press ``keys`` one after the other in command mode (``"m"``,
         ``"Shift+M"``, ``"Control+Shift+ArrowUp"``, ``"d", "d"``)."""

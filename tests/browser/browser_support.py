@@ -73,18 +73,38 @@ CELLS_SHOWN_JS = f"""
 """
 
 #: from now on, ``window.cocalcSyncSaveEnded`` is how the visible notebook's next save ended
-#: ("completed" or "failed", from its context's ``saveState`` signal; null until then)
+#: ("completed" or "failed", from its context's ``saveState`` signal; null until then), and
+#: ``window.cocalcSyncCheckpointed`` whether the checkpoint JupyterLab's save command makes
+#: after a completed save has been made. The command ignores a Ctrl+S until then (it keeps the
+#: context in its set of saves under way until the checkpoint is made), as a person pressing
+#: Ctrl+S twice quickly sees: the next save waits for it.
 WATCH_SAVE_STATE_JS = """
 () => {
     const context = window.jupyterapp.shell.currentWidget.context;
     window.cocalcSyncSaveEnded = null;
+    window.cocalcSyncCheckpointed = false;
     const ended = (_, state) => {
         if (state === 'started') return;
         window.cocalcSyncSaveEnded = state;
         context.saveState.disconnect(ended);
     };
     context.saveState.connect(ended);
+    const createCheckpoint = context.createCheckpoint;
+    context.createCheckpoint = function () {
+        context.createCheckpoint = createCheckpoint;
+        // (settles before the command's own await resumes and ends the save it tracks)
+        return createCheckpoint.call(context).finally(() => {
+            window.cocalcSyncCheckpointed = true;
+        });
+    };
 }
+"""
+
+#: the save ``WATCH_SAVE_STATE_JS`` watches is over: failed, or completed and checkpointed
+SAVE_OVER_JS = """
+() => (window.cocalcSyncSaveEnded === 'completed' && window.cocalcSyncCheckpointed)
+    || (window.cocalcSyncSaveEnded && window.cocalcSyncSaveEnded !== 'completed')
+    || document.querySelector('.jp-Dialog')
 """
 
 
@@ -374,8 +394,8 @@ class LabUser(NotebookCommands):
 
     def save(self) -> None:
         """Ctrl+S, then wait until the notebook's context says the save ended (its
-        ``saveState`` signal, which the status bar's "Saving completed" shows); it must have
-        completed, and with no dialog.
+        ``saveState`` signal, which the status bar's "Saving completed" shows) and the save
+        command's checkpoint is made; it must have completed, and with no dialog.
 
         The signal itself, not the status bar: its message stays 2 s, so a save's own
         "Saving completed" could only be told from an earlier save's once that had gone.
@@ -383,10 +403,7 @@ class LabUser(NotebookCommands):
         self.page.evaluate(WATCH_SAVE_STATE_JS)
         self.page.keyboard.press("Control+s")
         try:
-            self.page.wait_for_function(
-                "() => window.cocalcSyncSaveEnded || document.querySelector('.jp-Dialog')",
-                timeout=TIMEOUT_MS,
-            )
+            self.page.wait_for_function(SAVE_OVER_JS, timeout=TIMEOUT_MS)
         except PlaywrightTimeoutError:
             raise AssertionError(f"{self.name}: Ctrl+S never ended in a save") from None
         assert self.dialogs.count() == 0, f"saving showed {self.dialogs.all_inner_texts()}"

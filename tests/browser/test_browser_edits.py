@@ -183,6 +183,7 @@ class SharedNotebook:
         wait_for_value(
             lambda: [Cell.of(c) for c in self.joined()], expected, f"after {step}: a joiner"
         )
+        self.alice.end_undo_step()  # each step is one undo step, as a person's pauses make it
         if reload:
             self.bob.reload()
             self.bob.wait_for_cells(shown)
