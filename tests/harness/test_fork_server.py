@@ -142,15 +142,22 @@ def test_a_forked_server_sees_its_environment_as_a_plain_start(
     assert "data/file_id_manager.db" in plain
 
 
-def test_a_dead_fork_server_leaves_servers_to_start_the_plain_way(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
-) -> None:
+def configured_server(tmp_path: Path) -> tuple[Path, ServerProcess]:
+    """A server's root and configured ``ServerProcess`` (not started), for a test of how the
+    fork server starts it (skipped when servers start the plain way)."""
     if not fork_server.enabled():
         pytest.skip("JCS_TEST_FORK_SERVER=0: servers start the plain way")
     root = tmp_path / "root"
     root.mkdir()
     server = ServerProcess(root, tmp_path / "state")
     server.write_config()
+    return root, server
+
+
+def test_a_dead_fork_server_leaves_servers_to_start_the_plain_way(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    root, server = configured_server(tmp_path)
     dead = fork_server.ForkServer(server.env(), str(root))
     dead.process.kill()
     dead.process.wait()
@@ -169,12 +176,7 @@ def test_a_dead_fork_server_leaves_servers_to_start_the_plain_way(
 def test_a_start_that_puts_folders_first_on_its_path_runs_their_sitecustomize(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    if not fork_server.enabled():
-        pytest.skip("JCS_TEST_FORK_SERVER=0: servers start the plain way")
-    root = tmp_path / "root"
-    root.mkdir()
-    server = ServerProcess(root, tmp_path / "state")
-    server.write_config()
+    root, server = configured_server(tmp_path)
     site = tmp_path / "site"
     site.mkdir()
     # the folder searched first (after the working folder, which ``-m`` puts first after
