@@ -52,9 +52,10 @@ class OpenedNotebook(Protocol):
         """Close everything the notebook is (the document's final save included)."""
 
 
-#: ``open_notebook(path, file_id, manager)``: the open notebook of a file, loaded (the manager
-#: keeps it open while it is held: ``hold``/``release``)
-OpenNotebookFn = Callable[[str, str, "DocumentManager"], Awaitable[OpenedNotebook]]
+#: ``open_notebook(path, file_id, manager, ynotebook)``: the open notebook of a file, loaded (the
+#: manager keeps it open while it is held: ``hold``/``release``; ``ynotebook``: a JupyterLab
+#: client is coming)
+OpenNotebookFn = Callable[[str, str, "DocumentManager", bool], Awaitable[OpenedNotebook]]
 
 
 class DocumentManager(LiveDocuments[NotebookDocument]):
@@ -114,14 +115,15 @@ class DocumentManager(LiveDocuments[NotebookDocument]):
     async def get_by_id(self, file_id: str, *, ynotebook: bool = False) -> NotebookDocument:
         """The live document of ``file_id``, opening it if needed. ``ynotebook``: a JupyterLab
         client is coming, so a notebook opened now gets its YNotebook at once, built from the
-        records just read from the file rather than read back from the table."""
+        records just read from the file (rather than read back from the table) while their
+        log write is under way."""
         return await self.open(file_id, lambda: self._load(file_id, ynotebook))
 
     async def _load(self, file_id: str, ynotebook: bool) -> NotebookDocument:
         path = self.path_of(file_id)
         if not path.endswith(".ipynb"):
             raise DocumentNotFoundError(f"file {file_id!r} is not a notebook")
-        opened = await self._open_notebook(path, file_id, self)
+        opened = await self._open_notebook(path, file_id, self, ynotebook)
         document = opened.document
         try:
             if ynotebook:
@@ -130,7 +132,7 @@ class DocumentManager(LiveDocuments[NotebookDocument]):
             await opened.close()
             raise
         finally:
-            document.imported = None  # (the text is held once: by the table)
+            document.drop_ynotebook()  # (taken by ``ensure_projection``, unless it failed)
         if document.opening_read >= RELEASE_AFTER_READING:
             # what parsing and converting the file took is free now, most of it in worker
             # threads' arenas: without this the server keeps the import's peak resident

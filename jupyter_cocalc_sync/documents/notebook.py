@@ -43,6 +43,7 @@ from ..sync.slices import read_in_slices
 from ..sync.table import Record, SyncDB, same_json
 from ..transport.protocol import Message
 from ..transport.room import Peer
+from ..ynotebook.projection import YNotebookProjection
 from .following import Contents, FileAccess, FileFollower
 from .notebook_file import NotebookFile, OutputImporter, repaired_warning
 
@@ -111,9 +112,9 @@ class NotebookDocument:
         self.write_error: BaseException | None = None
         self.clients: set[Peer] = set()
         self.closed = False
-        #: the table's version and records as just imported from the file, while the
-        #: notebook opens (a YNotebook built then is built from them: ``imported_records``)
-        self.imported: tuple[int, list[Record]] | None = None
+        #: the YNotebook built from the records just imported from the file, while the rest
+        #: of the opening goes on (``open(ynotebook=True)``, ``take_ynotebook``)
+        self._ynotebook: asyncio.Task[YNotebookProjection] | None = None
         #: characters of the file's text read while opening (parsed, imported or merged)
         self.opening_read = 0
         self._unsubscribe = self.db.on_update(self._on_update)
@@ -121,7 +122,17 @@ class NotebookDocument:
 
     # -- opening ----------------------------------------------------------------------------
 
-    async def open(self) -> None:
+    async def open(self, *, ynotebook: bool = False) -> None:
+        """Load the notebook from its log and its file. ``ynotebook``: a JupyterLab client is
+        coming, so a notebook imported now has its YNotebook built from the imported records
+        while the import is written to the log (``take_ynotebook``)."""
+        try:
+            await self._open(ynotebook)
+        except BaseException:  # (re-raised) a YNotebook being built is not wanted any more
+            self.drop_ynotebook()
+            raise
+
+    async def _open(self, ynotebook: bool) -> None:
         has_history = await self.table.load()
         try:
             text, stamp = await self.notebook_file.read()
@@ -146,8 +157,16 @@ class NotebookDocument:
                 records[0]["load_warning"] = repaired_warning(self.path, loaded.warnings)
             update = await anyio.to_thread.run_sync(lambda: initial_update(records))
             self.db.load(update, records, FILE)
+            if ynotebook:
+                # built a few cells per loop turn while the store's thread writes the import:
+                # no client sees it before both that write and its own are durable (the
+                # notebook room waits for both), and it has no listener until then
+                self._ynotebook = asyncio.ensure_future(
+                    YNotebookProjection.built_in_steps(
+                        self.db, records=records, **self.projection_options()
+                    )
+                )
             version = await self.table.durable()
-            self.imported = (version, records)
             self.notebook_file.saved_version, self.files.stamp = version, stamp
             await self.changelog.mark_saved(self.file_id, version, *stamp)
         else:
@@ -166,13 +185,30 @@ class NotebookDocument:
             self.notebook_file.hash = await self.notebook_file.hash_after_read(self.files.stamp)
         self.files.start_polling()
 
-    def imported_records(self) -> list[Record] | None:
-        """The records just imported from the file, if the table still is exactly them (once:
-        they are dropped)."""
-        imported, self.imported = self.imported, None
-        if imported is None or self.table.version != imported[0]:
-            return None
-        return None if self.db.has_uncommitted_changes else imported[1]
+    def projection_options(self) -> dict[str, Any]:
+        """How a YNotebook projection of this notebook is made (its outputs, its commits)."""
+        options: dict[str, Any] = {"commit": self.table.commit}
+        if self.hooks.render_output is not None:
+            options["render_output"] = self.hooks.render_output
+        if self.hooks.ingest_output is not None:
+            options["ingest_output"] = self.hooks.ingest_output
+        return options
+
+    async def take_ynotebook(self) -> YNotebookProjection | None:
+        """The YNotebook built while the notebook opened from the file (``open``), up to date
+        with the table (it follows it once built); None if none was. Given out once."""
+        building, self._ynotebook = self._ynotebook, None
+        return None if building is None else await building
+
+    def drop_ynotebook(self) -> None:
+        """Let go of a YNotebook built while opening that nobody took."""
+        building, self._ynotebook = self._ynotebook, None
+        if building is None:
+            return
+        if not building.done():
+            building.cancel()
+        elif not building.cancelled() and building.exception() is None:
+            building.result().close()
 
     # -- reading and writing ----------------------------------------------------------------
 

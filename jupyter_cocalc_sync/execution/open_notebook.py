@@ -120,6 +120,10 @@ class OpenNotebook:
         document = self.document
         async with self._projection_lock:
             if self._projection is None:
+                built = await document.take_ynotebook()
+                if built is not None:  # (just imported: its YNotebook log was forgotten)
+                    self._follow(built, new=True)
+                    return built
                 version = await document.table.durable()
                 stored = await document.projection_log.load(document.file_id, version)
                 projection = await self._make_projection(stored.state)
@@ -130,29 +134,27 @@ class OpenNotebook:
 
     async def _make_projection(self, state: bytes | None) -> YNotebookProjection:
         document = self.document
-        hooks = document.hooks
-        kwargs: dict[str, Any] = {"commit": document.table.commit}
-        if hooks.render_output is not None:
-            kwargs["render_output"] = hooks.render_output
-        if hooks.ingest_output is not None:
-            kwargs["ingest_output"] = hooks.ingest_output
+        options = document.projection_options()
         if state is None:
-            records = document.imported_records()
-            projection = await YNotebookProjection.built_in_steps(
-                document.db, records=records, **kwargs
-            )
+            projection = await YNotebookProjection.built_in_steps(document.db, **options)
         else:
-            projection = YNotebookProjection(document.db, state=state, **kwargs)
+            projection = YNotebookProjection(document.db, state=state, **options)
+        self._follow(projection, new=state is None)
+        return projection
+
+    def _follow(self, projection: YNotebookProjection, *, new: bool) -> None:
+        """Make ``projection`` the notebook's YNotebook, its updates broadcast (``new``: not
+        restored from its log)."""
+        document = self.document
         values = {"path": document.path, "document_id": f"json:notebook:{document.file_id}"}
         if document.notebook_file.hash is not None:
             values["hash"] = document.notebook_file.hash
-        if state is None:
+        if new:
             # a new YNotebook: its first version is the whole of it, its state included
             projection.set_state(**values)
         self._projection = projection
-        self.broadcast.follow(projection, new=state is None)
+        self.broadcast.follow(projection, new=new)
         projection.set_state(**values)  # (a restored YNotebook: a change, logged as any)
-        return projection
 
     def _saved(self) -> None:
         if self._projection is not None:
@@ -227,8 +229,11 @@ class NotebookFactory:
             raise DocumentNotFoundError(f"notebook {file_id!r} is not open")
         return notebook
 
-    async def open(self, path: str, file_id: str, keep_open: KeepOpen) -> OpenNotebook:
-        """Build the open notebook of ``path`` and load it (its log, its file)."""
+    async def open(
+        self, path: str, file_id: str, keep_open: KeepOpen, ynotebook: bool = False
+    ) -> OpenNotebook:
+        """Build the open notebook of ``path`` and load it (its log, its file); ``ynotebook``:
+        a JupyterLab client is coming (``NotebookDocument.open``)."""
         parts = self.parts
         widgets = NotebookWidgets(file_id, parts.blobs) if parts.blobs is not None else None
         document = NotebookDocument(
@@ -242,7 +247,7 @@ class NotebookFactory:
             metadata=widgets,
         )
         try:
-            await document.open()
+            await document.open(ynotebook=ynotebook)
         except BaseException:  # (re-raised) nothing else of the notebook was started
             if widgets is not None:
                 widgets.close()
