@@ -52,8 +52,9 @@ class Broadcast:
         self._on_raw = on_raw
         self.rooms: dict[str, Room] = {}
         self._projection: YNotebookProjection | None = None
-        #: a new YNotebook's state vector and first version, until its room is made
-        self._first_projection_update: tuple[bytes, bytes] | None = None
+        #: a new YNotebook's state vector and first version (the updates that made it), until
+        #: its room is made
+        self._first_projection_update: tuple[bytes, list[bytes]] | None = None
         #: YNotebook updates not yet handed to the room: each waits for the log write of the
         #: table change it shows (``_release_projection``)
         self._held: list[tuple[bytes, Origin]] = []
@@ -71,12 +72,14 @@ class Broadcast:
 
     def follow(self, projection: YNotebookProjection, *, new: bool) -> None:
         """Broadcast the updates of the notebook's YNotebook (``new``: not restored from its
-        log, so its first version, the whole of it, is logged now; the same bytes answer its
-        first client's sync: encoding a big notebook twice costs)."""
+        log, so its first version, the whole of it, is logged now, as the updates its build
+        made; the same bytes answer its first client's sync: encoding a big notebook again
+        costs)."""
         if new:
-            whole = projection.ydoc.get_update()
-            self._projection_logged = self.projection_log.append(self.file_id, whole)
-            self._first_projection_update = (projection.ydoc.get_state(), whole)
+            pieces = projection.take_first_version() or [projection.ydoc.get_update()]
+            for piece in pieces:  # (one group commit)
+                self._projection_logged = self.projection_log.append(self.file_id, piece)
+            self._first_projection_update = (projection.ydoc.get_state(), pieces)
         self._projection = projection
         projection.on_update(self._hold_projection_update)
 

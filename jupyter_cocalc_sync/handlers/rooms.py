@@ -153,19 +153,20 @@ class RoomHandler(WebSocketMixin, WebSocketHandler, JupyterHandler):
     def max_message_size(self) -> int:
         return services_of(self).limits.max_frame_bytes
 
-    def send(self, data: bytes, *, first_sync: bool = False) -> None:
+    def send(self, data: bytes, *, first_sync: bool = False, last: bool = True) -> None:
         """Queue ``data``; a client that has more than ``send_queue_bytes`` not yet taken by
         the network (it stopped reading, or reads slower than the room changes) is closed,
         with a reason that says it may reconnect (it then gets the document afresh).
 
         The first sync of a connection (``first_sync``: the whole document, which may be
-        far bigger than the limit) is not counted: a client reading a 50 MB notebook is not
-        behind, and what the room sends meanwhile is counted as usual. Only the first one
-        is exempt, so a client asking for the document again and again is still bounded."""
+        far bigger than the limit, in one message or several up to the ``last``) is not
+        counted: a client reading a 50 MB notebook is not behind, and what the room sends
+        meanwhile is counted as usual. Only the first one is exempt, so a client asking for
+        the document again and again is still bounded."""
         if self.ws_connection is None or self.ws_connection.is_closing():
             return
         counted = not first_sync or self.first_sync_sent
-        self.first_sync_sent = self.first_sync_sent or first_sync
+        self.first_sync_sent = self.first_sync_sent or (first_sync and last)
         limit = services_of(self).limits.send_queue_bytes
         if counted and self.queued_bytes and self.queued_bytes + len(data) > limit:
             # (one message larger than the limit still goes out alone)

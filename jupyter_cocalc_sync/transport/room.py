@@ -37,10 +37,10 @@ class Peer(Protocol):
         """The origin of the client's changes: who it is, what it may do beyond reading (its
         document updates are dropped unless it may write), its connection."""
 
-    def send(self, data: bytes, *, first_sync: bool = False) -> None:
-        """Queue ``data`` for the client; never blocks, never raises. ``first_sync``: the
-        answer to the client's request for the whole document (as big as the document, so
-        not a sign of a client falling behind)."""
+    def send(self, data: bytes, *, first_sync: bool = False, last: bool = True) -> None:
+        """Queue ``data`` for the client; never blocks, never raises. ``first_sync``: part of
+        the answer to the client's request for the whole document (as big as the document,
+        so not a sign of a client falling behind); ``last``: its last part."""
 
     def close(self, code: int, reason: str) -> None:
         """Close the connection."""
@@ -107,9 +107,9 @@ class Room:
         self.closed = False
         #: document updates (and save requests) dropped because their peer may not write
         self.dropped_updates = 0
-        #: the whole document as one update, with the state vector it was made at, for the
-        #: next first sync (``offer_whole_update``)
-        self._whole: tuple[bytes, bytes] | None = None
+        #: the whole document as updates applied one after the other, with the state vector
+        #: it was made at, for the next first sync (``offer_whole_update``)
+        self._whole: tuple[bytes, list[bytes]] | None = None
 
     # -- peers ------------------------------------------------------------------------------
 
@@ -241,22 +241,23 @@ class Room:
                 self._awareness_owner[client_id] = peer
         return payload
 
-    def offer_whole_update(self, state: bytes, update: bytes) -> None:
-        """``update``, the whole document when its state vector was ``state``, answers the
-        next peer that asks for the whole document if the document has not changed since
-        (so a big document just made is not encoded again); it is used once, not kept."""
-        self._whole = (state, update)
+    def offer_whole_update(self, state: bytes, updates: list[bytes]) -> None:
+        """``updates``, applied one after the other the whole document when its state vector
+        was ``state``, answer the next peer that asks for the whole document if the document
+        has not changed since (so a big document just made is not encoded again, at once);
+        they are used once, not kept."""
+        self._whole = (state, updates)
 
     def withdraw_whole_update(self) -> None:
         """The document changed since ``offer_whole_update``: the offer no longer holds."""
         self._whole = None
 
-    def _whole_update(self, state: bytes) -> bytes:
-        """The update a peer whose state vector is ``state`` lacks."""
+    def _whole_update(self, state: bytes) -> list[bytes]:
+        """The updates a peer whose state vector is ``state`` lacks."""
         whole, self._whole = self._whole, None
         if state == EMPTY_STATE and whole is not None and whole[0] == self.doc.get_state():
             return whole[1]
-        return self.doc.get_update(state)
+        return [self.doc.get_update(state)]
 
     async def _answer_step1(self, peer: Peer, state: bytes) -> None:
         # answer with a state that is all on disk: wait until the latest write at the time of
@@ -267,11 +268,17 @@ class Room:
             peer.close(INTERNAL_ERROR, "the document could not be saved")
             return
         try:
-            update = self._whole_update(state)
+            updates = self._whole_update(state)
         except ValueError as e:  # pycrdt: "Cannot decode state"
             peer.close(INVALID_PAYLOAD, f"invalid state vector: {e}"[:120])
             return
-        peer.send(protocol.sync_message(protocol.SYNC_STEP2, update), first_sync=True)
+        # all but the last as updates, the last as the answer: a client counts itself synced
+        # at the answer (y-websocket), with the whole document by then
+        *before, last = updates
+        for update in before:
+            message = protocol.sync_message(protocol.SYNC_UPDATE, update)
+            peer.send(message, first_sync=True, last=False)
+        peer.send(protocol.sync_message(protocol.SYNC_STEP2, last), first_sync=True)
 
     async def _answer_raw(self, peer: Peer, message: Message) -> None:
         assert self._on_raw is not None

@@ -53,7 +53,7 @@ class ReplicaPeer:
         #: an in-server extension's connection, with every right, under its name
         self.origin = Origin.of_peer(replica.author, FULL, OriginKind.EXTENSION)
 
-    def send(self, data: bytes, *, first_sync: bool = False) -> None:
+    def send(self, data: bytes, *, first_sync: bool = False, last: bool = True) -> None:
         # (in process: nothing queues, so a first sync needs no exemption)
         self._replica.receive(data)
 

@@ -34,7 +34,7 @@ from contextlib import contextmanager
 from typing import Any
 
 from jupyter_ydoc import YNotebook
-from pycrdt import Doc, Map, TransactionEvent
+from pycrdt import Doc, Map, Subscription, TransactionEvent
 
 from ..errors_seen import count_error
 from ..origin import SERVER, Origin
@@ -100,6 +100,9 @@ class YNotebookProjection:
         #: YNotebook updates made by the call in progress, handed out when it is over
         self._made: list[bytes] = []
         self._calls = 0
+        #: a new YNotebook's updates from its first on, until taken (``take_first_version``)
+        self._first_version: list[bytes] | None = None
+        self._first_version_subscription: Subscription | None = None
 
     @classmethod
     async def built_in_steps(
@@ -117,6 +120,14 @@ class YNotebookProjection:
         them back from the table costs as much as building); the list is emptied."""
         projection = cls.__new__(cls)
         projection._setup(db, render_output, ingest_output, commit)
+        # each step's update is encoded as the step is made (a few cells): the whole new
+        # YNotebook encoded at once stalls the event loop for as long as a build step of
+        # every cell (pycrdt holds the GIL while it encodes)
+        first: list[bytes] = []
+        projection._first_version = first
+        projection._first_version_subscription = projection.ydoc.observe(
+            lambda event: first.append(event.update)
+        )
         changed: list[ChangeEvent] = []
         unsubscribe = db.on_change(changed.append)
         try:
@@ -133,6 +144,19 @@ class YNotebookProjection:
         self._cells_sub = self.ycells.observe_deep(self._reader.on_ycells)
         self._meta_sub = self.ymeta.observe_deep(self._reader.on_ymeta)
         self._doc_sub = self.ydoc.observe(self._on_ydoc_update)
+
+    def take_first_version(self) -> list[bytes] | None:
+        """The updates that made this new YNotebook (``built_in_steps``), in order: applied
+        one after the other, the whole of it as it is now. Given out once; None for a restored
+        YNotebook."""
+        first, self._first_version = self._first_version, None
+        self._stop_recording_first_version()
+        return first
+
+    def _stop_recording_first_version(self) -> None:
+        subscription, self._first_version_subscription = self._first_version_subscription, None
+        if subscription is not None:
+            self.ydoc.unobserve(subscription)
 
     def reconcile(self) -> None:
         """Make a restored YNotebook equal to the table, keeping every item it can (the
@@ -197,6 +221,8 @@ class YNotebookProjection:
                     self.ystate[key] = value
 
     def close(self) -> None:
+        self._stop_recording_first_version()
+        self._first_version = None
         self._unsubscribe_db()
         self.ycells.unobserve(self._cells_sub)
         self.ymeta.unobserve(self._meta_sub)

@@ -214,3 +214,31 @@ async def test_a_yNotebook_built_from_the_imported_records_equals_one_read_from_
     assert from_records.ynotebook.get() == from_table.ynotebook.get()
     assert len(from_records.ycells) == 63
     assert imported == []  # let go of as built
+
+
+async def test_a_new_yNotebook_gives_the_updates_of_its_build_which_make_all_of_it():
+    """Its first version in pieces, each a build step's (a big notebook encoded at once stalls
+    the server), changes after the build included, given out once."""
+    db = table(*[{"id": f"c{n}", "input": f"x = {n}", "output": {"0": STREAM}} for n in range(60)])
+    projection = await YNotebookProjection.built_in_steps(db)
+    db.set({"type": "cell", "id": "c3", "input": "edited"}, SERVER)
+    db.commit(SERVER)
+    pieces = projection.take_first_version()
+    assert pieces is not None and len(pieces) > 3  # (60 cells: three build steps at least)
+    assert max(map(len, pieces)) < len(projection.ydoc.get_update()) / 2
+    client = YNotebook(Doc())
+    for piece in pieces:
+        client.ydoc.apply_update(piece)
+    assert client.get() == projection.ynotebook.get()
+    assert str(client.ycells[3]["source"]) == "edited"
+    assert projection.take_first_version() is None  # given out once
+    db.set({"type": "cell", "id": "c4", "input": "no longer recorded"}, SERVER)
+    db.commit(SERVER)
+    assert projection.take_first_version() is None
+
+
+def test_a_restored_yNotebook_has_no_first_version():
+    db = table({"id": "a", "input": "x"})
+    built = YNotebookProjection(db)
+    restored = YNotebookProjection(db, state=built.ydoc.get_update())
+    assert restored.take_first_version() is None
