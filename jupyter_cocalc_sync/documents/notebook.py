@@ -135,13 +135,13 @@ class NotebookDocument:
     async def _open(self, ynotebook: bool) -> None:
         has_history = await self.table.load()
         try:
-            await self._open_file(has_history)
+            await self._open_file(has_history, ynotebook)
         except NotebookFormatError:
             # a save cut off by a crash leaves the file half written; the contents manager
             # may still hold the file from before it (``restore_interrupted_save``)
             if not await self.notebook_file.restore_interrupted_save():
                 raise
-            await self._open_file(has_history)
+            await self._open_file(has_history, ynotebook)
         if not has_history:
             await self.projection_log.forget(self.file_id)  # a new notebook: a new session
         self.session_id = await self.projection_log.session_id(self.file_id)
@@ -149,9 +149,9 @@ class NotebookDocument:
             self.notebook_file.hash = await self.notebook_file.hash_after_read(self.files.stamp)
         self.files.start_polling()
 
-    async def _open_file(self, has_history: bool) -> None:
-        """Read the file: import it into a table with no history, else merge what changed on
-        disk since the last save."""
+    async def _open_file(self, has_history: bool, ynotebook: bool) -> None:
+        """Read the file: import it into a table with no history (``ynotebook``: its YNotebook
+        built meanwhile), else merge what changed on disk since the last save."""
         try:
             text, stamp = await self.notebook_file.read()
         except DocumentNotFoundError:
