@@ -25,6 +25,7 @@ from ..errors import (
     StoreUnavailableError,
 )
 from ..errors_seen import count_error
+from ..heap import release_freed_memory
 from ..origin import Origin
 from ..permissions import READ_ONLY
 from ..rooms.registry import Membership, SessionExpiredError
@@ -46,6 +47,9 @@ GOING_AWAY = 1001
 #: it drops their connections (tornado itself waits 5 s, longer than a stop should take)
 CLOSE_HANDSHAKE_SECONDS = 1.0
 SLOW_CLIENT_REASON = json.dumps({"reason": "send_queue_full", "retry": True})
+#: a first sync of at least this many bytes hands the memory its messages took back to the
+#: operating system once written (``heap``)
+RELEASE_AFTER_FIRST_SYNC = 1_000_000
 
 
 class RoomConnections:
@@ -87,8 +91,10 @@ class RoomHandler(WebSocketMixin, WebSocketHandler, JupyterHandler):
         self.queued_bytes = 0
         #: the whole document was sent once (the first sync, not counted in ``queued_bytes``)
         self.first_sync_sent = False
+        #: bytes of the first sync so far
+        self.first_sync_bytes = 0
         #: the writes not yet taken by the network (each one a task of tornado's)
-        self.writing: set[asyncio.Future[None]] = set()
+        self.writing: set[asyncio.Future[Any]] = set()
         #: done once the connection is gone (the close handshake over, or the socket lost)
         self.disconnected: asyncio.Future[None] = asyncio.get_running_loop().create_future()
 
@@ -166,7 +172,10 @@ class RoomHandler(WebSocketMixin, WebSocketHandler, JupyterHandler):
         if self.ws_connection is None or self.ws_connection.is_closing():
             return
         counted = not first_sync or self.first_sync_sent
+        ends_first_sync = first_sync and last and not self.first_sync_sent
         self.first_sync_sent = self.first_sync_sent or (first_sync and last)
+        if not counted:
+            self.first_sync_bytes += len(data)
         limit = services_of(self).limits.send_queue_bytes
         if counted and self.queued_bytes and self.queued_bytes + len(data) > limit:
             # (one message larger than the limit still goes out alone)
@@ -185,14 +194,24 @@ class RoomHandler(WebSocketMixin, WebSocketHandler, JupyterHandler):
             future.add_done_callback(partial(self._sent, size=len(data)))
         else:
             future.add_done_callback(self._written)
+        if ends_first_sync and self.first_sync_bytes >= RELEASE_AFTER_FIRST_SYNC:
+            future.add_done_callback(self._release_memory)
+
+    def _release_memory(self, _written: asyncio.Future[None]) -> None:
+        """A big first sync is written: its messages (copies of the whole document, in pieces
+        the C library keeps mapped once freed) go back to the operating system."""
+        release = asyncio.ensure_future(release_freed_memory())
+        self.writing.add(release)  # (awaited with the writes when the server stops)
+        release.add_done_callback(self._written)
 
     def _sent(self, future: asyncio.Future[None], size: int) -> None:
         self.queued_bytes -= size
         self._written(future)
 
-    def _written(self, future: asyncio.Future[None]) -> None:
+    def _written(self, future: asyncio.Future[Any]) -> None:
         self.writing.discard(future)
-        future.exception()  # a closed socket is not an error
+        if not future.cancelled():
+            future.exception()  # a closed socket is not an error
 
     def close(self, code: int | None = None, reason: str | None = None) -> None:
         if self.ws_connection is not None:

@@ -20,6 +20,7 @@ from pycrdt import Doc
 
 from jupyter_cocalc_sync.documents import manager as manager_module
 from jupyter_cocalc_sync.format.schema import notebook_syncdb
+from jupyter_cocalc_sync.handlers import rooms as rooms_module
 from jupyter_cocalc_sync.sync.table import SyncDB
 from jupyter_cocalc_sync.transport import protocol
 
@@ -178,15 +179,22 @@ async def test_opening_notebooks_in_jupyterlab_rewrites_none_of_their_files(
 ):
     """Notebooks opened by a JupyterLab-like client, one of them with a first sync far bigger
     than the send queue (and the corpus, when present): nothing to save, the files untouched.
-    Opening the big one hands the memory its import freed back to the operating system."""
+    Opening the big one hands the memory its import freed back to the operating system, and
+    so does its first sync once written."""
     documents = jp_serverapp.web_app.settings["cocalc_sync"].documents
     released: list[str] = []
+    released_after_sync: list[str] = []
 
     async def release() -> bool:
         released.append(name)
         return True
 
+    async def release_after_sync() -> bool:
+        released_after_sync.append(name)
+        return True
+
     monkeypatch.setattr(manager_module, "release_freed_memory", release)
+    monkeypatch.setattr(rooms_module, "release_freed_memory", release_after_sync)
     compact_notebook(root_dir / "compact.ipynb")
     notebook_with_output(root_dir / "big.ipynb", cells=20, output_bytes=200_000)  # 4 MB
     names = ["compact.ipynb", "big.ipynb"]
@@ -206,3 +214,4 @@ async def test_opening_notebooks_in_jupyterlab_rewrites_none_of_their_files(
             rewritten.append((name, status))
     assert not rewritten
     assert "big.ipynb" in released and "compact.ipynb" not in released
+    assert "big.ipynb" in released_after_sync and "compact.ipynb" not in released_after_sync
