@@ -140,8 +140,12 @@ class Server:
         ynb = YNotebook(Doc())
         async with (
             aconnect_ws(url, self.http, **BROWSER_LIKE_WS) as ws,
-            Provider(ynb.ydoc, HttpxWebsocket(ws, room)),
+            Provider(ynb.ydoc, HttpxWebsocket(ws, room)) as provider,
         ):
+            # synced, as JupyterLab waits for: the server's answer (a big document's first
+            # sync comes in several updates before it)
+            async with asyncio.timeout(60):
+                await provider.synced.wait()
             ymeta = ynb.ydoc.get("meta", type=Map)
             await eventually(lambda: len(ymeta) > 0, ynb.ydoc)
             yield ynb

@@ -129,7 +129,9 @@ async def ynotebook_peer(server, path: str):
     ynb = YNotebook(Doc())
     async with aconnect_ws(url, server.http) as ws:
         channel = CountingWebsocket(ws, room)
-        async with Provider(ynb.ydoc, channel):
+        async with Provider(ynb.ydoc, channel) as provider:
+            async with asyncio.timeout(60):
+                await provider.synced.wait()  # (a big first sync: several updates, then this)
             ymeta = ynb.ydoc.get("meta", type=Map)
             await eventually(lambda: len(ymeta) > 0, ynb.ydoc)
             yield ynb, channel
