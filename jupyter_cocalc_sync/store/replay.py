@@ -72,12 +72,16 @@ class ReplayPool:
 
     Starting the process costs a second or two of CPU (it imports this package), so the
     change logs of one server process share one pool (``shared()``), started on first use.
+    It is started from a thread: spawning it (and multiprocessing's resource tracker) holds
+    the calling thread for tens of milliseconds, which on the event loop is a stall.
     """
 
     _shared: ReplayPool | None = None
 
     def __init__(self) -> None:
         self._executor: Executor | None = None
+        #: one start at a time (the first replays of a server may come together)
+        self._starting = threading.Lock()
 
     @classmethod
     def shared(cls) -> ReplayPool:
@@ -87,29 +91,41 @@ class ReplayPool:
             atexit.register(cls._shared.close)
         return cls._shared
 
-    def _pool(self) -> Executor:
-        if self._executor is None:
+    def _started(self) -> Executor:
+        """The executor, its worker process started (runs in a thread: class docstring)."""
+        with self._starting:
+            if self._executor is not None:
+                return self._executor
+            executor: Executor
             try:
-                self._executor = ProcessPoolExecutor(
+                executor = ProcessPoolExecutor(
                     max_workers=1,
                     mp_context=multiprocessing.get_context("spawn"),
                     initializer=_exit_with_parent,
                     initargs=(os.getpid(),),
                 )
+                # a process pool spawns its worker on the first submit
+                executor.submit(os.getpid)
             except (OSError, ValueError) as e:  # no process support (sandboxes)
                 log.warning("replays run in a thread (no worker process: %s)", e)
-                self._executor = ThreadPoolExecutor(max_workers=1)
-        return self._executor
+                executor = ThreadPoolExecutor(max_workers=1)
+            self._executor = executor
+            return executor
+
+    async def _pool(self) -> Executor:
+        if self._executor is not None:
+            return self._executor
+        return await asyncio.to_thread(self._started)
 
     async def run(self, fn: Callable[..., T], *args: object) -> T:
         """``fn(*args)`` in the worker (``fn`` must be a module-level function)."""
         loop = asyncio.get_running_loop()
         try:
-            return await loop.run_in_executor(self._pool(), fn, *args)
+            return await loop.run_in_executor(await self._pool(), fn, *args)
         except BrokenProcessPool:
             log.warning("the replay process died; starting another")
             self._executor = None
-            return await loop.run_in_executor(self._pool(), fn, *args)
+            return await loop.run_in_executor(await self._pool(), fn, *args)
 
     def worker_pids(self) -> list[int]:
         """The pids of the worker processes running now (none before the first replay)."""
