@@ -3,7 +3,8 @@
 pycrdt holds the GIL while it applies an update, so replaying a long history in a thread still
 stalls the event loop for as long as the replay takes. Snapshots, squashes and reads of old
 versions are bytes in, bytes out, so they run in a separate process; the event loop and the
-log writer only wait for the result.
+log writer only wait for the result. Big bytes go to and from that process through files
+(``spill.py``): pickled whole, a 20 MB update would hold the GIL for tens of milliseconds.
 """
 
 from __future__ import annotations
@@ -13,14 +14,19 @@ import atexit
 import logging
 import multiprocessing
 import os
+import shutil
+import tempfile
 import threading
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import Executor, ProcessPoolExecutor, ThreadPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
+from pathlib import Path
 from typing import Any, TypeVar
 
 from pycrdt import Doc
+
+from .spill import call_spilled, has_big, has_spilled, spill_big, spilled_files, unspill_all
 
 log = logging.getLogger(__name__)
 
@@ -82,6 +88,8 @@ class ReplayPool:
         self._executor: Executor | None = None
         #: one start at a time (the first replays of a server may come together)
         self._starting = threading.Lock()
+        #: where big bytes go to and from the worker process (``spill.py``)
+        self._folder: str | None = None
 
     @classmethod
     def shared(cls) -> ReplayPool:
@@ -106,6 +114,8 @@ class ReplayPool:
                 )
                 # a process pool spawns its worker on the first submit
                 executor.submit(os.getpid)
+                if self._folder is None:
+                    self._folder = tempfile.mkdtemp(prefix="cocalc-replay-")
             except (OSError, ValueError) as e:  # no process support (sandboxes)
                 log.warning("replays run in a thread (no worker process: %s)", e)
                 executor = ThreadPoolExecutor(max_workers=1)
@@ -119,12 +129,27 @@ class ReplayPool:
 
     async def run(self, fn: Callable[..., T], *args: object) -> T:
         """``fn(*args)`` in the worker (``fn`` must be a module-level function)."""
+        executor = await self._pool()
+        if self._folder is None or not has_big(args):  # (no folder: a thread, nothing pickled)
+            return await self._call(executor, fn, *args)
+        folder = self._folder
+        spilled = await asyncio.to_thread(spill_big, args, folder)
+        try:
+            result = await self._call(executor, call_spilled, fn, folder, spilled)
+        finally:
+            await asyncio.to_thread(_remove, spilled_files(spilled))
+        if has_spilled(result):
+            result = await asyncio.to_thread(unspill_all, result, remove=True)
+        return result  # type: ignore[no-any-return]  # what fn returns, read back
+
+    async def _call(self, executor: Executor, fn: Callable[..., T], *args: object) -> T:
         loop = asyncio.get_running_loop()
         try:
-            return await loop.run_in_executor(await self._pool(), fn, *args)
+            return await loop.run_in_executor(executor, fn, *args)
         except BrokenProcessPool:
             log.warning("the replay process died; starting another")
-            self._executor = None
+            if self._executor is executor:
+                self._executor = None
             return await loop.run_in_executor(await self._pool(), fn, *args)
 
     def worker_pids(self) -> list[int]:
@@ -136,3 +161,13 @@ class ReplayPool:
         if self._executor is not None:
             self._executor.shutdown(wait=False, cancel_futures=True)
             self._executor = None
+        if self._folder is not None:
+            # errors ignored: the files left are those of calls still running (the worker may
+            # still write a result there), and nothing awaits those results any more
+            shutil.rmtree(self._folder, ignore_errors=True)
+            self._folder = None
+
+
+def _remove(paths: list[str]) -> None:
+    for path in paths:
+        Path(path).unlink(missing_ok=True)  # (gone if the pool was closed meanwhile)
