@@ -35,6 +35,7 @@ from tornado.web import HTTPError
 
 from ..errors import StoreUnavailableError
 from ..errors_seen import count_error
+from .notebook_save import save_model
 
 log = logging.getLogger(__name__)
 
@@ -123,7 +124,7 @@ class FileAccess:
         return stamp_of(model), model.get("hash")
 
     async def write(self, model: ContentsModel) -> ContentsModel:
-        return await ensure_async(self.contents_manager.save(model, self.path))
+        return await save_model(self.contents_manager, model, self.path)
 
 
 S = TypeVar("S")

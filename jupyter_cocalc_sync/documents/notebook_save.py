@@ -1,0 +1,122 @@
+"""Saving a notebook through jupyter_server's file contents manager without holding the event
+loop for the size of the notebook.
+
+``AsyncFileContentsManager.save`` copies the notebook (``nbformat.from_dict``), checks its trust
+and signs it (an HMAC of every output), and copies the old file aside (atomic writing) in one
+turn of the event loop before it writes in a thread: for a 20 MB notebook that is 30 ms, and
+120 ms more when the notebook is trusted. For jupyter_server's own file managers, the same steps
+run here in the same order with the same effects (hooks, signature, the file's bytes, the first
+checkpoint, the validation message, the event), those that take time in a thread: the copy,
+the signature's HMAC, the backup copy and the write. Storing the signature stays on the event
+loop (the signature store is a SQLite connection of that thread). Any other contents manager
+(a subclass too: it may change any step) saves as it always does.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
+
+import nbformat
+from jupyter_server.services.contents.filemanager import AsyncFileContentsManager
+from jupyter_server.services.contents.largefilemanager import AsyncLargeFileManager
+from jupyter_server.utils import ensure_async
+from tornado.web import HTTPError
+
+log = logging.getLogger(__name__)
+
+#: contents managers whose notebook save ``save_off_loop`` does step by step
+_FILE_MANAGERS = (AsyncFileContentsManager, AsyncLargeFileManager)
+
+ContentsModel = dict[str, Any]
+
+
+async def save_model(contents_manager: Any, model: ContentsModel, path: str) -> ContentsModel:
+    """``contents_manager.save(model, path)``, a notebook of jupyter_server's file managers
+    with its heavy steps off the event loop (module docstring)."""
+    if (
+        type(contents_manager) in _FILE_MANAGERS
+        and model.get("type") == "notebook"
+        and model.get("chunk") is None
+    ):
+        return await save_off_loop(contents_manager, model, path)
+    saved: ContentsModel = await ensure_async(contents_manager.save(model, path))
+    return saved
+
+
+async def save_off_loop(
+    manager: AsyncFileContentsManager, model: ContentsModel, path: str
+) -> ContentsModel:
+    """What ``AsyncFileContentsManager.save`` does for a notebook model, its heavy steps in a
+    thread."""
+    path = path.strip("/")
+    manager.run_pre_save_hooks(model=model, path=path)
+    if "content" not in model:
+        raise HTTPError(400, "No file content provided")
+    os_path = manager._get_os_path(path)
+    manager.log.debug("Saving %s", os_path)
+    notary = manager.notary
+    validation_error: dict[str, Any] = {}
+    try:
+        # the first use of the secret reads (or creates) its file: here, not in two threads
+        notary.secret  # noqa: B018
+
+        def prepare() -> tuple[Any, bool, str | None]:
+            nb = nbformat.from_dict(model["content"])
+            trusted = notary.check_cells(nb)
+            signed = trusted and nb.nbformat >= 3  # (what ``NotebookNotary.sign`` signs)
+            return nb, trusted, notary.compute_signature(nb) if signed else None
+
+        nb, trusted, signature = await asyncio.to_thread(prepare)
+        _store_signature(manager, nb, path, trusted, signature)
+
+        def write() -> None:
+            with manager.atomic_writing(os_path, encoding="utf-8") as file:
+                nbformat.write(
+                    nb,
+                    file,
+                    version=nbformat.NO_CONVERT,
+                    capture_validation_error=validation_error,
+                )
+
+        await asyncio.to_thread(write)
+        # one checkpoint should always exist for notebooks (as the manager's save does)
+        if not await manager.checkpoints.list_checkpoints(path):
+            await manager.create_checkpoint(path)
+    except HTTPError:
+        raise
+    # what the manager's save turns any error into
+    except Exception as e:
+        manager.log.error("Error while saving file: %s %s", path, e, exc_info=True)
+        raise HTTPError(500, f"Unexpected error while saving file: {path} {e}") from e
+    manager.validate_notebook_model(model, validation_error=validation_error)
+    message = model.get("message")
+    saved: ContentsModel = await manager.get(path, content=False)
+    if message:
+        saved["message"] = message
+    manager.run_post_save_hooks(model=saved, os_path=os_path)
+    manager.emit(data={"action": "save", "path": path})
+    return saved
+
+
+def _store_signature(
+    manager: AsyncFileContentsManager, nb: Any, path: str, trusted: bool, signature: str | None
+) -> None:
+    """The rest of ``check_and_sign``, on the event loop: the signature stored, or the
+    warning; a store that fails is left to the manager's own ``check_and_sign`` (which
+    recreates a corrupted store and signs again)."""
+    if not trusted:
+        manager.log.warning("Notebook %s is not trusted", path)
+        return
+    if signature is None:
+        return
+    notary = manager.notary
+    try:
+        notary.store.store_signature(signature, notary.algorithm)
+    # whatever the store raised, the manager's own path handles it as the manager does
+    except Exception:
+        log.warning(
+            "storing the signature of %s failed: signing as the contents manager does", path
+        )
+        manager.check_and_sign(nb, path)
