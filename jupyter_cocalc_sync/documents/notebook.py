@@ -22,7 +22,7 @@ from typing import Any, Protocol
 
 import anyio
 
-from ..errors import DocumentNotFoundError, StoreUnavailableError
+from ..errors import DocumentNotFoundError, NotebookFormatError, StoreUnavailableError
 from ..errors_seen import count_error
 from ..format.ipynb import (
     OutputsOf,
@@ -124,6 +124,24 @@ class NotebookDocument:
     async def open(self) -> None:
         has_history = await self.table.load()
         try:
+            await self._open_file(has_history)
+        except NotebookFormatError:
+            # a save cut off by a crash leaves the file half written; the contents manager
+            # may still hold the file from before it (``restore_interrupted_save``)
+            if not await self.notebook_file.restore_interrupted_save():
+                raise
+            await self._open_file(has_history)
+        if not has_history:
+            await self.projection_log.forget(self.file_id)  # a new notebook: a new session
+        self.session_id = await self.projection_log.session_id(self.file_id)
+        if self.files.deleted is None:
+            self.notebook_file.hash = await self.notebook_file.hash_after_read(self.files.stamp)
+        self.files.start_polling()
+
+    async def _open_file(self, has_history: bool) -> None:
+        """Read the file: import it into a table with no history, else merge what changed on
+        disk since the last save."""
+        try:
             text, stamp = await self.notebook_file.read()
         except DocumentNotFoundError:
             if not has_history:
@@ -159,12 +177,6 @@ class NotebookDocument:
                 log.info("%s changed on disk since it was last saved: merging", self.path)
                 if await self.notebook_file.merge_file(text):
                     self.files.changed()
-        if not has_history:
-            await self.projection_log.forget(self.file_id)  # a new notebook: a new session
-        self.session_id = await self.projection_log.session_id(self.file_id)
-        if self.files.deleted is None:
-            self.notebook_file.hash = await self.notebook_file.hash_after_read(self.files.stamp)
-        self.files.start_polling()
 
     def imported_records(self) -> list[Record] | None:
         """The records just imported from the file, if the table still is exactly them (once:

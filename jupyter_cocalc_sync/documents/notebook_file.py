@@ -20,6 +20,7 @@ from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any, Protocol
 
 import anyio
+from jupyter_server.utils import ensure_async
 from tornado.web import HTTPError
 
 from ..errors import DocumentNotFoundError, NotebookFormatError
@@ -114,6 +115,27 @@ class NotebookFile:
         stamp = stamp_of(model)
         self._read_hash = (stamp, model.get("hash"))
         return model["content"], stamp
+
+    async def restore_interrupted_save(self) -> bool:
+        """Whether the contents manager may have put back the file a save cut off by a crash
+        broke (then read it again).
+
+        jupyter_server's atomic writing copies the file to ``.~<name>`` before writing it in
+        place, and its own notebook read of a file that does not parse moves the broken file
+        aside as ``<name>.invalid`` and puts that copy back: this is that read. False when it
+        refuses the file too (no copy, or another contents manager).
+        """
+        get = self.file.contents_manager.get
+        try:
+            await ensure_async(get(self.path, type="notebook", content=True))
+        except HTTPError as e:
+            if e.status_code == 400:
+                return False
+            raise
+        log.warning(
+            "%s did not parse; reading it again after the contents manager's own read", self.path
+        )
+        return True
 
     async def import_outputs(
         self, cell_id: str, outputs: list[dict[str, Any]], settings: Mapping[str, Any]

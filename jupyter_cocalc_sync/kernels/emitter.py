@@ -185,7 +185,10 @@ class CodeExecutionEmitter:
             self._inbox.put_nowait(None)
 
     def __repr__(self) -> str:
-        return f"<CodeExecutionEmitter {self.msg_id} done={self.done}>"
+        return (
+            f"<CodeExecutionEmitter {self.msg_id} done={self.done} idle={self._got_idle} "
+            f"reply={self._got_reply} interrupted={self._interrupted}>"
+        )
 
 
 class ExecutionQueue:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import shutil
 
 import nbformat
 import pytest
@@ -179,3 +180,38 @@ async def test_a_file_that_is_not_a_notebook_is_refused(server, root_dir, text):
     (root_dir / "broken.ipynb").write_text(text)
     reply = await server.http.get("/api/cocalc-sync/notebooks/broken.ipynb")
     assert reply.status_code == 422 and "not a valid notebook" in reply.json()["message"]
+
+
+def cut_off_save(path):
+    """What a crash in the middle of jupyter_server's atomic save leaves: the file from before
+    the save as ``.~<name>``, the file itself truncated."""
+    shutil.copy2(path, path.with_name(".~" + path.name))
+    path.write_bytes(b"")
+
+
+async def test_a_save_cut_off_by_a_crash_opens_the_file_from_before_it(server, root_dir):
+    path = root_dir / "cut.ipynb"
+    write_notebook(path, ["x = 1"])
+    cut_off_save(path)
+    reply = await server.http.get("/api/cocalc-sync/notebooks/cut.ipynb")
+    assert reply.status_code == 200, reply.text
+    cells = [r for r in reply.json()["records"] if r["type"] == "cell"]
+    assert [c["input"] for c in cells] == ["x = 1"]
+    assert read_notebook_file(path).cells[0].source == "x = 1"
+    assert (root_dir / "cut.ipynb.invalid").read_bytes() == b""  # the broken file, kept aside
+    assert not (root_dir / ".~cut.ipynb").exists()
+
+
+async def test_a_save_cut_off_by_a_crash_reopens_with_the_notebooks_history(
+    server, root_dir, jp_serverapp
+):
+    path = root_dir / "cut.ipynb"
+    write_notebook(path, ["x = 1"])
+    documents = extension(jp_serverapp).documents
+    first = await documents.get("cut.ipynb")
+    await first.apply([{"type": "cell", "id": "cell-0", "input": "x = 2"}], origin=SERVER)
+    await documents.close_document(first.file_id)  # saved at close
+    cut_off_save(path)
+    reopened = await documents.get("cut.ipynb")
+    assert reopened.db.get_one({"type": "cell", "id": "cell-0"})["input"] == "x = 2"
+    assert read_notebook_file(path).cells[0].source == "x = 2"

@@ -339,12 +339,21 @@ async def test_interrupt_stops_the_cell_and_cancel_drops_a_queued_request(any_ke
 async def test_interrupting_a_cell_as_it_starts_never_leaves_it_hanging(any_kernel):
     # An interrupt landing just before the code starts is caught by ipykernel outside the
     # cell and no execute_reply is ever sent; the request must still end, as interrupted.
-    for _ in range(15):
+    for attempt in range(15):
         looping = any_kernel.execute_code("while True: pass")
         messages = aiter(looping)
-        assert (await anext(messages))["msg_type"] == "execute_input"
-        await any_kernel.signal("SIGINT")
-        errors = [m for m in [msg async for msg in messages] if m["msg_type"] == "error"]
+        stage = "waiting for execute_input"
+        try:
+            # (a hang names its stage and the request's state, not only pytest's timeout)
+            async with asyncio.timeout(60):
+                assert (await anext(messages))["msg_type"] == "execute_input"
+                stage = "interrupting"
+                await any_kernel.signal("SIGINT")
+                stage = "waiting for the request's end"
+                ended = [msg async for msg in messages]
+        except TimeoutError:
+            pytest.fail(f"attempt {attempt}: hung {stage}: {looping!r}, {any_kernel!r}")
+        errors = [m for m in ended if m["msg_type"] == "error"]
         assert errors[-1]["content"]["ename"] == "KeyboardInterrupt"
     assert result_text(await any_kernel.execute_code("1 + 1").go()) == "2"
 
