@@ -1,12 +1,16 @@
-"""``save_model``: a notebook saved through jupyter_server's file contents manager with its heavy
-steps (the copy, the signature's HMAC, the backup copy, the write) in a thread, and with the
+"""``save_model``: a notebook saved through jupyter_server's file contents manager with its
+heavy steps (the copy, the signature's HMAC, the backup copy, the write) in a thread, with the
 same effects as the manager's own ``save``: the bytes, the signature, the first checkpoint, the
-hooks, the validation message, the event."""
+hooks, the validation message, the event. ``hashed_model``: a file's hash, the manager's,
+computed in a thread."""
 
 from __future__ import annotations
 
 import contextlib
 import copy
+import hashlib
+import json
+import os
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -17,9 +21,14 @@ import pytest
 from jupyter_server.services.contents.filemanager import AsyncFileContentsManager
 from jupyter_server.services.contents.largefilemanager import AsyncLargeFileManager
 from nbformat.sign import NotebookNotary
+from tornado.web import HTTPError
 
+from jupyter_cocalc_sync.documents.contents_off_loop import hashed_model, save_model
 from jupyter_cocalc_sync.documents.following import FileAccess
-from jupyter_cocalc_sync.documents.notebook_save import save_model
+from jupyter_cocalc_sync.documents.notebook import DocumentSettings, NotebookDocument
+from jupyter_cocalc_sync.origin import Origin
+from jupyter_cocalc_sync.store import ChangeLog, SQLiteWorker
+from jupyter_cocalc_sync.store.projections import ProjectionLog
 
 
 def notebook(trusted: bool) -> dict[str, Any]:
@@ -180,3 +189,82 @@ def _stemless(seen: Any) -> Any:
     if isinstance(seen, tuple):
         return seen[0]
     return {key: value for key, value in seen.items() if key != "path"}
+
+
+@pytest.mark.parametrize("name", ["nb.ipynb", "a.txt"])
+async def test_a_files_hash_is_the_managers_computed_off_the_event_loop(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, name: str
+) -> None:
+    # the manager hashes the file's bytes on the event loop: 14 ms for 20 MB
+    manager = AsyncFileContentsManager(root_dir=str(tmp_path))
+    await manager.save({"type": "notebook", "content": notebook(False)}, "nb.ipynb")
+    (tmp_path / "a.txt").write_text("some text\n" * 1000)
+    theirs = await manager.get(name, content=False, require_hash=True)
+    hashed_in: set[int] = set()
+    real_new = hashlib.new
+
+    def new(name: str, *args: Any, **kwargs: Any) -> Any:
+        hashed_in.add(threading.get_ident())
+        return real_new(name, *args, **kwargs)
+
+    monkeypatch.setattr(hashlib, "new", new)
+    hashed = await FileAccess(manager, lambda: name).hashed()  # how documents ask for it
+    assert hashed is not None
+    assert hashed[1] == theirs["hash"]
+    assert hashed_in, "nothing was hashed"
+    assert threading.get_ident() not in hashed_in
+    monkeypatch.undo()
+    assert await hashed_model(manager, name) == theirs
+    (tmp_path / name).unlink()
+    with pytest.raises(HTTPError) as gone:
+        await hashed_model(manager, name)
+    assert gone.value.status_code == 404
+
+
+async def test_a_change_on_disk_while_a_save_is_prepared_is_merged_not_overwritten(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # the file is opened for writing only after the steps in a thread: a program that writes
+    # it meanwhile must not lose its change to the save
+    path = tmp_path / "nb.ipynb"
+    path.write_text(json.dumps(notebook(False)))
+    worker = SQLiteWorker(tmp_path / "log.db")
+    changelog = ChangeLog(worker)
+    await changelog.open()
+    ProjectionLog(changelog).open_blocking()
+    manager = AsyncFileContentsManager(root_dir=str(tmp_path))
+    settings = DocumentSettings(autosave_delay=3600.0, file_poll_interval=0)
+    document = NotebookDocument(
+        "nb.ipynb", "nb", changelog=changelog, contents_manager=manager, settings=settings
+    )
+    await document.open()
+    try:
+        await document.apply(
+            [{"type": "cell", "id": "c1", "input": "edited live"}], origin=Origin.of_user("me")
+        )
+        real_from_dict = nbformat.from_dict
+        written: list[bool] = []
+
+        def from_dict(value: Any) -> Any:
+            if not written:  # the first save's preparation: another program writes the file
+                written.append(True)
+                on_disk = json.loads(path.read_text())
+                on_disk["cells"][2]["source"] = "edited on disk"
+                replacement = tmp_path / "other-program.tmp"
+                replacement.write_text(json.dumps(on_disk))
+                os.replace(replacement, path)
+            return real_from_dict(value)
+
+        monkeypatch.setattr(nbformat, "from_dict", from_dict)
+        assert await document.files.save() == "success"
+        assert written
+        inputs = {r["id"]: r.get("input") for r in document.records() if r["type"] == "cell"}
+        assert inputs["c1"] == "edited live"
+        assert inputs["c2"] == "edited on disk"
+        saved = nbformat.read(path, as_version=4)
+        assert [c.source for c in saved.cells[1:3]] == ["edited live", "edited on disk"]
+    finally:
+        await document.close()
+        await changelog.settled()
+        changelog.close()
+        worker.close()

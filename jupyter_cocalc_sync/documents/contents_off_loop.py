@@ -1,21 +1,29 @@
-"""Saving a notebook through jupyter_server's file contents manager without holding the event
-loop for the size of the notebook.
+"""Saving a notebook, and hashing a file, through jupyter_server's file contents managers
+without holding the event loop for the size of the file.
 
 ``AsyncFileContentsManager.save`` copies the notebook (``nbformat.from_dict``), checks its trust
 and signs it (an HMAC of every output), and copies the old file aside (atomic writing) in one
 turn of the event loop before it writes in a thread: for a 20 MB notebook that is 30 ms, and
-120 ms more when the notebook is trusted. For jupyter_server's own file managers, the same steps
-run here in the same order with the same effects (hooks, signature, the file's bytes, the first
-checkpoint, the validation message, the event), those that take time in a thread: the copy,
-the signature's HMAC, the backup copy and the write. Storing the signature stays on the event
-loop (the signature store is a SQLite connection of that thread). Any other contents manager
-(a subclass too: it may change any step) saves as it always does.
+120 ms more when the notebook is trusted. Its ``get(..., require_hash=True)`` hashes the file's
+bytes on the event loop (14 ms for 20 MB). For jupyter_server's own file managers, the same
+steps run here in the same order with the same effects (hooks, signature, the file's bytes, the
+first checkpoint, the validation message, the event; the hash), those that take time in a
+thread: the copy, the signature's HMAC, the backup copy, the write, the hash. Storing the
+signature stays on the event loop (the signature store is a SQLite connection of that thread).
+Any other contents manager (a subclass too: it may change any step) does as it always does.
+
+The manager opens the file for writing in the turn that begins the save; here the file is
+opened after the steps in a thread. A file that another program changes meanwhile is not
+overwritten: the save raises ``ChangedDuringSave`` (the caller merges the change and saves
+again), so a change on disk is never lost to the longer preparation.
 """
 
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
+import os
 from typing import Any
 
 import nbformat
@@ -26,10 +34,17 @@ from tornado.web import HTTPError
 
 log = logging.getLogger(__name__)
 
-#: contents managers whose notebook save ``save_off_loop`` does step by step
+#: contents managers whose steps this module does
 _FILE_MANAGERS = (AsyncFileContentsManager, AsyncLargeFileManager)
 
 ContentsModel = dict[str, Any]
+
+
+class ChangedDuringSave(HTTPError):
+    """Another program changed the file while its save was prepared: nothing was written."""
+
+    def __init__(self, path: str) -> None:
+        super().__init__(409, f"{path} changed on disk while it was being saved")
 
 
 async def save_model(contents_manager: Any, model: ContentsModel, path: str) -> ContentsModel:
@@ -56,6 +71,7 @@ async def save_off_loop(
         raise HTTPError(400, "No file content provided")
     os_path = manager._get_os_path(path)
     manager.log.debug("Saving %s", os_path)
+    before = _file_stamp(os_path)
     notary = manager.notary
     validation_error: dict[str, Any] = {}
     try:
@@ -72,6 +88,8 @@ async def save_off_loop(
         _store_signature(manager, nb, path, trusted, signature)
 
         def write() -> None:
+            if _file_stamp(os_path) != before:
+                raise ChangedDuringSave(path)
             with manager.atomic_writing(os_path, encoding="utf-8") as file:
                 nbformat.write(
                     nb,
@@ -100,6 +118,15 @@ async def save_off_loop(
     return saved
 
 
+def _file_stamp(os_path: str) -> tuple[int, int, int] | None:
+    """What tells the file from another one written over it (None: no file)."""
+    try:
+        stat = os.stat(os_path)
+    except FileNotFoundError:
+        return None
+    return (stat.st_ino, stat.st_mtime_ns, stat.st_size)
+
+
 def _store_signature(
     manager: AsyncFileContentsManager, nb: Any, path: str, trusted: bool, signature: str | None
 ) -> None:
@@ -120,3 +147,28 @@ def _store_signature(
             "storing the signature of %s failed: signing as the contents manager does", path
         )
         manager.check_and_sign(nb, path)
+
+
+async def hashed_model(contents_manager: Any, path: str) -> ContentsModel:
+    """``contents_manager.get(path, content=False, require_hash=True)``, the hash of a file of
+    jupyter_server's file managers computed in a thread (module docstring)."""
+    if type(contents_manager) not in _FILE_MANAGERS:
+        got = contents_manager.get(path, content=False, require_hash=True)
+        hashed: ContentsModel = await ensure_async(got)
+        return hashed
+    model: ContentsModel = await contents_manager.get(path, content=False)
+    if model["type"] == "directory":
+        return model  # (the manager hashes files only)
+    os_path = contents_manager._get_os_path(path)
+    algorithm = contents_manager.hash_algorithm
+
+    def digest() -> str:
+        # read and hashed a piece at a time, the GIL free while each piece is hashed
+        with contents_manager.perm_to_403(os_path), open(os_path, "rb") as file:
+            return hashlib.file_digest(file, algorithm).hexdigest()
+
+    try:
+        model.update(hash=await asyncio.to_thread(digest), hash_algorithm=algorithm)
+    except FileNotFoundError:  # deleted since ``get``: what the manager says of no file
+        raise HTTPError(404, f"No such file or directory: {path}") from None
+    return model
