@@ -355,7 +355,8 @@ async def test_interrupting_a_cell_as_it_starts_never_leaves_it_hanging(any_kern
             pytest.fail(f"attempt {attempt}: hung {stage}: {looping!r}, {any_kernel!r}")
         errors = [m for m in ended if m["msg_type"] == "error"]
         assert errors[-1]["content"]["ename"] == "KeyboardInterrupt"
-    assert result_text(await any_kernel.execute_code("1 + 1").go()) == "2"
+    # (once in CI the kernel itself never finished this, after fifteen clean interrupts)
+    assert result_text(await any_kernel.execute_code("1 + 1").go(timeout=60)) == "2"
 
 
 # -- attached to jupyter_server's kernels ------------------------------------------------------
