@@ -204,15 +204,18 @@ def wait_until_answering(
     """Return once ``url`` answers 200; ``RuntimeError`` ("<name> exited") if ``process``
     exits first."""
     deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"{name} exited: {tail(log_path)}")
-        try:
-            if httpx.get(url, params=params, timeout=1).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.05)  # waiting for another process to listen: nothing to await
+    # one client for every poll: each new one builds an SSL context (~30 ms of CPU, taken
+    # from the server starting meanwhile)
+    with httpx.Client(params=params, timeout=1) as client:
+        while time.monotonic() < deadline:
+            if process.poll() is not None:
+                raise RuntimeError(f"{name} exited: {tail(log_path)}")
+            try:
+                if client.get(url).status_code == 200:
+                    return
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.05)  # waiting for another process to listen: nothing to await
     raise TimeoutError(f"{name} did not start: {tail(log_path)}")
 
 

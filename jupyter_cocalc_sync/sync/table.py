@@ -34,7 +34,7 @@ from ..errors_seen import count_error
 from ..origin import SERVER, Origin
 from .events import ChangeEvent, Key, RecordChange
 from .text import set_text
-from .values import check_json, from_crdt, json_copy, map_from_crdt, same_json
+from .values import check_json, checked_map_from_crdt, from_crdt, json_copy, same_json
 from .ytypes import YMap, deep_events
 
 log = logging.getLogger(__name__)
@@ -162,7 +162,7 @@ class SyncDB:
             return cached
         if not isinstance(value, Map):
             return None
-        record = map_from_crdt(value)
+        record = checked_map_from_crdt(value)
         self._cache[encoded] = record
         return record
 
@@ -174,7 +174,7 @@ class SyncDB:
             if record is not None:
                 yield record, True
             elif isinstance(value, Map):
-                yield map_from_crdt(value), False
+                yield checked_map_from_crdt(value), False
 
     def field_values(self, name: str, where: Mapping[str, Any] | None = None) -> dict[Key, Any]:
         """``{key: record[name]}`` for records having the field, without reading the rest."""
@@ -224,7 +224,7 @@ class SyncDB:
         if cached is not None:
             return json_copy(cached)
         value = self.records.get(encoded)
-        return map_from_crdt(value) if isinstance(value, Map) else None
+        return checked_map_from_crdt(value) if isinstance(value, Map) else None
 
     def peek(self, key: Key) -> Record | None:
         """The cached record for ``key`` without copying it: callers must not mutate it."""

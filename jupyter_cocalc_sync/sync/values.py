@@ -9,6 +9,7 @@ values, documented in docs/design.md ("Normalisations of import → export").
 
 from __future__ import annotations
 
+import json
 import math
 from typing import Any, TypeVar
 
@@ -63,9 +64,28 @@ def map_from_crdt(value: Map[Any]) -> dict[str, Any]:
     return {key: from_crdt(sub) for key, sub in value.items()}
 
 
+def _json_int(literal: str) -> int | float:
+    # Yjs writes an integral double as an integer; the values checked in hold no integer
+    # beyond ±2^53 (``check_json``), so one there was a double
+    value = int(literal)
+    return value if -MAX_SAFE_INTEGER <= value <= MAX_SAFE_INTEGER else float(value)
+
+
+_decode_json = json.JSONDecoder(parse_int=_json_int).decode
+
+
+def checked_map_from_crdt(value: Map[Any]) -> dict[str, Any]:
+    """``map_from_crdt`` of a ``Map`` integrated in a document whose values were all checked
+    in as plain JSON (``check_json``): the map's JSON from the document, decoded in C — one
+    call into the document for the whole record instead of two per entry and value. (Not for
+    unchecked maps: the JSON would hide a value that is not JSON, like bytes.)"""
+    record: dict[str, Any] = _decode_json(str(value))
+    return record
+
+
 def _ints(value: Any) -> Any:
     if isinstance(value, float):
-        if value.is_integer() and abs(value) < 2**53:
+        if value.is_integer() and abs(value) <= MAX_SAFE_INTEGER:
             return int(value)
         return value
     if isinstance(value, dict):

@@ -239,9 +239,11 @@ def test_typing_keeps_a_cached_record_and_reads_only_the_text_again(monkeypatch)
     peer = make_db()
     peer.apply_update(db.get_update(), PEER)
     whole_reads: list[object] = []
-    read_whole = table_module.map_from_crdt
+    read_whole = table_module.checked_map_from_crdt
     monkeypatch.setattr(
-        table_module, "map_from_crdt", lambda value: whole_reads.append(value) or read_whole(value)
+        table_module,
+        "checked_map_from_crdt",
+        lambda value: whole_reads.append(value) or read_whole(value),
     )
     for typed in ("x ", "x =", "x = 1"):  # a peer types, the table gets its updates
         peer.set({"type": "cell", "id": "c", "input": typed}, PEER)
