@@ -14,7 +14,6 @@ import atexit
 import logging
 import multiprocessing
 import os
-import shutil
 import tempfile
 import threading
 import time
@@ -84,11 +83,14 @@ class ReplayPool:
 
     _shared: ReplayPool | None = None
 
-    def __init__(self) -> None:
+    def __init__(self, spill_dir: str | None = None) -> None:
         self._executor: Executor | None = None
         #: one start at a time (the first replays of a server may come together)
         self._starting = threading.Lock()
-        #: where big bytes go to and from the worker process (``spill.py``)
+        #: where big bytes go to and from the worker process (``spill.py``); each file is
+        #: removed by its reader once read
+        self.spill_dir = spill_dir or tempfile.gettempdir()
+        #: the spill folder while the worker is a process (a thread needs no files)
         self._folder: str | None = None
 
     @classmethod
@@ -114,8 +116,7 @@ class ReplayPool:
                 )
                 # a process pool spawns its worker on the first submit
                 executor.submit(os.getpid)
-                if self._folder is None:
-                    self._folder = tempfile.mkdtemp(prefix="cocalc-replay-")
+                self._folder = self.spill_dir
             except (OSError, ValueError) as e:  # no process support (sandboxes)
                 log.warning("replays run in a thread (no worker process: %s)", e)
                 executor = ThreadPoolExecutor(max_workers=1)
@@ -161,11 +162,7 @@ class ReplayPool:
         if self._executor is not None:
             self._executor.shutdown(wait=False, cancel_futures=True)
             self._executor = None
-        if self._folder is not None:
-            # errors ignored: the files left are those of calls still running (the worker may
-            # still write a result there), and nothing awaits those results any more
-            shutil.rmtree(self._folder, ignore_errors=True)
-            self._folder = None
+        self._folder = None
 
 
 def _remove(paths: list[str]) -> None:

@@ -33,7 +33,7 @@ class Spilled:
 
 def spill(data: bytes, folder: str) -> Spilled:
     """``data`` written to a new file in ``folder``, a chunk per system call."""
-    fd, path = tempfile.mkstemp(prefix="spilled-", dir=folder)
+    fd, path = tempfile.mkstemp(prefix="cocalc-replay-", dir=folder)
     # unbuffered: each write is one system call, made without the GIL
     with open(fd, "wb", buffering=0) as file:
         view = memoryview(data)

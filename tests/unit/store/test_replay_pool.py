@@ -7,6 +7,7 @@ import os
 import threading
 from multiprocessing.context import SpawnProcess
 from multiprocessing.reduction import ForkingPickler
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -39,7 +40,7 @@ async def test_the_worker_process_is_started_off_the_event_loop(
 
 
 async def test_big_updates_go_to_and_from_the_worker_through_files(
-    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # pickling, sending and unpickling 20 MB in one piece holds the GIL for tens of ms (a stall
     # of the event loop even from the pool's threads): only small messages go down the pipe
@@ -61,9 +62,9 @@ async def test_big_updates_go_to_and_from_the_worker_through_files(
         pickled.append(len(data))
         return real_loads(data, **kwargs)
 
-    pool = ReplayPool()
+    pool = ReplayPool(spill_dir=str(tmp_path))
     try:
-        await pool.run(merged_state, None, [b"\x00\x00"])  # started, with its folder
+        await pool.run(merged_state, None, [b"\x00\x00"])
         monkeypatch.setattr(ForkingPickler, "dumps", recording_dumps)
         monkeypatch.setattr(ForkingPickler, "loads", recording_loads)
         state = await pool.run(merged_state, None, [big, small])
@@ -72,7 +73,6 @@ async def test_big_updates_go_to_and_from_the_worker_through_files(
         assert len(state) > 3 * SPILL_BYTES
         assert pickled, "nothing went to the worker"
         assert max(pickled) < SPILL_BYTES
-        assert pool._folder is not None
-        assert not os.listdir(pool._folder)  # every file removed
+        assert not os.listdir(tmp_path)  # every file removed
     finally:
         pool.close()
