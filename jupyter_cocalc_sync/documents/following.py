@@ -38,6 +38,7 @@ from tornado.web import HTTPError
 
 from ..errors import StoreUnavailableError
 from ..errors_seen import count_error
+from .contents_off_loop import ChangedDuringSave, hashed_model, save_model
 
 log = logging.getLogger(__name__)
 
@@ -124,9 +125,7 @@ class FileAccess:
         """The file's stamp and hash from one look (None if that fails: no file, or a
         contents manager without hashes, where the frontend compares dates)."""
         try:
-            model = await ensure_async(
-                self.contents_manager.get(self.path, content=False, require_hash=True)
-            )
+            model = await hashed_model(self.contents_manager, self.path)
         except HTTPError:  # no file (any more)
             return None
         except TypeError:  # a contents manager from before require_hash
@@ -134,7 +133,7 @@ class FileAccess:
         return stamp_of(model), model.get("hash")
 
     async def write(self, model: ContentsModel) -> ContentsModel:
-        return await ensure_async(self.contents_manager.save(model, self.path))
+        return await save_model(self.contents_manager, model, self.path)
 
 
 def bytes_hash_algorithm(contents_manager: Contents) -> str | None:
@@ -277,7 +276,7 @@ class FileFollower(Generic[S]):
         log.warning("recreating %s: it was edited after its file was deleted", self.path)
         return True
 
-    async def _write(self) -> str:
+    async def _write(self, *, again: bool = True) -> str:
         snapshot = await self.format.snapshot()
         on_disk = await self.file.stat()
         if on_disk is not None and on_disk != self.stamp:
@@ -287,6 +286,12 @@ class FileFollower(Generic[S]):
             snapshot = await self.format.snapshot()
         try:
             model = await self.file.write(snapshot.model)
+        except ChangedDuringSave as e:
+            # nothing written: the change is merged (above) and the merged document saved
+            if again:
+                return await self._write(again=False)
+            log.warning("saving %s: %s", self.path, e.log_message)
+            return "failed"
         except (HTTPError, OSError) as e:
             # deleted or renamed (through the server or not) while it was written: the contents
             # API cannot lock the file, and the poller follows the deletion or the rename

@@ -34,7 +34,7 @@ from ..errors_seen import count_error
 from ..origin import SERVER, Origin
 from .events import ChangeEvent, Key, RecordChange
 from .text import set_text
-from .values import check_json, checked_map_from_crdt, from_crdt, json_copy, same_json
+from .values import check_json, checked_from_crdt, checked_map_from_crdt, json_copy, same_json
 from .ytypes import YMap, deep_events
 
 log = logging.getLogger(__name__)
@@ -182,12 +182,11 @@ class SyncDB:
         for encoded, value in self.records.items():
             if not isinstance(value, Map) or name not in value:
                 continue
-            if where and not all(same_json(from_crdt(value.get(k)), v) for k, v in where.items()):
+            if where and not all(
+                same_json(checked_from_crdt(value.get(k)), v) for k, v in where.items()
+            ):
                 continue
-            field_value = value[name]
-            values[self.decode_key(encoded)] = (
-                str(field_value) if isinstance(field_value, Text) else from_crdt(field_value)
-            )
+            values[self.decode_key(encoded)] = checked_from_crdt(value[name])
         return values
 
     def get(self, where: Mapping[str, Any] | None = None) -> list[Record]:
@@ -341,11 +340,10 @@ class SyncDB:
             for name, sub in value.items():
                 if name == text_field:
                     set_text(existing[name], sub)
-                elif not same_json(from_crdt(existing.get(name)), sub):
+                elif not same_json(checked_from_crdt(existing.get(name)), sub):
                     existing[name] = sub
             return
-        current = existing.to_py() if isinstance(existing, Map) else existing
-        if not same_json(from_crdt(current), value):
+        if not same_json(checked_from_crdt(existing), value):
             entries[key] = self._entry(column, value)
 
     def _set_field(self, current: YMap, name: str, value: Any) -> None:

@@ -74,6 +74,15 @@ def _json_int(literal: str) -> int | float:
 _decode_json = json.JSONDecoder(parse_int=_json_int).decode
 
 
+def checked_from_crdt(value: Any) -> Any:
+    """``from_crdt`` of a value checked in as plain JSON (``checked_map_from_crdt``)."""
+    if isinstance(value, (Map, Array)):
+        return _decode_json(str(value))
+    if isinstance(value, Text):
+        return str(value)
+    return _ints(value)
+
+
 def checked_map_from_crdt(value: Map[Any]) -> dict[str, Any]:
     """``map_from_crdt`` of a ``Map`` integrated in a document whose values were all checked
     in as plain JSON (``check_json``): the map's JSON from the document, decoded in C — one

@@ -11,7 +11,9 @@ from pycrdt import Array, Doc, Map, Text
 from jupyter_cocalc_sync.sync.values import (
     MAX_SAFE_INTEGER,
     check_json,
+    checked_from_crdt,
     checked_map_from_crdt,
+    from_crdt,
     map_from_crdt,
 )
 
@@ -52,6 +54,9 @@ def test_a_checked_record_reads_the_same_from_its_json(record: dict[str, Any], d
     doc["records"] = records = Map()
     records["r"] = Map({k: shared(v, depth) for k, v in record.items()})
     assert typed(checked_map_from_crdt(records["r"])) == typed(map_from_crdt(records["r"]))
+    for name in record:  # and each value alone
+        field = records["r"][name]
+        assert typed(checked_from_crdt(field)) == typed(from_crdt(field))
 
 
 def typed(value: Any) -> Any:

@@ -1,0 +1,174 @@
+"""Saving a notebook, and hashing a file, through jupyter_server's file contents managers
+without holding the event loop for the size of the file.
+
+``AsyncFileContentsManager.save`` copies the notebook (``nbformat.from_dict``), checks its trust
+and signs it (an HMAC of every output), and copies the old file aside (atomic writing) in one
+turn of the event loop before it writes in a thread: for a 20 MB notebook that is 30 ms, and
+120 ms more when the notebook is trusted. Its ``get(..., require_hash=True)`` hashes the file's
+bytes on the event loop (14 ms for 20 MB). For jupyter_server's own file managers, the same
+steps run here in the same order with the same effects (hooks, signature, the file's bytes, the
+first checkpoint, the validation message, the event; the hash), those that take time in a
+thread: the copy, the signature's HMAC, the backup copy, the write, the hash. Storing the
+signature stays on the event loop (the signature store is a SQLite connection of that thread).
+Any other contents manager (a subclass too: it may change any step) does as it always does.
+
+The manager opens the file for writing in the turn that begins the save; here the file is
+opened after the steps in a thread. A file that another program changes meanwhile is not
+overwritten: the save raises ``ChangedDuringSave`` (the caller merges the change and saves
+again), so a change on disk is never lost to the longer preparation.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+import os
+from typing import Any
+
+import nbformat
+from jupyter_server.services.contents.filemanager import AsyncFileContentsManager
+from jupyter_server.services.contents.largefilemanager import AsyncLargeFileManager
+from jupyter_server.utils import ensure_async
+from tornado.web import HTTPError
+
+log = logging.getLogger(__name__)
+
+#: contents managers whose steps this module does
+_FILE_MANAGERS = (AsyncFileContentsManager, AsyncLargeFileManager)
+
+ContentsModel = dict[str, Any]
+
+
+class ChangedDuringSave(HTTPError):
+    """Another program changed the file while its save was prepared: nothing was written."""
+
+    def __init__(self, path: str) -> None:
+        super().__init__(409, f"{path} changed on disk while it was being saved")
+
+
+async def save_model(contents_manager: Any, model: ContentsModel, path: str) -> ContentsModel:
+    """``contents_manager.save(model, path)``, a notebook of jupyter_server's file managers
+    with its heavy steps off the event loop (module docstring)."""
+    if (
+        type(contents_manager) in _FILE_MANAGERS
+        and model.get("type") == "notebook"
+        and model.get("chunk") is None
+    ):
+        return await save_off_loop(contents_manager, model, path)
+    saved: ContentsModel = await ensure_async(contents_manager.save(model, path))
+    return saved
+
+
+async def save_off_loop(
+    manager: AsyncFileContentsManager, model: ContentsModel, path: str
+) -> ContentsModel:
+    """What ``AsyncFileContentsManager.save`` does for a notebook model, its heavy steps in a
+    thread."""
+    path = path.strip("/")
+    manager.run_pre_save_hooks(model=model, path=path)
+    if "content" not in model:
+        raise HTTPError(400, "No file content provided")
+    os_path = manager._get_os_path(path)
+    manager.log.debug("Saving %s", os_path)
+    before = _file_stamp(os_path)
+    notary = manager.notary
+    validation_error: dict[str, Any] = {}
+    try:
+        # the first use of the secret reads (or creates) its file: here, not in two threads
+        notary.secret  # noqa: B018
+
+        def prepare() -> tuple[Any, bool, str | None]:
+            nb = nbformat.from_dict(model["content"])
+            trusted = notary.check_cells(nb)
+            signed = trusted and nb.nbformat >= 3  # (what ``NotebookNotary.sign`` signs)
+            return nb, trusted, notary.compute_signature(nb) if signed else None
+
+        nb, trusted, signature = await asyncio.to_thread(prepare)
+        _store_signature(manager, nb, path, trusted, signature)
+
+        def write() -> None:
+            if _file_stamp(os_path) != before:
+                raise ChangedDuringSave(path)
+            with manager.atomic_writing(os_path, encoding="utf-8") as file:
+                nbformat.write(
+                    nb,
+                    file,
+                    version=nbformat.NO_CONVERT,
+                    capture_validation_error=validation_error,
+                )
+
+        await asyncio.to_thread(write)
+        # one checkpoint should always exist for notebooks (as the manager's save does)
+        if not await manager.checkpoints.list_checkpoints(path):
+            await manager.create_checkpoint(path)
+    except HTTPError:
+        raise
+    # what the manager's save turns any error into
+    except Exception as e:
+        manager.log.error("Error while saving file: %s %s", path, e, exc_info=True)
+        raise HTTPError(500, f"Unexpected error while saving file: {path} {e}") from e
+    manager.validate_notebook_model(model, validation_error=validation_error)
+    message = model.get("message")
+    saved: ContentsModel = await manager.get(path, content=False)
+    if message:
+        saved["message"] = message
+    manager.run_post_save_hooks(model=saved, os_path=os_path)
+    manager.emit(data={"action": "save", "path": path})
+    return saved
+
+
+def _file_stamp(os_path: str) -> tuple[int, int, int] | None:
+    """What tells the file from another one written over it (None: no file)."""
+    try:
+        stat = os.stat(os_path)
+    except FileNotFoundError:
+        return None
+    return (stat.st_ino, stat.st_mtime_ns, stat.st_size)
+
+
+def _store_signature(
+    manager: AsyncFileContentsManager, nb: Any, path: str, trusted: bool, signature: str | None
+) -> None:
+    """The rest of ``check_and_sign``, on the event loop: the signature stored, or the
+    warning; a store that fails is left to the manager's own ``check_and_sign`` (which
+    recreates a corrupted store and signs again)."""
+    if not trusted:
+        manager.log.warning("Notebook %s is not trusted", path)
+        return
+    if signature is None:
+        return
+    notary = manager.notary
+    try:
+        notary.store.store_signature(signature, notary.algorithm)
+    # whatever the store raised, the manager's own path handles it as the manager does
+    except Exception:
+        log.warning(
+            "storing the signature of %s failed: signing as the contents manager does", path
+        )
+        manager.check_and_sign(nb, path)
+
+
+async def hashed_model(contents_manager: Any, path: str) -> ContentsModel:
+    """``contents_manager.get(path, content=False, require_hash=True)``, the hash of a file of
+    jupyter_server's file managers computed in a thread (module docstring)."""
+    if type(contents_manager) not in _FILE_MANAGERS:
+        got = contents_manager.get(path, content=False, require_hash=True)
+        hashed: ContentsModel = await ensure_async(got)
+        return hashed
+    model: ContentsModel = await contents_manager.get(path, content=False)
+    if model["type"] == "directory":
+        return model  # (the manager hashes files only)
+    os_path = contents_manager._get_os_path(path)
+    algorithm = contents_manager.hash_algorithm
+
+    def digest() -> str:
+        # read and hashed a piece at a time, the GIL free while each piece is hashed
+        with contents_manager.perm_to_403(os_path), open(os_path, "rb") as file:
+            return hashlib.file_digest(file, algorithm).hexdigest()
+
+    try:
+        model.update(hash=await asyncio.to_thread(digest), hash_algorithm=algorithm)
+    except FileNotFoundError:  # deleted since ``get``: what the manager says of no file
+        raise HTTPError(404, f"No such file or directory: {path}") from None
+    return model

@@ -1,0 +1,111 @@
+"""Big bytes between this process and the replay worker, through files, a piece at a time.
+
+A process pool pickles a call's arguments and its result whole, and sends them down a pipe:
+pickling and unpickling a 20 MB update are single C calls that hold the GIL for tens of
+milliseconds each, and they stall the event loop even though they run in the pool's own
+threads. So bytes of ``SPILL_BYTES`` or more go through a file instead: written and read back
+``CHUNK`` bytes per system call (the GIL is free during each), only the file's name pickled.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+#: bytes at least this long go through a file
+SPILL_BYTES = 1 << 20
+#: bytes per system call
+CHUNK = 1 << 20
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class Spilled:
+    """``size`` bytes written to the file ``path``."""
+
+    path: str
+    size: int
+
+
+def spill(data: bytes, folder: str) -> Spilled:
+    """``data`` written to a new file in ``folder``, a chunk per system call."""
+    fd, path = tempfile.mkstemp(prefix="cocalc-replay-", dir=folder)
+    # unbuffered: each write is one system call, made without the GIL
+    with open(fd, "wb", buffering=0) as file:
+        view = memoryview(data)
+        written = 0
+        while written < len(view):
+            written += file.write(view[written : written + CHUNK]) or 0
+    return Spilled(path, len(data))
+
+
+def unspill(spilled: Spilled, *, remove: bool) -> bytes:
+    """The bytes of ``spilled``, read a chunk per system call (``remove``: then its file is
+    removed)."""
+    buffer = bytearray(spilled.size)
+    view = memoryview(buffer)
+    with open(spilled.path, "rb", buffering=0) as file:
+        read = 0
+        while read < spilled.size:
+            count = file.readinto(view[read : read + CHUNK])
+            if not count:
+                raise EOFError(f"{spilled.path}: {read} of {spilled.size} bytes")
+            read += count
+    if remove:
+        os.unlink(spilled.path)
+    return bytes(buffer)
+
+
+def has_big(value: Any) -> bool:
+    """Whether ``value`` (bytes, or lists and tuples of them) holds bytes to spill."""
+    if isinstance(value, bytes):
+        return len(value) >= SPILL_BYTES
+    if type(value) in (list, tuple):
+        return any(has_big(item) for item in value)
+    return False
+
+
+def has_spilled(value: Any) -> bool:
+    """Whether ``value`` holds ``Spilled`` bytes (at the top, or in lists and tuples)."""
+    if isinstance(value, Spilled):
+        return True
+    if type(value) in (list, tuple):
+        return any(has_spilled(item) for item in value)
+    return False
+
+
+def spill_big(value: Any, folder: str) -> Any:
+    """``value`` with its big bytes (at the top, or in lists and tuples) spilled to files."""
+    if isinstance(value, bytes) and len(value) >= SPILL_BYTES:
+        return spill(value, folder)
+    if type(value) in (list, tuple):
+        return type(value)(spill_big(item, folder) for item in value)
+    return value
+
+
+def unspill_all(value: Any, *, remove: bool) -> Any:
+    """``value`` with its ``Spilled`` bytes read back."""
+    if isinstance(value, Spilled):
+        return unspill(value, remove=remove)
+    if type(value) in (list, tuple):
+        return type(value)(unspill_all(item, remove=remove) for item in value)
+    return value
+
+
+def spilled_files(value: Any) -> list[str]:
+    """The files of the ``Spilled`` bytes in ``value``."""
+    if isinstance(value, Spilled):
+        return [value.path]
+    if type(value) in (list, tuple):
+        return [path for item in value for path in spilled_files(item)]
+    return []
+
+
+def call_spilled(fn: Callable[..., T], folder: str, args: tuple[Any, ...]) -> Any:
+    """Runs in the worker: ``fn`` on ``args`` read back (their files are the caller's to
+    remove), its result spilled to ``folder`` if it is big bytes (the caller removes it)."""
+    return spill_big(fn(*unspill_all(args, remove=False)), folder)

@@ -1,0 +1,270 @@
+"""``save_model``: a notebook saved through jupyter_server's file contents manager with its
+heavy steps (the copy, the signature's HMAC, the backup copy, the write) in a thread, with the
+same effects as the manager's own ``save``: the bytes, the signature, the first checkpoint, the
+hooks, the validation message, the event. ``hashed_model``: a file's hash, the manager's,
+computed in a thread."""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import hashlib
+import json
+import os
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import nbformat
+import pytest
+from jupyter_server.services.contents.filemanager import AsyncFileContentsManager
+from jupyter_server.services.contents.largefilemanager import AsyncLargeFileManager
+from nbformat.sign import NotebookNotary
+from tornado.web import HTTPError
+
+from jupyter_cocalc_sync.documents.contents_off_loop import hashed_model, save_model
+from jupyter_cocalc_sync.documents.following import FileAccess
+from jupyter_cocalc_sync.documents.notebook import DocumentSettings, NotebookDocument
+from jupyter_cocalc_sync.origin import Origin
+from jupyter_cocalc_sync.store import ChangeLog, SQLiteWorker
+from jupyter_cocalc_sync.store.projections import ProjectionLog
+
+
+def notebook(trusted: bool) -> dict[str, Any]:
+    """A notebook model's content, its code cells trusted or not (as an export gives it)."""
+    cells = [
+        {
+            "id": f"c{i}",
+            "cell_type": "code",
+            "source": f"print({i})",
+            "metadata": {"trusted": trusted},
+            "execution_count": i + 1,
+            "outputs": [
+                {"output_type": "stream", "name": "stdout", "text": f"{i}\n" * 50},
+                {
+                    "output_type": "display_data",
+                    "data": {"text/html": f"<b>{i}</b>", "text/plain": str(i)},
+                    "metadata": {},
+                },
+            ],
+        }
+        for i in range(20)
+    ]
+    return {"nbformat": 4, "nbformat_minor": 5, "metadata": {}, "cells": cells}
+
+
+class Recorded:
+    """What a contents manager's hooks and events saw."""
+
+    def __init__(self, manager: AsyncFileContentsManager) -> None:
+        self.calls: list[tuple[str, Any]] = []
+        manager.register_pre_save_hook(self.pre_save)
+        manager.register_post_save_hook(self.post_save)
+        self.manager = manager
+        real_emit = type(manager).emit
+
+        def emit(data: dict[str, Any]) -> None:
+            self.calls.append(("event", {**data, "path": Path(data["path"]).stem}))
+            real_emit(manager, data=data)
+
+        manager.emit = emit  # type: ignore[method-assign]
+
+    def close(self) -> None:
+        del self.manager.emit
+        self.manager._pre_save_hooks.remove(self.pre_save)
+        self.manager._post_save_hooks.remove(self.post_save)
+
+    def pre_save(self, model: dict[str, Any], path: str, contents_manager: Any) -> None:
+        self.calls.append(("pre", (model["type"], Path(path).stem)))
+
+    def post_save(self, model: dict[str, Any], os_path: str, contents_manager: Any) -> None:
+        self.calls.append(("post", (model["type"], Path(os_path).stem)))
+
+
+@pytest.mark.parametrize("manager_class", [AsyncFileContentsManager, AsyncLargeFileManager])
+@pytest.mark.parametrize("trusted", [True, False])
+async def test_a_notebook_is_saved_as_the_contents_manager_saves_it(
+    tmp_path: Path, manager_class: type[AsyncFileContentsManager], trusted: bool
+) -> None:
+    manager = manager_class(root_dir=str(tmp_path))
+    content = notebook(trusted)
+    results = {}
+    for name, save in (("theirs", manager.save), ("ours", _ours(manager))):
+        recorded = Recorded(manager)
+        model = {"type": "notebook", "format": "json", "content": copy.deepcopy(content)}
+        results[name] = (await save(model, f"{name}.ipynb"), recorded.calls)
+        recorded.close()
+    (theirs, their_calls), (ours, our_calls) = results["theirs"], results["ours"]
+    assert (tmp_path / "ours.ipynb").read_bytes() == (tmp_path / "theirs.ipynb").read_bytes()
+    assert _same_model(ours) == _same_model(theirs)
+    assert [(kind, _stemless(seen)) for kind, seen in our_calls] == [
+        (kind, _stemless(seen)) for kind, seen in their_calls
+    ]
+    # signed when (and only when) every code cell is trusted
+    saved = nbformat.read(tmp_path / "ours.ipynb", as_version=4)
+    assert manager.notary.check_signature(saved) is trusted
+    # the first checkpoint, as the manager makes it
+    assert len(await manager.list_checkpoints("ours.ipynb")) == 1
+
+
+async def test_an_invalid_notebook_gets_the_managers_validation_message(tmp_path: Path) -> None:
+    manager = AsyncFileContentsManager(root_dir=str(tmp_path))
+    content = notebook(False)
+    del content["cells"][0]["outputs"][0]["name"]  # a stream needs a name
+    theirs = await manager.save(
+        {"type": "notebook", "content": copy.deepcopy(content)}, "theirs.ipynb"
+    )
+    ours = await save_model(manager, {"type": "notebook", "content": content}, "ours.ipynb")
+    assert "Notebook validation failed" in ours["message"]
+    assert ours["message"] == theirs["message"]
+    assert (tmp_path / "ours.ipynb").read_bytes() == (tmp_path / "theirs.ipynb").read_bytes()
+
+
+async def test_the_heavy_steps_of_a_save_run_off_the_event_loop(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # for a 20 MB notebook, copying and signing it and copying the old file aside held the
+    # event loop for 30 ms (150 ms signed) in the contents manager's own save
+    manager = AsyncFileContentsManager(root_dir=str(tmp_path))
+    (tmp_path / "nb.ipynb").write_text("{}")  # an old file: atomic writing copies it aside
+    threads: dict[str, set[int]] = {"from_dict": set(), "signature": set(), "write": set()}
+    real_from_dict, real_signature = nbformat.from_dict, NotebookNotary.compute_signature
+    real_writing = manager.atomic_writing
+
+    def from_dict(value: Any) -> Any:
+        threads["from_dict"].add(threading.get_ident())
+        return real_from_dict(value)
+
+    def compute_signature(notary: NotebookNotary, nb: Any) -> str:
+        threads["signature"].add(threading.get_ident())
+        return real_signature(notary, nb)
+
+    @contextlib.contextmanager
+    def atomic_writing(os_path: str, *args: Any, **kwargs: Any) -> Iterator[Any]:
+        threads["write"].add(threading.get_ident())
+        with real_writing(os_path, *args, **kwargs) as file:
+            yield file
+
+    monkeypatch.setattr(nbformat, "from_dict", from_dict)
+    monkeypatch.setattr(NotebookNotary, "compute_signature", compute_signature)
+    monkeypatch.setattr(manager, "atomic_writing", atomic_writing)
+    model = {"type": "notebook", "format": "json", "content": notebook(True)}
+    await FileAccess(manager, lambda: "nb.ipynb").write(model)  # how documents save
+    assert all(threads.values()), threads  # each step ran
+    loop_thread = threading.get_ident()
+    assert not any(loop_thread in seen for seen in threads.values()), "a step ran on the loop"
+
+
+async def test_another_contents_manager_saves_as_it_does(tmp_path: Path) -> None:
+    saved: list[str] = []
+
+    class Custom(AsyncFileContentsManager):
+        async def save(self, model: dict[str, Any], path: str = "") -> dict[str, Any]:
+            saved.append(path)
+            result: dict[str, Any] = await super().save(model, path)
+            return result
+
+    manager = Custom(root_dir=str(tmp_path))
+    await save_model(manager, {"type": "notebook", "content": notebook(False)}, "nb.ipynb")
+    await save_model(manager, {"type": "file", "format": "text", "content": "x"}, "a.txt")
+    assert saved == ["nb.ipynb", "a.txt"]
+
+
+def _ours(manager: AsyncFileContentsManager) -> Any:
+    async def save(model: dict[str, Any], path: str) -> dict[str, Any]:
+        return await save_model(manager, model, path)
+
+    return save
+
+
+def _same_model(model: dict[str, Any]) -> dict[str, Any]:
+    """A saved model without what differs between two files saved one after the other."""
+    ignored = {"name", "path", "last_modified", "created", "hash"}
+    return {key: value for key, value in model.items() if key not in ignored}
+
+
+def _stemless(seen: Any) -> Any:
+    """A recorded call without the file's name."""
+    if isinstance(seen, tuple):
+        return seen[0]
+    return {key: value for key, value in seen.items() if key != "path"}
+
+
+@pytest.mark.parametrize("name", ["nb.ipynb", "a.txt"])
+async def test_a_files_hash_is_the_managers_computed_off_the_event_loop(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, name: str
+) -> None:
+    # the manager hashes the file's bytes on the event loop: 14 ms for 20 MB
+    manager = AsyncFileContentsManager(root_dir=str(tmp_path))
+    await manager.save({"type": "notebook", "content": notebook(False)}, "nb.ipynb")
+    (tmp_path / "a.txt").write_text("some text\n" * 1000)
+    theirs = await manager.get(name, content=False, require_hash=True)
+    hashed_in: set[int] = set()
+    real_new = hashlib.new
+
+    def new(name: str, *args: Any, **kwargs: Any) -> Any:
+        hashed_in.add(threading.get_ident())
+        return real_new(name, *args, **kwargs)
+
+    monkeypatch.setattr(hashlib, "new", new)
+    hashed = await FileAccess(manager, lambda: name).hashed()  # how documents ask for it
+    assert hashed is not None
+    assert hashed[1] == theirs["hash"]
+    assert hashed_in, "nothing was hashed"
+    assert threading.get_ident() not in hashed_in
+    monkeypatch.undo()
+    assert await hashed_model(manager, name) == theirs
+    (tmp_path / name).unlink()
+    with pytest.raises(HTTPError) as gone:
+        await hashed_model(manager, name)
+    assert gone.value.status_code == 404
+
+
+async def test_a_change_on_disk_while_a_save_is_prepared_is_merged_not_overwritten(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # the file is opened for writing only after the steps in a thread: a program that writes
+    # it meanwhile must not lose its change to the save
+    path = tmp_path / "nb.ipynb"
+    path.write_text(json.dumps(notebook(False)))
+    worker = SQLiteWorker(tmp_path / "log.db")
+    changelog = ChangeLog(worker)
+    await changelog.open()
+    ProjectionLog(changelog).open_blocking()
+    manager = AsyncFileContentsManager(root_dir=str(tmp_path))
+    settings = DocumentSettings(autosave_delay=3600.0, file_poll_interval=0)
+    document = NotebookDocument(
+        "nb.ipynb", "nb", changelog=changelog, contents_manager=manager, settings=settings
+    )
+    await document.open()
+    try:
+        await document.apply(
+            [{"type": "cell", "id": "c1", "input": "edited live"}], origin=Origin.of_user("me")
+        )
+        real_from_dict = nbformat.from_dict
+        written: list[bool] = []
+
+        def from_dict(value: Any) -> Any:
+            if not written:  # the first save's preparation: another program writes the file
+                written.append(True)
+                on_disk = json.loads(path.read_text())
+                on_disk["cells"][2]["source"] = "edited on disk"
+                replacement = tmp_path / "other-program.tmp"
+                replacement.write_text(json.dumps(on_disk))
+                os.replace(replacement, path)
+            return real_from_dict(value)
+
+        monkeypatch.setattr(nbformat, "from_dict", from_dict)
+        assert await document.files.save() == "success"
+        assert written
+        inputs = {r["id"]: r.get("input") for r in document.records() if r["type"] == "cell"}
+        assert inputs["c1"] == "edited live"
+        assert inputs["c2"] == "edited on disk"
+        saved = nbformat.read(path, as_version=4)
+        assert [c.source for c in saved.cells[1:3]] == ["edited live", "edited on disk"]
+    finally:
+        await document.close()
+        await changelog.settled()
+        changelog.close()
+        worker.close()
