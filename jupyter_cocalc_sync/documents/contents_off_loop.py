@@ -172,3 +172,18 @@ async def hashed_model(contents_manager: Any, path: str) -> ContentsModel:
     except FileNotFoundError:  # deleted since ``get``: what the manager says of no file
         raise HTTPError(404, f"No such file or directory: {path}") from None
     return model
+
+
+def off_loop_hash_algorithm(contents_manager: Any) -> str | None:
+    """The algorithm of the hash a file of jupyter_server's file managers gets (of its bytes,
+    computed here in a thread: ``text_hash``); None for any other contents manager."""
+    if type(contents_manager) not in _FILE_MANAGERS:
+        return None
+    return str(contents_manager.hash_algorithm)
+
+
+def text_hash(algorithm: str, model: ContentsModel) -> dict[str, str]:
+    """The ``hash`` and ``hash_algorithm`` of a text model's file, as jupyter_server's file
+    managers give them: of the UTF-8 bytes the text was strictly decoded from."""
+    digest = hashlib.new(algorithm, model["content"].encode("utf-8"))
+    return {"hash": digest.hexdigest(), "hash_algorithm": algorithm}

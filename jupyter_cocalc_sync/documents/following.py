@@ -23,7 +23,6 @@ an edit that brings a deleted file back.
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import logging
 import time
 from collections.abc import Awaitable, Callable, Hashable
@@ -32,13 +31,18 @@ from datetime import datetime
 from typing import Any, Generic, Protocol, TypeVar
 
 import anyio.to_thread
-from jupyter_server.services.contents.fileio import FileManagerMixin
 from jupyter_server.utils import ensure_async
 from tornado.web import HTTPError
 
 from ..errors import StoreUnavailableError
 from ..errors_seen import count_error
-from .contents_off_loop import ChangedDuringSave, hashed_model, save_model
+from .contents_off_loop import (
+    ChangedDuringSave,
+    hashed_model,
+    off_loop_hash_algorithm,
+    save_model,
+    text_hash,
+)
 
 log = logging.getLogger(__name__)
 
@@ -99,7 +103,7 @@ class FileAccess:
         (one read of the file, not two), when the contents manager has hashes."""
         get = self.contents_manager.get
         wanted: dict[str, Any] = {"content": file_format is not None, "format": file_format}
-        algorithm = bytes_hash_algorithm(self.contents_manager)
+        algorithm = off_loop_hash_algorithm(self.contents_manager)
         if with_hash and file_format == "text" and algorithm is not None:
             # the contents manager would hash the bytes on the event loop (a 50 MB notebook:
             # tens of ms); the text it decoded strictly from UTF-8 encodes back to them
@@ -134,24 +138,6 @@ class FileAccess:
 
     async def write(self, model: ContentsModel) -> ContentsModel:
         return await save_model(self.contents_manager, model, self.path)
-
-
-def bytes_hash_algorithm(contents_manager: Contents) -> str | None:
-    """The algorithm of the hash ``contents_manager`` gives files, when that hash is
-    jupyter_server's own of the file's bytes (its file managers'); None otherwise (another
-    contents manager's hash is its own business)."""
-    if not isinstance(contents_manager, FileManagerMixin):
-        return None
-    if type(contents_manager)._get_hash is not FileManagerMixin._get_hash:
-        return None
-    return str(contents_manager.hash_algorithm)
-
-
-def text_hash(algorithm: str, model: ContentsModel) -> dict[str, str]:
-    """The ``hash`` and ``hash_algorithm`` of a text model's file, as jupyter_server's file
-    managers give them (of the UTF-8 bytes, which the text was strictly decoded from)."""
-    digest = hashlib.new(algorithm, model["content"].encode("utf-8"))
-    return {"hash": digest.hexdigest(), "hash_algorithm": algorithm}
 
 
 S = TypeVar("S")
