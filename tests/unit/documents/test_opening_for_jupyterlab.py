@@ -5,64 +5,31 @@ the table's YNotebook when taken."""
 from __future__ import annotations
 
 import contextlib
-import json
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from jupyter_server.services.contents.filemanager import AsyncFileContentsManager
+from notebook_documents import notebook_document, notebook_text
 
-from jupyter_cocalc_sync.documents import notebook as notebook_module
 from jupyter_cocalc_sync.documents.notebook import NotebookDocument
 from jupyter_cocalc_sync.origin import Origin
-from jupyter_cocalc_sync.store import ChangeLog, SQLiteWorker
 from jupyter_cocalc_sync.store.changelog import INLINE_BYTES
-from jupyter_cocalc_sync.store.projections import ProjectionLog
 from jupyter_cocalc_sync.ynotebook.projection import YNotebookProjection
 
 ME = Origin.of_user("me")
 CELLS = 60
 #: outputs big enough that the import is written by the store's thread, not inline
 OUTPUT = "x" * (2 * INLINE_BYTES // CELLS)
-NEVER = 3600.0
-
-
-def notebook_text() -> str:
-    cells = [
-        {
-            "id": f"c{i}",
-            "cell_type": "code",
-            "source": f"x = {i}",
-            "metadata": {},
-            "execution_count": i,
-            "outputs": [{"output_type": "stream", "name": "stdout", "text": OUTPUT}],
-        }
-        for i in range(CELLS)
-    ]
-    return json.dumps({"nbformat": 4, "nbformat_minor": 5, "metadata": {}, "cells": cells})
 
 
 @contextlib.asynccontextmanager
 async def unopened(tmp_path: Path) -> AsyncIterator[NotebookDocument]:
-    (tmp_path / "big.ipynb").write_text(notebook_text())
-    worker = SQLiteWorker(tmp_path / "log.db")
-    changelog = ChangeLog(worker)
-    await changelog.open()
-    ProjectionLog(changelog).open_blocking()
-    contents = AsyncFileContentsManager(root_dir=str(tmp_path))
-    settings = notebook_module.DocumentSettings(autosave_delay=NEVER, file_poll_interval=0)
-    document = NotebookDocument(
-        "big.ipynb", "nb", changelog=changelog, contents_manager=contents, settings=settings
-    )
-    try:
-        yield document
-    finally:
-        document.drop_ynotebook()
-        await document.close()
-        await changelog.settled()
-        changelog.close()
-        worker.close()
+    async with notebook_document(tmp_path, notebook_text(CELLS, OUTPUT)) as document:
+        try:
+            yield document
+        finally:
+            document.drop_ynotebook()
 
 
 async def test_the_ynotebook_is_built_while_the_import_is_written(

@@ -4,60 +4,26 @@ with the event loop serving other tasks in between; the result is the old versio
 from __future__ import annotations
 
 import contextlib
-import json
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 from helpers import LoopTurns
-from jupyter_server.services.contents.filemanager import AsyncFileContentsManager
+from notebook_documents import notebook_document, notebook_text
 
 from jupyter_cocalc_sync.documents import notebook as notebook_module
 from jupyter_cocalc_sync.documents.notebook import NotebookDocument
 from jupyter_cocalc_sync.origin import Origin
-from jupyter_cocalc_sync.store import ChangeLog, SQLiteWorker
-from jupyter_cocalc_sync.store.projections import ProjectionLog
 from jupyter_cocalc_sync.sync.table import Record
 
 ME = Origin.of_user("me")
 CELLS = 100
-NEVER = 3600.0
-
-
-def notebook_text() -> str:
-    cells = [
-        {
-            "id": f"c{i}",
-            "cell_type": "code",
-            "source": f"x = {i}",
-            "metadata": {},
-            "execution_count": None,
-            "outputs": [],
-        }
-        for i in range(CELLS)
-    ]
-    return json.dumps({"nbformat": 4, "nbformat_minor": 5, "metadata": {}, "cells": cells})
 
 
 @contextlib.asynccontextmanager
 async def opened(tmp_path: Path) -> AsyncIterator[NotebookDocument]:
-    (tmp_path / "big.ipynb").write_text(notebook_text())
-    worker = SQLiteWorker(tmp_path / "log.db")
-    changelog = ChangeLog(worker)
-    await changelog.open()
-    ProjectionLog(changelog).open_blocking()
-    contents = AsyncFileContentsManager(root_dir=str(tmp_path))
-    settings = notebook_module.DocumentSettings(autosave_delay=NEVER, file_poll_interval=0)
-    document = NotebookDocument(
-        "big.ipynb", "nb", changelog=changelog, contents_manager=contents, settings=settings
-    )
-    await document.open()
-    try:
+    async with notebook_document(tmp_path, notebook_text(CELLS)) as document:
+        await document.open()
         yield document
-    finally:
-        await document.close()
-    await changelog.settled()
-    changelog.close()
-    worker.close()
 
 
 def inputs(records: list[Record]) -> dict[str, str]:
