@@ -24,6 +24,7 @@ import asyncio
 import hashlib
 import logging
 import os
+import sqlite3
 from typing import Any
 
 import nbformat
@@ -141,8 +142,9 @@ def _store_signature(
     notary = manager.notary
     try:
         notary.store.store_signature(signature, notary.algorithm)
-    # whatever the store raised, the manager's own path handles it as the manager does
-    except Exception:
+    # the default store is SQLite: a locked or corrupted database is handled by the manager's
+    # own path (which recreates a corrupted store); anything else is a bug and is raised
+    except sqlite3.Error:
         log.warning(
             "storing the signature of %s failed: signing as the contents manager does", path
         )
