@@ -7,6 +7,10 @@ committed as made for whoever asked for the running cell (``origin``), through t
 ``RunVersions`` (so a run's versions are squashed when it ends). ``writing`` is true while the
 runner writes, so the runner can tell its own changes from clients' requests.
 
+The settings record's fields the runner reads and writes (the kernel's state, twice a run; the
+output limits, once) are remembered as last read or written, until a change of that record that
+is not the runner's own: a warm run then reads none of them from the document.
+
 A cell's start (``started``) is written with what comes next — its outputs, or its end — in
 one transaction, at the latest when the runner commits: the kernel's messages that arrive
 together are one change, and each transaction of the table costs its observers (the change
@@ -24,7 +28,7 @@ from typing import Any
 from ..format.schema import SETTINGS_KEY
 from ..origin import RUNNER, Origin
 from ..outputs.handler import OutputHandler
-from ..sync.table import SyncDB
+from ..sync.table import ChangeEvent, SyncDB
 from ..sync.values import from_crdt
 from .run_versions import RunVersions
 
@@ -65,6 +69,16 @@ class CellWrites:
         self._flush_timer: asyncio.TimerHandle | None = None
         #: the running cell's start (``started``), not written yet
         self._started: dict[str, Any] | None = None
+        #: fields of the settings record as last read or written here (module docstring)
+        self._settings: dict[str, Any] = {}
+        self._unsubscribe = db.on_change(self._on_change)
+
+    def close(self) -> None:
+        self._unsubscribe()
+
+    def _on_change(self, event: ChangeEvent) -> None:
+        if SETTINGS_KEY in event.changes and not self.writing:
+            self._settings.clear()  # changed by someone else: read again when needed
 
     def commit(self, origin: Origin | None = None) -> None:
         """Commit the runner's writes as ``origin``'s (default: as made for whoever asked for
@@ -98,22 +112,25 @@ class CellWrites:
         if not kernel_idle:
             self.set_settings(kernel_state="busy")
 
-    def clear_for_run(self, cell_id: str, origin: Origin | None = None) -> None:
-        """The cell's outputs, count and end go as its run starts (committed by the caller)."""
-        with self.batch(origin) as made_by:
+    def clear_for_run(
+        self, cell_id: str, origin: Origin | None = None, *, state: str | None = None
+    ) -> None:
+        """The cell's outputs, count and end go as its run starts, in one write with its
+        ``state`` if given (committed by the caller)."""
+        record: dict[str, Any] = {
+            "type": "cell",
+            "id": cell_id,
+            "end": None,
+            "output": None,
+            "exec_count": None,
             # what the server runs for a collaborator is trusted, for every collaborator
             # (JupyterLab reads the cell's metadata.trusted; the saved file is then signed)
-            self.db.set(
-                {
-                    "type": "cell",
-                    "id": cell_id,
-                    "end": None,
-                    "output": None,
-                    "exec_count": None,
-                    "metadata": {"trusted": True},
-                },
-                made_by,
-            )
+            "metadata": {"trusted": True},
+        }
+        if state is not None:
+            record["state"] = state
+        with self.batch(origin) as made_by:
+            self.db.set(record, made_by)
 
     def flush_soon(self, cell_id: str) -> None:
         """Write now if the last write was long enough ago, else once the interval is over."""
@@ -228,12 +245,15 @@ class CellWrites:
         self.commit()
 
     def settings(self, *names: str) -> list[Any]:
-        """Fields of the settings record (``None`` if unset), read without the others (the
-        runner changes the record twice a run: the whole of it is not read again each time)."""
-        settings = self.db.record_map(SETTINGS_KEY)
-        if settings is None:
-            return [None] * len(names)
-        return [from_crdt(settings.get(name)) for name in names]
+        """Fields of the settings record (``None`` if unset), as last read or written here,
+        else read without the others."""
+        known = self._settings
+        missing = [name for name in names if name not in known]
+        if missing:
+            settings = self.db.record_map(SETTINGS_KEY)
+            for name in missing:
+                known[name] = None if settings is None else from_crdt(settings.get(name))
+        return [known[name] for name in names]
 
     def set_settings(self, **fields: Any) -> None:
         current = self.settings(*fields)
@@ -246,6 +266,11 @@ class CellWrites:
             return
         with self.batch() as origin:
             self.db.set({"type": SETTINGS_KEY[0], "id": SETTINGS_KEY[1], **changed}, origin)
+        for name, value in changed.items():
+            if isinstance(value, str) or value is None:
+                self._settings[name] = value  # stored as given
+            else:
+                self._settings.pop(name, None)  # (an object is merged into what is stored)
 
     @contextmanager
     def batch(self, origin: Origin | None = None) -> Iterator[Origin]:

@@ -221,12 +221,15 @@ class NotebookRunner:
                 else:
                     self.queue.append(cell_id)
                 self._requested_by[cell_id] = running_for
-                self.db.set({"type": "cell", "id": cell_id, "state": "run"}, running_for)
                 queued.append(cell_id)
-            if self._starts_at_once(queued, kernel_id):
-                # (one change, not two: queued, and cleared for the run that starts now)
-                self.writes.clear_for_run(queued[0], running_for)
-                self._cleared = queued[0]
+            # (the first queued, cleared for its run if that starts now: one change, not two)
+            cleared = queued[0] if self._starts_at_once(queued, kernel_id) else None
+            for cell_id in queued:
+                if cell_id == cleared:
+                    self.writes.clear_for_run(cell_id, running_for, state="run")
+                    self._cleared = cell_id
+                else:
+                    self.db.set({"type": "cell", "id": cell_id, "state": "run"}, running_for)
         if queued:
             self.writes.commit(running_for)
             if kernel_id:
@@ -514,6 +517,7 @@ class NotebookRunner:
         """Stop running (the server stops, or the notebook closes): a cell that was running
         ends with an error saying its run was cut off."""
         self._unsubscribe()
+        self.writes.close()
         self._drop_queue()
         cut_off = self.current
         worker = self._worker
