@@ -67,8 +67,9 @@ class YNotebookProjection:
         ingest_output: OutputFn = _identity,
         commit: Commit | None = None,
         state: bytes | None = None,
+        client_id: int | None = None,
     ) -> None:
-        self._setup(db, render_output, ingest_output, commit)
+        self._setup(db, render_output, ingest_output, commit, client_id)
         if state is None:
             self._writer.build()
         else:
@@ -83,9 +84,10 @@ class YNotebookProjection:
         render_output: RenderFn,
         ingest_output: OutputFn,
         commit: Commit | None,
+        client_id: int | None = None,
     ) -> None:
         self.db = db
-        self.ydoc: Doc[Any] = Doc()
+        self.ydoc: Doc[Any] = Doc(client_id=client_id)
         self.ynotebook = YNotebook(self.ydoc)
         self.ycells: YArray = self.ynotebook.ycells
         self.ymeta: YMap = self.ydoc.get("meta", type=Map)
@@ -113,13 +115,16 @@ class YNotebookProjection:
         ingest_output: OutputFn = _identity,
         commit: Commit | None = None,
         records: list[Record] | None = None,
+        client_id: int | None = None,
     ) -> YNotebookProjection:
         """A new projection built a few cells per event-loop turn (a big notebook built at
         once stalls the server), then brought up to date with what changed meanwhile.
         ``records``: the table's records as they are now, if the caller has them (reading
-        them back from the table costs as much as building); the list is emptied."""
+        them back from the table costs as much as building); the list is emptied.
+        ``client_id``: the YNotebook's Yjs client (random if not given): the same records
+        built by the same client make the same Yjs items (``writer.py``)."""
         projection = cls.__new__(cls)
-        projection._setup(db, render_output, ingest_output, commit)
+        projection._setup(db, render_output, ingest_output, commit, client_id)
         # each step's update is encoded as the step is made (a few cells): the whole new
         # YNotebook encoded at once stalls the event loop for as long as a build step of
         # every cell (pycrdt holds the GIL while it encodes)

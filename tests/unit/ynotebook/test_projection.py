@@ -242,3 +242,47 @@ def test_a_restored_yNotebook_has_no_first_version():
     built = YNotebookProjection(db)
     restored = YNotebookProjection(db, state=built.ydoc.get_update())
     assert restored.take_first_version() is None
+
+
+def _keys_reversed(value: Any) -> Any:
+    """``value`` with every dict's keys in the opposite order (equal as JSON)."""
+    if isinstance(value, dict):
+        return {k: _keys_reversed(value[k]) for k in reversed(list(value))}
+    if isinstance(value, list):
+        return [_keys_reversed(v) for v in value]
+    return value
+
+
+async def test_the_same_records_built_by_the_same_client_make_the_same_yjs_items():
+    """Whatever order a record's keys come in (the file's, or the table's when read back), a
+    build makes the same items: a client's edit of one build means the same in the other."""
+    metadata = {f"key{n}": n for n in range(8)}
+    html = {"output_type": "display_data", "data": {"text/html": "<b>"}, "metadata": {}}
+    cells = [
+        {
+            "id": f"c{n}",
+            "input": f"x = {n}",
+            "metadata": metadata,
+            "output": {"0": STREAM, "1": html},
+        }
+        for n in range(30)
+    ]
+    db = table(*cells)
+    settings = {"type": "settings", "id": "", "metadata": metadata, "kernel": "python3"}
+    built = []
+    for order in (lambda r: r, _keys_reversed):
+        records = [order(settings), *(order(r) for r in db.get({"type": "cell"}))]
+        built.append(await YNotebookProjection.built_in_steps(db, records=records, client_id=7))
+    first, second = (YNotebook(Doc()) for _ in built)
+    first.ydoc.apply_update(built[0].ydoc.get_update())
+    second.ydoc.apply_update(built[1].ydoc.get_update())
+    before = first.ydoc.get_state()
+    cell = first.ycells[5]
+    cell["metadata"]["key3"] = "edited"
+    del cell["metadata"]["key6"]
+    cell["outputs"][1]["metadata"] = {"isolated": True}
+    cell["outputs"][0]["text"] += "more\n"
+    first.ydoc.get("meta", type=Map)["metadata"]["key1"] = "edited"
+    second.ydoc.apply_update(first.ydoc.get_update(before))
+    assert second.get() == first.get()
+    assert second.get()["cells"][5]["outputs"][1]["metadata"] == {"isolated": True}
