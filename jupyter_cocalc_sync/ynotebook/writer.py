@@ -73,7 +73,10 @@ class YNotebookWriter:
     # -- building ---------------------------------------------------------------------------
 
     def _cell_dict(self, record: Record) -> dict[str, Any]:
-        outputs = [self.state.render(o, record["id"]) for o in ordered_outputs(record)]
+        stored = ordered_outputs(record)
+        outputs = [self.state.render(o, record["id"]) for o in stored]
+        if self.state.render_kept_shape and not all(map(_same_shape, stored, outputs)):
+            self.state.render_kept_shape = False
         return export_cell(record, outputs_of=lambda _: outputs)
 
     def _ycell(self, record: Record) -> YMap:
@@ -371,6 +374,14 @@ class YNotebookWriter:
             cells = sorted(self.db.get({"type": "cell"}), key=cell_order_key)
             self.ycells.extend([self._ycell(r) for r in cells])
             self.state.order = [r["id"] for r in cells]
+
+
+def _same_shape(stored: dict[str, Any], rendered: dict[str, Any]) -> bool:
+    """Whether ``rendered`` makes the same Yjs items as ``stored`` would (the same fields; a
+    stream's text is a ``Text``, one item per character): only values of fields differ."""
+    return rendered.keys() == stored.keys() and (
+        rendered.get("output_type") != "stream" or rendered.get("text") == stored.get("text")
+    )
 
 
 def _same_stream(old: dict[str, Any], new: dict[str, Any]) -> bool:

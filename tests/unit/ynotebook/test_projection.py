@@ -286,3 +286,26 @@ async def test_the_same_records_built_by_the_same_client_make_the_same_yjs_items
     second.ydoc.apply_update(first.ydoc.get_update(before))
     assert second.get() == first.get()
     assert second.get()["cells"][5]["outputs"][1]["metadata"] == {"isolated": True}
+
+
+async def test_a_build_is_a_base_only_from_given_records_rendered_with_their_fields():
+    """A build the store can make again without the output hooks (``store/bases.py``)."""
+    cells = [{"id": f"c{n}", "input": "x", "output": {"0": STREAM}} for n in range(3)]
+    db = table(*cells)
+
+    def notice(output: dict[str, Any], _cell_id: str) -> dict[str, Any]:
+        return {"output_type": "display_data", "data": {"text/plain": "notice"}, "metadata": {}}
+
+    def inline(output: dict[str, Any], _cell_id: str) -> dict[str, Any]:
+        return {**output, "name": "stderr"}
+
+    from_table = await YNotebookProjection.built_in_steps(db)
+    shown = await YNotebookProjection.built_in_steps(db, records=db.get(), render_output=inline)
+    reshaped = await YNotebookProjection.built_in_steps(db, records=db.get(), render_output=notice)
+    assert from_table.take_base() is None
+    assert reshaped.take_base() is None
+    base = shown.take_base()
+    first = shown.take_first_version()
+    assert base is not None and first is not None
+    assert (base.client_id, base.pieces) == (shown.ydoc.client_id, len(first))
+    assert shown.take_base() is None  # given out once
