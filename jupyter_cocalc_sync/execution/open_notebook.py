@@ -33,6 +33,7 @@ from ..errors import DocumentNotFoundError
 from ..errors_seen import count_error
 from ..store.bases import Base
 from ..store.projections import StoredProjection
+from ..sync.table import Record
 from ..transport.room import Room
 from ..widgets.session import NotebookWidgets
 from ..ynotebook.base import YNOTEBOOK_BUILDER
@@ -184,8 +185,10 @@ class OpenNotebook:
         """The YNotebook built again from the table version its log starts from, then what
         was logged after it applied (``store/bases.py``)."""
         document = self.document
-        table_state = await document.changelog.state_at(base.source, base.source_version)
-        records = await document.changelog.replay.run(records_of_state, table_state)
+        records: list[Record] | None = None  # (the table as it is: still that version)
+        if document.table.version != base.source_version or document.db.has_uncommitted_changes:
+            table_state = await document.changelog.state_at(base.source, base.source_version)
+            records = await document.changelog.replay.run(records_of_state, table_state)
         return await YNotebookProjection.restored_from_base(
             document.db,
             records=records,

@@ -129,7 +129,7 @@ class YNotebookProjection:
         cls,
         db: SyncDB,
         *,
-        records: list[Record],
+        records: list[Record] | None,
         base: BuiltBase,
         state: bytes | None,
         render_output: RenderFn = _identity,
@@ -137,8 +137,9 @@ class YNotebookProjection:
         commit: Commit | None = None,
     ) -> YNotebookProjection:
         """A YNotebook restored from its base (``store/bases.py``): built again from the
-        ``records`` it was built from, by the same Yjs client (the same items as then: those
-        its clients hold), then ``state`` (what was logged after it) applied."""
+        ``records`` it was built from (None: the table's, still those), by the same Yjs client
+        (the same items as then: those its clients hold), then ``state`` (what was logged
+        after it) applied."""
         projection = cls.__new__(cls)
         projection._setup(db, render_output, ingest_output, commit, base.client_id)
         await projection._writer.build_in_steps(records=records)

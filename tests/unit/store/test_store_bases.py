@@ -103,6 +103,16 @@ async def test_a_based_log_is_replayed_snapshot_and_squashed_from_its_base(store
         render_output=_inline,
     )
     assert restored.ynotebook.get() == projection.ynotebook.get() == client.get()
+    unchanged = notebook_syncdb()  # a table still at the base's version: built from itself
+    unchanged.apply_update(table, STORE)
+    from_table = await YNotebookProjection.restored_from_base(
+        unchanged,
+        records=None,
+        base=BuiltBase(base.client_id, base.clock, 0),
+        state=state,
+        render_output=_inline,
+    )
+    assert from_table.ynotebook.get() == client.get()
     assert restored.ynotebook.get()["cells"][0]["outputs"][1]["data"]["image/png"] == "inlined"
 
     # the table's version the base is built from stays, whatever retention squashes
