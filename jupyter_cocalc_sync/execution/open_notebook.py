@@ -23,14 +23,10 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
 from ..documents.broadcast import Broadcast
-from ..documents.notebook import (
-    CLOSE_TIMEOUT,
-    DocumentSettings,
-    NotebookDocument,
-    records_of_state,
-)
+from ..documents.notebook import CLOSE_TIMEOUT, DocumentSettings, NotebookDocument
 from ..errors import DocumentNotFoundError
 from ..errors_seen import count_error
+from ..format.states import records_of_state
 from ..store.bases import Base
 from ..store.projections import StoredProjection
 from ..sync.table import Record

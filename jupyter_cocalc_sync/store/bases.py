@@ -90,7 +90,8 @@ def base_versions(conn: StoreConnection, source: str) -> set[int]:
     return {row[0] for row in rows}
 
 
-def _builder(name: str) -> Callable[[bytes, int], Doc[Any]]:
+def builder(name: str) -> Callable[[bytes, int], Doc[Any]]:
+    """The build named ``name`` (its module imported)."""
     try:
         module, function = BUILDERS[name].split(":")
     except KeyError:
@@ -107,7 +108,7 @@ def base_doc(base: BaseInput) -> Doc[Any]:
         source.apply_update(snapshot)
     for update in updates:
         source.apply_update(update)
-    doc = _builder(name)(source.get_update(), client_id)
+    doc = builder(name)(source.get_update(), client_id)
     made = state_vector(doc.get_state()).get(client_id, 0)
     if made != clock:  # (another build than the stored one: its items are not the clients')
         raise ValueError(

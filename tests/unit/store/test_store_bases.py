@@ -5,6 +5,8 @@ away."""
 from __future__ import annotations
 
 import asyncio
+import subprocess
+import sys
 import time
 from typing import Any
 
@@ -13,9 +15,9 @@ from jupyter_ydoc import YNotebook
 from postgres import worker_for
 from pycrdt import Doc, Text
 
-from jupyter_cocalc_sync.documents.notebook import records_of_state
 from jupyter_cocalc_sync.format.ipynb import initial_update, notebook_to_records
 from jupyter_cocalc_sync.format.schema import notebook_syncdb
+from jupyter_cocalc_sync.format.states import records_of_state
 from jupyter_cocalc_sync.origin import FILE, STORE, Origin
 from jupyter_cocalc_sync.permissions import FULL
 from jupyter_cocalc_sync.store import ChangeLog
@@ -151,3 +153,23 @@ def test_a_base_built_without_rendering_makes_the_rendered_items(tmp_path):
     replayed = YNotebook(plain).get()
     assert replayed["cells"][3]["metadata"]["key2"] == "edited"
     assert [o["output_type"] for o in replayed["cells"][5]["outputs"]] == ["display_data"]
+
+
+def test_the_replay_process_builds_a_base_without_importing_the_server_or_jupyter_ydoc():
+    """(A fresh replay worker pays seconds of CPU for them: ``test_replay_pool.py``.)"""
+    resolve = (
+        "import sys; from jupyter_cocalc_sync.store import bases, replay; "
+        f"bases.builder({YNOTEBOOK_BUILDER!r}); print(*sorted(sys.modules))"
+    )
+    imported = (
+        subprocess.run(
+            [sys.executable, "-c", resolve],
+            capture_output=True,
+            check=True,
+        )
+        .stdout.decode()
+        .split()
+    )
+    heavy = ("jupyter_server", "jupyter_ydoc", "jupyter_events", "tornado")
+    assert not [m for m in imported if m.split(".")[0] in heavy]
+    assert "jupyter_cocalc_sync.ynotebook.base" in imported
