@@ -173,3 +173,13 @@ def test_the_replay_process_builds_a_base_without_importing_the_server_or_jupyte
     heavy = ("jupyter_server", "jupyter_ydoc", "jupyter_events", "tornado")
     assert not [m for m in imported if m.split(".")[0] in heavy]
     assert "jupyter_cocalc_sync.ynotebook.base" in imported
+
+
+def test_the_ynotebook_1_build_makes_the_items_it_always_made():
+    """Stored bases are built again by this build: a change to what it makes (more or fewer
+    items) must be a build of a new name, with ``ynotebook/1`` kept as it is."""
+    from jupyter_cocalc_sync.store.bases import state_vector
+    from jupyter_cocalc_sync.ynotebook.base import canonical_ynotebook
+
+    built = canonical_ynotebook(initial_update(notebook_to_records(_notebook())), 7)
+    assert state_vector(built.get_state()) == {7: 1230}
