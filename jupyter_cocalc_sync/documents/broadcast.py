@@ -70,14 +70,15 @@ class Broadcast:
 
     # -- the YNotebook ----------------------------------------------------------------------
 
-    def follow(self, projection: YNotebookProjection, *, new: bool) -> None:
+    def follow(self, projection: YNotebookProjection, *, new: bool, unlogged: int = 0) -> None:
         """Broadcast the updates of the notebook's YNotebook (``new``: not restored from its
         log, so its first version, the whole of it, is logged now, as the updates its build
-        made; the same bytes answer its first client's sync: encoding a big notebook again
+        made, but the first ``unlogged``, which the store has as its base, ``store/bases.py``;
+        the same bytes answer its first client's sync: encoding a big notebook again
         costs)."""
         if new:
             pieces = projection.take_first_version() or [projection.ydoc.get_update()]
-            for piece in pieces:  # (one group commit)
+            for piece in pieces[unlogged:]:  # (one group commit)
                 self._projection_logged = self.projection_log.append(self.file_id, piece)
             self._first_projection_update = (projection.ydoc.get_state(), pieces)
         self._projection = projection
@@ -180,6 +181,7 @@ class Broadcast:
                 barrier=self._projection_barrier,
                 on_raw=self._on_raw,
                 check_update=ynotebook_guard(projection.ydoc).check,
+                own_awareness_id=True,
             )
             if self._first_projection_update is not None:
                 room.offer_whole_update(*self._first_projection_update)

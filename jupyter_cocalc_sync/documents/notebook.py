@@ -116,6 +116,8 @@ class NotebookDocument:
         #: the YNotebook built from the records just imported from the file, while the rest
         #: of the opening goes on (``open(ynotebook=True)``, ``take_ynotebook``)
         self._ynotebook: asyncio.Task[YNotebookProjection] | None = None
+        #: the table version that YNotebook is built from (the import's)
+        self.ynotebook_source_version: int | None = None
         #: characters of the file's text read while opening (parsed, imported or merged)
         self.opening_read = 0
         self._unsubscribe = self.db.on_update(self._on_update)
@@ -186,6 +188,8 @@ class NotebookDocument:
                     )
                 )
             version = await self.table.durable()
+            if ynotebook:
+                self.ynotebook_source_version = version
             self.notebook_file.saved_version, self.files.stamp = version, stamp
             await self.changelog.mark_saved(self.file_id, version, *stamp)
         else:

@@ -26,9 +26,14 @@ from ..documents.broadcast import Broadcast
 from ..documents.notebook import CLOSE_TIMEOUT, DocumentSettings, NotebookDocument
 from ..errors import DocumentNotFoundError
 from ..errors_seen import count_error
+from ..format.states import records_of_state
+from ..store.bases import Base
+from ..store.projections import StoredProjection
+from ..sync.table import Record
 from ..transport.room import Room
 from ..widgets.session import NotebookWidgets
-from ..ynotebook.projection import YNotebookProjection
+from ..ynotebook.base import YNOTEBOOK_BUILDER
+from ..ynotebook.projection import BaseMismatchError, BuiltBase, YNotebookProjection
 from .activity import CollaboratorsPanel, NotebookActivity, UsageSettings
 from .runner import NotebookRunner
 
@@ -122,29 +127,75 @@ class OpenNotebook:
             if self._projection is None:
                 built = await document.take_ynotebook()
                 if built is not None:  # (just imported: its YNotebook log was forgotten)
-                    self._follow(built, new=True)
+                    self._follow(built, new=True, unlogged=await self._record_base(built))
                     return built
                 version = await document.table.durable()
                 stored = await document.projection_log.load(document.file_id, version)
-                projection = await self._make_projection(stored.state)
+                projection = await self._make_projection(stored)
                 changed = document.table.version != version or document.db.has_uncommitted_changes
-                if stored.state is not None and (changed or not stored.in_sync):
+                restored = stored.state is not None or stored.base is not None
+                if restored and (changed or not stored.in_sync):
                     projection.reconcile()  # the table went on after the YNotebook's log
         return self.projection
 
-    async def _make_projection(self, state: bytes | None) -> YNotebookProjection:
+    async def _record_base(self, built: YNotebookProjection) -> int:
+        """Record a new YNotebook built from the imported records as its log's base, when a
+        build of those records makes it again (``store/bases.py``): its build's updates are
+        not logged. Returns how many of its first updates that is."""
+        document = self.document
+        base, source = built.take_base(), document.ynotebook_source_version
+        if base is None or source is None:
+            return 0
+        stored = Base(document.file_id, source, YNOTEBOOK_BUILDER, base.client_id, base.clock)
+        try:
+            await document.projection_log.set_base(document.file_id, stored)
+        except BaseException:  # (re-raised) nobody else will close it
+            built.close()
+            raise
+        return base.pieces
+
+    async def _make_projection(self, stored: StoredProjection) -> YNotebookProjection:
         document = self.document
         options = document.projection_options()
-        if state is None:
+        state, base = stored.state, stored.base
+        projection: YNotebookProjection | None = None
+        if base is not None:
+            try:
+                projection = await self._restore_from_base(base, state)
+            except BaseMismatchError as e:  # (built anew: its clients are asked to reload)
+                count_error("document.ynotebook_base", e, f"restoring {document.path}", logger=log)
+                await document.projection_log.forget(document.file_id)
+                document.session_id = await document.projection_log.session_id(document.file_id)
+                state = None
+        if projection is not None:
+            self._follow(projection, new=False)
+        elif state is None:
             projection = await YNotebookProjection.built_in_steps(document.db, **options)
+            self._follow(projection, new=True)
         else:
             projection = YNotebookProjection(document.db, state=state, **options)
-        self._follow(projection, new=state is None)
+            self._follow(projection, new=False)
         return projection
 
-    def _follow(self, projection: YNotebookProjection, *, new: bool) -> None:
+    async def _restore_from_base(self, base: Base, state: bytes | None) -> YNotebookProjection:
+        """The YNotebook built again from the table version its log starts from, then what
+        was logged after it applied (``store/bases.py``)."""
+        document = self.document
+        records: list[Record] | None = None  # (the table as it is: still that version)
+        if document.table.version != base.source_version or document.db.has_uncommitted_changes:
+            table_state = await document.changelog.state_at(base.source, base.source_version)
+            records = await document.changelog.replay.run(records_of_state, table_state)
+        return await YNotebookProjection.restored_from_base(
+            document.db,
+            records=records,
+            base=BuiltBase(base.client_id, base.clock, 0),
+            state=state,
+            **document.projection_options(),
+        )
+
+    def _follow(self, projection: YNotebookProjection, *, new: bool, unlogged: int = 0) -> None:
         """Make ``projection`` the notebook's YNotebook, its updates broadcast (``new``: not
-        restored from its log)."""
+        restored from its log; its first ``unlogged`` updates are its log's base)."""
         document = self.document
         values = {"path": document.path, "document_id": f"json:notebook:{document.file_id}"}
         if document.notebook_file.hash is not None:
@@ -153,7 +204,7 @@ class OpenNotebook:
             # a new YNotebook: its first version is the whole of it, its state included
             projection.set_state(**values)
         self._projection = projection
-        self.broadcast.follow(projection, new=new)
+        self.broadcast.follow(projection, new=new, unlogged=unlogged)
         projection.set_state(**values)  # (a restored YNotebook: a change, logged as any)
 
     def _saved(self) -> None:

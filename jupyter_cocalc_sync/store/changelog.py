@@ -33,6 +33,8 @@ from typing import Any
 
 from ..errors import StoreUnavailableError, VersionNotFoundError
 from ..errors_seen import count_error
+from .bases import DDL as BASES_DDL
+from .bases import Base, BaseInput, read_base, write_base
 from .protocol import (
     DATABASE_ERRORS,
     STORE_ERRORS,
@@ -143,11 +145,11 @@ class ChangeLog:
         self._session = 0
 
     async def open(self) -> None:
-        await self.worker.ensure_schema(DDL)
+        await self.worker.ensure_schema(DDL + BASES_DDL)
 
     def open_blocking(self) -> None:
         """Create the tables from code that has no event loop (server start-up)."""
-        self.worker.ensure_schema_blocking(DDL)
+        self.worker.ensure_schema_blocking(DDL + BASES_DDL)
 
     # -- writing ----------------------------------------------------------------------------
 
@@ -354,11 +356,13 @@ class ChangeLog:
     async def _snapshot(self, doc: str) -> None:
         try:
             version = await self.worker.run(lambda conn: self._last_version(conn, doc))
-            base, snapshot, updates = await self.worker.run(
-                lambda conn: self.read_state(conn, doc, version)
+            base, snapshot, updates, start = await self.worker.run(
+                lambda conn: (*self.read_state(conn, doc, version), self.read_base(conn, doc))
             )
             state = (
-                snapshot if not updates else await self.replay.run(merged_state, snapshot, updates)
+                snapshot
+                if not updates
+                else await self.replay.run(merged_state, snapshot, updates, start)
             )
 
             def write(conn: StoreConnection) -> None:
@@ -398,6 +402,19 @@ class ChangeLog:
         return base, snapshot, ChangeLog.read_updates(conn, doc, base, version)
 
     @staticmethod
+    def read_base(conn: StoreConnection, doc: str) -> BaseInput | None:
+        """What a replay of ``doc`` starts from, if it is a based document (``bases.py``)."""
+        base = read_base(conn, doc)
+        if base is None:
+            return None
+        _, snapshot, updates = ChangeLog.read_state(conn, base.source, base.source_version)
+        return (base.builder, base.client_id, base.clock, snapshot, updates)
+
+    async def set_base(self, doc: str, base: Base) -> None:
+        """Record that ``doc``'s history starts from ``base`` (durable when this returns)."""
+        await self.worker.run(lambda conn: write_base(conn, doc, base))
+
+    @staticmethod
     def read_updates(conn: StoreConnection, doc: str, after: int, upto: int) -> list[bytes]:
         """The logged updates of versions ``after < version <= upto``, in order."""
         rows = conn.execute(
@@ -407,40 +424,47 @@ class ChangeLog:
         )
         return [r[0] for r in rows]
 
-    async def _state(self, snapshot: bytes | None, updates: list[bytes]) -> bytes | None:
+    async def _state(
+        self, snapshot: bytes | None, updates: list[bytes], base: BaseInput | None
+    ) -> bytes | None:
         if not updates:
             return snapshot
         if snapshot is None and len(updates) == 1:
             return updates[0]
-        return await self.replay.run(merged_state, snapshot, updates)
+        return await self.replay.run(merged_state, snapshot, updates, base)
 
     async def load(self, doc: str) -> tuple[bytes | None, int]:
-        """The document's current state as one update (``None`` if it has no history)."""
+        """The document's current state as one update (``None`` if it has no history; for a
+        based document, relative to its base)."""
         await self.flushed()
 
-        def read(conn: StoreConnection) -> tuple[int, tuple[int, bytes | None, list[bytes]]]:
+        def read(
+            conn: StoreConnection,
+        ) -> tuple[int, tuple[int, bytes | None, list[bytes]], BaseInput | None]:
             last = self._last_version(conn, doc)
-            return last, self.read_state(conn, doc, last)
+            return last, self.read_state(conn, doc, last), self.read_base(conn, doc)
 
-        last, (_, snapshot, updates) = await self.worker.run(read)
+        last, (_, snapshot, updates), base = await self.worker.run(read)
         if last == 0:
             return None, 0
-        return await self._state(snapshot, updates), last
+        return await self._state(snapshot, updates, base), last
 
     async def state_at(self, doc: str, version: int) -> bytes:
         """The document as of ``version`` (a retained one), as one update."""
         await self.flushed()
 
-        def read(conn: StoreConnection) -> tuple[int, bytes | None, list[bytes]]:
+        def read(
+            conn: StoreConnection,
+        ) -> tuple[tuple[int, bytes | None, list[bytes]], BaseInput | None]:
             exists = conn.execute(
                 "SELECT 1 FROM changes WHERE doc = ? AND version = ?", (doc, version)
             ).fetchone()
             if exists is None:
                 raise VersionNotFoundError(f"{doc} has no version {version}")
-            return self.read_state(conn, doc, version)
+            return self.read_state(conn, doc, version), self.read_base(conn, doc)
 
-        _, snapshot, updates = await self.worker.run(read)
-        state = await self._state(snapshot, updates)
+        (_, snapshot, updates), base = await self.worker.run(read)
+        state = await self._state(snapshot, updates, base)
         assert state is not None
         return state
 
@@ -496,6 +520,7 @@ class ChangeLog:
                 conn.execute("DELETE FROM changes WHERE doc = ?", (doc,))
                 conn.execute("DELETE FROM snapshots WHERE doc = ?", (doc,))
                 conn.execute("DELETE FROM saves WHERE doc = ?", (doc,))
+                conn.execute("DELETE FROM bases WHERE doc = ?", (doc,))
             self._last.pop(doc, None)
             self._last_snapshot.pop(doc, None)
 

@@ -9,8 +9,9 @@ A squash replaces consecutive versions ``first … last`` by one update at ``las
 the state at ``first - 1`` to the state at ``last``. It is built from a garbage-collected
 replay in the replay process (deleted text is kept as its length, not its content), and the
 log writer only runs the short transaction that swaps the rows. Versions of other authors in
-between, and the version that is in the file (the base of out-of-band merges), are never
-squashed away. Any retained version can still be read and reverted to.
+between, the version that is in the file (the base of out-of-band merges) and the versions
+another document's history starts from (``bases.py``) are never squashed away. Any retained
+version can still be read and reverted to.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 
+from .bases import BaseInput, base_versions
 from .changelog import ChangeLog
 from .protocol import StoreConnection, transaction
 from .replay import squashed
@@ -101,7 +103,9 @@ class HistorySquasher:
     def _ranges_of(conn: StoreConnection, doc: str, wanted: list[int]) -> list[_Range]:
         wanted_set = set(wanted)
         saved = conn.execute("SELECT version FROM saves WHERE doc = ?", (doc,)).fetchone()
-        saved_version = saved[0] if saved else None
+        # the saved version, and the versions bases are built from, stay readable
+        kept = {saved[0]} if saved else set()
+        kept |= base_versions(conn, doc)
         rows = conn.execute(
             "SELECT version, author FROM changes WHERE doc = ? AND version BETWEEN ? AND ? "
             "ORDER BY version",
@@ -121,8 +125,8 @@ class HistorySquasher:
                 close_run()
                 continue
             run.append((version, author))
-            if version == saved_version:
-                close_run()  # the saved version stays readable: it ends a range
+            if version in kept:
+                close_run()  # it stays readable: it ends a range
         close_run()
         return ranges
 
@@ -131,14 +135,17 @@ class HistorySquasher:
     async def _squash(self, doc: str, squash_range: _Range) -> int:
         first, last = squash_range.first, squash_range.last
 
-        def read(conn: StoreConnection) -> tuple[bytes | None, list[bytes], list[bytes]]:
+        def read(
+            conn: StoreConnection,
+        ) -> tuple[bytes | None, list[bytes], list[bytes], BaseInput | None]:
             _, snapshot, before = self.changelog.read_state(conn, doc, first - 1)
-            return snapshot, before, self.changelog.read_updates(conn, doc, first - 1, last)
+            inside = self.changelog.read_updates(conn, doc, first - 1, last)
+            return snapshot, before, inside, self.changelog.read_base(conn, doc)
 
-        snapshot, before, inside = await self.worker.run(read)
+        snapshot, before, inside, base = await self.worker.run(read)
         if len(inside) != squash_range.count:
             return 0
-        update = await self.changelog.replay.run(squashed, snapshot, before, inside)
+        update = await self.changelog.replay.run(squashed, snapshot, before, inside, base)
 
         def write(conn: StoreConnection) -> int:
             with transaction(conn):

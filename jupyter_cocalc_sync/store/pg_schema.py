@@ -80,6 +80,17 @@ MIGRATIONS: tuple[str, ...] = (
     );
     CREATE INDEX stateless_results_created ON stateless_results (created);
     """,
+    # 2: documents whose history starts from a build of another's version (bases.py)
+    """
+    CREATE TABLE bases (
+        doc TEXT PRIMARY KEY,
+        source TEXT NOT NULL,
+        source_version BIGINT NOT NULL,
+        builder TEXT NOT NULL,
+        client_id BIGINT NOT NULL,
+        clock BIGINT NOT NULL
+    );
+    """,
 )
 
 

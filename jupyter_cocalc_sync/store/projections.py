@@ -7,6 +7,9 @@ So every YNotebook update is logged like a table update (under ``<file id>#ynote
 same group commit as the table change it shows, and a client is sent a YNotebook update only
 once both are on disk. Reopening replays the log into the same items, under the same session id.
 
+A new YNotebook built from the records the notebook was imported with is not logged: its
+log starts from that build, which a replay makes again (a base, ``bases.py``).
+
 A clean close records which table version the YNotebook shows; when the log does not end
 there (a crash between two writes), the reopened YNotebook is reconciled with the table.
 """
@@ -17,6 +20,7 @@ import asyncio
 import uuid
 from dataclasses import dataclass
 
+from .bases import Base, read_base
 from .changelog import ChangeLog
 from .protocol import StoreConnection
 
@@ -35,10 +39,13 @@ class StoredProjection:
     """What the store knows of a notebook's YNotebook."""
 
     session_id: str
-    #: the YNotebook as one update (None: never built)
+    #: the YNotebook as one update (None: never built, or nothing logged after its base);
+    #: relative to its base, if it has one
     state: bytes | None
     #: the YNotebook was closed cleanly showing the table's current version
     in_sync: bool
+    #: what its log starts from, if not from nothing (``bases.py``)
+    base: Base | None = None
 
 
 def projection_doc(file_id: str) -> str:
@@ -82,8 +89,14 @@ class ProjectionLog:
                 (doc,),
             ).fetchone()
         )
-        in_sync = state is not None and row is not None and tuple(row) == (table_version, version)
-        return StoredProjection(session_id, state, in_sync)
+        base = await self.worker.run(lambda conn: read_base(conn, doc))
+        built = state is not None or base is not None
+        in_sync = built and row is not None and tuple(row) == (table_version, version)
+        return StoredProjection(session_id, state, in_sync, base)
+
+    async def set_base(self, file_id: str, base: Base) -> None:
+        """Record that the YNotebook's log starts from ``base`` (its build is not logged)."""
+        await self.changelog.set_base(projection_doc(file_id), base)
 
     def append(self, file_id: str, update: bytes) -> asyncio.Future[int]:
         return self.changelog.append(projection_doc(file_id), update)

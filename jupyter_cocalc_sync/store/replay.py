@@ -25,6 +25,7 @@ from typing import Any, TypeVar
 
 from pycrdt import Doc
 
+from .bases import BaseInput, base_doc, relative_state
 from .spill import call_spilled, has_big, has_spilled, spill_big, spilled_files, unspill_all
 
 log = logging.getLogger(__name__)
@@ -32,24 +33,37 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 
-def merged_state(snapshot: bytes | None, updates: Sequence[bytes]) -> bytes:
-    """One garbage-collected update equal to ``snapshot`` followed by ``updates``."""
-    doc: Doc[Any] = Doc()
+def _start(base: BaseInput | None) -> Doc[Any]:
+    """A new document to replay into: the base of a based document (``bases.py``)."""
+    return Doc() if base is None else base_doc(base)
+
+
+def merged_state(
+    snapshot: bytes | None, updates: Sequence[bytes], base: BaseInput | None = None
+) -> bytes:
+    """One garbage-collected update equal to ``snapshot`` followed by ``updates`` (after the
+    base, and without it, for a based document)."""
+    doc = _start(base)
     if snapshot is not None:
         doc.apply_update(snapshot)
     for update in updates:
         doc.apply_update(update)
-    return doc.get_update()
+    return doc.get_update() if base is None else relative_state(doc, base)
 
 
-def squashed(snapshot: bytes | None, before: Sequence[bytes], squash: Sequence[bytes]) -> bytes:
+def squashed(
+    snapshot: bytes | None,
+    before: Sequence[bytes],
+    squash: Sequence[bytes],
+    base: BaseInput | None = None,
+) -> bytes:
     """One update that takes the state after ``before`` to the state after ``squash``.
 
     The state is garbage-collected, so text written and deleted again inside the squashed
     range (a progress bar redrawn a thousand times) is kept only as the length of what was
     deleted, not as its content.
     """
-    doc: Doc[Any] = Doc()
+    doc = _start(base)
     if snapshot is not None:
         doc.apply_update(snapshot)
     for update in before:

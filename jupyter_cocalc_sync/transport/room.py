@@ -84,6 +84,7 @@ class Room:
         on_raw: RawHandler | None = None,
         awareness_only: bool = False,
         check_update: CheckUpdate | None = None,
+        own_awareness_id: bool = False,
     ) -> None:
         self.name = name
         self.doc = doc
@@ -93,7 +94,11 @@ class Room:
         self._barrier = barrier
         self._on_raw = on_raw
         self.awareness_only = awareness_only
-        self.awareness = Awareness(doc)
+        # ``own_awareness_id``: the server's awareness entry has a client id of its own, new
+        # with each room, not the document's (a YNotebook restored from its base keeps its Yjs
+        # client across restarts, and a client ignores an awareness clock that starts again
+        # from 0 under an id it knows)
+        self.awareness = Awareness(Doc() if own_awareness_id else doc)
         self._awareness_clients: dict[Peer, set[int]] = {}
         #: awareness client id -> the peer that announced it (only it may change it)
         self._awareness_owner: dict[int, Peer] = {}
@@ -123,7 +128,7 @@ class Room:
         states = [
             cid
             for cid, state in self.awareness.states.items()
-            if cid != self.doc.client_id or state
+            if cid != self.awareness.client_id or state
         ]
         if states:
             peer.send(protocol.awareness_message(self.awareness.encode_awareness_update(states)))
@@ -148,7 +153,7 @@ class Room:
         """Set the server's awareness state (None removes it) and send it to every peer.
         Setting it again renews it: clients drop states not renewed within 30 s."""
         self.awareness.set_local_state(state)
-        update = self.awareness.encode_awareness_update([self.doc.client_id])
+        update = self.awareness.encode_awareness_update([self.awareness.client_id])
         self._relay(protocol.awareness_message(update), None)
 
     def set_server_entry(self, client_id: int, state: dict[str, Any] | None) -> None:
@@ -223,7 +228,7 @@ class Room:
         own = [
             entry
             for entry in entries
-            if entry[0] != self.doc.client_id
+            if entry[0] != self.awareness.client_id
             and entry[0] not in self._server_entries
             and self._awareness_owner.get(entry[0], peer) is peer
             and (entry[0] in clients or len(clients) < MAX_AWARENESS_CLIENTS)

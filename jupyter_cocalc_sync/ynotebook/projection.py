@@ -31,6 +31,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from typing import Any
 
 from jupyter_ydoc import YNotebook
@@ -38,6 +39,7 @@ from pycrdt import Doc, Map, Subscription, TransactionEvent
 
 from ..errors_seen import count_error
 from ..origin import SERVER, Origin
+from ..store.bases import state_vector
 from ..sync.table import ChangeEvent, Record, SyncDB
 from ..sync.ytypes import YArray, YMap
 from .projection_state import OutputFn, ProjectionState, RenderFn
@@ -50,6 +52,20 @@ log = logging.getLogger(__name__)
 UpdateListener = Callable[[bytes, Origin], None]
 #: commits the table's pending changes as one version of the origin given
 Commit = Callable[[Origin], object]
+
+
+class BaseMismatchError(RuntimeError):
+    """A YNotebook built again from its base's records made other items than the base."""
+
+
+@dataclass(frozen=True)
+class BuiltBase:
+    """What a YNotebook's build made: Yjs client ``client_id``'s items up to ``clock``, as
+    the first ``pieces`` updates of its first version."""
+
+    client_id: int
+    clock: int
+    pieces: int
 
 
 def _identity(output: dict[str, Any], *_: Any) -> dict[str, Any]:
@@ -67,8 +83,9 @@ class YNotebookProjection:
         ingest_output: OutputFn = _identity,
         commit: Commit | None = None,
         state: bytes | None = None,
+        client_id: int | None = None,
     ) -> None:
-        self._setup(db, render_output, ingest_output, commit)
+        self._setup(db, render_output, ingest_output, commit, client_id)
         if state is None:
             self._writer.build()
         else:
@@ -83,9 +100,10 @@ class YNotebookProjection:
         render_output: RenderFn,
         ingest_output: OutputFn,
         commit: Commit | None,
+        client_id: int | None = None,
     ) -> None:
         self.db = db
-        self.ydoc: Doc[Any] = Doc()
+        self.ydoc: Doc[Any] = Doc(client_id=client_id)
         self.ynotebook = YNotebook(self.ydoc)
         self.ycells: YArray = self.ynotebook.ycells
         self.ymeta: YMap = self.ydoc.get("meta", type=Map)
@@ -103,6 +121,41 @@ class YNotebookProjection:
         #: a new YNotebook's updates from its first on, until taken (``take_first_version``)
         self._first_version: list[bytes] | None = None
         self._first_version_subscription: Subscription | None = None
+        #: a new YNotebook built from records: what a build of them makes again (``take_base``)
+        self._base: BuiltBase | None = None
+
+    @classmethod
+    async def restored_from_base(
+        cls,
+        db: SyncDB,
+        *,
+        records: list[Record] | None,
+        base: BuiltBase,
+        state: bytes | None,
+        render_output: RenderFn = _identity,
+        ingest_output: OutputFn = _identity,
+        commit: Commit | None = None,
+    ) -> YNotebookProjection:
+        """A YNotebook restored from its base (``store/bases.py``): built again from the
+        ``records`` it was built from (None: the table's, still those), by the same Yjs client
+        (the same items as then: those its clients hold), then ``state`` (what was logged
+        after it) applied."""
+        projection = cls.__new__(cls)
+        projection._setup(db, render_output, ingest_output, commit, base.client_id)
+        await projection._writer.build_in_steps(records=records)
+        clock = state_vector(projection.ydoc.get_state()).get(base.client_id, 0)
+        if clock != base.clock or not projection._state.render_kept_shape:
+            raise BaseMismatchError(
+                f"the YNotebook built again is not its base (client {base.client_id}: clock "
+                f"{clock}, the store says {base.clock})"
+            )
+        if state is not None:
+            projection.ydoc.apply_update(state)
+        projection._state.order = [
+            str(c.get("id")) for c in projection.ycells if isinstance(c, Map)
+        ]
+        projection._observe()
+        return projection
 
     @classmethod
     async def built_in_steps(
@@ -113,13 +166,16 @@ class YNotebookProjection:
         ingest_output: OutputFn = _identity,
         commit: Commit | None = None,
         records: list[Record] | None = None,
+        client_id: int | None = None,
     ) -> YNotebookProjection:
         """A new projection built a few cells per event-loop turn (a big notebook built at
         once stalls the server), then brought up to date with what changed meanwhile.
         ``records``: the table's records as they are now, if the caller has them (reading
-        them back from the table costs as much as building); the list is emptied."""
+        them back from the table costs as much as building); the list is emptied.
+        ``client_id``: the YNotebook's Yjs client (random if not given): the same records
+        built by the same client make the same Yjs items (``writer.py``)."""
         projection = cls.__new__(cls)
-        projection._setup(db, render_output, ingest_output, commit)
+        projection._setup(db, render_output, ingest_output, commit, client_id)
         # each step's update is encoded as the step is made (a few cells): the whole new
         # YNotebook encoded at once stalls the event loop for as long as a build step of
         # every cell (pycrdt holds the GIL while it encodes)
@@ -130,10 +186,14 @@ class YNotebookProjection:
         )
         changed: list[ChangeEvent] = []
         unsubscribe = db.on_change(changed.append)
+        built_from_records = records is not None
         try:
             await projection._writer.build_in_steps(records=records)
         finally:
             unsubscribe()
+        if built_from_records and projection._state.render_kept_shape:
+            clock = state_vector(projection.ydoc.get_state()).get(projection.ydoc.client_id, 0)
+            projection._base = BuiltBase(projection.ydoc.client_id, clock, len(first))
         projection._observe()
         if changed:
             projection.reconcile()
@@ -152,6 +212,13 @@ class YNotebookProjection:
         first, self._first_version = self._first_version, None
         self._stop_recording_first_version()
         return first
+
+    def take_base(self) -> BuiltBase | None:
+        """How this new YNotebook's build can be made again: built from the records given,
+        its outputs rendered with their fields kept (a build of the same records without
+        rendering makes the same items); None otherwise. Given out once."""
+        base, self._base = self._base, None
+        return base
 
     def _stop_recording_first_version(self) -> None:
         subscription, self._first_version_subscription = self._first_version_subscription, None

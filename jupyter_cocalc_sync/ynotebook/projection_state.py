@@ -49,6 +49,9 @@ class ProjectionState:
     to_ynotebook: bool = False
     #: work the reader leaves for after the client's update is applied (``apply_update``)
     after_apply: list[Callable[[], None]] = field(default_factory=list)
+    #: every output rendered so far has the fields of the table's (with a stream's text): a
+    #: build from the table's records without rendering makes the same Yjs items
+    render_kept_shape: bool = True
 
     @contextmanager
     def writing_ynotebook(self) -> Iterator[None]:

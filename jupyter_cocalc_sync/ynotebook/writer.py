@@ -49,8 +49,16 @@ def _youtput(output: dict[str, Any]) -> YMap:
     if output.get("output_type") == "stream":
         fields = {k: v for k, v in output.items() if k != "text"}
         fields["text"] = Text(output.get("text") or "")
-        return Map(fields)
-    return Map(output)
+        return _canonical_map(fields)
+    return _canonical_map(output)
+
+
+def _canonical_map(fields: dict[str, Any]) -> YMap:
+    """A new ``Map`` whose entries are made in key order: each entry is a Yjs item, numbered
+    in the order it is made, so the same content always gets the same item ids, whatever
+    order its keys came in (a record read back from the table has its keys in another order
+    than the file's)."""
+    return Map({key: fields[key] for key in sorted(fields)})
 
 
 class YNotebookWriter:
@@ -65,7 +73,10 @@ class YNotebookWriter:
     # -- building ---------------------------------------------------------------------------
 
     def _cell_dict(self, record: Record) -> dict[str, Any]:
-        outputs = [self.state.render(o, record["id"]) for o in ordered_outputs(record)]
+        stored = ordered_outputs(record)
+        outputs = [self.state.render(o, record["id"]) for o in stored]
+        if self.state.render_kept_shape and not all(map(_same_shape, stored, outputs)):
+            self.state.render_kept_shape = False
         return export_cell(record, outputs_of=lambda _: outputs)
 
     def _ycell(self, record: Record) -> YMap:
@@ -74,7 +85,7 @@ class YNotebookWriter:
             "id": cell["id"],
             "cell_type": cell["cell_type"],
             "source": Text(cell["source"]),
-            "metadata": Map(cell["metadata"]),
+            "metadata": _canonical_map(cell["metadata"]),
         }
         if cell["cell_type"] == "code":
             fields["execution_count"] = _shown_count(record)
@@ -117,7 +128,7 @@ class YNotebookWriter:
         with self.state.writing_ynotebook():
             self.ymeta["nbformat"] = 4
             self.ymeta["nbformat_minor"] = 5
-            self.ymeta["metadata"] = Map(self._notebook_metadata(settings))
+            self.ymeta["metadata"] = _canonical_map(self._notebook_metadata(settings))
         for start in range(0, count, cells_per_step):
             await asyncio.sleep(0)
             step = cells_from(start)
@@ -133,7 +144,7 @@ class YNotebookWriter:
         with self.state.writing_ynotebook():
             self.ymeta["nbformat"] = 4
             self.ymeta["nbformat_minor"] = 5
-            self.ymeta["metadata"] = Map(self._notebook_metadata(settings))
+            self.ymeta["metadata"] = _canonical_map(self._notebook_metadata(settings))
             self.ycells.extend([self._ycell(r) for r in cells])
             self.state.order = [r["id"] for r in cells]
 
@@ -363,6 +374,14 @@ class YNotebookWriter:
             cells = sorted(self.db.get({"type": "cell"}), key=cell_order_key)
             self.ycells.extend([self._ycell(r) for r in cells])
             self.state.order = [r["id"] for r in cells]
+
+
+def _same_shape(stored: dict[str, Any], rendered: dict[str, Any]) -> bool:
+    """Whether ``rendered`` makes the same Yjs items as ``stored`` would (the same fields; a
+    stream's text is a ``Text``, one item per character): only values of fields differ."""
+    return rendered.keys() == stored.keys() and (
+        rendered.get("output_type") != "stream" or rendered.get("text") == stored.get("text")
+    )
 
 
 def _same_stream(old: dict[str, Any], new: dict[str, Any]) -> bool:

@@ -153,9 +153,9 @@ async def test_reopening_a_long_history_reads_one_snapshot_and_a_short_tail(open
     replayed = []
     real_run = log.replay.run
 
-    async def recording_run(fn, snapshot, updates):
+    async def recording_run(fn, snapshot, updates, base):
         replayed.append((snapshot is not None, len(updates)))
-        return await real_run(fn, snapshot, updates)
+        return await real_run(fn, snapshot, updates, base)
 
     monkeypatch.setattr(log.replay, "run", recording_run)
     reopened = notebook_syncdb()
