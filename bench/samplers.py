@@ -140,7 +140,8 @@ class LoopStall:
     #: the stacks of the other threads that ran while the loop thread waited for the GIL
     other_stacks: list[dict[str, Any]] = field(default_factory=list)
     longest_other_stacks: list[dict[str, Any]] = field(default_factory=list)
-    #: the stalls over the threshold, in order: ``{"at_s", "ms", "cpu_ms"}``
+    #: the stalls over the threshold, in order: ``{"at_s", "ms", "cpu_ms", "process_cpu_ms"}``
+    #: (the loop thread's CPU time during the stall, and all the process's threads')
     timeline: list[dict[str, float]] = field(default_factory=list)
 
     @classmethod

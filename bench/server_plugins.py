@@ -89,14 +89,17 @@ class LoopStallProbe:
         self.other_stacks: collections.Counter[str] = collections.Counter()
         self.longest_other_stacks: collections.Counter[str] = collections.Counter()
         self._others: list[str] = []  # during the current stall (the watchdog appends)
-        #: the stalls over the threshold: (s since the reset, stall s, loop CPU s), the first
-        self.timeline: list[tuple[float, float, float]] = []
+        #: the stalls over the threshold, the first ``TIMELINE_LENGTH``: (s since the reset,
+        #: stall s, the loop thread's CPU s, the process's CPU s: all threads; a stall the
+        #: process spent without CPU was the machine's load, or a wait for the disk)
+        self.timeline: list[tuple[float, float, float, float]] = []
 
     async def run(self) -> None:
         self.loop_thread = threading.get_ident()
         threading.Thread(target=self._watch, name="loop-stall-watchdog", daemon=True).start()
         last = time.perf_counter()
         last_cpu = time.thread_time()
+        last_process_cpu = time.process_time()
         while not self._stop.is_set():
             await asyncio.sleep(self.period)
             now = time.perf_counter()
@@ -104,6 +107,8 @@ class LoopStallProbe:
             spent = cpu - last_cpu
             self.longest_cpu = max(self.longest_cpu, spent)
             last_cpu = cpu
+            process_cpu = time.process_time()
+            process_spent, last_process_cpu = process_cpu - last_process_cpu, process_cpu
             self._heartbeat = now
             stall = max(0.0, now - last - self.period)
             last = now
@@ -120,7 +125,7 @@ class LoopStallProbe:
                 self.stacks.update(sampled)
                 self.other_stacks.update(others)
                 if len(self.timeline) < TIMELINE_LENGTH:
-                    self.timeline.append((now - self.since, stall, spent))
+                    self.timeline.append((now - self.since, stall, spent, process_spent))
 
     def _watch(self) -> None:
         while not self._stop.wait(self.watch_interval):
@@ -154,8 +159,13 @@ class LoopStallProbe:
             "other_stacks": self._sampled_ms(self.other_stacks, 20),
             "longest_other_stacks": self._sampled_ms(self.longest_other_stacks),
             "timeline": [
-                {"at_s": at, "ms": stall * 1000, "cpu_ms": cpu * 1000}
-                for at, stall, cpu in self.timeline
+                {
+                    "at_s": at,
+                    "ms": stall * 1000,
+                    "cpu_ms": cpu * 1000,
+                    "process_cpu_ms": process_cpu * 1000,
+                }
+                for at, stall, cpu, process_cpu in self.timeline
             ],
         }
 
