@@ -158,6 +158,13 @@ class LoopStall:
             report.get("timeline", []),
         )
 
+    @property
+    def longest_busy_ms(self) -> float:
+        """The longest stall as the server process's own work: each stall over the threshold
+        counted for no more than the CPU time the process (all its threads) used during it;
+        what the machine's load added by descheduling the process is left out."""
+        return max((min(s["ms"], s["process_cpu_ms"]) for s in self.timeline), default=0.0)
+
     def stalls_over(self, ms: float) -> str:
         """The stalls longer than ``ms``: ``<ms> at <s>`` each (s after the window began)."""
         return (
