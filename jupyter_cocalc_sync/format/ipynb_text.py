@@ -109,8 +109,6 @@ def _write(value: Any, out: list[str], newline: str) -> None:
             _write_long_str(value, out)
         else:
             out.append(_encode_str(value))
-    elif isinstance(value, _Lines):
-        _write_lines(value.text, out, newline)
     elif isinstance(value, dict):
         if not value:
             out.append("{}")
@@ -135,7 +133,8 @@ def _write(value: Any, out: list[str], newline: str) -> None:
         while start < len(value):
             try:
                 # strings (lines of text, the bulk of a notebook): a block of them in one C call
-                block = separator.join(map(_encode_str, value[start : start + LINES]))
+                lines = value if len(value) <= LINES else value[start : start + LINES]
+                block = separator.join(map(_encode_str, lines))
             except TypeError:  # not only strings: item by item from here
                 break
             out.append(opening + block)
@@ -146,6 +145,8 @@ def _write(value: Any, out: list[str], newline: str) -> None:
             opening = separator
             _write(value[index], out, inner)
         out.append(newline + "]")
+    elif isinstance(value, _Lines):
+        _write_lines(value.text, out, newline)
     else:
         out.append(_scalar(value))
 
