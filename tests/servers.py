@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 import os
@@ -17,6 +18,7 @@ from typing import Any
 import fork_server
 import httpx
 import kernel_ports
+import psutil
 import server_errors
 
 #: server extensions the test extras bring along (nbgrader, whose checksums and student versions
@@ -335,9 +337,19 @@ class ServerProcess:
         return self
 
     def kill(self) -> None:
-        """``kill -9`` the server (and its kernels' process group)."""
+        """``kill -9`` the server and its kernels, as a crash of its machine would.
+
+        The kernels run in sessions of their own (jupyter_client starts them so): killing the
+        server's process group alone would leave them running, and a kernel still starting
+        would bind ports the next server has been handed since.
+        """
         if self.process is not None and self.process.poll() is None:
+            kernels = psutil.Process(self.process.pid).children(recursive=True)
             os.killpg(self.process.pid, signal.SIGKILL)
+            for kernel in kernels:
+                with contextlib.suppress(psutil.NoSuchProcess):
+                    kernel.kill()
+            psutil.wait_procs(kernels, timeout=10)
             self.process.wait()
 
     def stop(self, timeout: float = 30) -> None:

@@ -33,14 +33,15 @@ from ..format.ipynb import (
 )
 from ..format.repair import LoadedNotebook, load_notebook
 from ..format.schema import SETTINGS_KEY, notebook_syncdb
+from ..format.states import records_of_state, revert_patch
 from ..format.trust import Notary, is_signed, mark_code_cells, notary_of, signature_of
-from ..origin import FILE, STORE, Origin, OriginKind
+from ..origin import FILE, Origin, OriginKind
 from ..outputs.hooks import NamedDocument, OutputHooks
 from ..store import ChangeLog, LoggedTable
 from ..store.changelog import Version
 from ..store.projections import ProjectionLog
 from ..sync.slices import read_in_slices
-from ..sync.table import Record, SyncDB, same_json
+from ..sync.table import Record, SyncDB
 from ..transport.protocol import Message
 from ..transport.room import Peer
 from ..ynotebook.projection import YNotebookProjection
@@ -391,44 +392,3 @@ def _read_records(text: str, notary: Notary | None) -> tuple[LoadedNotebook, lis
     loaded = load_notebook(text)
     signature = signature_of(notary, loaded.notebook) if notary is not None else ""
     return loaded, notebook_to_records(loaded.notebook), signature
-
-
-def revert_patch(current: bytes, old: bytes) -> tuple[list[Record], list[Record]]:
-    """``(sets, deletes)`` that turn the notebook ``current`` into ``old`` (both states as
-    updates); runs in the replay process."""
-    target = {(r["type"], r["id"]): r for r in records_of_state(old)}
-    sets: list[Record] = []
-    deletes: list[Record] = []
-    for record in records_of_state(current):
-        key = (record["type"], record["id"])
-        wanted = target.pop(key, None)
-        if wanted is None:
-            deletes.append({"type": key[0], "id": key[1]})
-            continue
-        wanted = _live_run_state(wanted, record)
-        if same_json(record, wanted):
-            continue
-        patch: Record = {name: None for name in record if name not in wanted}
-        if isinstance(record.get("output"), dict) and isinstance(wanted.get("output"), dict):
-            outputs = {k: None for k in record["output"] if k not in wanted["output"]}
-            outputs.update(wanted["output"])
-            wanted = {**wanted, "output": outputs}
-        sets.append({**patch, **wanted})
-    sets.extend(_live_run_state(wanted, None) for wanted in target.values())
-    return sets, deletes
-
-
-def _live_run_state(wanted: Record, current: Record | None) -> Record:
-    """A revert restores content: whether a cell runs is live, never restored (an old
-    ``"start"`` would ask for a run)."""
-    live = (current or {}).get("state")
-    if live is not None or "state" in wanted:
-        return {**wanted, "state": live or "idle"}
-    return wanted
-
-
-def records_of_state(state: bytes) -> list[Record]:
-    """The records of a notebook state (an update from the log); runs in the replay process."""
-    db = notebook_syncdb()
-    db.apply_update(state, STORE)
-    return db.get()

@@ -23,8 +23,8 @@ from typing import TYPE_CHECKING, Any
 
 from pycrdt import merge_updates
 
-from ..documents.notebook import revert_patch
 from ..format.schema import notebook_syncdb
+from ..format.states import revert_patch
 from ..origin import SERVER, STORE, Origin, OriginKind
 from ..permissions import Permissions
 from ..sync.table import Record, SyncDB

@@ -80,7 +80,38 @@ c.JupyterHub.authenticator_class = "dummy"
 c.Authenticator.allow_all = True
 
 # a local process running as the hub's own user, home directories under the test's folder
-c.JupyterHub.spawner_class = "simple"
+import socket
+from jupyterhub.spawner import SimpleLocalProcessSpawner
+
+
+# Each start's port stays bound here (with SO_REUSEADDR, not listening) until the server stops:
+# JupyterHub's own choice closes its socket at once, and in the seconds before the server binds
+# the port, another test worker's server or any outgoing connection may be handed it. Linux
+# hands a bound port to nobody else; the server (tornado sets SO_REUSEADDR too) binds it.
+class HeldPortSpawner(SimpleLocalProcessSpawner):
+    _holder = None
+
+    async def start(self):
+        self._release()
+        holder = socket.socket()
+        holder.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        holder.bind((self.ip or "127.0.0.1", 0))
+        self._holder, self.port = holder, holder.getsockname()[1]
+        return await super().start()
+
+    async def stop(self, now=False):
+        try:
+            return await super().stop(now=now)
+        finally:
+            self._release()
+
+    def _release(self):
+        if self._holder is not None:
+            self._holder.close()
+            self._holder = None
+
+
+c.JupyterHub.spawner_class = HeldPortSpawner
 c.SimpleLocalProcessSpawner.home_dir_template = "{homes}/{{username}}"
 c.Spawner.cmd = [{python!r}, "-m", "jupyterhub.singleuser"]
 c.Spawner.start_timeout = 120

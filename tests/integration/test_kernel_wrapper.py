@@ -12,6 +12,7 @@ from traitlets.config import Config
 import jupyter_cocalc_sync
 from jupyter_cocalc_sync import kernel
 from jupyter_cocalc_sync.errors import ExecutionTimeoutError, KernelError
+from jupyter_cocalc_sync.kernels.emitter import CodeExecutionEmitter
 from jupyter_cocalc_sync.kernels.kernel import DEAD_KERNEL_ENAME, JupyterKernel
 
 STOCK_KERNEL_MANAGER = "jupyter_server.services.kernels.kernelmanager.AsyncMappingKernelManager"
@@ -336,25 +337,47 @@ async def test_interrupt_stops_the_cell_and_cancel_drops_a_queued_request(any_ke
     assert result_text(await any_kernel.execute_code("'ran' in dir()").go()) == "False"
 
 
+async def collect(emitter: CodeExecutionEmitter, into: list[dict]) -> None:
+    """Append ``emitter``'s messages to ``into`` until its request ends."""
+    async for msg in emitter:
+        into.append(msg)
+
+
+def ended_as_interrupted(messages: list[dict], reply: dict | None) -> bool:
+    """Whether a request's messages (or, failing them, its reply) say KeyboardInterrupt."""
+    if errors := [m for m in messages if m["msg_type"] == "error"]:
+        return bool(errors[-1]["content"]["ename"] == "KeyboardInterrupt")
+    # IPython sometimes fails to format an interrupt's traceback ("Unexpected exception
+    # formatting exception", on stdout and stderr, and no error message): the reply still says
+    return reply is not None and reply.get("ename") == "KeyboardInterrupt"
+
+
 async def test_interrupting_a_cell_as_it_starts_never_leaves_it_hanging(any_kernel):
     # An interrupt landing just before the code starts is caught by ipykernel outside the
     # cell and no execute_reply is ever sent; the request must still end, as interrupted.
     for attempt in range(15):
         looping = any_kernel.execute_code("while True: pass")
-        messages = aiter(looping)
-        stage = "waiting for execute_input"
         try:
             # (a hang names its stage and the request's state, not only pytest's timeout)
             async with asyncio.timeout(60):
-                assert (await anext(messages))["msg_type"] == "execute_input"
-                stage = "interrupting"
-                await any_kernel.signal("SIGINT")
-                stage = "waiting for the request's end"
-                ended = [msg async for msg in messages]
+                assert (await anext(aiter(looping)))["msg_type"] == "execute_input"
         except TimeoutError:
-            pytest.fail(f"attempt {attempt}: hung {stage}: {looping!r}, {any_kernel!r}")
-        errors = [m for m in ended if m["msg_type"] == "error"]
-        assert errors[-1]["content"]["ename"] == "KeyboardInterrupt"
+            pytest.fail(f"attempt {attempt}: no execute_input: {looping!r}, {any_kernel!r}")
+        ended: list[dict] = []
+        # Pressed again if the first press is lost, as a person would: IPython swallows a
+        # KeyboardInterrupt that lands in its pre-execute callbacks and then runs the cell.
+        presses = 0
+        while True:
+            presses += 1
+            await any_kernel.signal("SIGINT")
+            try:
+                await asyncio.wait_for(collect(looping, ended), 20)
+                break
+            except TimeoutError:
+                if presses == 3:
+                    pytest.fail(f"attempt {attempt}: hung after 3 interrupts: {looping!r}")
+        kinds = [m["msg_type"] for m in ended]
+        assert ended_as_interrupted(ended, looping.reply), (attempt, presses, kinds, looping.reply)
     # (once in CI the kernel itself never finished this, after fifteen clean interrupts)
     assert result_text(await any_kernel.execute_code("1 + 1").go(timeout=60)) == "2"
 

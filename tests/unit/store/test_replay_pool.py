@@ -4,6 +4,9 @@ thread, and big updates travel to and from it in files, a piece at a time."""
 from __future__ import annotations
 
 import os
+import pickle
+import subprocess
+import sys
 import threading
 from multiprocessing.context import SpawnProcess
 from multiprocessing.reduction import ForkingPickler
@@ -82,3 +85,31 @@ async def test_big_updates_go_to_and_from_the_worker_through_files(
         assert not os.listdir(tmp_path)  # every file removed
     finally:
         pool.close()
+
+
+def test_what_the_worker_runs_imports_nothing_of_the_server_or_the_ynotebook() -> None:
+    # The worker imports the module of each function it is sent. Importing the server,
+    # jupyter_ydoc (whose document types load jupyter_events and jsonschema's format checks)
+    # or the document costs a fresh worker seconds of CPU: the first merge of a file changed
+    # on disk, the first revert and the first snapshot of a server waited for it.
+    from jupyter_cocalc_sync.documents import notebook
+    from jupyter_cocalc_sync.history import forks
+    from jupyter_cocalc_sync.store import changelog, history
+
+    sent = [
+        notebook.records_of_state,
+        notebook.revert_patch,
+        forks.revert_patch,
+        changelog.merged_state,
+        history.squashed,
+    ]
+    unpickle = "import pickle, sys; pickle.load(sys.stdin.buffer); print(*sorted(sys.modules))"
+    loaded = subprocess.run(
+        [sys.executable, "-c", unpickle],
+        input=pickle.dumps(sent),
+        capture_output=True,
+        check=True,
+    ).stdout.decode().split()
+    heavy = ("jupyter_server", "jupyter_ydoc", "jupyter_events", "tornado")
+    assert not [m for m in loaded if m.split(".")[0] in heavy]
+    assert "jupyter_cocalc_sync.documents.notebook" not in loaded

@@ -265,7 +265,7 @@ async def test_retention_thins_old_history_to_one_version_per_hour(open_log):
 
 
 def test_the_revert_patch_turns_the_notebook_back_field_by_field():
-    from jupyter_cocalc_sync.documents.notebook import revert_patch
+    from jupyter_cocalc_sync.format.states import revert_patch
 
     db = notebook_syncdb()
     stream = {"output_type": "stream", "name": "stdout", "text": "1\n"}
