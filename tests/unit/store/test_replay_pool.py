@@ -104,12 +104,16 @@ def test_what_the_worker_runs_imports_nothing_of_the_server_or_the_ynotebook() -
         history.squashed,
     ]
     unpickle = "import pickle, sys; pickle.load(sys.stdin.buffer); print(*sorted(sys.modules))"
-    loaded = subprocess.run(
-        [sys.executable, "-c", unpickle],
-        input=pickle.dumps(sent),
-        capture_output=True,
-        check=True,
-    ).stdout.decode().split()
+    loaded = (
+        subprocess.run(
+            [sys.executable, "-c", unpickle],
+            input=pickle.dumps(sent),
+            capture_output=True,
+            check=True,
+        )
+        .stdout.decode()
+        .split()
+    )
     heavy = ("jupyter_server", "jupyter_ydoc", "jupyter_events", "tornado")
     assert not [m for m in loaded if m.split(".")[0] in heavy]
     assert "jupyter_cocalc_sync.documents.notebook" not in loaded
