@@ -137,6 +137,12 @@ class LoopStall:
     #: the most CPU time the loop thread spent between two wake-ups: the longest stall as work
     #: on the loop (descheduling by a loaded machine not counted; GIL waits not either)
     longest_cpu_ms: float = 0.0
+    #: the stacks of the other threads that ran while the loop thread waited for the GIL
+    other_stacks: list[dict[str, Any]] = field(default_factory=list)
+    longest_other_stacks: list[dict[str, Any]] = field(default_factory=list)
+    #: the stalls over the threshold, in order: ``{"at_s", "ms", "cpu_ms", "process_cpu_ms"}``
+    #: (the loop thread's CPU time during the stall, and all the process's threads')
+    timeline: list[dict[str, float]] = field(default_factory=list)
 
     @classmethod
     def from_report(cls, report: dict[str, Any]) -> LoopStall:
@@ -147,6 +153,27 @@ class LoopStall:
             report["stacks"],
             report["longest_stacks"],
             report.get("longest_cpu_ms", 0.0),
+            report.get("other_stacks", []),
+            report.get("longest_other_stacks", []),
+            report.get("timeline", []),
+        )
+
+    @property
+    def longest_busy_ms(self) -> float:
+        """The longest stall as the server process's own work: each stall over the threshold
+        counted for no more than the CPU time the process (all its threads) used during it;
+        what the machine's load added by descheduling the process is left out."""
+        return max((min(s["ms"], s["process_cpu_ms"]) for s in self.timeline), default=0.0)
+
+    def stalls_over(self, ms: float) -> str:
+        """The stalls longer than ``ms``: ``<ms> at <s>`` each (s after the window began)."""
+        return (
+            ", ".join(
+                f"{stall['ms']:.0f} ms at {stall['at_s']:.1f} s"
+                for stall in self.timeline
+                if stall["ms"] > ms
+            )
+            or "none"
         )
 
     def culprit(self, top: int = 3) -> str:
@@ -157,25 +184,33 @@ class LoopStall:
             # the watchdog needs the GIL: a thread in native code that keeps it (a big pycrdt
             # update, say) stalls the loop without being sampled
             return "no stack sampled (too short, or another thread held the GIL)"
-        phases: dict[str, float] = {}
-        hot: dict[str, float] = {}
-        for sample in self.longest_stacks:
-            frames = sample["stack"].split(" < ")  # innermost first
-            if "selectors.py" in frames[0]:  # the loop is idle: another thread holds the GIL
-                frames = [f"- {OTHER_THREAD}"]
-            package = [f for f in frames if f.startswith("jupyter_cocalc_sync")] or [
-                f for f in frames if f.startswith("jupyter")
-            ]
-            inner = package[0] if package else frames[0]
-            below = [f for f in reversed(package) if not _entry_frame(f)] or [inner]
-            for spent, key in ((phases, " > ".join(map(_name, below[:2]))), (hot, _name(inner))):
-                spent[key] = spent.get(key, 0.0) + sample["ms"]
+        where = _where(self.longest_stacks, top)
+        if self.longest_other_stacks:
+            where += f" (other threads meanwhile: {_where(self.longest_other_stacks, top)})"
+        return where
 
-        def ranked(spent: dict[str, float]) -> str:
-            best = sorted(spent.items(), key=lambda item: -item[1])[:top]
-            return ", ".join(f"{key} ~{ms:.0f} ms" for key, ms in best)
 
-        return f"phases: {ranked(phases)}; hot spots: {ranked(hot)}"
+def _where(samples: list[dict[str, Any]], top: int) -> str:
+    """The ``top`` phases and hot spots of sampled stacks (``LoopStall.culprit``)."""
+    phases: dict[str, float] = {}
+    hot: dict[str, float] = {}
+    for sample in samples:
+        frames = sample["stack"].split(" < ")  # innermost first
+        if "selectors.py" in frames[0]:  # the loop is idle: another thread holds the GIL
+            frames = [f"- {OTHER_THREAD}"]
+        package = [f for f in frames if f.startswith("jupyter_cocalc_sync")] or [
+            f for f in frames if f.startswith("jupyter")
+        ]
+        inner = package[0] if package else frames[0]
+        below = [f for f in reversed(package) if not _entry_frame(f)] or [inner]
+        for spent, key in ((phases, " > ".join(map(_name, below[:2]))), (hot, _name(inner))):
+            spent[key] = spent.get(key, 0.0) + sample["ms"]
+
+    def ranked(spent: dict[str, float]) -> str:
+        best = sorted(spent.items(), key=lambda item: -item[1])[:top]
+        return ", ".join(f"{key} ~{ms:.0f} ms" for key, ms in best)
+
+    return f"phases: {ranked(phases)}; hot spots: {ranked(hot)}"
 
 
 OTHER_THREAD = "another-thread-holding-the-GIL"
@@ -217,6 +252,8 @@ async def loop_stall_window(http: httpx.AsyncClient) -> AsyncIterator[LoopStall]
     result.stalled_ms, result.stacks = seen.stalled_ms, seen.stacks
     result.longest_stacks = seen.longest_stacks
     result.longest_cpu_ms = seen.longest_cpu_ms
+    result.other_stacks, result.longest_other_stacks = seen.other_stacks, seen.longest_other_stacks
+    result.timeline = seen.timeline
 
 
 @dataclass(frozen=True)

@@ -55,7 +55,10 @@ class LoopStallProbe:
     A watchdog thread looks at the loop every ``watch_interval`` s; while the probe is more than
     ``threshold`` s late it samples the loop thread's Python stack (``sys._current_frames``), so a
     stall comes with what the loop was doing (each sample stands for ``watch_interval`` s): over
-    all stalls, and over the longest one."""
+    all stalls, and over the longest one. A loop thread sampled in ``select`` had work to do
+    but waited for the GIL: then the stacks of the other threads that are not waiting for work
+    are sampled too (``other_stacks``, ``longest_other_stacks``): one of them held it. The
+    ``timeline`` lists the stalls over ``threshold`` (when, how long, the loop's CPU time)."""
 
     def __init__(
         self, period: float = 0.001, threshold: float = 0.02, watch_interval: float = 0.005
@@ -82,38 +85,64 @@ class LoopStallProbe:
         self.stacks: collections.Counter[str] = collections.Counter()
         self.longest_stacks: collections.Counter[str] = collections.Counter()
         self._sampled: list[str] = []  # during the current stall (the watchdog appends)
+        #: the other threads' stacks sampled while the loop waited for the GIL
+        self.other_stacks: collections.Counter[str] = collections.Counter()
+        self.longest_other_stacks: collections.Counter[str] = collections.Counter()
+        self._others: list[str] = []  # during the current stall (the watchdog appends)
+        #: the stalls over the threshold, the first ``TIMELINE_LENGTH``: (s since the reset,
+        #: stall s, the loop thread's CPU s, the process's CPU s: all threads; a stall the
+        #: process spent without CPU was the machine's load, or a wait for the disk)
+        self.timeline: list[tuple[float, float, float, float]] = []
 
     async def run(self) -> None:
         self.loop_thread = threading.get_ident()
         threading.Thread(target=self._watch, name="loop-stall-watchdog", daemon=True).start()
         last = time.perf_counter()
         last_cpu = time.thread_time()
+        last_process_cpu = time.process_time()
         while not self._stop.is_set():
             await asyncio.sleep(self.period)
             now = time.perf_counter()
             cpu = time.thread_time()
-            self.longest_cpu = max(self.longest_cpu, cpu - last_cpu)
+            spent = cpu - last_cpu
+            self.longest_cpu = max(self.longest_cpu, spent)
             last_cpu = cpu
+            process_cpu = time.process_time()
+            process_spent, last_process_cpu = process_cpu - last_process_cpu, process_cpu
             self._heartbeat = now
             stall = max(0.0, now - last - self.period)
             last = now
             self.wakeups += 1
             sampled, self._sampled = self._sampled, []
+            others, self._others = self._others, []
             if stall > self.longest:
                 self.longest, self.longest_at = stall, now
                 self.longest_stacks = collections.Counter(sampled)
+                self.longest_other_stacks = collections.Counter(others)
             if stall > self.threshold:
                 self.stalls += 1
                 self.stalled += stall
                 self.stacks.update(sampled)
+                self.other_stacks.update(others)
+                if len(self.timeline) < TIMELINE_LENGTH:
+                    self.timeline.append((now - self.since, stall, spent, process_spent))
 
     def _watch(self) -> None:
         while not self._stop.wait(self.watch_interval):
             if time.perf_counter() - self._heartbeat <= self.threshold:
                 continue
-            frame = sys._current_frames().get(self.loop_thread or 0)
-            if frame is not None:
-                self._sampled.append(_stack_summary(frame))
+            frames = sys._current_frames()
+            frame = frames.get(self.loop_thread or 0)
+            if frame is None:
+                continue
+            self._sampled.append(_stack_summary(frame))
+            if _waiting(frame):
+                watchdog = threading.get_ident()
+                self._others.extend(
+                    _stack_summary(other)
+                    for thread, other in frames.items()
+                    if thread not in (watchdog, self.loop_thread) and not _waiting(other)
+                )
 
     def report(self) -> dict[str, Any]:
         return {
@@ -127,6 +156,17 @@ class LoopStallProbe:
             "wakeups": self.wakeups,
             "stacks": self._sampled_ms(self.stacks, 20),
             "longest_stacks": self._sampled_ms(self.longest_stacks),
+            "other_stacks": self._sampled_ms(self.other_stacks, 20),
+            "longest_other_stacks": self._sampled_ms(self.longest_other_stacks),
+            "timeline": [
+                {
+                    "at_s": at,
+                    "ms": stall * 1000,
+                    "cpu_ms": cpu * 1000,
+                    "process_cpu_ms": process_cpu * 1000,
+                }
+                for at, stall, cpu, process_cpu in self.timeline
+            ],
         }
 
     def _sampled_ms(
@@ -139,6 +179,24 @@ class LoopStallProbe:
 
     def stop(self) -> None:
         self._stop.set()
+
+
+#: at most this many stalls are listed in the report's ``timeline``
+TIMELINE_LENGTH = 200
+
+#: innermost frames of a thread that waits (for work, a lock, a socket), not runs
+_WAITS = (
+    "selectors.py",
+    "threading.py",
+    "queue.py",
+    "concurrent/futures/thread.py",
+)
+
+
+def _waiting(frame: types.FrameType) -> bool:
+    """Whether the thread whose innermost Python frame is ``frame`` waits rather than runs (it
+    is in a blocking call made from one of the ``_WAITS`` modules)."""
+    return _module_path(frame.f_code.co_filename) in _WAITS
 
 
 def _stack_summary(frame: types.FrameType, depth: int = 40) -> str:

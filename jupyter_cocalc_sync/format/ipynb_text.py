@@ -8,13 +8,18 @@ value, and a notebook's outputs are mostly lists of lines: most of the time goes
 Here the notebook is not copied (``_file_view`` makes new containers only where the file's
 form differs from the table's: lines, transient metadata), and ``indented_json`` writes the
 same text as that ``json.dumps``, encoding every list of strings (the lines) in one C call.
+
+A big text is split into lines and encoded ``PIECE`` characters at a time, never whole, and
+``write_nbformat4_to`` writes the file as the text is made: a million printed lines (7 MB) are
+not a million strings held at once (60 MB), and no single C call holds the GIL for the whole
+text (200 ms: the event loop waits that long even though the save runs in a thread).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from json.encoder import encode_basestring
-from typing import Any
+from typing import Any, Protocol
 
 #: MIME types whose strings nbformat writes as lists of lines, besides ``text/*``
 _SPLIT_MIMES = frozenset({"application/javascript", "image/svg+xml"})
@@ -24,11 +29,33 @@ _TRANSIENT_METADATA = frozenset({"orig_nbformat", "orig_nbformat_minor", "signat
 #: a string as JSON, without escaping non-ASCII (``ensure_ascii=False``): the C encoder
 _encode_str: Callable[[str], str] = encode_basestring
 
+#: at most about this many characters are encoded in one C call, and written at a time
+PIECE = 1 << 16
+#: lines of a list of strings encoded in one C call
+LINES = 4096
+
+
+class TextFile(Protocol):
+    def write(self, text: str, /) -> int: ...
+
 
 def write_nbformat4(nb: Mapping[str, Any]) -> str:
     """The ipynb text of the nbformat-4 notebook ``nb`` (joined strings), as ``nbformat.writes``
     writes it; ``nb`` is not changed."""
     return indented_json(_file_view(nb))
+
+
+def write_nbformat4_to(nb: Mapping[str, Any], file: TextFile) -> None:
+    """``write_nbformat4(nb)`` written to ``file`` about ``PIECE`` characters at a time, as it
+    is made (the whole text is never held)."""
+    write_json_to(_file_view(nb), file)
+
+
+def write_json_to(value: Any, file: TextFile) -> None:
+    """``indented_json(value)`` written to ``file`` about ``PIECE`` characters at a time."""
+    out = _FileOut(file)
+    _write(value, out, "\n")
+    out.flush()
 
 
 def indented_json(value: Any) -> str:
@@ -40,11 +67,48 @@ def indented_json(value: Any) -> str:
     return "".join(out)
 
 
+class _FileOut(list[str]):
+    """The text's pieces, written to ``file`` (and forgotten) every ``PIECE`` characters."""
+
+    def __init__(self, file: TextFile) -> None:
+        super().__init__()
+        self.file = file
+        self.size = 0
+
+    def append(self, piece: str) -> None:
+        super().append(piece)
+        self.size += len(piece)
+        if self.size >= PIECE:
+            self.flush()
+
+    def flush(self) -> None:
+        self.file.write("".join(self))
+        self.clear()
+        self.size = 0
+
+
+class _Lines:
+    """A text the file holds as its list of lines (``splitlines(True)``), split as written."""
+
+    __slots__ = ("text",)
+
+    def __init__(self, text: str) -> None:
+        self.text = text
+
+
+def _lines(text: str) -> list[str] | _Lines:
+    """The file's form of a multi-line string: its lines, split when written if it is long."""
+    return _Lines(text) if len(text) > PIECE else text.splitlines(True)
+
+
 def _write(value: Any, out: list[str], newline: str) -> None:
     """Append ``value``'s JSON to ``out``; ``newline``: a newline and the indentation of the
     line ``value`` starts on (its items are indented one more)."""
     if isinstance(value, str):
-        out.append(_encode_str(value))
+        if len(value) > PIECE:
+            _write_long_str(value, out)
+        else:
+            out.append(_encode_str(value))
     elif isinstance(value, dict):
         if not value:
             out.append("{}")
@@ -63,20 +127,55 @@ def _write(value: Any, out: list[str], newline: str) -> None:
             out.append("[]")
             return
         inner = newline + " "
-        try:
-            # a list of strings (lines of text, the bulk of a notebook): one C call
-            out.append("[" + inner + ("," + inner).join(map(_encode_str, value)) + newline + "]")
-            return
-        except TypeError:  # not only strings: item by item
-            pass
+        separator = "," + inner
         opening = "[" + inner
-        for item in value:
+        start = 0
+        while start < len(value):
+            try:
+                # strings (lines of text, the bulk of a notebook): a block of them in one C call
+                lines = value if len(value) <= LINES else value[start : start + LINES]
+                block = separator.join(map(_encode_str, lines))
+            except TypeError:  # not only strings: item by item from here
+                break
+            out.append(opening + block)
+            opening = separator
+            start += LINES
+        for index in range(start, len(value)):
             out.append(opening)
-            opening = "," + inner
-            _write(item, out, inner)
+            opening = separator
+            _write(value[index], out, inner)
         out.append(newline + "]")
+    elif isinstance(value, _Lines):
+        _write_lines(value.text, out, newline)
     else:
         out.append(_scalar(value))
+
+
+def _write_long_str(value: str, out: list[str]) -> None:
+    """A long string's JSON, encoded ``PIECE`` characters at a time (each character is
+    escaped on its own: the pieces' bodies make the whole string's)."""
+    out.append('"')
+    for start in range(0, len(value), PIECE):
+        out.append(_encode_str(value[start : start + PIECE])[1:-1])
+    out.append('"')
+
+
+def _write_lines(text: str, out: list[str], newline: str) -> None:
+    """``text.splitlines(True)``'s JSON, split and encoded a block of about ``PIECE``
+    characters at a time. A block ends just after a ``\\n``: a line ends there in the whole
+    text too (a ``\\r\\n`` is not cut), so the blocks' lines are the text's."""
+    if not text:
+        out.append("[]")
+        return
+    separator = "," + newline + " "
+    opening = "[" + newline + " "
+    start = 0
+    while start < len(text):
+        end = text.find("\n", start + PIECE) + 1 or len(text)
+        out.append(opening + separator.join(map(_encode_str, text[start:end].splitlines(True))))
+        opening = separator
+        start = end
+    out.append(newline + "]")
 
 
 def _scalar(value: Any) -> str:
@@ -132,7 +231,7 @@ def _cell_view(cell: Mapping[str, Any]) -> dict[str, Any]:
     if isinstance(metadata, dict) and "trusted" in metadata:
         view["metadata"] = {k: v for k, v in metadata.items() if k != "trusted"}
     if isinstance(cell.get("source"), str):
-        view["source"] = cell["source"].splitlines(True)
+        view["source"] = _lines(cell["source"])
     attachments = cell.get("attachments")
     if attachments:
         view["attachments"] = {name: _bundle_view(b) for name, b in attachments.items()}
@@ -147,13 +246,13 @@ def _output_view(output: Mapping[str, Any]) -> dict[str, Any]:
     if kind in ("execute_result", "display_data") and output.get("data"):
         view["data"] = _bundle_view(output["data"])
     elif kind == "stream" and isinstance(output["text"], str):
-        view["text"] = output["text"].splitlines(True)
+        view["text"] = _lines(output["text"])
     return view
 
 
 def _bundle_view(bundle: Mapping[str, Any]) -> dict[str, Any]:
     return {
-        mime: value.splitlines(True)
+        mime: _lines(value)
         if isinstance(value, str) and (mime.startswith("text/") or mime in _SPLIT_MIMES)
         else value
         for mime, value in bundle.items()

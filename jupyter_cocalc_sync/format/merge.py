@@ -26,7 +26,6 @@ back onto records; the record-level merge here needs neither. Line merges use ``
 from __future__ import annotations
 
 import hashlib
-import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -35,6 +34,7 @@ import merge3
 
 from ..sync.table import Record, same_json
 from .ipynb import cell_order_key
+from .ipynb_text import write_json_to
 from .schema import SETTINGS_KEY
 from .trust import without_trust
 
@@ -61,30 +61,29 @@ class SavedDigests:
     outputs: dict[str, str]
 
 
-#: the encoder of ``digest``: compact, keys sorted
-_DIGEST_ENCODER = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False)
-#: characters of JSON text hashed at a time
-_DIGEST_CHUNK = 1 << 16
+class _Hashing:
+    """A text file that only hashes what is written to it."""
+
+    def __init__(self) -> None:
+        self.sha1 = hashlib.sha1()
+
+    def write(self, text: str) -> int:
+        self.sha1.update(text.encode("utf-8", "surrogatepass"))
+        return len(text)
 
 
 def digest(value: Any) -> str:
     """A digest of JSON ``value`` that ignores key order and ``1`` vs ``1.0``.
 
-    The text is encoded piece by piece (``iterencode``): ``json.dumps`` of a whole notebook is
-    one C call that holds the GIL for as long as it runs (100 ms and more for 20 MB), which
-    stalls the event loop even when the digest is computed in a worker thread.
+    The hash of its JSON text with sorted keys, written and hashed a piece at a time
+    (``write_json_to``): ``json.dumps`` of a whole notebook is one C call that holds the GIL
+    for as long as it runs (100 ms and more for 20 MB), and so is encoding one long string
+    (a flood's output), which stalls the event loop even when the digest is computed in a
+    worker thread.
     """
-    sha1 = hashlib.sha1()
-    pending: list[str] = []
-    size = 0
-    for piece in _DIGEST_ENCODER.iterencode(_integral(value)):
-        pending.append(piece)
-        size += len(piece)
-        if size >= _DIGEST_CHUNK:
-            sha1.update("".join(pending).encode("utf-8", "surrogatepass"))
-            pending, size = [], 0
-    sha1.update("".join(pending).encode("utf-8", "surrogatepass"))
-    return sha1.hexdigest()
+    hashing = _Hashing()
+    write_json_to(_integral(value), hashing)
+    return hashing.sha1.hexdigest()
 
 
 def _integral(value: Any) -> Any:

@@ -26,7 +26,7 @@ from typing import Any
 
 from .blobs import BlobStore
 from .overflow import OverflowWriter
-from .stream import StreamText
+from .stream import StreamText, escaped_length
 
 MORE_OUTPUT = {"more_output": True}
 OUTPUT_TYPES = ("stream", "display_data", "execute_result", "error")
@@ -384,14 +384,47 @@ class OutputHandler:
 
 def _longest_prefix(message: dict[str, Any], text: str, budget: int) -> int:
     """The longest prefix of ``text`` whose message still fits in ``budget`` characters."""
-    base = len(dumps({**message, "text": ""}))
-    lo, hi = 0, len(text)
+    room = budget - len(dumps({**message, "text": ""}))  # for the escaped text
+    end = _fitting_prefix(text, room)
+    # end the visible part at a line break when one is near, so lines are not cut in two
+    cut = text.rfind("\n", 0, end)
+    return cut + 1 if cut >= 0 and end - cut < 4096 else end
+
+
+def _fitting_prefix(text: str, room: int) -> int:
+    """The length of the longest prefix of ``text`` that takes at most ``room`` escaped.
+
+    Each character takes one or more characters escaped, and the escaped length of a text is
+    the sum of its pieces': from a guess in proportion, the prefix is found with a few escapes
+    of short pieces, not one escape of a long prefix per step of a bisection (the output
+    handler runs on the event loop, and a flood crosses the limit with 250 kB)."""
+    if room <= 0:
+        return 0
+    whole = escaped_length(text)
+    if whole <= room:
+        return len(text)
+    end = room * len(text) // whole
+    used = escaped_length(text[:end])
+    while used > room:  # dropping ``used - room`` characters frees at least that much
+        end = max(0, end - (used - room))
+        used = escaped_length(text[:end])
+    while used < room:
+        spare = room - used
+        step = escaped_length(text[end : end + spare])
+        if step > spare:  # not all of them: the longest part of them that fits
+            return end + _longest_fitting(text, end, spare)
+        end, used = end + spare, used + step
+    return end
+
+
+def _longest_fitting(text: str, start: int, room: int) -> int:
+    """How many characters of ``text`` from ``start`` take at most ``room`` escaped
+    (fewer than ``room``, and more than ``room`` take more)."""
+    lo, hi = 0, room
     while lo < hi:
         mid = (lo + hi + 1) // 2
-        if base + len(dumps(text[:mid])) - 2 <= budget:
+        if escaped_length(text[start : start + mid]) <= room:
             lo = mid
         else:
             hi = mid - 1
-    # end the visible part at a line break when one is near, so lines are not cut in two
-    cut = text.rfind("\n", 0, lo)
-    return cut + 1 if cut >= 0 and lo - cut < 4096 else lo
+    return lo

@@ -40,8 +40,8 @@ class StreamText:
         """Start over from ``text`` (the cursor stays where it is)."""
         self.text = text
         start = text.rfind("\n") + 1
-        self._head_json = _escaped_length(text[:start])
-        self._line_json = _escaped_length(text[start:])
+        self._head_json = escaped_length(text[:start])
+        self._line_json = escaped_length(text[start:])
 
     def feed(self, chunk: str) -> None:
         """Apply one chunk of raw stream text."""
@@ -49,10 +49,10 @@ class StreamText:
             self.text += chunk  # the common case: plain appends
             end = chunk.rfind("\n") + 1
             if end:
-                self._head_json += self._line_json + _escaped_length(chunk[:end])
-                self._line_json = _escaped_length(chunk[end:])
+                self._head_json += self._line_json + escaped_length(chunk[:end])
+                self._line_json = escaped_length(chunk[end:])
             else:
-                self._line_json += _escaped_length(chunk)
+                self._line_json += escaped_length(chunk)
             return
         chunk = chunk.replace("\r\n", "\n")
         start = self.text.rfind("\n") + 1
@@ -60,13 +60,13 @@ class StreamText:
         pieces = chunk.split("\n")
         for index, piece in enumerate(pieces):
             if index:
-                self._head_json += _escaped_length(line + "\n")
+                self._head_json += escaped_length(line + "\n")
                 head += line + "\n"
                 line, self.col = "", None
             if piece:
                 line = self._write(line, piece)
         self.text = head + line
-        self._line_json = _escaped_length(line)
+        self._line_json = escaped_length(line)
 
     def _write(self, line: str, piece: str) -> str:
         """Write ``piece`` (no newline) into the current ``line`` at the cursor."""
@@ -107,7 +107,7 @@ def _backspaced(line: str, col: int | None, part: str) -> tuple[str, int | None]
     return line, col
 
 
-def _escaped_length(text: str) -> int:
+def escaped_length(text: str) -> int:
     """Length of ``text`` as a JSON string body (what ``json.dumps`` writes between quotes)."""
     return len(json.dumps(text, ensure_ascii=False)) - 2
 

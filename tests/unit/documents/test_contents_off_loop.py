@@ -12,6 +12,7 @@ import hashlib
 import json
 import os
 import threading
+import tracemalloc
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -26,6 +27,7 @@ from tornado.web import HTTPError
 from jupyter_cocalc_sync.documents.contents_off_loop import hashed_model, save_model
 from jupyter_cocalc_sync.documents.following import FileAccess
 from jupyter_cocalc_sync.documents.notebook import DocumentSettings, NotebookDocument
+from jupyter_cocalc_sync.format.ipynb_text import PIECE
 from jupyter_cocalc_sync.origin import Origin
 from jupyter_cocalc_sync.store import ChangeLog, SQLiteWorker
 from jupyter_cocalc_sync.store.projections import ProjectionLog
@@ -52,6 +54,30 @@ def notebook(trusted: bool) -> dict[str, Any]:
         for i in range(20)
     ]
     return {"nbformat": 4, "nbformat_minor": 5, "metadata": {}, "cells": cells}
+
+
+def flood_notebook(lines: int, trusted: bool = True) -> dict[str, Any]:
+    """A notebook whose one cell printed ``lines`` lines (with a few ``\\r\\n`` and other
+    line ends among them) and showed a long one-line string (an image)."""
+    text = "".join(
+        f"{i}\r\n" if i % 997 == 0 else f"{i}\x0b" if i % 991 == 0 else f"{i}\n"
+        for i in range(lines)
+    )
+    output = {"output_type": "stream", "name": "stdout", "text": text}
+    image = {
+        "output_type": "display_data",
+        "data": {"image/png": "iVBORw0KGgo" * 20_000, "text/plain": "<Figure>"},
+        "metadata": {},
+    }
+    cell = {
+        "id": "flood",
+        "cell_type": "code",
+        "source": "for i in range(N):\n    print(i)",
+        "metadata": {"trusted": trusted},
+        "execution_count": 1,
+        "outputs": [output, image],
+    }
+    return {"nbformat": 4, "nbformat_minor": 5, "metadata": {}, "cells": [cell]}
 
 
 class Recorded:
@@ -84,11 +110,12 @@ class Recorded:
 
 @pytest.mark.parametrize("manager_class", [AsyncFileContentsManager, AsyncLargeFileManager])
 @pytest.mark.parametrize("trusted", [True, False])
+@pytest.mark.parametrize("flood", [False, True])
 async def test_a_notebook_is_saved_as_the_contents_manager_saves_it(
-    tmp_path: Path, manager_class: type[AsyncFileContentsManager], trusted: bool
+    tmp_path: Path, manager_class: type[AsyncFileContentsManager], trusted: bool, flood: bool
 ) -> None:
     manager = manager_class(root_dir=str(tmp_path))
-    content = notebook(trusted)
+    content = flood_notebook(100_000, trusted) if flood else notebook(trusted)
     results = {}
     for name, save in (("theirs", manager.save), ("ours", _ours(manager))):
         recorded = Recorded(manager)
@@ -154,6 +181,45 @@ async def test_the_heavy_steps_of_a_save_run_off_the_event_loop(
     assert all(threads.values()), threads  # each step ran
     loop_thread = threading.get_ident()
     assert not any(loop_thread in seen for seen in threads.values()), "a step ran on the loop"
+
+
+async def test_a_floods_notebook_is_written_as_its_text_is_made(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # nbformat.write builds the whole text, a list of every line and every line's JSON first
+    # (a million printed lines: 150 MB held at once), and splits and encodes each output's
+    # text in one C call that holds the GIL for all of it (the event loop waits 200 ms)
+    manager = AsyncFileContentsManager(root_dir=str(tmp_path))
+    content = flood_notebook(200_000)
+    text_size = len(content["cells"][0]["outputs"][0]["text"])
+    writes: list[int] = []
+    real_writing = manager.atomic_writing
+
+    @contextlib.contextmanager
+    def atomic_writing(os_path: str, *args: Any, **kwargs: Any) -> Iterator[Any]:
+        with real_writing(os_path, *args, **kwargs) as file:
+            real_write = file.write
+
+            def write(text: str) -> int:
+                writes.append(len(text))
+                return int(real_write(text))
+
+            file.write = write
+            yield file
+
+    monkeypatch.setattr(manager, "atomic_writing", atomic_writing)
+    model = {"type": "notebook", "format": "json", "content": content}
+    nbformat.validate(nbformat.from_dict(notebook(True)))  # (its first call builds a validator)
+    tracemalloc.start()
+    try:
+        await save_model(manager, model, "nb.ipynb")
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    # what is held at once: the model's copy, the signature's encoding of the text, pieces
+    assert peak < 3 * text_size, f"{peak / 1e6:.1f} MB held for {text_size / 1e6:.1f} MB of text"
+    assert sum(writes) == len((tmp_path / "nb.ipynb").read_text())
+    assert max(writes) < 4 * PIECE, "the text was written at once"
 
 
 async def test_another_contents_manager_saves_as_it_does(tmp_path: Path) -> None:

@@ -1,15 +1,27 @@
-"""``indented_json`` writes what ``json.dumps`` writes with nbformat's settings, byte for byte."""
+"""``indented_json`` writes what ``json.dumps`` writes with nbformat's settings, byte for byte;
+``write_nbformat4`` what ``nbformat.writes`` writes, whole or a piece at a time."""
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
+from collections.abc import Iterator
 from typing import Any
+from unittest import mock
 
+import nbformat
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from jupyter_cocalc_sync.format.ipynb_text import indented_json
+from jupyter_cocalc_sync.format import ipynb_text
+from jupyter_cocalc_sync.format.ipynb_text import (
+    indented_json,
+    write_json_to,
+    write_nbformat4,
+    write_nbformat4_to,
+)
 
 
 def nbformat_dumps(value: Any) -> str:
@@ -55,3 +67,60 @@ def test_what_json_cannot_write_is_refused(value: Any) -> None:
         nbformat_dumps(value)
     with pytest.raises(TypeError):
         indented_json(value)
+
+
+@contextlib.contextmanager
+def small_pieces() -> Iterator[None]:
+    """Texts split, lists encoded and the file written a few characters at a time (the long
+    texts' paths, on short ones)."""
+    with mock.patch.object(ipynb_text, "PIECE", 8), mock.patch.object(ipynb_text, "LINES", 2):
+        yield
+
+
+def streamed(write: Any, value: Any) -> str:
+    file = io.StringIO()
+    write(value, file)
+    return file.getvalue()
+
+
+@settings(max_examples=150, deadline=None)
+@given(json_values)
+def test_in_small_pieces_the_text_is_the_same(value: Any) -> None:
+    expected = nbformat_dumps(value)
+    with small_pieces():
+        assert indented_json(value) == expected
+        assert streamed(write_json_to, value) == expected
+
+
+#: texts with every line end ``str.splitlines`` knows, quotes and escapes
+texts = st.text(alphabet=st.sampled_from('ab\n\r\x0b\x0c\x1c\x85\u2028é"\\\t'), max_size=40)
+
+
+@settings(max_examples=100, deadline=None)
+@given(source=texts, streams=st.lists(texts, max_size=3), html=texts)
+def test_a_notebooks_texts_in_small_pieces_are_written_as_nbformat_writes_them(
+    source: str, streams: list[str], html: str
+) -> None:
+    outputs: list[dict[str, Any]] = [
+        {"output_type": "stream", "name": "stdout", "text": text} for text in streams
+    ]
+    outputs.append(
+        {
+            "output_type": "display_data",
+            "data": {"text/html": html, "image/png": "iVBORw0KGgo" * 5},
+            "metadata": {},
+        }
+    )
+    cell = {
+        "id": "c",
+        "cell_type": "code",
+        "source": source,
+        "metadata": {"trusted": True},
+        "execution_count": 1,
+        "outputs": outputs,
+    }
+    nb = {"nbformat": 4, "nbformat_minor": 5, "metadata": {}, "cells": [cell]}
+    expected = nbformat.writes(nbformat.from_dict(json.loads(json.dumps(nb))))
+    with small_pieces():
+        assert write_nbformat4(nb) == expected
+        assert streamed(write_nbformat4_to, nb) == expected

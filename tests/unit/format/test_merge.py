@@ -4,6 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
+
+from jupyter_cocalc_sync.format import ipynb_text
 from jupyter_cocalc_sync.format.merge import (
     SavedDigests,
     digest,
@@ -160,3 +163,22 @@ def test_outputs_changed_on_disk_are_returned_apart_when_live_did_not_run_the_ce
 def test_digest_ignores_key_order_and_integral_floats():
     assert digest({"a": 1, "b": [2.0]}) == digest({"b": [2], "a": 1.0})
     assert digest({"a": 1}) != digest({"a": 1.5})
+
+
+def test_a_long_text_is_digested_a_piece_at_a_time(monkeypatch: pytest.MonkeyPatch) -> None:
+    # json's encoder escapes a whole string in one C call that holds the GIL: a flood's output
+    # digested in a worker thread stalled the event loop for as long
+    encoded: list[int] = []
+    real = ipynb_text._encode_str
+
+    def encode(text: str) -> str:
+        encoded.append(len(text))
+        return real(text)
+
+    monkeypatch.setattr(ipynb_text, "_encode_str", encode)
+    printed = "".join(f"{i}\n" for i in range(3 * ipynb_text.PIECE))
+    image = "iVBORw0KGgo" * ipynb_text.PIECE
+    outputs = [{"output_type": "stream", "text": printed}, {"data": {"image/png": image}}]
+    assert digest(outputs) != digest([{**outputs[0], "text": printed + "x"}, outputs[1]])
+    assert sum(encoded) >= 2 * (len(printed) + len(image)), "the texts were not encoded here"
+    assert max(encoded) <= ipynb_text.PIECE

@@ -42,15 +42,21 @@ async def test_the_worker_process_is_started_off_the_event_loop(
         pool.close()
 
 
+@pytest.mark.parametrize("pieces", [1, 40])
 async def test_big_updates_go_to_and_from_the_worker_through_files(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, pieces: int
 ) -> None:
     # pickling, sending and unpickling 20 MB in one piece holds the GIL for tens of ms (a stall
-    # of the event loop even from the pool's threads): only small messages go down the pipe
+    # of the event loop even from the pool's threads): only small messages go down the pipe,
+    # also when the big state is many small updates (an imported notebook's log)
     doc: Doc[Any] = Doc()
     doc["text"] = text = Text()
-    text += "x" * (3 * SPILL_BYTES)
-    big = doc.get_update()
+    updates = []
+    for _ in range(pieces):
+        before = doc.get_state()
+        text += "x" * (3 * SPILL_BYTES // pieces)
+        updates.append(doc.get_update(before))
+    assert all(len(update) < SPILL_BYTES for update in updates) or pieces == 1
     doc["text"] += "y"
     small = doc.get_update(doc.get_state())
     pickled: list[int] = []
@@ -70,9 +76,9 @@ async def test_big_updates_go_to_and_from_the_worker_through_files(
         await pool.run(merged_state, None, [b"\x00\x00"])
         monkeypatch.setattr(ForkingPickler, "dumps", recording_dumps)
         monkeypatch.setattr(ForkingPickler, "loads", recording_loads)
-        state = await pool.run(merged_state, None, [big, small])
+        state = await pool.run(merged_state, None, [*updates, small])
         monkeypatch.undo()
-        assert state == merged_state(None, [big, small])
+        assert state == merged_state(None, [*updates, small])
         assert len(state) > 3 * SPILL_BYTES
         assert pickled, "nothing went to the worker"
         assert max(pickled) < SPILL_BYTES

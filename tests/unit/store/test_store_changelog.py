@@ -6,10 +6,12 @@ import asyncio
 import itertools
 import os
 import signal
+import sqlite3
 import subprocess
 import sys
 import textwrap
 from pathlib import Path
+from typing import Any
 
 import pytest
 from postgres import worker_for
@@ -17,7 +19,8 @@ from postgres import worker_for
 from jupyter_cocalc_sync.errors import VersionNotFoundError
 from jupyter_cocalc_sync.format.schema import notebook_syncdb
 from jupyter_cocalc_sync.origin import STORE, Origin
-from jupyter_cocalc_sync.store import ChangeLog, LoggedTable
+from jupyter_cocalc_sync.store import ChangeLog, LoggedTable, SQLiteWorker
+from jupyter_cocalc_sync.store.changelog import BLOB_PIECE
 
 #: the origin of this test's own changes
 ME = Origin.of_user("me")
@@ -320,3 +323,40 @@ def test_the_replay_worker_leaves_with_its_server(tmp_path):
     while psutil.pid_exists(worker) and psutil.Process(worker).status() != "zombie":
         assert time.monotonic() < deadline, "the replay worker outlived its server"
         time.sleep(0.1)  # another process's exit: nothing to await
+
+
+async def test_a_big_snapshot_is_written_to_sqlite_a_piece_at_a_time(tmp_path, monkeypatch):
+    # SQLite copies a bound blob whole while the GIL is held: a 20 MB snapshot stalled the
+    # event loop for 20–50 ms though the store's own thread wrote it
+    bound: list[int] = []  # the sizes of the bytes bound to statements on snapshots
+
+    class Recording(sqlite3.Connection):
+        def execute(self, sql: str, parameters: Any = (), /) -> sqlite3.Cursor:
+            if sql.startswith("INSERT INTO snapshots"):
+                bound.extend(len(p) if isinstance(p, bytes) else 0 for p in parameters)
+            return super().execute(sql, parameters)
+
+    real_connect = sqlite3.connect
+    monkeypatch.setattr(
+        sqlite3, "connect", lambda *args, **kwargs: real_connect(*args, factory=Recording, **kwargs)
+    )
+    log = ChangeLog(SQLiteWorker(tmp_path / "log.db"), snapshot_interval=2)
+    await log.open()
+    db = notebook_syncdb()
+    table = LoggedTable(db, log, "nb")
+    for i in range(2):
+        db.set({"type": "cell", "id": f"c{i}", "input": f"{i}" * (3 * BLOB_PIECE)}, ME)
+        await table.commit(ME)
+    await log.settled()
+    snapshot = await log.worker.run(
+        lambda conn: conn.execute("SELECT version, data FROM snapshots WHERE doc = 'nb'").fetchone()
+    )
+    assert snapshot is not None and snapshot[0] == 2
+    assert len(snapshot[1]) > 6 * BLOB_PIECE
+    assert bound, "the snapshot was not written through the recording connection"
+    assert max(bound) < BLOB_PIECE, "the snapshot was bound whole"
+    reopened = notebook_syncdb()
+    reopened.apply_update(snapshot[1], STORE)
+    assert sorted(reopened.get(), key=lambda r: r["id"]) == sorted(db.get(), key=lambda r: r["id"])
+    log.close()
+    log.worker.close()
