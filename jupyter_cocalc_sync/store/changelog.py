@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import sqlite3
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -35,7 +34,8 @@ from typing import Any
 from ..errors import StoreUnavailableError, VersionNotFoundError
 from ..errors_seen import count_error
 from .bases import DDL as BASES_DDL
-from .bases import Base, BaseInput, read_base, write_base
+from .bases import Base, BaseInput, write_base
+from .log_rows import read_base_input, read_state, store_snapshot
 from .protocol import (
     DATABASE_ERRORS,
     STORE_ERRORS,
@@ -358,7 +358,7 @@ class ChangeLog:
         try:
             version = await self.worker.run(lambda conn: self._last_version(conn, doc))
             base, snapshot, updates, start = await self.worker.run(
-                lambda conn: (*self.read_state(conn, doc, version), self.read_base(conn, doc))
+                lambda conn: (*read_state(conn, doc, version), read_base_input(conn, doc))
             )
             state = (
                 snapshot
@@ -368,7 +368,7 @@ class ChangeLog:
 
             def write(conn: StoreConnection) -> None:
                 assert state is not None
-                _store_snapshot(conn, doc, version, state)
+                store_snapshot(conn, doc, version, state)
                 self._last_snapshot[doc] = max(self._last_snapshot.get(doc, 0), version)
 
             if state is not None and version > base:
@@ -386,41 +386,9 @@ class ChangeLog:
 
     # -- reading ----------------------------------------------------------------------------
 
-    @staticmethod
-    def read_state(
-        conn: StoreConnection, doc: str, version: int
-    ) -> tuple[int, bytes | None, list[bytes]]:
-        """``(snapshot version, snapshot, updates after it up to version)``."""
-        row = conn.execute(
-            "SELECT version, data FROM snapshots WHERE doc = ? AND version <= ? "
-            "ORDER BY version DESC LIMIT 1",
-            (doc, version),
-        ).fetchone()
-        base, snapshot = (row[0], row[1]) if row else (0, None)
-        return base, snapshot, ChangeLog.read_updates(conn, doc, base, version)
-
-    @staticmethod
-    def read_base(conn: StoreConnection, doc: str) -> BaseInput | None:
-        """What a replay of ``doc`` starts from, if it is a based document (``bases.py``)."""
-        base = read_base(conn, doc)
-        if base is None:
-            return None
-        _, snapshot, updates = ChangeLog.read_state(conn, base.source, base.source_version)
-        return (base.builder, base.client_id, base.clock, snapshot, updates)
-
     async def set_base(self, doc: str, base: Base) -> None:
         """Record that ``doc``'s history starts from ``base`` (durable when this returns)."""
         await self.worker.run(lambda conn: write_base(conn, doc, base))
-
-    @staticmethod
-    def read_updates(conn: StoreConnection, doc: str, after: int, upto: int) -> list[bytes]:
-        """The logged updates of versions ``after < version <= upto``, in order."""
-        rows = conn.execute(
-            "SELECT data FROM changes WHERE doc = ? AND version > ? AND version <= ? "
-            "ORDER BY version",
-            (doc, after, upto),
-        )
-        return [r[0] for r in rows]
 
     async def _state(
         self, snapshot: bytes | None, updates: list[bytes], base: BaseInput | None
@@ -440,7 +408,7 @@ class ChangeLog:
             conn: StoreConnection,
         ) -> tuple[int, tuple[int, bytes | None, list[bytes]], BaseInput | None]:
             last = self._last_version(conn, doc)
-            return last, self.read_state(conn, doc, last), self.read_base(conn, doc)
+            return last, read_state(conn, doc, last), read_base_input(conn, doc)
 
         last, (_, snapshot, updates), base = await self.worker.run(read)
         if last == 0:
@@ -459,7 +427,7 @@ class ChangeLog:
             ).fetchone()
             if exists is None:
                 raise VersionNotFoundError(f"{doc} has no version {version}")
-            return self.read_state(conn, doc, version), self.read_base(conn, doc)
+            return read_state(conn, doc, version), read_base_input(conn, doc)
 
         (_, snapshot, updates), base = await self.worker.run(read)
         state = await self._state(snapshot, updates, base)
@@ -534,33 +502,3 @@ class ChangeLog:
         self._failing.clear()
         for task in self._tasks:
             task.cancel()
-
-
-#: a snapshot at least this big is written to SQLite a piece of this size at a time
-BLOB_PIECE = 1 << 20
-
-_STORE_SNAPSHOT = (
-    "INSERT INTO snapshots (doc, version, data) VALUES (?,?,{data}) "
-    "ON CONFLICT (doc, version) DO UPDATE SET data = excluded.data"
-)
-
-
-def _store_snapshot(conn: StoreConnection, doc: str, version: int, state: bytes) -> None:
-    """Store ``state`` as the snapshot of ``doc`` at ``version`` (on the worker thread).
-
-    SQLite copies a bound blob whole while the caller holds the GIL (20 MB: 20–50 ms, a stall
-    of the event loop though this runs on the store's thread): a big snapshot's row gets a
-    zero blob of its size, then its bytes ``BLOB_PIECE`` at a time, each write without the
-    GIL, in one transaction."""
-    if not isinstance(conn, sqlite3.Connection) or len(state) < BLOB_PIECE:
-        conn.execute(_STORE_SNAPSHOT.format(data="?"), (doc, version, state))
-        return
-    with transaction(conn):
-        conn.execute(_STORE_SNAPSHOT.format(data="zeroblob(?)"), (doc, version, len(state)))
-        (rowid,) = conn.execute(
-            "SELECT rowid FROM snapshots WHERE doc = ? AND version = ?", (doc, version)
-        ).fetchone()
-        with conn.blobopen("snapshots", "data", rowid) as blob:
-            view = memoryview(state)
-            for start in range(0, len(view), BLOB_PIECE):
-                blob.write(view[start : start + BLOB_PIECE])

@@ -23,6 +23,7 @@ from dataclasses import dataclass
 
 from .bases import BaseInput, base_versions
 from .changelog import ChangeLog
+from .log_rows import read_base_input, read_state, read_updates
 from .protocol import StoreConnection, transaction
 from .replay import squashed
 
@@ -138,9 +139,9 @@ class HistorySquasher:
         def read(
             conn: StoreConnection,
         ) -> tuple[bytes | None, list[bytes], list[bytes], BaseInput | None]:
-            _, snapshot, before = self.changelog.read_state(conn, doc, first - 1)
-            inside = self.changelog.read_updates(conn, doc, first - 1, last)
-            return snapshot, before, inside, self.changelog.read_base(conn, doc)
+            _, snapshot, before = read_state(conn, doc, first - 1)
+            inside = read_updates(conn, doc, first - 1, last)
+            return snapshot, before, inside, read_base_input(conn, doc)
 
         snapshot, before, inside, base = await self.worker.run(read)
         if len(inside) != squash_range.count:

@@ -20,7 +20,7 @@ from jupyter_cocalc_sync.errors import VersionNotFoundError
 from jupyter_cocalc_sync.format.schema import notebook_syncdb
 from jupyter_cocalc_sync.origin import STORE, Origin
 from jupyter_cocalc_sync.store import ChangeLog, LoggedTable, SQLiteWorker
-from jupyter_cocalc_sync.store.changelog import BLOB_PIECE
+from jupyter_cocalc_sync.store.log_rows import BLOB_PIECE
 
 #: the origin of this test's own changes
 ME = Origin.of_user("me")
