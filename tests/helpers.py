@@ -8,6 +8,8 @@ import contextlib
 import json
 import os
 import struct
+import subprocess
+import sys
 import zlib
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
@@ -279,3 +281,18 @@ def kernels_of_this_test() -> list[psutil.Process]:
             if "ipykernel" in command and runtime in command and child.status() != "zombie":
                 found.append(child)
     return found
+
+
+#: what a fresh replay worker must not import: seconds of CPU before its first replay
+SERVER_PACKAGES = ("jupyter_server", "jupyter_ydoc", "jupyter_events", "tornado")
+
+
+def server_modules_after(code: str, stdin: bytes = b"") -> tuple[list[str], list[str]]:
+    """``(every module, the server's modules)`` a fresh interpreter has loaded after running
+    ``code`` (given ``stdin``)."""
+    script = f"import sys\n{code}\nprint(*sorted(sys.modules))"
+    done = subprocess.run(
+        [sys.executable, "-c", script], input=stdin, capture_output=True, check=True
+    )
+    loaded = done.stdout.decode().split()
+    return loaded, [m for m in loaded if m.split(".")[0] in SERVER_PACKAGES]

@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import os
 import pickle
-import subprocess
-import sys
 import threading
 from multiprocessing.context import SpawnProcess
 from multiprocessing.reduction import ForkingPickler
@@ -14,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from helpers import server_modules_after
 from pycrdt import Doc, Text
 
 from jupyter_cocalc_sync.store.replay import ReplayPool, merged_state
@@ -103,17 +102,8 @@ def test_what_the_worker_runs_imports_nothing_of_the_server_or_the_ynotebook() -
         changelog.merged_state,
         history.squashed,
     ]
-    unpickle = "import pickle, sys; pickle.load(sys.stdin.buffer); print(*sorted(sys.modules))"
-    loaded = (
-        subprocess.run(
-            [sys.executable, "-c", unpickle],
-            input=pickle.dumps(sent),
-            capture_output=True,
-            check=True,
-        )
-        .stdout.decode()
-        .split()
+    loaded, server = server_modules_after(
+        "import pickle\npickle.load(sys.stdin.buffer)", stdin=pickle.dumps(sent)
     )
-    heavy = ("jupyter_server", "jupyter_ydoc", "jupyter_events", "tornado")
-    assert not [m for m in loaded if m.split(".")[0] in heavy]
+    assert not server
     assert "jupyter_cocalc_sync.documents.notebook" not in loaded

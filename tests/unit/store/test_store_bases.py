@@ -5,12 +5,11 @@ away."""
 from __future__ import annotations
 
 import asyncio
-import subprocess
-import sys
 import time
 from typing import Any
 
 import nbformat
+from helpers import server_modules_after
 from jupyter_ydoc import YNotebook
 from postgres import worker_for
 from pycrdt import Doc, Text
@@ -157,21 +156,10 @@ def test_a_base_built_without_rendering_makes_the_rendered_items(tmp_path):
 
 def test_the_replay_process_builds_a_base_without_importing_the_server_or_jupyter_ydoc():
     """(A fresh replay worker pays seconds of CPU for them: ``test_replay_pool.py``.)"""
-    resolve = (
-        "import sys; from jupyter_cocalc_sync.store import bases, replay; "
-        f"bases.builder({YNOTEBOOK_BUILDER!r}); print(*sorted(sys.modules))"
+    imported, server = server_modules_after(
+        f"from jupyter_cocalc_sync.store import bases, replay\nbases.builder({YNOTEBOOK_BUILDER!r})"
     )
-    imported = (
-        subprocess.run(
-            [sys.executable, "-c", resolve],
-            capture_output=True,
-            check=True,
-        )
-        .stdout.decode()
-        .split()
-    )
-    heavy = ("jupyter_server", "jupyter_ydoc", "jupyter_events", "tornado")
-    assert not [m for m in imported if m.split(".")[0] in heavy]
+    assert not server
     assert "jupyter_cocalc_sync.ynotebook.base" in imported
 
 
