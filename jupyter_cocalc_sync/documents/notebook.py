@@ -327,7 +327,11 @@ class NotebookDocument:
         return nb
 
     def _on_update(self, update: bytes, origin: Origin) -> None:
-        if origin.kind is not OriginKind.STORE:
+        # what came from the file is in it: the import at open, and a merge (which asks for a
+        # save itself when the live notebook still differs from the file). Scheduling one here
+        # raced the open: an import not yet durable when the autosave came was saved, and
+        # opening the notebook rewrote its file.
+        if origin.kind not in (OriginKind.STORE, OriginKind.FILE):
             self.files.changed()
 
     async def on_raw(self, peer: Peer, message: Message) -> dict[str, Any] | None:

@@ -85,3 +85,18 @@ async def test_a_plain_open_builds_no_ynotebook(tmp_path: Path) -> None:
     async with unopened(tmp_path) as document:
         await document.open()
         assert await document.take_ynotebook() is None
+
+
+@pytest.mark.parametrize("ynotebook", [False, True])
+async def test_opening_a_notebook_asks_for_no_save_and_an_edit_does(
+    tmp_path: Path, ynotebook: bool
+) -> None:
+    # the import is what the file holds: an autosave it asked for, coming before the import
+    # was durable, found the notebook unsaved and rewrote the file it was just read from
+    async with unopened(tmp_path) as document:
+        asked: list[str] = []
+        document.files.changed = lambda: asked.append("save")  # type: ignore[method-assign]
+        await document.open(ynotebook=ynotebook)
+        assert asked == []
+        await document.apply([{"type": "cell", "id": "c3", "input": "edited"}], origin=ME)
+        assert asked == ["save"]
