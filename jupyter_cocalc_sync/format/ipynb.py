@@ -173,8 +173,9 @@ def records_to_notebook(
 
 
 def export_cell(cell: Record, outputs_of: OutputsOf = ordered_outputs) -> dict[str, Any]:
-    """The nbformat dict of one cell record."""
-    cell_type = cell.get("cell_type", "code")
+    """The nbformat dict of one cell record (a field a peer's raw update set to null reads as
+    None: taken as unset, like a field never set)."""
+    cell_type = cell.get("cell_type") or "code"
     metadata = json_copy(cell.get("metadata") or {})
     for name in ("collapsed", "scrolled"):
         if name in cell:
@@ -185,7 +186,7 @@ def export_cell(cell: Record, outputs_of: OutputsOf = ordered_outputs) -> dict[s
         "id": cell["id"],
         "cell_type": cell_type,
         "metadata": metadata,
-        "source": cell.get("input", ""),
+        "source": cell.get("input") or "",
     }
     if cell_type == "code":
         out["execution_count"] = cell.get("exec_count")

@@ -147,9 +147,13 @@ class RestarterWatch:
                     ):
                         return
                     # The dead process is still the current one: the restarter acts on its
-                    # next poll (every ``time_to_dead`` seconds).
+                    # next poll (every ``time_to_dead`` seconds), or someone restarts the
+                    # kernel first (jupyter_server's ``restart_kernel`` replaces ``ready`` and
+                    # calls no restart callback: the restarter then finds the new process
+                    # alive and never acts), so ``ready`` is looked at again meanwhile.
                     self._acted.clear()
-                    await self._acted.wait()
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(self._acted.wait(), LIVENESS_POLL_INTERVAL)
         except TimeoutError:
             raise KernelError(
                 f"jupyter_server did not restart the kernel within {timeout} s."

@@ -418,6 +418,25 @@ async def test_attached_kernel_follows_a_restart_asked_of_jupyter_server(attache
     assert attached.error is None
 
 
+async def test_attached_kernel_follows_a_restart_asked_of_jupyter_server_after_it_died(
+    attached, jp_serverapp
+):
+    # A person presses Restart on a dead kernel before jupyter_server's restarter polled it:
+    # the restarter then finds the new process alive and never tells anyone it acted (here
+    # it is stopped, so it never does).
+    mkm = jp_serverapp.kernel_manager
+    km = mkm.get_kernel(attached.kernel_id)
+    km.stop_restarter()
+    failed = asyncio.Event()
+    attached.on_state(lambda state: state == "failed" and failed.set())
+    await attached.execute_code("before = 1").go()
+    os.kill(km.provisioner.pid, signal.SIGKILL)
+    await asyncio.wait_for(failed.wait(), 60)  # noticed at once (the process exit)
+    await mkm.restart_kernel(attached.kernel_id)
+    again = attached.execute_code("'before' in dir()")
+    assert result_text(await again.go(timeout=30)) == "False"
+
+
 async def test_attached_kernel_shut_down_by_jupyter_server_fails(attached, jp_serverapp):
     failed = asyncio.Event()
     attached.on_state(lambda state: state == "failed" and failed.set())

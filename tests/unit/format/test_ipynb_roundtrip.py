@@ -236,3 +236,13 @@ def test_missing_duplicate_and_invalid_ids_are_repaired_deterministically():
     assert first[0] == "same" and len(set(first)) == 3
     exported = records_to_notebook(notebook_to_records(parse_notebook(text)))
     nbformat.validate(nbformat.from_dict(exported))
+
+
+def test_a_cell_whose_type_and_input_a_peer_set_to_null_exports_as_a_valid_code_cell():
+    # (a fuzzed room frame did it; nbformat's validator then crashed on the save)
+    from jupyter_cocalc_sync.format.ipynb import export_cell
+
+    cell = export_cell({"type": "cell", "id": "c", "cell_type": None, "input": None})
+    assert cell["cell_type"] == "code"
+    assert cell["source"] == ""
+    nbformat.validate(nbformat.v4.new_notebook(cells=[nbformat.from_dict(cell)]))
