@@ -118,9 +118,11 @@ async def test_the_wal_is_checkpointed_through_a_long_run_of_inline_writes(
     # every 21st, and any that came while the worker was checkpointing (6.4 MB of WAL pages:
     # one checkpoint per ``CHECKPOINT_FRAMES`` pages, after the write that made it due)
     assert 400 // 21 <= on_worker <= 400 // 21 + 2
-    # checkpointed: the WAL is reused instead of holding every write since the first
+    # checkpointed: the WAL is reused instead of holding every write since the first (its
+    # size past ``CHECKPOINT_FRAMES`` pages depends on how many writes came while the worker
+    # checkpointed, which a loaded machine stretches; without checkpoints it holds all 400)
     wal = tmp_path / "store.db-wal"
-    assert wal.stat().st_size < 4_000_000 + 21 * len(chunk) * 2
+    assert wal.stat().st_size < 400 * len(chunk)
 
 
 async def test_a_rollback_journal_store_never_runs_inline(tmp_path):
