@@ -20,6 +20,7 @@ import httpx
 import kernel_ports
 import psutil
 import server_errors
+import stack_dumps
 
 #: server extensions the test extras bring along (nbgrader, whose checksums and student versions
 #: are compared with ours; the third-party clients of tests/interop, which call their functions
@@ -302,8 +303,8 @@ class ServerProcess:
         (self.state / "config").mkdir(parents=True, exist_ok=True)
         (self.state / "config" / "jupyter_server_config.json").write_text(json.dumps(config))
         if str(self.python) == sys.executable:  # (another venv's server may lack jupyter_client)
-            ports = kernel_ports.config_file_lines()
-            (self.state / "config" / "jupyter_server_config.py").write_text(ports)
+            lines = kernel_ports.config_file_lines() + stack_dumps.config_file_lines()
+            (self.state / "config" / "jupyter_server_config.py").write_text(lines)
         labconfig = self.state / "config" / "labconfig"
         labconfig.mkdir(exist_ok=True)
         page_config = {"disabledExtensions": UNNEEDED_LAB_EXTENSIONS}
@@ -364,6 +365,21 @@ class ServerProcess:
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")
+
+    def wait_for_exit(self, timeout: float) -> int:
+        """The server's exit status once it has exited by itself; a failure with its stacks
+        (``stack_dumps``) if it is still running after ``timeout`` s."""
+        assert self.process is not None
+        try:
+            return int(self.process.wait(timeout))
+        except subprocess.TimeoutExpired:
+            if str(self.python) == sys.executable:  # (its config installed the dumps)
+                report = stack_dumps.hang_report(self.process.pid, self.log_path)
+            else:
+                report = tail(self.log_path)
+            raise AssertionError(
+                f"the server had not exited after {timeout} s:\n{report}"
+            ) from None
 
 
 class GatewayProcess:

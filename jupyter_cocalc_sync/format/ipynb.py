@@ -175,13 +175,14 @@ def records_to_notebook(
 def export_cell(cell: Record, outputs_of: OutputsOf = ordered_outputs) -> dict[str, Any]:
     """The nbformat dict of one cell record (a field a peer's raw update set to null reads as
     None: taken as unset, like a field never set)."""
+    cell = {name: value for name, value in cell.items() if value is not None}
     cell_type = cell.get("cell_type") or "code"
     metadata = json_copy(cell.get("metadata") or {})
     for name in ("collapsed", "scrolled"):
         if name in cell:
             metadata[name] = cell[name]
     if "tags" in cell:
-        metadata["tags"] = sorted(tag for tag, on in (cell["tags"] or {}).items() if on)
+        metadata["tags"] = sorted(tag for tag, on in cell["tags"].items() if on)
     out: dict[str, Any] = {
         "id": cell["id"],
         "cell_type": cell_type,

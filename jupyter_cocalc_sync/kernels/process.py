@@ -151,9 +151,13 @@ class RestarterWatch:
                     # kernel first (jupyter_server's ``restart_kernel`` replaces ``ready`` and
                     # calls no restart callback: the restarter then finds the new process
                     # alive and never acts), so ``ready`` is looked at again meanwhile.
+                    # (``asyncio.timeout``, not ``wait_for``: Python 3.11's ``wait_for`` loses
+                    # a cancellation that lands as the event is set, and a stopping server
+                    # then waits for this loop forever)
                     self._acted.clear()
                     with contextlib.suppress(TimeoutError):
-                        await asyncio.wait_for(self._acted.wait(), LIVENESS_POLL_INTERVAL)
+                        async with asyncio.timeout(LIVENESS_POLL_INTERVAL):
+                            await self._acted.wait()
         except TimeoutError:
             raise KernelError(
                 f"jupyter_server did not restart the kernel within {timeout} s."

@@ -112,7 +112,7 @@ async def test_a_stop_signal_stops_a_busy_server_and_its_kernels(server_process,
             assert server_process.process is not None
             started = time.monotonic()
             server_process.process.send_signal(stop_signal)
-            code = await asyncio.to_thread(server_process.process.wait, STOP_HANG_S)
+            code = await asyncio.to_thread(server_process.wait_for_exit, STOP_HANG_S)
             took = time.monotonic() - started
             with contextlib.suppress(Exception):  # answered or cut off: either is fine
                 await restart
@@ -154,7 +154,7 @@ async def test_a_stopping_server_closes_every_room_client_with_going_away(server
                     while True:
                         await ws.receive_bytes()
                 closes.append((closed.value.code, closed.value.reason))
-            code = await asyncio.to_thread(server_process.process.wait, STOP_HANG_S)
+            code = await asyncio.to_thread(server_process.wait_for_exit, STOP_HANG_S)
     finally:
         await server.aclose()
     assert closes == [(1001, "the server is stopping")] * 2

@@ -246,3 +246,21 @@ def test_a_cell_whose_type_and_input_a_peer_set_to_null_exports_as_a_valid_code_
     assert cell["cell_type"] == "code"
     assert cell["source"] == ""
     nbformat.validate(nbformat.v4.new_notebook(cells=[nbformat.from_dict(cell)]))
+
+
+# every field of a cell record but its id: a peer's raw update may set any of them to null
+CELL_FIELDS_A_PEER_MAY_NULL = (
+    "input", "pos", "exec_count", "start", "end", "state", "collapsed", "scrolled", "tags",
+    "metadata", "attachments", "output",
+)  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    "cell_type, field", [(t, f) for t in ("code", "markdown") for f in CELL_FIELDS_A_PEER_MAY_NULL]
+)
+def test_every_field_a_peer_set_to_null_exports_as_unset(cell_type: str, field: str):
+    from jupyter_cocalc_sync.format.ipynb import export_cell
+
+    record = {"type": "cell", "id": "c", "cell_type": cell_type, "input": "x", field: None}
+    cell = export_cell(record)
+    nbformat.validate(nbformat.v4.new_notebook(cells=[nbformat.from_dict(cell)]))
