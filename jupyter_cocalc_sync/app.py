@@ -629,9 +629,9 @@ class CocalcSync(ExtensionApp):
         start_pool = getattr(self.server.kernel_manager, "start_pool", None)
         if callable(start_pool):
             start_pool()
-        manager = self.server.extension_manager
-        ydoc = manager.extensions.get("jupyter_server_ydoc")
-        if ydoc is not None and ydoc.enabled:
+        from .ydoc_api.registration import real_ydoc_enabled
+
+        if real_ydoc_enabled(self.server):
             self.log.warning(
                 "jupyter_server_ydoc is enabled too: jupyter-cocalc-sync serves "
                 "/api/collaboration and jupyter_server_ydoc's routes are removed "

@@ -21,12 +21,18 @@ if TYPE_CHECKING:
     from jupyter_server.serverapp import ServerApp
 
 
+def real_ydoc_enabled(serverapp: ServerApp) -> bool:
+    """Whether jupyter-collaboration's own ``jupyter_server_ydoc`` is enabled in this server
+    (not the stand-in ``provide`` lists: that one has no extension points)."""
+    present = serverapp.extension_manager.extensions.get(NAME)
+    return present is not None and present.enabled and bool(present.extension_points)
+
+
 def provide(serverapp: ServerApp, settings: dict[str, Any], api: object) -> bool:
     """Put ``api`` where extensions look for jupyter_server_ydoc; False (and nothing done) if
     the real one is enabled in this server."""
     manager = serverapp.extension_manager
-    present = manager.extensions.get(NAME)
-    if present is not None and present.enabled and present.extension_points:
+    if real_ydoc_enabled(serverapp):
         return False
     settings[NAME] = api
     # (created disabled, which imports nothing, then marked enabled)
