@@ -12,6 +12,7 @@ from jupyter_server.extension.application import ExtensionApp
 from traitlets import Bool, Bunch, Enum, Float, Int, TraitError, Unicode, default, validate
 
 from ._version import __version__
+from .heap import freeze_startup_objects
 from .logs import log_through
 from .worker_threads import release_workers_at_exit
 
@@ -615,6 +616,10 @@ class CocalcSync(ExtensionApp):
         # runs its own loop: never one embedded in another program, whose signals are its own)
         _stop_gracefully_on_sigint(serverapp)
         self._after_start()
+        # what the server made starting is never garbage: the collector stops walking it (an
+        # embedded server's process, the tests', is not this extension's to freeze)
+        frozen = freeze_startup_objects()
+        self.log.debug("%d objects of the server's start kept out of garbage collection", frozen)
 
     def _after_start(self) -> None:
         """Runs once the server's event loop does: pool start, one owner for collaboration.

@@ -12,6 +12,11 @@ way out of the server, and every update reaches them through here:
   then written to the YNotebook's own log (in the same group commit) and handed to the
   ``notebook`` room with both writes, to be sent once both are durable.
 
+A peer's update (a keystroke) is the latency path: once it is applied, what it queued in the
+log is written at once, in that call, when the store can write it inline, and the rooms send
+what that made durable (``_apply_then_send``); otherwise the log writes it on the next loop
+turn as it does every other change, and the rooms send once they hear it is durable.
+
 A write that fails is never sent: while the store refuses a notebook's writes its clients are
 closed (1011 ``store_unavailable``, they may retry), and no new client joins.
 """
@@ -27,7 +32,7 @@ from ..origin import Origin
 from ..store import LoggedTable
 from ..store.projections import ProjectionLog
 from ..sync.guard import table_guard
-from ..transport.room import INTERNAL_ERROR, RawHandler, Room
+from ..transport.room import INTERNAL_ERROR, ApplyUpdate, RawHandler, Room
 from ..ynotebook.checks import ynotebook_guard
 from ..ynotebook.projection import YNotebookProjection
 
@@ -130,7 +135,7 @@ class Broadcast:
             for recording in self._projection_recordings:
                 recording.append(logged)
             if room is not None:
-                room.publish(update, origin, logged if durable is None else _both(durable, logged))
+                room.publish(update, origin, logged if durable is None else (durable, logged))
 
     def flush(self) -> None:
         """Hand out the YNotebook updates still held, with the latest table write (when the
@@ -165,7 +170,7 @@ class Broadcast:
             room = Room(
                 f"syncdb:{self.file_id}",
                 self.db.doc,
-                apply_update=self.db.apply_update,
+                apply_update=self._apply_then_send(self.db.apply_update),
                 barrier=self.table.barrier,
                 on_raw=self._on_raw,
                 check_update=table_guard(self.db).check,  # a bad update changes nothing
@@ -177,7 +182,7 @@ class Broadcast:
             room = Room(
                 f"json:notebook:{self.file_id}",
                 projection.ydoc,
-                apply_update=projection.apply_update,
+                apply_update=self._apply_then_send(projection.apply_update),
                 barrier=self._projection_barrier,
                 on_raw=self._on_raw,
                 check_update=ynotebook_guard(projection.ydoc).check,
@@ -192,6 +197,18 @@ class Broadcast:
             room.set_server_state(self.server_state)
         self.rooms[kind] = room
         return room
+
+    def _apply_then_send(self, apply: ApplyUpdate) -> ApplyUpdate:
+        """``apply``, then the log writes it queued made durable here and now when the store
+        can, and what they hold sent (module docstring)."""
+
+        def apply_update(update: bytes, origin: Origin) -> None:
+            apply(update, origin)
+            if self.table.changelog.write_now():
+                for room in self.rooms.values():
+                    room.send_durable()
+
+        return apply_update
 
     def set_server_state(self, state: dict[str, Any] | None) -> None:
         """The server's awareness state in every room of the notebook: live for every client,

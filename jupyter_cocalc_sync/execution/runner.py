@@ -158,11 +158,14 @@ class NotebookRunner:
             if change.action == "delete":
                 self._cell_deleted(cell_id)
                 continue
+            run = self._run
+            answering = "output" in change.fields and run is not None and run.cell_id == cell_id
+            if "state" not in change.fields and not answering:
+                continue  # (typing: the record is not read, its text is not copied)
             record = self.db.peek(key) or {}
             if "state" in change.fields and record.get("state") == "start":
                 (requested if may_execute else refused).append(cell_id)
-            run = self._run
-            if "output" in change.fields and run is not None and run.cell_id == cell_id:
+            if answering and run is not None:
                 run.maybe_answered(record)
         if refused:
             self._refuse(refused)

@@ -5,6 +5,8 @@
   commit), so a flood of small changes costs one disk write per batch, not per change. A small
   batch is written on the event loop's thread when the store's worker is idle (SQLite in WAL
   mode, ``SQLiteWorker.run_inline``): the same commit, without two thread hops per keystroke.
+  Whoever just appended a peer's change may have it written at once (``write_now``): the same
+  commit of the same batch, a loop turn earlier.
 * Each document's appends are a savepoint of their own inside that transaction: a document
   whose write fails (disk full, read-only store) fails alone. Its updates stay queued, in order,
   and are retried with a growing delay until the store takes them, so the log never has a gap;
@@ -135,6 +137,8 @@ class ChangeLog:
         self.inline_bytes = INLINE_BYTES
         self._queue: list[_Append] = []
         self._flushing: asyncio.Task[None] | None = None
+        #: a batch is being written on the worker (a later one may not be written inline)
+        self._in_flight = False
         self._failing: dict[str, _Failing] = {}
         self._watchers: dict[str, list[WriteStatusListener]] = {}
         self._snapshotting: set[str] = set()
@@ -206,16 +210,36 @@ class ChangeLog:
         while self._tasks:
             await asyncio.wait(list(self._tasks))
 
+    def write_now(self) -> bool:
+        """Write the appends queued so far, and resolve their futures, before returning, if
+        they can be written inline and no earlier batch is being written; whether it did (if
+        not, the flush already scheduled writes them)."""
+        if not self._queue or self._in_flight:
+            return False
+        outcome = self._write_inline(self._queue)  # (synchronous: nothing is queued meanwhile)
+        if outcome is None:
+            return False
+        self._queue = []
+        self._settle_batch(outcome)
+        return True
+
     async def _flush(self) -> None:
         while self._queue:
             batch, self._queue = self._queue, []
             outcome = self._write_inline(batch)
             if outcome is None:
-                outcome = await self._write_batch(batch)
-            written, failed = outcome
-            self._resolve(written)
-            for doc, (error, items) in failed.items():
-                self._fail(doc, error, items)
+                self._in_flight = True
+                try:
+                    outcome = await self._write_batch(batch)
+                finally:
+                    self._in_flight = False
+            self._settle_batch(outcome)
+
+    def _settle_batch(self, outcome: _Outcome) -> None:
+        written, failed = outcome
+        self._resolve(written)
+        for doc, (error, items) in failed.items():
+            self._fail(doc, error, items)
 
     def _write_inline(self, batch: list[_Append]) -> _Outcome | None:
         """Write a small batch here, now, when the store can (``StoreWorker.run_inline``):

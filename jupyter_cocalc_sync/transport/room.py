@@ -2,8 +2,11 @@
 
 A room does not own its document: its owner applies peer updates (so it knows who made them)
 and publishes every update the document emits together with the future of the log write that
-holds it. The room sends an update only once that write is durable, so no peer ever sees a
-change that a crash could take back; an update whose write failed is never sent.
+holds it (or the futures of the log writes that hold it). The room sends an update only once
+that write is durable, so no peer ever sees a change that a crash could take back; an update
+whose write failed is never sent. An owner that has just made its log writes durable itself, in
+the call that applied a peer's update, has the room send what they hold at once
+(``send_durable``): the peers get the change without waiting for another turn of the loop.
 Awareness (cursors, user names) is relayed, and a peer that leaves has its awareness states
 removed for the others. The server has an awareness state of its own (kernel usage and run
 progress), under the document's client id, and may keep entries under other client ids (one
@@ -52,6 +55,8 @@ ApplyUpdate = Callable[[bytes, Origin], None]
 CheckUpdate = Callable[[bytes], None]
 #: the owner's latest log write: once it is durable, everything in the document is
 Barrier = Callable[[], "asyncio.Future[Any] | None"]
+#: the log writes that hold an update: it may be sent once every one of them is durable
+Durable = tuple["asyncio.Future[Any]", ...]
 RawHandler = Callable[[Peer, Message], Awaitable[dict[str, Any] | None]]
 
 #: awareness client ids one connection may hold (a JupyterLab tab uses one per document)
@@ -106,7 +111,7 @@ class Room:
         self._server_entries: set[int] = set()
         #: awareness entries dropped because they named another peer's client id
         self.refused_awareness = 0
-        self._outbox: deque[tuple[bytes, Peer | None, asyncio.Future[Any] | None]] = deque()
+        self._outbox: deque[tuple[bytes, Peer | None, Durable]] = deque()
         self._scheduled = False
         self._tasks: set[asyncio.Task[Any]] = set()
         self.closed = False
@@ -302,13 +307,15 @@ class Room:
         self,
         update: bytes,
         origin: Origin | None = None,
-        durable: asyncio.Future[Any] | None = None,
+        durable: asyncio.Future[Any] | Durable | None = None,
     ) -> None:
         """Send ``update`` to every peer but the one whose change it is (``origin``) once
-        ``durable`` (the log write that holds it) has resolved; never if that write failed."""
+        ``durable`` (the log write that holds it, or every one of several) has resolved;
+        never if a write failed."""
         if self.closed or not self.peers:
             return
-        self._outbox.append((update, self._peer_of(origin), durable))
+        writes = () if durable is None else durable if isinstance(durable, tuple) else (durable,)
+        self._outbox.append((update, self._peer_of(origin), writes))
         if not self._scheduled:
             self._schedule()
 
@@ -322,7 +329,7 @@ class Room:
         # sends are chained on the durability of the oldest update still waiting: no task,
         # no wake-up per update (this is the latency path of every keystroke)
         self._scheduled = True
-        waiting = next((w for _, _, w in self._outbox if w is not None and not w.done()), None)
+        waiting = next((w for _, _, ws in self._outbox for w in ws if not w.done()), None)
         if waiting is None:
             asyncio.get_running_loop().call_soon(self._flush)
         else:
@@ -332,16 +339,21 @@ class Room:
         self._scheduled = False
         if self.closed:
             return
+        self.send_durable()
+        if self._outbox and not self._scheduled:
+            self._schedule()
+
+    def send_durable(self) -> None:
+        """Send, now, the updates at the head of the queue whose writes are all durable (the
+        rest wait for the callback already scheduled on their writes)."""
         batch: list[tuple[bytes, Peer | None]] = []
-        while self._outbox and (self._outbox[0][2] is None or self._outbox[0][2].done()):
-            update, origin, durable = self._outbox.popleft()
-            if durable is not None and (durable.cancelled() or durable.exception() is not None):
+        while self._outbox and all(w.done() for w in self._outbox[0][2]):
+            update, origin, writes = self._outbox.popleft()
+            if any(w.cancelled() or w.exception() is not None for w in writes):
                 continue  # not on disk: nobody may see it
             batch.append((update, origin))
-        if batch:
+        if batch and not self.closed:
             self._send_batch(batch)
-        if self._outbox:
-            self._schedule()
 
     def _send_batch(self, batch: list[tuple[bytes, Peer | None]]) -> None:
         if len(batch) == 1:

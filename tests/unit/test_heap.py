@@ -1,8 +1,12 @@
 """``heap.release_freed_memory``: memory a worker thread freed goes back to the operating
-system (glibc keeps it mapped in the thread's arena otherwise)."""
+system (glibc keeps it mapped in the thread's arena otherwise); ``heap.freeze_startup_objects``:
+what a started server holds is out of the collector's walks, its garbage collected first."""
 
 from __future__ import annotations
 
+import gc
+import subprocess
+import sys
 import threading
 from pathlib import Path
 
@@ -48,3 +52,31 @@ async def test_memory_a_worker_thread_freed_is_given_back() -> None:
     # most of the 120 MB freed comes back (the small chunks pin a page each at most)
     assert before - after > CHUNK * CHUNKS // 2, (before, after)
     assert len(kept) == CHUNKS
+
+
+FREEZE = """
+import gc, weakref
+from jupyter_cocalc_sync.heap import freeze_startup_objects
+
+class Node:
+    pass
+
+garbage = Node()
+garbage.cycle = garbage  # only the collector frees it
+gone = weakref.ref(garbage)
+del garbage
+kept = Node()
+gc.disable()  # (no collection but the function's own)
+frozen = freeze_startup_objects()
+print(gone() is None, frozen == gc.get_freeze_count() > 0, kept in gc.get_objects())
+"""
+
+
+def test_the_objects_of_a_started_server_are_frozen_once_its_garbage_is_collected() -> None:
+    # (a fresh interpreter: freezing this one would keep every test's garbage)
+    result = subprocess.run(
+        [sys.executable, "-c", FREEZE], capture_output=True, text=True, check=True, timeout=120
+    )
+    # the cycle was collected before the freeze; what is alive is frozen, no longer walked
+    assert result.stdout.split() == ["True", "True", "False"]
+    assert gc.get_freeze_count() == 0  # (this process untouched)

@@ -1,16 +1,20 @@
-"""``Broadcast``: no client is handed an update before the log write holding it is durable."""
+"""``Broadcast``: no client is handed an update before the log write holding it is durable, and
+a peer's update is handed to the others as soon as it is."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import threading
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
+import pytest
 from helpers import eventually
 from jupyter_ydoc import YNotebook
-from pycrdt import Doc
+from pycrdt import Doc, Map
 
 from jupyter_cocalc_sync.documents.broadcast import Broadcast
 from jupyter_cocalc_sync.format.schema import notebook_syncdb
@@ -18,6 +22,7 @@ from jupyter_cocalc_sync.origin import SERVER, Origin
 from jupyter_cocalc_sync.permissions import FULL
 from jupyter_cocalc_sync.store import ChangeLog, LoggedTable, SQLiteWorker
 from jupyter_cocalc_sync.store.projections import ProjectionLog
+from jupyter_cocalc_sync.sync.table import SyncDB
 from jupyter_cocalc_sync.transport import protocol
 from jupyter_cocalc_sync.ynotebook.projection import YNotebookProjection
 
@@ -48,7 +53,26 @@ class WatchingPeer:
         self.closed = (code, reason)
 
 
-async def test_no_room_sends_an_update_before_its_log_write_is_durable(tmp_path):
+@dataclass
+class Notebook:
+    """A notebook's table and YNotebook on a store, and their ``Broadcast``."""
+
+    worker: SQLiteWorker
+    changelog: ChangeLog
+    db: SyncDB
+    table: LoggedTable
+    projection: YNotebookProjection
+    broadcast: Broadcast
+
+    def written(self) -> bool:
+        """Whether every log write of the table and the YNotebook so far is durable."""
+        writes = (self.table.barrier(), self.broadcast._projection_barrier())
+        return all(write is None or write.done() for write in writes)
+
+
+@contextlib.asynccontextmanager
+async def notebook(tmp_path: Path) -> AsyncIterator[Notebook]:
+    """A notebook of one cell whose table and YNotebook are both on disk; closed after."""
     worker = SQLiteWorker(tmp_path / "log.db")
     changelog = ChangeLog(worker)
     await changelog.open()
@@ -62,10 +86,59 @@ async def test_no_room_sends_an_update_before_its_log_write_is_durable(tmp_path)
     broadcast.follow(projection, new=True)
     await table.durable()
     await changelog.flushed()
+    try:
+        yield Notebook(worker, changelog, db, table, projection, broadcast)
+    finally:
+        broadcast.close_rooms()
+        broadcast.close()
+        projection.close()
+        table.close()
+        await changelog.settled()
+        changelog.close()
+        worker.close()
 
-    # the store's thread is kept busy: nothing handed to it from now on is written
-    store_written = threading.Event()
-    blocked = asyncio.ensure_future(worker.run(lambda conn: store_written.wait(30)))
+
+async def block_store(worker: SQLiteWorker) -> tuple[threading.Event, asyncio.Future[Any]]:
+    """Keep the store's thread busy: nothing handed to it is written until the event is set
+    (the future: the blocking job, running when this returns)."""
+    running, store_written = threading.Event(), threading.Event()
+
+    def hold(conn: object) -> None:
+        running.set()
+        store_written.wait(30)
+
+    blocked = asyncio.ensure_future(worker.run(hold))
+    await asyncio.to_thread(running.wait, 30)
+    return store_written, blocked
+
+
+def client_edit(ydoc: Doc[Any], edit: Callable[[Doc[Any]], None]) -> bytes:
+    """The update a client holding ``ydoc`` sends for ``edit`` (made on a copy of it)."""
+    client: Doc[Any] = Doc()
+    client.apply_update(ydoc.get_update())
+    state = client.get_state()
+    edit(client)
+    return client.get_update(state)
+
+
+def typed_into_cell_source(client: Doc[Any]) -> None:
+    source = YNotebook(client).ycells[0]["source"]
+    source.insert(len(source), "y")
+
+
+def typed_into_cell_input(client: Doc[Any]) -> None:
+    text = client.get("records", type=Map)[SyncDB.encode_key(("cell", "c"))]["input"]
+    text.insert(len(text), "y")
+
+
+async def test_no_room_sends_an_update_before_its_log_write_is_durable(tmp_path):
+    async with notebook(tmp_path) as nb:
+        await no_room_sends_an_update_before_its_log_write_is_durable(nb)
+
+
+async def no_room_sends_an_update_before_its_log_write_is_durable(nb: Notebook) -> None:
+    db, table, broadcast, projection = nb.db, nb.table, nb.broadcast, nb.projection
+    store_written, blocked = await block_store(nb.worker)
 
     def durable() -> bool:
         last = table.barrier()
@@ -95,10 +168,50 @@ async def test_no_room_sends_an_update_before_its_log_write_is_durable(tmp_path)
     client.apply_update(projection.ydoc.get_update())  # what JupyterLab got shows the output
     assert YNotebook(client).get()["cells"][0]["outputs"][0]["text"] == "hello\n"
 
-    broadcast.close_rooms()
-    broadcast.close()
-    projection.close()
-    table.close()
-    await changelog.settled()
-    changelog.close()
-    worker.close()
+
+@pytest.mark.parametrize(
+    ("kind", "edit"), [("notebook", typed_into_cell_source), ("syncdb", typed_into_cell_input)]
+)
+async def test_a_peers_update_is_sent_in_the_call_that_applied_it_once_on_disk(
+    tmp_path, kind, edit
+):
+    async with notebook(tmp_path) as nb:
+        room = nb.broadcast.room(kind)
+        typist = WatchingPeer(Origin.of_peer("a", FULL), nb.written)
+        reader = WatchingPeer(Origin.of_peer("b", FULL), nb.written)
+        room.connect(typist)
+        room.connect(reader)
+        update = client_edit(room.doc, edit)
+        room.receive(typist, protocol.sync_message(protocol.SYNC_UPDATE, update))
+        # no loop turn: the log was written inline, then the update sent
+        assert len(reader.updates) == 1 and reader.sent_before_durable == 0
+        assert typist.updates == []
+        assert (nb.db.peek(("cell", "c")) or {})["input"] == "xy"
+
+
+@pytest.mark.parametrize(
+    ("kind", "edit"), [("notebook", typed_into_cell_source), ("syncdb", typed_into_cell_input)]
+)
+async def test_a_peers_update_waits_for_a_store_that_cannot_write_it_at_once(tmp_path, kind, edit):
+    async with notebook(tmp_path) as nb:
+        store_written, blocked = await block_store(nb.worker)
+        room = nb.broadcast.room(kind)
+
+        def durable() -> bool:
+            return store_written.is_set() and nb.written()
+
+        typist = WatchingPeer(Origin.of_peer("a", FULL), durable)
+        reader = WatchingPeer(Origin.of_peer("b", FULL), durable)
+        room.connect(typist)
+        room.connect(reader)
+        update = client_edit(room.doc, edit)
+        room.receive(typist, protocol.sync_message(protocol.SYNC_UPDATE, update))
+        try:
+            for _ in range(LOOP_TURNS):
+                await asyncio.sleep(0)  # (loop turns, not time: see LOOP_TURNS)
+            assert reader.updates == []
+        finally:
+            store_written.set()
+        await blocked
+        await eventually(lambda: reader.updates)
+        assert len(reader.updates) == 1 and reader.sent_before_durable == 0

@@ -193,3 +193,34 @@ def committed_rows(store: Path) -> int:
         return int(conn.execute("SELECT COUNT(*) FROM t").fetchone()[0])
     finally:
         conn.close()
+
+
+async def test_write_now_commits_what_is_queued_before_it_returns(changelog, tmp_path):
+    await changelog.append("nb", b"a")  # (the worker's connection is open)
+    first, second = changelog.append("nb", b"b"), changelog.append("nb", b"c")
+    assert changelog.write_now()
+    # no loop turn: the futures resolved in the call, after the commit
+    assert first.done() and second.done()
+    assert (first.result(), second.result()) == (2, 3)
+    assert committed(tmp_path / "store.db", "nb") == [b"a", b"b", b"c"]
+    assert not changelog.write_now()  # nothing queued
+    await changelog.flushed()  # (the flush scheduled by the appends finds nothing left)
+    assert committed(tmp_path / "store.db", "nb") == [b"a", b"b", b"c"]
+
+
+async def test_write_now_never_overtakes_a_batch_written_on_the_worker(changelog, monkeypatch):
+    await changelog.append("nb", b"a")
+    release = asyncio.Event()
+    write_batch = changelog._write_batch
+
+    async def held(batch):  # a batch in flight on the worker, not yet handed back
+        await release.wait()
+        return await write_batch(batch)
+
+    monkeypatch.setattr(changelog, "_write_batch", held)
+    big = changelog.append("nb", b"x" * (changelog.inline_bytes + 1))
+    await asyncio.sleep(0)  # (the flush takes the big batch)
+    small = changelog.append("nb", b"y")
+    assert not changelog.write_now()  # it would be version 2, the big one's
+    release.set()
+    assert await asyncio.gather(big, small) == [2, 3]
