@@ -3,8 +3,9 @@
 The runner (``runner.py``) decides what runs when; a ``CellRun`` sends one cell's code to the
 kernel and turns the request's messages into the cell's state and outputs (through its
 ``OutputHandler`` and the runner's ``CellWrites``): ``busy`` when the kernel publishes
-``execute_input``, outputs as they come (the messages that arrived together are one change),
-``idle`` with its end once the kernel is done. ``input()``/``getpass()`` show an
+``execute_input`` (written with the first output if that comes within ``flush_interval``),
+outputs as they come (the messages that arrived together are one change), ``idle`` with its
+end once the kernel is done. ``input()``/``getpass()`` show an
 ``input_request`` output that any client can answer (``answer_input``; a password only through
 the REST API, never through the shared document).
 """
@@ -77,7 +78,13 @@ class CellRun:
                     handler.handle(msg)
                     if not emitter.pending:
                         writes.flush_soon(cell_id)
-                if not emitter.pending:
+                if emitter.pending:
+                    continue
+                if msg_type == "execute_input":
+                    # a quick cell's output follows its start within a millisecond or two,
+                    # rarely in the same read: the start waits a little for it (one change)
+                    writes.write_start_soon()
+                else:
                     # the messages that arrived together are one change: the cell's start,
                     # its outputs and (when the run's end came with them) its end
                     writes.commit()

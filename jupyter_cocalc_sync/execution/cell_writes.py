@@ -12,9 +12,11 @@ output limits, once) are remembered as last read or written, until a change of t
 is not the runner's own: a warm run then reads none of them from the document.
 
 A cell's start (``started``) is written with what comes next — its outputs, or its end — in
-one transaction, at the latest when the runner commits: the kernel's messages that arrive
-together are one change, and each transaction of the table costs its observers (the change
-log's update, the change events, the rooms' guards) whatever it holds.
+one transaction, at the latest ``flush_interval`` seconds after the kernel began (or when the
+runner commits): the kernel's messages that arrive together are one change, the output of a
+quick cell, which follows its start by a millisecond or two, too; and each transaction of the
+table costs its observers (the change log's update, the change events, the rooms' guards)
+whatever it holds.
 """
 
 from __future__ import annotations
@@ -69,12 +71,14 @@ class CellWrites:
         self._flush_timer: asyncio.TimerHandle | None = None
         #: the running cell's start (``started``), not written yet
         self._started: dict[str, Any] | None = None
+        self._start_timer: asyncio.TimerHandle | None = None
         #: fields of the settings record as last read or written here (module docstring)
         self._settings: dict[str, Any] = {}
         self._unsubscribe = db.on_change(self._on_change)
 
     def close(self) -> None:
         self._unsubscribe()
+        self._forget_started()
 
     def _on_change(self, event: ChangeEvent) -> None:
         if SETTINGS_KEY in event.changes and not self.writing:
@@ -96,15 +100,35 @@ class CellWrites:
             record["exec_count"] = handler.exec_count
         self._started = record
 
+    def write_start_soon(self) -> None:
+        """Commit the pending start ``flush_interval`` seconds from now, unless a write before
+        then takes it along (module docstring)."""
+        if self._started is not None and self._start_timer is None:
+            self._start_timer = asyncio.get_running_loop().call_later(
+                self.flush_interval, self._start_timer_fired
+            )
+
+    def _start_timer_fired(self) -> None:
+        self._start_timer = None
+        if self._started is not None:
+            self.commit()
+
+    def _forget_started(self) -> None:
+        self._started = None
+        if self._start_timer is not None:
+            self._start_timer.cancel()
+            self._start_timer = None
+
     def _write_started(
         self, record: dict[str, Any] | None = None, *, kernel_idle: bool = False
     ) -> None:
         """Write the pending start (inside a batch), merged into ``record`` of the same cell
         when given (whose fields win: a run that ended is ``idle``, not ``busy``); the kernel
         is busy, unless ``kernel_idle`` (it is done already: it is said idle instead)."""
-        started, self._started = self._started, None
+        started = self._started
         if started is None:
             return
+        self._forget_started()
         if record is not None and record["id"] == started["id"]:
             record.update({k: v for k, v in started.items() if k not in record})
         elif self.db.record_map(("cell", started["id"])) is not None:
@@ -188,7 +212,7 @@ class CellWrites:
         self.commit()
 
     def finish_with_error(self, cell_id: str, ename: str, evalue: str) -> None:
-        self._started = None  # (the run is over: its end says so)
+        self._forget_started()  # (the run is over: its end says so)
         if self.db.peek(("cell", cell_id)) is None:
             return
         error = {"output_type": "error", "ename": ename, "evalue": evalue, "traceback": [evalue]}
@@ -209,7 +233,7 @@ class CellWrites:
         """End a run the server could not finish (it stopped while the cell ran): the outputs
         so far stay, and an error after them says what happened, in every client and the
         file."""
-        self._started = None  # (the run is over: its end says so)
+        self._forget_started()  # (the run is over: its end says so)
         record = self.db.peek(("cell", cell_id))
         if record is None:
             return

@@ -3,8 +3,9 @@
 Every send goes through ``send_message`` on a ``zmq.asyncio`` socket and never blocks the event
 loop. (jupyter_client's ``Session.send`` turns an asyncio socket back into a blocking one; with
 ``IMMEDIATE`` set and no live peer, such a send waits forever, and the whole server with it.)
-One reader task per channel (iopub, shell, stdin) hands every message to a ``ChannelListener``;
-replies to our own shell requests (``kernel_info``, ``complete``, ``inspect``) are matched here.
+Every message is handed to a ``ChannelListener`` (iopub's from the event loop's reader callback
+of its socket, all that came in one go; shell's and stdin's from one reader task each); replies
+to our own shell requests (``kernel_info``, ``complete``, ``inspect``) are matched here.
 """
 
 from __future__ import annotations
@@ -186,12 +187,18 @@ class Connection(Replies):
         self.shell: zmq.asyncio.Socket = self.client.shell_channel.socket
         self.stdin: zmq.asyncio.Socket = self.client.stdin_channel.socket
         self.tasks = [
-            background(self._read(self.iopub, self._on_iopub)),
             background(self._read(self.shell, self._on_shell)),
             background(self._read(self.stdin, listener.on_stdin)),
         ]
+        self._loop = asyncio.get_running_loop()
+        self._iopub_fd: int = self.iopub.get(zmq.FD)
+        #: the iopub socket without its asyncio layer (``_take_iopub``)
+        self._iopub_now: zmq.Socket[bytes] = zmq.Socket.shadow(self.iopub.underlying)
+        self._loop.add_reader(self._iopub_fd, self._take_iopub)
+        self._loop.call_soon(self._take_iopub)  # (what came before the watch signals nothing)
 
     def _close_transport(self, reason: str) -> None:
+        self._loop.remove_reader(self._iopub_fd)
         stop_started(self.client, ("shell", "iopub", "stdin"))
 
     # -- sending -------------------------------------------------------------------------------
@@ -224,13 +231,14 @@ class Connection(Replies):
     async def drain(self) -> None:
         """Let the readers take what the kernel sent before it died (often its last words).
 
-        Bounded: each round yields once to the event loop, which hands queued messages to the
-        reader tasks.
+        Bounded: each round takes what iopub holds, and yields once to the event loop, which
+        hands queued shell and stdin messages to their reader tasks.
         """
-        sockets = (self.iopub, self.shell, self.stdin)
+        sockets = (self.shell, self.stdin)
         for _ in range(DRAIN_ROUNDS):
             if not self.open:
                 return
+            self._take_iopub()
             pending = any(_readable(socket) for socket in sockets)
             await asyncio.sleep(0)
             if not pending:
@@ -239,7 +247,6 @@ class Connection(Replies):
     # -- reading -------------------------------------------------------------------------------
 
     async def _read(self, socket: zmq.asyncio.Socket, handle: Callable[[Message], None]) -> None:
-        session = self.session
         while True:
             try:
                 received = await socket.recv_multipart()
@@ -247,17 +254,43 @@ class Connection(Replies):
                 if self.open:
                     raise
                 return
+            self._take(received, handle)
+
+    def _take_iopub(self) -> None:
+        """Handle every iopub message there is, in this one turn of the event loop.
+
+        The kernel publishes a run's messages in a burst (its status, the input, the outputs);
+        the iopub socket is read from the loop's reader callback of its descriptor, until it
+        is empty (ZMQ signals the descriptor on edges): no future, task wake-up and reader
+        re-registration per message, as ``zmq.asyncio``'s ``recv_multipart`` costs. (Shell
+        and stdin, which we also send on, keep their reader tasks: a send may consume the
+        edge that a reply's arrival signalled, which ``zmq.asyncio`` looks after.)
+        """
+        socket = self._iopub_now
+        while self.open:
             try:
-                _idents, frames = session.feed_identities(received)
-                msg = decode(session, cast("list[bytes]", frames))  # (received as copies)
-            except UNREADABLE as e:
-                log.warning("Dropped an unreadable message from a kernel: %s", e)
-                continue
-            try:
-                handle(msg)
-            except Exception as e:  # a bug of ours: the kernel's next messages still come
-                what = f"handling {msg.get('msg_type')} from a kernel"
-                count_error("kernel.message", e, what, logger=log)
+                received = socket.recv_multipart(zmq.NOBLOCK)
+            except zmq.Again:
+                return
+            except zmq.ZMQError as e:  # (the socket is gone under us: nothing more comes)
+                self._loop.remove_reader(self._iopub_fd)
+                log.error("Reading a kernel's iopub failed: %s", e)
+                return
+            self._take(received, self._on_iopub)
+
+    def _take(self, received: list[bytes], handle: Callable[[Message], None]) -> None:
+        session = self.session
+        try:
+            _idents, frames = session.feed_identities(received)
+            msg = decode(session, cast("list[bytes]", frames))  # (received as copies)
+        except UNREADABLE as e:
+            log.warning("Dropped an unreadable message from a kernel: %s", e)
+            return
+        try:
+            handle(msg)
+        except Exception as e:  # a bug of ours: the kernel's next messages still come
+            what = f"handling {msg.get('msg_type')} from a kernel"
+            count_error("kernel.message", e, what, logger=log)
 
 
 def decode(session: Session, frames: list[bytes]) -> Message:

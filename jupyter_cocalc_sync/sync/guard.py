@@ -15,11 +15,13 @@ clients only read (most of a notebook's life, and every open) costs one copy, no
 memory and in the CPU time of each change. Once made, it catches up with the document when a
 peer's update is to be checked (or every ``MIRROR_BEHIND`` updates), the updates it missed
 merged into one: the server's own changes in between (a run's outputs, each a transaction)
-cost a copy of their bytes each, not an apply and the shadow's change events each.
+cost a copy of their bytes each, not an apply and the shadow's change events each. The shadow
+is observed only while a peer's update is applied to it: catching up makes no change events.
 """
 
 from __future__ import annotations
 
+import inspect
 import json
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any, Protocol, TypeAlias
@@ -70,7 +72,8 @@ class UpdateGuard:
     def __init__(self, doc: Doc[Any], checker: UpdateChecker) -> None:
         self.doc = doc
         self.checker = checker
-        self._touched: Touched | None = None
+        #: what the peer's update being checked touched (``check``)
+        self._touched: Touched = {}
         #: the mirror of ``doc`` (None until a peer's update needs it)
         self.shadow: Doc[Any] | None = None
         self._subscription: Subscription | None = None
@@ -89,16 +92,23 @@ class UpdateGuard:
         self._behind, self._behind_bytes = [], 0
         self.shadow = Doc()
         self.shadow.apply_update(self.doc.get_update())
-        #: the roots and their subscriptions live as long as the shadow (pycrdt drops a
-        #: subscription with the Python object of its root)
-        self._watched: list[tuple[YMap | YArray, Subscription]] = []
-        for name, kind in self.checker.roots.items():
-            root = self.shadow.get(name, type=kind)
-            self._watched.append((root, root.observe_deep(self._observer(name))))
+        #: the roots the checker watches and their observers, subscribed only while a peer's
+        #: update is applied (``check``): the document's own updates, mirrored, cost the
+        #: shadow no change events
+        self._roots: list[tuple[YMap | YArray, Callable[[Sequence[object]], None]]] = [
+            (self.shadow.get(name, type=kind), self._observer(name))
+            for name, kind in self.checker.roots.items()
+        ]
 
     def _observer(self, name: str) -> Callable[[Sequence[object]], None]:
         # (one parameter: pycrdt passes the transaction too to callbacks that take two)
-        return lambda events: self._note_touched(name, events)
+        def observe(events: Sequence[object]) -> None:
+            self._note_touched(self._touched.setdefault(name, set()), events)
+
+        # pycrdt reads a callback's signature at each subscription, the slow way unless the
+        # callback carries it: read once here, a subscription per check costs little
+        observe.__signature__ = inspect.signature(observe)  # type: ignore[attr-defined]
+        return observe
 
     def _mirror(self, event: TransactionEvent) -> None:
         if self.shadow is None:
@@ -115,10 +125,9 @@ class UpdateGuard:
         if self.shadow is not None and behind:
             self.shadow.apply_update(behind[0] if len(behind) == 1 else merge_updates(*behind))
 
-    def _note_touched(self, name: str, events: Sequence[object]) -> None:
-        if self._touched is None:
-            return  # a mirrored update of the document: checked already, or the server's own
-        touched = self._touched.setdefault(name, set())
+    def _note_touched(
+        self, touched: set[str | int | TextField | FieldSet], events: Sequence[object]
+    ) -> None:
         for event in deep_events(events):
             path = event.path
             if len(path) == 2 and isinstance(path[1], str) and isinstance(event.target, Text):
@@ -139,12 +148,15 @@ class UpdateGuard:
             return  # (the first sync of a client with an empty document: nothing in it)
         shadow = self._mirrored()
         self._catch_up()
-        self._touched = {}
+        touched: Touched = {}
+        self._touched = touched
+        watching = [(root, root.observe_deep(observe)) for root, observe in self._roots]
         try:
             try:
                 shadow.apply_update(update)
             finally:
-                touched, self._touched = self._touched, None
+                for root, subscription in watching:
+                    root.unobserve(subscription)
             if touched:
                 self.checker.check(shadow, touched)
         except BaseException:  # (re-raised: whatever stopped the check, even a panic)

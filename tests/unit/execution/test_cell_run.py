@@ -1,0 +1,143 @@
+"""``CellRun``: how the kernel's messages of one run become changes of the table."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from typing import Any
+
+from jupyter_cocalc_sync.execution.cell_run import CellRun
+from jupyter_cocalc_sync.execution.cell_writes import CellWrites
+from jupyter_cocalc_sync.format.schema import notebook_syncdb
+from jupyter_cocalc_sync.origin import RUNNER
+from jupyter_cocalc_sync.outputs.handler import OutputHandler
+from jupyter_cocalc_sync.sync.table import ChangeEvent, SyncDB
+
+CELL = "one"
+
+
+class Versions:
+    """Commits the table as the runner's ``RunVersions`` does (without a change log)."""
+
+    def __init__(self, db: SyncDB) -> None:
+        self.db = db
+
+    def commit(self, origin: Any) -> None:
+        self.db.commit(origin)
+
+
+class Emitter:
+    """The messages of one execute request, handed over by the test as the kernel sends them
+    (``pending`` as ``CodeExecutionEmitter`` says it: more are here already)."""
+
+    def __init__(self) -> None:
+        self.inbox: asyncio.Queue[dict[str, Any] | None] = asyncio.Queue()
+        self.reply: dict[str, Any] | None = {"status": "ok"}
+        #: set while the run waits for the kernel's next message (all were taken)
+        self.waiting = asyncio.Event()
+
+    @property
+    def pending(self) -> bool:
+        return not self.inbox.empty()
+
+    def __aiter__(self) -> AsyncIterator[dict[str, Any]]:
+        return self._iterate()
+
+    async def _iterate(self) -> AsyncIterator[dict[str, Any]]:
+        while True:
+            if self.inbox.empty():
+                self.waiting.set()
+            msg = await self.inbox.get()
+            self.waiting.clear()
+            if msg is None:
+                return
+            yield msg
+
+    async def send(self, msg_type: str, content: dict[str, Any]) -> None:
+        """The kernel sends one message, alone: the run takes it before the next comes."""
+        self.inbox.put_nowait({"msg_type": msg_type, "header": {"msg_type": msg_type}, **content})
+        self.waiting.clear()
+        await self.waiting.wait()
+
+
+class Kernel:
+    def __init__(self, emitter: Emitter) -> None:
+        self.emitter = emitter
+
+    def execute_code(self, code: str) -> Emitter:
+        return self.emitter
+
+    async def signal(self, name: str) -> None:
+        raise AssertionError("no interrupt was asked for")
+
+
+def cell_run(db: SyncDB, emitter: Emitter, flush_interval: float) -> CellRun:
+    handler = OutputHandler(CELL)
+    writes = CellWrites(db, Versions(db), flush_interval, lambda: handler)  # type: ignore[arg-type]
+    return CellRun(
+        Kernel(emitter),  # type: ignore[arg-type]
+        handler,
+        writes,
+        interrupt_requested=lambda: False,
+        last_of_batch=lambda: True,
+    )
+
+
+def notebook() -> tuple[SyncDB, list[dict[str, set[str]]]]:
+    """A notebook with one code cell, and the changes of its cell as they are committed."""
+    db = notebook_syncdb()
+    db.set({"type": "cell", "id": CELL, "input": "1+1", "state": "run"}, RUNNER)
+    db.set({"type": "settings", "id": "main", "kernel_state": "idle"}, RUNNER)
+    db.commit(RUNNER)
+    changes: list[dict[str, set[str]]] = []
+
+    def changed(event: ChangeEvent) -> None:
+        changes.append({str(key[0]): set(change.fields) for key, change in event.changes.items()})
+
+    db.on_change(changed)
+    return db, changes
+
+
+EXECUTE_INPUT = {"content": {"code": "1+1", "execution_count": 1}}
+RESULT = {
+    "content": {"data": {"text/plain": "2"}, "metadata": {}, "execution_count": 1},
+}
+
+
+async def test_a_start_and_the_output_that_follows_it_alone_are_one_change() -> None:
+    """A quick cell's output comes a millisecond or two after the kernel began it, in a read
+    of its own: the cell's start (busy, its start time) waits for it, one change, not two."""
+    db, changes = notebook()
+    emitter = Emitter()
+    running = asyncio.ensure_future(cell_run(db, emitter, 60.0).execute("1+1"))
+    await emitter.send("execute_input", EXECUTE_INPUT)
+    await emitter.send("execute_result", RESULT)
+    emitter.inbox.put_nowait(None)
+    assert await running
+
+    assert len(changes) == 2, changes
+    start, end = changes
+    assert {"state", "start", "exec_count", "output"} <= start["cell"]
+    assert start["settings"] == {"kernel_state"}
+    assert {"state", "end"} <= end["cell"]
+    assert db.read(("cell", CELL))["state"] == "idle"
+
+
+async def test_a_start_with_no_output_after_it_is_written_after_the_flush_interval() -> None:
+    """A cell that prints nothing for a while shows busy all the same, once the start has
+    waited ``flush_interval`` for an output."""
+    db, changes = notebook()
+    emitter = Emitter()
+    written = asyncio.Event()
+    db.on_change(lambda _event: written.set())
+    running = asyncio.ensure_future(cell_run(db, emitter, 0.01).execute("1+1"))
+    await emitter.send("execute_input", EXECUTE_INPUT)
+    async with asyncio.timeout(30):  # (a hang, not a speed bound)
+        await written.wait()
+    assert changes == [{"cell": {"state", "start", "exec_count"}, "settings": {"kernel_state"}}]
+    assert db.read(("cell", CELL))["state"] == "busy"
+
+    await emitter.send("execute_result", RESULT)
+    emitter.inbox.put_nowait(None)
+    assert await running
+    assert db.read(("cell", CELL))["state"] == "idle"
