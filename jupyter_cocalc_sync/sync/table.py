@@ -33,7 +33,7 @@ from ..errors import InvalidRecordError
 from ..errors_seen import count_error
 from ..origin import SERVER, Origin
 from .events import ChangeEvent, Key, RecordChange
-from .text import set_text
+from .layout import RecordLayout
 from .values import check_json, checked_from_crdt, checked_map_from_crdt, json_copy, same_json
 from .ytypes import YMap, deep_events
 
@@ -101,6 +101,7 @@ class SyncDB:
         self.map_cols: frozenset[str] = frozenset(map_cols)
         #: map column -> the field of its entries kept as a ``Text``
         self.text_fields: dict[str, str] = dict(text_fields or {})
+        self.layout = RecordLayout(self.string_cols, self.map_cols, self.text_fields)
         self._validate = validate
         self.doc: Doc[Any] = doc if doc is not None else Doc()
         self.records: YMap = self.doc.get("records", type=Map)
@@ -292,93 +293,12 @@ class SyncDB:
         with self.transaction(origin):
             current = self.records.get(encoded)
             if not isinstance(current, Map):
-                self.records[encoded] = Map(self._prelim(record))
+                self.records[encoded] = Map(self.layout.prelim(record))
                 return
             for name, value in record.items():
                 if name in self.primary_keys:
                     continue
-                self._set_field(current, name, value)
-
-    def _prelim(self, record: Mapping[str, Any]) -> dict[str, Any]:
-        prelim: dict[str, Any] = {}
-        for name, value in record.items():
-            if value is None:
-                continue
-            if name in self.string_cols:
-                prelim[name] = Text(value)
-            elif name in self.map_cols:
-                prelim[name] = Map(
-                    {k: self._entry(name, v) for k, v in value.items() if v is not None}
-                )
-            else:
-                prelim[name] = value
-        return prelim
-
-    def _entry(self, column: str, value: Any) -> Any:
-        """An entry of a map column as stored: with its text field as a ``Text``."""
-        text_field = self.text_fields.get(column)
-        if text_field is None or not isinstance(value, dict):
-            return value
-        text = value.get(text_field)
-        if not isinstance(text, str):
-            return value
-        return Map({**value, text_field: Text(text)})
-
-    def _set_entry(self, column: str, entries: YMap, key: str, value: Any) -> None:
-        existing = entries.get(key)
-        text_field = self.text_fields.get(column)
-        if (
-            isinstance(existing, Map)
-            and text_field is not None
-            and isinstance(value, dict)
-            and isinstance(value.get(text_field), str)
-            and isinstance(existing.get(text_field), Text)
-        ):
-            # the same kind of entry: change it in place (a grown stream is an append)
-            for name in set(existing.keys()).difference(value):
-                del existing[name]
-            for name, sub in value.items():
-                if name == text_field:
-                    set_text(existing[name], sub)
-                elif not same_json(checked_from_crdt(existing.get(name)), sub):
-                    existing[name] = sub
-            return
-        if not same_json(checked_from_crdt(existing), value):
-            entries[key] = self._entry(column, value)
-
-    def _set_field(self, current: YMap, name: str, value: Any) -> None:
-        existing = current.get(name)
-        if value is None:
-            if name in current:
-                del current[name]
-        elif name in self.string_cols:
-            if isinstance(existing, Text):
-                set_text(existing, value)
-            else:
-                current[name] = Text(value)
-        elif name in self.map_cols:
-            if isinstance(existing, Map):
-                for sub, subvalue in value.items():
-                    if subvalue is None:
-                        if sub in existing:
-                            del existing[sub]
-                    else:
-                        self._set_entry(name, existing, sub, subvalue)
-            else:
-                current[name] = Map(
-                    {k: self._entry(name, v) for k, v in value.items() if v is not None}
-                )
-        elif isinstance(value, dict) and isinstance(existing, dict):
-            merged = dict(existing)
-            for sub, subvalue in value.items():
-                if subvalue is None:
-                    merged.pop(sub, None)
-                else:
-                    merged[sub] = subvalue
-            if not same_json(merged, existing):
-                current[name] = merged
-        elif not same_json(existing, value):
-            current[name] = value
+                self.layout.set_field(current, name, value)
 
     def delete(self, where: Mapping[str, Any], origin: Origin) -> int:
         """Remove every record matching ``where`` as ``origin``; returns how many were removed.
