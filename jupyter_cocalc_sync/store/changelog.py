@@ -37,7 +37,16 @@ from ..errors import StoreUnavailableError, VersionNotFoundError
 from ..errors_seen import count_error
 from .bases import DDL as BASES_DDL
 from .bases import Base, BaseInput, write_base
-from .log_rows import read_base_input, read_state, store_snapshot
+from .log_rows import (
+    delete_history,
+    has_version,
+    read_base_input,
+    read_save,
+    read_state,
+    read_versions,
+    store_snapshot,
+    write_save,
+)
 from .protocol import (
     DATABASE_ERRORS,
     STORE_ERRORS,
@@ -446,10 +455,7 @@ class ChangeLog:
         def read(
             conn: StoreConnection,
         ) -> tuple[tuple[int, bytes | None, list[bytes]], BaseInput | None]:
-            exists = conn.execute(
-                "SELECT 1 FROM changes WHERE doc = ? AND version = ?", (doc, version)
-            ).fetchone()
-            if exists is None:
+            if not has_version(conn, doc, version):
                 raise VersionNotFoundError(f"{doc} has no version {version}")
             return read_state(conn, doc, version), read_base_input(conn, doc)
 
@@ -461,12 +467,7 @@ class ChangeLog:
     async def versions(self, doc: str) -> list[Version]:
         """Every retained version of ``doc``, oldest first."""
         await self.flushed()
-        rows = await self.worker.run(
-            lambda conn: conn.execute(
-                "SELECT version, time, author FROM changes WHERE doc = ? ORDER BY version",
-                (doc,),
-            ).fetchall()
-        )
+        rows = await self.worker.run(lambda conn: read_versions(conn, doc))
         return [Version(*row) for row in rows]
 
     async def last_version(self, doc: str) -> int:
@@ -477,17 +478,8 @@ class ChangeLog:
         self, doc: str, version: int, last_modified: str | None, size: int | None
     ) -> None:
         """Remember which version is in the file, and the file's stamp after saving it."""
-
-        def write(conn: StoreConnection) -> None:
-            conn.execute(
-                "INSERT INTO saves (doc, version, last_modified, size) VALUES (?,?,?,?) "
-                "ON CONFLICT (doc) DO UPDATE SET version = excluded.version, "
-                "last_modified = excluded.last_modified, size = excluded.size",
-                (doc, version, last_modified, size),
-            )
-
         try:
-            await self.worker.run(write)
+            await self.worker.run(lambda conn: write_save(conn, doc, version, last_modified, size))
         except STORE_ERRORS as e:  # the file is saved; the next save records it again
             raise StoreUnavailableError(
                 f"the save of {doc} cannot be recorded right now ({e}); nothing saved is lost"
@@ -495,22 +487,14 @@ class ChangeLog:
 
     async def last_saved(self, doc: str) -> tuple[int, str | None, int | None] | None:
         """``(version, last_modified, size)`` of the last save of ``doc``, if any."""
-        return await self.worker.run(
-            lambda conn: conn.execute(
-                "SELECT version, last_modified, size FROM saves WHERE doc = ?", (doc,)
-            ).fetchone()
-        )
+        return await self.worker.run(lambda conn: read_save(conn, doc))
 
     async def forget(self, doc: str) -> None:
         """Delete a document's whole history (used when its file is deleted for good)."""
         await self.flushed()
 
         def delete(conn: StoreConnection) -> None:
-            with transaction(conn):
-                conn.execute("DELETE FROM changes WHERE doc = ?", (doc,))
-                conn.execute("DELETE FROM snapshots WHERE doc = ?", (doc,))
-                conn.execute("DELETE FROM saves WHERE doc = ?", (doc,))
-                conn.execute("DELETE FROM bases WHERE doc = ?", (doc,))
+            delete_history(conn, doc)
             self._last.pop(doc, None)
             self._last_snapshot.pop(doc, None)
 

@@ -1,6 +1,6 @@
 """The change log's rows read and written on the store's thread: a document's state as its
-last snapshot and the updates after it, what a based document's replay starts from, and a
-snapshot's row written a piece at a time."""
+last snapshot and the updates after it, what a based document's replay starts from, a
+snapshot's row written a piece at a time, the versions, the last save, and a history deleted."""
 
 from __future__ import annotations
 
@@ -69,3 +69,45 @@ def store_snapshot(conn: StoreConnection, doc: str, version: int, state: bytes) 
             view = memoryview(state)
             for start in range(0, len(view), BLOB_PIECE):
                 blob.write(view[start : start + BLOB_PIECE])
+
+
+def has_version(conn: StoreConnection, doc: str, version: int) -> bool:
+    row = conn.execute(
+        "SELECT 1 FROM changes WHERE doc = ? AND version = ?", (doc, version)
+    ).fetchone()
+    return row is not None
+
+
+def read_versions(conn: StoreConnection, doc: str) -> list[tuple[int, float, str | None]]:
+    """``(version, time, author)`` of every retained version, oldest first."""
+    rows: list[tuple[int, float, str | None]] = conn.execute(
+        "SELECT version, time, author FROM changes WHERE doc = ? ORDER BY version", (doc,)
+    ).fetchall()
+    return rows
+
+
+def write_save(
+    conn: StoreConnection, doc: str, version: int, last_modified: str | None, size: int | None
+) -> None:
+    """Which version is in the file, and the file's stamp after saving it."""
+    conn.execute(
+        "INSERT INTO saves (doc, version, last_modified, size) VALUES (?,?,?,?) "
+        "ON CONFLICT (doc) DO UPDATE SET version = excluded.version, "
+        "last_modified = excluded.last_modified, size = excluded.size",
+        (doc, version, last_modified, size),
+    )
+
+
+def read_save(conn: StoreConnection, doc: str) -> tuple[int, str | None, int | None] | None:
+    """``(version, last_modified, size)`` of the last save of ``doc``, if any."""
+    row: tuple[int, str | None, int | None] | None = conn.execute(
+        "SELECT version, last_modified, size FROM saves WHERE doc = ?", (doc,)
+    ).fetchone()
+    return row
+
+
+def delete_history(conn: StoreConnection, doc: str) -> None:
+    """Every row of ``doc``: its changes, snapshots, last save and base."""
+    with transaction(conn):
+        for table in ("changes", "snapshots", "saves", "bases"):
+            conn.execute(f"DELETE FROM {table} WHERE doc = ?", (doc,))
