@@ -13,9 +13,12 @@ way out of the server, and every update reaches them through here:
   ``notebook`` room with both writes, to be sent once both are durable.
 
 A peer's update (a keystroke) is the latency path: once it is applied, what it queued in the
-log is written at once, in that call, when the store can write it inline, and the rooms send
-what that made durable (``_apply_then_send``); otherwise the log writes it on the next loop
-turn as it does every other change, and the rooms send once they hear it is durable.
+log is written at once, in that call, when the store can write it inline
+(``_apply_then_write``), and the rooms send it in the next turn of the event loop, merged with
+every other update that turn made durable (under load, many peers' keystrokes arrive in one
+turn: each peer gets one message for all of them, not one per keystroke); otherwise the log
+writes it on the next loop turn as it does every other change, and the rooms send once they
+hear it is durable.
 
 A write that fails is never sent: while the store refuses a notebook's writes its clients are
 closed (1011 ``store_unavailable``, they may retry), and no new client joins.
@@ -170,7 +173,7 @@ class Broadcast:
             room = Room(
                 f"syncdb:{self.file_id}",
                 self.db.doc,
-                apply_update=self._apply_then_send(self.db.apply_update),
+                apply_update=self._apply_then_write(self.db.apply_update),
                 barrier=self.table.barrier,
                 on_raw=self._on_raw,
                 check_update=table_guard(self.db).check,  # a bad update changes nothing
@@ -182,7 +185,7 @@ class Broadcast:
             room = Room(
                 f"json:notebook:{self.file_id}",
                 projection.ydoc,
-                apply_update=self._apply_then_send(projection.apply_update),
+                apply_update=self._apply_then_write(projection.apply_update),
                 barrier=self._projection_barrier,
                 on_raw=self._on_raw,
                 check_update=ynotebook_guard(projection.ydoc).check,
@@ -198,15 +201,14 @@ class Broadcast:
         self.rooms[kind] = room
         return room
 
-    def _apply_then_send(self, apply: ApplyUpdate) -> ApplyUpdate:
+    def _apply_then_write(self, apply: ApplyUpdate) -> ApplyUpdate:
         """``apply``, then the log writes it queued made durable here and now when the store
-        can, and what they hold sent (module docstring)."""
+        can (module docstring): the rooms hear it from the writes' futures, and send in the
+        next loop turn."""
 
         def apply_update(update: bytes, origin: Origin) -> None:
             apply(update, origin)
-            if self.table.changelog.write_now():
-                for room in self.rooms.values():
-                    room.send_durable()
+            self.table.changelog.write_now()
 
         return apply_update
 

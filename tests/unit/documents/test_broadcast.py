@@ -172,21 +172,32 @@ async def no_room_sends_an_update_before_its_log_write_is_durable(nb: Notebook) 
 @pytest.mark.parametrize(
     ("kind", "edit"), [("notebook", typed_into_cell_source), ("syncdb", typed_into_cell_input)]
 )
-async def test_a_peers_update_is_sent_in_the_call_that_applied_it_once_on_disk(
+async def test_peers_updates_are_on_disk_when_applied_and_sent_merged_in_the_next_loop_turn(
     tmp_path, kind, edit
 ):
     async with notebook(tmp_path) as nb:
         room = nb.broadcast.room(kind)
-        typist = WatchingPeer(Origin.of_peer("a", FULL), nb.written)
-        reader = WatchingPeer(Origin.of_peer("b", FULL), nb.written)
-        room.connect(typist)
-        room.connect(reader)
-        update = client_edit(room.doc, edit)
-        room.receive(typist, protocol.sync_message(protocol.SYNC_UPDATE, update))
-        # no loop turn: the log was written inline, then the update sent
+
+        def table_written() -> bool:
+            last = nb.table.barrier()
+            return last is None or last.done()
+
+        # (a SyncDB edit's YNotebook update is logged a turn later: the table's write is the
+        # one the syncdb room waits for)
+        durable = nb.written if kind == "notebook" else table_written
+        typists = [WatchingPeer(Origin.of_peer(name, FULL), durable) for name in "ac"]
+        reader = WatchingPeer(Origin.of_peer("b", FULL), durable)
+        for peer in (*typists, reader):
+            room.connect(peer)
+        for typist in typists:  # (two keystrokes of two peers in one turn of the loop)
+            update = client_edit(room.doc, edit)
+            room.receive(typist, protocol.sync_message(protocol.SYNC_UPDATE, update))
+            assert durable()  # the log was written inline, in the call that applied it
+        assert reader.updates == []
+        await asyncio.sleep(0)  # the next loop turn: both sent, each peer one message
         assert len(reader.updates) == 1 and reader.sent_before_durable == 0
-        assert typist.updates == []
-        assert (nb.db.peek(("cell", "c")) or {})["input"] == "xy"
+        assert [len(typist.updates) for typist in typists] == [1, 1]  # (the other's keystroke)
+        assert (nb.db.peek(("cell", "c")) or {})["input"] == "xyy"
 
 
 @pytest.mark.parametrize(
