@@ -11,6 +11,8 @@ runner's connection reads, not by a second watcher decoding each again.
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +23,17 @@ from jupyter_cocalc_sync.origin import Origin, OriginKind
 
 #: what a test waits for at most while it holds the server's event loop (a hang, not a bound)
 HOLD_LIMIT = 30.0
+
+
+@contextmanager
+def nothing_written_for_waiting(runner: Any) -> Iterator[None]:
+    """The runner's pending writes (a start, a clearing) wait for what comes next, not for
+    a timer: a count of changes that does not depend on the machine's load."""
+    runner.writes.flush_interval = HOLD_LIMIT
+    try:
+        yield
+    finally:
+        runner.writes.flush_interval = runner.flush_interval
 
 
 def cell_record(nb: Any) -> dict[str, Any]:
@@ -105,11 +118,12 @@ async def test_a_warm_run_is_two_changes_and_what_arrives_together_is_one(
     notebook = opened(jp_serverapp, "nb.ipynb")
 
     commits = Commits(notebook.document.db, "cell-0")
-    await nb.run(["cell-0"])
-    await nb.wait_for(
-        lambda nb: nb.get_one({"type": "cell", "id": "cell-0"}).get("exec_count") == 2
-    )
-    await nb.wait_idle()
+    with nothing_written_for_waiting(notebook.runner):
+        await nb.run(["cell-0"])
+        await nb.wait_for(
+            lambda nb: nb.get_one({"type": "cell", "id": "cell-0"}).get("exec_count") == 2
+        )
+        await nb.wait_idle()
     commits.stop()
     states = [c.get("state") for c in commits.seen]
     # it started at once: not queued first, cleared in the change that shows it running
@@ -124,8 +138,9 @@ async def test_a_warm_run_is_two_changes_and_what_arrives_together_is_one(
     hold = HoldOnExecuteInput(marker)
     unobserve = notebook.runner.kernel.observe_iopub(hold)
     try:
-        await nb.run(["cell-1"])
-        await nb.wait_idle()
+        with nothing_written_for_waiting(notebook.runner):
+            await nb.run(["cell-1"])
+            await nb.wait_idle()
     finally:
         unobserve()
         commits.stop()
@@ -152,18 +167,15 @@ async def test_a_warm_run_that_starts_at_once_is_two_changes_and_never_queued(
     nb.set({"type": "cell", "id": "cell-0", "input": "1 + 1"})
     nb.commit()
     await eventually(lambda: notebook.document.db.read(("cell", "cell-0"))["input"] == "1 + 1")
-    writes = notebook.runner.writes
-    # (nothing is written for waiting alone: the count does not depend on the machine's load)
-    writes.flush_interval = HOLD_LIMIT
     commits = Commits(notebook.document.db, "cell-0")
     seen_by_client: list[Any] = []
     nb.on_change(lambda _event: seen_by_client.append(cell_state(nb)))
     try:
-        await nb.run(["cell-0"])
-        await nb.wait_for(lambda nb: cell_record(nb).get("exec_count") == 2)
-        await nb.wait_idle()
+        with nothing_written_for_waiting(notebook.runner):
+            await nb.run(["cell-0"])
+            await nb.wait_for(lambda nb: cell_record(nb).get("exec_count") == 2)
+            await nb.wait_idle()
     finally:
-        writes.flush_interval = notebook.runner.flush_interval
         commits.stop()
     states = [c.get("state") for c in commits.seen]
     assert len(commits.seen) <= 2, states
@@ -189,18 +201,17 @@ async def test_a_cell_that_must_wait_is_shown_queued_at_once(server, root_dir, l
     notebook = opened(jp_serverapp, "nb.ipynb")
     await nb.run(["cell-0"])
     await nb.wait_for(lambda nb: cell_state(nb) == "busy")
-    writes = notebook.runner.writes
-    writes.flush_interval = HOLD_LIMIT  # (at once: not when a timer writes what waits)
     commits = Commits(notebook.document.db, "cell-1")
     try:
-        await nb.run(["cell-1"])
-        await nb.wait_for(
-            lambda nb: nb.get_one({"type": "cell", "id": "cell-1"}).get("state") == "run"
-        )
-        marker.touch()
-        await nb.wait_idle()
+        # (at once: not when a timer writes what waits)
+        with nothing_written_for_waiting(notebook.runner):
+            await nb.run(["cell-1"])
+            await nb.wait_for(
+                lambda nb: nb.get_one({"type": "cell", "id": "cell-1"}).get("state") == "run"
+            )
+            marker.touch()
+            await nb.wait_idle()
     finally:
-        writes.flush_interval = notebook.runner.flush_interval
         commits.stop()
     states = [c.get("state") for c in commits.seen]
     assert states[0] == "run", states
