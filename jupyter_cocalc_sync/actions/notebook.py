@@ -3,8 +3,9 @@
 Every action checks all of its parameters against the table before writing anything (a bad
 one raises ``InvalidActionError`` and changes nothing), then writes in one transaction and
 commits once: one history entry, so reverting to the version before it undoes exactly it.
-Run actions only queue cells (the runner commits their ``"run"`` states at once); their
-outputs come later, as the runner writes them.
+Run actions only queue cells (the runner commits their ``"run"`` states at once, or, for a
+cell that starts at once, with its start); their outputs come later, as the runner writes
+them.
 
 Positions: cells sort by ``pos`` (ties by id). A cell placed between two others gets the
 midpoint of their positions; when there is no number strictly between them (equal positions

@@ -16,7 +16,10 @@ one transaction, at the latest ``flush_interval`` seconds after the kernel began
 runner commits): the kernel's messages that arrive together are one change, the output of a
 quick cell, which follows its start by a millisecond or two, too; and each transaction of the
 table costs its observers (the change log's update, the change events, the rooms' guards)
-whatever it holds.
+whatever it holds. So does the clearing of a cell's outputs for its run (``clear_for_run``,
+with its ``run`` state when it starts at once: ``docs/design.md``, "A cell that starts at
+once"): it waits, at most ``flush_interval`` seconds, for the start to go with it, and is
+written before anything else of that cell.
 """
 
 from __future__ import annotations
@@ -71,7 +74,11 @@ class CellWrites:
         self._flush_timer: asyncio.TimerHandle | None = None
         #: the running cell's start (``started``), not written yet
         self._started: dict[str, Any] | None = None
-        self._start_timer: asyncio.TimerHandle | None = None
+        #: the next cell's clearing for its run (``clear_for_run``), not written yet, and for
+        #: whom it is made
+        self._clear: tuple[dict[str, Any], Origin] | None = None
+        #: writes the pending clearing and start when nothing took them along before
+        self._pending_timer: asyncio.TimerHandle | None = None
         #: fields of the settings record as last read or written here (module docstring)
         self._settings: dict[str, Any] = {}
         self._unsubscribe = db.on_change(self._on_change)
@@ -79,6 +86,7 @@ class CellWrites:
     def close(self) -> None:
         self._unsubscribe()
         self._forget_started()
+        self._cancel_pending_timer()
 
     def _on_change(self, event: ChangeEvent) -> None:
         if SETTINGS_KEY in event.changes and not self.writing:
@@ -87,10 +95,16 @@ class CellWrites:
     def commit(self, origin: Origin | None = None) -> None:
         """Commit the runner's writes as ``origin``'s (default: as made for whoever asked for
         the running cell)."""
-        if self._started is not None:
-            with self.batch():
+        if self._started is not None or self._clear is not None:
+            with self.batch() as made_by:
+                self._write_clear(made_by)
                 self._write_started()
         self.versions.commit(origin or self.origin)
+
+    def commit_written(self, origin: Origin) -> None:
+        """Commit what was written as ``origin``'s, not the pending clearing or start (they
+        wait for what comes next: module docstring)."""
+        self.versions.commit(origin)
 
     def started(self, cell_id: str, handler: OutputHandler) -> None:
         """The kernel began running the cell: written with the cell's next write (its
@@ -101,23 +115,56 @@ class CellWrites:
         self._started = record
 
     def write_start_soon(self) -> None:
-        """Commit the pending start ``flush_interval`` seconds from now, unless a write before
-        then takes it along (module docstring)."""
-        if self._started is not None and self._start_timer is None:
-            self._start_timer = asyncio.get_running_loop().call_later(
-                self.flush_interval, self._start_timer_fired
+        """Commit the pending start ``flush_interval`` seconds from now (or with the pending
+        clearing, if that is due sooner), unless a write before then takes it along (module
+        docstring)."""
+        if self._started is not None:
+            self._write_pending_soon()
+
+    def _write_pending_soon(self) -> None:
+        if self._pending_timer is None:
+            self._pending_timer = asyncio.get_running_loop().call_later(
+                self.flush_interval, self._pending_timer_fired
             )
 
-    def _start_timer_fired(self) -> None:
-        self._start_timer = None
-        if self._started is not None:
+    def _pending_timer_fired(self) -> None:
+        self._pending_timer = None
+        clear = self._clear
+        if clear is None:
             self.commit()
+            return
+        if clear[1] != self.origin:  # (made before its cell's run began: as its own)
+            with self.batch(clear[1]) as made_by:
+                self._write_clear(made_by)
+        self.commit(clear[1])
+
+    def _cancel_pending_timer(self) -> None:
+        if self._pending_timer is not None:
+            self._pending_timer.cancel()
+            self._pending_timer = None
 
     def _forget_started(self) -> None:
         self._started = None
-        if self._start_timer is not None:
-            self._start_timer.cancel()
-            self._start_timer = None
+        if self._clear is None:
+            self._cancel_pending_timer()
+
+    def forget_clear(self, cell_id: str) -> None:
+        """The cell left the queue before its run began: it is not cleared for it."""
+        if self._clear is not None and self._clear[0]["id"] == cell_id:
+            self._clear = None
+            if self._started is None:
+                self._cancel_pending_timer()
+
+    def _write_clear(self, made_by: Origin) -> None:
+        """Write the pending clearing (inside a batch made by ``made_by``), before any other
+        write of its cell."""
+        clear, self._clear = self._clear, None
+        if clear is None:
+            return
+        if self._started is None:
+            self._cancel_pending_timer()
+        if self.db.record_map(("cell", clear[0]["id"])) is not None:
+            self.db.set(clear[0], made_by)
 
     def _write_started(
         self, record: dict[str, Any] | None = None, *, kernel_idle: bool = False
@@ -139,8 +186,9 @@ class CellWrites:
     def clear_for_run(
         self, cell_id: str, origin: Origin | None = None, *, state: str | None = None
     ) -> None:
-        """The cell's outputs, count and end go as its run starts, in one write with its
-        ``state`` if given (committed by the caller)."""
+        """The cell's outputs, count and end go as its run starts, with its ``state`` if
+        given: written with the cell's next write (its start, an output, its end) or at the
+        next commit, at the latest ``flush_interval`` seconds from now (module docstring)."""
         record: dict[str, Any] = {
             "type": "cell",
             "id": cell_id,
@@ -153,8 +201,11 @@ class CellWrites:
         }
         if state is not None:
             record["state"] = state
-        with self.batch(origin) as made_by:
-            self.db.set(record, made_by)
+        if self._clear is not None:  # (another cell's, due: it goes first)
+            with self.batch(origin) as made_by:
+                self._write_clear(made_by)
+        self._clear = (record, origin or self.origin)
+        self._write_pending_soon()
 
     def flush_soon(self, cell_id: str) -> None:
         """Write now if the last write was long enough ago, else once the interval is over."""
@@ -201,9 +252,11 @@ class CellWrites:
         if final:
             record.update(state="idle", end=now_ms())
         exists = self.db.record_map(("cell", cell_id)) is not None
-        if (len(record) == 2 or not exists) and self._started is None and not kernel_idle:
+        pending = self._started is not None or self._clear is not None
+        if (len(record) == 2 or not exists) and not pending and not kernel_idle:
             return
         with self.batch() as origin:
+            self._write_clear(origin)
             self._write_started(record, kernel_idle=kernel_idle)
             if len(record) > 2 and exists:
                 self.db.set(record, origin)
@@ -217,6 +270,7 @@ class CellWrites:
             return
         error = {"output_type": "error", "ename": ename, "evalue": evalue, "traceback": [evalue]}
         with self.batch() as origin:
+            self._write_clear(origin)
             self.db.set(
                 {
                     "type": "cell",
@@ -234,6 +288,9 @@ class CellWrites:
         so far stay, and an error after them says what happened, in every client and the
         file."""
         self._forget_started()  # (the run is over: its end says so)
+        if self._clear is not None and self._clear[0]["id"] == cell_id:
+            with self.batch() as made_by:
+                self._write_clear(made_by)  # (the outputs so far are those after it)
         record = self.db.peek(("cell", cell_id))
         if record is None:
             return

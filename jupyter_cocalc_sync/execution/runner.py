@@ -2,7 +2,8 @@
 
 A client asks for a run by setting a cell's ``state`` to ``"start"`` (or through the REST API,
 the Python client, or JupyterLab's server-side executor). The runner moves the cell on —
-``run`` (queued), ``busy`` (executing, ``start`` set), ``idle`` (done, ``end`` set) — on the
+``run`` (queued; skipped by a cell that starts at once: its clearing goes with its start,
+``docs/design.md``), ``busy`` (executing, ``start`` set), ``idle`` (done, ``end`` set) — on the
 notebook's session kernel, and writes the outputs into the table as they come (through an
 ``OutputHandler``, at most every ``flush_interval`` seconds during a flood; each run is a
 ``CellRun``, ``cell_run.py``). Nothing depends on a browser: outputs keep arriving, and are
@@ -193,6 +194,7 @@ class NotebookRunner:
         if cell_id in self.queue:
             self.queue.remove(cell_id)
             self._requested_by.pop(cell_id, None)
+            self.writes.forget_clear(cell_id)
         if cell_id == self.current:
             asyncio.get_running_loop().create_task(self.interrupt(clear_queue=False))
 
@@ -225,7 +227,7 @@ class NotebookRunner:
                     self.queue.append(cell_id)
                 self._requested_by[cell_id] = running_for
                 queued.append(cell_id)
-            # (the first queued, cleared for its run if that starts now: one change, not two)
+            # (the first, if it starts now, is cleared and shown running with its start)
             cleared = queued[0] if self._starts_at_once(queued, kernel_id) else None
             for cell_id in queued:
                 if cell_id == cleared:
@@ -234,7 +236,7 @@ class NotebookRunner:
                 else:
                     self.db.set({"type": "cell", "id": cell_id, "state": "run"}, running_for)
         if queued:
-            self.writes.commit(running_for)
+            self.writes.commit_written(running_for)
             if kernel_id:
                 self._prefer_kernel = kernel_id
             self._start_worker()
@@ -390,7 +392,8 @@ class NotebookRunner:
             self.writes.set_settings(backend_state="failed", kernel_error=message)
             self.writes.finish_with_error(cell_id, "KernelError", message)
             return False
-        if self.overflow is not None and any(is_marker(o) for o in ordered_outputs(record)):
+        overflowed = any(is_marker(o) for o in ordered_outputs(record))
+        if overflowed and self.overflow is not None:
             # (a cell that never overflowed has nothing there: no disk round trip per run)
             await self.overflow.clear(self.document.file_id, cell_id)
         self.displays.forget_cell(cell_id)
@@ -414,7 +417,8 @@ class NotebookRunner:
         self.versions.start_run()
         if not cleared:
             self.writes.clear_for_run(cell_id)
-            self.writes.commit()
+            if overflowed:  # (its markers point to outputs that are gone)
+                self.writes.commit()
         try:
             return await run.execute(code)
         finally:
@@ -446,6 +450,7 @@ class NotebookRunner:
         if dropped:
             with self.writes.batch() as origin:
                 for cell_id in dropped:
+                    self.writes.forget_clear(cell_id)  # (its run never began)
                     if self.db.peek(("cell", cell_id)) is not None:
                         self.db.set({"type": "cell", "id": cell_id, "state": "idle"}, origin)
             self.writes.commit()
@@ -457,6 +462,7 @@ class NotebookRunner:
             return
         self.queue.remove(cell_id)
         self._requested_by.pop(cell_id, None)
+        self.writes.forget_clear(cell_id)  # (its run never began)
         with self.writes.batch() as origin:
             self.db.set({"type": "cell", "id": cell_id, "state": "idle"}, origin)
         self.writes.commit()

@@ -1,7 +1,8 @@
 """How few changes a run makes: each one is a log write and a broadcast to every client.
 
-A warm run is: the request, queued and cleared (one change); the kernel's start with the
-outputs that came with it; the end with the kernel's idle state. Each of those is one
+A warm run is: the kernel's start with the outputs that came with it, cleared for the run
+(one change: a cell that starts at once is not written queued first); the end with the
+kernel's idle state. Each of those is one
 transaction of the table too (each costs its observers). The kernel's activity
 (jupyter_server's ``execution_state``, ``last_activity``) is recorded from the messages the
 runner's connection reads, not by a second watcher decoding each again.
@@ -10,6 +11,8 @@ runner's connection reads, not by a second watcher decoding each again.
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +23,25 @@ from jupyter_cocalc_sync.origin import Origin, OriginKind
 
 #: what a test waits for at most while it holds the server's event loop (a hang, not a bound)
 HOLD_LIMIT = 30.0
+
+
+@contextmanager
+def nothing_written_for_waiting(runner: Any) -> Iterator[None]:
+    """The runner's pending writes (a start, a clearing) wait for what comes next, not for
+    a timer: a count of changes that does not depend on the machine's load."""
+    runner.writes.flush_interval = HOLD_LIMIT
+    try:
+        yield
+    finally:
+        runner.writes.flush_interval = runner.flush_interval
+
+
+def cell_record(nb: Any) -> dict[str, Any]:
+    return nb.get_one({"type": "cell", "id": "cell-0"}) or {}
+
+
+def cell_state(nb: Any) -> Any:
+    return cell_record(nb).get("state")
 
 
 def opened(jp_serverapp: Any, path: str) -> Any:
@@ -80,7 +102,7 @@ class HoldOnExecuteInput:
         return False
 
 
-async def test_a_warm_run_is_three_changes_and_what_arrives_together_is_one(
+async def test_a_warm_run_is_two_changes_and_what_arrives_together_is_one(
     server, root_dir, live, jp_serverapp
 ):
     marker = root_dir / "printed"
@@ -96,16 +118,17 @@ async def test_a_warm_run_is_three_changes_and_what_arrives_together_is_one(
     notebook = opened(jp_serverapp, "nb.ipynb")
 
     commits = Commits(notebook.document.db, "cell-0")
-    await nb.run(["cell-0"])
-    await nb.wait_for(
-        lambda nb: nb.get_one({"type": "cell", "id": "cell-0"}).get("exec_count") == 2
-    )
-    await nb.wait_idle()
+    with nothing_written_for_waiting(notebook.runner):
+        await nb.run(["cell-0"])
+        await nb.wait_for(
+            lambda nb: nb.get_one({"type": "cell", "id": "cell-0"}).get("exec_count") == 2
+        )
+        await nb.wait_idle()
     commits.stop()
     states = [c.get("state") for c in commits.seen]
-    # queued and cleared for the run in one change: no version has it queued with old outputs
-    queued = commits.seen[states.index("run")]
-    assert not queued.get("output") and queued.get("exec_count") is None
+    # it started at once: not queued first, cleared in the change that shows it running
+    assert "run" not in states, states
+    assert states[0] in ("busy", "idle") and commits.seen[0].get("exec_count") == 2
     # the end says the kernel is idle too
     assert states[-1] == "idle" and commits.seen[-1]["kernel_state"] == "idle"
     assert states.count("idle") == 1
@@ -115,8 +138,9 @@ async def test_a_warm_run_is_three_changes_and_what_arrives_together_is_one(
     hold = HoldOnExecuteInput(marker)
     unobserve = notebook.runner.kernel.observe_iopub(hold)
     try:
-        await nb.run(["cell-1"])
-        await nb.wait_idle()
+        with nothing_written_for_waiting(notebook.runner):
+            await nb.run(["cell-1"])
+            await nb.wait_idle()
     finally:
         unobserve()
         commits.stop()
@@ -125,9 +149,73 @@ async def test_a_warm_run_is_three_changes_and_what_arrives_together_is_one(
     busy = [c for c in commits.seen if c.get("state") == "busy"]
     # the start and the lines that came with it are one change: none shows it busy without
     assert busy and all(c.get("output") for c in busy)
-    # and one transaction (so is the end with the kernel's idle state): queued, busy with
-    # its lines, idle
-    assert transactions.count <= 3, transactions.count
+    # and one transaction (so is the end with the kernel's idle state): busy with its lines
+    # (cleared for the run, which started at once), idle
+    assert transactions.count <= 2, transactions.count
+
+
+async def test_a_warm_run_that_starts_at_once_is_two_changes_and_never_queued(
+    server, root_dir, live, jp_serverapp
+):
+    """A cell whose kernel is free is not written as queued (``run``) first: its clearing
+    goes with its start and its output, then its end (docs/design.md)."""
+    write_notebook(root_dir / "nb.ipynb", ["print('first')\nprint('second')"])
+    nb = await live()
+    await nb.run(["cell-0"])
+    await nb.wait_idle()
+    notebook = opened(jp_serverapp, "nb.ipynb")
+    nb.set({"type": "cell", "id": "cell-0", "input": "1 + 1"})
+    nb.commit()
+    await eventually(lambda: notebook.document.db.read(("cell", "cell-0"))["input"] == "1 + 1")
+    commits = Commits(notebook.document.db, "cell-0")
+    seen_by_client: list[Any] = []
+    nb.on_change(lambda _event: seen_by_client.append(cell_state(nb)))
+    try:
+        with nothing_written_for_waiting(notebook.runner):
+            await nb.run(["cell-0"])
+            await nb.wait_for(lambda nb: cell_record(nb).get("exec_count") == 2)
+            await nb.wait_idle()
+    finally:
+        commits.stop()
+    states = [c.get("state") for c in commits.seen]
+    assert len(commits.seen) <= 2, states
+    assert "run" not in states and "run" not in seen_by_client, (states, seen_by_client)
+    # the old outputs went in the change that shows the new one: none shows both
+    first = commits.seen[0]
+    assert first["state"] in ("busy", "idle") and len(first["output"]) == 1, first
+
+
+async def test_a_cell_that_must_wait_is_shown_queued_at_once(server, root_dir, live, jp_serverapp):
+    """A cell asked for while another runs is written as ``run`` (queued) at once."""
+    marker = root_dir / "go"
+    wait = (
+        "import pathlib, time\nfor _ in range(3000):\n"
+        f"    if pathlib.Path({str(marker)!r}).exists(): break\n    time.sleep(0.01)"
+    )
+    write_notebook(root_dir / "nb.ipynb", [wait, "2 + 2"])
+    marker.touch()
+    nb = await live()
+    await nb.run(["cell-0"])
+    await nb.wait_idle()
+    marker.unlink()
+    notebook = opened(jp_serverapp, "nb.ipynb")
+    await nb.run(["cell-0"])
+    await nb.wait_for(lambda nb: cell_state(nb) == "busy")
+    commits = Commits(notebook.document.db, "cell-1")
+    try:
+        # (at once: not when a timer writes what waits)
+        with nothing_written_for_waiting(notebook.runner):
+            await nb.run(["cell-1"])
+            await nb.wait_for(
+                lambda nb: nb.get_one({"type": "cell", "id": "cell-1"}).get("state") == "run"
+            )
+            marker.touch()
+            await nb.wait_idle()
+    finally:
+        commits.stop()
+    states = [c.get("state") for c in commits.seen]
+    assert states[0] == "run", states
+    assert states[-1] == "idle", states
 
 
 async def test_the_runners_connection_records_the_kernels_activity(

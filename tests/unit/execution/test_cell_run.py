@@ -104,12 +104,10 @@ RESULT = {
 }
 
 
-async def test_a_start_and_the_output_that_follows_it_alone_are_one_change() -> None:
-    """A quick cell's output comes a millisecond or two after the kernel began it, in a read
-    of its own: the cell's start (busy, its start time) waits for it, one change, not two."""
-    db, changes = notebook()
-    emitter = Emitter()
-    running = asyncio.ensure_future(cell_run(db, emitter, 60.0).execute("1+1"))
+async def quick_run(run: CellRun, emitter: Emitter, changes: list[dict[str, set[str]]]) -> None:
+    """``1+1`` as the kernel runs it, each message read alone: two changes, the start with
+    the output, then the end."""
+    running = asyncio.ensure_future(run.execute("1+1"))
     await emitter.send("execute_input", EXECUTE_INPUT)
     await emitter.send("execute_result", RESULT)
     emitter.inbox.put_nowait(None)
@@ -120,6 +118,14 @@ async def test_a_start_and_the_output_that_follows_it_alone_are_one_change() -> 
     assert {"state", "start", "exec_count", "output"} <= start["cell"]
     assert start["settings"] == {"kernel_state"}
     assert {"state", "end"} <= end["cell"]
+
+
+async def test_a_start_and_the_output_that_follows_it_alone_are_one_change() -> None:
+    """A quick cell's output comes a millisecond or two after the kernel began it, in a read
+    of its own: the cell's start (busy, its start time) waits for it, one change, not two."""
+    db, changes = notebook()
+    emitter = Emitter()
+    await quick_run(cell_run(db, emitter, 60.0), emitter, changes)
     assert db.read(("cell", CELL))["state"] == "idle"
 
 
@@ -141,3 +147,43 @@ async def test_a_start_with_no_output_after_it_is_written_after_the_flush_interv
     emitter.inbox.put_nowait(None)
     assert await running
     assert db.read(("cell", CELL))["state"] == "idle"
+
+
+def requested_with_old_outputs(db: SyncDB) -> None:
+    """The cell ran before (its output, its count) and a client asks for a run again."""
+    old = {"0": {"output_type": "stream", "name": "stdout", "text": "old\n"}}
+    db.set({"type": "cell", "id": CELL, "state": "start", "output": old, "exec_count": 7}, RUNNER)
+    db.commit(RUNNER)
+
+
+async def test_a_cell_that_starts_at_once_is_cleared_and_shown_running_with_its_output() -> None:
+    """A cell that starts at once is not written queued first: its clearing (and ``run``)
+    goes in the change that shows its start and its first output, one change fewer."""
+    db, changes = notebook()
+    requested_with_old_outputs(db)
+    changes.clear()
+    emitter = Emitter()
+    run = cell_run(db, emitter, 60.0)
+    run.writes.clear_for_run(CELL, RUNNER, state="run")
+    await quick_run(run, emitter, changes)
+    record = db.read(("cell", CELL))
+    assert record["state"] == "idle" and record["exec_count"] == 1
+    # the old output went in the same change as the new came (none shows both)
+    assert record["output"] == {"0": {"output_type": "execute_result", **RESULT["content"]}}
+
+
+async def test_a_cell_the_kernel_has_not_begun_within_the_flush_interval_shows_run() -> None:
+    """When the kernel does not begin the cell within ``flush_interval``, the cell is shown
+    queued (``run``), cleared for its run, then."""
+    db, changes = notebook()
+    requested_with_old_outputs(db)
+    changes.clear()
+    written = asyncio.Event()
+    db.on_change(lambda _event: written.set())
+    run = cell_run(db, Emitter(), 0.01)
+    run.writes.clear_for_run(CELL, RUNNER, state="run")
+    async with asyncio.timeout(30):  # (a hang, not a speed bound)
+        await written.wait()
+    assert changes == [{"cell": {"state", "output", "exec_count", "metadata"}}], changes
+    record = db.read(("cell", CELL))
+    assert record["state"] == "run" and not record.get("output") and "exec_count" not in record
