@@ -14,11 +14,11 @@ way out of the server, and every update reaches them through here:
 
 A peer's update (a keystroke) is the latency path: once it is applied, what it queued in the
 log is written at once, in that call, when the store can write it inline
-(``_apply_then_write``), and the rooms send it in the next turn of the event loop, merged with
-every other update that turn made durable (under load, many peers' keystrokes arrive in one
-turn: each peer gets one message for all of them, not one per keystroke); otherwise the log
-writes it on the next loop turn as it does every other change, and the rooms send once they
-hear it is durable.
+(``_apply_then_write``). The first such update of a turn of the event loop is sent at once;
+the others of that turn are sent in the next, merged (under load, many peers' keystrokes
+arrive in one turn: each peer gets two messages for all of them, not one per keystroke).
+Otherwise the log writes it on the next loop turn as it does every other change, and the
+rooms send once they hear it is durable.
 
 A write that fails is never sent: while the store refuses a notebook's writes its clients are
 closed (1011 ``store_unavailable``, they may retry), and no new client joins.
@@ -69,6 +69,8 @@ class Broadcast:
         self._projection_logged: asyncio.Future[int] | None = None  # its latest log write
         self._projection_recordings: list[list[asyncio.Future[int]]] = []
         self._settle_scheduled = False
+        #: a peer's update was sent at once in this loop turn (``_apply_then_write``)
+        self._sent_at_once = False
         #: the server's awareness state in the notebook's rooms (kernel usage, run progress)
         self.server_state: dict[str, Any] | None = None
         self._unsubscribe: list[Callable[[], None]] = [
@@ -203,14 +205,21 @@ class Broadcast:
 
     def _apply_then_write(self, apply: ApplyUpdate) -> ApplyUpdate:
         """``apply``, then the log writes it queued made durable here and now when the store
-        can (module docstring): the rooms hear it from the writes' futures, and send in the
-        next loop turn."""
+        can, and sent at once if it is the first peer's update of this loop turn; the rest of
+        the turn's are sent merged in the next (module docstring)."""
 
         def apply_update(update: bytes, origin: Origin) -> None:
             apply(update, origin)
-            self.table.changelog.write_now()
+            if self.table.changelog.write_now() and not self._sent_at_once:
+                self._sent_at_once = True
+                asyncio.get_running_loop().call_soon(self._next_turn)
+                for room in self.rooms.values():
+                    room.send_durable()
 
         return apply_update
+
+    def _next_turn(self) -> None:
+        self._sent_at_once = False
 
     def set_server_state(self, state: dict[str, Any] | None) -> None:
         """The server's awareness state in every room of the notebook: live for every client,

@@ -5,7 +5,9 @@ and publishes every update the document emits together with the future of the lo
 holds it (or the futures of the log writes that hold it). The room sends an update only once
 that write is durable, so no peer ever sees a change that a crash could take back; an update
 whose write failed is never sent. What became durable in one turn of the event loop is sent
-in the next, each peer getting one message for all of it (many peers' keystrokes under load).
+in the next, each peer getting one message for all of it (many peers' keystrokes under load);
+an owner that has just made an update durable itself may have it sent at once
+(``send_durable``).
 Awareness (cursors, user names) is relayed, and a peer that leaves has its awareness states
 removed for the others. The server has an awareness state of its own (kernel usage and run
 progress), under the document's client id, and may keep entries under other client ids (one
@@ -338,12 +340,13 @@ class Room:
         self._scheduled = False
         if self.closed:
             return
-        self._send_durable()
+        self.send_durable()
         if self._outbox and not self._scheduled:
             self._schedule()
 
-    def _send_durable(self) -> None:
-        """Send the updates at the head of the queue whose writes are all durable, merged."""
+    def send_durable(self) -> None:
+        """Send, now, the updates at the head of the queue whose writes are all durable,
+        merged (the rest wait for the callback already scheduled on their writes)."""
         batch: list[tuple[bytes, Peer | None]] = []
         while self._outbox and all(w.done() for w in self._outbox[0][2]):
             update, origin, writes = self._outbox.popleft()

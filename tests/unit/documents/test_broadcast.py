@@ -172,7 +172,7 @@ async def no_room_sends_an_update_before_its_log_write_is_durable(nb: Notebook) 
 @pytest.mark.parametrize(
     ("kind", "edit"), [("notebook", typed_into_cell_source), ("syncdb", typed_into_cell_input)]
 )
-async def test_peers_updates_are_on_disk_when_applied_and_sent_merged_in_the_next_loop_turn(
+async def test_a_turns_first_keystroke_is_sent_at_once_and_its_others_merged_in_the_next(
     tmp_path, kind, edit
 ):
     async with notebook(tmp_path) as nb:
@@ -185,19 +185,20 @@ async def test_peers_updates_are_on_disk_when_applied_and_sent_merged_in_the_nex
         # (a SyncDB edit's YNotebook update is logged a turn later: the table's write is the
         # one the syncdb room waits for)
         durable = nb.written if kind == "notebook" else table_written
-        typists = [WatchingPeer(Origin.of_peer(name, FULL), durable) for name in "ac"]
+        typists = [WatchingPeer(Origin.of_peer(name, FULL), durable) for name in "acd"]
         reader = WatchingPeer(Origin.of_peer("b", FULL), durable)
         for peer in (*typists, reader):
             room.connect(peer)
-        for typist in typists:  # (two keystrokes of two peers in one turn of the loop)
+        for typist in typists:  # (three peers' keystrokes in one turn of the loop)
             update = client_edit(room.doc, edit)
             room.receive(typist, protocol.sync_message(protocol.SYNC_UPDATE, update))
             assert durable()  # the log was written inline, in the call that applied it
-        assert reader.updates == []
-        await asyncio.sleep(0)  # the next loop turn: both sent, each peer one message
-        assert len(reader.updates) == 1 and reader.sent_before_durable == 0
-        assert [len(typist.updates) for typist in typists] == [1, 1]  # (the other's keystroke)
-        assert (nb.db.peek(("cell", "c")) or {})["input"] == "xyy"
+            # the first sent in that call; the others wait for the turn's end
+            assert len(reader.updates) == 1
+        await asyncio.sleep(0)  # the next loop turn: the other two, as one message
+        assert len(reader.updates) == 2 and reader.sent_before_durable == 0
+        assert [len(typist.updates) for typist in typists] == [1, 2, 2]
+        assert (nb.db.peek(("cell", "c")) or {})["input"] == "xyyy"
 
 
 @pytest.mark.parametrize(
