@@ -64,6 +64,8 @@ class ExecutionRequest:
     #: the final answer once the run is over (``None`` while it is not)
     result: dict[str, Any] | None = None
     started: bool = False
+    #: whether the runner still has the cell queued or running (``NotebookRunner.has_pending``)
+    pending: Callable[[str], bool] = field(default=lambda _cell_id: False, repr=False)
     _unsubscribe: Callable[[], None] | None = field(default=None, repr=False)
 
     def context(self) -> dict[str, Any]:
@@ -118,7 +120,12 @@ class ExecutionRequests:
         # (no await from here on: the cell's state is read and followed from the same moment)
         record = document.db.peek(("cell", cell_id)) or {}
         request = ExecutionRequest(
-            str(uuid.uuid4()), kernel_id, document, cell_id, end_before=record.get("end")
+            str(uuid.uuid4()),
+            kernel_id,
+            document,
+            cell_id,
+            end_before=record.get("end"),
+            pending=runner.has_pending,
         )
         request.started = record.get("state") == "busy"
         request._unsubscribe = document.db.on_change(lambda event: self._on_change(request, event))
@@ -199,7 +206,8 @@ class ExecutionRequests:
                     "outputs": json.dumps(outputs),
                 },
             )
-        else:  # idle again and never ran: the queue was dropped (an error, an interrupt)
+        elif not request.pending(request.cell_id):
+            # idle again and never ran: the queue was dropped (an error, an interrupt)
             self._finish(request, {"error": "Execution cancelled."})
 
     def _finish(self, request: ExecutionRequest, result: dict[str, Any]) -> None:

@@ -297,6 +297,11 @@ class NotebookRunner:
     def busy(self) -> bool:
         return self.current is not None or bool(self.queue)
 
+    def has_pending(self, cell_id: str) -> bool:
+        """Whether the cell is queued or running here (one that started at once may still
+        show its previous state: its clearing goes with its start)."""
+        return cell_id == self.current or cell_id in self.queue
+
     # -- the worker -------------------------------------------------------------------------
 
     async def _work(self) -> None:
