@@ -14,7 +14,13 @@ from collections.abc import Callable
 from typing import Any, Self, TypeVar
 
 import httpx
-from httpx_ws import AsyncWebSocketSession, HTTPXWSException, WebSocketDisconnect, aconnect_ws
+from httpx_ws import (
+    AsyncWebSocketSession,
+    HTTPXWSException,
+    WebSocketDisconnect,
+    WebSocketUpgradeError,
+    aconnect_ws,
+)
 
 from ..errors_seen import count_error
 from ..origin import SERVER, Origin, OriginKind
@@ -45,7 +51,10 @@ class RoomReplica:
         self.server_state: dict[str, Any] = {}
         self._task: asyncio.Task[None] | None = None
         self._changed = asyncio.Event()
+        #: why the latest connection ended (None: it has not); a replica whose connection
+        #: may come back reconnects by itself (``_run``)
         self.closed_reason: str | None = None
+        self._synced_on_connection = False
         self._unsubscribes = [
             self.db.on_update(self._on_update),
             self.db.on_change(lambda event: self._changed.set()),
@@ -72,6 +81,12 @@ class RoomReplica:
     def on_change(self, callback: Callable[[ChangeEvent], None]) -> Callable[[], None]:
         return self.db.on_change(callback)
 
+    @property
+    def syncing(self) -> bool:
+        """True while the replica is connected, or will connect again (``closed_reason``
+        says why the latest connection ended)."""
+        return self._task is not None and not self._task.done()
+
     async def wait_for(self, predicate: Callable[[Self], T], timeout: float = 30) -> T:
         """Wait until ``predicate(self)`` is true (re-checked after every change)."""
         async with asyncio.timeout(timeout):
@@ -96,30 +111,48 @@ class RoomReplica:
         await asyncio.wait_for(self._synced.wait(), timeout=60)
 
     async def _run(self, url: str, ready: asyncio.Future[None]) -> None:
-        try:
-            async with aconnect_ws(url, self.http, session_class=AsyncWebSocketSession) as ws:
-                ready.set_result(None)
-                await ws.send_bytes(protocol.sync_message(protocol.SYNC_STEP1, self.db.get_state()))
-                sender = asyncio.get_running_loop().create_task(self._send(ws))
-                try:
-                    while True:
-                        frame = await ws.receive_bytes()
-                        self._receive(frame, ws)
-                finally:
-                    sender.cancel()
-        except Exception as e:  # the connection's end, whatever ended it, is the replica's
-            disconnect = _disconnect_of(e)
-            if disconnect is not None:
-                # e.g. 1011 {"reason": "store_unavailable", "retry": true}: reconnect later
-                self.closed_reason = f"{disconnect.code}: {disconnect.reason}"
-            else:
-                self.closed_reason = repr(e)
-                if _unexpected(e):  # a bug of ours: counted, logged
+        """Keep the replica connected: a connection the network or the server ended, with a
+        close that says it may come back (the server stopping or restarting, a store outage,
+        a client that fell behind), is made again, after a back-off, as JupyterLab's provider
+        does; the sync handshake then exchanges what either side missed meanwhile, this
+        replica's unsent changes included. The first connection's failure is ``start``'s."""
+        delay = RECONNECT_FIRST_DELAY
+        while True:
+            try:
+                async with aconnect_ws(url, self.http, session_class=AsyncWebSocketSession) as ws:
+                    if not ready.done():
+                        ready.set_result(None)
+                    await self._connected(ws)
+            except Exception as e:  # the connection's end, whatever ended it, is the replica's
+                self.closed_reason, retry = _ending(e)
+                if not ready.done():
+                    ready.set_exception(e)
+                    return
+                if retry is None:  # a bug of ours: counted, logged, not retried
                     count_error("client.connection", e, f"the replica of {self.room_url}")
-            if not ready.done():
-                ready.set_exception(e)
+                if not retry:
+                    return
+            finally:
+                self._changed.set()
+            if self._synced_on_connection:
+                delay = RECONNECT_FIRST_DELAY
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, RECONNECT_MAX_DELAY)
+
+    async def _connected(self, ws: AsyncWebSocketSession) -> None:
+        """Serve one connection until it ends."""
+        self._synced_on_connection = False
+        # what was queued for the last connection is in the handshake's answer now
+        while not self._outbox.empty():
+            self._outbox.get_nowait()
+        await ws.send_bytes(protocol.sync_message(protocol.SYNC_STEP1, self.db.get_state()))
+        sender = asyncio.get_running_loop().create_task(self._send(ws))
+        try:
+            while True:
+                frame = await ws.receive_bytes()
+                self._receive(frame, ws)
         finally:
-            self._changed.set()
+            sender.cancel()
 
     def _receive(self, frame: bytes, ws: AsyncWebSocketSession) -> None:
         message = protocol.decode(frame)
@@ -135,6 +168,7 @@ class RoomReplica:
         self.db.apply_update(message.payload, SERVER)
         if message.sub == protocol.SYNC_STEP2:
             self._synced.set()
+            self._synced_on_connection = True
             if self._sync_waiters:
                 waiter = self._sync_waiters.pop(0)
                 if not waiter.done():
@@ -176,11 +210,46 @@ class RoomReplica:
 #: websocket answer, a frame that is not the protocol
 CONNECTION_ERRORS = (httpx.HTTPError, HTTPXWSException, OSError, ProtocolError)
 
+#: seconds before the first attempt to connect again, and the most between two attempts
+RECONNECT_FIRST_DELAY = 0.1
+RECONNECT_MAX_DELAY = 5.0
+
+#: close codes after which the same connection may be made again: the server going away
+#: (stopping, restarting) or asking to come back later (a client that fell behind)
+RETRYABLE_CLOSE_CODES = frozenset({1001, 1006, 1012, 1013})
+
+
+def _ending(exc: BaseException) -> tuple[str, bool | None]:
+    """Why a connection ended, and whether to make it again (None: a bug of ours)."""
+    disconnect = _disconnect_of(exc)
+    if disconnect is not None:
+        # e.g. 1011 {"reason": "store_unavailable", "retry": true}
+        reason = f"{disconnect.code}: {disconnect.reason}"
+        return reason, disconnect.code in RETRYABLE_CLOSE_CODES or _says_retry(disconnect.reason)
+    if _unexpected(exc):
+        return repr(exc), None
+    # the network or the server's process gone; a refused handshake (403, 404) is an answer
+    return repr(exc), not _found(exc, WebSocketUpgradeError)
+
+
+def _says_retry(reason: str | None) -> bool:
+    try:
+        said = json.loads(reason or "")
+    except ValueError:
+        return False
+    return isinstance(said, dict) and said.get("retry") is True
+
 
 def _unexpected(exc: BaseException) -> bool:
     if isinstance(exc, BaseExceptionGroup):  # (httpx-ws raises inside exception groups)
         return exc.split(CONNECTION_ERRORS)[1] is not None
     return not isinstance(exc, CONNECTION_ERRORS)
+
+
+def _found(exc: BaseException, kind: type[BaseException]) -> bool:
+    if isinstance(exc, BaseExceptionGroup):
+        return exc.split(kind)[0] is not None
+    return isinstance(exc, kind)
 
 
 def _disconnect_of(exc: BaseException) -> WebSocketDisconnect | None:

@@ -9,7 +9,7 @@ import os
 from urllib.parse import urlsplit
 
 import pytest
-from helpers import upgrade_to_websocket, write_notebook
+from helpers import eventually, poll, upgrade_to_websocket, write_notebook
 from httpx_ws import WebSocketDisconnect, aconnect_ws
 
 from jupyter_cocalc_sync.client import CocalcSyncClient
@@ -81,6 +81,51 @@ async def test_the_close_reason_says_the_client_may_reconnect(server, root_dir, 
                     await ws.receive_bytes()
     assert closed.value.code == TRY_AGAIN_LATER
     assert json.loads(closed.value.reason) == json.loads(SLOW_CLIENT_REASON)
+
+
+async def test_the_python_client_reconnects_and_exchanges_what_either_side_missed(
+    server, root_dir, jp_serverapp, live
+):
+    from jupyter_cocalc_sync.handlers.rooms import SLOW_CLIENT_REASON, TRY_AGAIN_LATER
+
+    write_notebook(root_dir / "nb.ipynb", ["x = 1", "y = 1"])
+    nb = await live("nb.ipynb")
+    room = extension(jp_serverapp).notebooks.get(nb.file_id).broadcast.rooms["syncdb"]
+    (first,) = room.peers
+    first.close(TRY_AGAIN_LATER, SLOW_CLIENT_REASON)  # as when it falls behind
+    await eventually(lambda: nb.closed_reason)
+    assert nb.closed_reason.startswith(f"{TRY_AGAIN_LATER}: ") and nb.syncing
+    # a change of each side, made whether or not the replica is back yet
+    nb.set({"type": "cell", "id": "cell-0", "input": "x = 'mine'"})
+    nb.commit()
+    response = await server.http.post(
+        NB + "/records", json={"set": [{"type": "cell", "id": "cell-1", "input": "y = 'theirs'"}]}
+    )
+    assert response.status_code == 200
+    await nb.wait_for(
+        lambda nb: nb.get_one({"type": "cell", "id": "cell-1"})["input"] == "y = 'theirs'"
+    )
+
+    async def on_server() -> bool:
+        records = (await server.http.get(NB)).json()["records"]
+        return any(r["id"] == "cell-0" and r["input"] == "x = 'mine'" for r in records)
+
+    await poll(on_server)
+    assert len(room.peers) == 1 and first not in room.peers
+
+
+async def test_the_python_client_does_not_reconnect_after_a_close_that_says_no(
+    server, root_dir, jp_serverapp, live
+):
+    from jupyter_cocalc_sync.handlers.rooms import NOT_FOUND
+
+    write_notebook(root_dir / "nb.ipynb", ["x = 1"])
+    nb = await live("nb.ipynb")
+    room = extension(jp_serverapp).notebooks.get(nb.file_id).broadcast.rooms["syncdb"]
+    (peer,) = room.peers
+    peer.close(NOT_FOUND, "the notebook is gone")
+    await eventually(lambda: not nb.syncing)
+    assert nb.closed_reason == f"{NOT_FOUND}: the notebook is gone" and not room.peers
 
 
 @pytest.mark.cocalc(max_frame_bytes=64 * 1024, max_body_bytes=64 * 1024)

@@ -115,7 +115,10 @@ async def converged(srv: Server, path: str, replicas) -> dict[str, str]:
                 seen = {str(c["id"]): str(c["source"]) for c in replica.ycells}
             if seen != inputs:
                 differ = [k for k in inputs.keys() | seen.keys() if seen.get(k) != inputs.get(k)]
-                behind.append(f"{kind} #{i}: {len(differ)} cells differ")
+                # (a replica's latest connection may have ended: it reconnects by itself)
+                ended = getattr(replica, "closed_reason", None)
+                why = f", its latest connection ended with {ended}" if ended else ""
+                behind.append(f"{kind} #{i}: {len(differ)} cells differ{why}")
         return None if behind else inputs
 
     try:
