@@ -15,6 +15,11 @@ from jupyter_cocalc_sync.documents.following import stamp_of
 from jupyter_cocalc_sync.origin import SERVER
 from jupyter_cocalc_sync.outputs.handler import is_marker
 
+#: seconds a file change, its merge and the save that follows may take: only a hang is slower
+#: (merging a changed file is a few reads, parses and writes on worker threads, which a
+#: loaded machine can delay by several seconds each)
+SETTLE = 60
+
 
 def extension(jp_serverapp):
     return jp_serverapp.web_app.settings["cocalc_sync"]
@@ -29,7 +34,7 @@ async def checked(jp_serverapp, document) -> None:
         saved = document.notebook_file.saved_version == await document.table.durable()
         return saved and document.files.stamp == stamp_of(model)
 
-    await poll(seen, timeout=10)
+    await poll(seen, timeout=SETTLE)
 
 
 def reordered(value):
@@ -89,7 +94,7 @@ async def test_touch_same_content_and_reordered_keys_change_nothing(server, root
         nb = read_notebook_file(path)
         return nb is not None and "".join(o.get("text", "") for o in nb.cells[1].outputs) == FLOOD
 
-    await eventually(saved_with_the_flood, timeout=10)
+    await eventually(saved_with_the_flood, timeout=SETTLE)
     await checked(jp_serverapp, document)
     version, records = document.version, document.records()
     saved = path.read_text()
@@ -122,14 +127,16 @@ async def test_a_flood_stays_truncated_across_merges_and_a_live_edit_is_kept(
         [{"type": "cell", "id": "cell-2", "input": "edited_live = 2"}], origin=SERVER
     )
     for n in range(3):
-        await eventually(lambda: read_notebook_file(path) is not None, timeout=10)
+        await eventually(lambda: read_notebook_file(path) is not None, timeout=SETTLE)
         await checked(jp_serverapp, document)
         nb = read_notebook_file(path)
         # the saved file holds the whole flood (the overflow is re-inlined)
         assert "".join(o.get("text", "") for o in nb.cells[0].outputs) == flood
         nb.cells[1].source = f"other = {n + 2}"
         replace_file(path, nbformat.writes(nb))
-        await eventually(lambda n=n: cell(document, "cell-1")["input"] == f"other = {n + 2}")
+        await eventually(
+            lambda n=n: cell(document, "cell-1")["input"] == f"other = {n + 2}", timeout=SETTLE
+        )
         assert truncated(document)
         assert cell(document, "cell-2")["input"] == "edited_live = 2"
 
@@ -145,7 +152,7 @@ async def test_a_flood_stays_truncated_across_merges_and_a_live_edit_is_kept(
         overflow = "".join(m.get("text", "") for m in reply["messages"])
         return len(overflow) > len(flood)  # the doubled flood, past the visible part
 
-    await poll(overflow_has_the_new_output, timeout=10)
+    await poll(overflow_has_the_new_output, timeout=SETTLE)
     assert truncated(document)
 
 
@@ -176,7 +183,7 @@ async def test_a_notebook_replaced_on_disk_is_merged_and_saved_in_place(
     def sources():
         return [c["input"] for c in sorted(document.db.get({"type": "cell"}), key=_pos)]
 
-    await eventually(lambda: sources() == expected, timeout=10)
+    await eventually(lambda: sources() == expected, timeout=SETTLE)
     await extension(jp_serverapp).documents.close_document(document.file_id)
     assert sorted(p.name for p in root_dir.glob("*.ipynb")) == ["replaced.ipynb"]
     assert [c.source for c in read_notebook_file(path).cells] == expected
@@ -204,7 +211,7 @@ async def test_a_deleted_notebook_stays_deleted_unless_edited(
     await document.apply([{"type": "cell", "id": "cell-0", "input": "x = 2"}], origin=SERVER)
     await eventually(
         lambda: (read_notebook_file(path) or {}).get("cells", [{}])[0].get("source") == "x = 2",
-        timeout=10,
+        timeout=SETTLE,
     )
     await deleted_through_api(server, "del.ipynb")
     await poll(lambda: _true(document.files.deleted is not None))
@@ -241,7 +248,7 @@ async def test_a_renamed_notebook_is_saved_at_its_new_path_only(
     live.set({"type": "cell", "id": "cell-0", "input": "x = 4"})
     live.commit()
     document = ext.documents.documents[ext.documents.file_id("b.ipynb")]
-    await eventually(lambda: cell(document, "cell-0")["input"] == "x = 4")
+    await eventually(lambda: cell(document, "cell-0")["input"] == "x = 4", timeout=SETTLE)
     await client.close()
     await ext.documents.close_document(document.file_id)
     assert sorted(p.name for p in root_dir.glob("*.ipynb")) == ["b.ipynb"]
@@ -259,17 +266,19 @@ async def test_a_plain_file_follows_disk_changes_and_keeps_live_edits(server, ro
         source.insert(0, "# live\n")  # a live edit on the first line
         replace_file(path, "one = 1\ntwo = 2\nthree = 'from disk'\n")
         await eventually(
-            lambda: text.get() == "# live\none = 1\ntwo = 2\nthree = 'from disk'\n", text.ydoc
+            lambda: text.get() == "# live\none = 1\ntwo = 2\nthree = 'from disk'\n",
+            text.ydoc,
+            timeout=SETTLE,
         )
         await eventually(
             lambda: path.read_text() == "# live\none = 1\ntwo = 2\nthree = 'from disk'\n",
-            timeout=10,
+            timeout=SETTLE,
         )
         stat = path.stat()
         os.utime(path, (stat.st_atime + 10, stat.st_mtime + 10))  # touch: nothing changes
         replace_file(path, path.read_text())
         path.write_text(path.read_text().replace("two = 2", "two = 'again'"))
-        await eventually(lambda: "two = 'again'" in text.get(), text.ydoc)
+        await eventually(lambda: "two = 'again'" in text.get(), text.ydoc, timeout=SETTLE)
         assert text.get().count("\n") == 4
 
 
@@ -285,7 +294,7 @@ async def test_a_deleted_plain_file_stays_deleted_unless_edited(
         await poll(lambda: _true(document.files.deleted is not None))
         if edit_after:
             text._ysource.insert(0, "# edited after the deletion\n")
-            await eventually(lambda: path.exists(), timeout=10)
+            await eventually(lambda: path.exists(), timeout=SETTLE)
     await extension(jp_serverapp).file_rooms.close_all()
     if edit_after:
         assert path.read_text() == "# edited after the deletion\nx = 1\n"
@@ -300,7 +309,7 @@ async def test_a_renamed_plain_file_is_saved_at_its_new_path_only(server, root_d
         assert moved.status_code == 200
         text._ysource.insert(0, "# after the rename\n")
         await eventually(
-            lambda: (root_dir / "b.py").read_text() == "# after the rename\nx = 1\n", timeout=10
+            lambda: (root_dir / "b.py").read_text() == "# after the rename\nx = 1\n", timeout=SETTLE
         )
     await extension(jp_serverapp).file_rooms.close_all()
     assert sorted(p.name for p in root_dir.glob("*.py")) == ["b.py"]
@@ -338,7 +347,7 @@ async def test_changes_made_while_no_server_runs_are_compared_with_the_last_save
         srv = Server(proc.url, proc.token)
         edit = {"set": [{"type": "cell", "id": "cell-1", "input": "other = 2"}]}
         assert (await srv.http.post(url + "/records", json=edit)).status_code == 200
-        await eventually(lambda: _source(path, 1) == "other = 2", timeout=10)
+        await eventually(lambda: _source(path, 1) == "other = 2", timeout=SETTLE)
         version, cells = await notebook(srv)
         await srv.aclose()
         proc.stop()
