@@ -7,7 +7,8 @@ came from. Publishing (this script, or ``python bench/run.py --publish``) puts t
 ``docs/benchmarks/results.json``, the committed file the documentation's benchmark tables are
 generated from: the run replaces the rows of every module it ran, and earlier runs keep the
 rows of the other modules, each table with its own date, machine and load. A run in which a
-module failed is not published (its rows would be missing).
+module failed is not published (its rows would be missing). The README's table of the
+everyday rows is written from the published runs at the same time (``readme_table.py``).
 """
 
 from __future__ import annotations
@@ -17,9 +18,12 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import readme_table  # (bench/ is not a package: run as a script, its folder is on the path)
+
 BENCH_DIR = Path(__file__).resolve().parent
 LATEST_JSON = BENCH_DIR / "results" / "latest.json"
 PUBLISHED_JSON = BENCH_DIR.parent / "docs" / "benchmarks" / "results.json"
+README = BENCH_DIR.parent / "README.md"
 FORMAT = 1
 
 
@@ -41,9 +45,13 @@ def write_json(path: Path, data: dict[str, Any]) -> None:
     path.write_text(json.dumps(data, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
 
 
-def publish(run: dict[str, Any], published: Path = PUBLISHED_JSON) -> None:
+def publish(run: dict[str, Any], published: Path = PUBLISHED_JSON, readme: Path = README) -> None:
+    """Add ``run`` to the published runs, and write the README's table from them."""
     current = json.loads(published.read_text(encoding="utf-8")) if published.exists() else {}
-    write_json(published, merged(current, run))
+    runs = merged(current, run)
+    write_json(published, runs)
+    if not readme_table.rewrite(readme, runs):
+        raise ValueError(f"{readme} has no benchmark table markers ({readme_table.BEGIN})")
 
 
 def main(argv: list[str]) -> int:
