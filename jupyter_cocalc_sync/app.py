@@ -13,7 +13,7 @@ from traitlets import TraitError
 
 from ._version import __version__
 from .config import CocalcSyncConfig
-from .heap import freeze_startup_objects
+from .heap import freeze_startup_objects, stop_releasing
 from .logs import log_through
 from .worker_threads import release_workers_at_exit
 
@@ -401,6 +401,7 @@ class CocalcSync(CocalcSyncConfig):
         await self.blobs.flushed()
         self.changelog.close()
         self.store.close()
+        await stop_releasing()
 
 
 def _stop_gracefully_on_sigint(serverapp: ServerApp) -> None:

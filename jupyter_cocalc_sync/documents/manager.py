@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Protocol
 from tornado.web import HTTPError
 
 from ..errors import DocumentNotFoundError, PathOutsideRootError
-from ..heap import release_freed_memory
+from ..heap import release_freed_memory_soon
 from .following import Contents
 from .lifecycle import LiveDocuments
 from .notebook import NotebookDocument
@@ -135,8 +135,9 @@ class DocumentManager(LiveDocuments[NotebookDocument]):
             document.drop_ynotebook()  # (taken by ``ensure_projection``, unless it failed)
         if document.opening_read >= RELEASE_AFTER_READING:
             # what parsing and converting the file took is free now, most of it in worker
-            # threads' arenas: without this the server keeps the import's peak resident
-            await release_freed_memory()
+            # threads' arenas: without this the server keeps the import's peak resident (given
+            # back once the opens of a burst are over: each reuses what the last one freed)
+            release_freed_memory_soon()
         self._opened[file_id] = opened
         log.info("opened %s (%s) at version %s", path, file_id, document.version)
         return document

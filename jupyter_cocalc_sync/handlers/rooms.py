@@ -25,7 +25,7 @@ from ..errors import (
     StoreUnavailableError,
 )
 from ..errors_seen import count_error
-from ..heap import release_freed_memory
+from ..heap import release_freed_memory_soon
 from ..origin import Origin
 from ..permissions import READ_ONLY
 from ..rooms.registry import Membership, SessionExpiredError
@@ -199,10 +199,9 @@ class RoomHandler(WebSocketMixin, WebSocketHandler, JupyterHandler):
 
     def _release_memory(self, _written: asyncio.Future[None]) -> None:
         """A big first sync is written: its messages (copies of the whole document, in pieces
-        the C library keeps mapped once freed) go back to the operating system."""
-        release = asyncio.ensure_future(release_freed_memory())
-        self.writing.add(release)  # (awaited with the writes when the server stops)
-        release.add_done_callback(self._written)
+        the C library keeps mapped once freed) go back to the operating system, with what the
+        other opens of a burst freed (``heap.py``)."""
+        release_freed_memory_soon()
 
     def _sent(self, future: asyncio.Future[None], size: int) -> None:
         self.queued_bytes -= size

@@ -185,16 +185,14 @@ async def test_opening_notebooks_in_jupyterlab_rewrites_none_of_their_files(
     released: list[str] = []
     released_after_sync: list[str] = []
 
-    async def release() -> bool:
+    def release() -> None:
         released.append(name)
-        return True
 
-    async def release_after_sync() -> bool:
+    def release_after_sync() -> None:
         released_after_sync.append(name)
-        return True
 
-    monkeypatch.setattr(manager_module, "release_freed_memory", release)
-    monkeypatch.setattr(rooms_module, "release_freed_memory", release_after_sync)
+    monkeypatch.setattr(manager_module, "release_freed_memory_soon", release)
+    monkeypatch.setattr(rooms_module, "release_freed_memory_soon", release_after_sync)
     compact_notebook(root_dir / "compact.ipynb")
     notebook_with_output(root_dir / "big.ipynb", cells=20, output_bytes=200_000)  # 4 MB
     names = ["compact.ipynb", "big.ipynb"]

@@ -1,9 +1,11 @@
 """``heap.release_freed_memory``: memory a worker thread freed goes back to the operating
-system (glibc keeps it mapped in the thread's arena otherwise); ``heap.freeze_startup_objects``:
-what a started server holds is out of the collector's walks, its garbage collected first."""
+system (glibc keeps it mapped in the thread's arena otherwise), once for a burst of requests
+(``CoalescedRelease``); ``heap.freeze_startup_objects``: what a started server holds is out of
+the collector's walks, its garbage collected first."""
 
 from __future__ import annotations
 
+import asyncio
 import gc
 import subprocess
 import sys
@@ -12,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from jupyter_cocalc_sync.heap import _malloc_trim, release_freed_memory
+from jupyter_cocalc_sync.heap import CoalescedRelease, _malloc_trim, release_freed_memory
 
 #: below glibc's mmap threshold (each is a heap chunk, not a mapping of its own)
 CHUNK = 60_000
@@ -52,6 +54,66 @@ async def test_memory_a_worker_thread_freed_is_given_back() -> None:
     # most of the 120 MB freed comes back (the small chunks pin a page each at most)
     assert before - after > CHUNK * CHUNKS // 2, (before, after)
     assert len(kept) == CHUNKS
+
+
+class CountedRelease:
+    """A release that counts its calls; each call waits for ``gate`` (when set) to be done."""
+
+    def __init__(self) -> None:
+        self.calls = 0
+        self.called = asyncio.Event()
+        self.gate: asyncio.Future[None] | None = None
+
+    async def __call__(self) -> bool:
+        self.calls += 1
+        self.called.set()
+        if self.gate is not None:
+            await self.gate
+        return True
+
+
+async def test_requests_in_a_burst_release_memory_once() -> None:
+    """Opens in a burst each ask; the memory is given back once, after the last of them (a
+    release per open faults the same pages in again at the next one)."""
+    release = CountedRelease()
+    coalesced = CoalescedRelease(release, delay=0.05)
+    for _ in range(5):
+        coalesced.request()
+    await release.called.wait()
+    assert release.calls == 1
+    assert not coalesced.pending
+
+
+async def test_requests_that_keep_coming_release_memory_all_the_same() -> None:
+    release = CountedRelease()
+    coalesced = CoalescedRelease(release, delay=60, latest=0.05)
+    coalesced.request()
+    coalesced.request()
+    await release.called.wait()
+    assert release.calls == 1
+
+
+async def test_a_request_while_releasing_releases_again_after() -> None:
+    release = CountedRelease()
+    release.gate = asyncio.get_running_loop().create_future()
+    coalesced = CoalescedRelease(release, delay=0.01)
+    coalesced.request()
+    await release.called.wait()
+    release.called.clear()
+    coalesced.request()  # (memory freed after the running release began)
+    release.gate.set_result(None)
+    await release.called.wait()
+    assert release.calls == 2
+
+
+async def test_closing_drops_a_release_not_yet_started() -> None:
+    release = CountedRelease()
+    coalesced = CoalescedRelease(release, delay=60)
+    coalesced.request()
+    assert coalesced.pending
+    await coalesced.close()
+    assert not coalesced.pending
+    assert release.calls == 0
 
 
 FREEZE = """
