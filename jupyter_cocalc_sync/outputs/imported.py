@@ -23,6 +23,9 @@ from .overflow import MoreOutputStore
 
 #: outputs with at most this much text are measured on the event loop (well under 1 ms)
 MEASURED_ON_THE_LOOP = 64 * 1024
+#: the most characters of JSON a character of a string becomes in ``dumps`` (a control
+#: character as ``\u00XX``; it leaves any other but ``"`` and ``\`` as it is)
+MAX_ESCAPED = 6
 
 
 def _json_length(value: dict[str, Any], limit: int) -> int:
@@ -53,6 +56,28 @@ def _text_size(outputs: list[dict[str, Any]]) -> float:
     return size
 
 
+def _without_texts(outputs: list[dict[str, Any]]) -> dict[str, Any]:
+    """The visible map of ``outputs`` with the strings ``_text_size`` counts made empty:
+    its JSON and ``MAX_ESCAPED`` characters per character of those strings bound theirs."""
+    shapes: dict[str, Any] = {}
+    for i, output in enumerate(outputs):
+        text, data = output.get("text"), output.get("data")
+        shape = dict(output)
+        if isinstance(text, str):
+            shape["text"] = ""
+        elif isinstance(data, dict):
+            shape["data"] = dict.fromkeys(data, "")
+        shapes[str(i)] = shape
+    return shapes
+
+
+def _within_however_escaped(outputs: list[dict[str, Any]], text_size: float, limit: int) -> bool:
+    """Whether the visible map of ``outputs`` is within ``limit`` even with every character
+    of their texts (``text_size`` of them) escaped to ``MAX_ESCAPED`` characters."""
+    most = text_size * MAX_ESCAPED
+    return most < limit and most + _json_length(_without_texts(outputs), limit) <= limit
+
+
 class FileOutputImporter:
     """The ``OutputImporter`` of notebook documents (``documents/notebook_file.py``)."""
 
@@ -81,7 +106,12 @@ class FileOutputImporter:
         limits = self.limits_for(settings)
         visible = {str(i): o for i, o in enumerate(outputs)}
         if len(outputs) <= limits.max_messages:
-            if _text_size(outputs) <= MEASURED_ON_THE_LOOP:
+            text_size = _text_size(outputs)
+            if _within_however_escaped(outputs, text_size, limits.max_length):
+                # not measured: a big notebook's many mid-sized outputs were serialized once
+                # more only for this
+                return visible
+            if text_size <= MEASURED_ON_THE_LOOP:
                 # (a thread hop per cell would cost more)
                 length = _json_length(visible, limits.max_length)
             else:  # measuring megabytes of output is CPU work: not on the event loop
