@@ -34,7 +34,14 @@ from ..format.ipynb import (
 from ..format.repair import LoadedNotebook, load_notebook
 from ..format.schema import SETTINGS_KEY, notebook_syncdb
 from ..format.states import records_of_state, revert_patch
-from ..format.trust import Notary, is_signed, mark_code_cells, notary_of, signature_of
+from ..format.trust import (
+    Notary,
+    is_signed,
+    mark_code_cells,
+    notary_of,
+    outputs_need_trust,
+    signature_of,
+)
 from ..origin import FILE, Origin, OriginKind
 from ..outputs.hooks import NamedDocument, OutputHooks
 from ..store import ChangeLog, LoggedTable
@@ -172,7 +179,9 @@ class NotebookDocument:
                 lambda: _read_records(text, notary)
             )
             # the file's outputs keep the trust they had on disk
-            mark_code_cells(records, notary is not None and is_signed(notary, signature))
+            mark_code_cells(
+                records, notary is not None and signature != "" and is_signed(notary, signature)
+            )
             records = await self.notebook_file.import_records(records)
             if loaded.warnings:
                 records[0]["load_warning"] = repaired_warning(self.path, loaded.warnings)
@@ -397,6 +406,10 @@ class NotebookDocument:
 
 
 def _read_records(text: str, notary: Notary | None) -> tuple[LoadedNotebook, list[Record], str]:
+    """The notebook, its records, and its signature ("": not computed, as no output's
+    trust depends on it)."""
     loaded = load_notebook(text)
-    signature = signature_of(notary, loaded.notebook) if notary is not None else ""
-    return loaded, notebook_to_records(loaded.notebook), signature
+    records = notebook_to_records(loaded.notebook)
+    if notary is None or not outputs_need_trust(records):
+        return loaded, records, ""
+    return loaded, records, signature_of(notary, loaded.notebook)

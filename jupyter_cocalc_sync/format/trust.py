@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import logging
 import sqlite3
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any, Protocol
 
 from ..sync.table import Record
@@ -60,6 +60,18 @@ def is_signed(notary: Notary, signature: str) -> bool:
     except sqlite3.Error as e:  # (nbformat's store; unsigned, as nbformat reads it then)
         log.warning("the notebook signature store cannot be read: %s", e)
         return False
+
+
+def outputs_need_trust(records: Iterable[Record]) -> bool:
+    """Whether a code cell has an output whose trust decides how it renders: without one,
+    every code cell is trusted whether the notebook is signed or not (``mark_code_cells``),
+    so its signature (an HMAC of all of it) need not be computed."""
+    return any(
+        _needs_trust(output)
+        for record in records
+        if record.get("type") == "cell" and record.get("cell_type", "code") == "code"
+        for output in (record.get("output") or {}).values()
+    )
 
 
 def mark_code_cells(records: list[Record], signed: bool) -> None:
