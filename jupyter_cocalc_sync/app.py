@@ -13,7 +13,7 @@ from traitlets import TraitError
 
 from ._version import __version__
 from .config import CocalcSyncConfig
-from .heap import freeze_startup_objects, stop_releasing
+from .heap import collect_young_objects_less_often, freeze_startup_objects, stop_releasing
 from .logs import log_through
 from .worker_threads import release_workers_at_exit
 
@@ -342,6 +342,7 @@ class CocalcSync(CocalcSyncConfig):
         # embedded server's process, the tests', is not this extension's to freeze)
         frozen = freeze_startup_objects()
         self.log.debug("%d objects of the server's start kept out of garbage collection", frozen)
+        collect_young_objects_less_often()
 
     def _after_start(self) -> None:
         """Runs once the server's event loop does: pool start, one owner for collaboration.

@@ -142,3 +142,27 @@ def test_the_objects_of_a_started_server_are_frozen_once_its_garbage_is_collecte
     # the cycle was collected before the freeze; what is alive is frozen, no longer walked
     assert result.stdout.split() == ["True", "True", "False"]
     assert gc.get_freeze_count() == 0  # (this process untouched)
+
+
+YOUNG = """
+import gc
+from jupyter_cocalc_sync.heap import YOUNG_THRESHOLD, collect_young_objects_less_often
+
+class Node:
+    pass
+
+collect_young_objects_less_often()
+gc.collect(0)  # (the youngest generation empty: the count below is this loop's alone)
+nodes = [Node() for _ in range(YOUNG_THRESHOLD // 2)]
+print(gc.get_count()[0] >= YOUNG_THRESHOLD // 2, gc.get_threshold()[1:] == (10, 10))
+"""
+
+
+def test_a_started_server_collects_its_youngest_objects_less_often() -> None:
+    """Thousands of new containers (an open's records, the cells being built) set off no
+    collection of the youngest generation, which CPython's default makes every 700."""
+    result = subprocess.run(
+        [sys.executable, "-c", YOUNG], capture_output=True, text=True, check=True, timeout=120
+    )
+    assert result.stdout.split() == ["True", "True"]
+    assert gc.get_threshold()[0] < 1000  # (this process untouched)
