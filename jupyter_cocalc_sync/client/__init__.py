@@ -2,7 +2,7 @@
 
 try:
     import httpx  # noqa: F401
-    import httpx_ws  # noqa: F401
+    import wsproto  # noqa: F401
 except ModuleNotFoundError as e:  # the client's dependencies are an extra
     raise ModuleNotFoundError(
         f"jupyter_cocalc_sync.client needs {e.name}, which is not installed: "

@@ -13,20 +13,16 @@ import json
 from collections.abc import Callable
 from typing import Any, Self, TypeVar
 
+import httpcore
 import httpx
-from httpx_ws import (
-    AsyncWebSocketSession,
-    HTTPXWSException,
-    WebSocketDisconnect,
-    WebSocketUpgradeError,
-    aconnect_ws,
-)
 
 from ..errors_seen import count_error
 from ..origin import SERVER, Origin, OriginKind
 from ..sync.table import ChangeEvent, Record, SyncDB
 from ..transport import protocol
 from ..transport.protocol import ProtocolError
+from .errors import ServerError
+from .websocket import WEBSOCKET_ERRORS, RoomSocket, WebSocketClosed
 
 T = TypeVar("T")
 
@@ -42,7 +38,8 @@ class RoomReplica:
         self.http = http
         self.room_url = room_url
         self.db = db
-        self._outbox: asyncio.Queue[bytes] = asyncio.Queue()
+        #: the latest connection's websocket (None: never connected)
+        self._socket: RoomSocket | None = None
         self._synced = asyncio.Event()
         self._sync_waiters: list[asyncio.Future[None]] = []
         #: the server's awareness client id in the room (``None``: not followed)
@@ -101,7 +98,13 @@ class RoomReplica:
 
     def _on_update(self, update: bytes, origin: Origin) -> None:
         if origin == OWN:
-            self._outbox.put_nowait(protocol.sync_message(protocol.SYNC_UPDATE, update))
+            self._send(protocol.sync_message(protocol.SYNC_UPDATE, update))
+
+    def _send(self, frame: bytes) -> None:
+        # written now; dropped while there is no open connection: the next connection's sync
+        # handshake sends the server what it lacks
+        if self._socket is not None:
+            self._socket.send(frame)
 
     async def start(self) -> None:
         """Connect and wait until this replica is in sync with the server's table."""
@@ -118,11 +121,10 @@ class RoomReplica:
         replica's unsent changes included. The first connection's failure is ``start``'s."""
         delay = RECONNECT_FIRST_DELAY
         while True:
+            self._synced_on_connection = False
+            socket = self._socket = RoomSocket(self._receive)
             try:
-                async with aconnect_ws(url, self.http, session_class=AsyncWebSocketSession) as ws:
-                    if not ready.done():
-                        ready.set_result(None)
-                    await self._connected(ws)
+                await socket.run(self.http, url, lambda: self._opened(ready))
             except Exception as e:  # the connection's end, whatever ended it, is the replica's
                 self.closed_reason, retry = _ending(e)
                 if not ready.done():
@@ -139,22 +141,12 @@ class RoomReplica:
             await asyncio.sleep(delay)
             delay = min(delay * 2, RECONNECT_MAX_DELAY)
 
-    async def _connected(self, ws: AsyncWebSocketSession) -> None:
-        """Serve one connection until it ends."""
-        self._synced_on_connection = False
-        # what was queued for the last connection is in the handshake's answer now
-        while not self._outbox.empty():
-            self._outbox.get_nowait()
-        await ws.send_bytes(protocol.sync_message(protocol.SYNC_STEP1, self.db.get_state()))
-        sender = asyncio.get_running_loop().create_task(self._send(ws))
-        try:
-            while True:
-                frame = await ws.receive_bytes()
-                self._receive(frame, ws)
-        finally:
-            sender.cancel()
+    def _opened(self, ready: asyncio.Future[None]) -> None:
+        if not ready.done():
+            ready.set_result(None)
+        self._send(protocol.sync_message(protocol.SYNC_STEP1, self.db.get_state()))
 
-    def _receive(self, frame: bytes, ws: AsyncWebSocketSession) -> None:
+    def _receive(self, frame: bytes) -> None:
         message = protocol.decode(frame)
         if message.kind == protocol.AWARENESS:
             self._receive_awareness(message.payload)
@@ -163,7 +155,7 @@ class RoomReplica:
             return
         if message.sub == protocol.SYNC_STEP1:
             reply = self.db.get_update(message.payload)
-            self._outbox.put_nowait(protocol.sync_message(protocol.SYNC_STEP2, reply))
+            self._send(protocol.sync_message(protocol.SYNC_STEP2, reply))
             return
         self.db.apply_update(message.payload, SERVER)
         if message.sub == protocol.SYNC_STEP2:
@@ -185,16 +177,12 @@ class RoomReplica:
         called (a sync round trip: the server answers only with what is on disk)."""
         waiter = asyncio.get_running_loop().create_future()
         self._sync_waiters.append(waiter)
-        self._outbox.put_nowait(protocol.sync_message(protocol.SYNC_STEP1, self.db.get_state()))
+        self._send(protocol.sync_message(protocol.SYNC_STEP1, self.db.get_state()))
         try:
             await asyncio.wait_for(waiter, timeout)
         finally:
             if waiter in self._sync_waiters:
                 self._sync_waiters.remove(waiter)
-
-    async def _send(self, ws: AsyncWebSocketSession) -> None:
-        while True:
-            await ws.send_bytes(await self._outbox.get())
 
     async def close(self) -> None:
         if self._task is not None:
@@ -208,7 +196,14 @@ class RoomReplica:
 
 #: how a replica's connection ends without a bug of ours: the network, the server's HTTP or
 #: websocket answer, a frame that is not the protocol
-CONNECTION_ERRORS = (httpx.HTTPError, HTTPXWSException, OSError, ProtocolError)
+CONNECTION_ERRORS = (
+    httpx.HTTPError,
+    httpcore.NetworkError,
+    OSError,
+    ProtocolError,
+    ServerError,
+    *WEBSOCKET_ERRORS,
+)
 
 #: seconds before the first attempt to connect again, and the most between two attempts
 RECONNECT_FIRST_DELAY = 0.1
@@ -221,15 +216,14 @@ RETRYABLE_CLOSE_CODES = frozenset({1001, 1006, 1012, 1013})
 
 def _ending(exc: BaseException) -> tuple[str, bool | None]:
     """Why a connection ended, and whether to make it again (None: a bug of ours)."""
-    disconnect = _disconnect_of(exc)
-    if disconnect is not None:
+    if isinstance(exc, WebSocketClosed):
         # e.g. 1011 {"reason": "store_unavailable", "retry": true}
-        reason = f"{disconnect.code}: {disconnect.reason}"
-        return reason, disconnect.code in RETRYABLE_CLOSE_CODES or _says_retry(disconnect.reason)
-    if _unexpected(exc):
+        reason = f"{exc.code}: {exc.reason}"
+        return reason, exc.code in RETRYABLE_CLOSE_CODES or _says_retry(exc.reason)
+    if not isinstance(exc, CONNECTION_ERRORS):
         return repr(exc), None
     # the network or the server's process gone; a refused handshake (403, 404) is an answer
-    return repr(exc), not _found(exc, WebSocketUpgradeError)
+    return repr(exc), not isinstance(exc, ServerError)
 
 
 def _says_retry(reason: str | None) -> bool:
@@ -238,27 +232,3 @@ def _says_retry(reason: str | None) -> bool:
     except ValueError:
         return False
     return isinstance(said, dict) and said.get("retry") is True
-
-
-def _unexpected(exc: BaseException) -> bool:
-    if isinstance(exc, BaseExceptionGroup):  # (httpx-ws raises inside exception groups)
-        return exc.split(CONNECTION_ERRORS)[1] is not None
-    return not isinstance(exc, CONNECTION_ERRORS)
-
-
-def _found(exc: BaseException, kind: type[BaseException]) -> bool:
-    if isinstance(exc, BaseExceptionGroup):
-        return exc.split(kind)[0] is not None
-    return isinstance(exc, kind)
-
-
-def _disconnect_of(exc: BaseException) -> WebSocketDisconnect | None:
-    """The websocket close behind ``exc`` (httpx-ws raises it inside an exception group)."""
-    if isinstance(exc, WebSocketDisconnect):
-        return exc
-    if isinstance(exc, BaseExceptionGroup):
-        for inner in exc.exceptions:
-            found = _disconnect_of(inner)
-            if found is not None:
-                return found
-    return None

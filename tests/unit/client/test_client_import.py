@@ -42,10 +42,10 @@ def test_the_lazy_attributes_and_the_extension_hook_still_load():
 
 
 def test_without_the_client_extra_the_error_names_it():
-    """``httpx_ws`` hidden (a ``None`` entry in ``sys.modules`` makes its import fail)."""
+    """``wsproto`` hidden (a ``None`` entry in ``sys.modules`` makes its import fail)."""
     code = (
         "import sys\n"
-        "sys.modules['httpx_ws'] = None\n"
+        "sys.modules['wsproto'] = None\n"
         "try:\n"
         "    import jupyter_cocalc_sync.client\n"
         "except ModuleNotFoundError as e:\n"
@@ -55,4 +55,4 @@ def test_without_the_client_extra_the_error_names_it():
         [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True
     )
     assert "pip install 'jupyter-cocalc-sync[client]'" in result.stdout
-    assert "httpx_ws" in result.stdout
+    assert "wsproto" in result.stdout
