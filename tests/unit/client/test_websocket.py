@@ -1,7 +1,8 @@
 """A replica's websocket (``client/websocket.py``) against a room server played by a thread: a
 commit is on the socket when ``commit()`` returns; commits and the server's close frame (the
 replica's ``closed_reason``) go through on the transport path and on the stream path (TLS); a
-refused websocket is the server's error."""
+refused websocket is the server's error; a message of many reads arrives whole; pings are
+answered."""
 
 from __future__ import annotations
 
@@ -18,6 +19,8 @@ from wsproto.events import (
     AcceptConnection,
     BytesMessage,
     CloseConnection,
+    Ping,
+    Pong,
     RejectConnection,
     Request,
 )
@@ -25,19 +28,24 @@ from wsproto.events import (
 from jupyter_cocalc_sync.client import ServerError, websocket
 from jupyter_cocalc_sync.client.replica import RoomReplica
 from jupyter_cocalc_sync.format.schema import notebook_syncdb
+from jupyter_cocalc_sync.origin import SERVER
 from jupyter_cocalc_sync.transport import protocol
+
+BIG_INPUT = "".join(f"line {i}\n" for i in range(200_000))
 
 #: how long the server thread waits for a frame (a hang, not a latency bound)
 HANG = 10
 
 
 class FakeRoom(threading.Thread):
-    """Accepts one websocket, answers the client's sync step 1 with an empty step 2, and puts
-    every later frame it receives in ``frames``; ``close(code, reason)`` sends a close frame."""
+    """Accepts one websocket, answers the client's sync step 1 with a step 2 of ``state`` (an
+    update; default: empty), and puts every later frame it receives in ``frames`` (a pong as
+    ``b"pong"``); ``close(code, reason)`` sends a close frame, ``ping()`` a ping."""
 
-    def __init__(self, refuse: bool = False) -> None:
+    def __init__(self, refuse: bool = False, state: bytes = b"\x00\x00") -> None:
         super().__init__(daemon=True)
         self.refuse = refuse
+        self.state = state
         self.listener = socket.create_server(("127.0.0.1", 0))
         self.port = self.listener.getsockname()[1]
         self.frames: queue.Queue[bytes] = queue.Queue()
@@ -65,12 +73,17 @@ class FakeRoom(threading.Thread):
                     elif isinstance(event, BytesMessage):
                         message = protocol.decode(bytes(event.data))
                         if message.kind == protocol.SYNC and message.sub == protocol.SYNC_STEP1:
-                            step2 = protocol.sync_message(protocol.SYNC_STEP2, b"\x00\x00")
+                            step2 = protocol.sync_message(protocol.SYNC_STEP2, self.state)
                             self._send(BytesMessage(step2))
                         else:
                             self.frames.put(bytes(event.data))
+                    elif isinstance(event, Pong):
+                        self.frames.put(b"pong")
                     elif isinstance(event, CloseConnection):
                         return
+
+    def ping(self) -> None:
+        self._send(Ping(b"are you there"))
 
     def close(self, code: int, reason: str) -> None:
         self._send(CloseConnection(code, reason))
@@ -84,6 +97,15 @@ class FakeRoom(threading.Thread):
 @pytest.fixture
 def room() -> Iterator[FakeRoom]:
     yield from _running(FakeRoom())
+
+
+@pytest.fixture
+def big_room() -> Iterator[FakeRoom]:
+    """A room whose table has a cell of 2 MB: its first sync arrives in many reads."""
+    db = notebook_syncdb()
+    db.set({"type": "cell", "id": "big", "input": BIG_INPUT}, SERVER)
+    db.commit(SERVER)
+    yield from _running(FakeRoom(state=db.get_update()))
 
 
 @pytest.fixture
@@ -147,4 +169,25 @@ async def test_a_refused_websocket_is_a_server_error(refusing_room: FakeRoom) ->
         with pytest.raises(ServerError) as refused:
             await replica.start()
         assert refused.value.status == 403
+        await replica.close()
+
+
+async def test_a_message_of_many_reads_arrives_whole(big_room: FakeRoom, path: str) -> None:
+    async with httpx.AsyncClient() as http:
+        replica = RoomReplica(http, f"ws://127.0.0.1:{big_room.port}/r", notebook_syncdb())
+        await replica.start()
+        assert replica.get_one({"type": "cell", "id": "big"}) == {
+            "type": "cell",
+            "id": "big",
+            "input": BIG_INPUT,
+        }
+        await replica.close()
+
+
+async def test_the_servers_ping_is_answered(room: FakeRoom, path: str) -> None:
+    async with httpx.AsyncClient() as http:
+        replica = RoomReplica(http, f"ws://127.0.0.1:{room.port}/r", notebook_syncdb())
+        await replica.start()
+        room.ping()
+        assert await asyncio.to_thread(room.frames.get, timeout=HANG) == b"pong"
         await replica.close()
