@@ -14,9 +14,11 @@ way out of the server, and every update reaches them through here:
 
 A peer's update (a keystroke) is the latency path: once it is applied, what it queued in the
 log is written at once, in that call, when the store can write it inline
-(``_apply_then_write``). The first such update of a turn of the event loop is sent at once;
-the others of that turn are sent in the next, merged (under load, many peers' keystrokes
-arrive in one turn: each peer gets two messages for all of them, not one per keystroke).
+(``_apply_then_write``); what it asked of the server that no client sees goes first
+(``on_peer_durable``: a run's execute request). The first such update of a turn of the event
+loop is sent at once; the others of that turn are sent in the next, merged (under load, many
+peers' keystrokes arrive in one turn: each peer gets two messages for all of them, not one per
+keystroke).
 Otherwise the log writes it on the next loop turn as it does every other change, and the
 rooms send once they hear it is durable.
 
@@ -71,6 +73,8 @@ class Broadcast:
         self._settle_scheduled = False
         #: a peer's update was sent at once in this loop turn (``_apply_then_write``)
         self._sent_at_once = False
+        #: told when a peer's update is durable, before it is sent (``on_peer_durable``)
+        self._peer_durable: list[Callable[[], None]] = []
         #: the server's awareness state in the notebook's rooms (kernel usage, run progress)
         self.server_state: dict[str, Any] | None = None
         self._unsubscribe: list[Callable[[], None]] = [
@@ -210,13 +214,35 @@ class Broadcast:
 
         def apply_update(update: bytes, origin: Origin) -> None:
             apply(update, origin)
-            if self.table.changelog.write_now() and not self._sent_at_once:
+            if not self.table.changelog.write_now():
+                return
+            if self._peer_durable and _succeeded(self.table.barrier()):
+                for callback in list(self._peer_durable):
+                    callback()
+            if not self._sent_at_once:
                 self._sent_at_once = True
                 asyncio.get_running_loop().call_soon(self._next_turn)
-                for room in self.rooms.values():
-                    room.send_durable()
+                self._send_durable()
 
         return apply_update
+
+    def send_now(self) -> None:
+        """Write what the log has queued, and send the rooms what is durable, here and now
+        when the store can write it here (the runner's commits: an output is sent in the call
+        that wrote it, not once the log's flush task and the write's callbacks have run)."""
+        if self.table.changelog.write_now():
+            self._send_durable()
+
+    def _send_durable(self) -> None:
+        for room in self.rooms.values():
+            room.send_durable()
+
+    def on_peer_durable(self, callback: Callable[[], None]) -> Callable[[], None]:
+        """Call ``callback`` each time a peer's update has just been written here and now,
+        durable and not yet sent to any client (until the returned call): what it asked of
+        the server that no client sees (the runner's execute request) goes first."""
+        self._peer_durable.append(callback)
+        return lambda: self._peer_durable.remove(callback)
 
     def _next_turn(self) -> None:
         self._sent_at_once = False
@@ -238,6 +264,11 @@ class Broadcast:
         for unsubscribe in self._unsubscribe:
             unsubscribe()
         self._unsubscribe.clear()
+
+
+def _succeeded(write: asyncio.Future[Any] | None) -> bool:
+    """Whether the log write ``write`` (the latest) is durable (``None``: nothing written)."""
+    return write is None or (write.done() and not write.cancelled() and write.exception() is None)
 
 
 def _both(first: asyncio.Future[Any], second: asyncio.Future[Any]) -> asyncio.Future[Any]:

@@ -49,14 +49,17 @@ class CellRun:
         self._emitter: CodeExecutionEmitter | None = None
         self._input: tuple[int, bool, str] | None = None  # output index, password, prompt
 
-    async def execute(self, code: str) -> bool:
-        """Run ``code``; whether it ended without an error. The cell is ``idle`` and its
-        outputs written (and finished) when this returns, however it ends."""
+    async def execute(self, code: str, emitter: CodeExecutionEmitter | None = None) -> bool:
+        """Run ``code`` (``emitter``: its request, sent already); whether it ended without an
+        error. The cell is ``idle`` and its outputs written (and finished) when this
+        returns, however it ends."""
         cell_id, handler, writes = self.cell_id, self.handler, self.writes
         kernel = self.kernel
         ok = True
         writes.last_flush = 0.0  # the first output of a run is written at once
-        emitter = self._emitter = kernel.execute_code(code)
+        if emitter is None:
+            emitter = kernel.execute_code(code)
+        self._emitter = emitter
         try:
             async for msg in emitter:
                 msg_type = msg.get("msg_type") or msg["header"]["msg_type"]

@@ -316,7 +316,7 @@ class NotebookFactory:
             release=keep_open.release,
             activity=parts.work_tracker,
             widgets=widgets,
-            projection_writes=broadcast,
+            broadcast=broadcast,
         )
         activity = NotebookActivity(
             document,

@@ -1,13 +1,17 @@
 """``RunVersions``: a cell's run is one version of the history, not one per output flush.
 
 The runner commits through it; the log writes made while a cell runs (the table's and the
-YNotebook's) are collected and squashed into one version each once the run ends.
+YNotebook's) are collected and squashed into one version each once the run ends. Each commit
+is written to the log and sent to the clients in the call that made it when the store can
+write it there and then (``RunBroadcast.send_now``), as a peer's update is: not two loop turns
+later (the log's flush task, then the rooms' callbacks on the write's future).
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Protocol
 
 from ..errors_seen import count_error
@@ -22,12 +26,21 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 
-class ProjectionWrites(Protocol):
-    """The YNotebook's log writes, recorded while a cell runs (documents/broadcast.py)."""
+class RunBroadcast(Protocol):
+    """What the runner needs of the notebook's broadcast (documents/broadcast.py)."""
 
-    def record_projection_writes(self) -> list[asyncio.Future[int]]: ...
+    def record_projection_writes(self) -> list[asyncio.Future[int]]:
+        """The YNotebook's log writes from now on (a run's, squashed with the table's)."""
 
     def stop_recording(self, recording: list[asyncio.Future[int]]) -> None: ...
+
+    def send_now(self) -> None:
+        """Write what the log has queued, and send the clients what is durable, now if the
+        store can write it here."""
+
+    def on_peer_durable(self, callback: Callable[[], None]) -> Callable[[], None]:
+        """Call ``callback`` each time a peer's update was just made durable here, before
+        any client is sent it (until the returned call)."""
 
 
 #: a run that wrote fewer versions than this keeps them: a squash replays the whole notebook
@@ -42,11 +55,11 @@ class RunVersions:
         self,
         document: NotebookDocument,
         history: HistorySquasher | None,
-        projection_writes: ProjectionWrites | None = None,
+        broadcast: RunBroadcast | None = None,
     ) -> None:
         self.document = document
         self.history = history
-        self.projection_writes = projection_writes
+        self.broadcast = broadcast
         #: the log writes of the cell running now (its versions are squashed when it ends)
         self._run_writes: list[asyncio.Future[int]] | None = None
         #: the YNotebook's log writes during the running cell (squashed with the table's)
@@ -56,20 +69,24 @@ class RunVersions:
     def commit(self, origin: Origin) -> None:
         """Commit the runner's writes as ``origin``'s (the runner, for who asked)."""
         durable = self.document.table.commit(origin)
-        if durable is not None and self._run_writes is not None:
+        if durable is None:
+            return
+        if self._run_writes is not None:
             self._run_writes.append(durable)
+        if self.broadcast is not None:
+            self.broadcast.send_now()
 
     def start_run(self) -> None:
         self._run_writes = []
-        if self.projection_writes is not None:
-            self._projection_writes = self.projection_writes.record_projection_writes()
+        if self.broadcast is not None:
+            self._projection_writes = self.broadcast.record_projection_writes()
 
     def end_run(self) -> None:
         """History keeps one version per run, not one per output flush."""
         writes, self._run_writes = self._run_writes, None
         projection_writes, self._projection_writes = self._projection_writes, []
-        if self.projection_writes is not None:
-            self.projection_writes.stop_recording(projection_writes)
+        if self.broadcast is not None:
+            self.broadcast.stop_recording(projection_writes)
         if self.history is None or not writes or len(writes) < SQUASH_MIN_VERSIONS:
             return
         task = asyncio.get_running_loop().create_task(self._squash(writes, projection_writes))

@@ -6,8 +6,9 @@ the Python client, or JupyterLab's server-side executor). The runner moves the c
 ``docs/design.md``), ``busy`` (executing, ``start`` set), ``idle`` (done, ``end`` set) — on the
 notebook's session kernel, and writes the outputs into the table as they come (through an
 ``OutputHandler``, at most every ``flush_interval`` seconds during a flood; each run is a
-``CellRun``, ``cell_run.py``). Nothing depends on a browser: outputs keep arriving, and are
-saved, when every client is gone.
+``CellRun``, ``cell_run.py``). A cell that starts at once for a client's change has its request
+sent as soon as that change is durable, before the other clients are sent it. Nothing depends
+on a browser: outputs keep arriving, and are saved, when every client is gone.
 
 Queue rules: cells run in request order; after an error the rest of the queue is dropped
 (``halt_on_error``); interrupting stops the running cell and drops the queue; a queued cell that
@@ -32,13 +33,13 @@ from ..errors import KernelError
 from ..errors_seen import count_error
 from ..format.ipynb import cell_order_key, ordered_outputs
 from ..format.schema import SETTINGS_KEY
-from ..kernels.kernel import JupyterKernel
+from ..kernels.kernel import CodeExecutionEmitter, JupyterKernel
 from ..origin import RUNNER, Origin
 from ..outputs.handler import DisplayIndex, OutputHandler, OutputLimits, is_marker
 from ..sync.table import ChangeEvent
 from .cell_run import CellRun
 from .cell_writes import SERVER_GONE, SERVER_STOPPED, CellWrites
-from .run_versions import ProjectionWrites, RunVersions
+from .run_versions import RunBroadcast, RunVersions
 
 if TYPE_CHECKING:
     from ..documents.notebook import NotebookDocument
@@ -83,7 +84,7 @@ class NotebookRunner:
         release: Callable[[NotebookDocument], None] | None = None,
         activity: WorkTracker | None = None,
         widgets: NotebookWidgets | None = None,
-        projection_writes: ProjectionWrites | None = None,
+        broadcast: RunBroadcast | None = None,
     ) -> None:
         self.document = document
         self.db = document.db
@@ -93,7 +94,7 @@ class NotebookRunner:
         self.overflow = overflow
         self.history = history
         self.flush_interval = flush_interval
-        self.versions = RunVersions(document, history, projection_writes)
+        self.versions = RunVersions(document, history, broadcast)
         self.writes = CellWrites(self.db, self.versions, flush_interval, self._current_handler)
         #: the notebook's widget table (widgets/), following the runner's kernel
         self.widgets = widgets
@@ -117,9 +118,17 @@ class NotebookRunner:
         self._interrupt_requested = False
         #: the cell ``run`` cleared for the worker it started (its first cell)
         self._cleared: str | None = None
+        #: that cell, when its request may be sent before the worker's first step: once the
+        #: peer's update that asked for it is durable (``_send_early``)
+        self._early_cell: str | None = None
+        #: the run ``_send_early`` began (its request sent: its emitter), for the worker
+        self._early: tuple[CellRun, str, CodeExecutionEmitter] | None = None
         self._idle = asyncio.Event()
         self._idle.set()
         self._unsubscribe = self.db.on_change(self._on_change)
+        self._unsubscribe_peer_durable = (
+            broadcast.on_peer_durable(self._send_early) if broadcast is not None else None
+        )
         self._reset_stale_states()
 
     # -- requests ---------------------------------------------------------------------------
@@ -240,6 +249,8 @@ class NotebookRunner:
             if kernel_id:
                 self._prefer_kernel = kernel_id
             self._start_worker()
+            if cleared is not None:
+                self._early_cell = cleared
             self._report_progress()
         return queued
 
@@ -304,12 +315,43 @@ class NotebookRunner:
 
     # -- the worker -------------------------------------------------------------------------
 
-    async def _work(self) -> None:
+    def _take_next(self) -> str:
+        """The next queued cell, now the current one."""
+        cell_id = self.queue.popleft()
+        self.current = cell_id
+        self.writes.origin = self._requested_by.pop(cell_id, RUNNER)
+        return cell_id
+
+    def _send_early(self) -> None:
+        """A peer's update was just made durable, and is not sent to any client yet: the
+        request of the cell it asked for, which starts at once, goes to the kernel now,
+        before the worker's first step (a loop turn later, after the other clients were
+        sent the update and their processes woke to take the CPU the kernel needs). Not
+        before the update is durable: the kernel never runs a request that a crash could
+        take back (``docs/design.md``)."""
+        cell_id, self._early_cell = self._early_cell, None
+        if cell_id is None or not self.queue or self.queue[0] != cell_id:
+            return
+        kernel = self._running_kernel(self._prefer_kernel)
+        record = self.db.peek(("cell", cell_id))
+        if kernel is None or record is None:
+            return  # (the worker finds out why)
+        code = record.get("input", "")
         try:
-            while self.queue:
-                cell_id = self.queue.popleft()
-                self.current = cell_id
-                self.writes.origin = self._requested_by.pop(cell_id, RUNNER)
+            emitter = kernel.execute_code(code)
+        except KernelError:
+            return  # (the worker tries again, and the cell shows the error)
+        self._prefer_kernel = None
+        self._take_next()
+        self._cleared = None
+        self._interrupt_requested = False
+        self._early = (self._begin(cell_id, kernel, cleared=True, overflowed=False), code, emitter)
+
+    async def _work(self) -> None:
+        self._early_cell = None  # (the worker sends its requests itself)
+        try:
+            while self.queue or self._early is not None:
+                cell_id = self._early[0].cell_id if self._early else self._take_next()
                 try:
                     ok = await self._run_cell(cell_id)
                 except Exception as e:  # a bug of ours: the cell shows it, the queue goes on
@@ -350,8 +392,9 @@ class NotebookRunner:
         async with self._kernel_lock:
             return await self._find_kernel()
 
-    async def _find_kernel(self) -> JupyterKernel:
-        prefer, self._prefer_kernel = self._prefer_kernel, None
+    def _running_kernel(self, prefer: str | None) -> JupyterKernel | None:
+        """The runner's kernel when it runs (and is the one preferred, if any): the common
+        case, no session lookup per run."""
         kernel = self.kernel
         if (
             kernel is not None
@@ -361,6 +404,13 @@ class NotebookRunner:
             and kernel.kernel_id in self.kernels.kernel_manager
         ):
             self.writes.set_settings(backend_state="running", kernel_error=None)
+            return kernel
+        return None
+
+    async def _find_kernel(self) -> JupyterKernel:
+        prefer, self._prefer_kernel = self._prefer_kernel, None
+        kernel = self._running_kernel(prefer)
+        if kernel is not None:
             return kernel  # the common case: no session lookup per run
         settings = self.document.settings()
         self.writes.set_settings(backend_state="starting")
@@ -380,6 +430,10 @@ class NotebookRunner:
         return kernel
 
     async def _run_cell(self, cell_id: str) -> bool:
+        early, self._early = self._early, None
+        if early is not None:  # (its request is sent: ``_send_early``)
+            run, code, emitter = early
+            return await self._execute(run, code, emitter)
         # cleared when it was queued (``run``) if it is the worker's first
         cleared, self._cleared = self._cleared == cell_id, None
         record = self.db.peek(("cell", cell_id))
@@ -401,6 +455,15 @@ class NotebookRunner:
         if overflowed and self.overflow is not None:
             # (a cell that never overflowed has nothing there: no disk round trip per run)
             await self.overflow.clear(self.document.file_id, cell_id)
+        run = self._begin(cell_id, kernel, cleared=cleared, overflowed=overflowed)
+        return await self._execute(run, code)
+
+    def _begin(
+        self, cell_id: str, kernel: JupyterKernel, *, cleared: bool, overflowed: bool
+    ) -> CellRun:
+        """The run of ``cell_id`` on ``kernel``, now the current one (``cleared``: its
+        clearing for the run is written or pending already; ``overflowed``: its outputs
+        had overflowed, and their store is emptied)."""
         self.displays.forget_cell(cell_id)
         handler = OutputHandler(
             cell_id,
@@ -424,8 +487,14 @@ class NotebookRunner:
             self.writes.clear_for_run(cell_id)
             if overflowed:  # (its markers point to outputs that are gone)
                 self.writes.commit()
+        return run
+
+    async def _execute(
+        self, run: CellRun, code: str, emitter: CodeExecutionEmitter | None = None
+    ) -> bool:
+        """Follow ``run`` to its end (``emitter``: its request, when sent already)."""
         try:
-            return await run.execute(code)
+            return await run.execute(code, emitter)
         finally:
             self._run = None
             self.versions.end_run()
@@ -531,6 +600,8 @@ class NotebookRunner:
         """Stop running (the server stops, or the notebook closes): a cell that was running
         ends with an error saying its run was cut off."""
         self._unsubscribe()
+        if self._unsubscribe_peer_durable is not None:
+            self._unsubscribe_peer_durable()
         self.writes.close()
         self._drop_queue()
         cut_off = self.current

@@ -20,6 +20,7 @@ from helpers import eventually, write_notebook
 
 from jupyter_cocalc_sync.format.schema import SETTINGS_KEY
 from jupyter_cocalc_sync.origin import Origin, OriginKind
+from jupyter_cocalc_sync.transport import protocol
 
 #: what a test waits for at most while it holds the server's event loop (a hang, not a bound)
 HOLD_LIMIT = 30.0
@@ -239,3 +240,111 @@ async def test_the_runners_connection_records_the_kernels_activity(
 
     await kernel.close()  # (an attached kernel: only our connection goes)
     assert km._activity_stream is not None and not km._activity_stream.closed()
+
+
+class SyncdbSends:
+    """What the notebook's ``syncdb`` room sends its peers (document updates), and whether
+    the table's latest log write was durable at each send."""
+
+    def __init__(self, notebook: Any) -> None:
+        self.table = notebook.document.table
+        self.events: list[tuple[str, bool]] = []
+        self.room = notebook.broadcast.rooms["syncdb"]
+        for peer in self.room.peers:
+            peer.send = self._watch(peer.send)
+
+    def durable(self) -> bool:
+        last = self.table.barrier()
+        return last is None or last.done()
+
+    def _watch(self, send: Any) -> Any:
+        def watched(data: bytes, **kwargs: Any) -> None:
+            message = protocol.decode(data)
+            if message.kind == protocol.SYNC and message.sub == protocol.SYNC_UPDATE:
+                self.events.append(("sent", self.durable()))
+            send(data, **kwargs)
+
+        return watched
+
+    def stop(self) -> None:
+        for peer in self.room.peers:
+            del peer.send
+
+
+async def warm_for_two_clients(root_dir: Path, live: Any, jp_serverapp: Any) -> tuple[Any, ...]:
+    """Two SyncDB clients of a notebook ``1 + 1`` that ran once (its kernel is warm), and the
+    open notebook in the server."""
+    write_notebook(root_dir / "nb.ipynb", ["1 + 1"])
+    a, b = await live(), await live()
+    await a.run(["cell-0"])
+    await a.wait_idle()
+    return a, b, opened(jp_serverapp, "nb.ipynb")
+
+
+@contextmanager
+def replaced(owner: Any, name: str, replacement: Any) -> Iterator[None]:
+    """``owner``'s method ``name`` is ``replacement`` until the block ends."""
+    setattr(owner, name, replacement)
+    try:
+        yield
+    finally:
+        delattr(owner, name)
+
+
+async def run_again(a: Any, b: Any) -> None:
+    """``a`` runs the cell a second time; until ``b`` saw its result and ``a`` its end."""
+    await a.run(["cell-0"])
+    await b.wait_for(lambda nb: cell_record(nb).get("exec_count") == 2)
+    await a.wait_idle()
+
+
+async def test_a_peers_run_request_reaches_the_kernel_once_durable_before_any_client(
+    server, root_dir, live, jp_serverapp
+):
+    """The execute request of a cell that starts at once is sent in the call that wrote the
+    peer's request to the log, before the other clients are sent it (their processes,
+    woken, would take the CPU the kernel needs): never before it is durable."""
+    a, b, notebook = await warm_for_two_clients(root_dir, live, jp_serverapp)
+    kernel = notebook.runner.kernel
+    sends = SyncdbSends(notebook)
+    assert len(sends.room.peers) == 2
+    execute_code = kernel.execute_code
+
+    def watched_execute_code(code: str, **kwargs: Any) -> Any:
+        sends.events.append(("kernel", sends.durable()))
+        return execute_code(code, **kwargs)
+
+    try:
+        with replaced(kernel, "execute_code", watched_execute_code):
+            await run_again(a, b)
+    finally:
+        sends.stop()
+    assert sends.events[0] == ("kernel", True), sends.events
+    assert all(durable for _, durable in sends.events), sends.events
+
+
+async def test_a_runner_commit_is_written_and_sent_in_the_call_that_made_it(
+    server, root_dir, live, jp_serverapp
+):
+    """A run's output (and end) is sent to the clients when the runner commits it, not after
+    the change log's flush task and the callbacks of its write have run (two loop turns)."""
+    a, b, notebook = await warm_for_two_clients(root_dir, live, jp_serverapp)
+    sends = SyncdbSends(notebook)
+    versions = notebook.runner.versions
+    commit = versions.commit
+    after_commits: list[tuple[int, bool]] = []
+
+    def watched_commit(origin: Origin) -> None:
+        before = len(sends.events)
+        commit(origin)
+        after_commits.append((len(sends.events) - before, sends.durable()))
+
+    try:
+        with replaced(versions, "commit", watched_commit):
+            await run_again(a, b)
+    finally:
+        sends.stop()
+    # each commit that changed the table was durable and sent (to both clients) on return
+    changed = [commit for commit in after_commits if commit[0]]
+    assert changed and all(commit == (2, True) for commit in changed), after_commits
+    assert all(durable for _, durable in sends.events), sends.events

@@ -227,3 +227,73 @@ async def test_a_peers_update_waits_for_a_store_that_cannot_write_it_at_once(tmp
         await blocked
         await eventually(lambda: reader.updates)
         assert len(reader.updates) == 1 and reader.sent_before_durable == 0
+
+
+async def test_what_a_peers_update_asked_for_goes_first_once_it_is_durable(tmp_path):
+    """``on_peer_durable``: called in the call that applied the peer's update, once its log
+    write is durable and before any client is sent it; not while the store cannot write it
+    (then nothing is sent in that call either)."""
+    async with notebook(tmp_path) as nb:
+        room = nb.broadcast.room("syncdb")
+
+        def table_written() -> bool:
+            last = nb.table.barrier()
+            return last is None or last.done()
+
+        typist = WatchingPeer(Origin.of_peer("a", FULL), table_written)
+        reader = WatchingPeer(Origin.of_peer("b", FULL), table_written)
+        room.connect(typist)
+        room.connect(reader)
+        calls: list[tuple[bool, int]] = []
+        stop = nb.broadcast.on_peer_durable(
+            lambda: calls.append((table_written(), len(reader.updates)))
+        )
+        update = client_edit(room.doc, typed_into_cell_input)
+        room.receive(typist, protocol.sync_message(protocol.SYNC_UPDATE, update))
+        assert calls == [(True, 0)] and len(reader.updates) == 1
+
+        store_written, blocked = await block_store(nb.worker)
+        try:
+            update = client_edit(room.doc, typed_into_cell_input)
+            room.receive(typist, protocol.sync_message(protocol.SYNC_UPDATE, update))
+            assert calls == [(True, 0)] and len(reader.updates) == 1
+        finally:
+            store_written.set()
+        await blocked
+        await eventually(lambda: len(reader.updates) == 2)
+        stop()
+        for _ in range(LOOP_TURNS):
+            await asyncio.sleep(0)  # (the turn of the keystroke sent at once is over)
+        update = client_edit(room.doc, typed_into_cell_input)
+        room.receive(typist, protocol.sync_message(protocol.SYNC_UPDATE, update))
+        assert len(calls) == 1 and len(reader.updates) == 3
+
+
+async def test_send_now_writes_and_sends_a_commit_in_the_call(tmp_path):
+    """The runner's commit is written and sent in the call of ``send_now``, durable."""
+    async with notebook(tmp_path) as nb:
+
+        def table_written() -> bool:
+            last = nb.table.barrier()
+            return last is None or last.done()
+
+        reader = WatchingPeer(Origin.of_peer("b", FULL), table_written)
+        nb.broadcast.room("syncdb").connect(reader)
+        output = {"0": {"output_type": "stream", "name": "stdout", "text": "hello\n"}}
+        nb.db.set({"type": "cell", "id": "c", "output": output}, SERVER)
+        nb.table.commit(SERVER)
+        assert reader.updates == []
+        nb.broadcast.send_now()
+        assert len(reader.updates) == 1 and reader.sent_before_durable == 0
+
+        store_written, blocked = await block_store(nb.worker)
+        try:  # a store that cannot write it here: sent once written, as every change
+            nb.db.set({"type": "cell", "id": "c", "output": None}, SERVER)
+            nb.table.commit(SERVER)
+            nb.broadcast.send_now()
+            assert len(reader.updates) == 1
+        finally:
+            store_written.set()
+        await blocked
+        await eventually(lambda: len(reader.updates) == 2)
+        assert reader.sent_before_durable == 0
