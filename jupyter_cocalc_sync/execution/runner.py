@@ -255,9 +255,15 @@ class NotebookRunner:
         return queued
 
     def _starts_at_once(self, queued: list[str], kernel_id: str | None) -> bool:
-        """Whether the first of the cells just ``queued`` starts as soon as the worker does:
-        none before it, the kernel running (nothing to wait for), and no overflowed outputs
-        to remove first."""
+        """Whether the first of the cells just ``queued`` starts as soon as the worker does
+        and may go without its ``run`` state: asked for through the table (its ``start`` is
+        what every client shows until its run does: a cell queued over REST has to show
+        ``run`` in the version the request answers, or a client waiting for it to be idle
+        again would see it idle at once), none before it, the kernel running (nothing to wait
+        for), and no overflowed outputs to remove first."""
+        first = self.db.peek(("cell", queued[0])) if queued else None
+        if first is None or first.get("state") != "start":
+            return False
         kernel = self.kernel
         if (
             not queued
@@ -268,8 +274,7 @@ class NotebookRunner:
             or (kernel_id is not None and kernel_id != kernel.kernel_id)
         ):
             return False
-        record = self.db.peek(("cell", queued[0])) or {}
-        return self.overflow is None or not any(is_marker(o) for o in ordered_outputs(record))
+        return self.overflow is None or not any(is_marker(o) for o in ordered_outputs(first))
 
     def run_all(self, *, origin: Origin) -> list[str]:
         cells = sorted(
