@@ -166,9 +166,9 @@ class CountingLiveNotebook(LiveNotebook):
         super().__init__(*args, **kwargs)
         self.count = count
 
-    def _receive(self, frame: bytes, ws: Any) -> None:
+    def _receive(self, frame: bytes) -> None:
         self.count.add(len(frame))
-        super()._receive(frame, ws)
+        super()._receive(frame)
 
 
 @contextlib.asynccontextmanager

@@ -32,14 +32,14 @@ from tornado.web import HTTPError
 from ..errors import KernelError
 from ..errors_seen import count_error
 from ..format.ipynb import cell_order_key, ordered_outputs
-from ..format.schema import SETTINGS_KEY
 from ..kernels.kernel import CodeExecutionEmitter, JupyterKernel
 from ..origin import RUNNER, Origin
 from ..outputs.handler import DisplayIndex, OutputHandler, OutputLimits, is_marker
-from ..sync.table import ChangeEvent
 from .cell_run import CellRun
-from .cell_writes import SERVER_GONE, SERVER_STOPPED, CellWrites
+from .cell_writes import SERVER_STOPPED, CellWrites
+from .notebook_kernel import NotebookKernel
 from .run_versions import RunBroadcast, RunVersions
+from .table_requests import TableRunRequests
 
 if TYPE_CHECKING:
     from ..documents.notebook import NotebookDocument
@@ -98,20 +98,18 @@ class NotebookRunner:
         self.writes = CellWrites(self.db, self.versions, flush_interval, self._current_handler)
         #: the notebook's widget table (widgets/), following the runner's kernel
         self.widgets = widgets
+        self.notebook_kernel = NotebookKernel(document, kernels, self.writes, widgets)
         self.halt_on_error = True
         self.queue: deque[str] = deque()
         self.current: str | None = None
         #: the origin of the runner's writes for each queued cell (for who asked for it)
         self._requested_by: dict[str, Origin] = {}
-        self.kernel: JupyterKernel | None = None
         self.displays = DisplayIndex(write_other=self.writes.write_display)
         self._hold, self._release = hold, release
         self.activity = activity
         #: the run of the cell running now (None between runs and while finding the kernel)
         self._run: CellRun | None = None
         self._worker: asyncio.Task[None] | None = None
-        self._prefer_kernel: str | None = None
-        self._kernel_lock = asyncio.Lock()
         #: cells finished since the runner last became busy (run progress)
         self.done_in_batch = 0
         self._progress: list[RunProgressListener] = []
@@ -125,81 +123,21 @@ class NotebookRunner:
         self._early: tuple[CellRun, str, CodeExecutionEmitter] | None = None
         self._idle = asyncio.Event()
         self._idle.set()
-        self._unsubscribe = self.db.on_change(self._on_change)
+        self._requests = TableRunRequests(self.db, self, self.writes)
         self._unsubscribe_peer_durable = (
             broadcast.on_peer_durable(self._send_early) if broadcast is not None else None
         )
-        self._reset_stale_states()
+        self._requests.reset_stale_states()
 
     # -- requests ---------------------------------------------------------------------------
 
-    def _reset_stale_states(self) -> None:
-        """Cells left queued or busy by a server that stopped: nothing is running them. A
-        cell that was running says that its run was cut off."""
-        states = self.db.field_values("state", {"type": "cell"})
-        queued = [str(key[1]) for key, state in states.items() if state == "run"]
-        running = [str(key[1]) for key, state in states.items() if state == "busy"]
-        requested = [str(key[1]) for key, state in states.items() if state == "start"]
-        if queued or running:
-            with self.writes.batch() as origin:
-                for cell_id in queued:
-                    self.db.set({"type": "cell", "id": cell_id, "state": "idle"}, origin)
-                for cell_id in running:
-                    self.writes.cut_off(cell_id, SERVER_GONE)
-            self.writes.commit()
-        if requested:
-            self.run(sorted(requested, key=self._position), origin=RUNNER)
+    def run_of(self, cell_id: str) -> CellRun | None:
+        """The run of ``cell_id`` if it is the cell running now."""
+        run = self._run
+        return run if run is not None and run.cell_id == cell_id else None
 
-    def _position(self, cell_id: str) -> tuple[float, str]:
-        return cell_order_key(self.db.peek(("cell", cell_id)) or {"id": cell_id})
-
-    def _on_change(self, event: ChangeEvent) -> None:
-        if self.writes.writing:
-            return
-        may_execute = event.origin.permissions.execute
-        requested: list[str] = []
-        refused: list[str] = []
-        for key, change in event.changes.items():
-            if key == SETTINGS_KEY:
-                continue
-            if len(key) != 2 or key[0] != "cell":
-                continue
-            cell_id = str(key[1])
-            if change.action == "delete":
-                self._cell_deleted(cell_id)
-                continue
-            run = self._run
-            answering = "output" in change.fields and run is not None and run.cell_id == cell_id
-            if "state" not in change.fields and not answering:
-                continue  # (typing: the record is not read, its text is not copied)
-            record = self.db.peek(key) or {}
-            if "state" in change.fields and record.get("state") == "start":
-                (requested if may_execute else refused).append(cell_id)
-            if answering and run is not None:
-                run.maybe_answered(record)
-        if refused:
-            self._refuse(refused)
-        if requested:
-            # several cells asked for in one change run in notebook order
-            self.run(sorted(requested, key=self._position), origin=event.origin)
-
-    def _refuse(self, cell_ids: list[str]) -> None:
-        """Run requests from a peer that may not execute: the cells get their state back
-        (or a later open of the notebook would run them)."""
-        log.warning("ignored a request to run %s from a client without kernels:execute", cell_ids)
-        with self.writes.batch() as origin:
-            for cell_id in cell_ids:
-                state = (
-                    "busy"
-                    if cell_id == self.current
-                    else "run"
-                    if cell_id in self.queue
-                    else "idle"
-                )
-                self.db.set({"type": "cell", "id": cell_id, "state": state}, origin)
-        self.writes.commit()
-
-    def _cell_deleted(self, cell_id: str) -> None:
+    def cell_deleted(self, cell_id: str) -> None:
+        """A cell was deleted: dropped from the queue, interrupted if it runs."""
         if cell_id in self.queue:
             self.queue.remove(cell_id)
             self._requested_by.pop(cell_id, None)
@@ -247,7 +185,7 @@ class NotebookRunner:
         if queued:
             self.writes.commit_written(running_for)
             if kernel_id:
-                self._prefer_kernel = kernel_id
+                self.notebook_kernel.prefer = kernel_id
             self._start_worker()
             if cleared is not None:
                 self._early_cell = cleared
@@ -337,7 +275,7 @@ class NotebookRunner:
         cell_id, self._early_cell = self._early_cell, None
         if cell_id is None or not self.queue or self.queue[0] != cell_id:
             return
-        kernel = self._running_kernel(self._prefer_kernel)
+        kernel = self.notebook_kernel.running()
         record = self.db.peek(("cell", cell_id))
         if kernel is None or record is None:
             return  # (the worker finds out why)
@@ -346,7 +284,7 @@ class NotebookRunner:
             emitter = kernel.execute_code(code)
         except KernelError:
             return  # (the worker tries again, and the cell shows the error)
-        self._prefer_kernel = None
+        self.notebook_kernel.prefer = None
         self._take_next()
         self._cleared = None
         self._interrupt_requested = False
@@ -381,58 +319,12 @@ class NotebookRunner:
 
     async def session_kernel(self) -> JupyterKernel:
         """The notebook's kernel, started if needed (for completion, introspection, info)."""
-        try:
-            kernel = await self._kernel()
-        except Exception as e:  # (noted in the notebook's settings, and re-raised)
-            self.writes.set_settings(
-                backend_state="failed", kernel_error=str(e) or type(e).__name__
-            )
-            raise
-        finally:
-            self.writes.commit()  # the backend state it set
-        return kernel
+        return await self.notebook_kernel.session_kernel()
 
-    async def _kernel(self) -> JupyterKernel:
-        # one at a time: two callers finding no session would start two
-        async with self._kernel_lock:
-            return await self._find_kernel()
-
-    def _running_kernel(self, prefer: str | None) -> JupyterKernel | None:
-        """The runner's kernel when it runs (and is the one preferred, if any): the common
-        case, no session lookup per run."""
-        kernel = self.kernel
-        if (
-            kernel is not None
-            and kernel.state == "running"
-            and (prefer is None or prefer == kernel.kernel_id)
-            and kernel.kernel_id is not None
-            and kernel.kernel_id in self.kernels.kernel_manager
-        ):
-            self.writes.set_settings(backend_state="running", kernel_error=None)
-            return kernel
-        return None
-
-    async def _find_kernel(self) -> JupyterKernel:
-        prefer, self._prefer_kernel = self._prefer_kernel, None
-        kernel = self._running_kernel(prefer)
-        if kernel is not None:
-            return kernel  # the common case: no session lookup per run
-        settings = self.document.settings()
-        self.writes.set_settings(backend_state="starting")
-        kernel = await self.kernels.kernel_for(self.document.path, settings.get("kernel"), prefer)
-        if kernel is not self.kernel:
-            self.kernel = kernel
-            if self.widgets is not None:
-                self.widgets.bridge.use_kernel(kernel)
-            name = kernel.name
-            if name and name != settings.get("kernel"):
-                self.writes.set_settings(
-                    kernel=name, metadata={"kernelspec": self.kernels.kernelspec(name)}
-                )
-        if kernel.state != "running":
-            await kernel.spawn()  # connects, or waits out a restart in progress
-        self.writes.set_settings(backend_state="running", kernel_error=None)
-        return kernel
+    @property
+    def kernel(self) -> JupyterKernel | None:
+        """The kernel the last run used (None: none yet)."""
+        return self.notebook_kernel.kernel
 
     async def _run_cell(self, cell_id: str) -> bool:
         early, self._early = self._early, None
@@ -447,7 +339,7 @@ class NotebookRunner:
         code = record.get("input", "")
         self._interrupt_requested = False  # before the wait: an interrupt may come meanwhile
         try:
-            kernel = await self._kernel()
+            kernel = await self.notebook_kernel.get()
         except Exception as e:
             if not isinstance(e, NO_KERNEL):  # a bug of ours: the cell shows it all the same
                 what = f"finding the kernel of {self.document.path}"
@@ -599,12 +491,12 @@ class NotebookRunner:
         self.writes.commit()
         if await self.kernels.session_for(self.document.path) is not None:
             await self.kernels.change_kernel(self.document.path, name)
-        self.kernel = None
+        self.notebook_kernel.kernel = None
 
     async def close(self) -> None:
         """Stop running (the server stops, or the notebook closes): a cell that was running
         ends with an error saying its run was cut off."""
-        self._unsubscribe()
+        self._requests.close()
         if self._unsubscribe_peer_durable is not None:
             self._unsubscribe_peer_durable()
         self.writes.close()
