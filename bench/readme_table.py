@@ -78,11 +78,10 @@ def _number(value: Any) -> str:
 
 
 def _ratio(value: Any) -> str:
-    return (
-        f"**{value:.2f}×**"
-        if isinstance(value, int | float) and value >= 1
-        else (f"{value:.2f}×" if isinstance(value, int | float) else str(value))
-    )
+    if not isinstance(value, int | float):
+        return str(value)
+    shown = f"{value:.2f}×"
+    return f"**{shown}**" if value >= 1 else shown
 
 
 def table(published: dict[str, Any]) -> str:

@@ -115,7 +115,7 @@ class RoomSocket(asyncio.Protocol):
     def data_received(self, data: bytes) -> None:
         try:
             self._received(data)
-        except Exception as e:  # whatever ends the connection ends ``run`` with it
+        except Exception as e:  # raised by ``run``: the replica counts what it did not expect
             self._end(e)
 
     def eof_received(self) -> bool:
@@ -178,14 +178,14 @@ class RoomSocket(asyncio.Protocol):
             while data := await stream.read(_READ_BYTES):
                 self._received(data)
             self._end(None)
-        except Exception as e:  # whatever ends the connection ends ``run`` with it
+        except Exception as e:  # raised by ``run``: the replica counts what it did not expect
             self._end(e)
 
     async def _write_stream(self, stream: Any, writes: asyncio.Queue[bytes]) -> None:
         try:
             while True:
                 await stream.write(await writes.get())
-        except Exception as e:  # whatever ends the connection ends ``run`` with it
+        except Exception as e:  # raised by ``run``: the replica counts what it did not expect
             self._end(e)
 
     async def _keepalive(self) -> None:

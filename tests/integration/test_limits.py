@@ -16,6 +16,8 @@ from jupyter_cocalc_sync.client import CocalcSyncClient
 from jupyter_cocalc_sync.transport import protocol
 
 NB = "/api/cocalc-sync/notebooks/nb.ipynb"
+#: seconds a client's reconnection may take: only a hang is slower
+RECONNECTED = 60
 
 
 async def never_reading_client(server, path: str) -> tuple[asyncio.StreamReader, object]:
@@ -93,7 +95,7 @@ async def test_the_python_client_reconnects_and_exchanges_what_either_side_misse
     room = extension(jp_serverapp).notebooks.get(nb.file_id).broadcast.rooms["syncdb"]
     (first,) = room.peers
     first.close(TRY_AGAIN_LATER, SLOW_CLIENT_REASON)  # as when it falls behind
-    await eventually(lambda: nb.closed_reason)
+    await eventually(lambda: nb.closed_reason, timeout=RECONNECTED)
     assert nb.closed_reason.startswith(f"{TRY_AGAIN_LATER}: ") and nb.syncing
     # a change of each side, made whether or not the replica is back yet
     nb.set({"type": "cell", "id": "cell-0", "input": "x = 'mine'"})
@@ -103,14 +105,15 @@ async def test_the_python_client_reconnects_and_exchanges_what_either_side_misse
     )
     assert response.status_code == 200
     await nb.wait_for(
-        lambda nb: nb.get_one({"type": "cell", "id": "cell-1"})["input"] == "y = 'theirs'"
+        lambda nb: nb.get_one({"type": "cell", "id": "cell-1"})["input"] == "y = 'theirs'",
+        timeout=RECONNECTED,
     )
 
     async def on_server() -> bool:
         records = (await server.http.get(NB)).json()["records"]
         return any(r["id"] == "cell-0" and r["input"] == "x = 'mine'" for r in records)
 
-    await poll(on_server)
+    await poll(on_server, timeout=RECONNECTED)
     assert len(room.peers) == 1 and first not in room.peers
 
 
@@ -124,7 +127,7 @@ async def test_the_python_client_does_not_reconnect_after_a_close_that_says_no(
     room = extension(jp_serverapp).notebooks.get(nb.file_id).broadcast.rooms["syncdb"]
     (peer,) = room.peers
     peer.close(NOT_FOUND, "the notebook is gone")
-    await eventually(lambda: not nb.syncing)
+    await eventually(lambda: not nb.syncing, timeout=RECONNECTED)
     assert nb.closed_reason == f"{NOT_FOUND}: the notebook is gone" and not room.peers
 
 
