@@ -9,7 +9,13 @@ Here the notebook is not copied (``_file_view`` makes new containers only where 
 form differs from the table's: lines, transient metadata), and ``indented_json`` writes the
 same text as that ``json.dumps``, encoding every list of strings (the lines) in one C call.
 
-A big text is split into lines and encoded ``PIECE`` characters at a time, never whole, and
+A text the file holds as a list of lines, when nothing in it is escaped in JSON but its newlines
+(ASCII without quotes, backslashes or control characters: most printed output and HTML), is not
+split into lines and each line encoded: its newlines are replaced by the line breaks of the
+list in one C call (``_encoded_lines``), no string per line is made. Any other text is split
+and its lines encoded one by one.
+
+A big text is encoded ``PIECE`` characters at a time, never whole, and
 ``write_nbformat4_to`` writes the file as the text is made: a million printed lines (7 MB) are
 not a million strings held at once (60 MB), and no single C call holds the GIL for the whole
 text (200 ms: the event loop waits that long even though the save runs in a thread).
@@ -28,6 +34,9 @@ _TRANSIENT_METADATA = frozenset({"orig_nbformat", "orig_nbformat_minor", "signat
 
 #: a string as JSON, without escaping non-ASCII (``ensure_ascii=False``): the C encoder
 _encode_str: Callable[[str], str] = encode_basestring
+
+#: the control characters but the newline (JSON escapes them; some end lines too)
+_CONTROLS_BUT_NEWLINE = bytes(range(32)).replace(b"\n", b"")
 
 #: at most about this many characters are encoded in one C call, and written at a time
 PIECE = 1 << 16
@@ -96,11 +105,6 @@ class _Lines:
         self.text = text
 
 
-def _lines(text: str) -> list[str] | _Lines:
-    """The file's form of a multi-line string: its lines, split when written if it is long."""
-    return _Lines(text) if len(text) > PIECE else text.splitlines(True)
-
-
 def _write(value: Any, out: list[str], newline: str) -> None:
     """Append ``value``'s JSON to ``out``; ``newline``: a newline and the indentation of the
     line ``value`` starts on (its items are indented one more)."""
@@ -161,9 +165,9 @@ def _write_long_str(value: str, out: list[str]) -> None:
 
 
 def _write_lines(text: str, out: list[str], newline: str) -> None:
-    """``text.splitlines(True)``'s JSON, split and encoded a block of about ``PIECE``
-    characters at a time. A block ends just after a ``\\n``: a line ends there in the whole
-    text too (a ``\\r\\n`` is not cut), so the blocks' lines are the text's."""
+    """``text.splitlines(True)``'s JSON, encoded a block of about ``PIECE`` characters at a
+    time. A block ends just after a ``\\n``: a line ends there in the whole text too (a
+    ``\\r\\n`` is not cut), so the blocks' lines are the text's."""
     if not text:
         out.append("[]")
         return
@@ -172,10 +176,23 @@ def _write_lines(text: str, out: list[str], newline: str) -> None:
     start = 0
     while start < len(text):
         end = text.find("\n", start + PIECE) + 1 or len(text)
-        out.append(opening + separator.join(map(_encode_str, text[start:end].splitlines(True))))
+        out.append(opening + _encoded_lines(text[start:end], separator))
         opening = separator
         start = end
     out.append(newline + "]")
+
+
+def _encoded_lines(text: str, separator: str) -> str:
+    """The JSON strings of ``text.splitlines(True)`` joined by ``separator`` (module
+    docstring)."""
+    if text.isascii() and '"' not in text and "\\" not in text:
+        raw = text.encode("ascii")
+        if len(raw.translate(None, _CONTROLS_BUT_NEWLINE)) == len(raw):
+            # each character is its own JSON but the newline, after which a line ends (the
+            # newline that ends the text ends its last line: no empty line after it)
+            body, tail = (text[:-1], '\\n"') if text[-1] == "\n" else (text, '"')
+            return '"' + body.replace("\n", '\\n"' + separator + '"') + tail
+    return separator.join(map(_encode_str, text.splitlines(True)))
 
 
 def _scalar(value: Any) -> str:
@@ -231,7 +248,7 @@ def _cell_view(cell: Mapping[str, Any]) -> dict[str, Any]:
     if isinstance(metadata, dict) and "trusted" in metadata:
         view["metadata"] = {k: v for k, v in metadata.items() if k != "trusted"}
     if isinstance(cell.get("source"), str):
-        view["source"] = _lines(cell["source"])
+        view["source"] = _Lines(cell["source"])
     attachments = cell.get("attachments")
     if attachments:
         view["attachments"] = {name: _bundle_view(b) for name, b in attachments.items()}
@@ -246,13 +263,13 @@ def _output_view(output: Mapping[str, Any]) -> dict[str, Any]:
     if kind in ("execute_result", "display_data") and output.get("data"):
         view["data"] = _bundle_view(output["data"])
     elif kind == "stream" and isinstance(output["text"], str):
-        view["text"] = _lines(output["text"])
+        view["text"] = _Lines(output["text"])
     return view
 
 
 def _bundle_view(bundle: Mapping[str, Any]) -> dict[str, Any]:
     return {
-        mime: _lines(value)
+        mime: _Lines(value)
         if isinstance(value, str) and (mime.startswith("text/") or mime in _SPLIT_MIMES)
         else value
         for mime, value in bundle.items()

@@ -22,6 +22,7 @@ from jupyter_cocalc_sync.format.ipynb_text import (
     write_nbformat4,
     write_nbformat4_to,
 )
+from jupyter_cocalc_sync.sync.table import json_copy
 
 
 def nbformat_dumps(value: Any) -> str:
@@ -121,6 +122,63 @@ def test_a_notebooks_texts_in_small_pieces_are_written_as_nbformat_writes_them(
     }
     nb = {"nbformat": 4, "nbformat_minor": 5, "metadata": {}, "cells": [cell]}
     expected = nbformat.writes(nbformat.from_dict(json.loads(json.dumps(nb))))
+    with small_pieces():
+        assert write_nbformat4(nb) == expected
+        assert streamed(write_nbformat4_to, nb) == expected
+
+
+#: texts mostly of characters JSON writes as themselves (written whole, their newlines made the
+#: list's line breaks), sometimes with one it escapes or another line end (written line by line)
+plain_texts = st.text(alphabet=st.sampled_from("ab <>/=\n\n\n" + '\t"\\\r\x0c\x7fé'), max_size=60)
+
+
+def notebook_of_texts(source: str, streams: list[str], html: str) -> dict[str, Any]:
+    outputs: list[dict[str, Any]] = [
+        {"output_type": "stream", "name": "stdout", "text": text} for text in streams
+    ]
+    outputs.append({"output_type": "display_data", "data": {"text/html": html}, "metadata": {}})
+    cell = {
+        "id": "c",
+        "cell_type": "code",
+        "source": source,
+        "metadata": {},
+        "execution_count": 1,
+        "outputs": outputs,
+    }
+    return {"nbformat": 4, "nbformat_minor": 5, "metadata": {}, "cells": [cell]}
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "",
+        "\n",
+        "\n\n",
+        "a",
+        "a\n",
+        "a\nb",
+        "a\n\nb\n",
+        "<b>\n</b>",
+        "a\tb\n",
+        'say "hi"\n',
+        "x\r\ny\n",
+        "back\\nslash\n",
+        "\x7f\n",
+    ],
+)
+def test_a_text_is_written_as_its_lines(text: str) -> None:
+    nb = notebook_of_texts(text, [text], text)
+    assert write_nbformat4(nb) == nbformat.writes(nbformat.from_dict(json_copy(nb)))
+
+
+@settings(max_examples=150, deadline=None)
+@given(source=plain_texts, streams=st.lists(plain_texts, max_size=3), html=plain_texts)
+def test_texts_written_whole_or_line_by_line_are_what_nbformat_writes(
+    source: str, streams: list[str], html: str
+) -> None:
+    nb = notebook_of_texts(source, streams, html)
+    expected = nbformat.writes(nbformat.from_dict(json_copy(nb)))
+    assert write_nbformat4(nb) == expected
     with small_pieces():
         assert write_nbformat4(nb) == expected
         assert streamed(write_nbformat4_to, nb) == expected
