@@ -31,6 +31,7 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from functools import lru_cache
 from typing import Any, Protocol, TypeAlias
 
 from pycrdt import Doc, Map, Subscription, Text, TransactionEvent, merge_updates
@@ -262,9 +263,13 @@ class RecordChecker:
 
     def __init__(self, db: SyncDB) -> None:
         self.db = db
+        #: the shadow last checked and its records root (pycrdt makes a new one per ``get``)
+        self._records: tuple[Doc[Any], YMap] | None = None
 
     def check(self, shadow: Doc[Any], touched: Touched) -> None:
-        records = shadow.get("records", type=Map)
+        if self._records is None or self._records[0] is not shadow:
+            self._records = (shadow, shadow.get("records", type=Map))
+        records = self._records[1]
         whole, texts, fields = split_fields(touched.get("records", ()))
         for encoded in whole:
             self._check_record(str(encoded), records.get(str(encoded)))
@@ -278,11 +283,8 @@ class RecordChecker:
         partial record; ``None`` when the record itself must be checked."""
         if not isinstance(value, Map):
             return None
-        try:
-            key = json.loads(encoded)
-        except ValueError:
-            return None
-        if not isinstance(key, list) or len(key) != len(self.db.primary_keys):
+        key = _key_parts(encoded)
+        if key is None or len(key) != len(self.db.primary_keys):
             return None  # (the whole check says what is wrong with the key)
         return dict(zip(self.db.primary_keys, key, strict=True))
 
@@ -336,6 +338,17 @@ class RecordChecker:
         if tuple(record.get(pk) for pk in db.primary_keys) != key:
             raise InvalidRecordError(f"record {encoded[:40]}: its fields do not match its key")
         db.check(record)
+
+
+@lru_cache(maxsize=4096)
+def _key_parts(encoded: str) -> tuple[object, ...] | None:
+    """The parts of a record's JSON-encoded key (None: not a JSON list); a cell's key is
+    decoded once, not at each of its checks."""
+    try:
+        key = json.loads(encoded)
+    except ValueError:
+        return None
+    return tuple(key) if isinstance(key, list) else None
 
 
 def table_guard(db: SyncDB) -> UpdateGuard:
