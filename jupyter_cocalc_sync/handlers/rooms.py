@@ -141,8 +141,8 @@ class RoomHandler(WebSocketMixin, WebSocketHandler, JupyterHandler):
 
     def on_message(self, message: bytes | str) -> None:
         if self.membership is not None:
-            services_of(self).activity.touch()
             self.membership.room.receive(self, message)
+            services_of(self).activity.touch()  # (after: a keystroke is sent on from receive)
 
     def on_close(self) -> None:
         membership, self.membership = self.membership, None

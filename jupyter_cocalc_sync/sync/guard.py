@@ -12,21 +12,30 @@ whose peer is disconnected).
 
 The shadow is made when a peer sends its first update with content, not before: a document its
 clients only read (most of a notebook's life, and every open) costs one copy, not two, in
-memory and in the CPU time of each change. Once made, it catches up with the document when a
-peer's update is to be checked (or every ``MIRROR_BEHIND`` updates), the updates it missed
-merged into one: the server's own changes in between (a run's outputs, each a transaction)
-cost a copy of their bytes each, not an apply and the shadow's change events each. The shadow
-is observed only while a peer's update is applied to it: catching up makes no change events.
+memory and in the CPU time of each change. A peer's update is the latency path (a keystroke, a
+run request), so a check applies that update alone:
+
+* the document's transaction that applies an update just checked is not mirrored (the shadow
+  has it already): the bytes are compared, and only the same bytes are skipped;
+* the document's other updates (the server's own: a run's outputs, each a transaction) are
+  applied to the shadow merged, in a later turn of the event loop than the one that made them
+  (or every ``MIRROR_BEHIND`` updates when no loop runs), off the path of the peer's next
+  update; a check still catches up first with whatever the shadow has not applied yet;
+* the shadow's roots are observed once, through pycrdt's raw events (pycrdt's own wrappers
+  convert every field of every event, and re-read the callback's signature at each
+  subscription); what an event touched is read only while a peer's update is applied.
 """
 
 from __future__ import annotations
 
-import inspect
+import asyncio
 import json
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from functools import lru_cache
 from typing import Any, Protocol, TypeAlias
 
-from pycrdt import Array, Doc, Map, Subscription, Text, TransactionEvent, merge_updates
+from pycrdt import Doc, Map, Subscription, Text, TransactionEvent, merge_updates
+from pycrdt._pycrdt import ArrayEvent, MapEvent, TextEvent
 
 from ..errors import InvalidRecordError
 from .table import SyncDB
@@ -72,14 +81,21 @@ class UpdateGuard:
     def __init__(self, doc: Doc[Any], checker: UpdateChecker) -> None:
         self.doc = doc
         self.checker = checker
-        #: what the peer's update being checked touched (``check``)
-        self._touched: Touched = {}
+        #: what the peer's update being applied to the shadow touched (None: no check runs)
+        self._touched: Touched | None = None
+        #: an error of the shadow's observers during a check (pycrdt drops what a raw
+        #: observer raises): the check raises it
+        self._observer_error: Exception | None = None
         #: the mirror of ``doc`` (None until a peer's update needs it)
         self.shadow: Doc[Any] | None = None
+        self._shadow_subscriptions: list[Subscription] = []
         self._subscription: Subscription | None = None
         #: the document's updates the shadow has not applied yet, and their bytes
         self._behind: list[bytes] = []
         self._behind_bytes = 0
+        self._catch_up_scheduled = False
+        #: the update the last check passed: the shadow has it (``_mirror``)
+        self._checked: bytes | None = None
 
     def _mirrored(self) -> Doc[Any]:
         if self.shadow is None:
@@ -89,35 +105,50 @@ class UpdateGuard:
         return self.shadow
 
     def _build_shadow(self) -> None:
-        self._behind, self._behind_bytes = [], 0
+        self._behind, self._behind_bytes, self._checked = [], 0, None
+        for subscription in self._shadow_subscriptions:
+            subscription.drop()
         self.shadow = Doc()
         self.shadow.apply_update(self.doc.get_update())
-        #: the roots the checker watches and their observers, subscribed only while a peer's
-        #: update is applied (``check``): the document's own updates, mirrored, cost the
-        #: shadow no change events
-        self._roots: list[tuple[YMap | YArray, Callable[[Sequence[object]], None]]] = [
-            (self.shadow.get(name, type=kind), self._observer(name))
+        self._shadow_subscriptions = [
+            self.shadow.get(name, type=kind).integrated.observe_deep(self._observer(name))
             for name, kind in self.checker.roots.items()
         ]
 
-    def _observer(self, name: str) -> Callable[[Sequence[object]], None]:
-        # (one parameter: pycrdt passes the transaction too to callbacks that take two)
-        def observe(events: Sequence[object]) -> None:
-            self._note_touched(self._touched.setdefault(name, set()), events)
+    def _observer(self, name: str) -> Callable[[list[Any]], None]:
+        def observe(events: list[Any]) -> None:
+            touched = self._touched
+            if touched is None:
+                return  # catching up with the document: nothing to check
+            try:
+                self._note_touched(touched.setdefault(name, set()), events)
+            except Exception as e:  # (raised by ``check``, once the update is applied)
+                self._observer_error = e
 
-        # pycrdt reads a callback's signature at each subscription, the slow way unless the
-        # callback carries it: read once here, a subscription per check costs little
-        observe.__signature__ = inspect.signature(observe)  # type: ignore[attr-defined]
         return observe
 
     def _mirror(self, event: TransactionEvent) -> None:
         if self.shadow is None:
             return
         update = event.update
+        checked, self._checked = self._checked, None
+        if update == checked:
+            return  # the peer's update just checked: applied to the shadow already
         self._behind.append(update)
         self._behind_bytes += len(update)
         if len(self._behind) >= MIRROR_BEHIND or self._behind_bytes >= MIRROR_BEHIND_BYTES:
             self._catch_up()
+        elif not self._catch_up_scheduled:
+            try:
+                loop = asyncio.get_running_loop()
+            except RuntimeError:
+                return  # (no loop: the next check, or ``MIRROR_BEHIND``, catches up)
+            self._catch_up_scheduled = True
+            loop.call_soon(self._catch_up_later)
+
+    def _catch_up_later(self) -> None:
+        self._catch_up_scheduled = False
+        self._catch_up()
 
     def _catch_up(self) -> None:
         """Apply the document's updates the shadow missed (as one)."""
@@ -126,17 +157,20 @@ class UpdateGuard:
             self.shadow.apply_update(behind[0] if len(behind) == 1 else merge_updates(*behind))
 
     def _note_touched(
-        self, touched: set[str | int | TextField | FieldSet], events: Sequence[object]
+        self, touched: set[str | int | TextField | FieldSet], raw_events: Sequence[object]
     ) -> None:
-        for event in deep_events(events):
+        """Note what pycrdt's raw events of one root name (their target is known from the
+        event's class: only what is read is converted)."""
+        checks_fields = self.checker.checks_fields
+        for raw, event in zip(raw_events, deep_events(raw_events), strict=True):
             path = event.path
-            if len(path) == 2 and isinstance(path[1], str) and isinstance(event.target, Text):
+            if len(path) == 2 and isinstance(path[1], str) and isinstance(raw, TextEvent):
                 touched.add((path[0], path[1]))
-            elif len(path) == 1 and isinstance(event.target, Map) and self.checker.checks_fields:
+            elif len(path) == 1 and isinstance(raw, MapEvent) and checks_fields:
                 touched.update((path[0], str(field), FIELD_SET) for field in event.keys)
             elif path:
                 touched.add(path[0])
-            elif isinstance(event.target, Array):
+            elif isinstance(raw, ArrayEvent):
                 touched.update(_inserted_indices(event.delta))
             else:
                 touched.update(event.keys)
@@ -149,24 +183,28 @@ class UpdateGuard:
         shadow = self._mirrored()
         self._catch_up()
         touched: Touched = {}
-        self._touched = touched
-        watching = [(root, root.observe_deep(observe)) for root, observe in self._roots]
+        self._touched, self._observer_error = touched, None
         try:
             try:
                 shadow.apply_update(update)
             finally:
-                for root, subscription in watching:
-                    root.unobserve(subscription)
+                self._touched = None
+            if self._observer_error is not None:
+                raise self._observer_error
             if touched:
                 self.checker.check(shadow, touched)
         except BaseException:  # (re-raised: whatever stopped the check, even a panic)
             self._build_shadow()  # the shadow holds the refused update: start again
             raise
+        self._checked = update
 
     def close(self) -> None:
         if self._subscription is not None:
             self.doc.unobserve(self._subscription)
             self._subscription = None
+        for subscription in self._shadow_subscriptions:
+            subscription.drop()
+        self._shadow_subscriptions = []
 
 
 def split_touched(
@@ -225,9 +263,13 @@ class RecordChecker:
 
     def __init__(self, db: SyncDB) -> None:
         self.db = db
+        #: the shadow last checked and its records root (pycrdt makes a new one per ``get``)
+        self._records: tuple[Doc[Any], YMap] | None = None
 
     def check(self, shadow: Doc[Any], touched: Touched) -> None:
-        records = shadow.get("records", type=Map)
+        if self._records is None or self._records[0] is not shadow:
+            self._records = (shadow, shadow.get("records", type=Map))
+        records = self._records[1]
         whole, texts, fields = split_fields(touched.get("records", ()))
         for encoded in whole:
             self._check_record(str(encoded), records.get(str(encoded)))
@@ -241,11 +283,8 @@ class RecordChecker:
         partial record; ``None`` when the record itself must be checked."""
         if not isinstance(value, Map):
             return None
-        try:
-            key = json.loads(encoded)
-        except ValueError:
-            return None
-        if not isinstance(key, list) or len(key) != len(self.db.primary_keys):
+        key = _key_parts(encoded)
+        if key is None or len(key) != len(self.db.primary_keys):
             return None  # (the whole check says what is wrong with the key)
         return dict(zip(self.db.primary_keys, key, strict=True))
 
@@ -299,6 +338,17 @@ class RecordChecker:
         if tuple(record.get(pk) for pk in db.primary_keys) != key:
             raise InvalidRecordError(f"record {encoded[:40]}: its fields do not match its key")
         db.check(record)
+
+
+@lru_cache(maxsize=4096)
+def _key_parts(encoded: str) -> tuple[object, ...] | None:
+    """The parts of a record's JSON-encoded key (None: not a JSON list); a cell's key is
+    decoded once, not at each of its checks."""
+    try:
+        key = json.loads(encoded)
+    except ValueError:
+        return None
+    return tuple(key) if isinstance(key, list) else None
 
 
 def table_guard(db: SyncDB) -> UpdateGuard:

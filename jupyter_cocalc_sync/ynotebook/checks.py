@@ -25,14 +25,15 @@ class YNotebookChecker:
     checks_fields = False
 
     def check(self, shadow: Doc[Any], touched: Touched) -> None:
-        cells = shadow.get("cells", type=Array)
-        count = len(cells)
         whole, texts = split_touched(touched.get("cells", ()))
         # any text is a source: typing into one (the characters of a Text) needs no check
         whole.update(index for index, fields in texts.items() if fields != {"source"})
-        for index in whole:
-            if isinstance(index, int) and index < count:
-                check_cell(cells[index], index)
+        if whole:  # (typing reads no cell)
+            cells = shadow.get("cells", type=Array)
+            count = len(cells)
+            for index in whole:
+                if isinstance(index, int) and index < count:
+                    check_cell(cells[index], index)
         if touched.get("meta"):
             metadata = shadow.get("meta", type=Map).get("metadata")
             if metadata is not None:

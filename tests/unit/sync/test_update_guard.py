@@ -1,10 +1,12 @@
 """``UpdateGuard``: the shadow copy is made when a peer first writes, not when a document is
-served, follows the document's own changes lazily (as of the next check), and still refuses a
-bad update once made; typing into a text is checked without reading the whole record or
-cell."""
+served, follows the document's own changes lazily (in a later loop turn, or as of the next
+check), applies a peer's update once (not again when the document applies it), and still
+refuses a bad update once made; typing into a text is checked without reading the whole record
+or cell."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
 
 import pytest
@@ -64,6 +66,70 @@ def test_the_shadow_made_on_the_first_write_follows_the_document_and_refuses_bad
     peer.doc.get("records", type=Map)['["cell","c"]'] = "not a map"
     with pytest.raises(InvalidRecordError):
         guard.check(peer.doc.get_update(before))
+
+
+def _shadow_applies(guard: UpdateGuard) -> list[bytes]:
+    """The updates the guard applies to its shadow from now on (an update the shadow has
+    already makes no transaction of its own: the calls are counted)."""
+    shadow = guard.shadow
+    assert shadow is not None
+    applied: list[bytes] = []
+    apply_update = shadow.apply_update
+
+    def counted(update: bytes) -> None:
+        applied.append(update)
+        apply_update(update)
+
+    shadow.apply_update = counted  # type: ignore[method-assign]
+    return applied
+
+
+def _typed_once() -> tuple[SyncDB, UpdateGuard, SyncDB]:
+    """A table whose guard has checked, and which has applied, a peer's first keystroke; the
+    peer."""
+    db = notebook_syncdb()
+    db.set({"type": "cell", "id": "a", "input": "x"}, SERVER)
+    db.commit(SERVER)
+    guard = table_guard(db)
+    peer = _peer_of(db)
+    first = _typed(peer, '["cell","a"]', "input", "1")
+    guard.check(first)
+    db.doc.apply_update(first)
+    return db, guard, peer
+
+
+def test_a_peers_update_reaches_the_shadow_once() -> None:
+    """The document's transaction that applies a checked update is not applied to the shadow
+    again: a keystroke costs the shadow one apply, on the check."""
+    db, guard, peer = _typed_once()
+    applied = _shadow_applies(guard)
+    for text in "234":
+        typed = _typed(peer, '["cell","a"]', "input", text)
+        guard.check(typed)
+        db.doc.apply_update(typed)
+    assert len(applied) == 3
+    assert guard.shadow is not None and guard.shadow.get_state() == db.doc.get_state()
+    assert db.get_one({"type": "cell", "id": "a"})["input"] == "x1234"
+
+
+async def test_the_servers_own_changes_reach_the_shadow_in_a_later_loop_turn() -> None:
+    """Off the path of the peer's next update: its check applies that update alone."""
+    db, guard, peer = _typed_once()
+    for n in range(3):  # (a run's outputs: a transaction each, in one loop turn)
+        db.set({"type": "cell", "id": "a", "output": {"0": {"n": n}}}, SERVER)
+        db.commit(SERVER)
+    applied = _shadow_applies(guard)
+    assert guard.shadow is not None and guard.shadow.get_state() != db.doc.get_state()
+    next_turn = asyncio.get_running_loop().create_future()
+    asyncio.get_running_loop().call_soon(next_turn.set_result, None)
+    await next_turn
+    assert len(applied) == 1  # (merged)
+    assert guard.shadow.get_state() == db.doc.get_state()
+    before = peer.doc.get_state()
+    peer.doc.apply_update(db.doc.get_update(before))
+    typed = _typed(peer, '["cell","a"]', "input", "2")
+    guard.check(typed)
+    assert applied[1:] == [typed]  # (nothing else to catch up with)
 
 
 def _peer_of(db: SyncDB) -> SyncDB:
