@@ -1,11 +1,16 @@
-"""What one transaction of a ``SyncDB`` changed: the records, their fields, the text deltas."""
+"""What one transaction of a ``SyncDB`` changed: the records, their fields, the text deltas;
+read from the raw events of the transaction (``deep_changes``)."""
 
 from __future__ import annotations
 
+import json
+from collections.abc import Sequence
 from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import Any, Literal, TypeAlias
 
 from ..origin import Origin
+from .ytypes import is_map_event, is_text_event, raw_deep_events, raw_map_keys
 
 #: a record's primary-key values (strings or integers), in the table's key order
 Key: TypeAlias = tuple[str | int, ...]
@@ -39,3 +44,79 @@ class ChangeEvent:
     changes: dict[Key, RecordChange]
     #: made through this process's ``set``/``delete`` (committed later), not a peer's update
     local: bool
+
+
+@dataclass
+class DeepChanges:
+    """What one batch of a deep observer of the records changed, by stored record key."""
+
+    changes: dict[str, RecordChange] = field(default_factory=dict)
+    #: records changed beyond their texts (a cached read of them is stale)
+    rewritten: set[str] = field(default_factory=set)
+    #: records whose string columns alone changed: stored key -> those columns
+    typed: dict[str, set[str]] = field(default_factory=dict)
+
+
+@lru_cache(maxsize=8192)
+def decode_key(encoded: str) -> Key:
+    """The primary-key tuple of a stored record key (remembered: every change decodes the key
+    of every record it touches)."""
+    return tuple(json.loads(encoded))
+
+
+def deep_changes(events: Sequence[object], map_cols: frozenset[str]) -> DeepChanges:
+    """The changes of a raw deep observer's batch on the records ``Map`` (``RawEvent``: only
+    what is asked is read from the transaction, and nothing is wrapped)."""
+    batch = DeepChanges()
+    changes = batch.changes
+
+    def change_for(encoded: str, action: Literal["add", "update", "delete"]) -> RecordChange:
+        change = changes.get(encoded)
+        if change is None:
+            change = changes[encoded] = RecordChange(decode_key(encoded), action)
+        elif action != "update":
+            change.action = action
+        return change
+
+    for event in raw_deep_events(events):
+        path = event.path
+        if not path:
+            for encoded, info in event.keys.items():
+                batch.rewritten.add(encoded)
+                if info["action"] == "delete":
+                    change_for(encoded, "delete")
+                    continue
+                # added, or replaced by a new record Map: every field is new
+                change = change_for(encoded, "add")
+                fields = raw_map_keys(info.get("newValue"), event.transaction)
+                if fields is not None:
+                    change.fields.update(fields)
+            continue
+        # (the records and each record are maps: their path entries are keys, not indices)
+        encoded = str(path[0])
+        change = change_for(encoded, "update")
+        if len(path) == 1:
+            batch.rewritten.add(encoded)
+            change.fields.update(event.keys)
+            change.replaced.update(event.keys)
+            continue
+        name = str(path[1])
+        change.fields.add(name)
+        text = is_text_event(event)
+        if len(path) == 2 and text:
+            # typing keeps the record cached: that text alone is read again
+            batch.typed.setdefault(encoded, set()).add(name)
+            change.text_deltas[name] = event.delta
+            continue
+        batch.rewritten.add(encoded)
+        if name not in map_cols:
+            continue
+        if len(path) == 2:
+            if is_map_event(event):
+                change.entries.setdefault(name, set()).update(event.keys)
+            continue
+        entry = str(path[2])
+        change.entries.setdefault(name, set()).add(entry)
+        if len(path) == 4 and text:
+            change.entry_text_deltas[(name, entry)] = event.delta
+    return batch

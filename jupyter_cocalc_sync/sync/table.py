@@ -25,17 +25,17 @@ import logging
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from functools import lru_cache
-from typing import Any, Literal, TypeAlias, TypeVar
+from typing import Any, TypeAlias, TypeVar
 
-from pycrdt import Doc, Map, Text, TransactionEvent, merge_updates
+from pycrdt import Doc, Map, Subscription, TransactionEvent, merge_updates
 
 from ..errors import InvalidRecordError
 from ..errors_seen import count_error
 from ..origin import SERVER, Origin
-from .events import ChangeEvent, Key, RecordChange
+from .events import ChangeEvent, Key, RecordChange, decode_key, deep_changes
 from .layout import RecordLayout
 from .values import check_json, checked_from_crdt, checked_map_from_crdt, json_copy, same_json
-from .ytypes import YMap, deep_events
+from .ytypes import YMap
 
 log = logging.getLogger(__name__)
 
@@ -106,9 +106,9 @@ class SyncDB:
         self.doc: Doc[Any] = doc if doc is not None else Doc()
         self.records: YMap = self.doc.get("records", type=Map)
         self._cache: dict[str, Record] = {}
-        #: cached records whose texts alone changed since: ``encoded -> {field: Text}``, read
-        #: again (those fields only) when the record is (``_cached``)
-        self._typed: dict[str, dict[str, Text]] = {}
+        #: cached records whose texts alone changed since: ``encoded -> {field}``, read again
+        #: (those fields only) when the record is (``_cached``)
+        self._typed: dict[str, set[str]] = {}
         #: the origin of the write in progress (changes made on the ``doc`` directly, not
         #: through this class, are the server's)
         self._origin: Origin = SERVER
@@ -119,8 +119,19 @@ class SyncDB:
         self._update_listeners: list[UpdateListener] = []
         self._txn_depth = 0
         self._pending_events: list[ChangeEvent] = []
-        self._deep_subscription = self.records.observe_deep(self._on_deep_events)
+        self._deep_subscription: Subscription | None = self._observe_records()
         self._doc_subscription = self.doc.observe(self._on_transaction)
+
+    def _observe_records(self) -> Subscription:
+        # on the extension's type, not pycrdt's wrapper: the wrapper converts every attribute
+        # of every event to Python before the observer runs (``deep_changes`` reads a few)
+        subscription: Subscription = self.records.integrated.observe_deep(self._on_deep_events)
+        return subscription
+
+    def _unobserve_records(self) -> None:
+        if self._deep_subscription is not None:
+            self._deep_subscription.drop()
+            self._deep_subscription = None
 
     # -- keys -------------------------------------------------------------------------------
 
@@ -142,7 +153,7 @@ class SyncDB:
 
     @staticmethod
     def decode_key(encoded: str) -> Key:
-        return tuple(json.loads(encoded))
+        return decode_key(encoded)
 
     # -- reading ----------------------------------------------------------------------------
 
@@ -150,10 +161,14 @@ class SyncDB:
         cached = self._cache.get(encoded)
         texts = self._typed.pop(encoded, None)
         if cached is not None and texts:
+            stored = self.records.get(encoded)
+            if not isinstance(stored, Map):  # (a record replaced is not typed: never here)
+                del self._cache[encoded]
+                return None
             # a new dict: whoever holds the old one keeps what it read
             cached = self._cache[encoded] = {
                 **cached,
-                **{name: str(text) for name, text in texts.items()},
+                **{name: str(stored[name]) for name in texts},
             }
         return cached
 
@@ -361,13 +376,13 @@ class SyncDB:
             raise RuntimeError("load() is for an empty table")
         observed = self._deep_subscription is not None
         if observed:
-            self.records.unobserve(self._deep_subscription)
+            self._unobserve_records()
             self.doc.unobserve(self._doc_subscription)
         try:
             self.doc.apply_update(update)
         finally:
             if observed:
-                self._deep_subscription = self.records.observe_deep(self._on_deep_events)
+                self._deep_subscription = self._observe_records()
                 self._doc_subscription = self.doc.observe(self._on_transaction)
         self._emit_update(update, origin)
         changes: dict[Key, RecordChange] = {}
@@ -414,61 +429,20 @@ class SyncDB:
                 count_error("syncdb.update_listener", e, "a SyncDB update listener", logger=log)
 
     def _on_deep_events(self, events: Sequence[object]) -> None:
-        changes: dict[Key, RecordChange] = {}
-
-        def change_for(
-            encoded: str, action: Literal["add", "update", "delete"], *, typing: bool = False
-        ) -> RecordChange:
-            key = self.decode_key(encoded)
-            if not typing:
-                self._cache.pop(encoded, None)
-                self._typed.pop(encoded, None)
-            change = changes.get(key)
-            if change is None:
-                change = changes[key] = RecordChange(key, action)
-            elif action != "update":
-                change.action = action
-            return change
-
-        for event in deep_events(events):
-            path = event.path
-            if not path:
-                for encoded, info in event.keys.items():
-                    action = info["action"]
-                    if action == "delete":
-                        change_for(encoded, "delete")
-                    else:
-                        # added, or replaced by a new record Map: every field is new
-                        change = change_for(encoded, "add")
-                        value = self.records.get(encoded)
-                        if isinstance(value, Map):
-                            change.fields.update(value.keys())
-                continue
-            # (the records and each record are maps: their path entries are keys, not indices)
-            encoded, target = str(path[0]), event.target
-            typing = len(path) == 2 and isinstance(target, Text)
-            change = change_for(encoded, "update", typing=typing)
-            if isinstance(target, Text) and typing and encoded in self._cache:
-                # typing keeps the record cached: that text alone is read again
-                self._typed.setdefault(encoded, {})[str(path[1])] = target
-            if len(path) == 1:
-                change.fields.update(event.keys)
-                change.replaced.update(event.keys)
-                continue
-            name = str(path[1])
-            change.fields.add(name)
-            if len(path) == 2:
-                if isinstance(event.target, Text):
-                    change.text_deltas[name] = event.delta
-                elif name in self.map_cols:
-                    change.entries.setdefault(name, set()).update(event.keys)
-            elif name in self.map_cols:
-                entry = str(path[2])
-                change.entries.setdefault(name, set()).add(entry)
-                if len(path) == 4 and isinstance(event.target, Text):
-                    change.entry_text_deltas[(name, entry)] = event.delta
-        if changes:
+        try:
+            batch = deep_changes(events, self.map_cols)
+        except Exception as e:  # raised when the transaction ends, as pycrdt does for its own
+            self.doc._exceptions.append(e)
+            return
+        for encoded in batch.rewritten:
+            self._cache.pop(encoded, None)
+            self._typed.pop(encoded, None)
+        for encoded, names in batch.typed.items():
+            if encoded in self._cache and encoded not in batch.rewritten:
+                self._typed.setdefault(encoded, set()).update(names)
+        if batch.changes:
             # listeners run once the transaction is over (they may write to the table)
+            changes = {change.key: change for change in batch.changes.values()}
             self._pending_events.append(ChangeEvent(self._origin, changes, not self._applying))
 
     def _dispatch(self) -> None:
@@ -483,9 +457,8 @@ class SyncDB:
     def close(self) -> None:
         """Stop observing the document."""
         if self._deep_subscription is not None:
-            self.records.unobserve(self._deep_subscription)
+            self._unobserve_records()
             self.doc.unobserve(self._doc_subscription)
-            self._deep_subscription = None
         self._change_listeners.clear()
         self._update_listeners.clear()
 

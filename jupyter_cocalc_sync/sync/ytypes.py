@@ -6,6 +6,11 @@ a client wrote is known only when it is read (JupyterLab writes an output as a `
 ``isinstance``. pycrdt's ``MapEvent``/``ArrayEvent``/``TextEvent`` declare their attributes only
 in ``__slots__``, so a type checker cannot see them: ``DeepEvent`` names what a deep observer
 reads, and ``deep_events`` is the one place that says so.
+
+``RawEvent`` is the event pycrdt's extension hands a deep observer of a type's ``integrated``
+form, before pycrdt wraps it: its attributes are read from the transaction when asked for,
+where the wrapper converts every one of them (the changed type, the old and new value of every
+key, the transaction) into Python first — most of the cost of observing a small change.
 """
 
 from __future__ import annotations
@@ -14,6 +19,11 @@ from collections.abc import Sequence
 from typing import Any, Protocol, TypeAlias, cast
 
 from pycrdt import Array, Map, Text
+
+# (the extension's own event classes: what an observer of ``integrated`` types is called with)
+from pycrdt._pycrdt import Map as _RawMap
+from pycrdt._pycrdt import MapEvent as _RawMapEvent
+from pycrdt._pycrdt import TextEvent as _RawTextEvent
 
 from ..origin import SERVER, Origin
 
@@ -45,6 +55,47 @@ class DeepEvent(Protocol):
     keys: dict[str, dict[str, Any]]
     #: ``ArrayEvent``/``TextEvent`` only: the Yjs delta (``retain``/``delete``/``insert``)
     delta: list[dict[str, Any]]
+
+
+class RawTransaction(Protocol):
+    """The transaction a raw event was made in, valid while the observer runs."""
+
+
+class _RawMapKeys(Protocol):
+    def keys(self, txn: RawTransaction) -> list[str]: ...
+
+
+class RawEvent(Protocol):
+    """One event of a raw deep observer's batch: valid only while the observer runs."""
+
+    #: the transaction that made the change (to read a raw value with)
+    transaction: RawTransaction
+    #: keys and indices from the observed root down to the changed type
+    path: list[str | int]
+    #: map events only: key -> ``{"action": "add"|"update"|"delete", "newValue": …, …}``
+    keys: dict[str, dict[str, Any]]
+    #: text and array events only: the Yjs delta (``retain``/``delete``/``insert``)
+    delta: list[dict[str, Any]]
+
+
+def raw_deep_events(events: Sequence[object]) -> Sequence[RawEvent]:
+    """The events the extension hands a raw deep observer, with their attributes visible."""
+    return cast(Sequence[RawEvent], events)
+
+
+def raw_map_keys(value: object, txn: RawTransaction) -> list[str] | None:
+    """The keys of ``value`` if it is a ``Map`` as a raw event holds it (None: it is not)."""
+    if not isinstance(value, _RawMap):
+        return None
+    return cast(_RawMapKeys, value).keys(txn)
+
+
+def is_map_event(event: RawEvent) -> bool:
+    return isinstance(event, _RawMapEvent)
+
+
+def is_text_event(event: RawEvent) -> bool:
+    return isinstance(event, _RawTextEvent)
 
 
 def deep_events(events: Sequence[object]) -> Sequence[DeepEvent]:
