@@ -172,10 +172,20 @@ class SyncDB:
             }
         return cached
 
-    def _record(self, encoded: str, value: object) -> Record | None:
+    def _record(self, encoded: str, value: object = None) -> Record | None:
+        """The record stored under ``encoded`` (``value``: its stored form, if read already),
+        decoded once and cached. A cached record is what is stored (a change drops it), so the
+        document is not read for it — except within a transaction of this table, where a record
+        deleted is gone before the table is told."""
+        if value is None and self._txn_depth:
+            value = self.records.get(encoded)
+            if value is None:
+                return None
         cached = self._cached(encoded)
         if cached is not None:
             return cached
+        if value is None:
+            value = self.records.get(encoded)
         if not isinstance(value, Map):
             return None
         record = checked_map_from_crdt(value)
@@ -220,9 +230,7 @@ class SyncDB:
     def get_one(self, where: Mapping[str, Any]) -> Record | None:
         """A copy of the first record matching ``where``, or ``None``."""
         if all(pk in where for pk in self.primary_keys):
-            encoded = self.encode_key(self.key_of(where))
-            value = self.records.get(encoded)
-            record = None if value is None else self._record(encoded, value)
+            record = self._record(self.encode_key(self.key_of(where)))
             if record is None or not all(same_json(record.get(k), v) for k, v in where.items()):
                 return None
             return json_copy(record)
@@ -243,9 +251,7 @@ class SyncDB:
 
     def peek(self, key: Key) -> Record | None:
         """The cached record for ``key`` without copying it: callers must not mutate it."""
-        encoded = self.encode_key(key)
-        value = self.records.get(encoded)
-        return None if value is None else self._record(encoded, value)
+        return self._record(self.encode_key(key))
 
     def record_map(self, key: Key) -> YMap | None:
         """The live pycrdt ``Map`` of a record (for code that edits nested types directly)."""

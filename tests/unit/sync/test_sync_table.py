@@ -273,3 +273,29 @@ def test_a_change_besides_typing_reads_the_record_again():
         record["input"] = Text("new")
     db.commit(ME)
     assert db.peek(("cell", "c"))["input"] == "new"
+
+
+def test_a_cached_record_is_read_without_the_document(monkeypatch):
+    db = make_db()
+    db.set({"type": "cell", "id": "c", "input": "x", "pos": 0}, ME)
+    db.commit(ME)
+    assert db.peek(("cell", "c"))["input"] == "x"  # cached now
+    reads: list[str] = []
+    read = Map.get
+    monkeypatch.setattr(Map, "get", lambda self, key, *a: reads.append(key) or read(self, key, *a))
+    assert db.peek(("cell", "c"))["input"] == "x"
+    assert db.get_one({"type": "cell", "id": "c"})["pos"] == 0
+    assert reads == []
+    db.set({"type": "cell", "id": "c", "pos": 1}, ME)  # a change drops the cached record
+    assert db.peek(("cell", "c"))["pos"] == 1
+
+
+def test_a_cached_record_deleted_in_a_transaction_is_gone_within_it():
+    db = make_db()
+    db.set({"type": "cell", "id": "c", "input": "x"}, ME)
+    db.peek(("cell", "c"))
+    with db.transaction(ME):  # (the table hears of the delete when the transaction ends)
+        db.delete({"type": "cell", "id": "c"}, ME)
+        assert db.peek(("cell", "c")) is None
+        assert db.get_one({"type": "cell", "id": "c"}) is None
+    assert db.peek(("cell", "c")) is None
