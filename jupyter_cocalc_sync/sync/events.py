@@ -53,8 +53,8 @@ class DeepChanges:
     changes: dict[str, RecordChange] = field(default_factory=dict)
     #: records changed beyond their texts (a cached read of them is stale)
     rewritten: set[str] = field(default_factory=set)
-    #: records whose string columns alone changed: stored key -> those columns
-    typed: dict[str, set[str]] = field(default_factory=dict)
+    #: records whose string columns alone changed: stored key -> {column: its text, raw}
+    typed: dict[str, dict[str, object]] = field(default_factory=dict)
 
 
 @lru_cache(maxsize=8192)
@@ -105,7 +105,7 @@ def deep_changes(events: Sequence[object], map_cols: frozenset[str]) -> DeepChan
         text = is_text_event(event)
         if len(path) == 2 and text:
             # typing keeps the record cached: that text alone is read again
-            batch.typed.setdefault(encoded, set()).add(name)
+            batch.typed.setdefault(encoded, {})[name] = event.target
             change.text_deltas[name] = event.delta
             continue
         batch.rewritten.add(encoded)

@@ -27,7 +27,7 @@ from contextlib import contextmanager
 from functools import lru_cache
 from typing import Any, TypeAlias, TypeVar
 
-from pycrdt import Doc, Map, Subscription, TransactionEvent, merge_updates
+from pycrdt import Doc, Map, Subscription, Text, TransactionEvent, merge_updates
 
 from ..errors import InvalidRecordError
 from ..errors_seen import count_error
@@ -35,7 +35,7 @@ from ..origin import SERVER, Origin
 from .events import ChangeEvent, Key, RecordChange, decode_key, deep_changes
 from .layout import RecordLayout
 from .values import check_json, checked_from_crdt, checked_map_from_crdt, json_copy, same_json
-from .ytypes import YMap
+from .ytypes import YMap, wrapped_text
 
 log = logging.getLogger(__name__)
 
@@ -106,9 +106,9 @@ class SyncDB:
         self.doc: Doc[Any] = doc if doc is not None else Doc()
         self.records: YMap = self.doc.get("records", type=Map)
         self._cache: dict[str, Record] = {}
-        #: cached records whose texts alone changed since: ``encoded -> {field}``, read again
-        #: (those fields only) when the record is (``_cached``)
-        self._typed: dict[str, set[str]] = {}
+        #: cached records whose texts alone changed since: ``encoded -> {field: Text}``, read
+        #: again (those fields only) when the record is (``_cached``)
+        self._typed: dict[str, dict[str, Text]] = {}
         #: the origin of the write in progress (changes made on the ``doc`` directly, not
         #: through this class, are the server's)
         self._origin: Origin = SERVER
@@ -161,14 +161,10 @@ class SyncDB:
         cached = self._cache.get(encoded)
         texts = self._typed.pop(encoded, None)
         if cached is not None and texts:
-            stored = self.records.get(encoded)
-            if not isinstance(stored, Map):  # (a record replaced is not typed: never here)
-                del self._cache[encoded]
-                return None
             # a new dict: whoever holds the old one keeps what it read
             cached = self._cache[encoded] = {
                 **cached,
-                **{name: str(stored[name]) for name in texts},
+                **{name: str(text) for name, text in texts.items()},
             }
         return cached
 
@@ -443,9 +439,11 @@ class SyncDB:
         for encoded in batch.rewritten:
             self._cache.pop(encoded, None)
             self._typed.pop(encoded, None)
-        for encoded, names in batch.typed.items():
+        for encoded, texts in batch.typed.items():
             if encoded in self._cache and encoded not in batch.rewritten:
-                self._typed.setdefault(encoded, set()).update(names)
+                typed = self._typed.setdefault(encoded, {})
+                for name, text in texts.items():
+                    typed[name] = wrapped_text(text, self.doc)
         if batch.changes:
             # listeners run once the transaction is over (they may write to the table)
             changes = {change.key: change for change in batch.changes.values()}

@@ -18,11 +18,12 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any, Protocol, TypeAlias, cast
 
-from pycrdt import Array, Map, Text
+from pycrdt import Array, Doc, Map, Text
 
 # (the extension's own event classes: what an observer of ``integrated`` types is called with)
 from pycrdt._pycrdt import Map as _RawMap
 from pycrdt._pycrdt import MapEvent as _RawMapEvent
+from pycrdt._pycrdt import Text as _RawText
 from pycrdt._pycrdt import TextEvent as _RawTextEvent
 
 from ..origin import SERVER, Origin
@@ -72,6 +73,8 @@ class RawEvent(Protocol):
     transaction: RawTransaction
     #: keys and indices from the observed root down to the changed type
     path: list[str | int]
+    #: the changed type, raw (``wrapped_text`` makes a raw ``Text`` a pycrdt one)
+    target: object
     #: map events only: key -> ``{"action": "add"|"update"|"delete", "newValue": …, …}``
     keys: dict[str, dict[str, Any]]
     #: text and array events only: the Yjs delta (``retain``/``delete``/``insert``)
@@ -88,6 +91,11 @@ def raw_map_keys(value: object, txn: RawTransaction) -> list[str] | None:
     if not isinstance(value, _RawMap):
         return None
     return cast(_RawMapKeys, value).keys(txn)
+
+
+def wrapped_text(raw: object, doc: Doc[Any]) -> Text:
+    """A raw event's ``Text`` as pycrdt's (as pycrdt's own event wrapper makes it)."""
+    return Text(_integrated=cast(_RawText, raw), _doc=doc)
 
 
 def is_map_event(event: RawEvent) -> bool:

@@ -299,3 +299,19 @@ def test_a_cached_record_deleted_in_a_transaction_is_gone_within_it():
         assert db.peek(("cell", "c")) is None
         assert db.get_one({"type": "cell", "id": "c"}) is None
     assert db.peek(("cell", "c")) is None
+
+
+def test_a_cached_record_typed_in_is_read_from_its_text_alone(monkeypatch):
+    db, peer = make_db(), make_db()
+    db.set({"type": "cell", "id": "c", "input": "x", "pos": 0}, ME)
+    db.commit(ME)
+    peer.apply_update(db.get_update(), PEER)
+    db.peek(("cell", "c"))  # cached now
+    peer.set({"type": "cell", "id": "c", "input": "x = 1"}, PEER)
+    peer.commit(PEER)
+    db.apply_update(peer.get_update(db.get_state()), PEER)
+    reads: list[str] = []
+    read = Map.get
+    monkeypatch.setattr(Map, "get", lambda self, key, *a: reads.append(key) or read(self, key, *a))
+    assert db.peek(("cell", "c")) == {"type": "cell", "id": "c", "input": "x = 1", "pos": 0}
+    assert reads == []
