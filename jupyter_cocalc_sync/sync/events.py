@@ -10,7 +10,7 @@ from functools import lru_cache
 from typing import Any, Literal, TypeAlias
 
 from ..origin import Origin
-from .ytypes import is_map_event, is_text_event, raw_deep_events, raw_map_keys
+from .ytypes import RawEvent, is_map_event, is_text_event, raw_map_keys
 
 #: a record's primary-key values (strings or integers), in the table's key order
 Key: TypeAlias = tuple[str | int, ...]
@@ -64,7 +64,7 @@ def decode_key(encoded: str) -> Key:
     return tuple(json.loads(encoded))
 
 
-def deep_changes(events: Sequence[object], map_cols: frozenset[str]) -> DeepChanges:
+def deep_changes(events: Sequence[RawEvent], map_cols: frozenset[str]) -> DeepChanges:
     """The changes of a raw deep observer's batch on the records ``Map`` (``RawEvent``: only
     what is asked is read from the transaction, and nothing is wrapped)."""
     batch = DeepChanges()
@@ -78,7 +78,7 @@ def deep_changes(events: Sequence[object], map_cols: frozenset[str]) -> DeepChan
             change.action = action
         return change
 
-    for event in raw_deep_events(events):
+    for event in events:
         path = event.path
         if not path:
             for encoded, info in event.keys.items():

@@ -35,12 +35,19 @@ from functools import lru_cache
 from typing import Any, Protocol, TypeAlias
 
 from pycrdt import Doc, Map, Subscription, Text, TransactionEvent, merge_updates
-from pycrdt._pycrdt import ArrayEvent, MapEvent, TextEvent
 
 from ..errors import InvalidRecordError
 from .table import SyncDB
 from .values import from_crdt, map_from_crdt
-from .ytypes import YArray, YMap, deep_events
+from .ytypes import (
+    RawEvent,
+    YArray,
+    YMap,
+    is_array_event,
+    is_map_event,
+    is_text_event,
+    observe_deep_raw,
+)
 
 #: a Yjs update that holds nothing (no structs, no deletions)
 EMPTY_UPDATE = b"\x00\x00"
@@ -83,9 +90,6 @@ class UpdateGuard:
         self.checker = checker
         #: what the peer's update being applied to the shadow touched (None: no check runs)
         self._touched: Touched | None = None
-        #: an error of the shadow's observers during a check (pycrdt drops what a raw
-        #: observer raises): the check raises it
-        self._observer_error: Exception | None = None
         #: the mirror of ``doc`` (None until a peer's update needs it)
         self.shadow: Doc[Any] | None = None
         self._shadow_subscriptions: list[Subscription] = []
@@ -111,19 +115,15 @@ class UpdateGuard:
         self.shadow = Doc()
         self.shadow.apply_update(self.doc.get_update())
         self._shadow_subscriptions = [
-            self.shadow.get(name, type=kind).integrated.observe_deep(self._observer(name))
+            observe_deep_raw(self.shadow.get(name, type=kind), self._observer(name))
             for name, kind in self.checker.roots.items()
         ]
 
-    def _observer(self, name: str) -> Callable[[list[Any]], None]:
-        def observe(events: list[Any]) -> None:
+    def _observer(self, name: str) -> Callable[[Sequence[RawEvent]], None]:
+        def observe(events: Sequence[RawEvent]) -> None:
             touched = self._touched
-            if touched is None:
-                return  # catching up with the document: nothing to check
-            try:
+            if touched is not None:  # (else catching up with the document: nothing to check)
                 self._note_touched(touched.setdefault(name, set()), events)
-            except Exception as e:  # (raised by ``check``, once the update is applied)
-                self._observer_error = e
 
         return observe
 
@@ -157,20 +157,18 @@ class UpdateGuard:
             self.shadow.apply_update(behind[0] if len(behind) == 1 else merge_updates(*behind))
 
     def _note_touched(
-        self, touched: set[str | int | TextField | FieldSet], raw_events: Sequence[object]
+        self, touched: set[str | int | TextField | FieldSet], events: Sequence[RawEvent]
     ) -> None:
-        """Note what pycrdt's raw events of one root name (their target is known from the
-        event's class: only what is read is converted)."""
         checks_fields = self.checker.checks_fields
-        for raw, event in zip(raw_events, deep_events(raw_events), strict=True):
+        for event in events:
             path = event.path
-            if len(path) == 2 and isinstance(path[1], str) and isinstance(raw, TextEvent):
+            if len(path) == 2 and isinstance(path[1], str) and is_text_event(event):
                 touched.add((path[0], path[1]))
-            elif len(path) == 1 and isinstance(raw, MapEvent) and checks_fields:
+            elif len(path) == 1 and is_map_event(event) and checks_fields:
                 touched.update((path[0], str(field), FIELD_SET) for field in event.keys)
             elif path:
                 touched.add(path[0])
-            elif isinstance(raw, ArrayEvent):
+            elif is_array_event(event):
                 touched.update(_inserted_indices(event.delta))
             else:
                 touched.update(event.keys)
@@ -183,14 +181,12 @@ class UpdateGuard:
         shadow = self._mirrored()
         self._catch_up()
         touched: Touched = {}
-        self._touched, self._observer_error = touched, None
+        self._touched = touched
         try:
             try:
                 shadow.apply_update(update)
             finally:
                 self._touched = None
-            if self._observer_error is not None:
-                raise self._observer_error
             if touched:
                 self.checker.check(shadow, touched)
         except BaseException:  # (re-raised: whatever stopped the check, even a panic)

@@ -35,7 +35,7 @@ from ..origin import SERVER, Origin
 from .events import ChangeEvent, Key, RecordChange, decode_key, deep_changes
 from .layout import RecordLayout
 from .values import check_json, checked_from_crdt, checked_map_from_crdt, json_copy, same_json
-from .ytypes import YMap, wrapped_text
+from .ytypes import RawEvent, YMap, observe_deep_raw, wrapped_text
 
 log = logging.getLogger(__name__)
 
@@ -125,8 +125,7 @@ class SyncDB:
     def _observe_records(self) -> Subscription:
         # on the extension's type, not pycrdt's wrapper: the wrapper converts every attribute
         # of every event to Python before the observer runs (``deep_changes`` reads a few)
-        subscription: Subscription = self.records.integrated.observe_deep(self._on_deep_events)
-        return subscription
+        return observe_deep_raw(self.records, self._on_deep_events)
 
     def _unobserve_records(self) -> None:
         if self._deep_subscription is not None:
@@ -430,12 +429,8 @@ class SyncDB:
             except Exception as e:  # (the other listeners, the log among them, still get it)
                 count_error("syncdb.update_listener", e, "a SyncDB update listener", logger=log)
 
-    def _on_deep_events(self, events: Sequence[object]) -> None:
-        try:
-            batch = deep_changes(events, self.map_cols)
-        except Exception as e:  # raised when the transaction ends, as pycrdt does for its own
-            self.doc._exceptions.append(e)
-            return
+    def _on_deep_events(self, events: Sequence[RawEvent]) -> None:
+        batch = deep_changes(events, self.map_cols)
         for encoded in batch.rewritten:
             self._cache.pop(encoded, None)
             self._typed.pop(encoded, None)

@@ -15,12 +15,13 @@ key, the transaction) into Python first — most of the cost of observing a smal
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, Protocol, TypeAlias, cast
 
-from pycrdt import Array, Doc, Map, Text
+from pycrdt import Array, Doc, Map, Subscription, Text
 
 # (the extension's own event classes: what an observer of ``integrated`` types is called with)
+from pycrdt._pycrdt import ArrayEvent as _RawArrayEvent
 from pycrdt._pycrdt import Map as _RawMap
 from pycrdt._pycrdt import MapEvent as _RawMapEvent
 from pycrdt._pycrdt import Text as _RawText
@@ -81,6 +82,24 @@ class RawEvent(Protocol):
     delta: list[dict[str, Any]]
 
 
+def observe_deep_raw(
+    shared: YMap | YArray | Text, callback: Callable[[Sequence[RawEvent]], None]
+) -> Subscription:
+    """Call ``callback`` with the raw events of every change of ``shared`` and what it holds
+    (drop the subscription to stop). What ``callback`` raises is raised when the transaction
+    ends, as pycrdt does for the observers it wraps."""
+    doc = shared.doc
+
+    def observe(events: Sequence[object]) -> None:
+        try:
+            callback(raw_deep_events(events))
+        except Exception as e:  # (raised by the transaction's end: pycrdt's own way)
+            doc._exceptions.append(e)
+
+    subscription: Subscription = shared.integrated.observe_deep(observe)
+    return subscription
+
+
 def raw_deep_events(events: Sequence[object]) -> Sequence[RawEvent]:
     """The events the extension hands a raw deep observer, with their attributes visible."""
     return cast(Sequence[RawEvent], events)
@@ -104,6 +123,10 @@ def is_map_event(event: RawEvent) -> bool:
 
 def is_text_event(event: RawEvent) -> bool:
     return isinstance(event, _RawTextEvent)
+
+
+def is_array_event(event: RawEvent) -> bool:
+    return isinstance(event, _RawArrayEvent)
 
 
 def deep_events(events: Sequence[object]) -> Sequence[DeepEvent]:
