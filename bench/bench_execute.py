@@ -61,7 +61,7 @@ WARMUP = 20
 ROUND = 10
 ROUNDS = 10  # 1+1 samples per variant: ROUND * ROUNDS
 FIRST_OUTPUT_WARMUP = 3
-FIRST_OUTPUT_ROUNDS = 3
+FIRST_OUTPUT_ROUNDS = 6  # first-output samples per variant: ROUND * FIRST_OUTPUT_ROUNDS
 FIRST_OUTPUT_VARIANTS = (
     "stock-client-nodelay",
     "stock-server-nodelay",

@@ -1,7 +1,8 @@
 """``CellWrites``: how the runner writes into the notebook's table.
 
 Every write of the runner goes through here: a cell's state as it starts and ends, its outputs
-(at most every ``flush_interval`` seconds during a flood: ``flush_soon``), errors of the
+(at most every ``flush_interval`` seconds during a flood, after the ``QUICK_WRITES`` that go at
+once: ``flush_soon``), errors of the
 runner's own (a dead kernel), display updates for other cells, and the settings record. Each is
 committed as made for whoever asked for the running cell (``origin``), through the run's
 ``RunVersions`` (so a run's versions are squashed when it ends). ``writing`` is true while the
@@ -48,6 +49,14 @@ SERVER_GONE = (
 )
 
 
+#: how many writes of a run's outputs go at once, one right after the other, when there was
+#: none for ``flush_interval`` (a run's first output is one): a line the kernel happened to
+#: publish in two messages (ipykernel flushes on a timer of its own as well) is seen whole at
+#: once, not its end ``flush_interval`` later; a flood is held to one write per interval
+#: after them
+QUICK_WRITES = 2
+
+
 def now_ms() -> float:
     return time.time() * 1000
 
@@ -71,6 +80,9 @@ class CellWrites:
         self.writing = False
         #: when outputs were last written (0: the next output is written at once)
         self.last_flush = 0.0
+        #: of the ``QUICK_WRITES`` begun by the last write after a quiet interval, how many
+        #: may still go at once
+        self._quick_writes_left = 0
         self._flush_timer: asyncio.TimerHandle | None = None
         #: the running cell's start (``started``), not written yet
         self._started: dict[str, Any] | None = None
@@ -208,11 +220,15 @@ class CellWrites:
         self._write_pending_soon()
 
     def flush_soon(self, cell_id: str) -> None:
-        """Write now if the last write was long enough ago, else once the interval is over."""
+        """Write now if the last write was long enough ago, or it began the ``QUICK_WRITES``
+        that go at once, else once the interval is over."""
         if self._flush_timer is not None:
             return
         wait = self.last_flush + self.flush_interval - time.monotonic()
-        if wait <= 0:
+        if wait <= 0 or self._quick_writes_left > 0:
+            if wait <= 0:
+                self._quick_writes_left = QUICK_WRITES
+            self._quick_writes_left -= 1
             self.flush(cell_id, self._current())
         else:
             self._flush_timer = asyncio.get_running_loop().call_later(

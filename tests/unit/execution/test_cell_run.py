@@ -187,3 +187,41 @@ async def test_a_cell_the_kernel_has_not_begun_within_the_flush_interval_shows_r
     assert changes == [{"cell": {"state", "output", "exec_count", "metadata"}}], changes
     record = db.read(("cell", CELL))
     assert record["state"] == "run" and not record.get("output") and "exec_count" not in record
+
+
+def stream(text: str) -> dict[str, Any]:
+    return {"content": {"name": "stdout", "text": text}}
+
+
+def written_text(db: SyncDB) -> str:
+    outputs = db.read(("cell", CELL))["output"] or {}
+    return "".join(output.get("text", "") for _index, output in sorted(outputs.items()))
+
+
+async def test_a_line_the_kernel_sends_in_two_messages_is_written_whole_at_once() -> None:
+    """ipykernel may publish a printed line in two messages (its own flush timer fires
+    between the text and its newline): the second is written at once too, not a
+    ``flush_interval`` later, so the line is seen whole as it comes."""
+    db, _changes = notebook()
+    emitter = Emitter()
+    running = asyncio.ensure_future(cell_run(db, emitter, 60.0).execute("print('output 1')"))
+    await emitter.send("execute_input", EXECUTE_INPUT)
+    await emitter.send("stream", stream("output 1"))
+    await emitter.send("stream", stream("\n"))
+    assert written_text(db) == "output 1\n"
+    emitter.inbox.put_nowait(None)
+    assert await running
+
+
+async def test_a_flood_is_written_once_per_interval_after_the_quick_writes() -> None:
+    """Past the writes that go at once, a run's outputs wait for the flush interval."""
+    db, _changes = notebook()
+    emitter = Emitter()
+    running = asyncio.ensure_future(cell_run(db, emitter, 60.0).execute("print(...)"))
+    await emitter.send("execute_input", EXECUTE_INPUT)
+    for line in ("1\n", "2\n", "3\n", "4\n"):
+        await emitter.send("stream", stream(line))
+    assert written_text(db) == "1\n2\n"
+    emitter.inbox.put_nowait(None)
+    assert await running
+    assert written_text(db) == "1\n2\n3\n4\n"  # (the run's end writes the rest)
