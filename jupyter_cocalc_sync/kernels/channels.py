@@ -1,6 +1,6 @@
 """Our client channels to one kernel process: sending without blocking, and the readers.
 
-Every send goes through ``send_message`` on a ``zmq.asyncio`` socket and never blocks the event
+Every send goes through ``start_send`` on a ``zmq.asyncio`` socket and never blocks the event
 loop. (jupyter_client's ``Session.send`` turns an asyncio socket back into a blocking one; with
 ``IMMEDIATE`` set and no live peer, such a send waits forever, and the whole server with it.)
 Every message is handed to a ``ChannelListener`` (iopub's from the event loop's reader callback
