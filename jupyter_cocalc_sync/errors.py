@@ -82,6 +82,11 @@ class StoreUnavailableError(CocalcSyncError, RuntimeError):
     can; nothing already saved is lost and the document recovers by itself."""
 
 
+class StoreClosedError(StoreUnavailableError):
+    """The store was closed: the server is stopping (what asks for the store then is told it is
+    unavailable, as while it cannot be written: a request is answered 503, not 500)."""
+
+
 class InternalCrashError(CocalcSyncError, RuntimeError):
     """A library crashed (a Rust panic inside pycrdt) while handling a request: a server bug,
     answered as a 500 and logged with the request's id."""

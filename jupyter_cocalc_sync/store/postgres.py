@@ -33,9 +33,9 @@ from typing import Any, TypeVar
 import psycopg
 from psycopg.conninfo import conninfo_to_dict
 
-from ..errors import StoreInUseError
+from ..errors import StoreClosedError, StoreInUseError
 from .pg_schema import migrate
-from .protocol import Dialect, NotInline, StoreClosedError, StoreConnection, StoreCursor
+from .protocol import Dialect, NotInline, StoreConnection, StoreCursor
 
 T = TypeVar("T")
 

@@ -16,13 +16,11 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from types import TracebackType
 from typing import Any, Literal, Protocol, TypeVar
 
+from ..errors import StoreClosedError
+
 T = TypeVar("T")
 
 Dialect = Literal["sqlite", "postgresql"]
-
-
-class StoreClosedError(RuntimeError):
-    """The store was closed (the server is stopping)."""
 
 
 class NotInline(Exception):

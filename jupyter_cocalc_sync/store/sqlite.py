@@ -40,15 +40,9 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import TypeVar
 
+from ..errors import StoreClosedError
 from .location import Journal
-from .protocol import (
-    STORE_ERRORS,
-    Dialect,
-    NotInline,
-    StoreClosedError,
-    StoreConnection,
-    transaction,
-)
+from .protocol import STORE_ERRORS, Dialect, NotInline, StoreConnection, transaction
 
 __all__ = ["STORE_ERRORS", "NotInline", "SQLiteWorker", "StoreClosedError", "transaction"]
 
