@@ -252,24 +252,15 @@ class CocalcSyncConfig(ExtensionApp):
         "stateless_max_concurrent",
     )
     def _positive(self, proposal: Bunch) -> int:
-        value: int = proposal["value"]
-        if value < 1:
-            raise ValueError(f"{proposal['trait'].name} must be at least 1")
-        return value
+        return int(_at_least(proposal, 1, "at least 1"))
 
     @validate("blob_threshold", "stateless_pool_size")
     def _non_negative(self, proposal: Bunch) -> int:
-        value: int = proposal["value"]
-        if value < 0:
-            raise ValueError(f"{proposal['trait'].name} must be >= 0")
-        return value
+        return int(_at_least(proposal, 0, ">= 0"))
 
     @validate("activity_interval")
     def _positive_seconds(self, proposal: Bunch) -> float:
-        value: float = proposal["value"]
-        if value <= 0:
-            raise ValueError("activity_interval must be > 0 seconds")
-        return value
+        return _at_least(proposal, 0, "> 0 seconds", strictly=True)
 
     @validate(
         "autosave_delay",
@@ -281,10 +272,7 @@ class CocalcSyncConfig(ExtensionApp):
         "stateless_cache_ttl",
     )
     def _non_negative_seconds(self, proposal: Bunch) -> float:
-        value: float = proposal["value"]
-        if value < 0:
-            raise ValueError(f"{proposal['trait'].name} must be >= 0 seconds")
-        return value
+        return _at_least(proposal, 0, ">= 0 seconds")
 
     @default("store_url")
     def _default_store_url(self) -> str:
@@ -294,3 +282,12 @@ class CocalcSyncConfig(ExtensionApp):
     def _default_store_path(self) -> str:
         root = getattr(self.serverapp, "root_dir", None) or os.getcwd()
         return str(Path(root) / ".jupyter_cocalc_sync.db")
+
+
+def _at_least(proposal: Bunch, lowest: float, says: str, *, strictly: bool = False) -> float:
+    """A setting's proposed number, unless below ``lowest`` (or equal to it, ``strictly``):
+    then a ``ValueError`` naming the setting and what it ``says`` it must be."""
+    value: float = proposal["value"]
+    if value < lowest or (strictly and value == lowest):
+        raise ValueError(f"{proposal['trait'].name} must be {says}")
+    return value

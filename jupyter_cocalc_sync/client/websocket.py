@@ -24,13 +24,14 @@ import httpx
 from wsproto import ConnectionType
 from wsproto.connection import Connection, ConnectionState
 from wsproto.events import BytesMessage, CloseConnection, Message, Ping, Pong
-from wsproto.utilities import LocalProtocolError, RemoteProtocolError
+from wsproto.utilities import LocalProtocolError, RemoteProtocolError, generate_accept_token
 
 from ..transport.protocol import ProtocolError
 from .errors import ServerError
 
-#: how often the client pings a quiet connection, and how long it waits for the answer
+#: how often the client pings the server, and how long it waits for each answer
 KEEPALIVE_SECONDS = 20.0
+PONG_SECONDS = 20.0
 
 #: what the socket reads at once on the stream path
 _READ_BYTES = 65_536
@@ -144,6 +145,10 @@ class RoomSocket(asyncio.Protocol):
             if response.status_code != 101:
                 body = (await response.aread()).decode(errors="replace")
                 raise ServerError(response.status_code, body or "the websocket was refused")
+            accept = response.headers.get("sec-websocket-accept", "").encode()
+            if accept != generate_accept_token(key.encode()):
+                # (RFC 6455 4.1: not an answer to this handshake; a proxy or cache's, say)
+                raise ServerError(101, "the server's Sec-WebSocket-Accept does not answer our key")
             stream = response.extensions["network_stream"]
             transport, leading = _plain_transport(stream)
             tasks: list[asyncio.Task[Any]] = [loop.create_task(self._keepalive())]
@@ -165,6 +170,8 @@ class RoomSocket(asyncio.Protocol):
                     task.cancel()
                 self._ended.cancel()  # (an end that comes later has nobody to tell)
                 self._close()
+                # (ended before the connection is given up: none is left pending on the loop)
+                await asyncio.wait(tasks)
 
     def _close(self) -> None:
         if self._connection.state is ConnectionState.OPEN:
@@ -189,8 +196,9 @@ class RoomSocket(asyncio.Protocol):
             self._end(e)
 
     async def _keepalive(self) -> None:
-        """Ping every ``KEEPALIVE_SECONDS``; a server that does not answer within as long
-        ends the connection (a dead network shows as an error, not as silence)."""
+        """Ping every ``KEEPALIVE_SECONDS``; a server that does not answer within
+        ``PONG_SECONDS`` ends the connection (a dead network shows as an error, not as
+        silence)."""
         while True:
             await asyncio.sleep(KEEPALIVE_SECONDS)
             if self._connection.state is not ConnectionState.OPEN:
@@ -198,7 +206,7 @@ class RoomSocket(asyncio.Protocol):
             self._pong.clear()
             self._write(self._connection.send(Ping(b"keepalive")))
             try:
-                await asyncio.wait_for(self._pong.wait(), KEEPALIVE_SECONDS)
+                await asyncio.wait_for(self._pong.wait(), PONG_SECONDS)
             except TimeoutError:
                 self._end(TimeoutError("the server did not answer a ping"))
                 return

@@ -30,9 +30,11 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 from collections.abc import Callable
 from typing import Any
 
+from ..errors_seen import count_error
 from ..origin import Origin
 from ..store import LoggedTable
 from ..store.projections import ProjectionLog
@@ -40,6 +42,8 @@ from ..sync.guard import table_guard
 from ..transport.room import INTERNAL_ERROR, ApplyUpdate, RawHandler, Room
 from ..ynotebook.checks import ynotebook_guard
 from ..ynotebook.projection import YNotebookProjection
+
+log = logging.getLogger(__name__)
 
 #: the rooms of a notebook
 ROOM_KINDS = ("syncdb", "notebook")
@@ -218,7 +222,12 @@ class Broadcast:
                 return
             if self._peer_durable and _succeeded(self.table.barrier()):
                 for callback in list(self._peer_durable):
-                    callback()
+                    try:
+                        callback()
+                    except Exception as e:  # a bug of ours: the update is sent all the same
+                        count_error(
+                            "broadcast.peer_durable", e, "a peer-durable callback", logger=log
+                        )
             if not self._sent_at_once:
                 self._sent_at_once = True
                 asyncio.get_running_loop().call_soon(self._next_turn)

@@ -1,8 +1,9 @@
 """A replica's websocket (``client/websocket.py``) against a room server played by a thread: a
 commit is on the socket when ``commit()`` returns; commits and the server's close frame (the
 replica's ``closed_reason``) go through on the transport path and on the stream path (TLS); a
-refused websocket is the server's error; a message of many reads arrives whole; pings are
-answered."""
+refused websocket, or one answered with the wrong ``Sec-WebSocket-Accept``, is the server's
+error; a message of many reads arrives whole; pings are answered both ways, and a server that
+answers none of the client's ends the connection."""
 
 from __future__ import annotations
 
@@ -43,9 +44,18 @@ class FakeRoom(threading.Thread):
     update; default: empty), and puts every later frame it receives in ``frames`` (a pong as
     ``b"pong"``); ``close(code, reason)`` sends a close frame, ``ping()`` a ping."""
 
-    def __init__(self, refuse: bool = False, state: bytes = b"\x00\x00") -> None:
+    def __init__(
+        self,
+        refuse: bool = False,
+        state: bytes = b"\x00\x00",
+        *,
+        answer_pings: bool = True,
+        wrong_accept: bool = False,
+    ) -> None:
         super().__init__(daemon=True)
         self.refuse = refuse
+        self.answer_pings = answer_pings
+        self.wrong_accept = wrong_accept
         self.state = state
         self.listener = socket.create_server(("127.0.0.1", 0))
         self.port = self.listener.getsockname()[1]
@@ -69,6 +79,12 @@ class FakeRoom(threading.Thread):
                     if isinstance(event, Request) and self.refuse:
                         self._send(RejectConnection(status_code=403))
                         return
+                    if isinstance(event, Request) and self.wrong_accept:
+                        conn.sendall(
+                            b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
+                            b"Connection: Upgrade\r\nSec-WebSocket-Accept: bm90IHRoZSBrZXk=\r\n\r\n"
+                        )
+                        return
                     if isinstance(event, Request):
                         self._send(AcceptConnection())
                     elif isinstance(event, BytesMessage):
@@ -80,6 +96,10 @@ class FakeRoom(threading.Thread):
                             self.frames.put(bytes(event.data))
                     elif isinstance(event, Pong):
                         self.frames.put(b"pong")
+                    elif isinstance(event, Ping):
+                        self.frames.put(b"ping")
+                        if self.answer_pings:
+                            self._send(event.response())
                     elif isinstance(event, CloseConnection):
                         return
 
@@ -116,6 +136,25 @@ def big_room() -> Iterator[FakeRoom]:
 @pytest.fixture
 def refusing_room() -> Iterator[FakeRoom]:
     yield from _running(FakeRoom(refuse=True))
+
+
+@pytest.fixture
+def silent_room() -> Iterator[FakeRoom]:
+    """A room that answers none of the client's pings."""
+    yield from _running(FakeRoom(answer_pings=False))
+
+
+@pytest.fixture
+def impostor_room() -> Iterator[FakeRoom]:
+    """A server that answers the upgrade with a ``Sec-WebSocket-Accept`` of another key."""
+    yield from _running(FakeRoom(wrong_accept=True))
+
+
+@pytest.fixture
+def quick_keepalive(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Pings every 50 ms (each answer still waited for as shipped: a busy machine's late
+    pong is no silence)."""
+    monkeypatch.setattr(websocket, "KEEPALIVE_SECONDS", 0.05)
 
 
 def _running(fake: FakeRoom) -> Iterator[FakeRoom]:
@@ -195,4 +234,38 @@ async def test_the_servers_ping_is_answered(room: FakeRoom, path: str) -> None:
         await replica.start()
         room.ping()
         assert await asyncio.to_thread(room.frames.get, timeout=HANG) == b"pong"
+        await replica.close()
+
+
+async def test_a_websocket_accepted_for_another_key_is_a_server_error(
+    impostor_room: FakeRoom,
+) -> None:
+    async with httpx.AsyncClient() as http:
+        replica = RoomReplica(http, f"ws://127.0.0.1:{impostor_room.port}/r", notebook_syncdb())
+        with pytest.raises(ServerError, match="Sec-WebSocket-Accept"):
+            await replica.start()
+        await replica.close()
+
+
+async def test_a_server_that_answers_the_pings_keeps_the_connection(
+    room: FakeRoom, path: str, quick_keepalive: None
+) -> None:
+    async with httpx.AsyncClient() as http:
+        replica = RoomReplica(http, f"ws://127.0.0.1:{room.port}/r", notebook_syncdb())
+        await replica.start()
+        for _ in range(3):  # (each waited for its answer before the next was sent)
+            assert await asyncio.to_thread(room.frames.get, timeout=HANG) == b"ping"
+        assert replica.closed_reason is None
+        await replica.close()
+
+
+async def test_a_server_that_answers_no_ping_ends_the_connection(
+    silent_room: FakeRoom, path: str, quick_keepalive: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(websocket, "PONG_SECONDS", 0.05)  # (no answer ever comes)
+    async with httpx.AsyncClient() as http:
+        replica = RoomReplica(http, f"ws://127.0.0.1:{silent_room.port}/r", notebook_syncdb())
+        await replica.start()
+        await replica.wait_for(lambda r: r.closed_reason, timeout=HANG)
+        assert "did not answer a ping" in str(replica.closed_reason)
         await replica.close()

@@ -17,6 +17,7 @@ from jupyter_ydoc import YNotebook
 from pycrdt import Doc, Map
 
 from jupyter_cocalc_sync.documents.broadcast import Broadcast
+from jupyter_cocalc_sync.errors_seen import errors_seen
 from jupyter_cocalc_sync.format.schema import notebook_syncdb
 from jupyter_cocalc_sync.origin import SERVER, Origin
 from jupyter_cocalc_sync.permissions import FULL
@@ -24,6 +25,7 @@ from jupyter_cocalc_sync.store import ChangeLog, LoggedTable, SQLiteWorker
 from jupyter_cocalc_sync.store.projections import ProjectionLog
 from jupyter_cocalc_sync.sync.table import SyncDB
 from jupyter_cocalc_sync.transport import protocol
+from jupyter_cocalc_sync.transport.room import Room
 from jupyter_cocalc_sync.ynotebook.projection import YNotebookProjection
 
 #: event-loop turns a broken ordering gets to send an update that is not durable yet (the
@@ -68,6 +70,20 @@ class Notebook:
         """Whether every log write of the table and the YNotebook so far is durable."""
         writes = (self.table.barrier(), self.broadcast._projection_barrier())
         return all(write is None or write.done() for write in writes)
+
+    def table_written(self) -> bool:
+        """Whether every log write of the table so far is durable."""
+        last = self.table.barrier()
+        return last is None or last.done()
+
+    def typist_and_reader(self) -> tuple[Room, WatchingPeer, WatchingPeer]:
+        """The syncdb room, with a peer that types and one that reads."""
+        room = self.broadcast.room("syncdb")
+        typist = WatchingPeer(Origin.of_peer("a", FULL), self.table_written)
+        reader = WatchingPeer(Origin.of_peer("b", FULL), self.table_written)
+        room.connect(typist)
+        room.connect(reader)
+        return room, typist, reader
 
 
 @contextlib.asynccontextmanager
@@ -178,13 +194,9 @@ async def test_a_turns_first_keystroke_is_sent_at_once_and_its_others_merged_in_
     async with notebook(tmp_path) as nb:
         room = nb.broadcast.room(kind)
 
-        def table_written() -> bool:
-            last = nb.table.barrier()
-            return last is None or last.done()
-
         # (a SyncDB edit's YNotebook update is logged a turn later: the table's write is the
         # one the syncdb room waits for)
-        durable = nb.written if kind == "notebook" else table_written
+        durable = nb.written if kind == "notebook" else nb.table_written
         typists = [WatchingPeer(Origin.of_peer(name, FULL), durable) for name in "acd"]
         reader = WatchingPeer(Origin.of_peer("b", FULL), durable)
         for peer in (*typists, reader):
@@ -234,19 +246,10 @@ async def test_what_a_peers_update_asked_for_goes_first_once_it_is_durable(tmp_p
     write is durable and before any client is sent it; not while the store cannot write it
     (then nothing is sent in that call either)."""
     async with notebook(tmp_path) as nb:
-        room = nb.broadcast.room("syncdb")
-
-        def table_written() -> bool:
-            last = nb.table.barrier()
-            return last is None or last.done()
-
-        typist = WatchingPeer(Origin.of_peer("a", FULL), table_written)
-        reader = WatchingPeer(Origin.of_peer("b", FULL), table_written)
-        room.connect(typist)
-        room.connect(reader)
+        room, typist, reader = nb.typist_and_reader()
         calls: list[tuple[bool, int]] = []
         stop = nb.broadcast.on_peer_durable(
-            lambda: calls.append((table_written(), len(reader.updates)))
+            lambda: calls.append((nb.table_written(), len(reader.updates)))
         )
         update = client_edit(room.doc, typed_into_cell_input)
         room.receive(typist, protocol.sync_message(protocol.SYNC_UPDATE, update))
@@ -272,12 +275,7 @@ async def test_what_a_peers_update_asked_for_goes_first_once_it_is_durable(tmp_p
 async def test_send_now_writes_and_sends_a_commit_in_the_call(tmp_path):
     """The runner's commit is written and sent in the call of ``send_now``, durable."""
     async with notebook(tmp_path) as nb:
-
-        def table_written() -> bool:
-            last = nb.table.barrier()
-            return last is None or last.done()
-
-        reader = WatchingPeer(Origin.of_peer("b", FULL), table_written)
+        reader = WatchingPeer(Origin.of_peer("b", FULL), nb.table_written)
         nb.broadcast.room("syncdb").connect(reader)
         output = {"0": {"output_type": "stream", "name": "stdout", "text": "hello\n"}}
         nb.db.set({"type": "cell", "id": "c", "output": output}, SERVER)
@@ -297,3 +295,23 @@ async def test_send_now_writes_and_sends_a_commit_in_the_call(tmp_path):
         await blocked
         await eventually(lambda: len(reader.updates) == 2)
         assert reader.sent_before_durable == 0
+
+
+@pytest.mark.expect_errors(r"a peer-durable callback \[broadcast.peer_durable\]: RuntimeError")
+async def test_a_failing_peer_durable_callback_does_not_hold_the_update_back(tmp_path):
+    """A bug in what a peer's update asked for (the runner's request) is counted; the update
+    is sent to the other clients all the same."""
+    async with notebook(tmp_path) as nb:
+        room, typist, reader = nb.typist_and_reader()
+
+        def failing() -> None:
+            raise RuntimeError("a bug")
+
+        stop = nb.broadcast.on_peer_durable(failing)
+        before = errors_seen().get("broadcast.peer_durable", 0)
+        update = client_edit(room.doc, typed_into_cell_input)
+        room.receive(typist, protocol.sync_message(protocol.SYNC_UPDATE, update))
+        stop()
+        assert len(reader.updates) == 1 and reader.sent_before_durable == 0
+        assert errors_seen().get("broadcast.peer_durable", 0) == before + 1
+        assert typist.closed is None
