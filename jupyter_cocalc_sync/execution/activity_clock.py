@@ -38,7 +38,9 @@ class ActivityClock:
         self.settings = settings
         self.interval = interval
         self._working = 0
-        self._ticker: asyncio.Task[None] | None = None
+        #: the next refresh, armed while there is work, and left to lapse once there is none:
+        #: runs of a few milliseconds back to back neither arm nor cancel one each
+        self._ticker: asyncio.TimerHandle | None = None
 
     def touch(self) -> None:
         """Something happened now (a peer's message)."""
@@ -54,8 +56,8 @@ class ActivityClock:
         """Work began (a runner's queue got cells); the server stays active until it ends."""
         self._working += 1
         self.touch()
-        if self._ticker is None or self._ticker.done():
-            self._ticker = asyncio.get_running_loop().create_task(self._tick())
+        if self._ticker is None:
+            self._ticker = asyncio.get_running_loop().call_later(self.interval, self._tick)
 
     def work_ended(self) -> None:
         """Work that ``work_started`` announced is over."""
@@ -63,15 +65,13 @@ class ActivityClock:
             raise RuntimeError("work_ended() without work_started()")
         self._working -= 1
         self.touch()
-        if self._working == 0 and self._ticker is not None:
-            self._ticker.cancel()
-            self._ticker = None
 
-    async def _tick(self) -> None:
+    def _tick(self) -> None:
         # a silent cell sends no message anywhere: time is the only signal that it still runs
-        while self._working:
-            await asyncio.sleep(self.interval)
+        self._ticker = None
+        if self._working:
             self.touch()
+            self._ticker = asyncio.get_running_loop().call_later(self.interval, self._tick)
 
     def close(self) -> None:
         if self._ticker is not None:

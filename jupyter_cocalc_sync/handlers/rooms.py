@@ -168,7 +168,10 @@ class RoomHandler(WebSocketMixin, WebSocketHandler, JupyterHandler):
         far bigger than the limit, in one message or several up to the ``last``) is not
         counted: a client reading a 50 MB notebook is not behind, and what the room sends
         meanwhile is counted as usual. Only the first one is exempt, so a client asking for
-        the document again and again is still bounded."""
+        the document again and again is still bounded.
+
+        A message the network takes whole in the call (nearly every one) is not counted at
+        all; the rest until tornado's future of their write is done."""
         if self.ws_connection is None or self.ws_connection.is_closing():
             return
         counted = not first_sync or self.first_sync_sent
@@ -187,6 +190,13 @@ class RoomHandler(WebSocketMixin, WebSocketHandler, JupyterHandler):
         try:
             future = self.write_message(data, binary=True)
         except WebSocketClosedError:
+            return
+        stream = self.ws_connection.stream if self.ws_connection is not None else None
+        if stream is not None and not stream.writing() and not stream.closed():
+            # the network took every byte of it, in the call: nothing is queued, nothing to
+            # wait for (a callback per message ran a loop turn of its own after each send)
+            if ends_first_sync and self.first_sync_bytes >= RELEASE_AFTER_FIRST_SYNC:
+                release_freed_memory_soon()
             return
         self.writing.add(future)
         if counted:

@@ -9,10 +9,12 @@ them), so while that connection lives, jupyter_server's watcher of the kernel is
 the connection records the activity, by the same rules; when it closes, the watcher comes
 back. That spares the server a second receive and decode of every kernel message.
 
-The kernel's status messages (busy and idle around every request) are recorded each, as
-jupyter_server records them; its other messages at most once per ``ACTIVITY_RESOLUTION``
-seconds (each recording sets two traits, a good part of the server's work per message): while
-the kernel works, its ``last_activity`` is at most that old, and when it goes idle, exact.
+The kernel's status messages (busy and idle around every request) set its
+``execution_state`` each, as jupyter_server's watcher does; its ``last_activity`` is set at
+most once per ``ACTIVITY_RESOLUTION`` seconds by its other messages and its busy ones (each
+recording sets two traits, a good part of the server's work per message), and by every idle
+one: while the kernel works, its ``last_activity`` is at most that old, and when it goes idle,
+exact.
 """
 
 from __future__ import annotations
@@ -87,9 +89,10 @@ class SharedActivityWatch(AsyncMappingKernelManager):
         if last is not None:
             kernel.last_activity = last
 
-    def _record_activity(self, kernel: Any, msg: dict[str, Any]) -> bool:
-        """jupyter_server's ``record_activity``, for a message decoded already; whether it
-        counted as activity."""
+    def _record_activity(self, kernel: Any, msg: dict[str, Any], *, stamp: bool = True) -> bool:
+        """jupyter_server's ``record_activity``, for a message decoded already (without
+        ``stamp``, a status message's ``execution_state`` only); whether it counted as
+        activity."""
         msg_type = msg["header"]["msg_type"]
         parent_header = msg.get("parent_header")
         parent_msg_type = None if parent_header is None else parent_header.get("msg_type")
@@ -99,7 +102,7 @@ class SharedActivityWatch(AsyncMappingKernelManager):
             or self.track_message_type(msg_type)  # type: ignore[no-untyped-call]
             or kernel.execution_state == "busy"
         )
-        if active:
+        if active and stamp:
             self.last_kernel_activity = kernel.last_activity = utcnow()
         if msg_type != "status":
             return active
@@ -115,8 +118,8 @@ class SharedActivityWatch(AsyncMappingKernelManager):
 
 
 class _KernelActivity:
-    """Records one kernel's iopub messages as its activity (module docstring: a kernel's
-    messages other than status ones at most once per ``ACTIVITY_RESOLUTION``)."""
+    """Records one kernel's iopub messages as its activity (module docstring: its
+    ``last_activity`` at most once per ``ACTIVITY_RESOLUTION``, but when it goes idle)."""
 
     def __init__(self, manager: SharedActivityWatch, kernel: Any) -> None:
         self.manager = manager
@@ -125,7 +128,12 @@ class _KernelActivity:
 
     def __call__(self, msg: dict[str, Any]) -> None:
         now = time.monotonic()
-        if msg["header"]["msg_type"] != "status" and now - self._recorded < ACTIVITY_RESOLUTION:
-            return
-        if self.manager._record_activity(self.kernel, msg):
+        recent = now - self._recorded < ACTIVITY_RESOLUTION
+        if msg["header"]["msg_type"] != "status":
+            if recent:
+                return
+            stamp = True
+        else:
+            stamp = not recent or msg["content"].get("execution_state") != "busy"
+        if self.manager._record_activity(self.kernel, msg, stamp=stamp) and stamp:
             self._recorded = now

@@ -68,6 +68,8 @@ class CodeExecutionEmitter:
         self._got_idle = False
         self._interrupted = False
         self._input_request: Message | None = None
+        #: the check that the reply comes after all (``ExecutionQueue.expect_reply``)
+        self._reply_check: asyncio.TimerHandle | None = None
 
     @property
     def code(self) -> str:
@@ -177,6 +179,9 @@ class CodeExecutionEmitter:
     def _finish(self) -> None:
         self._finished = True
         self._input_request = None
+        if self._reply_check is not None:  # (nearly always: no loop wake-up for nothing)
+            self._reply_check.cancel()
+            self._reply_check = None
         self._end_iteration()
 
     def _end_iteration(self) -> None:
@@ -281,7 +286,12 @@ class ExecutionQueue:
         caught by ipykernel outside the cell, and then no ``execute_reply`` is ever sent.
         """
         loop = asyncio.get_running_loop()
-        loop.call_later(REPLY_GRACE, lambda: background(self._confirm_reply(emitter)))
+        emitter._reply_check = loop.call_later(REPLY_GRACE, self._check_reply, emitter)
+
+    def _check_reply(self, emitter: CodeExecutionEmitter) -> None:
+        # (the reply has nearly always come by now: no task for that)
+        if emitter is self.current and not emitter.done:
+            background(self._confirm_reply(emitter))
 
     async def _confirm_reply(self, emitter: CodeExecutionEmitter) -> None:
         conn = self._kernel.connection

@@ -145,6 +145,9 @@ class ChangeLog:
         #: batches up to this size are written inline when the store can (0: never)
         self.inline_bytes = INLINE_BYTES
         self._queue: list[_Append] = []
+        #: a flush of the queue is due on the next loop turn (``_flush_soon``)
+        self._flush_scheduled = False
+        #: a flush that wrote a batch on the worker: it writes what queued meanwhile too
         self._flushing: asyncio.Task[None] | None = None
         #: a batch is being written on the worker (a later one may not be written inline)
         self._in_flight = False
@@ -177,8 +180,11 @@ class ChangeLog:
             failing.items.append(item)  # behind the ones that failed: the log keeps its order
             return future
         self._queue.append(item)
-        if self._flushing is None or self._flushing.done():
-            self._flushing = loop.create_task(self._flush())
+        if not self._flush_scheduled and not self._worker_flushing():
+            # a callback, not a task: most batches are written inline (often by ``write_now``
+            # before it runs), and a task per append was a good part of a keystroke's cost
+            self._flush_scheduled = True
+            loop.call_soon(self._flush_soon)
         return future
 
     def failure(self, doc: str) -> BaseException | None:
@@ -210,6 +216,8 @@ class ChangeLog:
 
     async def flushed(self) -> None:
         """Wait until every append queued so far is on disk (or failing and queued)."""
+        if self._flush_scheduled:
+            self._flush_soon()  # (now rather than on the next turn: it is waited for)
         while self._flushing is not None and not self._flushing.done():
             await asyncio.shield(self._flushing)
 
@@ -231,6 +239,17 @@ class ChangeLog:
         self._queue = []
         self._settle_batch(outcome)
         return True
+
+    def _worker_flushing(self) -> bool:
+        return self._flushing is not None and not self._flushing.done()
+
+    def _flush_soon(self) -> None:
+        """Write the queue inline if the store can, else start a flush that writes it on the
+        worker (a flush under way there takes the queue when its batch is done)."""
+        self._flush_scheduled = False
+        if not self._queue or self._worker_flushing() or self.write_now():
+            return
+        self._flushing = asyncio.get_running_loop().create_task(self._flush())
 
     async def _flush(self) -> None:
         while self._queue:
@@ -311,9 +330,13 @@ class ChangeLog:
         written: list[tuple[_Append, int]] = []
         failed: dict[str, tuple[BaseException, list[_Append]]] = {}
         last: dict[str, int] = {}
+        # a savepoint per document lets one document fail alone; a batch of one document (a
+        # keystroke's, a run's output) needs none: its failure is the transaction's
+        savepoints = len(by_doc) > 1
         with transaction(conn):
             for doc, items in by_doc.items():
-                conn.execute("SAVEPOINT doc")
+                if savepoints:
+                    conn.execute("SAVEPOINT doc")
                 try:
                     version = self._last_version(conn, doc)
                     for item in items:
@@ -325,8 +348,11 @@ class ChangeLog:
                         )
                         written.append((item, version))
                     last[doc] = version
-                    conn.execute("RELEASE doc")
+                    if savepoints:
+                        conn.execute("RELEASE doc")
                 except DATABASE_ERRORS as exc:
+                    if not savepoints:
+                        raise  # (the transaction is rolled back: the batch failed)
                     conn.execute("ROLLBACK TO doc")
                     conn.execute("RELEASE doc")
                     written = [(i, v) for i, v in written if i.doc != doc]

@@ -32,6 +32,13 @@ def extension(jp_serverapp):
     return jp_serverapp.web_app.settings["cocalc_sync"]
 
 
+async def syncdb_room(server, root_dir) -> tuple[str, str]:
+    """The websocket URL of a new notebook's ``syncdb`` room, and its file id."""
+    write_notebook(root_dir / "nb.ipynb", ["x = 1"])
+    file_id = (await server.http.get(NB, params={"records": "false"})).json()["file_id"]
+    return server.ws_url(f"/api/cocalc-sync/room/syncdb:{file_id}"), file_id
+
+
 @pytest.mark.cocalc(send_queue_bytes=256 * 1024)
 async def test_a_client_that_stops_reading_is_closed_and_the_others_go_on(
     server, root_dir, jp_serverapp
@@ -66,13 +73,10 @@ async def test_a_client_that_stops_reading_is_closed_and_the_others_go_on(
 async def test_the_close_reason_says_the_client_may_reconnect(server, root_dir, jp_serverapp):
     from jupyter_cocalc_sync.handlers.rooms import SLOW_CLIENT_REASON, TRY_AGAIN_LATER
 
-    write_notebook(root_dir / "nb.ipynb", ["x = 1"])
-    file_id = (await server.http.get(NB, params={"records": "false"})).json()["file_id"]
-    url = server.ws_url(f"/api/cocalc-sync/room/syncdb:{file_id}")
+    url, file_id = await syncdb_room(server, root_dir)
     async with aconnect_ws(url, server.http) as ws:
         await ws.receive_bytes()
-        room = extension(jp_serverapp).notebooks.get(file_id).broadcast.rooms["syncdb"]
-        (peer,) = room.peers
+        (peer,) = extension(jp_serverapp).notebooks.get(file_id).broadcast.rooms["syncdb"].peers
         peer.queued_bytes = extension(jp_serverapp).send_queue_bytes  # as if it fell behind
         await server.http.post(
             NB + "/records", json={"set": [{"type": "cell", "id": "cell-0", "input": "x = 2"}]}
@@ -149,3 +153,18 @@ async def test_oversized_frames_and_bodies_are_refused(server, root_dir):
     assert closed.value.code == 1009
     records = (await server.http.get(NB)).json()["records"]
     assert next(r for r in records if r.get("id") == "cell-0")["input"] == "x = 1"
+
+
+async def test_a_message_the_network_takes_at_once_is_not_counted_as_queued(
+    server, root_dir, jp_serverapp
+):
+    url, file_id = await syncdb_room(server, root_dir)
+    async with aconnect_ws(url, server.http) as ws:
+        await ws.receive_bytes()
+        (peer,) = extension(jp_serverapp).notebooks.get(file_id).broadcast.rooms["syncdb"].peers
+        message = protocol.sync_message(protocol.SYNC_UPDATE, b"\x00\x00")  # (no change)
+        peer.send(message)
+        # no loop turn since: the socket took it in the call, nothing waits for the network
+        assert peer.queued_bytes == 0 and not peer.writing
+        while await ws.receive_bytes() != message:
+            pass

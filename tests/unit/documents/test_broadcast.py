@@ -106,6 +106,7 @@ async def notebook(tmp_path: Path) -> AsyncIterator[Notebook]:
         yield Notebook(worker, changelog, db, table, projection, broadcast)
     finally:
         broadcast.close_rooms()
+        broadcast.flush()  # (as a notebook that closes: nothing held is left unlogged)
         broadcast.close()
         projection.close()
         table.close()

@@ -1,6 +1,6 @@
 """``SharedActivityWatch``: a kernel's activity recorded from the messages our connection
-decoded: every status message as jupyter_server records it, the others at most once per
-``ACTIVITY_RESOLUTION``."""
+decoded: every status message's state as jupyter_server records it, the activity at most once
+per ``ACTIVITY_RESOLUTION`` but at every idle status."""
 
 from __future__ import annotations
 
@@ -11,7 +11,11 @@ import pytest
 from jupyter_server.services.kernels.kernelmanager import ServerKernelManager
 
 from jupyter_cocalc_sync.kernels import activity_watch
-from jupyter_cocalc_sync.kernels.activity_watch import ACTIVITY_RESOLUTION, SharedActivityWatch
+from jupyter_cocalc_sync.kernels.activity_watch import (
+    ACTIVITY_RESOLUTION,
+    ActivityRecorder,
+    SharedActivityWatch,
+)
 
 
 def message(msg_type: str, **content: Any) -> dict[str, Any]:
@@ -22,9 +26,11 @@ def message(msg_type: str, **content: Any) -> dict[str, Any]:
     }
 
 
-def test_status_is_recorded_each_time_and_other_messages_once_per_resolution(
+def watched(
     monkeypatch: pytest.MonkeyPatch,
-) -> None:
+) -> tuple[SimpleNamespace, SharedActivityWatch, ServerKernelManager, ActivityRecorder, list[Any]]:
+    """A clock, a manager, its idle kernel, the recorder of its activity, and the values its
+    ``last_activity`` was set to."""
     clock = SimpleNamespace(now=100.0)
     monkeypatch.setattr(activity_watch, "time", SimpleNamespace(monotonic=lambda: clock.now))
     manager = SharedActivityWatch()
@@ -35,6 +41,13 @@ def test_status_is_recorded_each_time_and_other_messages_once_per_resolution(
     assert record is not None
     recorded: list[Any] = []
     kernel.observe(lambda change: recorded.append(change["new"]), names="last_activity")
+    return clock, manager, kernel, record, recorded
+
+
+def test_status_is_recorded_each_time_and_other_messages_once_per_resolution(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    clock, manager, kernel, record, recorded = watched(monkeypatch)
 
     record(message("status", execution_state="busy"))
     assert kernel.execution_state == "busy" and len(recorded) == 1
@@ -48,3 +61,21 @@ def test_status_is_recorded_each_time_and_other_messages_once_per_resolution(
     record(message("status", execution_state="idle"))
     assert kernel.execution_state == "idle" and len(recorded) == 3  # its end: exact
     assert manager.last_kernel_activity == recorded[-1]
+
+
+def test_a_busy_status_soon_after_a_recording_sets_the_state_only(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    clock, _manager, kernel, record, recorded = watched(monkeypatch)
+
+    record(message("status", execution_state="busy"))
+    record(message("status", execution_state="idle"))
+    assert len(recorded) == 2
+    # the next run, within the resolution: its last_activity is the idle's, at most that old
+    record(message("status", execution_state="busy"))
+    assert kernel.execution_state == "busy" and len(recorded) == 2
+    record(message("status", execution_state="idle"))
+    assert kernel.execution_state == "idle" and len(recorded) == 3  # its end: exact
+    clock.now += ACTIVITY_RESOLUTION
+    record(message("status", execution_state="busy"))
+    assert kernel.execution_state == "busy" and len(recorded) == 4

@@ -224,3 +224,22 @@ async def test_write_now_never_overtakes_a_batch_written_on_the_worker(changelog
     assert not changelog.write_now()  # it would be version 2, the big one's
     release.set()
     assert await asyncio.gather(big, small) == [2, 3]
+
+
+async def test_an_append_starts_no_task(changelog):
+    await changelog.append("nb", b"a")  # (the worker's connection is open)
+    tasks = asyncio.all_tasks()
+    written = changelog.append("nb", b"b")
+    assert asyncio.all_tasks() == tasks  # (its flush is a callback: most are written inline)
+    assert await written == 2
+
+
+async def test_a_batch_of_one_document_is_written_without_a_savepoint(changelog, tmp_path):
+    await changelog.append("nb", b"a")  # (the worker's connection is open)
+    statements: list[str] = []
+    changelog.worker._conn.set_trace_callback(statements.append)
+    first, second = changelog.append("nb", b"b"), changelog.append("nb", b"c")
+    assert changelog.write_now()
+    assert (first.result(), second.result()) == (2, 3)
+    assert [s.split()[0] for s in statements] == ["BEGIN", "INSERT", "INSERT", "COMMIT"]
+    assert committed(tmp_path / "store.db", "nb") == [b"a", b"b", b"c"]
