@@ -1,11 +1,11 @@
 """Our client channels to one kernel process: sending without blocking, and the readers.
 
-Every send goes through ``start_send`` and never blocks the event loop. (jupyter_client's
-``Session.send`` turns an asyncio socket back into a blocking one; with ``IMMEDIATE`` set and
-no live peer, such a send waits forever, and the whole server with it.) Every message is handed
-to a ``ChannelListener`` (iopub's and shell's from the event loop's reader callback of their
-socket, all that came in one go; stdin's from a reader task); replies to our own shell requests
-(``kernel_info``, ``complete``, ``inspect``) are matched here.
+Every send goes through ``start_send`` on a ``zmq.asyncio`` socket and never blocks the event
+loop. (jupyter_client's ``Session.send`` turns an asyncio socket back into a blocking one; with
+``IMMEDIATE`` set and no live peer, such a send waits forever, and the whole server with it.)
+Every message is handed to a ``ChannelListener`` (iopub's from the event loop's reader callback
+of its socket, all that came in one go; shell's and stdin's from one reader task each); replies
+to our own shell requests (``kernel_info``, ``complete``, ``inspect``) are matched here.
 """
 
 from __future__ import annotations
@@ -14,7 +14,6 @@ import asyncio
 import contextlib
 import hmac
 import logging
-from collections import deque
 from collections.abc import Callable, Coroutine
 from typing import Any, Literal, Protocol, cast
 
@@ -187,28 +186,19 @@ class Connection(Replies):
         self.iopub: zmq.asyncio.Socket = self.client.iopub_channel.socket
         self.shell: zmq.asyncio.Socket = self.client.shell_channel.socket
         self.stdin: zmq.asyncio.Socket = self.client.stdin_channel.socket
-        self.tasks = [background(self._read(self.stdin, listener.on_stdin))]
+        self.tasks = [
+            background(self._read(self.shell, self._on_shell)),
+            background(self._read(self.stdin, listener.on_stdin)),
+        ]
         self._loop = asyncio.get_running_loop()
         self._iopub_fd: int = self.iopub.get(zmq.FD)
-        #: the iopub and shell sockets without their asyncio layer (``_take_iopub``,
-        #: ``_serve_shell``)
+        #: the iopub socket without its asyncio layer (``_take_iopub``)
         self._iopub_now: zmq.Socket[bytes] = zmq.Socket.shadow(self.iopub.underlying)
-        self._shell_fd: int = self.shell.get(zmq.FD)
-        self._shell_now: zmq.Socket[bytes] = zmq.Socket.shadow(self.shell.underlying)
-        #: shell sends the socket did not take yet (no connection to the kernel yet), in order
-        self._shell_waiting: deque[tuple[asyncio.Future[None], list[Any]]] = deque()
         self._loop.add_reader(self._iopub_fd, self._take_iopub)
-        self._loop.add_reader(self._shell_fd, self._serve_shell)
-        # (what came before the watches signals nothing)
-        self._loop.call_soon(self._take_iopub)
-        self._loop.call_soon(self._serve_shell)
+        self._loop.call_soon(self._take_iopub)  # (what came before the watch signals nothing)
 
     def _close_transport(self, reason: str) -> None:
         self._loop.remove_reader(self._iopub_fd)
-        self._loop.remove_reader(self._shell_fd)
-        waiting, self._shell_waiting = self._shell_waiting, deque()
-        for sending, _parts in waiting:
-            sending.cancel()
         stop_started(self.client, ("shell", "iopub", "stdin"))
 
     # -- sending -------------------------------------------------------------------------------
@@ -217,35 +207,11 @@ class Connection(Replies):
         """Hand ``msg`` to ``channel`` now if it takes it, else once it does (see ``settle``)."""
         if not self.open:
             raise ConnectionClosed("The kernel is not connected.")
+        socket = self.shell if channel == "shell" else self.stdin
         # (``serialize`` leaves out binary buffers: a widget's comm messages carry them)
-        parts = [*self.session.serialize(msg), *msg.get("buffers", ())]
-        if channel == "shell":
-            return self._send_shell(parts)
-        sending = self.stdin.send_multipart(parts)
+        sending = socket.send_multipart([*self.session.serialize(msg), *msg.get("buffers", ())])
         # (a zmq.asyncio socket's sends are asyncio futures, typed as awaitables only)
         assert isinstance(sending, asyncio.Future)
-        return sending
-
-    def _send_shell(self, parts: list[Any]) -> asyncio.Future[None]:
-        """Send on shell now if the socket takes it (it nearly always does), without
-        ``zmq.asyncio``'s future, timer and poller machinery; else once it does."""
-        sending: asyncio.Future[None] = self._loop.create_future()
-        if not self._shell_waiting:
-            try:
-                self._shell_now.send_multipart(parts, zmq.NOBLOCK)
-            except zmq.Again:
-                pass
-            except zmq.ZMQError as e:
-                sending.set_exception(e)
-                return sending
-            else:
-                sending.set_result(None)
-                # a send may take the edge of the descriptor that a reply's arrival signalled
-                if _readable(self._shell_now):
-                    self._loop.call_soon(self._serve_shell)
-                return sending
-        self._shell_waiting.append((sending, parts))
-        self._loop.call_soon(self._serve_shell)  # (the socket may take it by now)
         return sending
 
     # -- connecting ----------------------------------------------------------------------------
@@ -268,12 +234,12 @@ class Connection(Replies):
         Bounded: each round takes what iopub holds, and yields once to the event loop, which
         hands queued shell and stdin messages to their reader tasks.
         """
+        sockets = (self.shell, self.stdin)
         for _ in range(DRAIN_ROUNDS):
             if not self.open:
                 return
             self._take_iopub()
-            self._serve_shell()
-            pending = _readable(self.stdin)
+            pending = any(_readable(socket) for socket in sockets)
             await asyncio.sleep(0)
             if not pending:
                 return
@@ -297,53 +263,20 @@ class Connection(Replies):
         the iopub socket is read from the loop's reader callback of its descriptor, until it
         is empty (ZMQ signals the descriptor on edges): no future, task wake-up and reader
         re-registration per message, as ``zmq.asyncio``'s ``recv_multipart`` costs. (Shell
-        is read so too, and checked after each of our sends on it: a send may consume the
-        edge that a reply's arrival signalled. Stdin, rarely used, keeps its reader task.)
+        and stdin, which we also send on, keep their reader tasks: a send may consume the
+        edge that a reply's arrival signalled, which ``zmq.asyncio`` looks after.)
         """
-        self._take_all(self._iopub_now, self._iopub_fd, self._on_iopub)
-
-    def _serve_shell(self) -> None:
-        """Send the shell messages waiting for the socket that it takes now, then handle every
-        shell message there is (as ``_take_iopub``; after every send too, see
-        ``_send_shell``)."""
-        socket, waiting = self._shell_now, self._shell_waiting
-        while self.open:
-            while self.open and waiting:
-                sending, parts = waiting[0]
-                if sending.done():  # (cancelled: given up by its sender)
-                    waiting.popleft()
-                    continue
-                try:
-                    socket.send_multipart(parts, zmq.NOBLOCK)
-                except zmq.Again:
-                    break
-                except zmq.ZMQError as e:
-                    sending.set_exception(e)
-                else:
-                    sending.set_result(None)
-                waiting.popleft()
-            self._take_all(socket, self._shell_fd, self._on_shell)
-            # the receives may have taken the edge of the socket turning writable (the
-            # kernel's end connected after the send above was refused): look again (and that
-            # look takes the edge of a message come meanwhile)
-            if not (waiting and self.open and _events(socket) & (zmq.POLLOUT | zmq.POLLIN)):
-                return
-
-    def _take_all(
-        self, socket: zmq.Socket[bytes], fd: int, handle: Callable[[Message], None]
-    ) -> None:
-        """Handle every message ``socket`` has, until it has none (its descriptor signals
-        only on edges)."""
+        socket = self._iopub_now
         while self.open:
             try:
                 received = socket.recv_multipart(zmq.NOBLOCK)
             except zmq.Again:
                 return
             except zmq.ZMQError as e:  # (the socket is gone under us: nothing more comes)
-                self._loop.remove_reader(fd)
-                log.error("Reading a kernel's channel failed: %s", e)
+                self._loop.remove_reader(self._iopub_fd)
+                log.error("Reading a kernel's iopub failed: %s", e)
                 return
-            self._take(received, handle)
+            self._take(received, self._on_iopub)
 
     def _take(self, received: list[bytes], handle: Callable[[Message], None]) -> None:
         session = self.session
@@ -402,13 +335,9 @@ def decode(session: Session, frames: list[bytes]) -> Message:
     return adapt(msg)
 
 
-def _readable(socket: zmq.Socket[Any]) -> bool:
-    return bool(_events(socket) & zmq.POLLIN)
-
-
-def _events(socket: zmq.Socket[Any]) -> int:
+def _readable(socket: zmq.asyncio.Socket) -> bool:
     events = socket.get(zmq.EVENTS)
-    return events if isinstance(events, int) else 0
+    return isinstance(events, int) and bool(events & zmq.POLLIN)
 
 
 async def settle(sending: asyncio.Future[Any], timeout: float = SEND_TIMEOUT) -> None:

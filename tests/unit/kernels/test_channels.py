@@ -1,6 +1,6 @@
-"""``Connection``'s shell channel, read from its socket's descriptor and sent on without
-``zmq.asyncio``, against a fake kernel (bare ZMQ sockets on IPC paths): sends the socket cannot
-take yet go out in order once it can, and a reply whose edge a send consumed is still read."""
+"""``Connection``'s shell channel against a fake kernel (bare ZMQ sockets on IPC paths): sends
+the socket cannot take yet go out in order once it can, a reply whose edge a send consumed is
+still read; and ``decode``'s signature checks."""
 
 from __future__ import annotations
 
@@ -138,7 +138,8 @@ async def reply_read_after_a_send(kernel: FakeKernel, connection: Connection) ->
     idents, request = await asyncio.to_thread(kernel.receive)
     kernel.reply(idents, request, "kernel_info_reply")
     # the reply is in our socket, and its descriptor's signal is taken (as a send takes it)
-    assert connection._shell_now.poll(int(HANG * 1000), zmq.POLLIN)
+    shell = zmq.Socket.shadow(connection.shell.underlying)
+    assert shell.poll(int(HANG * 1000), zmq.POLLIN)
     connection.start_send("shell", connection.session.msg("comm_info_request", {}))
     assert await asyncio.wait_for(asking, HANG) == {"status": "ok"}
 
