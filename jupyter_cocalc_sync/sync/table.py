@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from functools import lru_cache
 from typing import Any, TypeAlias, TypeVar
@@ -33,7 +33,7 @@ from ..errors import InvalidRecordError
 from ..errors_seen import count_error
 from ..origin import SERVER, Origin
 from .events import ChangeEvent, Key, RecordChange, decode_key, deep_changes
-from .layout import RecordLayout
+from .layout import ABSENT, NOT_READ, RecordLayout
 from .values import check_json, checked_from_crdt, checked_map_from_crdt, json_copy, same_json
 from .ytypes import RawEvent, YMap, observe_deep_raw, wrapped_text
 
@@ -169,13 +169,8 @@ class SyncDB:
 
     def _record(self, encoded: str, value: object = None) -> Record | None:
         """The record stored under ``encoded`` (``value``: its stored form, if read already),
-        decoded once and cached. A cached record is what is stored (a change drops it), so the
-        document is not read for it — except within a transaction of this table, where a record
-        deleted is gone before the table is told."""
-        if value is None and self._txn_depth:
-            value = self.records.get(encoded)
-            if value is None:
-                return None
+        decoded once and cached. A cached record is what is stored (a change drops it when its
+        transaction ends, ``delete`` at once), so the document is not read for it."""
         cached = self._cached(encoded)
         if cached is not None:
             return cached
@@ -248,6 +243,12 @@ class SyncDB:
         """The cached record for ``key`` without copying it: callers must not mutate it."""
         return self._record(self.encode_key(key))
 
+    def has(self, key: Key) -> bool:
+        """Whether the record ``key`` exists (a cached record says so without reading the
+        document: ``_record``)."""
+        encoded = self.encode_key(key)
+        return encoded in self._cache or isinstance(self.records.get(encoded), Map)
+
     def record_map(self, key: Key) -> YMap | None:
         """The live pycrdt ``Map`` of a record (for code that edits nested types directly)."""
         value = self.records.get(self.encode_key(key))
@@ -293,6 +294,8 @@ class SyncDB:
                 raise InvalidRecordError(f"field {name!r} must be a string")
             if name in self.map_cols and not isinstance(value, dict):
                 raise InvalidRecordError(f"field {name!r} must be an object")
+            if type(value) is str or type(value) is bool:
+                continue  # (plain JSON: most fields of most records)
             try:
                 check_json(value, name)
             except ValueError as e:
@@ -301,20 +304,46 @@ class SyncDB:
             self._validate(record)
         return key
 
-    def set(self, record: Mapping[str, Any], origin: Origin) -> None:
+    def set(
+        self, record: Mapping[str, Any], origin: Origin, *, replace: Collection[str] = ()
+    ) -> None:
         """Create or change one record as ``origin`` (the module docstring has the merge
-        rules)."""
+        rules); the map columns named in ``replace`` get the record's entries as a whole, in
+        place (those it lacks are removed, equal ones left as they are)."""
         key = self.check(record)
         encoded = self.encode_key(key)
+        # the cached read of the record is what is stored: the fields it has as they are
+        # written are no change, and the others are written without reading the document
+        known = self._cache.get(encoded)
+        fields = [
+            (name, value)
+            for name, value in record.items()
+            if name not in self.primary_keys
+            and (
+                known is None
+                or not self.layout.unchanged(
+                    name, value, known.get(name, ABSENT), replace=name in replace
+                )
+            )
+        ]
+        if known is not None and not fields:
+            return
+        # (changed now: read again when next asked for)
+        self._cache.pop(encoded, None)
+        self._typed.pop(encoded, None)
         with self.transaction(origin):
             current = self.records.get(encoded)
             if not isinstance(current, Map):
                 self.records[encoded] = Map(self.layout.prelim(record))
                 return
-            for name, value in record.items():
-                if name in self.primary_keys:
-                    continue
-                self.layout.set_field(current, name, value)
+            for name, value in fields:
+                self.layout.set_field(
+                    current,
+                    name,
+                    value,
+                    replace=name in replace,
+                    known=NOT_READ if known is None else known.get(name, ABSENT),
+                )
 
     def delete(self, where: Mapping[str, Any], origin: Origin) -> int:
         """Remove every record matching ``where`` as ``origin``; returns how many were removed.
@@ -336,6 +365,9 @@ class SyncDB:
             with self.transaction(origin):
                 for encoded in targets:
                     del self.records[encoded]
+                    # (gone now: its cached read would say it exists until the change is over)
+                    self._cache.pop(encoded, None)
+                    self._typed.pop(encoded, None)
         return len(targets)
 
     def commit(self, origin: Origin) -> bool:

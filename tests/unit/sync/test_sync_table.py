@@ -9,6 +9,7 @@ from jupyter_cocalc_sync import SyncDB
 from jupyter_cocalc_sync.errors import InvalidRecordError
 from jupyter_cocalc_sync.format.schema import notebook_syncdb
 from jupyter_cocalc_sync.origin import Origin
+from jupyter_cocalc_sync.sync.table import RecordChange
 
 #: the origin of this test's own changes
 ME = Origin.of_user("me")
@@ -298,6 +299,7 @@ def test_a_cached_record_deleted_in_a_transaction_is_gone_within_it():
         db.delete({"type": "cell", "id": "c"}, ME)
         assert db.peek(("cell", "c")) is None
         assert db.get_one({"type": "cell", "id": "c"}) is None
+        assert not db.has(("cell", "c"))
     assert db.peek(("cell", "c")) is None
 
 
@@ -315,3 +317,96 @@ def test_a_cached_record_typed_in_is_read_from_its_text_alone(monkeypatch):
     monkeypatch.setattr(Map, "get", lambda self, key, *a: reads.append(key) or read(self, key, *a))
     assert db.peek(("cell", "c")) == {"type": "cell", "id": "c", "input": "x = 1", "pos": 0}
     assert reads == []
+
+
+def map_reads(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The keys read from any ``Map`` of a document from now on."""
+    reads: list[str] = []
+    read = Map.get
+    monkeypatch.setattr(Map, "get", lambda self, key, *a: reads.append(key) or read(self, key, *a))
+    return reads
+
+
+def cached_cell(db: SyncDB) -> dict[str, object]:
+    """A cell that ran (its state, count, trust, an output), read once: cached."""
+    stdout = {"output_type": "stream", "name": "stdout", "text": "a\n"}
+    db.set(
+        {
+            "type": "cell",
+            "id": "c",
+            "input": "print('a')",
+            "state": "idle",
+            "exec_count": 1,
+            "end": 5,
+            "metadata": {"trusted": True},
+            "output": {"0": stdout},
+        },
+        ME,
+    )
+    db.commit(ME)
+    assert db.peek(("cell", "c")) is not None
+    return stdout
+
+
+def test_a_write_to_a_cached_record_reads_only_the_map_it_writes_entries_into(monkeypatch):
+    db = make_db()
+    stdout = cached_cell(db)
+    reads = map_reads(monkeypatch)
+    result = {"output_type": "execute_result", "data": {"text/plain": "2"}, "metadata": {}}
+    db.set(
+        {
+            "type": "cell",
+            "id": "c",
+            "state": "busy",
+            "exec_count": 2,
+            "end": None,
+            "metadata": {"trusted": True},
+            "output": {"0": stdout, "1": result},
+        },
+        ME,
+    )
+    assert reads == ['["cell","c"]', "output"]  # (the record's map, its outputs' map)
+    db.commit(ME)
+    record = db.read(("cell", "c"))
+    assert record is not None and "end" not in record
+    assert record["state"] == "busy" and record["exec_count"] == 2
+    assert record["metadata"] == {"trusted": True}
+    assert record["output"] == {"0": stdout, "1": result}
+
+
+def test_a_write_of_what_a_cached_record_holds_reads_nothing_and_changes_nothing(monkeypatch):
+    db = make_db()
+    stdout = cached_cell(db)
+    reads = map_reads(monkeypatch)
+    db.set({"type": "cell", "id": "c", "state": "idle", "pos": None, "output": {"0": stdout}}, ME)
+    assert reads == [] and not db.has_uncommitted_changes
+
+
+def test_a_record_written_twice_in_a_transaction_ends_as_the_second_write_says():
+    """A write drops the record's cached read at once: the next write of it in the same
+    transaction compares with what is stored, not with what was."""
+    db = make_db()
+    cached_cell(db)
+    with db.transaction(ME):
+        db.set({"type": "cell", "id": "c", "state": "busy", "exec_count": 2}, ME)
+        db.set({"type": "cell", "id": "c", "state": "idle", "exec_count": 1}, ME)
+        assert db.peek(("cell", "c"))["state"] == "idle"
+    db.commit(ME)
+    record = db.read(("cell", "c"))
+    assert record is not None and record["state"] == "idle" and record["exec_count"] == 1
+
+
+def test_a_map_column_written_to_replace_keeps_the_same_entries_and_drops_the_rest():
+    db = make_db()
+    stdout = cached_cell(db)
+    db.set({"type": "cell", "id": "c", "output": {"1": stdout}}, ME)
+    db.commit(ME)
+    changes: list[RecordChange] = []
+    db.on_change(lambda event: changes.extend(event.changes.values()))
+    stderr = {"output_type": "stream", "name": "stderr", "text": "b\n"}
+    outputs = {"0": stdout, "2": stderr}
+    db.set({"type": "cell", "id": "c", "output": outputs}, ME, replace=["output"])
+    db.commit(ME)
+    assert db.read(("cell", "c"))["output"] == outputs
+    (change,) = changes
+    assert change.replaced == set() and change.entries == {"output": {"1", "2"}}
