@@ -19,8 +19,9 @@ quick cell, which follows its start by a millisecond or two, too; and each trans
 table costs its observers (the change log's update, the change events, the rooms' guards)
 whatever it holds. So does the clearing of a cell's outputs for its run (``clear_for_run``,
 with its ``run`` state when it starts at once: ``docs/design.md``, "A cell that starts at
-once"): it waits, at most ``flush_interval`` seconds, for the start to go with it, and is
-written before anything else of that cell.
+once"): it waits, at most ``flush_interval`` seconds, for the start to go with it, in one write
+of the cell with it and its outputs (``_write_pending``): the run's outputs replace the old in
+place, an output the same as before is no change.
 """
 
 from __future__ import annotations
