@@ -36,7 +36,7 @@ from ..format.schema import SETTINGS_KEY
 from ..origin import RUNNER, Origin
 from ..outputs.handler import OutputHandler
 from ..sync.table import ChangeEvent, SyncDB
-from ..sync.values import from_crdt
+from ..sync.values import json_copy
 from .run_versions import RunVersions
 
 #: ``ename`` of the error that ends a run the server did not see to its end
@@ -382,9 +382,10 @@ class CellWrites:
         known = self._settings
         missing = [name for name in names if name not in known]
         if missing:
-            settings = self.db.record_map(SETTINGS_KEY)
+            # (read whole, and cached: the table's writes of it then read nothing)
+            settings = self.db.peek(SETTINGS_KEY) or {}
             for name in missing:
-                known[name] = None if settings is None else from_crdt(settings.get(name))
+                known[name] = json_copy(settings.get(name))
         return [known[name] for name in names]
 
     def set_settings(self, **fields: Any) -> None:

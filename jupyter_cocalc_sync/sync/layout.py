@@ -6,14 +6,14 @@ stored, in place where it can (a grown stream is an append, an unchanged value n
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from pycrdt import Map, Text
 
 from .text import set_text
-from .values import checked_from_crdt, same_json
+from .values import checked_from_crdt, read_back, same_json
 from .ytypes import YMap
 
 #: ``known`` of a field that the stored record lacks
@@ -107,18 +107,24 @@ class RecordLayout:
         *,
         replace: bool = False,
         known: Any = NOT_READ,
-    ) -> None:
+    ) -> bool:
         """Write ``value`` into the field ``name`` of the stored record ``current`` (``None``
         removes it; a map column's ``None`` entries remove those entries, and, ``replace``,
         the entries ``value`` lacks: its entries replace the map's in place, an equal one is
         no change). ``known``: the field's value as stored, when the caller knows it
-        (``ABSENT``: the record lacks it): what is the same is not read from the document."""
+        (``ABSENT``: the record lacks it): what is the same is not read from the document.
+        Returns whether the field now holds what ``written`` says from ``known``."""
         if (
             known is not NOT_READ
             and name not in self.string_cols
             and self._set_known(current, name, value, replace, known)
         ):
-            return
+            return True
+        self._set_read(current, name, value, replace)
+        # (a text is made ``value``, a removed field is gone: whatever was stored before)
+        return value is None or name in self.string_cols
+
+    def _set_read(self, current: YMap, name: str, value: Any, replace: bool) -> None:
         existing = current.get(name)
         if value is None:
             if name in current:
@@ -182,6 +188,29 @@ class RecordLayout:
         elif known is ABSENT or not same_json(known, value):
             current[name] = value
         return True
+
+    def written(
+        self, known: Mapping[str, Any], fields: list[tuple[str, Any]], replace: Collection[str]
+    ) -> dict[str, Any]:
+        """The record read as ``known`` once ``fields`` were written into it by ``set_field``
+        (``replace``: the map columns written to replace), as the table would read it back."""
+        record = dict(known)
+        for name, value in fields:
+            stored = record.get(name)
+            if value is None:
+                record.pop(name, None)
+            elif name in self.map_cols and isinstance(stored, dict):
+                entries = (
+                    {k: v for k, v in stored.items() if k in value}
+                    if name in replace
+                    else dict(stored)
+                )
+                record[name] = _merged(entries, read_back(value))
+            elif isinstance(value, dict) and isinstance(stored, dict) and name not in self.map_cols:
+                record[name] = read_back(_merged(stored, value))
+            else:
+                record[name] = read_back(value)
+        return record
 
 
 def _merged(existing: dict[str, Any], value: dict[str, Any]) -> dict[str, Any]:

@@ -32,7 +32,7 @@ from pycrdt import Doc, Map, Subscription, Text, TransactionEvent, merge_updates
 from ..errors import InvalidRecordError
 from ..errors_seen import count_error
 from ..origin import SERVER, Origin
-from .events import ChangeEvent, Key, RecordChange, decode_key, deep_changes
+from .events import ChangeEvent, DeepChanges, Key, RecordChange, decode_key, deep_changes
 from .layout import ABSENT, NOT_READ, RecordLayout
 from .values import check_json, checked_from_crdt, checked_map_from_crdt, json_copy, same_json
 from .ytypes import RawEvent, YMap, observe_deep_raw, wrapped_text
@@ -109,6 +109,13 @@ class SyncDB:
         #: cached records whose texts alone changed since: ``encoded -> {field: Text}``, read
         #: again (those fields only) when the record is (``_cached``)
         self._typed: dict[str, dict[str, Text]] = {}
+        #: cached records that ``set`` wrote into in the transaction in progress, and the
+        #: fields it wrote: their cached read is what it wrote, kept when the transaction ends
+        #: (``_on_deep_events``) if it changed nothing else of them
+        self._written: dict[str, set[str]] = {}
+        #: records whose map was handed out (``record_map``) in the transaction in progress:
+        #: what their cached read says is not what ``set`` compares with
+        self._direct: set[str] = set()
         #: the origin of the write in progress (changes made on the ``doc`` directly, not
         #: through this class, are the server's)
         self._origin: Origin = SERVER
@@ -170,7 +177,8 @@ class SyncDB:
     def _record(self, encoded: str, value: object = None) -> Record | None:
         """The record stored under ``encoded`` (``value``: its stored form, if read already),
         decoded once and cached. A cached record is what is stored (a change drops it when its
-        transaction ends, ``delete`` at once), so the document is not read for it."""
+        transaction ends, ``delete`` at once; what ``set`` wrote into it is kept, written into
+        it: ``_written``), so the document is not read for it."""
         cached = self._cached(encoded)
         if cached is not None:
             return cached
@@ -250,8 +258,13 @@ class SyncDB:
         return encoded in self._cache or isinstance(self.records.get(encoded), Map)
 
     def record_map(self, key: Key) -> YMap | None:
-        """The live pycrdt ``Map`` of a record (for code that edits nested types directly)."""
-        value = self.records.get(self.encode_key(key))
+        """The live pycrdt ``Map`` of a record (for code that edits nested types directly:
+        the table sees those edits when their transaction ends; a ``set`` of the record in
+        the same transaction reads what it changes from the document)."""
+        encoded = self.encode_key(key)
+        self._direct.add(encoded)
+        self._written.pop(encoded, None)  # (what ``set`` wrote is no longer all of the change)
+        value = self.records.get(encoded)
         return value if isinstance(value, Map) else None
 
     def __len__(self) -> int:
@@ -275,6 +288,8 @@ class SyncDB:
         finally:
             self._txn_depth -= 1
             self._origin = previous
+            self._written.clear()  # (kept or dropped when the transaction ended)
+            self._direct.clear()
         self._dispatch()
 
     def check(self, record: Mapping[str, Any]) -> Key:
@@ -314,7 +329,7 @@ class SyncDB:
         encoded = self.encode_key(key)
         # the cached read of the record is what is stored: the fields it has as they are
         # written are no change, and the others are written without reading the document
-        known = self._cache.get(encoded)
+        known = None if encoded in self._direct else self._cache.get(encoded)
         fields = [
             (name, value)
             for name, value in record.items()
@@ -328,22 +343,29 @@ class SyncDB:
         ]
         if known is not None and not fields:
             return
-        # (changed now: read again when next asked for)
+        # (changed now: what it holds is read again, unless what was written is known)
         self._cache.pop(encoded, None)
-        self._typed.pop(encoded, None)
         with self.transaction(origin):
             current = self.records.get(encoded)
             if not isinstance(current, Map):
+                self._typed.pop(encoded, None)
                 self.records[encoded] = Map(self.layout.prelim(record))
                 return
+            known_now = known is not None
             for name, value in fields:
-                self.layout.set_field(
+                known_now &= self.layout.set_field(
                     current,
                     name,
                     value,
                     replace=name in replace,
                     known=NOT_READ if known is None else known.get(name, ABSENT),
                 )
+            if known is not None and known_now:
+                self._cache[encoded] = self.layout.written(known, fields, replace)
+                self._written.setdefault(encoded, set()).update(name for name, _ in fields)
+            else:
+                self._typed.pop(encoded, None)
+                self._written.pop(encoded, None)
 
     def delete(self, where: Mapping[str, Any], origin: Origin) -> int:
         """Remove every record matching ``where`` as ``origin``; returns how many were removed.
@@ -368,6 +390,7 @@ class SyncDB:
                     # (gone now: its cached read would say it exists until the change is over)
                     self._cache.pop(encoded, None)
                     self._typed.pop(encoded, None)
+                    self._written.pop(encoded, None)
         return len(targets)
 
     def commit(self, origin: Origin) -> bool:
@@ -463,11 +486,13 @@ class SyncDB:
 
     def _on_deep_events(self, events: Sequence[RawEvent]) -> None:
         batch = deep_changes(events, self.map_cols)
-        for encoded in batch.rewritten:
+        # (``_written`` is empty while a peer's update is applied: none is in a transaction)
+        kept = {e for e in batch.rewritten if self._set_alone(batch, e)}
+        for encoded in batch.rewritten - kept:
             self._cache.pop(encoded, None)
             self._typed.pop(encoded, None)
         for encoded, texts in batch.typed.items():
-            if encoded in self._cache and encoded not in batch.rewritten:
+            if encoded in self._cache and (encoded not in batch.rewritten or encoded in kept):
                 typed = self._typed.setdefault(encoded, {})
                 for name, text in texts.items():
                     typed[name] = wrapped_text(text, self.doc)
@@ -475,6 +500,17 @@ class SyncDB:
             # listeners run once the transaction is over (they may write to the table)
             changes = {change.key: change for change in batch.changes.values()}
             self._pending_events.append(ChangeEvent(self._origin, changes, not self._applying))
+
+    def _set_alone(self, batch: DeepChanges, encoded: str) -> bool:
+        """Whether the record's cached read is what ``set`` wrote into it: it changed nothing
+        but the fields ``set`` wrote, and texts typed into (read again: ``_typed``)."""
+        written = self._written.get(encoded)
+        change = batch.changes.get(encoded)
+        if written is None or change is None or change.action != "update":
+            return False
+        typed = batch.typed.get(encoded, {})
+        others = change.fields - written
+        return all(name in typed and name not in change.replaced for name in others)
 
     def _dispatch(self) -> None:
         while self._pending_events and not self._txn_depth:
