@@ -1,7 +1,10 @@
 """How a record's fields are stored in a ``SyncDB``'s ``Doc`` (the layout its module docstring
 describes): string columns as ``Text``, map columns as ``Map`` s whose entries keep their text
 field as a ``Text``, every other field a plain JSON value; and how a write changes what is
-stored, in place where it can (a grown stream is an append, an unchanged value no change).
+stored, in place where it can (a grown stream is an append, an unchanged value no change),
+told by the record as the table last read it when it has that (``known``: the document is
+then read only for the map whose entries change), and what the record then reads back as
+(``written``).
 """
 
 from __future__ import annotations

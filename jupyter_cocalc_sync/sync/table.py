@@ -25,17 +25,18 @@ import logging
 from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from functools import lru_cache
-from typing import Any, TypeAlias, TypeVar
+from typing import Any, TypeVar
 
-from pycrdt import Doc, Map, Subscription, Text, TransactionEvent, merge_updates
+from pycrdt import Doc, Map, Subscription, TransactionEvent, merge_updates
 
 from ..errors import InvalidRecordError
 from ..errors_seen import count_error
 from ..origin import SERVER, Origin
-from .events import ChangeEvent, DeepChanges, Key, RecordChange, decode_key, deep_changes
+from .events import ChangeEvent, Key, RecordChange, decode_key, deep_changes
 from .layout import ABSENT, NOT_READ, RecordLayout
+from .record_cache import Record, RecordCache
 from .values import check_json, checked_from_crdt, checked_map_from_crdt, json_copy, same_json
-from .ytypes import RawEvent, YMap, observe_deep_raw, wrapped_text
+from .ytypes import RawEvent, YMap, observe_deep_raw
 
 log = logging.getLogger(__name__)
 
@@ -51,9 +52,6 @@ def _encoded_text_key(key: tuple[str, ...]) -> str:
     encodes its key (a run reads and writes the settings record several times)."""
     return _KEY_JSON(list(key))
 
-
-#: one record: its fields as plain JSON values
-Record: TypeAlias = dict[str, Any]
 
 # (re-exported: the table's users import them from here)
 __all__ = [
@@ -105,17 +103,7 @@ class SyncDB:
         self._validate = validate
         self.doc: Doc[Any] = doc if doc is not None else Doc()
         self.records: YMap = self.doc.get("records", type=Map)
-        self._cache: dict[str, Record] = {}
-        #: cached records whose texts alone changed since: ``encoded -> {field: Text}``, read
-        #: again (those fields only) when the record is (``_cached``)
-        self._typed: dict[str, dict[str, Text]] = {}
-        #: cached records that ``set`` wrote into in the transaction in progress, and the
-        #: fields it wrote: their cached read is what it wrote, kept when the transaction ends
-        #: (``_on_deep_events``) if it changed nothing else of them
-        self._written: dict[str, set[str]] = {}
-        #: records whose map was handed out (``record_map``) in the transaction in progress:
-        #: what their cached read says is not what ``set`` compares with
-        self._direct: set[str] = set()
+        self._cache = RecordCache(self.doc)
         #: the origin of the write in progress (changes made on the ``doc`` directly, not
         #: through this class, are the server's)
         self._origin: Origin = SERVER
@@ -163,23 +151,11 @@ class SyncDB:
 
     # -- reading ----------------------------------------------------------------------------
 
-    def _cached(self, encoded: str) -> Record | None:
-        cached = self._cache.get(encoded)
-        texts = self._typed.pop(encoded, None)
-        if cached is not None and texts:
-            # a new dict: whoever holds the old one keeps what it read
-            cached = self._cache[encoded] = {
-                **cached,
-                **{name: str(text) for name, text in texts.items()},
-            }
-        return cached
-
     def _record(self, encoded: str, value: object = None) -> Record | None:
         """The record stored under ``encoded`` (``value``: its stored form, if read already),
-        decoded once and cached. A cached record is what is stored (a change drops it when its
-        transaction ends, ``delete`` at once; what ``set`` wrote into it is kept, written into
-        it: ``_written``), so the document is not read for it."""
-        cached = self._cached(encoded)
+        decoded once and cached: a cached record is what is stored (``RecordCache``), so the
+        document is not read for it."""
+        cached = self._cache.get(encoded)
         if cached is not None:
             return cached
         if value is None:
@@ -187,14 +163,14 @@ class SyncDB:
         if not isinstance(value, Map):
             return None
         record = checked_map_from_crdt(value)
-        self._cache[encoded] = record
+        self._cache.put(encoded, record)
         return record
 
     def _iter(self) -> Iterator[tuple[Record, bool]]:
         """``(record, shared)``: full scans do not fill the cache (it would double the memory
         of a big notebook); ``shared`` records are the cache's own and must be copied."""
         for encoded, value in self.records.items():
-            record = self._cached(encoded)
+            record = self._cache.get(encoded)
             if record is not None:
                 yield record, True
             elif isinstance(value, Map):
@@ -241,7 +217,7 @@ class SyncDB:
         """A fresh copy of the record ``key``, without filling the record cache (for code that
         reads every record once, like building a view of the whole table)."""
         encoded = self.encode_key(key)
-        cached = self._cached(encoded)
+        cached = self._cache.get(encoded)
         if cached is not None:
             return json_copy(cached)
         value = self.records.get(encoded)
@@ -262,8 +238,7 @@ class SyncDB:
         the table sees those edits when their transaction ends; a ``set`` of the record in
         the same transaction reads what it changes from the document)."""
         encoded = self.encode_key(key)
-        self._direct.add(encoded)
-        self._written.pop(encoded, None)  # (what ``set`` wrote is no longer all of the change)
+        self._cache.handed_out(encoded)
         value = self.records.get(encoded)
         return value if isinstance(value, Map) else None
 
@@ -288,8 +263,7 @@ class SyncDB:
         finally:
             self._txn_depth -= 1
             self._origin = previous
-            self._written.clear()  # (kept or dropped when the transaction ended)
-            self._direct.clear()
+            self._cache.transaction_ended()
         self._dispatch()
 
     def check(self, record: Mapping[str, Any]) -> Key:
@@ -329,7 +303,7 @@ class SyncDB:
         encoded = self.encode_key(key)
         # the cached read of the record is what is stored: the fields it has as they are
         # written are no change, and the others are written without reading the document
-        known = None if encoded in self._direct else self._cache.get(encoded)
+        known = self._cache.known(encoded)
         fields = [
             (name, value)
             for name, value in record.items()
@@ -344,11 +318,11 @@ class SyncDB:
         if known is not None and not fields:
             return
         # (changed now: what it holds is read again, unless what was written is known)
-        self._cache.pop(encoded, None)
+        self._cache.forget(encoded)
         with self.transaction(origin):
             current = self.records.get(encoded)
             if not isinstance(current, Map):
-                self._typed.pop(encoded, None)
+                self._cache.drop(encoded)
                 self.records[encoded] = Map(self.layout.prelim(record))
                 return
             known_now = known is not None
@@ -361,11 +335,10 @@ class SyncDB:
                     known=NOT_READ if known is None else known.get(name, ABSENT),
                 )
             if known is not None and known_now:
-                self._cache[encoded] = self.layout.written(known, fields, replace)
-                self._written.setdefault(encoded, set()).update(name for name, _ in fields)
+                written = self.layout.written(known, fields, replace)
+                self._cache.wrote(encoded, written, [name for name, _ in fields])
             else:
-                self._typed.pop(encoded, None)
-                self._written.pop(encoded, None)
+                self._cache.drop(encoded)
 
     def delete(self, where: Mapping[str, Any], origin: Origin) -> int:
         """Remove every record matching ``where`` as ``origin``; returns how many were removed.
@@ -388,9 +361,7 @@ class SyncDB:
                 for encoded in targets:
                     del self.records[encoded]
                     # (gone now: its cached read would say it exists until the change is over)
-                    self._cache.pop(encoded, None)
-                    self._typed.pop(encoded, None)
-                    self._written.pop(encoded, None)
+                    self._cache.drop(encoded)
         return len(targets)
 
     def commit(self, origin: Origin) -> bool:
@@ -486,31 +457,11 @@ class SyncDB:
 
     def _on_deep_events(self, events: Sequence[RawEvent]) -> None:
         batch = deep_changes(events, self.map_cols)
-        # (``_written`` is empty while a peer's update is applied: none is in a transaction)
-        kept = {e for e in batch.rewritten if self._set_alone(batch, e)}
-        for encoded in batch.rewritten - kept:
-            self._cache.pop(encoded, None)
-            self._typed.pop(encoded, None)
-        for encoded, texts in batch.typed.items():
-            if encoded in self._cache and (encoded not in batch.rewritten or encoded in kept):
-                typed = self._typed.setdefault(encoded, {})
-                for name, text in texts.items():
-                    typed[name] = wrapped_text(text, self.doc)
+        self._cache.apply(batch)
         if batch.changes:
             # listeners run once the transaction is over (they may write to the table)
             changes = {change.key: change for change in batch.changes.values()}
             self._pending_events.append(ChangeEvent(self._origin, changes, not self._applying))
-
-    def _set_alone(self, batch: DeepChanges, encoded: str) -> bool:
-        """Whether the record's cached read is what ``set`` wrote into it: it changed nothing
-        but the fields ``set`` wrote, and texts typed into (read again: ``_typed``)."""
-        written = self._written.get(encoded)
-        change = batch.changes.get(encoded)
-        if written is None or change is None or change.action != "update":
-            return False
-        typed = batch.typed.get(encoded, {})
-        others = change.fields - written
-        return all(name in typed and name not in change.replaced for name in others)
 
     def _dispatch(self) -> None:
         while self._pending_events and not self._txn_depth:
