@@ -19,8 +19,9 @@ quick cell, which follows its start by a millisecond or two, too; and each trans
 table costs its observers (the change log's update, the change events, the rooms' guards)
 whatever it holds. So does the clearing of a cell's outputs for its run (``clear_for_run``,
 with its ``run`` state when it starts at once: ``docs/design.md``, "A cell that starts at
-once"): it waits, at most ``flush_interval`` seconds, for the start to go with it, and is
-written before anything else of that cell.
+once"): it waits, at most ``flush_interval`` seconds, for the start to go with it, in one write
+of the cell with it and its outputs (``_write_pending``): the run's outputs replace the old in
+place, an output the same as before is no change.
 """
 
 from __future__ import annotations
@@ -35,7 +36,7 @@ from ..format.schema import SETTINGS_KEY
 from ..origin import RUNNER, Origin
 from ..outputs.handler import OutputHandler
 from ..sync.table import ChangeEvent, SyncDB
-from ..sync.values import from_crdt
+from ..sync.values import json_copy
 from .run_versions import RunVersions
 
 #: ``ename`` of the error that ends a run the server did not see to its end
@@ -109,8 +110,7 @@ class CellWrites:
         the running cell)."""
         if self._started is not None or self._clear is not None:
             with self.batch() as made_by:
-                self._write_clear(made_by)
-                self._write_started()
+                self._write_pending(made_by)
         self.versions.commit(origin or self.origin)
 
     def commit_written(self, origin: Origin) -> None:
@@ -175,25 +175,66 @@ class CellWrites:
             return
         if self._started is None:
             self._cancel_pending_timer()
-        if self.db.record_map(("cell", clear[0]["id"])) is not None:
+        if self.db.has(("cell", clear[0]["id"])):
             self.db.set(clear[0], made_by)
 
-    def _write_started(
-        self, record: dict[str, Any] | None = None, *, kernel_idle: bool = False
-    ) -> None:
-        """Write the pending start (inside a batch), merged into ``record`` of the same cell
-        when given (whose fields win: a run that ended is ``idle``, not ``busy``); the kernel
-        is busy, unless ``kernel_idle`` (it is done already: it is said idle instead)."""
+    def _write_started(self, *, kernel_idle: bool = False) -> None:
+        """Write the pending start (inside a batch); the kernel is busy, unless
+        ``kernel_idle`` (it is done already: it is said idle instead)."""
         started = self._started
         if started is None:
             return
         self._forget_started()
-        if record is not None and record["id"] == started["id"]:
-            record.update({k: v for k, v in started.items() if k not in record})
-        elif self.db.record_map(("cell", started["id"])) is not None:
+        if self.db.has(("cell", started["id"])):
             self.db.set(started, self.origin)
         if not kernel_idle:
             self.set_settings(kernel_state="busy")
+
+    def _write_pending(
+        self,
+        made_by: Origin,
+        record: dict[str, Any] | None = None,
+        *,
+        kernel_idle: bool = False,
+    ) -> None:
+        """Write ``record`` (a cell's, by default the pending start's or clearing's) inside a
+        batch made by ``made_by``, with the pending start and clearing: those of its cell
+        are merged into it, one write (its fields win over the start's — a run that ended
+        is ``idle``, not ``busy`` —, the start's over the clearing's, which came first);
+        another cell's are written as they are. The kernel is busy with a start, unless
+        ``kernel_idle``."""
+        if record is None:
+            pending = self._started or (self._clear[0] if self._clear is not None else None)
+            if pending is None:
+                return
+            record = {"type": "cell", "id": pending["id"]}
+        replace = self._merge_pending(record, kernel_idle=kernel_idle)
+        self._write_clear(made_by)
+        self._write_started(kernel_idle=kernel_idle)
+        if len(record) > 2 and self.db.has(("cell", record["id"])):
+            self.db.set(record, made_by, replace=replace)
+
+    def _merge_pending(self, record: dict[str, Any], *, kernel_idle: bool) -> tuple[str, ...]:
+        """Merge the pending start and clearing of ``record``'s cell into it (``_write_pending``);
+        returns the map columns it replaces as a whole: the outputs, when it has some and the
+        clearing was pending (the new outputs replace the old in place: an output that is the
+        same as before is no change in the document, nor for any client)."""
+        cell_id = record["id"]
+        started = self._started
+        if started is not None and started["id"] == cell_id:
+            self._forget_started()
+            record.update({k: v for k, v in started.items() if k not in record})
+            if not kernel_idle:
+                self.set_settings(kernel_state="busy")
+        clear = self._clear
+        if clear is None or clear[0]["id"] != cell_id:
+            return ()
+        self._clear = None
+        if self._started is None:
+            self._cancel_pending_timer()
+        replace = ("output",) if record.get("output") is not None else ()
+        record.update({k: v for k, v in clear[0].items() if k not in record})
+        return replace
 
     def clear_for_run(
         self, cell_id: str, origin: Origin | None = None, *, state: str | None = None
@@ -261,21 +302,18 @@ class CellWrites:
         self.last_flush = time.monotonic()
         patch = handler.take_patch()
         record: dict[str, Any] = {"type": "cell", "id": cell_id}
+        record_key = ("cell", cell_id)
         if patch:
             record["output"] = patch
         if handler.exec_count is not None:
             record["exec_count"] = handler.exec_count
         if final:
             record.update(state="idle", end=now_ms())
-        exists = self.db.record_map(("cell", cell_id)) is not None
         pending = self._started is not None or self._clear is not None
-        if (len(record) == 2 or not exists) and not pending and not kernel_idle:
+        if not pending and not kernel_idle and (len(record) == 2 or not self.db.has(record_key)):
             return
         with self.batch() as origin:
-            self._write_clear(origin)
-            self._write_started(record, kernel_idle=kernel_idle)
-            if len(record) > 2 and exists:
-                self.db.set(record, origin)
+            self._write_pending(origin, record, kernel_idle=kernel_idle)
             if kernel_idle:
                 self.set_settings(kernel_state="idle")
         self.commit()
@@ -286,17 +324,14 @@ class CellWrites:
             return
         error = {"output_type": "error", "ename": ename, "evalue": evalue, "traceback": [evalue]}
         with self.batch() as origin:
-            self._write_clear(origin)
-            self.db.set(
-                {
-                    "type": "cell",
-                    "id": cell_id,
-                    "state": "idle",
-                    "end": now_ms(),
-                    "output": {"0": error},
-                },
-                origin,
-            )
+            record = {
+                "type": "cell",
+                "id": cell_id,
+                "state": "idle",
+                "end": now_ms(),
+                "output": {"0": error},
+            }
+            self._write_pending(origin, record)
         self.commit()
 
     def cut_off(self, cell_id: str, reason: str) -> None:
@@ -347,9 +382,10 @@ class CellWrites:
         known = self._settings
         missing = [name for name in names if name not in known]
         if missing:
-            settings = self.db.record_map(SETTINGS_KEY)
+            # (read whole, and cached: the table's writes of it then read nothing)
+            settings = self.db.peek(SETTINGS_KEY) or {}
             for name in missing:
-                known[name] = None if settings is None else from_crdt(settings.get(name))
+                known[name] = json_copy(settings.get(name))
         return [known[name] for name in names]
 
     def set_settings(self, **fields: Any) -> None:

@@ -22,20 +22,21 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from functools import lru_cache
-from typing import Any, TypeAlias, TypeVar
+from typing import Any, TypeVar
 
-from pycrdt import Doc, Map, Subscription, Text, TransactionEvent, merge_updates
+from pycrdt import Doc, Map, Subscription, TransactionEvent, merge_updates
 
 from ..errors import InvalidRecordError
 from ..errors_seen import count_error
 from ..origin import SERVER, Origin
 from .events import ChangeEvent, Key, RecordChange, decode_key, deep_changes
-from .layout import RecordLayout
+from .layout import ABSENT, NOT_READ, RecordLayout
+from .record_cache import Record, RecordCache
 from .values import check_json, checked_from_crdt, checked_map_from_crdt, json_copy, same_json
-from .ytypes import RawEvent, YMap, observe_deep_raw, wrapped_text
+from .ytypes import RawEvent, YMap, observe_deep_raw
 
 log = logging.getLogger(__name__)
 
@@ -51,9 +52,6 @@ def _encoded_text_key(key: tuple[str, ...]) -> str:
     encodes its key (a run reads and writes the settings record several times)."""
     return _KEY_JSON(list(key))
 
-
-#: one record: its fields as plain JSON values
-Record: TypeAlias = dict[str, Any]
 
 # (re-exported: the table's users import them from here)
 __all__ = [
@@ -105,10 +103,7 @@ class SyncDB:
         self._validate = validate
         self.doc: Doc[Any] = doc if doc is not None else Doc()
         self.records: YMap = self.doc.get("records", type=Map)
-        self._cache: dict[str, Record] = {}
-        #: cached records whose texts alone changed since: ``encoded -> {field: Text}``, read
-        #: again (those fields only) when the record is (``_cached``)
-        self._typed: dict[str, dict[str, Text]] = {}
+        self._cache = RecordCache(self.doc)
         #: the origin of the write in progress (changes made on the ``doc`` directly, not
         #: through this class, are the server's)
         self._origin: Origin = SERVER
@@ -156,27 +151,11 @@ class SyncDB:
 
     # -- reading ----------------------------------------------------------------------------
 
-    def _cached(self, encoded: str) -> Record | None:
-        cached = self._cache.get(encoded)
-        texts = self._typed.pop(encoded, None)
-        if cached is not None and texts:
-            # a new dict: whoever holds the old one keeps what it read
-            cached = self._cache[encoded] = {
-                **cached,
-                **{name: str(text) for name, text in texts.items()},
-            }
-        return cached
-
     def _record(self, encoded: str, value: object = None) -> Record | None:
         """The record stored under ``encoded`` (``value``: its stored form, if read already),
-        decoded once and cached. A cached record is what is stored (a change drops it), so the
-        document is not read for it — except within a transaction of this table, where a record
-        deleted is gone before the table is told."""
-        if value is None and self._txn_depth:
-            value = self.records.get(encoded)
-            if value is None:
-                return None
-        cached = self._cached(encoded)
+        decoded once and cached: a cached record is what is stored (``RecordCache``), so the
+        document is not read for it."""
+        cached = self._cache.get(encoded)
         if cached is not None:
             return cached
         if value is None:
@@ -184,14 +163,14 @@ class SyncDB:
         if not isinstance(value, Map):
             return None
         record = checked_map_from_crdt(value)
-        self._cache[encoded] = record
+        self._cache.put(encoded, record)
         return record
 
     def _iter(self) -> Iterator[tuple[Record, bool]]:
         """``(record, shared)``: full scans do not fill the cache (it would double the memory
         of a big notebook); ``shared`` records are the cache's own and must be copied."""
         for encoded, value in self.records.items():
-            record = self._cached(encoded)
+            record = self._cache.get(encoded)
             if record is not None:
                 yield record, True
             elif isinstance(value, Map):
@@ -238,7 +217,7 @@ class SyncDB:
         """A fresh copy of the record ``key``, without filling the record cache (for code that
         reads every record once, like building a view of the whole table)."""
         encoded = self.encode_key(key)
-        cached = self._cached(encoded)
+        cached = self._cache.get(encoded)
         if cached is not None:
             return json_copy(cached)
         value = self.records.get(encoded)
@@ -248,9 +227,19 @@ class SyncDB:
         """The cached record for ``key`` without copying it: callers must not mutate it."""
         return self._record(self.encode_key(key))
 
+    def has(self, key: Key) -> bool:
+        """Whether the record ``key`` exists (a cached record says so without reading the
+        document: ``_record``)."""
+        encoded = self.encode_key(key)
+        return encoded in self._cache or isinstance(self.records.get(encoded), Map)
+
     def record_map(self, key: Key) -> YMap | None:
-        """The live pycrdt ``Map`` of a record (for code that edits nested types directly)."""
-        value = self.records.get(self.encode_key(key))
+        """The live pycrdt ``Map`` of a record (for code that edits nested types directly:
+        the table sees those edits when their transaction ends; a ``set`` of the record in
+        the same transaction reads what it changes from the document)."""
+        encoded = self.encode_key(key)
+        self._cache.handed_out(encoded)
+        value = self.records.get(encoded)
         return value if isinstance(value, Map) else None
 
     def __len__(self) -> int:
@@ -274,6 +263,7 @@ class SyncDB:
         finally:
             self._txn_depth -= 1
             self._origin = previous
+            self._cache.transaction_ended()
         self._dispatch()
 
     def check(self, record: Mapping[str, Any]) -> Key:
@@ -293,6 +283,8 @@ class SyncDB:
                 raise InvalidRecordError(f"field {name!r} must be a string")
             if name in self.map_cols and not isinstance(value, dict):
                 raise InvalidRecordError(f"field {name!r} must be an object")
+            if type(value) is str or type(value) is bool:
+                continue  # (plain JSON: most fields of most records)
             try:
                 check_json(value, name)
             except ValueError as e:
@@ -301,20 +293,52 @@ class SyncDB:
             self._validate(record)
         return key
 
-    def set(self, record: Mapping[str, Any], origin: Origin) -> None:
+    def set(
+        self, record: Mapping[str, Any], origin: Origin, *, replace: Collection[str] = ()
+    ) -> None:
         """Create or change one record as ``origin`` (the module docstring has the merge
-        rules)."""
+        rules); the map columns named in ``replace`` get the record's entries as a whole, in
+        place (those it lacks are removed, equal ones left as they are)."""
         key = self.check(record)
         encoded = self.encode_key(key)
+        # the cached read of the record is what is stored: the fields it has as they are
+        # written are no change, and the others are written without reading the document
+        known = self._cache.known(encoded)
+        fields = [
+            (name, value)
+            for name, value in record.items()
+            if name not in self.primary_keys
+            and (
+                known is None
+                or not self.layout.unchanged(
+                    name, value, known.get(name, ABSENT), replace=name in replace
+                )
+            )
+        ]
+        if known is not None and not fields:
+            return
+        # (changed now: what it holds is read again, unless what was written is known)
+        self._cache.forget(encoded)
         with self.transaction(origin):
             current = self.records.get(encoded)
             if not isinstance(current, Map):
+                self._cache.drop(encoded)
                 self.records[encoded] = Map(self.layout.prelim(record))
                 return
-            for name, value in record.items():
-                if name in self.primary_keys:
-                    continue
-                self.layout.set_field(current, name, value)
+            known_now = known is not None
+            for name, value in fields:
+                known_now &= self.layout.set_field(
+                    current,
+                    name,
+                    value,
+                    replace=name in replace,
+                    known=NOT_READ if known is None else known.get(name, ABSENT),
+                )
+            if known is not None and known_now:
+                written = self.layout.written(known, fields, replace)
+                self._cache.wrote(encoded, written, [name for name, _ in fields])
+            else:
+                self._cache.drop(encoded)
 
     def delete(self, where: Mapping[str, Any], origin: Origin) -> int:
         """Remove every record matching ``where`` as ``origin``; returns how many were removed.
@@ -336,6 +360,8 @@ class SyncDB:
             with self.transaction(origin):
                 for encoded in targets:
                     del self.records[encoded]
+                    # (gone now: its cached read would say it exists until the change is over)
+                    self._cache.drop(encoded)
         return len(targets)
 
     def commit(self, origin: Origin) -> bool:
@@ -431,14 +457,7 @@ class SyncDB:
 
     def _on_deep_events(self, events: Sequence[RawEvent]) -> None:
         batch = deep_changes(events, self.map_cols)
-        for encoded in batch.rewritten:
-            self._cache.pop(encoded, None)
-            self._typed.pop(encoded, None)
-        for encoded, texts in batch.typed.items():
-            if encoded in self._cache and encoded not in batch.rewritten:
-                typed = self._typed.setdefault(encoded, {})
-                for name, text in texts.items():
-                    typed[name] = wrapped_text(text, self.doc)
+        self._cache.apply(batch)
         if batch.changes:
             # listeners run once the transaction is over (they may write to the table)
             changes = {change.key: change for change in batch.changes.values()}

@@ -92,6 +92,18 @@ def checked_map_from_crdt(value: Map[Any]) -> dict[str, Any]:
     return record
 
 
+def read_back(value: Any) -> Any:
+    """A copy of ``value`` (checked in as plain JSON) as ``checked_map_from_crdt`` reads it
+    back once stored: integral numbers as ints (``from_crdt``), tuples as lists."""
+    if isinstance(value, float):
+        return _ints(value)
+    if isinstance(value, dict):
+        return {key: read_back(sub) for key, sub in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [read_back(sub) for sub in value]
+    return value
+
+
 def _ints(value: Any) -> Any:
     if isinstance(value, float):
         if value.is_integer() and abs(value) <= MAX_SAFE_INTEGER:

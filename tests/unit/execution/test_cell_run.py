@@ -11,7 +11,7 @@ from jupyter_cocalc_sync.execution.cell_writes import CellWrites
 from jupyter_cocalc_sync.format.schema import notebook_syncdb
 from jupyter_cocalc_sync.origin import RUNNER
 from jupyter_cocalc_sync.outputs.handler import OutputHandler
-from jupyter_cocalc_sync.sync.table import ChangeEvent, SyncDB
+from jupyter_cocalc_sync.sync.table import ChangeEvent, RecordChange, SyncDB
 
 CELL = "one"
 
@@ -170,6 +170,32 @@ async def test_a_cell_that_starts_at_once_is_cleared_and_shown_running_with_its_
     assert record["state"] == "idle" and record["exec_count"] == 1
     # the old output went in the same change as the new came (none shows both)
     assert record["output"] == {"0": {"output_type": "execute_result", **RESULT["content"]}}
+
+
+async def test_a_rerun_that_prints_the_same_leaves_that_output_as_it_is_in_the_document() -> None:
+    """A cell's outputs are replaced by its run's in place: an output the same as before is
+    no change of the document (no copy of it in the history, nor sent to any client), one
+    that the run did not print is gone, in the change that shows the run's start."""
+    db, _changes = notebook()
+    same = {"output_type": "stream", "name": "stdout", "text": "same\n"}
+    old = {"0": same, "1": {"output_type": "stream", "name": "stderr", "text": "old\n"}}
+    db.set({"type": "cell", "id": CELL, "state": "start", "output": old, "exec_count": 7}, RUNNER)
+    db.commit(RUNNER)
+    cell_changes: list[RecordChange] = []
+    db.on_change(lambda event: cell_changes.extend(event.changes.values()))
+    emitter = Emitter()
+    run = cell_run(db, emitter, 60.0)
+    run.writes.clear_for_run(CELL, RUNNER, state="run")
+    running = asyncio.ensure_future(run.execute("print('same')"))
+    await emitter.send("execute_input", EXECUTE_INPUT)
+    await emitter.send("stream", stream("same\n"))
+    emitter.inbox.put_nowait(None)
+    assert await running
+
+    start = next(change for change in cell_changes if "start" in change.fields)
+    assert "output" not in start.replaced and start.entries == {"output": {"1"}}
+    record = db.read(("cell", CELL))
+    assert record["output"] == {"0": same} and record["exec_count"] == 1
 
 
 async def test_a_cell_the_kernel_has_not_begun_within_the_flush_interval_shows_run() -> None:

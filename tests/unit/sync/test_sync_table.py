@@ -9,6 +9,8 @@ from jupyter_cocalc_sync import SyncDB
 from jupyter_cocalc_sync.errors import InvalidRecordError
 from jupyter_cocalc_sync.format.schema import notebook_syncdb
 from jupyter_cocalc_sync.origin import Origin
+from jupyter_cocalc_sync.sync.table import RecordChange
+from jupyter_cocalc_sync.sync.values import checked_map_from_crdt
 
 #: the origin of this test's own changes
 ME = Origin.of_user("me")
@@ -228,9 +230,21 @@ def test_values_read_back_as_json_with_integral_numbers_as_ints():
     assert db.get_one({"type": "cell", "id": "c"})["metadata"]["w"] == 640
 
 
-def test_typing_keeps_a_cached_record_and_reads_only_the_text_again(monkeypatch):
+def whole_reads(monkeypatch: pytest.MonkeyPatch) -> list[object]:
+    """The records read whole from the document from now on."""
     from jupyter_cocalc_sync.sync import table as table_module
 
+    reads: list[object] = []
+    read_whole = table_module.checked_map_from_crdt
+    monkeypatch.setattr(
+        table_module,
+        "checked_map_from_crdt",
+        lambda value: reads.append(value) or read_whole(value),
+    )
+    return reads
+
+
+def test_typing_keeps_a_cached_record_and_reads_only_the_text_again(monkeypatch):
     db = make_db()
     outputs = {str(i): {"output_type": "stream", "text": "out"} for i in range(20)}
     db.set({"type": "cell", "id": "c", "input": "x", "pos": 0, "output": outputs}, ME)
@@ -238,19 +252,13 @@ def test_typing_keeps_a_cached_record_and_reads_only_the_text_again(monkeypatch)
     held = db.peek(("cell", "c"))  # cached now
     peer = make_db()
     peer.apply_update(db.get_update(), PEER)
-    whole_reads: list[object] = []
-    read_whole = table_module.checked_map_from_crdt
-    monkeypatch.setattr(
-        table_module,
-        "checked_map_from_crdt",
-        lambda value: whole_reads.append(value) or read_whole(value),
-    )
+    reads = whole_reads(monkeypatch)
     for typed in ("x ", "x =", "x = 1"):  # a peer types, the table gets its updates
         peer.set({"type": "cell", "id": "c", "input": typed}, PEER)
         peer.commit(PEER)
         db.apply_update(peer.get_update(db.get_state()), PEER)
         assert db.peek(("cell", "c"))["input"] == typed
-    assert whole_reads == []  # the record with its twenty outputs was not read again
+    assert reads == []  # the record with its twenty outputs was not read again
     assert held["input"] == "x"  # a record read before is what it was when read
     assert db.get_one({"type": "cell", "id": "c"})["output"] == outputs
 
@@ -298,6 +306,7 @@ def test_a_cached_record_deleted_in_a_transaction_is_gone_within_it():
         db.delete({"type": "cell", "id": "c"}, ME)
         assert db.peek(("cell", "c")) is None
         assert db.get_one({"type": "cell", "id": "c"}) is None
+        assert not db.has(("cell", "c"))
     assert db.peek(("cell", "c")) is None
 
 
@@ -315,3 +324,166 @@ def test_a_cached_record_typed_in_is_read_from_its_text_alone(monkeypatch):
     monkeypatch.setattr(Map, "get", lambda self, key, *a: reads.append(key) or read(self, key, *a))
     assert db.peek(("cell", "c")) == {"type": "cell", "id": "c", "input": "x = 1", "pos": 0}
     assert reads == []
+
+
+def map_reads(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The keys read from any ``Map`` of a document from now on."""
+    reads: list[str] = []
+    read = Map.get
+    monkeypatch.setattr(Map, "get", lambda self, key, *a: reads.append(key) or read(self, key, *a))
+    return reads
+
+
+def cached_cell(db: SyncDB) -> dict[str, object]:
+    """A cell that ran (its state, count, trust, an output), read once: cached."""
+    stdout = {"output_type": "stream", "name": "stdout", "text": "a\n"}
+    db.set(
+        {
+            "type": "cell",
+            "id": "c",
+            "input": "print('a')",
+            "state": "idle",
+            "exec_count": 1,
+            "end": 5,
+            "metadata": {"trusted": True},
+            "output": {"0": stdout},
+        },
+        ME,
+    )
+    db.commit(ME)
+    assert db.peek(("cell", "c")) is not None
+    return stdout
+
+
+def test_a_write_to_a_cached_record_reads_only_the_map_it_writes_entries_into(monkeypatch):
+    db = make_db()
+    stdout = cached_cell(db)
+    reads = map_reads(monkeypatch)
+    result = {"output_type": "execute_result", "data": {"text/plain": "2"}, "metadata": {}}
+    db.set(
+        {
+            "type": "cell",
+            "id": "c",
+            "state": "busy",
+            "exec_count": 2,
+            "end": None,
+            "metadata": {"trusted": True},
+            "output": {"0": stdout, "1": result},
+        },
+        ME,
+    )
+    assert reads == ['["cell","c"]', "output"]  # (the record's map, its outputs' map)
+    db.commit(ME)
+    record = db.read(("cell", "c"))
+    assert record is not None and "end" not in record
+    assert record["state"] == "busy" and record["exec_count"] == 2
+    assert record["metadata"] == {"trusted": True}
+    assert record["output"] == {"0": stdout, "1": result}
+
+
+def test_a_write_of_what_a_cached_record_holds_reads_nothing_and_changes_nothing(monkeypatch):
+    db = make_db()
+    stdout = cached_cell(db)
+    reads = map_reads(monkeypatch)
+    db.set({"type": "cell", "id": "c", "state": "idle", "pos": None, "output": {"0": stdout}}, ME)
+    assert reads == [] and not db.has_uncommitted_changes
+
+
+def test_a_record_written_twice_in_a_transaction_ends_as_the_second_write_says():
+    """A write drops the record's cached read at once: the next write of it in the same
+    transaction compares with what is stored, not with what was."""
+    db = make_db()
+    cached_cell(db)
+    with db.transaction(ME):
+        db.set({"type": "cell", "id": "c", "state": "busy", "exec_count": 2}, ME)
+        db.set({"type": "cell", "id": "c", "state": "idle", "exec_count": 1}, ME)
+        assert db.peek(("cell", "c"))["state"] == "idle"
+    db.commit(ME)
+    record = db.read(("cell", "c"))
+    assert record is not None and record["state"] == "idle" and record["exec_count"] == 1
+
+
+def test_a_map_column_written_to_replace_keeps_the_same_entries_and_drops_the_rest():
+    db = make_db()
+    stdout = cached_cell(db)
+    db.set({"type": "cell", "id": "c", "output": {"1": stdout}}, ME)
+    db.commit(ME)
+    changes: list[RecordChange] = []
+    db.on_change(lambda event: changes.extend(event.changes.values()))
+    stderr = {"output_type": "stream", "name": "stderr", "text": "b\n"}
+    outputs = {"0": stdout, "2": stderr}
+    db.set({"type": "cell", "id": "c", "output": outputs}, ME, replace=["output"])
+    db.commit(ME)
+    assert db.read(("cell", "c"))["output"] == outputs
+    (change,) = changes
+    assert change.replaced == set() and change.entries == {"output": {"1", "2"}}
+
+
+def test_a_cached_record_the_table_writes_into_stays_cached_as_it_reads_back(monkeypatch):
+    """What ``set`` wrote into a cached record is its cached read once the change is over
+    (the runner writes a cell's start, outputs and end, and the kernel's state, without
+    reading them back), as the document has it: integral numbers as ints, lists."""
+    db = make_db()
+    stdout = cached_cell(db)
+    reads = whole_reads(monkeypatch)
+    with db.transaction(ME):
+        db.set({"type": "cell", "id": "c", "state": "busy", "exec_count": 2.0, "end": None}, ME)
+        db.set(
+            {
+                "type": "cell",
+                "id": "c",
+                "metadata": {"tags": ("a",), "trusted": None},
+                "output": {"1": {"output_type": "stream", "name": "stderr", "text": "b"}},
+                "input": "print('b')",
+            },
+            ME,
+            replace=["output"],
+        )
+    db.commit(ME)
+    db.set({"type": "settings", "id": "main", "kernel_state": "idle"}, ME)  # (another record)
+    db.commit(ME)
+    cached = db.peek(("cell", "c"))
+    assert reads == []
+    assert cached == checked_map_from_crdt(db.record_map(("cell", "c")))
+    assert cached["exec_count"] == 2 and isinstance(cached["exec_count"], int)
+    assert cached["metadata"] == {"tags": ["a"]} and "end" not in cached
+    assert cached["output"] == {"1": {"output_type": "stream", "name": "stderr", "text": "b"}}
+    assert stdout not in cached["output"].values()
+
+
+def test_a_record_changed_beside_the_tables_writes_is_read_again():
+    """A change that is not all the table's writes (code that edits the record's map
+    directly in the same transaction, held from before or asked for since) drops the cached
+    record: it is read again."""
+    db = make_db()
+    cached_cell(db)
+    record = db.record_map(("cell", "c"))
+    assert record is not None
+    for pos, edit in (
+        (3, lambda: record.__setitem__("state", "run")),
+        (4, lambda: record.__setitem__("input", Text("new"))),
+        (5, lambda: db.record_map(("cell", "c")).__setitem__("pos", 6)),  # (a field it wrote)
+    ):
+        db.peek(("cell", "c"))
+        with db.transaction(ME):
+            db.set({"type": "cell", "id": "c", "pos": pos}, ME)
+            edit()
+        db.commit(ME)
+        assert db.peek(("cell", "c")) == checked_map_from_crdt(record)
+    assert db.peek(("cell", "c"))["state"] == "run"
+    assert db.peek(("cell", "c"))["input"] == "new" and db.peek(("cell", "c"))["pos"] == 6
+
+
+def test_a_record_whose_map_was_handed_out_is_written_by_what_the_document_holds():
+    """Code given a record's map may change it before the table hears of it (at the end of
+    the transaction): a write of the record in that transaction compares with the
+    document, not with the cached read."""
+    db = make_db()
+    cached_cell(db)
+    with db.transaction(ME):
+        record = db.record_map(("cell", "c"))
+        assert record is not None
+        record["state"] = "busy"
+        db.set({"type": "cell", "id": "c", "state": "idle"}, ME)
+    db.commit(ME)
+    assert db.peek(("cell", "c"))["state"] == "idle" == checked_map_from_crdt(record)["state"]
