@@ -99,9 +99,15 @@ class FakeRoom(threading.Thread):
                     elif isinstance(event, Ping):
                         self.frames.put(b"ping")
                         if self.answer_pings:
-                            self._send(event.response())
+                            self._answer(event)
                     elif isinstance(event, CloseConnection):
                         return
+
+    def _answer(self, ping: Ping) -> None:
+        try:
+            self._send(ping.response())
+        except (BrokenPipeError, ConnectionResetError):
+            pass  # the client closed after its ping: nobody is left to answer
 
     def ping(self) -> None:
         self._send(Ping(b"are you there"))
