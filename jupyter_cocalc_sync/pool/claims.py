@@ -7,11 +7,7 @@ Two things outlive a claim, by a few milliseconds to 30 s:
   ``ready`` future — what jupyter_server's websocket and this extension's runner await before
   their first request — is done only once the kernel has run it, or, if it did not (it froze,
   died, or the code failed), once it has been restarted: its launch options are the
-  notebook's already, so it comes back in the notebook's folder. (The package's own kernel
-  websocket opens before, and holds the browser's messages until then: ``websocket.py``.)
-  jupyter_client's restarter (which restarts a kernel that died) starts once it has settled:
-  until then a death is the settling's to handle, and starting it costs the claim a
-  millisecond. ``ready`` is jupyter_client's
+  notebook's already, so it comes back in the notebook's folder. ``ready`` is jupyter_client's
   ``_ready``, which jupyter_client itself replaces at every start and restart. jupyter_client
   expects ``ready`` to be done outside its own starts: shutting down reads its outcome
   without waiting, interrupting refuses a pending kernel. So stopping and restarting a
@@ -61,12 +57,6 @@ class Claims:
             # jupyter_server awaited the old ``ready`` before the session answered; from here
             # on, whoever awaits it waits for this
             km._ready = settling
-            # a turn of the loop after the settling's other callbacks (the websocket's
-            # release of what it held): off the path of the notebook's first request
-            loop = asyncio.get_running_loop()
-            settling.add_done_callback(lambda _: loop.call_soon(km.start_restarter))
-        else:
-            km.start_restarter()
         if claimed.head_start is not None:
             self._head_starts[kernel_id] = claimed.head_start
             asyncio.get_running_loop().call_later(

@@ -45,9 +45,6 @@ __all__ = ["KernelPool", "PoolKey", "PooledKernel", "PooledKernelError", "repoin
 
 #: how long a claimed kernel may take to run the re-pointing code before it is restarted
 REPOINT_TIMEOUT_S = 10.0
-#: how long a kernelspec's poolability is taken as known: reading the kernelspec (in a thread,
-#: it reads files) would otherwise add a thread round trip to every claim
-SPEC_RECHECK_S = 30.0
 
 
 def repoint_code(cwd: str, session_name: str | None, *, set_session: bool) -> str:
@@ -85,8 +82,6 @@ class KernelPool(PoolFilling):
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self._not_pooled: dict[str, str] = {}
-        #: kernel name -> (when its kernelspec was read, monotonic; why it is not poolable)
-        self._spec_checked: dict[str, tuple[float, str | None]] = {}
         self._started = False
         self._maintenance: asyncio.Task[None] | None = None
         self._claiming: set[PooledKernel] = set()
@@ -278,7 +273,8 @@ class KernelPool(PoolFilling):
         km._launch_args = launch_args
         if km.provisioner is not None and hasattr(km.provisioner, "cwd"):
             km.provisioner.cwd = cwd
-        km.autorestart = entry.autorestart  # (its restarter starts once it settled: ``claims``)
+        km.autorestart = entry.autorestart
+        km.start_restarter()
         entry.repointed = self._spawn_background(self._confirm_repoint(entry, msg_id))
 
     async def _confirm_repoint(self, entry: PooledKernel, msg_id: str) -> bool:
@@ -311,21 +307,11 @@ class KernelPool(PoolFilling):
         elif kernel_name in self.exclude:
             reason = "listed in KernelPool.exclude"
         else:
-            reason = await self._spec_reason_lately(kernel_name)
+            reason = await asyncio.to_thread(self._spec_reason, kernel_name)
         if reason is not None and kernel_name not in self._not_pooled:
             self.log.info("Kernel pool: %r kernels are not pooled: %s", kernel_name, reason)
         if reason is not None:
             self._not_pooled[kernel_name] = reason
-        return reason
-
-    async def _spec_reason_lately(self, kernel_name: str) -> str | None:
-        """``_spec_reason``, read again when older than ``SPEC_RECHECK_S``."""
-        now = time.monotonic()
-        checked = self._spec_checked.get(kernel_name)
-        if checked is not None and now - checked[0] < SPEC_RECHECK_S:
-            return checked[1]
-        reason = await asyncio.to_thread(self._spec_reason, kernel_name)
-        self._spec_checked[kernel_name] = (now, reason)
         return reason
 
     def _spec_reason(self, kernel_name: str) -> str | None:

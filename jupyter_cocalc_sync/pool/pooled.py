@@ -101,19 +101,16 @@ async def send_request(entry: PooledKernel, method: str, timeout: float, **conte
         defaults = {"silent": False, "store_history": True, "user_expressions": {}}
         content = {**defaults, **content, "allow_stdin": False, "stop_on_error": True}
     msg = session.msg(f"{method}_request", content)
-    msg_id: str = msg["header"]["msg_id"]
-    sending = entry.client.shell_channel.socket.send_multipart(session.serialize(msg))
-    if sending.done():  # (as good as always: the socket's queue is empty) no need to watch
-        await settle(sending, timeout)
-        return msg_id
     exited = asyncio.ensure_future(wait_for_exit(entry.km))
     try:
         async with asyncio.timeout(timeout):
+            sending = entry.client.shell_channel.socket.send_multipart(session.serialize(msg))
             await _unless_exited(settle(sending, timeout), exited)
     except TimeoutError:
         raise TimeoutError(f"{method}_request not taken within {timeout:g} s") from None
     finally:
         exited.cancel()
+    msg_id: str = msg["header"]["msg_id"]
     return msg_id
 
 

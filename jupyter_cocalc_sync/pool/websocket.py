@@ -10,13 +10,6 @@ The first websocket to a kernel just taken from the pool skips jupyter_server's 
 round trips, using what the pool already did (``head_start``): the kernel's ``kernel_info``
 instead of asking again, and the pool's proven iopub subscription instead of a new one proven
 by "nudging". Every other websocket, and one whose head start has lapsed, connects as stock.
-
-That first websocket also opens without waiting for the kernel to settle (``claims``: to have
-run its re-pointing code, or been restarted), which jupyter_server's waits for: the kernel runs
-the re-pointing while the handshake is answered and the browser's first request travels. What
-the browser sends meanwhile is held here, in order, and passed on once the kernel has settled:
-nothing of the notebook's reaches a kernel that has not been re-pointed. If settling restarted
-the kernel, the new process's iopub subscription is proven first (the stock "nudge").
 """
 
 from __future__ import annotations
@@ -28,7 +21,7 @@ from typing import Any
 from jupyter_server.services.kernels.connection.channels import ZMQChannelsWebsocketConnection
 
 from .claims import Claims
-from .head_start import HeadStart, kernel_pid
+from .head_start import HeadStart
 
 
 class KernelChannelsConnection(ZMQChannelsWebsocketConnection):
@@ -36,10 +29,6 @@ class KernelChannelsConnection(ZMQChannelsWebsocketConnection):
     first connection to a pooled kernel starts without the kernel_info round trips."""
 
     _iopub_proven: bool = False
-    #: the kernel process this websocket's iopub subscription was made to, while holding
-    _held_pid: int | None = None
-    #: the browser's messages held until the claimed kernel has settled (None: not holding)
-    _held: list[Any] | None = None
 
     def _claims(self) -> Claims | None:
         claims = getattr(self.multi_kernel_manager, "claims", None)
@@ -50,54 +39,6 @@ class KernelChannelsConnection(ZMQChannelsWebsocketConnection):
         if claims is None:
             return None
         return claims.take_head_start(self.kernel_id) if take else claims.head_start(self.kernel_id)
-
-    async def prepare(self) -> None:
-        claims = self._claims()
-        settling = claims.when_settled(self.kernel_id) if claims is not None else None
-        if settling is None or self._pooled_head_start(take=False) is None:
-            await super().prepare()  # type: ignore[no-untyped-call]  # untyped upstream
-            return
-        # The stock prepare but for its wait for the kernel's ``ready`` (here: its settling):
-        # no kernel_info round trip either (the head start's), so nothing else to wait for.
-        await self._register_session()  # type: ignore[no-untyped-call]  # untyped upstream
-        self.session.key = self.kernel_manager.session.key
-        await asyncio.wrap_future(self.request_kernel_info())
-        self._held = []
-        self._held_pid = kernel_pid(self.kernel_manager)
-        settling.add_done_callback(self._settled)
-
-    def handle_incoming_message(self, incoming_msg: str) -> None:
-        if self._held is not None:
-            self._held.append(incoming_msg)
-            return
-        super().handle_incoming_message(incoming_msg)
-
-    def _settled(self, _settling: asyncio.Future[None]) -> None:
-        if self._held is None:  # the websocket closed meanwhile
-            return
-        iopub = self.channels.get("iopub")
-        if iopub is None or kernel_pid(self.kernel_manager) == self._held_pid:
-            self._release_held()
-            return
-        # Restarted: prove the subscription to the new process as stock does, then let go.
-        # (The nudge takes the iopub stream's callback over and stops it when done.)
-        proving = super().nudge()
-
-        def proven(_: asyncio.Future[None]) -> None:
-            if not iopub.closed():
-                iopub.on_recv_stream(self.handle_outgoing_message)
-            self._release_held()
-
-        proving.add_done_callback(proven)
-
-    def _release_held(self) -> None:
-        held, self._held = self._held, None
-        for message in held or ():
-            super().handle_incoming_message(message)
-
-    def disconnect(self) -> None:  # type: ignore[override]  # as the stock class
-        self._held = None  # nobody is left to see what they would answer
-        super().disconnect()  # type: ignore[no-untyped-call]  # untyped upstream
 
     def request_kernel_info(self) -> ConcurrentFuture[Any]:  # (typed as the stock class has it)
         head_start = self._pooled_head_start(take=False)

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from helpers import eventually, start_session
+from helpers import start_session
 
 from jupyter_cocalc_sync.pool.manager import PoolingKernelManager
 
@@ -201,78 +201,6 @@ def chdir_slow(isolated_jupyter_env) -> str:
     when the next request comes."""
     kernel_chdir("time.sleep(2)")
     return "unusual-slow"
-
-
-@pytest.fixture
-def chdir_gated(isolated_jupyter_env) -> str:
-    """A folder the kernels' ``os.chdir`` enters only once a file ``go`` is in it (the test
-    makes it): the re-pointing runs until then."""
-    kernel_chdir("while not os.path.exists(os.path.join(path, 'go')): time.sleep(0.01)")
-    return "unusual-gated"
-
-
-@pytest.fixture
-def chdir_gated_refused(isolated_jupyter_env) -> str:
-    """As ``chdir_gated``, but then refused: the re-pointing fails once the file is there."""
-    kernel_chdir(
-        "while not os.path.exists(os.path.join(path, 'go')): time.sleep(0.01)\n"
-        "        raise PermissionError(path)"
-    )
-    return "unusual-gated-refused"
-
-
-async def held_first_cell(jp_fetch, jp_ws_fetch, manager, folder: Path) -> dict[str, Any]:
-    """Claim a kernel for a notebook in ``folder`` (a gated one), open its websocket while the
-    kernel is still being re-pointed, send the first cell, then open the gate."""
-    folder.mkdir()
-    kernel_id = await start_kernel(jp_fetch, f"{folder.name}/nb.ipynb")
-    channels = await Channels.open(jp_ws_fetch, kernel_id)
-    try:
-        # open, though the kernel has not run the re-pointing (jupyter_server waits for it)
-        assert manager.claims.when_settled(kernel_id) is not None
-        running = asyncio.ensure_future(channels.run("import os\nprint('held')\nos.getcwd()"))
-        (folder / "go").touch()
-        return await asyncio.wait_for(running, DEADLINE_S)
-    finally:
-        channels.close()
-
-
-async def test_the_first_websocket_opens_while_the_kernel_is_repointed_and_holds_the_cell(
-    chdir_gated, jp_fetch, jp_ws_fetch, jp_root_dir, manager
-):
-    folder = jp_root_dir / chdir_gated
-    ran = await held_first_cell(jp_fetch, jp_ws_fetch, manager, folder)
-    assert_first_cell(ran, "held", folder)
-    assert head_starts_used(manager) == 1
-
-
-async def test_a_claimed_kernels_restarter_starts_once_it_has_settled(
-    chdir_gated, jp_fetch, jp_root_dir, manager
-):
-    folder = jp_root_dir / chdir_gated
-    folder.mkdir()
-    kernel_id = await start_kernel(jp_fetch, f"{chdir_gated}/nb.ipynb")
-    km = manager.get_kernel(kernel_id)
-    settling = manager.claims.when_settled(kernel_id)
-    assert settling is not None
-    assert km._restarter is None  # (not on the claim's path: a death is the settling's)
-    (folder / "go").touch()
-    await asyncio.wait_for(settling, DEADLINE_S)
-    # a dead kernel is restarted from here on, as any other
-    assert await eventually(lambda: km._restarter is not None and km._restarter._pcallback)
-
-
-async def test_a_cell_held_for_a_kernel_that_then_fails_the_repointing_runs_after_its_restart(
-    chdir_gated_refused, jp_fetch, jp_ws_fetch, jp_root_dir, manager
-):
-    folder = jp_root_dir / chdir_gated_refused
-    pooled_pids = set(manager.pool.kernel_pids())
-    ran = await held_first_cell(jp_fetch, jp_ws_fetch, manager, folder)
-    # it ran in the restarted kernel (in the folder, by its launch options), its output seen
-    assert_first_cell(ran, "held", folder)
-    (kernel_id,) = manager.list_kernel_ids()
-    assert manager.get_kernel(kernel_id).provisioner.pid not in pooled_pids
-    assert manager.pool_status()["counters"]["repoint_failed"] == 1
 
 
 async def test_a_kernel_that_fails_the_repointing_is_restarted_in_the_notebook_folder(

@@ -8,7 +8,7 @@ import pytest
 from traitlets import TraitError
 from traitlets.config import Config
 
-from jupyter_cocalc_sync.pool.kernel_pool import SPEC_RECHECK_S, KernelPool, PoolKey
+from jupyter_cocalc_sync.pool.kernel_pool import KernelPool, PoolKey
 from jupyter_cocalc_sync.pool.manager import PoolingKernelManager
 
 
@@ -68,22 +68,3 @@ def test_pool_key_ignores_per_notebook_launch_options():
     assert "EXTRA" in other.label and "1" not in other.label.split("#")[0]
     assert other.launch_kwargs("/root")["env"]["EXTRA"] == "1"
     assert "JPY_SESSION_NAME" not in other.launch_kwargs("/root")["env"]
-
-
-async def test_a_kernelspec_is_read_again_only_after_the_recheck_interval(monkeypatch):
-    # Reading it (a thread, files) on every claim cost each open a thread round trip.
-    pool = KernelPool()
-    reads: list[str] = []
-
-    def spec_reason(name: str) -> str | None:
-        reads.append(name)
-        return None
-
-    monkeypatch.setattr(pool, "_spec_reason", spec_reason)
-    assert await pool._not_poolable_reason("python3") is None
-    assert await pool._not_poolable_reason("python3") is None
-    assert reads == ["python3"]
-    read_at, reason = pool._spec_checked["python3"]
-    pool._spec_checked["python3"] = (read_at - SPEC_RECHECK_S, reason)  # (as if read long ago)
-    assert await pool._not_poolable_reason("python3") is None
-    assert reads == ["python3", "python3"]
