@@ -1,5 +1,6 @@
 """What JupyterLab is shown for what the frontend extension renders: a pending ``input()`` as
-``INPUT_REQUEST_MIME``, and the overflow of a truncated output a page at a time."""
+``INPUT_REQUEST_MIME``, the overflow of a truncated output a page at a time; and a cell run
+again with fewer outputs, whose old ones go."""
 
 from __future__ import annotations
 
@@ -47,6 +48,30 @@ async def test_a_pending_input_is_an_input_box_in_jupyterlab_then_one_stream(
         await nb.wait_for(lambda n: finished(n, "cell-0"))
         # one stream, as JupyterLab would merge it in its own copy (and write it back)
         expected = [{"output_type": "stream", "name": "stdout", "text": "before\nName: Ada\nAda\n"}]
+        await eventually(lambda: lab_outputs(lab, 0) == expected, lab.ydoc)
+        assert outputs(cell(nb, "cell-0")) == expected
+
+
+async def test_a_cell_run_again_with_fewer_outputs_shows_only_the_new_ones_in_jupyterlab(
+    server, root_dir, live
+):
+    # (the run's outputs replace the old ones in place: an equal one stays, the rest go)
+    code = (
+        "import os\nprint('same')\nif not os.path.exists('ran'):\n"
+        "    open('ran', 'w').close()\n    display('the first run only')"
+    )
+    write_notebook(root_dir / "nb.ipynb", [code])
+    nb = await live()
+    async with server.ynotebook("nb.ipynb") as lab:
+        await nb.run(["cell-0"])
+        await nb.wait_for(lambda n: finished(n, "cell-0"))
+        await eventually(lambda: len(lab_outputs(lab, 0)) == 2, lab.ydoc)
+        first = cell(nb, "cell-0")["exec_count"]
+        await nb.run(["cell-0"])
+        await nb.wait_for(
+            lambda n: finished(n, "cell-0") and cell(n, "cell-0").get("exec_count") != first
+        )
+        expected = [{"output_type": "stream", "name": "stdout", "text": "same\n"}]
         await eventually(lambda: lab_outputs(lab, 0) == expected, lab.ydoc)
         assert outputs(cell(nb, "cell-0")) == expected
 

@@ -115,7 +115,6 @@ async def test_shell_sends_made_before_the_kernel_listens_go_out_in_order_once_i
 
 
 async def shell_sends_go_out_in_order(kernel: FakeKernel, connection: Connection) -> None:
-    await asyncio.sleep(0)  # (the connection's first look at its sockets is done)
     session = connection.session
     first, second = session.msg("kernel_info_request", {}), session.msg("comm_info_request", {})
     sending = [connection.start_send("shell", first), connection.start_send("shell", second)]
