@@ -15,7 +15,10 @@ Any other contents manager (a subclass too: it may change any step) does as it a
 The manager opens the file for writing in the turn that begins the save; here the file is
 opened after the steps in a thread. A file that another program changes meanwhile is not
 overwritten: the save raises ``ChangedDuringSave`` (the caller merges the change and saves
-again), so a change on disk is never lost to the longer preparation.
+again), so a change on disk is never lost to the longer preparation. Nor to the write itself
+(the manager writes in place: a file another program puts in its place meanwhile keeps theirs,
+and the save raises the same), nor to a change right after it: the saved model's stamp is the
+one this save wrote, whatever is on disk when the manager is asked for it.
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ import sqlite3
 from typing import Any
 
 import nbformat
+from jupyter_server._tz import utcfromtimestamp
 from jupyter_server.services.contents.filemanager import AsyncFileContentsManager
 from jupyter_server.services.contents.largefilemanager import AsyncLargeFileManager
 from jupyter_server.utils import ensure_async
@@ -91,13 +95,20 @@ async def save_off_loop(
         nb, trusted, signature = await asyncio.to_thread(prepare)
         _store_signature(manager, nb, path, trusted, signature)
 
-        def write() -> None:
+        def write() -> os.stat_result:
             if _file_stamp(os_path) != before:
                 raise ChangedDuringSave(path)
             with manager.atomic_writing(os_path, encoding="utf-8") as file:
                 write_notebook_file(nb, file, validation_error)
+                inode = os.fstat(file.fileno()).st_ino
+            written = os.stat(os_path)  # (closed: its last bytes and time are on it now)
+            if written.st_ino != inode:
+                # another program replaced the file while this one was written (the manager
+                # writes in place): ours went to the replaced file, theirs is on disk
+                raise ChangedDuringSave(path)
+            return written
 
-        await asyncio.to_thread(write)
+        written = await asyncio.to_thread(write)
         # one checkpoint should always exist for notebooks (as the manager's save does)
         if not await manager.checkpoints.list_checkpoints(path):
             await manager.create_checkpoint(path)
@@ -110,6 +121,12 @@ async def save_off_loop(
     manager.validate_notebook_model(model, validation_error=validation_error)
     message = model.get("message")
     saved: ContentsModel = await manager.get(path, content=False)
+    ours = (utcfromtimestamp(written.st_mtime), written.st_size)
+    if (saved["last_modified"], saved["size"]) != ours:
+        # changed on disk since this save wrote it: the stamp is the one this save wrote, so
+        # the next look at the file sees the change (and merges it) instead of taking it for
+        # this save
+        saved["last_modified"], saved["size"] = ours
     if message:
         saved["message"] = message
     manager.run_post_save_hooks(model=saved, os_path=os_path)
@@ -169,9 +186,32 @@ def _store_signature(
         manager.check_and_sign(nb, path)
 
 
+#: looks at a file for a hash of the file its stamp is of, before giving up while it changes
+_HASH_LOOKS = 3
+
+
 async def hashed_model(contents_manager: Any, path: str) -> ContentsModel:
     """``contents_manager.get(path, content=False, require_hash=True)``, the hash of a file of
-    jupyter_server's file managers computed in a thread (module docstring)."""
+    jupyter_server's file managers computed in a thread (module docstring).
+
+    The hash is of the file the model's stamp (last modified, size) is of: the manager looks at
+    the file, then reads it, and a file replaced in between would get the new file's hash with
+    the old file's stamp (a follower would then take the new file for the one it wrote). A
+    file that is still changing after a few looks gets no hash (as from a manager without
+    hashes: its stamp is all there is to compare).
+    """
+    for _ in range(_HASH_LOOKS):
+        model = await _hashed_model(contents_manager, path)
+        if model["type"] == "directory" or model.get("hash") is None:
+            return model
+        again: ContentsModel = await ensure_async(contents_manager.get(path, content=False))
+        if (again["last_modified"], again["size"]) == (model["last_modified"], model["size"]):
+            return model
+    model["hash"] = model["hash_algorithm"] = None
+    return model
+
+
+async def _hashed_model(contents_manager: Any, path: str) -> ContentsModel:
     if type(contents_manager) not in _FILE_MANAGERS:
         got = contents_manager.get(path, content=False, require_hash=True)
         hashed: ContentsModel = await ensure_async(got)

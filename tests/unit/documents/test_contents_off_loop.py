@@ -13,7 +13,7 @@ import json
 import os
 import threading
 import tracemalloc
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +24,7 @@ from jupyter_server.services.contents.largefilemanager import AsyncLargeFileMana
 from nbformat.sign import NotebookNotary
 from tornado.web import HTTPError
 
+from jupyter_cocalc_sync.documents import contents_off_loop
 from jupyter_cocalc_sync.documents.contents_off_loop import hashed_model, save_model
 from jupyter_cocalc_sync.documents.following import FileAccess
 from jupyter_cocalc_sync.documents.notebook import DocumentSettings, NotebookDocument
@@ -287,11 +288,10 @@ async def test_a_files_hash_is_the_managers_computed_off_the_event_loop(
     assert gone.value.status_code == 404
 
 
-async def test_a_change_on_disk_while_a_save_is_prepared_is_merged_not_overwritten(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    # the file is opened for writing only after the steps in a thread: a program that writes
-    # it meanwhile must not lose its change to the save
+@contextlib.asynccontextmanager
+async def live_notebook(tmp_path: Path) -> AsyncIterator[NotebookDocument]:
+    """A live document of ``nb.ipynb`` (``notebook(False)``), its cell ``c1`` edited live and
+    not saved yet; its file is not polled (a test looks at it when it wants)."""
     path = tmp_path / "nb.ipynb"
     path.write_text(json.dumps(notebook(False)))
     worker = SQLiteWorker(tmp_path / "log.db")
@@ -308,29 +308,122 @@ async def test_a_change_on_disk_while_a_save_is_prepared_is_merged_not_overwritt
         await document.apply(
             [{"type": "cell", "id": "c1", "input": "edited live"}], origin=Origin.of_user("me")
         )
+        yield document
+    finally:
+        await document.close()
+        await changelog.settled()
+        changelog.close()
+        worker.close()
+
+
+def another_program_edits_c2(path: Path) -> None:
+    """What another program does to ``path``: a new file with cell ``c2`` edited, renamed over
+    it (as git and most editors write)."""
+    on_disk = json.loads(path.read_text())
+    on_disk["cells"][2]["source"] = "edited on disk"
+    replacement = path.with_name("other-program.tmp")
+    replacement.write_text(json.dumps(on_disk))
+    os.replace(replacement, path)
+
+
+def assert_both_edits_kept(document: NotebookDocument, path: Path) -> None:
+    inputs = {r["id"]: r.get("input") for r in document.records() if r["type"] == "cell"}
+    assert (inputs["c1"], inputs["c2"]) == ("edited live", "edited on disk")
+    saved = nbformat.read(path, as_version=4)
+    assert [c.source for c in saved.cells[1:3]] == ["edited live", "edited on disk"]
+
+
+async def test_a_change_on_disk_while_a_save_is_prepared_is_merged_not_overwritten(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # the file is opened for writing only after the steps in a thread: a program that writes
+    # it meanwhile must not lose its change to the save
+    path = tmp_path / "nb.ipynb"
+    async with live_notebook(tmp_path) as document:
         real_from_dict = nbformat.from_dict
         written: list[bool] = []
 
         def from_dict(value: Any) -> Any:
             if not written:  # the first save's preparation: another program writes the file
                 written.append(True)
-                on_disk = json.loads(path.read_text())
-                on_disk["cells"][2]["source"] = "edited on disk"
-                replacement = tmp_path / "other-program.tmp"
-                replacement.write_text(json.dumps(on_disk))
-                os.replace(replacement, path)
+                another_program_edits_c2(path)
             return real_from_dict(value)
 
         monkeypatch.setattr(nbformat, "from_dict", from_dict)
         assert await document.files.save() == "success"
         assert written
-        inputs = {r["id"]: r.get("input") for r in document.records() if r["type"] == "cell"}
-        assert inputs["c1"] == "edited live"
-        assert inputs["c2"] == "edited on disk"
-        saved = nbformat.read(path, as_version=4)
-        assert [c.source for c in saved.cells[1:3]] == ["edited live", "edited on disk"]
-    finally:
-        await document.close()
-        await changelog.settled()
-        changelog.close()
-        worker.close()
+        assert_both_edits_kept(document, path)
+
+
+async def test_a_file_replaced_while_its_save_writes_it_is_merged_not_lost(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # the manager writes the file in place: another program's file renamed over it meanwhile
+    # is what is on disk after the save, and is merged and saved again, not taken for the save
+    path = tmp_path / "nb.ipynb"
+    async with live_notebook(tmp_path) as document:
+        real_write = contents_off_loop.write_notebook_file
+        replaced: list[bool] = []
+
+        def write_notebook_file(nb: Any, file: Any, validation_error: dict[str, Any]) -> None:
+            real_write(nb, file, validation_error)
+            if not replaced:
+                replaced.append(True)
+                another_program_edits_c2(path)
+
+        monkeypatch.setattr(contents_off_loop, "write_notebook_file", write_notebook_file)
+        assert await document.files.save() == "success"
+        assert replaced
+        assert_both_edits_kept(document, path)
+
+
+async def test_a_change_right_after_a_save_is_not_taken_for_the_save(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # the manager is asked for the saved file's model after the write: a file another program
+    # wrote in between must still look changed to the next check, which merges it
+    path = tmp_path / "nb.ipynb"
+    async with live_notebook(tmp_path) as document:
+        checkpoints = document.files.file.contents_manager.checkpoints  # type: ignore[attr-defined]
+        real_list = checkpoints.list_checkpoints
+        replaced: list[bool] = []
+
+        async def list_checkpoints(checked_path: str) -> Any:
+            if not replaced:  # right after the save's write
+                replaced.append(True)
+                another_program_edits_c2(path)
+            return await real_list(checked_path)
+
+        monkeypatch.setattr(checkpoints, "list_checkpoints", list_checkpoints)
+        assert await document.files.save() == "success"
+        assert replaced
+        assert await document.files.check()  # merged, to be saved back
+        assert await document.files.save() == "success"
+        assert_both_edits_kept(document, path)
+
+
+@pytest.mark.parametrize("manager_class", [AsyncFileContentsManager, AsyncLargeFileManager])
+async def test_a_files_hash_is_of_the_file_its_stamp_is_of(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, manager_class: type
+) -> None:
+    # the file is looked at, then read for its hash: a file renamed over it in between must not
+    # get the new file's hash with the old file's stamp (a follower that wrote the old file
+    # would take the new one for its own)
+    manager = manager_class(root_dir=str(tmp_path))
+    path = tmp_path / "nb.ipynb"
+    path.write_text(json.dumps(notebook(False)))
+    real_get = manager.get
+    replaced: list[bool] = []
+
+    async def get(*args: Any, **kwargs: Any) -> Any:
+        model = await real_get(*args, **kwargs)
+        if not replaced:  # right after the first look
+            replaced.append(True)
+            another_program_edits_c2(path)
+        return model
+
+    monkeypatch.setattr(manager, "get", get)
+    hashed = await FileAccess(manager, lambda: "nb.ipynb").hashed()
+    assert replaced
+    now = await real_get("nb.ipynb", content=False, require_hash=True)
+    assert hashed == ((now["last_modified"].isoformat(), now["size"]), now["hash"])
