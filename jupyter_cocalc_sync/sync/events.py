@@ -55,6 +55,16 @@ class DeepChanges:
     rewritten: set[str] = field(default_factory=set)
     #: records whose string columns alone changed: stored key -> {column: its text, raw}
     typed: dict[str, dict[str, object]] = field(default_factory=dict)
+    #: records whose fields were set to plain values (a cell's state, its position) or
+    #: removed, and nothing else of them changed beyond their texts: stored key -> {field:
+    #: its value as stored, ``REMOVED`` if removed} (a cached read of them is patched)
+    plain: dict[str, dict[str, object]] = field(default_factory=dict)
+
+
+#: in ``DeepChanges.plain``: the field was removed
+REMOVED = object()
+#: the types of the values a map entry holds as plain values (JSON's scalars; None too)
+_PLAIN = (str, int, float, bool)
 
 
 @lru_cache(maxsize=8192)
@@ -96,9 +106,14 @@ def deep_changes(events: Sequence[RawEvent], map_cols: frozenset[str]) -> DeepCh
         encoded = str(path[0])
         change = change_for(encoded, "update")
         if len(path) == 1:
-            batch.rewritten.add(encoded)
-            change.fields.update(event.keys)
-            change.replaced.update(event.keys)
+            keys = event.keys
+            change.fields.update(keys)
+            change.replaced.update(keys)
+            values = _plain_values(keys)
+            if values is None:
+                batch.rewritten.add(encoded)
+            else:
+                batch.plain.setdefault(encoded, {}).update(values)
             continue
         name = str(path[1])
         change.fields.add(name)
@@ -120,3 +135,18 @@ def deep_changes(events: Sequence[RawEvent], map_cols: frozenset[str]) -> DeepCh
         if len(path) == 4 and text:
             change.entry_text_deltas[(name, entry)] = event.delta
     return batch
+
+
+def _plain_values(keys: dict[str, dict[str, Any]]) -> dict[str, object] | None:
+    """The fields a record's own map event set, with their new values (``REMOVED``: removed),
+    if each is a plain value; None if one is a shared type (a new text or map)."""
+    values: dict[str, object] = {}
+    for name, info in keys.items():
+        if info["action"] == "delete":
+            values[name] = REMOVED
+            continue
+        value = info.get("newValue")
+        if value is not None and not isinstance(value, _PLAIN):
+            return None
+        values[name] = value
+    return values

@@ -16,7 +16,8 @@ from typing import Any, TypeAlias
 
 from pycrdt import Doc, Text
 
-from .events import DeepChanges
+from .events import REMOVED, DeepChanges
+from .values import checked_from_crdt
 from .ytypes import wrapped_text
 
 #: one record: its fields as plain JSON values
@@ -92,11 +93,34 @@ class RecordCache:
         for encoded in batch.rewritten - kept:
             self._records.pop(encoded, None)
             self._typed.pop(encoded, None)
+        for encoded, values in batch.plain.items():
+            cached = self._records.get(encoded)
+            if cached is not None and encoded not in batch.rewritten:
+                self._patch(encoded, cached, values)
         for encoded, texts in batch.typed.items():
             if encoded in self._records and (encoded not in batch.rewritten or encoded in kept):
                 typed = self._typed.setdefault(encoded, {})
                 for name, text in texts.items():
                     typed[name] = wrapped_text(text, self.doc)
+
+    def _patch(self, encoded: str, cached: Record, values: dict[str, object]) -> None:
+        """Fields of a cached record set to plain values (or removed): its cached read gets
+        them as it would read them from the document (a peer's run request changes a cell's
+        state: the cell, outputs and all, is not decoded again for it)."""
+        read = {
+            name: value if value is REMOVED else checked_from_crdt(value)
+            for name, value in values.items()
+        }
+        if all(_same(cached.get(name, REMOVED), value) for name, value in read.items()):
+            return  # (what ``set`` wrote into it: the cached read has it already)
+        # a new dict: whoever holds the old one keeps what it read
+        patched = {**cached}
+        for name, value in read.items():
+            if value is REMOVED:
+                patched.pop(name, None)
+            else:
+                patched[name] = value
+        self._records[encoded] = patched
 
     def _set_alone(self, batch: DeepChanges, encoded: str) -> bool:
         """Whether the record's cached read is what ``set`` wrote into it: it changed nothing
@@ -108,3 +132,8 @@ class RecordCache:
         typed = batch.typed.get(encoded, {})
         others = change.fields - written
         return all(name in typed and name not in change.replaced for name in others)
+
+
+def _same(a: object, b: object) -> bool:
+    """Whether two plain values are the same JSON value (``True`` is not ``1``)."""
+    return a is b or (type(a) is type(b) and a == b)

@@ -263,6 +263,47 @@ def test_typing_keeps_a_cached_record_and_reads_only_the_text_again(monkeypatch)
     assert db.get_one({"type": "cell", "id": "c"})["output"] == outputs
 
 
+def test_a_peers_plain_fields_patch_a_cached_record_without_reading_it_again(monkeypatch):
+    """A peer's run request sets a cell's state: the cell with its outputs is not decoded
+    again for it; what the cached read then says is what the document says."""
+    db = make_db()
+    outputs = {str(i): {"output_type": "stream", "text": "out"} for i in range(20)}
+    db.set({"type": "cell", "id": "c", "input": "x", "pos": 0, "state": "idle"}, ME)
+    db.set({"type": "cell", "id": "c", "output": outputs, "flag": True, "n": 1}, ME)
+    db.commit(ME)
+    held = db.peek(("cell", "c"))  # cached now
+    peer = make_db()
+    peer.apply_update(db.get_update(), PEER)
+    reads = whole_reads(monkeypatch)
+    changes = [
+        {"state": "start", "input": "x = 1"},  # a run request: its state, its text typed
+        {"pos": 2.5, "flag": 1, "n": True},  # (True is not 1, nor 1 True)
+        {"pos": 3.0, "state": None},
+    ]
+    for fields in changes:
+        peer.set({"type": "cell", "id": "c", **fields}, PEER)
+        peer.commit(PEER)
+        db.apply_update(peer.get_update(db.get_state()), PEER)
+        cached = db.peek(("cell", "c"))
+        assert cached == checked_map_from_crdt(db.record_map(("cell", "c")))
+    with db.transaction(PEER):  # a field removed
+        record = db.record_map(("cell", "c"))
+        assert record is not None
+        del record["flag"]
+    db.peek(("cell", "c"))
+    assert reads == []  # the record with its twenty outputs was not read again
+    assert db.peek(("cell", "c")) == {
+        "type": "cell",
+        "id": "c",
+        "input": "x = 1",
+        "pos": 3,
+        "n": True,
+        "output": outputs,
+    }
+    assert isinstance(db.peek(("cell", "c"))["pos"], int)
+    assert held["state"] == "idle"  # a record read before is what it was when read
+
+
 def test_a_change_besides_typing_reads_the_record_again():
     db = make_db()
     db.set({"type": "cell", "id": "c", "input": "x", "pos": 0}, ME)
