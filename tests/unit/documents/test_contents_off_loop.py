@@ -402,6 +402,24 @@ async def test_a_change_right_after_a_save_is_not_taken_for_the_save(
         assert_both_edits_kept(document, path)
 
 
+async def test_a_notebook_saved_through_a_link_is_written_where_the_link_points(
+    tmp_path: Path,
+) -> None:
+    # the manager writes a link's target in place: that file is the one written, not one put
+    # in its place by another program
+    (tmp_path / "target.ipynb").write_text(json.dumps(notebook(False)))
+    (tmp_path / "link.ipynb").symlink_to(tmp_path / "target.ipynb")
+    manager = AsyncFileContentsManager(root_dir=str(tmp_path))
+    content = notebook(False)
+    content["cells"][0]["source"] = "saved through the link"
+    saved = await save_model(manager, {"type": "notebook", "content": content}, "link.ipynb")
+    assert (tmp_path / "link.ipynb").is_symlink()
+    target = nbformat.read(tmp_path / "target.ipynb", as_version=4)
+    assert target.cells[0].source == "saved through the link"
+    now = await manager.get("link.ipynb", content=False)
+    assert (saved["last_modified"], saved["size"]) == (now["last_modified"], now["size"])
+
+
 @pytest.mark.parametrize("manager_class", [AsyncFileContentsManager, AsyncLargeFileManager])
 async def test_a_files_hash_is_of_the_file_its_stamp_is_of(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, manager_class: type
