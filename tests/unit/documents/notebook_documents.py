@@ -45,10 +45,12 @@ def notebook_text(cells: int, output: str | None = None) -> str:
 
 
 @contextlib.asynccontextmanager
-async def notebook_document(tmp_path: Path, text: str) -> AsyncIterator[NotebookDocument]:
-    """The document of ``big.ipynb`` holding ``text``, not opened yet; closed after, with its
+async def notebook_document(
+    tmp_path: Path, text: str, name: str = "big.ipynb"
+) -> AsyncIterator[NotebookDocument]:
+    """The document of ``name`` holding ``text``, not opened yet; closed after, with its
     store."""
-    (tmp_path / "big.ipynb").write_text(text)
+    (tmp_path / name).write_text(text)
     worker = SQLiteWorker(tmp_path / "log.db")
     changelog = ChangeLog(worker)
     await changelog.open()
@@ -56,7 +58,7 @@ async def notebook_document(tmp_path: Path, text: str) -> AsyncIterator[Notebook
     contents = AsyncFileContentsManager(root_dir=str(tmp_path))
     settings = notebook_module.DocumentSettings(autosave_delay=NEVER, file_poll_interval=0)
     document = NotebookDocument(
-        "big.ipynb", "nb", changelog=changelog, contents_manager=contents, settings=settings
+        name, "nb", changelog=changelog, contents_manager=contents, settings=settings
     )
     try:
         yield document

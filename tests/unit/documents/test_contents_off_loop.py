@@ -22,16 +22,15 @@ import pytest
 from jupyter_server.services.contents.filemanager import AsyncFileContentsManager
 from jupyter_server.services.contents.largefilemanager import AsyncLargeFileManager
 from nbformat.sign import NotebookNotary
+from notebook_documents import notebook_document
 from tornado.web import HTTPError
 
 from jupyter_cocalc_sync.documents import contents_off_loop
 from jupyter_cocalc_sync.documents.contents_off_loop import hashed_model, save_model
 from jupyter_cocalc_sync.documents.following import FileAccess
-from jupyter_cocalc_sync.documents.notebook import DocumentSettings, NotebookDocument
+from jupyter_cocalc_sync.documents.notebook import NotebookDocument
 from jupyter_cocalc_sync.format.ipynb_text import PIECE
 from jupyter_cocalc_sync.origin import Origin
-from jupyter_cocalc_sync.store import ChangeLog, SQLiteWorker
-from jupyter_cocalc_sync.store.projections import ProjectionLog
 
 
 def notebook(trusted: bool) -> dict[str, Any]:
@@ -292,28 +291,13 @@ async def test_a_files_hash_is_the_managers_computed_off_the_event_loop(
 async def live_notebook(tmp_path: Path) -> AsyncIterator[NotebookDocument]:
     """A live document of ``nb.ipynb`` (``notebook(False)``), its cell ``c1`` edited live and
     not saved yet; its file is not polled (a test looks at it when it wants)."""
-    path = tmp_path / "nb.ipynb"
-    path.write_text(json.dumps(notebook(False)))
-    worker = SQLiteWorker(tmp_path / "log.db")
-    changelog = ChangeLog(worker)
-    await changelog.open()
-    ProjectionLog(changelog).open_blocking()
-    manager = AsyncFileContentsManager(root_dir=str(tmp_path))
-    settings = DocumentSettings(autosave_delay=3600.0, file_poll_interval=0)
-    document = NotebookDocument(
-        "nb.ipynb", "nb", changelog=changelog, contents_manager=manager, settings=settings
-    )
-    await document.open()
-    try:
+    text = json.dumps(notebook(False))
+    async with notebook_document(tmp_path, text, name="nb.ipynb") as document:
+        await document.open()
         await document.apply(
             [{"type": "cell", "id": "c1", "input": "edited live"}], origin=Origin.of_user("me")
         )
         yield document
-    finally:
-        await document.close()
-        await changelog.settled()
-        changelog.close()
-        worker.close()
 
 
 def another_program_edits_c2(path: Path) -> None:
