@@ -73,6 +73,13 @@ class Claims:
             self._restarting.add(kernel_id)
             try:
                 await self._manager.restart_kernel(kernel_id, now=True)  # type: ignore[no-untyped-call]  # (not annotated upstream)
+                # jupyter_server resets a restarted kernel's state only when its ports changed
+                # (these did not): the old process's last status (busy with the re-pointing)
+                # would stay until the new one says otherwise, and jupyter_server does not
+                # nudge a busy kernel's new websocket, whose first request could then run
+                # before its iopub subscription reaches the kernel (and its output be lost)
+                kernel = self._manager.get_kernel(kernel_id)
+                kernel.execution_state = "starting"  # type: ignore[attr-defined]  # (set by jupyter_server)
             except (HTTPError, KeyError, *POOL_ERRORS) as e:  # shut down meanwhile, cannot start
                 self.log.warning("Kernel %s: restart failed: %r", kernel_id, e)
             except Exception as e:  # a bug of ours: the kernel's clients are let go anyway
