@@ -196,11 +196,14 @@ def chdir_refused(isolated_jupyter_env) -> str:
 
 
 @pytest.fixture
-def chdir_refused_slowly(isolated_jupyter_env) -> str:
-    """A folder the kernels' ``os.chdir`` refuses after 1 s: the test acts while the failing
-    re-pointing still runs."""
-    kernel_chdir("time.sleep(1); raise PermissionError(path)")
-    return "unusual-refused-slowly"
+def chdir_refused_when_told(isolated_jupyter_env) -> str:
+    """A folder the kernels' ``os.chdir`` refuses once a file ``go`` is in it: the test acts
+    while the failing re-pointing still runs."""
+    kernel_chdir(
+        "while not os.path.exists(os.path.join(path, 'go')): time.sleep(0.01)\n"
+        "        raise PermissionError(path)"
+    )
+    return "unusual-refused-when-told"
 
 
 @pytest.fixture
@@ -225,16 +228,18 @@ async def test_a_kernel_that_fails_the_repointing_is_restarted_in_the_notebook_f
 
 
 async def test_a_kernel_restarted_for_its_repointing_does_not_keep_the_old_processs_state(
-    chdir_refused_slowly, jp_fetch, jp_root_dir, manager
+    chdir_refused_when_told, jp_fetch, jp_root_dir, manager
 ):
     # jupyter_server nudges a new websocket's kernel until its iopub answers, unless the kernel
     # is busy: a restarted kernel that kept the old process's last status (busy with the
     # failed re-pointing) got its websocket's first request run before its iopub subscription
     # reached the new process, and the cell's output was lost
-    (jp_root_dir / chdir_refused_slowly).mkdir()
-    kernel_id = await start_kernel(jp_fetch, f"{chdir_refused_slowly}/nb.ipynb")
+    folder = jp_root_dir / chdir_refused_when_told
+    folder.mkdir()
+    kernel_id = await start_kernel(jp_fetch, f"{chdir_refused_when_told}/nb.ipynb")
     settling = manager.claims.when_settled(kernel_id)
-    assert settling is not None  # (the re-pointing takes 1 s to fail)
+    assert settling is not None  # (the re-pointing waits for the file)
+    (folder / "go").touch()
     await settling
     # (the new process has not said anything yet: it is still starting)
     assert manager.get_kernel(kernel_id).execution_state == "starting"

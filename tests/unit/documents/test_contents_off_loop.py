@@ -310,6 +310,20 @@ def another_program_edits_c2(path: Path) -> None:
     os.replace(replacement, path)
 
 
+class AnotherProgram:
+    """``another_program_edits_c2`` the first time it is called (a step of a save patched to
+    call it: the other program writes at that moment, once)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.edited = False
+
+    def __call__(self) -> None:
+        if not self.edited:
+            self.edited = True
+            another_program_edits_c2(self.path)
+
+
 def assert_both_edits_kept(document: NotebookDocument, path: Path) -> None:
     inputs = {r["id"]: r.get("input") for r in document.records() if r["type"] == "cell"}
     assert (inputs["c1"], inputs["c2"]) == ("edited live", "edited on disk")
@@ -325,17 +339,15 @@ async def test_a_change_on_disk_while_a_save_is_prepared_is_merged_not_overwritt
     path = tmp_path / "nb.ipynb"
     async with live_notebook(tmp_path) as document:
         real_from_dict = nbformat.from_dict
-        written: list[bool] = []
+        other = AnotherProgram(path)
 
         def from_dict(value: Any) -> Any:
-            if not written:  # the first save's preparation: another program writes the file
-                written.append(True)
-                another_program_edits_c2(path)
+            other()  # the first save's preparation: another program writes the file
             return real_from_dict(value)
 
         monkeypatch.setattr(nbformat, "from_dict", from_dict)
         assert await document.files.save() == "success"
-        assert written
+        assert other.edited
         assert_both_edits_kept(document, path)
 
 
@@ -347,17 +359,15 @@ async def test_a_file_replaced_while_its_save_writes_it_is_merged_not_lost(
     path = tmp_path / "nb.ipynb"
     async with live_notebook(tmp_path) as document:
         real_write = contents_off_loop.write_notebook_file
-        replaced: list[bool] = []
+        other = AnotherProgram(path)
 
         def write_notebook_file(nb: Any, file: Any, validation_error: dict[str, Any]) -> None:
             real_write(nb, file, validation_error)
-            if not replaced:
-                replaced.append(True)
-                another_program_edits_c2(path)
+            other()
 
         monkeypatch.setattr(contents_off_loop, "write_notebook_file", write_notebook_file)
         assert await document.files.save() == "success"
-        assert replaced
+        assert other.edited
         assert_both_edits_kept(document, path)
 
 
@@ -370,17 +380,15 @@ async def test_a_change_right_after_a_save_is_not_taken_for_the_save(
     async with live_notebook(tmp_path) as document:
         checkpoints = document.files.file.contents_manager.checkpoints  # type: ignore[attr-defined]
         real_list = checkpoints.list_checkpoints
-        replaced: list[bool] = []
+        other = AnotherProgram(path)
 
         async def list_checkpoints(checked_path: str) -> Any:
-            if not replaced:  # right after the save's write
-                replaced.append(True)
-                another_program_edits_c2(path)
+            other()  # right after the save's write
             return await real_list(checked_path)
 
         monkeypatch.setattr(checkpoints, "list_checkpoints", list_checkpoints)
         assert await document.files.save() == "success"
-        assert replaced
+        assert other.edited
         assert await document.files.check()  # merged, to be saved back
         assert await document.files.save() == "success"
         assert_both_edits_kept(document, path)
@@ -415,17 +423,15 @@ async def test_a_files_hash_is_of_the_file_its_stamp_is_of(
     path = tmp_path / "nb.ipynb"
     path.write_text(json.dumps(notebook(False)))
     real_get = manager.get
-    replaced: list[bool] = []
+    other = AnotherProgram(path)
 
     async def get(*args: Any, **kwargs: Any) -> Any:
         model = await real_get(*args, **kwargs)
-        if not replaced:  # right after the first look
-            replaced.append(True)
-            another_program_edits_c2(path)
+        other()  # right after the first look
         return model
 
     monkeypatch.setattr(manager, "get", get)
     hashed = await FileAccess(manager, lambda: "nb.ipynb").hashed()
-    assert replaced
+    assert other.edited
     now = await real_get("nb.ipynb", content=False, require_hash=True)
     assert hashed == ((now["last_modified"].isoformat(), now["size"]), now["hash"])
