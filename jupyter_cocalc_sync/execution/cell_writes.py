@@ -8,9 +8,16 @@ committed as made for whoever asked for the running cell (``origin``), through t
 ``RunVersions`` (so a run's versions are squashed when it ends). ``writing`` is true while the
 runner writes, so the runner can tell its own changes from clients' requests.
 
-The settings record's fields the runner reads and writes (the kernel's state, twice a run; the
-output limits, once) are remembered as last read or written, until a change of that record that
+The settings record's fields the runner reads and writes (the kernel's state; the output
+limits, once a run) are remembered as last read or written, until a change of that record that
 is not the runner's own: a warm run then reads none of them from the document.
+
+The kernel's state says ``busy`` once the kernel has been running the batch's cells for
+``busy_after`` seconds (``RUNNING_SHOWN_AFTER``, as the batch's progress: ``activity.py``; with
+the start, when that is written then), and ``idle`` when the batch ends; a batch that ends
+sooner leaves it ``idle``. A state that would be ``busy`` for a few milliseconds tells nobody
+anything, and each write of it is a change every client decodes and the change log keeps, on
+the path of the cell's output (``docs/design.md``, "The kernel's state").
 
 A cell's start (``started``) is written with what comes next — its outputs, or its end — in
 one transaction, at the latest ``flush_interval`` seconds after the kernel began (or when the
@@ -37,6 +44,7 @@ from ..origin import RUNNER, Origin
 from ..outputs.handler import OutputHandler
 from ..sync.table import ChangeEvent, SyncDB
 from ..sync.values import json_copy
+from .activity import RUNNING_SHOWN_AFTER
 from .run_versions import RunVersions
 
 #: ``ename`` of the error that ends a run the server did not see to its end
@@ -71,10 +79,14 @@ class CellWrites:
         versions: RunVersions,
         flush_interval: float,
         current_handler: Callable[[], OutputHandler | None],
+        *,
+        busy_after: float = RUNNING_SHOWN_AFTER,
     ) -> None:
         self.db = db
         self.versions = versions
         self.flush_interval = flush_interval
+        #: seconds of a batch before the kernel is said busy (module docstring)
+        self.busy_after = busy_after
         self._current = current_handler
         #: the origin of the writes for the running cell: the runner, for whoever asked
         self.origin: Origin = RUNNER
@@ -92,6 +104,8 @@ class CellWrites:
         self._clear: tuple[dict[str, Any], Origin] | None = None
         #: writes the pending clearing and start when nothing took them along before
         self._pending_timer: asyncio.TimerHandle | None = None
+        #: says the kernel busy once its batch has gone on for ``busy_after``
+        self._busy_timer: asyncio.TimerHandle | None = None
         #: fields of the settings record as last read or written here (module docstring)
         self._settings: dict[str, Any] = {}
         self._unsubscribe = db.on_change(self._on_change)
@@ -100,6 +114,7 @@ class CellWrites:
         self._unsubscribe()
         self._forget_started()
         self._cancel_pending_timer()
+        self._cancel_busy_timer()
 
     def _on_change(self, event: ChangeEvent) -> None:
         if SETTINGS_KEY in event.changes and not self.writing:
@@ -125,6 +140,35 @@ class CellWrites:
         if handler.exec_count is not None:
             record["exec_count"] = handler.exec_count
         self._started = record
+        if self._busy_timer is None and self.settings("kernel_state")[0] != "busy":
+            self._busy_timer = asyncio.get_running_loop().call_later(
+                self.busy_after, self._busy_timer_fired
+            )
+
+    def _busy_timer_fired(self) -> None:
+        self._busy_timer = None
+        with self.batch() as made_by:
+            self._write_pending(made_by)  # (the start, if it still waits: one change)
+            self.set_settings(kernel_state="busy")
+        self.commit()
+
+    def _busy_if_due(self) -> None:
+        """Say the kernel busy now if its timer is due (a start written by its own timer,
+        due at the same moment, takes the state along: one change)."""
+        timer = self._busy_timer
+        if timer is not None and timer.when() <= asyncio.get_running_loop().time():
+            self._cancel_busy_timer()
+            self.set_settings(kernel_state="busy")
+
+    def _cancel_busy_timer(self) -> None:
+        if self._busy_timer is not None:
+            self._busy_timer.cancel()
+            self._busy_timer = None
+
+    def kernel_idle(self) -> None:
+        """The kernel's batch ended: it is idle (written only if it was said busy)."""
+        self._cancel_busy_timer()
+        self.set_settings(kernel_state="idle")
 
     def write_start_soon(self) -> None:
         """Commit the pending start ``flush_interval`` seconds from now (or with the pending
@@ -179,8 +223,8 @@ class CellWrites:
             self.db.set(clear[0], made_by)
 
     def _write_started(self, *, kernel_idle: bool = False) -> None:
-        """Write the pending start (inside a batch); the kernel is busy, unless
-        ``kernel_idle`` (it is done already: it is said idle instead)."""
+        """Write the pending start (inside a batch); the kernel is said busy with it if it is
+        due to be, unless ``kernel_idle`` (it is done already: it is said idle instead)."""
         started = self._started
         if started is None:
             return
@@ -188,7 +232,7 @@ class CellWrites:
         if self.db.has(("cell", started["id"])):
             self.db.set(started, self.origin)
         if not kernel_idle:
-            self.set_settings(kernel_state="busy")
+            self._busy_if_due()
 
     def _write_pending(
         self,
@@ -201,8 +245,8 @@ class CellWrites:
         batch made by ``made_by``, with the pending start and clearing: those of its cell
         are merged into it, one write (its fields win over the start's — a run that ended
         is ``idle``, not ``busy`` —, the start's over the clearing's, which came first);
-        another cell's are written as they are. The kernel is busy with a start, unless
-        ``kernel_idle``."""
+        another cell's are written as they are. The kernel is said busy with a start if it is
+        due to be, unless ``kernel_idle``."""
         if record is None:
             pending = self._started or (self._clear[0] if self._clear is not None else None)
             if pending is None:
@@ -225,7 +269,7 @@ class CellWrites:
             self._forget_started()
             record.update({k: v for k, v in started.items() if k not in record})
             if not kernel_idle:
-                self.set_settings(kernel_state="busy")
+                self._busy_if_due()
         clear = self._clear
         if clear is None or clear[0]["id"] != cell_id:
             return ()
@@ -315,7 +359,7 @@ class CellWrites:
         with self.batch() as origin:
             self._write_pending(origin, record, kernel_idle=kernel_idle)
             if kernel_idle:
-                self.set_settings(kernel_state="idle")
+                self.kernel_idle()
         self.commit()
 
     def finish_with_error(self, cell_id: str, ename: str, evalue: str) -> None:

@@ -309,7 +309,7 @@ class NotebookRunner:
                 self._report_progress()
         finally:
             self._cleared = None
-            self.writes.set_settings(kernel_state="idle")
+            self.writes.kernel_idle()
             self.writes.commit()
             self.writes.origin = RUNNER
             self._idle.set()

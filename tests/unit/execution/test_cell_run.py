@@ -71,9 +71,17 @@ class Kernel:
         raise AssertionError("no interrupt was asked for")
 
 
-def cell_run(db: SyncDB, emitter: Emitter, flush_interval: float) -> CellRun:
+def cell_run(
+    db: SyncDB, emitter: Emitter, flush_interval: float, busy_after: float = 60.0
+) -> CellRun:
     handler = OutputHandler(CELL)
-    writes = CellWrites(db, Versions(db), flush_interval, lambda: handler)  # type: ignore[arg-type]
+    writes = CellWrites(
+        db,
+        Versions(db),  # type: ignore[arg-type]
+        flush_interval,
+        lambda: handler,
+        busy_after=busy_after,
+    )
     return CellRun(
         Kernel(emitter),  # type: ignore[arg-type]
         handler,
@@ -106,17 +114,20 @@ RESULT = {
 
 async def quick_run(run: CellRun, emitter: Emitter, changes: list[dict[str, set[str]]]) -> None:
     """``1+1`` as the kernel runs it, each message read alone: two changes, the start with
-    the output, then the end."""
+    the output, then the end; the kernel, busy for less than the flush interval, is never
+    said busy (nor idle again)."""
     running = asyncio.ensure_future(run.execute("1+1"))
     await emitter.send("execute_input", EXECUTE_INPUT)
     await emitter.send("execute_result", RESULT)
     emitter.inbox.put_nowait(None)
     assert await running
 
-    assert len(changes) == 2, changes
+    assert changes == [
+        {"cell": changes[0]["cell"]},
+        {"cell": changes[1]["cell"]},
+    ], changes
     start, end = changes
     assert {"state", "start", "exec_count", "output"} <= start["cell"]
-    assert start["settings"] == {"kernel_state"}
     assert {"state", "end"} <= end["cell"]
 
 
@@ -129,14 +140,39 @@ async def test_a_start_and_the_output_that_follows_it_alone_are_one_change() -> 
     assert db.read(("cell", CELL))["state"] == "idle"
 
 
+async def test_a_run_that_goes_on_says_the_kernel_busy_then_idle() -> None:
+    """A cell that printed at once and runs on: its start and output are one change, the
+    kernel's busy state another, once the run has gone on for ``busy_after``; its end says
+    the kernel idle again."""
+    db, changes = notebook()
+    emitter = Emitter()
+    busy = asyncio.Event()
+    db.on_change(lambda event: busy.set() if ("settings", "main") in event.changes else None)
+    run = cell_run(db, emitter, 60.0, busy_after=0.01)
+    running = asyncio.ensure_future(run.execute("print(1); sleep(1)"))
+    await emitter.send("execute_input", EXECUTE_INPUT)
+    await emitter.send("stream", stream("1\n"))
+    assert changes == [{"cell": {"state", "start", "exec_count", "output"}}], changes
+    async with asyncio.timeout(30):  # (a hang, not a speed bound)
+        await busy.wait()
+    assert changes[1:] == [{"settings": {"kernel_state"}}], changes
+    assert db.read(("settings", "main"))["kernel_state"] == "busy"
+
+    emitter.inbox.put_nowait(None)
+    assert await running
+    assert db.read(("settings", "main"))["kernel_state"] == "idle"
+    assert db.read(("cell", CELL))["state"] == "idle"
+
+
 async def test_a_start_with_no_output_after_it_is_written_after_the_flush_interval() -> None:
     """A cell that prints nothing for a while shows busy all the same, once the start has
-    waited ``flush_interval`` for an output."""
+    waited ``flush_interval`` for an output; the kernel's busy state, due then too, goes
+    with it: one change."""
     db, changes = notebook()
     emitter = Emitter()
     written = asyncio.Event()
     db.on_change(lambda _event: written.set())
-    running = asyncio.ensure_future(cell_run(db, emitter, 0.01).execute("1+1"))
+    running = asyncio.ensure_future(cell_run(db, emitter, 0.01, busy_after=0.01).execute("1+1"))
     await emitter.send("execute_input", EXECUTE_INPUT)
     async with asyncio.timeout(30):  # (a hang, not a speed bound)
         await written.wait()
