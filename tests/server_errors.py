@@ -61,6 +61,17 @@ BENIGN: list[tuple[str, re.Pattern[str]]] = [
         ),
     ),
     (
+        "ipykernel flushes stdout and stderr after every control message, a shutdown_request "
+        "too: if the kernel's main thread has stopped its IOPub thread by then (the kernel is "
+        "exiting), the flush fails and the kernel prints the traceback on its way out (its "
+        "stderr, in the server's log); a race of every polite kernel shutdown",
+        re.compile(
+            r"(?s)^\S+\.log: Traceback \(most recent call last\):\n.*, in process_control\n"
+            r"\s+sys\.std(out|err)\.flush\(\)\n.*"
+            r"\nzmq\.error\.ZMQError: Socket operation on non-socket(\n|$)"
+        ),
+    ),
+    (
         "jupyter_server's kernel websocket handler drops its connection when the browser "
         "closes the websocket while the connection still waits for the kernel (a tab "
         "reconnecting during Restart Kernel): the handler then fails on the missing connection "
