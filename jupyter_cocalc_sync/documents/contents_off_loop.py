@@ -101,12 +101,15 @@ async def save_off_loop(
             with manager.atomic_writing(os_path, encoding="utf-8") as file:
                 write_notebook_file(nb, file, validation_error)
                 inode = os.fstat(file.fileno()).st_ino
-            # (closed: its last bytes and time are on it now)
+            # (closed: its last bytes and time are on it now) its stamp as the manager gives
+            # it (a link's own), taken before the check: a file put in its place after the
+            # check is a change the next poll sees, one put before it is caught here
+            stamp = os.lstat(os_path)
             if os.stat(os_path).st_ino != inode:
                 # another program replaced the file while this one was written (the manager
                 # writes in place): ours went to the replaced file, theirs is on disk
                 raise ChangedDuringSave(path)
-            return os.lstat(os_path)  # its stamp as the manager gives it (a link's own)
+            return stamp
 
         written = await asyncio.to_thread(write)
         # one checkpoint should always exist for notebooks (as the manager's save does)

@@ -240,7 +240,7 @@ async def test_a_kernel_restarted_for_its_repointing_does_not_keep_the_old_proce
     settling = manager.claims.when_settled(kernel_id)
     assert settling is not None  # (the re-pointing waits for the file)
     (folder / "go").touch()
-    await settling
+    await asyncio.wait_for(settling, DEADLINE_S)
     # (the new process has not said anything yet: it is still starting)
     assert manager.get_kernel(kernel_id).execution_state == "starting"
     assert manager.pool_status()["counters"]["repoint_failed"] == 1

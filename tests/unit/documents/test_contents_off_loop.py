@@ -394,6 +394,38 @@ async def test_a_change_right_after_a_save_is_not_taken_for_the_save(
         assert_both_edits_kept(document, path)
 
 
+async def test_a_file_replaced_right_after_its_save_is_checked_is_not_taken_for_the_save(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # another program puts its file in place right after the save checked that the file is the
+    # one it wrote: the save's stamp is the one it wrote (taken before the check), so the next
+    # poll sees theirs as a change, not as the saved file
+    path = tmp_path / "nb.ipynb"
+    async with live_notebook(tmp_path) as document:
+        real_write, real_stat = contents_off_loop.write_notebook_file, os.stat
+        other = AnotherProgram(path)
+        written: list[bool] = []
+
+        def write_notebook_file(nb: Any, file: Any, validation_error: dict[str, Any]) -> None:
+            real_write(nb, file, validation_error)
+            written.append(True)
+
+        def stat(target: Any, *args: Any, **kwargs: Any) -> os.stat_result:
+            result = real_stat(target, *args, **kwargs)
+            if written and str(target) == str(path):
+                other()  # right after the check of the written file
+            return result
+
+        monkeypatch.setattr(contents_off_loop, "write_notebook_file", write_notebook_file)
+        monkeypatch.setattr(os, "stat", stat)
+        assert await document.files.save() == "success"
+        monkeypatch.undo()
+        assert other.edited
+        assert await document.files.check()  # theirs: merged, to be saved back
+        assert await document.files.save() == "success"
+        assert_both_edits_kept(document, path)
+
+
 async def test_a_notebook_saved_through_a_link_is_written_where_the_link_points(
     tmp_path: Path,
 ) -> None:
