@@ -26,6 +26,7 @@ from ..errors import DocumentNotFoundError, NotebookFormatError, StoreUnavailabl
 from ..errors_seen import count_error
 from ..format.ipynb import (
     OutputsOf,
+    in_notebook_order,
     initial_update,
     notebook_to_records,
     ordered_outputs,
@@ -242,9 +243,11 @@ class NotebookDocument:
         return self.db.get()
 
     async def durable_records(self) -> tuple[list[Record], int]:
-        """Every record as the change log has it durably, and that version; read a slice at a
-        time, so a big notebook does not stall the event loop (``sync/slices.py``)."""
-        return await read_in_slices(self.db, self.table.durable)
+        """Every record as the change log has it durably (``in_notebook_order``), and that
+        version; read a slice at a time, so a big notebook does not stall the event loop
+        (``sync/slices.py``)."""
+        records, version = await read_in_slices(self.db, self.table.durable)
+        return in_notebook_order(records), version
 
     @property
     def version(self) -> int:
@@ -289,7 +292,7 @@ class NotebookDocument:
         await self.table.durable()
         state = await self.changelog.state_at(self.file_id, version)
         # replaying a whole notebook holds the GIL: done in the replay process
-        return await self.changelog.replay.run(records_of_state, state)
+        return in_notebook_order(await self.changelog.replay.run(records_of_state, state))
 
     async def revert(self, version: int, origin: Origin) -> int:
         """Make the notebook what it was at ``version``, as a new version."""

@@ -144,6 +144,18 @@ def cell_order_key(cell: Record) -> tuple[float, str]:
     return (pos if isinstance(pos, (int, float)) else 0, str(cell.get("id")))
 
 
+def in_notebook_order(records: Iterable[Record]) -> list[Record]:
+    """``records`` in the order a reader expects, the same on every call: the records that
+    are not cells (the settings) by key, then the cells in notebook order (the table itself
+    has no order: a document opened again iterates its records differently)."""
+    records = list(records)
+    others = sorted(
+        (r for r in records if r.get("type") != "cell"),
+        key=lambda r: (str(r.get("type")), str(r.get("id"))),
+    )
+    return others + sorted_cells(records)
+
+
 def sorted_cells(records: Iterable[Record]) -> list[Record]:
     """The cell records in notebook order."""
     cells = [r for r in records if r.get("type") == "cell"]

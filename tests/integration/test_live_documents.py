@@ -176,6 +176,28 @@ async def test_rest_records_and_history(server, root_dir):
     assert unknown.status_code == 400 and "nonsense" in unknown.json()["message"]
 
 
+async def test_rest_records_come_settings_first_then_cells_in_notebook_order(server, root_dir):
+    # ids whose sorted order is not the notebook's ("cell-10" < "cell-2"), in a table whose
+    # iteration order is its hash map's
+    write_notebook(root_dir / "order.ipynb", [f"x = {i}" for i in range(30)])
+    url = "/api/cocalc-sync/notebooks/order.ipynb"
+    in_file = [f"cell-{i}" for i in range(30)]
+
+    def order(records: list[dict]) -> list[str]:
+        return [r["id"] if r["type"] == "cell" else r["type"] for r in records]
+
+    opened = (await server.http.get(url)).json()
+    assert order(opened["records"]) == ["settings", *in_file]
+    last = max(r["pos"] for r in opened["records"] if r["type"] == "cell")
+    moved = {"type": "cell", "id": "cell-0", "pos": last + 1}
+    version = (await server.http.post(url + "/records", json={"set": [moved]})).json()["version"]
+    now = (await server.http.get(url)).json()
+    assert order(now["records"]) == ["settings", *in_file[1:], "cell-0"]
+    then = (await server.http.get(url + f"/history/{opened['version']}")).json()
+    assert order(then["records"]) == ["settings", *in_file]
+    assert now["version"] == version
+
+
 async def test_out_of_band_change_merges_with_a_live_edit(server, root_dir, cocalc_config):
     path = root_dir / "oob.ipynb"
     write_notebook(path, ["first", "second", "third"])
