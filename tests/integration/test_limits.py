@@ -168,3 +168,18 @@ async def test_a_message_the_network_takes_at_once_is_not_counted_as_queued(
         assert peer.queued_bytes == 0 and not peer.writing
         while await ws.receive_bytes() != message:
             pass
+
+
+async def test_a_message_to_a_room_client_runs_no_task_of_its_own(server, root_dir, jp_serverapp):
+    # tornado's write_message makes a task per message, run a loop turn later: for every peer
+    # of every broadcast
+    url, file_id = await syncdb_room(server, root_dir)
+    async with aconnect_ws(url, server.http) as ws:
+        await ws.receive_bytes()
+        (peer,) = extension(jp_serverapp).notebooks.get(file_id).broadcast.rooms["syncdb"].peers
+        message = protocol.sync_message(protocol.SYNC_UPDATE, b"\x00\x00")  # (no change)
+        before = asyncio.all_tasks()
+        peer.send(message)
+        assert asyncio.all_tasks() == before
+        while await ws.receive_bytes() != message:
+            pass
