@@ -61,7 +61,19 @@ class RecordLayout:
             return value
         return Map({**value, text_field: Text(text)})
 
-    def _set_entry(self, column: str, entries: YMap, key: str, value: Any) -> None:
+    def _set_entry(
+        self,
+        column: str,
+        entries: YMap,
+        key: str,
+        value: Any,
+        *,
+        replace: bool = False,
+        known: Any = NOT_READ,
+    ) -> None:
+        """Write the entry ``key`` of a map column; ``replace``: the column is written as a
+        whole (a run's new outputs), ``known``: the entry as stored, when the caller knows
+        it."""
         existing = entries.get(key)
         text_field = self.text_fields.get(column)
         if (
@@ -71,6 +83,13 @@ class RecordLayout:
             and isinstance(value.get(text_field), str)
             and isinstance(existing.get(text_field), Text)
         ):
+            if replace and not _grows(
+                checked_from_crdt(existing) if known is NOT_READ else known, value, text_field
+            ):
+                # a new output where another was (a run's first): made anew, not an edit of
+                # the old text into it (a diff of two unrelated outputs on the run's path)
+                entries[key] = self._entry(column, value)
+                return
             # the same kind of entry: change it in place (a grown stream is an append)
             for name in set(existing.keys()).difference(value):
                 del existing[name]
@@ -147,7 +166,7 @@ class RecordLayout:
                         if sub in existing:
                             del existing[sub]
                     else:
-                        self._set_entry(name, existing, sub, subvalue)
+                        self._set_entry(name, existing, sub, subvalue, replace=replace)
             else:
                 current[name] = Map(
                     {k: self._entry(name, v) for k, v in value.items() if v is not None}
@@ -181,7 +200,10 @@ class RecordLayout:
                 if subvalue is None:
                     del entries[sub]
                 elif isinstance(subvalue, dict) and isinstance(subvalue.get(text_field), str):
-                    self._set_entry(name, entries, sub, subvalue)  # (a text changes in place)
+                    known_entry = known.get(sub, ABSENT)
+                    self._set_entry(
+                        name, entries, sub, subvalue, replace=replace, known=known_entry
+                    )
                 else:
                     entries[sub] = subvalue  # (a different value: what ``_entry`` stores)
         elif isinstance(value, dict) and isinstance(known, dict):
@@ -225,6 +247,17 @@ def _merged(existing: dict[str, Any], value: dict[str, Any]) -> dict[str, Any]:
         else:
             merged[sub] = subvalue
     return merged
+
+
+def _grows(known: Any, value: dict[str, Any], text_field: str | None) -> bool:
+    """Whether the entry ``value`` is the entry ``known`` with its text field as it is or
+    with more text at its end (a stream that grew), and its other fields the same."""
+    if not isinstance(known, dict) or text_field is None or known.keys() != value.keys():
+        return False
+    old, new = known.get(text_field), value.get(text_field)
+    if not isinstance(old, str) or not isinstance(new, str) or not new.startswith(old):
+        return False
+    return all(same_json(known[k], v) for k, v in value.items() if k != text_field)
 
 
 def _same_entry(known: dict[str, Any], key: str, value: Any) -> bool:

@@ -460,6 +460,29 @@ def test_a_map_column_written_to_replace_keeps_the_same_entries_and_drops_the_re
     assert change.replaced == set() and change.entries == {"output": {"1", "2"}}
 
 
+@pytest.mark.parametrize(
+    ("text", "in_place"),
+    [("a\nb\n", True), ("other\n", False)],
+    ids=["grown: appended", "another: made anew"],
+)
+def test_a_stream_written_to_replace_grows_in_place_or_is_made_anew(text, in_place):
+    """A run's first output where the last run's was (the outputs written to replace): the
+    same stream with more text is an append to its text; another text is a new entry, not an
+    edit of the old text into it (no diff of two unrelated outputs on the run's path)."""
+    db = make_db()
+    stdout = cached_cell(db)  # (its output "0": stdout "a\n")
+    outputs = db.record_map(("cell", "c"))["output"]
+    events: list[tuple[str, object]] = []
+    outputs.observe_deep(
+        lambda evs: events.extend((type(e).__name__, e.path) for e in evs)  # type: ignore[attr-defined]
+    )
+    new = {**stdout, "text": text}
+    db.set({"type": "cell", "id": "c", "output": {"0": new}}, ME, replace=["output"])
+    db.commit(ME)
+    assert db.read(("cell", "c"))["output"] == {"0": new}
+    assert events == ([("TextEvent", ["0", "text"])] if in_place else [("MapEvent", [])])
+
+
 def test_a_cached_record_the_table_writes_into_stays_cached_as_it_reads_back(monkeypatch):
     """What ``set`` wrote into a cached record is its cached read once the change is over
     (the runner writes a cell's start, outputs and end, and the kernel's state, without
