@@ -242,12 +242,13 @@ class NotebookDocument:
     def records(self) -> list[Record]:
         return self.db.get()
 
-    async def durable_records(self) -> tuple[list[Record], int]:
-        """Every record as the change log has it durably (``in_notebook_order``), and that
-        version; read a slice at a time, so a big notebook does not stall the event loop
-        (``sync/slices.py``)."""
+    async def durable_records(self, *, ordered: bool = False) -> tuple[list[Record], int]:
+        """Every record as the change log has it durably, and that version; read a slice at a
+        time, so a big notebook does not stall the event loop (``sync/slices.py``).
+        ``ordered``: ``in_notebook_order``, for a reader (the table itself has no order; the
+        saves and merges that read it need none)."""
         records, version = await read_in_slices(self.db, self.table.durable)
-        return in_notebook_order(records), version
+        return (in_notebook_order(records) if ordered else records), version
 
     @property
     def version(self) -> int:
@@ -288,11 +289,13 @@ class NotebookDocument:
         await self.table.durable()
         return await self.changelog.versions(self.file_id)
 
-    async def records_at(self, version: int) -> list[Record]:
+    async def records_at(self, version: int, *, ordered: bool = False) -> list[Record]:
+        """The records as of ``version`` (``ordered``: as ``durable_records``)."""
         await self.table.durable()
         state = await self.changelog.state_at(self.file_id, version)
         # replaying a whole notebook holds the GIL: done in the replay process
-        return in_notebook_order(await self.changelog.replay.run(records_of_state, state))
+        records = await self.changelog.replay.run(records_of_state, state)
+        return in_notebook_order(records) if ordered else records
 
     async def revert(self, version: int, origin: Origin) -> int:
         """Make the notebook what it was at ``version``, as a new version."""

@@ -31,7 +31,7 @@ class NotebookHandler(NotebookHandlerBase):
         document = await self.document(path)
         with_records = self.get_query_argument("records", "true") != "false"
         if with_records:
-            records, version = await document.durable_records()
+            records, version = await document.durable_records(ordered=True)
         else:
             records, version = [], await document.table.durable()
         reply: dict[str, Any] = {
@@ -83,7 +83,7 @@ class VersionHandler(NotebookHandlerBase):
     @requires(READ_DOCUMENT)
     async def get(self, path: str, version: str) -> None:
         document = await self.document(path)
-        records = await document.records_at(int(version))
+        records = await document.records_at(int(version), ordered=True)
         await self.finish_large_json({"version": int(version), "records": records})
 
 
